@@ -1,0 +1,411 @@
+//! CloudWatch alarms as intake sees them: one shape for EventBridge state changes and for
+//! `DescribeAlarms` results, with tenant/component extraction (R4) and critical
+//! classification (R1).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{ComponentId, IdError, TenantId};
+
+/// Alarm names that always start an emergency cycle (matched anywhere in the name, any case).
+pub const BUILT_IN_CRITICAL_ALARMS: [&str; 3] =
+    ["HighErrorRate", "HighLatency", "LowResourceOperations"];
+
+/// Metric dimensions that carry the tenant, in order of preference.
+pub const TENANT_DIMENSIONS: [&str; 5] = ["tenant_id", "TenantId", "tenantId", "Tenant", "tenant"];
+
+/// Metric dimensions that name the component, in order of preference.
+pub const COMPONENT_DIMENSIONS: [&str; 17] = [
+    "component",
+    "Component",
+    "ComponentId",
+    "component_id",
+    "FunctionName",
+    "ServiceName",
+    "ApiName",
+    "ApiId",
+    "StateMachineArn",
+    "TableName",
+    "QueueName",
+    "TopicName",
+    "StreamName",
+    "DBInstanceIdentifier",
+    "DBClusterIdentifier",
+    "LoadBalancer",
+    "InstanceId",
+];
+
+/// The state an alarm is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlarmState {
+    /// Breaching: starts work.
+    Alarm,
+    /// Not breaching.
+    Ok,
+    /// Not enough data to decide.
+    InsufficientData,
+}
+
+impl AlarmState {
+    /// The name CloudWatch uses (`ALARM`, `OK`, `INSUFFICIENT_DATA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alarm => "ALARM",
+            Self::Ok => "OK",
+            Self::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+}
+
+/// What kind of alarm it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// A static threshold on one metric.
+    Metric,
+    /// A threshold on a metric-math expression.
+    MetricMath,
+    /// A band from `ANOMALY_DETECTION_BAND`.
+    AnomalyDetection,
+    /// A rule over other alarms.
+    Composite,
+}
+
+/// One metric an alarm watches.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MetricRef {
+    /// The metric's namespace, e.g. `AWS/Lambda`.
+    pub namespace: Option<String>,
+    /// The metric's name, e.g. `Errors`.
+    pub name: Option<String>,
+    /// The metric's dimensions as (name, value), in the order the source gave them.
+    pub dimensions: Vec<(String, String)>,
+}
+
+/// An alarm, from an EventBridge state change or from `DescribeAlarms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmSignal {
+    /// The alarm's name.
+    pub name: String,
+    /// The alarm's ARN, when the source gave it.
+    pub arn: Option<String>,
+    /// Metric, metric math, anomaly detection or composite.
+    pub kind: AlarmKind,
+    /// The state it is in now.
+    pub state: AlarmState,
+    /// CloudWatch's reason for the state.
+    pub reason: Option<String>,
+    /// When it entered this state.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub state_changed_at: Option<OffsetDateTime>,
+    /// The metrics it watches (empty for composite alarms).
+    pub metrics: Vec<MetricRef>,
+    /// For composite alarms, the alarm rule, e.g. `ALARM(a) OR ALARM(b)`.
+    pub alarm_rule: Option<String>,
+}
+
+/// Where an alarm's tenant and component were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmScope {
+    /// The tenant, or none for system-wide.
+    pub tenant: Option<TenantId>,
+    /// The component, or none for the whole fleet.
+    pub component: Option<ComponentId>,
+    /// `dimension:<name>`, `alarm_name` or `none`: for the decision's reason.
+    pub component_source: String,
+}
+
+impl AlarmSignal {
+    /// Finds tenant and component in the metric dimensions, falling back to the alarm name.
+    ///
+    /// Name convention: `<tenant>/<component>/<anything>` or `<component>-<AlarmKind>`
+    /// (the kind being a critical name or pattern is stripped), see `docs/intake.md`.
+    pub fn scope(&self, critical: &[AlarmPattern]) -> Result<AlarmScope, IdError> {
+        let dimension = |names: &[&str]| {
+            names.iter().find_map(|wanted| {
+                self.metrics.iter().find_map(|m| {
+                    m.dimensions
+                        .iter()
+                        .find(|(name, value)| name == wanted && !value.trim().is_empty())
+                        .map(|(name, value)| (name.clone(), value.trim().to_owned()))
+                })
+            })
+        };
+        let mut tenant = dimension(&TENANT_DIMENSIONS)
+            .map(|(_, v)| TenantId::parse(&v))
+            .transpose()?;
+        if let Some((name, value)) = dimension(&COMPONENT_DIMENSIONS) {
+            return Ok(AlarmScope {
+                tenant,
+                component: Some(ComponentId::parse(&value)?),
+                component_source: format!("dimension:{name}"),
+            });
+        }
+        let segments: Vec<&str> = self
+            .name
+            .split('/')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let component_text = match segments.as_slice() {
+            [first, second, ..] => {
+                if tenant.is_none() {
+                    tenant = TenantId::parse(first).ok();
+                }
+                if tenant.is_some() {
+                    Some((*second).to_owned())
+                } else {
+                    Some(strip_alarm_kind(&self.name, critical))
+                }
+            }
+            _ => Some(strip_alarm_kind(&self.name, critical)),
+        }
+        .filter(|c| !c.is_empty());
+        match component_text {
+            Some(text) => Ok(AlarmScope {
+                tenant,
+                component: Some(ComponentId::parse(&text)?),
+                component_source: "alarm_name".into(),
+            }),
+            None => Ok(AlarmScope {
+                tenant,
+                component: None,
+                component_source: "none".into(),
+            }),
+        }
+    }
+
+    /// True when the alarm (or, for a composite, one of its children) is critical.
+    pub fn is_critical(&self, extra: &[AlarmPattern]) -> bool {
+        let critical_name = |name: &str| {
+            let lower = name.to_ascii_lowercase();
+            BUILT_IN_CRITICAL_ALARMS
+                .iter()
+                .any(|c| lower.contains(&c.to_ascii_lowercase()))
+                || extra.iter().any(|p| p.matches(name))
+        };
+        critical_name(&self.name)
+            || self
+                .alarm_rule
+                .as_deref()
+                .is_some_and(|rule| child_alarms(rule).iter().any(|c| critical_name(c)))
+    }
+}
+
+/// Removes a known alarm kind (built-in critical names, or a configured pattern's literal
+/// text) and separators from the end or start of an alarm name, leaving the component.
+fn strip_alarm_kind(name: &str, patterns: &[AlarmPattern]) -> String {
+    let separators: &[char] = &['-', '_', '.', ':', ' ', '/'];
+    let lower = name.to_ascii_lowercase();
+    let kinds = BUILT_IN_CRITICAL_ALARMS
+        .iter()
+        .map(|k| k.to_ascii_lowercase())
+        .chain(patterns.iter().filter_map(AlarmPattern::literal_affix));
+    for kind in kinds {
+        if kind.is_empty() {
+            continue;
+        }
+        if let Some(rest) = lower.strip_suffix(&kind) {
+            return name[..rest.len()].trim_end_matches(separators).to_owned();
+        }
+        if lower.starts_with(&kind) {
+            return name[kind.len()..].trim_start_matches(separators).to_owned();
+        }
+    }
+    name.trim_matches(separators).to_owned()
+}
+
+/// The alarm names inside `ALARM(...)`, `OK(...)` or `INSUFFICIENT_DATA(...)` of a rule.
+pub fn child_alarms(rule: &str) -> Vec<String> {
+    let mut children = Vec::new();
+    let mut rest = rule;
+    while let Some(open) = rest.find('(') {
+        let function = rest[..open]
+            .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or("");
+        rest = &rest[open + 1..];
+        if !matches!(function, "ALARM" | "OK" | "INSUFFICIENT_DATA") {
+            continue;
+        }
+        let Some(close) = rest.find(')') else { break };
+        let inner = rest[..close].trim().trim_matches(|c| c == '"' || c == '\'');
+        let name = inner.rsplit(":alarm:").next().unwrap_or(inner);
+        if !name.is_empty() {
+            children.push(name.to_owned());
+        }
+        rest = &rest[close + 1..];
+    }
+    children
+}
+
+/// An alarm-name glob: `*` matches any run of characters, `?` one; case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmPattern {
+    glob: String,
+}
+
+impl AlarmPattern {
+    /// Parses a glob; it must contain at least one character other than `*`.
+    pub fn parse(glob: &str) -> Result<Self, &'static str> {
+        if glob.chars().all(|c| c == '*') {
+            return Err("matches every alarm; name at least one literal character");
+        }
+        if glob.chars().any(char::is_control) {
+            return Err("contains control characters");
+        }
+        Ok(Self {
+            glob: glob.to_ascii_lowercase(),
+        })
+    }
+
+    /// True when `name` matches the whole glob, ignoring case.
+    pub fn matches(&self, name: &str) -> bool {
+        glob_match(self.glob.as_bytes(), name.to_ascii_lowercase().as_bytes())
+    }
+
+    /// The literal text of a `*text` or `text*` pattern, for stripping it from alarm names.
+    fn literal_affix(&self) -> Option<String> {
+        let trimmed = self.glob.trim_matches('*');
+        (!trimmed.contains(['*', '?'])).then(|| trimmed.to_owned())
+    }
+}
+
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(name: &str, dims: &[(&str, &str)]) -> AlarmSignal {
+        AlarmSignal {
+            name: name.into(),
+            arn: None,
+            kind: AlarmKind::Metric,
+            state: AlarmState::Alarm,
+            reason: None,
+            state_changed_at: None,
+            metrics: vec![MetricRef {
+                namespace: Some("AWS/Lambda".into()),
+                name: Some("Errors".into()),
+                dimensions: dims
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            }],
+            alarm_rule: None,
+        }
+    }
+
+    #[test]
+    fn dimensions_give_tenant_and_component() {
+        let s = signal("x", &[("TenantId", "acme"), ("FunctionName", "orders-api")]);
+        let scope = s.scope(&[]).unwrap();
+        assert_eq!(scope.tenant.unwrap().as_str(), "acme");
+        assert_eq!(scope.component.unwrap().as_str(), "orders-api");
+        assert_eq!(scope.component_source, "dimension:FunctionName");
+    }
+
+    #[test]
+    fn explicit_component_dimension_wins_over_function_name() {
+        let s = signal(
+            "x",
+            &[
+                ("FunctionName", "fn"),
+                ("component", "checkout"),
+                ("tenant_id", "t1"),
+            ],
+        );
+        let scope = s.scope(&[]).unwrap();
+        assert_eq!(scope.component.unwrap().as_str(), "checkout");
+        assert_eq!(scope.tenant.unwrap().as_str(), "t1");
+    }
+
+    #[test]
+    fn alarm_name_is_the_fallback() {
+        let scope = signal("orders-api-HighErrorRate", &[]).scope(&[]).unwrap();
+        assert_eq!(scope.component.unwrap().as_str(), "orders-api");
+        assert_eq!(scope.component_source, "alarm_name");
+        assert!(scope.tenant.is_none());
+
+        let scope = signal("acme/payments/HighLatency", &[]).scope(&[]).unwrap();
+        assert_eq!(scope.tenant.unwrap().as_str(), "acme");
+        assert_eq!(scope.component.unwrap().as_str(), "payments");
+
+        let pattern = AlarmPattern::parse("*-P1").unwrap();
+        let scope = signal("billing-P1", &[]).scope(&[pattern]).unwrap();
+        assert_eq!(scope.component.unwrap().as_str(), "billing");
+    }
+
+    #[test]
+    fn a_bare_critical_name_is_system_wide() {
+        let scope = signal("HighErrorRate", &[]).scope(&[]).unwrap();
+        assert!(scope.component.is_none());
+        assert!(scope.tenant.is_none());
+        assert_eq!(scope.component_source, "none");
+    }
+
+    #[test]
+    fn a_bad_tenant_dimension_is_an_error_that_names_it() {
+        let err = signal("x", &[("tenant_id", "has space")])
+            .scope(&[])
+            .unwrap_err();
+        assert_eq!(err.kind, "tenant_id");
+    }
+
+    #[test]
+    fn critical_names_and_patterns() {
+        assert!(signal("orders-HIGHERRORRATE", &[]).is_critical(&[]));
+        assert!(signal("LowResourceOperations", &[]).is_critical(&[]));
+        assert!(!signal("orders-cpu", &[]).is_critical(&[]));
+        let p = AlarmPattern::parse("payments-*-sev1").unwrap();
+        assert!(signal("Payments-api-SEV1", &[]).is_critical(&[p.clone()]));
+        assert!(!signal("payments-api-sev2", &[]).is_critical(&[p]));
+    }
+
+    #[test]
+    fn composite_alarms_are_critical_through_their_children() {
+        let mut s = signal("checkout-aggregate", &[]);
+        s.kind = AlarmKind::Composite;
+        s.metrics.clear();
+        s.alarm_rule = Some(
+            "ALARM(\"checkout-HighErrorRate\") OR ALARM(arn:aws:cloudwatch:us-east-1:1:alarm:cpu)"
+                .into(),
+        );
+        assert_eq!(
+            child_alarms(s.alarm_rule.as_deref().unwrap()),
+            ["checkout-HighErrorRate", "cpu"]
+        );
+        assert!(s.is_critical(&[]));
+    }
+
+    #[test]
+    fn globs() {
+        let p = |g| AlarmPattern::parse(g).unwrap();
+        assert!(p("a*c").matches("abbbc"));
+        assert!(p("a?c").matches("abc"));
+        assert!(!p("a?c").matches("abbc"));
+        assert!(p("*x*").matches("x"));
+        assert!(AlarmPattern::parse("***").is_err());
+    }
+}

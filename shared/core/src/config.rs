@@ -1,0 +1,218 @@
+//! Configuration from environment variables: one typed struct with documented defaults.
+//!
+//! Every variable is listed in `docs/configuration.md`; a missing or bad one names itself.
+
+use std::time::Duration;
+
+use crate::alarm::AlarmPattern;
+
+/// A configuration variable is missing or has a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {name} is required but not set")]
+    Missing {
+        /// The variable's name.
+        name: &'static str,
+    },
+    /// A variable is set to a value that cannot be used.
+    #[error("environment variable {name}={value:?} is invalid: {problem}")]
+    Invalid {
+        /// The variable's name.
+        name: &'static str,
+        /// The value it has.
+        value: String,
+        /// Why it cannot be used.
+        problem: String,
+    },
+}
+
+impl crate::error::StableError for ConfigError {
+    fn error_type(&self) -> &'static str {
+        "ConfigError"
+    }
+}
+
+/// Everything selfbuild reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the DynamoDB table holding claims, cycles, audit and control items.
+    pub table_name: String,
+    /// `STATE_MACHINE_ARN`: the improvement-cycle state machine (required by alarm-intake on AWS).
+    pub state_machine_arn: Option<String>,
+    /// `DEDUP_WINDOW_SECONDS`: at most one cycle per (tenant, component) in this window.
+    pub dedup_window: Duration,
+    /// `POLL_LOOKBACK_SECONDS`: the poller acts on alarms that entered ALARM this recently.
+    pub poll_lookback: Duration,
+    /// `CRITICAL_ALARM_PATTERNS`: extra alarm-name globs that start an emergency cycle.
+    pub critical_alarm_patterns: Vec<AlarmPattern>,
+    /// `ROUTINE_WINDOW_HOURS`: how much history a routine cycle analyses.
+    pub routine_window_hours: u32,
+    /// `EMERGENCY_WINDOW_MINUTES`: how much history before the alarm an emergency cycle analyses.
+    pub emergency_window_minutes: u32,
+    /// `MAX_IMPROVEMENTS`: the most opportunities one cycle acts on.
+    pub max_improvements: u32,
+    /// `MAX_CONCURRENT_IMPROVEMENTS`: the Map state's MaxConcurrency.
+    pub max_concurrent_improvements: u32,
+    /// `METRICS_NAMESPACE`: the CloudWatch namespace of the EMF metrics selfbuild emits.
+    pub metrics_namespace: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable name to its value, if set).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        Ok(Self {
+            table_name: env.string("TABLE_NAME", "selfbuild")?,
+            state_machine_arn: env.optional("STATE_MACHINE_ARN"),
+            dedup_window: Duration::from_secs(env.number(
+                "DEDUP_WINDOW_SECONDS",
+                300,
+                1,
+                86_400,
+            )?),
+            poll_lookback: Duration::from_secs(env.number(
+                "POLL_LOOKBACK_SECONDS",
+                900,
+                60,
+                7 * 86_400,
+            )?),
+            critical_alarm_patterns: env.patterns("CRITICAL_ALARM_PATTERNS")?,
+            routine_window_hours: env.number("ROUTINE_WINDOW_HOURS", 24, 1, 168)?,
+            emergency_window_minutes: env.number("EMERGENCY_WINDOW_MINUTES", 60, 5, 1440)?,
+            max_improvements: env.number("MAX_IMPROVEMENTS", 3, 1, 10)?,
+            max_concurrent_improvements: env.number("MAX_CONCURRENT_IMPROVEMENTS", 3, 1, 10)?,
+            metrics_namespace: env.string("METRICS_NAMESPACE", "Selfbuild")?,
+        })
+    }
+
+    /// The state machine ARN, or an error naming `STATE_MACHINE_ARN`.
+    pub fn require_state_machine_arn(&self) -> Result<&str, ConfigError> {
+        self.state_machine_arn
+            .as_deref()
+            .ok_or(ConfigError::Missing {
+                name: "STATE_MACHINE_ARN",
+            })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_lookup(|_| None).expect("the defaults are valid")
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// The variable's value; set-but-blank counts as unset.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.optional(name).unwrap_or_else(|| default.to_owned());
+        if value.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid {
+                name,
+                value,
+                problem: "must not contain control characters".into(),
+            });
+        }
+        Ok(value)
+    }
+
+    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        let invalid = |problem: String| ConfigError::Invalid {
+            name,
+            value: raw.clone(),
+            problem,
+        };
+        let value: T = raw
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("expected a whole number from {min} to {max}")))?;
+        if value < min || value > max {
+            return Err(invalid(format!("must be from {min} to {max}")));
+        }
+        Ok(value)
+    }
+
+    fn patterns(&self, name: &'static str) -> Result<Vec<AlarmPattern>, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(Vec::new());
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                AlarmPattern::parse(p).map_err(|problem| ConfigError::Invalid {
+                    name,
+                    value: raw.clone(),
+                    problem: format!("pattern {p:?}: {problem}"),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.table_name, "selfbuild");
+        assert_eq!(c.dedup_window, Duration::from_secs(300));
+        assert_eq!(c.routine_window_hours, 24);
+        assert_eq!(c.max_improvements, 3);
+        assert!(c.critical_alarm_patterns.is_empty());
+        assert_eq!(
+            c.require_state_machine_arn().unwrap_err(),
+            ConfigError::Missing {
+                name: "STATE_MACHINE_ARN"
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = config(&[("DEDUP_WINDOW_SECONDS", "five")]).unwrap_err();
+        assert!(err.to_string().contains("DEDUP_WINDOW_SECONDS"), "{err}");
+        let err = config(&[("MAX_IMPROVEMENTS", "11")]).unwrap_err();
+        assert!(err.to_string().contains("MAX_IMPROVEMENTS"), "{err}");
+        assert!(err.to_string().contains("from 1 to 10"), "{err}");
+        let err = config(&[("CRITICAL_ALARM_PATTERNS", "ok,**")]).unwrap_err();
+        assert!(err.to_string().contains("CRITICAL_ALARM_PATTERNS"), "{err}");
+    }
+
+    #[test]
+    fn patterns_are_a_comma_separated_list() {
+        let c = config(&[("CRITICAL_ALARM_PATTERNS", " *-P1 , Payments* ,")]).unwrap();
+        assert_eq!(c.critical_alarm_patterns.len(), 2);
+        assert!(c.critical_alarm_patterns[0].matches("orders-p1"));
+    }
+}

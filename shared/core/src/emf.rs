@@ -1,0 +1,148 @@
+//! Metrics as CloudWatch Embedded Metric Format lines (R19).
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+/// A metric's unit, as CloudWatch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// `Milliseconds`.
+    Milliseconds,
+    /// `Count`.
+    Count,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Milliseconds => "Milliseconds",
+            Self::Count => "Count",
+        }
+    }
+}
+
+/// One metric value with its dimensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRecord {
+    /// The metric's name, e.g. `IntakeLatency`.
+    pub name: &'static str,
+    /// Its unit.
+    pub unit: Unit,
+    /// Its value.
+    pub value: f64,
+    /// Dimensions as (name, value); one dimension set.
+    pub dimensions: Vec<(&'static str, String)>,
+    /// When it was observed.
+    pub timestamp: OffsetDateTime,
+}
+
+/// Receives metrics.
+pub trait MetricSink: Send + Sync {
+    /// Records one metric value.
+    fn record(&self, metric: MetricRecord);
+}
+
+/// The EMF JSON line for `metric` in `namespace`.
+pub fn emf_line(namespace: &str, metric: &MetricRecord) -> String {
+    let mut root = Map::new();
+    let dimension_names: Vec<&str> = metric.dimensions.iter().map(|(n, _)| *n).collect();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": metric.timestamp.unix_timestamp_nanos() / 1_000_000,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimension_names],
+                "Metrics": [{"Name": metric.name, "Unit": metric.unit.as_str()}],
+            }],
+        }),
+    );
+    for (name, value) in &metric.dimensions {
+        root.insert((*name).into(), Value::String(value.clone()));
+    }
+    root.insert(metric.name.into(), json!(metric.value));
+    Value::Object(root).to_string()
+}
+
+/// Writes each metric as one EMF line (stdout on Lambda, where CloudWatch picks it up).
+pub struct EmfWriter<W> {
+    namespace: String,
+    out: Mutex<W>,
+}
+
+impl<W: Write + Send> EmfWriter<W> {
+    /// A writer for `namespace` onto `out`.
+    pub fn new(namespace: impl Into<String>, out: W) -> Self {
+        Self {
+            namespace: namespace.into(),
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl<W: Write + Send> MetricSink for EmfWriter<W> {
+    fn record(&self, metric: MetricRecord) {
+        let line = emf_line(&self.namespace, &metric);
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A lost metric line must not fail the invocation.
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn emf_lines_follow_the_specification() {
+        let line = emf_line(
+            "Selfbuild",
+            &MetricRecord {
+                name: "IntakeLatency",
+                unit: Unit::Milliseconds,
+                value: 250.0,
+                dimensions: vec![
+                    ("Function", "alarm-intake".into()),
+                    ("Decision", "started".into()),
+                ],
+                timestamp: datetime!(2026-11-22 05:00:00 UTC),
+            },
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_795_323_600_000_i64);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Selfbuild");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
+            "Decision"
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Milliseconds"
+        );
+        assert_eq!(v["Decision"], "started");
+        assert_eq!(v["IntakeLatency"], 250.0);
+    }
+
+    #[test]
+    fn the_writer_emits_one_line_per_metric() {
+        let writer = EmfWriter::new("Selfbuild", Vec::new());
+        for _ in 0..2 {
+            writer.record(MetricRecord {
+                name: "CyclesStarted",
+                unit: Unit::Count,
+                value: 1.0,
+                dimensions: vec![],
+                timestamp: datetime!(2026-11-22 05:00:00 UTC),
+            });
+        }
+        let out = writer.out.into_inner().unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
+    }
+}

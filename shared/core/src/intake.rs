@@ -1,0 +1,925 @@
+//! alarm-intake (R1–R4): turns alarm state changes, the daily schedule and the poll
+//! schedule into started, duplicate, ignored or halted cycles.
+
+use serde::Serialize;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+use tracing::{info, instrument, warn};
+
+use crate::alarm::{AlarmSignal, AlarmState};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
+use crate::emf::{MetricRecord, MetricSink, Unit};
+use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
+use crate::event::{IntakeEvent, parse_event};
+use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use crate::ports::{AlarmSource, ClaimOutcome, DedupClaim, DedupStore, HaltSwitch, Orchestrator};
+
+/// How long a won claim may stay unstarted before a duplicate starts its cycle itself
+/// (the winner crashed between claiming and starting).
+pub const STALE_CLAIM_AFTER: Duration = Duration::seconds(60);
+
+/// How long after its window a claim record is kept before TTL may delete it.
+pub const CLAIM_RETENTION: Duration = Duration::days(1);
+
+/// What intake decided for one alarm or schedule tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// A cycle was started.
+    Started,
+    /// A cycle for the same (tenant, component) already runs in this window.
+    Duplicate,
+    /// Nothing to do (OK / INSUFFICIENT_DATA, or an alarm the poller need not act on).
+    Ignored,
+    /// The halt switch is on.
+    Halted,
+}
+
+impl Decision {
+    /// The decision's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+            Self::Halted => "halted",
+        }
+    }
+}
+
+/// The handler's answer for one alarm or schedule tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntakeOutcome {
+    /// What was decided.
+    pub decision: Decision,
+    /// Emergency or routine.
+    pub mode: CycleMode,
+    /// The tenant, or null for system-wide.
+    pub tenant_id: Option<TenantId>,
+    /// The component, or null for the whole fleet.
+    pub component: Option<ComponentId>,
+    /// The `tenant#component` scope of dedup.
+    pub dedup_key: String,
+    /// The cycle started, or the one that suppressed this event; null when none.
+    pub cycle_id: Option<CycleId>,
+    /// Events the holding claim has suppressed, this one included (0 when started).
+    pub suppressed_count: u64,
+    /// Why, in words.
+    pub reason: String,
+    /// The alarm this is about, or null for a schedule tick.
+    pub alarm_name: Option<String>,
+}
+
+/// One outcome for an event, a list for a poll.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum IntakeResponse {
+    /// For an alarm state change or the daily schedule.
+    One(IntakeOutcome),
+    /// For a poll: one per alarm found in ALARM.
+    Many(Vec<IntakeOutcome>),
+}
+
+/// Why intake could not decide; `error_type` is what Step Functions and EventBridge see.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The event is malformed or not one intake handles; never retried.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// A dependency was unavailable; the same event may succeed later.
+    #[error("{0}")]
+    Retryable(String),
+    /// A dependency refused the request or holds bad data; retrying will not help.
+    #[error("{0}")]
+    DependencyFailed(String),
+}
+
+impl StableError for IntakeError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Retryable(_) => "Retryable",
+            Self::DependencyFailed(_) => "DependencyFailed",
+        }
+    }
+}
+
+impl From<StoreError> for IntakeError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
+            StoreError::Corrupt { .. } => Self::DependencyFailed(e.to_string()),
+        }
+    }
+}
+
+impl From<OrchestratorError> for IntakeError {
+    fn from(e: OrchestratorError) -> Self {
+        match e {
+            OrchestratorError::Unavailable(_) => Self::Retryable(e.to_string()),
+            OrchestratorError::Rejected(_) => Self::DependencyFailed(e.to_string()),
+        }
+    }
+}
+
+impl From<TelemetryError> for IntakeError {
+    fn from(e: TelemetryError) -> Self {
+        match e {
+            TelemetryError::Unavailable(_) => Self::Retryable(e.to_string()),
+            TelemetryError::Invalid(_) => Self::DependencyFailed(e.to_string()),
+        }
+    }
+}
+
+/// The ports intake uses.
+#[derive(Clone, Copy)]
+pub struct IntakeDeps<'a> {
+    /// Dedup claims.
+    pub claims: &'a dyn DedupStore,
+    /// The halt switch.
+    pub halt: &'a dyn HaltSwitch,
+    /// Starts cycles.
+    pub orchestrator: &'a dyn Orchestrator,
+    /// Alarms in ALARM, for the poller.
+    pub alarms: &'a dyn AlarmSource,
+    /// The time.
+    pub clock: &'a dyn Clock,
+    /// Where intake latency goes.
+    pub metrics: &'a dyn MetricSink,
+}
+
+/// Handles one EventBridge event: an alarm state change, the daily tick or a poll tick.
+#[instrument(skip_all, fields(detail_type = event.get("detail-type").and_then(serde_json::Value::as_str).unwrap_or("")))]
+pub async fn handle_event(
+    deps: IntakeDeps<'_>,
+    config: &Config,
+    event: &Value,
+) -> Result<IntakeResponse, IntakeError> {
+    let event = parse_event(event).map_err(|e| IntakeError::InvalidEvent(e.0))?;
+    let intake = Intake { deps, config };
+    match event {
+        IntakeEvent::AlarmStateChange { alarm, time } => intake
+            .handle_alarm(&alarm, "event", time)
+            .await
+            .map(IntakeResponse::One),
+        IntakeEvent::Routine { rule, time } => intake
+            .handle_routine(rule, time)
+            .await
+            .map(IntakeResponse::One),
+        IntakeEvent::Poll { time, .. } => intake.handle_poll(time).await.map(IntakeResponse::Many),
+    }
+}
+
+struct Intake<'a> {
+    deps: IntakeDeps<'a>,
+    config: &'a Config,
+}
+
+impl Intake<'_> {
+    async fn handle_alarm(
+        &self,
+        alarm: &AlarmSignal,
+        seen_by: &str,
+        event_time: OffsetDateTime,
+    ) -> Result<IntakeOutcome, IntakeError> {
+        let now = self.deps.clock.now();
+        let patterns = &self.config.critical_alarm_patterns;
+        let scope = alarm.scope(patterns).map_err(|e| {
+            IntakeError::InvalidEvent(format!(
+                "alarm {:?}: a metric dimension or the alarm name gives an unusable id: {e}",
+                alarm.name
+            ))
+        })?;
+        let mode = if alarm.is_critical(patterns) {
+            CycleMode::Emergency
+        } else {
+            CycleMode::Routine
+        };
+        let key = DedupKey::new(scope.tenant.clone(), scope.component.clone());
+        let outcome = |decision, reason: String| IntakeOutcome {
+            decision,
+            mode,
+            tenant_id: scope.tenant.clone(),
+            component: scope.component.clone(),
+            dedup_key: key.as_str().to_owned(),
+            cycle_id: None,
+            suppressed_count: 0,
+            reason,
+            alarm_name: Some(alarm.name.clone()),
+        };
+
+        if alarm.state != AlarmState::Alarm {
+            let result = outcome(
+                Decision::Ignored,
+                format!(
+                    "alarm is {}; only ALARM starts a cycle",
+                    alarm.state.as_str()
+                ),
+            );
+            return Ok(self.finish(result, event_time, now));
+        }
+        if seen_by == "poll" {
+            if let Some(changed) = alarm.state_changed_at {
+                let lookback =
+                    Duration::try_from(self.config.poll_lookback).unwrap_or(Duration::MAX);
+                if changed < now - lookback {
+                    let result = outcome(
+                        Decision::Ignored,
+                        format!(
+                            "in ALARM since {}, before the poll lookback of {} s; the event path or an earlier poll acted on it",
+                            rfc3339(changed),
+                            self.config.poll_lookback.as_secs()
+                        ),
+                    );
+                    return Ok(self.finish(result, event_time, now));
+                }
+            }
+        }
+        if let Some(halted) = self.halted().await? {
+            return Ok(self.finish(outcome(Decision::Halted, halted), event_time, now));
+        }
+
+        let window = match mode {
+            CycleMode::Emergency => {
+                let anchor = alarm.state_changed_at.unwrap_or(event_time).min(now);
+                TimeWindow {
+                    start: anchor - minutes(self.config.emergency_window_minutes),
+                    end: now,
+                }
+            }
+            CycleMode::Routine => self.routine_window(now),
+        };
+        let trigger = Trigger::Alarm {
+            name: alarm.name.clone(),
+            arn: alarm.arn.clone(),
+            alarm_kind: alarm.kind,
+            reason: alarm.reason.clone(),
+            seen_by: seen_by.to_owned(),
+        };
+        let why = format!(
+            "{} alarm {} ({:?}) is in ALARM; component from {}",
+            mode.as_str(),
+            alarm.name,
+            alarm.kind,
+            scope.component_source
+        );
+        let result = self
+            .start_or_dedup(key, mode, window, trigger, now, why)
+            .await?;
+        let result = IntakeOutcome {
+            alarm_name: Some(alarm.name.clone()),
+            ..result
+        };
+        Ok(self.finish(result, event_time, now))
+    }
+
+    async fn handle_routine(
+        &self,
+        rule: Option<String>,
+        event_time: OffsetDateTime,
+    ) -> Result<IntakeOutcome, IntakeError> {
+        let now = self.deps.clock.now();
+        let key = DedupKey::new(None, None);
+        if let Some(halted) = self.halted().await? {
+            let result = IntakeOutcome {
+                decision: Decision::Halted,
+                mode: CycleMode::Routine,
+                tenant_id: None,
+                component: None,
+                dedup_key: key.as_str().to_owned(),
+                cycle_id: None,
+                suppressed_count: 0,
+                reason: halted,
+                alarm_name: None,
+            };
+            return Ok(self.finish(result, event_time, now));
+        }
+        let why = format!(
+            "scheduled routine cycle over the fleet, last {} h",
+            self.config.routine_window_hours
+        );
+        let window = self.routine_window(now);
+        let trigger = Trigger::Schedule { rule };
+        let result = self
+            .start_or_dedup(key, CycleMode::Routine, window, trigger, now, why)
+            .await?;
+        Ok(self.finish(result, event_time, now))
+    }
+
+    async fn handle_poll(
+        &self,
+        poll_time: OffsetDateTime,
+    ) -> Result<Vec<IntakeOutcome>, IntakeError> {
+        let alarms = self.deps.alarms.alarms_in_alarm().await?;
+        let mut outcomes = Vec::with_capacity(alarms.len());
+        let mut failures = Vec::new();
+        for alarm in &alarms {
+            let seen = alarm.state_changed_at.unwrap_or(poll_time);
+            match self.handle_alarm(alarm, "poll", seen).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(IntakeError::InvalidEvent(problem)) => {
+                    // One unusable alarm must not stop the others.
+                    warn!(alarm = %alarm.name, %problem, "poll skipped an alarm");
+                    outcomes.push(IntakeOutcome {
+                        decision: Decision::Ignored,
+                        mode: CycleMode::Routine,
+                        tenant_id: None,
+                        component: None,
+                        dedup_key: String::new(),
+                        cycle_id: None,
+                        suppressed_count: 0,
+                        reason: problem,
+                        alarm_name: Some(alarm.name.clone()),
+                    });
+                }
+                Err(e) => failures.push((alarm.name.clone(), e)),
+            }
+        }
+        // Every alarm was tried; a retry re-polls, and dedup keeps the ones done here done.
+        if let Some((_, first)) = failures.first() {
+            let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+            let message = format!(
+                "{} of {} alarms failed ({}): {first}",
+                failures.len(),
+                alarms.len(),
+                names.join(", ")
+            );
+            return Err(match first {
+                IntakeError::Retryable(_) => IntakeError::Retryable(message),
+                _ => IntakeError::DependencyFailed(message),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    fn routine_window(&self, now: OffsetDateTime) -> TimeWindow {
+        TimeWindow {
+            start: now - Duration::hours(i64::from(self.config.routine_window_hours)),
+            end: now,
+        }
+    }
+
+    /// The halt reason, if the switch is on.
+    async fn halted(&self) -> Result<Option<String>, IntakeError> {
+        Ok(self.deps.halt.halt_state().await?.map(|h| {
+            format!(
+                "halt switch is on since {} by {}: {}",
+                rfc3339(h.since),
+                h.actor,
+                h.reason
+            )
+        }))
+    }
+
+    /// Claims the key with one conditional write; the winner starts the cycle.
+    async fn start_or_dedup(
+        &self,
+        key: DedupKey,
+        mode: CycleMode,
+        analysis_window: TimeWindow,
+        trigger: Trigger,
+        now: OffsetDateTime,
+        why: String,
+    ) -> Result<IntakeOutcome, IntakeError> {
+        let cycle_id = CycleId::for_claim(&key, now);
+        let request = CycleRequest {
+            cycle_id: cycle_id.clone(),
+            mode,
+            tenant_id: key.tenant.clone(),
+            components: key.component.iter().cloned().collect(),
+            analysis_window,
+            max_improvements: self.config.max_improvements,
+            max_concurrency: self.config.max_concurrent_improvements,
+            dry_run: false,
+            trigger,
+            dedup_key: key.as_str().to_owned(),
+            requested_at: now,
+        };
+        let window = Duration::try_from(self.config.dedup_window).unwrap_or(Duration::MAX);
+        let window_end = now + window;
+        let claim = DedupClaim {
+            key: key.clone(),
+            cycle_id: cycle_id.clone(),
+            claimed_at: now,
+            window_end,
+            expires_at: window_end + CLAIM_RETENTION,
+            cycle_input: serde_json::to_string(&request)
+                .map_err(|e| IntakeError::DependencyFailed(format!("cycle input: {e}")))?,
+        };
+        let mut outcome = IntakeOutcome {
+            decision: Decision::Started,
+            mode,
+            tenant_id: key.tenant.clone(),
+            component: key.component.clone(),
+            dedup_key: key.as_str().to_owned(),
+            cycle_id: Some(cycle_id.clone()),
+            suppressed_count: 0,
+            reason: why,
+            alarm_name: None,
+        };
+        match self.deps.claims.claim(&claim).await? {
+            ClaimOutcome::Won => {
+                self.start(&key, &request).await?;
+                info!(cycle = %cycle_id, dedup_key = %key, mode = mode.as_str(), "cycle started");
+            }
+            ClaimOutcome::Held(held) => {
+                outcome.cycle_id = Some(held.cycle_id.clone());
+                outcome.suppressed_count = held.suppressed_count;
+                outcome.mode = mode;
+                if !held.started && held.claimed_at + STALE_CLAIM_AFTER <= now {
+                    let stored: CycleRequest =
+                        serde_json::from_str(&held.cycle_input).map_err(|e| {
+                            IntakeError::DependencyFailed(format!(
+                                "claim {key}: stored cycle input is unreadable: {e}"
+                            ))
+                        })?;
+                    self.start(&key, &stored).await?;
+                    outcome.reason = format!(
+                        "cycle {} was claimed at {} but never started; started it now",
+                        held.cycle_id,
+                        rfc3339(held.claimed_at)
+                    );
+                    warn!(cycle = %held.cycle_id, dedup_key = %key, "started a stale claim's cycle");
+                } else {
+                    outcome.decision = Decision::Duplicate;
+                    outcome.reason = format!(
+                        "cycle {} holds {key} until {}; {} event(s) suppressed",
+                        held.cycle_id,
+                        rfc3339(held.window_end),
+                        held.suppressed_count
+                    );
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Starts the cycle and marks its claim; a failed start releases the claim so a retry can win.
+    async fn start(&self, key: &DedupKey, request: &CycleRequest) -> Result<(), IntakeError> {
+        let handle = match self.deps.orchestrator.start_cycle(request).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                match self.deps.claims.release(key, &request.cycle_id).await {
+                    Ok(_) => {}
+                    Err(release) => {
+                        warn!(dedup_key = %key, error = %release, "could not release the claim; a later event will start it once it is stale");
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self
+            .deps
+            .claims
+            .mark_started(key, &request.cycle_id, &handle.execution_ref)
+            .await
+        {
+            // The cycle runs; a later duplicate may start it again, which is idempotent.
+            warn!(dedup_key = %key, error = %e, "cycle started but its claim was not marked");
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        outcome: IntakeOutcome,
+        event_time: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> IntakeOutcome {
+        let latency_ms = (now - event_time).whole_milliseconds().max(0) as f64;
+        self.deps.metrics.record(MetricRecord {
+            name: "IntakeLatency",
+            unit: Unit::Milliseconds,
+            value: latency_ms,
+            dimensions: vec![
+                ("Decision", outcome.decision.as_str().to_owned()),
+                ("Mode", outcome.mode.as_str().to_owned()),
+            ],
+            timestamp: now,
+        });
+        info!(
+            decision = outcome.decision.as_str(),
+            mode = outcome.mode.as_str(),
+            dedup_key = %outcome.dedup_key,
+            latency_ms,
+            "intake decided"
+        );
+        outcome
+    }
+}
+
+fn minutes(m: u32) -> Duration {
+    Duration::minutes(i64::from(m))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::alarm::{AlarmKind, MetricRef};
+    use crate::clock::FixedClock;
+    use crate::ports::{CycleHandle, HaltState, HeldClaim};
+
+    /// In-memory claims with the same conditional semantics as the real stores.
+    #[derive(Default)]
+    struct MemoryStore {
+        claims: Mutex<HashMap<String, HeldClaim>>,
+        halt: Mutex<Option<HaltState>>,
+    }
+
+    #[async_trait]
+    impl DedupStore for MemoryStore {
+        async fn claim(&self, claim: &DedupClaim) -> Result<ClaimOutcome, StoreError> {
+            let mut claims = self.claims.lock().unwrap();
+            match claims.get_mut(claim.key.as_str()) {
+                Some(held) if held.window_end >= claim.claimed_at => {
+                    held.suppressed_count += 1;
+                    Ok(ClaimOutcome::Held(held.clone()))
+                }
+                _ => {
+                    claims.insert(
+                        claim.key.as_str().to_owned(),
+                        HeldClaim {
+                            cycle_id: claim.cycle_id.clone(),
+                            claimed_at: claim.claimed_at,
+                            window_end: claim.window_end,
+                            suppressed_count: 0,
+                            started: false,
+                            cycle_input: claim.cycle_input.clone(),
+                        },
+                    );
+                    Ok(ClaimOutcome::Won)
+                }
+            }
+        }
+        async fn mark_started(
+            &self,
+            key: &DedupKey,
+            _: &CycleId,
+            _: &str,
+        ) -> Result<(), StoreError> {
+            if let Some(held) = self.claims.lock().unwrap().get_mut(key.as_str()) {
+                held.started = true;
+            }
+            Ok(())
+        }
+        async fn release(&self, key: &DedupKey, id: &CycleId) -> Result<bool, StoreError> {
+            let mut claims = self.claims.lock().unwrap();
+            let holds = claims.get(key.as_str()).is_some_and(|h| &h.cycle_id == id);
+            if holds {
+                claims.remove(key.as_str());
+            }
+            Ok(holds)
+        }
+    }
+
+    #[async_trait]
+    impl HaltSwitch for MemoryStore {
+        async fn halt_state(&self) -> Result<Option<HaltState>, StoreError> {
+            Ok(self.halt.lock().unwrap().clone())
+        }
+        async fn set_halt(&self, halt: &HaltState) -> Result<(), StoreError> {
+            *self.halt.lock().unwrap() = Some(halt.clone());
+            Ok(())
+        }
+        async fn clear_halt(&self) -> Result<bool, StoreError> {
+            Ok(self.halt.lock().unwrap().take().is_some())
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        started: Mutex<Vec<CycleRequest>>,
+        fail_with: Mutex<Option<fn() -> OrchestratorError>>,
+        alarms: Vec<AlarmSignal>,
+        metrics: Mutex<Vec<MetricRecord>>,
+    }
+
+    #[async_trait]
+    impl Orchestrator for Recorder {
+        async fn start_cycle(
+            &self,
+            request: &CycleRequest,
+        ) -> Result<CycleHandle, OrchestratorError> {
+            if let Some(fail) = *self.fail_with.lock().unwrap() {
+                return Err(fail());
+            }
+            self.started.lock().unwrap().push(request.clone());
+            Ok(CycleHandle {
+                execution_ref: format!("local:{}", request.cycle_id),
+                already_started: false,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl AlarmSource for Recorder {
+        async fn alarms_in_alarm(&self) -> Result<Vec<AlarmSignal>, TelemetryError> {
+            Ok(self.alarms.clone())
+        }
+    }
+
+    impl MetricSink for Recorder {
+        fn record(&self, metric: MetricRecord) {
+            self.metrics.lock().unwrap().push(metric);
+        }
+    }
+
+    struct World {
+        store: MemoryStore,
+        recorder: Recorder,
+        clock: FixedClock,
+        config: Config,
+    }
+
+    impl World {
+        fn at(now: OffsetDateTime) -> Self {
+            Self {
+                store: MemoryStore::default(),
+                recorder: Recorder::default(),
+                clock: FixedClock(now),
+                config: Config::default(),
+            }
+        }
+
+        async fn handle(&self, event: &Value) -> Result<IntakeResponse, IntakeError> {
+            let deps = IntakeDeps {
+                claims: &self.store,
+                halt: &self.store,
+                orchestrator: &self.recorder,
+                alarms: &self.recorder,
+                clock: &self.clock,
+                metrics: &self.recorder,
+            };
+            handle_event(deps, &self.config, event).await
+        }
+
+        async fn one(&self, event: &Value) -> IntakeOutcome {
+            match self.handle(event).await.unwrap() {
+                IntakeResponse::One(o) => o,
+                IntakeResponse::Many(m) => panic!("expected one outcome, got {m:?}"),
+            }
+        }
+    }
+
+    fn event(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-11-22 05:00:01 UTC);
+
+    #[tokio::test]
+    async fn a_critical_alarm_starts_an_emergency_cycle_scoped_to_its_component() {
+        let world = World::at(NOW);
+        let out = world
+            .one(&event(include_str!("../../../events/alarm-metric.json")))
+            .await;
+        assert_eq!(out.decision, Decision::Started);
+        assert_eq!(out.mode, CycleMode::Emergency);
+        assert_eq!(out.component.as_ref().unwrap().as_str(), "orders-api");
+        assert_eq!(out.tenant_id, None);
+        assert_eq!(out.dedup_key, "*#orders-api");
+        let started = world.recorder.started.lock().unwrap();
+        assert_eq!(started.len(), 1);
+        assert_eq!(Some(&started[0].cycle_id), out.cycle_id.as_ref());
+        assert_eq!(started[0].analysis_window.end, NOW);
+        assert_eq!(
+            started[0].analysis_window.start,
+            datetime!(2026-11-22 04:00:00.124 UTC)
+        );
+        let metrics = world.recorder.metrics.lock().unwrap();
+        assert_eq!(metrics[0].name, "IntakeLatency");
+        assert_eq!(metrics[0].value, 1000.0);
+    }
+
+    #[tokio::test]
+    async fn a_non_critical_alarm_starts_a_routine_cycle_for_its_tenant() {
+        let world = World::at(NOW);
+        let mut e = event(include_str!("../../../events/alarm-anomaly-detection.json"));
+        e["detail"]["alarmName"] = json!("search-duration");
+        let out = world.one(&e).await;
+        assert_eq!(out.decision, Decision::Started);
+        assert_eq!(out.mode, CycleMode::Routine);
+        assert_eq!(out.tenant_id.unwrap().as_str(), "acme");
+        assert_eq!(out.component.unwrap().as_str(), "search");
+        let started = world.recorder.started.lock().unwrap();
+        assert_eq!(started[0].analysis_window.start, NOW - Duration::hours(24));
+    }
+
+    #[tokio::test]
+    async fn configured_patterns_make_alarms_critical() {
+        let mut world = World::at(NOW);
+        world.config = Config::from_lookup(|k| {
+            (k == "CRITICAL_ALARM_PATTERNS").then(|| "*error-ratio".to_owned())
+        })
+        .unwrap();
+        let out = world
+            .one(&event(include_str!(
+                "../../../events/alarm-metric-math.json"
+            )))
+            .await;
+        assert_eq!(out.mode, CycleMode::Emergency);
+        assert_eq!(out.component.unwrap().as_str(), "checkout");
+    }
+
+    #[tokio::test]
+    async fn ok_and_insufficient_data_are_acknowledged_and_ignored() {
+        let world = World::at(NOW);
+        for text in [
+            include_str!("../../../events/alarm-ok.json"),
+            include_str!("../../../events/alarm-insufficient-data.json"),
+        ] {
+            let out = world.one(&event(text)).await;
+            assert_eq!(out.decision, Decision::Ignored);
+            assert_eq!(out.cycle_id, None);
+            assert!(out.reason.contains("only ALARM"), "{}", out.reason);
+        }
+        assert!(world.recorder.started.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_alarm_in_the_window_is_a_counted_duplicate() {
+        let world = World::at(NOW);
+        let e = event(include_str!("../../../events/alarm-metric.json"));
+        let first = world.one(&e).await;
+        let second = world.one(&e).await;
+        let third = world.one(&e).await;
+        assert_eq!(second.decision, Decision::Duplicate);
+        assert_eq!(second.cycle_id, first.cycle_id);
+        assert_eq!(second.suppressed_count, 1);
+        assert_eq!(third.suppressed_count, 2);
+        assert_eq!(world.recorder.started.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn after_the_window_a_new_cycle_starts() {
+        let mut world = World::at(NOW);
+        let e = event(include_str!("../../../events/alarm-metric.json"));
+        let first = world.one(&e).await;
+        world.clock = FixedClock(NOW + Duration::seconds(301));
+        let later = world.one(&e).await;
+        assert_eq!(later.decision, Decision::Started);
+        assert_ne!(later.cycle_id, first.cycle_id);
+    }
+
+    #[tokio::test]
+    async fn the_halt_switch_refuses_new_cycles() {
+        let world = World::at(NOW);
+        world
+            .store
+            .set_halt(&HaltState {
+                reason: "bad deploys".into(),
+                actor: "ops".into(),
+                since: NOW,
+            })
+            .await
+            .unwrap();
+        let out = world
+            .one(&event(include_str!("../../../events/alarm-metric.json")))
+            .await;
+        assert_eq!(out.decision, Decision::Halted);
+        assert!(out.reason.contains("bad deploys"));
+        let out = world
+            .one(&event(include_str!("../../../events/scheduled-24h.json")))
+            .await;
+        assert_eq!(out.decision, Decision::Halted);
+        assert!(world.recorder.started.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_daily_schedule_starts_a_fleet_wide_routine_cycle() {
+        let world = World::at(NOW);
+        let out = world
+            .one(&event(include_str!("../../../events/scheduled-24h.json")))
+            .await;
+        assert_eq!(out.decision, Decision::Started);
+        assert_eq!(out.mode, CycleMode::Routine);
+        assert_eq!(out.component, None);
+        assert_eq!(out.dedup_key, "*#*");
+        let started = world.recorder.started.lock().unwrap();
+        assert!(started[0].components.is_empty());
+        assert!(
+            matches!(&started[0].trigger, Trigger::Schedule { rule: Some(r) } if r.contains("DailyCycleRule"))
+        );
+    }
+
+    fn polled(name: &str, function: &str, changed: OffsetDateTime) -> AlarmSignal {
+        AlarmSignal {
+            name: name.into(),
+            arn: None,
+            kind: AlarmKind::Metric,
+            state: AlarmState::Alarm,
+            reason: None,
+            state_changed_at: Some(changed),
+            metrics: vec![MetricRef {
+                namespace: Some("AWS/Lambda".into()),
+                name: Some("Errors".into()),
+                dimensions: vec![("FunctionName".into(), function.into())],
+            }],
+            alarm_rule: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_handles_each_recent_alarm_and_skips_old_ones() {
+        let mut world = World::at(NOW);
+        world.recorder.alarms = vec![
+            polled("a-HighLatency", "a", NOW - Duration::minutes(2)),
+            polled("b-errors", "b", NOW - Duration::minutes(3)),
+            polled("b-throttles", "b", NOW - Duration::minutes(3)),
+            polled("c-errors", "c", NOW - Duration::hours(5)),
+            polled("d-errors", "bad\u{0}name", NOW),
+        ];
+        let IntakeResponse::Many(outs) = world
+            .handle(&event(include_str!("../../../events/scheduled-poll.json")))
+            .await
+            .unwrap()
+        else {
+            panic!("a poll answers with a list");
+        };
+        let decisions: Vec<Decision> = outs.iter().map(|o| o.decision).collect();
+        assert_eq!(
+            decisions,
+            [
+                Decision::Started,
+                Decision::Started,
+                Decision::Duplicate,
+                Decision::Ignored,
+                Decision::Ignored
+            ]
+        );
+        assert_eq!(outs[0].mode, CycleMode::Emergency);
+        assert!(outs[4].reason.contains("component"), "{}", outs[4].reason);
+        assert_eq!(world.recorder.started.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_releases_the_claim_so_a_retry_can_win() {
+        let world = World::at(NOW);
+        *world.recorder.fail_with.lock().unwrap() =
+            Some(|| OrchestratorError::Unavailable("throttled".into()));
+        let e = event(include_str!("../../../events/alarm-metric.json"));
+        let err = world.handle(&e).await.unwrap_err();
+        assert_eq!(err.error_type(), "Retryable");
+        *world.recorder.fail_with.lock().unwrap() = None;
+        let out = world.one(&e).await;
+        assert_eq!(out.decision, Decision::Started);
+    }
+
+    #[tokio::test]
+    async fn a_stale_unstarted_claim_is_started_by_the_next_event() {
+        let mut world = World::at(NOW);
+        let e = event(include_str!("../../../events/alarm-metric.json"));
+        // GIVEN a claim whose winner died before starting the cycle
+        let key = DedupKey::new(None, Some(ComponentId::parse("orders-api").unwrap()));
+        let request_id = CycleId::for_claim(&key, NOW);
+        world.one(&e).await;
+        world
+            .store
+            .claims
+            .lock()
+            .unwrap()
+            .get_mut(key.as_str())
+            .unwrap()
+            .started = false;
+        world.recorder.started.lock().unwrap().clear();
+        // WHEN the same alarm arrives more than a minute later
+        world.clock = FixedClock(NOW + Duration::seconds(90));
+        let out = world.one(&e).await;
+        // THEN the stored cycle is started under its original id
+        assert_eq!(out.decision, Decision::Started);
+        assert_eq!(out.cycle_id.as_ref(), Some(&request_id));
+        let started = world.recorder.started.lock().unwrap();
+        assert_eq!(started[0].cycle_id, request_id);
+    }
+
+    #[tokio::test]
+    async fn malformed_events_are_invalid_and_name_the_field() {
+        let world = World::at(NOW);
+        let err = world
+            .handle(&json!({"detail-type": "CloudWatch Alarm State Change"}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidEvent");
+        assert!(err.to_string().contains("source"), "{err}");
+        let mut e = event(include_str!("../../../events/alarm-metric.json"));
+        e["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"]["TenantId"] =
+            json!("no spaces allowed");
+        let err = world.handle(&e).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidEvent");
+        assert!(err.to_string().contains("tenant_id"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! The ports: small traits the handlers depend on. AWS adapters live in `selfbuild-aws`,
+//! embedded ones in `selfbuild-local`; each has a contract test suite run against both.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::alarm::AlarmSignal;
+use crate::cycle::{CycleRecord, CycleRequest};
+use crate::error::{OrchestratorError, StoreError, TelemetryError};
+use crate::ids::{CycleId, DedupKey};
+
+/// A request to own a dedup key for one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DedupClaim {
+    /// The (tenant, component) scope.
+    pub key: DedupKey,
+    /// The cycle the claim admits; also identifies the claim.
+    pub cycle_id: CycleId,
+    /// When the claim is made; a held claim is replaced only if its window ended before this.
+    pub claimed_at: OffsetDateTime,
+    /// When the window ends.
+    pub window_end: OffsetDateTime,
+    /// When the store may delete the record (TTL); never used for correctness.
+    pub expires_at: OffsetDateTime,
+    /// The cycle's input as JSON, kept so an unstarted claim can be started later.
+    pub cycle_input: String,
+}
+
+/// The claim that holds a dedup key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldClaim {
+    /// The cycle it admitted.
+    pub cycle_id: CycleId,
+    /// When it was made.
+    pub claimed_at: OffsetDateTime,
+    /// When its window ends.
+    pub window_end: OffsetDateTime,
+    /// Events suppressed by it so far, this one included.
+    pub suppressed_count: u64,
+    /// Whether its cycle was handed to the orchestrator.
+    pub started: bool,
+    /// The cycle's input as JSON.
+    pub cycle_input: String,
+}
+
+/// What one conditional claim decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// This claim now holds the key.
+    Won,
+    /// Another claim holds the key for this window; its suppressed count was incremented.
+    Held(HeldClaim),
+}
+
+/// Dedup claims (R2): at most one winner per key per window.
+#[async_trait]
+pub trait DedupStore: Send + Sync {
+    /// Claims the key unless a claim whose window has not ended holds it; decided by ONE
+    /// conditional write. On `Held`, the holder's suppressed count was incremented.
+    async fn claim(&self, claim: &DedupClaim) -> Result<ClaimOutcome, StoreError>;
+
+    /// Records that the claim's cycle was handed to the orchestrator.
+    async fn mark_started(
+        &self,
+        key: &DedupKey,
+        cycle_id: &CycleId,
+        execution_ref: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the claim if `cycle_id` still holds it (the start failed); true if deleted.
+    async fn release(&self, key: &DedupKey, cycle_id: &CycleId) -> Result<bool, StoreError>;
+}
+
+/// The halt switch (R14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaltState {
+    /// Why it was set.
+    pub reason: String,
+    /// Who set it.
+    pub actor: String,
+    /// When it was set.
+    pub since: OffsetDateTime,
+}
+
+/// Reads and flips the halt switch.
+#[async_trait]
+pub trait HaltSwitch: Send + Sync {
+    /// The switch, if set.
+    async fn halt_state(&self) -> Result<Option<HaltState>, StoreError>;
+    /// Sets the switch (replacing an earlier reason).
+    async fn set_halt(&self, halt: &HaltState) -> Result<(), StoreError>;
+    /// Clears the switch; true if it was set.
+    async fn clear_halt(&self) -> Result<bool, StoreError>;
+}
+
+/// Cycle records.
+#[async_trait]
+pub trait CycleStore: Send + Sync {
+    /// Stores a new cycle; false (and no change) if one with the same id exists.
+    async fn create_cycle(&self, cycle: &CycleRecord) -> Result<bool, StoreError>;
+    /// The cycle with this id.
+    async fn get_cycle(&self, id: &CycleId) -> Result<Option<CycleRecord>, StoreError>;
+}
+
+/// Every store port, as one adapter provides them.
+pub trait Store: DedupStore + HaltSwitch + CycleStore {}
+impl<T: DedupStore + HaltSwitch + CycleStore> Store for T {}
+
+/// A started cycle's handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleHandle {
+    /// The orchestrator's reference (an execution ARN on AWS).
+    pub execution_ref: String,
+    /// True if an execution with this cycle id already existed.
+    pub already_started: bool,
+}
+
+/// Runs improvement cycles.
+#[async_trait]
+pub trait Orchestrator: Send + Sync {
+    /// Starts the cycle; idempotent for the same cycle id and input.
+    async fn start_cycle(&self, request: &CycleRequest) -> Result<CycleHandle, OrchestratorError>;
+}
+
+/// The alarms part of the Telemetry port.
+#[async_trait]
+pub trait AlarmSource: Send + Sync {
+    /// Every metric and composite alarm currently in ALARM.
+    async fn alarms_in_alarm(&self) -> Result<Vec<AlarmSignal>, TelemetryError>;
+}
