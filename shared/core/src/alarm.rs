@@ -72,6 +72,34 @@ pub enum AlarmKind {
     Composite,
 }
 
+impl AlarmKind {
+    /// `metric`, `metric_math`, `anomaly_detection` or `composite`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Metric => "metric",
+            Self::MetricMath => "metric_math",
+            Self::AnomalyDetection => "anomaly_detection",
+            Self::Composite => "composite",
+        }
+    }
+
+    /// The kind of a metric alarm from its metric-query expressions and whether it has a
+    /// threshold metric (`ThresholdMetricId`, set only by anomaly-detection alarms).
+    pub fn for_metric_alarm(expressions: &[&str], has_threshold_metric: bool) -> Self {
+        if has_threshold_metric
+            || expressions
+                .iter()
+                .any(|e| e.to_ascii_uppercase().contains("ANOMALY_DETECTION_BAND"))
+        {
+            Self::AnomalyDetection
+        } else if expressions.is_empty() {
+            Self::Metric
+        } else {
+            Self::MetricMath
+        }
+    }
+}
+
 /// One metric an alarm watches.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MetricRef {
@@ -132,48 +160,39 @@ impl AlarmSignal {
                 })
             })
         };
-        let mut tenant = dimension(&TENANT_DIMENSIONS)
-            .map(|(_, v)| TenantId::parse(&v))
-            .transpose()?;
-        if let Some((name, value)) = dimension(&COMPONENT_DIMENSIONS) {
-            return Ok(AlarmScope {
-                tenant,
-                component: Some(ComponentId::parse(&value)?),
-                component_source: format!("dimension:{name}"),
-            });
-        }
         let segments: Vec<&str> = self
             .name
             .split('/')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        let component_text = match segments.as_slice() {
-            [first, second, ..] => {
-                if tenant.is_none() {
-                    tenant = TenantId::parse(first).ok();
-                }
-                if tenant.is_some() {
-                    Some((*second).to_owned())
+        let name_tenant = match segments.as_slice() {
+            [first, _, ..] => TenantId::parse(first).ok(),
+            _ => None,
+        };
+        let tenant = match dimension(&TENANT_DIMENSIONS) {
+            Some((_, value)) => Some(TenantId::parse(&value)?),
+            None => name_tenant.clone(),
+        };
+        let (component, component_source) = match dimension(&COMPONENT_DIMENSIONS) {
+            Some((name, value)) => (Some(value), format!("dimension:{name}")),
+            None => {
+                let text = match (&name_tenant, segments.as_slice()) {
+                    (Some(_), [_, second, ..]) => (*second).to_owned(),
+                    _ => strip_alarm_kind(&self.name, critical),
+                };
+                if text.is_empty() {
+                    (None, "none".to_owned())
                 } else {
-                    Some(strip_alarm_kind(&self.name, critical))
+                    (Some(text), "alarm_name".to_owned())
                 }
             }
-            _ => Some(strip_alarm_kind(&self.name, critical)),
-        }
-        .filter(|c| !c.is_empty());
-        match component_text {
-            Some(text) => Ok(AlarmScope {
-                tenant,
-                component: Some(ComponentId::parse(&text)?),
-                component_source: "alarm_name".into(),
-            }),
-            None => Ok(AlarmScope {
-                tenant,
-                component: None,
-                component_source: "none".into(),
-            }),
-        }
+        };
+        Ok(AlarmScope {
+            tenant,
+            component: component.as_deref().map(ComponentId::parse).transpose()?,
+            component_source,
+        })
     }
 
     /// True when the alarm (or, for a composite, one of its children) is critical.
@@ -339,6 +358,18 @@ mod tests {
         let scope = s.scope(&[]).unwrap();
         assert_eq!(scope.component.unwrap().as_str(), "checkout");
         assert_eq!(scope.tenant.unwrap().as_str(), "t1");
+    }
+
+    #[test]
+    fn the_alarm_name_gives_the_tenant_when_no_dimension_does() {
+        let scope = signal(
+            "acme/checkout/error-ratio",
+            &[("FunctionName", "checkout-fn")],
+        )
+        .scope(&[])
+        .unwrap();
+        assert_eq!(scope.tenant.unwrap().as_str(), "acme");
+        assert_eq!(scope.component.unwrap().as_str(), "checkout-fn");
     }
 
     #[test]

@@ -27,3 +27,9 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+impl<C: Clock + ?Sized> Clock for &C {
+    fn now(&self) -> OffsetDateTime {
+        (**self).now()
+    }
+}

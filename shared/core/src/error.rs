@@ -44,3 +44,30 @@ pub enum TelemetryError {
     #[error("telemetry answer is invalid: {0}")]
     Invalid(String),
 }
+
+impl StableError for StoreError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "Retryable",
+            Self::Corrupt { .. } => "StoreCorrupt",
+        }
+    }
+}
+
+impl StableError for OrchestratorError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "Retryable",
+            Self::Rejected(_) => "DependencyFailed",
+        }
+    }
+}
+
+impl StableError for TelemetryError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "Retryable",
+            Self::Invalid(_) => "DependencyFailed",
+        }
+    }
+}

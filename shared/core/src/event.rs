@@ -177,6 +177,8 @@ struct Configuration {
     metrics: Vec<MetricQuery>,
     #[serde(default)]
     alarm_rule: Option<String>,
+    #[serde(default)]
+    threshold_metric_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -234,15 +236,8 @@ fn parse_alarm_detail(detail: &Value, resources: &[String]) -> Result<AlarmSigna
         .collect();
     let kind = if d.configuration.alarm_rule.is_some() {
         AlarmKind::Composite
-    } else if expressions
-        .iter()
-        .any(|e| e.to_ascii_uppercase().contains("ANOMALY_DETECTION_BAND"))
-    {
-        AlarmKind::AnomalyDetection
-    } else if !expressions.is_empty() {
-        AlarmKind::MetricMath
     } else {
-        AlarmKind::Metric
+        AlarmKind::for_metric_alarm(&expressions, d.configuration.threshold_metric_id.is_some())
     };
     let metrics = d
         .configuration

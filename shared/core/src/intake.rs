@@ -259,10 +259,10 @@ impl Intake<'_> {
             seen_by: seen_by.to_owned(),
         };
         let why = format!(
-            "{} alarm {} ({:?}) is in ALARM; component from {}",
+            "{}: {} alarm {} is in ALARM; component from {}",
             mode.as_str(),
+            alarm.kind.as_str(),
             alarm.name,
-            alarm.kind,
             scope.component_source
         );
         let result = self
