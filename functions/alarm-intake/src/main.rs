@@ -1,1 +1,43 @@
-fn main() {}
+//! alarm-intake Lambda: wiring only. The logic is `selfbuild_core::intake`.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use selfbuild_aws::cloudwatch::CloudWatchAlarms;
+use selfbuild_aws::dynamo::DynamoStore;
+use selfbuild_aws::lambda::diagnostic;
+use selfbuild_aws::sfn::StepFunctionsOrchestrator;
+use selfbuild_core::Config;
+use selfbuild_core::clock::SystemClock;
+use selfbuild_core::emf::EmfWriter;
+use selfbuild_core::intake::{IntakeDeps, handle_event};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let state_machine_arn = config.require_state_machine_arn()?.to_owned();
+
+    // Clients are built once per container, outside the handler.
+    let sdk = selfbuild_aws::sdk_config().await;
+    let store = DynamoStore::new(&sdk, config.table_name.clone());
+    let orchestrator = StepFunctionsOrchestrator::new(&sdk, state_machine_arn);
+    let alarms = CloudWatchAlarms::new(&sdk);
+    let metrics = EmfWriter::new(config.metrics_namespace.clone(), std::io::stdout());
+    let clock = SystemClock;
+    let deps = IntakeDeps {
+        claims: &store,
+        halt: &store,
+        orchestrator: &orchestrator,
+        alarms: &alarms,
+        clock: &clock,
+        metrics: &metrics,
+    };
+    let config = &config;
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle_event(deps, config, &event.payload)
+            .await
+            .map_err(|e| diagnostic(&e))
+    }))
+    .await
+}

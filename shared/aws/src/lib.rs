@@ -1,1 +1,28 @@
-//! x
+//! selfbuild's ports over the AWS SDK.
+//!
+//! - [`dynamo`]: [`DynamoStore`], the dedup, halt-switch and cycle stores on one DynamoDB table.
+//! - [`sfn`]: [`StepFunctionsOrchestrator`], cycles as Step Functions executions named by cycle id.
+//! - [`cloudwatch`]: [`CloudWatchAlarms`], the alarms in ALARM from CloudWatch `DescribeAlarms`.
+//! - [`lambda`]: [`lambda::diagnostic`], Lambda error reports with a stable `errorType`.
+//! - `sdk_error` (private): which SDK errors are transient, and error text without raw dumps.
+//!
+//! [`sdk_config`] loads the SDK configuration once per process. Local endpoints (moto,
+//! DynamoDB Local) are chosen with `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, which the
+//! SDK honours by itself; there is no local switch in code.
+
+pub mod cloudwatch;
+pub mod dynamo;
+pub mod lambda;
+mod sdk_error;
+pub mod sfn;
+
+pub use cloudwatch::CloudWatchAlarms;
+pub use dynamo::DynamoStore;
+pub use sfn::StepFunctionsOrchestrator;
+
+use aws_config::BehaviorVersion;
+
+/// The SDK configuration from the environment (region, credentials, endpoint overrides).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}

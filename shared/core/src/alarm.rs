@@ -410,7 +410,7 @@ mod tests {
         assert!(signal("LowResourceOperations", &[]).is_critical(&[]));
         assert!(!signal("orders-cpu", &[]).is_critical(&[]));
         let p = AlarmPattern::parse("payments-*-sev1").unwrap();
-        assert!(signal("Payments-api-SEV1", &[]).is_critical(&[p.clone()]));
+        assert!(signal("Payments-api-SEV1", &[]).is_critical(std::slice::from_ref(&p)));
         assert!(!signal("payments-api-sev2", &[]).is_critical(&[p]));
     }
 

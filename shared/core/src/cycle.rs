@@ -40,14 +40,24 @@ pub enum Trigger {
         alarm_kind: AlarmKind,
         /// CloudWatch's reason for the state.
         reason: Option<String>,
-        /// `event` (EventBridge) or `poll` (DescribeAlarms).
-        seen_by: String,
+        /// How intake learned of it.
+        seen_by: SeenBy,
     },
     /// A schedule rule.
     Schedule {
         /// The rule's name, when known.
         rule: Option<String>,
     },
+}
+
+/// How intake learned of an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeenBy {
+    /// An EventBridge state-change event.
+    Event,
+    /// The `DescribeAlarms` poller.
+    Poll,
 }
 
 /// A half-open time range `[start, end)` of telemetry to analyse.

@@ -371,48 +371,54 @@ mod tests {
     #[test]
     fn malformed_events_name_the_field() {
         let base = event(include_str!("../../../events/alarm-metric.json"));
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        // (JSON pointer to change, new value or None to remove it, field the error names)
+        let cases = [
             (
-                Box::new(|e| e["detail"]["state"]["value"] = json!("BROKEN")),
+                "/detail/state/value",
+                Some(json!("BROKEN")),
                 "detail.state.value",
             ),
+            ("/detail/alarmName", None, "detail"),
+            ("/detail/alarmName", Some(json!(" ")), "detail.alarmName"),
+            ("/detail-type", None, "event"),
             (
-                Box::new(|e| {
-                    e["detail"].as_object_mut().unwrap().remove("alarmName");
-                }),
-                "detail",
-            ),
-            (
-                Box::new(|e| e["detail"]["alarmName"] = json!(" ")),
-                "detail.alarmName",
-            ),
-            (
-                Box::new(|e| {
-                    e.as_object_mut().unwrap().remove("detail-type");
-                }),
-                "event",
-            ),
-            (
-                Box::new(|e| e["detail-type"] = json!("EC2 Instance State-change Notification")),
+                "/detail-type",
+                Some(json!("EC2 Instance State-change Notification")),
                 "detail-type",
             ),
-            (Box::new(|e| e["time"] = json!("yesterday")), "time"),
-            (Box::new(|e| e["detail"] = json!([])), "detail"),
+            ("/time", Some(json!("yesterday")), "time"),
+            ("/detail", Some(json!([])), "detail"),
             (
-                Box::new(|e| e["detail"]["configuration"]["metrics"] = json!({})),
+                "/detail/configuration/metrics",
+                Some(json!({})),
                 "detail.configuration.metrics",
             ),
             (
-                Box::new(|e| e["detail"]["state"]["timestamp"] = json!("soon")),
+                "/detail/state/timestamp",
+                Some(json!("soon")),
                 "detail.state.timestamp",
             ),
-            (Box::new(|e| e["source"] = json!("my.app")), "source"),
+            ("/source", Some(json!("my.app")), "source"),
         ];
-        for (mutate, field) in cases {
+        for (pointer, value, field) in cases {
             let mut e = base.clone();
-            mutate(&mut e);
+            match value {
+                Some(v) => *e.pointer_mut(pointer).unwrap() = v,
+                None => {
+                    let (parent, name) = pointer.rsplit_once('/').unwrap();
+                    let parent = if parent.is_empty() {
+                        &mut e
+                    } else {
+                        e.pointer_mut(parent).unwrap()
+                    };
+                    parent.as_object_mut().unwrap().remove(name);
+                }
+            }
             let err = parse_event(&e).unwrap_err();
-            assert!(err.0.starts_with(field), "expected {field}: got {err}");
+            assert!(
+                err.0.starts_with(field),
+                "{pointer}: expected {field}: got {err}"
+            );
         }
         let err = parse_event(&json!("text")).unwrap_err();
         assert!(err.0.contains("JSON object"), "{err}");

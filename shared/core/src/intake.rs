@@ -9,7 +9,7 @@ use tracing::{info, instrument, warn};
 use crate::alarm::{AlarmSignal, AlarmState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
+use crate::cycle::{CycleMode, CycleRequest, SeenBy, TimeWindow, Trigger};
 use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
 use crate::event::{IntakeEvent, parse_event};
@@ -161,7 +161,7 @@ pub async fn handle_event(
     let intake = Intake { deps, config };
     match event {
         IntakeEvent::AlarmStateChange { alarm, time } => intake
-            .handle_alarm(&alarm, "event", time)
+            .handle_alarm(&alarm, SeenBy::Event, time)
             .await
             .map(IntakeResponse::One),
         IntakeEvent::Routine { rule, time } => intake
@@ -181,7 +181,7 @@ impl Intake<'_> {
     async fn handle_alarm(
         &self,
         alarm: &AlarmSignal,
-        seen_by: &str,
+        seen_by: SeenBy,
         event_time: OffsetDateTime,
     ) -> Result<IntakeOutcome, IntakeError> {
         let now = self.deps.clock.now();
@@ -220,22 +220,19 @@ impl Intake<'_> {
             );
             return Ok(self.finish(result, event_time, now));
         }
-        if seen_by == "poll" {
-            if let Some(changed) = alarm.state_changed_at {
-                let lookback =
-                    Duration::try_from(self.config.poll_lookback).unwrap_or(Duration::MAX);
-                if changed < now - lookback {
-                    let result = outcome(
-                        Decision::Ignored,
-                        format!(
-                            "in ALARM since {}, before the poll lookback of {} s; the event path or an earlier poll acted on it",
-                            rfc3339(changed),
-                            self.config.poll_lookback.as_secs()
-                        ),
-                    );
-                    return Ok(self.finish(result, event_time, now));
-                }
-            }
+        let lookback = Duration::try_from(self.config.poll_lookback).unwrap_or(Duration::MAX);
+        if let (SeenBy::Poll, Some(changed)) = (seen_by, alarm.state_changed_at)
+            && changed < now - lookback
+        {
+            let result = outcome(
+                Decision::Ignored,
+                format!(
+                    "in ALARM since {}, before the poll lookback of {} s; the event path or an earlier poll acted on it",
+                    rfc3339(changed),
+                    self.config.poll_lookback.as_secs()
+                ),
+            );
+            return Ok(self.finish(result, event_time, now));
         }
         if let Some(halted) = self.halted().await? {
             return Ok(self.finish(outcome(Decision::Halted, halted), event_time, now));
@@ -256,7 +253,7 @@ impl Intake<'_> {
             arn: alarm.arn.clone(),
             alarm_kind: alarm.kind,
             reason: alarm.reason.clone(),
-            seen_by: seen_by.to_owned(),
+            seen_by,
         };
         let why = format!(
             "{}: {} alarm {} is in ALARM; component from {}",
@@ -317,7 +314,7 @@ impl Intake<'_> {
         let mut failures = Vec::new();
         for alarm in &alarms {
             let seen = alarm.state_changed_at.unwrap_or(poll_time);
-            match self.handle_alarm(alarm, "poll", seen).await {
+            match self.handle_alarm(alarm, SeenBy::Poll, seen).await {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(IntakeError::InvalidEvent(problem)) => {
                     // One unusable alarm must not stop the others.

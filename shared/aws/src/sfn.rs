@@ -1,0 +1,188 @@
+//! The Orchestrator port over Step Functions: one execution per cycle, named by the cycle id.
+
+use async_trait::async_trait;
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use selfbuild_core::cycle::CycleRequest;
+use selfbuild_core::error::OrchestratorError;
+use selfbuild_core::ports::{CycleHandle, Orchestrator};
+use tracing::{debug, info, warn};
+
+use crate::sdk_error::{ErrorChain, is_transient};
+
+/// Starts improvement cycles as executions of one state machine.
+#[derive(Debug, Clone)]
+pub struct StepFunctionsOrchestrator {
+    client: Client,
+    state_machine_arn: String,
+}
+
+impl StepFunctionsOrchestrator {
+    /// An orchestrator for the state machine `state_machine_arn`, with a client built from `config`.
+    pub fn new(config: &aws_config::SdkConfig, state_machine_arn: impl Into<String>) -> Self {
+        Self::from_client(Client::new(config), state_machine_arn)
+    }
+
+    /// An orchestrator for the state machine `state_machine_arn` using an existing client.
+    pub fn from_client(client: Client, state_machine_arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            state_machine_arn: state_machine_arn.into(),
+        }
+    }
+
+    /// The state machine's ARN.
+    pub fn state_machine_arn(&self) -> &str {
+        &self.state_machine_arn
+    }
+}
+
+#[async_trait]
+impl Orchestrator for StepFunctionsOrchestrator {
+    async fn start_cycle(&self, request: &CycleRequest) -> Result<CycleHandle, OrchestratorError> {
+        let name = request.cycle_id.as_str();
+        let input = serde_json::to_string(request).map_err(|e| {
+            OrchestratorError::Rejected(format!("cycle {name} input cannot be serialized: {e}"))
+        })?;
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await;
+        match started {
+            Ok(out) => {
+                info!(
+                    cycle_id = name,
+                    execution = out.execution_arn(),
+                    "execution started"
+                );
+                Ok(CycleHandle {
+                    execution_ref: out.execution_arn().to_owned(),
+                    already_started: false,
+                })
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(StartExecutionError::ExecutionAlreadyExists(_))
+                ) =>
+            {
+                let execution_ref =
+                    execution_arn(&self.state_machine_arn, name).ok_or_else(|| {
+                        OrchestratorError::Rejected(format!(
+                            "state machine ARN {} has no :stateMachine: part",
+                            self.state_machine_arn
+                        ))
+                    })?;
+                debug!(cycle_id = name, execution = %execution_ref, "execution already exists");
+                Ok(CycleHandle {
+                    execution_ref,
+                    already_started: true,
+                })
+            }
+            Err(e) => Err(start_error(&self.state_machine_arn, &e)),
+        }
+    }
+}
+
+/// `Unavailable` for throttling, quotas and transient failures; `Rejected` for the rest
+/// (missing or deleting state machine, bad ARN, name or input, KMS or IAM denial).
+fn start_error(
+    state_machine_arn: &str,
+    err: &SdkError<StartExecutionError, HttpResponse>,
+) -> OrchestratorError {
+    let message = format!("StartExecution on {state_machine_arn}: {}", ErrorChain(err));
+    let retry_later = is_transient(err)
+        || matches!(
+            err.as_service_error(),
+            Some(
+                StartExecutionError::ExecutionLimitExceeded(_)
+                    | StartExecutionError::KmsThrottlingException(_)
+            )
+        );
+    if retry_later {
+        debug!(state_machine = state_machine_arn, error = %DisplayErrorContext(err), "StartExecution failed");
+        OrchestratorError::Unavailable(message)
+    } else {
+        warn!(
+            state_machine = state_machine_arn,
+            error = %DisplayErrorContext(err),
+            "Step Functions rejected the start"
+        );
+        OrchestratorError::Rejected(message)
+    }
+}
+
+/// The ARN of execution `name` of a state machine:
+/// `arn:aws:states:region:acct:stateMachine:NAME[:version-or-alias]` →
+/// `arn:aws:states:region:acct:execution:NAME:name`.
+fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
+    let (prefix, rest) = state_machine_arn.split_once(":stateMachine:")?;
+    let machine = rest.split(':').next().filter(|m| !m.is_empty())?;
+    Some(format!("{prefix}:execution:{machine}:{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdk_error::test_support::service_error;
+    use aws_sdk_sfn::types::error::{InvalidArn, StateMachineDoesNotExist};
+    use aws_smithy_types::error::ErrorMetadata;
+
+    const MACHINE: &str = "arn:aws:states:eu-west-1:123456789012:stateMachine:improvement-cycle";
+
+    #[test]
+    fn execution_arns_follow_the_state_machine_arn() {
+        assert_eq!(
+            execution_arn(MACHINE, "c-1").as_deref(),
+            Some("arn:aws:states:eu-west-1:123456789012:execution:improvement-cycle:c-1")
+        );
+        assert_eq!(
+            execution_arn(&format!("{MACHINE}:live"), "c-1").as_deref(),
+            Some("arn:aws:states:eu-west-1:123456789012:execution:improvement-cycle:c-1")
+        );
+        assert_eq!(
+            execution_arn("arn:aws-cn:states:cn-north-1:1:stateMachine:m", "c").as_deref(),
+            Some("arn:aws-cn:states:cn-north-1:1:execution:m:c")
+        );
+        assert_eq!(execution_arn("arn:aws:lambda:x:1:function:f", "c"), None);
+    }
+
+    #[test]
+    fn throttling_is_unavailable_and_a_missing_machine_is_rejected() {
+        let throttled = StartExecutionError::generic(
+            ErrorMetadata::builder().code("ThrottlingException").build(),
+        );
+        assert!(matches!(
+            start_error(MACHINE, &service_error(throttled, 400)),
+            OrchestratorError::Unavailable(_)
+        ));
+        let missing = StartExecutionError::StateMachineDoesNotExist(
+            StateMachineDoesNotExist::builder().message("gone").build(),
+        );
+        assert!(matches!(
+            start_error(MACHINE, &service_error(missing, 400)),
+            OrchestratorError::Rejected(_)
+        ));
+        let bad_arn = StartExecutionError::InvalidArn(InvalidArn::builder().build());
+        assert!(matches!(
+            start_error(MACHINE, &service_error(bad_arn, 400)),
+            OrchestratorError::Rejected(_)
+        ));
+        let denied = StartExecutionError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .build(),
+        );
+        assert!(matches!(
+            start_error(MACHINE, &service_error(denied, 400)),
+            OrchestratorError::Rejected(_)
+        ));
+    }
+}

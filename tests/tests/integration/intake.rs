@@ -1,0 +1,291 @@
+//! alarm-intake end to end: on the AWS adapters against moto, and through the CLI on the
+//! embedded adapters.
+
+use std::sync::Mutex;
+
+use clap::Parser;
+use selfbuild_aws::cloudwatch::CloudWatchAlarms;
+use selfbuild_aws::dynamo::DynamoStore;
+use selfbuild_aws::sfn::StepFunctionsOrchestrator;
+use selfbuild_core::Config;
+use selfbuild_core::clock::FixedClock;
+use selfbuild_core::emf::{MetricRecord, MetricSink};
+use selfbuild_core::intake::{IntakeDeps, IntakeResponse, handle_event};
+use selfbuild_core::ports::{HaltState, HaltSwitch};
+use selfbuild_local::cli::{Cli, execute};
+use selfbuild_tests::events::{events_dir, load};
+use selfbuild_tests::moto::MotoServer;
+use serde_json::{Value, json};
+use time::macros::datetime;
+
+use crate::orchestrator::create_state_machine;
+
+#[derive(Default)]
+struct Metrics(Mutex<Vec<MetricRecord>>);
+
+impl MetricSink for Metrics {
+    fn record(&self, metric: MetricRecord) {
+        self.0.lock().unwrap().push(metric);
+    }
+}
+
+fn outcome(response: IntakeResponse) -> Value {
+    serde_json::to_value(response).unwrap()
+}
+
+#[tokio::test]
+async fn an_alarm_event_starts_one_execution_and_repeats_are_suppressed_on_aws_adapters() {
+    let moto = MotoServer::shared();
+    let sdk = moto.sdk_config().await;
+    let store = DynamoStore::new(&sdk, "intake-e2e");
+    store.create_table().await.unwrap();
+    let arn = create_state_machine(&sdk, "intake-e2e").await;
+    let orchestrator = StepFunctionsOrchestrator::new(&sdk, arn.clone());
+    let alarms = CloudWatchAlarms::new(&sdk);
+    let clock = FixedClock(datetime!(2026-11-22 05:00:01 UTC));
+    let metrics = Metrics::default();
+    let config = Config::default();
+    let deps = IntakeDeps {
+        claims: &store,
+        halt: &store,
+        orchestrator: &orchestrator,
+        alarms: &alarms,
+        clock: &clock,
+        metrics: &metrics,
+    };
+    let event = load("alarm-metric.json");
+
+    let first = outcome(handle_event(deps, &config, &event).await.unwrap());
+    assert_eq!(first["decision"], "started");
+    assert_eq!(first["mode"], "emergency");
+    let cycle_id = first["cycle_id"].as_str().unwrap().to_owned();
+
+    let second = outcome(handle_event(deps, &config, &event).await.unwrap());
+    assert_eq!(second["decision"], "duplicate");
+    assert_eq!(second["cycle_id"], cycle_id.as_str());
+    assert_eq!(second["suppressed_count"], 1);
+
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].name, cycle_id);
+
+    // The claim item carries the count, the started flag and a TTL, as DynamoDB stores them.
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let item = ddb
+        .get_item()
+        .table_name("intake-e2e")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("DEDUP#*#orders-api".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CLAIM".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the claim item exists");
+    assert_eq!(item["suppressed_count"].as_n().unwrap(), "1");
+    assert_eq!(item["started"].as_bool().unwrap(), &true);
+    assert!(item["expires_at"].as_n().unwrap().parse::<i64>().unwrap() > clock.0.unix_timestamp());
+
+    {
+        let latencies = metrics.0.lock().unwrap();
+        assert_eq!(latencies.len(), 2);
+        assert_eq!(latencies[0].name, "IntakeLatency");
+        assert_eq!(latencies[0].value, 1000.0);
+    }
+
+    // Halted: refuses without claiming.
+    store
+        .set_halt(&HaltState {
+            reason: "incident".into(),
+            actor: "ops".into(),
+            since: clock.0,
+        })
+        .await
+        .unwrap();
+    let halted = outcome(
+        handle_event(deps, &config, &load("scheduled-24h.json"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(halted["decision"], "halted");
+}
+
+#[tokio::test]
+async fn a_poll_starts_cycles_for_alarms_cloudwatch_reports_in_alarm() {
+    let moto = MotoServer::start();
+    let sdk = moto.sdk_config().await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    cw.put_metric_alarm()
+        .alarm_name("billing-HighLatency")
+        .namespace("AWS/Lambda")
+        .metric_name("Duration")
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("FunctionName")
+                .value("billing")
+                .build(),
+        )
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1000.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    cw.set_alarm_state()
+        .alarm_name("billing-HighLatency")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
+    let store = DynamoStore::new(&sdk, "poll-e2e");
+    store.create_table().await.unwrap();
+    let arn = create_state_machine(&sdk, "poll-e2e").await;
+    let orchestrator = StepFunctionsOrchestrator::new(&sdk, arn);
+    let alarms = CloudWatchAlarms::new(&sdk);
+    // moto stamps the state change with the real time.
+    let clock = selfbuild_core::clock::SystemClock;
+    let metrics = Metrics::default();
+    let deps = IntakeDeps {
+        claims: &store,
+        halt: &store,
+        orchestrator: &orchestrator,
+        alarms: &alarms,
+        clock: &clock,
+        metrics: &metrics,
+    };
+    let out = outcome(
+        handle_event(deps, &Config::default(), &load("scheduled-poll.json"))
+            .await
+            .unwrap(),
+    );
+    let list = out.as_array().expect("a poll answers with an array");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["decision"], "started");
+    assert_eq!(list[0]["component"], "billing");
+    assert_eq!(list[0]["mode"], "emergency");
+}
+
+fn cli(data_dir: &std::path::Path, args: &[&str]) -> Cli {
+    let mut argv = vec!["selfbuild", "--data-dir", data_dir.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    Cli::parse_from(argv)
+}
+
+#[tokio::test]
+async fn the_cli_runs_intake_on_every_bundled_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let alarms = events_dir().join("describe-alarms.json");
+    let expected = [
+        ("alarm-metric.json", json!("started")),
+        ("alarm-metric-math.json", json!("started")),
+        ("alarm-anomaly-detection.json", json!("started")),
+        ("alarm-composite.json", json!("started")),
+        ("alarm-ok.json", json!("ignored")),
+        ("alarm-insufficient-data.json", json!("ignored")),
+        ("scheduled-24h.json", json!("started")),
+    ];
+    for (file, decision) in expected {
+        let path = events_dir().join(file);
+        let out = execute(cli(
+            dir.path(),
+            &[
+                "--now",
+                "2026-11-22T05:03:30Z",
+                "invoke",
+                "alarm-intake",
+                path.to_str().unwrap(),
+            ],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{file}: {}", e.message));
+        assert_eq!(out["decision"], decision, "{file}: {out}");
+    }
+    // The poll reads the saved describe-alarms output.
+    let poll = events_dir().join("scheduled-poll.json");
+    let out = execute(cli(
+        dir.path(),
+        &[
+            "--now",
+            "2026-11-22T05:05:00Z",
+            "invoke",
+            "alarm-intake",
+            "--alarms",
+            alarms.to_str().unwrap(),
+            poll.to_str().unwrap(),
+        ],
+    ))
+    .await
+    .unwrap();
+    let decisions: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["decision"].as_str().unwrap())
+        .collect();
+    // payments: new; acme#checkout: new; payments-service-health: claimed by the composite event.
+    assert_eq!(decisions, ["started", "started", "duplicate"], "{out}");
+}
+
+#[tokio::test]
+async fn the_cli_halts_resumes_and_reports_bad_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let halted = execute(cli(dir.path(), &["halt", "--reason", "incident 42"]))
+        .await
+        .unwrap();
+    assert_eq!(halted["halted"], true);
+    let event = events_dir().join("alarm-metric.json");
+    let out = execute(cli(
+        dir.path(),
+        &["invoke", "alarm-intake", event.to_str().unwrap()],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out["decision"], "halted");
+    assert!(out["reason"].as_str().unwrap().contains("incident 42"));
+    let resumed = execute(cli(dir.path(), &["resume"])).await.unwrap();
+    assert_eq!(resumed["was_halted"], true);
+    let out = execute(cli(
+        dir.path(),
+        &["invoke", "alarm-intake", event.to_str().unwrap()],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out["decision"], "started");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"detail-type":"CloudWatch Alarm State Change","source":"aws.cloudwatch","time":"2026-11-22T05:00:00Z","detail":{"alarmName":"x","state":{}}}"#).unwrap();
+    let err = execute(cli(
+        dir.path(),
+        &["invoke", "alarm-intake", bad.to_str().unwrap()],
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert!(err.message.contains("detail.state"), "{}", err.message);
+    let err = execute(cli(
+        dir.path(),
+        &["invoke", "alarm-intake", "/no/such/event.json"],
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        err.message.contains("/no/such/event.json"),
+        "{}",
+        err.message
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests, one module per area; AWS adapters run against a local moto server.
+
+// Test helpers fail the test by unwrapping, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+mod alarms;
+mod intake;
+mod orchestrator;
+mod store_contract;
