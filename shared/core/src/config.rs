@@ -56,6 +56,31 @@ pub struct Config {
     pub max_concurrent_improvements: u32,
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of the EMF metrics selfbuild emits.
     pub metrics_namespace: String,
+    /// `ENABLE_AUTONOMOUS_IMPROVEMENTS`: deploy SAFE/LOW changes without a human (off: every
+    /// change waits for approval).
+    pub autonomous_improvements: bool,
+    /// `ENABLE_IMPROVEMENT_ROLLBACK`: roll a degraded canary back automatically.
+    pub improvement_rollback: bool,
+    /// `MEDIUM_RISK_APPROVALS`: approvals a MEDIUM-risk change needs (0 or 1).
+    pub medium_risk_approvals: u8,
+    /// `PROTECTED_FUNCTIONS`: function names (globs) selfbuild never changes.
+    pub protected_functions: Vec<AlarmPattern>,
+    /// `LLM_BUDGET_USD`: the most one generate request may cost.
+    pub llm_budget_usd: f64,
+    /// `CANARY_WEIGHT`: the canary's share of traffic (0–1).
+    pub canary_weight: f64,
+    /// `MONITOR_WINDOW_SECONDS`: how long a canary is watched before promotion.
+    pub monitor_window_seconds: u32,
+    /// `MONITOR_INTERVAL_SECONDS`: time between monitor checks.
+    pub monitor_interval_seconds: u32,
+    /// `DEGRADATION_THRESHOLD`: relative worsening that counts as degraded (0.10 = 10 %).
+    pub degradation_threshold: f64,
+    /// `SIGNIFICANCE_LEVEL`: the p-value below which a worsening is believed.
+    pub significance_level: f64,
+    /// `LOW_TRAFFIC_INVOCATIONS_PER_MINUTE`: deploys wait while traffic is above this.
+    pub low_traffic_invocations_per_minute: f64,
+    /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
+    pub deploy_defer_seconds: u32,
 }
 
 impl Config {
@@ -88,6 +113,23 @@ impl Config {
             max_improvements: env.number("MAX_IMPROVEMENTS", 3, 1, 10)?,
             max_concurrent_improvements: env.number("MAX_CONCURRENT_IMPROVEMENTS", 3, 1, 10)?,
             metrics_namespace: env.string("METRICS_NAMESPACE", "Selfbuild")?,
+            autonomous_improvements: env.flag("ENABLE_AUTONOMOUS_IMPROVEMENTS", false)?,
+            improvement_rollback: env.flag("ENABLE_IMPROVEMENT_ROLLBACK", true)?,
+            medium_risk_approvals: env.number("MEDIUM_RISK_APPROVALS", 1, 0, 1)?,
+            protected_functions: env.patterns("PROTECTED_FUNCTIONS")?,
+            llm_budget_usd: env.float("LLM_BUDGET_USD", 5.0, 0.0, 1000.0)?,
+            canary_weight: env.float("CANARY_WEIGHT", 0.10, 0.01, 1.0)?,
+            monitor_window_seconds: env.number("MONITOR_WINDOW_SECONDS", 3600, 60, 86_400)?,
+            monitor_interval_seconds: env.number("MONITOR_INTERVAL_SECONDS", 300, 10, 3600)?,
+            degradation_threshold: env.float("DEGRADATION_THRESHOLD", 0.10, 0.0, 10.0)?,
+            significance_level: env.float("SIGNIFICANCE_LEVEL", 0.05, 0.0001, 0.5)?,
+            low_traffic_invocations_per_minute: env.float(
+                "LOW_TRAFFIC_INVOCATIONS_PER_MINUTE",
+                10_000.0,
+                0.0,
+                1e9,
+            )?,
+            deploy_defer_seconds: env.number("DEPLOY_DEFER_SECONDS", 1800, 60, 86_400)?,
         })
     }
 
@@ -151,6 +193,46 @@ impl Env<'_> {
         Ok(value)
     }
 
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name,
+                value: raw,
+                problem: "expected true or false".into(),
+            }),
+        }
+    }
+
+    fn float(
+        &self,
+        name: &'static str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<f64, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        let value: f64 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value: raw.clone(),
+            problem: format!("expected a number from {min} to {max}"),
+        })?;
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError::Invalid {
+                name,
+                value: raw,
+                problem: format!("must be from {min} to {max}"),
+            });
+        }
+        Ok(value)
+    }
+
     fn patterns(&self, name: &'static str) -> Result<Vec<AlarmPattern>, ConfigError> {
         let Some(raw) = self.optional(name) else {
             return Ok(Vec::new());
@@ -205,6 +287,13 @@ mod tests {
         let err = config(&[("MAX_IMPROVEMENTS", "11")]).unwrap_err();
         assert!(err.to_string().contains("MAX_IMPROVEMENTS"), "{err}");
         assert!(err.to_string().contains("from 1 to 10"), "{err}");
+        let err = config(&[("ENABLE_AUTONOMOUS_IMPROVEMENTS", "maybe")]).unwrap_err();
+        assert!(
+            err.to_string().contains("ENABLE_AUTONOMOUS_IMPROVEMENTS"),
+            "{err}"
+        );
+        let err = config(&[("CANARY_WEIGHT", "1.5")]).unwrap_err();
+        assert!(err.to_string().contains("CANARY_WEIGHT"), "{err}");
         let err = config(&[("CRITICAL_ALARM_PATTERNS", "ok,**")]).unwrap_err();
         assert!(err.to_string().contains("CRITICAL_ALARM_PATTERNS"), "{err}");
     }

@@ -3,23 +3,47 @@
 //! - [`ids`]: identifier newtypes (`TenantId`, `ComponentId`, `CycleId`, `DedupKey`).
 //! - [`alarm`]: alarms as intake sees them; tenant/component extraction, critical names.
 //! - [`event`]: parsing the EventBridge events intake accepts.
+//! - [`change`]: proposals and the changes they carry; risk levels.
+//! - [`telemetry`]: metric series and error rows.
+//! - [`deployment`]: function state and canaries in flight.
 //! - [`cycle`]: the cycle request (state machine input) and cycle records.
 //! - [`ports`]: the traits adapters implement (store, orchestrator, alarm source).
+//! - [`analyze`]: telemetry → ranked opportunities (R5, R6).
+//! - [`generate`]: the Llm port and proposals (R7).
+//! - [`validate`]: bounds, scope, risk and approval policy (R8).
+//! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
+//! - [`approval`]: pending approvals, approvers, resuming a waiting execution (R9).
+//! - [`steps`]: each cycle function's request types and entry point.
+//! - [`improvement`]: the Map item each step adds its result to.
 //! - [`intake`]: the alarm-intake handler (R1–R4).
 //! - [`config`]: configuration from environment variables.
 //! - [`clock`]: the Clock port.
 //! - [`emf`]: metrics as CloudWatch Embedded Metric Format lines.
+//! - [`stats`]: canary statistics (Mann–Whitney U, percentiles, mean, relative change).
+//! - [`logmine`]: error log lines grouped into templates; stratified log sampling.
 //! - [`error`]: port errors and the stable error type names.
 
 pub mod alarm;
+pub mod analyze;
+pub mod approval;
+pub mod canary;
+pub mod change;
 pub mod clock;
 pub mod config;
 pub mod cycle;
+pub mod deployment;
 pub mod emf;
 pub mod error;
 pub mod event;
+pub mod generate;
 pub mod ids;
+pub mod improvement;
 pub mod intake;
+pub mod logmine;
 pub mod ports;
+pub mod stats;
+pub mod steps;
+pub mod telemetry;
+pub mod validate;
 
 pub use config::Config;

@@ -5,9 +5,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::alarm::AlarmSignal;
-use crate::cycle::{CycleRecord, CycleRequest};
+use crate::change::LambdaSettings;
+use crate::cycle::{CycleRecord, CycleRequest, TimeWindow};
+use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::error::{OrchestratorError, StoreError, TelemetryError};
-use crate::ids::{CycleId, DedupKey};
+use crate::ids::{ComponentId, CycleId, DedupKey};
+use crate::telemetry::{ErrorRow, MetricName, MetricSeries, TelemetryQuery};
 
 /// A request to own a dedup key for one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,4 +130,65 @@ pub trait Orchestrator: Send + Sync {
 pub trait AlarmSource: Send + Sync {
     /// Every metric and composite alarm currently in ALARM.
     async fn alarms_in_alarm(&self) -> Result<Vec<AlarmSignal>, TelemetryError>;
+}
+
+/// Metric series and error rows (the rest of the Telemetry port).
+#[async_trait]
+pub trait Telemetry: Send + Sync {
+    /// Every metric of [`MetricName::ALL`] for the components in scope, all versions together.
+    async fn metric_series(
+        &self,
+        query: &TelemetryQuery,
+    ) -> Result<Vec<MetricSeries>, TelemetryError>;
+
+    /// `metrics` of one function split by executed version (for canary monitoring).
+    async fn version_series(
+        &self,
+        function: &ComponentId,
+        versions: &[String],
+        metrics: &[MetricName],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<MetricSeries>, TelemetryError>;
+
+    /// Error log rows for the components in scope, at most `limit`, newest first.
+    async fn error_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<ErrorRow>, TelemetryError>;
+}
+
+/// Why a deployer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// Lambda was unavailable or throttled, or a resource was mid-update; trying again may work.
+    #[error("deployer unavailable: {0}")]
+    Unavailable(String),
+    /// The function does not exist or cannot be changed like this.
+    #[error("deployer rejected the request: {0}")]
+    Rejected(String),
+}
+
+/// Reads and changes deployed functions.
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// The function's current settings and alias routing.
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError>;
+
+    /// Applies `settings` as a new version and routes `weight` of the alias to it.
+    /// Idempotent per `improvement_id`: a retry after any partial step ends in the same state.
+    async fn deploy_canary(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+        settings: &LambdaSettings,
+        weight: f64,
+    ) -> Result<CanaryDeployment, DeployError>;
+
+    /// Routes all traffic to the canary version. Idempotent.
+    async fn promote(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
+
+    /// Restores the baseline's exact routing and configuration. Idempotent.
+    async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use selfbuild_core::approval::{ApprovalStore, PendingApproval};
 use selfbuild_core::cycle::CycleRecord;
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey};
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS halt_switch (
     reason TEXT NOT NULL,
     actor  TEXT NOT NULL,
     since_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_approvals (
+    improvement_id TEXT PRIMARY KEY,
+    body           TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cycles (
     cycle_id   TEXT PRIMARY KEY,
@@ -356,6 +361,95 @@ impl CycleStore for SqliteStore {
                 })
             })
             .transpose()
+        })
+        .await
+    }
+}
+
+fn corrupt_approval(id: &str, e: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        record: format!("pending approval {id}"),
+        problem: e.to_string(),
+    }
+}
+
+fn read_pending(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<PendingApproval>, StoreError> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM pending_approvals WHERE improvement_id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    body.map(|b| serde_json::from_str(&b).map_err(|e| corrupt_approval(id, &e)))
+        .transpose()
+}
+
+#[async_trait]
+impl ApprovalStore for SqliteStore {
+    async fn put_pending(&self, pending: &PendingApproval) -> Result<(), StoreError> {
+        let id = pending.improvement_id.clone();
+        let body = serde_json::to_string(pending).map_err(|e| corrupt_approval(&id, &e))?;
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO pending_approvals (improvement_id, body) VALUES (?1, ?2)
+                 ON CONFLICT(improvement_id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_pending(&self, improvement_id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        let id = improvement_id.to_owned();
+        self.with_conn(move |conn| read_pending(conn, &id)).await
+    }
+
+    async fn add_approver(
+        &self,
+        improvement_id: &str,
+        approver: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let (id, approver) = (improvement_id.to_owned(), approver.to_owned());
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let Some(mut pending) = read_pending(&tx, &id)? else {
+                return Ok(None);
+            };
+            if !pending.approvers.contains(&approver) {
+                pending.approvers.push(approver);
+                let body =
+                    serde_json::to_string(&pending).map_err(|e| corrupt_approval(&id, &e))?;
+                tx.execute(
+                    "UPDATE pending_approvals SET body = ?2 WHERE improvement_id = ?1",
+                    params![id, body],
+                )
+                .map_err(sql)?;
+            }
+            tx.commit().map_err(sql)?;
+            Ok(Some(pending))
+        })
+        .await
+    }
+
+    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError> {
+        let id = improvement_id.to_owned();
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .execute(
+                    "DELETE FROM pending_approvals WHERE improvement_id = ?1",
+                    params![id],
+                )
+                .map_err(sql)?;
+            Ok(deleted == 1)
         })
         .await
     }

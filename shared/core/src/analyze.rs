@@ -1,0 +1,419 @@
+//! analyze (R5, R6): telemetry of the cycle's window → ranked improvement opportunities.
+//!
+//! Impact score = expected gain × affected requests, where
+//! - *affected requests* are the invocations in the window that hit the problem (timed out,
+//!   ran out of memory, were throttled, failed, or — for a latency regression — every
+//!   invocation in the slow part of the window), and
+//! - *expected gain* is the share of them a fix is expected to recover (0–1, per kind).
+//!
+//! Priority combines frequency (affected ÷ invocations) with the kind's severity.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument};
+
+use crate::change::LambdaSettings;
+use crate::cycle::{CycleMode, CycleRequest, TimeWindow};
+use crate::error::TelemetryError;
+use crate::ids::{ComponentId, CycleId, TenantId};
+use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_templates};
+use crate::ports::{Deployer, Telemetry};
+use crate::stats::percentile;
+use crate::telemetry::{MetricName, MetricSeries, TelemetryQuery};
+
+/// The most error rows one analysis reads.
+pub const ERROR_ROW_LIMIT: usize = 5_000;
+
+/// What kind of problem an opportunity fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpportunityKind {
+    /// Invocations hit the configured timeout.
+    Timeouts,
+    /// Invocations ran out of memory or came close.
+    MemoryPressure,
+    /// Invocations were throttled.
+    Throttling,
+    /// Application errors above the normal rate.
+    ErrorBurst,
+    /// p99 latency rose in the latest part of the window.
+    LatencyRegression,
+}
+
+impl OpportunityKind {
+    /// The name used in ids and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeouts => "timeouts",
+            Self::MemoryPressure => "memory_pressure",
+            Self::Throttling => "throttling",
+            Self::ErrorBurst => "error_burst",
+            Self::LatencyRegression => "latency_regression",
+        }
+    }
+
+    /// The share of affected requests a fix is expected to recover.
+    pub fn expected_gain(self) -> f64 {
+        match self {
+            Self::Timeouts | Self::Throttling => 0.9,
+            Self::MemoryPressure => 0.8,
+            Self::ErrorBurst => 0.5,
+            Self::LatencyRegression => 0.3,
+        }
+    }
+
+    /// 3 for failed requests, 2 for slow ones.
+    fn severity(self) -> u8 {
+        match self {
+            Self::LatencyRegression => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// How urgent an opportunity is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Rare or mild.
+    Low,
+    /// Noticeable.
+    Medium,
+    /// Frequent.
+    High,
+    /// Frequent failures of a large share of requests.
+    Critical,
+}
+
+/// One measured fact behind an opportunity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What was measured.
+    pub measure: String,
+    /// Its value.
+    pub value: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+}
+
+/// Something worth improving, with its evidence and score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opportunity {
+    /// `<component>:<kind>`.
+    pub id: String,
+    /// 1 for the highest impact.
+    pub rank: u32,
+    /// The component.
+    pub component: ComponentId,
+    /// Its tenant, if any.
+    pub tenant_id: Option<TenantId>,
+    /// The problem.
+    pub kind: OpportunityKind,
+    /// What was measured.
+    pub evidence: Vec<Evidence>,
+    /// Share of affected requests a fix should recover (0–1).
+    pub expected_gain: f64,
+    /// Requests in the window that hit the problem.
+    pub affected_requests: f64,
+    /// expected_gain × affected_requests.
+    pub impact_score: f64,
+    /// Urgency from frequency and severity.
+    pub priority: Priority,
+    /// The function's settings when analysed, if it is a Lambda function.
+    pub current: Option<LambdaSettings>,
+    /// The most frequent error templates of the component.
+    pub top_errors: Vec<String>,
+}
+
+/// Aggregates of one component over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentSummary {
+    /// The component.
+    pub component: ComponentId,
+    /// Invocations that ran.
+    pub invocations: f64,
+    /// Errors.
+    pub errors: f64,
+    /// Throttled invocations.
+    pub throttles: f64,
+    /// errors ÷ invocations.
+    pub error_rate: f64,
+    /// throttles ÷ (invocations + throttles).
+    pub throttle_rate: f64,
+    /// Median of the per-period p99 durations (ms).
+    pub p99_ms: Option<f64>,
+    /// Highest memory utilisation seen (percent).
+    pub max_memory_pct: Option<f64>,
+    /// Error rows that are timeouts, scaled to all errors.
+    pub timeouts: f64,
+    /// Error rows that are out-of-memory kills, scaled to all errors.
+    pub out_of_memory: f64,
+}
+
+/// The analyze step's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisReport {
+    /// The cycle.
+    pub cycle_id: CycleId,
+    /// The window analysed.
+    pub window: TimeWindow,
+    /// Per-component aggregates.
+    pub components: Vec<ComponentSummary>,
+    /// Error templates, most frequent first (at most 10).
+    pub templates: Vec<LogTemplate>,
+    /// Ranked opportunities, at most `max_improvements`.
+    pub opportunities: Vec<Opportunity>,
+    /// Whether there is anything to do (the state machine's Choice reads this).
+    pub has_opportunities: bool,
+}
+
+/// Reads the window's telemetry and ranks what to improve.
+#[instrument(skip_all, fields(cycle = %request.cycle_id))]
+pub async fn analyze(
+    telemetry: &dyn Telemetry,
+    deployer: &dyn Deployer,
+    request: &CycleRequest,
+) -> Result<AnalysisReport, TelemetryError> {
+    let window = request.analysis_window;
+    let period_seconds = match request.mode {
+        CycleMode::Emergency => 60,
+        CycleMode::Routine => 300,
+    };
+    let query = TelemetryQuery {
+        tenant: request.tenant_id.clone(),
+        components: request.components.clone(),
+        window,
+        period_seconds,
+    };
+    let series = telemetry.metric_series(&query).await?;
+    let rows = telemetry.error_rows(&query, ERROR_ROW_LIMIT).await?;
+
+    let lines: Vec<LogLine> = rows
+        .iter()
+        .map(|r| LogLine {
+            timestamp: r.timestamp,
+            message: r.message.clone(),
+            component: Some(r.component.as_str().to_owned()),
+        })
+        .collect();
+    let mut templates = mine_templates(&lines, &MinerConfig::default());
+
+    let mut by_component: BTreeMap<ComponentId, Vec<&MetricSeries>> = BTreeMap::new();
+    for s in &series {
+        by_component.entry(s.component.clone()).or_default().push(s);
+    }
+    let mut summaries = Vec::new();
+    let mut opportunities = Vec::new();
+    for (component, series) in &by_component {
+        let component_rows: Vec<&str> = rows
+            .iter()
+            .filter(|r| &r.component == component)
+            .map(|r| r.message.as_str())
+            .collect();
+        let summary = summarize(component, series, &component_rows);
+        let current = deployer
+            .function_state(component)
+            .await
+            .ok()
+            .map(|s| s.settings);
+        let top_errors: Vec<String> = templates
+            .iter()
+            .filter(|t| t.components.iter().any(|c| c == component.as_str()))
+            .take(3)
+            .map(|t| t.template.clone())
+            .collect();
+        for found in detect(&summary, series, current.as_ref(), window) {
+            opportunities.push(Opportunity {
+                id: format!("{component}:{}", found.kind.as_str()),
+                rank: 0,
+                component: component.clone(),
+                tenant_id: request.tenant_id.clone(),
+                kind: found.kind,
+                evidence: found.evidence,
+                expected_gain: found.kind.expected_gain(),
+                affected_requests: found.affected,
+                impact_score: found.kind.expected_gain() * found.affected,
+                priority: priority(found.kind, found.affected, summary.invocations),
+                current: current.clone(),
+                top_errors: top_errors.clone(),
+            });
+        }
+        summaries.push(summary);
+    }
+    opportunities.sort_by(|a, b| {
+        b.impact_score
+            .total_cmp(&a.impact_score)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    // One change per component per cycle: two changes to one function would confound the canary.
+    let mut seen = std::collections::BTreeSet::new();
+    opportunities.retain(|o| seen.insert(o.component.clone()));
+    opportunities.truncate(request.max_improvements as usize);
+    for (i, o) in opportunities.iter_mut().enumerate() {
+        o.rank = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    }
+    templates.truncate(10);
+    info!(
+        components = summaries.len(),
+        opportunities = opportunities.len(),
+        "analysis done"
+    );
+    Ok(AnalysisReport {
+        cycle_id: request.cycle_id.clone(),
+        window,
+        components: summaries,
+        templates,
+        has_opportunities: !opportunities.is_empty(),
+        opportunities,
+    })
+}
+
+fn metric<'a>(series: &[&'a MetricSeries], name: MetricName) -> Option<&'a MetricSeries> {
+    series.iter().copied().find(|s| s.metric == name)
+}
+
+fn summarize(component: &ComponentId, series: &[&MetricSeries], rows: &[&str]) -> ComponentSummary {
+    let sum = |name| metric(series, name).map_or(0.0, MetricSeries::sum);
+    let invocations = sum(MetricName::Invocations);
+    let errors = sum(MetricName::Errors);
+    let throttles = sum(MetricName::Throttles);
+    let p99_ms =
+        metric(series, MetricName::DurationP99).and_then(|s| percentile(&s.values(), 50.0));
+    let max_memory_pct = metric(series, MetricName::MemoryUtilization).and_then(|s| {
+        s.values()
+            .into_iter()
+            .filter(|v| v.is_finite())
+            .reduce(f64::max)
+    });
+    // Rows are a sample of the errors: scale their shares to the error count.
+    let share = |needle: &str| {
+        if rows.is_empty() {
+            return 0.0;
+        }
+        let hits = rows.iter().filter(|m| m.contains(needle)).count() as f64;
+        hits / rows.len() as f64 * errors
+    };
+    ComponentSummary {
+        component: component.clone(),
+        invocations,
+        errors,
+        throttles,
+        error_rate: ratio(errors, invocations),
+        throttle_rate: ratio(throttles, invocations + throttles),
+        p99_ms,
+        max_memory_pct,
+        timeouts: share("Task timed out"),
+        out_of_memory: share("signal: killed"),
+    }
+}
+
+fn ratio(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 { part / whole } else { 0.0 }
+}
+
+struct Found {
+    kind: OpportunityKind,
+    affected: f64,
+    evidence: Vec<Evidence>,
+}
+
+fn evidence(measure: &str, value: f64, threshold: f64) -> Evidence {
+    Evidence {
+        measure: measure.to_owned(),
+        value,
+        threshold,
+    }
+}
+
+fn detect(
+    s: &ComponentSummary,
+    series: &[&MetricSeries],
+    current: Option<&LambdaSettings>,
+    window: TimeWindow,
+) -> Vec<Found> {
+    let mut found = Vec::new();
+    if s.invocations <= 0.0 && s.throttles <= 0.0 {
+        return found;
+    }
+    let timeout_ms = current.map(|c| f64::from(c.timeout_seconds) * 1000.0);
+    let timeout_share = ratio(s.timeouts, s.invocations);
+    let near_timeout = matches!((s.p99_ms, timeout_ms), (Some(p), Some(t)) if p >= 0.9 * t);
+    if timeout_share >= 0.01 || near_timeout {
+        let mut ev = vec![evidence("timeout_share", timeout_share, 0.01)];
+        if let (Some(p), Some(t)) = (s.p99_ms, timeout_ms) {
+            ev.push(evidence("p99_ms_vs_timeout_ms", p, 0.9 * t));
+        }
+        found.push(Found {
+            kind: OpportunityKind::Timeouts,
+            affected: s.timeouts.max(s.invocations * 0.01),
+            evidence: ev,
+        });
+    }
+    let oom_share = ratio(s.out_of_memory, s.invocations);
+    let memory_high = s.max_memory_pct.is_some_and(|m| m >= 90.0);
+    if oom_share >= 0.001 || memory_high {
+        found.push(Found {
+            kind: OpportunityKind::MemoryPressure,
+            affected: s.out_of_memory.max(s.invocations * 0.01),
+            evidence: vec![
+                evidence("out_of_memory_share", oom_share, 0.001),
+                evidence("max_memory_pct", s.max_memory_pct.unwrap_or(0.0), 90.0),
+            ],
+        });
+    }
+    if s.throttle_rate >= 0.01 {
+        found.push(Found {
+            kind: OpportunityKind::Throttling,
+            affected: s.throttles,
+            evidence: vec![evidence("throttle_rate", s.throttle_rate, 0.01)],
+        });
+    }
+    let other_errors = (s.errors - s.timeouts - s.out_of_memory).max(0.0);
+    let other_rate = ratio(other_errors, s.invocations);
+    if other_rate >= 0.02 && other_errors >= 10.0 {
+        found.push(Found {
+            kind: OpportunityKind::ErrorBurst,
+            affected: other_errors,
+            evidence: vec![evidence("application_error_rate", other_rate, 0.02)],
+        });
+    }
+    if let Some((before, after, recent_invocations)) = latency_split(series, window)
+        && after >= 1.5 * before
+    {
+        found.push(Found {
+            kind: OpportunityKind::LatencyRegression,
+            affected: recent_invocations,
+            evidence: vec![evidence("recent_p99_ms", after, 1.5 * before)],
+        });
+    }
+    found
+}
+
+/// Median p99 before and in the last quarter of the window, and the last quarter's invocations.
+fn latency_split(series: &[&MetricSeries], window: TimeWindow) -> Option<(f64, f64, f64)> {
+    let p99 = metric(series, MetricName::DurationP99)?;
+    let split = window.end - (window.end - window.start) / 4;
+    let (before, after): (Vec<_>, Vec<_>) = p99.points.iter().partition(|p| p.timestamp < split);
+    let median = |points: &[&crate::telemetry::DataPoint]| {
+        percentile(&points.iter().map(|p| p.value).collect::<Vec<_>>(), 50.0)
+    };
+    let recent = metric(series, MetricName::Invocations).map_or(0.0, |s| {
+        s.points
+            .iter()
+            .filter(|p| p.timestamp >= split)
+            .map(|p| p.value)
+            .sum()
+    });
+    Some((median(&before)?, median(&after)?, recent))
+}
+
+fn priority(kind: OpportunityKind, affected: f64, invocations: f64) -> Priority {
+    let frequency = ratio(affected, invocations.max(affected));
+    match (kind.severity(), frequency) {
+        (3, f) if f >= 0.10 => Priority::Critical,
+        (_, f) if f >= 0.01 => Priority::High,
+        (_, f) if f >= 0.001 => Priority::Medium,
+        _ => Priority::Low,
+    }
+}

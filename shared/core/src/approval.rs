@@ -1,0 +1,187 @@
+//! Approvals (R9): a change that needs approval waits on a task token; approvers decide;
+//! a CRITICAL change needs two different approvers; a rejection or the timeout ends it.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::info;
+
+use crate::error::{OrchestratorError, StableError, StoreError};
+use crate::ids::TenantId;
+use crate::improvement::{ApprovalDecision, ImprovementItem};
+
+/// A change waiting for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The improvement.
+    pub improvement_id: String,
+    /// Its tenant.
+    pub tenant_id: Option<TenantId>,
+    /// The token the execution waits on.
+    pub task_token: String,
+    /// The change, in words.
+    pub change: String,
+    /// The risk level.
+    pub risk: String,
+    /// Distinct approvals needed.
+    pub approvals_required: u8,
+    /// Who approved so far.
+    pub approvers: Vec<String>,
+    /// When it was asked for.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+}
+
+/// Pending approvals.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Stores (or replaces) a pending approval.
+    async fn put_pending(&self, pending: &PendingApproval) -> Result<(), StoreError>;
+    /// The pending approval of an improvement.
+    async fn get_pending(
+        &self,
+        improvement_id: &str,
+    ) -> Result<Option<PendingApproval>, StoreError>;
+    /// Adds an approver; returns the updated record (no change if they already approved).
+    async fn add_approver(
+        &self,
+        improvement_id: &str,
+        approver: &str,
+    ) -> Result<Option<PendingApproval>, StoreError>;
+    /// Removes a decided approval; true if it was there.
+    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError>;
+}
+
+/// Resumes an execution waiting on a task token.
+#[async_trait]
+pub trait TaskTokens: Send + Sync {
+    /// SendTaskSuccess with `output`.
+    async fn send_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), OrchestratorError>;
+}
+
+/// Why an approval call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No change with this id waits for approval.
+    #[error("improvement {0} is not waiting for approval")]
+    NotPending(String),
+    /// The input is unusable (empty approver name …).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The orchestrator failed to resume the execution.
+    #[error(transparent)]
+    Orchestrator(#[from] OrchestratorError),
+}
+
+impl StableError for ApprovalError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::NotPending(_) => "NotPending",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::Store(e) => e.error_type(),
+            Self::Orchestrator(e) => e.error_type(),
+        }
+    }
+}
+
+/// Records that `item` waits for approval under `task_token`.
+pub async fn request_approval(
+    store: &dyn ApprovalStore,
+    item: &ImprovementItem,
+    task_token: &str,
+    now: OffsetDateTime,
+) -> Result<PendingApproval, StoreError> {
+    let validation = item.validation.as_ref();
+    let pending = PendingApproval {
+        improvement_id: item.improvement_id(),
+        tenant_id: item.tenant_id.clone(),
+        task_token: task_token.to_owned(),
+        change: item.generated.as_ref().map_or_else(String::new, |g| {
+            g.proposal
+                .change
+                .describe(item.opportunity.current.as_ref())
+        }),
+        risk: validation.map_or_else(String::new, |v| v.risk.as_str().to_owned()),
+        approvals_required: validation.map_or(1, |v| v.approvals_required.max(1)),
+        approvers: Vec::new(),
+        requested_at: now,
+    };
+    store.put_pending(&pending).await?;
+    info!(improvement = %pending.improvement_id, risk = %pending.risk, "approval requested");
+    Ok(pending)
+}
+
+/// What an approve/reject call did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalProgress {
+    /// The improvement.
+    pub improvement_id: String,
+    /// `approved`, `rejected`, or `waiting` for more approvers.
+    pub status: String,
+    /// Approvers so far.
+    pub approvers: Vec<String>,
+    /// Approvals needed in all.
+    pub approvals_required: u8,
+}
+
+/// Approves (`approved`) or rejects an improvement; resumes its execution when decided.
+pub async fn decide(
+    store: &dyn ApprovalStore,
+    tokens: &dyn TaskTokens,
+    improvement_id: &str,
+    approver: &str,
+    approved: bool,
+    comment: Option<String>,
+) -> Result<ApprovalProgress, ApprovalError> {
+    if approver.trim().is_empty() {
+        return Err(ApprovalError::InvalidInput(
+            "approver must not be empty".into(),
+        ));
+    }
+    let pending = store
+        .get_pending(improvement_id)
+        .await?
+        .ok_or_else(|| ApprovalError::NotPending(improvement_id.to_owned()))?;
+    let (status, approvers) = if approved {
+        let updated = store
+            .add_approver(improvement_id, approver)
+            .await?
+            .ok_or_else(|| ApprovalError::NotPending(improvement_id.to_owned()))?;
+        let enough = updated.approvers.len() >= usize::from(updated.approvals_required);
+        (
+            if enough { "approved" } else { "waiting" },
+            updated.approvers,
+        )
+    } else {
+        ("rejected", pending.approvers.clone())
+    };
+    if status != "waiting" {
+        let decision = ApprovalDecision {
+            approved: status == "approved",
+            approvers: if approved {
+                approvers.clone()
+            } else {
+                vec![approver.to_owned()]
+            },
+            comment,
+        };
+        let output = serde_json::to_value(&decision)
+            .map_err(|e| ApprovalError::InvalidInput(e.to_string()))?;
+        tokens.send_success(&pending.task_token, &output).await?;
+        store.remove_pending(improvement_id).await?;
+    }
+    info!(improvement = %improvement_id, status, "approval decided");
+    Ok(ApprovalProgress {
+        improvement_id: improvement_id.to_owned(),
+        status: status.to_owned(),
+        approvers,
+        approvals_required: pending.approvals_required,
+    })
+}

@@ -1,0 +1,256 @@
+//! Changes: what generate proposes, validate judges and deploy ships.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ComponentId;
+
+/// A Lambda function's tunable configuration (what a `lambda_config` change sets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LambdaSettings {
+    /// Memory in MB (128–10240).
+    pub memory_mb: u32,
+    /// Timeout in seconds (1–900).
+    pub timeout_seconds: u32,
+    /// Reserved concurrency; none means unreserved.
+    pub reserved_concurrency: Option<u32>,
+    /// Environment variables.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// A configuration change to one Lambda function; absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaConfigChange {
+    /// New memory size in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// New timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// New reserved concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrency: Option<u32>,
+    /// Environment variables to set (merged over the current ones).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+}
+
+impl LambdaConfigChange {
+    /// The settings after applying this change to `current`.
+    pub fn apply(&self, current: &LambdaSettings) -> LambdaSettings {
+        let mut next = current.clone();
+        if let Some(m) = self.memory_mb {
+            next.memory_mb = m;
+        }
+        if let Some(t) = self.timeout_seconds {
+            next.timeout_seconds = t;
+        }
+        if let Some(c) = self.reserved_concurrency {
+            next.reserved_concurrency = Some(c);
+        }
+        next.environment
+            .extend(self.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        next
+    }
+
+    /// True when the change sets nothing.
+    pub fn is_empty(&self) -> bool {
+        self.memory_mb.is_none()
+            && self.timeout_seconds.is_none()
+            && self.reserved_concurrency.is_none()
+            && self.environment.is_empty()
+    }
+}
+
+/// One file a code patch touches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchedFile {
+    /// Repository-relative path.
+    pub path: String,
+    /// The language, e.g. `rust`, `python`.
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// What a proposal changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// Configuration of a Lambda function.
+    LambdaConfig {
+        /// The function.
+        function: ComponentId,
+        /// What to set.
+        config: LambdaConfigChange,
+    },
+    /// A source change as a unified diff.
+    CodePatch {
+        /// The component whose code changes.
+        component: ComponentId,
+        /// The files the diff touches.
+        files: Vec<PatchedFile>,
+        /// The unified diff.
+        diff: String,
+    },
+}
+
+impl Change {
+    /// The component the change targets.
+    pub fn target(&self) -> &ComponentId {
+        match self {
+            Self::LambdaConfig { function, .. } => function,
+            Self::CodePatch { component, .. } => component,
+        }
+    }
+
+    /// `lambda_config` or `code_patch`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::LambdaConfig { .. } => "lambda_config",
+            Self::CodePatch { .. } => "code_patch",
+        }
+    }
+
+    /// A short human description, e.g. `orders-api: timeout 3→10 s, memory 128→512 MB`.
+    pub fn describe(&self, before: Option<&LambdaSettings>) -> String {
+        match self {
+            Self::LambdaConfig { function, config } => {
+                let mut parts = Vec::new();
+                let was = |f: fn(&LambdaSettings) -> String| before.map(f).unwrap_or_default();
+                if let Some(t) = config.timeout_seconds {
+                    parts.push(format!(
+                        "timeout {}→{t} s",
+                        was(|b| b.timeout_seconds.to_string())
+                    ));
+                }
+                if let Some(m) = config.memory_mb {
+                    parts.push(format!(
+                        "memory {}→{m} MB",
+                        was(|b| b.memory_mb.to_string())
+                    ));
+                }
+                if let Some(c) = config.reserved_concurrency {
+                    parts.push(format!(
+                        "reserved concurrency {}→{c}",
+                        was(|b| b
+                            .reserved_concurrency
+                            .map_or_else(|| "none".into(), |c| c.to_string()))
+                    ));
+                }
+                if !config.environment.is_empty() {
+                    let keys: Vec<&str> = config.environment.keys().map(String::as_str).collect();
+                    parts.push(format!("env {}", keys.join(",")));
+                }
+                format!("{function}: {}", parts.join(", "))
+            }
+            Self::CodePatch {
+                component, files, ..
+            } => format!("{component}: patch {} file(s)", files.len()),
+        }
+    }
+}
+
+/// Risk, lowest to highest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RiskLevel {
+    /// No plausible harm.
+    Safe,
+    /// Easily reversed, small blast radius.
+    Low,
+    /// Could hurt a component; reversible.
+    Medium,
+    /// Could hurt a component badly or several components.
+    High,
+    /// Could take a service down or leak data.
+    Critical,
+}
+
+impl RiskLevel {
+    /// `SAFE` … `CRITICAL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Safe => "SAFE",
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// What the LLM (or planner) proposes for one opportunity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The change.
+    pub change: Change,
+    /// Why this change fixes the opportunity.
+    pub rationale: String,
+    /// Expected improvement of the opportunity's metric, 0–1 (0.3 = 30 % better).
+    pub expected_gain: f64,
+    /// The risk the proposer claims.
+    pub claimed_risk: RiskLevel,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_config_change_round_trips_as_tagged_json() {
+        let change: Change = serde_json::from_value(json!({
+            "type": "lambda_config", "function": "orders-api",
+            "config": {"timeout_seconds": 10, "memory_mb": 512}
+        }))
+        .unwrap();
+        let Change::LambdaConfig { config, .. } = &change else {
+            panic!("expected lambda_config");
+        };
+        assert_eq!(config.timeout_seconds, Some(10));
+        let back = serde_json::to_value(&change).unwrap();
+        assert_eq!(back["type"], "lambda_config");
+        assert!(back["config"].get("environment").is_none());
+    }
+
+    #[test]
+    fn unknown_config_fields_are_refused() {
+        let err = serde_json::from_value::<Change>(json!({
+            "type": "lambda_config", "function": "f", "config": {"memory": 512}
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+        let err = serde_json::from_value::<Change>(json!({
+            "type": "lambda_config", "function": "f", "config": {}, "extra": 1
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn apply_merges_over_the_current_settings() {
+        let current = LambdaSettings {
+            memory_mb: 128,
+            timeout_seconds: 3,
+            reserved_concurrency: None,
+            environment: [("A".to_owned(), "1".to_owned())].into(),
+        };
+        let change = LambdaConfigChange {
+            timeout_seconds: Some(10),
+            environment: [("B".to_owned(), "2".to_owned())].into(),
+            ..Default::default()
+        };
+        let next = change.apply(&current);
+        assert_eq!(next.memory_mb, 128);
+        assert_eq!(next.timeout_seconds, 10);
+        assert_eq!(next.environment.len(), 2);
+    }
+
+    #[test]
+    fn risk_levels_order() {
+        assert!(RiskLevel::Safe < RiskLevel::Low);
+        assert!(RiskLevel::High < RiskLevel::Critical);
+    }
+}

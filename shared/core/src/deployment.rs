@@ -1,0 +1,43 @@
+//! Deployment state: what a function runs now, and a canary in flight.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::change::LambdaSettings;
+use crate::ids::ComponentId;
+
+/// The alias traffic goes through.
+pub const LIVE_ALIAS: &str = "live";
+
+/// A function as deployed: its settings and where its alias points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionState {
+    /// The function.
+    pub function: ComponentId,
+    /// The configuration of the stable version.
+    pub settings: LambdaSettings,
+    /// The alias's name.
+    pub alias: String,
+    /// The version the alias points at.
+    pub stable_version: String,
+    /// An additional version and its traffic weight (0–1), if the alias splits traffic.
+    pub canary: Option<(String, f64)>,
+}
+
+/// A canary in flight: enough to monitor, promote or restore exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryDeployment {
+    /// The improvement being shipped; deploys are idempotent per improvement.
+    pub improvement_id: String,
+    /// What the function was before (restored by rollback).
+    pub baseline: FunctionState,
+    /// The settings of the new version.
+    pub settings: LambdaSettings,
+    /// The new version.
+    pub canary_version: String,
+    /// Its share of traffic, 0–1.
+    pub weight: f64,
+    /// When the alias started routing to it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub deployed_at: OffsetDateTime,
+}

@@ -1,0 +1,190 @@
+//! generate (R7): an opportunity and its evidence → a typed proposal from the Llm port.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tracing::{info, instrument};
+
+use crate::change::Proposal;
+use crate::error::StableError;
+use crate::improvement::{Generated, ImprovementItem, LlmUsage};
+
+/// What an Llm adapter is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmRequest {
+    /// The system prompt: role, rules and the architecture.
+    pub system: String,
+    /// The user prompt: the opportunity, its evidence and the requirements.
+    pub prompt: String,
+    /// JSON Schema the answer must satisfy (the forced tool's input schema).
+    pub proposal_schema: Value,
+    /// The item being improved, for planners that work from structured data.
+    pub item: ImprovementItem,
+    /// The most this request may cost, in US dollars.
+    pub budget_usd: f64,
+}
+
+/// An Llm adapter's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmAnswer {
+    /// The proposal, parsed and typed.
+    pub proposal: Proposal,
+    /// What it cost.
+    pub usage: LlmUsage,
+    /// Which provider answered.
+    pub provider: String,
+}
+
+/// Why an Llm adapter gave no proposal.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// The provider was unavailable or throttled (after retries); trying later may work.
+    #[error("LLM unavailable: {0}")]
+    Unavailable(String),
+    /// The request would cost more than its budget.
+    #[error("budget exceeded: {0}")]
+    BudgetExceeded(String),
+    /// The provider answered with something that is not a valid proposal.
+    #[error("LLM answer is not a valid proposal: {0}")]
+    InvalidAnswer(String),
+    /// No provider can propose a change for this opportunity.
+    #[error("no proposal: {0}")]
+    NoProposal(String),
+}
+
+impl StableError for LlmError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "Retryable",
+            Self::BudgetExceeded(_) => "BudgetExceeded",
+            Self::InvalidAnswer(_) => "InvalidProposal",
+            Self::NoProposal(_) => "NoProposal",
+        }
+    }
+}
+
+/// Proposes a change.
+#[async_trait]
+pub trait Llm: Send + Sync {
+    /// A proposal for the request, within its budget.
+    async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError>;
+}
+
+/// The JSON Schema of a proposal: the input schema of the forced tool call.
+pub fn proposal_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["change", "rationale", "expected_gain", "claimed_risk"],
+        "properties": {
+            "change": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["type", "function", "config"],
+                        "properties": {
+                            "type": {"const": "lambda_config"},
+                            "function": {"type": "string"},
+                            "config": {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "properties": {
+                                    "memory_mb": {"type": "integer", "minimum": 128, "maximum": 10240},
+                                    "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 900},
+                                    "reserved_concurrency": {"type": "integer", "minimum": 0},
+                                    "environment": {"type": "object", "additionalProperties": {"type": "string"}}
+                                }
+                            }
+                        }
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["type", "component", "files", "diff"],
+                        "properties": {
+                            "type": {"const": "code_patch"},
+                            "component": {"type": "string"},
+                            "files": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["path"],
+                                    "properties": {"path": {"type": "string"}, "language": {"type": "string"}}
+                                }
+                            },
+                            "diff": {"type": "string", "description": "unified diff"}
+                        }
+                    }
+                ]
+            },
+            "rationale": {"type": "string"},
+            "expected_gain": {"type": "number", "minimum": 0, "maximum": 1},
+            "claimed_risk": {"enum": ["SAFE", "LOW", "MEDIUM", "HIGH", "CRITICAL"]}
+        }
+    })
+}
+
+const SYSTEM_PROMPT: &str = "You improve AWS Lambda services. The fleet runs Rust and Python \
+Lambda functions behind a `live` alias; changes ship as a 10 % canary and are rolled back when \
+error rate, p99 latency or throttles get worse. Prefer the smallest configuration change that \
+fixes the evidence (memory, timeout, reserved concurrency, environment) over code changes. \
+Never touch other tenants' components. Answer only through the propose_change tool.";
+
+/// Builds the request for an item: evidence, current settings, requirements.
+pub fn build_request(item: &ImprovementItem, budget_usd: f64) -> LlmRequest {
+    let o = &item.opportunity;
+    let prompt = json!({
+        "task": "Propose one change that fixes this opportunity.",
+        "opportunity": {
+            "component": o.component,
+            "kind": o.kind,
+            "priority": o.priority,
+            "evidence": o.evidence,
+            "affected_requests": o.affected_requests,
+            "top_error_templates": o.top_errors,
+        },
+        "current_settings": o.current,
+        "requirements": [
+            "memory_mb 128-10240, timeout_seconds at most 900",
+            "change only the component named above",
+            "claimed_risk must be honest: decreases of memory or timeout are at least MEDIUM",
+        ],
+        "tenant_id": item.tenant_id,
+    });
+    LlmRequest {
+        system: SYSTEM_PROMPT.to_owned(),
+        prompt: prompt.to_string(),
+        proposal_schema: proposal_schema(),
+        item: item.clone(),
+        budget_usd,
+    }
+}
+
+/// Asks the Llm for a proposal for the item.
+#[instrument(skip_all, fields(improvement = %item.improvement_id()))]
+pub async fn generate(
+    llm: &dyn Llm,
+    item: &ImprovementItem,
+    budget_usd: f64,
+) -> Result<Generated, LlmError> {
+    let request = build_request(item, budget_usd);
+    let answer = llm.propose(&request).await?;
+    if answer.usage.cost_usd > budget_usd {
+        return Err(LlmError::BudgetExceeded(format!(
+            "the answer cost ${:.4}, over the ${budget_usd:.2} budget",
+            answer.usage.cost_usd
+        )));
+    }
+    info!(
+        provider = %answer.provider,
+        change = %answer.proposal.change.describe(item.opportunity.current.as_ref()),
+        cost_usd = answer.usage.cost_usd,
+        "proposal generated"
+    );
+    Ok(Generated {
+        improvement_id: item.improvement_id(),
+        proposal: answer.proposal,
+        provider: answer.provider,
+        usage: answer.usage,
+    })
+}

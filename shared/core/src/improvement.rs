@@ -1,0 +1,199 @@
+//! One improvement as it moves through the Map iteration of the state machine: each step
+//! adds its result under its own key (`ResultPath`), so every step sees what came before.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::analyze::Opportunity;
+use crate::change::{LambdaSettings, Proposal, RiskLevel};
+use crate::cycle::CycleMode;
+use crate::deployment::CanaryDeployment;
+use crate::ids::{CycleId, TenantId};
+
+/// The Map item: the cycle's context, the opportunity, and each step's result so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImprovementItem {
+    /// The cycle.
+    pub cycle_id: CycleId,
+    /// The cycle's tenant, or none for system-wide.
+    pub tenant_id: Option<TenantId>,
+    /// Emergency or routine.
+    pub mode: CycleMode,
+    /// Propose and validate, never deploy.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// What to improve.
+    pub opportunity: Opportunity,
+    /// generate's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<Generated>,
+    /// validate's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    /// The approval decision, when one was needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalDecision>,
+    /// deploy's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployOutcome>,
+    /// monitor's latest report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorReport>,
+}
+
+impl ImprovementItem {
+    /// `<cycle>-<rank>`: stable across retries of any step.
+    pub fn improvement_id(&self) -> String {
+        format!("{}-{}", self.cycle_id, self.opportunity.rank)
+    }
+}
+
+/// Tokens and money one LLM call used.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LlmUsage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// generate's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    /// `<cycle>-<rank>`.
+    pub improvement_id: String,
+    /// The proposal.
+    pub proposal: Proposal,
+    /// Which provider answered (`bedrock:<model>`, `rule-planner`, `recorded`, …).
+    pub provider: String,
+    /// What it cost.
+    pub usage: LlmUsage,
+}
+
+/// One thing validation found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The rule, e.g. `config_bounds`.
+    pub rule: String,
+    /// How bad it is.
+    pub risk: RiskLevel,
+    /// What is wrong, in words.
+    pub message: String,
+    /// Where (a config field, or `file:line`).
+    pub location: Option<String>,
+}
+
+/// What happens to a validated change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationDecision {
+    /// Deploy without a human.
+    AutoDeploy,
+    /// Wait for approvals.
+    NeedsApproval,
+    /// Never deploy.
+    Rejected,
+}
+
+/// validate's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// The overall risk.
+    pub risk: RiskLevel,
+    /// What the rules found.
+    pub findings: Vec<Finding>,
+    /// Distinct approvers needed (0, 1 or 2).
+    pub approvals_required: u8,
+    /// Auto-deploy, needs approval, or rejected.
+    pub decision: ValidationDecision,
+    /// The settings before the change.
+    pub before: Option<LambdaSettings>,
+    /// The settings after it (what deploy applies).
+    pub after: Option<LambdaSettings>,
+}
+
+/// The outcome of waiting for approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// Approved (true) or rejected / timed out (false).
+    pub approved: bool,
+    /// Who decided.
+    pub approvers: Vec<String>,
+    /// Their comment or the reason.
+    pub comment: Option<String>,
+}
+
+/// What deploy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    /// A canary is live.
+    Deployed,
+    /// Traffic is too high; try again at `wait_until`.
+    Deferred,
+    /// The halt switch is on.
+    Halted,
+    /// A dry run: nothing deployed.
+    Skipped,
+}
+
+/// deploy's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployOutcome {
+    /// What happened.
+    pub status: DeployStatus,
+    /// The canary, when deployed.
+    pub deployment: Option<CanaryDeployment>,
+    /// When to try again, when deferred.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub wait_until: Option<OffsetDateTime>,
+    /// Why, in words.
+    pub reason: String,
+    /// Seconds between monitor checks (the state machine's Wait reads this).
+    pub monitor_interval_seconds: u32,
+}
+
+/// How the canary compares on one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricVerdict {
+    /// `error_rate`, `p99_ms` or `throttle_rate`.
+    pub metric: String,
+    /// The stable version's mean.
+    pub baseline: f64,
+    /// The canary's mean.
+    pub canary: f64,
+    /// (canary − baseline) ÷ baseline.
+    pub delta: Option<f64>,
+    /// One-sided Mann–Whitney p-value that the canary is worse.
+    pub p_value: Option<f64>,
+    /// Worse by more than the threshold and significant.
+    pub degraded: bool,
+}
+
+/// The canary's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No metric is significantly worse.
+    Healthy,
+    /// At least one metric is significantly worse: roll back.
+    Degraded,
+    /// Not enough data yet.
+    Inconclusive,
+}
+
+/// monitor's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorReport {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The monitor window has passed (promote if healthy).
+    pub window_over: bool,
+    /// When the check ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
+    /// Per-metric comparison.
+    pub metrics: Vec<MetricVerdict>,
+}

@@ -1,0 +1,436 @@
+//! Statistics for canary monitoring: the Mann–Whitney U test, percentiles, means and
+//! relative change.
+//!
+//! Every function drops non-finite samples (NaN, ±infinity) before it looks at the data and
+//! never panics; where no answer exists (too few samples, a zero baseline) it returns `None`.
+
+use serde::{Deserialize, Serialize};
+
+/// The fewest finite values each sample needs for [`mann_whitney_u`].
+pub const MIN_SAMPLE_SIZE: usize = 3;
+
+/// The result of a one-sided Mann–Whitney U test ("candidate tends to be greater").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MannWhitney {
+    /// U for the candidate: how many (candidate, baseline) pairs the candidate wins, ties ½.
+    pub u: f64,
+    /// The standardised statistic (tie-corrected, continuity-corrected); 0 when all values tie.
+    pub z: f64,
+    /// One-sided p-value for "candidate is stochastically greater than baseline".
+    pub p_value: f64,
+    /// The effect size `u / (n_baseline · n_candidate)`: P(candidate > baseline) + ½ P(tie).
+    pub effect_size: f64,
+    /// Finite values in the baseline sample.
+    pub n_baseline: usize,
+    /// Finite values in the candidate sample.
+    pub n_candidate: usize,
+}
+
+/// One-sided Mann–Whitney U test that `candidate` tends to be greater than `baseline`.
+///
+/// Greater means worse for the metrics a canary watches (error rate, latency, throttles), so a
+/// small `p_value` is evidence the candidate regressed. Ties get average ranks, the variance is
+/// tie-corrected and the p-value comes from the normal approximation with continuity
+/// correction (as `scipy.stats.mannwhitneyu(candidate, baseline, alternative="greater",
+/// method="asymptotic")`).
+///
+/// Returns `None` when either sample has fewer than [`MIN_SAMPLE_SIZE`] finite values. When
+/// every value in both samples is identical the variance is zero and there is no evidence
+/// either way: the result is `Some` with `z = 0` and `p_value = 1`, so callers can tell "no
+/// difference" from "not enough data".
+pub fn mann_whitney_u(baseline: &[f64], candidate: &[f64]) -> Option<MannWhitney> {
+    let baseline = finite(baseline);
+    let candidate = finite(candidate);
+    let (n_b, n_c) = (baseline.len(), candidate.len());
+    if n_b < MIN_SAMPLE_SIZE || n_c < MIN_SAMPLE_SIZE {
+        return None;
+    }
+
+    // Pool the samples, tagged with whether each value is the candidate's.
+    let mut pooled: Vec<(f64, bool)> = baseline
+        .iter()
+        .map(|&v| (v, false))
+        .chain(candidate.iter().map(|&v| (v, true)))
+        .collect();
+    pooled.sort_by(|a, b| a.0.total_cmp(&b.0));
+
+    // Average ranks over runs of equal values (`==`, so -0.0 and 0.0 tie; `total_cmp`
+    // keeps them adjacent). Collect the tie term Σ(t³ − t) as we go.
+    let mut rank_sum_candidate = 0.0_f64;
+    let mut tie_term = 0.0_f64;
+    let mut start = 0;
+    while start < pooled.len() {
+        let value = pooled[start].0;
+        let end = pooled[start..]
+            .iter()
+            .position(|&(v, _)| v != value)
+            .map_or(pooled.len(), |offset| start + offset);
+        let run = (end - start) as f64;
+        // Ranks are 1-based: the run covers ranks start+1 ..= end.
+        let average_rank = (start + 1 + end) as f64 / 2.0;
+        let in_candidate = pooled[start..end].iter().filter(|&&(_, c)| c).count() as f64;
+        rank_sum_candidate += average_rank * in_candidate;
+        tie_term += run * run * run - run;
+        start = end;
+    }
+
+    let n_b_f = n_b as f64;
+    let n_c_f = n_c as f64;
+    let n = n_b_f + n_c_f;
+    let u = rank_sum_candidate - n_c_f * (n_c_f + 1.0) / 2.0;
+    let pairs = n_b_f * n_c_f;
+    let mean_u = pairs / 2.0;
+    let variance = pairs / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
+
+    let (z, p_value) = if variance > 0.0 && variance.is_finite() {
+        let z = (u - mean_u - 0.5) / variance.sqrt();
+        (z, normal_sf(z))
+    } else {
+        (0.0, 1.0)
+    };
+
+    Some(MannWhitney {
+        u,
+        z,
+        p_value,
+        effect_size: u / pairs,
+        n_baseline: n_b,
+        n_candidate: n_c,
+    })
+}
+
+/// The `p`th percentile (`p` in `0..=100`) of the finite values, interpolating linearly
+/// between the closest ranks (NumPy's default `linear` method).
+///
+/// Returns `None` for no finite values or a `p` outside `0..=100` (including NaN).
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if !(0.0..=100.0).contains(&p) {
+        return None;
+    }
+    let mut sorted = finite(values);
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len() - 1;
+    let rank = p / 100.0 * last as f64;
+    // `rank` is in 0..=last, so the casts stay in range; `min` guards rounding.
+    let lower = (rank.floor() as usize).min(last);
+    let upper = (rank.ceil() as usize).min(last);
+    let (low, high) = (sorted[lower], sorted[upper]);
+    if lower == upper || low == high {
+        return Some(low);
+    }
+    let fraction = rank - lower as f64;
+    // `low + f·(high − low)` could overflow for values near ±f64::MAX; this form cannot.
+    Some(low * (1.0 - fraction) + high * fraction)
+}
+
+/// The arithmetic mean of the finite values, or `None` when there are none.
+pub fn mean(values: &[f64]) -> Option<f64> {
+    let finite = finite(values);
+    if finite.is_empty() {
+        return None;
+    }
+    let n = finite.len() as f64;
+    let sum: f64 = finite.iter().sum();
+    if sum.is_finite() {
+        return Some(sum / n);
+    }
+    // The plain sum overflowed (values near ±f64::MAX): scale each term first.
+    Some(finite.iter().map(|v| v / n).sum())
+}
+
+/// The relative change from `baseline` to `candidate`: `(candidate − baseline) / |baseline|`.
+///
+/// Positive means the candidate is larger, whatever the baseline's sign. Rules at the edges:
+/// both zero gives `Some(0.0)` (no change); a zero baseline with a non-zero candidate gives
+/// `None` (the change is unbounded: compare absolute values instead); non-finite inputs or a
+/// non-finite result give `None`.
+pub fn relative_change(baseline: f64, candidate: f64) -> Option<f64> {
+    if !baseline.is_finite() || !candidate.is_finite() {
+        return None;
+    }
+    if baseline == 0.0 {
+        return (candidate == 0.0).then_some(0.0);
+    }
+    let change = (candidate - baseline) / baseline.abs();
+    change.is_finite().then_some(change)
+}
+
+/// The finite values of `values`, in order.
+fn finite(values: &[f64]) -> Vec<f64> {
+    values.iter().copied().filter(|v| v.is_finite()).collect()
+}
+
+/// The standard normal survival function `P(Z > z) = ½·erfc(z/√2)`.
+fn normal_sf(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// The complementary error function, to a relative error below 1.2e-7 everywhere
+/// (Numerical Recipes' `erfcc`, a Chebyshev fit).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let ans = t * poly.exp();
+    if x >= 0.0 { ans } else { 2.0 - ans }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `actual` is within relative tolerance `rel` of `expected`.
+    fn close(actual: f64, expected: f64, rel: f64) -> bool {
+        (actual - expected).abs() <= rel * expected.abs().max(f64::MIN_POSITIVE)
+    }
+
+    fn assert_close(actual: f64, expected: f64, rel: f64) {
+        assert!(
+            close(actual, expected, rel),
+            "expected {expected}, got {actual} (rel tol {rel})"
+        );
+    }
+
+    // Expected values below come from SciPy 1.17:
+    // mannwhitneyu(candidate, baseline, alternative="greater", method="asymptotic",
+    // use_continuity=True), and z from the same formula.
+
+    #[test]
+    fn fully_separated_candidate_is_significantly_greater() {
+        let baseline = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let candidate = [6.0, 7.0, 8.0, 9.0, 10.0];
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        assert_eq!(r.u, 25.0);
+        assert_close(r.z, 2.506_718_245_762_048_7, 1e-12);
+        assert_close(r.p_value, 0.006_092_890_177_672_406, 1e-6);
+        assert_eq!(r.effect_size, 1.0);
+        assert_eq!((r.n_baseline, r.n_candidate), (5, 5));
+    }
+
+    #[test]
+    fn candidate_smaller_gives_p_near_one() {
+        let baseline = [6.0, 7.0, 8.0, 9.0, 10.0];
+        let candidate = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        assert_eq!(r.u, 0.0);
+        assert_close(r.p_value, 0.996_692_324_517_235_7, 1e-6);
+        assert_eq!(r.effect_size, 0.0);
+    }
+
+    #[test]
+    fn ties_use_average_ranks_and_corrected_variance() {
+        let baseline = [1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 4.0];
+        let candidate = [2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0, 6.0];
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        assert_eq!(r.u, 45.0);
+        assert_close(r.z, 1.960_953_590_233_804_4, 1e-12);
+        assert_close(r.p_value, 0.024_942_218_489_962_94, 1e-6);
+    }
+
+    #[test]
+    fn unequal_sizes_with_overlap() {
+        let baseline = [0.012, 0.015, 0.011, 0.019, 0.014, 0.013, 0.016, 0.018];
+        let candidate = [0.017, 0.021, 0.016, 0.025, 0.019, 0.022];
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        assert_eq!(r.u, 43.0);
+        assert_close(r.z, 2.393_606_196_821_001, 1e-12);
+        assert_close(r.p_value, 0.008_341_825_403_143_757, 1e-6);
+    }
+
+    #[test]
+    fn smallest_allowed_samples() {
+        let r = mann_whitney_u(&[1.0, 2.0, 3.0], &[2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(r.u, 7.0);
+        assert_close(r.p_value, 0.184_344_134_680_890_78, 1e-6);
+    }
+
+    #[test]
+    fn realistic_latency_samples() {
+        let baseline = [
+            100.0, 103.0, 97.3, 91.1, 95.5, 90.1, 100.6, 113.4, 95.1, 93.8, 104.9, 103.6, 101.1,
+            90.7, 99.7, 107.0, 86.6, 95.4, 81.0, 87.1, 81.6, 97.6, 87.3, 102.7, 101.6, 98.1, 74.8,
+            94.6, 99.5, 101.1, 84.7, 95.2, 90.2, 91.9, 110.6, 91.9, 99.7, 108.8, 94.2, 98.9,
+        ];
+        let candidate = [
+            105.1, 104.6, 91.7, 104.8, 117.6, 88.5, 112.6, 105.2, 97.6, 124.0, 111.6, 92.0, 104.7,
+            109.8, 102.1, 110.8, 103.3, 110.7, 118.4, 97.2, 106.0, 99.4, 105.3, 92.1, 98.2, 102.0,
+            113.0, 115.5, 90.8, 96.1, 110.5, 84.1, 99.4, 103.0, 116.6,
+        ];
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        assert_eq!(r.u, 1041.0);
+        assert_close(r.z, 3.616_225_125_004_452_6, 1e-12);
+        assert_close(r.p_value, 1.494_652_127_026_441_5e-4, 1e-6);
+        assert_eq!((r.n_baseline, r.n_candidate), (40, 35));
+    }
+
+    #[test]
+    fn u_is_symmetric_between_directions() {
+        let a = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
+        let b = [5.0, 3.0, 5.0, 8.0, 9.0, 7.0];
+        let ab = mann_whitney_u(&a, &b).unwrap();
+        let ba = mann_whitney_u(&b, &a).unwrap();
+        assert_eq!(ab.u + ba.u, (a.len() * b.len()) as f64);
+    }
+
+    #[test]
+    fn input_order_does_not_matter() {
+        let r1 = mann_whitney_u(&[1.0, 5.0, 3.0, 2.0], &[4.0, 6.0, 2.0]).unwrap();
+        let r2 = mann_whitney_u(&[2.0, 3.0, 1.0, 5.0], &[2.0, 4.0, 6.0]).unwrap();
+        assert_eq!(r1, r2);
+    }
+
+    #[test]
+    fn too_few_finite_values_gives_none() {
+        assert_eq!(mann_whitney_u(&[], &[]), None);
+        assert_eq!(mann_whitney_u(&[1.0, 2.0], &[3.0, 4.0, 5.0]), None);
+        assert_eq!(mann_whitney_u(&[1.0, 2.0, 3.0], &[4.0, 5.0]), None);
+        // Three values, but one is NaN and is dropped.
+        assert_eq!(
+            mann_whitney_u(&[1.0, 2.0, f64::NAN], &[4.0, 5.0, 6.0]),
+            None
+        );
+    }
+
+    #[test]
+    fn all_identical_values_give_no_evidence() {
+        let r = mann_whitney_u(&[0.0; 5], &[0.0; 4]).unwrap();
+        assert_eq!(r.u, 10.0);
+        assert_eq!(r.z, 0.0);
+        assert_eq!(r.p_value, 1.0);
+        assert_eq!(r.effect_size, 0.5);
+    }
+
+    #[test]
+    fn negative_and_positive_zero_tie() {
+        let r = mann_whitney_u(&[-0.0, -0.0, 0.0], &[0.0, 0.0, -0.0]).unwrap();
+        assert_eq!(r.p_value, 1.0);
+    }
+
+    #[test]
+    fn non_finite_values_are_dropped() {
+        let clean = mann_whitney_u(&[1.0, 2.0, 3.0, 4.0], &[3.0, 5.0, 6.0]).unwrap();
+        let dirty = mann_whitney_u(
+            &[1.0, f64::NAN, 2.0, f64::INFINITY, 3.0, 4.0],
+            &[f64::NEG_INFINITY, 3.0, 5.0, f64::NAN, 6.0],
+        )
+        .unwrap();
+        assert_eq!(clean, dirty);
+    }
+
+    #[test]
+    fn extreme_values_stay_finite() {
+        let baseline = [f64::MIN, -1.0, 0.0, f64::MAX];
+        let candidate = [f64::MAX, f64::MAX, f64::MAX];
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        assert!(r.z.is_finite() && r.p_value.is_finite());
+        assert!((0.0..=1.0).contains(&r.p_value));
+    }
+
+    #[test]
+    fn large_samples_are_handled() {
+        let baseline: Vec<f64> = (0..20_000).map(|i| f64::from(i % 100)).collect();
+        let candidate: Vec<f64> = (0..20_000).map(|i| f64::from(i % 100 + 1)).collect();
+        let r = mann_whitney_u(&baseline, &candidate).unwrap();
+        // scipy: U = 203980000, p = 2.8352014357090516e-4
+        assert_eq!(r.u, 203_980_000.0);
+        assert_close(r.p_value, 2.835_201_435_709_051_6e-4, 1e-6);
+        assert_close(r.effect_size, 0.509_95, 1e-12);
+    }
+
+    #[test]
+    fn normal_tail_matches_reference_values() {
+        // scipy.stats.norm.sf
+        let cases = [
+            (0.0, 0.5),
+            (0.5, 0.308_537_538_725_986_9),
+            (1.0, 0.158_655_253_931_457_07),
+            (1.96, 0.024_997_895_148_220_435),
+            (-1.5, 0.933_192_798_731_141_9),
+            (3.0, 0.001_349_898_031_630_093_3),
+            (5.0, 2.866_515_718_791_933e-7),
+            (8.0, 6.220_960_574_271_74e-16),
+            (-8.0, 0.999_999_999_999_999_3),
+        ];
+        for (z, expected) in cases {
+            assert_close(normal_sf(z), expected, 2e-7);
+        }
+        assert!(normal_sf(f64::INFINITY) == 0.0);
+        assert!(normal_sf(f64::NEG_INFINITY) == 1.0);
+        assert!(normal_sf(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn percentile_interpolates_linearly() {
+        // numpy.percentile([3, 1, 2, 4], [0, 10, 50, 75, 100])
+        let v = [3.0, 1.0, 2.0, 4.0];
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_close(percentile(&v, 10.0).unwrap(), 1.3, 1e-12);
+        assert_eq!(percentile(&v, 50.0), Some(2.5));
+        assert_eq!(percentile(&v, 75.0), Some(3.25));
+        assert_eq!(percentile(&v, 100.0), Some(4.0));
+    }
+
+    #[test]
+    fn percentile_of_latency_sample_matches_numpy() {
+        let v = [
+            100.0, 103.0, 97.3, 91.1, 95.5, 90.1, 100.6, 113.4, 95.1, 93.8, 104.9, 103.6, 101.1,
+            90.7, 99.7, 107.0, 86.6, 95.4, 81.0, 87.1, 81.6, 97.6, 87.3, 102.7, 101.6, 98.1, 74.8,
+            94.6, 99.5, 101.1, 84.7, 95.2, 90.2, 91.9, 110.6, 91.9, 99.7, 108.8, 94.2, 98.9,
+        ];
+        assert_close(percentile(&v, 25.0).unwrap(), 91.0, 1e-12);
+        assert_close(percentile(&v, 50.0).unwrap(), 96.4, 1e-12);
+        assert_close(percentile(&v, 90.0).unwrap(), 105.11, 1e-12);
+        assert_close(percentile(&v, 99.0).unwrap(), 112.308, 1e-12);
+        assert_close(mean(&v).unwrap(), 96.05, 1e-12);
+    }
+
+    #[test]
+    fn percentile_edge_cases() {
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[f64::NAN, f64::INFINITY], 50.0), None);
+        assert_eq!(percentile(&[7.0], 0.0), Some(7.0));
+        assert_eq!(percentile(&[7.0], 99.9), Some(7.0));
+        assert_eq!(percentile(&[1.0, 2.0], -0.1), None);
+        assert_eq!(percentile(&[1.0, 2.0], 100.1), None);
+        assert_eq!(percentile(&[1.0, 2.0], f64::NAN), None);
+        assert_eq!(percentile(&[1.0, f64::NAN, 3.0], 50.0), Some(2.0));
+        let p = percentile(&[f64::MIN, f64::MAX], 50.0).unwrap();
+        assert!(p.is_finite());
+        assert_eq!(percentile(&[f64::MAX, f64::MAX], 30.0), Some(f64::MAX));
+    }
+
+    #[test]
+    fn mean_edge_cases() {
+        assert_eq!(mean(&[]), None);
+        assert_eq!(mean(&[f64::NAN]), None);
+        assert_eq!(mean(&[1.0, 2.0, f64::INFINITY, 6.0]), Some(3.0));
+        assert_eq!(mean(&[f64::MAX, f64::MAX]), Some(f64::MAX));
+        assert_eq!(mean(&[-2.5]), Some(-2.5));
+    }
+
+    #[test]
+    fn relative_change_rules() {
+        assert_eq!(relative_change(100.0, 150.0), Some(0.5));
+        assert_eq!(relative_change(100.0, 50.0), Some(-0.5));
+        assert_eq!(relative_change(0.02, 0.02), Some(0.0));
+        // A negative baseline: larger candidate is still a positive change.
+        assert_eq!(relative_change(-10.0, -5.0), Some(0.5));
+        assert_eq!(relative_change(0.0, 0.0), Some(0.0));
+        assert_eq!(relative_change(-0.0, 0.0), Some(0.0));
+        assert_eq!(relative_change(0.0, 1.0), None);
+        assert_eq!(relative_change(f64::NAN, 1.0), None);
+        assert_eq!(relative_change(1.0, f64::INFINITY), None);
+        // Overflowing result.
+        assert_eq!(relative_change(f64::MIN_POSITIVE, f64::MAX), None);
+    }
+}

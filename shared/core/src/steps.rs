@@ -1,0 +1,345 @@
+//! The cycle's Lambda functions as the state machine calls them: one request type per
+//! function (tagged by `action` where a function serves several states) and one entry point
+//! each, shared by the Lambda binaries and the embedded runner.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::analyze::{AnalysisReport, analyze};
+use crate::canary::{CanaryDeps, CanaryError, deploy, monitor, promote, rollback};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::cycle::CycleRequest;
+use crate::error::{StableError, StoreError, TelemetryError};
+use crate::generate::{Llm, LlmError, generate};
+use crate::improvement::{Generated, ImprovementItem, Validation};
+use crate::ports::{Deployer, Telemetry};
+use crate::validate::validate;
+
+/// A step failed; `error_type` is what the state machine's Retry/Catch match.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The payload is not what this function takes; names the field.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Telemetry failed.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// The LLM failed or the budget was exceeded.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// A canary step failed.
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StableError for StepError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::Telemetry(e) => e.error_type(),
+            Self::Llm(e) => e.error_type(),
+            Self::Canary(e) => e.error_type(),
+            Self::Store(e) => e.error_type(),
+        }
+    }
+}
+
+/// Parses a step's payload, naming the failing field.
+pub fn parse_payload<T: for<'de> Deserialize<'de>>(payload: &Value) -> Result<T, StepError> {
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let path = e.path().to_string();
+        StepError::InvalidInput(format!("{path}: {}", e.into_inner()))
+    })
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<Value, StepError> {
+    serde_json::to_value(value).map_err(|e| StepError::InvalidInput(format!("result: {e}")))
+}
+
+/// The `validate` function's requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ValidateRequest {
+    /// Judge the item's proposal.
+    Validate {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+    /// Record the task token of a change that waits for approval.
+    RequestApproval {
+        /// The token the state machine waits on.
+        task_token: String,
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+}
+
+/// The `deploy` function's requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum DeployRequest {
+    /// Ship the validated settings as a canary.
+    Deploy {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+    /// Shift all traffic to the canary.
+    Promote {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+}
+
+/// The `monitor` function's requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum MonitorRequest {
+    /// Compare canary and stable.
+    Monitor {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+    /// Summarise the finished cycle.
+    Summarize {
+        /// The whole execution state at the end.
+        cycle: Value,
+    },
+}
+
+/// The `rollback` function's requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum RollbackRequest {
+    /// Restore the baseline.
+    Rollback {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+}
+
+/// One improvement's line in the cycle summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImprovementSummary {
+    /// `<cycle>-<rank>`.
+    pub improvement_id: String,
+    /// The opportunity, `<component>:<kind>`.
+    pub opportunity: String,
+    /// The change, in words.
+    pub change: Option<String>,
+    /// The risk validation found.
+    pub risk: Option<String>,
+    /// auto_deploy, needs_approval or rejected.
+    pub decision: Option<String>,
+    /// promoted, rolled_back, rejected, … or `<step>_failed`.
+    pub outcome: String,
+    /// LLM cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// The summary step's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleSummary {
+    /// The cycle.
+    pub cycle_id: String,
+    /// When it was written.
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    /// Opportunities found.
+    pub opportunities: usize,
+    /// Per improvement.
+    pub improvements: Vec<ImprovementSummary>,
+    /// Promoted improvements.
+    pub promoted: usize,
+    /// Rolled-back improvements.
+    pub rolled_back: usize,
+    /// A step that failed the whole cycle (analysis), if any.
+    pub failure: Option<Value>,
+}
+
+/// Builds the summary from the execution state the state machine passes at the end.
+pub fn summarize(cycle: &Value, now: OffsetDateTime) -> Result<CycleSummary, StepError> {
+    let cycle_id = cycle
+        .get("cycle_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| StepError::InvalidInput("cycle.cycle_id: missing".into()))?
+        .to_owned();
+    let opportunities = cycle
+        .pointer("/analysis/opportunities")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let mut improvements = Vec::new();
+    for raw in cycle
+        .get("improvements")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let item: ImprovementItem = parse_payload(raw)?;
+        let outcome = raw
+            .get("outcome")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        let generated: Option<&Generated> = item.generated.as_ref();
+        let validation: Option<&Validation> = item.validation.as_ref();
+        improvements.push(ImprovementSummary {
+            improvement_id: item.improvement_id(),
+            opportunity: item.opportunity.id.clone(),
+            change: generated.map(|g| {
+                g.proposal
+                    .change
+                    .describe(item.opportunity.current.as_ref())
+            }),
+            risk: validation.map(|v| v.risk.as_str().to_owned()),
+            decision: validation.and_then(|v| {
+                serde_json::to_value(v.decision)
+                    .ok()
+                    .and_then(|d| d.as_str().map(str::to_owned))
+            }),
+            outcome,
+            cost_usd: generated.map_or(0.0, |g| g.usage.cost_usd),
+        });
+    }
+    let count = |o: &str| improvements.iter().filter(|i| i.outcome == o).count();
+    Ok(CycleSummary {
+        promoted: count("promoted"),
+        rolled_back: count("rolled_back"),
+        cycle_id,
+        finished_at: now,
+        opportunities,
+        improvements,
+        failure: cycle.get("failure").cloned(),
+    })
+}
+
+/// The ports the cycle's functions use.
+#[derive(Clone, Copy)]
+pub struct StepDeps<'a> {
+    /// Metrics and logs.
+    pub telemetry: &'a dyn Telemetry,
+    /// Lambda.
+    pub deployer: &'a dyn Deployer,
+    /// Proposals.
+    pub llm: &'a dyn Llm,
+    /// The halt switch.
+    pub halt: &'a dyn crate::ports::HaltSwitch,
+    /// Pending approvals.
+    pub approvals: &'a dyn crate::approval::ApprovalStore,
+    /// The time.
+    pub clock: &'a dyn Clock,
+}
+
+impl StepDeps<'_> {
+    fn canary(&self) -> CanaryDeps<'_> {
+        CanaryDeps {
+            deployer: self.deployer,
+            telemetry: self.telemetry,
+            halt: self.halt,
+            clock: self.clock,
+        }
+    }
+}
+
+/// The cycle's functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepFunction {
+    /// analyze
+    Analyze,
+    /// generate
+    Generate,
+    /// validate (and request_approval)
+    Validate,
+    /// deploy (and promote)
+    Deploy,
+    /// monitor (and summarize)
+    Monitor,
+    /// rollback
+    Rollback,
+}
+
+impl StepFunction {
+    /// The function's name, as in `functions/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Analyze => "analyze",
+            Self::Generate => "generate",
+            Self::Validate => "validate",
+            Self::Deploy => "deploy",
+            Self::Monitor => "monitor",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    /// The function with this name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Analyze,
+            Self::Generate,
+            Self::Validate,
+            Self::Deploy,
+            Self::Monitor,
+            Self::Rollback,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
+    }
+}
+
+/// Runs one of the cycle's functions on its payload.
+pub async fn run_step(
+    function: StepFunction,
+    deps: StepDeps<'_>,
+    config: &Config,
+    payload: &Value,
+) -> Result<Value, StepError> {
+    match function {
+        StepFunction::Analyze => {
+            let request: CycleRequest = parse_payload(payload)?;
+            let report: AnalysisReport = analyze(deps.telemetry, deps.deployer, &request).await?;
+            to_value(&report)
+        }
+        StepFunction::Generate => {
+            let item: ImprovementItem = parse_payload(payload)?;
+            to_value(&generate(deps.llm, &item, config.llm_budget_usd).await?)
+        }
+        StepFunction::Validate => match parse_payload::<ValidateRequest>(payload)? {
+            ValidateRequest::Validate { item } => to_value(&validate(&item, config)),
+            ValidateRequest::RequestApproval { task_token, item } => {
+                let pending = crate::approval::request_approval(
+                    deps.approvals,
+                    &item,
+                    &task_token,
+                    deps.clock.now(),
+                )
+                .await?;
+                to_value(&pending)
+            }
+        },
+        StepFunction::Deploy => match parse_payload::<DeployRequest>(payload)? {
+            DeployRequest::Deploy { item } => {
+                to_value(&deploy(deps.canary(), config, &item).await?)
+            }
+            DeployRequest::Promote { item } => {
+                promote(deps.deployer, &item).await?;
+                Ok(serde_json::json!({"promoted": true}))
+            }
+        },
+        StepFunction::Monitor => match parse_payload::<MonitorRequest>(payload)? {
+            MonitorRequest::Monitor { item } => {
+                to_value(&monitor(deps.canary(), config, &item).await?)
+            }
+            MonitorRequest::Summarize { cycle } => to_value(&summarize(&cycle, deps.clock.now())?),
+        },
+        StepFunction::Rollback => match parse_payload::<RollbackRequest>(payload)? {
+            RollbackRequest::Rollback { item } => {
+                let restored = rollback(deps.deployer, &item).await?;
+                Ok(serde_json::json!({"restored": restored}))
+            }
+        },
+    }
+}

@@ -1,0 +1,99 @@
+//! Telemetry as the cycle reads it: metric series and error log lines, per component.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::cycle::TimeWindow;
+use crate::ids::{ComponentId, TenantId};
+
+/// The metrics analysis and monitoring read, per component (AWS/Lambda plus the seeds' custom ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MetricName {
+    /// AWS/Lambda `Invocations`, Sum.
+    Invocations,
+    /// AWS/Lambda `Errors`, Sum.
+    Errors,
+    /// AWS/Lambda `Throttles`, Sum.
+    Throttles,
+    /// AWS/Lambda `Duration`, Average (ms).
+    DurationAvg,
+    /// AWS/Lambda `Duration`, p99 (ms).
+    DurationP99,
+    /// AWS/Lambda `ConcurrentExecutions`, Maximum.
+    ConcurrentExecutions,
+    /// Custom `MemoryUtilization`, Maximum (percent of the configured memory).
+    MemoryUtilization,
+}
+
+impl MetricName {
+    /// Every metric, in a stable order.
+    pub const ALL: [Self; 7] = [
+        Self::Invocations,
+        Self::Errors,
+        Self::Throttles,
+        Self::DurationAvg,
+        Self::DurationP99,
+        Self::ConcurrentExecutions,
+        Self::MemoryUtilization,
+    ];
+}
+
+/// One value at one time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DataPoint {
+    /// Start of the period.
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    /// The statistic's value.
+    pub value: f64,
+}
+
+/// A metric's values for one component (and, when monitoring a canary, one version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeries {
+    /// The component.
+    pub component: ComponentId,
+    /// The metric.
+    pub metric: MetricName,
+    /// The function version the values are for (`ExecutedVersion`); none for all versions.
+    pub version: Option<String>,
+    /// Values in time order, one per period.
+    pub points: Vec<DataPoint>,
+}
+
+impl MetricSeries {
+    /// The values without timestamps.
+    pub fn values(&self) -> Vec<f64> {
+        self.points.iter().map(|p| p.value).collect()
+    }
+
+    /// The sum of the values.
+    pub fn sum(&self) -> f64 {
+        self.points.iter().map(|p| p.value).sum()
+    }
+}
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryQuery {
+    /// Only this tenant's data; none means every tenant.
+    pub tenant: Option<TenantId>,
+    /// Only these components; empty means every component of the fleet.
+    pub components: Vec<ComponentId>,
+    /// The time range.
+    pub window: TimeWindow,
+    /// Seconds per data point.
+    pub period_seconds: u32,
+}
+
+/// One error log row (Logs Insights `@timestamp`, `@message`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRow {
+    /// When it was logged.
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    /// The component that logged it.
+    pub component: ComponentId,
+    /// The message, stack trace included.
+    pub message: String,
+}

@@ -1,0 +1,553 @@
+//! validate (R8): config bounds, protected functions, tenant scope, a risk level with
+//! findings, and the approval policy.
+//!
+//! Policy: SAFE/LOW deploy on their own (when `ENABLE_AUTONOMOUS_IMPROVEMENTS` is on),
+//! MEDIUM needs `MEDIUM_RISK_APPROVALS`, HIGH one approval, CRITICAL two; a system-wide
+//! change (made by a cycle without a tenant) always needs at least one.
+
+use tracing::{info, instrument};
+
+use crate::change::{Change, LambdaConfigChange, LambdaSettings, RiskLevel};
+use crate::config::Config;
+use crate::improvement::{Finding, ImprovementItem, Validation, ValidationDecision};
+
+/// Lambda's memory bounds in MB.
+pub const MEMORY_MB: (u32, u32) = (128, 10_240);
+/// Lambda's timeout bound in seconds.
+pub const MAX_TIMEOUT_SECONDS: u32 = 900;
+/// The largest memory factor one cycle may apply (up ×4, down ÷2).
+pub const MEMORY_STEP: (f64, f64) = (4.0, 0.5);
+/// The largest timeout factor one cycle may apply.
+pub const TIMEOUT_STEP: f64 = 10.0;
+
+fn finding(rule: &str, risk: RiskLevel, message: String, location: Option<&str>) -> Finding {
+    Finding {
+        rule: rule.to_owned(),
+        risk,
+        message,
+        location: location.map(str::to_owned),
+    }
+}
+
+/// Judges the item's proposal; never errors: problems are findings.
+#[instrument(skip_all, fields(improvement = %item.improvement_id()))]
+pub fn validate(item: &ImprovementItem, config: &Config) -> Validation {
+    let mut findings = Vec::new();
+    let before = item.opportunity.current.clone();
+    let Some(generated) = &item.generated else {
+        findings.push(finding(
+            "proposal_present",
+            RiskLevel::Critical,
+            "no proposal to validate".into(),
+            None,
+        ));
+        return verdict(item, config, findings, before, None);
+    };
+    let proposal = &generated.proposal;
+    let target = proposal.change.target();
+
+    if target != &item.opportunity.component {
+        findings.push(finding(
+            "tenant_scope",
+            RiskLevel::Critical,
+            format!(
+                "the change targets {target} but the opportunity is on {}; a change may touch only its own component",
+                item.opportunity.component
+            ),
+            Some("change.function"),
+        ));
+    }
+    if let Some(p) = config
+        .protected_functions
+        .iter()
+        .find(|p| p.matches(target.as_str()))
+    {
+        findings.push(finding(
+            "protected_function",
+            RiskLevel::Critical,
+            format!("{target} is protected (PROTECTED_FUNCTIONS pattern {p:?})"),
+            Some("change.function"),
+        ));
+    }
+    if !(0.0..=1.0).contains(&proposal.expected_gain) {
+        findings.push(finding(
+            "proposal_shape",
+            RiskLevel::Medium,
+            format!("expected_gain {} is outside 0-1", proposal.expected_gain),
+            Some("expected_gain"),
+        ));
+    }
+
+    let after = match &proposal.change {
+        Change::CodePatch { files, .. } => {
+            findings.push(finding(
+                "code_validation",
+                RiskLevel::Critical,
+                format!(
+                    "code patches ({} file(s)) need the code validation pipeline (parsers, static and secret rules), which is not available yet; refused",
+                    files.len()
+                ),
+                files.first().map(|f| f.path.as_str()),
+            ));
+            None
+        }
+        Change::LambdaConfig { config: change, .. } => match &before {
+            None => {
+                findings.push(finding(
+                    "target_exists",
+                    RiskLevel::Critical,
+                    format!("{target} is not a deployed Lambda function with known settings"),
+                    Some("change.function"),
+                ));
+                None
+            }
+            Some(current) => {
+                config_findings(change, current, &mut findings);
+                Some(change.apply(current))
+            }
+        },
+    };
+
+    let computed = findings
+        .iter()
+        .map(|f| f.risk)
+        .max()
+        .unwrap_or(RiskLevel::Safe);
+    if proposal.claimed_risk < computed {
+        findings.push(finding(
+            "claimed_risk",
+            RiskLevel::Safe,
+            format!(
+                "the proposal claimed {} but validation found {}",
+                proposal.claimed_risk.as_str(),
+                computed.as_str()
+            ),
+            Some("claimed_risk"),
+        ));
+    }
+    verdict(item, config, findings, before, after)
+}
+
+fn config_findings(change: &LambdaConfigChange, current: &LambdaSettings, out: &mut Vec<Finding>) {
+    if change.is_empty() {
+        out.push(finding(
+            "config_bounds",
+            RiskLevel::High,
+            "the change sets nothing".into(),
+            Some("change.config"),
+        ));
+    }
+    if let Some(m) = change.memory_mb {
+        let at = Some("change.config.memory_mb");
+        if !(MEMORY_MB.0..=MEMORY_MB.1).contains(&m) {
+            out.push(finding(
+                "config_bounds",
+                RiskLevel::Critical,
+                format!(
+                    "memory {m} MB is outside {}-{} MB",
+                    MEMORY_MB.0, MEMORY_MB.1
+                ),
+                at,
+            ));
+        } else {
+            let factor = f64::from(m) / f64::from(current.memory_mb.max(1));
+            if factor > MEMORY_STEP.0 || factor < MEMORY_STEP.1 {
+                out.push(finding(
+                    "step_limit",
+                    RiskLevel::High,
+                    format!(
+                        "memory {}→{m} MB is a ×{factor:.2} step; one cycle may change memory by ×{}–×{}",
+                        current.memory_mb, MEMORY_STEP.1, MEMORY_STEP.0
+                    ),
+                    at,
+                ));
+            } else if m < current.memory_mb {
+                out.push(finding(
+                    "memory_decrease",
+                    RiskLevel::Medium,
+                    format!(
+                        "memory {}→{m} MB: less memory also means less CPU; latency and out-of-memory risk rise",
+                        current.memory_mb
+                    ),
+                    at,
+                ));
+            } else if m > current.memory_mb {
+                out.push(finding(
+                    "memory_increase",
+                    RiskLevel::Low,
+                    format!("memory {}→{m} MB raises cost per ms", current.memory_mb),
+                    at,
+                ));
+            }
+        }
+    }
+    if let Some(t) = change.timeout_seconds {
+        let at = Some("change.config.timeout_seconds");
+        if t == 0 || t > MAX_TIMEOUT_SECONDS {
+            out.push(finding(
+                "config_bounds",
+                RiskLevel::Critical,
+                format!("timeout {t} s is outside 1-{MAX_TIMEOUT_SECONDS} s"),
+                at,
+            ));
+        } else if f64::from(t) > f64::from(current.timeout_seconds) * TIMEOUT_STEP {
+            out.push(finding(
+                "step_limit",
+                RiskLevel::High,
+                format!(
+                    "timeout {}→{t} s is more than ×{TIMEOUT_STEP} in one cycle",
+                    current.timeout_seconds
+                ),
+                at,
+            ));
+        } else if t < current.timeout_seconds {
+            out.push(finding(
+                "timeout_decrease",
+                RiskLevel::Medium,
+                format!(
+                    "timeout {}→{t} s may cut off invocations that succeed today",
+                    current.timeout_seconds
+                ),
+                at,
+            ));
+        } else if t > current.timeout_seconds {
+            out.push(finding(
+                "timeout_increase",
+                RiskLevel::Low,
+                format!("timeout {}→{t} s", current.timeout_seconds),
+                at,
+            ));
+        }
+    }
+    if let Some(c) = change.reserved_concurrency {
+        let at = Some("change.config.reserved_concurrency");
+        if c == 0 {
+            out.push(finding(
+                "reserved_concurrency",
+                RiskLevel::Critical,
+                "reserved concurrency 0 stops the function".into(),
+                at,
+            ));
+        } else {
+            // Concurrency is function-wide in Lambda, not per version: it cannot be canaried.
+            out.push(finding(
+                "reserved_concurrency",
+                RiskLevel::Medium,
+                format!(
+                    "reserved concurrency {}→{c} applies to every version at once and takes capacity from the account pool",
+                    current
+                        .reserved_concurrency
+                        .map_or_else(|| "none".to_owned(), |v| v.to_string())
+                ),
+                at,
+            ));
+        }
+    }
+    for (key, value) in &change.environment {
+        let at = Some("change.config.environment");
+        if looks_like_secret(value) {
+            out.push(finding(
+                "secret_detection",
+                RiskLevel::Critical,
+                format!(
+                    "environment {key} holds what looks like a credential; use Secrets Manager"
+                ),
+                at,
+            ));
+        } else {
+            out.push(finding(
+                "environment_change",
+                RiskLevel::Medium,
+                format!("environment {key} changes behaviour outside the code's review"),
+                at,
+            ));
+        }
+    }
+}
+
+/// Common credential shapes: AWS access keys, GitHub, Slack, OpenAI and Anthropic tokens,
+/// private keys.
+pub fn looks_like_secret(text: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "AKIA",
+        "ASIA",
+        "ghp_",
+        "github_pat_",
+        "xoxb-",
+        "xoxp-",
+        "sk-ant-",
+        "sk-proj-",
+        "sk-",
+    ];
+    text.contains("-----BEGIN") && text.contains("PRIVATE KEY")
+        || text
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-')
+            .any(|word| {
+                PREFIXES.iter().any(|p| {
+                    word.starts_with(p)
+                        && word.len() >= p.len() + 16
+                        && word[p.len()..]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                })
+            })
+}
+
+fn verdict(
+    item: &ImprovementItem,
+    config: &Config,
+    findings: Vec<Finding>,
+    before: Option<LambdaSettings>,
+    after: Option<LambdaSettings>,
+) -> Validation {
+    let risk = findings
+        .iter()
+        .map(|f| f.risk)
+        .max()
+        .unwrap_or(RiskLevel::Safe);
+    let refused = findings.iter().any(|f| {
+        matches!(
+            f.rule.as_str(),
+            "config_bounds"
+                | "code_validation"
+                | "tenant_scope"
+                | "protected_function"
+                | "target_exists"
+                | "proposal_present"
+        )
+    }) || after.is_none();
+    let mut approvals_required = match risk {
+        RiskLevel::Safe | RiskLevel::Low => u8::from(!config.autonomous_improvements),
+        RiskLevel::Medium => config
+            .medium_risk_approvals
+            .max(u8::from(!config.autonomous_improvements)),
+        RiskLevel::High => 1,
+        RiskLevel::Critical => 2,
+    };
+    // A change made by a cycle without a tenant may affect every tenant.
+    if item.tenant_id.is_none() {
+        approvals_required = approvals_required.max(1);
+    }
+    let decision = if refused {
+        ValidationDecision::Rejected
+    } else if approvals_required > 0 {
+        ValidationDecision::NeedsApproval
+    } else {
+        ValidationDecision::AutoDeploy
+    };
+    info!(
+        risk = risk.as_str(),
+        ?decision,
+        findings = findings.len(),
+        "validated"
+    );
+    Validation {
+        risk,
+        findings,
+        approvals_required,
+        decision,
+        before,
+        after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::{Opportunity, OpportunityKind, Priority};
+    use crate::change::{PatchedFile, Proposal};
+    use crate::cycle::CycleMode;
+    use crate::ids::{ComponentId, CycleId, TenantId};
+    use crate::improvement::{Generated, LlmUsage};
+
+    fn item(change: Change, claimed: RiskLevel, tenant: Option<&str>) -> ImprovementItem {
+        let component = ComponentId::parse("orders-api").unwrap();
+        ImprovementItem {
+            cycle_id: CycleId::parse("c1").unwrap(),
+            tenant_id: tenant.map(|t| TenantId::parse(t).unwrap()),
+            mode: CycleMode::Routine,
+            dry_run: false,
+            opportunity: Opportunity {
+                id: "orders-api:timeouts".into(),
+                rank: 1,
+                component,
+                tenant_id: None,
+                kind: OpportunityKind::Timeouts,
+                evidence: vec![],
+                expected_gain: 0.9,
+                affected_requests: 100.0,
+                impact_score: 90.0,
+                priority: Priority::High,
+                current: Some(LambdaSettings {
+                    memory_mb: 128,
+                    timeout_seconds: 3,
+                    reserved_concurrency: None,
+                    environment: Default::default(),
+                }),
+                top_errors: vec![],
+            },
+            generated: Some(Generated {
+                improvement_id: "c1-1".into(),
+                proposal: Proposal {
+                    change,
+                    rationale: "r".into(),
+                    expected_gain: 0.5,
+                    claimed_risk: claimed,
+                },
+                provider: "test".into(),
+                usage: LlmUsage::default(),
+            }),
+            validation: None,
+            approval: None,
+            deploy: None,
+            monitor: None,
+        }
+    }
+
+    fn config_change(config: LambdaConfigChange) -> Change {
+        Change::LambdaConfig {
+            function: ComponentId::parse("orders-api").unwrap(),
+            config,
+        }
+    }
+
+    fn autonomous() -> Config {
+        Config::from_lookup(|k| (k == "ENABLE_AUTONOMOUS_IMPROVEMENTS").then(|| "true".into()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_timeout_and_memory_increase_is_low_risk_and_deploys_itself() {
+        let change = config_change(LambdaConfigChange {
+            memory_mb: Some(512),
+            timeout_seconds: Some(10),
+            ..Default::default()
+        });
+        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        assert_eq!(v.risk, RiskLevel::Low);
+        assert_eq!(v.decision, ValidationDecision::AutoDeploy);
+        assert_eq!(v.after.unwrap().timeout_seconds, 10);
+    }
+
+    #[test]
+    fn without_the_autonomy_flag_every_change_waits_for_approval() {
+        let change = config_change(LambdaConfigChange {
+            timeout_seconds: Some(10),
+            ..Default::default()
+        });
+        let v = validate(
+            &item(change, RiskLevel::Low, Some("acme")),
+            &Config::default(),
+        );
+        assert_eq!(v.decision, ValidationDecision::NeedsApproval);
+        assert_eq!(v.approvals_required, 1);
+    }
+
+    #[test]
+    fn system_wide_changes_always_need_approval() {
+        let change = config_change(LambdaConfigChange {
+            timeout_seconds: Some(10),
+            ..Default::default()
+        });
+        let v = validate(&item(change, RiskLevel::Low, None), &autonomous());
+        assert_eq!(v.decision, ValidationDecision::NeedsApproval);
+    }
+
+    #[test]
+    fn out_of_bounds_and_oversized_steps_are_refused_or_escalated() {
+        let change = config_change(LambdaConfigChange {
+            memory_mb: Some(20_000),
+            ..Default::default()
+        });
+        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        assert_eq!(v.decision, ValidationDecision::Rejected);
+        assert_eq!(
+            v.findings[0].location.as_deref(),
+            Some("change.config.memory_mb")
+        );
+
+        let change = config_change(LambdaConfigChange {
+            memory_mb: Some(1024),
+            ..Default::default()
+        });
+        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        assert_eq!(v.risk, RiskLevel::High);
+        assert_eq!(v.approvals_required, 1);
+        assert!(v.findings.iter().any(|f| f.rule == "claimed_risk"));
+    }
+
+    #[test]
+    fn a_memory_cut_is_medium_risk() {
+        let mut it = item(
+            config_change(LambdaConfigChange {
+                memory_mb: Some(128),
+                ..Default::default()
+            }),
+            RiskLevel::Low,
+            Some("acme"),
+        );
+        it.opportunity.current.as_mut().unwrap().memory_mb = 256;
+        let v = validate(&it, &autonomous());
+        assert_eq!(v.risk, RiskLevel::Medium);
+        assert_eq!(v.decision, ValidationDecision::NeedsApproval);
+    }
+
+    #[test]
+    fn code_patches_are_refused_with_a_clear_finding() {
+        let change = Change::CodePatch {
+            component: ComponentId::parse("orders-api").unwrap(),
+            files: vec![PatchedFile {
+                path: "src/handler.py".into(),
+                language: Some("python".into()),
+            }],
+            diff: "--- a\n+++ b\n".into(),
+        };
+        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        assert_eq!(v.decision, ValidationDecision::Rejected);
+        assert!(v.findings.iter().any(|f| f.rule == "code_validation"));
+    }
+
+    #[test]
+    fn other_components_protected_functions_and_secrets() {
+        let other = Change::LambdaConfig {
+            function: ComponentId::parse("billing").unwrap(),
+            config: LambdaConfigChange {
+                timeout_seconds: Some(10),
+                ..Default::default()
+            },
+        };
+        let v = validate(&item(other, RiskLevel::Low, Some("acme")), &autonomous());
+        assert_eq!(v.decision, ValidationDecision::Rejected);
+        assert!(v.findings.iter().any(|f| f.rule == "tenant_scope"));
+
+        let protected = Config::from_lookup(|k| match k {
+            "PROTECTED_FUNCTIONS" => Some("orders-*".into()),
+            "ENABLE_AUTONOMOUS_IMPROVEMENTS" => Some("true".into()),
+            _ => None,
+        })
+        .unwrap();
+        let change = config_change(LambdaConfigChange {
+            timeout_seconds: Some(10),
+            ..Default::default()
+        });
+        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &protected);
+        assert_eq!(v.decision, ValidationDecision::Rejected);
+
+        let secret = config_change(LambdaConfigChange {
+            environment: [("KEY".to_owned(), "AKIAABCDEFGHIJKLMNOP".to_owned())].into(),
+            ..Default::default()
+        });
+        let v = validate(&item(secret, RiskLevel::Low, Some("acme")), &autonomous());
+        assert_eq!(v.risk, RiskLevel::Critical);
+        assert_eq!(v.approvals_required, 2);
+    }
+
+    #[test]
+    fn secret_shapes() {
+        assert!(looks_like_secret("ghp_abcdefghijklmnopqrstuvwxyz0123"));
+        assert!(looks_like_secret("-----BEGIN RSA PRIVATE KEY-----\nabc"));
+        assert!(looks_like_secret("token=xoxb-1234567890-abcdefghij"));
+        assert!(!looks_like_secret("production"));
+        assert!(!looks_like_secret("sk-short"));
+    }
+}

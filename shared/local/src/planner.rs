@@ -1,0 +1,150 @@
+//! Embedded Llm adapters: a deterministic rule planner, and recorded answers that replay
+//! what a model said for a component (so a scenario can carry a bad proposal on purpose).
+
+use async_trait::async_trait;
+use selfbuild_core::analyze::OpportunityKind;
+use selfbuild_core::change::{Change, LambdaConfigChange, Proposal, RiskLevel};
+use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
+use selfbuild_core::improvement::LlmUsage;
+use serde::Deserialize;
+
+/// Proposes the textbook configuration fix for each kind of opportunity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RulePlanner;
+
+/// Memory sizes the planner steps through.
+const MEMORY_STEPS: [u32; 8] = [128, 256, 512, 1024, 1769, 2048, 3008, 4096];
+
+fn next_memory(current: u32) -> u32 {
+    MEMORY_STEPS
+        .iter()
+        .copied()
+        .find(|m| *m > current)
+        .unwrap_or(current.saturating_mul(2).min(10_240))
+}
+
+#[async_trait]
+impl Llm for RulePlanner {
+    async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+        let o = &request.item.opportunity;
+        let current = o.current.as_ref().ok_or_else(|| {
+            LlmError::NoProposal(format!(
+                "{}: settings unknown, the rule planner only tunes Lambda configuration",
+                o.component
+            ))
+        })?;
+        let (config, rationale, risk) = match o.kind {
+            OpportunityKind::Timeouts => (
+                LambdaConfigChange {
+                    // More memory is more CPU: shorter runs; a longer timeout absorbs the tail.
+                    memory_mb: Some(next_memory(current.memory_mb).max(512).min(current.memory_mb.saturating_mul(4))),
+                    timeout_seconds: Some((current.timeout_seconds.saturating_mul(3)).clamp(current.timeout_seconds + 1, 900)),
+                    ..Default::default()
+                },
+                "Invocations hit the timeout; more memory (and so CPU) shortens them and a longer timeout absorbs the tail.",
+                RiskLevel::Low,
+            ),
+            OpportunityKind::MemoryPressure => (
+                LambdaConfigChange {
+                    memory_mb: Some(next_memory(current.memory_mb)),
+                    ..Default::default()
+                },
+                "Memory use is at the limit or invocations were killed; the next memory size gives headroom.",
+                RiskLevel::Low,
+            ),
+            OpportunityKind::Throttling => {
+                let reserved = current.reserved_concurrency.unwrap_or(0);
+                (
+                    LambdaConfigChange {
+                        reserved_concurrency: Some((reserved.max(1)).saturating_mul(3)),
+                        ..Default::default()
+                    },
+                    "Invocations are throttled at the reserved concurrency; raising it serves the demand.",
+                    RiskLevel::Medium,
+                )
+            }
+            OpportunityKind::LatencyRegression => (
+                LambdaConfigChange {
+                    memory_mb: Some(next_memory(current.memory_mb)),
+                    ..Default::default()
+                },
+                "p99 latency rose; more memory brings proportionally more CPU.",
+                RiskLevel::Low,
+            ),
+            OpportunityKind::ErrorBurst => {
+                return Err(LlmError::NoProposal(format!(
+                    "{}: application errors need a code change, which the rule planner does not write",
+                    o.component
+                )));
+            }
+        };
+        Ok(LlmAnswer {
+            proposal: Proposal {
+                change: Change::LambdaConfig {
+                    function: o.component.clone(),
+                    config,
+                },
+                rationale: rationale.to_owned(),
+                expected_gain: o.expected_gain,
+                claimed_risk: risk,
+            },
+            usage: LlmUsage::default(),
+            provider: "rule-planner".to_owned(),
+        })
+    }
+}
+
+/// One recorded answer: the proposal a model gave for a component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedAnswer {
+    /// The component it answers for.
+    pub component: String,
+    /// The proposal, as the model's tool call gave it.
+    pub proposal: serde_json::Value,
+    /// Tokens the call used (for cost accounting).
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Tokens the answer used.
+    #[serde(default)]
+    pub output_tokens: u64,
+}
+
+/// Replays recorded answers; components without one go to the fallback.
+pub struct RecordedLlm<F> {
+    answers: Vec<RecordedAnswer>,
+    fallback: F,
+}
+
+impl<F: Llm> RecordedLlm<F> {
+    /// Answers from `answers`, else from `fallback`.
+    pub fn new(answers: Vec<RecordedAnswer>, fallback: F) -> Self {
+        Self { answers, fallback }
+    }
+}
+
+/// Claude-class prices per million tokens (input, output), for recorded answers' cost.
+const PRICE_PER_MILLION: (f64, f64) = (3.0, 15.0);
+
+#[async_trait]
+impl<F: Llm> Llm for RecordedLlm<F> {
+    async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+        let component = request.item.opportunity.component.as_str();
+        let Some(answer) = self.answers.iter().find(|a| a.component == component) else {
+            return self.fallback.propose(request).await;
+        };
+        let proposal: Proposal = serde_path_to_error::deserialize(&answer.proposal)
+            .map_err(|e| LlmError::InvalidAnswer(format!("recorded answer for {component}: {}: {}", e.path(), e.inner())))?;
+        let cost_usd = answer.input_tokens as f64 / 1e6 * PRICE_PER_MILLION.0
+            + answer.output_tokens as f64 / 1e6 * PRICE_PER_MILLION.1;
+        Ok(LlmAnswer {
+            proposal,
+            usage: LlmUsage {
+                input_tokens: answer.input_tokens,
+                output_tokens: answer.output_tokens,
+                cost_usd,
+            },
+            provider: "recorded".to_owned(),
+        })
+    }
+}
