@@ -6,9 +6,11 @@
 //! 1. **Mask.** A message's headline (its first non-blank line; for a Python traceback, its
 //!    last line, which names the exception) is split on whitespace, and variable tokens become
 //!    [`WILDCARD`]: numbers, hex, UUIDs, IP addresses with optional port, ISO timestamps,
-//!    paths with digits, identifiers with three or more digits, e-mail addresses, quoted
-//!    strings longer than [`QUOTED_LITERAL_MAX`] characters and the values of `key=value`
-//!    tokens (`key=<*>`). Punctuation around a token is kept: `(6725)` becomes `(<*>)`.
+//!    paths with digits, identifiers with three or more digits, numbers with a unit (`10ms`),
+//!    e-mail addresses, quoted strings longer than [`QUOTED_LITERAL_MAX`] characters (keeping
+//!    a leading upper-case verb: `"GET <*>"`) and the values of `key=value` tokens
+//!    (`key=<*>`, also for a quoted value with spaces). Punctuation around a token is kept:
+//!    `(6725)` becomes `(<*>)`.
 //! 2. **Group.** Masked lines with the same token count and the same first
 //!    [`ROUTING_TOKENS`] tokens form a group; a leading token holding a digit matches any.
 //! 3. **Merge.** Within a group, a line joins the template it is most similar to when the
@@ -132,7 +134,7 @@ pub fn mine_templates(lines: &[LogLine], config: &MinerConfig) -> Vec<LogTemplat
     let mut ordered: Vec<(Vec<String>, Stats<'_>)> = distinct.into_iter().collect();
     ordered.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
 
-    // 3. Merge into templates within each (token count, first token) group.
+    // 3. Merge into templates within each (token count, leading tokens) group.
     let mut clusters: Vec<(Vec<String>, Stats<'_>)> = Vec::new();
     let mut groups: BTreeMap<(usize, Vec<String>), Vec<usize>> = BTreeMap::new();
     for (tokens, stats) in ordered {
@@ -420,12 +422,13 @@ fn headline(message: &str) -> &str {
     let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or("");
     if first.starts_with("Traceback (most recent call last)") {
-        return lines.last().unwrap_or(first);
+        return lines.next_back().unwrap_or(first);
     }
     first
 }
 
-/// `line` with quoted strings longer than [`QUOTED_LITERAL_MAX`] characters masked.
+/// `line` with quoted strings longer than [`QUOTED_LITERAL_MAX`] characters, and quoted
+/// values (`key="…"`) holding whitespace, masked as `"<*>"` (or `"VERB <*>"`).
 ///
 /// A quote opens only at the start of a word (after whitespace or one of `=([{:,`) and closes
 /// only before whitespace, the end, or one of `,;:)]}.!?`, so apostrophes in words are left
@@ -448,24 +451,26 @@ fn mask_quoted(line: &str) -> Cow<'_, str> {
                 .iter()
                 .position(|&b| b == quote)
                 .map(|offset| i + 1 + offset);
-            if let Some(close) = close {
-                if bytes.get(close + 1).is_none_or(|&b| closes(b)) {
-                    // Quotes are ASCII, so both ends are char boundaries.
-                    let inner = &line[i + 1..close];
-                    if inner.chars().count() > QUOTED_LITERAL_MAX {
-                        out.push_str(&line[copied..i]);
-                        out.push(char::from(quote));
-                        if let Some(verb) = leading_verb(inner) {
-                            out.push_str(verb);
-                            out.push(' ');
-                        }
-                        out.push_str(WILDCARD);
-                        out.push(char::from(quote));
-                        copied = close + 1;
+            if let Some(close) = close
+                && bytes.get(close + 1).is_none_or(|&b| closes(b))
+            {
+                // Quotes are ASCII, so both ends are char boundaries.
+                let inner = &line[i + 1..close];
+                let is_value = i > 0 && bytes[i - 1] == b'=';
+                let spaced = inner.contains(char::is_whitespace);
+                if inner.chars().count() > QUOTED_LITERAL_MAX || (is_value && spaced) {
+                    out.push_str(&line[copied..i]);
+                    out.push(char::from(quote));
+                    if let Some(verb) = leading_verb(inner) {
+                        out.push_str(verb);
+                        out.push(' ');
                     }
-                    i = close + 1;
-                    continue;
+                    out.push_str(WILDCARD);
+                    out.push(char::from(quote));
+                    copied = close + 1;
                 }
+                i = close + 1;
+                continue;
             }
         }
         i += 1;
@@ -486,51 +491,67 @@ fn leading_verb(quoted: &str) -> Option<&str> {
 }
 
 /// Characters stripped from the start of a token before it is classified, and kept.
-const OPENING: &[char] = &['(', '[', '{', '"', '\''];
+const OPENING: &[char] = &['(', '[', '{', '<', '"', '\''];
 /// Characters stripped from the end of a token before it is classified, and kept.
-const CLOSING: &[char] = &[')', ']', '}', ',', ';', ':', '.', '"', '\'', '!', '?'];
+const CLOSING: &[char] = &[')', ']', '}', '>', ',', ';', ':', '.', '"', '\'', '!', '?'];
 
 /// One token, masked if variable.
 fn mask_token(token: &str) -> String {
-    let rest = token.trim_start_matches(OPENING);
-    let core = rest.trim_end_matches(CLOSING);
-    if core.is_empty() {
+    if token.contains(WILDCARD) {
+        // Already masked by `mask_quoted`.
         return token.to_owned();
     }
-    let prefix = &token[..token.len() - rest.len()];
-    let suffix = &rest[core.len()..];
-    if let Some(key) = assignment_key(core) {
-        let suffix: String = suffix
-            .chars()
-            .filter(|c| !matches!(c, '"' | '\''))
-            .collect();
-        return format!("{prefix}{key}={WILDCARD}{suffix}");
+    let (whole, whole_suffix) = split_closing(token);
+    if is_ipv6(whole) {
+        // `[2001:db8::1]:8443` starts with a bracket that belongs to it.
+        return format!("{WILDCARD}{whole_suffix}");
     }
-    if is_variable(core) {
+    let (prefix, rest) = split_opening(token);
+    if let Some((key, value)) = assignment(rest) {
+        let (value_prefix, value_rest) = split_opening(value);
+        let (value_core, value_suffix) = split_closing(value_rest);
+        if value_core.is_empty() {
+            // `pci_stats=[]`, `name=""`: an empty value is structure, not data.
+            return token.to_owned();
+        }
+        return format!("{prefix}{key}={value_prefix}{WILDCARD}{value_suffix}");
+    }
+    let (core, suffix) = split_closing(rest);
+    if !core.is_empty() && is_variable(core) {
         format!("{prefix}{WILDCARD}{suffix}")
     } else {
         token.to_owned()
     }
 }
 
-/// The key of a `key=value` token with an identifier-like key and a non-empty value.
-fn assignment_key(core: &str) -> Option<&str> {
-    let (key, value) = core.split_once('=')?;
+/// `token` split into its leading [`OPENING`] punctuation and the rest.
+fn split_opening(token: &str) -> (&str, &str) {
+    let rest = token.trim_start_matches(OPENING);
+    token.split_at(token.len() - rest.len())
+}
+
+/// `token` split into the part before its trailing [`CLOSING`] punctuation, and that
+/// punctuation.
+fn split_closing(token: &str) -> (&str, &str) {
+    let core = token.trim_end_matches(CLOSING);
+    token.split_at(core.len())
+}
+
+/// A `key=value` token's key and value, for an identifier-like key and a non-empty value.
+fn assignment(token: &str) -> Option<(&str, &str)> {
+    let (key, value) = token.split_once('=')?;
     let key_ok = key
         .chars()
         .next()
         .is_some_and(|c| c.is_alphabetic() || c == '_')
         && key
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    (key_ok && !value.is_empty() && !value.starts_with('=')).then_some(key)
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'));
+    (key_ok && !value.is_empty() && !value.starts_with('=')).then_some((key, value))
 }
 
 /// Whether a token (without surrounding punctuation) is a variable part of a message.
 fn is_variable(core: &str) -> bool {
-    if core.contains(WILDCARD) {
-        return true;
-    }
     let digits = core.bytes().filter(u8::is_ascii_digit).count();
     if digits == 0 {
         return is_hex_literal(core) || is_ipv6(core) || is_email(core);
@@ -609,87 +630,683 @@ fn is_number_with_unit(core: &str) -> bool {
 }
 
 #[cfg(test)]
-mod scratch_eval {
+mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use time::Duration;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2024-05-01 10:00 UTC);
+
+    fn line(offset_secs: i64, message: &str, component: Option<&str>) -> LogLine {
+        LogLine {
+            timestamp: T0 + Duration::seconds(offset_secs),
+            message: message.to_owned(),
+            component: component.map(str::to_owned),
+        }
+    }
+
+    fn lines(messages: &[&str]) -> Vec<LogLine> {
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| line(i as i64, m, None))
+            .collect()
+    }
+
+    fn mine(lines: &[LogLine]) -> Vec<LogTemplate> {
+        mine_templates(lines, &MinerConfig::default())
+    }
+
+    fn summary(templates: &[LogTemplate]) -> Vec<(String, u64)> {
+        templates
+            .iter()
+            .map(|t| (t.template.clone(), t.count))
+            .collect()
+    }
+
+    fn masked(message: &str) -> String {
+        tokenize(message).join(" ")
+    }
+
+    // Real lines from LogHub-2k (https://github.com/logpai/loghub).
+    const HDFS: &[&str] = &[
+        "Receiving block blk_5792489080791696128 src: /10.251.30.6:33145 dest: /10.251.30.6:50010",
+        "PacketResponder 1 for block blk_38865049064139660 terminating",
+        "Receiving block blk_1724757848743533110 src: /10.251.111.130:49851 dest: /10.251.111.130:50010",
+        "BLOCK* NameSystem.addStoredBlock: blockMap updated: 10.251.73.220:50010 is added to blk_7128370237687728475 size 67108864",
+        "Receiving block blk_-5623176793330377570 src: /10.251.75.228:53725 dest: /10.251.75.228:50010",
+        "PacketResponder 0 for block blk_-6952295868487656571 terminating",
+        "Deleting block blk_1781953582842324563 file /mnt/hadoop/dfs/data/current/subdir5/blk_1781953582842324563",
+        "Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106 dest: /10.250.19.102:50010",
+        "PacketResponder 2 for block blk_8229193803249955061 terminating",
+        "Deleting block blk_8483848473254499625 file /mnt/hadoop/dfs/data/current/subdir51/blk_8483848473254499625",
+        "Receiving block blk_-28342503914935090 src: /10.251.123.132:57542 dest: /10.251.123.132:50010",
+    ];
+
+    const APACHE: &[&str] = &[
+        "jk2_init() Found child 6725 in scoreboard slot 10",
+        "workerEnv.init() ok /etc/httpd/conf/workers2.properties",
+        "jk2_init() Found child 6726 in scoreboard slot 8",
+        "mod_jk child workerEnv in error state 6",
+        "[client 222.166.160.184] Directory index forbidden by rule: /var/www/html/",
+        "jk2_init() Found child 6728 in scoreboard slot 6",
+        "mod_jk child workerEnv in error state 7",
+        "[client 63.13.186.196] Directory index forbidden by rule: /var/www/html/",
+        "workerEnv.init() ok /etc/httpd/conf/workers2.properties",
+    ];
+
+    const OPENSTACK: &[&str] = &[
+        r#"10.11.10.1 "GET /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200 len: 1893 time: 0.2477829"#,
+        r#"10.11.10.1 "POST /v2/e9746973ac574c6b8a9e8857f56a7608/os-server-external-events HTTP/1.1" status: 200 len: 380 time: 0.0913219"#,
+        r#"10.11.10.1 "GET /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200 len: 1893 time: 0.2577181"#,
+        r#"10.11.10.1 "POST /v2/e9746973ac574c6b8a9e8857f56a7608/os-server-external-events HTTP/1.1" status: 404 len: 296 time: 0.0793190"#,
+        "[instance: b9000564-fe1a-409b-b8cc-1e88b294cd1d] VM Paused (Lifecycle Event)",
+        "[instance: 96abccce-8d1f-4e07-b6d1-4b2ab87e23b4] VM Paused (Lifecycle Event)",
+        "[instance: b9000564-fe1a-409b-b8cc-1e88b294cd1d] VM Resumed (Lifecycle Event)",
+        "Final resource view: name=cp-1.slowvm1.tcloud-pg0.utah.cloudlab.us phys_ram=64172MB used_ram=2560MB phys_disk=15GB used_disk=20GB total_vcpus=16 used_vcpus=1 pci_stats=[]",
+    ];
 
     #[test]
-    fn scratch_loghub() {
-        for name in [
-            "HDFS",
-            "Apache",
-            "Spark",
-            "BGL",
-            "Linux",
-            "Android",
-            "OpenStack",
-            "HealthApp",
-        ] {
-            let text = std::fs::read_to_string(format!("/tmp/loghub/{name}.tsv")).unwrap();
-            let mut lines = Vec::new();
-            let mut truth = Vec::new();
-            for (i, row) in text.lines().enumerate() {
-                let (content, id) = row.rsplit_once('\t').unwrap();
-                lines.push(LogLine {
-                    timestamp: OffsetDateTime::UNIX_EPOCH,
-                    message: content.to_owned(),
-                    component: Some(i.to_string()),
-                });
-                truth.push(id.to_owned());
-            }
+    fn hdfs_receiving_lines_collapse_into_one_template() {
+        let receiving: Vec<&str> = HDFS
+            .iter()
+            .copied()
+            .filter(|m| m.starts_with("Receiving"))
+            .collect();
+        let templates = mine(&lines(&receiving));
+        assert_eq!(
+            summary(&templates),
+            [("Receiving block <*> src: <*> dest: <*>".to_owned(), 5)]
+        );
+    }
+
+    #[test]
+    fn hdfs_sample_gives_one_template_per_event() {
+        let templates = mine(&lines(HDFS));
+        assert_eq!(
+            summary(&templates),
+            [
+                ("Receiving block <*> src: <*> dest: <*>".to_owned(), 5),
+                ("PacketResponder <*> for block <*> terminating".to_owned(), 3),
+                ("Deleting block <*> file <*>".to_owned(), 2),
+                (
+                    "BLOCK* NameSystem.addStoredBlock: blockMap updated: <*> is added to <*> size <*>"
+                        .to_owned(),
+                    1
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn apache_sample_matches_the_ground_truth_templates() {
+        let templates = mine(&lines(APACHE));
+        assert_eq!(
+            summary(&templates),
+            [
+                (
+                    "jk2_init() Found child <*> in scoreboard slot <*>".to_owned(),
+                    3
+                ),
+                (
+                    "[client <*>] Directory index forbidden by rule: /var/www/html/".to_owned(),
+                    2
+                ),
+                ("mod_jk child workerEnv in error state <*>".to_owned(), 2),
+                ("workerEnv.init() ok <*>".to_owned(), 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn openstack_requests_split_by_method_and_lifecycle_events_merge() {
+        let templates = mine(&lines(OPENSTACK));
+        assert_eq!(
+            summary(&templates),
+            [
+                ("[instance: <*>] VM <*> (Lifecycle Event)".to_owned(), 3),
+                (
+                    r#"<*> "GET <*>" status: <*> len: <*> time: <*>"#.to_owned(),
+                    2
+                ),
+                (
+                    r#"<*> "POST <*>" status: <*> len: <*> time: <*>"#.to_owned(),
+                    2
+                ),
+                (
+                    "Final resource view: name=<*> phys_ram=<*> used_ram=<*> phys_disk=<*> \
+                     used_disk=<*> total_vcpus=<*> used_vcpus=<*> pci_stats=[]"
+                        .to_owned(),
+                    1
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stricter_threshold_keeps_near_templates_apart() {
+        let config = MinerConfig {
+            similarity: 0.9,
+            ..MinerConfig::default()
+        };
+        let templates = mine_templates(&lines(&OPENSTACK[4..7]), &config);
+        assert_eq!(
+            summary(&templates),
+            [
+                ("[instance: <*>] VM Paused (Lifecycle Event)".to_owned(), 2),
+                ("[instance: <*>] VM Resumed (Lifecycle Event)".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn dissimilar_lines_with_the_same_start_stay_apart() {
+        let templates = mine(&lines(&[
+            "Task worker crashed unexpectedly during shutdown",
+            "Task worker started normally after upgrade",
+        ]));
+        assert_eq!(templates.len(), 2);
+    }
+
+    #[test]
+    fn differing_words_become_wildcards_at_the_threshold() {
+        let templates = mine(&lines(&[
+            "Failed to refresh token for user alice",
+            "Failed to refresh token for user bob",
+            "Failed to refresh token for user carol",
+        ]));
+        assert_eq!(
+            summary(&templates),
+            [("Failed to refresh token for user <*>".to_owned(), 3)]
+        );
+    }
+
+    #[test]
+    fn different_lengths_or_first_words_never_merge() {
+        let templates = mine(&lines(&[
+            "Connection refused",
+            "Connection reset",
+            "Connection reset by peer",
+        ]));
+        assert_eq!(templates.len(), 3);
+    }
+
+    #[test]
+    fn the_result_does_not_depend_on_input_order() {
+        let all: Vec<&str> = HDFS
+            .iter()
+            .chain(APACHE)
+            .chain(OPENSTACK)
+            .copied()
+            .chain([
+                "Failed to refresh token for user alice",
+                "Failed to refresh token for tenant acme",
+                "Failed to refresh token for user bob",
+                "Failed to load config for user bob",
+            ])
+            .collect();
+        let original: Vec<LogLine> = all
+            .iter()
+            .enumerate()
+            .map(|(i, m)| line(i64::try_from(i % 7).unwrap(), m, Some("svc")))
+            .collect();
+        let expected = mine(&original);
+        let mut permuted = original.clone();
+        permuted.reverse();
+        assert_eq!(mine(&permuted), expected);
+        for shift in [1, 5, 13] {
+            let mut rotated = original.clone();
+            rotated.rotate_left(shift);
+            assert_eq!(mine(&rotated), expected, "rotation {shift}");
+        }
+        // Interleave: even positions first, then odd.
+        let interleaved: Vec<LogLine> = original
+            .iter()
+            .step_by(2)
+            .chain(original.iter().skip(1).step_by(2))
+            .cloned()
+            .collect();
+        assert_eq!(mine(&interleaved), expected);
+    }
+
+    #[test]
+    fn templates_carry_counts_times_samples_and_components() {
+        let input = vec![
+            line(
+                30,
+                "Receiving block blk_3 src: /10.0.0.3:1 dest: /10.0.0.9:50010",
+                Some("datanode-b"),
+            ),
+            line(
+                10,
+                "Receiving block blk_1 src: /10.0.0.1:1 dest: /10.0.0.9:50010",
+                Some("datanode-a"),
+            ),
+            line(
+                50,
+                "Receiving block blk_5 src: /10.0.0.5:1 dest: /10.0.0.9:50010",
+                None,
+            ),
+            line(
+                20,
+                "Receiving block blk_2 src: /10.0.0.2:1 dest: /10.0.0.9:50010",
+                Some("datanode-a"),
+            ),
+            // A repeat of the earliest message: kept once among the samples.
+            line(
+                40,
+                "Receiving block blk_1 src: /10.0.0.1:1 dest: /10.0.0.9:50010",
+                Some("datanode-b"),
+            ),
+        ];
+        let templates = mine(&input);
+        assert_eq!(templates.len(), 1);
+        let t = &templates[0];
+        assert_eq!(t.template, "Receiving block <*> src: <*> dest: <*>");
+        assert_eq!(t.count, 5);
+        assert_eq!(t.first_seen, T0 + Duration::seconds(10));
+        assert_eq!(t.last_seen, T0 + Duration::seconds(50));
+        assert_eq!(
+            t.samples,
+            [
+                "Receiving block blk_1 src: /10.0.0.1:1 dest: /10.0.0.9:50010",
+                "Receiving block blk_2 src: /10.0.0.2:1 dest: /10.0.0.9:50010",
+                "Receiving block blk_3 src: /10.0.0.3:1 dest: /10.0.0.9:50010",
+            ]
+        );
+        assert_eq!(t.components, ["datanode-a", "datanode-b"]);
+    }
+
+    #[test]
+    fn a_stack_trace_is_mined_by_its_headline_and_sampled_whole() {
+        let trace_1 = "java.lang.IllegalStateException: Connection pool shut down\n\
+                       \tat org.apache.http.util.Asserts.check(Asserts.java:34)\n\
+                       \tat com.example.orders.Client.call(Client.java:118)";
+        let trace_2 = "java.lang.IllegalStateException: Connection pool shut down\n\
+                       \tat org.apache.http.util.Asserts.check(Asserts.java:34)\n\
+                       \tat com.example.orders.Client.retry(Client.java:141)";
+        let templates = mine(&lines(&[trace_1, trace_2]));
+        assert_eq!(
+            summary(&templates),
+            [(
+                "java.lang.IllegalStateException: Connection pool shut down".to_owned(),
+                2
+            )]
+        );
+        assert_eq!(templates[0].samples, [trace_1, trace_2]);
+    }
+
+    #[test]
+    fn a_python_traceback_is_named_by_its_exception() {
+        let trace = "Traceback (most recent call last):\n  \
+                     File \"/var/task/app.py\", line 42, in handler\n    \
+                     return table.get_item(Key=key)\n\
+                     KeyError: 'order_id'\n";
+        assert_eq!(masked(trace), "KeyError: 'order_id'");
+    }
+
+    #[test]
+    fn masks_variable_tokens() {
+        let cases = [
+            ("took 250 ms", "took <*> ms"),
+            ("took 10ms, retry 3rd", "took <*>, retry <*>"),
+            ("size 1.5GB free -3", "size <*> free <*>"),
+            ("addr 0x7ffd5a2b and deadbeef01", "addr <*> and <*>"),
+            ("word cafe facade stays", "word cafe facade stays"),
+            (
+                "request 550e8400-e29b-41d4-a716-446655440000 done",
+                "request <*> done",
+            ),
+            ("from 10.0.12.7:8080 and 10.0.12.7", "from <*> and <*>"),
+            ("peer fe80::1ff:fe23:4567:890a ok", "peer <*> ok"),
+            ("peer [2001:db8::1]:8443 ok", "peer <*> ok"),
+            (
+                "peer ::1 and std::vector and ::",
+                "peer <*> and std::vector and ::",
+            ),
+            ("at 2024-05-01T10:00:00.123Z retry", "at <*> retry"),
+            ("at 2024-05-01 10:00:00,123 retry", "at <*> <*> retry"),
+            ("open /var/log/app-2024.log failed", "open <*> failed"),
+            (
+                "serve /var/www/html/ forbidden",
+                "serve /var/www/html/ forbidden",
+            ),
+            ("mail to bob@example.com bounced", "mail to <*> bounced"),
+            ("mail to <bob@example.com> bounced", "mail to <<*>> bounced"),
+            ("job job_201205011234_0001 failed", "job <*> failed"),
+            ("instance i-0abc123def45 stopped", "instance <*> stopped"),
+            ("child (6725) exited.", "child (<*>) exited."),
+            ("slot 10, state 6.", "slot <*>, state <*>."),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(masked(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn masks_assignment_values() {
+        let cases = [
+            ("status=503 user=alice", "status=<*> user=<*>"),
+            ("(user=alice), retry", "(user=<*>), retry"),
+            (r#"tag="WindowManager" ws=null"#, r#"tag="<*>" ws=<*>"#),
+            (r#"tag="View Lock" name=x"#, r#"tag="<*>" name=<*>"#),
+            ("id[0]=0 flags=0x0,", "id[0]=<*> flags=<*>,"),
+            (
+                "pci_stats=[] key= == a==b =x",
+                "pci_stats=[] key= == a==b =x",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(masked(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn masks_long_quoted_strings_only() {
+        let cases = [
+            (r#"method "GET" not allowed"#, r#"method "GET" not allowed"#),
+            (
+                r#"invalid input "the quick brown fox jumps over", rejected"#,
+                r#"invalid input "<*>", rejected"#,
+            ),
+            (
+                r#"request "GET /v2/54fadb/servers/detail HTTP/1.1" done"#,
+                r#"request "GET <*>" done"#,
+            ),
+            (
+                "query 'SELECT id FROM orders WHERE tenant = 7' slow",
+                "query 'SELECT <*>' slow",
+            ),
+            (
+                "don't touch the user's apostrophes",
+                "don't touch the user's apostrophes",
+            ),
+            (
+                r#"unbalanced "quote here and there"#,
+                r#"unbalanced "quote here and there"#,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(masked(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        let long_token = "x".repeat(100_000);
+        let many_tokens = "a ".repeat(10_000);
+        let odd = [
+            "",
+            "   \n\t  ",
+            "\"",
+            "'",
+            "\"\"",
+            "=",
+            "<*> <*>",
+            "日本語 ログ 12:00 エラー \"引用された長い文字列です、とても長い\"",
+            "\u{0} \u{7f} \u{feff}",
+            long_token.as_str(),
+            many_tokens.as_str(),
+            "(((((",
+            "key=\"",
+            "\"'\"'\"'",
+        ];
+        let templates = mine(&lines(&odd));
+        // The two blank messages are skipped; every other line is counted once.
+        let total: u64 = templates.iter().map(|t| t.count).sum();
+        assert_eq!(total, (odd.len() - 2) as u64);
+    }
+
+    #[test]
+    fn empty_and_blank_input_give_no_templates() {
+        assert!(mine(&[]).is_empty());
+        assert!(mine(&lines(&["", "  ", "\n\n"])).is_empty());
+    }
+
+    #[test]
+    fn output_is_sorted_by_count_then_template() {
+        let templates = mine(&lines(&[
+            "zeta failed",
+            "alpha failed",
+            "zeta failed",
+            "beta failed",
+            "alpha failed",
+            "zeta failed",
+        ]));
+        assert_eq!(
+            summary(&templates),
+            [
+                ("zeta failed".to_owned(), 3),
+                ("alpha failed".to_owned(), 2),
+                ("beta failed".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn max_templates_keeps_the_most_frequent() {
+        let input = lines(&["a one", "a one", "b two", "c three", "c three", "c three"]);
+        let config = MinerConfig {
+            max_templates: 2,
+            ..MinerConfig::default()
+        };
+        let templates = mine_templates(&input, &config);
+        assert_eq!(
+            summary(&templates),
+            [("c three".to_owned(), 3), ("a one".to_owned(), 2)]
+        );
+        let none = MinerConfig {
+            max_templates: 0,
+            ..MinerConfig::default()
+        };
+        assert!(mine_templates(&input, &none).is_empty());
+    }
+
+    #[test]
+    fn max_samples_limits_samples() {
+        let input = lines(&HDFS[..3]);
+        let none = MinerConfig {
+            max_samples: 0,
+            ..MinerConfig::default()
+        };
+        assert!(
+            mine_templates(&input, &none)
+                .iter()
+                .all(|t| t.samples.is_empty())
+        );
+        let one = MinerConfig {
+            max_samples: 1,
+            ..MinerConfig::default()
+        };
+        let templates = mine_templates(&input, &one);
+        let receiving = templates
+            .iter()
+            .find(|t| t.template.starts_with("Receiving"))
+            .unwrap();
+        assert_eq!(receiving.samples, [HDFS[0]]);
+    }
+
+    #[test]
+    fn similarity_is_made_safe() {
+        let input = lines(&[
+            "Task worker crashed unexpectedly during shutdown",
+            "Task worker started normally after upgrade",
+        ]);
+        let with = |similarity: f64| {
             let config = MinerConfig {
-                max_templates: usize::MAX,
-                similarity: std::env::var("SIM")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0.5),
+                similarity,
                 ..MinerConfig::default()
             };
-            let templates = mine_templates(&lines, &config);
-            let mut permuted = lines.clone();
-            permuted.reverse();
-            permuted.rotate_left(777);
-            assert_eq!(
-                mine_templates(&permuted, &config),
-                templates,
-                "{name} order"
-            );
-            let big: Vec<LogLine> = (0..50).flat_map(|_| lines.iter().cloned()).collect();
-            let t0 = std::time::Instant::now();
-            let big_t = mine_templates(&big, &config);
-            println!(
-                "{name} 100k lines: {:?}, {} templates",
-                t0.elapsed(),
-                big_t.len()
-            );
-            let sample = stratified_sample(&big, 500);
-            assert_eq!(sample.len(), 500);
-            let mut predicted = vec![usize::MAX; lines.len()];
-            for (t, tpl) in templates.iter().enumerate() {
-                for c in &tpl.components {
-                    predicted[c.parse::<usize>().unwrap()] = t;
-                }
-            }
-            let mut truth_groups: HashMap<&str, BTreeSet<usize>> = HashMap::new();
-            let mut pred_groups: HashMap<usize, BTreeSet<usize>> = HashMap::new();
-            for i in 0..lines.len() {
-                truth_groups.entry(&truth[i]).or_default().insert(i);
-                pred_groups.entry(predicted[i]).or_default().insert(i);
-            }
-            let correct = (0..lines.len())
-                .filter(|&i| truth_groups[truth[i].as_str()] == pred_groups[&predicted[i]])
-                .count();
-            println!(
-                "{name}: templates {} truth {} GA {:.3}",
-                templates.len(),
-                truth_groups.len(),
-                correct as f64 / lines.len() as f64
-            );
-            if std::env::var("SHOW").as_deref() == Ok(name) {
-                for t in &templates {
-                    println!("  {:5} {}", t.count, t.template);
-                }
+            mine_templates(&input, &config).len()
+        };
+        assert_eq!(with(f64::NAN), 2, "NaN means the default");
+        assert_eq!(with(0.0), 1, "zero merges a whole group");
+        assert_eq!(with(-5.0), 1, "clamped to zero");
+        assert_eq!(with(f64::INFINITY), 2, "clamped to one");
+    }
+
+    #[test]
+    fn templates_round_trip_through_json() {
+        let templates = mine(&lines(APACHE));
+        let json = serde_json::to_string(&templates).unwrap();
+        assert!(json.contains("\"first_seen\":\"2024-05-01T10:00:00Z\""));
+        let back: Vec<LogTemplate> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, templates);
+        let line_json = serde_json::to_string(&line(0, "x", Some("svc"))).unwrap();
+        let back: LogLine = serde_json::from_str(&line_json).unwrap();
+        assert_eq!(back, line(0, "x", Some("svc")));
+    }
+
+    // --- stratified_sample ---
+
+    fn messages(sample: &[&LogLine]) -> Vec<String> {
+        sample.iter().map(|l| l.message.clone()).collect()
+    }
+
+    #[test]
+    fn a_small_input_is_returned_whole() {
+        let input = lines(&["a", "b", "c"]);
+        assert_eq!(stratified_sample(&input, 3).len(), 3);
+        assert_eq!(stratified_sample(&input, 10).len(), 3);
+        assert!(stratified_sample(&[], 5).is_empty());
+    }
+
+    #[test]
+    fn zero_capacity_gives_nothing() {
+        let input = lines(&["a", "b"]);
+        assert!(stratified_sample(&input, 0).is_empty());
+    }
+
+    #[test]
+    fn every_component_and_hour_is_represented() {
+        // GIVEN 90 lines of "api" in hour 0, 9 of "worker" in hour 1 and 1 of "cron" in hour 2
+        let mut input = Vec::new();
+        for i in 0..90 {
+            input.push(line(i, &format!("api {i}"), Some("api")));
+        }
+        for i in 0..9 {
+            input.push(line(3600 + i, &format!("worker {i}"), Some("worker")));
+        }
+        input.push(line(7200, "cron 0", Some("cron")));
+        // WHEN sampling 10
+        let sample = stratified_sample(&input, 10);
+        // THEN each stratum is present, in proportion, and the input order is kept
+        assert_eq!(sample.len(), 10);
+        let count = |c: &str| {
+            sample
+                .iter()
+                .filter(|l| l.component.as_deref() == Some(c))
+                .count()
+        };
+        assert_eq!(count("cron"), 1);
+        assert!(count("worker") >= 1);
+        assert!(count("api") >= 7, "api got {}", count("api"));
+        assert!(sample.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    }
+
+    #[test]
+    fn hours_within_one_component_are_separate_strata() {
+        let mut input: Vec<LogLine> = (0..50).map(|i| line(i, "busy hour", Some("api"))).collect();
+        input.push(line(5 * 3600, "quiet hour", Some("api")));
+        let sample = stratified_sample(&input, 5);
+        assert_eq!(sample.len(), 5);
+        assert!(messages(&sample).contains(&"quiet hour".to_owned()));
+    }
+
+    #[test]
+    fn lines_are_taken_evenly_within_a_stratum() {
+        let input: Vec<LogLine> = (0..100).map(|i| line(i, &format!("m{i}"), None)).collect();
+        let sample = stratified_sample(&input, 4);
+        assert_eq!(messages(&sample), ["m12", "m37", "m62", "m87"]);
+    }
+
+    #[test]
+    fn with_more_strata_than_capacity_the_largest_win() {
+        let mut input = Vec::new();
+        for (component, n) in [("a", 2), ("b", 5), ("c", 1), ("d", 3)] {
+            for i in 0..n {
+                input.push(line(i, component, Some(component)));
             }
         }
+        let sample = stratified_sample(&input, 2);
+        let mut picked = messages(&sample);
+        picked.sort();
+        assert_eq!(picked, ["b", "d"]);
+    }
+
+    #[test]
+    fn the_sample_does_not_depend_on_input_order() {
+        let mut input = Vec::new();
+        for i in 0..40 {
+            let component = ["api", "worker", "cron"][i % 3];
+            let secs = i64::try_from(i).unwrap() * 400;
+            input.push(line(
+                secs,
+                &format!("{component} event {i}"),
+                Some(component),
+            ));
+        }
+        let mut expected = messages(&stratified_sample(&input, 11));
+        expected.sort();
+        let mut reversed = input.clone();
+        reversed.reverse();
+        let mut got = messages(&stratified_sample(&reversed, 11));
+        got.sort();
+        assert_eq!(got, expected);
+        assert_eq!(expected.len(), 11);
+    }
+
+    #[test]
+    fn allocation_is_proportional_and_exact() {
+        assert_eq!(allocate(&[80, 15, 5], 20), [15, 3, 2]);
+        assert_eq!(allocate(&[10, 10], 5), [3, 2]);
+        assert_eq!(allocate(&[1, 1, 1, 100], 4), [1, 1, 1, 1]);
+        assert_eq!(allocate(&[3, 1, 3], 1), [1, 0, 0]);
+        let sizes = [7, 1, 13, 2, 400, 9];
+        for capacity in 0..sizes.iter().sum::<usize>() {
+            let quotas = allocate(&sizes, capacity);
+            assert_eq!(
+                quotas.iter().sum::<usize>(),
+                capacity,
+                "capacity {capacity}"
+            );
+            assert!(quotas.iter().zip(&sizes).all(|(q, s)| q <= s));
+            if capacity >= sizes.len() {
+                assert!(quotas.iter().all(|&q| q >= 1));
+            }
+        }
+    }
+
+    #[test]
+    fn even_spacing_covers_the_range() {
+        assert_eq!(evenly_spaced(10, 1).collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            evenly_spaced(10, 10).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(evenly_spaced(3, 5).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(evenly_spaced(0, 0).count(), 0);
+        let huge: Vec<usize> = evenly_spaced(usize::MAX, 3).collect();
+        assert!(huge.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_panic() {
+        let input = vec![
+            LogLine {
+                timestamp: OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT),
+                message: "old".into(),
+                component: None,
+            },
+            LogLine {
+                timestamp: OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT),
+                message: "new".into(),
+                component: None,
+            },
+            line(0, "now", None),
+        ];
+        assert_eq!(stratified_sample(&input, 2).len(), 2);
+        let templates = mine(&input);
+        assert_eq!(templates.len(), 3);
     }
 }
