@@ -70,6 +70,15 @@ pub enum Command {
     Resume,
     /// Print the halt switch.
     Status,
+    /// Run every scenario as a full improvement cycle offline and print a summary table.
+    Demo {
+        /// A scenario file, or a folder of them.
+        #[arg(long, default_value = "events/scenarios")]
+        scenarios: PathBuf,
+        /// Virtual seconds per real second (3600: an hour of canary monitoring takes a second).
+        #[arg(long, default_value_t = 3600.0)]
+        time_scale: f64,
+    },
 }
 
 /// The functions `invoke` can run.
@@ -121,6 +130,13 @@ pub fn init_tracing() {
 
 /// Runs the command, printing its JSON result on stdout or an error on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Command::Demo {
+        scenarios,
+        time_scale,
+    } = &cli.command
+    {
+        return demo(&cli.data_dir, scenarios, *time_scale).await;
+    }
     match execute(cli).await {
         Ok(value) => {
             let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
@@ -187,6 +203,10 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
         }
+        Command::Demo { .. } => Err(cli_error(
+            "InvalidInput",
+            "demo prints a table, not JSON; run it through `selfbuild demo`",
+        )),
         Command::Status => {
             let store = SqliteStore::open(&cli.data_dir)?;
             Ok(halt_json(store.halt_state().await?.as_ref()))
@@ -231,5 +251,57 @@ struct LogMetrics {
 impl MetricSink for LogMetrics {
     fn record(&self, metric: MetricRecord) {
         tracing::debug!(emf = %emf_line(&self.namespace, &metric), "metric");
+    }
+}
+
+/// Runs the demo scenarios; exit 0 only if every one ends as its file expects.
+async fn demo(data_dir: &Path, scenarios: &Path, time_scale: f64) -> ExitCode {
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        eprintln!("error[InvalidInput]: --time-scale must be a positive number");
+        return ExitCode::from(2);
+    }
+    let files = if scenarios.is_dir() {
+        match crate::demo::scenario_files(scenarios) {
+            Ok(files) => files,
+            Err(e) => {
+                eprintln!("error[InvalidInput]: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        vec![scenarios.to_path_buf()]
+    };
+    let options = crate::demo::DemoOptions {
+        time_scale,
+        data_dir: data_dir.join("demo"),
+    };
+    let started = std::time::Instant::now();
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for file in &files {
+        println!("▶ {}", file.display());
+        match crate::demo::run_scenario(file, &options, Box::new(std::io::stdout())).await {
+            Ok(row) => {
+                failed |= !row.passed;
+                rows.push(row);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    println!();
+    println!("{}", crate::demo::summary_table(&rows));
+    println!(
+        "\n{} of {} scenarios as expected, {:.1} s",
+        rows.iter().filter(|r| r.passed).count(),
+        files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

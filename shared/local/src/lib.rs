@@ -2,10 +2,20 @@
 //!
 //! - [`store`]: the Store ports over a SQLite file in the data directory.
 //! - [`orchestrator`]: an Orchestrator that records started cycles in the store.
+//! - [`asl`]: an in-process Amazon States Language interpreter that runs the state machine.
 //! - [`alarms`]: an AlarmSource over saved `describe-alarms` output.
+//! - [`fleet`]: simulated Lambda functions (Telemetry and Deployer) whose metrics respond to their configuration.
+//! - [`planner`]: embedded Llm adapters: the rule planner and recorded answers.
+//! - [`cycle`]: runs cycles offline: the ASL on the embedded interpreter over the core step functions.
+//! - [`demo`]: `selfbuild demo`: every scenario as a cycle, with a summary table.
 //! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`).
 
 pub mod alarms;
+pub mod asl;
 pub mod cli;
+pub mod cycle;
+pub mod demo;
+pub mod fleet;
 pub mod orchestrator;
+pub mod planner;
 pub mod store;

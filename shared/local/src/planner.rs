@@ -37,8 +37,15 @@ impl Llm for RulePlanner {
             OpportunityKind::Timeouts => (
                 LambdaConfigChange {
                     // More memory is more CPU: shorter runs; a longer timeout absorbs the tail.
-                    memory_mb: Some(next_memory(current.memory_mb).max(512).min(current.memory_mb.saturating_mul(4))),
-                    timeout_seconds: Some((current.timeout_seconds.saturating_mul(3)).clamp(current.timeout_seconds + 1, 900)),
+                    memory_mb: Some(
+                        next_memory(current.memory_mb)
+                            .max(512)
+                            .min(current.memory_mb.saturating_mul(4)),
+                    ),
+                    timeout_seconds: Some(
+                        (current.timeout_seconds.saturating_mul(3))
+                            .clamp(current.timeout_seconds + 1, 900),
+                    ),
                     ..Default::default()
                 },
                 "Invocations hit the timeout; more memory (and so CPU) shortens them and a longer timeout absorbs the tail.",
@@ -133,8 +140,14 @@ impl<F: Llm> Llm for RecordedLlm<F> {
         let Some(answer) = self.answers.iter().find(|a| a.component == component) else {
             return self.fallback.propose(request).await;
         };
-        let proposal: Proposal = serde_path_to_error::deserialize(&answer.proposal)
-            .map_err(|e| LlmError::InvalidAnswer(format!("recorded answer for {component}: {}: {}", e.path(), e.inner())))?;
+        let proposal: Proposal =
+            serde_path_to_error::deserialize(&answer.proposal).map_err(|e| {
+                LlmError::InvalidAnswer(format!(
+                    "recorded answer for {component}: {}: {}",
+                    e.path(),
+                    e.inner()
+                ))
+            })?;
         let cost_usd = answer.input_tokens as f64 / 1e6 * PRICE_PER_MILLION.0
             + answer.output_tokens as f64 / 1e6 * PRICE_PER_MILLION.1;
         Ok(LlmAnswer {

@@ -373,10 +373,7 @@ fn corrupt_approval(id: &str, e: &serde_json::Error) -> StoreError {
     }
 }
 
-fn read_pending(
-    conn: &Connection,
-    id: &str,
-) -> Result<Option<PendingApproval>, StoreError> {
+fn read_pending(conn: &Connection, id: &str) -> Result<Option<PendingApproval>, StoreError> {
     let body: Option<String> = conn
         .query_row(
             "SELECT body FROM pending_approvals WHERE improvement_id = ?1",
@@ -406,7 +403,10 @@ impl ApprovalStore for SqliteStore {
         .await
     }
 
-    async fn get_pending(&self, improvement_id: &str) -> Result<Option<PendingApproval>, StoreError> {
+    async fn get_pending(
+        &self,
+        improvement_id: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
         let id = improvement_id.to_owned();
         self.with_conn(move |conn| read_pending(conn, &id)).await
     }

@@ -1,0 +1,678 @@
+//! The embedded fleet: simulated Lambda functions whose telemetry responds to the deployed
+//! configuration. It implements the [`Telemetry`] and [`Deployer`] ports, so a cycle run
+//! against it sees a good change improve the metrics and a bad one degrade them; nothing
+//! about outcomes is scripted.
+//!
+//! - [`Scenario`] (in `scenario.rs`): the file format of `events/scenarios/*.json`.
+//! - `sim.rs`: the per-minute model of one version (formulas on `simulate_minute`).
+//! - [`Fleet`]: versions, the `live` alias and its routing history per function.
+//!
+//! Telemetry is computed on demand from the routing history, so any past window is seen
+//! with the routing that was in force at each instant (before the scenario's `now`:
+//! version 1 at 100 %). Only minutes that have ended by the clock's `now` have data, and
+//! only the last 15 days of them, like CloudWatch's one-minute data.
+
+mod scenario;
+mod sim;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::clock::Clock;
+use selfbuild_core::cycle::TimeWindow;
+use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
+use selfbuild_core::error::TelemetryError;
+use selfbuild_core::ids::{ComponentId, TenantId};
+use selfbuild_core::ports::{DeployError, Deployer, Telemetry};
+use selfbuild_core::telemetry::{DataPoint, ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use time::{Duration, OffsetDateTime};
+
+pub use scenario::{FunctionSpec, Scenario, ScenarioError, Workload, WorkloadChange};
+use sim::{LogContext, MinuteKey, PeriodTotals, VersionMinute};
+
+/// How far back telemetry reaches, in minutes (CloudWatch keeps one-minute data 15 days).
+const RETENTION_MINUTES: i64 = 15 * 24 * 60;
+
+/// Where a function's alias sends traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// The version the alias points at.
+    pub stable_version: u32,
+    /// An additional version and its weight (0–1].
+    pub canary: Option<(u32, f64)>,
+}
+
+impl Routing {
+    const INITIAL: Self = Self {
+        stable_version: 1,
+        canary: None,
+    };
+
+    /// Each version's share of the traffic.
+    fn shares(&self) -> impl Iterator<Item = (u32, f64)> {
+        let canary_weight = self.canary.map_or(0.0, |(_, w)| w);
+        std::iter::once((self.stable_version, 1.0 - canary_weight))
+            .chain(self.canary)
+            .filter(|(_, w)| *w > 0.0)
+    }
+
+    fn newest_version(&self) -> u32 {
+        self.canary
+            .map_or(self.stable_version, |(v, _)| v.max(self.stable_version))
+    }
+}
+
+/// One change of a function's alias routing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingChange {
+    /// When it took effect.
+    pub at: OffsetDateTime,
+    /// The routing from then on.
+    pub routing: Routing,
+}
+
+#[derive(Debug)]
+struct DeploymentRecord {
+    deployment: CanaryDeployment,
+    rolled_back: bool,
+}
+
+#[derive(Debug)]
+struct FunctionModel {
+    spec: Arc<FunctionSpec>,
+    /// The workload from each minute on (the first from `i64::MIN`).
+    workloads: Arc<[(i64, Workload)]>,
+    name_hash: u64,
+    /// Settings of version `i + 1`.
+    versions: Vec<LambdaSettings>,
+    routing: Routing,
+    /// Changes after the scenario started, in time order.
+    history: Vec<RoutingChange>,
+}
+
+impl FunctionModel {
+    fn settings(&self, version: u32) -> Option<&LambdaSettings> {
+        settings_of(&self.versions, version)
+    }
+
+    fn state(&self) -> FunctionState {
+        FunctionState {
+            function: self.spec.name.clone(),
+            settings: self
+                .settings(self.routing.stable_version)
+                .cloned()
+                .unwrap_or_else(|| self.spec.settings.clone()),
+            alias: LIVE_ALIAS.to_owned(),
+            stable_version: self.routing.stable_version.to_string(),
+            canary: self.routing.canary.map(|(v, w)| (v.to_string(), w)),
+        }
+    }
+
+    fn route(&mut self, at: OffsetDateTime, routing: Routing) {
+        if self.routing != routing {
+            self.routing = routing.clone();
+            self.history.push(RoutingChange { at, routing });
+        }
+    }
+
+    fn view(&self) -> FunctionView {
+        FunctionView {
+            spec: Arc::clone(&self.spec),
+            workloads: Arc::clone(&self.workloads),
+            name_hash: self.name_hash,
+            versions: self.versions.clone(),
+            history: self.history.clone(),
+        }
+    }
+}
+
+impl FunctionView {
+    /// The workload in force in `minute`.
+    fn workload(&self, minute: i64) -> &Workload {
+        let after = self.workloads.partition_point(|(from, _)| *from <= minute);
+        let index = after.saturating_sub(1);
+        self.workloads
+            .get(index)
+            .map_or(&self.spec.workload, |(_, w)| w)
+    }
+}
+
+/// A copy of what telemetry needs, taken so the lock is not held while simulating.
+struct FunctionView {
+    spec: Arc<FunctionSpec>,
+    workloads: Arc<[(i64, Workload)]>,
+    name_hash: u64,
+    versions: Vec<LambdaSettings>,
+    history: Vec<RoutingChange>,
+}
+
+#[derive(Debug)]
+struct State {
+    functions: Vec<FunctionModel>,
+    deployments: BTreeMap<String, DeploymentRecord>,
+}
+
+impl State {
+    fn function_mut(&mut self, name: &ComponentId) -> Result<&mut FunctionModel, DeployError> {
+        self.functions
+            .iter_mut()
+            .find(|f| &f.spec.name == name)
+            .ok_or_else(|| DeployError::Rejected(format!("unknown function {name}")))
+    }
+}
+
+struct Inner {
+    seed: u64,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+/// The simulated fleet; clones share one state.
+#[derive(Clone)]
+pub struct Fleet {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("seed", &self.inner.seed)
+            .field("state", &*self.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// The fleet of `scenario`, every function on version 1, reading time from `clock`.
+    pub fn new(scenario: &Scenario, clock: Arc<dyn Clock>) -> Result<Self, ScenarioError> {
+        scenario.validate(&scenario.name)?;
+        let functions = scenario
+            .functions
+            .iter()
+            .map(|spec| FunctionModel {
+                workloads: spec
+                    .workload_timeline()
+                    .into_iter()
+                    .map(|(at, w)| {
+                        (
+                            at.map_or(i64::MIN, |t| t.unix_timestamp().div_euclid(60)),
+                            w,
+                        )
+                    })
+                    .collect(),
+                name_hash: sim::hash_str(spec.name.as_str()),
+                versions: vec![spec.settings.clone()],
+                routing: Routing::INITIAL,
+                history: Vec::new(),
+                spec: Arc::new(spec.clone()),
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                seed: scenario.seed,
+                clock,
+                state: Mutex::new(State {
+                    functions,
+                    deployments: BTreeMap::new(),
+                }),
+            }),
+        })
+    }
+
+    /// The functions, in the scenario's order.
+    pub fn functions(&self) -> Vec<ComponentId> {
+        self.lock()
+            .functions
+            .iter()
+            .map(|f| f.spec.name.clone())
+            .collect()
+    }
+
+    /// The routing changes of `function` since the scenario started, oldest first (before
+    /// the first one, version 1 served everything); none for an unknown function.
+    pub fn routing_history(&self, function: &ComponentId) -> Option<Vec<RoutingChange>> {
+        self.lock()
+            .functions
+            .iter()
+            .find(|f| &f.spec.name == function)
+            .map(|f| f.history.clone())
+    }
+
+    /// The settings of one published version of `function`.
+    pub fn version_settings(
+        &self,
+        function: &ComponentId,
+        version: &str,
+    ) -> Option<LambdaSettings> {
+        let version = version.parse().ok()?;
+        self.lock()
+            .functions
+            .iter()
+            .find(|f| &f.spec.name == function)?
+            .settings(version)
+            .cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation completes before the guard drops, so a poisoned state is whole.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn views(&self, tenant: Option<&TenantId>, components: &[ComponentId]) -> Vec<FunctionView> {
+        self.lock()
+            .functions
+            .iter()
+            .filter(|f| tenant.is_none() || f.spec.tenant.as_ref() == tenant)
+            .filter(|f| components.is_empty() || components.contains(&f.spec.name))
+            .map(FunctionModel::view)
+            .collect()
+    }
+
+    fn key(&self, view: &FunctionView, minute: i64, version: u32) -> MinuteKey {
+        MinuteKey {
+            seed: self.inner.seed,
+            function: view.name_hash,
+            minute,
+            version,
+        }
+    }
+
+    /// The selected versions of one minute, simulated; `only` none means every version.
+    fn minute(
+        &self,
+        view: &FunctionView,
+        minute: i64,
+        only: Option<u32>,
+    ) -> Vec<(u32, VersionMinute)> {
+        shares_in_minute(&view.history, minute)
+            .into_iter()
+            .filter(|(v, _)| only.is_none_or(|o| o == *v))
+            .filter_map(|(version, share)| {
+                let settings = settings_of(&view.versions, version)?;
+                let key = self.key(view, minute, version);
+                Some((
+                    version,
+                    sim::simulate_minute(key, share, settings, view.workload(minute)),
+                ))
+            })
+            .collect()
+    }
+
+    /// Every metric of `metrics` for one function over `window`, one point per period with data.
+    fn points(
+        &self,
+        view: &FunctionView,
+        only: Option<u32>,
+        metrics: &[MetricName],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<Vec<DataPoint>>, TelemetryError> {
+        let per = period_minutes(period_seconds)?;
+        let (first, minutes) = window_minutes(window, self.inner.clock.now());
+        let mut out = vec![Vec::new(); metrics.len()];
+        let mut period: Option<(i64, PeriodTotals)> = None;
+        for m in minutes {
+            let index = (m - first).div_euclid(per);
+            if period.as_ref().is_some_and(|(i, _)| *i != index)
+                && let Some((i, totals)) = period.take()
+            {
+                emit(&mut out, metrics, first + i * per, totals);
+            }
+            let versions: Vec<VersionMinute> = self
+                .minute(view, m, only)
+                .into_iter()
+                .map(|(_, vm)| vm)
+                .collect();
+            period
+                .get_or_insert_with(|| (index, PeriodTotals::default()))
+                .1
+                .add_minute(&versions);
+        }
+        if let Some((i, totals)) = period {
+            emit(&mut out, metrics, first + i * per, totals);
+        }
+        Ok(out)
+    }
+}
+
+fn emit(out: &mut [Vec<DataPoint>], metrics: &[MetricName], minute: i64, mut totals: PeriodTotals) {
+    let timestamp = minute_start(minute);
+    for (points, metric) in out.iter_mut().zip(metrics) {
+        if let Some(value) = totals.value(*metric) {
+            points.push(DataPoint { timestamp, value });
+        }
+    }
+}
+
+fn minute_start(minute: i64) -> OffsetDateTime {
+    OffsetDateTime::UNIX_EPOCH + Duration::minutes(minute)
+}
+
+fn period_minutes(period_seconds: u32) -> Result<i64, TelemetryError> {
+    if period_seconds == 0 || !period_seconds.is_multiple_of(60) {
+        return Err(TelemetryError::Invalid(format!(
+            "period_seconds must be a positive multiple of 60, got {period_seconds}"
+        )));
+    }
+    Ok(i64::from(period_seconds / 60))
+}
+
+/// The minute the window's periods are aligned to, and the minutes of the window that have
+/// ended by `now` and are still retained.
+fn window_minutes(window: &TimeWindow, now: OffsetDateTime) -> (i64, std::ops::Range<i64>) {
+    let first = window.start.unix_timestamp().div_euclid(60);
+    let end = window.end.unix_timestamp() + i64::from(window.end.nanosecond() > 0);
+    let last = (end + 59).div_euclid(60);
+    let ended = now.unix_timestamp().div_euclid(60);
+    let from = first.max(ended - RETENTION_MINUTES);
+    (first, from..last.min(ended).max(from))
+}
+
+/// Each version's share of the traffic in `minute`, weighting each routing by the part of
+/// the minute it was in force.
+fn shares_in_minute(history: &[RoutingChange], minute: i64) -> Vec<(u32, f64)> {
+    let start = minute_start(minute);
+    let end = start + Duration::MINUTE;
+    let before = history.partition_point(|c| c.at <= start);
+    let mut current = before
+        .checked_sub(1)
+        .and_then(|i| history.get(i))
+        .map_or(&Routing::INITIAL, |c| &c.routing);
+    let mut from = start;
+    let mut shares: Vec<(u32, f64)> = Vec::with_capacity(2);
+    let mut add = |routing: &Routing, span: Duration| {
+        let part = span.as_seconds_f64() / 60.0;
+        for (version, weight) in routing.shares() {
+            match shares.iter_mut().find(|(v, _)| *v == version) {
+                Some((_, w)) => *w += weight * part,
+                None => shares.push((version, weight * part)),
+            }
+        }
+    };
+    for change in history.get(before..).unwrap_or_default() {
+        if change.at >= end {
+            break;
+        }
+        add(current, change.at - from);
+        current = &change.routing;
+        from = change.at;
+    }
+    add(current, end - from);
+    shares.retain(|(_, w)| *w > 1e-12);
+    shares
+}
+
+/// The settings of `version` (versions count from 1).
+fn settings_of(versions: &[LambdaSettings], version: u32) -> Option<&LambdaSettings> {
+    versions.get(usize::try_from(version).ok()?.checked_sub(1)?)
+}
+
+fn parse_version(version: &str) -> Option<u32> {
+    version.parse().ok().filter(|v| *v >= 1)
+}
+
+#[async_trait]
+impl Telemetry for Fleet {
+    async fn metric_series(
+        &self,
+        query: &TelemetryQuery,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        period_minutes(query.period_seconds)?;
+        let mut series = Vec::new();
+        for view in self.views(query.tenant.as_ref(), &query.components) {
+            let points = self.points(
+                &view,
+                None,
+                &MetricName::ALL,
+                &query.window,
+                query.period_seconds,
+            )?;
+            series.extend(
+                MetricName::ALL
+                    .into_iter()
+                    .zip(points)
+                    .map(|(metric, points)| MetricSeries {
+                        component: view.spec.name.clone(),
+                        metric,
+                        version: None,
+                        points,
+                    }),
+            );
+        }
+        Ok(series)
+    }
+
+    async fn version_series(
+        &self,
+        function: &ComponentId,
+        versions: &[String],
+        metrics: &[MetricName],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        period_minutes(period_seconds)?;
+        let Some(view) = self.views(None, std::slice::from_ref(function)).pop() else {
+            return Ok(Vec::new());
+        };
+        let mut series = Vec::new();
+        for version in versions {
+            let points = match parse_version(version) {
+                Some(v) => self.points(&view, Some(v), metrics, window, period_seconds)?,
+                None => vec![Vec::new(); metrics.len()],
+            };
+            series.extend(
+                metrics
+                    .iter()
+                    .zip(points)
+                    .map(|(metric, points)| MetricSeries {
+                        component: function.clone(),
+                        metric: *metric,
+                        version: Some(version.clone()),
+                        points,
+                    }),
+            );
+        }
+        Ok(series)
+    }
+
+    async fn error_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<ErrorRow>, TelemetryError> {
+        let now = self.inner.clock.now();
+        let views = self.views(query.tenant.as_ref(), &query.components);
+        let window = &query.window;
+        // Logs are visible as soon as they are written: the current minute counts too.
+        let (_, minutes) = window_minutes(window, now + Duration::MINUTE);
+        let mut rows = Vec::new();
+        for m in minutes.rev() {
+            if rows.len() >= limit {
+                break;
+            }
+            let mut this_minute = Vec::new();
+            for view in &views {
+                for (version, vm) in self.minute(view, m, None) {
+                    let Some(settings) = settings_of(&view.versions, version) else {
+                        continue;
+                    };
+                    let context = LogContext {
+                        settings,
+                        workload: view.workload(m),
+                    };
+                    let key = self.key(view, m, version);
+                    this_minute.extend(
+                        sim::error_rows(key, &vm, &context)
+                            .into_iter()
+                            .filter(|(at, _)| *at >= window.start && *at < window.end && *at < now)
+                            .map(|(timestamp, message)| ErrorRow {
+                                timestamp,
+                                component: view.spec.name.clone(),
+                                message,
+                            }),
+                    );
+                }
+            }
+            this_minute.sort_by(|a, b| {
+                b.timestamp
+                    .cmp(&a.timestamp)
+                    .then_with(|| a.component.cmp(&b.component))
+                    .then_with(|| a.message.cmp(&b.message))
+            });
+            rows.extend(this_minute.into_iter().take(limit - rows.len()));
+        }
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl Deployer for Fleet {
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        Ok(self.lock().function_mut(function)?.state())
+    }
+
+    async fn deploy_canary(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+        settings: &LambdaSettings,
+        weight: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        if !(weight > 0.0 && weight <= 1.0) {
+            return Err(DeployError::Rejected(format!(
+                "canary weight must be in (0, 1], got {weight}"
+            )));
+        }
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        if let Some(record) = state.deployments.get(improvement_id) {
+            let d = &record.deployment;
+            if &d.baseline.function != function || &d.settings != settings || d.weight != weight {
+                return Err(DeployError::Rejected(format!(
+                    "improvement {improvement_id} was deployed to {} with other settings or weight",
+                    d.baseline.function
+                )));
+            }
+            return Ok(d.clone());
+        }
+        let model = state.function_mut(function)?;
+        if let Some((version, _)) = model.routing.canary {
+            return Err(DeployError::Rejected(format!(
+                "{function} already routes to canary version {version}; promote or roll it back first"
+            )));
+        }
+        let baseline = model.state();
+        model.versions.push(settings.clone());
+        let version = u32::try_from(model.versions.len())
+            .map_err(|_| DeployError::Rejected(format!("{function} has too many versions")))?;
+        let stable_version = model.routing.stable_version;
+        model.route(
+            now,
+            Routing {
+                stable_version,
+                canary: Some((version, weight)),
+            },
+        );
+        let deployment = CanaryDeployment {
+            improvement_id: improvement_id.to_owned(),
+            baseline,
+            settings: settings.clone(),
+            canary_version: version.to_string(),
+            weight,
+            deployed_at: now,
+        };
+        state.deployments.insert(
+            improvement_id.to_owned(),
+            DeploymentRecord {
+                deployment: deployment.clone(),
+                rolled_back: false,
+            },
+        );
+        Ok(deployment)
+    }
+
+    async fn promote(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        if state
+            .deployments
+            .get(&deployment.improvement_id)
+            .is_some_and(|r| r.rolled_back)
+        {
+            return Err(DeployError::Rejected(format!(
+                "improvement {} was rolled back",
+                deployment.improvement_id
+            )));
+        }
+        let function = &deployment.baseline.function;
+        let model = state.function_mut(function)?;
+        let version = parse_version(&deployment.canary_version)
+            .filter(|v| model.settings(*v).is_some())
+            .ok_or_else(|| {
+                DeployError::Rejected(format!(
+                    "{function} has no version {}",
+                    deployment.canary_version
+                ))
+            })?;
+        let promoted = Routing {
+            stable_version: version,
+            canary: None,
+        };
+        if model.routing == promoted {
+            return Ok(());
+        }
+        if model.routing.canary.map(|(v, _)| v) != Some(version) {
+            return Err(DeployError::Rejected(format!(
+                "{function}'s alias no longer routes to version {version}"
+            )));
+        }
+        model.route(now, promoted);
+        Ok(())
+    }
+
+    async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let function = &deployment.baseline.function;
+        let model = state.function_mut(function)?;
+        let invalid =
+            |what: &str| DeployError::Rejected(format!("the baseline of {function} names {what}"));
+        let stable_version = parse_version(&deployment.baseline.stable_version)
+            .filter(|v| model.settings(*v) == Some(&deployment.baseline.settings))
+            .ok_or_else(|| invalid("a version or settings this fleet does not have"))?;
+        let canary = match &deployment.baseline.canary {
+            Some((v, w)) => Some((
+                parse_version(v)
+                    .filter(|v| model.settings(*v).is_some())
+                    .ok_or_else(|| invalid("an unknown canary version"))?,
+                *w,
+            )),
+            None => None,
+        };
+        let canary_version = parse_version(&deployment.canary_version).unwrap_or(0);
+        if model.routing.newest_version() > canary_version {
+            return Err(DeployError::Rejected(format!(
+                "{function} was deployed again after version {canary_version}; roll that back first"
+            )));
+        }
+        model.route(
+            now,
+            Routing {
+                stable_version,
+                canary,
+            },
+        );
+        if let Some(record) = state.deployments.get_mut(&deployment.improvement_id) {
+            record.rolled_back = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,496 @@
+//! Scenario files (`events/scenarios/<name>.json`): the functions of a simulated fleet, their
+//! deployed settings and their workloads, plus opaque sections the cycle reads (`expect`,
+//! `llm`, `approval`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::ids::{ComponentId, TenantId};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+
+/// A simulated fleet and what a cycle over it should end in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name, e.g. `timeouts-fixed-by-config`.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// The instant the scenario starts at; the fleet's routing history begins here.
+    #[serde(with = "time::serde::rfc3339")]
+    pub now: OffsetDateTime,
+    /// Seeds the fleet's random numbers; the same seed gives the same telemetry.
+    #[serde(default)]
+    pub seed: u64,
+    /// The functions, in a stable order.
+    pub functions: Vec<FunctionSpec>,
+    /// What the cycle should end in (read by the cycle's tests, opaque here).
+    pub expect: serde_json::Value,
+    /// Recorded LLM answers for the cycle (opaque here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<serde_json::Value>,
+    /// Recorded approval decisions for the cycle (opaque here); `approve` is accepted too.
+    #[serde(default, alias = "approve", skip_serializing_if = "Option::is_none")]
+    pub approval: Option<serde_json::Value>,
+}
+
+/// One Lambda function of the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// The function's name; unique in the scenario.
+    pub name: ComponentId,
+    /// Its tenant; none for a system-wide function, which tenant-scoped queries never see.
+    #[serde(default)]
+    pub tenant: Option<TenantId>,
+    /// Version 1's configuration, the one the `live` alias points at when the scenario starts.
+    #[serde(deserialize_with = "strict_settings")]
+    pub settings: LambdaSettings,
+    /// How the function behaves under any configuration.
+    pub workload: Workload,
+    /// Changes of the workload over time (a slower dependency, a traffic spike), in time
+    /// order; each overrides the fields it names from the minute containing `at` on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_changes: Vec<WorkloadChange>,
+}
+
+/// A change of a function's workload at one instant; absent fields stay as they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadChange {
+    /// When it takes effect (from the start of the minute containing it).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// New `invocations_per_minute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations_per_minute: Option<f64>,
+    /// New `work_ms_at_1024mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_ms_at_1024mb: Option<f64>,
+    /// New `io_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_ms: Option<f64>,
+    /// New `duration_jitter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_jitter: Option<f64>,
+    /// New `memory_used_mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_used_mb: Option<f64>,
+    /// New `memory_jitter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_jitter: Option<f64>,
+    /// New `base_error_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_error_rate: Option<f64>,
+    /// New `error_messages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_messages: Option<Vec<String>>,
+}
+
+impl WorkloadChange {
+    /// `workload` with this change applied.
+    pub fn apply(&self, workload: &Workload) -> Workload {
+        let mut next = workload.clone();
+        let set = |field: &mut f64, value: Option<f64>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        set(
+            &mut next.invocations_per_minute,
+            self.invocations_per_minute,
+        );
+        set(&mut next.work_ms_at_1024mb, self.work_ms_at_1024mb);
+        set(&mut next.io_ms, self.io_ms);
+        set(&mut next.duration_jitter, self.duration_jitter);
+        set(&mut next.memory_used_mb, self.memory_used_mb);
+        set(&mut next.memory_jitter, self.memory_jitter);
+        set(&mut next.base_error_rate, self.base_error_rate);
+        if let Some(messages) = &self.error_messages {
+            next.error_messages.clone_from(messages);
+        }
+        next
+    }
+}
+
+impl FunctionSpec {
+    /// The workload in force from each instant on: the base workload (from the beginning of
+    /// time, `None`), then one entry per change.
+    pub fn workload_timeline(&self) -> Vec<(Option<OffsetDateTime>, Workload)> {
+        let mut timeline = vec![(None, self.workload.clone())];
+        for change in &self.workload_changes {
+            let previous = timeline.last().map_or(&self.workload, |(_, w)| w);
+            let next = change.apply(previous);
+            timeline.push((Some(change.at), next));
+        }
+        timeline
+    }
+}
+
+/// How a function behaves; the model turns this and a version's settings into telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Requests per minute reaching the alias (a Poisson mean).
+    pub invocations_per_minute: f64,
+    /// CPU time of one invocation at 1024 MB, in ms; it scales with `1024 / memory_mb`.
+    pub work_ms_at_1024mb: f64,
+    /// Time spent waiting on other services, in ms; independent of memory.
+    #[serde(default)]
+    pub io_ms: f64,
+    /// σ of the log-normal factor on each invocation's duration (0 = every invocation alike).
+    #[serde(default)]
+    pub duration_jitter: f64,
+    /// Peak memory one invocation uses, in MB; more than the configured memory is fatal.
+    pub memory_used_mb: f64,
+    /// σ of the log-normal factor on each invocation's memory use (0 = always `memory_used_mb`).
+    #[serde(default)]
+    pub memory_jitter: f64,
+    /// Probability that an invocation which neither times out nor runs out of memory fails.
+    #[serde(default)]
+    pub base_error_rate: f64,
+    /// Application error messages; `<id>`-like placeholders get a fresh value on every row.
+    #[serde(default)]
+    pub error_messages: Vec<String>,
+}
+
+/// Why a scenario could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a valid scenario.
+    #[error("{source_name}: {field}: {message}")]
+    Invalid {
+        /// The file (or other source) it came from.
+        source_name: String,
+        /// The offending field, e.g. `functions[0].workload.io_ms` (`.` for the document).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    memory_mb: u32,
+    timeout_seconds: u32,
+    #[serde(default)]
+    reserved_concurrency: Option<u32>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+fn strict_settings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LambdaSettings, D::Error> {
+    let s = SettingsFile::deserialize(deserializer)?;
+    Ok(LambdaSettings {
+        memory_mb: s.memory_mb,
+        timeout_seconds: s.timeout_seconds,
+        reserved_concurrency: s.reserved_concurrency,
+        environment: s.environment,
+    })
+}
+
+impl Scenario {
+    /// Parses and checks a scenario; `source_name` (usually the file name) prefixes errors,
+    /// which name the offending field.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, ScenarioError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let scenario: Self =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ScenarioError::Invalid {
+                source_name: source_name.to_owned(),
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        de.end().map_err(|e| ScenarioError::Invalid {
+            source_name: source_name.to_owned(),
+            field: ".".to_owned(),
+            message: e.to_string(),
+        })?;
+        scenario.validate(source_name)?;
+        Ok(scenario)
+    }
+
+    /// Reads and parses the scenario file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks what the types cannot: ranges, unique names, messages for a non-zero error rate.
+    pub fn validate(&self, source_name: &str) -> Result<(), ScenarioError> {
+        let fail = |field: String, message: String| ScenarioError::Invalid {
+            source_name: source_name.to_owned(),
+            field,
+            message,
+        };
+        if self.name.trim().is_empty() {
+            return Err(fail("name".into(), "must not be empty".into()));
+        }
+        if self.functions.is_empty() {
+            return Err(fail(
+                "functions".into(),
+                "must list at least one function".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, f) in self.functions.iter().enumerate() {
+            let at_field = |field: &str| format!("functions[{i}].{field}");
+            if !seen.insert(f.name.as_str()) {
+                return Err(fail(
+                    at_field("name"),
+                    format!("{} is listed twice", f.name),
+                ));
+            }
+            let s = &f.settings;
+            if !(128..=10_240).contains(&s.memory_mb) {
+                return Err(fail(
+                    at_field("settings.memory_mb"),
+                    format!("must be 128-10240, got {}", s.memory_mb),
+                ));
+            }
+            if !(1..=900).contains(&s.timeout_seconds) {
+                return Err(fail(
+                    at_field("settings.timeout_seconds"),
+                    format!("must be 1-900, got {}", s.timeout_seconds),
+                ));
+            }
+            for (j, (at, workload)) in f.workload_timeline().iter().enumerate() {
+                let prefix = match j {
+                    0 => at_field("workload"),
+                    _ => at_field(&format!("workload_changes[{}]", j - 1)),
+                };
+                check_workload(workload, &prefix)
+                    .map_err(|(field, message)| fail(field, message))?;
+                if let (Some(at), Some(change)) =
+                    (at, j.checked_sub(2).and_then(|k| f.workload_changes.get(k)))
+                    && *at <= change.at
+                {
+                    return Err(fail(
+                        format!("{prefix}.at"),
+                        "changes must be in time order".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The function with this name.
+    pub fn function(&self, name: &ComponentId) -> Option<&FunctionSpec> {
+        self.functions.iter().find(|f| &f.name == name)
+    }
+}
+
+/// Checks one workload; an error names the field under `prefix`.
+fn check_workload(w: &Workload, prefix: &str) -> Result<(), (String, String)> {
+    let ranges: [(&str, f64, f64, f64); 7] = [
+        (
+            "invocations_per_minute",
+            w.invocations_per_minute,
+            0.0,
+            1_000_000.0,
+        ),
+        ("work_ms_at_1024mb", w.work_ms_at_1024mb, 0.0, 10_000_000.0),
+        ("io_ms", w.io_ms, 0.0, 1_000_000.0),
+        ("duration_jitter", w.duration_jitter, 0.0, 3.0),
+        ("memory_used_mb", w.memory_used_mb, 1.0, 10_240.0),
+        ("memory_jitter", w.memory_jitter, 0.0, 1.0),
+        ("base_error_rate", w.base_error_rate, 0.0, 1.0),
+    ];
+    for (name, value, low, high) in ranges {
+        if !value.is_finite() || value < low || value > high {
+            return Err((
+                format!("{prefix}.{name}"),
+                format!("must be {low}-{high}, got {value}"),
+            ));
+        }
+    }
+    if w.work_ms_at_1024mb + w.io_ms <= 0.0 {
+        return Err((
+            format!("{prefix}.work_ms_at_1024mb"),
+            "work_ms_at_1024mb + io_ms must be positive".into(),
+        ));
+    }
+    if w.base_error_rate > 0.0 && w.error_messages.is_empty() {
+        return Err((
+            format!("{prefix}.error_messages"),
+            "must not be empty when base_error_rate is above 0".into(),
+        ));
+    }
+    if let Some(j) = w.error_messages.iter().position(|m| m.trim().is_empty()) {
+        return Err((
+            format!("{prefix}.error_messages[{j}]"),
+            "must not be empty".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{
+        "name": "minimal", "now": "2026-11-22T05:00:00Z",
+        "functions": [{"name": "f", "settings": {"memory_mb": 128, "timeout_seconds": 3},
+                       "workload": {"invocations_per_minute": 10, "work_ms_at_1024mb": 50,
+                                    "memory_used_mb": 60}}],
+        "expect": {}
+    }"#;
+
+    fn invalid(text: &str) -> (String, String) {
+        match Scenario::parse(text, "bad.json") {
+            Err(ScenarioError::Invalid {
+                source_name,
+                field,
+                message,
+            }) => {
+                assert_eq!(source_name, "bad.json");
+                (field, message)
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_scenario_takes_defaults() {
+        let s = Scenario::parse(MINIMAL, "minimal.json").unwrap();
+        let f = &s.functions[0];
+        assert_eq!(f.tenant, None);
+        assert_eq!(f.settings.reserved_concurrency, None);
+        assert!(f.settings.environment.is_empty());
+        assert_eq!(f.workload.io_ms, 0.0);
+        assert_eq!(s.seed, 0);
+        assert!(s.llm.is_none() && s.approval.is_none());
+    }
+
+    #[test]
+    fn approve_is_accepted_for_approval() {
+        let text = MINIMAL.replace(r#""expect": {}"#, r#""expect": {}, "approve": {"x": 1}"#);
+        let s = Scenario::parse(&text, "a.json").unwrap();
+        assert_eq!(s.approval, Some(serde_json::json!({"x": 1})));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path() {
+        let (field, message) = invalid(&MINIMAL.replace(
+            r#""memory_used_mb": 60"#,
+            r#""memory_used_mb": 60, "cpu_ms": 3"#,
+        ));
+        assert_eq!(field, "functions[0].workload.cpu_ms");
+        assert!(message.contains("unknown field"), "{message}");
+
+        let (field, _) = invalid(&MINIMAL.replace(
+            r#""timeout_seconds": 3"#,
+            r#""timeout_seconds": 3, "memory": 1"#,
+        ));
+        assert_eq!(field, "functions[0].settings.memory");
+
+        let (field, _) =
+            invalid(&MINIMAL.replace(r#""expect": {}"#, r#""expect": {}, "extra": 1"#));
+        assert_eq!(field, "extra");
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_named() {
+        let (field, message) = invalid(&MINIMAL.replace(
+            r#""invocations_per_minute": 10"#,
+            r#""invocations_per_minute": "ten""#,
+        ));
+        assert_eq!(field, "functions[0].workload.invocations_per_minute");
+        assert!(message.contains("invalid type"), "{message}");
+
+        let (field, message) = invalid(&MINIMAL.replace(r#""expect": {}"#, r#""seed": 1"#));
+        assert!(message.contains("expect"), "{field}: {message}");
+
+        let (field, _) =
+            invalid(&MINIMAL.replace(r#""now": "2026-11-22T05:00:00Z""#, r#""now": "today""#));
+        assert_eq!(field, "now");
+
+        let (field, _) = invalid(&MINIMAL.replace(r#""name": "f""#, r#""name": " f""#));
+        assert_eq!(field, "functions[0].name");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let (field, message) =
+            invalid(&MINIMAL.replace(r#""memory_mb": 128"#, r#""memory_mb": 64"#));
+        assert_eq!(field, "functions[0].settings.memory_mb");
+        assert!(message.contains("64"), "{message}");
+
+        let (field, _) = invalid(&MINIMAL.replace(
+            r#""memory_used_mb": 60"#,
+            r#""memory_used_mb": 60, "base_error_rate": 0.1"#,
+        ));
+        assert_eq!(field, "functions[0].workload.error_messages");
+
+        let (field, _) = invalid(&MINIMAL.replace(
+            r#""memory_used_mb": 60"#,
+            r#""memory_used_mb": 60, "duration_jitter": -1"#,
+        ));
+        assert_eq!(field, "functions[0].workload.duration_jitter");
+    }
+
+    #[test]
+    fn workload_changes_apply_in_order_and_are_checked() {
+        let with = |changes: &str| {
+            MINIMAL.replace(
+                r#""memory_used_mb": 60}"#,
+                &format!(r#""memory_used_mb": 60}}, "workload_changes": {changes}"#),
+            )
+        };
+        let s = Scenario::parse(
+            &with(
+                r#"[{"at": "2026-11-22T01:00:00Z", "io_ms": 900},
+                    {"at": "2026-11-22T02:00:00Z", "invocations_per_minute": 5}]"#,
+            ),
+            "c.json",
+        )
+        .unwrap();
+        let timeline = s.functions[0].workload_timeline();
+        assert_eq!(timeline.len(), 3);
+        assert_eq!(timeline[0].0, None);
+        assert_eq!(
+            (timeline[1].1.io_ms, timeline[1].1.invocations_per_minute),
+            (900.0, 10.0)
+        );
+        assert_eq!(
+            (timeline[2].1.io_ms, timeline[2].1.invocations_per_minute),
+            (900.0, 5.0)
+        );
+
+        let (field, _) = invalid(&with(r#"[{"at": "2026-11-22T01:00:00Z", "io": 1}]"#));
+        assert_eq!(field, "functions[0].workload_changes[0].io");
+        let (field, _) = invalid(&with(r#"[{"at": "2026-11-22T01:00:00Z", "io_ms": -1}]"#));
+        assert_eq!(field, "functions[0].workload_changes[0].io_ms");
+        let (field, _) = invalid(&with(
+            r#"[{"at": "2026-11-22T02:00:00Z", "io_ms": 1}, {"at": "2026-11-22T01:00:00Z", "io_ms": 2}]"#,
+        ));
+        assert_eq!(field, "functions[0].workload_changes[1].at");
+    }
+
+    #[test]
+    fn duplicate_functions_and_trailing_text_are_refused() {
+        let text = MINIMAL.replace("\"functions\": [{", "\"functions\": [{\"name\": \"f\", \"settings\": {\"memory_mb\": 128, \"timeout_seconds\": 3}, \"workload\": {\"invocations_per_minute\": 1, \"work_ms_at_1024mb\": 1, \"memory_used_mb\": 1}}, {");
+        let (field, _) = invalid(&text);
+        assert_eq!(field, "functions[1].name");
+        let (field, _) = invalid(&format!("{MINIMAL} {{}}"));
+        assert_eq!(field, ".");
+    }
+}

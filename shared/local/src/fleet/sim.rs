@@ -1,0 +1,708 @@
+//! The model of one minute of one version: how many requests it gets, how long they run,
+//! how they fail, and the log rows the failures write. Pure functions of their inputs.
+
+use std::f64::consts::TAU;
+
+use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::telemetry::MetricName;
+use time::{Duration, OffsetDateTime};
+
+use super::scenario::Workload;
+
+/// Invocations simulated one by one per minute and version; counts are scaled up from them.
+pub(super) const MAX_SAMPLES: u64 = 200;
+
+/// The account's unreserved concurrency, the limit of a function without a reservation.
+pub(super) const ACCOUNT_CONCURRENCY: f64 = 1000.0;
+
+/// splitmix64: small, fast and good enough for a simulation; no `rand` needed.
+#[derive(Debug, Clone)]
+pub(super) struct Rng(u64);
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Rng {
+    /// A generator whose stream depends on every part, in order.
+    pub(super) fn seeded(parts: &[u64]) -> Self {
+        let mut state = 0x853c_49e6_748f_ea9b_u64;
+        for &part in parts {
+            state = mix(state.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ mix(part));
+        }
+        Self(state)
+    }
+
+    pub(super) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(super) fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub(super) fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (TAU * u2).cos()
+    }
+
+    /// Poisson with mean `lambda` (Knuth below 30, a rounded normal above).
+    pub(super) fn poisson(&mut self, lambda: f64) -> u64 {
+        if lambda <= 0.0 || !lambda.is_finite() {
+            return 0;
+        }
+        if lambda < 30.0 {
+            let limit = (-lambda).exp();
+            let mut k = 0;
+            let mut p = self.uniform();
+            while p > limit {
+                k += 1;
+                p *= self.uniform();
+            }
+            return k;
+        }
+        (lambda + lambda.sqrt() * self.normal()).round().max(0.0) as u64
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// FNV-1a, to seed from a function's name.
+pub(super) fn hash_str(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// How one invocation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// Ran past the timeout.
+    Timeout,
+    /// Used more memory than configured.
+    OutOfMemory,
+    /// The code failed with `error_messages[message]`.
+    Application {
+        /// Index into the workload's error messages.
+        message: usize,
+    },
+}
+
+/// One simulated invocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Invocation {
+    /// Billed duration in ms (the timeout when it timed out).
+    pub duration_ms: f64,
+    /// How it failed, if it did.
+    pub failure: Option<Failure>,
+}
+
+/// What identifies a minute of a version, and so seeds its random numbers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MinuteKey {
+    /// The scenario's seed.
+    pub seed: u64,
+    /// `hash_str` of the function's name.
+    pub function: u64,
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    /// The version.
+    pub version: u32,
+}
+
+impl MinuteKey {
+    fn rng(&self, stream: u64) -> Rng {
+        Rng::seeded(&[
+            self.seed,
+            self.function,
+            self.minute as u64,
+            u64::from(self.version),
+            stream,
+        ])
+    }
+}
+
+/// One minute of one version.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) struct VersionMinute {
+    /// Requests routed to the version (invocations + throttles).
+    pub requests: u64,
+    /// Requests that ran.
+    pub invocations: u64,
+    /// Requests refused for lack of concurrency.
+    pub throttles: u64,
+    /// Invocations that failed (timeouts, out of memory, application errors).
+    pub errors: u64,
+    /// Sum of the durations of all invocations, ms.
+    pub duration_sum_ms: f64,
+    /// Mean concurrency while running (capped at the version's share of its limit).
+    pub concurrency: f64,
+    /// Peak memory used as a percentage of the configured memory; none without invocations.
+    pub memory_utilization: Option<f64>,
+    /// The simulated invocations.
+    pub samples: Vec<Invocation>,
+    /// Invocations each sample stands for.
+    pub sample_weight: f64,
+}
+
+/// Simulates minute `key.minute` of a version with `settings` that gets `share` of the
+/// function's traffic.
+///
+/// - requests n ~ Poisson(invocations_per_minute × share);
+/// - each of min(n, 200) sampled invocations runs
+///   `(io_ms + work_ms_at_1024mb × 1024 / memory_mb) × exp(duration_jitter × z)` ms, z ~ N(0, 1),
+///   and uses `memory_used_mb × exp(memory_jitter × z')` MB;
+/// - memory above `memory_mb` kills it (out of memory), else a duration above the timeout
+///   ends it at the timeout, else it fails with probability `base_error_rate`;
+/// - concurrency c = n × mean duration / 60 000; the version may use `share` of its
+///   reservation (or of the account's 1000), so it sees the throttling it would see with all
+///   the traffic: the excess fraction `(c − limit) / c` of the requests is throttled;
+/// - counts scale from the samples to the invocations that ran.
+pub(super) fn simulate_minute(
+    key: MinuteKey,
+    share: f64,
+    settings: &LambdaSettings,
+    workload: &Workload,
+) -> VersionMinute {
+    let mut rng = key.rng(0);
+    let requests = rng.poisson(workload.invocations_per_minute * share);
+    if requests == 0 {
+        return VersionMinute::default();
+    }
+    let memory = f64::from(settings.memory_mb.max(1));
+    let timeout_ms = f64::from(settings.timeout_seconds) * 1000.0;
+    let base_ms = workload.io_ms + workload.work_ms_at_1024mb * 1024.0 / memory;
+    let k = requests.min(MAX_SAMPLES);
+    let mut samples = Vec::with_capacity(k as usize);
+    let mut peak_memory: f64 = 0.0;
+    for _ in 0..k {
+        let duration = base_ms * (workload.duration_jitter * rng.normal()).exp();
+        let used = if workload.memory_jitter > 0.0 {
+            workload.memory_used_mb * (workload.memory_jitter * rng.normal()).exp()
+        } else {
+            workload.memory_used_mb
+        };
+        let error_draw = rng.uniform();
+        let (duration_ms, failure) = if used > memory {
+            (duration.min(timeout_ms), Some(Failure::OutOfMemory))
+        } else if duration > timeout_ms {
+            (timeout_ms, Some(Failure::Timeout))
+        } else if error_draw < workload.base_error_rate {
+            let count = workload.error_messages.len().max(1) as u64;
+            let message = rng.below(count) as usize;
+            (duration, Some(Failure::Application { message }))
+        } else {
+            (duration, None)
+        };
+        peak_memory = peak_memory.max(used.min(memory));
+        samples.push(Invocation {
+            duration_ms,
+            failure,
+        });
+    }
+    let sampled_sum: f64 = samples.iter().map(|s| s.duration_ms).sum();
+    let mean_ms = sampled_sum / k as f64;
+    let wanted = requests as f64 * mean_ms / 60_000.0;
+    let reservation = settings
+        .reserved_concurrency
+        .map_or(ACCOUNT_CONCURRENCY, f64::from);
+    let limit = reservation * share;
+    let throttled_fraction = if wanted > limit && wanted > 0.0 {
+        (wanted - limit) / wanted
+    } else {
+        0.0
+    };
+    let throttles = ((requests as f64 * throttled_fraction).round() as u64).min(requests);
+    let invocations = requests - throttles;
+    let sample_weight = invocations as f64 / k as f64;
+    let failed = samples.iter().filter(|s| s.failure.is_some()).count() as f64;
+    VersionMinute {
+        requests,
+        invocations,
+        throttles,
+        errors: ((failed * sample_weight).round() as u64).min(invocations),
+        duration_sum_ms: sampled_sum * sample_weight,
+        concurrency: (invocations as f64 * mean_ms / 60_000.0).min(limit),
+        memory_utilization: (invocations > 0).then(|| (peak_memory / memory * 100.0).min(100.0)),
+        samples,
+        sample_weight,
+    }
+}
+
+/// Totals over the minutes of one period.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PeriodTotals {
+    requests: u64,
+    invocations: f64,
+    errors: f64,
+    throttles: f64,
+    duration_sum_ms: f64,
+    peak_concurrency: Option<f64>,
+    peak_memory: Option<f64>,
+    /// (duration, invocations it stands for) of every sampled invocation.
+    durations: Vec<(f64, f64)>,
+}
+
+impl PeriodTotals {
+    /// Adds one minute: the versions that served it, already simulated.
+    pub(super) fn add_minute(&mut self, versions: &[VersionMinute]) {
+        let mut concurrency = 0.0;
+        let mut any = false;
+        for v in versions.iter().filter(|v| v.requests > 0) {
+            any = true;
+            self.requests += v.requests;
+            self.invocations += v.invocations as f64;
+            self.errors += v.errors as f64;
+            self.throttles += v.throttles as f64;
+            self.duration_sum_ms += v.duration_sum_ms;
+            concurrency += v.concurrency;
+            if let Some(m) = v.memory_utilization {
+                self.peak_memory = Some(self.peak_memory.map_or(m, |p| p.max(m)));
+            }
+            if v.sample_weight > 0.0 {
+                self.durations
+                    .extend(v.samples.iter().map(|s| (s.duration_ms, v.sample_weight)));
+            }
+        }
+        if any {
+            self.peak_concurrency = Some(
+                self.peak_concurrency
+                    .map_or(concurrency, |p: f64| p.max(concurrency)),
+            );
+        }
+    }
+
+    /// The statistic `metric` over the period; none when the period had no data for it
+    /// (no requests at all, or no invocation for the duration and memory statistics).
+    ///
+    /// Sums for the counts, the invocation-weighted mean for `DurationAvg`, the exact
+    /// weighted 99th percentile of the sampled durations for `DurationP99`, the peak minute
+    /// for `ConcurrentExecutions` and `MemoryUtilization`.
+    pub(super) fn value(&mut self, metric: MetricName) -> Option<f64> {
+        if self.requests == 0 {
+            return None;
+        }
+        match metric {
+            MetricName::Invocations => Some(self.invocations),
+            MetricName::Errors => Some(self.errors),
+            MetricName::Throttles => Some(self.throttles),
+            MetricName::DurationAvg => {
+                (self.invocations > 0.0).then(|| self.duration_sum_ms / self.invocations)
+            }
+            MetricName::DurationP99 => self.percentile(0.99),
+            MetricName::ConcurrentExecutions => self.peak_concurrency,
+            MetricName::MemoryUtilization => self.peak_memory,
+        }
+    }
+
+    fn percentile(&mut self, q: f64) -> Option<f64> {
+        let total: f64 = self.durations.iter().map(|d| d.1).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        self.durations.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let target = q * total;
+        let mut seen = 0.0;
+        for &(duration, weight) in &self.durations {
+            seen += weight;
+            if seen >= target {
+                return Some(duration);
+            }
+        }
+        self.durations.last().map(|d| d.0)
+    }
+}
+
+/// What the log rows of one function need to know.
+pub(super) struct LogContext<'a> {
+    /// The version's settings.
+    pub settings: &'a LambdaSettings,
+    /// The function's workload.
+    pub workload: &'a Workload,
+}
+
+/// The error log rows of one simulated minute: `minute.errors` rows, their kinds drawn in
+/// turn from the failed samples, at deterministic instants inside the minute.
+pub(super) fn error_rows(
+    key: MinuteKey,
+    minute: &VersionMinute,
+    context: &LogContext<'_>,
+) -> Vec<(OffsetDateTime, String)> {
+    let failures: Vec<&Invocation> = minute
+        .samples
+        .iter()
+        .filter(|s| s.failure.is_some())
+        .collect();
+    if failures.is_empty() || minute.errors == 0 {
+        return Vec::new();
+    }
+    let start = OffsetDateTime::UNIX_EPOCH + Duration::minutes(key.minute);
+    (0..minute.errors)
+        .filter_map(|j| {
+            let sample = failures.get((j % failures.len() as u64) as usize)?;
+            let failure = sample.failure?;
+            let mut rng = key.rng(1 + j);
+            let at = start + Duration::milliseconds(rng.below(60_000) as i64);
+            let text = message(&mut rng, at, failure, sample.duration_ms, context);
+            Some((at, text))
+        })
+        .collect()
+}
+
+fn message(
+    rng: &mut Rng,
+    at: OffsetDateTime,
+    failure: Failure,
+    duration_ms: f64,
+    context: &LogContext<'_>,
+) -> String {
+    let request = request_id(rng);
+    let stamp = log_stamp(at);
+    match failure {
+        Failure::Timeout => format!(
+            "{stamp} {request} Task timed out after {}.00 seconds",
+            context.settings.timeout_seconds
+        ),
+        Failure::OutOfMemory => {
+            let memory = context.settings.memory_mb;
+            format!(
+                "RequestId: {request} Error: Runtime exited with error: signal: killed Runtime.ExitError\n\
+                 REPORT RequestId: {request}\tDuration: {duration_ms:.2} ms\tBilled Duration: {} ms\t\
+                 Memory Size: {memory} MB\tMax Memory Used: {memory} MB",
+                duration_ms.ceil() as u64
+            )
+        }
+        Failure::Application { message } => {
+            let template = context
+                .workload
+                .error_messages
+                .get(message)
+                .map_or("Error: internal error", String::as_str);
+            let mut text = format!(
+                "{stamp}\t{request}\tERROR\t{}",
+                fill_placeholders(rng, template)
+            );
+            if rng.uniform() < 0.5 {
+                text.push_str(&stack_trace(template));
+            }
+            text
+        }
+    }
+}
+
+/// `2026-11-22T05:00:03.123Z`.
+fn log_stamp(at: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+fn request_id(rng: &mut Rng) -> String {
+    let a = rng.next_u64();
+    let b = rng.next_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Replaces every `<name>` (letters, digits, `_`) with a value that varies per row:
+/// a UUID for `uuid`/`request_id`, a number for `n`/`num`/`count`/`ms`/`qty`/`status`,
+/// an address for `ip`, an 8-digit hex id otherwise.
+fn fill_placeholders(rng: &mut Rng, template: &str) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('<') {
+        let (before, after) = rest.split_at(open);
+        out.push_str(before);
+        let name_end = after[1..].find('>').map(|i| i + 1);
+        let name = name_end.map(|end| &after[1..end]).filter(|name| {
+            !name.is_empty()
+                && name.len() <= 32
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        match (name, name_end) {
+            (Some(name), Some(end)) => {
+                out.push_str(&placeholder_value(rng, name));
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('<');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn placeholder_value(rng: &mut Rng, name: &str) -> String {
+    match name.to_ascii_lowercase().as_str() {
+        "uuid" | "request_id" => request_id(rng),
+        "n" | "num" | "count" | "ms" | "qty" => (1 + rng.below(9999)).to_string(),
+        "status" => (400 + rng.below(200)).to_string(),
+        "ip" => format!(
+            "10.{}.{}.{}",
+            rng.below(256),
+            rng.below(256),
+            1 + rng.below(254)
+        ),
+        _ => format!("{:08x}", rng.next_u64() >> 32),
+    }
+}
+
+/// A Node-style stack trace, the same for every row of one message template.
+fn stack_trace(template: &str) -> String {
+    let mut rng = Rng::seeded(&[hash_str(template)]);
+    let frames = [
+        "handler",
+        "processRecord",
+        "validate",
+        "loadFromStore",
+        "parseBody",
+    ];
+    let depth = 3 + rng.below(3) as usize;
+    let mut trace = String::new();
+    for frame in frames
+        .iter()
+        .cycle()
+        .skip(rng.below(5) as usize)
+        .take(depth)
+    {
+        trace.push_str(&format!(
+            "\n    at {frame} (/var/task/index.js:{}:{})",
+            10 + rng.below(300),
+            1 + rng.below(40)
+        ));
+    }
+    trace.push_str(
+        "\n    at Runtime.handleOnceNonStreaming (file:///var/runtime/index.mjs:1173:29)",
+    );
+    trace
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload {
+            invocations_per_minute: 120.0,
+            work_ms_at_1024mb: 300.0,
+            io_ms: 250.0,
+            duration_jitter: 0.25,
+            memory_used_mb: 100.0,
+            memory_jitter: 0.0,
+            base_error_rate: 0.0,
+            error_messages: Vec::new(),
+        }
+    }
+
+    fn settings(memory_mb: u32, timeout_seconds: u32, reserved: Option<u32>) -> LambdaSettings {
+        LambdaSettings {
+            memory_mb,
+            timeout_seconds,
+            reserved_concurrency: reserved,
+            environment: Default::default(),
+        }
+    }
+
+    fn key(minute: i64) -> MinuteKey {
+        MinuteKey {
+            seed: 7,
+            function: hash_str("f"),
+            minute,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn the_normal_draws_have_mean_0_and_variance_1() {
+        let mut rng = Rng::seeded(&[1, 2, 3]);
+        let draws: Vec<f64> = (0..100_000).map(|_| rng.normal()).collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|z| (z - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!(mean.abs() < 0.02, "{mean}");
+        assert!((var - 1.0).abs() < 0.02, "{var}");
+    }
+
+    #[test]
+    fn poisson_draws_have_the_asked_mean() {
+        for lambda in [0.5_f64, 12.0, 120.0] {
+            let mut rng = Rng::seeded(&[lambda.to_bits()]);
+            let mean = (0..20_000).map(|_| rng.poisson(lambda) as f64).sum::<f64>() / 20_000.0;
+            assert!(
+                (mean - lambda).abs() < lambda * 0.03 + 0.02,
+                "{lambda}: {mean}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_scales_with_memory_and_timeouts_cap_it() {
+        let w = Workload {
+            duration_jitter: 0.0,
+            ..workload()
+        };
+        let at_128 = simulate_minute(key(1), 1.0, &settings(128, 10, None), &w);
+        let mean = at_128.duration_sum_ms / at_128.invocations as f64;
+        assert!((mean - (250.0 + 2400.0)).abs() < 1e-6, "{mean}");
+        assert_eq!(at_128.errors, 0);
+        let short = simulate_minute(key(1), 1.0, &settings(128, 2, None), &w);
+        assert_eq!(short.errors, short.invocations);
+        assert!(
+            short
+                .samples
+                .iter()
+                .all(|s| s.duration_ms == 2000.0 && s.failure == Some(Failure::Timeout))
+        );
+    }
+
+    #[test]
+    fn memory_above_the_configuration_kills_every_invocation() {
+        let w = Workload {
+            memory_used_mb: 300.0,
+            ..workload()
+        };
+        let m = simulate_minute(key(2), 1.0, &settings(256, 30, None), &w);
+        assert!(m.invocations > 0);
+        assert_eq!(m.errors, m.invocations);
+        assert_eq!(m.memory_utilization, Some(100.0));
+        let ok = simulate_minute(key(2), 1.0, &settings(512, 30, None), &w);
+        assert_eq!(ok.errors, 0);
+        assert!((ok.memory_utilization.unwrap() - 300.0 / 512.0 * 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reserved_concurrency_throttles_the_excess() {
+        // 600/min × 1.5 s ⇒ 15 concurrent; 5 reserved ⇒ two thirds throttled.
+        let w = Workload {
+            invocations_per_minute: 600.0,
+            work_ms_at_1024mb: 400.0,
+            io_ms: 700.0,
+            duration_jitter: 0.0,
+            ..workload()
+        };
+        let m = simulate_minute(key(3), 1.0, &settings(512, 10, Some(5)), &w);
+        let fraction = m.throttles as f64 / m.requests as f64;
+        assert!((fraction - 2.0 / 3.0).abs() < 0.01, "{fraction}");
+        assert!((m.concurrency - 5.0).abs() < 0.1, "{}", m.concurrency);
+        // A 10 % share may use 10 % of the reservation: the same fraction is throttled.
+        let canary = simulate_minute(key(3), 0.1, &settings(512, 10, Some(5)), &w);
+        let fraction = canary.throttles as f64 / canary.requests as f64;
+        assert!((fraction - 2.0 / 3.0).abs() < 0.06, "{fraction}");
+        let enough = simulate_minute(key(3), 1.0, &settings(512, 10, Some(20)), &w);
+        assert_eq!(enough.throttles, 0);
+        let none = simulate_minute(key(3), 1.0, &settings(512, 10, Some(0)), &w);
+        assert_eq!((none.invocations, none.throttles), (0, none.requests));
+        assert_eq!(none.memory_utilization, None);
+    }
+
+    #[test]
+    fn only_200_invocations_are_simulated_and_counts_scale() {
+        let w = Workload {
+            invocations_per_minute: 5000.0,
+            base_error_rate: 0.1,
+            error_messages: vec!["E".into()],
+            ..workload()
+        };
+        let m = simulate_minute(key(4), 1.0, &settings(1024, 30, None), &w);
+        assert_eq!(m.samples.len(), 200);
+        assert!((4700..5300).contains(&m.invocations), "{}", m.invocations);
+        let rate = m.errors as f64 / m.invocations as f64;
+        assert!((0.04..0.17).contains(&rate), "{rate}");
+    }
+
+    #[test]
+    fn the_weighted_p99_is_taken_over_all_samples() {
+        let mut totals = PeriodTotals::default();
+        let mut minute = VersionMinute {
+            requests: 100,
+            invocations: 100,
+            sample_weight: 1.0,
+            ..Default::default()
+        };
+        minute.samples = (1..=100)
+            .map(|i| Invocation {
+                duration_ms: f64::from(i),
+                failure: None,
+            })
+            .collect();
+        totals.add_minute(&[minute]);
+        assert_eq!(totals.value(MetricName::DurationP99), Some(99.0));
+    }
+
+    #[test]
+    fn placeholders_vary_and_malformed_ones_stay() {
+        let mut rng = Rng::seeded(&[9]);
+        let a = fill_placeholders(&mut rng, "order <id> has <n> items from <ip> (<not closed");
+        let b = fill_placeholders(&mut rng, "order <id> has <n> items from <ip> (<not closed");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("order ") && a.ends_with("(<not closed"),
+            "{a}"
+        );
+        assert!(!a.contains("<id>") && !a.contains("<ip>"), "{a}");
+        assert_eq!(fill_placeholders(&mut rng, "a <b c> d"), "a <b c> d");
+    }
+
+    #[test]
+    fn log_rows_look_like_lambda_logs() {
+        let s = settings(128, 3, None);
+        let w = Workload {
+            error_messages: vec!["ValidationError: order <id> has no items".into()],
+            ..workload()
+        };
+        let context = LogContext {
+            settings: &s,
+            workload: &w,
+        };
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(3_123);
+        let mut rng = Rng::seeded(&[1]);
+        let timeout = message(&mut rng, at, Failure::Timeout, 3000.0, &context);
+        assert!(
+            timeout.starts_with("1970-01-01T00:00:03.123Z "),
+            "{timeout}"
+        );
+        assert!(
+            timeout.ends_with("Task timed out after 3.00 seconds"),
+            "{timeout}"
+        );
+        let oom = message(&mut rng, at, Failure::OutOfMemory, 812.5, &context);
+        assert!(oom.contains("Runtime exited with error: signal: killed Runtime.ExitError"));
+        assert!(oom.contains("Max Memory Used: 128 MB"), "{oom}");
+        let traces = (0..20)
+            .map(|_| {
+                message(
+                    &mut rng,
+                    at,
+                    Failure::Application { message: 0 },
+                    1.0,
+                    &context,
+                )
+            })
+            .filter(|m| m.lines().count() > 1)
+            .count();
+        assert!((1..20).contains(&traces), "{traces}");
+    }
+}

@@ -1,0 +1,1010 @@
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use selfbuild_core::analyze::{OpportunityKind, analyze};
+use selfbuild_core::canary::{CanaryDeps, monitor};
+use selfbuild_core::change::{Change, Proposal};
+use selfbuild_core::clock::FixedClock;
+use selfbuild_core::config::Config;
+use selfbuild_core::cycle::{CycleMode, CycleRequest, Trigger};
+use selfbuild_core::error::StoreError;
+use selfbuild_core::generate::{Llm, LlmRequest};
+use selfbuild_core::ids::CycleId;
+use selfbuild_core::improvement::{DeployOutcome, DeployStatus, ImprovementItem, Verdict};
+use selfbuild_core::ports::{HaltState, HaltSwitch};
+
+use crate::planner::RulePlanner;
+
+use super::*;
+
+const TIMEOUTS: &str = include_str!("../../../../events/scenarios/timeouts.json");
+const MEMORY_CUT: &str = include_str!("../../../../events/scenarios/memory-cut-rolled-back.json");
+const THROTTLING: &str =
+    include_str!("../../../../events/scenarios/throttling-needs-approval.json");
+
+/// A clock the test moves forward.
+struct ManualClock(Mutex<OffsetDateTime>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+fn fleet(text: &str) -> (Scenario, Fleet, Arc<ManualClock>) {
+    let scenario = Scenario::parse(text, "test.json").unwrap();
+    let clock = Arc::new(ManualClock(Mutex::new(scenario.now)));
+    let fleet = Fleet::new(&scenario, clock.clone()).unwrap();
+    (scenario, fleet, clock)
+}
+
+fn id(name: &str) -> ComponentId {
+    ComponentId::parse(name).unwrap()
+}
+
+fn window(start: OffsetDateTime, minutes: i64) -> TimeWindow {
+    TimeWindow {
+        start,
+        end: start + Duration::minutes(minutes),
+    }
+}
+
+/// One version (or all, with `version` none) of one function over a whole window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stats {
+    invocations: f64,
+    errors: f64,
+    throttles: f64,
+    avg_ms: f64,
+    p99_ms: f64,
+    concurrency: f64,
+    memory: f64,
+}
+
+impl Stats {
+    fn error_rate(&self) -> f64 {
+        self.errors / self.invocations
+    }
+    fn throttle_rate(&self) -> f64 {
+        self.throttles / (self.invocations + self.throttles)
+    }
+}
+
+fn stats_of(series: &[MetricSeries]) -> Stats {
+    let get = |metric: MetricName| {
+        series
+            .iter()
+            .find(|s| s.metric == metric)
+            .and_then(|s| s.points.first())
+            .map_or(f64::NAN, |p| p.value)
+    };
+    Stats {
+        invocations: get(MetricName::Invocations),
+        errors: get(MetricName::Errors),
+        throttles: get(MetricName::Throttles),
+        avg_ms: get(MetricName::DurationAvg),
+        p99_ms: get(MetricName::DurationP99),
+        concurrency: get(MetricName::ConcurrentExecutions),
+        memory: get(MetricName::MemoryUtilization),
+    }
+}
+
+async fn version_stats(fleet: &Fleet, function: &str, version: &str, w: TimeWindow) -> Stats {
+    let minutes = (w.end - w.start).whole_minutes() as u32;
+    let series = fleet
+        .version_series(
+            &id(function),
+            &[version.to_owned()],
+            &MetricName::ALL,
+            &w,
+            minutes * 60,
+        )
+        .await
+        .unwrap();
+    stats_of(&series)
+}
+
+async fn function_stats(fleet: &Fleet, function: &str, w: TimeWindow) -> Stats {
+    let minutes = (w.end - w.start).whole_minutes() as u32;
+    let series = fleet
+        .metric_series(&query(None, &[function], w, minutes * 60))
+        .await
+        .unwrap();
+    stats_of(&series)
+}
+
+fn query(
+    tenant: Option<&str>,
+    components: &[&str],
+    window: TimeWindow,
+    period_seconds: u32,
+) -> TelemetryQuery {
+    TelemetryQuery {
+        tenant: tenant.map(|t| TenantId::parse(t).unwrap()),
+        components: components.iter().map(|c| id(c)).collect(),
+        window,
+        period_seconds,
+    }
+}
+
+fn report(label: &str, s: &Stats) {
+    eprintln!(
+        "{label}: invocations {:.0}, error rate {:.4}, throttle rate {:.4}, avg {:.0} ms, p99 {:.0} ms, concurrency {:.1}, memory {:.1} %",
+        s.invocations,
+        s.error_rate(),
+        s.throttle_rate(),
+        s.avg_ms,
+        s.p99_ms,
+        s.concurrency,
+        s.memory
+    );
+}
+
+#[tokio::test]
+async fn every_bundled_scenario_parses_and_builds_a_fleet() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        count += 1;
+        let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            scenario.expect.get("outcome").is_some(),
+            "{}",
+            path.display()
+        );
+        let fleet = Fleet::new(&scenario, Arc::new(FixedClock(scenario.now))).unwrap();
+        assert_eq!(fleet.functions().len(), scenario.functions.len());
+        // Recorded proposals must be proposals the cycle can read.
+        let recorded = scenario
+            .llm
+            .as_ref()
+            .and_then(|l| l.get("recorded"))
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for r in recorded {
+            let proposal: Proposal = serde_json::from_value(r["proposal"].clone())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let component = r["component"].as_str().unwrap();
+            assert_eq!(proposal.change.target().as_str(), component);
+            assert!(scenario.function(&id(component)).is_some());
+        }
+    }
+    assert!(count >= 3, "{count} scenarios in {}", dir.display());
+}
+
+#[tokio::test]
+async fn a_bad_scenario_file_names_the_file_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, TIMEOUTS.replace("\"io_ms\"", "\"io_millis\"")).unwrap();
+    let err = Scenario::load(&path).unwrap_err().to_string();
+    assert!(err.contains("bad.json"), "{err}");
+    assert!(err.contains("functions[0].workload.io_millis"), "{err}");
+    let err = Scenario::load(dir.path().join("missing.json")).unwrap_err();
+    assert!(matches!(err, ScenarioError::Read { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn the_same_scenario_and_clock_give_the_same_telemetry() {
+    let scenario = Scenario::parse(TIMEOUTS, "t.json").unwrap();
+    let clock = Arc::new(FixedClock(scenario.now));
+    let a = Fleet::new(&scenario, clock.clone()).unwrap();
+    let b = Fleet::new(&scenario, clock).unwrap();
+    let q = query(None, &[], window(scenario.now - Duration::HOUR, 60), 60);
+    let series = a.metric_series(&q).await.unwrap();
+    assert_eq!(series, b.metric_series(&q).await.unwrap());
+    assert_eq!(series.len(), MetricName::ALL.len());
+    assert!(series.iter().all(|s| s.points.len() == 60));
+    assert_eq!(
+        a.error_rows(&q, 100).await.unwrap(),
+        b.error_rows(&q, 100).await.unwrap()
+    );
+
+    let mut other = scenario.clone();
+    other.seed += 1;
+    let c = Fleet::new(&other, Arc::new(FixedClock(scenario.now))).unwrap();
+    assert_ne!(series, c.metric_series(&q).await.unwrap());
+}
+
+#[tokio::test]
+async fn raising_timeout_and_memory_ends_the_timeouts() {
+    let (scenario, fleet, clock) = fleet(TIMEOUTS);
+    let f = id("orders-api");
+    let before = version_stats(
+        &fleet,
+        "orders-api",
+        "1",
+        window(scenario.now - Duration::minutes(30), 30),
+    )
+    .await;
+    report("timeouts v1 (128 MB, 3 s), 30 min before", &before);
+    assert!((0.2..0.4).contains(&before.error_rate()), "{before:?}");
+    assert_eq!(before.p99_ms, 3000.0);
+    assert!((before.memory - 100.0 / 128.0 * 100.0).abs() < 1e-9);
+
+    let current = fleet.function_state(&f).await.unwrap().settings;
+    let fixed = LambdaSettings {
+        memory_mb: 512,
+        timeout_seconds: 10,
+        ..current
+    };
+    let deployment = fleet
+        .deploy_canary("fix-timeouts", &f, &fixed, 1.0)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(30));
+    let after = window(deployment.deployed_at, 30);
+    let canary = version_stats(&fleet, "orders-api", &deployment.canary_version, after).await;
+    report("timeouts v2 (512 MB, 10 s), 30 min after", &canary);
+    assert!(canary.error_rate() < 0.01, "{canary:?}");
+    assert!((1200.0..1900.0).contains(&canary.p99_ms), "{canary:?}");
+    assert!((canary.invocations - 3600.0).abs() < 300.0, "{canary:?}");
+    // The stable version served nothing once the canary took all the traffic.
+    let stable = fleet
+        .version_series(
+            &f,
+            &["1".to_owned()],
+            &[MetricName::Invocations],
+            &after,
+            60,
+        )
+        .await
+        .unwrap();
+    assert!(stable[0].points.is_empty(), "{stable:?}");
+    // All versions together: the function's error rate dropped.
+    let all_after = function_stats(&fleet, "orders-api", after).await;
+    assert!((all_after.error_rate() - canary.error_rate()).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn cutting_memory_of_a_cpu_bound_function_degrades_its_canary() {
+    let (scenario, fleet, clock) = fleet(MEMORY_CUT);
+    let f = id("report-renderer");
+    let hour_before = window(scenario.now - Duration::HOUR, 60);
+    let healthy = version_stats(
+        &fleet,
+        "report-renderer",
+        "1",
+        window(scenario.now - Duration::HOUR * 7, 60),
+    )
+    .await;
+    report("memory-cut v1 (1024 MB), before the I/O slowdown", &healthy);
+    let before = version_stats(&fleet, "report-renderer", "1", hour_before).await;
+    report("memory-cut v1 (1024 MB), 60 min before the deploy", &before);
+    assert!(
+        healthy.p99_ms < 3000.0 && before.p99_ms > 1.5 * healthy.p99_ms,
+        "{healthy:?} → {before:?}"
+    );
+    assert!(
+        before.error_rate() < 0.01 && before.p99_ms < 6000.0,
+        "{before:?}"
+    );
+    assert!(before.memory < 25.0, "{before:?}");
+
+    let recorded = &scenario.llm.as_ref().unwrap()["recorded"][0]["proposal"];
+    let proposal: Proposal = serde_json::from_value(recorded.clone()).unwrap();
+    let Change::LambdaConfig { config, .. } = &proposal.change else {
+        panic!("expected a lambda_config change");
+    };
+    let current = fleet.function_state(&f).await.unwrap().settings;
+    let d = fleet
+        .deploy_canary("cut-memory", &f, &config.apply(&current), 0.1)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(60));
+    let after = window(d.deployed_at, 60);
+    let stable = version_stats(&fleet, "report-renderer", "1", after).await;
+    let canary = version_stats(&fleet, "report-renderer", &d.canary_version, after).await;
+    report("memory-cut v1 (1024 MB), 60 min after, 90 %", &stable);
+    report("memory-cut v2 (256 MB), 60 min after, 10 %", &canary);
+    assert!(
+        canary.p99_ms >= 7500.0 && canary.p99_ms > 1.5 * stable.p99_ms,
+        "{canary:?} vs {stable:?}"
+    );
+    assert!(
+        canary.avg_ms > 1.8 * stable.avg_ms,
+        "{canary:?} vs {stable:?}"
+    );
+    assert!(canary.error_rate() > 0.2, "{canary:?}");
+    assert!(stable.error_rate() < 0.01, "{stable:?}");
+    let rows = fleet
+        .error_rows(&query(None, &["report-renderer"], after, 60), 500)
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.message.contains("Task timed out after 8.00 seconds"))
+    );
+}
+
+#[tokio::test]
+async fn throttling_follows_the_reserved_concurrency() {
+    let (scenario, fleet, clock) = fleet(THROTTLING);
+    let f = id("payments-webhook");
+    let before = version_stats(
+        &fleet,
+        "payments-webhook",
+        "1",
+        window(scenario.now - Duration::minutes(30), 30),
+    )
+    .await;
+    report("throttling v1 (reserved 5), 30 min before", &before);
+    assert!((0.45..0.57).contains(&before.throttle_rate()), "{before:?}");
+    assert!(before.concurrency <= 5.0 + 1e-9, "{before:?}");
+
+    let current = fleet.function_state(&f).await.unwrap().settings;
+    let raised = LambdaSettings {
+        reserved_concurrency: Some(25),
+        ..current.clone()
+    };
+    let d = fleet
+        .deploy_canary("raise-reservation", &f, &raised, 0.1)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(30));
+    let during = window(d.deployed_at, 30);
+    let stable = version_stats(&fleet, "payments-webhook", "1", during).await;
+    let canary = version_stats(&fleet, "payments-webhook", &d.canary_version, during).await;
+    report("throttling v1 (reserved 5), canary phase, 90 %", &stable);
+    report("throttling v2 (reserved 25), canary phase, 10 %", &canary);
+    assert_eq!(canary.throttles, 0.0, "{canary:?}");
+    assert!((0.45..0.57).contains(&stable.throttle_rate()), "{stable:?}");
+
+    fleet.promote(&d).await.unwrap();
+    let promoted_at = clock.now();
+    clock.advance(Duration::minutes(30));
+    let all = function_stats(&fleet, "payments-webhook", window(promoted_at, 30)).await;
+    report("throttling v2 (reserved 25), 30 min after promotion", &all);
+    assert_eq!(all.throttles, 0.0, "{all:?}");
+    assert!((9.0..13.0).contains(&all.concurrency), "{all:?}");
+
+    // Lowering the reservation throttles more.
+    let lowered = LambdaSettings {
+        reserved_concurrency: Some(2),
+        ..current
+    };
+    let d = fleet
+        .deploy_canary("lower-reservation", &f, &lowered, 0.5)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(30));
+    let low = version_stats(
+        &fleet,
+        "payments-webhook",
+        &d.canary_version,
+        window(d.deployed_at, 30),
+    )
+    .await;
+    assert!(low.throttle_rate() > 0.7, "{low:?}");
+}
+
+#[tokio::test]
+async fn a_ten_percent_canary_gets_a_tenth_of_the_invocations() {
+    let (_, fleet, clock) = fleet(TIMEOUTS);
+    let f = id("orders-api");
+    let settings = fleet.function_state(&f).await.unwrap().settings;
+    let d = fleet
+        .deploy_canary("same-again", &f, &settings, 0.1)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(60));
+    let w = window(d.deployed_at, 60);
+    let stable = version_stats(&fleet, "orders-api", "1", w).await;
+    let canary = version_stats(&fleet, "orders-api", "2", w).await;
+    let share = canary.invocations / (canary.invocations + stable.invocations);
+    eprintln!(
+        "canary share {share:.4} ({} of {})",
+        canary.invocations,
+        canary.invocations + stable.invocations
+    );
+    assert!((0.08..0.12).contains(&share), "{share}");
+    // Same settings, same behaviour: both time out about as often.
+    assert!(
+        (canary.error_rate() - stable.error_rate()).abs() < 0.1,
+        "{canary:?} vs {stable:?}"
+    );
+    let all = function_stats(&fleet, "orders-api", w).await;
+    assert_eq!(all.invocations, canary.invocations + stable.invocations);
+}
+
+#[tokio::test]
+async fn a_routing_change_mid_minute_splits_that_minute() {
+    let (scenario, fleet, clock) = fleet(TIMEOUTS);
+    let f = id("orders-api");
+    clock.advance(Duration::seconds(30));
+    let settings = fleet.function_state(&f).await.unwrap().settings;
+    fleet
+        .deploy_canary("half", &f, &settings, 1.0)
+        .await
+        .unwrap();
+    let history = fleet.routing_history(&f).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        shares_in_minute(&history, scenario.now.unix_timestamp() / 60),
+        vec![(1, 0.5), (2, 0.5)]
+    );
+    assert_eq!(
+        shares_in_minute(&history, scenario.now.unix_timestamp() / 60 - 1),
+        vec![(1, 1.0)]
+    );
+    assert_eq!(
+        shares_in_minute(&history, scenario.now.unix_timestamp() / 60 + 1),
+        vec![(2, 1.0)]
+    );
+}
+
+#[tokio::test]
+async fn past_windows_keep_the_routing_they_had() {
+    let (scenario, fleet, clock) = fleet(TIMEOUTS);
+    let f = id("orders-api");
+    let past = query(None, &[], window(scenario.now - Duration::HOUR, 60), 300);
+    let before = fleet.metric_series(&past).await.unwrap();
+    let fixed = LambdaSettings {
+        memory_mb: 512,
+        timeout_seconds: 10,
+        ..fleet.function_state(&f).await.unwrap().settings
+    };
+    let d = fleet.deploy_canary("fix", &f, &fixed, 1.0).await.unwrap();
+    clock.advance(Duration::minutes(20));
+    fleet.promote(&d).await.unwrap();
+    clock.advance(Duration::minutes(20));
+    assert_eq!(fleet.metric_series(&past).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn periods_aggregate_minutes_and_the_future_has_no_data() {
+    let (scenario, fleet, _) = fleet(THROTTLING);
+    let w = TimeWindow {
+        start: scenario.now - Duration::minutes(30),
+        end: scenario.now + Duration::minutes(30),
+    };
+    let minutes = fleet.metric_series(&query(None, &[], w, 60)).await.unwrap();
+    let fives = fleet
+        .metric_series(&query(None, &[], w, 300))
+        .await
+        .unwrap();
+    let get = |series: &[MetricSeries], m: MetricName| {
+        series.iter().find(|s| s.metric == m).unwrap().clone()
+    };
+    let inv1 = get(&minutes, MetricName::Invocations);
+    let inv5 = get(&fives, MetricName::Invocations);
+    assert_eq!(inv1.points.len(), 30, "only ended minutes have data");
+    assert_eq!(inv5.points.len(), 6);
+    assert_eq!(inv5.points[1].timestamp, w.start + Duration::minutes(5));
+    for p in 0..6 {
+        let range = p * 5..p * 5 + 5;
+        let inv: f64 = inv1.points[range.clone()].iter().map(|d| d.value).sum();
+        assert_eq!(inv5.points[p].value, inv);
+        let thr: f64 = get(&minutes, MetricName::Throttles).points[range.clone()]
+            .iter()
+            .map(|d| d.value)
+            .sum();
+        assert_eq!(get(&fives, MetricName::Throttles).points[p].value, thr);
+        let weighted: f64 = inv1.points[range.clone()]
+            .iter()
+            .zip(&get(&minutes, MetricName::DurationAvg).points[range.clone()])
+            .map(|(i, d)| i.value * d.value)
+            .sum();
+        let avg5 = get(&fives, MetricName::DurationAvg).points[p].value;
+        assert!(
+            (avg5 - weighted / inv).abs() < 1e-6,
+            "{avg5} vs {}",
+            weighted / inv
+        );
+        let peak = get(&minutes, MetricName::ConcurrentExecutions).points[range.clone()]
+            .iter()
+            .map(|d| d.value)
+            .fold(0.0, f64::max);
+        assert_eq!(
+            get(&fives, MetricName::ConcurrentExecutions).points[p].value,
+            peak
+        );
+        let p99_1 = get(&minutes, MetricName::DurationP99).points[range]
+            .iter()
+            .map(|d| d.value)
+            .fold(0.0, f64::max);
+        assert!(get(&fives, MetricName::DurationP99).points[p].value <= p99_1);
+    }
+    let err = fleet
+        .metric_series(&query(None, &[], w, 90))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("period_seconds"), "{err}");
+}
+
+const TENANTS: &str = r#"{
+    "name": "tenants", "now": "2026-11-22T05:00:00Z", "seed": 1,
+    "functions": [
+        {"name": "a-api", "tenant": "acme", "settings": {"memory_mb": 128, "timeout_seconds": 1},
+         "workload": {"invocations_per_minute": 60, "work_ms_at_1024mb": 200, "memory_used_mb": 90, "duration_jitter": 0.2}},
+        {"name": "g-api", "tenant": "globex", "settings": {"memory_mb": 256, "timeout_seconds": 1},
+         "workload": {"invocations_per_minute": 60, "work_ms_at_1024mb": 100, "memory_used_mb": 300,
+                      "base_error_rate": 0.5, "error_messages": ["E <id>"]}},
+        {"name": "shared-cron", "settings": {"memory_mb": 128, "timeout_seconds": 1},
+         "workload": {"invocations_per_minute": 1, "work_ms_at_1024mb": 10, "memory_used_mb": 50}}
+    ],
+    "expect": {}
+}"#;
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_functions() {
+    let (scenario, fleet, _) = fleet(TENANTS);
+    let w = window(scenario.now - Duration::minutes(10), 10);
+    let components = |series: Vec<MetricSeries>| {
+        let mut c: Vec<String> = series
+            .into_iter()
+            .map(|s| s.component.to_string())
+            .collect();
+        c.dedup();
+        c
+    };
+    let all = fleet.metric_series(&query(None, &[], w, 60)).await.unwrap();
+    assert_eq!(components(all), ["a-api", "g-api", "shared-cron"]);
+    let acme = fleet
+        .metric_series(&query(Some("acme"), &[], w, 60))
+        .await
+        .unwrap();
+    assert_eq!(components(acme), ["a-api"]);
+    let cross = fleet
+        .metric_series(&query(Some("acme"), &["g-api"], w, 60))
+        .await
+        .unwrap();
+    assert!(cross.is_empty());
+    let unknown = fleet
+        .metric_series(&query(None, &["nope"], w, 60))
+        .await
+        .unwrap();
+    assert!(unknown.is_empty());
+    let picked = fleet
+        .metric_series(&query(None, &["g-api", "nope"], w, 60))
+        .await
+        .unwrap();
+    assert_eq!(components(picked), ["g-api"]);
+
+    let rows = fleet
+        .error_rows(&query(None, &[], w, 60), 1000)
+        .await
+        .unwrap();
+    assert!(rows.iter().any(|r| r.component.as_str() == "a-api"));
+    assert!(rows.iter().any(|r| r.component.as_str() == "g-api"));
+    let rows = fleet
+        .error_rows(&query(Some("acme"), &[], w, 60), 1000)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.component.as_str() == "a-api"));
+    let none = fleet
+        .version_series(&id("nope"), &["1".into()], &MetricName::ALL, &w, 60)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn out_of_memory_shows_in_metrics_and_logs_and_more_memory_fixes_it() {
+    let (scenario, fleet, clock) = fleet(TENANTS);
+    let f = id("g-api");
+    let w = window(scenario.now - Duration::minutes(10), 10);
+    let before = function_stats(&fleet, "g-api", w).await;
+    assert_eq!(before.error_rate(), 1.0, "{before:?}");
+    assert_eq!(before.memory, 100.0);
+    let rows = fleet
+        .error_rows(&query(None, &["g-api"], w, 60), 5)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.message.contains("Runtime.ExitError")
+        && r.message.contains("Max Memory Used: 256 MB")));
+
+    let settings = LambdaSettings {
+        memory_mb: 512,
+        ..fleet.function_state(&f).await.unwrap().settings
+    };
+    let d = fleet
+        .deploy_canary("more-memory", &f, &settings, 1.0)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(30));
+    let after = version_stats(
+        &fleet,
+        "g-api",
+        &d.canary_version,
+        window(d.deployed_at, 30),
+    )
+    .await;
+    assert!(
+        (0.4..0.6).contains(&after.error_rate()),
+        "base_error_rate remains: {after:?}"
+    );
+    assert!(
+        (after.memory - 300.0 / 512.0 * 100.0).abs() < 1e-9,
+        "{after:?}"
+    );
+    let rows = fleet
+        .error_rows(&query(None, &["g-api"], window(d.deployed_at, 30), 60), 50)
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.message.contains("\tERROR\tE ") && !r.message.contains("<id>")),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn error_rows_are_newest_first_limited_and_match_the_error_count() {
+    let (scenario, fleet, clock) = fleet(TIMEOUTS);
+    clock.advance(Duration::seconds(20));
+    let now = clock.now();
+    let w = window(scenario.now - Duration::minutes(10), 20);
+    let rows = fleet
+        .error_rows(&query(None, &[], w, 60), 50)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.windows(2).all(|p| p[0].timestamp >= p[1].timestamp));
+    assert!(
+        rows.iter()
+            .all(|r| r.timestamp >= w.start && r.timestamp < now)
+    );
+    assert!(
+        rows[0].timestamp >= scenario.now,
+        "the current minute's rows are visible"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.message.ends_with("Task timed out after 3.00 seconds"))
+    );
+    assert!(
+        fleet
+            .error_rows(&query(None, &[], w, 60), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ended = window(scenario.now - Duration::minutes(10), 10);
+    let all = fleet
+        .error_rows(&query(None, &[], ended, 60), 100_000)
+        .await
+        .unwrap();
+    let errors = function_stats(&fleet, "orders-api", ended).await.errors;
+    assert_eq!(all.len() as f64, errors);
+    // A longer window has application errors too, some of them with a stack trace.
+    let day = fleet
+        .error_rows(
+            &query(
+                None,
+                &[],
+                window(scenario.now - Duration::HOUR * 24, 24 * 60),
+                60,
+            ),
+            100_000,
+        )
+        .await
+        .unwrap();
+    let app: Vec<&ErrorRow> = day
+        .iter()
+        .filter(|r| r.message.contains("\tERROR\t"))
+        .collect();
+    assert!(!app.is_empty());
+    assert!(app.iter().any(|r| r.message.lines().count() > 1));
+    assert!(app.iter().all(|r| !r.message.contains("<id>")));
+}
+
+#[tokio::test]
+async fn deploys_are_idempotent_per_improvement() {
+    let (_, fleet, clock) = fleet(TIMEOUTS);
+    let f = id("orders-api");
+    let settings = LambdaSettings {
+        memory_mb: 512,
+        ..fleet.function_state(&f).await.unwrap().settings
+    };
+    let first = fleet
+        .deploy_canary("imp-1", &f, &settings, 0.1)
+        .await
+        .unwrap();
+    clock.advance(Duration::minutes(1));
+    let again = fleet
+        .deploy_canary("imp-1", &f, &settings, 0.1)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(fleet.routing_history(&f).unwrap().len(), 1);
+    assert_eq!(fleet.version_settings(&f, "3"), None);
+    let state = fleet.function_state(&f).await.unwrap();
+    assert_eq!(state.canary, Some(("2".to_owned(), 0.1)));
+    assert_eq!(state.alias, LIVE_ALIAS);
+
+    let other = LambdaSettings {
+        memory_mb: 1024,
+        ..settings.clone()
+    };
+    let err = fleet
+        .deploy_canary("imp-1", &f, &other, 0.1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeployError::Rejected(_)), "{err}");
+    let err = fleet
+        .deploy_canary("imp-2", &f, &other, 0.1)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("already routes to canary version 2"),
+        "{err}"
+    );
+
+    fleet.promote(&first).await.unwrap();
+    fleet.promote(&first).await.unwrap();
+    assert_eq!(fleet.routing_history(&f).unwrap().len(), 2);
+    let promoted = fleet.function_state(&f).await.unwrap();
+    assert_eq!(
+        (promoted.stable_version.as_str(), promoted.canary.clone()),
+        ("2", None)
+    );
+    assert_eq!(promoted.settings, settings);
+
+    // Rollback works after a promotion too, and twice is once.
+    fleet.rollback(&first).await.unwrap();
+    fleet.rollback(&first).await.unwrap();
+    assert_eq!(fleet.routing_history(&f).unwrap().len(), 3);
+    assert_eq!(fleet.function_state(&f).await.unwrap(), first.baseline);
+    let err = fleet.promote(&first).await.unwrap_err();
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    // A retried deploy of the rolled-back improvement changes nothing either.
+    assert_eq!(
+        fleet
+            .deploy_canary("imp-1", &f, &settings, 0.1)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(fleet.function_state(&f).await.unwrap(), first.baseline);
+}
+
+#[tokio::test]
+async fn rollback_restores_the_exact_baseline() {
+    let (_, fleet, clock) = fleet(THROTTLING);
+    let f = id("payments-webhook");
+    let before = fleet.function_state(&f).await.unwrap();
+    let changed = LambdaSettings {
+        reserved_concurrency: Some(25),
+        environment: [("MODE".to_owned(), "fast".to_owned())].into(),
+        ..before.settings.clone()
+    };
+    let d = fleet
+        .deploy_canary("imp", &f, &changed, 0.25)
+        .await
+        .unwrap();
+    assert_eq!(d.baseline, before);
+    assert_eq!(d.deployed_at, clock.now());
+    clock.advance(Duration::minutes(10));
+    fleet.rollback(&d).await.unwrap();
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+    let history = fleet.routing_history(&f).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].at, d.deployed_at + Duration::minutes(10));
+    assert_eq!(history[1].routing, Routing::INITIAL);
+    // The next deploy publishes a new version; rolling back the older one is refused now.
+    let d2 = fleet
+        .deploy_canary("imp-2", &f, &changed, 0.25)
+        .await
+        .unwrap();
+    assert_eq!(d2.canary_version, "3");
+    let err = fleet.rollback(&d).await.unwrap_err();
+    assert!(err.to_string().contains("deployed again"), "{err}");
+    fleet.rollback(&d2).await.unwrap();
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn bad_deploys_are_rejected() {
+    let (_, fleet, _) = fleet(TIMEOUTS);
+    let f = id("orders-api");
+    let settings = fleet.function_state(&f).await.unwrap().settings;
+    let err = fleet
+        .deploy_canary("x", &id("ghost"), &settings, 0.1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeployError::Rejected(m) if m.contains("ghost")),
+        "{err}"
+    );
+    let err = fleet.function_state(&id("ghost")).await.unwrap_err();
+    assert!(err.to_string().contains("ghost"), "{err}");
+    for weight in [0.0, -0.1, 1.5, f64::NAN] {
+        let err = fleet
+            .deploy_canary("x", &f, &settings, weight)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err}");
+    }
+    assert!(fleet.routing_history(&f).unwrap().is_empty());
+}
+
+struct NeverHalted;
+
+#[async_trait]
+impl HaltSwitch for NeverHalted {
+    async fn halt_state(&self) -> Result<Option<HaltState>, StoreError> {
+        Ok(None)
+    }
+    async fn set_halt(&self, _: &HaltState) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn clear_halt(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+/// Runs a scenario the way a routine cycle would, with core's own steps: analyze the last
+/// 24 h, take the recorded proposal (or the rule planner's), deploy it as a canary at the
+/// configured weight, and monitor it for the configured window.
+async fn run_scenario(text: &str) -> (OpportunityKind, Verdict, Vec<String>) {
+    let (scenario, fleet, clock) = fleet(text);
+    let config = Config::from_lookup(|_| None).unwrap();
+    let request = CycleRequest {
+        cycle_id: CycleId::parse("scenario").unwrap(),
+        mode: CycleMode::Routine,
+        tenant_id: None,
+        components: Vec::new(),
+        analysis_window: window(scenario.now - Duration::HOUR * 24, 24 * 60),
+        max_improvements: 3,
+        max_concurrency: 3,
+        dry_run: false,
+        trigger: Trigger::Schedule { rule: None },
+        dedup_key: "*#*".into(),
+        requested_at: scenario.now,
+    };
+    let analysis = analyze(&fleet, &fleet, &request).await.unwrap();
+    let [opportunity] = analysis.opportunities.as_slice() else {
+        panic!(
+            "{}: expected one opportunity, got {:?}",
+            scenario.name, analysis.opportunities
+        );
+    };
+    let mut item = ImprovementItem {
+        cycle_id: request.cycle_id.clone(),
+        tenant_id: None,
+        mode: request.mode,
+        dry_run: false,
+        opportunity: opportunity.clone(),
+        generated: None,
+        validation: None,
+        approval: None,
+        deploy: None,
+        monitor: None,
+    };
+    let recorded = scenario
+        .llm
+        .as_ref()
+        .and_then(|l| l["recorded"].as_array())
+        .and_then(|r| {
+            r.iter()
+                .find(|a| a["component"] == opportunity.component.as_str())
+        });
+    let proposal: Proposal = match recorded {
+        Some(answer) => serde_json::from_value(answer["proposal"].clone()).unwrap(),
+        None => {
+            let ask = LlmRequest {
+                system: String::new(),
+                prompt: String::new(),
+                proposal_schema: serde_json::json!({}),
+                item: item.clone(),
+                budget_usd: 1.0,
+            };
+            RulePlanner.propose(&ask).await.unwrap().proposal
+        }
+    };
+    let Change::LambdaConfig {
+        function,
+        config: change,
+    } = &proposal.change
+    else {
+        panic!("expected a lambda_config change");
+    };
+    let before = fleet.function_state(function).await.unwrap();
+    let after = change.apply(&before.settings);
+    let deployment = fleet
+        .deploy_canary(
+            &item.improvement_id(),
+            function,
+            &after,
+            config.canary_weight,
+        )
+        .await
+        .unwrap();
+    item.deploy = Some(DeployOutcome {
+        status: DeployStatus::Deployed,
+        deployment: Some(deployment),
+        wait_until: None,
+        reason: String::new(),
+        monitor_interval_seconds: config.monitor_interval_seconds,
+    });
+    clock.advance(Duration::seconds(i64::from(config.monitor_window_seconds)));
+    let deps = CanaryDeps {
+        deployer: &fleet,
+        telemetry: &fleet,
+        halt: &NeverHalted,
+        clock: clock.as_ref(),
+    };
+    let report = monitor(deps, &config, &item).await.unwrap();
+    assert!(report.window_over);
+    let metrics = report
+        .metrics
+        .iter()
+        .map(|m| {
+            format!(
+                "{} stable {:.4} canary {:.4} p={:?} degraded={}",
+                m.metric, m.baseline, m.canary, m.p_value, m.degraded
+            )
+        })
+        .collect();
+    eprintln!(
+        "{}: {:?} on {} → {} → {:?} {:#?}",
+        scenario.name,
+        opportunity.kind,
+        opportunity.component,
+        proposal.change.describe(Some(&before.settings)),
+        report.verdict,
+        metrics
+    );
+    (opportunity.kind, report.verdict, metrics)
+}
+
+#[tokio::test]
+async fn the_timeouts_scenario_is_found_and_its_fix_is_healthy() {
+    let (kind, verdict, metrics) = run_scenario(TIMEOUTS).await;
+    assert_eq!(kind, OpportunityKind::Timeouts);
+    assert_eq!(verdict, Verdict::Healthy, "{metrics:#?}");
+}
+
+#[tokio::test]
+async fn the_memory_cut_scenario_is_found_and_its_canary_degrades() {
+    let (kind, verdict, metrics) = run_scenario(MEMORY_CUT).await;
+    assert_eq!(kind, OpportunityKind::LatencyRegression);
+    assert_eq!(verdict, Verdict::Degraded, "{metrics:#?}");
+}
+
+#[tokio::test]
+async fn the_throttling_scenario_is_found_and_its_fix_is_healthy() {
+    let (kind, verdict, metrics) = run_scenario(THROTTLING).await;
+    assert_eq!(kind, OpportunityKind::Throttling);
+    assert_eq!(verdict, Verdict::Healthy, "{metrics:#?}");
+}
+
+#[tokio::test]
+async fn zz_timing_probe() {
+    for (text, name) in [
+        (TIMEOUTS, "timeouts"),
+        (MEMORY_CUT, "memory"),
+        (THROTTLING, "throttling"),
+    ] {
+        let (scenario, fleet, _) = fleet(text);
+        for period in [60, 300, 86_400] {
+            let q = query(
+                None,
+                &[],
+                window(scenario.now - Duration::HOUR * 24, 24 * 60),
+                period,
+            );
+            let t = std::time::Instant::now();
+            let s = fleet.metric_series(&q).await.unwrap();
+            eprintln!(
+                "{name} period {period}: {:?} ({} points)",
+                t.elapsed(),
+                s[0].points.len()
+            );
+        }
+    }
+}
