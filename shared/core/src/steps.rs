@@ -35,6 +35,9 @@ pub enum StepError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Automatic rollback is turned off.
+    #[error("{0}")]
+    RollbackDisabled(String),
 }
 
 impl StableError for StepError {
@@ -45,6 +48,7 @@ impl StableError for StepError {
             Self::Llm(e) => e.error_type(),
             Self::Canary(e) => e.error_type(),
             Self::Store(e) => e.error_type(),
+            Self::RollbackDisabled(_) => "RollbackDisabled",
         }
     }
 }
@@ -336,6 +340,11 @@ pub async fn run_step(
             MonitorRequest::Summarize { cycle } => to_value(&summarize(&cycle, deps.clock.now())?),
         },
         StepFunction::Rollback => match parse_payload::<RollbackRequest>(payload)? {
+            RollbackRequest::Rollback { .. } if !config.improvement_rollback => {
+                Err(StepError::RollbackDisabled(
+                    "ENABLE_IMPROVEMENT_ROLLBACK is off: the canary stays in place for a human to decide".into(),
+                ))
+            }
             RollbackRequest::Rollback { item } => {
                 let restored = rollback(deps.deployer, &item).await?;
                 Ok(serde_json::json!({"restored": restored}))

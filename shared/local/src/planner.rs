@@ -60,10 +60,18 @@ impl Llm for RulePlanner {
                 RiskLevel::Low,
             ),
             OpportunityKind::Throttling => {
-                let reserved = current.reserved_concurrency.unwrap_or(0);
+                let reserved = f64::from(current.reserved_concurrency.unwrap_or(1).max(1));
+                let throttle_rate = o
+                    .evidence
+                    .iter()
+                    .find(|e| e.measure == "throttle_rate")
+                    .map_or(0.5, |e| e.value)
+                    .clamp(0.0, 0.95);
+                // Demand ≈ served ÷ (1 − throttled share); 50 % headroom on top.
+                let needed = (reserved / (1.0 - throttle_rate) * 1.5).ceil();
                 (
                     LambdaConfigChange {
-                        reserved_concurrency: Some((reserved.max(1)).saturating_mul(3)),
+                        reserved_concurrency: Some(needed.clamp(reserved + 1.0, 1000.0) as u32),
                         ..Default::default()
                     },
                     "Invocations are throttled at the reserved concurrency; raising it serves the demand.",

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod alarms;
+mod demo;
 mod intake;
 mod orchestrator;
 mod store_contract;

@@ -128,6 +128,15 @@ impl FunctionModel {
     }
 }
 
+/// A copy of what telemetry needs, taken so the lock is not held while simulating.
+struct FunctionView {
+    spec: Arc<FunctionSpec>,
+    workloads: Arc<[(i64, Workload)]>,
+    name_hash: u64,
+    versions: Vec<LambdaSettings>,
+    history: Vec<RoutingChange>,
+}
+
 impl FunctionView {
     /// The workload in force in `minute`.
     fn workload(&self, minute: i64) -> &Workload {
@@ -137,15 +146,6 @@ impl FunctionView {
             .get(index)
             .map_or(&self.spec.workload, |(_, w)| w)
     }
-}
-
-/// A copy of what telemetry needs, taken so the lock is not held while simulating.
-struct FunctionView {
-    spec: Arc<FunctionSpec>,
-    workloads: Arc<[(i64, Workload)]>,
-    name_hash: u64,
-    versions: Vec<LambdaSettings>,
-    history: Vec<RoutingChange>,
 }
 
 #[derive(Debug)]

@@ -982,29 +982,3 @@ async fn the_throttling_scenario_is_found_and_its_fix_is_healthy() {
     assert_eq!(kind, OpportunityKind::Throttling);
     assert_eq!(verdict, Verdict::Healthy, "{metrics:#?}");
 }
-
-#[tokio::test]
-async fn zz_timing_probe() {
-    for (text, name) in [
-        (TIMEOUTS, "timeouts"),
-        (MEMORY_CUT, "memory"),
-        (THROTTLING, "throttling"),
-    ] {
-        let (scenario, fleet, _) = fleet(text);
-        for period in [60, 300, 86_400] {
-            let q = query(
-                None,
-                &[],
-                window(scenario.now - Duration::HOUR * 24, 24 * 60),
-                period,
-            );
-            let t = std::time::Instant::now();
-            let s = fleet.metric_series(&q).await.unwrap();
-            eprintln!(
-                "{name} period {period}: {:?} ({} points)",
-                t.elapsed(),
-                s[0].points.len()
-            );
-        }
-    }
-}
