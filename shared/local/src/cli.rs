@@ -70,6 +70,40 @@ pub enum Command {
     Resume,
     /// Print the halt switch.
     Status,
+    /// Run one cycle from an intake event, over a scenario's fleet.
+    Cycle {
+        /// The EventBridge event (alarm or schedule) intake receives.
+        #[arg(long)]
+        event: PathBuf,
+        /// The scenario whose fleet the cycle works on.
+        #[arg(long, default_value = "events/scenarios/timeouts.json")]
+        scenario: PathBuf,
+        /// Virtual seconds per real second.
+        #[arg(long, default_value_t = 3600.0)]
+        time_scale: f64,
+    },
+    /// Approve a change that waits for approval (a CRITICAL one needs two approvers).
+    Approve {
+        /// The improvement id (`<cycle>-<rank>`), as the waiting cycle prints it.
+        id: String,
+        /// Who approves.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a change that waits for approval.
+    Reject {
+        /// The improvement id.
+        id: String,
+        /// Who rejects.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Run every scenario as a full improvement cycle offline and print a summary table.
     Demo {
         /// A scenario file, or a folder of them.
@@ -137,6 +171,20 @@ pub async fn run(cli: Cli) -> ExitCode {
     {
         return demo(&cli.data_dir, scenarios, *time_scale).await;
     }
+    if let Command::Cycle {
+        event,
+        scenario,
+        time_scale,
+    } = &cli.command
+    {
+        return match cycle(&cli.data_dir, cli.now, event, scenario, *time_scale).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error[{}]: {}", e.error_type, e.message);
+                ExitCode::from(1)
+            }
+        };
+    }
     match execute(cli).await {
         Ok(value) => {
             let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
@@ -203,10 +251,16 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
         }
-        Command::Demo { .. } => Err(cli_error(
+        Command::Demo { .. } | Command::Cycle { .. } => Err(cli_error(
             "InvalidInput",
-            "demo prints a table, not JSON; run it through `selfbuild demo`",
+            "demo and cycle print progress, not JSON; run them through `selfbuild`",
         )),
+        Command::Approve { id, actor, comment } => {
+            decide_cli(&cli.data_dir, &id, &actor, true, comment).await
+        }
+        Command::Reject { id, actor, comment } => {
+            decide_cli(&cli.data_dir, &id, &actor, false, comment).await
+        }
         Command::Status => {
             let store = SqliteStore::open(&cli.data_dir)?;
             Ok(halt_json(store.halt_state().await?.as_ref()))
@@ -304,4 +358,110 @@ async fn demo(data_dir: &Path, scenarios: &Path, time_scale: f64) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+async fn decide_cli(
+    data_dir: &Path,
+    id: &str,
+    actor: &str,
+    approved: bool,
+    comment: Option<String>,
+) -> Result<Value, CliError> {
+    let store = SqliteStore::open(data_dir)?;
+    let tokens = crate::store::StoreTaskTokens(store.clone());
+    let progress =
+        selfbuild_core::approval::decide(&store, &tokens, id, actor, approved, comment).await?;
+    serde_json::to_value(progress).map_err(|e| cli_error("Internal", e.to_string()))
+}
+
+/// Captures the cycle intake starts, and records it like the embedded orchestrator.
+struct CapturingOrchestrator {
+    inner: RecordingOrchestrator<SqliteStore, FixedClock>,
+    started: std::sync::Mutex<Option<selfbuild_core::cycle::CycleRequest>>,
+}
+
+#[async_trait::async_trait]
+impl selfbuild_core::ports::Orchestrator for CapturingOrchestrator {
+    async fn start_cycle(
+        &self,
+        request: &selfbuild_core::cycle::CycleRequest,
+    ) -> Result<selfbuild_core::ports::CycleHandle, selfbuild_core::error::OrchestratorError> {
+        let handle = self.inner.start_cycle(request).await?;
+        *self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request.clone());
+        Ok(handle)
+    }
+}
+
+/// Intake on the event, then, if it started a cycle, that cycle over the scenario's fleet.
+async fn cycle(
+    data_dir: &Path,
+    now: Option<OffsetDateTime>,
+    event: &Path,
+    scenario: &Path,
+    time_scale: f64,
+) -> Result<ExitCode, CliError> {
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        return Err(cli_error(
+            "InvalidInput",
+            "--time-scale must be a positive number",
+        ));
+    }
+    let scenario = crate::fleet::Scenario::load(scenario)
+        .map_err(|e| cli_error("InvalidInput", e.to_string()))?;
+    let config = crate::demo::demo_config().map_err(|e| cli_error("ConfigError", e))?;
+    let event = read_event(event)?;
+    let store = SqliteStore::open(data_dir)?;
+    // The fleet's "now" is the scenario's; intake decides at the same instant.
+    let clock = FixedClock(now.unwrap_or(scenario.now));
+    let orchestrator = CapturingOrchestrator {
+        inner: RecordingOrchestrator::new(store.clone(), clock),
+        started: std::sync::Mutex::new(None),
+    };
+    let alarms = FileAlarmSource::new(data_dir.join("alarms.json"));
+    let metrics = LogMetrics {
+        namespace: config.metrics_namespace.clone(),
+    };
+    let deps = IntakeDeps {
+        claims: &store,
+        halt: &store,
+        orchestrator: &orchestrator,
+        alarms: &alarms,
+        clock: &clock,
+        metrics: &metrics,
+    };
+    let response = handle_event(deps, &config, &event).await?;
+    println!(
+        "intake: {}",
+        serde_json::to_string(&response).unwrap_or_default()
+    );
+    let started = orchestrator
+        .started
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some(request) = started else {
+        println!("no cycle started");
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("▶ cycle {}", request.cycle_id);
+    let output = crate::demo::run_cycle(
+        &scenario,
+        &request,
+        &store,
+        &config,
+        time_scale,
+        Box::new(std::io::stdout()),
+        None,
+    )
+    .await
+    .map_err(|e| cli_error("ExecutionFailed", e))?;
+    let summary = output.get("summary").cloned().unwrap_or(Value::Null);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
 }

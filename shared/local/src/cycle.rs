@@ -10,14 +10,14 @@ use async_trait::async_trait;
 use selfbuild_core::Config;
 use selfbuild_core::approval::ApprovalStore;
 use selfbuild_core::clock::Clock;
-use selfbuild_core::error::{OrchestratorError, StableError};
+use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
 use selfbuild_core::ports::HaltSwitch;
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::asl::{StateMachine, TaskCall, TaskError, TaskHandler, TaskTokens};
+use crate::asl::{StateMachine, TaskCall, TaskError, TaskHandler};
 use crate::fleet::Fleet;
 
 /// The state machine definition, compiled in so the CLI runs from anywhere.
@@ -137,17 +137,5 @@ impl TaskHandler for LocalSteps {
         run_step(function, deps, &self.config, &payload)
             .await
             .map_err(|e| TaskError::new(e.error_type(), e.to_string()))
-    }
-}
-
-/// Resumes waiting tasks of the embedded interpreter (core's TaskTokens port).
-pub struct LocalTokens(pub TaskTokens);
-
-#[async_trait]
-impl selfbuild_core::approval::TaskTokens for LocalTokens {
-    async fn send_success(&self, token: &str, output: &Value) -> Result<(), OrchestratorError> {
-        self.0
-            .send_success(token, output.clone())
-            .map_err(|e| OrchestratorError::Rejected(e.to_string()))
     }
 }

@@ -16,10 +16,10 @@ use selfbuild_core::ids::{CycleId, DedupKey};
 use serde_json::Value;
 
 use crate::asl::{ExecutionOptions, Observer, StateRef, TaskTokens, run_execution};
-use crate::cycle::{LocalSteps, LocalTokens, ScaledClock, load_state_machine};
+use crate::cycle::{LocalSteps, ScaledClock, load_state_machine};
 use crate::fleet::{Fleet, Scenario};
 use crate::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, StoreTaskTokens};
 
 /// One scenario's result, a row of the summary table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -76,7 +76,7 @@ struct Progress {
 }
 
 impl Observer for Progress {
-    fn on_state_entered(&self, state: StateRef<'_>, _input: &Value) {
+    fn on_state_entered(&self, state: StateRef<'_>, input: &Value) {
         let elapsed = (self.clock.now() - self.start).whole_seconds();
         let indent = "  ".repeat(state.iterations.len() + 1);
         let item = state
@@ -96,6 +96,17 @@ impl Observer for Progress {
             elapsed % 60,
             state.name
         );
+        if state.name == "AwaitApproval" {
+            let id = format!(
+                "{}-{}",
+                text(input.get("cycle_id")),
+                text(input.pointer("/opportunity/rank"))
+            );
+            let _ = writeln!(
+                out,
+                "{indent}  waiting for approval: selfbuild approve {id}   (or: selfbuild reject {id})"
+            );
+        }
     }
 }
 
@@ -110,17 +121,37 @@ pub async fn run_scenario(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let store = Arc::new(SqliteStore::open(&dir).map_err(|e| e.to_string())?);
-    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(scenario.now, options.time_scale));
-    let fleet = Fleet::new(&scenario, Arc::clone(&clock)).map_err(|e| e.to_string())?;
-    let llm: Box<dyn Llm> = match recorded_answers(&scenario)? {
-        Some(answers) => Box::new(RecordedLlm::new(answers, RulePlanner)),
-        None => Box::new(RulePlanner),
-    };
+    let store = SqliteStore::open(&dir).map_err(|e| e.to_string())?;
+    let config = demo_config()?;
+    let request = scenario_request(&scenario, &config);
+    let started = Instant::now();
+    let output = run_cycle(
+        &scenario,
+        &request,
+        &store,
+        &config,
+        options.time_scale,
+        progress,
+        scenario.approval.clone(),
+    )
+    .await?;
+    Ok(result_row(
+        &scenario,
+        &output,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// The configuration cycles run with offline: the environment's, with autonomy on.
+pub fn demo_config() -> Result<Config, String> {
     let mut config = Config::from_env().map_err(|e| e.to_string())?;
     // The demo shows the autonomous loop; on AWS it is off until you turn it on.
     config.autonomous_improvements = true;
+    Ok(config)
+}
 
+/// A routine cycle over every function of the scenario, as the daily schedule would start it.
+pub fn scenario_request(scenario: &Scenario, config: &Config) -> CycleRequest {
     let tenants: Vec<_> = scenario
         .functions
         .iter()
@@ -133,9 +164,8 @@ pub async fn run_scenario(
         .filter(|t| tenants.iter().all(|x| x.as_ref() == Some(t)));
     let components: Vec<_> = scenario.functions.iter().map(|f| f.name.clone()).collect();
     let key = DedupKey::new(tenant.clone(), components.first().cloned());
-    let cycle_id = CycleId::for_claim(&key, scenario.now);
-    let request = CycleRequest {
-        cycle_id: cycle_id.clone(),
+    CycleRequest {
+        cycle_id: CycleId::for_claim(&key, scenario.now),
         mode: CycleMode::Routine,
         tenant_id: tenant,
         components,
@@ -151,59 +181,98 @@ pub async fn run_scenario(
         },
         dedup_key: key.as_str().to_owned(),
         requested_at: scenario.now,
-    };
-    let input = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+    }
+}
 
+/// Runs `request` as an execution over the scenario's fleet, with `store` for the halt
+/// switch and approvals; task results other processes queue in the store (`selfbuild
+/// approve`) reach the execution. `approver`, if given, approves or rejects each change
+/// that waits (`{"decision": "approved"|"rejected", "actor"|"actors", "comment"}`).
+pub async fn run_cycle(
+    scenario: &Scenario,
+    request: &CycleRequest,
+    store: &SqliteStore,
+    config: &Config,
+    time_scale: f64,
+    progress: Box<dyn Write + Send>,
+    approver: Option<Value>,
+) -> Result<Value, String> {
+    let start = request.requested_at;
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(start, time_scale));
+    let fleet = Fleet::new(scenario, Arc::clone(&clock)).map_err(|e| e.to_string())?;
+    let llm: Box<dyn Llm> = match recorded_answers(scenario)? {
+        Some(answers) => Box::new(RecordedLlm::new(answers, RulePlanner)),
+        None => Box::new(RulePlanner),
+    };
+    let input = serde_json::to_value(request).map_err(|e| e.to_string())?;
     let machine = load_state_machine().map_err(|e| e.to_string())?;
     let tokens = TaskTokens::new();
+    let shared = Arc::new(store.clone());
     let steps = LocalSteps {
         fleet,
         llm,
-        halt: store.clone(),
-        approvals: store.clone(),
+        halt: shared.clone(),
+        approvals: shared.clone(),
         clock: Arc::clone(&clock),
         config: config.clone(),
     };
     let observer = Progress {
         clock: Arc::clone(&clock),
-        start: scenario.now,
+        start,
         out: Mutex::new(progress),
     };
-    let approver = scenario.approval.clone().map(|a| {
+    let forwarder = spawn_forwarder(store.clone(), tokens.clone());
+    let approver = approver.map(|a| {
         spawn_approver(
             a,
             store.clone(),
-            tokens.clone(),
-            cycle_id.clone(),
+            request.cycle_id.clone(),
             config.max_improvements,
         )
     });
-    let started = Instant::now();
     let result = run_execution(
         &machine,
-        cycle_id.as_str(),
+        request.cycle_id.as_str(),
         input,
         &steps,
         &tokens,
         &observer,
         &ExecutionOptions {
-            time_scale: options.time_scale,
-            start_time: Some(scenario.now),
+            time_scale,
+            start_time: Some(start),
             ..ExecutionOptions::default()
         },
     )
     .await;
+    forwarder.abort();
     if let Some(task) = approver {
         task.abort();
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let output = result.map_err(|f| {
+    result.map_err(|f| {
         format!(
             "{}: execution failed: {}: {}",
-            scenario.name, f.error, f.cause
+            request.cycle_id, f.error, f.cause
         )
-    })?;
-    Ok(result_row(&scenario, &output, seconds))
+    })
+}
+
+/// Delivers task results queued in the store (by this or another process) to the execution.
+fn spawn_forwarder(store: SqliteStore, tokens: TaskTokens) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match store.take_task_results().await {
+                Ok(results) => {
+                    for (token, output) in results {
+                        if let Err(e) = tokens.send_success(&token, output) {
+                            tracing::warn!(error = %e, "a queued task result matched no waiting task");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read queued task results"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
 }
 
 fn recorded_answers(scenario: &Scenario) -> Result<Option<Vec<RecordedAnswer>>, String> {
@@ -222,11 +291,11 @@ fn recorded_answers(scenario: &Scenario) -> Result<Option<Vec<RecordedAnswer>>, 
         })
 }
 
-/// Plays the scenario's approver: approves (or rejects) each change that waits.
+/// Plays the scenario's approver: approves (or rejects) each change that waits, through the
+/// same path as `selfbuild approve`.
 fn spawn_approver(
     approval: Value,
-    store: Arc<SqliteStore>,
-    tokens: TaskTokens,
+    store: SqliteStore,
     cycle_id: CycleId,
     max_improvements: u32,
 ) -> tokio::task::JoinHandle<()> {
@@ -244,15 +313,13 @@ fn spawn_approver(
             .get("comment")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let sink = LocalTokens(tokens);
+        let sink = StoreTaskTokens(store.clone());
         loop {
             for rank in 1..=max_improvements {
                 let id = format!("{cycle_id}-{rank}");
                 if let Ok(Some(_)) = store.get_pending(&id).await {
                     for actor in &actors {
-                        let _ =
-                            decide(store.as_ref(), &sink, &id, actor, approved, comment.clone())
-                                .await;
+                        let _ = decide(&store, &sink, &id, actor, approved, comment.clone()).await;
                     }
                 }
             }

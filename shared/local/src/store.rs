@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS pending_approvals (
     improvement_id TEXT PRIMARY KEY,
     body           TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS task_results (
+    task_token TEXT PRIMARY KEY,
+    output     TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cycles (
     cycle_id   TEXT PRIMARY KEY,
     status     TEXT NOT NULL,
@@ -452,5 +456,82 @@ impl ApprovalStore for SqliteStore {
             Ok(deleted == 1)
         })
         .await
+    }
+}
+
+impl SqliteStore {
+    /// Queues a task token's result for the process whose execution waits on it.
+    pub async fn put_task_result(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (token, output) = (token.to_owned(), output.to_string());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO task_results (task_token, output) VALUES (?1, ?2)
+                 ON CONFLICT(task_token) DO NOTHING",
+                params![token, output],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes (and deletes) every queued task result.
+    pub async fn take_task_results(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let rows: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare("SELECT task_token, output FROM task_results")
+                    .map_err(sql)?;
+                stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .map_err(sql)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql)?
+            };
+            tx.execute("DELETE FROM task_results", []).map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            rows.into_iter()
+                .map(|(token, output)| {
+                    serde_json::from_str(&output)
+                        .map(|v| (token.clone(), v))
+                        .map_err(|e| StoreError::Corrupt {
+                            record: format!("task result {token}"),
+                            problem: e.to_string(),
+                        })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Resumes waiting executions through the store, so another process (`selfbuild approve`)
+/// can complete a task token of a running `selfbuild demo` / `selfbuild cycle`.
+pub struct StoreTaskTokens(pub SqliteStore);
+
+#[async_trait]
+impl selfbuild_core::approval::TaskTokens for StoreTaskTokens {
+    async fn send_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), selfbuild_core::error::OrchestratorError> {
+        self.0
+            .put_task_result(token, output)
+            .await
+            .map_err(|e| match e {
+                StoreError::Unavailable(m) => {
+                    selfbuild_core::error::OrchestratorError::Unavailable(m)
+                }
+                StoreError::Corrupt { .. } => {
+                    selfbuild_core::error::OrchestratorError::Rejected(e.to_string())
+                }
+            })
     }
 }
