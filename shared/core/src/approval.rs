@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 
+use crate::audit::{AuditEvent, AuditLog};
 use crate::error::{OrchestratorError, StableError, StoreError};
-use crate::ids::TenantId;
+use crate::ids::{CycleId, TenantId};
 use crate::improvement::{ApprovalDecision, ImprovementItem};
 
 /// A change waiting for approval.
@@ -15,6 +16,8 @@ use crate::improvement::{ApprovalDecision, ImprovementItem};
 pub struct PendingApproval {
     /// The improvement.
     pub improvement_id: String,
+    /// Its cycle.
+    pub cycle_id: CycleId,
     /// Its tenant.
     pub tenant_id: Option<TenantId>,
     /// The token the execution waits on.
@@ -101,6 +104,7 @@ pub async fn request_approval(
     let validation = item.validation.as_ref();
     let pending = PendingApproval {
         improvement_id: item.improvement_id(),
+        cycle_id: item.cycle_id.clone(),
         tenant_id: item.tenant_id.clone(),
         task_token: task_token.to_owned(),
         change: item.generated.as_ref().map_or_else(String::new, |g| {
@@ -131,15 +135,33 @@ pub struct ApprovalProgress {
     pub approvals_required: u8,
 }
 
+/// The ports an approval decision uses.
+#[derive(Clone, Copy)]
+pub struct ApprovalPorts<'a> {
+    /// Pending approvals.
+    pub store: &'a dyn ApprovalStore,
+    /// Resumes the waiting execution.
+    pub tokens: &'a dyn TaskTokens,
+    /// Records who decided.
+    pub audit: &'a dyn AuditLog,
+    /// The time.
+    pub clock: &'a dyn crate::clock::Clock,
+}
+
 /// Approves (`approved`) or rejects an improvement; resumes its execution when decided.
 pub async fn decide(
-    store: &dyn ApprovalStore,
-    tokens: &dyn TaskTokens,
+    ports: ApprovalPorts<'_>,
     improvement_id: &str,
     approver: &str,
     approved: bool,
     comment: Option<String>,
 ) -> Result<ApprovalProgress, ApprovalError> {
+    let ApprovalPorts {
+        store,
+        tokens,
+        audit,
+        clock,
+    } = ports;
     if approver.trim().is_empty() {
         return Err(ApprovalError::InvalidInput(
             "approver must not be empty".into(),
@@ -162,6 +184,19 @@ pub async fn decide(
     } else {
         ("rejected", pending.approvers.clone())
     };
+    audit
+        .append(&AuditEvent {
+            at: clock.now(),
+            tenant_id: pending.tenant_id.clone(),
+            cycle_id: pending.cycle_id.clone(),
+            improvement_id: Some(improvement_id.to_owned()),
+            actor: approver.to_owned(),
+            action: if approved { "approved" } else { "rejected" }.to_owned(),
+            before: None,
+            after: None,
+            detail: format!("{} ({}): {status}", pending.change, pending.risk),
+        })
+        .await?;
     if status != "waiting" {
         let decision = ApprovalDecision {
             approved: status == "approved",

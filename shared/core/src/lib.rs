@@ -12,6 +12,7 @@
 //! - [`generate`]: the Llm port and proposals (R7).
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
 //! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
+//! - [`audit`]: audit events and notifications (R13).
 //! - [`approval`]: pending approvals, approvers, resuming a waiting execution (R9).
 //! - [`steps`]: each cycle function's request types and entry point.
 //! - [`improvement`]: the Map item each step adds its result to.
@@ -26,6 +27,7 @@
 pub mod alarm;
 pub mod analyze;
 pub mod approval;
+pub mod audit;
 pub mod canary;
 pub mod change;
 pub mod clock;

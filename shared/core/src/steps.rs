@@ -7,12 +7,14 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::analyze::{AnalysisReport, analyze};
+use crate::audit::{AuditEvent, AuditLog, Notifier};
 use crate::canary::{CanaryDeps, CanaryError, deploy, monitor, promote, rollback};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::cycle::CycleRequest;
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError, generate};
+use crate::improvement::DeployStatus;
 use crate::improvement::{Generated, ImprovementItem, Validation};
 use crate::ports::{Deployer, Telemetry};
 use crate::validate::validate;
@@ -234,11 +236,47 @@ pub struct StepDeps<'a> {
     pub halt: &'a dyn crate::ports::HaltSwitch,
     /// Pending approvals.
     pub approvals: &'a dyn crate::approval::ApprovalStore,
+    /// Audit events.
+    pub audit: &'a dyn AuditLog,
+    /// Notifications for other agents.
+    pub notifier: &'a dyn Notifier,
     /// The time.
     pub clock: &'a dyn Clock,
 }
 
 impl StepDeps<'_> {
+    /// Appends an audit event for `item` (failing the step if it cannot be written) and,
+    /// when `notify` names a detail-type, notifies (a failed notification is only logged).
+    async fn record(
+        &self,
+        item: &ImprovementItem,
+        action: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+        detail: String,
+        notify: Option<&str>,
+    ) -> Result<(), StepError> {
+        let event = AuditEvent {
+            at: self.clock.now(),
+            tenant_id: item.tenant_id.clone(),
+            cycle_id: item.cycle_id.clone(),
+            improvement_id: Some(item.improvement_id()),
+            actor: format!("selfbuild:{}", action_function(action)),
+            action: action.to_owned(),
+            before,
+            after,
+            detail,
+        };
+        self.audit.append(&event).await?;
+        if let Some(detail_type) = notify {
+            let body = serde_json::to_value(&event).unwrap_or(Value::Null);
+            if let Err(e) = self.notifier.notify(detail_type, &body).await {
+                tracing::warn!(error = %e, detail_type, "notification failed");
+            }
+        }
+        Ok(())
+    }
+
     fn canary(&self) -> CanaryDeps<'_> {
         CanaryDeps {
             deployer: self.deployer,
@@ -312,7 +350,20 @@ pub async fn run_step(
             to_value(&generate(deps.llm, &item, config.llm_budget_usd).await?)
         }
         StepFunction::Validate => match parse_payload::<ValidateRequest>(payload)? {
-            ValidateRequest::Validate { item } => to_value(&validate(&item, config)),
+            ValidateRequest::Validate { item } => {
+                let validation = validate(&item, config);
+                let detail = format!(
+                    "risk {}, {:?}, {} finding(s)",
+                    validation.risk.as_str(),
+                    validation.decision,
+                    validation.findings.len()
+                );
+                let before = serde_json::to_value(&validation.before).ok();
+                let after = serde_json::to_value(&validation.after).ok();
+                deps.record(&item, "validated", before, after, detail, None)
+                    .await?;
+                to_value(&validation)
+            }
             ValidateRequest::RequestApproval { task_token, item } => {
                 let pending = crate::approval::request_approval(
                     deps.approvals,
@@ -321,15 +372,35 @@ pub async fn run_step(
                     deps.clock.now(),
                 )
                 .await?;
+                let detail = format!(
+                    "{} ({}) needs {} approval(s)",
+                    pending.change, pending.risk, pending.approvals_required
+                );
+                deps.record(&item, "approval_requested", None, None, detail, Some("Approval Needed"))
+                    .await?;
                 to_value(&pending)
             }
         },
         StepFunction::Deploy => match parse_payload::<DeployRequest>(payload)? {
             DeployRequest::Deploy { item } => {
-                to_value(&deploy(deps.canary(), config, &item).await?)
+                let outcome = deploy(deps.canary(), config, &item).await?;
+                let (action, notify) = match outcome.status {
+                    DeployStatus::Deployed => ("deployed", Some("Improvement Deployed")),
+                    DeployStatus::Deferred => ("deploy_deferred", None),
+                    DeployStatus::Halted => ("deploy_halted", None),
+                    DeployStatus::Skipped => ("deploy_skipped", None),
+                };
+                let deployment = outcome.deployment.as_ref();
+                let before = deployment.and_then(|d| serde_json::to_value(&d.baseline).ok());
+                let after = deployment.and_then(|d| serde_json::to_value(&d.settings).ok());
+                deps.record(&item, action, before, after, outcome.reason.clone(), notify)
+                    .await?;
+                to_value(&outcome)
             }
             DeployRequest::Promote { item } => {
                 promote(deps.deployer, &item).await?;
+                deps.record(&item, "promoted", None, None, "canary promoted to 100 %".into(), None)
+                    .await?;
                 Ok(serde_json::json!({"promoted": true}))
             }
         },
@@ -347,8 +418,23 @@ pub async fn run_step(
             }
             RollbackRequest::Rollback { item } => {
                 let restored = rollback(deps.deployer, &item).await?;
+                let detail = match item.monitor.as_ref() {
+                    Some(m) => format!("monitor verdict {:?}; baseline restored: {restored}", m.verdict),
+                    None => format!("baseline restored: {restored}"),
+                };
+                deps.record(&item, "rolled_back", None, None, detail, Some("Improvement Rolled Back"))
+                    .await?;
                 Ok(serde_json::json!({"restored": restored}))
             }
         },
+    }
+}
+
+/// The function that performs an audited action.
+fn action_function(action: &str) -> &'static str {
+    match action {
+        "validated" | "approval_requested" => "validate",
+        "rolled_back" => "rollback",
+        _ => "deploy",
     }
 }

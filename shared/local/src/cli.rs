@@ -369,8 +369,13 @@ async fn decide_cli(
 ) -> Result<Value, CliError> {
     let store = SqliteStore::open(data_dir)?;
     let tokens = crate::store::StoreTaskTokens(store.clone());
-    let progress =
-        selfbuild_core::approval::decide(&store, &tokens, id, actor, approved, comment).await?;
+    let ports = selfbuild_core::approval::ApprovalPorts {
+        store: &store,
+        tokens: &tokens,
+        audit: &store,
+        clock: &SystemClock,
+    };
+    let progress = selfbuild_core::approval::decide(ports, id, actor, approved, comment).await?;
     serde_json::to_value(progress).map_err(|e| cli_error("Internal", e.to_string()))
 }
 

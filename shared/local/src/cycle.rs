@@ -9,6 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use selfbuild_core::Config;
 use selfbuild_core::approval::ApprovalStore;
+use selfbuild_core::audit::{AuditLog, Notifier};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
@@ -91,6 +92,10 @@ pub struct LocalSteps {
     pub halt: Arc<dyn HaltSwitch>,
     /// Pending approvals.
     pub approvals: Arc<dyn ApprovalStore>,
+    /// Audit events.
+    pub audit: Arc<dyn AuditLog>,
+    /// Notifications.
+    pub notifier: Arc<dyn Notifier>,
     /// Virtual time.
     pub clock: Arc<dyn Clock>,
     /// Configuration.
@@ -132,6 +137,8 @@ impl TaskHandler for LocalSteps {
             llm: self.llm.as_ref(),
             halt: self.halt.as_ref(),
             approvals: self.approvals.as_ref(),
+            audit: self.audit.as_ref(),
+            notifier: self.notifier.as_ref(),
             clock: self.clock.as_ref(),
         };
         run_step(function, deps, &self.config, &payload)

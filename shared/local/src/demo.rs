@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use selfbuild_core::Config;
-use selfbuild_core::approval::{ApprovalStore, decide};
+use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, decide};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::generate::Llm;
@@ -26,6 +26,8 @@ use crate::store::{SqliteStore, StoreTaskTokens};
 pub struct ScenarioResult {
     /// The scenario's name.
     pub scenario: String,
+    /// The cycle that ran.
+    pub cycle_id: String,
     /// The top opportunity, `<component>:<kind>`.
     pub opportunity: String,
     /// The change, in words.
@@ -213,6 +215,8 @@ pub async fn run_cycle(
         llm,
         halt: shared.clone(),
         approvals: shared.clone(),
+        audit: shared.clone(),
+        notifier: shared.clone(),
         clock: Arc::clone(&clock),
         config: config.clone(),
     };
@@ -225,6 +229,7 @@ pub async fn run_cycle(
     let approver = approver.map(|a| {
         spawn_approver(
             a,
+            Arc::clone(&clock),
             store.clone(),
             request.cycle_id.clone(),
             config.max_improvements,
@@ -295,6 +300,7 @@ fn recorded_answers(scenario: &Scenario) -> Result<Option<Vec<RecordedAnswer>>, 
 /// same path as `selfbuild approve`.
 fn spawn_approver(
     approval: Value,
+    clock: Arc<dyn Clock>,
     store: SqliteStore,
     cycle_id: CycleId,
     max_improvements: u32,
@@ -319,7 +325,13 @@ fn spawn_approver(
                 let id = format!("{cycle_id}-{rank}");
                 if let Ok(Some(_)) = store.get_pending(&id).await {
                     for actor in &actors {
-                        let _ = decide(&store, &sink, &id, actor, approved, comment.clone()).await;
+                        let ports = ApprovalPorts {
+                            store: &store,
+                            tokens: &sink,
+                            audit: &store,
+                            clock: clock.as_ref(),
+                        };
+                        let _ = decide(ports, &id, actor, approved, comment.clone()).await;
                     }
                 }
             }
@@ -352,6 +364,7 @@ fn result_row(scenario: &Scenario, output: &Value, seconds: f64) -> ScenarioResu
     };
     ScenarioResult {
         scenario: scenario.name.clone(),
+        cycle_id: text(output.get("cycle_id")),
         opportunity: text(first.get("opportunity")),
         change: text(first.get("change")),
         risk: text(first.get("risk")),

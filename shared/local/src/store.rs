@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use selfbuild_core::approval::{ApprovalStore, PendingApproval};
+use selfbuild_core::audit::{AuditEvent, AuditLog, Notifier};
 use selfbuild_core::cycle::CycleRecord;
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey};
@@ -45,6 +46,18 @@ CREATE TABLE IF NOT EXISTS pending_approvals (
 CREATE TABLE IF NOT EXISTS task_results (
     task_token TEXT PRIMARY KEY,
     output     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    cycle_id TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    body     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_by_cycle ON audit_events (cycle_id, at_ms, seq);
+CREATE TABLE IF NOT EXISTS notifications (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    detail_type TEXT NOT NULL,
+    detail      TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cycles (
     cycle_id   TEXT PRIMARY KEY,
@@ -533,5 +546,96 @@ impl selfbuild_core::approval::TaskTokens for StoreTaskTokens {
                     selfbuild_core::error::OrchestratorError::Rejected(e.to_string())
                 }
             })
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+            record: format!("audit event of cycle {}", event.cycle_id),
+            problem: e.to_string(),
+        })?;
+        let (cycle, at) = (event.cycle_id.as_str().to_owned(), millis(event.at));
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO audit_events (cycle_id, at_ms, body) VALUES (?1, ?2, ?3)",
+                params![cycle, at, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cycle_events(&self, cycle_id: &CycleId) -> Result<Vec<AuditEvent>, StoreError> {
+        let cycle = cycle_id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM audit_events WHERE cycle_id = ?1 ORDER BY at_ms, seq")
+                .map_err(sql)?;
+            let bodies: Vec<String> = stmt
+                .query_map(params![cycle], |row| row.get(0))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            bodies
+                .iter()
+                .map(|b| {
+                    serde_json::from_str(b).map_err(|e| StoreError::Corrupt {
+                        record: format!("audit event of cycle {cycle}"),
+                        problem: e.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Notifications are kept in the store offline (EventBridge's place on AWS).
+#[async_trait]
+impl Notifier for SqliteStore {
+    async fn notify(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (kind, body) = (detail_type.to_owned(), detail.to_string());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO notifications (detail_type, detail) VALUES (?1, ?2)",
+                params![kind, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Every notification sent so far, oldest first, as (detail-type, detail).
+    pub async fn notifications(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT detail_type, detail FROM notifications ORDER BY seq")
+                .map_err(sql)?;
+            let rows: Vec<(String, String)> = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            Ok(rows
+                .into_iter()
+                .map(|(k, d)| {
+                    (
+                        k,
+                        serde_json::from_str(&d).unwrap_or(serde_json::Value::Null),
+                    )
+                })
+                .collect())
+        })
+        .await
     }
 }
