@@ -7,6 +7,8 @@
 //! | dedup claim | `DEDUP#<key>`   | `CLAIM` | `cycle_id`, `claimed_at_ms`, `window_end_ms`, `expires_at` (TTL, unix seconds), `suppressed_count`, `started`, `execution_ref`?, `cycle_input`, `dedup_key` |
 //! | halt switch | `CONTROL`       | `HALT`  | `reason`, `actor`, `since` (RFC 3339) |
 //! | cycle       | `CYCLE#<id>`    | `META`  | `body` (the record as JSON), `status`, `started_at`, `tenant_id`? |
+//! | approval    | `APPROVAL#<improvement>` | `PENDING` | `body` (JSON), `approvers` (string set) |
+//! | audit event | `AUDIT#<cycle>` | `<at ms, 20 digits>#<hash>` | `body` (JSON), `action`, `actor` |
 //!
 //! Every decision is a conditional write; the TTL only tidies up and is never relied on.
 
@@ -25,6 +27,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ProvideErrorKind;
+use selfbuild_core::approval::{ApprovalStore, PendingApproval};
+use selfbuild_core::audit::{AuditEvent, AuditLog};
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey};
@@ -52,6 +56,7 @@ const CLAIM_SK: &str = "CLAIM";
 const HALT_PK: &str = "CONTROL";
 const HALT_SK: &str = "HALT";
 const CYCLE_SK: &str = "META";
+const APPROVAL_SK: &str = "PENDING";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -483,6 +488,177 @@ impl CycleStore for DynamoStore {
 }
 
 /// The cycle item: the record as JSON plus the fields worth querying on their own.
+#[async_trait]
+impl ApprovalStore for DynamoStore {
+    async fn put_pending(&self, pending: &PendingApproval) -> Result<(), StoreError> {
+        let pk = approval_pk(&pending.improvement_id);
+        // Approvers live in a string set so adding one is a single atomic ADD.
+        let body = PendingApproval {
+            approvers: Vec::new(),
+            ..pending.clone()
+        };
+        let body = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt {
+            record: record_name(&pk, APPROVAL_SK),
+            problem: format!("body cannot be written: {e}"),
+        })?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(&pk))
+            .item(SK, s(APPROVAL_SK))
+            .item("body", AttributeValue::S(body));
+        if !pending.approvers.is_empty() {
+            put = put.item("approvers", AttributeValue::Ss(pending.approvers.clone()));
+        }
+        put.send()
+            .await
+            .map_err(|e| self.sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn get_pending(
+        &self,
+        improvement_id: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let pk = approval_pk(improvement_id);
+        let Some(item) = self.get(&pk, APPROVAL_SK).await? else {
+            return Ok(None);
+        };
+        pending_from(&pk, &item).map(Some)
+    }
+
+    async fn add_approver(
+        &self,
+        improvement_id: &str,
+        approver: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let pk = approval_pk(improvement_id);
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(&pk))
+            .key(SK, s(APPROVAL_SK))
+            .update_expression("ADD #approvers :approver")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#approvers", "approvers")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":approver", AttributeValue::Ss(vec![approver.to_owned()]))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match update {
+            Ok(out) => match out.attributes {
+                Some(item) => pending_from(&pk, &item).map(Some),
+                None => Ok(None),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.sdk_error("UpdateItem", &e)),
+        }
+    }
+
+    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(&approval_pk(improvement_id)))
+            .key(SK, s(APPROVAL_SK))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("DeleteItem", &e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoStore {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let pk = audit_pk(&event.cycle_id);
+        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+            record: pk.clone(),
+            problem: format!("audit event cannot be written: {e}"),
+        })?;
+        // Time-ordered sort key; the body's hash keeps two events of one millisecond apart.
+        let digest = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let sk = format!("{:020}#{digest:016x}", unix_millis(event.at).max(0));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(&pk))
+            .item(SK, s(&sk))
+            .item("action", s(&event.action))
+            .item("actor", s(&event.actor))
+            .item("body", AttributeValue::S(body))
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn cycle_events(&self, cycle_id: &CycleId) -> Result<Vec<AuditEvent>, StoreError> {
+        let pk = audit_pk(cycle_id);
+        let mut events = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(&pk))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(|e| self.sdk_error("Query", &e))?
+        {
+            for item in page.items() {
+                let sk = item
+                    .get(SK)
+                    .and_then(|v| v.as_s().ok())
+                    .map_or("", String::as_str);
+                let record = Record::new(&pk, sk, Some(item));
+                let event: AuditEvent = serde_json::from_str(record.s("body")?).map_err(|e| {
+                    record.corrupt(format!("attribute body is not an audit event: {e}"))
+                })?;
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+}
+
+fn pending_from(pk: &str, item: &Item) -> Result<PendingApproval, StoreError> {
+    let record = Record::new(pk, APPROVAL_SK, Some(item));
+    let mut pending: PendingApproval = serde_json::from_str(record.s("body")?)
+        .map_err(|e| record.corrupt(format!("attribute body is not a pending approval: {e}")))?;
+    if let Some(AttributeValue::Ss(approvers)) = item.get("approvers") {
+        let mut approvers = approvers.clone();
+        approvers.sort();
+        pending.approvers = approvers;
+    }
+    Ok(pending)
+}
+
+fn approval_pk(improvement_id: &str) -> String {
+    format!("APPROVAL#{improvement_id}")
+}
+
+fn audit_pk(cycle_id: &CycleId) -> String {
+    format!("AUDIT#{cycle_id}")
+}
+
 fn cycle_item(pk: &str, cycle: &CycleRecord, body: String, started_at: String) -> Item {
     let mut item = Item::from([
         (PK.to_owned(), s(pk)),

@@ -106,8 +106,18 @@ pub trait CycleStore: Send + Sync {
 }
 
 /// Every store port, as one adapter provides them.
-pub trait Store: DedupStore + HaltSwitch + CycleStore {}
-impl<T: DedupStore + HaltSwitch + CycleStore> Store for T {}
+pub trait Store:
+    DedupStore + HaltSwitch + CycleStore + crate::approval::ApprovalStore + crate::audit::AuditLog
+{
+}
+impl<T> Store for T where
+    T: DedupStore
+        + HaltSwitch
+        + CycleStore
+        + crate::approval::ApprovalStore
+        + crate::audit::AuditLog
+{
+}
 
 /// A started cycle's handle.
 #[derive(Debug, Clone, PartialEq, Eq)]

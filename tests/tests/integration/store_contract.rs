@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use selfbuild_core::approval::PendingApproval;
+use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
 };
@@ -180,6 +182,76 @@ pub async fn cycles_are_created_once(store: &impl Store) {
     );
 }
 
+pub async fn approvals_collect_distinct_approvers(store: &impl Store) {
+    let cycle = CycleId::parse("acme-orders-20261122T050000Z-00000001").unwrap();
+    let pending = PendingApproval {
+        improvement_id: format!("{cycle}-1"),
+        cycle_id: cycle.clone(),
+        tenant_id: Some(TenantId::parse("acme").unwrap()),
+        task_token: "token-1".into(),
+        change: "orders: memory 128→512 MB".into(),
+        risk: "CRITICAL".into(),
+        approvals_required: 2,
+        approvers: vec![],
+        requested_at: T0,
+    };
+    let id = pending.improvement_id.clone();
+    assert_eq!(store.get_pending(&id).await.unwrap(), None);
+    assert_eq!(
+        store.add_approver(&id, "alice").await.unwrap(),
+        None,
+        "nothing pending yet"
+    );
+    store.put_pending(&pending).await.unwrap();
+    assert_eq!(store.get_pending(&id).await.unwrap(), Some(pending.clone()));
+    let once = store.add_approver(&id, "alice").await.unwrap().unwrap();
+    assert_eq!(once.approvers, ["alice"]);
+    let again = store.add_approver(&id, "alice").await.unwrap().unwrap();
+    assert_eq!(again.approvers, ["alice"], "the same approver counts once");
+    let twice = store.add_approver(&id, "bob").await.unwrap().unwrap();
+    assert_eq!(twice.approvers.len(), 2);
+    assert_eq!(twice.task_token, "token-1");
+    assert!(store.remove_pending(&id).await.unwrap());
+    assert!(!store.remove_pending(&id).await.unwrap());
+}
+
+pub async fn audit_events_come_back_in_time_order(store: &impl Store) {
+    let cycle = CycleId::parse("acme-orders-20261122T050000Z-00000002").unwrap();
+    let event = |at: OffsetDateTime, action: &str| AuditEvent {
+        at,
+        tenant_id: Some(TenantId::parse("acme").unwrap()),
+        cycle_id: cycle.clone(),
+        improvement_id: Some(format!("{cycle}-1")),
+        actor: "selfbuild:deploy".into(),
+        action: action.into(),
+        before: Some(serde_json::json!({"memory_mb": 128})),
+        after: Some(serde_json::json!({"memory_mb": 512})),
+        detail: action.into(),
+    };
+    // Appended out of order, and two in the same millisecond.
+    store
+        .append(&event(T0 + Duration::seconds(5), "deployed"))
+        .await
+        .unwrap();
+    store.append(&event(T0, "validated")).await.unwrap();
+    store
+        .append(&event(T0 + Duration::seconds(5), "deploy_note"))
+        .await
+        .unwrap();
+    store
+        .append(&event(T0 + Duration::hours(1), "promoted"))
+        .await
+        .unwrap();
+    let events = store.cycle_events(&cycle).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.len(), 4);
+    assert_eq!(actions[0], "validated");
+    assert_eq!(actions[3], "promoted");
+    assert_eq!(events[3].after, Some(serde_json::json!({"memory_mb": 512})));
+    let other = CycleId::parse("someone-else").unwrap();
+    assert!(store.cycle_events(&other).await.unwrap().is_empty());
+}
+
 /// 200 parallel claims of one key: exactly one winner, and 199 counted suppressions.
 pub async fn concurrent_claims_have_exactly_one_winner<S: Store + 'static>(stores: Vec<Arc<S>>) {
     let k = key("contended");
@@ -269,4 +341,6 @@ contract_suite!(
     release_removes_only_the_named_claim,
     the_halt_switch_round_trips,
     cycles_are_created_once,
+    approvals_collect_distinct_approvers,
+    audit_events_come_back_in_time_order,
 );
