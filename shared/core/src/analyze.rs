@@ -17,13 +17,16 @@ use crate::change::LambdaSettings;
 use crate::cycle::{CycleMode, CycleRequest, TimeWindow};
 use crate::error::TelemetryError;
 use crate::ids::{ComponentId, CycleId, TenantId};
-use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_templates};
+use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_templates, stratified_sample};
 use crate::ports::{Deployer, Telemetry};
 use crate::stats::percentile;
 use crate::telemetry::{MetricName, MetricSeries, TelemetryQuery};
 
 /// The most error rows one analysis reads.
 pub const ERROR_ROW_LIMIT: usize = 5_000;
+
+/// The most rows mined into templates; above it a stratified sample is mined.
+pub const MINING_CAPACITY: usize = 1_000;
 
 /// What kind of problem an opportunity fixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -197,7 +200,22 @@ pub async fn analyze(
             component: Some(r.component.as_str().to_owned()),
         })
         .collect();
-    let mut templates = mine_templates(&lines, &MinerConfig::default());
+    // Stratified sample (every component and hour kept) when there is more than the miner's
+    // capacity; counts are scaled back to all rows.
+    let mut templates = if lines.len() > MINING_CAPACITY {
+        let sample: Vec<LogLine> = stratified_sample(&lines, MINING_CAPACITY)
+            .into_iter()
+            .cloned()
+            .collect();
+        let scale = lines.len() as f64 / sample.len().max(1) as f64;
+        let mut mined = mine_templates(&sample, &MinerConfig::default());
+        for t in &mut mined {
+            t.count = (t.count as f64 * scale).round() as u64;
+        }
+        mined
+    } else {
+        mine_templates(&lines, &MinerConfig::default())
+    };
 
     let mut by_component: BTreeMap<ComponentId, Vec<&MetricSeries>> = BTreeMap::new();
     for s in &series {
