@@ -435,3 +435,210 @@ fn priority(kind: OpportunityKind, affected: f64, invocations: f64) -> Priority 
         _ => Priority::Low,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use time::macros::datetime;
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+    use crate::cycle::Trigger;
+    use crate::deployment::{CanaryDeployment, FunctionState};
+    use crate::ports::DeployError;
+    use crate::telemetry::{DataPoint, ErrorRow};
+
+    const END: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
+
+    struct Fixture {
+        series: Vec<MetricSeries>,
+        rows: Vec<ErrorRow>,
+    }
+
+    #[async_trait]
+    impl Telemetry for Fixture {
+        async fn metric_series(
+            &self,
+            _: &TelemetryQuery,
+        ) -> Result<Vec<MetricSeries>, TelemetryError> {
+            Ok(self.series.clone())
+        }
+        async fn version_series(
+            &self,
+            _: &ComponentId,
+            _: &[String],
+            _: &[MetricName],
+            _: &TimeWindow,
+            _: u32,
+        ) -> Result<Vec<MetricSeries>, TelemetryError> {
+            Ok(vec![])
+        }
+        async fn error_rows(
+            &self,
+            _: &TelemetryQuery,
+            _: usize,
+        ) -> Result<Vec<ErrorRow>, TelemetryError> {
+            Ok(self.rows.clone())
+        }
+    }
+
+    #[async_trait]
+    impl Deployer for Fixture {
+        async fn function_state(
+            &self,
+            function: &ComponentId,
+        ) -> Result<FunctionState, DeployError> {
+            Ok(FunctionState {
+                function: function.clone(),
+                settings: LambdaSettings {
+                    memory_mb: 128,
+                    timeout_seconds: 3,
+                    reserved_concurrency: None,
+                    environment: Default::default(),
+                },
+                alias: "live".into(),
+                stable_version: "1".into(),
+                canary: None,
+            })
+        }
+        async fn deploy_canary(
+            &self,
+            _: &str,
+            _: &ComponentId,
+            _: &LambdaSettings,
+            _: f64,
+        ) -> Result<CanaryDeployment, DeployError> {
+            Err(DeployError::Rejected("read-only fixture".into()))
+        }
+        async fn promote(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+            Ok(())
+        }
+        async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+            Ok(())
+        }
+    }
+
+    fn series(component: &str, metric: MetricName, per_hour: f64) -> MetricSeries {
+        MetricSeries {
+            component: ComponentId::parse(component).unwrap(),
+            metric,
+            version: None,
+            points: (0..24)
+                .map(|h| DataPoint {
+                    timestamp: END - Duration::hours(24 - h),
+                    value: per_hour,
+                })
+                .collect(),
+        }
+    }
+
+    fn rows(component: &str, message: &str, n: usize) -> Vec<ErrorRow> {
+        (0..n)
+            .map(|i| ErrorRow {
+                timestamp: END - Duration::minutes(i as i64),
+                component: ComponentId::parse(component).unwrap(),
+                message: message.to_owned(),
+            })
+            .collect()
+    }
+
+    fn request(max: u32) -> CycleRequest {
+        CycleRequest {
+            cycle_id: CycleId::parse("c1").unwrap(),
+            mode: CycleMode::Routine,
+            tenant_id: None,
+            components: vec![],
+            analysis_window: TimeWindow {
+                start: END - Duration::hours(24),
+                end: END,
+            },
+            max_improvements: max,
+            max_concurrency: 3,
+            dry_run: false,
+            trigger: Trigger::Schedule { rule: None },
+            dedup_key: "*#*".into(),
+            requested_at: END,
+        }
+    }
+
+    #[tokio::test]
+    async fn opportunities_are_detected_scored_and_ranked_by_impact() {
+        let mut fixture = Fixture {
+            series: vec![
+                // orders: 1000/h, 300 errors/h, all timeouts → impact 0.9 × 7200
+                series("orders", MetricName::Invocations, 1000.0),
+                series("orders", MetricName::Errors, 300.0),
+                series("orders", MetricName::DurationP99, 3000.0),
+                // search: 1000/h invocations, 100/h throttled → impact 0.9 × 2400
+                series("search", MetricName::Invocations, 1000.0),
+                series("search", MetricName::Throttles, 100.0),
+                series("search", MetricName::DurationP99, 200.0),
+                // quiet: healthy
+                series("quiet", MetricName::Invocations, 1000.0),
+                series("quiet", MetricName::DurationP99, 100.0),
+            ],
+            rows: rows(
+                "orders",
+                "2026-11-22T04:59:00Z abc Task timed out after 3.00 seconds",
+                50,
+            ),
+        };
+        let report = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        let ids: Vec<&str> = report.opportunities.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["orders:timeouts", "search:throttling"]);
+        let top = &report.opportunities[0];
+        assert_eq!(top.rank, 1);
+        assert!(
+            (top.affected_requests - 7200.0).abs() < 1e-6,
+            "{}",
+            top.affected_requests
+        );
+        assert!((top.impact_score - 0.9 * 7200.0).abs() < 1e-6);
+        assert_eq!(top.priority, Priority::Critical);
+        assert!(
+            top.top_errors.iter().any(|t| t.contains("Task timed out")),
+            "{:?}",
+            top.top_errors
+        );
+        assert!(report.has_opportunities);
+
+        // The cap keeps the highest impact.
+        let capped = analyze(&fixture, &fixture, &request(1)).await.unwrap();
+        assert_eq!(capped.opportunities.len(), 1);
+        assert_eq!(capped.opportunities[0].id, "orders:timeouts");
+
+        // Nothing wrong: nothing to do.
+        fixture.series.retain(|s| s.component.as_str() == "quiet");
+        fixture.rows.clear();
+        let calm = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        assert!(!calm.has_opportunities);
+        assert_eq!(calm.components.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_latency_regression_in_the_last_quarter_is_found() {
+        let mut p99 = series("api", MetricName::DurationP99, 200.0);
+        for p in p99.points.iter_mut().skip(19) {
+            p.value = 450.0;
+        }
+        let fixture = Fixture {
+            series: vec![series("api", MetricName::Invocations, 100.0), p99],
+            rows: vec![],
+        };
+        let report = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        assert_eq!(
+            report.opportunities[0].kind,
+            OpportunityKind::LatencyRegression
+        );
+    }
+
+    #[tokio::test]
+    async fn many_error_rows_are_mined_from_a_sample_with_counts_scaled() {
+        let fixture = Fixture {
+            series: vec![series("orders", MetricName::Invocations, 1000.0)],
+            rows: rows("orders", "ValidationError: order has no items", 3000),
+        };
+        let report = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        assert_eq!(report.templates[0].count, 3000);
+    }
+}
