@@ -40,6 +40,39 @@ impl StepFunctionsOrchestrator {
     }
 }
 
+/// Resumes an execution waiting on a task token (approvals) with SendTaskSuccess.
+#[async_trait]
+impl selfbuild_core::approval::TaskTokens for StepFunctionsOrchestrator {
+    async fn send_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), OrchestratorError> {
+        let sent = self
+            .client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(&e) => Err(OrchestratorError::Unavailable(format!(
+                "SendTaskSuccess: {}",
+                ErrorChain(&e)
+            ))),
+            Err(e) => {
+                // TaskDoesNotExist / TaskTimedOut / InvalidToken: the wait is over.
+                warn!(error = %DisplayErrorContext(&e), "SendTaskSuccess refused");
+                Err(OrchestratorError::Rejected(format!(
+                    "SendTaskSuccess: {}",
+                    ErrorChain(&e)
+                )))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Orchestrator for StepFunctionsOrchestrator {
     async fn start_cycle(&self, request: &CycleRequest) -> Result<CycleHandle, OrchestratorError> {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod alarms;
+mod asl_moto;
 mod demo;
 mod intake;
 mod orchestrator;
