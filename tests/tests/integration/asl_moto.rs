@@ -39,21 +39,37 @@ fn substituted_definition() -> String {
     text
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
-    // GIVEN the memory-cut scenario: an approved change that makes the canary worse
-    let scenario =
-        Scenario::load(events_dir().join("scenarios/memory-cut-rolled-back.json")).unwrap();
+/// An injected failure: the first `times` calls of `function` fail with `error_type`.
+struct Fault {
+    function: &'static str,
+    error_type: &'static str,
+    times: usize,
+}
+
+/// How an execution on moto ended.
+struct Finished {
+    status: String,
+    output: Value,
+    entered: Vec<String>,
+    failures: Vec<String>,
+}
+
+/// Runs `scenario` as an execution of the real definition on moto's engine.
+async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -> Finished {
+    let scenario = Scenario::load(events_dir().join("scenarios").join(scenario_file)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     let mut config = demo_config().unwrap();
-    // Real-time waits on moto: check every 10 s, a minute of fleet time per second.
+    // Real-time waits on moto: check every 10 s for 20 s; the fleet runs a minute per second.
     config.monitor_interval_seconds = 10;
-    config.monitor_window_seconds = 600;
+    config.monitor_window_seconds = 20 * 60;
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(scenario.now, 60.0));
     let fleet = Fleet::new(&scenario, Arc::clone(&clock)).unwrap();
-    let recorded: Vec<RecordedAnswer> =
-        serde_json::from_value(scenario.llm.as_ref().unwrap()["recorded"].clone()).unwrap();
+    let recorded: Vec<RecordedAnswer> = scenario
+        .llm
+        .as_ref()
+        .map(|l| serde_json::from_value(l["recorded"].clone()).unwrap())
+        .unwrap_or_default();
     let shared = Arc::new(store.clone());
     let steps = Arc::new(LocalSteps {
         fleet,
@@ -65,9 +81,18 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
         clock: Arc::clone(&clock),
         config: config.clone(),
     });
+    let fault = Arc::new(std::sync::Mutex::new(fault));
     let invoke: InvokeFn = Arc::new(move |name, payload| {
         let steps = Arc::clone(&steps);
+        let fault = Arc::clone(&fault);
         Box::pin(async move {
+            {
+                let mut fault = fault.lock().unwrap();
+                if let Some(f) = fault.as_mut().filter(|f| f.function == name && f.times > 0) {
+                    f.times -= 1;
+                    return Err((f.error_type.to_owned(), "injected by the test".to_owned()));
+                }
+            }
             let call = TaskCall {
                 resource: format!("arn:aws:lambda:us-east-1:123456789012:function:{name}"),
                 wait_for_task_token: false,
@@ -111,19 +136,19 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
         .unwrap()
         .execution_arn;
 
-    // WHEN an approver approves through SendTaskSuccess on moto
+    // An approver approves through SendTaskSuccess on moto.
     let orchestrator = StepFunctionsOrchestrator::new(&sdk, arn.clone());
     let improvement = format!("{}-1", request.cycle_id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Ok(Some(_)) = store.get_pending(&improvement).await {
+    let (status, output) = loop {
+        if approve && matches!(store.get_pending(&improvement).await, Ok(Some(_))) {
             let ports = ApprovalPorts {
                 store: &store,
                 tokens: &orchestrator,
                 audit: &store,
                 clock: clock.as_ref(),
             };
-            decide(ports, &improvement, "finops@example.com", true, None)
+            decide(ports, &improvement, "approver@example.com", true, None)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", e.error_type()));
         }
@@ -133,9 +158,8 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
             .send()
             .await
             .unwrap();
-        let status = described.status.as_str().to_owned();
-        if status != "RUNNING" {
-            break (status, described.output, described.error, described.cause);
+        if described.status.as_str() != "RUNNING" {
+            break (described.status.as_str().to_owned(), described.output);
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -144,8 +168,6 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     serving.abort();
-
-    // THEN the execution succeeded on moto's engine and the canary was rolled back
     let history = sfn
         .get_execution_history()
         .execution_arn(&execution)
@@ -153,7 +175,7 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
         .send()
         .await
         .unwrap();
-    let failures: Vec<String> = history
+    let failures = history
         .events
         .iter()
         .filter_map(|e| {
@@ -166,19 +188,10 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
                 .as_ref()
                 .map(|d| (d.error.clone(), d.cause.clone()));
             task.or(lambda)
-                .map(|(error, cause)| format!("{:?} {error:?}: {cause:?}", e.r#type))
+                .map(|(error, cause)| format!("{error:?}: {cause:?}"))
         })
         .collect();
-    assert_eq!(
-        status.0, "SUCCEEDED",
-        "error {:?}: {:?}; task failures: {failures:#?}",
-        status.2, status.3
-    );
-    let output: Value = serde_json::from_str(status.1.as_deref().unwrap()).unwrap();
-    let first = &output["summary"]["improvements"][0];
-    assert_eq!(first["outcome"], "rolled_back", "{output:#}");
-    assert_eq!(first["decision"], "needs_approval");
-    let entered: Vec<String> = history
+    let entered = history
         .events
         .iter()
         .filter_map(|e| {
@@ -187,17 +200,110 @@ async fn a_degraded_canary_is_rolled_back_on_motos_step_functions_engine() {
                 .map(|d| d.name.clone())
         })
         .collect();
-    for state in [
-        "AnalyzeTelemetry",
-        "AwaitApproval",
-        "DeployCanary",
-        "MonitorCanary",
-        "RollbackChange",
-        "WriteCycleSummary",
-    ] {
+    Finished {
+        status,
+        output: output
+            .as_deref()
+            .map(|o| serde_json::from_str(o).unwrap())
+            .unwrap_or(Value::Null),
+        entered,
+        failures,
+    }
+}
+
+fn outcome(finished: &Finished) -> &str {
+    assert_eq!(
+        finished.status, "SUCCEEDED",
+        "task failures: {:#?}",
+        finished.failures
+    );
+    finished.output["summary"]["improvements"][0]["outcome"]
+        .as_str()
+        .unwrap_or("none")
+}
+
+fn entered(finished: &Finished, states: &[&str]) {
+    for state in states {
         assert!(
-            entered.iter().any(|s| s == state),
-            "{state} not in {entered:?}"
+            finished.entered.iter().any(|s| s == state),
+            "{state} not in {:?}",
+            finished.entered
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_on_motos_engine() {
+    let finished = run_on_moto("timeouts.json", false, None).await;
+    assert_eq!(outcome(&finished), "promoted", "{:#}", finished.output);
+    entered(
+        &finished,
+        &[
+            "AnalyzeTelemetry",
+            "ImproveOpportunities",
+            "DeployCanary",
+            "MonitorCanary",
+            "IsWindowOver",
+            "PromoteCanary",
+            "WriteCycleSummary",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_but_degraded_canary_is_rolled_back_on_motos_engine() {
+    let finished = run_on_moto("memory-cut-rolled-back.json", true, None).await;
+    assert_eq!(outcome(&finished), "rolled_back", "{:#}", finished.output);
+    assert_eq!(
+        finished.output["summary"]["improvements"][0]["decision"],
+        "needs_approval"
+    );
+    entered(
+        &finished,
+        &[
+            "AwaitApproval",
+            "IsApproved",
+            "DeployCanary",
+            "MonitorCanary",
+            "RollbackChange",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_is_retried_then_succeeds_on_motos_engine() {
+    let fault = Fault {
+        function: "generate",
+        error_type: "Retryable",
+        times: 1,
+    };
+    let finished = run_on_moto("memory-cut-rolled-back.json", true, Some(fault)).await;
+    assert_eq!(outcome(&finished), "rolled_back");
+    assert_eq!(finished.failures.len(), 1, "{:?}", finished.failures);
+    assert!(finished.failures[0].contains("Retryable"));
+    assert_eq!(
+        finished
+            .entered
+            .iter()
+            .filter(|s| *s == "GenerateChange")
+            .count(),
+        1,
+        "a retry stays in the state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retryable_failure_is_caught_to_its_named_path_on_motos_engine() {
+    let fault = Fault {
+        function: "deploy",
+        error_type: "DeployRejected",
+        times: 1,
+    };
+    let finished = run_on_moto("memory-cut-rolled-back.json", true, Some(fault)).await;
+    assert_eq!(outcome(&finished), "deploy_failed");
+    entered(
+        &finished,
+        &["DeployCanary", "DeployFailed", "WriteCycleSummary"],
+    );
+    assert!(!finished.entered.iter().any(|s| s == "MonitorCanary"));
 }
