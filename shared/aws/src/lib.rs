@@ -3,7 +3,13 @@
 //! - [`dynamo`]: [`DynamoStore`], the dedup, halt-switch and cycle stores on one DynamoDB table.
 //! - [`sfn`]: [`StepFunctionsOrchestrator`], cycles as Step Functions executions named by cycle id.
 //! - [`cloudwatch`]: [`CloudWatchAlarms`], the alarms in ALARM from CloudWatch `DescribeAlarms`.
+//! - [`telemetry`]: [`telemetry::CloudWatchTelemetry`], metric series from CloudWatch
+//!   `GetMetricData` and error rows from CloudWatch Logs Insights.
+//! - [`eventbridge`]: [`eventbridge::EventBridgeNotifier`], notifications for other agents on an event bus.
 //! - [`lambda`]: [`lambda::diagnostic`], Lambda error reports with a stable `errorType`.
+//! - [`llm`]: the Llm port over Bedrock Converse ([`llm::BedrockLlm`]) and OpenAI-compatible
+//!   endpoints ([`llm::OpenAiCompatibleLlm`]), one forced tool call each, behind retries and
+//!   circuit breakers ([`llm::ResilientLlm`]).
 //! - `sdk_error` (private): which SDK errors are transient, and error text without raw dumps.
 //!
 //! [`sdk_config`] loads the SDK configuration once per process. Local endpoints (moto,
@@ -12,9 +18,12 @@
 
 pub mod cloudwatch;
 pub mod dynamo;
+pub mod eventbridge;
 pub mod lambda;
+pub mod llm;
 mod sdk_error;
 pub mod sfn;
+pub mod telemetry;
 
 pub use cloudwatch::CloudWatchAlarms;
 pub use dynamo::DynamoStore;

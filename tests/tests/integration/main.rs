@@ -7,5 +7,7 @@ mod alarms;
 mod asl_moto;
 mod demo;
 mod intake;
+mod notifier;
 mod orchestrator;
 mod store_contract;
+mod telemetry;

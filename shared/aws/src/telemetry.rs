@@ -1,0 +1,1646 @@
+//! The Telemetry port over CloudWatch: metric series from `GetMetricData`, error rows from
+//! CloudWatch Logs Insights.
+//!
+//! # Where each metric is read
+//!
+//! | [`MetricName`]         | metric, statistic               | namespace |
+//! |------------------------|---------------------------------|---|
+//! | `Invocations`          | `Invocations`, Sum              | `AWS/Lambda` |
+//! | `Errors`               | `Errors`, Sum                   | `AWS/Lambda` |
+//! | `Throttles`            | `Throttles`, Sum                | `AWS/Lambda` |
+//! | `DurationAvg`          | `Duration`, Average             | `AWS/Lambda` |
+//! | `DurationP99`          | `Duration`, p99                 | `AWS/Lambda` |
+//! | `ConcurrentExecutions` | `ConcurrentExecutions`, Maximum | `AWS/Lambda` |
+//! | `MemoryUtilization`    | `MemoryUtilization`, Maximum    | [`TelemetrySettings::custom_namespace`] |
+//!
+//! # Scope and dimensions
+//!
+//! - No tenant: the named components, or when none are named every function with an
+//!   `AWS/Lambda` `Invocations` metric (`ListMetrics`), by `FunctionName`.
+//! - A tenant and named components: as without a tenant. `AWS/Lambda` metrics carry no tenant
+//!   and there is no registry of which functions serve which tenant yet, so a caller naming a
+//!   component vouches that it is the tenant's; the values are the whole function's.
+//! - A tenant and no named components: tenant-scoped telemetry requires the services to
+//!   publish their metrics in the custom namespace with the dimension set
+//!   `[FunctionName, TenantId]` (EMF). The components are the functions with any such metric
+//!   for the tenant, and every metric (same names as the table) is read from the custom
+//!   namespace by `FunctionName` + `TenantId`.
+//! - Versions ([`Telemetry::version_series`]): `AWS/Lambda` by `FunctionName`, `Resource`
+//!   (`<function>:live`) and `ExecutedVersion`; `MemoryUtilization` from the custom namespace
+//!   by `FunctionName` + `ExecutedVersion`.
+//!
+//! Every series asked for is returned, empty when CloudWatch has no data, except `DurationP99`
+//! when [`TelemetrySettings::percentiles`] is off (it is then neither asked for nor returned).
+//!
+//! # Error rows
+//!
+//! One Logs Insights query ([`error_query`]) per 50 log groups `<log_group_prefix><component>`;
+//! groups that do not exist are skipped (looked up with `DescribeLogGroups` first). `@log`
+//! tells which component a row belongs to. Rows outside the window are dropped, the rest are
+//! returned newest first. The queries run one after another within one
+//! [`TelemetrySettings::query_timeout`]; one still running then is stopped (`StopQuery`) and
+//! the call is `Unavailable`, as it is when a query ends `Cancelled` or `Timeout`; a `Failed`
+//! query is `Invalid`.
+//!
+//! # Errors
+//!
+//! Throttling, 5xx and other transient SDK failures are [`TelemetryError::Unavailable`], the
+//! rest [`TelemetryError::Invalid`]; the message starts with the operation (`GetMetricData: …`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{
+    Dimension, DimensionFilter, Metric, MetricDataQuery, MetricDataResult, MetricStat, ScanBy,
+    StatusCode,
+};
+use aws_sdk_cloudwatchlogs::types::{QueryStatus, ResultField};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::retry::ProvideErrorKind;
+use selfbuild_core::cycle::TimeWindow;
+use selfbuild_core::deployment::LIVE_ALIAS;
+use selfbuild_core::error::TelemetryError;
+use selfbuild_core::ids::{ComponentId, TenantId};
+use selfbuild_core::ports::Telemetry;
+use selfbuild_core::telemetry::{DataPoint, ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::sdk_error::{ErrorChain, is_transient};
+
+/// The namespace of Lambda's own metrics.
+const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
+/// The dimension naming the function.
+const FUNCTION_NAME: &str = "FunctionName";
+/// The dimension naming the alias-qualified function (`<function>:<alias>`).
+const RESOURCE: &str = "Resource";
+/// The dimension naming the version that ran.
+const EXECUTED_VERSION: &str = "ExecutedVersion";
+/// The dimension naming the tenant in custom-namespace metrics.
+pub const TENANT_DIMENSION: &str = "TenantId";
+/// The most queries one `GetMetricData` request may carry.
+pub const MAX_QUERIES_PER_REQUEST: usize = 500;
+/// The most log groups one Logs Insights query may search.
+pub const MAX_LOG_GROUPS_PER_QUERY: usize = 50;
+/// The largest `limit` Logs Insights accepts.
+pub const MAX_INSIGHTS_LIMIT: usize = 10_000;
+/// Up to this many named components, each log group is looked up by name; beyond it, every
+/// group under the prefix is listed once.
+const NAMED_LOOKUP_MAX: usize = 10;
+/// The most log groups one `DescribeLogGroups` page may return.
+const LOG_GROUP_PAGE_SIZE: i32 = 50;
+
+/// Where telemetry lives and how long to wait for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// The namespace of the services' own metrics (`MemoryUtilization`, tenant-scoped metrics).
+    pub custom_namespace: String,
+    /// Log groups are `<log_group_prefix><component>`.
+    pub log_group_prefix: String,
+    /// How long to wait between `GetQueryResults` calls.
+    pub query_poll_interval: Duration,
+    /// How long one `error_rows` call may wait for its Logs Insights queries in all.
+    pub query_timeout: Duration,
+    /// Whether to ask for percentile statistics (`DurationP99`). Off only where they cannot be
+    /// computed (moto answers 500 to a `p99` query).
+    pub percentiles: bool,
+}
+
+impl Default for TelemetrySettings {
+    /// `Selfbuild/Services`, `/aws/lambda/`, polls every second for at most a minute,
+    /// percentiles on.
+    fn default() -> Self {
+        Self {
+            custom_namespace: "Selfbuild/Services".into(),
+            log_group_prefix: "/aws/lambda/".into(),
+            query_poll_interval: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(60),
+            percentiles: true,
+        }
+    }
+}
+
+/// Metric series from CloudWatch `GetMetricData`, error rows from Logs Insights.
+#[derive(Debug, Clone)]
+pub struct CloudWatchTelemetry {
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    settings: TelemetrySettings,
+}
+
+impl CloudWatchTelemetry {
+    /// A telemetry source with clients built from `config`.
+    pub fn new(config: &aws_config::SdkConfig, settings: TelemetrySettings) -> Self {
+        Self::from_clients(
+            aws_sdk_cloudwatch::Client::new(config),
+            aws_sdk_cloudwatchlogs::Client::new(config),
+            settings,
+        )
+    }
+
+    /// A telemetry source using existing clients.
+    pub fn from_clients(
+        cloudwatch: aws_sdk_cloudwatch::Client,
+        logs: aws_sdk_cloudwatchlogs::Client,
+        settings: TelemetrySettings,
+    ) -> Self {
+        Self {
+            cloudwatch,
+            logs,
+            settings,
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &TelemetrySettings {
+        &self.settings
+    }
+
+    /// The functions with metrics in scope: `AWS/Lambda` `Invocations` by `FunctionName`, or
+    /// for a tenant any custom-namespace metric with its `TenantId` and a `FunctionName`.
+    async fn discover_functions(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<ComponentId>, TelemetryError> {
+        let function = DimensionFilter::builder().name(FUNCTION_NAME).build();
+        let request = match tenant {
+            None => self
+                .cloudwatch
+                .list_metrics()
+                .namespace(LAMBDA_NAMESPACE)
+                .metric_name("Invocations")
+                .dimensions(function),
+            Some(tenant) => self
+                .cloudwatch
+                .list_metrics()
+                .namespace(&self.settings.custom_namespace)
+                .dimensions(
+                    DimensionFilter::builder()
+                        .name(TENANT_DIMENSION)
+                        .value(tenant.as_str())
+                        .build(),
+                )
+                .dimensions(function),
+        };
+        let mut pages = request.into_paginator().send();
+        let mut names = BTreeSet::new();
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(|e| sdk_failure("ListMetrics", &e))?
+        {
+            for metric in page.metrics() {
+                names.extend(
+                    metric
+                        .dimensions()
+                        .iter()
+                        .filter(|d| d.name() == Some(FUNCTION_NAME))
+                        .filter_map(|d| d.value())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        let components = names
+            .iter()
+            .filter_map(|name| match ComponentId::parse(name) {
+                Ok(component) => Some(component),
+                Err(problem) => {
+                    warn!(%problem, "skipping a FunctionName that is no component id");
+                    None
+                }
+            })
+            .collect::<Vec<_>>();
+        debug!(
+            functions = components.len(),
+            tenant = tenant.map(TenantId::as_str),
+            "functions discovered"
+        );
+        Ok(components)
+    }
+
+    /// `metrics` of every target, read with one `GetMetricData` request (and its pages) per
+    /// [`MAX_QUERIES_PER_REQUEST`] queries.
+    async fn read_series(
+        &self,
+        targets: &[Target],
+        metrics: &[MetricName],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        let period = i32::try_from(period_seconds)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                TelemetryError::Invalid(format!(
+                    "GetMetricData: period of {period_seconds} s is not a positive number of seconds"
+                ))
+            })?;
+        let plan = plan(targets, metrics, &self.settings, period);
+        if plan.is_empty() || window.start >= window.end {
+            return collect_series(plan, &[]);
+        }
+        let start = smithy_time(window.start)?;
+        let end = smithy_time(window.end)?;
+        let mut results = Vec::new();
+        let mut requests = 0_usize;
+        for batch in plan.chunks(MAX_QUERIES_PER_REQUEST) {
+            let queries = batch.iter().map(|p| p.query.clone()).collect();
+            let mut pages = self
+                .cloudwatch
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries))
+                .start_time(start)
+                .end_time(end)
+                .scan_by(ScanBy::TimestampAscending)
+                .into_paginator()
+                .send();
+            requests += 1;
+            while let Some(page) = pages
+                .try_next()
+                .await
+                .map_err(|e| sdk_failure("GetMetricData", &e))?
+            {
+                results.extend_from_slice(page.metric_data_results());
+            }
+        }
+        debug!(
+            queries = plan.len(),
+            requests,
+            results = results.len(),
+            "metric data read"
+        );
+        collect_series(plan, &results)
+    }
+
+    /// The existing log groups of `components` (every group under the prefix when none are
+    /// named), in name order.
+    async fn log_groups(&self, components: &[ComponentId]) -> Result<Vec<String>, TelemetryError> {
+        let prefix = &self.settings.log_group_prefix;
+        let wanted: Vec<String> = components
+            .iter()
+            .map(|c| format!("{prefix}{}", c.as_str()))
+            .filter(|name| {
+                let ok = is_log_group_name(name);
+                if !ok {
+                    debug!(group = %name, "no log group can have this name; skipped");
+                }
+                ok
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !components.is_empty() && wanted.len() <= NAMED_LOOKUP_MAX {
+            let mut found = Vec::new();
+            for name in wanted {
+                // Groups are listed in name order, so the group named exactly `name` (a prefix
+                // of every other match) is the first if it exists.
+                let page = self
+                    .logs
+                    .describe_log_groups()
+                    .log_group_name_prefix(&name)
+                    .limit(1)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_failure("DescribeLogGroups", &e))?;
+                if page.log_groups().first().and_then(|g| g.log_group_name()) == Some(name.as_str())
+                {
+                    found.push(name);
+                } else {
+                    debug!(group = %name, "log group does not exist; skipped");
+                }
+            }
+            return Ok(found);
+        }
+        let mut pages = self
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .limit(LOG_GROUP_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut all = BTreeSet::new();
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(|e| sdk_failure("DescribeLogGroups", &e))?
+        {
+            all.extend(
+                page.log_groups()
+                    .iter()
+                    .filter_map(|g| g.log_group_name())
+                    .map(str::to_owned),
+            );
+        }
+        if components.is_empty() {
+            Ok(all.into_iter().collect())
+        } else {
+            Ok(wanted.into_iter().filter(|n| all.contains(n)).collect())
+        }
+    }
+
+    /// Runs one Logs Insights query to completion (or `deadline`) and returns its rows.
+    async fn run_query(
+        &self,
+        groups: &[String],
+        query_string: &str,
+        (start, end): (i64, i64),
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Vec<Vec<ResultField>>, TelemetryError> {
+        let started = self
+            .logs
+            .start_query()
+            .set_log_group_names(Some(groups.to_vec()))
+            .start_time(start)
+            .end_time(end)
+            .query_string(query_string)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("StartQuery", &e))?;
+        let query_id = started
+            .query_id()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| TelemetryError::Invalid("StartQuery: no queryId in the answer".into()))?
+            .to_owned();
+        debug!(query = %query_id, groups = groups.len(), "Logs Insights query started");
+        loop {
+            let answer = self
+                .logs
+                .get_query_results()
+                .query_id(&query_id)
+                .send()
+                .await
+                .map_err(|e| sdk_failure("GetQueryResults", &e))?;
+            match answer.status() {
+                Some(QueryStatus::Complete) => {
+                    let mut rows = answer.results().to_vec();
+                    let mut next = answer.next_token().map(str::to_owned);
+                    while let Some(token) = next.take().filter(|_| rows.len() < limit) {
+                        let page = self
+                            .logs
+                            .get_query_results()
+                            .query_id(&query_id)
+                            .next_token(token)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_failure("GetQueryResults", &e))?;
+                        rows.extend_from_slice(page.results());
+                        next = page.next_token().map(str::to_owned);
+                    }
+                    return Ok(rows);
+                }
+                Some(QueryStatus::Failed) => {
+                    return Err(TelemetryError::Invalid(format!(
+                        "GetQueryResults: Logs Insights query {query_id} failed"
+                    )));
+                }
+                Some(status @ (QueryStatus::Cancelled | QueryStatus::Timeout)) => {
+                    return Err(TelemetryError::Unavailable(format!(
+                        "GetQueryResults: Logs Insights query {query_id} ended {}",
+                        status.as_str()
+                    )));
+                }
+                // Scheduled, Running, Unknown, or a status added later: not finished yet.
+                _ => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.stop_query(&query_id).await;
+                return Err(TelemetryError::Unavailable(format!(
+                    "GetQueryResults: Logs Insights query {query_id} did not finish within {:?}",
+                    self.settings.query_timeout
+                )));
+            }
+            tokio::time::sleep(self.settings.query_poll_interval.min(deadline - now)).await;
+        }
+    }
+
+    /// Stops a query given up on, so it stops counting against the concurrency quota.
+    async fn stop_query(&self, query_id: &str) {
+        if let Err(e) = self.logs.stop_query().query_id(query_id).send().await {
+            debug!(query = %query_id, error = %DisplayErrorContext(&e), "StopQuery failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Telemetry for CloudWatchTelemetry {
+    async fn metric_series(
+        &self,
+        query: &TelemetryQuery,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        let targets: Vec<Target> = if query.components.is_empty() {
+            let scope = query
+                .tenant
+                .as_ref()
+                .map_or(Scope::Function, |t| Scope::Tenant(t.clone()));
+            self.discover_functions(query.tenant.as_ref())
+                .await?
+                .into_iter()
+                .map(|component| Target {
+                    component,
+                    scope: scope.clone(),
+                })
+                .collect()
+        } else {
+            let mut seen = BTreeSet::new();
+            query
+                .components
+                .iter()
+                .filter(|c| seen.insert(*c))
+                .map(|component| Target {
+                    component: component.clone(),
+                    scope: Scope::Function,
+                })
+                .collect()
+        };
+        self.read_series(
+            &targets,
+            &MetricName::ALL,
+            &query.window,
+            query.period_seconds,
+        )
+        .await
+    }
+
+    async fn version_series(
+        &self,
+        function: &ComponentId,
+        versions: &[String],
+        metrics: &[MetricName],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        let targets: Vec<Target> = versions
+            .iter()
+            .map(|version| Target {
+                component: function.clone(),
+                scope: Scope::Version(version.clone()),
+            })
+            .collect();
+        self.read_series(&targets, metrics, window, period_seconds)
+            .await
+    }
+
+    async fn error_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<ErrorRow>, TelemetryError> {
+        let window = &query.window;
+        if limit == 0 || window.start >= window.end {
+            return Ok(Vec::new());
+        }
+        let groups = self.log_groups(&query.components).await?;
+        if groups.is_empty() {
+            debug!("no log groups in scope");
+            return Ok(Vec::new());
+        }
+        let query_string = error_query(query.tenant.as_ref(), limit);
+        let range = query_range(window);
+        let deadline = Instant::now() + self.settings.query_timeout;
+        let mut rows = Vec::new();
+        let mut skipped = 0_usize;
+        for batch in groups.chunks(MAX_LOG_GROUPS_PER_QUERY) {
+            let only = match batch {
+                [group] => Some(group.as_str()),
+                _ => None,
+            };
+            for fields in self
+                .run_query(batch, &query_string, range, limit, deadline)
+                .await?
+            {
+                match error_row(&fields, &self.settings.log_group_prefix, only) {
+                    Ok(row) if row.timestamp >= window.start && row.timestamp < window.end => {
+                        rows.push(row);
+                    }
+                    Ok(_) => {}
+                    Err(problem) => {
+                        skipped += 1;
+                        warn!(%problem, "skipping a Logs Insights row");
+                    }
+                }
+            }
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.timestamp));
+        rows.truncate(limit);
+        debug!(
+            rows = rows.len(),
+            skipped,
+            groups = groups.len(),
+            "error rows read"
+        );
+        Ok(rows)
+    }
+}
+
+/// Whose metrics a target reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Scope {
+    /// The whole function: `AWS/Lambda` (and the custom namespace) by `FunctionName`.
+    Function,
+    /// One tenant's share: the custom namespace by `FunctionName` + `TenantId`.
+    Tenant(TenantId),
+    /// One version behind the live alias: `AWS/Lambda` by `FunctionName`, `Resource`,
+    /// `ExecutedVersion` (the custom namespace by `FunctionName`, `ExecutedVersion`).
+    Version(String),
+}
+
+/// One component (in one scope) whose metrics are read.
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    component: ComponentId,
+    scope: Scope,
+}
+
+/// One query of a `GetMetricData` request and the series its result fills.
+#[derive(Debug, Clone)]
+struct Planned {
+    id: String,
+    query: MetricDataQuery,
+    series: MetricSeries,
+}
+
+/// The CloudWatch metric and statistic of `metric`, and whether it is Lambda's own.
+fn statistic(metric: MetricName) -> (&'static str, &'static str, bool) {
+    match metric {
+        MetricName::Invocations => ("Invocations", "Sum", true),
+        MetricName::Errors => ("Errors", "Sum", true),
+        MetricName::Throttles => ("Throttles", "Sum", true),
+        MetricName::DurationAvg => ("Duration", "Average", true),
+        MetricName::DurationP99 => ("Duration", "p99", true),
+        MetricName::ConcurrentExecutions => ("ConcurrentExecutions", "Maximum", true),
+        MetricName::MemoryUtilization => ("MemoryUtilization", "Maximum", false),
+    }
+}
+
+/// The `GetMetricData` query id of `metric` for the target at `target`: `m<target>_<metric>`,
+/// the metric numbered by its place in [`MetricName::ALL`]. Ids must start with a lowercase
+/// letter and hold only letters, digits and `_`.
+fn query_id(target: usize, metric: MetricName) -> String {
+    let index = MetricName::ALL
+        .iter()
+        .position(|m| *m == metric)
+        .unwrap_or(MetricName::ALL.len());
+    format!("m{target}_{index}")
+}
+
+/// One query per target and metric, in target order; `DurationP99` only with percentiles on.
+fn plan(
+    targets: &[Target],
+    metrics: &[MetricName],
+    settings: &TelemetrySettings,
+    period: i32,
+) -> Vec<Planned> {
+    let metrics: Vec<MetricName> = metrics
+        .iter()
+        .copied()
+        .filter(|m| settings.percentiles || *m != MetricName::DurationP99)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut plan = Vec::with_capacity(targets.len() * metrics.len());
+    for (i, target) in targets.iter().enumerate() {
+        for metric in &metrics {
+            let id = query_id(i, *metric);
+            plan.push(Planned {
+                query: metric_query(&id, target, *metric, settings, period),
+                id,
+                series: MetricSeries {
+                    component: target.component.clone(),
+                    metric: *metric,
+                    version: match &target.scope {
+                        Scope::Version(v) => Some(v.clone()),
+                        Scope::Function | Scope::Tenant(_) => None,
+                    },
+                    points: Vec::new(),
+                },
+            });
+        }
+    }
+    plan
+}
+
+/// The `GetMetricData` query for one metric of one target.
+fn metric_query(
+    id: &str,
+    target: &Target,
+    metric: MetricName,
+    settings: &TelemetrySettings,
+    period: i32,
+) -> MetricDataQuery {
+    let (name, stat, lambda) = statistic(metric);
+    let function = target.component.as_str();
+    let (namespace, dimensions): (&str, Vec<(&str, String)>) = match &target.scope {
+        Scope::Function if lambda => (LAMBDA_NAMESPACE, vec![(FUNCTION_NAME, function.into())]),
+        Scope::Function => (
+            &settings.custom_namespace,
+            vec![(FUNCTION_NAME, function.into())],
+        ),
+        Scope::Tenant(tenant) => (
+            &settings.custom_namespace,
+            vec![
+                (FUNCTION_NAME, function.into()),
+                (TENANT_DIMENSION, tenant.as_str().into()),
+            ],
+        ),
+        Scope::Version(version) if lambda => (
+            LAMBDA_NAMESPACE,
+            vec![
+                (FUNCTION_NAME, function.into()),
+                (RESOURCE, format!("{function}:{LIVE_ALIAS}")),
+                (EXECUTED_VERSION, version.clone()),
+            ],
+        ),
+        Scope::Version(version) => (
+            &settings.custom_namespace,
+            vec![
+                (FUNCTION_NAME, function.into()),
+                (EXECUTED_VERSION, version.clone()),
+            ],
+        ),
+    };
+    let mut m = Metric::builder().namespace(namespace).metric_name(name);
+    for (key, value) in dimensions {
+        m = m.dimensions(Dimension::builder().name(key).value(value).build());
+    }
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(m.build())
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
+/// The planned series filled from `GetMetricData` results, which may come in any order and
+/// split over pages; points in time order.
+fn collect_series(
+    plan: Vec<Planned>,
+    results: &[MetricDataResult],
+) -> Result<Vec<MetricSeries>, TelemetryError> {
+    let index: HashMap<&str, usize> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    let mut points: Vec<Vec<DataPoint>> = vec![Vec::new(); plan.len()];
+    for result in results {
+        let id = result.id().unwrap_or_default();
+        let Some(slot) = index.get(id).and_then(|i| points.get_mut(*i)) else {
+            warn!(id, "GetMetricData returned a result for no query of ours");
+            continue;
+        };
+        match result.status_code() {
+            Some(StatusCode::InternalError) => {
+                return Err(TelemetryError::Unavailable(format!(
+                    "GetMetricData: query {id} ended InternalError"
+                )));
+            }
+            Some(StatusCode::Forbidden) => {
+                return Err(TelemetryError::Invalid(format!(
+                    "GetMetricData: query {id} ended Forbidden"
+                )));
+            }
+            _ => {}
+        }
+        let (timestamps, values) = (result.timestamps(), result.values());
+        if timestamps.len() != values.len() {
+            return Err(TelemetryError::Invalid(format!(
+                "GetMetricData: query {id} has {} timestamps and {} values",
+                timestamps.len(),
+                values.len()
+            )));
+        }
+        for (timestamp, value) in timestamps.iter().zip(values) {
+            slot.push(DataPoint {
+                timestamp: offset_time(timestamp)?,
+                value: *value,
+            });
+        }
+    }
+    Ok(plan
+        .into_iter()
+        .zip(points)
+        .map(|(planned, mut points)| {
+            points.sort_by_key(|p| p.timestamp);
+            MetricSeries {
+                points,
+                ..planned.series
+            }
+        })
+        .collect())
+}
+
+fn smithy_time(t: OffsetDateTime) -> Result<DateTime, TelemetryError> {
+    DateTime::from_nanos(t.unix_timestamp_nanos())
+        .map_err(|e| TelemetryError::Invalid(format!("time {t} is out of range: {e}")))
+}
+
+fn offset_time(t: &DateTime) -> Result<OffsetDateTime, TelemetryError> {
+    OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).map_err(|e| {
+        TelemetryError::Invalid(format!("GetMetricData: timestamp {t} is out of range: {e}"))
+    })
+}
+
+/// The Logs Insights query for error lines, newest first, at most `limit` (capped at
+/// [`MAX_INSIGHTS_LIMIT`]). With a tenant, only lines whose `tenant_id` field is the tenant or
+/// whose message mentions it; that filter comes before `sort` and `limit`, so `limit` counts
+/// the tenant's lines only.
+pub fn error_query(tenant: Option<&TenantId>, limit: usize) -> String {
+    let mut query = String::from(
+        "fields @timestamp, @message, @logStream, @log \
+         | filter @message like /(?i)(error|exception|timed out|signal: killed)/",
+    );
+    if let Some(tenant) = tenant {
+        let value = insights_string(tenant.as_str());
+        query.push_str(&format!(
+            " | filter tenant_id = {value} or @message like {value}"
+        ));
+    }
+    query.push_str(&format!(
+        " | sort @timestamp desc | limit {}",
+        limit.clamp(1, MAX_INSIGHTS_LIMIT)
+    ));
+    query
+}
+
+/// `value` as a double-quoted Logs Insights string literal.
+fn insights_string(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// `StartQuery`'s `startTime` and `endTime` in epoch seconds. Both are inclusive, so the
+/// range covers the window's start second to the second after its end; rows outside the
+/// window are dropped afterwards.
+fn query_range(window: &TimeWindow) -> (i64, i64) {
+    let start = window.start.unix_timestamp();
+    let end = window.end.unix_timestamp();
+    let end = if window.end.nanosecond() == 0 {
+        end
+    } else {
+        end + 1
+    };
+    (start, end)
+}
+
+/// True if `name` could name a log group: 1–512 of `[A-Za-z0-9._/#-]`.
+fn is_log_group_name(name: &str) -> bool {
+    (1..=512).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '#'))
+}
+
+/// A Logs Insights `@timestamp`: `2026-11-22 05:00:00.123`, UTC. moto answers epoch
+/// milliseconds (`1795323600123`) instead; those are read too.
+pub fn parse_insights_timestamp(value: &str) -> Option<OffsetDateTime> {
+    let format = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    if let Ok(t) = PrimitiveDateTime::parse(value, format) {
+        return Some(t.assume_utc());
+    }
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let millis: i128 = value.parse().ok()?;
+        return OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).ok();
+    }
+    None
+}
+
+/// The component whose log group `@log` names. `@log` is `<account>:<group>` on AWS and
+/// `<group>` on moto; either way the group is what follows the last `:` (group names have none).
+fn component_of_log(log: &str, prefix: &str) -> Result<ComponentId, String> {
+    let group = log.rsplit_once(':').map_or(log, |(_, group)| group);
+    let name = group
+        .strip_prefix(prefix)
+        .ok_or_else(|| format!("log group {group:?} is not under {prefix:?}"))?;
+    ComponentId::parse(name).map_err(|e| e.to_string())
+}
+
+/// One Logs Insights row as an error row. `only_group` is the group when the query searched
+/// one, used if the row has no `@log`.
+fn error_row(
+    fields: &[ResultField],
+    prefix: &str,
+    only_group: Option<&str>,
+) -> Result<ErrorRow, String> {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f.field() == Some(name))
+            .and_then(ResultField::value)
+    };
+    let raw_time = field("@timestamp").ok_or("a row has no @timestamp")?;
+    let timestamp = parse_insights_timestamp(raw_time)
+        .ok_or_else(|| format!("@timestamp {raw_time:?} is not a Logs Insights timestamp"))?;
+    let log = field("@log")
+        .or(only_group)
+        .ok_or("a row has no @log, and the query searched several groups")?;
+    let message = field("@message").ok_or("a row has no @message")?;
+    Ok(ErrorRow {
+        timestamp,
+        component: component_of_log(log, prefix)?,
+        message: message.trim_end_matches(['\n', '\r']).to_owned(),
+    })
+}
+
+/// `Unavailable` for throttling and transient failures, `Invalid` for the rest; the message
+/// names the operation.
+fn sdk_failure<E>(operation: &str, err: &SdkError<E, HttpResponse>) -> TelemetryError
+where
+    E: ProvideErrorKind + std::error::Error + Send + Sync + 'static,
+{
+    let message = format!("{operation}: {}", ErrorChain(err));
+    if is_transient(err) {
+        debug!(operation, error = %DisplayErrorContext(err), "telemetry call failed");
+        TelemetryError::Unavailable(message)
+    } else {
+        warn!(operation, error = %DisplayErrorContext(err), "telemetry call was refused");
+        TelemetryError::Invalid(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdk_error::test_support::service_error;
+    use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataError, GetMetricDataOutput};
+    use aws_sdk_cloudwatchlogs::operation::describe_log_groups::DescribeLogGroupsOutput;
+    use aws_sdk_cloudwatchlogs::operation::get_query_results::GetQueryResultsOutput;
+    use aws_sdk_cloudwatchlogs::operation::start_query::{StartQueryError, StartQueryOutput};
+    use aws_sdk_cloudwatchlogs::operation::stop_query::StopQueryOutput;
+    use aws_sdk_cloudwatchlogs::types::LogGroup;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use aws_smithy_types::error::ErrorMetadata;
+    use time::macros::datetime;
+
+    fn component(name: &str) -> ComponentId {
+        ComponentId::parse(name).unwrap()
+    }
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    fn target(name: &str, scope: Scope) -> Target {
+        Target {
+            component: component(name),
+            scope,
+        }
+    }
+
+    fn window() -> TimeWindow {
+        TimeWindow {
+            start: datetime!(2026-11-22 05:00 UTC),
+            end: datetime!(2026-11-22 05:10 UTC),
+        }
+    }
+
+    fn query(tenant: Option<&str>, components: &[&str]) -> TelemetryQuery {
+        TelemetryQuery {
+            tenant: tenant.map(|t| TenantId::parse(t).unwrap()),
+            components: components.iter().map(|c| component(c)).collect(),
+            window: window(),
+            period_seconds: 60,
+        }
+    }
+
+    fn no_percentiles() -> TelemetrySettings {
+        TelemetrySettings {
+            percentiles: false,
+            ..TelemetrySettings::default()
+        }
+    }
+
+    /// (namespace, metric, stat, dimensions) of a planned query.
+    fn shape(q: &MetricDataQuery) -> (String, String, String, Vec<(String, String)>) {
+        let stat = q.metric_stat().unwrap();
+        let metric = stat.metric().unwrap();
+        (
+            metric.namespace().unwrap().to_owned(),
+            metric.metric_name().unwrap().to_owned(),
+            stat.stat().unwrap().to_owned(),
+            metric
+                .dimensions()
+                .iter()
+                .map(|d| (d.name().unwrap().to_owned(), d.value().unwrap().to_owned()))
+                .collect(),
+        )
+    }
+
+    fn dims(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn result(id: &str, points: &[(i64, f64)]) -> MetricDataResult {
+        let mut r = MetricDataResult::builder()
+            .id(id)
+            .status_code(StatusCode::Complete);
+        for (secs, value) in points {
+            r = r.timestamps(DateTime::from_secs(*secs)).values(*value);
+        }
+        r.build()
+    }
+
+    fn row(fields: &[(&str, &str)]) -> Vec<ResultField> {
+        fields
+            .iter()
+            .map(|(f, v)| ResultField::builder().field(*f).value(*v).build())
+            .collect()
+    }
+
+    #[test]
+    fn query_ids_name_the_target_and_the_metric() {
+        assert_eq!(query_id(0, MetricName::Invocations), "m0_0");
+        assert_eq!(query_id(0, MetricName::DurationAvg), "m0_3");
+        assert_eq!(query_id(12, MetricName::MemoryUtilization), "m12_6");
+
+        // GIVEN three targets and every metric
+        let targets = [
+            target("a", Scope::Function),
+            target("b", Scope::Function),
+            target("c", Scope::Function),
+        ];
+        let plan = plan(
+            &targets,
+            &MetricName::ALL,
+            &TelemetrySettings::default(),
+            60,
+        );
+        // THEN the ids are unique, valid GetMetricData ids, and each names its series
+        assert_eq!(plan.len(), 21);
+        let ids: BTreeSet<&str> = plan.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids.len(), 21);
+        for p in &plan {
+            assert!(
+                p.id.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{}",
+                p.id
+            );
+            assert!(
+                p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{}",
+                p.id
+            );
+            assert_eq!(p.query.id(), Some(p.id.as_str()));
+        }
+        let m1_4 = plan.iter().find(|p| p.id == "m1_4").unwrap();
+        assert_eq!(m1_4.series.component.as_str(), "b");
+        assert_eq!(m1_4.series.metric, MetricName::DurationP99);
+    }
+
+    #[test]
+    fn every_metric_has_its_namespace_statistic_and_dimensions() {
+        let plan = plan(
+            &[target("orders-api", Scope::Function)],
+            &MetricName::ALL,
+            &TelemetrySettings::default(),
+            300,
+        );
+        let shapes: Vec<_> = plan.iter().map(|p| shape(&p.query)).collect();
+        let by_fn = dims(&[("FunctionName", "orders-api")]);
+        let lambda = |m: &str, s: &str| ("AWS/Lambda".into(), m.into(), s.into(), by_fn.clone());
+        assert_eq!(
+            shapes,
+            [
+                lambda("Invocations", "Sum"),
+                lambda("Errors", "Sum"),
+                lambda("Throttles", "Sum"),
+                lambda("Duration", "Average"),
+                lambda("Duration", "p99"),
+                lambda("ConcurrentExecutions", "Maximum"),
+                (
+                    "Selfbuild/Services".into(),
+                    "MemoryUtilization".into(),
+                    "Maximum".into(),
+                    by_fn.clone()
+                ),
+            ]
+        );
+        assert!(
+            plan.iter()
+                .all(|p| p.query.metric_stat().unwrap().period() == Some(300))
+        );
+    }
+
+    #[test]
+    fn percentiles_are_asked_for_unless_turned_off() {
+        let targets = [target("orders-api", Scope::Function)];
+        let stats = |settings: &TelemetrySettings| -> Vec<String> {
+            plan(&targets, &MetricName::ALL, settings, 60)
+                .iter()
+                .map(|p| shape(&p.query).2)
+                .collect()
+        };
+        assert!(stats(&TelemetrySettings::default()).contains(&"p99".to_owned()));
+        let without = stats(&no_percentiles());
+        assert_eq!(without.len(), 6);
+        assert!(!without.contains(&"p99".to_owned()));
+    }
+
+    #[test]
+    fn tenant_and_version_scopes_use_their_dimensions() {
+        let settings = TelemetrySettings::default();
+        let tenant_plan = plan(
+            &[target("orders-api", Scope::Tenant(tenant("acme")))],
+            &[MetricName::Errors],
+            &settings,
+            60,
+        );
+        assert_eq!(
+            shape(&tenant_plan[0].query),
+            (
+                "Selfbuild/Services".into(),
+                "Errors".into(),
+                "Sum".into(),
+                dims(&[("FunctionName", "orders-api"), ("TenantId", "acme")])
+            )
+        );
+        assert_eq!(tenant_plan[0].series.version, None);
+
+        let version_plan = plan(
+            &[target("orders-api", Scope::Version("7".into()))],
+            &[MetricName::Errors, MetricName::MemoryUtilization],
+            &settings,
+            60,
+        );
+        assert_eq!(
+            shape(&version_plan[0].query).3,
+            dims(&[
+                ("FunctionName", "orders-api"),
+                ("Resource", "orders-api:live"),
+                ("ExecutedVersion", "7")
+            ])
+        );
+        assert_eq!(
+            shape(&version_plan[1].query).3,
+            dims(&[("FunctionName", "orders-api"), ("ExecutedVersion", "7")])
+        );
+        assert_eq!(version_plan[1].series.version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn results_fill_their_series_in_time_order() {
+        // GIVEN two targets, and results out of order, one split over two pages
+        let targets = [
+            target("a", Scope::Function),
+            target("b", Scope::Version("2".into())),
+        ];
+        let metrics = [MetricName::Invocations, MetricName::Errors];
+        let plan = plan(&targets, &metrics, &TelemetrySettings::default(), 60);
+        let results = [
+            result("m1_1", &[(120, 1.0)]),
+            result("m0_0", &[(60, 5.0), (120, 6.0)]),
+            result("m0_0", &[(0, 4.0)]),
+            result("unknown", &[(0, 99.0)]),
+        ];
+        // WHEN converted
+        let series = collect_series(plan, &results).unwrap();
+        // THEN every planned series is there, points in time order; unknown ids are ignored
+        assert_eq!(series.len(), 4);
+        let a = &series[0];
+        assert_eq!(
+            (a.component.as_str(), a.metric),
+            ("a", MetricName::Invocations)
+        );
+        assert_eq!(a.values(), [4.0, 5.0, 6.0]);
+        assert_eq!(a.points[0].timestamp, datetime!(1970-01-01 00:00 UTC));
+        assert!(series[1].points.is_empty(), "a's Errors had no data");
+        let b_errors = &series[3];
+        assert_eq!(b_errors.metric, MetricName::Errors);
+        assert_eq!(b_errors.version.as_deref(), Some("2"));
+        assert_eq!(b_errors.values(), [1.0]);
+    }
+
+    #[test]
+    fn unusable_results_are_errors() {
+        let targets = [target("a", Scope::Function)];
+        let plan = || {
+            plan(
+                &targets,
+                &[MetricName::Errors],
+                &TelemetrySettings::default(),
+                60,
+            )
+        };
+        let failed = MetricDataResult::builder()
+            .id("m0_1")
+            .status_code(StatusCode::InternalError)
+            .build();
+        assert!(matches!(
+            collect_series(plan(), &[failed]),
+            Err(TelemetryError::Unavailable(_))
+        ));
+        let forbidden = MetricDataResult::builder()
+            .id("m0_1")
+            .status_code(StatusCode::Forbidden)
+            .build();
+        assert!(matches!(
+            collect_series(plan(), &[forbidden]),
+            Err(TelemetryError::Invalid(_))
+        ));
+        let ragged = MetricDataResult::builder()
+            .id("m0_1")
+            .timestamps(DateTime::from_secs(0))
+            .build();
+        assert!(matches!(
+            collect_series(plan(), &[ragged]),
+            Err(TelemetryError::Invalid(_))
+        ));
+    }
+
+    /// Matches a request of `size` queries over the test window, and answers one datapoint
+    /// per query.
+    fn answer_every_query(size: usize) -> Rule {
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(move |r| {
+                r.metric_data_queries().len() == size
+                    && r.scan_by() == Some(&ScanBy::TimestampAscending)
+                    && r.start_time() == Some(&DateTime::from_secs(1_795_323_600))
+                    && r.end_time() == Some(&DateTime::from_secs(1_795_324_200))
+            })
+            .then_compute_output(|r| {
+                let results = r
+                    .metric_data_queries()
+                    .iter()
+                    .map(|q| result(q.id().unwrap(), &[(1_795_323_600, 1.0)]))
+                    .collect();
+                GetMetricDataOutput::builder()
+                    .set_metric_data_results(Some(results))
+                    .build()
+            })
+    }
+
+    fn logs_unused() -> aws_sdk_cloudwatchlogs::Client {
+        mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            Vec::<&Rule>::new()
+        )
+    }
+
+    #[tokio::test]
+    async fn more_than_500_queries_are_split_into_requests_of_at_most_500() {
+        // GIVEN 100 named components: 700 queries
+        let (full, rest) = (answer_every_query(500), answer_every_query(200));
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&full, &rest]);
+        let telemetry = CloudWatchTelemetry::from_clients(
+            cloudwatch,
+            logs_unused(),
+            TelemetrySettings::default(),
+        );
+        let names: Vec<String> = (0..100).map(|i| format!("fn-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+
+        // WHEN read
+        let series = telemetry.metric_series(&query(None, &names)).await.unwrap();
+
+        // THEN two requests (500 + 200), and every series got its point back
+        assert_eq!((full.num_calls(), rest.num_calls()), (1, 1));
+        assert_eq!(series.len(), 700);
+        assert!(series.iter().all(|s| s.values() == [1.0]));
+        assert_eq!(series[699].component.as_str(), "fn-99");
+        assert_eq!(series[699].metric, MetricName::MemoryUtilization);
+    }
+
+    #[tokio::test]
+    async fn next_tokens_are_followed_and_pages_merged() {
+        let first = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(result("m0_0", &[(1_795_323_600, 3.0)]))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(|| {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(result("m0_0", &[(1_795_323_660, 4.0)]))
+                    .build()
+            });
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&first, &second]);
+        let telemetry =
+            CloudWatchTelemetry::from_clients(cloudwatch, logs_unused(), no_percentiles());
+        let series = telemetry
+            .metric_series(&query(None, &["orders-api"]))
+            .await
+            .unwrap();
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+        let invocations = series
+            .iter()
+            .find(|s| s.metric == MetricName::Invocations)
+            .unwrap();
+        assert_eq!(invocations.values(), [3.0, 4.0]);
+        assert_eq!(series.len(), 6, "p99 neither asked for nor returned");
+    }
+
+    #[tokio::test]
+    async fn a_tenant_without_named_components_reads_the_functions_publishing_for_it() {
+        use aws_sdk_cloudwatch::operation::list_metrics::ListMetricsOutput;
+        let list = mock!(aws_sdk_cloudwatch::Client::list_metrics)
+            .match_requests(|r| {
+                r.namespace() == Some("Selfbuild/Services")
+                    && r.metric_name().is_none()
+                    && r.dimensions()
+                        == [
+                            DimensionFilter::builder()
+                                .name("TenantId")
+                                .value("acme")
+                                .build(),
+                            DimensionFilter::builder().name("FunctionName").build(),
+                        ]
+            })
+            .then_output(|| {
+                let metric = |f: &str, m: &str| {
+                    Metric::builder()
+                        .namespace("Selfbuild/Services")
+                        .metric_name(m)
+                        .dimensions(Dimension::builder().name("FunctionName").value(f).build())
+                        .dimensions(Dimension::builder().name("TenantId").value("acme").build())
+                        .build()
+                };
+                ListMetricsOutput::builder()
+                    .metrics(metric("orders-api", "Invocations"))
+                    .metrics(metric("orders-api", "Errors"))
+                    .metrics(metric("billing", "Invocations"))
+                    .build()
+            });
+        let data = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| {
+                r.metric_data_queries().iter().all(|q| {
+                    let (namespace, _, _, dimensions) = shape(q);
+                    namespace == "Selfbuild/Services"
+                        && dimensions.contains(&("TenantId".into(), "acme".into()))
+                })
+            })
+            .then_output(|| GetMetricDataOutput::builder().build());
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&list, &data]);
+        let telemetry =
+            CloudWatchTelemetry::from_clients(cloudwatch, logs_unused(), no_percentiles());
+
+        let series = telemetry
+            .metric_series(&query(Some("acme"), &[]))
+            .await
+            .unwrap();
+
+        assert_eq!(data.num_calls(), 1);
+        let components: BTreeSet<&str> = series.iter().map(|s| s.component.as_str()).collect();
+        assert_eq!(components, BTreeSet::from(["billing", "orders-api"]));
+        assert_eq!(series.len(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_cloudwatch_failure_names_the_operation() {
+        let throttled = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_error(|| {
+            GetMetricDataError::generic(ErrorMetadata::builder().code("Throttling").build())
+        });
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&throttled]);
+        let telemetry =
+            CloudWatchTelemetry::from_clients(cloudwatch, logs_unused(), no_percentiles());
+        let err = telemetry
+            .metric_series(&query(None, &["orders-api"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, TelemetryError::Unavailable(m) if m.starts_with("GetMetricData: ")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failures_are_classified_by_code_and_status() {
+        let error =
+            |code: &str| StartQueryError::generic(ErrorMetadata::builder().code(code).build());
+        assert!(matches!(
+            sdk_failure(
+                "StartQuery",
+                &service_error(error("ThrottlingException"), 400)
+            ),
+            TelemetryError::Unavailable(_)
+        ));
+        assert!(matches!(
+            sdk_failure(
+                "StartQuery",
+                &service_error(error("ServiceUnavailableException"), 503)
+            ),
+            TelemetryError::Unavailable(_)
+        ));
+        let invalid = sdk_failure(
+            "StartQuery",
+            &service_error(error("MalformedQueryException"), 400),
+        );
+        assert!(
+            matches!(&invalid, TelemetryError::Invalid(m) if m.starts_with("StartQuery: ")),
+            "{invalid}"
+        );
+    }
+
+    #[test]
+    fn the_error_query_finds_error_lines_newest_first() {
+        assert_eq!(
+            error_query(None, 200),
+            "fields @timestamp, @message, @logStream, @log \
+             | filter @message like /(?i)(error|exception|timed out|signal: killed)/ \
+             | sort @timestamp desc | limit 200"
+        );
+    }
+
+    #[test]
+    fn a_tenant_filter_comes_before_sort_and_limit() {
+        let q = error_query(Some(&tenant("acme.eu-1")), 50);
+        assert_eq!(
+            q,
+            "fields @timestamp, @message, @logStream, @log \
+             | filter @message like /(?i)(error|exception|timed out|signal: killed)/ \
+             | filter tenant_id = \"acme.eu-1\" or @message like \"acme.eu-1\" \
+             | sort @timestamp desc | limit 50"
+        );
+    }
+
+    #[test]
+    fn the_limit_is_capped_and_strings_escaped() {
+        assert!(error_query(None, 1_000_000).ends_with("| limit 10000"));
+        assert_eq!(insights_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(insights_string("acme"), "\"acme\"");
+    }
+
+    #[test]
+    fn logs_insights_timestamps_are_utc() {
+        assert_eq!(
+            parse_insights_timestamp("2026-11-22 05:00:00.123"),
+            Some(datetime!(2026-11-22 05:00:00.123 UTC))
+        );
+        assert_eq!(
+            parse_insights_timestamp("2026-11-22 05:00:07"),
+            Some(datetime!(2026-11-22 05:00:07 UTC))
+        );
+        // moto's answer: epoch milliseconds
+        assert_eq!(
+            parse_insights_timestamp("1795323600123"),
+            Some(datetime!(2026-11-22 05:00:00.123 UTC))
+        );
+        assert_eq!(parse_insights_timestamp("2026-11-22T05:00:00Z"), None);
+        assert_eq!(parse_insights_timestamp(""), None);
+    }
+
+    #[test]
+    fn the_query_range_is_in_epoch_seconds_and_covers_the_window() {
+        assert_eq!(query_range(&window()), (1_795_323_600, 1_795_324_200));
+        let ragged = TimeWindow {
+            start: datetime!(2026-11-22 05:00:00.5 UTC),
+            end: datetime!(2026-11-22 05:10:00.5 UTC),
+        };
+        assert_eq!(query_range(&ragged), (1_795_323_600, 1_795_324_201));
+    }
+
+    #[test]
+    fn rows_name_their_component_by_log_group() {
+        let prefix = "/aws/lambda/";
+        let aws = row(&[
+            ("@timestamp", "2026-11-22 05:03:00.000"),
+            ("@message", "ERROR boom\n"),
+            ("@logStream", "2026/11/22/[$LATEST]abc"),
+            ("@log", "123456789012:/aws/lambda/orders-api"),
+            ("@ptr", "xyz"),
+        ]);
+        let r = error_row(&aws, prefix, None).unwrap();
+        assert_eq!(r.component.as_str(), "orders-api");
+        assert_eq!(r.message, "ERROR boom");
+        assert_eq!(r.timestamp, datetime!(2026-11-22 05:03 UTC));
+
+        let moto = row(&[
+            ("@timestamp", "1795323780000"),
+            ("@message", "Task timed out"),
+            ("@log", "/aws/lambda/search"),
+        ]);
+        assert_eq!(
+            error_row(&moto, prefix, None).unwrap().component.as_str(),
+            "search"
+        );
+
+        let no_log = row(&[("@timestamp", "1795323780000"), ("@message", "x")]);
+        assert_eq!(
+            error_row(&no_log, prefix, Some("/aws/lambda/one"))
+                .unwrap()
+                .component
+                .as_str(),
+            "one"
+        );
+        assert!(error_row(&no_log, prefix, None).is_err());
+        let elsewhere = row(&[
+            ("@timestamp", "1795323780000"),
+            ("@message", "x"),
+            ("@log", "/ecs/thing"),
+        ]);
+        assert!(error_row(&elsewhere, prefix, None).is_err());
+    }
+
+    #[test]
+    fn only_possible_log_group_names_are_looked_up() {
+        assert!(is_log_group_name("/aws/lambda/orders-api_v2.1"));
+        assert!(!is_log_group_name("/aws/lambda/orders api"));
+        assert!(!is_log_group_name(""));
+    }
+
+    fn group(name: &str) -> LogGroup {
+        LogGroup::builder().log_group_name(name).build()
+    }
+
+    fn results_row(at: &str, message: &str, log: &str) -> Vec<ResultField> {
+        row(&[("@timestamp", at), ("@message", message), ("@log", log)])
+    }
+
+    #[tokio::test]
+    async fn error_rows_query_existing_groups_and_poll_until_complete() {
+        // GIVEN orders-api has a log group, ghost has none
+        let lookup = mock!(aws_sdk_cloudwatchlogs::Client::describe_log_groups)
+            .match_requests(|r| r.limit() == Some(1))
+            .then_compute_output(|r| {
+                let prefix = r.log_group_name_prefix().unwrap_or_default();
+                let mut out = DescribeLogGroupsOutput::builder();
+                if "/aws/lambda/orders-api".starts_with(prefix) {
+                    out = out.log_groups(group("/aws/lambda/orders-api"));
+                }
+                out.build()
+            });
+        let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query)
+            .match_requests(|r| {
+                r.log_group_names() == ["/aws/lambda/orders-api"]
+                    && r.start_time() == Some(1_795_323_600)
+                    && r.end_time() == Some(1_795_324_200)
+                    && r.query_string() == Some(error_query(Some(&tenant("acme")), 2).as_str())
+            })
+            .then_output(|| StartQueryOutput::builder().query_id("q-1").build());
+        // and the query runs a while, then completes with rows in and out of the window
+        let results = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results)
+            .match_requests(|r| r.query_id() == Some("q-1"))
+            .sequence()
+            .output(|| {
+                GetQueryResultsOutput::builder()
+                    .status(QueryStatus::Scheduled)
+                    .build()
+            })
+            .output(|| {
+                GetQueryResultsOutput::builder()
+                    .status(QueryStatus::Running)
+                    .build()
+            })
+            .output(|| {
+                GetQueryResultsOutput::builder()
+                    .status(QueryStatus::Complete)
+                    .results(results_row(
+                        "2026-11-22 05:10:00.000",
+                        "ERROR at the end, outside",
+                        "123456789012:/aws/lambda/orders-api",
+                    ))
+                    .results(results_row(
+                        "2026-11-22 05:09:00.000",
+                        "ERROR newest",
+                        "123456789012:/aws/lambda/orders-api",
+                    ))
+                    .results(results_row(
+                        "2026-11-22 05:01:00.000",
+                        "ERROR older",
+                        "123456789012:/aws/lambda/orders-api",
+                    ))
+                    .build()
+            })
+            .build();
+        let logs = mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            [&lookup, &start, &results]
+        );
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, Vec::<&Rule>::new());
+        let settings = TelemetrySettings {
+            query_poll_interval: Duration::from_millis(1),
+            ..TelemetrySettings::default()
+        };
+        let telemetry = CloudWatchTelemetry::from_clients(cloudwatch, logs, settings);
+
+        // WHEN asked for two rows
+        let rows = telemetry
+            .error_rows(&query(Some("acme"), &["orders-api", "ghost"]), 2)
+            .await
+            .unwrap();
+
+        // THEN one query over the existing group, polled three times; the window holds
+        assert_eq!(lookup.num_calls(), 2);
+        assert_eq!(start.num_calls(), 1);
+        assert_eq!(results.num_calls(), 3);
+        let messages: Vec<&str> = rows.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(messages, ["ERROR newest", "ERROR older"]);
+        assert!(rows.iter().all(|r| r.component.as_str() == "orders-api"));
+    }
+
+    #[tokio::test]
+    async fn a_query_that_does_not_finish_in_time_is_stopped() {
+        let list = mock!(aws_sdk_cloudwatchlogs::Client::describe_log_groups).then_output(|| {
+            DescribeLogGroupsOutput::builder()
+                .log_groups(group("/aws/lambda/a"))
+                .log_groups(group("/aws/lambda/b"))
+                .build()
+        });
+        let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query)
+            .match_requests(|r| r.log_group_names() == ["/aws/lambda/a", "/aws/lambda/b"])
+            .then_output(|| StartQueryOutput::builder().query_id("q-slow").build());
+        let running = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results).then_output(|| {
+            GetQueryResultsOutput::builder()
+                .status(QueryStatus::Running)
+                .build()
+        });
+        let stop = mock!(aws_sdk_cloudwatchlogs::Client::stop_query)
+            .match_requests(|r| r.query_id() == Some("q-slow"))
+            .then_output(|| StopQueryOutput::builder().success(true).build());
+        let logs = mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            [&list, &start, &running, &stop]
+        );
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, Vec::<&Rule>::new());
+        let settings = TelemetrySettings {
+            query_poll_interval: Duration::from_millis(1),
+            query_timeout: Duration::from_millis(20),
+            ..TelemetrySettings::default()
+        };
+        let telemetry = CloudWatchTelemetry::from_clients(cloudwatch, logs, settings);
+
+        let err = telemetry
+            .error_rows(&query(None, &[]), 10)
+            .await
+            .unwrap_err();
+
+        assert!(matches!(err, TelemetryError::Unavailable(_)), "{err}");
+        assert_eq!(stop.num_calls(), 1);
+        assert!(running.num_calls() >= 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_query_is_invalid() {
+        let list = mock!(aws_sdk_cloudwatchlogs::Client::describe_log_groups).then_output(|| {
+            DescribeLogGroupsOutput::builder()
+                .log_groups(group("/aws/lambda/a"))
+                .build()
+        });
+        let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query)
+            .then_output(|| StartQueryOutput::builder().query_id("q").build());
+        let failed = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results).then_output(|| {
+            GetQueryResultsOutput::builder()
+                .status(QueryStatus::Failed)
+                .build()
+        });
+        let logs = mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            [&list, &start, &failed]
+        );
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, Vec::<&Rule>::new());
+        let telemetry =
+            CloudWatchTelemetry::from_clients(cloudwatch, logs, TelemetrySettings::default());
+        let err = telemetry
+            .error_rows(&query(None, &["a"]), 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TelemetryError::Invalid(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_asked_for_no_rows() {
+        let logs = logs_unused();
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, Vec::<&Rule>::new());
+        let telemetry =
+            CloudWatchTelemetry::from_clients(cloudwatch, logs, TelemetrySettings::default());
+        assert!(
+            telemetry
+                .error_rows(&query(None, &["a"]), 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
