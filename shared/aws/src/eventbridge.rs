@@ -41,7 +41,11 @@ pub fn entry(bus: &str, detail_type: &str, detail: &serde_json::Value) -> PutEve
 
 #[async_trait]
 impl Notifier for EventBridgeNotifier {
-    async fn notify(&self, detail_type: &str, detail: &serde_json::Value) -> Result<(), StoreError> {
+    async fn notify(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         let out = self
             .client
             .put_events()
@@ -80,7 +84,11 @@ mod tests {
 
     #[test]
     fn entries_carry_source_detail_type_and_json_detail() {
-        let e = entry("selfbuild", "Improvement Deployed", &serde_json::json!({"cycle_id": "c1"}));
+        let e = entry(
+            "selfbuild",
+            "Improvement Deployed",
+            &serde_json::json!({"cycle_id": "c1"}),
+        );
         assert_eq!(e.source(), Some(EVENT_SOURCE));
         assert_eq!(e.detail_type(), Some("Improvement Deployed"));
         assert_eq!(e.event_bus_name(), Some("selfbuild"));

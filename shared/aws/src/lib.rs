@@ -7,6 +7,8 @@
 //!   `GetMetricData` and error rows from CloudWatch Logs Insights.
 //! - [`eventbridge`]: [`eventbridge::EventBridgeNotifier`], notifications for other agents on an event bus.
 //! - [`lambda`]: [`lambda::diagnostic`], Lambda error reports with a stable `errorType`.
+//! - [`lambda_deployer`]: [`LambdaDeployer`], canaries as published versions weighted behind
+//!   the alias `live`.
 //! - [`llm`]: the Llm port over Bedrock Converse ([`llm::BedrockLlm`]) and OpenAI-compatible
 //!   endpoints ([`llm::OpenAiCompatibleLlm`]), one forced tool call each, behind retries and
 //!   circuit breakers ([`llm::ResilientLlm`]).
@@ -20,6 +22,7 @@ pub mod cloudwatch;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod lambda;
+pub mod lambda_deployer;
 pub mod llm;
 mod sdk_error;
 pub mod sfn;
@@ -27,6 +30,7 @@ pub mod telemetry;
 
 pub use cloudwatch::CloudWatchAlarms;
 pub use dynamo::DynamoStore;
+pub use lambda_deployer::LambdaDeployer;
 pub use sfn::StepFunctionsOrchestrator;
 
 use aws_config::BehaviorVersion;

@@ -81,6 +81,14 @@ pub struct Config {
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
     pub deploy_defer_seconds: u32,
+    /// `BEDROCK_MODEL_ID`: the Bedrock model generate asks.
+    pub bedrock_model_id: String,
+    /// `EVENT_BUS_NAME`: where notifications for other agents go.
+    pub event_bus_name: String,
+    /// `CUSTOM_METRICS_NAMESPACE`: the services' own metrics (MemoryUtilization, tenant-scoped).
+    pub custom_metrics_namespace: String,
+    /// `LOG_GROUP_PREFIX`: a component's logs are in `<prefix><component>`.
+    pub log_group_prefix: String,
 }
 
 impl Config {
@@ -130,6 +138,14 @@ impl Config {
                 1e9,
             )?,
             deploy_defer_seconds: env.number("DEPLOY_DEFER_SECONDS", 1800, 60, 86_400)?,
+            bedrock_model_id: env.string(
+                "BEDROCK_MODEL_ID",
+                "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            )?,
+            event_bus_name: env.string("EVENT_BUS_NAME", "default")?,
+            custom_metrics_namespace: env
+                .string("CUSTOM_METRICS_NAMESPACE", "Selfbuild/Services")?,
+            log_group_prefix: env.string("LOG_GROUP_PREFIX", "/aws/lambda/")?,
         })
     }
 

@@ -1,0 +1,1296 @@
+//! The Deployer port over Lambda: a canary is a published version that the alias
+//! [`LIVE_ALIAS`] sends a weight of its traffic to, beside the version it points at.
+//!
+//! # Deploying a canary
+//!
+//! 1. `GetAlias live`: its `FunctionVersion` is the stable version. A function without the
+//!    alias, or whose alias points at `$LATEST`, is refused (see below).
+//! 2. `UpdateFunctionConfiguration` of `$LATEST` (memory, timeout, environment, and a
+//!    description naming the improvement), then `GetFunctionConfiguration` until its
+//!    `LastUpdateStatus` is `Successful`.
+//! 3. `PublishVersion` with that description.
+//! 4. `PutFunctionConcurrency` / `DeleteFunctionConcurrency` if the reservation changes.
+//!    Reserved concurrency belongs to the function, not to a version: from this step on it
+//!    applies to the stable version's traffic too, and only a rollback restores it.
+//! 5. `UpdateAlias live`: `FunctionVersion` stays the stable version and `RoutingConfig`
+//!    sends `weight` to the new one. This is the one step that moves traffic, and the last,
+//!    so a deploy that fails part-way leaves the traffic where it was.
+//!
+//! Lambda calls that meet another update in progress (`ResourceConflictException`) are
+//! tried again with backoff, and an update is waited for, each for at most a minute; after
+//! that the call fails as [`DeployError::Unavailable`] and a retry picks up where it stopped.
+//!
+//! # Retries and where the baseline lives
+//!
+//! A retry with the same improvement id ends in the same state and returns the same
+//! [`CanaryDeployment`]. Most of the baseline is read again rather than stored: a published
+//! version's configuration never changes, so the baseline's memory, timeout and environment
+//! are those of its stable version. Three facts cannot be read back, and are written where a
+//! retry finds them, as compact JSON in descriptions (at most 256 characters each):
+//!
+//! - the canary version's description, written once by `PublishVersion` (step 3) and
+//!   found again with `ListVersionsByFunction`: the improvement id, the stable version it was
+//!   cut against, and the reserved concurrency before and after. The reservation is
+//!   function-wide and changed in step 4, so after a first attempt the old value is gone.
+//! - the alias's description, written in the same `UpdateAlias` call that routes traffic
+//!   (step 5): the improvement, the canary version, the weight and the time routing began.
+//!   Aliases carry no timestamp, and after a promotion the alias no longer names the stable
+//!   version. Promote and rollback leave this description alone.
+//!
+//! Once the alias description names an improvement, a deploy of that improvement changes
+//! nothing any more: it rebuilds and returns the deployment, also after a promotion or a
+//! rollback. `$LATEST` keeps the canary's description until a rollback gives it the stable
+//! version's; the description also makes every canary a new version, even when only the
+//! (function-wide) reservation changes, which Lambda would otherwise not publish.
+//!
+//! # A function without the alias
+//!
+//! [`Deployer::function_state`] and [`Deployer::deploy_canary`] refuse it with
+//! [`DeployError::Rejected`] naming the alias, rather than creating one. Callers that invoke
+//! the function unqualified run `$LATEST`, and step 2 changes `$LATEST`: creating the alias
+//! here would ship the change to all of that traffic at once, with the canary routing only an
+//! alias nobody calls. The alias comes from the function's template (SAM's
+//! `AutoPublishAlias: live`), together with the callers that use it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::operation::delete_function_concurrency::DeleteFunctionConcurrencyError;
+use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
+use aws_sdk_lambda::operation::get_function_concurrency::GetFunctionConcurrencyError;
+use aws_sdk_lambda::operation::get_function_configuration::{
+    GetFunctionConfigurationError, GetFunctionConfigurationOutput,
+};
+use aws_sdk_lambda::operation::list_versions_by_function::ListVersionsByFunctionError;
+use aws_sdk_lambda::operation::publish_version::{PublishVersionError, PublishVersionOutput};
+use aws_sdk_lambda::operation::put_function_concurrency::PutFunctionConcurrencyError;
+use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
+use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
+use aws_sdk_lambda::types::{
+    AliasRoutingConfiguration, Environment, EnvironmentResponse, FunctionConfiguration,
+    LastUpdateStatus,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::retry::ProvideErrorKind;
+use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
+use selfbuild_core::ids::ComponentId;
+use selfbuild_core::ports::{DeployError, Deployer};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::{debug, info, warn};
+
+use crate::sdk_error::{ErrorChain, is_transient};
+
+/// The version name Lambda gives the unpublished, editable configuration.
+const LATEST: &str = "$LATEST";
+/// The longest description Lambda keeps on a function, version or alias.
+const MAX_DESCRIPTION: usize = 256;
+/// How far a weight read back may differ from the one asked for and still be the same.
+const WEIGHT_TOLERANCE: f64 = 1e-9;
+
+/// How long the deployer waits for Lambda to finish an update or to release a conflict.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    /// The first pause; each next one doubles, up to `max_delay`.
+    first_delay: Duration,
+    /// The longest pause.
+    max_delay: Duration,
+    /// How long one wait may take in all before the call gives up.
+    budget: Duration,
+}
+
+impl Pacing {
+    /// Updates of a function's configuration take seconds; a minute covers slow ones.
+    const DEFAULT: Self = Self {
+        first_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(8),
+        budget: Duration::from_secs(60),
+    };
+}
+
+/// Ships Lambda configuration changes as canaries behind the alias [`LIVE_ALIAS`].
+#[derive(Debug, Clone)]
+pub struct LambdaDeployer {
+    client: Client,
+    pacing: Pacing,
+}
+
+impl LambdaDeployer {
+    /// A deployer with a Lambda client built from `config`.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self::from_client(Client::new(config))
+    }
+
+    /// A deployer using an existing Lambda client.
+    pub fn from_client(client: Client) -> Self {
+        Self {
+            client,
+            pacing: Pacing::DEFAULT,
+        }
+    }
+}
+
+#[async_trait]
+impl Deployer for LambdaDeployer {
+    /// The stable version's memory, timeout and environment, the function's reserved
+    /// concurrency (function-wide: during a canary it is the canary's), and the routing.
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        let alias = self.alias(function).await?;
+        let stable = stable_version(function, &alias)?;
+        let (config, reserved) = tokio::join!(
+            self.configuration(function, Some(&stable)),
+            self.reserved_concurrency(function)
+        );
+        Ok(FunctionState {
+            function: function.clone(),
+            settings: config?.settings(reserved?),
+            alias: LIVE_ALIAS.to_owned(),
+            stable_version: stable,
+            canary: canary_of(&alias),
+        })
+    }
+
+    async fn deploy_canary(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+        settings: &LambdaSettings,
+        weight: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        if !(weight > 0.0 && weight <= 1.0) {
+            return Err(DeployError::Rejected(format!(
+                "canary weight must be in (0, 1], got {weight}"
+            )));
+        }
+        let alias = self.alias(function).await?;
+        if let Some(note) =
+            AliasNote::parse(alias.description()).filter(|n| n.improvement_id == improvement_id)
+        {
+            return self
+                .deployed(improvement_id, function, settings, weight, note)
+                .await;
+        }
+        let stable = stable_version(function, &alias)?;
+        if stable == LATEST {
+            return Err(DeployError::Rejected(format!(
+                "{function}'s alias `{LIVE_ALIAS}` points at {LATEST}, which a deploy changes; \
+                 point it at a published version first"
+            )));
+        }
+        if let Some((version, _)) = canary_of(&alias) {
+            return Err(DeployError::Rejected(format!(
+                "{function} already routes to canary version {version}; promote or roll it back first"
+            )));
+        }
+        let (canary, note) = match self.published(function, improvement_id).await? {
+            Some((canary, note)) => {
+                if note.stable != stable {
+                    return Err(DeployError::Rejected(format!(
+                        "version {} of {function} was cut for improvement {improvement_id} \
+                         against version {}, but the alias now points at {stable}",
+                        canary.version, note.stable
+                    )));
+                }
+                if !canary.runs(settings) || note.reserved != settings.reserved_concurrency {
+                    return Err(other_settings(improvement_id, function));
+                }
+                debug!(function = %function, version = %canary.version, "canary version already published");
+                (canary, note)
+            }
+            None => {
+                let note = VersionNote {
+                    improvement_id: improvement_id.to_owned(),
+                    stable: stable.clone(),
+                    reserved_before: self.reserved_concurrency(function).await?,
+                    reserved: settings.reserved_concurrency,
+                };
+                let canary = self.publish_canary(function, settings, &note).await?;
+                (canary, note)
+            }
+        };
+        let baseline = self.baseline(function, &note).await?;
+        self.reserve(function, settings.reserved_concurrency)
+            .await?;
+        let deployed_at = now_to_the_millisecond();
+        let alias_note = AliasNote {
+            improvement_id: improvement_id.to_owned(),
+            canary: canary.version.clone(),
+            weight,
+            since: deployed_at,
+        };
+        self.route(
+            function,
+            &alias,
+            &stable,
+            Some((&canary.version, weight)),
+            Some(&alias_note.to_description()?),
+        )
+        .await?;
+        info!(
+            function = %function,
+            improvement = improvement_id,
+            stable = %stable,
+            canary = %canary.version,
+            weight,
+            "canary routed"
+        );
+        Ok(CanaryDeployment {
+            improvement_id: improvement_id.to_owned(),
+            baseline,
+            settings: settings.clone(),
+            canary_version: canary.version,
+            weight,
+            deployed_at,
+        })
+    }
+
+    async fn promote(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
+        let function = &deployment.baseline.function;
+        let version = &deployment.canary_version;
+        let alias = self.alias(function).await?;
+        let routed = canary_of(&alias);
+        if alias.function_version() == Some(version.as_str()) && routed.is_none() {
+            debug!(function = %function, version = %version, "already promoted");
+            return Ok(());
+        }
+        if routed.as_ref().map(|(v, _)| v) != Some(version) {
+            return Err(DeployError::Rejected(format!(
+                "{function}'s alias no longer routes to version {version}: rolled back or replaced"
+            )));
+        }
+        self.route(function, &alias, version, None, None).await?;
+        info!(function = %function, version = %version, "canary promoted");
+        Ok(())
+    }
+
+    async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
+        let baseline = &deployment.baseline;
+        let function = &baseline.function;
+        let canary_version = version_number(&deployment.canary_version).ok_or_else(|| {
+            DeployError::Rejected(format!(
+                "{function} has no version {}",
+                deployment.canary_version
+            ))
+        })?;
+        let alias = self.alias(function).await?;
+        let routed = canary_of(&alias);
+        let newest = alias
+            .function_version()
+            .into_iter()
+            .chain(routed.as_ref().map(|(v, _)| v.as_str()))
+            .filter_map(version_number)
+            .max();
+        if newest.is_some_and(|n| n > canary_version) {
+            return Err(DeployError::Rejected(format!(
+                "{function} was deployed again after version {canary_version}; roll that back first"
+            )));
+        }
+        let stable = self
+            .configuration(function, Some(&baseline.stable_version))
+            .await?;
+        if !stable.runs(&baseline.settings) {
+            return Err(DeployError::Rejected(format!(
+                "the baseline of {function} names version {} with settings it does not have",
+                baseline.stable_version
+            )));
+        }
+        // Traffic first, then the function-wide reservation, then `$LATEST`, which serves none.
+        if alias.function_version() != Some(baseline.stable_version.as_str())
+            || routed != baseline.canary
+        {
+            let canary = baseline.canary.as_ref().map(|(v, w)| (v.as_str(), *w));
+            self.route(function, &alias, &baseline.stable_version, canary, None)
+                .await?;
+        }
+        self.reserve(function, baseline.settings.reserved_concurrency)
+            .await?;
+        let latest = self.configuration(function, None).await?;
+        if !latest.same_as(&stable) {
+            self.update_latest(function, &stable).await?;
+        }
+        info!(
+            function = %function,
+            improvement = %deployment.improvement_id,
+            stable = %baseline.stable_version,
+            "baseline restored"
+        );
+        Ok(())
+    }
+}
+
+impl LambdaDeployer {
+    /// The deployment of an improvement whose routing was set once: rebuilt, nothing changed.
+    async fn deployed(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+        settings: &LambdaSettings,
+        weight: f64,
+        note: AliasNote,
+    ) -> Result<CanaryDeployment, DeployError> {
+        let canary = self.configuration(function, Some(&note.canary)).await?;
+        let version_note = VersionNote::parse(&canary.description)
+            .filter(|n| n.improvement_id == improvement_id)
+            .ok_or_else(|| {
+                DeployError::Rejected(format!(
+                    "the alias of {function} names version {} for improvement {improvement_id}, \
+                     but that version was not published for it",
+                    note.canary
+                ))
+            })?;
+        if !canary.runs(settings)
+            || version_note.reserved != settings.reserved_concurrency
+            || (note.weight - weight).abs() > WEIGHT_TOLERANCE
+        {
+            return Err(other_settings(improvement_id, function));
+        }
+        debug!(function = %function, improvement = improvement_id, version = %note.canary, "canary already routed");
+        Ok(CanaryDeployment {
+            improvement_id: improvement_id.to_owned(),
+            baseline: self.baseline(function, &version_note).await?,
+            settings: settings.clone(),
+            canary_version: note.canary,
+            weight,
+            deployed_at: note.since,
+        })
+    }
+
+    /// What the function was when the canary described by `note` was cut.
+    async fn baseline(
+        &self,
+        function: &ComponentId,
+        note: &VersionNote,
+    ) -> Result<FunctionState, DeployError> {
+        let stable = self.configuration(function, Some(&note.stable)).await?;
+        Ok(FunctionState {
+            function: function.clone(),
+            settings: stable.settings(note.reserved_before),
+            alias: LIVE_ALIAS.to_owned(),
+            stable_version: note.stable.clone(),
+            canary: None,
+        })
+    }
+
+    /// Sets `$LATEST` to `settings` and publishes it as a version described by `note`.
+    async fn publish_canary(
+        &self,
+        function: &ComponentId,
+        settings: &LambdaSettings,
+        note: &VersionNote,
+    ) -> Result<VersionConfig, DeployError> {
+        let description = note.to_description()?;
+        let target = VersionConfig {
+            version: LATEST.to_owned(),
+            memory_mb: settings.memory_mb,
+            timeout_seconds: settings.timeout_seconds,
+            environment: settings.environment.clone(),
+            description: description.clone(),
+        };
+        self.update_latest(function, &target).await?;
+        let published = self
+            .patiently(|| {
+                self.client
+                    .publish_version()
+                    .function_name(function.as_str())
+                    .description(&description)
+                    .send()
+            })
+            .await
+            .map_err(|e| failure(function, "PublishVersion", &e))?;
+        let published = VersionConfig::try_from(&published)
+            .map_err(|e| malformed(function, "PublishVersion", &e))?;
+        if published.description != description || !published.runs(settings) {
+            return Err(DeployError::Rejected(format!(
+                "PublishVersion on {function} returned version {}, not the configuration just \
+                 set: {LATEST} changed meanwhile",
+                published.version
+            )));
+        }
+        info!(function = %function, version = %published.version, "canary version published");
+        Ok(published)
+    }
+
+    /// The alias [`LIVE_ALIAS`]; a missing alias (or function) is refused, naming both.
+    async fn alias(&self, function: &ComponentId) -> Result<GetAliasOutput, DeployError> {
+        let got = self
+            .client
+            .get_alias()
+            .function_name(function.as_str())
+            .name(LIVE_ALIAS)
+            .send()
+            .await;
+        match got {
+            Ok(alias) => Ok(alias),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(GetAliasError::is_resource_not_found_exception) =>
+            {
+                Err(DeployError::Rejected(format!(
+                    "{function} has no alias `{LIVE_ALIAS}`, or does not exist: canaries route \
+                     through the alias, so publish a version and point `{LIVE_ALIAS}` at it \
+                     first (SAM: AutoPublishAlias: {LIVE_ALIAS}); {}",
+                    ErrorChain(&e)
+                )))
+            }
+            Err(e) => Err(failure(function, "GetAlias", &e)),
+        }
+    }
+
+    /// The configuration of one version; `None` is `$LATEST`.
+    async fn configuration(
+        &self,
+        function: &ComponentId,
+        version: Option<&str>,
+    ) -> Result<VersionConfig, DeployError> {
+        let config = self
+            .client
+            .get_function_configuration()
+            .function_name(function.as_str())
+            .set_qualifier(version.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| failure(function, "GetFunctionConfiguration", &e))?;
+        VersionConfig::try_from(&config)
+            .map_err(|e| malformed(function, "GetFunctionConfiguration", &e))
+    }
+
+    /// The version published for `improvement_id`, if any, and what it recorded.
+    async fn published(
+        &self,
+        function: &ComponentId,
+        improvement_id: &str,
+    ) -> Result<Option<(VersionConfig, VersionNote)>, DeployError> {
+        let versions = self
+            .client
+            .list_versions_by_function()
+            .function_name(function.as_str())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| failure(function, "ListVersionsByFunction", &e))?;
+        // `$LATEST` carries the same description from step 2 on; only a published version counts.
+        let found = versions.iter().rev().find_map(|v| {
+            let note = VersionNote::parse(v.description()?)?;
+            (v.version() != Some(LATEST) && note.improvement_id == improvement_id)
+                .then_some((v, note))
+        });
+        found
+            .map(|(v, note)| {
+                VersionConfig::try_from(v)
+                    .map(|config| (config, note))
+                    .map_err(|e| malformed(function, "ListVersionsByFunction", &e))
+            })
+            .transpose()
+    }
+
+    /// The function's reserved concurrency; none when unreserved.
+    async fn reserved_concurrency(
+        &self,
+        function: &ComponentId,
+    ) -> Result<Option<u32>, DeployError> {
+        let out = self
+            .client
+            .get_function_concurrency()
+            .function_name(function.as_str())
+            .send()
+            .await
+            .map_err(|e| failure(function, "GetFunctionConcurrency", &e))?;
+        out.reserved_concurrent_executions()
+            .map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    malformed(function, "GetFunctionConcurrency", "a negative reservation")
+                })
+            })
+            .transpose()
+    }
+
+    /// Sets the function's reserved concurrency to `target` unless it is that already.
+    async fn reserve(
+        &self,
+        function: &ComponentId,
+        target: Option<u32>,
+    ) -> Result<(), DeployError> {
+        let current = self.reserved_concurrency(function).await?;
+        if current == target {
+            return Ok(());
+        }
+        match target {
+            Some(n) => {
+                let n = i32::try_from(n).map_err(|_| {
+                    DeployError::Rejected(format!(
+                        "reserved concurrency {n} for {function} is out of range"
+                    ))
+                })?;
+                self.patiently(|| {
+                    self.client
+                        .put_function_concurrency()
+                        .function_name(function.as_str())
+                        .reserved_concurrent_executions(n)
+                        .send()
+                })
+                .await
+                .map_err(|e| failure(function, "PutFunctionConcurrency", &e))?;
+            }
+            None => {
+                self.patiently(|| {
+                    self.client
+                        .delete_function_concurrency()
+                        .function_name(function.as_str())
+                        .send()
+                })
+                .await
+                .map_err(|e| failure(function, "DeleteFunctionConcurrency", &e))?;
+            }
+        }
+        info!(function = %function, ?current, ?target, "reserved concurrency changed");
+        Ok(())
+    }
+
+    /// Sets `$LATEST`'s memory, timeout, environment and description to `target`'s and waits
+    /// until Lambda has applied them.
+    async fn update_latest(
+        &self,
+        function: &ComponentId,
+        target: &VersionConfig,
+    ) -> Result<(), DeployError> {
+        let out_of_range = |what: &str, value: u32| {
+            DeployError::Rejected(format!("{what} {value} for {function} is out of range"))
+        };
+        let memory = i32::try_from(target.memory_mb)
+            .map_err(|_| out_of_range("memory", target.memory_mb))?;
+        let timeout = i32::try_from(target.timeout_seconds)
+            .map_err(|_| out_of_range("timeout", target.timeout_seconds))?;
+        // All variables, so the ones the target lacks are removed.
+        let environment = Environment::builder()
+            .set_variables(Some(
+                target
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ))
+            .build();
+        self.patiently(|| {
+            self.client
+                .update_function_configuration()
+                .function_name(function.as_str())
+                .memory_size(memory)
+                .timeout(timeout)
+                .environment(environment.clone())
+                .description(&target.description)
+                .send()
+        })
+        .await
+        .map_err(|e| failure(function, "UpdateFunctionConfiguration", &e))?;
+        self.wait_until_updated(function).await
+    }
+
+    /// Polls `$LATEST` until its `LastUpdateStatus` is `Successful` (or absent).
+    async fn wait_until_updated(&self, function: &ComponentId) -> Result<(), DeployError> {
+        let mut backoff = Backoff::new(self.pacing);
+        loop {
+            let config = self
+                .client
+                .get_function_configuration()
+                .function_name(function.as_str())
+                .send()
+                .await
+                .map_err(|e| failure(function, "GetFunctionConfiguration", &e))?;
+            match config.last_update_status() {
+                None | Some(LastUpdateStatus::Successful) => return Ok(()),
+                Some(LastUpdateStatus::Failed) => {
+                    return Err(DeployError::Rejected(format!(
+                        "updating {function} failed ({}): {}",
+                        config
+                            .last_update_status_reason_code()
+                            .map_or("no reason code", |c| c.as_str()),
+                        config
+                            .last_update_status_reason()
+                            .unwrap_or("no reason given")
+                    )));
+                }
+                Some(status) => {
+                    debug!(function = %function, status = status.as_str(), "waiting for the update");
+                    if !backoff.pause().await {
+                        return Err(DeployError::Unavailable(format!(
+                            "{function}'s configuration update is still {} after {} s",
+                            status.as_str(),
+                            backoff.elapsed().as_secs()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Points the alias at `version`, with `canary` as its only additional version (none
+    /// clears the routing); `description` replaces the alias's when given. Conditional on
+    /// the revision `alias` was read at.
+    async fn route(
+        &self,
+        function: &ComponentId,
+        alias: &GetAliasOutput,
+        version: &str,
+        canary: Option<(&str, f64)>,
+        description: Option<&str>,
+    ) -> Result<(), DeployError> {
+        let weights: HashMap<String, f64> =
+            canary.map(|(v, w)| (v.to_owned(), w)).into_iter().collect();
+        let routing = AliasRoutingConfiguration::builder()
+            .set_additional_version_weights(Some(weights))
+            .build();
+        self.patiently(|| {
+            self.client
+                .update_alias()
+                .function_name(function.as_str())
+                .name(LIVE_ALIAS)
+                .function_version(version)
+                .routing_config(routing.clone())
+                .set_description(description.map(str::to_owned))
+                .set_revision_id(alias.revision_id().map(str::to_owned))
+                .send()
+        })
+        .await
+        .map_err(|e| failure(function, "UpdateAlias", &e))?;
+        Ok(())
+    }
+
+    /// Runs `call` again, with backoff, while Lambda answers that another update is in
+    /// progress; gives the last answer back once the pacing budget is spent.
+    async fn patiently<T, E, F, Fut>(&self, mut call: F) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        E: Modeled,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let mut backoff = Backoff::new(self.pacing);
+        loop {
+            match call().await {
+                Err(e) if e.as_service_error().is_some_and(Modeled::in_conflict) => {
+                    debug!(error = %ErrorChain(&e), "another update is in progress");
+                    if !backoff.pause().await {
+                        return Err(e);
+                    }
+                }
+                answer => return answer,
+            }
+        }
+    }
+}
+
+/// Doubling pauses within a [`Pacing`] budget.
+struct Backoff {
+    pacing: Pacing,
+    started: Instant,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(pacing: Pacing) -> Self {
+        Self {
+            pacing,
+            started: Instant::now(),
+            next: pacing.first_delay,
+        }
+    }
+
+    /// Sleeps before the next try; false (and no sleep) once the budget would be exceeded.
+    async fn pause(&mut self) -> bool {
+        if self.started.elapsed() + self.next > self.pacing.budget {
+            return false;
+        }
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.pacing.max_delay);
+        true
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// What an operation's modeled errors say beyond [`is_transient`].
+trait Modeled: ProvideErrorKind + std::error::Error + Send + Sync + 'static {
+    /// `ResourceConflictException`: another update of the function is in progress.
+    fn in_conflict(&self) -> bool {
+        false
+    }
+
+    /// `PreconditionFailedException`: the revision changed since it was read.
+    fn stale_revision(&self) -> bool {
+        false
+    }
+}
+
+impl Modeled for GetAliasError {}
+impl Modeled for GetFunctionConfigurationError {}
+impl Modeled for GetFunctionConcurrencyError {}
+impl Modeled for ListVersionsByFunctionError {}
+
+impl Modeled for UpdateFunctionConfigurationError {
+    fn in_conflict(&self) -> bool {
+        self.is_resource_conflict_exception()
+    }
+    fn stale_revision(&self) -> bool {
+        self.is_precondition_failed_exception()
+    }
+}
+
+impl Modeled for PublishVersionError {
+    fn in_conflict(&self) -> bool {
+        self.is_resource_conflict_exception()
+    }
+    fn stale_revision(&self) -> bool {
+        self.is_precondition_failed_exception()
+    }
+}
+
+impl Modeled for UpdateAliasError {
+    fn in_conflict(&self) -> bool {
+        self.is_resource_conflict_exception()
+    }
+    fn stale_revision(&self) -> bool {
+        self.is_precondition_failed_exception()
+    }
+}
+
+impl Modeled for PutFunctionConcurrencyError {
+    fn in_conflict(&self) -> bool {
+        self.is_resource_conflict_exception()
+    }
+}
+
+impl Modeled for DeleteFunctionConcurrencyError {
+    fn in_conflict(&self) -> bool {
+        self.is_resource_conflict_exception()
+    }
+}
+
+/// `Unavailable` for throttling, 5xx, an update still in progress after the retries, and a
+/// revision that changed under the call (a retry reads it again); `Rejected` for the rest
+/// (`ResourceNotFoundException`, `InvalidParameterValueException`, access denied, …).
+fn failure<E: Modeled>(
+    function: &ComponentId,
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> DeployError {
+    let message = format!("{operation} on {function}: {}", ErrorChain(err));
+    let retry_later = is_transient(err)
+        || err
+            .as_service_error()
+            .is_some_and(|e| e.in_conflict() || e.stale_revision());
+    if retry_later {
+        debug!(function = %function, operation, error = %DisplayErrorContext(err), "Lambda call failed");
+        DeployError::Unavailable(message)
+    } else {
+        warn!(function = %function, operation, error = %DisplayErrorContext(err), "Lambda refused the call");
+        DeployError::Rejected(message)
+    }
+}
+
+/// A response that lacks what the deployer reads.
+fn malformed(function: &ComponentId, operation: &str, what: &str) -> DeployError {
+    DeployError::Rejected(format!("{operation} on {function} answered with {what}"))
+}
+
+fn other_settings(improvement_id: &str, function: &ComponentId) -> DeployError {
+    DeployError::Rejected(format!(
+        "improvement {improvement_id} was deployed to {function} with other settings or weight"
+    ))
+}
+
+/// The alias's version, which a deploy keeps as the stable one.
+fn stable_version(function: &ComponentId, alias: &GetAliasOutput) -> Result<String, DeployError> {
+    alias
+        .function_version()
+        .map(str::to_owned)
+        .ok_or_else(|| malformed(function, "GetAlias", "no FunctionVersion"))
+}
+
+/// The alias's additional version and its weight. Lambda allows one; were there more, the
+/// lowest-numbered would be reported.
+fn canary_of(alias: &GetAliasOutput) -> Option<(String, f64)> {
+    alias
+        .routing_config()
+        .and_then(AliasRoutingConfiguration::additional_version_weights)
+        .and_then(|weights| {
+            weights
+                .iter()
+                .min_by_key(|(v, _)| (version_number(v), v.as_str()))
+        })
+        .map(|(v, w)| (v.clone(), *w))
+}
+
+fn version_number(version: &str) -> Option<u64> {
+    version.parse().ok()
+}
+
+/// Now, to the millisecond, so it reads back from a description unchanged.
+fn now_to_the_millisecond() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+}
+
+/// The part of a version's configuration the deployer reads and writes.
+#[derive(Debug, Clone, PartialEq)]
+struct VersionConfig {
+    /// A version number, or `$LATEST`.
+    version: String,
+    memory_mb: u32,
+    timeout_seconds: u32,
+    environment: BTreeMap<String, String>,
+    description: String,
+}
+
+impl VersionConfig {
+    fn read(
+        version: Option<&str>,
+        memory: Option<i32>,
+        timeout: Option<i32>,
+        environment: Option<&EnvironmentResponse>,
+        description: Option<&str>,
+    ) -> Result<Self, String> {
+        let count = |value: Option<i32>, name: &str| {
+            value
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| format!("no valid {name}"))
+        };
+        Ok(Self {
+            version: version.ok_or("no Version")?.to_owned(),
+            memory_mb: count(memory, "MemorySize")?,
+            timeout_seconds: count(timeout, "Timeout")?,
+            environment: environment
+                .and_then(EnvironmentResponse::variables)
+                .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            description: description.unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// True when memory, timeout and environment are those of `settings`.
+    fn runs(&self, settings: &LambdaSettings) -> bool {
+        self.memory_mb == settings.memory_mb
+            && self.timeout_seconds == settings.timeout_seconds
+            && self.environment == settings.environment
+    }
+
+    /// True when everything but the version name is the same.
+    fn same_as(&self, other: &Self) -> bool {
+        self.memory_mb == other.memory_mb
+            && self.timeout_seconds == other.timeout_seconds
+            && self.environment == other.environment
+            && self.description == other.description
+    }
+
+    fn settings(&self, reserved_concurrency: Option<u32>) -> LambdaSettings {
+        LambdaSettings {
+            memory_mb: self.memory_mb,
+            timeout_seconds: self.timeout_seconds,
+            reserved_concurrency,
+            environment: self.environment.clone(),
+        }
+    }
+}
+
+/// Every Lambda output that carries a function configuration reads the same way.
+macro_rules! version_config_from {
+    ($($output:ty),* $(,)?) => {$(
+        impl TryFrom<&$output> for VersionConfig {
+            type Error = String;
+
+            fn try_from(c: &$output) -> Result<Self, String> {
+                Self::read(
+                    c.version(),
+                    c.memory_size(),
+                    c.timeout(),
+                    c.environment(),
+                    c.description(),
+                )
+            }
+        }
+    )*};
+}
+
+version_config_from!(
+    GetFunctionConfigurationOutput,
+    PublishVersionOutput,
+    FunctionConfiguration,
+);
+
+/// What a canary version records in its description, once, at `PublishVersion`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct VersionNote {
+    /// The improvement the version ships.
+    #[serde(rename = "selfbuild")]
+    improvement_id: String,
+    /// The version the alias pointed at when this one was cut.
+    stable: String,
+    /// The function's reserved concurrency before the deploy.
+    reserved_before: Option<u32>,
+    /// The reserved concurrency the deploy sets.
+    reserved: Option<u32>,
+}
+
+/// What the alias records in its description, in the call that starts routing to a canary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AliasNote {
+    /// The improvement being shipped.
+    #[serde(rename = "selfbuild")]
+    improvement_id: String,
+    /// The canary version.
+    canary: String,
+    /// Its weight.
+    weight: f64,
+    /// When routing to it began.
+    #[serde(with = "time::serde::rfc3339")]
+    since: OffsetDateTime,
+}
+
+/// A note as a description, refused when Lambda would not keep it whole.
+fn describe(note: &impl Serialize, improvement_id: &str) -> Result<String, DeployError> {
+    let text = serde_json::to_string(note).map_err(|e| {
+        DeployError::Rejected(format!("the note of improvement {improvement_id}: {e}"))
+    })?;
+    if text.chars().count() > MAX_DESCRIPTION {
+        return Err(DeployError::Rejected(format!(
+            "improvement id {improvement_id} is too long to record in a Lambda description \
+             ({MAX_DESCRIPTION} characters at most)"
+        )));
+    }
+    Ok(text)
+}
+
+impl VersionNote {
+    fn parse(description: &str) -> Option<Self> {
+        serde_json::from_str(description).ok()
+    }
+
+    fn to_description(&self) -> Result<String, DeployError> {
+        describe(self, &self.improvement_id)
+    }
+}
+
+impl AliasNote {
+    fn parse(description: Option<&str>) -> Option<Self> {
+        serde_json::from_str(description?).ok()
+    }
+
+    fn to_description(&self) -> Result<String, DeployError> {
+        describe(self, &self.improvement_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdk_error::test_support::service_error;
+    use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
+    use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationOutput;
+    use aws_sdk_lambda::types::LastUpdateStatusReasonCode;
+    use aws_sdk_lambda::types::error::{
+        InvalidParameterValueException, ResourceConflictException, ResourceNotFoundException,
+        TooManyRequestsException,
+    };
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_types::error::ErrorMetadata;
+    use time::macros::datetime;
+
+    /// Pauses short enough for unit tests, and a budget of a few of them.
+    const FAST: Pacing = Pacing {
+        first_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+        budget: Duration::from_millis(30),
+    };
+
+    fn function() -> ComponentId {
+        ComponentId::parse("orders-api").unwrap()
+    }
+
+    fn deployer(client: Client) -> LambdaDeployer {
+        LambdaDeployer {
+            client,
+            pacing: FAST,
+        }
+    }
+
+    fn target() -> VersionConfig {
+        VersionConfig {
+            version: LATEST.to_owned(),
+            memory_mb: 512,
+            timeout_seconds: 10,
+            environment: [("MODE".to_owned(), "fast".to_owned())].into(),
+            description: "d".to_owned(),
+        }
+    }
+
+    fn conflict() -> UpdateFunctionConfigurationError {
+        UpdateFunctionConfigurationError::ResourceConflictException(
+            ResourceConflictException::builder()
+                .message("An update is in progress")
+                .build(),
+        )
+    }
+
+    fn status(status: LastUpdateStatus) -> GetFunctionConfigurationOutput {
+        GetFunctionConfigurationOutput::builder()
+            .last_update_status(status)
+            .build()
+    }
+
+    #[test]
+    fn notes_round_trip_and_fit_a_description_for_the_longest_improvement_ids() {
+        // A cycle id has at most 80 characters; the improvement appends `-<rank>`.
+        let id = format!("{}-12", "c".repeat(80));
+        let version = VersionNote {
+            improvement_id: id.clone(),
+            stable: "12345".into(),
+            reserved_before: None,
+            reserved: Some(1000),
+        };
+        let text = version.to_description().unwrap();
+        assert!(
+            text.len() <= MAX_DESCRIPTION,
+            "{} chars: {text}",
+            text.len()
+        );
+        assert_eq!(VersionNote::parse(&text), Some(version));
+
+        let alias = AliasNote {
+            improvement_id: id,
+            canary: "12346".into(),
+            weight: 0.1,
+            since: datetime!(2026-11-22 05:00:01.123 UTC),
+        };
+        let text = alias.to_description().unwrap();
+        assert!(
+            text.len() <= MAX_DESCRIPTION,
+            "{} chars: {text}",
+            text.len()
+        );
+        assert_eq!(AliasNote::parse(Some(&text)), Some(alias));
+
+        assert_eq!(AliasNote::parse(Some("Managed by SAM")), None);
+        assert_eq!(VersionNote::parse(""), None);
+        let too_long = VersionNote {
+            improvement_id: "x".repeat(MAX_DESCRIPTION),
+            stable: "1".into(),
+            reserved_before: None,
+            reserved: None,
+        };
+        assert!(matches!(
+            too_long.to_description(),
+            Err(DeployError::Rejected(m)) if m.contains("too long")
+        ));
+    }
+
+    #[test]
+    fn a_deployed_at_reads_back_from_its_description_unchanged() {
+        let since = now_to_the_millisecond();
+        assert_eq!(since.nanosecond() % 1_000_000, 0);
+        let note = AliasNote {
+            improvement_id: "i".into(),
+            canary: "2".into(),
+            weight: 0.1,
+            since,
+        };
+        let back = AliasNote::parse(Some(&note.to_description().unwrap())).unwrap();
+        assert_eq!(back.since, since);
+    }
+
+    #[test]
+    fn conflicts_throttling_and_stale_revisions_are_unavailable() {
+        let f = function();
+        assert!(matches!(
+            failure(
+                &f,
+                "UpdateFunctionConfiguration",
+                &service_error(conflict(), 409)
+            ),
+            DeployError::Unavailable(_)
+        ));
+        let throttled =
+            UpdateAliasError::TooManyRequestsException(TooManyRequestsException::builder().build());
+        assert!(matches!(
+            failure(&f, "UpdateAlias", &service_error(throttled, 429)),
+            DeployError::Unavailable(_)
+        ));
+        let stale = UpdateAliasError::PreconditionFailedException(
+            aws_sdk_lambda::types::error::PreconditionFailedException::builder().build(),
+        );
+        assert!(matches!(
+            failure(&f, "UpdateAlias", &service_error(stale, 412)),
+            DeployError::Unavailable(_)
+        ));
+        let internal =
+            GetAliasError::generic(ErrorMetadata::builder().code("ServiceException").build());
+        assert!(matches!(
+            failure(&f, "GetAlias", &service_error(internal, 500)),
+            DeployError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn missing_resources_bad_parameters_and_denials_are_rejected_naming_the_function() {
+        let f = function();
+        let missing = GetFunctionConfigurationError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("Function not found")
+                .build(),
+        );
+        let invalid = PublishVersionError::InvalidParameterValueException(
+            InvalidParameterValueException::builder().build(),
+        );
+        let denied = PutFunctionConcurrencyError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .build(),
+        );
+        for err in [
+            failure(&f, "GetFunctionConfiguration", &service_error(missing, 404)),
+            failure(&f, "PublishVersion", &service_error(invalid, 400)),
+            failure(&f, "PutFunctionConcurrency", &service_error(denied, 403)),
+        ] {
+            assert!(
+                matches!(&err, DeployError::Rejected(m) if m.contains("orders-api")),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_lowest_additional_version_is_the_canary() {
+        let alias = |weights: &[(&str, f64)]| {
+            let mut routing = AliasRoutingConfiguration::builder();
+            for (v, w) in weights {
+                routing = routing.additional_version_weights(*v, *w);
+            }
+            GetAliasOutput::builder()
+                .function_version("3")
+                .routing_config(routing.build())
+                .build()
+        };
+        assert_eq!(canary_of(&alias(&[])), None);
+        assert_eq!(canary_of(&alias(&[("4", 0.1)])), Some(("4".into(), 0.1)));
+        assert_eq!(
+            canary_of(&alias(&[("10", 0.2), ("9", 0.1)])),
+            Some(("9".into(), 0.1))
+        );
+        assert_eq!(canary_of(&GetAliasOutput::builder().build()), None);
+    }
+
+    #[tokio::test]
+    async fn an_update_waits_out_conflicts_and_an_update_in_progress() {
+        // GIVEN Lambda is busy twice, then the update runs for two polls
+        let update = mock!(Client::update_function_configuration)
+            .sequence()
+            .error(conflict)
+            .times(2)
+            .output(|| UpdateFunctionConfigurationOutput::builder().build())
+            .build();
+        let poll = mock!(Client::get_function_configuration)
+            .sequence()
+            .output(|| status(LastUpdateStatus::InProgress))
+            .times(2)
+            .output(|| status(LastUpdateStatus::Successful))
+            .build();
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&update, &poll]);
+        // WHEN $LATEST is updated THEN it succeeds once the update has
+        deployer(client)
+            .update_latest(&function(), &target())
+            .await
+            .unwrap();
+        assert_eq!((update.num_calls(), poll.num_calls()), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_outlasts_the_budget_is_unavailable() {
+        let update = mock!(Client::update_function_configuration).then_error(conflict);
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&update]);
+        let err = deployer(client)
+            .update_latest(&function(), &target())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeployError::Unavailable(m) if m.contains("UpdateFunctionConfiguration")),
+            "{err:?}"
+        );
+        assert!(update.num_calls() > 1);
+    }
+
+    #[tokio::test]
+    async fn an_update_that_never_finishes_is_unavailable_and_a_failed_one_rejected() {
+        let update = mock!(Client::update_function_configuration)
+            .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
+        let stuck = mock!(Client::get_function_configuration)
+            .then_output(|| status(LastUpdateStatus::InProgress));
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&update, &stuck]);
+        let err = deployer(client)
+            .update_latest(&function(), &target())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeployError::Unavailable(m) if m.contains("InProgress")),
+            "{err:?}"
+        );
+
+        let failed = mock!(Client::get_function_configuration).then_output(|| {
+            GetFunctionConfigurationOutput::builder()
+                .last_update_status(LastUpdateStatus::Failed)
+                .last_update_status_reason_code(LastUpdateStatusReasonCode::SubnetOutOfIpAddresses)
+                .last_update_status_reason("no free IP addresses")
+                .build()
+        });
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&update, &failed]);
+        let err = deployer(client)
+            .update_latest(&function(), &target())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeployError::Rejected(m)
+                if m.contains("SubnetOutOfIPAddresses") && m.contains("no free IP addresses")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_alias_is_rejected_naming_it() {
+        let missing = mock!(Client::get_alias).then_error(|| {
+            GetAliasError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("Cannot find alias arn")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&missing]);
+        let err = deployer(client)
+            .function_state(&function())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeployError::Rejected(m)
+                if m.contains("orders-api") && m.contains("no alias `live`")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn weights_outside_zero_to_one_are_rejected_before_any_call() {
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, []);
+        let settings = target().settings(None);
+        for weight in [0.0, -0.1, 1.5, f64::NAN] {
+            let err = deployer(client.clone())
+                .deploy_canary("i", &function(), &settings, weight)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err:?}");
+        }
+    }
+}
