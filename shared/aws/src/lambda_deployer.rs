@@ -185,7 +185,8 @@ impl Deployer for LambdaDeployer {
         }
         if let Some((version, _)) = canary_of(&alias) {
             return Err(DeployError::Rejected(format!(
-                "{function} already routes to canary version {version}; promote or roll it back first"
+                "{function} already routes to canary version {version}; \
+                 promote or roll it back first"
             )));
         }
         let (canary, note) = match self.published(function, improvement_id).await? {
@@ -200,7 +201,11 @@ impl Deployer for LambdaDeployer {
                 if !canary.runs(settings) || note.reserved != settings.reserved_concurrency {
                     return Err(other_settings(improvement_id, function));
                 }
-                debug!(function = %function, version = %canary.version, "canary version already published");
+                debug!(
+                    function = %function,
+                    version = %canary.version,
+                    "canary version already published"
+                );
                 (canary, note)
             }
             None => {
@@ -350,7 +355,12 @@ impl LambdaDeployer {
         {
             return Err(other_settings(improvement_id, function));
         }
-        debug!(function = %function, improvement = improvement_id, version = %note.canary, "canary already routed");
+        debug!(
+            function = %function,
+            improvement = improvement_id,
+            version = %note.canary,
+            "canary already routed"
+        );
         Ok(CanaryDeployment {
             improvement_id: improvement_id.to_owned(),
             baseline: self.baseline(function, &version_note).await?,
@@ -460,7 +470,9 @@ impl LambdaDeployer {
             .map_err(|e| malformed(function, "GetFunctionConfiguration", &e))
     }
 
-    /// The version published for `improvement_id`, if any, and what it recorded.
+    /// The version published for `improvement_id`, if any, and what it recorded. Refused
+    /// when a later version was published after it: routing to an older canary then could
+    /// revive one that was shipped and rolled back before.
     async fn published(
         &self,
         function: &ComponentId,
@@ -477,18 +489,28 @@ impl LambdaDeployer {
             .await
             .map_err(|e| failure(function, "ListVersionsByFunction", &e))?;
         // `$LATEST` carries the same description from step 2 on; only a published version counts.
-        let found = versions.iter().rev().find_map(|v| {
+        let found = versions.iter().find_map(|v| {
             let note = VersionNote::parse(v.description()?)?;
             (v.version() != Some(LATEST) && note.improvement_id == improvement_id)
                 .then_some((v, note))
         });
-        found
-            .map(|(v, note)| {
-                VersionConfig::try_from(v)
-                    .map(|config| (config, note))
-                    .map_err(|e| malformed(function, "ListVersionsByFunction", &e))
-            })
-            .transpose()
+        let Some((version, note)) = found else {
+            return Ok(None);
+        };
+        let config = VersionConfig::try_from(version)
+            .map_err(|e| malformed(function, "ListVersionsByFunction", &e))?;
+        let newest = versions
+            .iter()
+            .filter_map(|v| v.version().and_then(version_number))
+            .max();
+        if newest > version_number(&config.version) {
+            return Err(DeployError::Rejected(format!(
+                "version {} of {function} was published for improvement {improvement_id}, but \
+                 later versions were published after it; not routing an older canary",
+                config.version
+            )));
+        }
+        Ok(Some((config, note)))
     }
 
     /// The function's reserved concurrency; none when unreserved.
@@ -618,7 +640,11 @@ impl LambdaDeployer {
                     )));
                 }
                 Some(status) => {
-                    debug!(function = %function, status = status.as_str(), "waiting for the update");
+                    debug!(
+                        function = %function,
+                        status = status.as_str(),
+                        "waiting for the update"
+                    );
                     if !backoff.pause().await {
                         return Err(DeployError::Unavailable(format!(
                             "{function}'s configuration update is still {} after {} s",
@@ -788,10 +814,20 @@ fn failure<E: Modeled>(
             .as_service_error()
             .is_some_and(|e| e.in_conflict() || e.stale_revision());
     if retry_later {
-        debug!(function = %function, operation, error = %DisplayErrorContext(err), "Lambda call failed");
+        debug!(
+            function = %function,
+            operation,
+            error = %DisplayErrorContext(err),
+            "Lambda call failed"
+        );
         DeployError::Unavailable(message)
     } else {
-        warn!(function = %function, operation, error = %DisplayErrorContext(err), "Lambda refused the call");
+        warn!(
+            function = %function,
+            operation,
+            error = %DisplayErrorContext(err),
+            "Lambda refused the call"
+        );
         DeployError::Rejected(message)
     }
 }
@@ -1219,7 +1255,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, DeployError::Unavailable(m) if m.contains("UpdateFunctionConfiguration")),
+            matches!(&err, DeployError::Unavailable(m)
+                if m.contains("UpdateFunctionConfiguration")),
             "{err:?}"
         );
         assert!(update.num_calls() > 1);

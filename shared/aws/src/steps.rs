@@ -1,0 +1,56 @@
+//! The cycle's Lambda functions on AWS: every port on its AWS adapter, built once per
+//! container, then the core step for each event.
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use selfbuild_core::Config;
+use selfbuild_core::clock::SystemClock;
+use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
+use serde_json::Value;
+
+use crate::dynamo::DynamoStore;
+use crate::eventbridge::EventBridgeNotifier;
+use crate::lambda::diagnostic;
+use crate::lambda_deployer::LambdaDeployer;
+use crate::llm::{BedrockLlm, ResilientLlm};
+use crate::telemetry::{CloudWatchTelemetry, TelemetrySettings};
+
+/// Runs `function` as a Lambda function until the runtime stops it.
+pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let sdk = crate::sdk_config().await;
+    let store = DynamoStore::new(&sdk, config.table_name.clone());
+    let telemetry = CloudWatchTelemetry::new(
+        &sdk,
+        TelemetrySettings {
+            custom_namespace: config.custom_metrics_namespace.clone(),
+            log_group_prefix: config.log_group_prefix.clone(),
+            ..TelemetrySettings::default()
+        },
+    );
+    let deployer = LambdaDeployer::new(&sdk);
+    let bedrock = BedrockLlm::new(&sdk, config.bedrock_model_id.clone());
+    let provider = bedrock.provider_name();
+    let llm = ResilientLlm::new(provider, Arc::new(bedrock));
+    let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());
+    let clock = SystemClock;
+    let deps = StepDeps {
+        telemetry: &telemetry,
+        deployer: &deployer,
+        llm: &llm,
+        halt: &store,
+        approvals: &store,
+        audit: &store,
+        notifier: &notifier,
+        clock: &clock,
+    };
+    let config = &config;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        run_step(function, deps, config, &event.payload)
+            .await
+            .map_err(|e| diagnostic(&e))
+    }))
+    .await
+}
