@@ -6,6 +6,7 @@
 //! - [`telemetry`]: [`telemetry::CloudWatchTelemetry`], metric series from CloudWatch
 //!   `GetMetricData` and error rows from CloudWatch Logs Insights.
 //! - [`eventbridge`]: [`eventbridge::EventBridgeNotifier`], notifications for other agents on an event bus.
+//! - [`secrets`]: JSON secrets from Secrets Manager, cached per container.
 //! - [`steps`]: the cycle's Lambda functions on their AWS adapters ([`steps::run`]).
 //! - [`lambda`]: [`lambda::diagnostic`], Lambda error reports with a stable `errorType`.
 //! - [`lambda_deployer`]: [`LambdaDeployer`], canaries as published versions weighted behind
@@ -26,6 +27,7 @@ pub mod lambda;
 pub mod lambda_deployer;
 pub mod llm;
 mod sdk_error;
+pub mod secrets;
 pub mod sfn;
 pub mod steps;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! container, then the core step for each event.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_core::Config;
@@ -13,7 +14,8 @@ use crate::dynamo::DynamoStore;
 use crate::eventbridge::EventBridgeNotifier;
 use crate::lambda::diagnostic;
 use crate::lambda_deployer::LambdaDeployer;
-use crate::llm::{BedrockLlm, ResilientLlm};
+use crate::llm::{BedrockLlm, ModelPrice, OpenAiCompatibleLlm, OpenAiConfig, ResilientLlm};
+use crate::secrets::{SecretsManagerSecrets, field};
 use crate::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 
 /// Runs `function` as a Lambda function until the runtime stops it.
@@ -33,7 +35,13 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     let deployer = LambdaDeployer::new(&sdk);
     let bedrock = BedrockLlm::new(&sdk, config.bedrock_model_id.clone());
     let provider = bedrock.provider_name();
-    let llm = ResilientLlm::new(provider, Arc::new(bedrock));
+    let mut llm = ResilientLlm::new(provider, Arc::new(bedrock));
+    if let Some(id) = &config.llm_fallback_secret_id {
+        let secrets = SecretsManagerSecrets::new(&sdk, Duration::from_secs(300));
+        let fallback = openai_fallback(&secrets, id).await?;
+        let name = fallback.provider_name();
+        llm = llm.with_fallback(name, Arc::new(fallback));
+    }
     let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());
     let clock = SystemClock;
     let deps = StepDeps {
@@ -53,4 +61,20 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
             .map_err(|e| diagnostic(&e))
     }))
     .await
+}
+
+/// The OpenAI-compatible fallback from its secret `{base_url, api_key, model}`.
+async fn openai_fallback(
+    secrets: &SecretsManagerSecrets,
+    id: &str,
+) -> Result<OpenAiCompatibleLlm, lambda_runtime::Error> {
+    let secret = secrets.json(id).await?;
+    let model = field(id, &secret, "model")?.to_owned();
+    let config = OpenAiConfig {
+        base_url: field(id, &secret, "base_url")?.to_owned(),
+        api_key: field(id, &secret, "api_key")?.to_owned(),
+        price: ModelPrice::from_env(&model)?,
+        model,
+    };
+    Ok(OpenAiCompatibleLlm::new(config)?)
 }

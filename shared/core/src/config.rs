@@ -89,6 +89,9 @@ pub struct Config {
     pub custom_metrics_namespace: String,
     /// `LOG_GROUP_PREFIX`: a component's logs are in `<prefix><component>`.
     pub log_group_prefix: String,
+    /// `LLM_FALLBACK_SECRET_ID`: a Secrets Manager secret `{base_url, api_key, model}` of an
+    /// OpenAI-compatible endpoint tried when Bedrock fails; none means no fallback.
+    pub llm_fallback_secret_id: Option<String>,
 }
 
 impl Config {
@@ -146,6 +149,7 @@ impl Config {
             custom_metrics_namespace: env
                 .string("CUSTOM_METRICS_NAMESPACE", "Selfbuild/Services")?,
             log_group_prefix: env.string("LOG_GROUP_PREFIX", "/aws/lambda/")?,
+            llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
         })
     }
 

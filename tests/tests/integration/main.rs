@@ -10,5 +10,6 @@ mod intake;
 mod lambda_deployer;
 mod notifier;
 mod orchestrator;
+mod secrets;
 mod store_contract;
 mod telemetry;
