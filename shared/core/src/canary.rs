@@ -191,14 +191,26 @@ pub async fn monitor(
             .map(MetricSeries::values)
             .unwrap_or_default()
     };
+    let find = |version: &str, name: MetricName| {
+        series
+            .iter()
+            .find(|s| s.version.as_deref() == Some(version) && s.metric == name)
+    };
+    // Per-minute rates, pairing numerator and invocations by timestamp (a minute missing
+    // from either series is skipped, not misaligned).
     let rates = |version: &str, numerator: MetricName, with_numerator: bool| -> Vec<f64> {
-        let part = pick(version, numerator);
-        let invocations = pick(version, MetricName::Invocations);
-        part.iter()
-            .zip(&invocations)
-            .filter_map(|(p, i)| {
-                let whole = if with_numerator { i + p } else { *i };
-                (whole > 0.0).then(|| p / whole)
+        let invocations: std::collections::BTreeMap<_, f64> =
+            find(version, MetricName::Invocations)
+                .map(|s| s.points.iter().map(|p| (p.timestamp, p.value)).collect())
+                .unwrap_or_default();
+        find(version, numerator)
+            .map(|s| s.points.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                let i = *invocations.get(&p.timestamp)?;
+                let whole = if with_numerator { i + p.value } else { i };
+                (whole > 0.0).then(|| p.value / whole)
             })
             .collect()
     };
@@ -285,4 +297,210 @@ fn deployment_of(
         .as_ref()
         .and_then(|d| d.deployment.as_ref())
         .ok_or_else(|| CanaryError::InvalidInput("deploy.deployment: nothing deployed".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::change::LambdaSettings;
+    use crate::clock::FixedClock;
+    use crate::deployment::{CanaryDeployment, FunctionState};
+    use crate::error::StoreError;
+    use crate::ids::ComponentId;
+    use crate::ports::HaltState;
+    use crate::telemetry::{DataPoint, ErrorRow};
+
+    const DEPLOYED: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
+
+    /// Per-minute series: stable fails 1 %, the canary `canary_error_rate`; the canary's
+    /// Errors series misses minute 3 (a source that drops points).
+    struct Versions {
+        canary_error_rate: f64,
+    }
+
+    fn points(minutes: i64, value: impl Fn(i64) -> f64, skip: Option<i64>) -> Vec<DataPoint> {
+        (0..minutes)
+            .filter(|m| Some(*m) != skip)
+            .map(|m| DataPoint {
+                timestamp: DEPLOYED + Duration::minutes(m),
+                value: value(m),
+            })
+            .collect()
+    }
+
+    #[async_trait]
+    impl Telemetry for Versions {
+        async fn metric_series(
+            &self,
+            _: &TelemetryQuery,
+        ) -> Result<Vec<MetricSeries>, TelemetryError> {
+            Ok(vec![])
+        }
+        async fn version_series(
+            &self,
+            function: &ComponentId,
+            _: &[String],
+            _: &[MetricName],
+            _: &TimeWindow,
+            _: u32,
+        ) -> Result<Vec<MetricSeries>, TelemetryError> {
+            let series = |version: &str, metric, points| MetricSeries {
+                component: function.clone(),
+                metric,
+                version: Some(version.to_owned()),
+                points,
+            };
+            let rate = self.canary_error_rate;
+            Ok(vec![
+                series("1", MetricName::Invocations, points(10, |_| 900.0, None)),
+                series(
+                    "1",
+                    MetricName::Errors,
+                    points(10, |m| 9.0 + (m % 2) as f64, None),
+                ),
+                series(
+                    "1",
+                    MetricName::DurationP99,
+                    points(10, |m| 200.0 + m as f64, None),
+                ),
+                series("2", MetricName::Invocations, points(10, |_| 100.0, None)),
+                // Minute 3 missing: pairing by position would shift every later minute.
+                series(
+                    "2",
+                    MetricName::Errors,
+                    points(10, |m| 100.0 * rate + (m % 2) as f64, Some(3)),
+                ),
+                series(
+                    "2",
+                    MetricName::DurationP99,
+                    points(10, |m| 201.0 + m as f64, None),
+                ),
+            ])
+        }
+        async fn error_rows(
+            &self,
+            _: &TelemetryQuery,
+            _: usize,
+        ) -> Result<Vec<ErrorRow>, TelemetryError> {
+            Ok(vec![])
+        }
+    }
+
+    struct NoDeployer;
+
+    #[async_trait]
+    impl Deployer for NoDeployer {
+        async fn function_state(&self, _: &ComponentId) -> Result<FunctionState, DeployError> {
+            Err(DeployError::Rejected("unused".into()))
+        }
+        async fn deploy_canary(
+            &self,
+            _: &str,
+            _: &ComponentId,
+            _: &LambdaSettings,
+            _: f64,
+        ) -> Result<CanaryDeployment, DeployError> {
+            Err(DeployError::Rejected("unused".into()))
+        }
+        async fn promote(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+            Ok(())
+        }
+        async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+            Ok(())
+        }
+    }
+
+    struct NotHalted;
+
+    #[async_trait]
+    impl HaltSwitch for NotHalted {
+        async fn halt_state(&self) -> Result<Option<HaltState>, StoreError> {
+            Ok(None)
+        }
+        async fn set_halt(&self, _: &HaltState) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn clear_halt(&self) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    fn item() -> ImprovementItem {
+        let settings = LambdaSettings {
+            memory_mb: 512,
+            timeout_seconds: 10,
+            reserved_concurrency: None,
+            environment: Default::default(),
+        };
+        let function = ComponentId::parse("orders").unwrap();
+        let json = serde_json::json!({
+            "cycle_id": "c1", "tenant_id": "acme", "mode": "routine",
+            "opportunity": {"id": "orders:timeouts", "rank": 1, "component": "orders", "tenant_id": null,
+                "kind": "timeouts", "evidence": [], "expected_gain": 0.9, "affected_requests": 1.0,
+                "impact_score": 0.9, "priority": "high", "current": null, "top_errors": []},
+        });
+        let mut item: ImprovementItem = serde_json::from_value(json).unwrap();
+        item.deploy = Some(DeployOutcome {
+            status: DeployStatus::Deployed,
+            deployment: Some(CanaryDeployment {
+                improvement_id: "c1-1".into(),
+                baseline: FunctionState {
+                    function,
+                    settings: settings.clone(),
+                    alias: "live".into(),
+                    stable_version: "1".into(),
+                    canary: None,
+                },
+                settings,
+                canary_version: "2".into(),
+                weight: 0.1,
+                deployed_at: DEPLOYED,
+            }),
+            wait_until: None,
+            reason: String::new(),
+            monitor_interval_seconds: 300,
+        });
+        item
+    }
+
+    async fn check(canary_error_rate: f64, minutes_after: i64) -> MonitorReport {
+        let telemetry = Versions { canary_error_rate };
+        let clock = FixedClock(DEPLOYED + Duration::minutes(minutes_after));
+        let deps = CanaryDeps {
+            deployer: &NoDeployer,
+            telemetry: &telemetry,
+            halt: &NotHalted,
+            clock: &clock,
+        };
+        monitor(deps, &Config::default(), &item()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_canary_as_good_as_stable_is_healthy_and_promoted_after_the_window() {
+        let report = check(0.01, 10).await;
+        assert_eq!(report.verdict, Verdict::Healthy, "{report:#?}");
+        assert!(!report.window_over);
+        let error_rate = &report.metrics[0];
+        assert_eq!(error_rate.metric, "error_rate");
+        assert!((error_rate.canary - 0.015).abs() < 0.002, "{error_rate:?}");
+        assert!(check(0.01, 61).await.window_over);
+    }
+
+    #[tokio::test]
+    async fn a_significantly_worse_canary_is_degraded() {
+        let report = check(0.2, 10).await;
+        assert_eq!(report.verdict, Verdict::Degraded);
+        let error_rate = &report.metrics[0];
+        assert!(error_rate.degraded);
+        assert!(error_rate.p_value.unwrap() < 0.05);
+        assert!(
+            !report.metrics[1].degraded,
+            "p99 within 10 %: {:?}",
+            report.metrics[1]
+        );
+    }
 }
