@@ -171,15 +171,17 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Maps a failed call to `Unavailable`: the only other store error, `Corrupt`, is for
-    /// records. Errors that retrying cannot fix (missing table, no permission, a malformed
-    /// request) are logged at warn with the full error context.
+    /// Maps a failed call to `Unavailable` when trying again may work (throttling, 5xx,
+    /// timeouts), else to `Rejected` (missing table, no permission, a malformed request),
+    /// logged at warn with the full error context.
     fn sdk_error<E>(&self, operation: &'static str, err: &SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorKind + std::error::Error + 'static,
     {
+        let message = format!("{operation} on table {}: {}", self.table, ErrorChain(err));
         if is_transient(err) {
             debug!(table = %self.table, operation, error = %DisplayErrorContext(err), "DynamoDB call failed");
+            StoreError::Unavailable(message)
         } else {
             warn!(
                 table = %self.table,
@@ -187,12 +189,8 @@ impl DynamoStore {
                 error = %DisplayErrorContext(err),
                 "DynamoDB rejected a request; retrying will not help"
             );
+            StoreError::Rejected(message)
         }
-        StoreError::Unavailable(format!(
-            "{operation} on table {}: {}",
-            self.table,
-            ErrorChain(err)
-        ))
     }
 
     /// One conditional put: the claim wins if no claim holds the key or the holder's window

@@ -57,10 +57,7 @@ impl Notifier for EventBridgeNotifier {
                 if is_transient(&e) {
                     StoreError::Unavailable(message)
                 } else {
-                    StoreError::Corrupt {
-                        record: format!("event bus {}", self.bus),
-                        problem: message,
-                    }
+                    StoreError::Rejected(message)
                 }
             })?;
         if out.failed_entry_count() > 0 {

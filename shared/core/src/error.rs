@@ -13,6 +13,10 @@ pub enum StoreError {
     /// The store could not be reached or was throttled; trying again may work.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the request (missing table, no permission, invalid request);
+    /// retrying will not help.
+    #[error("store rejected the request: {0}")]
+    Rejected(String),
     /// A stored record could not be read back; names the record and the problem.
     #[error("stored record {record} is corrupt: {problem}")]
     Corrupt {
@@ -49,6 +53,7 @@ impl StableError for StoreError {
     fn error_type(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "Retryable",
+            Self::Rejected(_) => "DependencyFailed",
             Self::Corrupt { .. } => "StoreCorrupt",
         }
     }

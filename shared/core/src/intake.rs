@@ -110,7 +110,9 @@ impl From<StoreError> for IntakeError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
-            StoreError::Corrupt { .. } => Self::DependencyFailed(e.to_string()),
+            StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+                Self::DependencyFailed(e.to_string())
+            }
         }
     }
 }

@@ -36,7 +36,9 @@ impl<S: CycleStore, C: Clock> Orchestrator for RecordingOrchestrator<S, C> {
             .await
             .map_err(|e| match e {
                 StoreError::Unavailable(m) => OrchestratorError::Unavailable(m),
-                StoreError::Corrupt { .. } => OrchestratorError::Rejected(e.to_string()),
+                StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+                    OrchestratorError::Rejected(e.to_string())
+                }
             })?;
         Ok(CycleHandle {
             execution_ref,

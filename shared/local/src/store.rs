@@ -542,7 +542,7 @@ impl selfbuild_core::approval::TaskTokens for StoreTaskTokens {
                 StoreError::Unavailable(m) => {
                     selfbuild_core::error::OrchestratorError::Unavailable(m)
                 }
-                StoreError::Corrupt { .. } => {
+                StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
                     selfbuild_core::error::OrchestratorError::Rejected(e.to_string())
                 }
             })

@@ -344,3 +344,16 @@ contract_suite!(
     approvals_collect_distinct_approvers,
     audit_events_come_back_in_time_order,
 );
+
+/// A missing table is a configuration error, not something to retry.
+#[tokio::test]
+async fn dynamodb_refusals_are_not_retryable() {
+    use selfbuild_core::error::{StableError, StoreError};
+    use selfbuild_core::ports::DedupStore;
+    let moto = selfbuild_tests::moto::MotoServer::shared();
+    let store = selfbuild_aws::dynamo::DynamoStore::new(&moto.sdk_config().await, "no-such-table");
+    let err = store.claim(&claim_at(&key("x"), T0)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert_eq!(err.error_type(), "DependencyFailed");
+    assert!(err.to_string().contains("no-such-table"), "{err}");
+}
