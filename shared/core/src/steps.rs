@@ -305,6 +305,16 @@ pub enum StepFunction {
 }
 
 impl StepFunction {
+    /// Every step function, in state machine order.
+    pub const ALL: [Self; 6] = [
+        Self::Analyze,
+        Self::Generate,
+        Self::Validate,
+        Self::Deploy,
+        Self::Monitor,
+        Self::Rollback,
+    ];
+
     /// The function's name, as in `functions/<name>`.
     pub fn name(self) -> &'static str {
         match self {
@@ -319,16 +329,7 @@ impl StepFunction {
 
     /// The function with this name.
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            Self::Analyze,
-            Self::Generate,
-            Self::Validate,
-            Self::Deploy,
-            Self::Monitor,
-            Self::Rollback,
-        ]
-        .into_iter()
-        .find(|f| f.name() == name)
+        Self::ALL.into_iter().find(|f| f.name() == name)
     }
 }
 

@@ -27,32 +27,25 @@ pub const DEFINITION: &str = include_str!("../../../statemachine/improvement-cyc
 /// The region and account of the local function ARNs.
 const LOCAL_ARN_PREFIX: &str = "arn:aws:lambda:local:000000000000:function:";
 
-/// `DefinitionSubstitutions` for running locally: each `${XFunctionArn}` → a local ARN.
-pub fn local_substitutions() -> BTreeMap<String, String> {
-    [
-        StepFunction::Analyze,
-        StepFunction::Generate,
-        StepFunction::Validate,
-        StepFunction::Deploy,
-        StepFunction::Monitor,
-        StepFunction::Rollback,
-    ]
-    .into_iter()
-    .map(|f| {
-        let name = f.name();
-        let key = format!(
-            "{}{}FunctionArn",
-            name[..1].to_ascii_uppercase(),
-            &name[1..]
-        );
-        (key, format!("{LOCAL_ARN_PREFIX}{name}"))
-    })
-    .collect()
+/// `DefinitionSubstitutions` with each `${XFunctionArn}` → `<arn_prefix><name>`.
+pub fn substitutions(arn_prefix: &str) -> BTreeMap<String, String> {
+    StepFunction::ALL
+        .into_iter()
+        .map(|f| {
+            let name = f.name();
+            let key = format!(
+                "{}{}FunctionArn",
+                name[..1].to_ascii_uppercase(),
+                &name[1..]
+            );
+            (key, format!("{arn_prefix}{name}"))
+        })
+        .collect()
 }
 
 /// Loads the bundled definition with local substitutions.
 pub fn load_state_machine() -> Result<StateMachine, crate::asl::AslError> {
-    StateMachine::load(DEFINITION, &local_substitutions())
+    StateMachine::load(DEFINITION, &substitutions(LOCAL_ARN_PREFIX))
 }
 
 /// Virtual time: `start` plus real elapsed time × `scale` (the interpreter's own clock runs

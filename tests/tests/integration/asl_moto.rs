@@ -10,7 +10,7 @@ use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, decide};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::error::StableError;
 use selfbuild_local::asl::{TaskCall, TaskHandler};
-use selfbuild_local::cycle::{DEFINITION, LocalSteps, ScaledClock};
+use selfbuild_local::cycle::{DEFINITION, LocalSteps, ScaledClock, substitutions};
 use selfbuild_local::demo::{demo_config, scenario_request};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
@@ -22,21 +22,11 @@ use serde_json::Value;
 
 /// Lambda ARNs as `DefinitionSubstitutions` would give them.
 fn substituted_definition() -> String {
-    let mut text = DEFINITION.to_owned();
-    for name in [
-        "analyze", "generate", "validate", "deploy", "monitor", "rollback",
-    ] {
-        let key = format!(
-            "${{{}{}FunctionArn}}",
-            name[..1].to_ascii_uppercase(),
-            &name[1..]
-        );
-        text = text.replace(
-            &key,
-            &format!("arn:aws:lambda:us-east-1:123456789012:function:{name}"),
-        );
-    }
-    text
+    substitutions("arn:aws:lambda:us-east-1:123456789012:function:")
+        .into_iter()
+        .fold(DEFINITION.to_owned(), |text, (key, arn)| {
+            text.replace(&format!("${{{key}}}"), &arn)
+        })
 }
 
 /// An injected failure: the first `times` calls of `function` fail with `error_type`.
