@@ -444,9 +444,8 @@ mod tests {
 
     use super::*;
     use crate::cycle::Trigger;
-    use crate::deployment::{CanaryDeployment, FunctionState};
-    use crate::ports::DeployError;
     use crate::telemetry::{DataPoint, ErrorRow};
+    use crate::testing::StaticDeployer;
 
     const END: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
 
@@ -482,40 +481,13 @@ mod tests {
         }
     }
 
-    #[async_trait]
-    impl Deployer for Fixture {
-        async fn function_state(
-            &self,
-            function: &ComponentId,
-        ) -> Result<FunctionState, DeployError> {
-            Ok(FunctionState {
-                function: function.clone(),
-                settings: LambdaSettings {
-                    memory_mb: 128,
-                    timeout_seconds: 3,
-                    reserved_concurrency: None,
-                    environment: Default::default(),
-                },
-                alias: "live".into(),
-                stable_version: "1".into(),
-                canary: None,
-            })
-        }
-        async fn deploy_canary(
-            &self,
-            _: &str,
-            _: &ComponentId,
-            _: &LambdaSettings,
-            _: f64,
-        ) -> Result<CanaryDeployment, DeployError> {
-            Err(DeployError::Rejected("read-only fixture".into()))
-        }
-        async fn promote(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
-            Ok(())
-        }
-        async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
-            Ok(())
-        }
+    fn deployer() -> StaticDeployer {
+        StaticDeployer(Some(LambdaSettings {
+            memory_mb: 128,
+            timeout_seconds: 3,
+            reserved_concurrency: None,
+            environment: Default::default(),
+        }))
     }
 
     fn series(component: &str, metric: MetricName, per_hour: f64) -> MetricSeries {
@@ -583,7 +555,7 @@ mod tests {
                 50,
             ),
         };
-        let report = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
         let ids: Vec<&str> = report.opportunities.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["orders:timeouts", "search:throttling"]);
         let top = &report.opportunities[0];
@@ -603,14 +575,14 @@ mod tests {
         assert!(report.has_opportunities);
 
         // The cap keeps the highest impact.
-        let capped = analyze(&fixture, &fixture, &request(1)).await.unwrap();
+        let capped = analyze(&fixture, &deployer(), &request(1)).await.unwrap();
         assert_eq!(capped.opportunities.len(), 1);
         assert_eq!(capped.opportunities[0].id, "orders:timeouts");
 
         // Nothing wrong: nothing to do.
         fixture.series.retain(|s| s.component.as_str() == "quiet");
         fixture.rows.clear();
-        let calm = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        let calm = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
         assert!(!calm.has_opportunities);
         assert_eq!(calm.components.len(), 1);
     }
@@ -625,7 +597,7 @@ mod tests {
             series: vec![series("api", MetricName::Invocations, 100.0), p99],
             rows: vec![],
         };
-        let report = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
         assert_eq!(
             report.opportunities[0].kind,
             OpportunityKind::LatencyRegression
@@ -638,7 +610,7 @@ mod tests {
             series: vec![series("orders", MetricName::Invocations, 1000.0)],
             rows: rows("orders", "ValidationError: order has no items", 3000),
         };
-        let report = analyze(&fixture, &fixture, &request(3)).await.unwrap();
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
         assert_eq!(report.templates[0].count, 3000);
     }
 }

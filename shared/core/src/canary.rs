@@ -313,6 +313,7 @@ mod tests {
     use crate::ids::ComponentId;
     use crate::ports::HaltState;
     use crate::telemetry::{DataPoint, ErrorRow};
+    use crate::testing::StaticDeployer;
 
     const DEPLOYED: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
 
@@ -390,30 +391,6 @@ mod tests {
         }
     }
 
-    struct NoDeployer;
-
-    #[async_trait]
-    impl Deployer for NoDeployer {
-        async fn function_state(&self, _: &ComponentId) -> Result<FunctionState, DeployError> {
-            Err(DeployError::Rejected("unused".into()))
-        }
-        async fn deploy_canary(
-            &self,
-            _: &str,
-            _: &ComponentId,
-            _: &LambdaSettings,
-            _: f64,
-        ) -> Result<CanaryDeployment, DeployError> {
-            Err(DeployError::Rejected("unused".into()))
-        }
-        async fn promote(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
-            Ok(())
-        }
-        async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
-            Ok(())
-        }
-    }
-
     struct NotHalted;
 
     #[async_trait]
@@ -471,7 +448,7 @@ mod tests {
         let telemetry = Versions { canary_error_rate };
         let clock = FixedClock(DEPLOYED + Duration::minutes(minutes_after));
         let deps = CanaryDeps {
-            deployer: &NoDeployer,
+            deployer: &StaticDeployer(None),
             telemetry: &telemetry,
             halt: &NotHalted,
             clock: &clock,

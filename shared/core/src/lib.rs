@@ -46,6 +46,8 @@ pub mod ports;
 pub mod stats;
 pub mod steps;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod validate;
 
 pub use config::Config;
