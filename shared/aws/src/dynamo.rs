@@ -1,4 +1,6 @@
-//! The store ports over one DynamoDB table: dedup claims, the halt switch and cycle records.
+//! Every store port over one DynamoDB table: dedup claims, the halt switch, cycles,
+//! approvals, the audit log, improvement records, LLM usage, the MCP registry and the MCP
+//! access accounting.
 //!
 //! Single-table design with string keys `pk` and `sk`:
 //!
@@ -6,9 +8,23 @@
 //! |-------------|-----------------|---------|------------|
 //! | dedup claim | `DEDUP#<key>`   | `CLAIM` | `cycle_id`, `claimed_at_ms`, `window_end_ms`, `expires_at` (TTL, unix seconds), `suppressed_count`, `started`, `execution_ref`?, `cycle_input`, `dedup_key` |
 //! | halt switch | `CONTROL`       | `HALT`  | `reason`, `actor`, `since` (RFC 3339) |
-//! | cycle       | `CYCLE#<id>`    | `META`  | `body` (the record as JSON), `status`, `started_at`, `tenant_id`? |
+//! | cycle       | `CYCLE#<id>`    | `META`  | `body` (the record as JSON), `status`, `started_at`, `tenant_id`?, `finished_at`? |
+//! | running cycle | `RUNNING_CYCLE` | `<started ms, 20 digits>#<cycle>` | `body` (JSON), `cycle_id`, `tenant_id`? |
 //! | approval    | `APPROVAL#<improvement>` | `PENDING` | `body` (JSON), `approvers` (string set) |
 //! | audit event | `AUDIT#<cycle>` | `<at ms, 20 digits>#<hash>` | `body` (JSON), `action`, `actor` |
+//! | improvement | `IMPROVEMENT`   | `<improvement id>` | `body` (JSON), `status`, `tenant_id`? |
+//! | LLM usage   | `USAGE`         | `<YYYY-MM-DD>` (UTC) | `cost_usd`, `calls` (numbers, ADDed), `providers` (JSON) |
+//! | agent       | `AGENT`         | `<tenant or *>#<name>` | `body` (JSON), `tenant_id`? |
+//! | component   | `COMPONENT`     | `<tenant or *>#<name>` | `body` (JSON), `tenant_id`? |
+//! | call count  | `RATE#<key id>` | `<window start, unix s>` | `n` (ADDed), `expires_at` (TTL) |
+//! | tool call   | `TOOLCALL#<YYYY-MM-DD>` | `<at ms, 20 digits>#<random>` | `body` (JSON), `key_id`, `tool`, `outcome`, `expires_at` (TTL) |
+//!
+//! A running cycle is a second item, written with its cycle in one transaction and deleted
+//! with its completion in another, so listing running cycles is one Query, not a Scan.
+//! Improvements, agents and components each share one partition: listings are Queries in
+//! key order, and the volumes (a few improvements per cycle) stay far below a partition's
+//! limits. `*` sorts before every tenant id and `#` before every tenant character, so the
+//! agent and component keys sort by tenant, then name.
 //!
 //! Every decision is a conditional write; the TTL only tidies up and is never relied on.
 
@@ -19,9 +35,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
+    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem,
+    Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -31,12 +50,19 @@ use selfbuild_core::approval::{ApprovalStore, PendingApproval};
 use selfbuild_core::audit::{AuditEvent, AuditLog};
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::{CycleId, DedupKey};
+use selfbuild_core::ids::{CycleId, DedupKey, TenantId};
 use selfbuild_core::ports::{
     ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltState, HaltSwitch, HeldClaim,
 };
-use time::OffsetDateTime;
+use selfbuild_core::records::{
+    AccessLog, AgentRecord, ComponentRecord, CycleProgress, DailyUsage, ImprovementQuery,
+    ImprovementRecord, ImprovementStore, Page, ProviderHealth, Registry, TOOL_CALL_RETENTION,
+    TenantScope, ToolCallEvent, UsageLedger,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, UtcOffset};
 use tracing::{debug, warn};
 
 use crate::sdk_error::{ErrorChain, is_transient};
@@ -57,10 +83,17 @@ const HALT_PK: &str = "CONTROL";
 const HALT_SK: &str = "HALT";
 const CYCLE_SK: &str = "META";
 const APPROVAL_SK: &str = "PENDING";
+const RUNNING_CYCLE_PK: &str = "RUNNING_CYCLE";
+const IMPROVEMENT_PK: &str = "IMPROVEMENT";
+const USAGE_PK: &str = "USAGE";
+const AGENT_PK: &str = "AGENT";
+const COMPONENT_PK: &str = "COMPONENT";
+/// How many UTC days back `recent_tool_calls` looks (one partition per day).
+const TOOL_CALL_DAYS: i64 = 7;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The store ports (`DedupStore`, `HaltSwitch`, `CycleStore`) over one DynamoDB table.
+/// Every store port (`selfbuild_core::ports::Store`) over one DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
@@ -285,6 +318,147 @@ impl DynamoStore {
             .map_err(|e| self.sdk_error("GetItem", &e))?;
         Ok(out.item)
     }
+
+    /// A request the SDK could not build (a required field missing): a bug, not retryable.
+    fn build_error(&self, operation: &'static str, err: &BuildError) -> StoreError {
+        StoreError::Rejected(format!(
+            "{operation} on table {}: {}",
+            self.table,
+            ErrorChain(err)
+        ))
+    }
+
+    /// Maps a failed transaction like [`Self::sdk_error`], except that a transaction
+    /// cancelled by a conflicting one or by throttling is `Unavailable` (retrying may work)
+    /// while one cancelled by an invalid item is `Rejected`.
+    fn transaction_error(
+        &self,
+        err: &SdkError<TransactWriteItemsError, HttpResponse>,
+    ) -> StoreError {
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return self.sdk_error("TransactWriteItems", err);
+        };
+        let codes: Vec<&str> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .filter(|code| *code != "None")
+            .collect();
+        let message = format!(
+            "TransactWriteItems on table {} cancelled: {}",
+            self.table,
+            codes.join(", ")
+        );
+        let retryable = codes.iter().all(|code| {
+            matches!(
+                *code,
+                "TransactionConflict"
+                    | "ThrottlingError"
+                    | "ProvisionedThroughputExceeded"
+                    | "RequestLimitExceeded"
+            )
+        });
+        if retryable {
+            debug!(table = %self.table, reasons = ?codes, "transaction cancelled");
+            StoreError::Unavailable(message)
+        } else {
+            warn!(
+                table = %self.table,
+                reasons = ?codes,
+                "DynamoDB cancelled a transaction; retrying will not help"
+            );
+            StoreError::Rejected(message)
+        }
+    }
+
+    /// Runs a Query page by page (following `LastEvaluatedKey`, so a filter that matches
+    /// nothing on one page does not end it) until `wanted` items matched or it ends.
+    async fn query_items(
+        &self,
+        query: QueryFluentBuilder,
+        wanted: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        if wanted == 0 {
+            return Ok(items);
+        }
+        let mut pages = query
+            .table_name(&self.table)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(|e| self.sdk_error("Query", &e))?
+        {
+            for item in page.items.unwrap_or_default() {
+                items.push(item);
+                if items.len() == wanted {
+                    return Ok(items);
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// A `pk = :pk` Query, optionally limited to sort keys starting with `prefix`.
+    fn partition_query(&self, pk: &str, prefix: Option<&str>) -> QueryFluentBuilder {
+        let query = self
+            .client
+            .query()
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk));
+        match prefix {
+            Some(prefix) => query
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => query.key_condition_expression("#pk = :pk"),
+        }
+    }
+
+    /// Puts a registry item (agent or component): `pk`, `<tenant or *>#<name>`, the body.
+    async fn put_registered<T: Serialize>(
+        &self,
+        pk: &str,
+        tenant: Option<&TenantId>,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let sk = registry_sk(tenant, name);
+        let body = encode(pk, &sk, value)?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(pk))
+            .item(SK, s(&sk))
+            .item("name", s(name))
+            .item("body", AttributeValue::S(body));
+        if let Some(tenant) = tenant {
+            put = put.item("tenant_id", s(tenant.as_str()));
+        }
+        put.send()
+            .await
+            .map_err(|e| self.sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// The registry items (agents or components) `scope` may see, by tenant then name.
+    async fn list_registered<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        scope: &TenantScope,
+    ) -> Result<Vec<T>, StoreError> {
+        let prefix = scope.tenant().map(|t| format!("{t}#"));
+        let items = self
+            .query_items(self.partition_query(pk, prefix.as_deref()), usize::MAX)
+            .await?;
+        items.iter().map(|item| decode_body(pk, item)).collect()
+    }
 }
 
 #[async_trait]
@@ -445,24 +619,32 @@ impl CycleStore for DynamoStore {
             .started_at
             .format(&Rfc3339)
             .map_err(|e| problem("started_at", &e))?;
-        let put = self
-            .client
-            .put_item()
+        let build = |e: BuildError| self.build_error("TransactWriteItems", &e);
+        let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(cycle_item(&pk, cycle, body, started_at)))
+            .set_item(Some(cycle_item(&pk, cycle, body.clone(), started_at)))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match put {
+            .build()
+            .map_err(build)?;
+        let mut write = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        // The cycle and its running item in one transaction: a cycle is never created
+        // without showing up in `running_cycles`, whichever write a failure would hit.
+        if cycle.status == CycleStatus::Running {
+            let running = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(running_item(cycle, body)))
+                .build()
+                .map_err(build)?;
+            write = write.transact_items(TransactWriteItem::builder().put(running).build());
+        }
+        match write.send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.sdk_error("PutItem", &e)),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.transaction_error(&e)),
         }
     }
 
@@ -637,6 +819,328 @@ impl AuditLog for DynamoStore {
     }
 }
 
+#[async_trait]
+impl CycleProgress for DynamoStore {
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: CycleStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let pk = cycle_pk(id);
+        let Some(item) = self.get(&pk, CYCLE_SK).await? else {
+            return Ok(false);
+        };
+        let mut cycle: CycleRecord = decode_body(&pk, &item)?;
+        cycle.status = status;
+        let body = encode(&pk, CYCLE_SK, &cycle)?;
+        let finished_at = at.format(&Rfc3339).map_err(|e| StoreError::Corrupt {
+            record: record_name(&pk, CYCLE_SK),
+            problem: format!("finished_at {at} cannot be written as RFC 3339: {e}"),
+        })?;
+        let build = |e: BuildError| self.build_error("TransactWriteItems", &e);
+        // The body is rewritten whole: nothing but its status changes after create_cycle, so
+        // two completions racing write the same record but for the status.
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(&pk))
+            .key(SK, s(CYCLE_SK))
+            .update_expression("SET #body = :body, #status = :status, #finished = :finished")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#body", "body")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#finished", "finished_at")
+            .expression_attribute_values(":body", AttributeValue::S(body))
+            .expression_attribute_values(":status", s(status_name(status)))
+            .expression_attribute_values(":finished", s(&finished_at))
+            .build()
+            .map_err(build)?;
+        let running = Delete::builder()
+            .table_name(&self.table)
+            .key(PK, s(RUNNING_CYCLE_PK))
+            .key(SK, s(&running_sk(&cycle)))
+            .build()
+            .map_err(build)?;
+        let write = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().delete(running).build())
+            .send()
+            .await;
+        match write {
+            Ok(_) => Ok(true),
+            // Deleted between the read and the write.
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.transaction_error(&e)),
+        }
+    }
+
+    async fn running_cycles(
+        &self,
+        scope: &TenantScope,
+        limit: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError> {
+        let mut query = self.partition_query(RUNNING_CYCLE_PK, None);
+        if let Some(tenant) = scope.tenant() {
+            query = query
+                .filter_expression("#tenant = :tenant")
+                .expression_attribute_names("#tenant", "tenant_id")
+                .expression_attribute_values(":tenant", s(tenant.as_str()));
+        }
+        let items = self.query_items(query, limit).await?;
+        items
+            .iter()
+            .map(|item| decode_body(RUNNING_CYCLE_PK, item))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ImprovementStore for DynamoStore {
+    async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError> {
+        let sk = &record.improvement_id;
+        let body = encode(IMPROVEMENT_PK, sk, record)?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(IMPROVEMENT_PK))
+            .item(SK, s(sk))
+            .item("status", s(record.status.as_str()))
+            .item("body", AttributeValue::S(body));
+        if let Some(tenant) = &record.tenant_id {
+            put = put.item("tenant_id", s(tenant.as_str()));
+        }
+        put.send()
+            .await
+            .map_err(|e| self.sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError> {
+        // An empty sort key is a validation error on DynamoDB; no improvement has that id.
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let Some(item) = self.get(IMPROVEMENT_PK, id).await? else {
+            return Ok(None);
+        };
+        decode_body(IMPROVEMENT_PK, &item).map(Some)
+    }
+
+    async fn list_improvements(
+        &self,
+        query: &ImprovementQuery,
+    ) -> Result<Page<ImprovementRecord>, StoreError> {
+        let cursor = query.checked_cursor()?;
+        let size = query.page_size();
+        let mut request = self
+            .client
+            .query()
+            .scan_index_forward(false)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(IMPROVEMENT_PK));
+        // The cursor is the last id returned: the next page is every id below it. A key
+        // condition rather than an ExclusiveStartKey, so a page may end mid-Query-page.
+        request = match cursor {
+            Some(cursor) => request
+                .key_condition_expression("#pk = :pk AND #sk < :cursor")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":cursor", s(cursor)),
+            None => request.key_condition_expression("#pk = :pk"),
+        };
+        let mut filters = Vec::new();
+        if let Some(tenant) = query.scope.tenant() {
+            filters.push("#tenant = :tenant");
+            request = request
+                .expression_attribute_names("#tenant", "tenant_id")
+                .expression_attribute_values(":tenant", s(tenant.as_str()));
+        }
+        if let Some(status) = query.status {
+            filters.push("#status = :status");
+            request = request
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()));
+        }
+        if !filters.is_empty() {
+            request = request.filter_expression(filters.join(" AND "));
+        }
+        // One item more than the page tells whether another page follows.
+        let items = self.query_items(request, size + 1).await?;
+        let mut records = items
+            .iter()
+            .map(|item| decode_body::<ImprovementRecord>(IMPROVEMENT_PK, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if records.len() > size {
+            records.truncate(size);
+            records.last().map(|r| r.improvement_id.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: records,
+            next_cursor,
+        })
+    }
+}
+
+#[async_trait]
+impl UsageLedger for DynamoStore {
+    async fn record_llm_usage(
+        &self,
+        at: OffsetDateTime,
+        cost_usd: f64,
+        providers: &[ProviderHealth],
+    ) -> Result<(), StoreError> {
+        if !cost_usd.is_finite() {
+            return Err(StoreError::Rejected(format!(
+                "LLM cost {cost_usd} is not a number of dollars"
+            )));
+        }
+        let sk = day_key(at.to_offset(UtcOffset::UTC).date());
+        let providers = encode(USAGE_PK, &sk, &providers)?;
+        // ADD is atomic: concurrent generate calls of one day never lose each other's cost.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(USAGE_PK))
+            .key(SK, s(&sk))
+            .update_expression("ADD #cost :cost, #calls :one SET #providers = :providers")
+            .expression_attribute_names("#cost", "cost_usd")
+            .expression_attribute_names("#calls", "calls")
+            .expression_attribute_names("#providers", "providers")
+            // Display never uses an exponent: a valid DynamoDB number.
+            .expression_attribute_values(":cost", AttributeValue::N(cost_usd.to_string()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":providers", AttributeValue::S(providers))
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn llm_usage(&self, day: Date) -> Result<DailyUsage, StoreError> {
+        let sk = day_key(day);
+        let Some(item) = self.get(USAGE_PK, &sk).await? else {
+            return Ok(DailyUsage::default());
+        };
+        let record = Record::new(USAGE_PK, &sk, Some(&item));
+        let providers = serde_json::from_str(record.s("providers")?).map_err(|e| {
+            record.corrupt(format!("attribute providers is not a provider list: {e}"))
+        })?;
+        Ok(DailyUsage {
+            cost_usd: record.number("cost_usd")?,
+            calls: record.number("calls")?,
+            providers,
+        })
+    }
+}
+
+#[async_trait]
+impl Registry for DynamoStore {
+    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        self.put_registered(AGENT_PK, agent.tenant_id.as_ref(), &agent.name, agent)
+            .await
+    }
+
+    async fn list_agents(&self, scope: &TenantScope) -> Result<Vec<AgentRecord>, StoreError> {
+        self.list_registered(AGENT_PK, scope).await
+    }
+
+    async fn put_component(&self, component: &ComponentRecord) -> Result<(), StoreError> {
+        self.put_registered(
+            COMPONENT_PK,
+            component.tenant_id.as_ref(),
+            &component.name,
+            component,
+        )
+        .await
+    }
+
+    async fn list_components(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<Vec<ComponentRecord>, StoreError> {
+        self.list_registered(COMPONENT_PK, scope).await
+    }
+}
+
+#[async_trait]
+impl AccessLog for DynamoStore {
+    async fn count_call(
+        &self,
+        key_id: &str,
+        window_start: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let pk = format!("RATE#{key_id}");
+        let sk = window_start.unix_timestamp().to_string();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(&pk))
+            .key(SK, s(&sk))
+            .update_expression("ADD #n :one SET #expires = :expires")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("UpdateItem", &e))?;
+        Record::new(&pk, &sk, out.attributes()).number("n")
+    }
+
+    async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError> {
+        let pk = tool_call_pk(event.at.to_offset(UtcOffset::UTC).date());
+        let stamp = format!("{:020}", unix_millis(event.at).max(0));
+        let body = encode(&pk, &stamp, event)?;
+        // Time-ordered; the random part keeps two calls of one millisecond apart.
+        let sk = format!("{stamp}#{:016x}", unique_suffix(&body));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(&pk))
+            .item(SK, s(&sk))
+            .item("key_id", s(&event.key_id))
+            .item("tool", s(&event.tool))
+            .item("outcome", s(&event.outcome))
+            .item("body", AttributeValue::S(body))
+            .item(
+                TTL_ATTRIBUTE,
+                n((event.at + TOOL_CALL_RETENTION).unix_timestamp()),
+            )
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn recent_tool_calls(&self, limit: usize) -> Result<Vec<ToolCallEvent>, StoreError> {
+        // Today's partition newest first, then the days before, up to TOOL_CALL_DAYS.
+        let today = OffsetDateTime::now_utc().date();
+        let mut events = Vec::new();
+        for back in 0..TOOL_CALL_DAYS {
+            if events.len() >= limit {
+                break;
+            }
+            let Some(day) = today.checked_sub(time::Duration::days(back)) else {
+                break;
+            };
+            let pk = tool_call_pk(day);
+            let query = self.partition_query(&pk, None).scan_index_forward(false);
+            for item in self.query_items(query, limit - events.len()).await? {
+                events.push(decode_body::<ToolCallEvent>(&pk, &item)?);
+            }
+        }
+        Ok(events)
+    }
+}
+
 fn pending_from(pk: &str, item: &Item) -> Result<PendingApproval, StoreError> {
     let record = Record::new(pk, APPROVAL_SK, Some(item));
     let mut pending: PendingApproval = serde_json::from_str(record.s("body")?)
@@ -669,6 +1173,90 @@ fn cycle_item(pk: &str, cycle: &CycleRecord, body: String, started_at: String) -
         item.insert("tenant_id".to_owned(), s(tenant.as_str()));
     }
     item
+}
+
+/// The running-cycle item: the record as JSON, in start order.
+fn running_item(cycle: &CycleRecord, body: String) -> Item {
+    let mut item = Item::from([
+        (PK.to_owned(), s(RUNNING_CYCLE_PK)),
+        (SK.to_owned(), s(&running_sk(cycle))),
+        ("cycle_id".to_owned(), s(cycle.request.cycle_id.as_str())),
+        ("body".to_owned(), AttributeValue::S(body)),
+    ]);
+    if let Some(tenant) = &cycle.request.tenant_id {
+        item.insert("tenant_id".to_owned(), s(tenant.as_str()));
+    }
+    item
+}
+
+/// Oldest first: the start time, then the id.
+fn running_sk(cycle: &CycleRecord) -> String {
+    format!(
+        "{:020}#{}",
+        unix_millis(cycle.started_at).max(0),
+        cycle.request.cycle_id
+    )
+}
+
+/// True when a transaction was cancelled because one of its conditions failed.
+fn condition_failed(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+/// The sort key of an agent or component: `<tenant or *>#<name>`.
+fn registry_sk(tenant: Option<&TenantId>, name: &str) -> String {
+    format!("{}#{name}", tenant.map_or("*", TenantId::as_str))
+}
+
+/// A UTC day as `YYYY-MM-DD`.
+fn day_key(day: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+/// The access log's partition of a UTC day.
+fn tool_call_pk(day: Date) -> String {
+    format!("TOOLCALL#{}", day_key(day))
+}
+
+/// 64 random bits (a randomly keyed hash of the body and a per-process counter).
+fn unique_suffix(body: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write(body.as_bytes());
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+/// A record as the JSON of its `body` attribute.
+fn encode<T: Serialize>(pk: &str, sk: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        record: record_name(pk, sk),
+        problem: format!("body cannot be written: {e}"),
+    })
+}
+
+/// The record in an item's `body` attribute, named by its keys when unreadable.
+fn decode_body<T: DeserializeOwned>(pk: &str, item: &Item) -> Result<T, StoreError> {
+    let sk = item
+        .get(SK)
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str);
+    let record = Record::new(pk, sk, Some(item));
+    serde_json::from_str(record.s("body")?)
+        .map_err(|e| record.corrupt(format!("attribute body is unreadable: {e}")))
 }
 
 /// The claim item's partition key.
@@ -864,6 +1452,149 @@ mod tests {
                 .held_claim()
                 .is_err()
         );
+    }
+
+    mod listing_pages {
+        //! A filter that empties whole Query pages, which moto never stages (it answers a
+        //! small partition in one page).
+
+        use super::*;
+        use aws_sdk_dynamodb::operation::query::QueryOutput;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        use selfbuild_core::records::ImprovementStatus;
+
+        fn improvement(id: &str) -> Item {
+            let body = serde_json::json!({
+                "improvement_id": id, "cycle_id": "c", "tenant_id": "acme",
+                "component": "orders", "status": "validated", "risk": null, "change": null,
+                "updated_at": "2026-11-22T05:00:00Z",
+                "item": {
+                    "cycle_id": "c", "tenant_id": "acme", "mode": "routine",
+                    "opportunity": {
+                        "id": "orders:timeouts", "rank": 1, "component": "orders",
+                        "tenant_id": "acme", "kind": "timeouts", "evidence": [],
+                        "expected_gain": 0.5, "affected_requests": 10.0, "impact_score": 5.0,
+                        "priority": "high", "current": null, "top_errors": []
+                    }
+                }
+            });
+            Item::from([
+                (PK.to_owned(), s(IMPROVEMENT_PK)),
+                (SK.to_owned(), s(id)),
+                ("body".to_owned(), s(&body.to_string())),
+            ])
+        }
+
+        fn page(ids: &[&str], last: Option<&str>) -> QueryOutput {
+            QueryOutput::builder()
+                .set_items(Some(ids.iter().map(|id| improvement(id)).collect()))
+                .set_last_evaluated_key(last.map(|sk| {
+                    Item::from([(PK.to_owned(), s(IMPROVEMENT_PK)), (SK.to_owned(), s(sk))])
+                }))
+                .build()
+        }
+
+        #[tokio::test]
+        async fn a_page_the_filter_emptied_does_not_end_the_listing() {
+            // GIVEN a first Query page with no match, then two matches, then more
+            let query = mock!(Client::query)
+                .match_requests(|r| {
+                    r.filter_expression() == Some("#tenant = :tenant AND #status = :status")
+                        && r.key_condition_expression() == Some("#pk = :pk AND #sk < :cursor")
+                        && r.scan_index_forward() == Some(false)
+                })
+                .sequence()
+                .output(|| page(&[], Some("c-09-1")))
+                .output(|| page(&["c-05-1", "c-04-1"], Some("c-04-1")))
+                .output(|| page(&["c-02-1"], None))
+                .build();
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&query]);
+            // WHEN a page of two is asked for
+            let listed = DynamoStore::from_client(client, "t")
+                .list_improvements(&ImprovementQuery {
+                    scope: TenantScope::Only(TenantId::parse("acme").unwrap()),
+                    status: Some(ImprovementStatus::Validated),
+                    limit: 2,
+                    cursor: Some("c-10-1".into()),
+                })
+                .await
+                .unwrap();
+            // THEN the Query went on past the empty page and stopped at the third match
+            let ids: Vec<&str> = listed
+                .items
+                .iter()
+                .map(|r| r.improvement_id.as_str())
+                .collect();
+            assert_eq!(ids, ["c-05-1", "c-04-1"]);
+            assert_eq!(listed.next_cursor.as_deref(), Some("c-04-1"));
+            assert_eq!(query.num_calls(), 3);
+        }
+    }
+
+    mod cycle_transactions {
+        //! Cancelled transactions, told apart by their cancellation reasons.
+
+        use super::*;
+        use aws_sdk_dynamodb::types::CancellationReason;
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        fn cycle() -> CycleRecord {
+            serde_json::from_value(serde_json::json!({
+                "request": {
+                    "cycle_id": "c1", "mode": "routine", "tenant_id": "acme", "components": [],
+                    "analysis_window": {
+                        "start": "2026-11-22T04:00:00Z", "end": "2026-11-22T05:00:00Z"
+                    },
+                    "max_improvements": 3, "max_concurrency": 3, "dry_run": false,
+                    "trigger": {"kind": "schedule", "rule": null}, "dedup_key": "acme#*",
+                    "requested_at": "2026-11-22T05:00:00Z"
+                },
+                "status": "running", "execution_ref": "exec",
+                "started_at": "2026-11-22T05:00:00Z"
+            }))
+            .unwrap()
+        }
+
+        fn cancelled(codes: &'static [&'static str]) -> TransactWriteItemsError {
+            TransactWriteItemsError::TransactionCanceledException(
+                TransactionCanceledException::builder()
+                    .set_cancellation_reasons(Some(
+                        codes
+                            .iter()
+                            .map(|c| CancellationReason::builder().code(*c).build())
+                            .collect(),
+                    ))
+                    .build(),
+            )
+        }
+
+        async fn create(codes: &'static [&'static str]) -> Result<bool, StoreError> {
+            let write = mock!(Client::transact_write_items)
+                .match_requests(|r| r.transact_items().len() == 2)
+                .then_error(move || cancelled(codes));
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&write]);
+            DynamoStore::from_client(client, "t")
+                .create_cycle(&cycle())
+                .await
+        }
+
+        #[tokio::test]
+        async fn an_existing_cycle_is_not_created_again() {
+            assert!(!create(&["ConditionalCheckFailed", "None"]).await.unwrap());
+        }
+
+        #[tokio::test]
+        async fn a_conflicting_transaction_is_retryable_and_an_invalid_one_is_not() {
+            let conflict = create(&["None", "TransactionConflict"]).await.unwrap_err();
+            assert!(
+                matches!(conflict, StoreError::Unavailable(_)),
+                "{conflict:?}"
+            );
+            let invalid = create(&["ValidationError", "None"]).await.unwrap_err();
+            assert!(matches!(invalid, StoreError::Rejected(_)), "{invalid:?}");
+            assert!(invalid.to_string().contains("ValidationError"), "{invalid}");
+        }
     }
 
     mod claim_rounds {

@@ -1,6 +1,7 @@
 //! selfbuild's ports over the AWS SDK.
 //!
-//! - [`dynamo`]: [`DynamoStore`], the dedup, halt-switch and cycle stores on one DynamoDB table.
+//! - [`dynamo`]: [`DynamoStore`], every store port (claims, halt switch, cycles, approvals, audit,
+//!   improvement records, LLM usage, MCP registry and access log) on one DynamoDB table.
 //! - [`sfn`]: [`StepFunctionsOrchestrator`], cycles as Step Functions executions named by cycle id.
 //! - [`cloudwatch`]: [`CloudWatchAlarms`], the alarms in ALARM from CloudWatch `DescribeAlarms`.
 //! - [`telemetry`]: [`telemetry::CloudWatchTelemetry`], metric series from CloudWatch

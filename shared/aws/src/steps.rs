@@ -52,6 +52,9 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
         approvals: &store,
         audit: &store,
         notifier: &notifier,
+        improvements: &store,
+        usage: &store,
+        cycles: &store,
         clock: &clock,
     };
     let config = &config;

@@ -10,6 +10,7 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::error::{OrchestratorError, StableError, StoreError};
 use crate::ids::{CycleId, TenantId};
 use crate::improvement::{ApprovalDecision, ImprovementItem};
+use crate::records::ImprovementStatus;
 
 /// A change waiting for approval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +145,8 @@ pub struct ApprovalPorts<'a> {
     pub tokens: &'a dyn TaskTokens,
     /// Records who decided.
     pub audit: &'a dyn AuditLog,
+    /// Improvement records, moved to approved or rejected when decided.
+    pub improvements: &'a dyn crate::records::ImprovementStore,
     /// The time.
     pub clock: &'a dyn crate::clock::Clock,
 }
@@ -160,6 +163,7 @@ pub async fn decide(
         store,
         tokens,
         audit,
+        improvements,
         clock,
     } = ports;
     if approver.trim().is_empty() {
@@ -211,6 +215,15 @@ pub async fn decide(
             .map_err(|e| ApprovalError::InvalidInput(e.to_string()))?;
         tokens.send_success(&pending.task_token, &output).await?;
         store.remove_pending(improvement_id).await?;
+        if let Some(mut record) = improvements.get_improvement(improvement_id).await? {
+            record.status = if decision.approved {
+                ImprovementStatus::Approved
+            } else {
+                ImprovementStatus::Rejected
+            };
+            record.updated_at = clock.now();
+            improvements.put_improvement(&record).await?;
+        }
     }
     info!(improvement = %improvement_id, status, "approval decided");
     Ok(ApprovalProgress {

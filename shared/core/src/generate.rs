@@ -67,6 +67,11 @@ impl StableError for LlmError {
 pub trait Llm: Send + Sync {
     /// A proposal for the request, within its budget.
     async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError>;
+
+    /// Each provider's circuit breaker; empty for an adapter without breakers.
+    fn provider_health(&self) -> Vec<crate::records::ProviderHealth> {
+        Vec::new()
+    }
 }
 
 /// The JSON Schema of a proposal: the input schema of the forced tool call.

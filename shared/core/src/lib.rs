@@ -17,6 +17,7 @@
 //! - [`steps`]: each cycle function's request types and entry point.
 //! - [`improvement`]: the Map item each step adds its result to.
 //! - [`intake`]: the alarm-intake handler (R1–R4).
+//! - [`records`]: improvement records, LLM usage, registered agents, tool-call accounting.
 //! - [`config`]: configuration from environment variables.
 //! - [`clock`]: the Clock port.
 //! - [`emf`]: metrics as CloudWatch Embedded Metric Format lines.
@@ -43,6 +44,7 @@ pub mod improvement;
 pub mod intake;
 pub mod logmine;
 pub mod ports;
+pub mod records;
 pub mod stats;
 pub mod steps;
 pub mod telemetry;

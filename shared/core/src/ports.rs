@@ -107,15 +107,29 @@ pub trait CycleStore: Send + Sync {
 
 /// Every store port, as one adapter provides them.
 pub trait Store:
-    DedupStore + HaltSwitch + CycleStore + crate::approval::ApprovalStore + crate::audit::AuditLog
+    DedupStore
+    + HaltSwitch
+    + CycleStore
+    + crate::records::CycleProgress
+    + crate::approval::ApprovalStore
+    + crate::audit::AuditLog
+    + crate::records::ImprovementStore
+    + crate::records::UsageLedger
+    + crate::records::Registry
+    + crate::records::AccessLog
 {
 }
 impl<T> Store for T where
     T: DedupStore
         + HaltSwitch
         + CycleStore
+        + crate::records::CycleProgress
         + crate::approval::ApprovalStore
         + crate::audit::AuditLog
+        + crate::records::ImprovementStore
+        + crate::records::UsageLedger
+        + crate::records::Registry
+        + crate::records::AccessLog
 {
 }
 

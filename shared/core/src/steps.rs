@@ -11,12 +11,16 @@ use crate::audit::{AuditEvent, AuditLog, Notifier};
 use crate::canary::{CanaryDeps, CanaryError, deploy, monitor, promote, rollback};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::cycle::CycleRequest;
+use crate::cycle::{CycleRequest, CycleStatus};
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError, generate};
+use crate::ids::CycleId;
 use crate::improvement::DeployStatus;
 use crate::improvement::{Generated, ImprovementItem, Validation};
 use crate::ports::{Deployer, Telemetry};
+use crate::records::{
+    CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore, UsageLedger,
+};
 use crate::validate::validate;
 
 /// A step failed; `error_type` is what the state machine's Retry/Catch match.
@@ -240,13 +244,20 @@ pub struct StepDeps<'a> {
     pub audit: &'a dyn AuditLog,
     /// Notifications for other agents.
     pub notifier: &'a dyn Notifier,
+    /// Each improvement's latest state.
+    pub improvements: &'a dyn ImprovementStore,
+    /// LLM spend per day.
+    pub usage: &'a dyn UsageLedger,
+    /// Cycle completion.
+    pub cycles: &'a dyn CycleProgress,
     /// The time.
     pub clock: &'a dyn Clock,
 }
 
 impl StepDeps<'_> {
-    /// Appends an audit event for `item` (failing the step if it cannot be written) and,
-    /// when `notify` names a detail-type, notifies (a failed notification is only logged).
+    /// Appends an audit event for `item` and stores its new status (failing the step if either
+    /// cannot be written) and, when `notify` names a detail-type, notifies (a failed
+    /// notification is only logged).
     async fn record(
         &self,
         item: &ImprovementItem,
@@ -268,6 +279,10 @@ impl StepDeps<'_> {
             detail,
         };
         self.audit.append(&event).await?;
+        if let Some(status) = ImprovementStatus::after_action(action) {
+            let record = ImprovementRecord::of_item(item, status, event.at);
+            self.improvements.put_improvement(&record).await?;
+        }
         if let Some(detail_type) = notify {
             let body = serde_json::to_value(&event).unwrap_or(Value::Null);
             if let Err(e) = self.notifier.notify(detail_type, &body).await {
@@ -348,7 +363,20 @@ pub async fn run_step(
         }
         StepFunction::Generate => {
             let item: ImprovementItem = parse_payload(payload)?;
-            to_value(&generate(deps.llm, &item, config.llm_budget_usd).await?)
+            let generated = generate(deps.llm, &item, config.llm_budget_usd).await?;
+            // Spend is already incurred: a ledger failure must not lose the proposal.
+            if let Err(e) = deps
+                .usage
+                .record_llm_usage(
+                    deps.clock.now(),
+                    generated.usage.cost_usd,
+                    &deps.llm.provider_health(),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "LLM usage not recorded");
+            }
+            to_value(&generated)
         }
         StepFunction::Validate => match parse_payload::<ValidateRequest>(payload)? {
             ValidateRequest::Validate { item } => {
@@ -361,7 +389,9 @@ pub async fn run_step(
                 );
                 let before = serde_json::to_value(&validation.before).ok();
                 let after = serde_json::to_value(&validation.after).ok();
-                deps.record(&item, "validated", before, after, detail, None)
+                let mut validated = (*item).clone();
+                validated.validation = Some(validation.clone());
+                deps.record(&validated, "validated", before, after, detail, None)
                     .await?;
                 to_value(&validation)
             }
@@ -394,11 +424,23 @@ pub async fn run_step(
                 let deployment = outcome.deployment.as_ref();
                 let before = deployment.and_then(|d| serde_json::to_value(&d.baseline).ok());
                 let after = deployment.and_then(|d| serde_json::to_value(&d.settings).ok());
-                deps.record(&item, action, before, after, outcome.reason.clone(), notify)
+                // The record keeps the deployment, so a later rollback can restore its baseline.
+                let mut deployed = (*item).clone();
+                deployed.deploy = Some(outcome.clone());
+                deps.record(&deployed, action, before, after, outcome.reason.clone(), notify)
                     .await?;
                 to_value(&outcome)
             }
             DeployRequest::Promote { item } => {
+                // A canary rolled back by hand (MCP) while it was watched must stay rolled back.
+                if let Some(record) = deps.improvements.get_improvement(&item.improvement_id()).await?
+                    && record.status == ImprovementStatus::RolledBack
+                {
+                    return Ok(serde_json::json!({
+                        "promoted": false,
+                        "reason": "rolled back by hand while the canary was watched",
+                    }));
+                }
                 promote(deps.deployer, &item).await?;
                 deps.record(&item, "promoted", None, None, "canary promoted to 100 %".into(), None)
                     .await?;
@@ -409,7 +451,20 @@ pub async fn run_step(
             MonitorRequest::Monitor { item } => {
                 to_value(&monitor(deps.canary(), config, &item).await?)
             }
-            MonitorRequest::Summarize { cycle } => to_value(&summarize(&cycle, deps.clock.now())?),
+            MonitorRequest::Summarize { cycle } => {
+                let summary = summarize(&cycle, deps.clock.now())?;
+                let status = if summary.failure.is_some() {
+                    CycleStatus::Failed
+                } else {
+                    CycleStatus::Succeeded
+                };
+                let id = CycleId::parse(&summary.cycle_id)
+                    .map_err(|e| StepError::InvalidInput(format!("cycle.cycle_id: {e}")))?;
+                deps.cycles
+                    .finish_cycle(&id, status, summary.finished_at)
+                    .await?;
+                to_value(&summary)
+            }
         },
         StepFunction::Rollback => match parse_payload::<RollbackRequest>(payload)? {
             RollbackRequest::Rollback { .. } if !config.improvement_rollback => {
@@ -437,5 +492,207 @@ fn action_function(action: &str) -> &'static str {
         "validated" | "approval_requested" => "validate",
         "rolled_back" => "rollback",
         _ => "deploy",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::{Opportunity, OpportunityKind, Priority};
+    use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
+    use crate::clock::FixedClock;
+    use crate::cycle::CycleMode;
+    use crate::ids::{ComponentId, TenantId};
+    use crate::improvement::LlmUsage;
+    use crate::records::{CircuitState, ProviderHealth};
+    use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
+    use serde_json::json;
+    use time::macros::{date, datetime};
+
+    const NOW: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
+
+    fn proposal() -> Proposal {
+        Proposal {
+            change: Change::LambdaConfig {
+                function: ComponentId::parse("orders-api").unwrap(),
+                config: LambdaConfigChange {
+                    timeout_seconds: Some(10),
+                    ..Default::default()
+                },
+            },
+            rationale: "timeouts at 3 s".into(),
+            expected_gain: 0.5,
+            claimed_risk: RiskLevel::Low,
+        }
+    }
+
+    fn item() -> ImprovementItem {
+        ImprovementItem {
+            cycle_id: CycleId::parse("c1").unwrap(),
+            tenant_id: Some(TenantId::parse("acme").unwrap()),
+            mode: CycleMode::Routine,
+            dry_run: false,
+            opportunity: Opportunity {
+                id: "orders-api:timeouts".into(),
+                rank: 1,
+                component: ComponentId::parse("orders-api").unwrap(),
+                tenant_id: None,
+                kind: OpportunityKind::Timeouts,
+                evidence: vec![],
+                expected_gain: 0.9,
+                affected_requests: 100.0,
+                impact_score: 90.0,
+                priority: Priority::High,
+                current: Some(LambdaSettings {
+                    memory_mb: 128,
+                    timeout_seconds: 3,
+                    reserved_concurrency: None,
+                    environment: Default::default(),
+                }),
+                top_errors: vec![],
+            },
+            generated: Some(Generated {
+                improvement_id: "c1-1".into(),
+                proposal: proposal(),
+                provider: "test".into(),
+                usage: LlmUsage::default(),
+            }),
+            validation: None,
+            approval: None,
+            deploy: None,
+            monitor: None,
+        }
+    }
+
+    struct World {
+        records: MemoryRecords,
+        llm: FixedLlm,
+        deployer: StaticDeployer,
+        clock: FixedClock,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self {
+                records: MemoryRecords::default(),
+                llm: FixedLlm {
+                    proposal: proposal(),
+                    usage: LlmUsage {
+                        input_tokens: 1000,
+                        output_tokens: 200,
+                        cost_usd: 0.25,
+                    },
+                    health: vec![ProviderHealth {
+                        provider: "bedrock:test".into(),
+                        state: CircuitState::HalfOpen,
+                    }],
+                },
+                deployer: StaticDeployer(None),
+                clock: FixedClock(NOW),
+            }
+        }
+
+        async fn run(&self, function: StepFunction, payload: Value) -> Result<Value, StepError> {
+            let deps = StepDeps {
+                telemetry: &NoTelemetry,
+                deployer: &self.deployer,
+                llm: &self.llm,
+                halt: &self.records,
+                approvals: &self.records,
+                audit: &self.records,
+                notifier: &self.records,
+                improvements: &self.records,
+                usage: &self.records,
+                cycles: &self.records,
+                clock: &self.clock,
+            };
+            run_step(function, deps, &Config::default(), &payload).await
+        }
+    }
+
+    #[tokio::test]
+    async fn validate_stores_the_improvement_record_with_its_validation() {
+        // GIVEN a generated item WHEN validated
+        let world = World::new();
+        let validation = world
+            .run(
+                StepFunction::Validate,
+                json!({"action": "validate", "item": item()}),
+            )
+            .await
+            .unwrap();
+        // THEN the audit event and the record agree, and the record holds the validation
+        assert_eq!(world.records.events.lock().unwrap()[0].action, "validated");
+        let record = world
+            .records
+            .improvements
+            .lock()
+            .unwrap()
+            .get("c1-1")
+            .cloned()
+            .expect("an improvement record");
+        assert_eq!(record.status, ImprovementStatus::Validated);
+        assert_eq!(record.cycle_id.as_str(), "c1");
+        assert_eq!(
+            record.tenant_id.as_ref().map(TenantId::as_str),
+            Some("acme")
+        );
+        assert_eq!(record.component, "orders-api");
+        assert_eq!(record.updated_at, NOW);
+        assert!(record.change.is_some_and(|c| c.contains("timeout")));
+        let stored = record
+            .item
+            .validation
+            .expect("the validation in the record");
+        assert_eq!(record.risk, Some(stored.risk));
+        assert_eq!(serde_json::to_value(&stored).unwrap(), validation);
+    }
+
+    #[tokio::test]
+    async fn generate_adds_its_cost_and_the_circuits_to_the_day() {
+        let world = World::new();
+        let mut ungenerated = item();
+        ungenerated.generated = None;
+        for _ in 0..2 {
+            world
+                .run(
+                    StepFunction::Generate,
+                    serde_json::to_value(&ungenerated).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        let usage = world.records.usage.lock().unwrap()[&date!(2026 - 11 - 22)].clone();
+        assert_eq!((usage.cost_usd, usage.calls), (0.5, 2));
+        assert_eq!(usage.providers[0].state, CircuitState::HalfOpen);
+        // No audited transition: no improvement record yet.
+        assert!(world.records.improvements.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn summarize_finishes_the_cycle_as_failed_or_succeeded() {
+        let world = World::new();
+        world
+            .run(
+                StepFunction::Monitor,
+                json!({"action": "summarize", "cycle": {"cycle_id": "c1"}}),
+            )
+            .await
+            .unwrap();
+        world
+            .run(
+                StepFunction::Monitor,
+                json!({"action": "summarize", "cycle": {"cycle_id": "c2", "failure": {"Error": "Retryable"}}}),
+            )
+            .await
+            .unwrap();
+        let finished = world.records.finished.lock().unwrap().clone();
+        assert_eq!(
+            finished,
+            [
+                (CycleId::parse("c1").unwrap(), CycleStatus::Succeeded),
+                (CycleId::parse("c2").unwrap(), CycleStatus::Failed),
+            ]
+        );
     }
 }

@@ -1,11 +1,26 @@
 //! Test doubles shared by the unit tests of several modules.
 
-use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use crate::change::LambdaSettings;
+use async_trait::async_trait;
+use time::{Date, OffsetDateTime};
+
+use crate::approval::{ApprovalStore, PendingApproval};
+use crate::audit::{AuditEvent, AuditLog, Notifier};
+use crate::change::{LambdaSettings, Proposal};
+use crate::cycle::{CycleRecord, CycleStatus, TimeWindow};
 use crate::deployment::{CanaryDeployment, FunctionState};
-use crate::ids::ComponentId;
-use crate::ports::{DeployError, Deployer};
+use crate::error::{StoreError, TelemetryError};
+use crate::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
+use crate::ids::{ComponentId, CycleId};
+use crate::improvement::LlmUsage;
+use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
+use crate::records::{
+    CycleProgress, DailyUsage, ImprovementQuery, ImprovementRecord, ImprovementStore, Page,
+    ProviderHealth, TenantScope, UsageLedger,
+};
+use crate::telemetry::{ErrorRow, MetricName, MetricSeries, TelemetryQuery};
 
 /// A read-only Deployer: every function has `settings` (or none exists); deploys are refused.
 pub(crate) struct StaticDeployer(pub Option<LambdaSettings>);
@@ -39,5 +54,215 @@ impl Deployer for StaticDeployer {
     }
     async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
         Ok(())
+    }
+}
+
+/// The store as the step functions write it, in memory: audit events, notifications,
+/// improvement records, LLM usage and cycle completions. The halt switch is never set.
+#[derive(Default)]
+pub(crate) struct MemoryRecords {
+    pub events: Mutex<Vec<AuditEvent>>,
+    pub notifications: Mutex<Vec<String>>,
+    pub improvements: Mutex<BTreeMap<String, ImprovementRecord>>,
+    pub usage: Mutex<BTreeMap<Date, DailyUsage>>,
+    pub finished: Mutex<Vec<(CycleId, CycleStatus)>>,
+    pub pending: Mutex<BTreeMap<String, PendingApproval>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait]
+impl AuditLog for MemoryRecords {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        lock(&self.events).push(event.clone());
+        Ok(())
+    }
+    async fn cycle_events(&self, cycle_id: &CycleId) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(lock(&self.events)
+            .iter()
+            .filter(|e| &e.cycle_id == cycle_id)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Notifier for MemoryRecords {
+    async fn notify(&self, detail_type: &str, _: &serde_json::Value) -> Result<(), StoreError> {
+        lock(&self.notifications).push(detail_type.to_owned());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ImprovementStore for MemoryRecords {
+    async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError> {
+        lock(&self.improvements).insert(record.improvement_id.clone(), record.clone());
+        Ok(())
+    }
+    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError> {
+        Ok(lock(&self.improvements).get(id).cloned())
+    }
+    async fn list_improvements(
+        &self,
+        query: &ImprovementQuery,
+    ) -> Result<Page<ImprovementRecord>, StoreError> {
+        let cursor = query.checked_cursor()?;
+        let size = query.page_size();
+        let mut items: Vec<ImprovementRecord> = lock(&self.improvements)
+            .values()
+            .rev()
+            .filter(|r| cursor.is_none_or(|c| r.improvement_id.as_str() < c))
+            .filter(|r| query.scope.allows(r.tenant_id.as_ref()))
+            .filter(|r| query.status.is_none_or(|s| r.status == s))
+            .take(size + 1)
+            .cloned()
+            .collect();
+        let next_cursor = (items.len() > size).then(|| {
+            items.truncate(size);
+            items[size - 1].improvement_id.clone()
+        });
+        Ok(Page { items, next_cursor })
+    }
+}
+
+#[async_trait]
+impl UsageLedger for MemoryRecords {
+    async fn record_llm_usage(
+        &self,
+        at: OffsetDateTime,
+        cost_usd: f64,
+        providers: &[ProviderHealth],
+    ) -> Result<(), StoreError> {
+        let mut usage = lock(&self.usage);
+        let day = usage.entry(at.date()).or_default();
+        day.cost_usd += cost_usd;
+        day.calls += 1;
+        day.providers = providers.to_vec();
+        Ok(())
+    }
+    async fn llm_usage(&self, day: Date) -> Result<DailyUsage, StoreError> {
+        Ok(lock(&self.usage).get(&day).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl CycleProgress for MemoryRecords {
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: CycleStatus,
+        _: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        lock(&self.finished).push((id.clone(), status));
+        Ok(true)
+    }
+    async fn running_cycles(
+        &self,
+        _: &TenantScope,
+        _: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl HaltSwitch for MemoryRecords {
+    async fn halt_state(&self) -> Result<Option<HaltState>, StoreError> {
+        Ok(None)
+    }
+    async fn set_halt(&self, _: &HaltState) -> Result<(), StoreError> {
+        Err(StoreError::Rejected(
+            "the test store has no halt switch".into(),
+        ))
+    }
+    async fn clear_halt(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for MemoryRecords {
+    async fn put_pending(&self, pending: &PendingApproval) -> Result<(), StoreError> {
+        lock(&self.pending).insert(pending.improvement_id.clone(), pending.clone());
+        Ok(())
+    }
+    async fn get_pending(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
+        Ok(lock(&self.pending).get(id).cloned())
+    }
+    async fn add_approver(
+        &self,
+        id: &str,
+        approver: &str,
+    ) -> Result<Option<PendingApproval>, StoreError> {
+        let mut pending = lock(&self.pending);
+        Ok(pending.get_mut(id).map(|p| {
+            if !p.approvers.iter().any(|a| a == approver) {
+                p.approvers.push(approver.to_owned());
+            }
+            p.clone()
+        }))
+    }
+    async fn remove_pending(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.pending).remove(id).is_some())
+    }
+}
+
+/// Telemetry that is never reachable.
+pub(crate) struct NoTelemetry;
+
+#[async_trait]
+impl Telemetry for NoTelemetry {
+    async fn metric_series(&self, _: &TelemetryQuery) -> Result<Vec<MetricSeries>, TelemetryError> {
+        Err(TelemetryError::Unavailable(
+            "no telemetry in this test".into(),
+        ))
+    }
+    async fn version_series(
+        &self,
+        _: &ComponentId,
+        _: &[String],
+        _: &[MetricName],
+        _: &TimeWindow,
+        _: u32,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        Err(TelemetryError::Unavailable(
+            "no telemetry in this test".into(),
+        ))
+    }
+    async fn error_rows(
+        &self,
+        _: &TelemetryQuery,
+        _: usize,
+    ) -> Result<Vec<ErrorRow>, TelemetryError> {
+        Err(TelemetryError::Unavailable(
+            "no telemetry in this test".into(),
+        ))
+    }
+}
+
+/// An Llm that answers every request with one proposal and reports fixed circuits.
+pub(crate) struct FixedLlm {
+    pub proposal: Proposal,
+    pub usage: LlmUsage,
+    pub health: Vec<ProviderHealth>,
+}
+
+#[async_trait]
+impl Llm for FixedLlm {
+    async fn propose(&self, _: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+        Ok(LlmAnswer {
+            proposal: self.proposal.clone(),
+            usage: self.usage,
+            provider: "fixed".into(),
+        })
+    }
+
+    fn provider_health(&self) -> Vec<ProviderHealth> {
+        self.health.clone()
     }
 }

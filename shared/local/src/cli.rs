@@ -373,6 +373,7 @@ async fn decide_cli(
         store: &store,
         tokens: &tokens,
         audit: &store,
+        improvements: &store,
         clock: &SystemClock,
     };
     let progress = selfbuild_core::approval::decide(ports, id, actor, approved, comment).await?;

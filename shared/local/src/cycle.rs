@@ -14,6 +14,7 @@ use selfbuild_core::clock::Clock;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
 use selfbuild_core::ports::HaltSwitch;
+use selfbuild_core::records::{CycleProgress, ImprovementStore, UsageLedger};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -89,6 +90,12 @@ pub struct LocalSteps {
     pub audit: Arc<dyn AuditLog>,
     /// Notifications.
     pub notifier: Arc<dyn Notifier>,
+    /// Each improvement's latest state.
+    pub improvements: Arc<dyn ImprovementStore>,
+    /// LLM spend per day.
+    pub usage: Arc<dyn UsageLedger>,
+    /// Cycle completion.
+    pub cycles: Arc<dyn CycleProgress>,
     /// Virtual time.
     pub clock: Arc<dyn Clock>,
     /// Configuration.
@@ -132,6 +139,9 @@ impl TaskHandler for LocalSteps {
             approvals: self.approvals.as_ref(),
             audit: self.audit.as_ref(),
             notifier: self.notifier.as_ref(),
+            improvements: self.improvements.as_ref(),
+            usage: self.usage.as_ref(),
+            cycles: self.cycles.as_ref(),
             clock: self.clock.as_ref(),
         };
         run_step(function, deps, &self.config, &payload)

@@ -217,6 +217,9 @@ pub async fn run_cycle(
         approvals: shared.clone(),
         audit: shared.clone(),
         notifier: shared.clone(),
+        improvements: shared.clone(),
+        usage: shared.clone(),
+        cycles: shared.clone(),
         clock: Arc::clone(&clock),
         config: config.clone(),
     };
@@ -329,6 +332,7 @@ fn spawn_approver(
                             store: &store,
                             tokens: &sink,
                             audit: &store,
+                            improvements: &store,
                             clock: clock.as_ref(),
                         };
                         let _ = decide(ports, &id, actor, approved, comment.clone()).await;

@@ -1,6 +1,7 @@
 //! The embedded Store: one SQLite file on local disk (WAL mode, so several `selfbuild`
 //! processes can share it), with the same conditional semantics as the DynamoDB table.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -8,18 +9,27 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use selfbuild_core::approval::{ApprovalStore, PendingApproval};
 use selfbuild_core::audit::{AuditEvent, AuditLog, Notifier};
-use selfbuild_core::cycle::CycleRecord;
+use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::{CycleId, DedupKey};
+use selfbuild_core::ids::{CycleId, DedupKey, TenantId};
 use selfbuild_core::ports::{
     ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltState, HaltSwitch, HeldClaim,
 };
-use time::OffsetDateTime;
+use selfbuild_core::records::{
+    AccessLog, AgentRecord, ComponentRecord, CycleProgress, DailyUsage, ImprovementQuery,
+    ImprovementRecord, ImprovementStatus, ImprovementStore, Page, ProviderHealth, Registry,
+    TOOL_CALL_RETENTION, TenantScope, ToolCallEvent, UsageLedger,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::{Date, OffsetDateTime, UtcOffset};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "selfbuild.db";
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2 added improvements, llm_usage, agents, components, call_counts and tool_calls; a
+/// version-1 file is upgraded in place (the statements below only create what is missing).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dedup_claims (
@@ -65,6 +75,46 @@ CREATE TABLE IF NOT EXISTS cycles (
     started_ms INTEGER NOT NULL,
     body       TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS cycles_by_status ON cycles (status, started_ms, cycle_id);
+CREATE TABLE IF NOT EXISTS improvements (
+    improvement_id TEXT PRIMARY KEY,
+    tenant_id      TEXT,
+    status         TEXT NOT NULL,
+    body           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS improvements_by_tenant ON improvements (tenant_id, improvement_id);
+CREATE TABLE IF NOT EXISTS llm_usage (
+    day       TEXT PRIMARY KEY,
+    cost_usd  REAL NOT NULL,
+    calls     INTEGER NOT NULL,
+    providers TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    tenant_key TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (tenant_key, name)
+);
+CREATE TABLE IF NOT EXISTS components (
+    tenant_key TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (tenant_key, name)
+);
+CREATE TABLE IF NOT EXISTS call_counts (
+    key_id       TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (key_id, window_start)
+);
+CREATE INDEX IF NOT EXISTS call_counts_by_expiry ON call_counts (expires_at);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    body  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tool_calls_by_time ON tool_calls (at_ms, seq);
 ";
 
 /// The embedded store over a SQLite file.
@@ -342,10 +392,7 @@ impl CycleStore for SqliteStore {
             problem: e.to_string(),
         })?;
         let id = cycle.request.cycle_id.as_str().to_owned();
-        let status = serde_json::to_value(cycle.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let status = cycle_status_name(cycle.status);
         let started = millis(cycle.started_at);
         self.with_conn(move |conn| {
             let inserted = conn
@@ -637,5 +684,537 @@ impl SqliteStore {
                 .collect())
         })
         .await
+    }
+}
+
+/// The `status` column: the snake_case name the JSON body uses.
+fn cycle_status_name(status: CycleStatus) -> &'static str {
+    match status {
+        CycleStatus::Running => "running",
+        CycleStatus::Succeeded => "succeeded",
+        CycleStatus::Failed => "failed",
+    }
+}
+
+/// A record as the JSON of its `body` column.
+fn encode<T: Serialize>(record: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        record: record.to_owned(),
+        problem: format!("cannot be written: {e}"),
+    })
+}
+
+/// A record from the JSON of its `body` column.
+fn decode<T: DeserializeOwned>(record: &str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        record: record.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
+/// `agents` and `components` key a record by its tenant, `*` for none (a tenant id never
+/// is `*`, and `*` sorts before every tenant, as in DynamoDB).
+fn tenant_key(tenant: Option<&TenantId>) -> String {
+    tenant.map_or_else(|| "*".to_owned(), |t| t.as_str().to_owned())
+}
+
+/// A UTC day as `YYYY-MM-DD`.
+fn day_key(day: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Reads every row of a one-column `body` query as `T`, naming each by `record`.
+fn bodies<T: DeserializeOwned>(
+    conn: &Connection,
+    query: &str,
+    params: impl rusqlite::Params,
+    record: impl Fn(&str) -> String,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut stmt = conn.prepare(query).map_err(sql)?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map(params, |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    rows.into_iter()
+        .map(|(key, body)| {
+            let value = decode(&record(&key), &body)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl CycleProgress for SqliteStore {
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: CycleStatus,
+        _at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // The record has no finish time; the summary and the audit log keep it.
+        let id = id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let body: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM cycles WHERE cycle_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some(body) = body else {
+                return Ok(false);
+            };
+            let record = format!("cycle {id}");
+            let mut cycle: CycleRecord = decode(&record, &body)?;
+            cycle.status = status;
+            tx.execute(
+                "UPDATE cycles SET status = ?2, body = ?3 WHERE cycle_id = ?1",
+                params![id, cycle_status_name(status), encode(&record, &cycle)?],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn running_cycles(
+        &self,
+        scope: &TenantScope,
+        limit: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError> {
+        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
+        self.with_conn(move |conn| {
+            let rows = bodies::<CycleRecord>(
+                conn,
+                "SELECT cycle_id, body FROM cycles
+                 WHERE status = 'running'
+                   AND (?1 IS NULL OR json_extract(body, '$.request.tenant_id') = ?1)
+                 ORDER BY started_ms, cycle_id LIMIT ?2",
+                params![tenant, sql_limit(limit)],
+                |id| format!("cycle {id}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, cycle)| cycle).collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ImprovementStore for SqliteStore {
+    async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError> {
+        let id = record.improvement_id.clone();
+        let body = encode(&format!("improvement {id}"), record)?;
+        let tenant = record.tenant_id.as_ref().map(|t| t.as_str().to_owned());
+        let status = record.status.as_str();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO improvements (improvement_id, tenant_id, status, body)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(improvement_id) DO UPDATE SET tenant_id = excluded.tenant_id,
+                     status = excluded.status, body = excluded.body",
+                params![id, tenant, status, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM improvements WHERE improvement_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            body.map(|b| decode(&format!("improvement {id}"), &b))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_improvements(
+        &self,
+        query: &ImprovementQuery,
+    ) -> Result<Page<ImprovementRecord>, StoreError> {
+        let cursor = query.checked_cursor()?.map(str::to_owned);
+        let size = query.page_size();
+        let tenant = query.scope.tenant().map(|t| t.as_str().to_owned());
+        let status = query.status.map(ImprovementStatus::as_str);
+        self.with_conn(move |conn| {
+            // One row more than the page tells whether another page follows.
+            let mut rows = bodies::<ImprovementRecord>(
+                conn,
+                "SELECT improvement_id, body FROM improvements
+                 WHERE (?1 IS NULL OR tenant_id = ?1)
+                   AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR improvement_id < ?3)
+                 ORDER BY improvement_id DESC LIMIT ?4",
+                params![tenant, status, cursor, sql_limit(size + 1)],
+                |id| format!("improvement {id}"),
+            )?;
+            let next_cursor = if rows.len() > size {
+                rows.truncate(size);
+                rows.last().map(|(id, _)| id.clone())
+            } else {
+                None
+            };
+            Ok(Page {
+                items: rows.into_iter().map(|(_, record)| record).collect(),
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    async fn improvement_counts(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<BTreeMap<ImprovementStatus, u64>, StoreError> {
+        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT status, COUNT(*) FROM improvements
+                     WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY status",
+                )
+                .map_err(sql)?;
+            let rows: Vec<(String, i64)> = stmt
+                .query_map(params![tenant], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            rows.into_iter()
+                .map(|(name, count)| {
+                    let status =
+                        ImprovementStatus::parse(&name).ok_or_else(|| StoreError::Corrupt {
+                            record: "improvements".into(),
+                            problem: format!("unknown status {name:?}"),
+                        })?;
+                    Ok((status, u64::try_from(count).unwrap_or(0)))
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UsageLedger for SqliteStore {
+    async fn record_llm_usage(
+        &self,
+        at: OffsetDateTime,
+        cost_usd: f64,
+        providers: &[ProviderHealth],
+    ) -> Result<(), StoreError> {
+        if !cost_usd.is_finite() {
+            return Err(StoreError::Rejected(format!(
+                "LLM cost {cost_usd} is not a number of dollars"
+            )));
+        }
+        let day = day_key(at.to_offset(UtcOffset::UTC).date());
+        let providers = encode(&format!("LLM usage of {day}"), &providers)?;
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO llm_usage (day, cost_usd, calls, providers) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT(day) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd,
+                     calls = calls + 1, providers = excluded.providers",
+                params![day, cost_usd, providers],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn llm_usage(&self, day: Date) -> Result<DailyUsage, StoreError> {
+        let day = day_key(day);
+        self.with_conn(move |conn| {
+            let row: Option<(f64, i64, String)> = conn
+                .query_row(
+                    "SELECT cost_usd, calls, providers FROM llm_usage WHERE day = ?1",
+                    params![day],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some((cost_usd, calls, providers)) = row else {
+                return Ok(DailyUsage::default());
+            };
+            Ok(DailyUsage {
+                cost_usd,
+                calls: u64::try_from(calls).unwrap_or(0),
+                providers: decode(&format!("LLM usage of {day}"), &providers)?,
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Registry for SqliteStore {
+    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        let tenant = tenant_key(agent.tenant_id.as_ref());
+        let name = agent.name.clone();
+        let body = encode(&format!("agent {tenant}#{name}"), agent)?;
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO agents (tenant_key, name, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(tenant_key, name) DO UPDATE SET body = excluded.body",
+                params![tenant, name, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_agents(&self, scope: &TenantScope) -> Result<Vec<AgentRecord>, StoreError> {
+        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
+        self.with_conn(move |conn| {
+            let rows = bodies::<AgentRecord>(
+                conn,
+                "SELECT tenant_key || '#' || name, body FROM agents
+                 WHERE (?1 IS NULL OR tenant_key = ?1) ORDER BY tenant_key, name",
+                params![tenant],
+                |key| format!("agent {key}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, agent)| agent).collect())
+        })
+        .await
+    }
+
+    async fn put_component(&self, component: &ComponentRecord) -> Result<(), StoreError> {
+        let tenant = tenant_key(component.tenant_id.as_ref());
+        let name = component.name.clone();
+        let body = encode(&format!("component {tenant}#{name}"), component)?;
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO components (tenant_key, name, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(tenant_key, name) DO UPDATE SET body = excluded.body",
+                params![tenant, name, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_components(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<Vec<ComponentRecord>, StoreError> {
+        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
+        self.with_conn(move |conn| {
+            let rows = bodies::<ComponentRecord>(
+                conn,
+                "SELECT tenant_key || '#' || name, body FROM components
+                 WHERE (?1 IS NULL OR tenant_key = ?1) ORDER BY tenant_key, name",
+                params![tenant],
+                |key| format!("component {key}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, component)| component).collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccessLog for SqliteStore {
+    async fn count_call(
+        &self,
+        key_id: &str,
+        window_start: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let (key, start, expires) = (
+            key_id.to_owned(),
+            window_start.unix_timestamp(),
+            expires_at.unix_timestamp(),
+        );
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            // The embedded counterpart of DynamoDB TTL: windows that expired before this one
+            // started are gone (the caller's window start stands in for the clock).
+            tx.execute(
+                "DELETE FROM call_counts WHERE expires_at < ?1",
+                params![start],
+            )
+            .map_err(sql)?;
+            let count: i64 = tx
+                .query_row(
+                    "INSERT INTO call_counts (key_id, window_start, expires_at, count)
+                     VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT(key_id, window_start) DO UPDATE SET count = count + 1,
+                         expires_at = max(expires_at, excluded.expires_at)
+                     RETURNING count",
+                    params![key, start, expires],
+                    |row| row.get(0),
+                )
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError> {
+        let body = encode(&format!("tool call of key {}", event.key_id), event)?;
+        let at = millis(event.at);
+        let expired = millis(event.at - TOOL_CALL_RETENTION);
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO tool_calls (at_ms, body) VALUES (?1, ?2)",
+                params![at, body],
+            )
+            .map_err(sql)?;
+            // Lazy clean-up, as DynamoDB's TTL does it on AWS.
+            tx.execute("DELETE FROM tool_calls WHERE at_ms < ?1", params![expired])
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recent_tool_calls(&self, limit: usize) -> Result<Vec<ToolCallEvent>, StoreError> {
+        self.with_conn(move |conn| {
+            let rows = bodies::<ToolCallEvent>(
+                conn,
+                "SELECT CAST(seq AS TEXT), body FROM tool_calls ORDER BY at_ms DESC, seq DESC LIMIT ?1",
+                params![sql_limit(limit)],
+                |seq| format!("tool call {seq}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, event)| event).collect())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema as version 1 created it.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE dedup_claims (dedup_key TEXT PRIMARY KEY, cycle_id TEXT NOT NULL,
+            claimed_at_ms INTEGER NOT NULL, window_end_ms INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL, suppressed_count INTEGER NOT NULL DEFAULT 0,
+            started INTEGER NOT NULL DEFAULT 0, execution_ref TEXT, cycle_input TEXT NOT NULL);
+        CREATE TABLE halt_switch (id INTEGER PRIMARY KEY CHECK (id = 1), reason TEXT NOT NULL,
+            actor TEXT NOT NULL, since_ms INTEGER NOT NULL);
+        CREATE TABLE pending_approvals (improvement_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+        CREATE TABLE task_results (task_token TEXT PRIMARY KEY, output TEXT NOT NULL);
+        CREATE TABLE audit_events (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            cycle_id TEXT NOT NULL, at_ms INTEGER NOT NULL, body TEXT NOT NULL);
+        CREATE INDEX audit_events_by_cycle ON audit_events (cycle_id, at_ms, seq);
+        CREATE TABLE notifications (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            detail_type TEXT NOT NULL, detail TEXT NOT NULL);
+        CREATE TABLE cycles (cycle_id TEXT PRIMARY KEY, status TEXT NOT NULL,
+            started_ms INTEGER NOT NULL, body TEXT NOT NULL);
+        PRAGMA user_version = 1;
+    ";
+
+    const CYCLE_V1: &str = r#"{"request":{"cycle_id":"c1","mode":"routine","tenant_id":"acme",
+        "components":[],"analysis_window":{"start":"2026-11-22T04:00:00Z",
+        "end":"2026-11-22T05:00:00Z"},"max_improvements":3,"max_concurrency":3,
+        "dry_run":false,"trigger":{"kind":"schedule","rule":null},"dedup_key":"acme#*",
+        "requested_at":"2026-11-22T05:00:00Z"},"status":"running","execution_ref":"exec",
+        "started_at":"2026-11-22T05:00:00Z"}"#;
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_in_place() {
+        // GIVEN a version-1 file with a running cycle
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute(
+                "INSERT INTO cycles (cycle_id, status, started_ms, body)
+                 VALUES ('c1', 'running', 1795323600000, ?1)",
+                params![CYCLE_V1],
+            )
+            .unwrap();
+        }
+        // WHEN it is opened THEN the old records are there and the new tables work
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let running = store
+            .running_cycles(&TenantScope::Only(TenantId::parse("acme").unwrap()), 10)
+            .await
+            .unwrap();
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].request.cycle_id.as_str(), "c1");
+        store
+            .record_llm_usage(running[0].started_at, 0.5, &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .llm_usage(running[0].started_at.date())
+                .await
+                .unwrap()
+                .calls,
+            1
+        );
+        let version: i64 = store
+            .with_conn(|conn| {
+                conn.pragma_query_value(None, "user_version", |row| row.get(0))
+                    .map_err(sql)
+            })
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_row_is_corrupt_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .with_conn(|conn| {
+                conn.execute(
+                    "INSERT INTO improvements (improvement_id, tenant_id, status, body)
+                     VALUES ('c1-1', NULL, 'validated', '{\"not\": \"a record\"}'),
+                            ('c1-2', NULL, 'no_such_status', '{}')",
+                    [],
+                )
+                .map_err(sql)
+            })
+            .await
+            .unwrap();
+        let err = store.get_improvement("c1-1").await.unwrap_err();
+        let StoreError::Corrupt { record, .. } = &err else {
+            panic!("expected Corrupt, got {err:?}");
+        };
+        assert_eq!(record, "improvement c1-1");
+        let err = store
+            .improvement_counts(&TenantScope::All)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_status"), "{err}");
     }
 }

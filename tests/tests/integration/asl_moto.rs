@@ -68,6 +68,9 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
         approvals: shared.clone(),
         audit: shared.clone(),
         notifier: shared.clone(),
+        improvements: shared.clone(),
+        usage: shared.clone(),
+        cycles: shared.clone(),
         clock: Arc::clone(&clock),
         config: config.clone(),
     });
@@ -136,6 +139,7 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
                 store: &store,
                 tokens: &orchestrator,
                 audit: &store,
+                improvements: &store,
                 clock: clock.as_ref(),
             };
             decide(ports, &improvement, "approver@example.com", true, None)

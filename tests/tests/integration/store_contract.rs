@@ -1,17 +1,25 @@
 //! The Store contract: one suite, run against the embedded SQLite store and against
 //! DynamoDB on moto.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use selfbuild_core::analyze::{Opportunity, OpportunityKind, Priority};
 use selfbuild_core::approval::PendingApproval;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
 };
+use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::intake::CLAIM_RETENTION;
 use selfbuild_core::ports::{ClaimOutcome, DedupClaim, HaltState, Store};
-use time::macros::datetime;
+use selfbuild_core::records::{
+    AgentRecord, CircuitState, ComponentRecord, ComponentStatus, ImprovementQuery,
+    ImprovementRecord, ImprovementStatus, ProviderHealth, TenantScope, ToolCallEvent,
+};
+use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
 
 const T0: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
@@ -252,6 +260,531 @@ pub async fn audit_events_come_back_in_time_order(store: &impl Store) {
     assert!(store.cycle_events(&other).await.unwrap().is_empty());
 }
 
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+fn only(name: &str) -> TenantScope {
+    TenantScope::Only(tenant(name))
+}
+
+fn improvement(
+    cycle: &str,
+    tenant_id: Option<&str>,
+    status: ImprovementStatus,
+    at: OffsetDateTime,
+) -> ImprovementRecord {
+    let item = ImprovementItem {
+        cycle_id: CycleId::parse(cycle).unwrap(),
+        tenant_id: tenant_id.map(tenant),
+        mode: CycleMode::Routine,
+        dry_run: false,
+        opportunity: Opportunity {
+            id: "orders:timeouts".into(),
+            rank: 1,
+            component: ComponentId::parse("orders").unwrap(),
+            tenant_id: tenant_id.map(tenant),
+            kind: OpportunityKind::Timeouts,
+            evidence: vec![],
+            expected_gain: 0.5,
+            affected_requests: 10.0,
+            impact_score: 5.0,
+            priority: Priority::High,
+            current: None,
+            top_errors: vec!["Task timed out after <n> seconds".into()],
+        },
+        generated: None,
+        validation: None,
+        approval: None,
+        deploy: None,
+        monitor: None,
+    };
+    ImprovementRecord::of_item(&item, status, at)
+}
+
+pub async fn improvement_records_are_replaced_and_read_back(store: &impl Store) {
+    let first = improvement("c-1", Some("acme"), ImprovementStatus::Validated, T0);
+    assert_eq!(store.get_improvement("c-1-1").await.unwrap(), None);
+    assert_eq!(store.get_improvement("").await.unwrap(), None);
+    store.put_improvement(&first).await.unwrap();
+    assert_eq!(
+        store.get_improvement("c-1-1").await.unwrap(),
+        Some(first.clone())
+    );
+    let deployed = ImprovementRecord {
+        status: ImprovementStatus::Deployed,
+        updated_at: T0 + Duration::minutes(5),
+        ..first
+    };
+    store.put_improvement(&deployed).await.unwrap();
+    assert_eq!(
+        store.get_improvement("c-1-1").await.unwrap(),
+        Some(deployed.clone())
+    );
+    let page = store
+        .list_improvements(&ImprovementQuery {
+            scope: TenantScope::All,
+            status: None,
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items, [deployed], "replaced, not added");
+    assert_eq!(page.next_cursor, None);
+}
+
+/// 14 improvements `c-01-1` … `c-14-1`: acme validated ×7, acme rejected ×3, globex
+/// validated ×2, system-wide validated ×2, interleaved so filters skip records mid-page.
+async fn seed_improvements(store: &impl Store) {
+    for i in 1..=14 {
+        let (owner, status) = match i {
+            3 | 8 | 13 => (Some("acme"), ImprovementStatus::Rejected),
+            6 | 11 => (Some("globex"), ImprovementStatus::Validated),
+            10 | 14 => (None, ImprovementStatus::Validated),
+            _ => (Some("acme"), ImprovementStatus::Validated),
+        };
+        let record = improvement(&format!("c-{i:02}"), owner, status, T0);
+        store.put_improvement(&record).await.unwrap();
+    }
+}
+
+/// Every page of a listing, as the improvement numbers of each page.
+async fn pages(store: &impl Store, query: ImprovementQuery) -> Vec<Vec<u32>> {
+    let mut query = query;
+    let mut pages = Vec::new();
+    loop {
+        let page = store.list_improvements(&query).await.unwrap();
+        pages.push(
+            page.items
+                .iter()
+                .map(|r| r.improvement_id[2..4].parse().unwrap())
+                .collect(),
+        );
+        match page.next_cursor {
+            Some(next) => query.cursor = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 20, "the listing does not end");
+    }
+}
+
+pub async fn improvements_list_newest_first_in_pages_with_filters(store: &impl Store) {
+    seed_improvements(store).await;
+    let query =
+        |scope: TenantScope, status: Option<ImprovementStatus>, limit: usize| ImprovementQuery {
+            scope,
+            status,
+            limit,
+            cursor: None,
+        };
+    let validated = Some(ImprovementStatus::Validated);
+    // Everything, incl. system-wide records, in one page (the limit is clamped to 100).
+    assert_eq!(
+        pages(store, query(TenantScope::All, None, 1000)).await,
+        [(1..=14).rev().collect::<Vec<u32>>()]
+    );
+    // A tenant and a status, three at a time: the filter skips records inside pages.
+    assert_eq!(
+        pages(store, query(only("acme"), validated, 3)).await,
+        [vec![12, 9, 7], vec![5, 4, 2], vec![1]]
+    );
+    assert_eq!(
+        pages(store, query(TenantScope::All, validated, 3)).await,
+        [vec![14, 12, 11], vec![10, 9, 7], vec![6, 5, 4], vec![2, 1]]
+    );
+    assert_eq!(
+        pages(
+            store,
+            query(only("acme"), Some(ImprovementStatus::Rejected), 3)
+        )
+        .await,
+        [vec![13, 8, 3]],
+        "an exactly full last page has no cursor"
+    );
+    assert_eq!(
+        pages(store, query(only("globex"), None, 10)).await,
+        [vec![11, 6]]
+    );
+    assert_eq!(
+        pages(store, query(only("initech"), None, 10)).await,
+        [Vec::<u32>::new()]
+    );
+    // A limit of 0 is clamped to 1.
+    let first = store
+        .list_improvements(&query(TenantScope::All, None, 0))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 1);
+    assert_eq!(first.next_cursor.as_deref(), Some("c-14-1"));
+    // A cursor no listing could have returned is refused, and names itself.
+    for bad in ["", "c-14-1 OR 1=1", "c#14"] {
+        let err = store
+            .list_improvements(&ImprovementQuery {
+                cursor: Some(bad.into()),
+                ..query(TenantScope::All, None, 3)
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Rejected(_)), "{bad:?}: {err:?}");
+        assert!(err.to_string().contains("cursor"), "{err}");
+    }
+}
+
+pub async fn improvement_counts_are_per_status_and_scope(store: &impl Store) {
+    assert!(
+        store
+            .improvement_counts(&TenantScope::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    seed_improvements(store).await;
+    let counts =
+        |pairs: &[(ImprovementStatus, u64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
+    assert_eq!(
+        store.improvement_counts(&TenantScope::All).await.unwrap(),
+        counts(&[
+            (ImprovementStatus::Validated, 11),
+            (ImprovementStatus::Rejected, 3)
+        ])
+    );
+    assert_eq!(
+        store.improvement_counts(&only("acme")).await.unwrap(),
+        counts(&[
+            (ImprovementStatus::Validated, 7),
+            (ImprovementStatus::Rejected, 3)
+        ])
+    );
+    assert_eq!(
+        store.improvement_counts(&only("globex")).await.unwrap(),
+        counts(&[(ImprovementStatus::Validated, 2)])
+    );
+}
+
+fn running_cycle(name: &str, owner: Option<&str>, started_at: OffsetDateTime) -> CycleRecord {
+    let k = DedupKey::new(owner.map(tenant), Some(ComponentId::parse(name).unwrap()));
+    CycleRecord {
+        request: CycleRequest {
+            cycle_id: CycleId::parse(&format!("cycle-{name}")).unwrap(),
+            mode: CycleMode::Routine,
+            tenant_id: owner.map(tenant),
+            components: k.component.iter().cloned().collect(),
+            analysis_window: TimeWindow {
+                start: started_at - Duration::hours(1),
+                end: started_at,
+            },
+            max_improvements: 3,
+            max_concurrency: 3,
+            dry_run: false,
+            trigger: Trigger::Schedule { rule: None },
+            dedup_key: k.as_str().to_owned(),
+            requested_at: started_at,
+        },
+        status: CycleStatus::Running,
+        execution_ref: format!("exec-{name}"),
+        started_at,
+    }
+}
+
+fn cycle_names(cycles: &[CycleRecord]) -> Vec<&str> {
+    cycles
+        .iter()
+        .map(|c| &c.request.cycle_id.as_str()["cycle-".len()..])
+        .collect()
+}
+
+pub async fn finished_cycles_leave_the_running_list(store: &impl Store) {
+    // Created out of start order; listed oldest first.
+    let cycles = [
+        running_cycle("acme-late", Some("acme"), T0 + Duration::minutes(3)),
+        running_cycle("acme-early", Some("acme"), T0),
+        running_cycle("globex", Some("globex"), T0 + Duration::minutes(1)),
+        running_cycle("fleet", None, T0 + Duration::minutes(2)),
+    ];
+    for cycle in &cycles {
+        assert!(store.create_cycle(cycle).await.unwrap());
+    }
+    assert_eq!(
+        cycle_names(&store.running_cycles(&TenantScope::All, 10).await.unwrap()),
+        ["acme-early", "globex", "fleet", "acme-late"]
+    );
+    assert_eq!(
+        cycle_names(&store.running_cycles(&only("acme"), 10).await.unwrap()),
+        ["acme-early", "acme-late"]
+    );
+    assert_eq!(
+        cycle_names(&store.running_cycles(&TenantScope::All, 2).await.unwrap()),
+        ["acme-early", "globex"]
+    );
+    assert!(
+        store
+            .running_cycles(&only("initech"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let early = &cycles[1].request.cycle_id;
+    let done_at = T0 + Duration::minutes(30);
+    assert!(
+        store
+            .finish_cycle(early, CycleStatus::Succeeded, done_at)
+            .await
+            .unwrap()
+    );
+    let finished = store.get_cycle(early).await.unwrap().unwrap();
+    assert_eq!(finished.status, CycleStatus::Succeeded);
+    assert_eq!(
+        finished.request, cycles[1].request,
+        "only the status changes"
+    );
+    assert!(
+        store
+            .finish_cycle(&cycles[2].request.cycle_id, CycleStatus::Failed, done_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_cycle(&cycles[2].request.cycle_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CycleStatus::Failed
+    );
+    assert_eq!(
+        cycle_names(&store.running_cycles(&TenantScope::All, 10).await.unwrap()),
+        ["fleet", "acme-late"]
+    );
+    assert_eq!(
+        cycle_names(&store.running_cycles(&only("acme"), 10).await.unwrap()),
+        ["acme-late"]
+    );
+    // Finishing twice (a retried summary) changes nothing more; an unknown cycle is false.
+    assert!(
+        store
+            .finish_cycle(early, CycleStatus::Succeeded, done_at)
+            .await
+            .unwrap()
+    );
+    let unknown = CycleId::parse("no-such-cycle").unwrap();
+    assert!(
+        !store
+            .finish_cycle(&unknown, CycleStatus::Failed, done_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_cycle(&unknown).await.unwrap(), None);
+}
+
+fn health(pairs: &[(&str, CircuitState)]) -> Vec<ProviderHealth> {
+    pairs
+        .iter()
+        .map(|(provider, state)| ProviderHealth {
+            provider: (*provider).into(),
+            state: *state,
+        })
+        .collect()
+}
+
+pub async fn llm_usage_accumulates_per_utc_day(store: &impl Store) {
+    let day = date!(2026 - 11 - 22);
+    let untouched = store.llm_usage(day).await.unwrap();
+    assert_eq!((untouched.cost_usd, untouched.calls), (0.0, 0));
+    assert!(untouched.providers.is_empty());
+
+    let closed = health(&[("bedrock:claude", CircuitState::Closed)]);
+    let tripped = health(&[
+        ("bedrock:claude", CircuitState::Open),
+        ("openai:gpt", CircuitState::Closed),
+    ]);
+    store.record_llm_usage(T0, 0.25, &closed).await.unwrap();
+    store
+        .record_llm_usage(T0 + Duration::hours(1), 0.5, &tripped)
+        .await
+        .unwrap();
+    // 01:00 at UTC+2 is still the 22nd in UTC.
+    store
+        .record_llm_usage(datetime!(2026-11-23 01:00:00 +2), 0.125, &tripped)
+        .await
+        .unwrap();
+    store
+        .record_llm_usage(datetime!(2026-11-23 00:30:00 UTC), 1.5, &closed)
+        .await
+        .unwrap();
+
+    let today = store.llm_usage(day).await.unwrap();
+    assert_eq!((today.cost_usd, today.calls), (0.875, 3));
+    assert_eq!(
+        today.providers, tripped,
+        "the latest snapshot replaces the earlier"
+    );
+    let tomorrow = store.llm_usage(date!(2026 - 11 - 23)).await.unwrap();
+    assert_eq!((tomorrow.cost_usd, tomorrow.calls), (1.5, 1));
+    assert_eq!(tomorrow.providers, closed);
+}
+
+fn agent(owner: Option<&str>, name: &str, url: &str) -> AgentRecord {
+    AgentRecord {
+        name: name.into(),
+        url: url.into(),
+        capabilities: vec!["diagnose".into()],
+        tenant_id: owner.map(tenant),
+        registered_by: "key-1".into(),
+        registered_at: T0,
+    }
+}
+
+fn component(owner: Option<&str>, name: &str, status: ComponentStatus) -> ComponentRecord {
+    ComponentRecord {
+        name: name.into(),
+        component_type: "lambda_function".into(),
+        tenant_id: owner.map(tenant),
+        status,
+        detail: serde_json::json!({"memory_mb": 256}),
+        created_at: T0,
+    }
+}
+
+pub async fn agents_and_components_are_replaced_and_scoped(store: &impl Store) {
+    assert!(
+        store
+            .list_agents(&TenantScope::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for a in [
+        agent(Some("globex"), "scout", "https://globex.example/scout"),
+        agent(Some("acme"), "scout", "https://acme.example/old"),
+        agent(Some("acme-eu"), "scout", "https://acme.eu.example/scout"),
+        agent(None, "fleet-watch", "https://ops.example/watch"),
+        agent(Some("acme"), "builder", "https://acme.example/builder"),
+        agent(Some("acme"), "scout", "https://acme.example/scout"),
+    ] {
+        store.register_agent(&a).await.unwrap();
+    }
+    let listed = |agents: Vec<AgentRecord>| {
+        agents
+            .into_iter()
+            .map(|a| {
+                let owner = a.tenant_id.map_or("*".into(), |t| t.as_str().to_owned());
+                format!("{owner}/{} {}", a.name, a.url)
+            })
+            .collect::<Vec<_>>()
+    };
+    // By tenant then name, the fleet-wide agent first; the re-registered one replaced.
+    assert_eq!(
+        listed(store.list_agents(&TenantScope::All).await.unwrap()),
+        [
+            "*/fleet-watch https://ops.example/watch",
+            "acme/builder https://acme.example/builder",
+            "acme/scout https://acme.example/scout",
+            "acme-eu/scout https://acme.eu.example/scout",
+            "globex/scout https://globex.example/scout",
+        ]
+    );
+    // `acme` does not see `acme-eu`, nor the fleet-wide agent.
+    assert_eq!(
+        listed(store.list_agents(&only("acme")).await.unwrap()),
+        [
+            "acme/builder https://acme.example/builder",
+            "acme/scout https://acme.example/scout",
+        ]
+    );
+    assert!(
+        store
+            .list_agents(&only("initech"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let cache = component(Some("acme"), "cache", ComponentStatus::AwaitingApproval);
+    store.put_component(&cache).await.unwrap();
+    store
+        .put_component(&component(
+            None,
+            "shared-queue",
+            ComponentStatus::Registered,
+        ))
+        .await
+        .unwrap();
+    store
+        .put_component(&component(
+            Some("globex"),
+            "cache",
+            ComponentStatus::Registered,
+        ))
+        .await
+        .unwrap();
+    let declined = ComponentRecord {
+        status: ComponentStatus::Declined,
+        detail: serde_json::json!({"reason": "over budget"}),
+        ..cache
+    };
+    store.put_component(&declined).await.unwrap();
+    let all = store.list_components(&TenantScope::All).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].tenant_id, None);
+    assert_eq!(all[1], declined);
+    assert_eq!(all[2].tenant_id, Some(tenant("globex")));
+    assert_eq!(
+        store.list_components(&only("acme")).await.unwrap(),
+        [declined]
+    );
+}
+
+pub async fn calls_are_counted_per_key_and_fixed_window(store: &impl Store) {
+    let window = Duration::minutes(1);
+    let count = |key: &'static str, start: OffsetDateTime| async move {
+        store
+            .count_call(key, start, start + 2 * window)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count("key-1", T0).await, 1);
+    assert_eq!(count("key-1", T0).await, 2);
+    assert_eq!(count("key-2", T0).await, 1, "keys count apart");
+    assert_eq!(count("key-1", T0).await, 3);
+    assert_eq!(
+        count("key-1", T0 + window).await,
+        1,
+        "a new window starts at 1"
+    );
+    assert_eq!(count("key-1", T0 + window).await, 2);
+    assert_eq!(count("key-2", T0 + window).await, 1);
+}
+
+pub async fn the_access_log_lists_the_newest_calls_first(store: &impl Store) {
+    assert!(store.recent_tool_calls(10).await.unwrap().is_empty());
+    // Real time: the DynamoDB adapter reads the partitions of the last days, from today.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let call = |seconds_ago: i64, tool: &str, outcome: &str| ToolCallEvent {
+        at: now - Duration::seconds(seconds_ago),
+        key_id: "key-1".into(),
+        tenant_id: Some(tenant("acme")),
+        tool: tool.into(),
+        outcome: outcome.into(),
+        detail: String::new(),
+    };
+    let oldest = call(5, "list_improvements", "ok");
+    let twice = call(3, "get_system_status", "ok");
+    let newest = call(1, "approve_improvement", "denied");
+    // Recorded out of order, and one call twice in the same instant: both are kept.
+    for event in [&twice, &newest, &oldest, &twice] {
+        store.record_tool_call(event).await.unwrap();
+    }
+    assert_eq!(
+        store.recent_tool_calls(10).await.unwrap(),
+        [newest.clone(), twice.clone(), twice.clone(), oldest]
+    );
+    assert_eq!(store.recent_tool_calls(2).await.unwrap(), [newest, twice]);
+    assert!(store.recent_tool_calls(0).await.unwrap().is_empty());
+}
+
 /// 200 parallel claims of one key: exactly one winner, and 199 counted suppressions.
 pub async fn concurrent_claims_have_exactly_one_winner<S: Store + 'static>(stores: Vec<Arc<S>>) {
     let k = key("contended");
@@ -343,6 +876,14 @@ contract_suite!(
     cycles_are_created_once,
     approvals_collect_distinct_approvers,
     audit_events_come_back_in_time_order,
+    improvement_records_are_replaced_and_read_back,
+    improvements_list_newest_first_in_pages_with_filters,
+    improvement_counts_are_per_status_and_scope,
+    finished_cycles_leave_the_running_list,
+    llm_usage_accumulates_per_utc_day,
+    agents_and_components_are_replaced_and_scoped,
+    calls_are_counted_per_key_and_fixed_window,
+    the_access_log_lists_the_newest_calls_first,
 );
 
 /// A missing table is a configuration error, not something to retry.

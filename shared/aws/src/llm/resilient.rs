@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
-use serde::Serialize;
+use selfbuild_core::records::ProviderHealth;
 use tracing::{info, warn};
 
 /// Where time comes from: now, and waiting.
@@ -152,16 +152,7 @@ impl Default for BreakerPolicy {
 }
 
 /// A provider's circuit, as a status report shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    /// Calls go through.
-    Closed,
-    /// Calls are refused until the cool-down ends.
-    Open,
-    /// The cool-down is over: the next call is a trial (or one is under way).
-    HalfOpen,
-}
+pub use selfbuild_core::records::CircuitState as BreakerState;
 
 /// One provider's circuit.
 #[derive(Debug)]
@@ -391,6 +382,13 @@ impl Provider {
 
 #[async_trait]
 impl Llm for ResilientLlm {
+    fn provider_health(&self) -> Vec<ProviderHealth> {
+        self.breaker_states()
+            .into_iter()
+            .map(|(provider, state)| ProviderHealth { provider, state })
+            .collect()
+    }
+
     async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
         let mut failures = Vec::new();
         for provider in &self.providers {

@@ -1,0 +1,425 @@
+//! What the store keeps besides claims, cycles, approvals and audit events: each
+//! improvement's latest state, LLM spend and provider health per day, agents and components
+//! registered through MCP, and per-key tool-call accounting (rate limit and access log).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+
+use crate::change::RiskLevel;
+use crate::cycle::{CycleRecord, CycleStatus};
+use crate::error::StoreError;
+use crate::ids::{CycleId, TenantId};
+use crate::improvement::ImprovementItem;
+
+/// Which tenants' records a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant's and the system-wide records (a `*` key).
+    All,
+    /// Only this tenant's records.
+    Only(TenantId),
+}
+
+impl TenantScope {
+    /// Whether a record of `tenant` (none: system-wide) is visible.
+    pub fn allows(&self, tenant: Option<&TenantId>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(own) => tenant == Some(own),
+        }
+    }
+
+    /// The tenant this scope is limited to, if any.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Self::All => None,
+            Self::Only(t) => Some(t),
+        }
+    }
+}
+
+/// Where an improvement is; the last audited transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImprovementStatus {
+    /// Validated; deploys next or waits for approval.
+    Validated,
+    /// Waiting for approvals.
+    AwaitingApproval,
+    /// Approved; deploys next.
+    Approved,
+    /// Rejected by validation, an approver or the approval timeout.
+    Rejected,
+    /// The canary is live and watched.
+    Deployed,
+    /// The deploy waits for a low-traffic window.
+    Deferred,
+    /// The halt switch stopped the deploy.
+    Halted,
+    /// Not deployed (dry run or nothing to change).
+    Skipped,
+    /// The canary took all traffic.
+    Promoted,
+    /// The baseline was restored.
+    RolledBack,
+}
+
+impl ImprovementStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [Self; 10] = [
+        Self::Validated,
+        Self::AwaitingApproval,
+        Self::Approved,
+        Self::Rejected,
+        Self::Deployed,
+        Self::Deferred,
+        Self::Halted,
+        Self::Skipped,
+        Self::Promoted,
+        Self::RolledBack,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validated => "validated",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Deployed => "deployed",
+            Self::Deferred => "deferred",
+            Self::Halted => "halted",
+            Self::Skipped => "skipped",
+            Self::Promoted => "promoted",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The status with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The status an audit action leaves an improvement in.
+    pub fn after_action(action: &str) -> Option<Self> {
+        Some(match action {
+            "validated" => Self::Validated,
+            "approval_requested" => Self::AwaitingApproval,
+            "approved" => Self::Approved,
+            "rejected" => Self::Rejected,
+            "deployed" => Self::Deployed,
+            "deploy_deferred" => Self::Deferred,
+            "deploy_halted" => Self::Halted,
+            "deploy_skipped" => Self::Skipped,
+            "promoted" => Self::Promoted,
+            "rolled_back" => Self::RolledBack,
+            _ => return None,
+        })
+    }
+}
+
+/// An improvement's latest state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImprovementRecord {
+    /// `<cycle>-<rank>`.
+    pub improvement_id: String,
+    /// Its cycle.
+    pub cycle_id: CycleId,
+    /// Its tenant, or none for system-wide.
+    pub tenant_id: Option<TenantId>,
+    /// The component it changes.
+    pub component: String,
+    /// Where it is.
+    pub status: ImprovementStatus,
+    /// The risk validation found.
+    pub risk: Option<RiskLevel>,
+    /// The change, in words.
+    pub change: Option<String>,
+    /// The Map item as the last step saw it (proposal, validation, deployment).
+    pub item: ImprovementItem,
+    /// When the status was set.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl ImprovementRecord {
+    /// The record of `item` entering `status` at `at`.
+    pub fn of_item(item: &ImprovementItem, status: ImprovementStatus, at: OffsetDateTime) -> Self {
+        Self {
+            improvement_id: item.improvement_id(),
+            cycle_id: item.cycle_id.clone(),
+            tenant_id: item.tenant_id.clone(),
+            component: item.opportunity.component.as_str().to_owned(),
+            status,
+            risk: item.validation.as_ref().map(|v| v.risk),
+            change: item.generated.as_ref().map(|g| {
+                g.proposal
+                    .change
+                    .describe(item.opportunity.current.as_ref())
+            }),
+            item: item.clone(),
+            updated_at: at,
+        }
+    }
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The records, in the listing's order.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; none on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which improvements to list: newest improvement id first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImprovementQuery {
+    /// Whose.
+    pub scope: TenantScope,
+    /// Only this status.
+    pub status: Option<ImprovementStatus>,
+    /// At most this many (1–100).
+    pub limit: usize,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+impl ImprovementQuery {
+    /// The most records a page holds.
+    pub const MAX_LIMIT: usize = 100;
+
+    /// `limit`, clamped to 1–100.
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, Self::MAX_LIMIT)
+    }
+
+    /// The cursor, if it can be one a store returned: an improvement id
+    /// (`[A-Za-z0-9_-]`, 1–120 characters); anything else is `StoreError::Rejected`.
+    pub fn checked_cursor(&self) -> Result<Option<&str>, StoreError> {
+        let Some(cursor) = self.cursor.as_deref() else {
+            return Ok(None);
+        };
+        let id_like = (1..=120).contains(&cursor.len())
+            && cursor
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+        if id_like {
+            return Ok(Some(cursor));
+        }
+        let shown: String = cursor.chars().take(64).collect();
+        Err(StoreError::Rejected(format!(
+            "cursor {shown:?} is not one a listing returned"
+        )))
+    }
+}
+
+/// Improvement records.
+#[async_trait]
+pub trait ImprovementStore: Send + Sync {
+    /// Stores the record, replacing the improvement's earlier one.
+    async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError>;
+    /// The improvement's record.
+    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError>;
+    /// One page of records, improvement ids descending; a cursor that is not one this store
+    /// returned is `StoreError::Rejected`.
+    async fn list_improvements(
+        &self,
+        query: &ImprovementQuery,
+    ) -> Result<Page<ImprovementRecord>, StoreError>;
+
+    /// How many visible improvements are in each status (pages through the listing).
+    async fn improvement_counts(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<BTreeMap<ImprovementStatus, u64>, StoreError> {
+        let mut counts = BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .list_improvements(&ImprovementQuery {
+                    scope: scope.clone(),
+                    status: None,
+                    limit: 100,
+                    cursor,
+                })
+                .await?;
+            for record in &page.items {
+                *counts.entry(record.status).or_insert(0) += 1;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(counts),
+            }
+        }
+    }
+}
+
+/// Cycle listing and completion (beside [`crate::ports::CycleStore`]'s create and get).
+#[async_trait]
+pub trait CycleProgress: Send + Sync {
+    /// Marks the cycle finished; false if there is no such cycle.
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: CycleStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Cycles still running that `scope` may see, oldest first, at most `limit`.
+    async fn running_cycles(
+        &self,
+        scope: &TenantScope,
+        limit: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError>;
+}
+
+/// A provider's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Calls go through.
+    Closed,
+    /// Calls are refused until the cool-down ends.
+    Open,
+    /// The next call is a trial.
+    HalfOpen,
+}
+
+/// One LLM provider's circuit as the generate step last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderHealth {
+    /// `bedrock:<model>`, `openai:<model>`, …
+    pub provider: String,
+    /// Its circuit.
+    pub state: CircuitState,
+}
+
+/// LLM spend and provider health of one UTC day.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DailyUsage {
+    /// Dollars spent.
+    pub cost_usd: f64,
+    /// Proposals generated.
+    pub calls: u64,
+    /// The circuits after the latest call.
+    pub providers: Vec<ProviderHealth>,
+}
+
+/// LLM spend, accumulated per UTC day.
+#[async_trait]
+pub trait UsageLedger: Send + Sync {
+    /// Adds one generate call's cost to the day of `at` and replaces the provider snapshot.
+    async fn record_llm_usage(
+        &self,
+        at: OffsetDateTime,
+        cost_usd: f64,
+        providers: &[ProviderHealth],
+    ) -> Result<(), StoreError>;
+    /// The day's usage (zero if nothing was recorded).
+    async fn llm_usage(&self, day: Date) -> Result<DailyUsage, StoreError>;
+}
+
+/// Another agent registered through MCP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Unique within its tenant.
+    pub name: String,
+    /// Where it is reached.
+    pub url: String,
+    /// What it can do.
+    pub capabilities: Vec<String>,
+    /// Its tenant, or none for a fleet-wide agent.
+    pub tenant_id: Option<TenantId>,
+    /// The API key that registered it.
+    pub registered_by: String,
+    /// When it was (last) registered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub registered_at: OffsetDateTime,
+}
+
+/// Where a requested component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    /// Validated and recorded; ready to be built.
+    Registered,
+    /// Validated, but needs approval before it is built.
+    AwaitingApproval,
+    /// Declined; see the reason.
+    Declined,
+}
+
+/// A component requested through MCP `generate_component`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentRecord {
+    /// Unique within its tenant.
+    pub name: String,
+    /// `lambda_function`, …
+    pub component_type: String,
+    /// Its tenant, or none.
+    pub tenant_id: Option<TenantId>,
+    /// Where it is.
+    pub status: ComponentStatus,
+    /// What was asked for and what generate and validate made of it.
+    pub detail: serde_json::Value,
+    /// When it was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Agents and components registered through MCP.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Stores the agent, replacing one with the same tenant and name.
+    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// Agents `scope` may see, by tenant then name.
+    async fn list_agents(&self, scope: &TenantScope) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Stores the component, replacing one with the same tenant and name.
+    async fn put_component(&self, component: &ComponentRecord) -> Result<(), StoreError>;
+    /// Components `scope` may see, by tenant then name.
+    async fn list_components(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<Vec<ComponentRecord>, StoreError>;
+}
+
+/// One MCP `tools/call`, as the access log keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallEvent {
+    /// When it was answered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The API key's id.
+    pub key_id: String,
+    /// The key's tenant, or none for a `*` key.
+    pub tenant_id: Option<TenantId>,
+    /// The tool.
+    pub tool: String,
+    /// `ok`, `error`, `denied` or `rate_limited`.
+    pub outcome: String,
+    /// In words (the error, when there was one).
+    pub detail: String,
+}
+
+/// How long the access log keeps a tool call: a TTL on DynamoDB, lazy deletion offline.
+pub const TOOL_CALL_RETENTION: time::Duration = time::Duration::days(30);
+
+/// Per-key accounting of MCP calls.
+#[async_trait]
+pub trait AccessLog: Send + Sync {
+    /// Counts one call of `key_id` in the fixed window starting at `window_start` and returns
+    /// the window's count including it; the counter may be deleted after `expires_at`.
+    async fn count_call(
+        &self,
+        key_id: &str,
+        window_start: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+    /// Appends a tool call to the access log.
+    async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError>;
+    /// The newest `limit` tool calls, newest first.
+    async fn recent_tool_calls(&self, limit: usize) -> Result<Vec<ToolCallEvent>, StoreError>;
+}
