@@ -13,3 +13,4 @@ mod orchestrator;
 mod secrets;
 mod store_contract;
 mod telemetry;
+mod template;
