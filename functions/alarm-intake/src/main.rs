@@ -28,6 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         claims: &store,
         halt: &store,
         orchestrator: &orchestrator,
+        cycles: &store,
         alarms: &alarms,
         clock: &clock,
         metrics: &metrics,

@@ -33,3 +33,9 @@ impl<C: Clock + ?Sized> Clock for &C {
         (**self).now()
     }
 }
+
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> OffsetDateTime {
+        (**self).now()
+    }
+}

@@ -61,6 +61,8 @@ pub struct Config {
     pub autonomous_improvements: bool,
     /// `ENABLE_IMPROVEMENT_ROLLBACK`: roll a degraded canary back automatically.
     pub improvement_rollback: bool,
+    /// `ENABLE_COMPONENT_GENERATION`: accept MCP `generate_component` requests.
+    pub component_generation: bool,
     /// `MEDIUM_RISK_APPROVALS`: approvals a MEDIUM-risk change needs (0 or 1).
     pub medium_risk_approvals: u8,
     /// `PROTECTED_FUNCTIONS`: function names (globs) selfbuild never changes.
@@ -126,6 +128,7 @@ impl Config {
             metrics_namespace: env.string("METRICS_NAMESPACE", "Selfbuild")?,
             autonomous_improvements: env.flag("ENABLE_AUTONOMOUS_IMPROVEMENTS", false)?,
             improvement_rollback: env.flag("ENABLE_IMPROVEMENT_ROLLBACK", true)?,
+            component_generation: env.flag("ENABLE_COMPONENT_GENERATION", true)?,
             medium_risk_approvals: env.number("MEDIUM_RISK_APPROVALS", 1, 0, 1)?,
             protected_functions: env.patterns("PROTECTED_FUNCTIONS")?,
             llm_budget_usd: env.float("LLM_BUDGET_USD", 5.0, 0.0, 1000.0)?,

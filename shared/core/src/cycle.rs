@@ -48,6 +48,11 @@ pub enum Trigger {
         /// The rule's name, when known.
         rule: Option<String>,
     },
+    /// Asked for by an agent or a person (MCP `trigger_improvement_cycle`).
+    Manual {
+        /// Who asked (`key:<api key id>`).
+        requested_by: String,
+    },
 }
 
 /// How intake learned of an alarm.

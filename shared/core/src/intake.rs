@@ -9,12 +9,16 @@ use tracing::{info, instrument, warn};
 use crate::alarm::{AlarmSignal, AlarmState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::cycle::{CycleMode, CycleRequest, SeenBy, TimeWindow, Trigger};
+use crate::cycle::{
+    CycleMode, CycleRecord, CycleRequest, CycleStatus, SeenBy, TimeWindow, Trigger,
+};
 use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
 use crate::event::{IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
-use crate::ports::{AlarmSource, ClaimOutcome, DedupClaim, DedupStore, HaltSwitch, Orchestrator};
+use crate::ports::{
+    AlarmSource, ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltSwitch, Orchestrator,
+};
 
 /// How long a won claim may stay unstarted before a duplicate starts its cycle itself
 /// (the winner crashed between claiming and starting).
@@ -144,6 +148,8 @@ pub struct IntakeDeps<'a> {
     pub halt: &'a dyn HaltSwitch,
     /// Starts cycles.
     pub orchestrator: &'a dyn Orchestrator,
+    /// Cycle records, written when a cycle starts (status and listings read them).
+    pub cycles: &'a dyn CycleStore,
     /// Alarms in ALARM, for the poller.
     pub alarms: &'a dyn AlarmSource,
     /// The time.
@@ -172,6 +178,86 @@ pub async fn handle_event(
             .map(IntakeResponse::One),
         IntakeEvent::Poll { time, .. } => intake.handle_poll(time).await.map(IntakeResponse::Many),
     }
+}
+
+/// A cycle asked for by an agent or a person rather than an alarm or the schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualCycle {
+    /// The tenant, or none for system-wide.
+    pub tenant_id: Option<TenantId>,
+    /// The components to analyse; empty means all of the tenant's.
+    pub components: Vec<ComponentId>,
+    /// Emergency or routine.
+    pub mode: CycleMode,
+    /// Hours of telemetry to analyse, ending now.
+    pub analysis_window_hours: u32,
+    /// The most opportunities to act on.
+    pub max_improvements: u32,
+    /// Propose and validate, never deploy.
+    pub dry_run: bool,
+    /// Who asked (`key:<api key id>`).
+    pub requested_by: String,
+}
+
+/// Starts a manually requested cycle through the same halt check and dedup claim as alarms:
+/// the key is `tenant#component` for one component, `tenant#*` otherwise.
+#[instrument(skip_all, fields(requested_by = %manual.requested_by))]
+pub async fn request_cycle(
+    deps: IntakeDeps<'_>,
+    config: &Config,
+    manual: ManualCycle,
+) -> Result<IntakeOutcome, IntakeError> {
+    let intake = Intake { deps, config };
+    let now = deps.clock.now();
+    let component = match manual.components.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
+    let key = DedupKey::new(manual.tenant_id.clone(), component);
+    if let Some(halted) = intake.halted().await? {
+        let result = IntakeOutcome {
+            decision: Decision::Halted,
+            mode: manual.mode,
+            tenant_id: key.tenant.clone(),
+            component: key.component.clone(),
+            dedup_key: key.as_str().to_owned(),
+            cycle_id: None,
+            suppressed_count: 0,
+            reason: halted,
+            alarm_name: None,
+        };
+        return Ok(intake.finish(result, now, now));
+    }
+    let window = TimeWindow {
+        start: now - Duration::hours(i64::from(manual.analysis_window_hours)),
+        end: now,
+    };
+    let why = format!(
+        "{} cycle requested by {}, last {} h{}",
+        manual.mode.as_str(),
+        manual.requested_by,
+        manual.analysis_window_hours,
+        if manual.dry_run { ", dry run" } else { "" }
+    );
+    let shape = CycleShape {
+        components: manual.components,
+        max_improvements: manual.max_improvements,
+        dry_run: manual.dry_run,
+    };
+    let trigger = Trigger::Manual {
+        requested_by: manual.requested_by,
+    };
+    let result = intake
+        .start_or_dedup(key, manual.mode, window, trigger, shape, now, why)
+        .await?;
+    Ok(intake.finish(result, now, now))
+}
+
+/// What a started cycle covers.
+struct CycleShape {
+    components: Vec<ComponentId>,
+    max_improvements: u32,
+    dry_run: bool,
 }
 
 struct Intake<'a> {
@@ -264,8 +350,9 @@ impl Intake<'_> {
             alarm.name,
             scope.component_source
         );
+        let shape = self.default_shape(&key);
         let result = self
-            .start_or_dedup(key, mode, window, trigger, now, why)
+            .start_or_dedup(key, mode, window, trigger, shape, now, why)
             .await?;
         let result = IntakeOutcome {
             alarm_name: Some(alarm.name.clone()),
@@ -301,8 +388,9 @@ impl Intake<'_> {
         );
         let window = self.routine_window(now);
         let trigger = Trigger::Schedule { rule };
+        let shape = self.default_shape(&key);
         let result = self
-            .start_or_dedup(key, CycleMode::Routine, window, trigger, now, why)
+            .start_or_dedup(key, CycleMode::Routine, window, trigger, shape, now, why)
             .await?;
         Ok(self.finish(result, event_time, now))
     }
@@ -372,13 +460,24 @@ impl Intake<'_> {
         }))
     }
 
+    /// The shape of a cycle started for `key` by an alarm or the schedule.
+    fn default_shape(&self, key: &DedupKey) -> CycleShape {
+        CycleShape {
+            components: key.component.iter().cloned().collect(),
+            max_improvements: self.config.max_improvements,
+            dry_run: false,
+        }
+    }
+
     /// Claims the key with one conditional write; the winner starts the cycle.
+    #[allow(clippy::too_many_arguments)]
     async fn start_or_dedup(
         &self,
         key: DedupKey,
         mode: CycleMode,
         analysis_window: TimeWindow,
         trigger: Trigger,
+        shape: CycleShape,
         now: OffsetDateTime,
         why: String,
     ) -> Result<IntakeOutcome, IntakeError> {
@@ -387,11 +486,11 @@ impl Intake<'_> {
             cycle_id: cycle_id.clone(),
             mode,
             tenant_id: key.tenant.clone(),
-            components: key.component.iter().cloned().collect(),
+            components: shape.components,
             analysis_window,
-            max_improvements: self.config.max_improvements,
+            max_improvements: shape.max_improvements,
             max_concurrency: self.config.max_concurrent_improvements,
-            dry_run: false,
+            dry_run: shape.dry_run,
             trigger,
             dedup_key: key.as_str().to_owned(),
             requested_at: now,
@@ -469,6 +568,17 @@ impl Intake<'_> {
                 return Err(e.into());
             }
         };
+        let record = CycleRecord {
+            request: request.clone(),
+            status: CycleStatus::Running,
+            execution_ref: handle.execution_ref.clone(),
+            started_at: self.deps.clock.now(),
+        };
+        // Idempotent (false when the orchestrator or an earlier start wrote it); a lost record
+        // hides the cycle from listings but does not stop it.
+        if let Err(e) = self.deps.cycles.create_cycle(&record).await {
+            warn!(cycle = %request.cycle_id, error = %e, "cycle started but not recorded");
+        }
         if let Err(e) = self
             .deps
             .claims
@@ -537,6 +647,22 @@ mod tests {
     struct MemoryStore {
         claims: Mutex<HashMap<String, HeldClaim>>,
         halt: Mutex<Option<HaltState>>,
+        cycles: Mutex<HashMap<CycleId, CycleRecord>>,
+    }
+
+    #[async_trait]
+    impl CycleStore for MemoryStore {
+        async fn create_cycle(&self, cycle: &CycleRecord) -> Result<bool, StoreError> {
+            let mut cycles = self.cycles.lock().unwrap();
+            if cycles.contains_key(&cycle.request.cycle_id) {
+                return Ok(false);
+            }
+            cycles.insert(cycle.request.cycle_id.clone(), cycle.clone());
+            Ok(true)
+        }
+        async fn get_cycle(&self, id: &CycleId) -> Result<Option<CycleRecord>, StoreError> {
+            Ok(self.cycles.lock().unwrap().get(id).cloned())
+        }
     }
 
     #[async_trait]
@@ -659,11 +785,25 @@ mod tests {
                 claims: &self.store,
                 halt: &self.store,
                 orchestrator: &self.recorder,
+                cycles: &self.store,
                 alarms: &self.recorder,
                 clock: &self.clock,
                 metrics: &self.recorder,
             };
             handle_event(deps, &self.config, event).await
+        }
+
+        async fn manual(&self, manual: ManualCycle) -> Result<IntakeOutcome, IntakeError> {
+            let deps = IntakeDeps {
+                claims: &self.store,
+                halt: &self.store,
+                orchestrator: &self.recorder,
+                cycles: &self.store,
+                alarms: &self.recorder,
+                clock: &self.clock,
+                metrics: &self.recorder,
+            };
+            request_cycle(deps, &self.config, manual).await
         }
 
         async fn one(&self, event: &Value) -> IntakeOutcome {
@@ -920,5 +1060,73 @@ mod tests {
         let err = world.handle(&e).await.unwrap_err();
         assert_eq!(err.error_type(), "InvalidEvent");
         assert!(err.to_string().contains("tenant_id"), "{err}");
+    }
+
+    fn manual(tenant: &str, components: &[&str]) -> ManualCycle {
+        ManualCycle {
+            tenant_id: Some(TenantId::parse(tenant).unwrap()),
+            components: components
+                .iter()
+                .map(|c| ComponentId::parse(c).unwrap())
+                .collect(),
+            mode: CycleMode::Routine,
+            analysis_window_hours: 6,
+            max_improvements: 2,
+            dry_run: true,
+            requested_by: "key:agent-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_manual_cycle_is_shaped_by_its_request_and_deduplicated() {
+        let now = datetime!(2026-11-22 05:00:00 UTC);
+        let world = World::at(now);
+        let first = world.manual(manual("acme", &["orders-api"])).await.unwrap();
+        assert_eq!(first.decision, Decision::Started);
+        assert_eq!(first.dedup_key, "acme#orders-api");
+        let id = first.cycle_id.clone().unwrap();
+        let record = world.store.get_cycle(&id).await.unwrap().expect("recorded");
+        assert_eq!(record.status, CycleStatus::Running);
+        assert_eq!(record.execution_ref, format!("local:{id}"));
+        let started = world.recorder.started.lock().unwrap().clone();
+        let request = &started[0];
+        assert_eq!(request.analysis_window.start, now - Duration::hours(6));
+        assert_eq!((request.max_improvements, request.dry_run), (2, true));
+        assert_eq!(
+            request.trigger,
+            Trigger::Manual {
+                requested_by: "key:agent-1".into()
+            }
+        );
+        let again = world.manual(manual("acme", &["orders-api"])).await.unwrap();
+        assert_eq!(again.decision, Decision::Duplicate);
+        assert_eq!(again.cycle_id, first.cycle_id);
+
+        // Several components share the tenant-wide key; each is analysed.
+        let many = world
+            .manual(manual("acme", &["orders-api", "billing"]))
+            .await
+            .unwrap();
+        assert_eq!(many.dedup_key, "acme#*");
+        let started = world.recorder.started.lock().unwrap().clone();
+        assert_eq!(started.last().unwrap().components.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_manual_cycle_respects_the_halt_switch() {
+        let world = World::at(datetime!(2026-11-22 05:00:00 UTC));
+        world
+            .store
+            .set_halt(&HaltState {
+                reason: "incident".into(),
+                actor: "ops".into(),
+                since: datetime!(2026-11-22 04:00:00 UTC),
+            })
+            .await
+            .unwrap();
+        let outcome = world.manual(manual("acme", &[])).await.unwrap();
+        assert_eq!(outcome.decision, Decision::Halted);
+        assert!(outcome.reason.contains("incident"));
+        assert!(world.recorder.started.lock().unwrap().is_empty());
     }
 }

@@ -13,6 +13,7 @@
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
 //! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
 //! - [`audit`]: audit events and notifications (R13).
+//! - [`apikeys`]: MCP API keys: digests, tenant and scopes, constant-time checks (R17).
 //! - [`approval`]: pending approvals, approvers, resuming a waiting execution (R9).
 //! - [`steps`]: each cycle function's request types and entry point.
 //! - [`improvement`]: the Map item each step adds its result to.
@@ -27,6 +28,7 @@
 
 pub mod alarm;
 pub mod analyze;
+pub mod apikeys;
 pub mod approval;
 pub mod audit;
 pub mod canary;
