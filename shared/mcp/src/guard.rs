@@ -1,0 +1,248 @@
+//! Checks every request passes before the MCP protocol sees it: the `Host` header, the method,
+//! the Bearer key (401), the body size (413) and, for `tools/call`, the tool's scope (403).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use selfbuild_core::apikeys::{ApiKey, KeySourceError};
+use serde_json::{Value, json};
+use tracing::{error, warn};
+
+use crate::McpDeps;
+use crate::tools::ToolName;
+
+/// The authenticated key of a request, put in the request's extensions for the handler.
+#[derive(Debug, Clone)]
+pub struct Caller(pub ApiKey);
+
+/// JSON-RPC error code for a request refused by authentication or authorization.
+pub const FORBIDDEN_CODE: i64 = -32001;
+
+/// The middleware: refuses or passes the request on with a [`Caller`] extension.
+pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = check_host(&deps.settings.allowed_hosts, &request) {
+        return refusal;
+    }
+    if request.method() != axum::http::Method::POST {
+        let mut response = rpc_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Value::Null,
+            -32600,
+            format!(
+                "{} is not supported: this endpoint is stateless and answers POST only (no SSE stream, no sessions)",
+                request.method()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let key = match authenticate(&deps, authorization.as_deref()).await {
+        Ok(key) => key,
+        Err(refusal) => return refusal,
+    };
+    let (mut parts, body) = request.into_parts();
+    let limit = deps.settings.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Value::Null,
+                -32600,
+                format!("request body is larger than {limit} bytes (MCP_MAX_BODY_BYTES)"),
+            );
+        }
+    };
+    if let Some(refusal) = check_scopes(&key, &bytes) {
+        return refusal;
+    }
+    parts.extensions.insert(Caller(key));
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+        .into_response()
+}
+
+/// A 403 when the `Host` header matches none of the allowed patterns.
+fn check_host(allowed: &[String], request: &Request) -> Option<Response> {
+    if allowed.is_empty() {
+        return None;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let without_port = strip_port(host);
+    if allowed
+        .iter()
+        .any(|p| glob_match(p, host) || glob_match(p, without_port))
+    {
+        return None;
+    }
+    warn!(host, "request for a host that is not allowed");
+    Some(rpc_error(
+        StatusCode::FORBIDDEN,
+        Value::Null,
+        FORBIDDEN_CODE,
+        format!("Host {host:?} is not allowed (MCP_ALLOWED_HOSTS)"),
+    ))
+}
+
+/// `host:port` → `host`; `[::1]:8787` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if let Some(end) = host.rfind(']') {
+        return &host[..=end];
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Case-insensitive match where `*` stands for any run of characters.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let text = text.to_ascii_lowercase();
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+async fn authenticate(deps: &McpDeps, authorization: Option<&str>) -> Result<ApiKey, Response> {
+    let presented = authorization.and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    });
+    let Some(presented) = presented else {
+        return Err(unauthorized(
+            "Bearer realm=\"selfbuild\"",
+            "missing API key: send `Authorization: Bearer <key>`",
+        ));
+    };
+    let keys = deps.keys.keys().await.map_err(|e| {
+        error!(error = %e, "API keys could not be loaded");
+        let status = match e {
+            KeySourceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            KeySourceError::Invalid(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        rpc_error(
+            status,
+            Value::Null,
+            -32603,
+            "the API key list cannot be read; the operator has been alerted in the logs".into(),
+        )
+    })?;
+    match keys.authenticate(presented) {
+        Some(key) => Ok(key.clone()),
+        None => Err(unauthorized(
+            "Bearer realm=\"selfbuild\", error=\"invalid_token\", error_description=\"unknown API key\"",
+            "invalid API key",
+        )),
+    }
+}
+
+fn unauthorized(challenge: &'static str, message: &str) -> Response {
+    let mut response = rpc_error(
+        StatusCode::UNAUTHORIZED,
+        Value::Null,
+        FORBIDDEN_CODE,
+        message.to_owned(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// A 403 for the first `tools/call` in the body whose tool needs a scope the key lacks.
+fn check_scopes(key: &ApiKey, body: &[u8]) -> Option<Response> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    let messages = match &message {
+        Value::Array(batch) => batch.as_slice(),
+        one => std::slice::from_ref(one),
+    };
+    for m in messages {
+        if m.get("method").and_then(Value::as_str) != Some("tools/call") {
+            continue;
+        }
+        let Some(tool) = m
+            .pointer("/params/name")
+            .and_then(Value::as_str)
+            .and_then(ToolName::parse)
+        else {
+            continue;
+        };
+        let scope = tool.scope();
+        if !key.allows(scope) {
+            return Some(rpc_error(
+                StatusCode::FORBIDDEN,
+                m.get("id").cloned().unwrap_or(Value::Null),
+                FORBIDDEN_CODE,
+                format!(
+                    "API key {:?} lacks the {:?} scope that tool {} needs",
+                    key.id,
+                    scope.as_str(),
+                    tool.name()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+fn rpc_error(status: StatusCode, id: Value, code: i64, message: String) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_match_with_wildcards_and_without_ports() {
+        assert!(glob_match(
+            "*.lambda-url.*.on.aws",
+            "abc123.lambda-url.eu-west-1.on.aws"
+        ));
+        assert!(!glob_match("*.lambda-url.*.on.aws", "evil.example.com"));
+        assert!(!glob_match(
+            "*.lambda-url.*.on.aws",
+            "x.lambda-url.on.aws.evil.com"
+        ));
+        assert!(glob_match("localhost", "LOCALHOST"));
+        assert!(!glob_match("localhost", "localhost.evil"));
+        assert_eq!(strip_port("127.0.0.1:8787"), "127.0.0.1");
+        assert_eq!(strip_port("[::1]:8787"), "[::1]");
+        assert_eq!(strip_port("example.com"), "example.com");
+    }
+}

@@ -1,0 +1,161 @@
+//! selfbuild's MCP endpoint (R15–R18): Streamable HTTP, stateless, JSON responses, on an axum
+//! [`Router`] that Lambda serves behind the function URL, `selfbuild serve` serves on TCP and
+//! tests call with `oneshot`.
+//!
+//! - [`guard`]: host, method, Bearer key, body size and tool scope checks before the protocol.
+//! - [`server`]: the MCP server handler: tool listing, rate limit, access log, dispatch.
+//! - [`tools`]: one file per tool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use rmcp::transport::StreamableHttpServerConfig;
+use rmcp::transport::StreamableHttpService;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use selfbuild_core::Config;
+use selfbuild_core::apikeys::KeySource;
+use selfbuild_core::approval::TaskTokens;
+use selfbuild_core::audit::Notifier;
+use selfbuild_core::clock::Clock;
+use selfbuild_core::config::ConfigError;
+use selfbuild_core::emf::MetricSink;
+use selfbuild_core::generate::Llm;
+use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
+
+pub mod guard;
+pub mod server;
+pub mod tools;
+
+/// The endpoint's own settings (beside the shared [`Config`]).
+#[derive(Debug, Clone)]
+pub struct McpSettings {
+    /// `MCP_RATE_LIMIT_PER_MINUTE`: tool calls one key may make per minute (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// `MCP_ALLOWED_HOSTS`: `Host` header patterns accepted (`*` wildcards); empty: any host.
+    pub allowed_hosts: Vec<String>,
+    /// `MCP_MAX_BODY_BYTES`: the largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `API_KEYS_REFRESH_SECONDS`: how long a fetched key list is used before it is read again.
+    pub keys_refresh: Duration,
+}
+
+/// Default `MCP_ALLOWED_HOSTS`: loopback (for `selfbuild serve`) and Lambda function URLs.
+pub const DEFAULT_ALLOWED_HOSTS: &str = "localhost,127.0.0.1,[::1],*.lambda-url.*.on.aws";
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 60,
+            allowed_hosts: split_list(DEFAULT_ALLOWED_HOSTS),
+            max_body_bytes: 1024 * 1024,
+            keys_refresh: Duration::from_secs(300),
+        }
+    }
+}
+
+impl McpSettings {
+    /// Reads the settings from the environment; a bad value names its variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    value: v.clone(),
+                    problem: "must be a whole number".into(),
+                }),
+            }
+        };
+        let rate = number(
+            "MCP_RATE_LIMIT_PER_MINUTE",
+            u64::from(defaults.rate_limit_per_minute),
+        )?;
+        let max_body = number("MCP_MAX_BODY_BYTES", defaults.max_body_bytes as u64)?;
+        if max_body < 1024 {
+            return Err(ConfigError::Invalid {
+                name: "MCP_MAX_BODY_BYTES",
+                value: max_body.to_string(),
+                problem: "must be at least 1024".into(),
+            });
+        }
+        let refresh = number("API_KEYS_REFRESH_SECONDS", defaults.keys_refresh.as_secs())?;
+        Ok(Self {
+            rate_limit_per_minute: u32::try_from(rate).map_err(|_| ConfigError::Invalid {
+                name: "MCP_RATE_LIMIT_PER_MINUTE",
+                value: rate.to_string(),
+                problem: "is too large".into(),
+            })?,
+            allowed_hosts: lookup("MCP_ALLOWED_HOSTS")
+                .map_or(defaults.allowed_hosts, |v| split_list(&v)),
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            keys_refresh: Duration::from_secs(refresh),
+        })
+    }
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Everything the endpoint uses.
+#[derive(Clone)]
+pub struct McpDeps {
+    /// Every store port.
+    pub store: Arc<dyn Store>,
+    /// Starts cycles.
+    pub orchestrator: Arc<dyn Orchestrator>,
+    /// Resumes executions waiting for approval.
+    pub task_tokens: Arc<dyn TaskTokens>,
+    /// Metrics and logs, for insights and component health.
+    pub telemetry: Arc<dyn Telemetry>,
+    /// Lambda, for rollbacks and current settings.
+    pub deployer: Arc<dyn Deployer>,
+    /// Proposals, for `generate_component`.
+    pub llm: Arc<dyn Llm>,
+    /// Events for other agents.
+    pub notifier: Arc<dyn Notifier>,
+    /// Where intake latency goes (EMF on Lambda).
+    pub metrics: Arc<dyn MetricSink>,
+    /// The API keys.
+    pub keys: Arc<dyn KeySource>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The shared configuration.
+    pub config: Arc<Config>,
+    /// The endpoint's settings.
+    pub settings: McpSettings,
+}
+
+/// The endpoint: POST `/` and `/mcp` speak MCP; everything passes [`guard`] first.
+pub fn app(deps: McpDeps) -> Router {
+    let deps = Arc::new(deps);
+    let handler = server::SelfbuildMcp::new(Arc::clone(&deps));
+    // Host checks are done by the guard (with wildcards, which rmcp's exact list lacks).
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        .with_max_request_body_bytes(deps.settings.max_body_bytes)
+        .disable_allowed_hosts();
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/", service.clone())
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(deps, guard::guard))
+}

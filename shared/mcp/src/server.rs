@@ -1,0 +1,177 @@
+//! The MCP server handler: `initialize`/`server/discover` info, `tools/list`, and `tools/call`
+//! with the per-key rate limit, dispatch and the access log.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use selfbuild_core::apikeys::ApiKey;
+use selfbuild_core::records::ToolCallEvent;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::McpDeps;
+use crate::guard::Caller;
+use crate::tools::{DEFINITIONS, ToolContext, ToolError, ToolName};
+
+/// The protocol revisions served: the three with `initialize` and the stateless 2026 form.
+const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+    ProtocolVersion::V_2026_07_28,
+];
+
+/// One handler per request (the transport is stateless); cloning shares the ports.
+#[derive(Clone)]
+pub struct SelfbuildMcp {
+    deps: Arc<McpDeps>,
+}
+
+impl SelfbuildMcp {
+    /// A handler over `deps`.
+    pub fn new(deps: Arc<McpDeps>) -> Self {
+        Self { deps }
+    }
+
+    /// Counts the call against the key's fixed one-minute window.
+    async fn check_rate(&self, key: &ApiKey, now: OffsetDateTime) -> Result<(), ToolError> {
+        let limit = self.deps.settings.rate_limit_per_minute;
+        if limit == 0 {
+            return Ok(());
+        }
+        let second = now.unix_timestamp();
+        let window_start =
+            OffsetDateTime::from_unix_timestamp(second - second.rem_euclid(60)).unwrap_or(now);
+        let window_end = window_start + time::Duration::minutes(1);
+        let count = self
+            .deps
+            .store
+            .count_call(
+                &key.id,
+                window_start,
+                window_end + time::Duration::minutes(5),
+            )
+            .await?;
+        if count > u64::from(limit) {
+            let retry_after = (window_end - now).whole_seconds().max(1);
+            return Err(ToolError::RateLimited(format!(
+                "API key {:?} made {count} calls this minute, over its limit of {limit} per minute; retry after {retry_after} s",
+                key.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn run_tool(
+        &self,
+        key: &ApiKey,
+        name: &str,
+        arguments: Value,
+        now: OffsetDateTime,
+    ) -> Result<Value, ToolError> {
+        let tool = ToolName::parse(name)
+            .ok_or_else(|| ToolError::InvalidArguments(format!("unknown tool {name:?}")))?;
+        self.check_rate(key, now).await?;
+        let ctx = ToolContext {
+            deps: &self.deps,
+            key,
+            now,
+        };
+        tool.call(&ctx, arguments).await
+    }
+}
+
+fn caller(context: &RequestContext<RoleServer>) -> Result<ApiKey, ErrorData> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .map(|c| c.0.clone())
+        .ok_or_else(|| {
+            ErrorData::internal_error("request reached the handler unauthenticated", None)
+        })
+}
+
+impl ServerHandler for SelfbuildMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("selfbuild", env!("CARGO_PKG_VERSION"))
+                    .with_title("selfbuild improvement loop"),
+            )
+            .with_instructions(
+                "selfbuild watches AWS Lambda services, proposes fixes with an LLM, validates \
+them, ships them as canaries and rolls them back when they hurt. Start with \
+get_system_status or query_telemetry_insights; trigger_improvement_cycle starts a cycle; \
+changes that need a human wait in list_improvements(status=awaiting_approval).",
+            )
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(PROTOCOL_VERSIONS)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        ToolName::parse(name).map(ToolName::definition)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(DEFINITIONS.clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let key = caller(&context)?;
+        let name = request.name.to_string();
+        if ToolName::parse(&name).is_none() {
+            // JSON-RPC invalid params, as MCP specifies for unknown tools.
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {name:?}; tools/list names the tools"),
+                None,
+            ));
+        }
+        let now = self.deps.clock.now();
+        let arguments = request.arguments.map_or(Value::Null, Value::Object);
+        let outcome = self.run_tool(&key, &name, arguments, now).await;
+        let (result, outcome_name, detail) = match outcome {
+            Ok(value) => (CallToolResult::structured(value), "ok", String::new()),
+            Err(e) => {
+                let kind = match &e {
+                    ToolError::RateLimited(_) => "rate_limited",
+                    ToolError::Forbidden(_) => "denied",
+                    _ => "error",
+                };
+                let body = json!({"error": e.kind(), "message": e.to_string()});
+                (CallToolResult::structured_error(body), kind, e.to_string())
+            }
+        };
+        info!(key = %key.id, tool = %name, outcome = outcome_name, "tool called");
+        let event = ToolCallEvent {
+            at: now,
+            key_id: key.id.clone(),
+            tenant_id: key.tenant.tenant().cloned(),
+            tool: name,
+            outcome: outcome_name.to_owned(),
+            detail,
+        };
+        if let Err(e) = self.deps.store.record_tool_call(&event).await {
+            // The answer is already decided; a lost access-log line must not hide it.
+            warn!(error = %e, tool = %event.tool, "tool call not written to the access log");
+        }
+        Ok(CallToolResponse::Complete(result))
+    }
+}

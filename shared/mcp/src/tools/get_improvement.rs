@@ -1,0 +1,64 @@
+//! `get_improvement`: one improvement with its proposal, validation, deployment, pending
+//! approval and audit trail.
+
+use schemars::JsonSchema;
+use selfbuild_core::apikeys::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ToolContext, ToolError, ToolSpec, required_text};
+
+pub(crate) const SPEC: ToolSpec = ToolSpec {
+    name: "get_improvement",
+    description: "One improvement: its change, rationale, risk and findings, deployment and \
+monitor report, the approval it waits for (if any), and its audit trail.",
+    scope: Scope::Read,
+    read_only: true,
+    destructive: false,
+    idempotent: true,
+};
+
+/// Arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Args {
+    /// The improvement id (`<cycle>-<rank>`).
+    id: String,
+}
+
+pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
+    let id = required_text("id", &args.id, 120)?;
+    let store = &ctx.deps.store;
+    let record = store
+        .get_improvement(&id)
+        .await?
+        .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
+    ctx.visible(record.tenant_id.as_ref(), &format!("improvement {id}"))?;
+    let trail: Vec<_> = store
+        .cycle_events(&record.cycle_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.improvement_id.as_deref() == Some(id.as_str()))
+        .collect();
+    let pending = store.get_pending(&id).await?.map(|p| {
+        json!({
+            "approvals_required": p.approvals_required,
+            "approvers": p.approvers,
+            "requested_at": super::rfc3339(p.requested_at),
+        })
+    });
+    let item = &record.item;
+    Ok(json!({
+        "improvement": super::list_improvements::summary(&record),
+        "opportunity": item.opportunity,
+        "proposal": item.generated.as_ref().map(|g| &g.proposal),
+        "provider": item.generated.as_ref().map(|g| &g.provider),
+        "llm_usage": item.generated.as_ref().map(|g| g.usage),
+        "validation": item.validation,
+        "approval": item.approval,
+        "pending_approval": pending,
+        "deploy": item.deploy,
+        "monitor": item.monitor,
+        "audit_trail": trail,
+    }))
+}

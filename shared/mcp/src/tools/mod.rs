@@ -1,0 +1,393 @@
+//! The MCP tools (R16): one enum to dispatch on, one file per tool. Each file has its
+//! arguments (a JSON Schema through schemars), its [`ToolSpec`] and its `call`.
+
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use schemars::JsonSchema;
+use selfbuild_core::apikeys::{ApiKey, Scope};
+use selfbuild_core::error::StoreError;
+use selfbuild_core::ids::{ComponentId, TenantId};
+use selfbuild_core::records::TenantScope;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::McpDeps;
+
+mod approve_improvement;
+mod emergency_stop;
+mod generate_component;
+mod get_improvement;
+mod get_system_status;
+mod list_agents;
+mod list_improvements;
+mod query_telemetry_insights;
+mod register_agent;
+mod reject_improvement;
+mod resume;
+mod rollback_improvement;
+mod trigger_improvement_cycle;
+
+/// What a tool is, as `tools/list` shows it and the guard checks it.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolSpec {
+    /// The tool's name.
+    pub name: &'static str,
+    /// What it does, for the agent.
+    pub description: &'static str,
+    /// The scope a key needs to call it.
+    pub scope: Scope,
+    /// It changes nothing.
+    pub read_only: bool,
+    /// It may undo or stop something.
+    pub destructive: bool,
+    /// Calling it twice with the same arguments does no more than once.
+    pub idempotent: bool,
+}
+
+/// Every tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolName {
+    /// Starts a cycle through the intake's dedup.
+    TriggerImprovementCycle,
+    /// Halt state, running cycles, improvements, health, breakers, budget.
+    GetSystemStatus,
+    /// Error templates, metric summaries and ranked opportunities.
+    QueryTelemetryInsights,
+    /// Validates a component request, then generates and validates it.
+    GenerateComponent,
+    /// Improvements, filtered and paged.
+    ListImprovements,
+    /// One improvement with its audit trail.
+    GetImprovement,
+    /// Approves a waiting improvement.
+    ApproveImprovement,
+    /// Rejects a waiting improvement.
+    RejectImprovement,
+    /// Restores a deployed improvement's baseline.
+    RollbackImprovement,
+    /// Sets the halt switch.
+    EmergencyStop,
+    /// Clears the halt switch.
+    Resume,
+    /// Registers another agent.
+    RegisterAgent,
+    /// Lists registered agents.
+    ListAgents,
+}
+
+impl ToolName {
+    /// Every tool, in listing order.
+    pub const ALL: [Self; 13] = [
+        Self::TriggerImprovementCycle,
+        Self::GetSystemStatus,
+        Self::QueryTelemetryInsights,
+        Self::GenerateComponent,
+        Self::ListImprovements,
+        Self::GetImprovement,
+        Self::ApproveImprovement,
+        Self::RejectImprovement,
+        Self::RollbackImprovement,
+        Self::EmergencyStop,
+        Self::Resume,
+        Self::RegisterAgent,
+        Self::ListAgents,
+    ];
+
+    /// The tool's spec.
+    pub fn spec(self) -> &'static ToolSpec {
+        match self {
+            Self::TriggerImprovementCycle => &trigger_improvement_cycle::SPEC,
+            Self::GetSystemStatus => &get_system_status::SPEC,
+            Self::QueryTelemetryInsights => &query_telemetry_insights::SPEC,
+            Self::GenerateComponent => &generate_component::SPEC,
+            Self::ListImprovements => &list_improvements::SPEC,
+            Self::GetImprovement => &get_improvement::SPEC,
+            Self::ApproveImprovement => &approve_improvement::SPEC,
+            Self::RejectImprovement => &reject_improvement::SPEC,
+            Self::RollbackImprovement => &rollback_improvement::SPEC,
+            Self::EmergencyStop => &emergency_stop::SPEC,
+            Self::Resume => &resume::SPEC,
+            Self::RegisterAgent => &register_agent::SPEC,
+            Self::ListAgents => &list_agents::SPEC,
+        }
+    }
+
+    /// The tool's name.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The scope a key needs to call it.
+    pub fn scope(self) -> Scope {
+        self.spec().scope
+    }
+
+    /// The tool with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn input_schema(self) -> Arc<JsonObject> {
+        match self {
+            Self::TriggerImprovementCycle => schema::<trigger_improvement_cycle::Args>(),
+            Self::GetSystemStatus => schema::<get_system_status::Args>(),
+            Self::QueryTelemetryInsights => schema::<query_telemetry_insights::Args>(),
+            Self::GenerateComponent => schema::<generate_component::Args>(),
+            Self::ListImprovements => schema::<list_improvements::Args>(),
+            Self::GetImprovement => schema::<get_improvement::Args>(),
+            Self::ApproveImprovement => schema::<approve_improvement::Args>(),
+            Self::RejectImprovement => schema::<reject_improvement::Args>(),
+            Self::RollbackImprovement => schema::<rollback_improvement::Args>(),
+            Self::EmergencyStop => schema::<emergency_stop::Args>(),
+            Self::Resume => schema::<resume::Args>(),
+            Self::RegisterAgent => schema::<register_agent::Args>(),
+            Self::ListAgents => schema::<list_agents::Args>(),
+        }
+    }
+
+    /// The definition `tools/list` returns.
+    pub fn definition(self) -> Tool {
+        let spec = self.spec();
+        let annotations = ToolAnnotations::with_title(title(spec.name))
+            .read_only(spec.read_only)
+            .destructive(spec.destructive)
+            .idempotent(spec.idempotent)
+            .open_world(false);
+        Tool::new(
+            Cow::Borrowed(spec.name),
+            Cow::Borrowed(spec.description),
+            self.input_schema(),
+        )
+        .with_annotations(annotations)
+    }
+
+    /// Runs the tool on its raw arguments.
+    pub async fn call(self, ctx: &ToolContext<'_>, args: Value) -> Result<Value, ToolError> {
+        match self {
+            Self::TriggerImprovementCycle => {
+                trigger_improvement_cycle::call(ctx, parse_args(args)?).await
+            }
+            Self::GetSystemStatus => get_system_status::call(ctx, parse_args(args)?).await,
+            Self::QueryTelemetryInsights => {
+                query_telemetry_insights::call(ctx, parse_args(args)?).await
+            }
+            Self::GenerateComponent => generate_component::call(ctx, parse_args(args)?).await,
+            Self::ListImprovements => list_improvements::call(ctx, parse_args(args)?).await,
+            Self::GetImprovement => get_improvement::call(ctx, parse_args(args)?).await,
+            Self::ApproveImprovement => approve_improvement::call(ctx, parse_args(args)?).await,
+            Self::RejectImprovement => reject_improvement::call(ctx, parse_args(args)?).await,
+            Self::RollbackImprovement => rollback_improvement::call(ctx, parse_args(args)?).await,
+            Self::EmergencyStop => emergency_stop::call(ctx, parse_args(args)?).await,
+            Self::Resume => resume::call(ctx, parse_args(args)?).await,
+            Self::RegisterAgent => register_agent::call(ctx, parse_args(args)?).await,
+            Self::ListAgents => list_agents::call(ctx, parse_args(args)?).await,
+        }
+    }
+}
+
+/// Every tool's definition, built once.
+pub static DEFINITIONS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
+    ToolName::ALL
+        .into_iter()
+        .map(ToolName::definition)
+        .collect()
+});
+
+/// `trigger_improvement_cycle` → `Trigger improvement cycle`.
+fn title(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn schema<T: JsonSchema>() -> Arc<JsonObject> {
+    let mut value = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.remove("$schema");
+        map.remove("title");
+        map.entry("type").or_insert_with(|| Value::from("object"));
+        map.entry("properties")
+            .or_insert_with(|| Value::Object(JsonObject::new()));
+    }
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+/// Parses arguments, naming the field that is wrong (absent arguments are `{}`).
+fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
+    let args = if args.is_null() {
+        Value::Object(JsonObject::new())
+    } else {
+        args
+    };
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ToolError::InvalidArguments(format!("arguments: {inner}"))
+        } else {
+            ToolError::InvalidArguments(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// `value` if it is within `min..=max`, else an error naming `field`.
+fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<u32, ToolError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ToolError::InvalidArguments(format!(
+            "{field}: {value} is out of range; must be {min}–{max}"
+        )))
+    }
+}
+
+/// A non-blank string, trimmed, or an error naming `field`.
+fn required_text(field: &str, value: &str, max_len: usize) -> Result<String, ToolError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field}: must not be empty"
+        )));
+    }
+    if trimmed.chars().count() > max_len {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field}: longer than {max_len} characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A Lambda function name (1–64 letters, digits, '-' or '_') as a component id, or an error
+/// naming `field`.
+fn function_name(field: &str, value: &str) -> Result<ComponentId, ToolError> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if !valid {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field}: {value:?} is not a Lambda function name (1–64 letters, digits, '-' or '_')"
+        )));
+    }
+    ComponentId::parse(value).map_err(|e| ToolError::InvalidArguments(format!("{field}: {e}")))
+}
+
+/// Why a tool call failed; becomes a tool result with `isError: true`.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// An argument is wrong; names the field and why.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The key may not see or act on this (another tenant, a disabled feature).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such record (or not visible to the key).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The record is not in a state that allows this.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The call was counted over the key's rate limit.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// A dependency was unavailable; trying again later may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A dependency refused or failed.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+impl ToolError {
+    /// The error's stable name in results and the access log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidArguments(_) => "invalid_arguments",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+impl From<StoreError> for ToolError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            StoreError::Rejected(_) | StoreError::Corrupt { .. } => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+/// What a tool call runs with: the ports, the calling key and the time.
+pub struct ToolContext<'a> {
+    /// The ports and settings.
+    pub deps: &'a McpDeps,
+    /// The calling key.
+    pub key: &'a ApiKey,
+    /// When the call arrived.
+    pub now: OffsetDateTime,
+}
+
+impl ToolContext<'_> {
+    /// The actor name audit events record for this key.
+    pub fn actor(&self) -> String {
+        format!("key:{}", self.key.id)
+    }
+
+    /// The tenant a call acts for: the requested one if the key may act on it, else the key's.
+    fn acting_tenant(&self, requested: Option<&str>) -> Result<Option<TenantId>, ToolError> {
+        let requested = requested
+            .map(|t| {
+                TenantId::parse(t)
+                    .map_err(|e| ToolError::InvalidArguments(format!("tenant_id: {e}")))
+            })
+            .transpose()?;
+        match (&self.key.tenant, requested) {
+            (TenantScope::All, requested) => Ok(requested),
+            (TenantScope::Only(own), None) => Ok(Some(own.clone())),
+            (TenantScope::Only(own), Some(t)) if &t == own => Ok(Some(t)),
+            (TenantScope::Only(own), Some(t)) => Err(ToolError::Forbidden(format!(
+                "API key {:?} is limited to tenant {own}; tenant {t} is not visible to it",
+                self.key.id
+            ))),
+        }
+    }
+
+    /// What a listing shows: the requested tenant (if the key may see it), else the key's scope.
+    fn listing_scope(&self, requested: Option<&str>) -> Result<TenantScope, ToolError> {
+        Ok(match self.acting_tenant(requested)? {
+            Some(t) => TenantScope::Only(t),
+            None => TenantScope::All,
+        })
+    }
+
+    /// Refuses a record of another tenant as if it did not exist.
+    fn visible(&self, tenant: Option<&TenantId>, what: &str) -> Result<(), ToolError> {
+        if self.key.tenant.allows(tenant) {
+            Ok(())
+        } else {
+            Err(ToolError::NotFound(format!(
+                "{what} (or it belongs to another tenant)"
+            )))
+        }
+    }
+}
+
+/// RFC 3339 text of a time.
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}

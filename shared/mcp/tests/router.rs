@@ -1,0 +1,878 @@
+//! The MCP router, called with `oneshot` on the embedded adapters: protocol, auth, tenancy,
+//! rate limit, bad input and every tool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use selfbuild_core::Config;
+use selfbuild_core::apikeys::{KeySet, StaticKeys, key_digest_hex};
+use selfbuild_core::approval::{ApprovalStore, PendingApproval};
+use selfbuild_core::clock::{Clock, FixedClock};
+use selfbuild_core::emf::{MetricRecord, MetricSink};
+use selfbuild_core::ids::{CycleId, TenantId};
+use selfbuild_core::records::AccessLog;
+use selfbuild_local::fleet::{Fleet, Scenario};
+use selfbuild_local::orchestrator::RecordingOrchestrator;
+use selfbuild_local::planner::RulePlanner;
+use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
+use selfbuild_mcp::{McpDeps, McpSettings, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-key-0123456789";
+const OPS2: &str = "ops2-key-0123456789";
+const ACME_READ: &str = "acme-read-key-0123";
+const ACME_ALL: &str = "acme-all-key-0123";
+
+struct NoMetrics;
+
+impl MetricSink for NoMetrics {
+    fn record(&self, _metric: MetricRecord) {}
+}
+
+struct Harness {
+    app: Router,
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn keys() -> KeySet {
+    let entry = |id: &str, key: &str, tenant: &str, scopes: &[&str]| json!({"id": id, "sha256": key_digest_hex(key), "tenant": tenant, "scopes": scopes});
+    KeySet::parse(&json!([
+        entry("ops", ADMIN, "*", &["admin"]),
+        entry("ops2", OPS2, "*", &["read", "approve"]),
+        entry("acme-read", ACME_READ, "acme", &["read"]),
+        entry(
+            "acme-all",
+            ACME_ALL,
+            "acme",
+            &["read", "trigger", "approve"]
+        ),
+    ]))
+    .expect("test keys")
+}
+
+fn harness_with(settings: McpSettings, config: Config) -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("store");
+    let scenario = Scenario::load(repo_file("events/scenarios/timeouts.json")).expect("scenario");
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(scenario.now));
+    let fleet = Arc::new(Fleet::new(&scenario, Arc::clone(&clock)).expect("fleet"));
+    let deps = McpDeps {
+        store: Arc::new(store.clone()),
+        orchestrator: Arc::new(RecordingOrchestrator::new(
+            store.clone(),
+            FixedClock(scenario.now),
+        )),
+        task_tokens: Arc::new(StoreTaskTokens(store.clone())),
+        telemetry: fleet.clone(),
+        deployer: fleet,
+        llm: Arc::new(RulePlanner),
+        notifier: Arc::new(store.clone()),
+        metrics: Arc::new(NoMetrics),
+        keys: Arc::new(StaticKeys(Arc::new(keys()))),
+        clock,
+        config: Arc::new(config),
+        settings,
+    };
+    Harness {
+        app: app(deps),
+        store,
+        _dir: dir,
+    }
+}
+
+fn harness() -> Harness {
+    let config = Config::from_lookup(|_| None).expect("default config");
+    harness_with(McpSettings::default(), config)
+}
+
+fn rpc(method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+}
+
+fn call(tool: &str, arguments: Value) -> Value {
+    rpc("tools/call", json!({"name": tool, "arguments": arguments}))
+}
+
+impl Harness {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, headers, body)
+    }
+
+    async fn post_as(&self, key: Option<&str>, body: &Value) -> (StatusCode, HeaderMap, Value) {
+        self.post_version(key, body, "2025-06-18").await
+    }
+
+    async fn post_version(
+        &self,
+        key: Option<&str>,
+        body: &Value,
+        version: &str,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::post("/mcp")
+            .header("host", "127.0.0.1:8787")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", version);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        self.send(request.body(Body::from(body.to_string())).expect("request"))
+            .await
+    }
+
+    /// A tool call's result (`structuredContent`) and whether it is an error.
+    async fn tool(&self, key: &str, tool: &str, arguments: Value) -> (Value, bool) {
+        let (status, _, body) = self.post_as(Some(key), &call(tool, arguments)).await;
+        assert_eq!(status, StatusCode::OK, "{tool}: {body}");
+        let result = body
+            .get("result")
+            .unwrap_or_else(|| panic!("{tool}: no result: {body}"));
+        let is_error = result
+            .get("isError")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        (result["structuredContent"].clone(), is_error)
+    }
+
+    async fn ok(&self, key: &str, tool: &str, arguments: Value) -> Value {
+        let (value, is_error) = self.tool(key, tool, arguments).await;
+        assert!(!is_error, "{tool} failed: {value}");
+        value
+    }
+
+    async fn err(&self, key: &str, tool: &str, arguments: Value) -> Value {
+        let (value, is_error) = self.tool(key, tool, arguments).await;
+        assert!(is_error, "{tool} should fail: {value}");
+        value
+    }
+}
+
+#[tokio::test]
+async fn initialize_ping_and_notifications_follow_the_protocol() {
+    let h = harness();
+    for version in ["2025-03-26", "2025-06-18", "2025-11-25"] {
+        let init = rpc(
+            "initialize",
+            json!({"protocolVersion": version, "capabilities": {},
+                   "clientInfo": {"name": "test", "version": "1"}}),
+        );
+        let (status, headers, body) = h.post_version(Some(ADMIN), &init, version).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            headers.get("mcp-session-id").is_none(),
+            "stateless: no session id"
+        );
+        assert_eq!(body["result"]["protocolVersion"], version);
+        assert_eq!(body["result"]["serverInfo"]["name"], "selfbuild");
+        assert!(body["result"]["capabilities"]["tools"].is_object());
+    }
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, _) = h.post_as(Some(ADMIN), &note).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _, body) = h.post_as(Some(ADMIN), &rpc("ping", json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["result"], json!({}));
+}
+
+#[tokio::test]
+async fn tools_list_has_every_tool_with_schemas_and_annotations() {
+    let h = harness();
+    let (status, _, body) = h
+        .post_as(Some(ACME_READ), &rpc("tools/list", json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let tools = body["result"]["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "trigger_improvement_cycle",
+            "get_system_status",
+            "query_telemetry_insights",
+            "generate_component",
+            "list_improvements",
+            "get_improvement",
+            "approve_improvement",
+            "reject_improvement",
+            "rollback_improvement",
+            "emergency_stop",
+            "resume",
+            "register_agent",
+            "list_agents",
+        ]
+    );
+    for tool in tools {
+        assert_eq!(tool["inputSchema"]["type"], "object", "{tool}");
+        assert!(tool["description"].as_str().is_some_and(|d| d.len() > 20));
+    }
+    let trigger = &tools[0];
+    let window = &trigger["inputSchema"]["properties"]["analysis_window_hours"];
+    assert_eq!(
+        (window["minimum"].clone(), window["maximum"].clone()),
+        (json!(1), json!(168))
+    );
+    assert_eq!(trigger["annotations"]["readOnlyHint"], false);
+    assert_eq!(tools[1]["annotations"]["readOnlyHint"], true);
+    assert_eq!(tools[8]["annotations"]["destructiveHint"], true);
+}
+
+#[tokio::test]
+async fn get_is_405_and_missing_or_wrong_keys_are_401() {
+    let h = harness();
+    let get = Request::get("/mcp")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .expect("request");
+    let (status, headers, _) = h.send(get).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+
+    let list = rpc("tools/list", json!({}));
+    let (status, headers, body) = h.post_as(None, &list).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Bearer")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("missing API key")
+    );
+
+    let (status, headers, _) = h.post_as(Some("not-a-key"), &list).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("invalid_token")
+    );
+}
+
+#[tokio::test]
+async fn a_key_without_the_tools_scope_gets_403_naming_it() {
+    let h = harness();
+    let (status, _, body) = h
+        .post_as(
+            Some(ACME_READ),
+            &call("trigger_improvement_cycle", json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("\"trigger\"") && message.contains("acme-read"),
+        "{message}"
+    );
+    assert_eq!(body["id"], 7);
+
+    let (status, _, _) = h
+        .post_as(
+            Some(ACME_ALL),
+            &call("emergency_stop", json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn hosts_outside_the_allow_list_and_oversized_bodies_are_refused() {
+    let h = harness();
+    let request = Request::post("/mcp")
+        .header("host", "evil.example.com")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(rpc("ping", json!({})).to_string()))
+        .expect("request");
+    let (status, _, body) = h.send(request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("evil.example.com")
+    );
+
+    let big = call(
+        "register_agent",
+        json!({"name": "a", "url": "https://x", "capabilities": ["x".repeat(2 * 1024 * 1024)]}),
+    );
+    let (status, _, body) = h.post_as(Some(ADMIN), &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("MCP_MAX_BODY_BYTES")
+    );
+}
+
+#[tokio::test]
+async fn unknown_tools_are_invalid_params_and_bad_arguments_name_the_field() {
+    let h = harness();
+    let (status, _, body) = h
+        .post_as(Some(ADMIN), &call("no_such_tool", json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+
+    let e = h
+        .err(
+            ADMIN,
+            "trigger_improvement_cycle",
+            json!({"analysis_window_hours": 500}),
+        )
+        .await;
+    assert_eq!(e["error"], "invalid_arguments");
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("analysis_window_hours: 500 is out of range"),
+        "{e}"
+    );
+    let e = h
+        .err(
+            ADMIN,
+            "trigger_improvement_cycle",
+            json!({"max_improvements": "three"}),
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("max_improvements"),
+        "{e}"
+    );
+    let e = h
+        .err(ADMIN, "trigger_improvement_cycle", json!({"mode": "panic"}))
+        .await;
+    assert!(e["message"].as_str().expect("m").contains("mode"), "{e}");
+    let e = h
+        .err(ADMIN, "list_improvements", json!({"colour": "red"}))
+        .await;
+    assert!(e["message"].as_str().expect("m").contains("colour"), "{e}");
+    let e = h
+        .err(ADMIN, "list_improvements", json!({"status": "done"}))
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("status: \"done\""),
+        "{e}"
+    );
+    let e = h.err(ADMIN, "get_improvement", json!({})).await;
+    assert!(e["message"].as_str().expect("m").contains("id"), "{e}");
+    let e = h
+        .err(
+            ADMIN,
+            "trigger_improvement_cycle",
+            json!({"components": ["bad name!"]}),
+        )
+        .await;
+    assert!(
+        e["message"].as_str().expect("m").contains("components[0]"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn trigger_goes_through_dedup_and_the_halt_switch() {
+    let h = harness();
+    let first = h
+        .ok(
+            ACME_ALL,
+            "trigger_improvement_cycle",
+            json!({"components": ["orders-api"], "dry_run": true}),
+        )
+        .await;
+    assert_eq!(first["status"], "started", "{first}");
+    assert_eq!(
+        first["tenant_id"], "acme",
+        "a tenant key acts for its tenant"
+    );
+    assert_eq!(first["dedup_key"], "acme#orders-api");
+    let again = h
+        .ok(
+            ACME_ALL,
+            "trigger_improvement_cycle",
+            json!({"components": ["orders-api"]}),
+        )
+        .await;
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["cycle_id"], first["cycle_id"]);
+    assert_eq!(again["suppressed_count"], 1);
+
+    let status = h
+        .ok(
+            ACME_READ,
+            "get_system_status",
+            json!({"include_health": false}),
+        )
+        .await;
+    let running = status["running_cycles"].as_array().expect("running");
+    assert_eq!(running.len(), 1, "{status}");
+    assert_eq!(running[0]["cycle_id"], first["cycle_id"]);
+
+    let stop = h
+        .ok(ADMIN, "emergency_stop", json!({"reason": "incident 42"}))
+        .await;
+    assert_eq!(stop["halted"], true);
+    let halted = h
+        .ok(
+            ADMIN,
+            "trigger_improvement_cycle",
+            json!({"tenant_id": "globex"}),
+        )
+        .await;
+    assert_eq!(halted["status"], "halted");
+    assert!(
+        halted["reason"]
+            .as_str()
+            .expect("r")
+            .contains("incident 42")
+    );
+    let status = h
+        .ok(ADMIN, "get_system_status", json!({"include_health": false}))
+        .await;
+    assert_eq!(status["halt"]["on"], true);
+    assert_eq!(status["halt"]["actor"], "key:ops");
+    let resumed = h.ok(ADMIN, "resume", json!({})).await;
+    assert_eq!(resumed["was_halted"], true);
+}
+
+#[tokio::test]
+async fn a_tenant_key_never_sees_another_tenant() {
+    let h = harness();
+    let e = h
+        .err(
+            ACME_ALL,
+            "trigger_improvement_cycle",
+            json!({"tenant_id": "globex"}),
+        )
+        .await;
+    assert_eq!(e["error"], "forbidden");
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("limited to tenant acme"),
+        "{e}"
+    );
+    for (tool, args) in [
+        ("list_improvements", json!({"tenant_id": "globex"})),
+        ("query_telemetry_insights", json!({"tenant_id": "globex"})),
+        ("list_agents", json!({"tenant_id": "globex"})),
+    ] {
+        let e = h.err(ACME_READ, tool, args).await;
+        assert_eq!(e["error"], "forbidden", "{tool}: {e}");
+    }
+    h.ok(ADMIN, "register_agent", json!({"name": "globex-bot", "url": "https://bot.globex.example", "capabilities": ["triage"], "tenant_id": "globex"})).await;
+    h.ok(ACME_ALL, "register_agent", json!({"name": "acme-bot", "url": "https://bot.acme.example/mcp", "capabilities": ["triage", "deploy"]})).await;
+    let acme = h.ok(ACME_READ, "list_agents", json!({})).await;
+    let names: Vec<&str> = acme["agents"]
+        .as_array()
+        .expect("a")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["acme-bot"]);
+    let all = h.ok(ADMIN, "list_agents", json!({})).await;
+    assert_eq!(all["agents"].as_array().expect("a").len(), 2);
+    let e = h
+        .err(
+            ACME_ALL,
+            "register_agent",
+            json!({"name": "x", "url": "ftp://x", "capabilities": ["a"]}),
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .starts_with("invalid arguments: url"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn insights_and_health_come_from_telemetry() {
+    let h = harness();
+    let insights = h
+        .ok(
+            ADMIN,
+            "query_telemetry_insights",
+            json!({"time_range_hours": 24}),
+        )
+        .await;
+    let opportunities = insights["opportunities"].as_array().expect("opportunities");
+    assert!(!opportunities.is_empty(), "{insights}");
+    assert!(
+        insights["metric_summaries"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let status = h.ok(ADMIN, "get_system_status", json!({})).await;
+    let health = status["component_health"].as_array().expect("health");
+    assert!(!health.is_empty(), "{status}");
+    assert!(
+        health
+            .iter()
+            .all(|c| c["health"] == "healthy" || c["health"] == "degraded")
+    );
+    assert_eq!(status["budget"]["per_request_limit_usd"], 5.0);
+}
+
+#[tokio::test]
+async fn critical_changes_need_two_different_approvers() {
+    let h = harness();
+    let cycle_id = CycleId::parse("acme-orders-20261122T050000Z-0a0b0c0d").expect("id");
+    h.store
+        .put_pending(&PendingApproval {
+            improvement_id: format!("{cycle_id}-1"),
+            cycle_id: cycle_id.clone(),
+            tenant_id: Some(TenantId::parse("acme").expect("t")),
+            task_token: "token-1".into(),
+            change: "memory 1024 → 128 MB".into(),
+            risk: "CRITICAL".into(),
+            approvals_required: 2,
+            approvers: Vec::new(),
+            requested_at: time::OffsetDateTime::UNIX_EPOCH,
+        })
+        .await
+        .expect("pending");
+    let id = format!("{cycle_id}-1");
+    let first = h
+        .ok(ACME_ALL, "approve_improvement", json!({"id": id}))
+        .await;
+    assert_eq!(first["status"], "waiting");
+    let same = h
+        .ok(ACME_ALL, "approve_improvement", json!({"id": id}))
+        .await;
+    assert_eq!(
+        same["status"], "waiting",
+        "the same key twice is one approver"
+    );
+    let second = h
+        .ok(
+            OPS2,
+            "approve_improvement",
+            json!({"id": id, "comment": "ok"}),
+        )
+        .await;
+    assert_eq!(second["status"], "approved");
+    assert_eq!(second["approvers"], json!(["key:acme-all", "key:ops2"]));
+    let results = h.store.take_task_results().await.expect("queued");
+    assert_eq!(results.len(), 1, "the waiting execution is resumed once");
+    assert_eq!(results[0].0, "token-1");
+    let e = h.err(OPS2, "reject_improvement", json!({"id": id})).await;
+    assert_eq!(e["error"], "not_found");
+}
+
+#[tokio::test]
+async fn generate_component_declines_or_registers() {
+    let h = harness();
+    let short = h
+        .ok(ACME_ALL, "generate_component", json!({"component_type": "lambda_function",
+            "requirements": {"name": "acme-report", "description": "reports", "capabilities": ["read_dynamodb"]}}))
+        .await;
+    assert_eq!(short["decision"], "declined");
+    assert!(short["reason"].as_str().expect("r").contains("description"));
+    assert!(
+        short["suggested_alternatives"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    let critical = h
+        .ok(ACME_ALL, "generate_component", json!({"component_type": "lambda_function",
+            "requirements": {"name": "acme-admin", "description": "rotates every user's access keys nightly", "capabilities": ["iam_admin"]}}))
+        .await;
+    assert_eq!(critical["decision"], "declined");
+    assert_eq!(critical["risk"], "CRITICAL");
+    let high = h
+        .ok(ACME_ALL, "generate_component", json!({"component_type": "event_consumer",
+            "requirements": {"name": "acme-refunds", "description": "issues refunds for cancelled orders", "capabilities": ["read_dynamodb", "payment_refund"]},
+            "context": {"traffic": "50/min"}}))
+        .await;
+    assert_eq!(high["decision"], "accepted", "{high}");
+    assert_eq!(high["component"]["status"], "awaiting_approval");
+    assert_eq!(high["component"]["tenant_id"], "acme");
+    let e = h
+        .err(ACME_ALL, "generate_component", json!({"component_type": "mainframe", "requirements": {"name": "a", "description": "b", "capabilities": []}}))
+        .await;
+    assert!(
+        e["message"].as_str().expect("m").contains("component_type"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_says_when_to_retry_and_every_call_is_logged() {
+    let config = Config::from_lookup(|_| None).expect("config");
+    let h = harness_with(
+        McpSettings {
+            rate_limit_per_minute: 3,
+            ..McpSettings::default()
+        },
+        config,
+    );
+    for _ in 0..3 {
+        h.ok(ACME_READ, "list_agents", json!({})).await;
+    }
+    let e = h.err(ACME_READ, "list_agents", json!({})).await;
+    assert_eq!(e["error"], "rate_limited");
+    assert!(
+        e["message"].as_str().expect("m").contains("retry after"),
+        "{e}"
+    );
+    h.ok(ADMIN, "list_agents", json!({})).await;
+    h.err(ACME_READ, "list_agents", json!({"tenant_id": "globex"}))
+        .await;
+
+    let log = h.store.recent_tool_calls(10).await.expect("log");
+    let outcomes: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.key_id.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(outcomes[0], ("acme-read", "rate_limited"));
+    assert_eq!(outcomes[1], ("ops", "ok"));
+    assert_eq!(outcomes[2], ("acme-read", "rate_limited"));
+    assert_eq!(log.len(), 6);
+    assert!(log.iter().all(|e| e.tool == "list_agents"));
+}
+
+#[tokio::test]
+async fn the_2026_stateless_form_answers_server_discover() {
+    let h = harness();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}}});
+    let request = Request::post("/")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "server/discover")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let (status, _, body) = h.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let versions = body["result"]["supportedVersions"].to_string();
+    assert!(
+        versions.contains("2026-07-28") && versions.contains("2025-03-26"),
+        "{body}"
+    );
+}
+
+/// Runs a scenario's routine cycle on the harness store in the background.
+fn spawn_cycle(h: &Harness, scenario: &str) -> tokio::task::JoinHandle<Result<Value, String>> {
+    let scenario = Scenario::load(repo_file(scenario)).expect("scenario");
+    let config = selfbuild_local::demo::demo_config().expect("config");
+    let request = selfbuild_local::demo::scenario_request(&scenario, &config);
+    let store = h.store.clone();
+    tokio::spawn(async move {
+        selfbuild_local::demo::run_cycle(
+            &scenario,
+            &request,
+            &store,
+            &config,
+            3600.0,
+            Box::new(std::io::sink()),
+            None,
+        )
+        .await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_through_mcp_resumes_the_waiting_cycle() {
+    let h = harness();
+    let cycle = spawn_cycle(&h, "events/scenarios/throttling-needs-approval.json");
+    let mut waiting = Value::Null;
+    for _ in 0..200 {
+        let page = h
+            .ok(
+                OPS2,
+                "list_improvements",
+                json!({"status": "awaiting_approval"}),
+            )
+            .await;
+        if let Some(first) = page["improvements"].as_array().and_then(|a| a.first()) {
+            waiting = first.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = waiting["improvement_id"]
+        .as_str()
+        .expect("an improvement waits")
+        .to_owned();
+    assert_eq!(waiting["tenant_id"], "globex");
+    assert_eq!(waiting["risk"], "MEDIUM");
+
+    // acme's key cannot see or approve globex's change.
+    let e = h
+        .err(ACME_ALL, "approve_improvement", json!({"id": id}))
+        .await;
+    assert_eq!(e["error"], "not_found");
+    let listed = h.ok(ACME_READ, "list_improvements", json!({})).await;
+    assert_eq!(listed["improvements"], json!([]));
+
+    let detail = h.ok(OPS2, "get_improvement", json!({"id": id})).await;
+    assert_eq!(detail["pending_approval"]["approvals_required"], 1);
+    assert!(detail["proposal"]["rationale"].is_string(), "{detail}");
+
+    let approved = h
+        .ok(
+            OPS2,
+            "approve_improvement",
+            json!({"id": id, "comment": "raise it"}),
+        )
+        .await;
+    assert_eq!(approved["status"], "approved");
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), cycle)
+        .await
+        .expect("the cycle finishes once approved")
+        .expect("task")
+        .expect("cycle");
+    assert_eq!(output["summary"]["promoted"], 1, "{}", output["summary"]);
+
+    let detail = h.ok(ADMIN, "get_improvement", json!({"id": id})).await;
+    assert_eq!(detail["improvement"]["status"], "promoted");
+    // The cycle runs on a scaled clock (an hour a second), the endpoint on the scenario's
+    // fixed one, so only the set of transitions is compared, not their order.
+    let trail = detail["audit_trail"].as_array().expect("trail");
+    let mut actions: Vec<&str> = trail.iter().filter_map(|e| e["action"].as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "approval_requested",
+            "approved",
+            "deployed",
+            "promoted",
+            "validated"
+        ]
+    );
+    let approval = trail
+        .iter()
+        .find(|e| e["action"] == "approved")
+        .expect("approved");
+    assert_eq!(approval["actor"], "key:ops2");
+
+    let status = h
+        .ok(ADMIN, "get_system_status", json!({"include_health": false}))
+        .await;
+    assert_eq!(status["evolution_level"], 1);
+    assert_eq!(status["improvements_by_status"]["promoted"], 1);
+    assert_eq!(
+        status["running_cycles"],
+        json!([]),
+        "the summary step finished the cycle"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_improvement_can_be_rolled_back_by_hand() {
+    let h = harness();
+    let output = spawn_cycle(&h, "events/scenarios/timeouts.json")
+        .await
+        .expect("task")
+        .expect("cycle");
+    assert_eq!(output["summary"]["promoted"], 1, "{}", output["summary"]);
+    let page = h
+        .ok(
+            ADMIN,
+            "list_improvements",
+            json!({"status": "promoted", "limit": 1}),
+        )
+        .await;
+    let id = page["improvements"][0]["improvement_id"]
+        .as_str()
+        .expect("promoted")
+        .to_owned();
+
+    let e = h
+        .err(
+            ADMIN,
+            "rollback_improvement",
+            json!({"id": id, "reason": " "}),
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("reason: must not be empty")
+    );
+
+    // The improvement is acme's: acme's own key may roll it back.
+    let rolled = h
+        .ok(
+            ACME_ALL,
+            "rollback_improvement",
+            json!({"id": id, "reason": "p99 doubled for checkout"}),
+        )
+        .await;
+    assert_eq!(rolled["status"], "rolled_back", "{rolled}");
+    let detail = h.ok(ADMIN, "get_improvement", json!({"id": id})).await;
+    assert_eq!(detail["improvement"]["status"], "rolled_back");
+    let trail = detail["audit_trail"].as_array().expect("trail");
+    let by_hand = trail
+        .iter()
+        .find(|e| e["action"] == "rolled_back")
+        .expect("audited");
+    assert_eq!(by_hand["actor"], "key:acme-all");
+    assert!(
+        by_hand["detail"]
+            .as_str()
+            .expect("d")
+            .contains("p99 doubled")
+    );
+    let again = h
+        .ok(
+            ADMIN,
+            "rollback_improvement",
+            json!({"id": id, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(again["restored"], false, "idempotent");
+    let notes = h.store.notifications().await.expect("notifications");
+    assert!(notes.iter().any(|(t, _)| t == "Improvement Rolled Back"));
+}
