@@ -2,10 +2,12 @@
 //! cached per container for a refresh interval.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
+use selfbuild_core::apikeys::{KeyListError, KeySet, KeySource, KeySourceError};
 use serde_json::Value;
 
 use crate::sdk_error::{ErrorChain, is_transient};
@@ -105,4 +107,57 @@ pub fn field<'a>(id: &str, secret: &'a Value, name: &str) -> Result<&'a str, Sec
             id: id.to_owned(),
             message: format!("field {name:?} is missing or not a non-empty string"),
         })
+}
+
+/// The MCP endpoint's API keys from a Secrets Manager secret (the [`KeySet`] JSON), parsed
+/// once per refresh interval.
+pub struct SecretsManagerKeys {
+    secrets: SecretsManagerSecrets,
+    secret_id: String,
+    refresh: Duration,
+    parsed: Mutex<Option<(Instant, Arc<KeySet>)>>,
+}
+
+impl SecretsManagerKeys {
+    /// Keys from `secret_id`, read again after `refresh`.
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        secret_id: impl Into<String>,
+        refresh: Duration,
+    ) -> Self {
+        Self {
+            secrets: SecretsManagerSecrets::new(config, refresh),
+            secret_id: secret_id.into(),
+            refresh,
+            parsed: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl KeySource for SecretsManagerKeys {
+    async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError> {
+        {
+            let parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, keys)) = parsed.as_ref()
+                && at.elapsed() < self.refresh
+            {
+                return Ok(Arc::clone(keys));
+            }
+        }
+        let value = self
+            .secrets
+            .json(&self.secret_id)
+            .await
+            .map_err(|e| match e {
+                SecretError::Unavailable { .. } => KeySourceError::Unavailable(e.to_string()),
+                SecretError::Invalid { .. } => KeySourceError::Invalid(KeyListError(e.to_string())),
+            })?;
+        let keys = Arc::new(KeySet::parse(&value).map_err(|e| {
+            KeySourceError::Invalid(KeyListError(format!("secret {}: {}", self.secret_id, e.0)))
+        })?);
+        *self.parsed.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), Arc::clone(&keys)));
+        Ok(keys)
+    }
 }

@@ -24,24 +24,9 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk = crate::sdk_config().await;
     let store = DynamoStore::new(&sdk, config.table_name.clone());
-    let telemetry = CloudWatchTelemetry::new(
-        &sdk,
-        TelemetrySettings {
-            custom_namespace: config.custom_metrics_namespace.clone(),
-            log_group_prefix: config.log_group_prefix.clone(),
-            ..TelemetrySettings::default()
-        },
-    );
+    let telemetry = cycle_telemetry(&sdk, &config);
     let deployer = LambdaDeployer::new(&sdk);
-    let bedrock = BedrockLlm::new(&sdk, config.bedrock_model_id.clone());
-    let provider = bedrock.provider_name();
-    let mut llm = ResilientLlm::new(provider, Arc::new(bedrock));
-    if let Some(id) = &config.llm_fallback_secret_id {
-        let secrets = SecretsManagerSecrets::new(&sdk, Duration::from_secs(300));
-        let fallback = openai_fallback(&secrets, id).await?;
-        let name = fallback.provider_name();
-        llm = llm.with_fallback(name, Arc::new(fallback));
-    }
+    let llm = cycle_llm(&sdk, &config).await?;
     let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());
     let clock = SystemClock;
     let deps = StepDeps {
@@ -64,6 +49,36 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
             .map_err(|e| diagnostic(&e))
     }))
     .await
+}
+
+/// Telemetry as the cycle reads it: AWS/Lambda metrics, the services' own namespace, their logs.
+pub fn cycle_telemetry(sdk: &aws_config::SdkConfig, config: &Config) -> CloudWatchTelemetry {
+    CloudWatchTelemetry::new(
+        sdk,
+        TelemetrySettings {
+            custom_namespace: config.custom_metrics_namespace.clone(),
+            log_group_prefix: config.log_group_prefix.clone(),
+            ..TelemetrySettings::default()
+        },
+    )
+}
+
+/// Bedrock behind a circuit breaker and retries, with the OpenAI-compatible fallback when
+/// `LLM_FALLBACK_SECRET_ID` names one (an unreadable secret is an error naming it).
+pub async fn cycle_llm(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<ResilientLlm, lambda_runtime::Error> {
+    let bedrock = BedrockLlm::new(sdk, config.bedrock_model_id.clone());
+    let provider = bedrock.provider_name();
+    let mut llm = ResilientLlm::new(provider, Arc::new(bedrock));
+    if let Some(id) = &config.llm_fallback_secret_id {
+        let secrets = SecretsManagerSecrets::new(sdk, Duration::from_secs(300));
+        let fallback = openai_fallback(&secrets, id).await?;
+        let name = fallback.provider_name();
+        llm = llm.with_fallback(name, Arc::new(fallback));
+    }
+    Ok(llm)
 }
 
 /// The OpenAI-compatible fallback from its secret `{base_url, api_key, model}`.

@@ -104,6 +104,22 @@ pub enum Command {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Serve the MCP endpoint on TCP over the embedded adapters (keys from
+    /// SELFBUILD_API_KEYS or --api-keys-file).
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: std::net::SocketAddr,
+        /// The fleet the tools read telemetry from and started cycles work on.
+        #[arg(long, default_value = "events/scenarios/timeouts.json")]
+        scenario: PathBuf,
+        /// Virtual seconds per real second inside cycles started through MCP.
+        #[arg(long, default_value_t = 3600.0)]
+        time_scale: f64,
+        /// A file with the API key list (JSON); else SELFBUILD_API_KEYS.
+        #[arg(long, env = "SELFBUILD_API_KEYS_FILE")]
+        api_keys_file: Option<PathBuf>,
+    },
     /// Run every scenario as a full improvement cycle offline and print a summary table.
     Demo {
         /// A scenario file, or a folder of them.
@@ -145,7 +161,8 @@ impl<E: StableError> From<E> for CliError {
     }
 }
 
-fn cli_error(error_type: &'static str, message: impl Into<String>) -> CliError {
+/// A [`CliError`] of `error_type`.
+pub(crate) fn cli_error(error_type: &'static str, message: impl Into<String>) -> CliError {
     CliError {
         error_type,
         message: message.into(),
@@ -170,6 +187,29 @@ pub async fn run(cli: Cli) -> ExitCode {
     } = &cli.command
     {
         return demo(&cli.data_dir, scenarios, *time_scale).await;
+    }
+    if let Command::Serve {
+        addr,
+        scenario,
+        time_scale,
+        api_keys_file,
+    } = &cli.command
+    {
+        let options = crate::serve::ServeOptions {
+            addr: *addr,
+            scenario: scenario.clone(),
+            time_scale: *time_scale,
+            api_keys_file: api_keys_file.clone(),
+            data_dir: cli.data_dir.clone(),
+            now: cli.now,
+        };
+        return match crate::serve::serve(options).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error[{}]: {}", e.error_type, e.message);
+                ExitCode::from(1)
+            }
+        };
     }
     if let Command::Cycle {
         event,
@@ -226,6 +266,7 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
                 claims: &store,
                 halt: &store,
                 orchestrator: &orchestrator,
+                cycles: &store,
                 alarms: &alarms,
                 clock: clock.as_ref(),
                 metrics: &metrics,
@@ -251,9 +292,9 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
         }
-        Command::Demo { .. } | Command::Cycle { .. } => Err(cli_error(
+        Command::Demo { .. } | Command::Cycle { .. } | Command::Serve { .. } => Err(cli_error(
             "InvalidInput",
-            "demo and cycle print progress, not JSON; run them through `selfbuild`",
+            "demo, cycle and serve print progress, not JSON; run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, &id, &actor, true, comment).await
@@ -298,8 +339,9 @@ fn read_event(path: &Path) -> Result<Value, CliError> {
 }
 
 /// Metrics as EMF lines in the debug log (stdout is for the result).
-struct LogMetrics {
-    namespace: String,
+pub(crate) struct LogMetrics {
+    /// The EMF namespace.
+    pub(crate) namespace: String,
 }
 
 impl MetricSink for LogMetrics {
@@ -434,6 +476,7 @@ async fn cycle(
         claims: &store,
         halt: &store,
         orchestrator: &orchestrator,
+        cycles: &store,
         alarms: &alarms,
         clock: &clock,
         metrics: &metrics,

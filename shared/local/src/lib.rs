@@ -8,7 +8,8 @@
 //! - [`planner`]: embedded Llm adapters: the rule planner and recorded answers.
 //! - [`cycle`]: runs cycles offline: the ASL on the embedded interpreter over the core step functions.
 //! - [`demo`]: `selfbuild demo`: every scenario as a cycle, with a summary table.
-//! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`).
+//! - [`serve`]: `selfbuild serve`: the MCP endpoint on TCP over the embedded adapters.
+//! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`, …).
 
 pub mod alarms;
 pub mod asl;
@@ -18,4 +19,5 @@ pub mod demo;
 pub mod fleet;
 pub mod orchestrator;
 pub mod planner;
+pub mod serve;
 pub mod store;

@@ -61,3 +61,77 @@ async fn json_secrets_are_read_cached_and_checked() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn mcp_api_keys_are_read_hashed_from_a_secret_and_refreshed() {
+    use selfbuild_aws::secrets::SecretsManagerKeys;
+    use selfbuild_core::apikeys::{KeySource, KeySourceError, key_digest_hex};
+
+    let moto = MotoServer::shared();
+    let sdk = moto.sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let list = |id: &str, key: &str| {
+        serde_json::json!({"keys": [{"id": id, "sha256": key_digest_hex(key), "tenant": "acme", "scopes": ["read"]}],
+                           "generated": "placeholder from the template"})
+        .to_string()
+    };
+    client
+        .create_secret()
+        .name("selfbuild/api-keys")
+        .secret_string(list("agent-1", "key-one"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_secret()
+        .name("selfbuild/api-keys-plain")
+        .secret_string(r#"[{"id": "a", "key": "plain-text", "tenant": "*", "scopes": ["admin"]}]"#)
+        .send()
+        .await
+        .unwrap();
+
+    let keys = SecretsManagerKeys::new(&sdk, "selfbuild/api-keys", Duration::from_secs(300));
+    let set = keys.keys().await.unwrap();
+    let key = set
+        .authenticate("key-one")
+        .expect("the stored digest matches");
+    assert_eq!(key.id, "agent-1");
+    assert!(set.authenticate("key-two").is_none());
+
+    // Rotation: a container sees the new list after its refresh interval.
+    client
+        .put_secret_value()
+        .secret_id("selfbuild/api-keys")
+        .secret_string(list("agent-2", "key-two"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        keys.keys().await.unwrap().authenticate("key-two").is_none(),
+        "cached"
+    );
+    let fresh = SecretsManagerKeys::new(&sdk, "selfbuild/api-keys", Duration::ZERO);
+    assert!(
+        fresh
+            .keys()
+            .await
+            .unwrap()
+            .authenticate("key-two")
+            .is_some()
+    );
+
+    let err = SecretsManagerKeys::new(&sdk, "selfbuild/api-keys-plain", Duration::ZERO)
+        .keys()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KeySourceError::Invalid(_))
+            && err.to_string().contains("selfbuild/api-keys-plain"),
+        "{err}"
+    );
+    let err = SecretsManagerKeys::new(&sdk, "selfbuild/no-keys", Duration::ZERO)
+        .keys()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("selfbuild/no-keys"), "{err}");
+}

@@ -1,0 +1,60 @@
+//! mcp Lambda: wiring only. The endpoint is `selfbuild_mcp::app`, served behind the function
+//! URL by `lambda_http`.
+
+use std::sync::Arc;
+
+use selfbuild_aws::dynamo::DynamoStore;
+use selfbuild_aws::eventbridge::EventBridgeNotifier;
+use selfbuild_aws::lambda_deployer::LambdaDeployer;
+use selfbuild_aws::secrets::SecretsManagerKeys;
+use selfbuild_aws::sfn::StepFunctionsOrchestrator;
+use selfbuild_core::Config;
+use selfbuild_core::clock::SystemClock;
+use selfbuild_core::config::ConfigError;
+use selfbuild_core::emf::EmfWriter;
+use selfbuild_mcp::{McpDeps, McpSettings, app};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let settings = McpSettings::from_env()?;
+    let state_machine_arn = config.require_state_machine_arn()?.to_owned();
+    let keys_secret = std::env::var("API_KEYS_SECRET_ID")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing {
+            name: "API_KEYS_SECRET_ID",
+        })?;
+
+    // Clients are built once per container, outside the handler.
+    let sdk = selfbuild_aws::sdk_config().await;
+    let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config).await?;
+    // One client starts executions and resumes the ones waiting for approval.
+    let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
+    let deps = McpDeps {
+        store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
+        orchestrator: sfn.clone(),
+        task_tokens: sfn,
+        telemetry: Arc::new(selfbuild_aws::steps::cycle_telemetry(&sdk, &config)),
+        deployer: Arc::new(LambdaDeployer::new(&sdk)),
+        llm: Arc::new(llm),
+        notifier: Arc::new(EventBridgeNotifier::new(
+            &sdk,
+            config.event_bus_name.clone(),
+        )),
+        metrics: Arc::new(EmfWriter::new(
+            config.metrics_namespace.clone(),
+            std::io::stdout(),
+        )),
+        keys: Arc::new(SecretsManagerKeys::new(
+            &sdk,
+            keys_secret,
+            settings.keys_refresh,
+        )),
+        clock: Arc::new(SystemClock),
+        config: Arc::new(config),
+        settings,
+    };
+    lambda_http::run(app(deps)).await
+}

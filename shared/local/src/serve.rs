@@ -1,0 +1,209 @@
+//! `selfbuild serve`: the MCP endpoint's router on a TCP listener, over the embedded adapters.
+//! Cycles it starts run in the background on the scenario's fleet, through the same
+//! state machine definition as on AWS; approvals given through MCP resume them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use selfbuild_core::Config;
+use selfbuild_core::apikeys::{KeySet, StaticKeys};
+use selfbuild_core::clock::Clock;
+use selfbuild_core::cycle::{CycleRequest, CycleStatus};
+use selfbuild_core::error::OrchestratorError;
+use selfbuild_core::ports::{CycleHandle, Orchestrator};
+use selfbuild_core::records::CycleProgress;
+use selfbuild_mcp::{McpDeps, McpSettings};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::cli::{CliError, LogMetrics, cli_error};
+use crate::cycle::ScaledClock;
+use crate::fleet::{Fleet, Scenario};
+use crate::orchestrator::RecordingOrchestrator;
+use crate::planner::RulePlanner;
+use crate::store::{SqliteStore, StoreTaskTokens};
+
+/// What `selfbuild serve` was asked.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The fleet the endpoint reads telemetry from and cycles work on.
+    pub scenario: PathBuf,
+    /// Virtual seconds per real second inside background cycles.
+    pub time_scale: f64,
+    /// A file holding the key list (else `SELFBUILD_API_KEYS`).
+    pub api_keys_file: Option<PathBuf>,
+    /// The embedded store's directory.
+    pub data_dir: PathBuf,
+    /// The clock's start (else the scenario's `now`).
+    pub now: Option<OffsetDateTime>,
+}
+
+/// The key list from `--api-keys-file`, else from `SELFBUILD_API_KEYS`.
+pub fn load_keys(file: Option<&Path>, env_value: Option<String>) -> Result<KeySet, CliError> {
+    let (source, text) = match (file, env_value) {
+        (Some(path), _) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .map_err(|e| cli_error("ConfigError", format!("{}: {e}", path.display())))?,
+        ),
+        (None, Some(text)) => ("SELFBUILD_API_KEYS".to_owned(), text),
+        (None, None) => {
+            return Err(cli_error(
+                "ConfigError",
+                "no API keys: set SELFBUILD_API_KEYS or --api-keys-file to a JSON list of \
+{\"id\", \"sha256\", \"tenant\", \"scopes\"} (sha256 = `printf %s KEY | sha256sum`)",
+            ));
+        }
+    };
+    let keys =
+        KeySet::parse_str(&text).map_err(|e| cli_error("ConfigError", format!("{source}: {e}")))?;
+    if keys.is_empty() {
+        return Err(cli_error(
+            "ConfigError",
+            format!("{source}: the key list is empty; nobody could call the endpoint"),
+        ));
+    }
+    Ok(keys)
+}
+
+/// Starts each cycle in the background over the scenario's fleet.
+struct BackgroundCycles {
+    recorder: RecordingOrchestrator<SqliteStore, Arc<dyn Clock>>,
+    store: SqliteStore,
+    scenario: Arc<Scenario>,
+    config: Arc<Config>,
+    time_scale: f64,
+}
+
+#[async_trait]
+impl Orchestrator for BackgroundCycles {
+    async fn start_cycle(&self, request: &CycleRequest) -> Result<CycleHandle, OrchestratorError> {
+        let handle = self.recorder.start_cycle(request).await?;
+        if handle.already_started {
+            return Ok(handle);
+        }
+        let (store, scenario, config) = (
+            self.store.clone(),
+            Arc::clone(&self.scenario),
+            Arc::clone(&self.config),
+        );
+        let (request, time_scale) = (request.clone(), self.time_scale);
+        tokio::spawn(async move {
+            let id = request.cycle_id.clone();
+            info!(cycle = %id, "cycle running in the background");
+            let progress = Box::new(std::io::stderr());
+            match crate::demo::run_cycle(
+                &scenario, &request, &store, &config, time_scale, progress, None,
+            )
+            .await
+            {
+                Ok(_) => info!(cycle = %id, "cycle finished"),
+                Err(e) => {
+                    warn!(cycle = %id, error = %e, "cycle failed");
+                    let now = OffsetDateTime::now_utc();
+                    if let Err(e) = store.finish_cycle(&id, CycleStatus::Failed, now).await {
+                        warn!(cycle = %id, error = %e, "failed cycle not recorded");
+                    }
+                }
+            }
+        });
+        Ok(handle)
+    }
+}
+
+/// Serves until Ctrl-C.
+pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
+    if !(options.time_scale.is_finite() && options.time_scale > 0.0) {
+        return Err(cli_error(
+            "InvalidInput",
+            "--time-scale must be a positive number",
+        ));
+    }
+    let keys = load_keys(
+        options.api_keys_file.as_deref(),
+        std::env::var("SELFBUILD_API_KEYS").ok(),
+    )?;
+    let config = Arc::new(Config::from_env()?);
+    let settings = McpSettings::from_env()?;
+    let scenario = Arc::new(
+        Scenario::load(&options.scenario).map_err(|e| cli_error("InvalidInput", e.to_string()))?,
+    );
+    let store = SqliteStore::open(&options.data_dir)?;
+    let clock: Arc<dyn Clock> =
+        Arc::new(ScaledClock::new(options.now.unwrap_or(scenario.now), 1.0));
+    let fleet = Arc::new(
+        Fleet::new(&scenario, Arc::clone(&clock))
+            .map_err(|e| cli_error("InvalidInput", e.to_string()))?,
+    );
+    let orchestrator = BackgroundCycles {
+        recorder: RecordingOrchestrator::new(store.clone(), Arc::clone(&clock)),
+        store: store.clone(),
+        scenario,
+        config: Arc::clone(&config),
+        time_scale: options.time_scale,
+    };
+    let deps = McpDeps {
+        store: Arc::new(store.clone()),
+        orchestrator: Arc::new(orchestrator),
+        task_tokens: Arc::new(StoreTaskTokens(store.clone())),
+        telemetry: fleet.clone(),
+        deployer: fleet,
+        llm: Arc::new(RulePlanner),
+        notifier: Arc::new(store),
+        metrics: Arc::new(LogMetrics {
+            namespace: config.metrics_namespace.clone(),
+        }),
+        keys: Arc::new(StaticKeys(Arc::new(keys))),
+        clock,
+        config,
+        settings,
+    };
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| {
+            cli_error(
+                "ConfigError",
+                format!("cannot listen on {}: {e}", options.addr),
+            )
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| cli_error("ConfigError", e.to_string()))?;
+    // The one line scripts wait for before connecting.
+    eprintln!("selfbuild MCP endpoint listening on http://{local}/mcp");
+    axum::serve(listener, selfbuild_mcp::app(deps))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| cli_error("Internal", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_file_or_the_variable_and_must_exist() {
+        let e = load_keys(None, None).expect_err("no keys");
+        assert!(e.message.contains("SELFBUILD_API_KEYS"), "{}", e.message);
+        let e = load_keys(None, Some("[]".into())).expect_err("empty");
+        assert!(e.message.contains("empty"), "{}", e.message);
+        let e = load_keys(None, Some("[{\"id\": 1}]".into())).expect_err("bad");
+        assert!(
+            e.message
+                .starts_with("SELFBUILD_API_KEYS: API key list: [0].id"),
+            "{}",
+            e.message
+        );
+        let text = format!(
+            "[{{\"id\": \"dev\", \"sha256\": \"{}\", \"tenant\": \"*\", \"scopes\": [\"admin\"]}}]",
+            selfbuild_core::apikeys::key_digest_hex("k")
+        );
+        assert_eq!(load_keys(None, Some(text)).expect("keys").len(), 1);
+    }
+}
