@@ -7,6 +7,7 @@ use std::time::Duration;
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
+use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use serde_json::Value;
 
@@ -29,6 +30,7 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     let llm = cycle_llm(&sdk, &config).await?;
     let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());
     let clock = SystemClock;
+    let metrics = EmfWriter::new(config.metrics_namespace.clone(), std::io::stdout());
     let deps = StepDeps {
         telemetry: &telemetry,
         deployer: &deployer,
@@ -40,6 +42,7 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
         improvements: &store,
         usage: &store,
         cycles: &store,
+        metrics: &metrics,
         clock: &clock,
     };
     let config = &config;

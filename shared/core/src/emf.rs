@@ -13,6 +13,8 @@ pub enum Unit {
     Milliseconds,
     /// `Count`.
     Count,
+    /// `None` (dollars, for example).
+    None,
 }
 
 impl Unit {
@@ -20,6 +22,7 @@ impl Unit {
         match self {
             Self::Milliseconds => "Milliseconds",
             Self::Count => "Count",
+            Self::None => "None",
         }
     }
 }
@@ -65,6 +68,19 @@ pub fn emf_line(namespace: &str, metric: &MetricRecord) -> String {
     }
     root.insert(metric.name.into(), json!(metric.value));
     Value::Object(root).to_string()
+}
+
+/// EMF lines in the debug log, for processes whose stdout is not CloudWatch's (the CLI).
+#[derive(Debug, Clone)]
+pub struct TracingSink {
+    /// The EMF namespace.
+    pub namespace: String,
+}
+
+impl MetricSink for TracingSink {
+    fn record(&self, metric: MetricRecord) {
+        tracing::debug!(emf = %emf_line(&self.namespace, &metric), "metric");
+    }
 }
 
 /// Writes each metric as one EMF line (stdout on Lambda, where CloudWatch picks it up).

@@ -12,6 +12,7 @@ use crate::canary::{CanaryDeps, CanaryError, deploy, monitor, promote, rollback}
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::cycle::{CycleRequest, CycleStatus};
+use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError, generate};
 use crate::ids::CycleId;
@@ -19,7 +20,8 @@ use crate::improvement::DeployStatus;
 use crate::improvement::{Generated, ImprovementItem, Validation};
 use crate::ports::{Deployer, Telemetry};
 use crate::records::{
-    CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore, UsageLedger,
+    CircuitState, CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore,
+    UsageLedger,
 };
 use crate::validate::validate;
 
@@ -250,6 +252,8 @@ pub struct StepDeps<'a> {
     pub usage: &'a dyn UsageLedger,
     /// Cycle completion.
     pub cycles: &'a dyn CycleProgress,
+    /// Where the R19 metrics go (EMF on Lambda).
+    pub metrics: &'a dyn MetricSink,
     /// The time.
     pub clock: &'a dyn Clock,
 }
@@ -290,6 +294,17 @@ impl StepDeps<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Records one metric without dimensions (the operations alarms read them fleet-wide).
+    fn metric(&self, name: &'static str, unit: Unit, value: f64) {
+        self.metrics.record(MetricRecord {
+            name,
+            unit,
+            value,
+            dimensions: Vec::new(),
+            timestamp: self.clock.now(),
+        });
     }
 
     fn canary(&self) -> CanaryDeps<'_> {
@@ -363,14 +378,22 @@ pub async fn run_step(
         }
         StepFunction::Generate => {
             let item: ImprovementItem = parse_payload(payload)?;
-            let generated = generate(deps.llm, &item, config.llm_budget_usd).await?;
+            let generated = generate(deps.llm, &item, config.llm_budget_usd).await;
+            let providers = deps.llm.provider_health();
+            let open = providers
+                .iter()
+                .filter(|p| p.state == CircuitState::Open)
+                .count();
+            deps.metric("CircuitBreakerOpen", Unit::Count, open as f64);
+            let generated = generated?;
+            deps.metric("LlmCostUsd", Unit::None, generated.usage.cost_usd);
             // Spend is already incurred: a ledger failure must not lose the proposal.
             if let Err(e) = deps
                 .usage
                 .record_llm_usage(
                     deps.clock.now(),
                     generated.usage.cost_usd,
-                    &deps.llm.provider_health(),
+                    &providers,
                 )
                 .await
             {
@@ -415,6 +438,9 @@ pub async fn run_step(
         StepFunction::Deploy => match parse_payload::<DeployRequest>(payload)? {
             DeployRequest::Deploy { item } => {
                 let outcome = deploy(deps.canary(), config, &item).await?;
+                if outcome.status == DeployStatus::Deployed {
+                    deps.metric("ImprovementsDeployed", Unit::Count, 1.0);
+                }
                 let (action, notify) = match outcome.status {
                     DeployStatus::Deployed => ("deployed", Some("Improvement Deployed")),
                     DeployStatus::Deferred => ("deploy_deferred", None),
@@ -453,6 +479,7 @@ pub async fn run_step(
             }
             MonitorRequest::Summarize { cycle } => {
                 let summary = summarize(&cycle, deps.clock.now())?;
+                record_summary_metrics(&deps, &cycle, &summary);
                 let status = if summary.failure.is_some() {
                     CycleStatus::Failed
                 } else {
@@ -483,6 +510,46 @@ pub async fn run_step(
                 Ok(serde_json::json!({"restored": restored}))
             }
         },
+    }
+}
+
+/// The cycle's outcome as the operations alarms read it: improvements attempted, failed,
+/// promoted and rolled back, and the cycle's duration from its request.
+fn record_summary_metrics(deps: &StepDeps<'_>, cycle: &Value, summary: &CycleSummary) {
+    let count = |pred: &dyn Fn(&str) -> bool| {
+        summary
+            .improvements
+            .iter()
+            .filter(|i| pred(&i.outcome))
+            .count() as f64
+    };
+    deps.metric(
+        "ImprovementsAttempted",
+        Unit::Count,
+        summary.improvements.len() as f64,
+    );
+    deps.metric(
+        "ImprovementsFailed",
+        Unit::Count,
+        count(&|o| o.ends_with("_failed")),
+    );
+    deps.metric("ImprovementsPromoted", Unit::Count, summary.promoted as f64);
+    deps.metric(
+        "ImprovementsRolledBack",
+        Unit::Count,
+        summary.rolled_back as f64,
+    );
+    let requested = cycle
+        .get("requested_at")
+        .and_then(Value::as_str)
+        .and_then(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
+    if let Some(requested) = requested {
+        let ms = (summary.finished_at - requested)
+            .whole_milliseconds()
+            .max(0) as f64;
+        deps.metric("CycleDuration", Unit::Milliseconds, ms);
     }
 }
 
@@ -604,6 +671,7 @@ mod tests {
                 improvements: &self.records,
                 usage: &self.records,
                 cycles: &self.records,
+                metrics: &self.records,
                 clock: &self.clock,
             };
             run_step(function, deps, &Config::default(), &payload).await
@@ -665,6 +733,20 @@ mod tests {
         let usage = world.records.usage.lock().unwrap()[&date!(2026 - 11 - 22)].clone();
         assert_eq!((usage.cost_usd, usage.calls), (0.5, 2));
         assert_eq!(usage.providers[0].state, CircuitState::HalfOpen);
+        let metrics = world.records.metrics.lock().unwrap().clone();
+        let named = |n: &str| -> Vec<f64> {
+            metrics
+                .iter()
+                .filter(|m| m.name == n)
+                .map(|m| m.value)
+                .collect()
+        };
+        assert_eq!(named("LlmCostUsd"), [0.25, 0.25]);
+        assert_eq!(
+            named("CircuitBreakerOpen"),
+            [0.0, 0.0],
+            "half-open is not open"
+        );
         // No audited transition: no improvement record yet.
         assert!(world.records.improvements.lock().unwrap().is_empty());
     }
@@ -693,6 +775,40 @@ mod tests {
                 (CycleId::parse("c1").unwrap(), CycleStatus::Succeeded),
                 (CycleId::parse("c2").unwrap(), CycleStatus::Failed),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn summarize_emits_the_metrics_the_operations_alarms_read() {
+        let world = World::new();
+        let mut promoted = serde_json::to_value(item()).unwrap();
+        promoted["outcome"] = json!("promoted");
+        let mut failed = serde_json::to_value(item()).unwrap();
+        failed["opportunity"]["rank"] = json!(2);
+        failed["outcome"] = json!("deploy_failed");
+        let cycle = json!({"cycle_id": "c1", "requested_at": "2026-11-22T04:00:00Z",
+                           "improvements": [promoted, failed]});
+        world
+            .run(
+                StepFunction::Monitor,
+                json!({"action": "summarize", "cycle": cycle}),
+            )
+            .await
+            .unwrap();
+        let metrics = world.records.metrics.lock().unwrap().clone();
+        let value = |n: &str| metrics.iter().find(|m| m.name == n).map(|m| m.value);
+        assert_eq!(value("ImprovementsAttempted"), Some(2.0));
+        assert_eq!(value("ImprovementsFailed"), Some(1.0));
+        assert_eq!(value("ImprovementsPromoted"), Some(1.0));
+        assert_eq!(value("ImprovementsRolledBack"), Some(0.0));
+        let since_request = NOW - time::macros::datetime!(2026-11-22 04:00 UTC);
+        assert_eq!(
+            value("CycleDuration"),
+            Some(since_request.whole_milliseconds() as f64)
+        );
+        assert!(
+            metrics.iter().all(|m| m.dimensions.is_empty()),
+            "fleet-wide metrics"
         );
     }
 }

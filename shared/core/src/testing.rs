@@ -67,6 +67,13 @@ pub(crate) struct MemoryRecords {
     pub usage: Mutex<BTreeMap<Date, DailyUsage>>,
     pub finished: Mutex<Vec<(CycleId, CycleStatus)>>,
     pub pending: Mutex<BTreeMap<String, PendingApproval>>,
+    pub metrics: Mutex<Vec<crate::emf::MetricRecord>>,
+}
+
+impl crate::emf::MetricSink for MemoryRecords {
+    fn record(&self, metric: crate::emf::MetricRecord) {
+        lock(&self.metrics).push(metric);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

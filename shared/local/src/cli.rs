@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use selfbuild_core::Config;
 use selfbuild_core::clock::{Clock, FixedClock, SystemClock};
-use selfbuild_core::emf::{MetricRecord, MetricSink, emf_line};
+use selfbuild_core::emf::TracingSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::intake::{IntakeDeps, handle_event};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
@@ -259,7 +259,7 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let alarms =
                 FileAlarmSource::new(alarms.unwrap_or_else(|| cli.data_dir.join("alarms.json")));
             let orchestrator = RecordingOrchestrator::new(store.clone(), clock.as_ref());
-            let metrics = LogMetrics {
+            let metrics = TracingSink {
                 namespace: config.metrics_namespace.clone(),
             };
             let deps = IntakeDeps {
@@ -336,18 +336,6 @@ fn read_event(path: &Path) -> Result<Value, CliError> {
     };
     serde_json::from_str(&text)
         .map_err(|e| cli_error("InvalidEvent", format!("{name} is not JSON: {e}")))
-}
-
-/// Metrics as EMF lines in the debug log (stdout is for the result).
-pub(crate) struct LogMetrics {
-    /// The EMF namespace.
-    pub(crate) namespace: String,
-}
-
-impl MetricSink for LogMetrics {
-    fn record(&self, metric: MetricRecord) {
-        tracing::debug!(emf = %emf_line(&self.namespace, &metric), "metric");
-    }
 }
 
 /// Runs the demo scenarios; exit 0 only if every one ends as its file expects.
@@ -469,7 +457,7 @@ async fn cycle(
         started: std::sync::Mutex::new(None),
     };
     let alarms = FileAlarmSource::new(data_dir.join("alarms.json"));
-    let metrics = LogMetrics {
+    let metrics = TracingSink {
         namespace: config.metrics_namespace.clone(),
     };
     let deps = IntakeDeps {

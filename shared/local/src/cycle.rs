@@ -11,6 +11,7 @@ use selfbuild_core::Config;
 use selfbuild_core::approval::ApprovalStore;
 use selfbuild_core::audit::{AuditLog, Notifier};
 use selfbuild_core::clock::Clock;
+use selfbuild_core::emf::MetricSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
 use selfbuild_core::ports::HaltSwitch;
@@ -96,6 +97,8 @@ pub struct LocalSteps {
     pub usage: Arc<dyn UsageLedger>,
     /// Cycle completion.
     pub cycles: Arc<dyn CycleProgress>,
+    /// Where the step metrics go.
+    pub metrics: Arc<dyn MetricSink>,
     /// Virtual time.
     pub clock: Arc<dyn Clock>,
     /// Configuration.
@@ -142,6 +145,7 @@ impl TaskHandler for LocalSteps {
             improvements: self.improvements.as_ref(),
             usage: self.usage.as_ref(),
             cycles: self.cycles.as_ref(),
+            metrics: self.metrics.as_ref(),
             clock: self.clock.as_ref(),
         };
         run_step(function, deps, &self.config, &payload)

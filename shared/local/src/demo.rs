@@ -220,6 +220,9 @@ pub async fn run_cycle(
         improvements: shared.clone(),
         usage: shared.clone(),
         cycles: shared.clone(),
+        metrics: Arc::new(selfbuild_core::emf::TracingSink {
+            namespace: config.metrics_namespace.clone(),
+        }),
         clock: Arc::clone(&clock),
         config: config.clone(),
     };

@@ -18,7 +18,7 @@ use selfbuild_mcp::{McpDeps, McpSettings};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::cli::{CliError, LogMetrics, cli_error};
+use crate::cli::{CliError, cli_error};
 use crate::cycle::ScaledClock;
 use crate::fleet::{Fleet, Scenario};
 use crate::orchestrator::RecordingOrchestrator;
@@ -154,7 +154,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         deployer: fleet,
         llm: Arc::new(RulePlanner),
         notifier: Arc::new(store),
-        metrics: Arc::new(LogMetrics {
+        metrics: Arc::new(selfbuild_core::emf::TracingSink {
             namespace: config.metrics_namespace.clone(),
         }),
         keys: Arc::new(StaticKeys(Arc::new(keys))),

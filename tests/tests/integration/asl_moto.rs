@@ -71,6 +71,9 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
         improvements: shared.clone(),
         usage: shared.clone(),
         cycles: shared.clone(),
+        metrics: Arc::new(selfbuild_core::emf::TracingSink {
+            namespace: config.metrics_namespace.clone(),
+        }),
         clock: Arc::clone(&clock),
         config: config.clone(),
     });

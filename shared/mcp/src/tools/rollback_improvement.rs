@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::canary::{CanaryError, rollback};
+use selfbuild_core::emf::{MetricRecord, Unit};
 use selfbuild_core::records::ImprovementStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -80,6 +81,13 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         detail: format!("rolled back by {}: {reason}", ctx.actor()),
     };
     store.append(&event).await?;
+    ctx.deps.metrics.record(MetricRecord {
+        name: "ImprovementsRolledBack",
+        unit: Unit::Count,
+        value: 1.0,
+        dimensions: Vec::new(),
+        timestamp: ctx.now,
+    });
     record.status = ImprovementStatus::RolledBack;
     record.updated_at = ctx.now;
     store.put_improvement(&record).await?;
