@@ -64,7 +64,9 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
             );
         }
     };
-    if let Some(refusal) = check_scopes(&key, &bytes) {
+    if let Some((tool, message, refusal)) = check_scopes(&key, &bytes) {
+        let now = deps.clock.now();
+        crate::server::log_tool_call(&deps, &key, tool, "denied", message, now).await;
         return refusal;
     }
     parts.extensions.insert(Caller(key));
@@ -183,8 +185,9 @@ fn unauthorized(challenge: &'static str, message: &str) -> Response {
     response
 }
 
-/// A 403 for the first `tools/call` in the body whose tool needs a scope the key lacks.
-fn check_scopes(key: &ApiKey, body: &[u8]) -> Option<Response> {
+/// The tool, the reason and a 403 for the first `tools/call` in the body whose tool needs a
+/// scope the key lacks.
+fn check_scopes(key: &ApiKey, body: &[u8]) -> Option<(String, String, Response)> {
     let message: Value = serde_json::from_slice(body).ok()?;
     let messages = match &message {
         Value::Array(batch) => batch.as_slice(),
@@ -203,17 +206,15 @@ fn check_scopes(key: &ApiKey, body: &[u8]) -> Option<Response> {
         };
         let scope = tool.scope();
         if !key.allows(scope) {
-            return Some(rpc_error(
-                StatusCode::FORBIDDEN,
-                m.get("id").cloned().unwrap_or(Value::Null),
-                FORBIDDEN_CODE,
-                format!(
-                    "API key {:?} lacks the {:?} scope that tool {} needs",
-                    key.id,
-                    scope.as_str(),
-                    tool.name()
-                ),
-            ));
+            let message = format!(
+                "API key {:?} lacks the {:?} scope that tool {} needs",
+                key.id,
+                scope.as_str(),
+                tool.name()
+            );
+            let id = m.get("id").cloned().unwrap_or(Value::Null);
+            let response = rpc_error(StatusCode::FORBIDDEN, id, FORBIDDEN_CODE, message.clone());
+            return Some((tool.name().to_owned(), message, response));
         }
     }
     None

@@ -69,6 +69,17 @@ impl SelfbuildMcp {
         Ok(())
     }
 
+    async fn log_call(
+        &self,
+        key: &ApiKey,
+        tool: String,
+        outcome: &str,
+        detail: String,
+        at: OffsetDateTime,
+    ) {
+        log_tool_call(&self.deps, key, tool, outcome, detail, at).await;
+    }
+
     async fn run_tool(
         &self,
         key: &ApiKey,
@@ -85,6 +96,30 @@ impl SelfbuildMcp {
             now,
         };
         tool.call(&ctx, arguments).await
+    }
+}
+
+/// Writes one `tools/call` to the access log; a failed write is logged, never the caller's
+/// problem (the answer is already decided).
+pub(crate) async fn log_tool_call(
+    deps: &McpDeps,
+    key: &ApiKey,
+    tool: String,
+    outcome: &str,
+    detail: String,
+    at: OffsetDateTime,
+) {
+    info!(key = %key.id, tool = %tool, outcome, "tool called");
+    let event = ToolCallEvent {
+        at,
+        key_id: key.id.clone(),
+        tenant_id: key.tenant.tenant().cloned(),
+        tool,
+        outcome: outcome.to_owned(),
+        detail,
+    };
+    if let Err(e) = deps.store.record_tool_call(&event).await {
+        warn!(error = %e, tool = %event.tool, "tool call not written to the access log");
     }
 }
 
@@ -137,14 +172,14 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
     ) -> Result<CallToolResponse, ErrorData> {
         let key = caller(&context)?;
         let name = request.name.to_string();
-        if ToolName::parse(&name).is_none() {
-            // JSON-RPC invalid params, as MCP specifies for unknown tools.
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool {name:?}; tools/list names the tools"),
-                None,
-            ));
-        }
         let now = self.deps.clock.now();
+        if ToolName::parse(&name).is_none() {
+            let message = format!("unknown tool {name:?}; tools/list names the tools");
+            self.log_call(&key, name, "error", message.clone(), now)
+                .await;
+            // JSON-RPC invalid params, as MCP specifies for unknown tools.
+            return Err(ErrorData::invalid_params(message, None));
+        }
         let arguments = request.arguments.map_or(Value::Null, Value::Object);
         let outcome = self.run_tool(&key, &name, arguments, now).await;
         let (result, outcome_name, detail) = match outcome {
@@ -159,19 +194,7 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
                 (CallToolResult::structured_error(body), kind, e.to_string())
             }
         };
-        info!(key = %key.id, tool = %name, outcome = outcome_name, "tool called");
-        let event = ToolCallEvent {
-            at: now,
-            key_id: key.id.clone(),
-            tenant_id: key.tenant.tenant().cloned(),
-            tool: name,
-            outcome: outcome_name.to_owned(),
-            detail,
-        };
-        if let Err(e) = self.deps.store.record_tool_call(&event).await {
-            // The answer is already decided; a lost access-log line must not hide it.
-            warn!(error = %e, tool = %event.tool, "tool call not written to the access log");
-        }
+        self.log_call(&key, name, outcome_name, detail, now).await;
         Ok(CallToolResponse::Complete(result))
     }
 }

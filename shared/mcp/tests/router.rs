@@ -305,6 +305,18 @@ async fn a_key_without_the_tools_scope_gets_403_naming_it() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let log = h.store.recent_tool_calls(5).await.expect("log");
+    let denied: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.key_id.as_str(), e.tool.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            ("acme-all", "emergency_stop", "denied"),
+            ("acme-read", "trigger_improvement_cycle", "denied")
+        ]
+    );
 }
 
 #[tokio::test]
