@@ -1,9 +1,13 @@
 //! A loopback HTTP router in front of moto: Lambda `Invoke` calls
-//! (`POST /2015-03-31/functions/<name>/invocations`) go to an in-process handler, every other
+//! (`POST /2015-03-31/functions/<name>/invocations`) go to an [`InvokeFn`], every other
 //! request is forwarded to moto unchanged. Moto's Step Functions engine calls Lambda at
 //! `localhost:$MOTO_PORT`, so starting moto with `MOTO_PORT` = this router's port makes its
 //! executions run our step functions.
+//!
+//! The [`InvokeFn`] is either in-process handlers, or [`forward_invocations`]: the real
+//! function binaries behind `cargo lambda watch`, one Invoke API port per function.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -19,6 +23,81 @@ pub type InvokeResult = Result<Value, (String, String)>;
 /// Runs a function by name on a payload.
 pub type InvokeFn =
     Arc<dyn Fn(String, Value) -> Pin<Box<dyn Future<Output = InvokeResult> + Send>> + Send + Sync>;
+
+/// Invocations sent on to Lambda Invoke API emulators, e.g. `cargo lambda watch`, by function
+/// name (the last `:`-segment of the ARN moto's engine sends).
+///
+/// The answer is translated into what Lambda itself says, which the router then writes: a
+/// function error comes from cargo-lambda as HTTP 500 with `{"errorType", "errorMessage"}` and
+/// no `X-Amz-Function-Error`, whereas Lambda answers 200 with `X-Amz-Function-Error: Unhandled`
+/// (what moto's engine matches `Retry`/`Catch` on). An unknown name is
+/// `Lambda.ResourceNotFoundException`; an emulator that cannot be reached or answers anything
+/// else is `Lambda.ServiceException` with its status and body.
+pub fn forward_invocations(targets: BTreeMap<String, SocketAddr>) -> InvokeFn {
+    let targets = Arc::new(targets);
+    Arc::new(move |name: String, payload: Value| {
+        let targets = Arc::clone(&targets);
+        Box::pin(async move {
+            let Some(addr) = targets.get(&name).copied() else {
+                return Err((
+                    "Lambda.ResourceNotFoundException".to_owned(),
+                    format!("Function not found: {name} (no emulator for it)"),
+                ));
+            };
+            let path = format!("/2015-03-31/functions/{name}/invocations");
+            let body = payload.to_string();
+            let response = crate::http::send(
+                addr,
+                "POST",
+                &path,
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+            .map_err(|e| {
+                (
+                    "Lambda.ServiceException".to_owned(),
+                    format!("{name} at {addr}: {e}"),
+                )
+            })?;
+            invoke_result(&name, &response)
+        })
+    })
+}
+
+/// What an Invoke API answer means: the result, or (errorType, errorMessage).
+fn invoke_result(name: &str, response: &crate::http::Response) -> InvokeResult {
+    let json: Option<Value> = serde_json::from_slice(&response.body).ok();
+    let reported = json.as_ref().and_then(|v| {
+        let error_type = v.get("errorType")?.as_str()?.to_owned();
+        let message = v
+            .get("errorMessage")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Some((error_type, message))
+    });
+    let function_error =
+        response.status == 500 || response.header("x-amz-function-error").is_some();
+    if function_error && let Some(reported) = reported {
+        return Err(reported);
+    }
+    if response.status == 200 && !function_error {
+        return json.ok_or_else(|| {
+            (
+                "Lambda.ServiceException".to_owned(),
+                format!(
+                    "{name} answered 200 with a body that is not JSON: {}",
+                    response.text()
+                ),
+            )
+        });
+    }
+    Err((
+        "Lambda.ServiceException".to_owned(),
+        format!("{name} answered {}: {}", response.status, response.text()),
+    ))
+}
 
 /// A bound router, not yet serving.
 pub struct LambdaRouter {
@@ -53,58 +132,12 @@ impl LambdaRouter {
     }
 }
 
-struct Request {
-    head: String,
-    path: String,
-    body: Vec<u8>,
-}
-
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0_u8; 8192];
-    let header_end = loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..header_end]).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    let mut body = buffer[header_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let path = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_owned();
-    Ok(Some(Request { head, path, body }))
-}
-
 async fn handle(
     mut stream: TcpStream,
     upstream: SocketAddr,
     invoke: InvokeFn,
 ) -> std::io::Result<()> {
-    let Some(request) = read_request(&mut stream).await? else {
+    let Some(request) = crate::http::read_request(&mut stream).await? else {
         return Ok(());
     };
     let function = request
@@ -175,4 +208,44 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::http::parse_response;
+
+    fn answer(raw: &str) -> InvokeResult {
+        invoke_result("analyze", &parse_response(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn cargo_lambdas_answers_read_as_lambdas() {
+        // A result, and a function error as cargo-lambda 1.9.2 reports it (500, no header).
+        assert_eq!(
+            answer("HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"ok\":true}"),
+            Ok(serde_json::json!({"ok": true}))
+        );
+        let error = r#"{"errorType":"InvalidInput","errorMessage":"invalid input: cycle_id"}"#;
+        assert_eq!(
+            answer(&format!(
+                "HTTP/1.1 500 Internal Server Error\r\n\r\n{error}"
+            )),
+            Err(("InvalidInput".into(), "invalid input: cycle_id".into()))
+        );
+        // Lambda's own form, for an emulator that already speaks it.
+        assert_eq!(
+            answer(&format!(
+                "HTTP/1.1 200 OK\r\nX-Amz-Function-Error: Unhandled\r\n\r\n{error}"
+            )),
+            Err(("InvalidInput".into(), "invalid input: cycle_id".into()))
+        );
+        // The emulator's own refusals are service errors, not the function's.
+        let missing = answer("HTTP/1.1 404 Not Found\r\n\r\n{\"title\":\"Missing function\"}");
+        assert!(
+            matches!(&missing, Err((t, m)) if t == "Lambda.ServiceException" && m.contains("404")),
+            "{missing:?}"
+        );
+    }
 }

@@ -1,9 +1,18 @@
-//! Test harness for selfbuild's integration tests.
+//! Test harness for selfbuild's integration and end-to-end tests.
 //!
 //! - [`moto`]: starts `moto_server` on a free port and points the AWS SDK at it.
-//! - [`lambda_router`]: answers Lambda `Invoke` calls with in-process handlers, forwards the rest.
+//! - [`lambda_router`]: answers Lambda `Invoke` calls with in-process handlers or forwards them
+//!   to `cargo lambda watch`, and forwards the rest to moto.
+//! - [`cargo_lambda`]: `cargo lambda watch` processes running the real function binaries.
+//! - [`recorded`]: a listener answering with a recorded HTTP response (Bedrock stand-in).
+//! - [`lambda_fixture`]: an IAM role and a ZIP archive for functions on moto's Lambda.
+//! - [`http`]: minimal HTTP/1.1 over loopback TCP, shared by the above.
 //! - [`events`]: the sample events under `events/`.
 
+pub mod cargo_lambda;
 pub mod events;
+pub mod http;
+pub mod lambda_fixture;
 pub mod lambda_router;
 pub mod moto;
+pub mod recorded;

@@ -145,7 +145,8 @@ impl Drop for MotoServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (free when asked; bind it soon).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
