@@ -11,6 +11,7 @@ mod lambda_deployer;
 mod notifier;
 mod orchestrator;
 mod secrets;
+mod step_events;
 mod store_contract;
 mod telemetry;
 mod template;
