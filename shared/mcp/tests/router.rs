@@ -27,6 +27,7 @@ const ADMIN: &str = "admin-key-0123456789";
 const OPS2: &str = "ops2-key-0123456789";
 const ACME_READ: &str = "acme-read-key-0123";
 const ACME_ALL: &str = "acme-all-key-0123";
+const GLOBEX: &str = "globex-key-0123456";
 
 struct NoMetrics;
 
@@ -58,6 +59,7 @@ fn keys() -> KeySet {
             "acme",
             &["read", "trigger", "approve"]
         ),
+        entry("globex", GLOBEX, "globex", &["read", "approve"]),
     ]))
     .expect("test keys")
 }
@@ -713,9 +715,14 @@ async fn the_2026_stateless_form_answers_server_discover() {
 }
 
 /// Runs a scenario's routine cycle on the harness store in the background.
-fn spawn_cycle(h: &Harness, scenario: &str) -> tokio::task::JoinHandle<Result<Value, String>> {
+fn spawn_cycle(
+    h: &Harness,
+    scenario: &str,
+    autonomous: bool,
+) -> tokio::task::JoinHandle<Result<Value, String>> {
     let scenario = Scenario::load(repo_file(scenario)).expect("scenario");
-    let config = selfbuild_local::demo::demo_config().expect("config");
+    let mut config = selfbuild_local::demo::demo_config().expect("config");
+    config.autonomous_improvements = autonomous;
     let request = selfbuild_local::demo::scenario_request(&scenario, &config);
     let store = h.store.clone();
     tokio::spawn(async move {
@@ -735,7 +742,8 @@ fn spawn_cycle(h: &Harness, scenario: &str) -> tokio::task::JoinHandle<Result<Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_through_mcp_resumes_the_waiting_cycle() {
     let h = harness();
-    let cycle = spawn_cycle(&h, "events/scenarios/throttling-needs-approval.json");
+    // Not autonomous: even the LOW-risk timeout fix waits for a human.
+    let cycle = spawn_cycle(&h, "events/scenarios/timeouts.json", false);
     let mut waiting = Value::Null;
     for _ in 0..200 {
         let page = h
@@ -755,15 +763,15 @@ async fn an_approval_through_mcp_resumes_the_waiting_cycle() {
         .as_str()
         .expect("an improvement waits")
         .to_owned();
-    assert_eq!(waiting["tenant_id"], "globex");
-    assert_eq!(waiting["risk"], "MEDIUM");
+    assert_eq!(waiting["tenant_id"], "acme");
+    assert_eq!(waiting["risk"], "LOW");
 
-    // acme's key cannot see or approve globex's change.
+    // globex's key cannot see or approve acme's change.
     let e = h
-        .err(ACME_ALL, "approve_improvement", json!({"id": id}))
+        .err(GLOBEX, "approve_improvement", json!({"id": id}))
         .await;
     assert_eq!(e["error"], "not_found");
-    let listed = h.ok(ACME_READ, "list_improvements", json!({})).await;
+    let listed = h.ok(GLOBEX, "list_improvements", json!({})).await;
     assert_eq!(listed["improvements"], json!([]));
 
     let detail = h.ok(OPS2, "get_improvement", json!({"id": id})).await;
@@ -823,7 +831,7 @@ async fn an_approval_through_mcp_resumes_the_waiting_cycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_improvement_can_be_rolled_back_by_hand() {
     let h = harness();
-    let output = spawn_cycle(&h, "events/scenarios/timeouts.json")
+    let output = spawn_cycle(&h, "events/scenarios/timeouts.json", true)
         .await
         .expect("task")
         .expect("cycle");
