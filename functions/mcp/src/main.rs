@@ -29,7 +29,8 @@ async fn main() -> Result<(), lambda_http::Error> {
 
     // Clients are built once per container, outside the handler.
     let sdk = selfbuild_aws::sdk_config().await;
-    let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config).await?;
+    // No tool asks the LLM yet (generate_component is rule-based): no fallback secret at init.
+    let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config, false).await?;
     // One client starts executions and resumes the ones waiting for approval.
     let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
     let deps = McpDeps {

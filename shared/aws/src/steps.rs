@@ -27,7 +27,8 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     let store = DynamoStore::new(&sdk, config.table_name.clone());
     let telemetry = cycle_telemetry(&sdk, &config);
     let deployer = LambdaDeployer::new(&sdk);
-    let llm = cycle_llm(&sdk, &config).await?;
+    // Only generate asks the LLM: the others skip reading the fallback secret at init.
+    let llm = cycle_llm(&sdk, &config, function == StepFunction::Generate).await?;
     let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());
     let clock = SystemClock;
     let metrics = EmfWriter::new(config.metrics_namespace.clone(), std::io::stdout());
@@ -67,15 +68,17 @@ pub fn cycle_telemetry(sdk: &aws_config::SdkConfig, config: &Config) -> CloudWat
 }
 
 /// Bedrock behind a circuit breaker and retries, with the OpenAI-compatible fallback when
-/// `LLM_FALLBACK_SECRET_ID` names one (an unreadable secret is an error naming it).
+/// `with_fallback` and `LLM_FALLBACK_SECRET_ID` names one (its secret is read now, and an
+/// unreadable secret is an error naming it).
 pub async fn cycle_llm(
     sdk: &aws_config::SdkConfig,
     config: &Config,
+    with_fallback: bool,
 ) -> Result<ResilientLlm, lambda_runtime::Error> {
     let bedrock = BedrockLlm::new(sdk, config.bedrock_model_id.clone());
     let provider = bedrock.provider_name();
     let mut llm = ResilientLlm::new(provider, Arc::new(bedrock));
-    if let Some(id) = &config.llm_fallback_secret_id {
+    if let Some(id) = config.llm_fallback_secret_id.as_ref().filter(|_| with_fallback) {
         let secrets = SecretsManagerSecrets::new(sdk, Duration::from_secs(300));
         let fallback = openai_fallback(&secrets, id).await?;
         let name = fallback.provider_name();
