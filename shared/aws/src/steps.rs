@@ -78,7 +78,11 @@ pub async fn cycle_llm(
     let bedrock = BedrockLlm::new(sdk, config.bedrock_model_id.clone());
     let provider = bedrock.provider_name();
     let mut llm = ResilientLlm::new(provider, Arc::new(bedrock));
-    if let Some(id) = config.llm_fallback_secret_id.as_ref().filter(|_| with_fallback) {
+    if let Some(id) = config
+        .llm_fallback_secret_id
+        .as_ref()
+        .filter(|_| with_fallback)
+    {
         let secrets = SecretsManagerSecrets::new(sdk, Duration::from_secs(300));
         let fallback = openai_fallback(&secrets, id).await?;
         let name = fallback.provider_name();
