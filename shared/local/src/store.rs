@@ -977,52 +977,84 @@ impl UsageLedger for SqliteStore {
     }
 }
 
-#[async_trait]
-impl Registry for SqliteStore {
-    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        let tenant = tenant_key(agent.tenant_id.as_ref());
-        let name = agent.name.clone();
-        let body = encode(&format!("agent {tenant}#{name}"), agent)?;
+impl SqliteStore {
+    /// Stores `record` in `table` (agents or components) under its tenant and name, replacing
+    /// an earlier one.
+    async fn put_registered<T: Serialize>(
+        &self,
+        table: &'static str,
+        kind: &'static str,
+        tenant: Option<&TenantId>,
+        name: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant_key(tenant);
+        let name = name.to_owned();
+        let body = encode(&format!("{kind} {tenant}#{name}"), record)?;
         self.with_conn(move |conn| {
             conn.execute(
-                "INSERT INTO agents (tenant_key, name, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(tenant_key, name) DO UPDATE SET body = excluded.body",
+                &format!(
+                    "INSERT INTO {table} (tenant_key, name, body) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(tenant_key, name) DO UPDATE SET body = excluded.body"
+                ),
                 params![tenant, name, body],
             )
             .map_err(sql)?;
             Ok(())
         })
+        .await
+    }
+
+    /// The records of `table` that `scope` may see, by tenant then name.
+    async fn list_registered<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+        kind: &'static str,
+        scope: &TenantScope,
+    ) -> Result<Vec<T>, StoreError> {
+        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
+        self.with_conn(move |conn| {
+            let rows = bodies::<T>(
+                conn,
+                &format!(
+                    "SELECT tenant_key || '#' || name, body FROM {table}
+                     WHERE (?1 IS NULL OR tenant_key = ?1) ORDER BY tenant_key, name"
+                ),
+                params![tenant],
+                |key| format!("{kind} {key}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, record)| record).collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Registry for SqliteStore {
+    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        self.put_registered(
+            "agents",
+            "agent",
+            agent.tenant_id.as_ref(),
+            &agent.name,
+            agent,
+        )
         .await
     }
 
     async fn list_agents(&self, scope: &TenantScope) -> Result<Vec<AgentRecord>, StoreError> {
-        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
-        self.with_conn(move |conn| {
-            let rows = bodies::<AgentRecord>(
-                conn,
-                "SELECT tenant_key || '#' || name, body FROM agents
-                 WHERE (?1 IS NULL OR tenant_key = ?1) ORDER BY tenant_key, name",
-                params![tenant],
-                |key| format!("agent {key}"),
-            )?;
-            Ok(rows.into_iter().map(|(_, agent)| agent).collect())
-        })
-        .await
+        self.list_registered("agents", "agent", scope).await
     }
 
     async fn put_component(&self, component: &ComponentRecord) -> Result<(), StoreError> {
-        let tenant = tenant_key(component.tenant_id.as_ref());
-        let name = component.name.clone();
-        let body = encode(&format!("component {tenant}#{name}"), component)?;
-        self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO components (tenant_key, name, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(tenant_key, name) DO UPDATE SET body = excluded.body",
-                params![tenant, name, body],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
+        let tenant = component.tenant_id.as_ref();
+        self.put_registered(
+            "components",
+            "component",
+            tenant,
+            &component.name,
+            component,
+        )
         .await
     }
 
@@ -1030,18 +1062,7 @@ impl Registry for SqliteStore {
         &self,
         scope: &TenantScope,
     ) -> Result<Vec<ComponentRecord>, StoreError> {
-        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
-        self.with_conn(move |conn| {
-            let rows = bodies::<ComponentRecord>(
-                conn,
-                "SELECT tenant_key || '#' || name, body FROM components
-                 WHERE (?1 IS NULL OR tenant_key = ?1) ORDER BY tenant_key, name",
-                params![tenant],
-                |key| format!("component {key}"),
-            )?;
-            Ok(rows.into_iter().map(|(_, component)| component).collect())
-        })
-        .await
+        self.list_registered("components", "component", scope).await
     }
 }
 
