@@ -69,17 +69,6 @@ impl SelfbuildMcp {
         Ok(())
     }
 
-    async fn log_call(
-        &self,
-        key: &ApiKey,
-        tool: String,
-        outcome: &str,
-        detail: String,
-        at: OffsetDateTime,
-    ) {
-        log_tool_call(&self.deps, key, tool, outcome, detail, at).await;
-    }
-
     async fn run_tool(
         &self,
         key: &ApiKey,
@@ -154,7 +143,8 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        ToolName::parse(name).map(ToolName::definition)
+        // The definitions are built once; building one means generating its schema.
+        DEFINITIONS.iter().find(|t| t.name == name).cloned()
     }
 
     async fn list_tools(
@@ -175,8 +165,7 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
         let now = self.deps.clock.now();
         if ToolName::parse(&name).is_none() {
             let message = format!("unknown tool {name:?}; tools/list names the tools");
-            self.log_call(&key, name, "error", message.clone(), now)
-                .await;
+            log_tool_call(&self.deps, &key, name, "error", message.clone(), now).await;
             // JSON-RPC invalid params, as MCP specifies for unknown tools.
             return Err(ErrorData::invalid_params(message, None));
         }
@@ -194,7 +183,7 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
                 (CallToolResult::structured_error(body), kind, e.to_string())
             }
         };
-        self.log_call(&key, name, outcome_name, detail, now).await;
+        log_tool_call(&self.deps, &key, name, outcome_name, detail, now).await;
         Ok(CallToolResponse::Complete(result))
     }
 }

@@ -2,10 +2,7 @@
 //! LLM circuit breakers, today's LLM spend and the evolution level.
 
 use schemars::JsonSchema;
-use selfbuild_core::analyze::analyze;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
-use selfbuild_core::ids::{CycleId, DedupKey};
 use selfbuild_core::records::{ImprovementStatus, TenantScope};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -90,27 +87,10 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
 
 /// Per component over the last hour; a telemetry failure is reported, not raised.
 async fn component_health(ctx: &ToolContext<'_>, scope: &TenantScope) -> Value {
-    let now = ctx.now;
-    let key = DedupKey::new(scope.tenant().cloned(), None);
-    let request = CycleRequest {
-        cycle_id: CycleId::for_claim(&key, now),
-        mode: CycleMode::Emergency,
-        tenant_id: scope.tenant().cloned(),
-        components: Vec::new(),
-        analysis_window: TimeWindow {
-            start: now - time::Duration::hours(1),
-            end: now,
-        },
-        max_improvements: 0,
-        max_concurrency: 1,
-        dry_run: true,
-        trigger: Trigger::Manual {
-            requested_by: ctx.actor(),
-        },
-        dedup_key: key.as_str().to_owned(),
-        requested_at: now,
-    };
-    match analyze(&*ctx.deps.telemetry, &*ctx.deps.deployer, &request).await {
+    match ctx
+        .analysis(scope.tenant().cloned(), Vec::new(), 1, 0)
+        .await
+    {
         Ok(report) => Value::Array(
             report
                 .components

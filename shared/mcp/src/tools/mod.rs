@@ -6,9 +6,12 @@ use std::sync::{Arc, LazyLock};
 
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
+use selfbuild_core::analyze::{AnalysisReport, analyze};
 use selfbuild_core::apikeys::{ApiKey, Scope};
+use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::{ComponentId, TenantId};
+use selfbuild_core::error::TelemetryError;
+use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::records::TenantScope;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -372,6 +375,43 @@ impl ToolContext<'_> {
             Some(t) => TenantScope::Only(t),
             None => TenantScope::All,
         })
+    }
+
+    /// Runs analyze over the last `hours` for a tenant and components, as a dry-run cycle that
+    /// is never started (no claim, no execution): the report only.
+    async fn analysis(
+        &self,
+        tenant: Option<TenantId>,
+        components: Vec<ComponentId>,
+        hours: u32,
+        max_opportunities: u32,
+    ) -> Result<AnalysisReport, TelemetryError> {
+        let now = self.now;
+        let key = DedupKey::new(tenant.clone(), components.first().cloned());
+        let request = CycleRequest {
+            cycle_id: CycleId::for_claim(&key, now),
+            // Emergency mode reads per-minute periods: what a window of an hour needs.
+            mode: if hours <= 1 {
+                CycleMode::Emergency
+            } else {
+                CycleMode::Routine
+            },
+            tenant_id: tenant,
+            components,
+            analysis_window: TimeWindow {
+                start: now - time::Duration::hours(i64::from(hours)),
+                end: now,
+            },
+            max_improvements: max_opportunities,
+            max_concurrency: 1,
+            dry_run: true,
+            trigger: Trigger::Manual {
+                requested_by: self.actor(),
+            },
+            dedup_key: key.as_str().to_owned(),
+            requested_at: now,
+        };
+        analyze(&*self.deps.telemetry, &*self.deps.deployer, &request).await
     }
 
     /// Refuses a record of another tenant as if it did not exist.

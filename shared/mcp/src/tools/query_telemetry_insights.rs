@@ -1,11 +1,8 @@
 //! `query_telemetry_insights`: the analysis a cycle would make, without starting one.
 
 use schemars::JsonSchema;
-use selfbuild_core::analyze::analyze;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::error::TelemetryError;
-use selfbuild_core::ids::{CycleId, DedupKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -59,31 +56,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .as_deref()
         .map(|c| function_name("component", c))
         .transpose()?;
-    let now = ctx.now;
-    let key = DedupKey::new(tenant.clone(), component.clone());
-    let request = CycleRequest {
-        cycle_id: CycleId::for_claim(&key, now),
-        mode: if hours <= 1 {
-            CycleMode::Emergency
-        } else {
-            CycleMode::Routine
-        },
-        tenant_id: tenant,
-        components: component.into_iter().collect(),
-        analysis_window: TimeWindow {
-            start: now - time::Duration::hours(i64::from(hours)),
-            end: now,
-        },
-        max_improvements: max,
-        max_concurrency: 1,
-        dry_run: true,
-        trigger: Trigger::Manual {
-            requested_by: ctx.actor(),
-        },
-        dedup_key: key.as_str().to_owned(),
-        requested_at: now,
-    };
-    let report = analyze(&*ctx.deps.telemetry, &*ctx.deps.deployer, &request)
+    let report = ctx
+        .analysis(tenant, component.into_iter().collect(), hours, max)
         .await
         .map_err(|e| match e {
             TelemetryError::Unavailable(m) => ToolError::Unavailable(m),
