@@ -1120,9 +1120,13 @@ impl AccessLog for DynamoStore {
         Ok(())
     }
 
-    async fn recent_tool_calls(&self, limit: usize) -> Result<Vec<ToolCallEvent>, StoreError> {
-        // Today's partition newest first, then the days before, up to TOOL_CALL_DAYS.
-        let today = OffsetDateTime::now_utc().date();
+    async fn recent_tool_calls(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ToolCallEvent>, StoreError> {
+        // The partition of `now`'s day newest first, then the days before, up to TOOL_CALL_DAYS.
+        let today = now.date();
         let mut events = Vec::new();
         for back in 0..TOOL_CALL_DAYS {
             if events.len() >= limit {

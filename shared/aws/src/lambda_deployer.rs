@@ -54,6 +54,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -78,6 +79,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ProvideErrorKind;
 use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::clock::{Clock, SystemClock};
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{DeployError, Deployer};
@@ -115,10 +117,20 @@ impl Pacing {
 }
 
 /// Ships Lambda configuration changes as canaries behind the alias [`LIVE_ALIAS`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LambdaDeployer {
     client: Client,
     pacing: Pacing,
+    /// Stamps `deployed_at`; the process's one clock.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for LambdaDeployer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaDeployer")
+            .field("pacing", &self.pacing)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LambdaDeployer {
@@ -132,7 +144,15 @@ impl LambdaDeployer {
         Self {
             client,
             pacing: Pacing::DEFAULT,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same deployer, stamping deployments with `clock` instead of the system clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -222,7 +242,7 @@ impl Deployer for LambdaDeployer {
         let baseline = self.baseline(function, &note).await?;
         self.reserve(function, settings.reserved_concurrency)
             .await?;
-        let deployed_at = now_to_the_millisecond();
+        let deployed_at = to_the_millisecond(self.clock.now());
         let alias_note = AliasNote {
             improvement_id: improvement_id.to_owned(),
             canary: canary.version.clone(),
@@ -869,10 +889,9 @@ fn version_number(version: &str) -> Option<u64> {
     version.parse().ok()
 }
 
-/// Now, to the millisecond, so it reads back from a description unchanged.
-fn now_to_the_millisecond() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+/// `at`, to the millisecond, so it reads back from a description unchanged.
+fn to_the_millisecond(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_millisecond(at.millisecond()).unwrap_or(at)
 }
 
 /// The part of a version's configuration the deployer reads and writes.
@@ -1054,6 +1073,7 @@ mod tests {
         LambdaDeployer {
             client,
             pacing: FAST,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -1129,7 +1149,7 @@ mod tests {
 
     #[test]
     fn a_deployed_at_reads_back_from_its_description_unchanged() {
-        let since = now_to_the_millisecond();
+        let since = to_the_millisecond(datetime!(2026-11-22 05:00:00.123_456_789 UTC));
         assert_eq!(since.nanosecond() % 1_000_000, 0);
         let note = AliasNote {
             improvement_id: "i".into(),

@@ -420,6 +420,10 @@ pub trait AccessLog: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Appends a tool call to the access log.
     async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError>;
-    /// The newest `limit` tool calls, newest first.
-    async fn recent_tool_calls(&self, limit: usize) -> Result<Vec<ToolCallEvent>, StoreError>;
+    /// The newest `limit` tool calls of the week before `now` (at least), newest first.
+    async fn recent_tool_calls(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ToolCallEvent>, StoreError>;
 }

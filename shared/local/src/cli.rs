@@ -297,10 +297,10 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             "demo, cycle and serve print progress, not JSON; run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
-            decide_cli(&cli.data_dir, &id, &actor, true, comment).await
+            decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await
         }
         Command::Reject { id, actor, comment } => {
-            decide_cli(&cli.data_dir, &id, &actor, false, comment).await
+            decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, false, comment).await
         }
         Command::Status => {
             let store = SqliteStore::open(&cli.data_dir)?;
@@ -392,6 +392,7 @@ async fn demo(data_dir: &Path, scenarios: &Path, time_scale: f64) -> ExitCode {
 
 async fn decide_cli(
     data_dir: &Path,
+    clock: &dyn Clock,
     id: &str,
     actor: &str,
     approved: bool,
@@ -404,7 +405,7 @@ async fn decide_cli(
         tokens: &tokens,
         audit: &store,
         improvements: &store,
-        clock: &SystemClock,
+        clock,
     };
     let progress = selfbuild_core::approval::decide(ports, id, actor, approved, comment).await?;
     serde_json::to_value(progress).map_err(|e| cli_error("Internal", e.to_string()))

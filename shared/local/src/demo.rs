@@ -250,8 +250,7 @@ pub async fn run_cycle(
         &observer,
         &ExecutionOptions {
             time_scale,
-            start_time: Some(start),
-            ..ExecutionOptions::default()
+            ..ExecutionOptions::starting_at(start)
         },
     )
     .await;

@@ -73,6 +73,8 @@ pub fn load_keys(file: Option<&Path>, env_value: Option<String>) -> Result<KeySe
 /// Starts each cycle in the background over the scenario's fleet.
 struct BackgroundCycles {
     recorder: RecordingOrchestrator<SqliteStore, Arc<dyn Clock>>,
+    /// The server's one clock, also the recorder's.
+    clock: Arc<dyn Clock>,
     store: SqliteStore,
     scenario: Arc<Scenario>,
     config: Arc<Config>,
@@ -86,8 +88,9 @@ impl Orchestrator for BackgroundCycles {
         if handle.already_started {
             return Ok(handle);
         }
-        let (store, scenario, config) = (
+        let (store, clock, scenario, config) = (
             self.store.clone(),
+            Arc::clone(&self.clock),
             Arc::clone(&self.scenario),
             Arc::clone(&self.config),
         );
@@ -104,8 +107,10 @@ impl Orchestrator for BackgroundCycles {
                 Ok(_) => info!(cycle = %id, "cycle finished"),
                 Err(e) => {
                     warn!(cycle = %id, error = %e, "cycle failed");
-                    let now = OffsetDateTime::now_utc();
-                    if let Err(e) = store.finish_cycle(&id, CycleStatus::Failed, now).await {
+                    if let Err(e) = store
+                        .finish_cycle(&id, CycleStatus::Failed, clock.now())
+                        .await
+                    {
                         warn!(cycle = %id, error = %e, "failed cycle not recorded");
                     }
                 }
@@ -141,6 +146,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
     );
     let orchestrator = BackgroundCycles {
         recorder: RecordingOrchestrator::new(store.clone(), Arc::clone(&clock)),
+        clock: Arc::clone(&clock),
         store: store.clone(),
         scenario,
         config: Arc::clone(&config),

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS dedup_claims (
     execution_ref    TEXT,
     cycle_input      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS dedup_claims_by_expiry ON dedup_claims (expires_at);
 CREATE TABLE IF NOT EXISTS halt_switch (
     id     INTEGER PRIMARY KEY CHECK (id = 1),
     reason TEXT NOT NULL,
@@ -161,12 +162,6 @@ impl SqliteStore {
             .map_err(|e| unavailable(&path, &e))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| unavailable(&path, &e))?;
-        // The embedded counterpart of DynamoDB TTL: lazy clean-up, never needed for correctness.
-        conn.execute(
-            "DELETE FROM dedup_claims WHERE expires_at < ?1",
-            params![OffsetDateTime::now_utc().unix_timestamp()],
-        )
-        .map_err(|e| unavailable(&path, &e))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -233,6 +228,14 @@ impl DedupStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
             let key = claim.key.as_str();
+            // The embedded counterpart of DynamoDB TTL, never needed for correctness: lazy
+            // clean-up on the clock of this claim, not the wall clock (the CLI, a scenario
+            // and `serve` may each run on their own injected clock).
+            tx.execute(
+                "DELETE FROM dedup_claims WHERE expires_at < ?1",
+                params![claim.claimed_at.unix_timestamp()],
+            )
+            .map_err(sql)?;
             // One conditional write: insert, or replace a claim whose window has ended.
             let won = tx
                 .execute(
@@ -1129,12 +1132,19 @@ impl AccessLog for SqliteStore {
         .await
     }
 
-    async fn recent_tool_calls(&self, limit: usize) -> Result<Vec<ToolCallEvent>, StoreError> {
+    async fn recent_tool_calls(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ToolCallEvent>, StoreError> {
+        // What the TTL has not yet deleted on the clock of the caller.
+        let expired = millis(now - TOOL_CALL_RETENTION);
         self.with_conn(move |conn| {
             let rows = bodies::<ToolCallEvent>(
                 conn,
-                "SELECT CAST(seq AS TEXT), body FROM tool_calls ORDER BY at_ms DESC, seq DESC LIMIT ?1",
-                params![sql_limit(limit)],
+                "SELECT CAST(seq AS TEXT), body FROM tool_calls WHERE at_ms >= ?2
+                 ORDER BY at_ms DESC, seq DESC LIMIT ?1",
+                params![sql_limit(limit), expired],
                 |seq| format!("tool call {seq}"),
             )?;
             Ok(rows.into_iter().map(|(_, event)| event).collect())

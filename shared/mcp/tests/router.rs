@@ -38,6 +38,8 @@ impl MetricSink for NoMetrics {
 struct Harness {
     app: Router,
     store: SqliteStore,
+    /// The instant the endpoint's fixed clock reads.
+    now: time::OffsetDateTime,
     _dir: tempfile::TempDir,
 }
 
@@ -90,6 +92,7 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
     Harness {
         app: app(deps),
         store,
+        now: scenario.now,
         _dir: dir,
     }
 }
@@ -307,7 +310,7 @@ async fn a_key_without_the_tools_scope_gets_403_naming_it() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let log = h.store.recent_tool_calls(5).await.expect("log");
+    let log = h.store.recent_tool_calls(h.now, 5).await.expect("log");
     let denied: Vec<(&str, &str, &str)> = log
         .iter()
         .map(|e| (e.key_id.as_str(), e.tool.as_str(), e.outcome.as_str()))
@@ -677,7 +680,7 @@ async fn the_rate_limit_says_when_to_retry_and_every_call_is_logged() {
     h.err(ACME_READ, "list_agents", json!({"tenant_id": "globex"}))
         .await;
 
-    let log = h.store.recent_tool_calls(10).await.expect("log");
+    let log = h.store.recent_tool_calls(h.now, 10).await.expect("log");
     let outcomes: Vec<(&str, &str)> = log
         .iter()
         .map(|e| (e.key_id.as_str(), e.outcome.as_str()))

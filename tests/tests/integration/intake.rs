@@ -291,3 +291,91 @@ async fn the_cli_halts_resumes_and_reports_bad_events() {
         err.message
     );
 }
+
+/// Intake through the CLI at `now`, each call its own store handle as in separate processes.
+async fn invoke_at(dir: &std::path::Path, now: &str, event: &str) -> Value {
+    let path = events_dir().join(event);
+    execute(cli(
+        dir,
+        &[
+            "--now",
+            now,
+            "invoke",
+            "alarm-intake",
+            path.to_str().unwrap(),
+        ],
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{event} at {now}: {}", e.message))
+}
+
+#[tokio::test]
+async fn dedup_holds_on_an_injected_clock_whatever_the_wall_clock_says() {
+    // One clock long before any day this test runs on, one long after: the claims are judged
+    // on the injected clock alone, never purged by the wall clock between processes.
+    for day in ["2001-02-03", "2099-02-03"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        for at in ["10:00:30", "10:01:40", "10:03:40", "10:06:00"] {
+            let out = invoke_at(dir.path(), &format!("{day}T{at}Z"), "alarm-metric.json").await;
+            seen.push((
+                out["decision"].as_str().unwrap().to_owned(),
+                out["suppressed_count"].as_u64().unwrap(),
+            ));
+        }
+        let seen: Vec<(&str, u64)> = seen.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+        // The window is five minutes from the first claim: the fourth event opens a new one.
+        assert_eq!(
+            seen,
+            [
+                ("started", 0),
+                ("duplicate", 1),
+                ("duplicate", 2),
+                ("started", 0)
+            ],
+            "on {day}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_invokes_on_a_past_clock_start_one_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let invokes = (0..50).map(|i| {
+        let path = path.clone();
+        tokio::spawn(async move {
+            let at = format!("2001-02-03T10:00:{:02}Z", 10 + i % 40);
+            invoke_at(&path, &at, "alarm-metric.json").await
+        })
+    });
+    let mut started = 0;
+    let mut suppressed = Vec::new();
+    for invoke in invokes {
+        let out = invoke.await.unwrap();
+        match out["decision"].as_str().unwrap() {
+            "started" => started += 1,
+            "duplicate" => suppressed.push(out["suppressed_count"].as_u64().unwrap()),
+            other => panic!("unexpected decision {other}: {out}"),
+        }
+    }
+    assert_eq!(started, 1);
+    suppressed.sort_unstable();
+    assert_eq!(suppressed, (1..=49).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn a_claim_on_a_past_clock_survives_a_status_read_on_the_wall_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = invoke_at(dir.path(), "2001-02-03T10:00:30Z", "alarm-metric.json").await;
+    assert_eq!(first["decision"], "started");
+    // `status` and `halt`/`resume` on the wall clock open the same store.
+    execute(cli(dir.path(), &["status"])).await.unwrap();
+    execute(cli(dir.path(), &["halt", "--reason", "x"]))
+        .await
+        .unwrap();
+    execute(cli(dir.path(), &["resume"])).await.unwrap();
+    let again = invoke_at(dir.path(), "2001-02-03T10:02:00Z", "alarm-metric.json").await;
+    assert_eq!(again["decision"], "duplicate", "{again}");
+    assert_eq!(again["cycle_id"], first["cycle_id"]);
+}

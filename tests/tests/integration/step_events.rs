@@ -36,7 +36,7 @@ fn every_step_payload_parses_as_its_functions_request() {
     }
     match parse_payload(&load("steps/monitor-summarize.json")).unwrap() {
         MonitorRequest::Summarize { cycle } => {
-            let summary = summarize(&cycle, time::OffsetDateTime::now_utc()).unwrap();
+            let summary = summarize(&cycle, time::macros::datetime!(2026-11-22 06:10 UTC)).unwrap();
             assert_eq!(summary.improvements.len(), 1);
         }
         MonitorRequest::Monitor { .. } => panic!("monitor-summarize.json is a summary request"),

@@ -17,7 +17,8 @@ use selfbuild_core::intake::CLAIM_RETENTION;
 use selfbuild_core::ports::{ClaimOutcome, DedupClaim, HaltState, Store};
 use selfbuild_core::records::{
     AgentRecord, CircuitState, ComponentRecord, ComponentStatus, ImprovementQuery,
-    ImprovementRecord, ImprovementStatus, ProviderHealth, TenantScope, ToolCallEvent,
+    ImprovementRecord, ImprovementStatus, ProviderHealth, TOOL_CALL_RETENTION, TenantScope,
+    ToolCallEvent,
 };
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
@@ -759,9 +760,8 @@ pub async fn calls_are_counted_per_key_and_fixed_window(store: &impl Store) {
 }
 
 pub async fn the_access_log_lists_the_newest_calls_first(store: &impl Store) {
-    assert!(store.recent_tool_calls(10).await.unwrap().is_empty());
-    // Real time: the DynamoDB adapter reads the partitions of the last days, from today.
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let now = T0 + Duration::days(3);
+    assert!(store.recent_tool_calls(now, 10).await.unwrap().is_empty());
     let call = |seconds_ago: i64, tool: &str, outcome: &str| ToolCallEvent {
         at: now - Duration::seconds(seconds_ago),
         key_id: "key-1".into(),
@@ -778,11 +778,24 @@ pub async fn the_access_log_lists_the_newest_calls_first(store: &impl Store) {
         store.record_tool_call(event).await.unwrap();
     }
     assert_eq!(
-        store.recent_tool_calls(10).await.unwrap(),
-        [newest.clone(), twice.clone(), twice.clone(), oldest]
+        store.recent_tool_calls(now, 10).await.unwrap(),
+        [newest.clone(), twice.clone(), twice.clone(), oldest.clone()]
     );
-    assert_eq!(store.recent_tool_calls(2).await.unwrap(), [newest, twice]);
-    assert!(store.recent_tool_calls(0).await.unwrap().is_empty());
+    assert_eq!(
+        store.recent_tool_calls(now, 2).await.unwrap(),
+        [newest, twice]
+    );
+    assert!(store.recent_tool_calls(now, 0).await.unwrap().is_empty());
+    // On a clock far past the retention, the calls are gone (or at least not listed).
+    let later = now + TOOL_CALL_RETENTION + Duration::days(1);
+    assert!(store.recent_tool_calls(later, 10).await.unwrap().is_empty());
+    // Calls from a day before `now` are still listed, whatever the wall clock says.
+    let day_before = ToolCallEvent {
+        at: now - Duration::days(1),
+        ..oldest
+    };
+    store.record_tool_call(&day_before).await.unwrap();
+    assert_eq!(store.recent_tool_calls(now, 10).await.unwrap().len(), 5);
 }
 
 /// 200 parallel claims of one key: exactly one winner, and 199 counted suppressions.

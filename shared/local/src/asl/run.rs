@@ -141,8 +141,9 @@ pub struct ExecutionOptions {
     /// The most states entered (Map iterations included) before the execution fails with
     /// `States.Runtime`; default 25,000 (the Step Functions history limit).
     pub max_transitions: u64,
-    /// The virtual start time; default now.
-    pub start_time: Option<OffsetDateTime>,
+    /// The virtual start time (`$$.Execution.StartTime`); the caller's clock, never the wall
+    /// clock, so an execution replays the same on any day.
+    pub start_time: OffsetDateTime,
     /// `$$.StateMachine.Id`; the execution ARN is derived from it.
     pub state_machine_arn: String,
     /// The largest state input/output or task result, serialized, in bytes; default
@@ -150,12 +151,13 @@ pub struct ExecutionOptions {
     pub max_payload_bytes: usize,
 }
 
-impl Default for ExecutionOptions {
-    fn default() -> Self {
+impl ExecutionOptions {
+    /// Real time, the Step Functions limits, starting at `start_time`.
+    pub fn starting_at(start_time: OffsetDateTime) -> Self {
         Self {
             time_scale: 1.0,
             max_transitions: 25_000,
-            start_time: None,
+            start_time,
             state_machine_arn: DEFAULT_STATE_MACHINE_ARN.to_owned(),
             max_payload_bytes: 262_144,
         }
@@ -198,7 +200,7 @@ async fn execute(
             options.time_scale
         )));
     }
-    let start = options.start_time.unwrap_or_else(OffsetDateTime::now_utc);
+    let start = options.start_time;
     let arn = &options.state_machine_arn;
     let exec = Exec {
         handler,
@@ -919,8 +921,7 @@ mod tests {
     fn fast() -> ExecutionOptions {
         ExecutionOptions {
             time_scale: 36_000.0,
-            start_time: Some(datetime!(2024-05-01 12:00 UTC)),
-            ..ExecutionOptions::default()
+            ..ExecutionOptions::starting_at(datetime!(2024-05-01 12:00 UTC))
         }
     }
 
@@ -1766,7 +1767,7 @@ mod tests {
         let m = machine(json!({"StartAt": "P", "States": {"P": {"Type": "Succeed"}}}));
         let options = ExecutionOptions {
             time_scale: 0.0,
-            ..ExecutionOptions::default()
+            ..ExecutionOptions::starting_at(datetime!(2024-05-01 12:00 UTC))
         };
         let err = run_execution(
             &m,
