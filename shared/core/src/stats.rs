@@ -1,5 +1,6 @@
-//! Statistics for canary monitoring: the Mann–Whitney U test, percentiles, means and
-//! relative change.
+//! Statistics for canary monitoring: the exact conditional test of two event rates on pooled
+//! counts, Wilson intervals, the α-spending schedule of repeated looks, the Mann–Whitney U
+//! test, percentiles, means and relative change.
 //!
 //! Every function drops non-finite samples (NaN, ±infinity) before it looks at the data and
 //! never panics; where no answer exists (too few samples, a zero baseline) it returns `None`.
@@ -166,6 +167,311 @@ fn finite(values: &[f64]) -> Vec<f64> {
 /// The standard normal survival function `P(Z > z) = ½·erfc(z/√2)`.
 fn normal_sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// The exact conditional test that a canary's event rate exceeds the baseline's by more than
+/// a relative margin, on pooled counts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateTest {
+    /// One-sided p-value for "canary rate > (1 + margin) × baseline rate".
+    pub p_worse: f64,
+    /// One-sided p-value for "canary rate < baseline rate" (no margin).
+    pub p_better: f64,
+}
+
+/// Tests canary events `canary_events` out of `canary_total` against the baseline's
+/// `baseline_events` out of `baseline_total`, each count treated as Poisson with the total as
+/// its exposure.
+///
+/// Given the k = x_c + x_b events of both, x_c is Binomial(k, π) with
+/// π = r·n_c ÷ (r·n_c + n_b) when the canary's rate is r times the baseline's; `p_worse` is
+/// P(X ≥ x_c) at r = 1 + `margin`, `p_better` is P(X ≤ x_c) at r = 1 (as
+/// `scipy.stats.binomtest(x_c, k, π, alternative=…)`). Defined when the baseline saw no
+/// event (then x_c events alone can be significant); for common events (binomial counts,
+/// less variable than Poisson) the test is conservative. Counts are rounded to whole events.
+///
+/// Returns `None` when a total is not positive or any input is not finite, or `margin` < 0.
+pub fn rate_test(
+    canary_events: f64,
+    canary_total: f64,
+    baseline_events: f64,
+    baseline_total: f64,
+    margin: f64,
+) -> Option<RateTest> {
+    let inputs = [canary_events, canary_total, baseline_events, baseline_total, margin];
+    if inputs.iter().any(|v| !v.is_finite()) || margin < 0.0 {
+        return None;
+    }
+    if canary_total <= 0.0 || baseline_total <= 0.0 {
+        return None;
+    }
+    let x_c = canary_events.round().clamp(0.0, canary_total.ceil());
+    let x_b = baseline_events.round().clamp(0.0, baseline_total.ceil());
+    let k = x_c + x_b;
+    if k == 0.0 {
+        return Some(RateTest {
+            p_worse: 1.0,
+            p_better: 1.0,
+        });
+    }
+    let ratio = 1.0 + margin;
+    let pi_worse = ratio * canary_total / (ratio * canary_total + baseline_total);
+    let pi_same = canary_total / (canary_total + baseline_total);
+    Some(RateTest {
+        p_worse: binomial_sf(x_c, k, pi_worse),
+        p_better: 1.0 - binomial_sf(x_c + 1.0, k, pi_same),
+    })
+}
+
+/// P(X ≥ `x`) for X ~ Binomial(`n`, `p`), whole numbers `x` and `n`, through the regularised
+/// incomplete beta function: P(X ≥ x) = I_p(x, n − x + 1).
+pub fn binomial_sf(x: f64, n: f64, p: f64) -> f64 {
+    if !(x.is_finite() && n.is_finite() && p.is_finite()) || n < 0.0 {
+        return f64::NAN;
+    }
+    if x <= 0.0 {
+        return 1.0;
+    }
+    if x > n {
+        return 0.0;
+    }
+    if p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    regularized_beta(x, n - x + 1.0, p)
+}
+
+/// The Wilson score interval for `events` out of `total` at `confidence` (e.g. 0.95);
+/// `None` for no total, non-finite input or a confidence outside (0, 1).
+pub fn wilson_interval(events: f64, total: f64, confidence: f64) -> Option<(f64, f64)> {
+    if !(events.is_finite() && total.is_finite() && total > 0.0) {
+        return None;
+    }
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let p = (events / total).clamp(0.0, 1.0);
+    let z = normal_quantile(1.0 - (1.0 - confidence) / 2.0);
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * total)) / (1.0 + z2 / total);
+    let half = z / (1.0 + z2 / total) * (p * (1.0 - p) / total + z2 / (4.0 * total * total)).sqrt();
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+/// The share of `alpha` a group-sequential test may have spent by information fraction `t`
+/// (0 = the first look, 1 = the planned end): the Lan–DeMets Pocock-type function
+/// α·ln(1 + (e − 1)·t). Spending the increment between consecutive looks at each look keeps
+/// the chance of any false alarm over all looks at or below `alpha`, whatever the looks'
+/// correlation (a union bound), as long as when the looks happen does not depend on the data.
+pub fn alpha_spent(alpha: f64, t: f64) -> f64 {
+    if !(alpha.is_finite() && t.is_finite()) || alpha <= 0.0 || t <= 0.0 {
+        return 0.0;
+    }
+    alpha * (1.0 + (std::f64::consts::E - 1.0) * t.min(1.0)).ln()
+}
+
+/// The standard normal quantile (inverse CDF) for `p` in (0, 1): Acklam's rational
+/// approximation refined by one Halley step (relative error below 1e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) {
+        return match p {
+            0.0 => f64::NEG_INFINITY,
+            1.0 => f64::INFINITY,
+            _ => f64::NAN,
+        };
+    }
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    let x = if p < 0.024_25 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.024_25 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    };
+    // One Halley step on Φ(x) − p.
+    let e = 0.5 * erfc_precise(-x / std::f64::consts::SQRT_2) - p;
+    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
+    x - u / (1.0 + x * u / 2.0)
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9; relative error about 1e-15).
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const COEF: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1 − x) = π / sin(πx).
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut sum = COEF[0];
+    for (i, c) in COEF.iter().enumerate().skip(1) {
+        sum += c / (x + i as f64);
+    }
+    let t = x + G + 0.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// The regularised incomplete beta function I_x(a, b), by Lentz's continued fraction on the
+/// side where it converges fast.
+fn regularized_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        (ln_front.exp() * beta_fraction(a, b, x) / a).clamp(0.0, 1.0)
+    } else {
+        (1.0 - ln_front.exp() * beta_fraction(b, a, 1.0 - x) / b).clamp(0.0, 1.0)
+    }
+}
+
+/// The continued fraction of the incomplete beta function (modified Lentz).
+fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    const EPS: f64 = 1e-15;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..=10_000 {
+        let m = f64::from(m);
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let delta = d * c;
+        h *= delta;
+        if (delta - 1.0).abs() < EPS {
+            break;
+        }
+    }
+    h
+}
+
+/// erfc to near machine precision (W. J. Cody's rational approximations are long; this uses
+/// the continued fraction of the upper incomplete gamma Γ(½, x²) for |x| > 0.5 and the Taylor
+/// series of erf below), for the quantile refinement.
+fn erfc_precise(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    let z = x.abs();
+    let value = if z < 0.5 {
+        // erf(z) = 2/√π Σ (−1)^n z^(2n+1) / (n! (2n + 1))
+        let mut term = z;
+        let mut sum = z;
+        let z2 = z * z;
+        for n in 1..40 {
+            let n = f64::from(n);
+            term *= -z2 / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        1.0 - 2.0 / std::f64::consts::PI.sqrt() * sum
+    } else {
+        // erfc(z) = Q(½, z²), the regularised upper incomplete gamma, by Lentz.
+        let a = 0.5;
+        let xx = z * z;
+        let tiny = 1e-300;
+        let mut b = xx + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..=300 {
+            let i = f64::from(i);
+            let an = -i * (i - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        (-xx + a * xx.ln() - ln_gamma(a)).exp() * h
+    };
+    if x >= 0.0 { value } else { 2.0 - value }
 }
 
 /// The complementary error function, to a relative error below 1.2e-7 everywhere
@@ -345,6 +651,100 @@ mod tests {
         assert_eq!(r.u, 203_980_000.0);
         assert_close(r.p_value, 2.835_201_435_709_051_6e-4, 1e-6);
         assert_close(r.effect_size, 0.509_95, 1e-12);
+    }
+
+    #[test]
+    fn rate_test_matches_scipy_binomtest() {
+        // scipy.stats.binomtest(x_c, x_c + x_b, π, alternative="greater" / "less").pvalue
+        let cases = [
+            // (x_c, n_c, x_b, n_b, margin, p_worse, p_better)
+            (3.0, 100.0, 0.0, 900.0, 0.1, 0.001_291_855_486_891_695_3, 1.0),
+            (24.0, 30.0, 0.0, 270.0, 0.1, 7.757_315_819_644_69e-24, 1.0),
+            (12.0, 100.0, 90.0, 900.0, 0.1, 0.434_372_747_852_356_3, 0.781_852_614_413_391_2),
+            (20.0, 100.0, 90.0, 900.0, 0.1, 0.015_031_795_301_370_237, 0.997_189_763_902_520_6),
+            (5.0, 100.0, 9.0, 900.0, 0.0, 0.009_230_212_455_850_002, 0.998_525_945_733_93),
+            (300.0, 10_000.0, 2_500.0, 90_000.0, 0.1, 0.626_869_325_571_695_3, 0.900_791_609_059_271_8),
+            (0.0, 100.0, 50.0, 900.0, 0.1, 1.0, 0.005_153_775_207_320_113_5),
+        ];
+        for (x_c, n_c, x_b, n_b, margin, worse, better) in cases {
+            let t = rate_test(x_c, n_c, x_b, n_b, margin).unwrap();
+            assert_close(t.p_worse, worse, 1e-9);
+            assert_close(t.p_better, better, 1e-9);
+        }
+    }
+
+    #[test]
+    fn rate_test_edges() {
+        // No event anywhere: no evidence either way.
+        let none = rate_test(0.0, 10.0, 0.0, 90.0, 0.1).unwrap();
+        assert_eq!((none.p_worse, none.p_better), (1.0, 1.0));
+        assert!(rate_test(1.0, 0.0, 1.0, 10.0, 0.1).is_none());
+        assert!(rate_test(1.0, 10.0, 1.0, 0.0, 0.1).is_none());
+        assert!(rate_test(f64::NAN, 10.0, 1.0, 10.0, 0.1).is_none());
+        assert!(rate_test(1.0, 10.0, 1.0, 10.0, -0.5).is_none());
+        // More events than requests (inconsistent sources) are capped, never a panic.
+        let capped = rate_test(50.0, 10.0, 0.0, 90.0, 0.1).unwrap();
+        assert!(capped.p_worse < 1e-6);
+    }
+
+    #[test]
+    fn binomial_tail_matches_scipy() {
+        // scipy.stats.binom.sf(x - 1, n, p)
+        assert_close(binomial_sf(5.0, 20.0, 0.1), 0.043_174_495_284_463_39, 1e-9);
+        assert_close(binomial_sf(500.0, 1000.0, 0.5), 0.512_612_509_089_180_2, 1e-9);
+        assert_close(binomial_sf(30.0, 1000.0, 0.01), 2.059_988_850_971_949e-7, 1e-8);
+        assert_eq!(binomial_sf(0.0, 10.0, 0.3), 1.0);
+        assert_eq!(binomial_sf(11.0, 10.0, 0.3), 0.0);
+        assert!(binomial_sf(f64::NAN, 10.0, 0.3).is_nan());
+    }
+
+    #[test]
+    fn normal_quantile_matches_scipy() {
+        // scipy.stats.norm.ppf
+        let cases = [
+            (0.5, 0.0),
+            (0.975, 1.959_963_984_540_054),
+            (0.999, 3.090_232_306_167_813),
+            (1e-10, -6.361_340_902_404_056),
+            (0.02, -2.053_748_910_631_823),
+            (0.3, -0.524_400_512_708_040_9),
+        ];
+        for (p, z) in cases {
+            assert!((normal_quantile(p) - z).abs() < 1e-9, "ppf({p})");
+        }
+        assert!(normal_quantile(1.5).is_nan());
+        assert_eq!(normal_quantile(0.0), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn wilson_intervals_match_the_formula_on_scipy_quantiles() {
+        let cases = [
+            (0.0, 100.0, 0.0, 0.036_993_498_206_985_68),
+            (5.0, 100.0, 0.021_543_679_154_367_96, 0.111_750_469_231_919_13),
+            (50.0, 100.0, 0.403_831_530_365_995_6, 0.596_168_469_634_004_4),
+            (100.0, 100.0, 0.963_006_501_793_014_3, 1.0),
+        ];
+        for (x, n, lo, hi) in cases {
+            let (l, h) = wilson_interval(x, n, 0.95).unwrap();
+            assert!((l - lo).abs() < 1e-9 && (h - hi).abs() < 1e-9, "{x}/{n}: {l} {h}");
+        }
+        assert!(wilson_interval(1.0, 0.0, 0.95).is_none());
+        assert!(wilson_interval(1.0, 10.0, 1.0).is_none());
+    }
+
+    #[test]
+    fn alpha_is_spent_monotonically_and_fully_at_the_end() {
+        assert_eq!(alpha_spent(0.05, 0.0), 0.0);
+        assert_close(alpha_spent(0.05, 1.0), 0.05, 1e-12);
+        assert_close(alpha_spent(0.05, 2.0), 0.05, 1e-12);
+        let mut last = 0.0;
+        for k in 1..=12 {
+            let spent = alpha_spent(0.05, f64::from(k) / 12.0);
+            assert!(spent > last);
+            last = spent;
+        }
+        // Pocock-type: about 13.4 % of α at the first of 12 looks.
+        assert_close(alpha_spent(0.05, 1.0 / 12.0), 0.05 * 0.133_822_733_505_784_97, 1e-9);
     }
 
     #[test]
