@@ -25,9 +25,11 @@
 //!   `[FunctionName, TenantId]` (EMF). The components are the functions with any such metric
 //!   for the tenant, and every metric (same names as the table) is read from the custom
 //!   namespace by `FunctionName` + `TenantId`.
-//! - Versions ([`Telemetry::version_series`]): `AWS/Lambda` by `FunctionName`, `Resource`
-//!   (`<function>:live`) and `ExecutedVersion`; `MemoryUtilization` from the custom namespace
-//!   by `FunctionName` + `ExecutedVersion`.
+//! - Versions ([`Telemetry::version_totals`]): `AWS/Lambda` by `FunctionName`, `Resource`
+//!   (`<function>:live`) and `ExecutedVersion`, one period spanning the window so every
+//!   statistic pools all its requests: `Invocations`, `Errors`, `Throttles` (Sum), `Duration`
+//!   p50/p90/p99 and, with a threshold t, the percentile rank `PR(t:)` (the percentage slower
+//!   than t), turned into a count with `Invocations`.
 //!
 //! Every series asked for is returned, empty when CloudWatch has no data, except `DurationP99`
 //! when [`TelemetrySettings::percentiles`] is off (it is then neither asked for nor returned).
@@ -66,7 +68,9 @@ use selfbuild_core::deployment::LIVE_ALIAS;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
-use selfbuild_core::telemetry::{DataPoint, ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use selfbuild_core::telemetry::{
+    DataPoint, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery, VersionTotals,
+};
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio::time::Instant;
@@ -245,12 +249,24 @@ impl CloudWatchTelemetry {
         if plan.is_empty() || window.start >= window.end {
             return collect_series(plan, &[]);
         }
+        let queries: Vec<MetricDataQuery> = plan.iter().map(|p| p.query.clone()).collect();
+        let results = self.metric_data(&queries, window).await?;
+        collect_series(plan, &results)
+    }
+
+    /// The results of `queries` over `window`, one `GetMetricData` request (and its pages)
+    /// per [`MAX_QUERIES_PER_REQUEST`] queries.
+    async fn metric_data(
+        &self,
+        queries: &[MetricDataQuery],
+        window: &TimeWindow,
+    ) -> Result<Vec<MetricDataResult>, TelemetryError> {
         let start = smithy_time(window.start)?;
         let end = smithy_time(window.end)?;
         let mut results = Vec::new();
         let mut requests = 0_usize;
-        for batch in plan.chunks(MAX_QUERIES_PER_REQUEST) {
-            let queries = batch.iter().map(|p| p.query.clone()).collect();
+        for batch in queries.chunks(MAX_QUERIES_PER_REQUEST) {
+            let queries = batch.to_vec();
             let mut pages = self
                 .cloudwatch
                 .get_metric_data()
@@ -270,12 +286,12 @@ impl CloudWatchTelemetry {
             }
         }
         debug!(
-            queries = plan.len(),
+            queries = queries.len(),
             requests,
             results = results.len(),
             "metric data read"
         );
-        collect_series(plan, &results)
+        Ok(results)
     }
 
     /// The existing log groups of `components` (every group under the prefix when none are
@@ -469,23 +485,27 @@ impl Telemetry for CloudWatchTelemetry {
         .await
     }
 
-    async fn version_series(
+    async fn version_totals(
         &self,
         function: &ComponentId,
         versions: &[String],
-        metrics: &[MetricName],
         window: &TimeWindow,
-        period_seconds: u32,
-    ) -> Result<Vec<MetricSeries>, TelemetryError> {
-        let targets: Vec<Target> = versions
-            .iter()
-            .map(|version| Target {
-                component: function.clone(),
-                scope: Scope::Version(version.clone()),
-            })
-            .collect();
-        self.read_series(&targets, metrics, window, period_seconds)
-            .await
+        slow_threshold_ms: Option<f64>,
+    ) -> Result<Vec<VersionTotals>, TelemetryError> {
+        let (whole, period) = whole_window(window)?;
+        let plan = totals_plan(
+            function,
+            versions,
+            &self.settings,
+            slow_threshold_ms,
+            period,
+        );
+        if plan.is_empty() || whole.start >= whole.end {
+            return Ok(versions.iter().map(|v| VersionTotals::empty(v)).collect());
+        }
+        let queries: Vec<MetricDataQuery> = plan.iter().map(|(_, q)| q.clone()).collect();
+        let results = self.metric_data(&queries, &whole).await?;
+        collect_totals(versions, slow_threshold_ms.is_some(), &results)
     }
 
     async fn error_rows(
@@ -547,9 +567,6 @@ enum Scope {
     Function,
     /// One tenant's share: the custom namespace by `FunctionName` + `TenantId`.
     Tenant(TenantId),
-    /// One version behind the live alias: `AWS/Lambda` by `FunctionName`, `Resource`,
-    /// `ExecutedVersion` (the custom namespace by `FunctionName`, `ExecutedVersion`).
-    Version(String),
 }
 
 /// One component (in one scope) whose metrics are read.
@@ -615,10 +632,7 @@ fn plan(
                 series: MetricSeries {
                     component: target.component.clone(),
                     metric: *metric,
-                    version: match &target.scope {
-                        Scope::Version(v) => Some(v.clone()),
-                        Scope::Function | Scope::Tenant(_) => None,
-                    },
+                    version: None,
                     points: Vec::new(),
                 },
             });
@@ -648,21 +662,6 @@ fn metric_query(
             vec![
                 (FUNCTION_NAME, function.into()),
                 (TENANT_DIMENSION, tenant.as_str().into()),
-            ],
-        ),
-        Scope::Version(version) if lambda => (
-            LAMBDA_NAMESPACE,
-            vec![
-                (FUNCTION_NAME, function.into()),
-                (RESOURCE, format!("{function}:{LIVE_ALIAS}")),
-                (EXECUTED_VERSION, version.clone()),
-            ],
-        ),
-        Scope::Version(version) => (
-            &settings.custom_namespace,
-            vec![
-                (FUNCTION_NAME, function.into()),
-                (EXECUTED_VERSION, version.clone()),
             ],
         ),
     };
@@ -737,6 +736,213 @@ fn collect_series(
             MetricSeries {
                 points,
                 ..planned.series
+            }
+        })
+        .collect())
+}
+
+/// The window widened to whole minutes, and one period (a multiple of 60 s) spanning it, so
+/// each statistic pools every request of the window into one value.
+fn whole_window(window: &TimeWindow) -> Result<(TimeWindow, i32), TelemetryError> {
+    let start = window.start.unix_timestamp().div_euclid(60) * 60;
+    let end = window.end.unix_timestamp() + i64::from(window.end.nanosecond() > 0);
+    let minutes = (end - start + 59).div_euclid(60).max(1);
+    let period = i32::try_from(minutes * 60).map_err(|_| {
+        TelemetryError::Invalid(format!(
+            "GetMetricData: a window of {minutes} minutes is too long for one period"
+        ))
+    })?;
+    let start = OffsetDateTime::from_unix_timestamp(start)
+        .map_err(|e| TelemetryError::Invalid(format!("window start out of range: {e}")))?;
+    let whole = TimeWindow {
+        start,
+        end: start + time::Duration::seconds(i64::from(period)),
+    };
+    Ok((whole, period))
+}
+
+/// What one totals query reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TotalsStat {
+    Invocations,
+    Errors,
+    Throttles,
+    P50,
+    P90,
+    P99,
+    /// `PR(t:)`: the percentage of invocations slower than the threshold.
+    Slower,
+}
+
+impl TotalsStat {
+    const COUNTS: [Self; 3] = [Self::Invocations, Self::Errors, Self::Throttles];
+    const QUANTILES: [Self; 3] = [Self::P50, Self::P90, Self::P99];
+
+    fn id(self, version_index: usize) -> String {
+        let name = match self {
+            Self::Invocations => "inv",
+            Self::Errors => "err",
+            Self::Throttles => "thr",
+            Self::P50 => "p50",
+            Self::P90 => "p90",
+            Self::P99 => "p99",
+            Self::Slower => "slow",
+        };
+        format!("v{version_index}_{name}")
+    }
+
+    fn metric_and_stat(self, threshold_ms: Option<f64>) -> (&'static str, String) {
+        match self {
+            Self::Invocations => ("Invocations", "Sum".into()),
+            Self::Errors => ("Errors", "Sum".into()),
+            Self::Throttles => ("Throttles", "Sum".into()),
+            Self::P50 => ("Duration", "p50".into()),
+            Self::P90 => ("Duration", "p90".into()),
+            Self::P99 => ("Duration", "p99".into()),
+            // Percentile rank: the lower bound is exclusive, so `PR(t:)` is "slower than t".
+            Self::Slower => ("Duration", format!("PR({}:)", threshold_ms.unwrap_or(0.0))),
+        }
+    }
+}
+
+/// The queries of [`Telemetry::version_totals`]: per version, by `FunctionName`, `Resource`
+/// and `ExecutedVersion`, the three counts, the duration quantiles (with percentiles on) and,
+/// with a threshold, the percentile rank above it.
+fn totals_plan(
+    function: &ComponentId,
+    versions: &[String],
+    settings: &TelemetrySettings,
+    slow_threshold_ms: Option<f64>,
+    period: i32,
+) -> Vec<((usize, TotalsStat), MetricDataQuery)> {
+    let mut stats: Vec<TotalsStat> = TotalsStat::COUNTS.to_vec();
+    if settings.percentiles {
+        stats.extend(TotalsStat::QUANTILES);
+        if slow_threshold_ms.is_some() {
+            stats.push(TotalsStat::Slower);
+        }
+    }
+    let name = function.as_str();
+    let mut plan = Vec::new();
+    for (i, version) in versions.iter().enumerate() {
+        for stat in &stats {
+            let (metric_name, statistic) = stat.metric_and_stat(slow_threshold_ms);
+            let dimensions = [
+                (FUNCTION_NAME, name.to_owned()),
+                (RESOURCE, format!("{name}:{LIVE_ALIAS}")),
+                (EXECUTED_VERSION, version.clone()),
+            ];
+            let mut metric = Metric::builder()
+                .namespace(LAMBDA_NAMESPACE)
+                .metric_name(metric_name);
+            for (key, value) in dimensions {
+                metric = metric.dimensions(Dimension::builder().name(key).value(value).build());
+            }
+            let query = MetricDataQuery::builder()
+                .id(stat.id(i))
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(metric.build())
+                        .period(period)
+                        .stat(statistic)
+                        .build(),
+                )
+                .return_data(true)
+                .build();
+            plan.push(((i, *stat), query));
+        }
+    }
+    plan
+}
+
+/// Each version's totals from the results: counts summed over the points, quantiles and the
+/// percentile rank weighted by each point's invocations (one point when the period spans
+/// the window).
+fn collect_totals(
+    versions: &[String],
+    with_threshold: bool,
+    results: &[MetricDataResult],
+) -> Result<Vec<VersionTotals>, TelemetryError> {
+    let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
+    for result in results {
+        let id = result.id().unwrap_or_default();
+        match result.status_code() {
+            Some(StatusCode::InternalError) => {
+                return Err(TelemetryError::Unavailable(format!(
+                    "GetMetricData: query {id} ended InternalError"
+                )));
+            }
+            Some(StatusCode::Forbidden) => {
+                return Err(TelemetryError::Invalid(format!(
+                    "GetMetricData: query {id} ended Forbidden"
+                )));
+            }
+            _ => {}
+        }
+        let (timestamps, values) = (result.timestamps(), result.values());
+        if timestamps.len() != values.len() {
+            return Err(TelemetryError::Invalid(format!(
+                "GetMetricData: query {id} has {} timestamps and {} values",
+                timestamps.len(),
+                values.len()
+            )));
+        }
+        let slot = points.entry(id.to_owned()).or_default();
+        for (t, v) in timestamps.iter().zip(values) {
+            if !v.is_finite() {
+                return Err(TelemetryError::Invalid(format!(
+                    "GetMetricData: query {id} returned {v}"
+                )));
+            }
+            slot.push((t.secs(), *v));
+        }
+    }
+    let series = |i: usize, stat: TotalsStat| points.get(&stat.id(i)).cloned().unwrap_or_default();
+    Ok(versions
+        .iter()
+        .enumerate()
+        .map(|(i, version)| {
+            let sum = |stat| series(i, stat).iter().map(|(_, v)| v).sum::<f64>();
+            let invocations: HashMap<i64, f64> =
+                series(i, TotalsStat::Invocations).into_iter().collect();
+            let total: f64 = invocations.values().sum();
+            // Weighted by the invocations of the point's period (equal weights without them).
+            let weighted = |stat| -> Option<f64> {
+                let pts = series(i, stat);
+                if pts.is_empty() {
+                    return None;
+                }
+                let weight = |t: &i64| invocations.get(t).copied().unwrap_or(0.0);
+                let w: f64 = pts.iter().map(|(t, _)| weight(t)).sum();
+                Some(if w > 0.0 {
+                    pts.iter().map(|(t, v)| v * weight(t)).sum::<f64>() / w
+                } else {
+                    pts.iter().map(|(_, v)| v).sum::<f64>() / pts.len() as f64
+                })
+            };
+            let duration_ms = match (
+                weighted(TotalsStat::P50),
+                weighted(TotalsStat::P90),
+                weighted(TotalsStat::P99),
+            ) {
+                (Some(p50), Some(p90), Some(p99)) => Some(Quantiles { p50, p90, p99 }),
+                _ => None,
+            };
+            let slower_than_threshold = with_threshold.then(|| {
+                series(i, TotalsStat::Slower)
+                    .iter()
+                    .map(|(t, pct)| pct / 100.0 * invocations.get(t).copied().unwrap_or(0.0))
+                    .sum::<f64>()
+            });
+            VersionTotals {
+                version: version.clone(),
+                invocations: total,
+                errors: sum(TotalsStat::Errors),
+                throttles: sum(TotalsStat::Throttles),
+                duration_ms,
+                // No percentiles (e.g. moto): no slow counts either, rather than zeros.
+                slower_than_threshold: slower_than_threshold
+                    .filter(|_| points.contains_key(&TotalsStat::Slower.id(i)) || total == 0.0),
             }
         })
         .collect())
@@ -1081,25 +1287,85 @@ mod tests {
         );
         assert_eq!(tenant_plan[0].series.version, None);
 
-        let version_plan = plan(
-            &[target("orders-api", Scope::Version("7".into()))],
-            &[MetricName::Errors, MetricName::MemoryUtilization],
+        let totals = totals_plan(
+            &component("orders-api"),
+            &["7".into()],
             &settings,
-            60,
+            Some(850.5),
+            3600,
         );
+        let stats: Vec<String> = totals.iter().map(|(_, q)| shape(q).2).collect();
         assert_eq!(
-            shape(&version_plan[0].query).3,
-            dims(&[
-                ("FunctionName", "orders-api"),
-                ("Resource", "orders-api:live"),
-                ("ExecutedVersion", "7")
-            ])
+            stats,
+            ["Sum", "Sum", "Sum", "p50", "p90", "p99", "PR(850.5:)"]
         );
+        for (_, q) in &totals {
+            assert_eq!(
+                shape(q).3,
+                dims(&[
+                    ("FunctionName", "orders-api"),
+                    ("Resource", "orders-api:live"),
+                    ("ExecutedVersion", "7")
+                ])
+            );
+            assert_eq!(q.metric_stat().unwrap().period(), Some(3600));
+        }
+        // Without percentiles (moto): counts only.
         assert_eq!(
-            shape(&version_plan[1].query).3,
-            dims(&[("FunctionName", "orders-api"), ("ExecutedVersion", "7")])
+            totals_plan(
+                &component("f"),
+                &["1".into()],
+                &no_percentiles(),
+                Some(1.0),
+                60
+            )
+            .len(),
+            3
         );
-        assert_eq!(version_plan[1].series.version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn version_totals_pool_the_window_and_turn_the_percentile_rank_into_a_count() {
+        let window = TimeWindow {
+            start: datetime!(2026-11-22 05:00:30 UTC),
+            end: datetime!(2026-11-22 05:35:10.5 UTC),
+        };
+        let (whole, period) = whole_window(&window).unwrap();
+        assert_eq!(whole.start, datetime!(2026-11-22 05:00 UTC));
+        assert_eq!(period, 36 * 60);
+        assert_eq!(whole.end, datetime!(2026-11-22 05:36 UTC));
+        let t = whole.start.unix_timestamp();
+        let results = [
+            result("v0_inv", &[(t, 9000.0)]),
+            result("v0_err", &[(t, 90.0)]),
+            result("v0_thr", &[(t, 0.0)]),
+            result("v0_p50", &[(t, 100.0)]),
+            result("v0_p90", &[(t, 180.0)]),
+            result("v0_p99", &[(t, 400.0)]),
+            result("v0_slow", &[(t, 1.0)]),
+            result("v1_inv", &[(t, 1000.0)]),
+            result("v1_err", &[(t, 30.0)]),
+            result("v1_slow", &[(t, 2.5)]),
+        ];
+        let totals = collect_totals(&["1".into(), "2".into(), "3".into()], true, &results).unwrap();
+        assert_eq!(totals[0].invocations, 9000.0);
+        assert_eq!(totals[0].errors, 90.0);
+        assert_eq!(totals[0].slower_than_threshold, Some(90.0));
+        assert_eq!(totals[0].duration_ms.unwrap().p99, 400.0);
+        assert_eq!(totals[1].slower_than_threshold, Some(25.0));
+        assert!(totals[1].duration_ms.is_none());
+        assert_eq!(
+            totals[2],
+            VersionTotals {
+                slower_than_threshold: Some(0.0),
+                ..VersionTotals::empty("3")
+            }
+        );
+        let bad = result("v0_inv", &[(t, f64::NAN)]);
+        assert!(matches!(
+            collect_totals(&["1".into()], false, &[bad]),
+            Err(TelemetryError::Invalid(m)) if m.contains("v0_inv")
+        ));
     }
 
     #[test]
@@ -1107,7 +1373,7 @@ mod tests {
         // GIVEN two targets, and results out of order, one split over two pages
         let targets = [
             target("a", Scope::Function),
-            target("b", Scope::Version("2".into())),
+            target("b", Scope::Tenant(tenant("acme"))),
         ];
         let metrics = [MetricName::Invocations, MetricName::Errors];
         let plan = plan(&targets, &metrics, &TelemetrySettings::default(), 60);
@@ -1131,7 +1397,7 @@ mod tests {
         assert!(series[1].points.is_empty(), "a's Errors had no data");
         let b_errors = &series[3];
         assert_eq!(b_errors.metric, MetricName::Errors);
-        assert_eq!(b_errors.version.as_deref(), Some("2"));
+        assert_eq!(b_errors.version, None);
         assert_eq!(b_errors.values(), [1.0]);
     }
 

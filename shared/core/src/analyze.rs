@@ -21,6 +21,7 @@ use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_templates, stratifi
 use crate::ports::{Deployer, Telemetry};
 use crate::stats::percentile;
 use crate::telemetry::{MetricName, MetricSeries, TelemetryQuery};
+use time::OffsetDateTime;
 
 /// The most error rows one analysis reads.
 pub const ERROR_ROW_LIMIT: usize = 5_000;
@@ -396,34 +397,86 @@ fn detect(
             evidence: vec![evidence("application_error_rate", other_rate, 0.02)],
         });
     }
-    if let Some((before, after, recent_invocations)) = latency_split(series, window)
-        && after >= 1.5 * before
-    {
-        found.push(Found {
-            kind: OpportunityKind::LatencyRegression,
-            affected: recent_invocations,
-            evidence: vec![evidence("recent_p99_ms", after, 1.5 * before)],
-        });
-    }
-    found
-}
-
-/// Median p99 before and in the last quarter of the window, and the last quarter's invocations.
-fn latency_split(series: &[&MetricSeries], window: TimeWindow) -> Option<(f64, f64, f64)> {
-    let p99 = metric(series, MetricName::DurationP99)?;
     let split = window.end - (window.end - window.start) / 4;
-    let (before, after): (Vec<_>, Vec<_>) = p99.points.iter().partition(|p| p.timestamp < split);
-    let median = |points: &[&crate::telemetry::DataPoint]| {
-        percentile(&points.iter().map(|p| p.value).collect::<Vec<_>>(), 50.0)
-    };
-    let recent = metric(series, MetricName::Invocations).map_or(0.0, |s| {
+    let recent_invocations = metric(series, MetricName::Invocations).map_or(0.0, |s| {
         s.points
             .iter()
             .filter(|p| p.timestamp >= split)
             .map(|p| p.value)
             .sum()
     });
-    Some((median(&before)?, median(&after)?, recent))
+    let mean = mean_duration_split(series, split);
+    let p99 = p99_split(series, split);
+    let regression = [("recent_mean_duration_ms", mean), ("recent_p99_ms", p99)]
+        .into_iter()
+        .find_map(|(name, split)| {
+            let (before, after) = split?;
+            (after >= 1.5 * before).then(|| evidence(name, after, 1.5 * before))
+        });
+    if let Some(ev) = regression {
+        found.push(Found {
+            kind: OpportunityKind::LatencyRegression,
+            affected: recent_invocations,
+            evidence: vec![ev],
+        });
+    }
+    found
+}
+
+/// The fewest invocations a period needs before its p99 is read as one: below it, a
+/// period's "p99" is about its largest value, which grows with the period's traffic.
+const P99_MIN_INVOCATIONS: f64 = 100.0;
+
+/// The invocation-weighted mean duration before and after `split`: a per-request measure,
+/// unmoved by how many requests a period had.
+fn mean_duration_split(series: &[&MetricSeries], split: OffsetDateTime) -> Option<(f64, f64)> {
+    let avg = metric(series, MetricName::DurationAvg)?;
+    let invocations: BTreeMap<OffsetDateTime, f64> = metric(series, MetricName::Invocations)?
+        .points
+        .iter()
+        .map(|p| (p.timestamp, p.value))
+        .collect();
+    let weighted = |after: bool| {
+        let (mut sum, mut n) = (0.0, 0.0);
+        for p in avg
+            .points
+            .iter()
+            .filter(|p| (p.timestamp >= split) == after)
+        {
+            let w = invocations.get(&p.timestamp).copied().unwrap_or(0.0);
+            if p.value.is_finite() && w > 0.0 {
+                sum += p.value * w;
+                n += w;
+            }
+        }
+        (n > 0.0).then(|| sum / n)
+    };
+    Some((weighted(false)?, weighted(true)?))
+}
+
+/// The median p99 before and after `split`, over periods with at least
+/// [`P99_MIN_INVOCATIONS`] invocations only.
+fn p99_split(series: &[&MetricSeries], split: OffsetDateTime) -> Option<(f64, f64)> {
+    let p99 = metric(series, MetricName::DurationP99)?;
+    let invocations: BTreeMap<OffsetDateTime, f64> = metric(series, MetricName::Invocations)?
+        .points
+        .iter()
+        .map(|p| (p.timestamp, p.value))
+        .collect();
+    let busy = |after: bool| -> Vec<f64> {
+        p99.points
+            .iter()
+            .filter(|p| (p.timestamp >= split) == after)
+            .filter(|p| {
+                invocations.get(&p.timestamp).copied().unwrap_or(0.0) >= P99_MIN_INVOCATIONS
+            })
+            .map(|p| p.value)
+            .collect()
+    };
+    Some((
+        percentile(&busy(false), 50.0)?,
+        percentile(&busy(true), 50.0)?,
+    ))
 }
 
 fn priority(kind: OpportunityKind, affected: f64, invocations: f64) -> Priority {
@@ -444,7 +497,7 @@ mod tests {
 
     use super::*;
     use crate::cycle::Trigger;
-    use crate::telemetry::{DataPoint, ErrorRow};
+    use crate::telemetry::{DataPoint, ErrorRow, VersionTotals};
     use crate::testing::StaticDeployer;
 
     const END: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
@@ -462,14 +515,13 @@ mod tests {
         ) -> Result<Vec<MetricSeries>, TelemetryError> {
             Ok(self.series.clone())
         }
-        async fn version_series(
+        async fn version_totals(
             &self,
             _: &ComponentId,
             _: &[String],
-            _: &[MetricName],
             _: &TimeWindow,
-            _: u32,
-        ) -> Result<Vec<MetricSeries>, TelemetryError> {
+            _: Option<f64>,
+        ) -> Result<Vec<VersionTotals>, TelemetryError> {
             Ok(vec![])
         }
         async fn error_rows(
@@ -602,6 +654,49 @@ mod tests {
             report.opportunities[0].kind,
             OpportunityKind::LatencyRegression
         );
+    }
+
+    #[tokio::test]
+    async fn a_traffic_ramp_on_a_healthy_function_is_no_latency_regression() {
+        // Traffic ×8 in the last quarter: per-period p99s of a few requests rise with volume
+        // (the largest of 10 vs of 80), the per-request mean does not.
+        let mut invocations = series("api", MetricName::Invocations, 10.0);
+        let mut p99 = series("api", MetricName::DurationP99, 200.0);
+        for (i, p) in p99.points.iter_mut().zip(&mut invocations.points).skip(18) {
+            i.value = 320.0;
+            p.value = 80.0;
+        }
+        let avg = series("api", MetricName::DurationAvg, 100.0);
+        let fixture = Fixture {
+            series: vec![invocations, p99, avg],
+            rows: vec![],
+        };
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
+        assert!(
+            report
+                .opportunities
+                .iter()
+                .all(|o| o.kind != OpportunityKind::LatencyRegression),
+            "{:?}",
+            report.opportunities
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slower_mean_is_a_latency_regression_at_any_volume() {
+        let invocations = series("api", MetricName::Invocations, 10.0);
+        let mut avg = series("api", MetricName::DurationAvg, 100.0);
+        for p in avg.points.iter_mut().skip(19) {
+            p.value = 180.0;
+        }
+        let fixture = Fixture {
+            series: vec![invocations, avg],
+            rows: vec![],
+        };
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
+        let found = &report.opportunities[0];
+        assert_eq!(found.kind, OpportunityKind::LatencyRegression);
+        assert_eq!(found.evidence[0].measure, "recent_mean_duration_ms");
     }
 
     #[tokio::test]

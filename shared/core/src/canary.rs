@@ -9,11 +9,12 @@ use crate::config::Config;
 use crate::cycle::TimeWindow;
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::improvement::{
-    DeployOutcome, DeployStatus, ImprovementItem, MetricVerdict, MonitorReport, Verdict,
+    DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
+    Verdict,
 };
 use crate::ports::{DeployError, Deployer, HaltSwitch, Telemetry};
-use crate::stats::{mann_whitney_u, mean, relative_change};
-use crate::telemetry::{MetricName, MetricSeries, TelemetryQuery};
+use crate::stats::{RateTest, alpha_spent, rate_test, relative_change, wilson_interval};
+use crate::telemetry::{MetricName, TelemetryQuery, VersionTotals};
 
 /// Why a canary step failed.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +148,23 @@ pub async fn deploy(
     })
 }
 
-/// Compares canary and stable since the deploy, per minute.
+/// The fixed level the guardrail's own test must reach, on top of its ceilings: far below
+/// any look's share of α, so a no-op canary practically never trips it.
+const GUARDRAIL_P_VALUE: f64 = 1e-3;
+/// The share of α the planned window may spend; the rest is kept for one extension.
+const WINDOW_ALPHA_SHARE: f64 = 0.8;
+/// Confidence of the reported rate intervals.
+const INTERVAL_CONFIDENCE: f64 = 0.95;
+
+/// Judges the canary against stable on counts pooled since the deploy (SPEC R11).
+///
+/// At each look: guardrails first (a gross error or throttle rate rolls back at once), then,
+/// for error, throttle and slow-request rates, the exact conditional test of the canary's
+/// rate against (1 + `DEGRADATION_THRESHOLD`) × stable's at this look's share of the α
+/// budget (Lan–DeMets Pocock-type spending over the window, split over the metrics). A
+/// latency regression bought by a significantly lower error rate is accepted within
+/// `LATENCY_TRADE_BOUND`. Too few canary requests at the end extend the window once, then
+/// end inconclusive (stable kept). See docs/cycle.md.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn monitor(
     deps: CanaryDeps<'_>,
@@ -162,108 +179,300 @@ pub async fn monitor(
             CanaryError::InvalidInput("deploy.deployment: nothing deployed to monitor".into())
         })?;
     let now = deps.clock.now();
-    let stable = deployment.baseline.stable_version.clone();
-    let canary = deployment.canary_version.clone();
+    let function = &deployment.baseline.function;
+    let versions = [
+        deployment.baseline.stable_version.clone(),
+        deployment.canary_version.clone(),
+    ];
     let window = TimeWindow {
         start: deployment.deployed_at,
-        end: now,
+        end: now.max(deployment.deployed_at),
     };
-    let metrics = [
-        MetricName::Invocations,
-        MetricName::Errors,
-        MetricName::Throttles,
-        MetricName::DurationP99,
-    ];
-    let series = deps
-        .telemetry
-        .version_series(
-            &deployment.baseline.function,
-            &[stable.clone(), canary.clone()],
-            &metrics,
-            &window,
-            60,
+    let read = |threshold| {
+        deps.telemetry
+            .version_totals(function, &versions, &window, threshold)
+    };
+    let mut totals = read(config.latency_slo_ms).await?;
+    let pick = |totals: &[VersionTotals], version: &str| {
+        totals
+            .iter()
+            .find(|t| t.version == version)
+            .cloned()
+            .unwrap_or_else(|| VersionTotals::empty(version))
+    };
+    // Without an SLO the threshold is stable's pooled p99, known only after the first read.
+    let threshold = config
+        .latency_slo_ms
+        .or_else(|| pick(&totals, &versions[0]).duration_ms.map(|q| q.p99));
+    if config.latency_slo_ms.is_none() && threshold.is_some() {
+        totals = read(threshold).await?;
+    }
+    let stable = pick(&totals, &versions[0]);
+    let canary = pick(&totals, &versions[1]);
+
+    let schedule = LookSchedule::new(config, deployment.deployed_at);
+    let previous = item
+        .monitor
+        .as_ref()
+        .map(|m| m.checked_at)
+        .filter(|t| *t > deployment.deployed_at && *t < now);
+    let spent_before = previous.map_or(0.0, |t| schedule.spent(config, t));
+    let spent = schedule.spent(config, now);
+    let tested: Vec<Rate> = [
+        Some(Rate::errors(&stable, &canary)),
+        Some(Rate::throttles(&stable, &canary)),
+        Rate::slow(&stable, &canary),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let alpha = (spent - spent_before).max(0.0) / tested.len().max(1) as f64;
+    let errors_lower = tested
+        .first()
+        .and_then(|r| r.test(0.0))
+        .is_some_and(|t| t.p_better < alpha);
+    let metrics: Vec<MetricVerdict> = tested
+        .iter()
+        .map(|rate| rate.judge(config, alpha, errors_lower, &stable, &canary))
+        .collect();
+
+    let enough = canary.invocations >= f64::from(config.min_canary_requests);
+    let elapsed = now - deployment.deployed_at;
+    let planned = schedule.window;
+    let extended = elapsed >= planned && !enough;
+    let window_over = (elapsed >= planned && enough) || elapsed >= planned * 2;
+    let degraded: Vec<&MetricVerdict> = metrics.iter().filter(|m| m.degraded).collect();
+    let (verdict, reason) = if let Some(first) = degraded.first() {
+        (
+            Verdict::Degraded,
+            format!("{}: {}", first.metric, first.rule),
         )
-        .await?;
-    let pick = |version: &str, name: MetricName| -> Vec<f64> {
-        series
-            .iter()
-            .find(|s| s.version.as_deref() == Some(version) && s.metric == name)
-            .map(MetricSeries::values)
-            .unwrap_or_default()
-    };
-    let find = |version: &str, name: MetricName| {
-        series
-            .iter()
-            .find(|s| s.version.as_deref() == Some(version) && s.metric == name)
-    };
-    // Per-minute rates, pairing numerator and invocations by timestamp (a minute missing
-    // from either series is skipped, not misaligned).
-    let rates = |version: &str, numerator: MetricName, with_numerator: bool| -> Vec<f64> {
-        let invocations: std::collections::BTreeMap<_, f64> =
-            find(version, MetricName::Invocations)
-                .map(|s| s.points.iter().map(|p| (p.timestamp, p.value)).collect())
-                .unwrap_or_default();
-        find(version, numerator)
-            .map(|s| s.points.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| {
-                let i = *invocations.get(&p.timestamp)?;
-                let whole = if with_numerator { i + p.value } else { i };
-                (whole > 0.0).then(|| p.value / whole)
-            })
-            .collect()
-    };
-    let compare = |metric: &str, baseline: Vec<f64>, candidate: Vec<f64>| {
-        let b = mean(&baseline).unwrap_or(0.0);
-        let c = mean(&candidate).unwrap_or(0.0);
-        let delta = relative_change(b, c);
-        let p_value = mann_whitney_u(&baseline, &candidate).map(|t| t.p_value);
-        let degraded = delta.is_some_and(|d| d > config.degradation_threshold)
-            && p_value.is_some_and(|p| p < config.significance_level);
-        MetricVerdict {
-            metric: metric.to_owned(),
-            baseline: b,
-            canary: c,
-            delta,
-            p_value,
-            degraded,
-        }
-    };
-    let verdicts = vec![
-        compare(
-            "error_rate",
-            rates(&stable, MetricName::Errors, false),
-            rates(&canary, MetricName::Errors, false),
-        ),
-        compare(
-            "p99_ms",
-            pick(&stable, MetricName::DurationP99),
-            pick(&canary, MetricName::DurationP99),
-        ),
-        compare(
-            "throttle_rate",
-            rates(&stable, MetricName::Throttles, true),
-            rates(&canary, MetricName::Throttles, true),
-        ),
-    ];
-    let samples = pick(&canary, MetricName::Invocations).len();
-    let verdict = if verdicts.iter().any(|v| v.degraded) {
-        Verdict::Degraded
-    } else if samples < 3 {
-        Verdict::Inconclusive
+    } else if !enough {
+        let reason = format!(
+            "{:.0} canary invocations, {} needed{}",
+            canary.invocations,
+            config.min_canary_requests,
+            if window_over {
+                ": inconclusive after the extended window, stable kept"
+            } else if extended {
+                ": window extended once"
+            } else {
+                ""
+            }
+        );
+        (Verdict::Inconclusive, reason)
+    } else if window_over {
+        (Verdict::Healthy, "window over: no metric worse".to_owned())
     } else {
-        Verdict::Healthy
+        (Verdict::Healthy, "no metric worse so far".to_owned())
     };
-    let window_over =
-        now >= deployment.deployed_at + Duration::seconds(i64::from(config.monitor_window_seconds));
-    info!(?verdict, window_over, samples, "canary checked");
+    info!(
+        ?verdict,
+        window_over,
+        canary = canary.invocations,
+        alpha,
+        "canary checked"
+    );
     Ok(MonitorReport {
         verdict,
         window_over,
         checked_at: now,
-        metrics: verdicts,
+        metrics,
+        reason,
+        canary_requests: canary.invocations,
+        stable_requests: stable.invocations,
+        extended,
+        alpha_spent: spent,
+        latency: Some(LatencyReport {
+            stable: stable.duration_ms,
+            canary: canary.duration_ms,
+            threshold_ms: threshold,
+        }),
     })
+}
+
+/// When the α budget is spent: [`WINDOW_ALPHA_SHARE`] over the planned window, the rest over
+/// one extension of the same length, each by the Pocock-type function of elapsed time. The
+/// looks' times never depend on the data, so the union bound holds.
+struct LookSchedule {
+    deployed_at: time::OffsetDateTime,
+    window: Duration,
+}
+
+impl LookSchedule {
+    fn new(config: &Config, deployed_at: time::OffsetDateTime) -> Self {
+        Self {
+            deployed_at,
+            window: Duration::seconds(i64::from(config.monitor_window_seconds.max(1))),
+        }
+    }
+
+    /// The α spent by `at`.
+    fn spent(&self, config: &Config, at: time::OffsetDateTime) -> f64 {
+        let alpha = config.significance_level;
+        let t = (at - self.deployed_at) / self.window;
+        let planned = alpha_spent(WINDOW_ALPHA_SHARE * alpha, t);
+        let extension = alpha_spent((1.0 - WINDOW_ALPHA_SHARE) * alpha, t - 1.0);
+        planned + extension
+    }
+}
+
+/// One rate compared between the versions.
+struct Rate {
+    metric: &'static str,
+    baseline_events: f64,
+    baseline_total: f64,
+    canary_events: f64,
+    canary_total: f64,
+    /// Gross failures: the guardrail applies.
+    guarded: bool,
+}
+
+impl Rate {
+    fn errors(stable: &VersionTotals, canary: &VersionTotals) -> Self {
+        Self {
+            metric: "error_rate",
+            baseline_events: stable.errors,
+            baseline_total: stable.invocations,
+            canary_events: canary.errors,
+            canary_total: canary.invocations,
+            guarded: true,
+        }
+    }
+
+    fn throttles(stable: &VersionTotals, canary: &VersionTotals) -> Self {
+        Self {
+            metric: "throttle_rate",
+            baseline_events: stable.throttles,
+            baseline_total: stable.invocations + stable.throttles,
+            canary_events: canary.throttles,
+            canary_total: canary.invocations + canary.throttles,
+            guarded: true,
+        }
+    }
+
+    /// The share of invocations slower than the threshold; none when a source cannot tell.
+    fn slow(stable: &VersionTotals, canary: &VersionTotals) -> Option<Self> {
+        Some(Self {
+            metric: "slow_rate",
+            baseline_events: stable.slower_than_threshold?,
+            baseline_total: stable.invocations,
+            canary_events: canary.slower_than_threshold?,
+            canary_total: canary.invocations,
+            guarded: false,
+        })
+    }
+
+    fn rate(events: f64, total: f64) -> f64 {
+        if total > 0.0 {
+            (events / total).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
+    fn test(&self, margin: f64) -> Option<RateTest> {
+        rate_test(
+            self.canary_events,
+            self.canary_total,
+            self.baseline_events,
+            self.baseline_total,
+            margin,
+        )
+    }
+
+    /// The guardrail: a gross rate on enough requests, strongly significant.
+    fn guardrail(&self, config: &Config) -> Option<String> {
+        let canary = Self::rate(self.canary_events, self.canary_total);
+        let baseline = Self::rate(self.baseline_events, self.baseline_total);
+        let fires = self.guarded
+            && self.canary_total >= f64::from(config.guardrail_min_requests)
+            && canary >= config.guardrail_error_rate
+            && canary >= config.guardrail_ratio * baseline
+            && self
+                .test(0.0)
+                .is_some_and(|t| t.p_worse < GUARDRAIL_P_VALUE);
+        fires.then(|| {
+            format!(
+                "guardrail: canary {:.1} % of {:.0} ≥ {:.1} % and ≥ {}× stable's {:.2} %",
+                canary * 100.0,
+                self.canary_total,
+                config.guardrail_error_rate * 100.0,
+                config.guardrail_ratio,
+                baseline * 100.0
+            )
+        })
+    }
+
+    fn judge(
+        &self,
+        config: &Config,
+        alpha: f64,
+        errors_lower: bool,
+        stable: &VersionTotals,
+        canary_totals: &VersionTotals,
+    ) -> MetricVerdict {
+        let baseline = Self::rate(self.baseline_events, self.baseline_total);
+        let canary = Self::rate(self.canary_events, self.canary_total);
+        let test = self.test(config.degradation_threshold);
+        let significant = test.is_some_and(|t| t.p_worse < alpha);
+        let guardrail = self.guardrail(config);
+        let (degraded, rule) = if let Some(rule) = guardrail {
+            (true, rule)
+        } else if significant && self.metric == "slow_rate" && errors_lower {
+            // Failures turned into slower successes: judged on both, within the bound.
+            let p99 = |t: &VersionTotals| t.duration_ms.map(|q| q.p99);
+            let bound = 1.0 + config.latency_trade_bound;
+            match (p99(stable), p99(canary_totals)) {
+                (Some(s), Some(c)) if c <= s * bound => (
+                    false,
+                    format!(
+                        "slower, but errors significantly lower and p99 {c:.0} ms within {bound}× stable's {s:.0} ms"
+                    ),
+                ),
+                _ => (
+                    true,
+                    format!("slower beyond {bound}× stable's p99, though errors are lower"),
+                ),
+            }
+        } else if significant {
+            (
+                true,
+                format!(
+                    "worse than stable by more than {:.0} %: p = {:.2e} < α = {alpha:.2e}",
+                    config.degradation_threshold * 100.0,
+                    test.map_or(1.0, |t| t.p_worse)
+                ),
+            )
+        } else {
+            (false, "not significantly worse".to_owned())
+        };
+        MetricVerdict {
+            metric: self.metric.to_owned(),
+            baseline,
+            canary,
+            delta: relative_change(baseline, canary),
+            p_value: test.map(|t| t.p_worse),
+            p_better: test.map(|t| t.p_better),
+            degraded,
+            baseline_events: self.baseline_events,
+            baseline_total: self.baseline_total,
+            canary_events: self.canary_events,
+            canary_total: self.canary_total,
+            baseline_interval: wilson_interval(
+                self.baseline_events,
+                self.baseline_total,
+                INTERVAL_CONFIDENCE,
+            ),
+            canary_interval: wilson_interval(
+                self.canary_events,
+                self.canary_total,
+                INTERVAL_CONFIDENCE,
+            ),
+            alpha,
+            rule,
+        }
+    }
 }
 
 /// Shifts all traffic to the canary.
@@ -312,25 +521,32 @@ mod tests {
     use crate::error::StoreError;
     use crate::ids::ComponentId;
     use crate::ports::HaltState;
-    use crate::telemetry::{DataPoint, ErrorRow};
+    use crate::telemetry::{ErrorRow, MetricSeries, Quantiles};
     use crate::testing::StaticDeployer;
 
     const DEPLOYED: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
 
-    /// Per-minute series: stable fails 1 %, the canary `canary_error_rate`; the canary's
-    /// Errors series misses minute 3 (a source that drops points).
+    /// Fixed pooled totals per version; slow counts only when a threshold is asked for.
     struct Versions {
-        canary_error_rate: f64,
+        stable: VersionTotals,
+        canary: VersionTotals,
+        /// Thresholds asked for, in order.
+        asked: std::sync::Mutex<Vec<Option<f64>>>,
     }
 
-    fn points(minutes: i64, value: impl Fn(i64) -> f64, skip: Option<i64>) -> Vec<DataPoint> {
-        (0..minutes)
-            .filter(|m| Some(*m) != skip)
-            .map(|m| DataPoint {
-                timestamp: DEPLOYED + Duration::minutes(m),
-                value: value(m),
-            })
-            .collect()
+    fn totals(version: &str, invocations: f64, errors: f64, p99: f64, slow: f64) -> VersionTotals {
+        VersionTotals {
+            version: version.into(),
+            invocations,
+            errors,
+            throttles: 0.0,
+            duration_ms: Some(Quantiles {
+                p50: p99 / 3.0,
+                p90: p99 / 1.5,
+                p99,
+            }),
+            slower_than_threshold: Some(slow),
+        }
     }
 
     #[async_trait]
@@ -341,46 +557,22 @@ mod tests {
         ) -> Result<Vec<MetricSeries>, TelemetryError> {
             Ok(vec![])
         }
-        async fn version_series(
+        async fn version_totals(
             &self,
-            function: &ComponentId,
-            _: &[String],
-            _: &[MetricName],
+            _: &ComponentId,
+            versions: &[String],
             _: &TimeWindow,
-            _: u32,
-        ) -> Result<Vec<MetricSeries>, TelemetryError> {
-            let series = |version: &str, metric, points| MetricSeries {
-                component: function.clone(),
-                metric,
-                version: Some(version.to_owned()),
-                points,
+            threshold: Option<f64>,
+        ) -> Result<Vec<VersionTotals>, TelemetryError> {
+            self.asked.lock().unwrap().push(threshold);
+            let strip = |mut t: VersionTotals| {
+                if threshold.is_none() {
+                    t.slower_than_threshold = None;
+                }
+                t
             };
-            let rate = self.canary_error_rate;
-            Ok(vec![
-                series("1", MetricName::Invocations, points(10, |_| 900.0, None)),
-                series(
-                    "1",
-                    MetricName::Errors,
-                    points(10, |m| 9.0 + (m % 2) as f64, None),
-                ),
-                series(
-                    "1",
-                    MetricName::DurationP99,
-                    points(10, |m| 200.0 + m as f64, None),
-                ),
-                series("2", MetricName::Invocations, points(10, |_| 100.0, None)),
-                // Minute 3 missing: pairing by position would shift every later minute.
-                series(
-                    "2",
-                    MetricName::Errors,
-                    points(10, |m| 100.0 * rate + (m % 2) as f64, Some(3)),
-                ),
-                series(
-                    "2",
-                    MetricName::DurationP99,
-                    points(10, |m| 201.0 + m as f64, None),
-                ),
-            ])
+            assert_eq!(versions, ["1", "2"]);
+            Ok(vec![strip(self.stable.clone()), strip(self.canary.clone())])
         }
         async fn error_rows(
             &self,
@@ -444,8 +636,17 @@ mod tests {
         item
     }
 
-    async fn check(canary_error_rate: f64, minutes_after: i64) -> MonitorReport {
-        let telemetry = Versions { canary_error_rate };
+    async fn check_with(
+        stable: VersionTotals,
+        canary: VersionTotals,
+        minutes_after: i64,
+        previous_look: Option<i64>,
+    ) -> MonitorReport {
+        let telemetry = Versions {
+            stable,
+            canary,
+            asked: Default::default(),
+        };
         let clock = FixedClock(DEPLOYED + Duration::minutes(minutes_after));
         let deps = CanaryDeps {
             deployer: &StaticDeployer(None),
@@ -453,31 +654,128 @@ mod tests {
             halt: &NotHalted,
             clock: &clock,
         };
-        monitor(deps, &Config::default(), &item()).await.unwrap()
+        let mut item = item();
+        item.monitor = previous_look.map(|m| MonitorReport {
+            verdict: Verdict::Healthy,
+            window_over: false,
+            checked_at: DEPLOYED + Duration::minutes(m),
+            metrics: vec![],
+            reason: String::new(),
+            canary_requests: 0.0,
+            stable_requests: 0.0,
+            extended: false,
+            alpha_spent: 0.0,
+            latency: None,
+        });
+        let report = monitor(deps, &Config::default(), &item).await.unwrap();
+        // Without an SLO: one read for stable's p99, one for the slow counts above it.
+        let asked = telemetry.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        assert_eq!(asked[1], stable_p99(&report));
+        report
+    }
+
+    fn stable_p99(report: &MonitorReport) -> Option<f64> {
+        report.latency.as_ref()?.stable.map(|q| q.p99)
+    }
+
+    fn metric<'r>(report: &'r MonitorReport, name: &str) -> &'r MetricVerdict {
+        report.metrics.iter().find(|m| m.metric == name).unwrap()
     }
 
     #[tokio::test]
     async fn a_canary_as_good_as_stable_is_healthy_and_promoted_after_the_window() {
-        let report = check(0.01, 10).await;
+        let stable = totals("1", 54_000.0, 540.0, 200.0, 540.0);
+        let canary = totals("2", 6_000.0, 62.0, 201.0, 63.0);
+        let report = check_with(stable.clone(), canary.clone(), 10, Some(5)).await;
         assert_eq!(report.verdict, Verdict::Healthy, "{report:#?}");
         assert!(!report.window_over);
-        let error_rate = &report.metrics[0];
-        assert_eq!(error_rate.metric, "error_rate");
-        assert!((error_rate.canary - 0.015).abs() < 0.002, "{error_rate:?}");
-        assert!(check(0.01, 61).await.window_over);
+        let errors = metric(&report, "error_rate");
+        assert!((errors.canary - 62.0 / 6000.0).abs() < 1e-12, "{errors:?}");
+        assert_eq!((errors.canary_events, errors.canary_total), (62.0, 6000.0));
+        let (lo, hi) = errors.canary_interval.unwrap();
+        assert!(lo < errors.canary && errors.canary < hi);
+        let over = check_with(stable, canary, 60, Some(55)).await;
+        assert!(over.window_over);
+        assert_eq!(over.verdict, Verdict::Healthy, "{over:#?}");
     }
 
     #[tokio::test]
-    async fn a_significantly_worse_canary_is_degraded() {
-        let report = check(0.2, 10).await;
+    async fn a_failing_canary_on_an_error_free_stable_is_rolled_back_at_the_first_look() {
+        // 79 % timeouts against none on stable: no relative change exists, the counts decide.
+        let stable = totals("1", 270.0, 0.0, 900.0, 3.0);
+        let canary = totals("2", 30.0, 24.0, 3000.0, 24.0);
+        let report = check_with(stable, canary, 5, None).await;
+        assert_eq!(report.verdict, Verdict::Degraded, "{report:#?}");
+        let errors = metric(&report, "error_rate");
+        assert!(errors.degraded && errors.delta.is_none());
+        assert!(errors.rule.starts_with("guardrail"), "{}", errors.rule);
+        assert!(report.reason.starts_with("error_rate: guardrail"));
+    }
+
+    #[tokio::test]
+    async fn a_moderately_worse_canary_is_caught_by_the_sequential_test() {
+        // 3 % errors against 1 %: below the guardrail, significant on the counts.
+        let stable = totals("1", 27_000.0, 270.0, 200.0, 270.0);
+        let canary = totals("2", 3_000.0, 90.0, 200.0, 30.0);
+        let report = check_with(stable, canary, 30, Some(25)).await;
+        let errors = metric(&report, "error_rate");
+        assert!(!errors.rule.starts_with("guardrail"), "{}", errors.rule);
+        assert!(errors.degraded, "{errors:#?}");
+        assert!(errors.p_value.unwrap() < errors.alpha);
         assert_eq!(report.verdict, Verdict::Degraded);
-        let error_rate = &report.metrics[0];
-        assert!(error_rate.degraded);
-        assert!(error_rate.p_value.unwrap() < 0.05);
-        assert!(
-            !report.metrics[1].degraded,
-            "p99 within 10 %: {:?}",
-            report.metrics[1]
-        );
+    }
+
+    #[tokio::test]
+    async fn noise_within_the_margin_is_not_a_regression() {
+        // 8 % more errors than stable is inside DEGRADATION_THRESHOLD (10 %).
+        let stable = totals("1", 54_000.0, 540.0, 200.0, 540.0);
+        let canary = totals("2", 6_000.0, 65.0, 200.0, 60.0);
+        let report = check_with(stable, canary, 60, Some(55)).await;
+        assert!(!metric(&report, "error_rate").degraded);
+        assert_eq!(report.verdict, Verdict::Healthy);
+    }
+
+    #[tokio::test]
+    async fn failures_turned_into_slower_successes_are_judged_on_both() {
+        // A longer timeout: 12 % timeouts (capped at 3 s) become 3–5 s successes.
+        let stable = totals("1", 5_400.0, 648.0, 3000.0, 0.0);
+        let canary = totals("2", 600.0, 0.0, 4_800.0, 72.0);
+        let report = check_with(stable.clone(), canary, 60, Some(55)).await;
+        let slow = metric(&report, "slow_rate");
+        assert!(slow.p_value.unwrap() < 1e-6, "{slow:?}");
+        assert!(!slow.degraded, "{slow:#?}");
+        assert!(slow.rule.contains("errors significantly lower"));
+        assert_eq!(report.verdict, Verdict::Healthy, "{report:#?}");
+        // Beyond the bound (2× stable's p99 by default) it is a regression after all.
+        let too_slow = totals("2", 600.0, 0.0, 7_000.0, 72.0);
+        let report = check_with(stable, too_slow, 60, Some(55)).await;
+        assert!(metric(&report, "slow_rate").degraded);
+        assert_eq!(report.verdict, Verdict::Degraded);
+    }
+
+    #[tokio::test]
+    async fn too_few_canary_requests_extend_the_window_once_then_keep_stable() {
+        let stable = totals("1", 360.0, 0.0, 200.0, 4.0);
+        let canary = totals("2", 40.0, 0.0, 200.0, 0.0);
+        let at_end = check_with(stable.clone(), canary.clone(), 60, Some(55)).await;
+        assert_eq!(at_end.verdict, Verdict::Inconclusive);
+        assert!(!at_end.window_over && at_end.extended, "{at_end:#?}");
+        let after = check_with(stable, canary, 120, Some(115)).await;
+        assert_eq!(after.verdict, Verdict::Inconclusive);
+        assert!(after.window_over);
+        assert!(after.reason.contains("stable kept"), "{}", after.reason);
+    }
+
+    #[tokio::test]
+    async fn the_alpha_budget_is_spent_over_the_looks_and_never_exceeded() {
+        let config = Config::default();
+        let schedule = LookSchedule::new(&config, DEPLOYED);
+        let at = |m: i64| schedule.spent(&config, DEPLOYED + Duration::minutes(m));
+        let looks: Vec<f64> = (0..=24).map(|k| at(k * 5)).collect();
+        assert!(looks.windows(2).all(|w| w[1] >= w[0]));
+        assert!((at(60) - 0.8 * config.significance_level).abs() < 1e-12);
+        assert!((at(120) - config.significance_level).abs() < 1e-12);
+        assert!((at(600) - config.significance_level).abs() < 1e-12);
     }
 }

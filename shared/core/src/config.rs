@@ -79,6 +79,21 @@ pub struct Config {
     pub degradation_threshold: f64,
     /// `SIGNIFICANCE_LEVEL`: the p-value below which a worsening is believed.
     pub significance_level: f64,
+    /// `MIN_CANARY_REQUESTS`: canary invocations needed to promote; fewer at the end of the
+    /// window extend it once, then keep stable as inconclusive.
+    pub min_canary_requests: u32,
+    /// `GUARDRAIL_ERROR_RATE`: a canary error or throttle rate at or above this (and
+    /// `GUARDRAIL_RATIO` × stable's, on `GUARDRAIL_MIN_REQUESTS`) rolls back at once.
+    pub guardrail_error_rate: f64,
+    /// `GUARDRAIL_RATIO`: how many times stable's rate the guardrail needs.
+    pub guardrail_ratio: f64,
+    /// `GUARDRAIL_MIN_REQUESTS`: canary requests the guardrail needs.
+    pub guardrail_min_requests: u32,
+    /// `LATENCY_SLO_MS`: invocations slower than this are slow; unset: stable's pooled p99.
+    pub latency_slo_ms: Option<f64>,
+    /// `LATENCY_TRADE_BOUND`: when the canary's error rate is significantly lower, its p99
+    /// may be up to (1 + this) × stable's without counting as a latency regression.
+    pub latency_trade_bound: f64,
     /// `LOW_TRAFFIC_INVOCATIONS_PER_MINUTE`: deploys wait while traffic is above this.
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
@@ -137,6 +152,15 @@ impl Config {
             monitor_interval_seconds: env.number("MONITOR_INTERVAL_SECONDS", 300, 10, 3600)?,
             degradation_threshold: env.float("DEGRADATION_THRESHOLD", 0.10, 0.0, 10.0)?,
             significance_level: env.float("SIGNIFICANCE_LEVEL", 0.05, 0.0001, 0.5)?,
+            min_canary_requests: env.number("MIN_CANARY_REQUESTS", 60, 1, 1_000_000)?,
+            guardrail_error_rate: env.float("GUARDRAIL_ERROR_RATE", 0.05, 0.0001, 1.0)?,
+            guardrail_ratio: env.float("GUARDRAIL_RATIO", 5.0, 1.0, 1000.0)?,
+            guardrail_min_requests: env.number("GUARDRAIL_MIN_REQUESTS", 10, 1, 1_000_000)?,
+            latency_slo_ms: env
+                .optional("LATENCY_SLO_MS")
+                .map(|_| env.float("LATENCY_SLO_MS", 0.0, 1.0, 900_000.0))
+                .transpose()?,
+            latency_trade_bound: env.float("LATENCY_TRADE_BOUND", 1.0, 0.0, 10.0)?,
             low_traffic_invocations_per_minute: env.float(
                 "LOW_TRAFFIC_INVOCATIONS_PER_MINUTE",
                 10_000.0,

@@ -9,6 +9,7 @@ use crate::change::{LambdaSettings, Proposal, RiskLevel};
 use crate::cycle::CycleMode;
 use crate::deployment::CanaryDeployment;
 use crate::ids::{CycleId, TenantId};
+use crate::telemetry::Quantiles;
 
 /// The Map item: the cycle's context, the opportunity, and each step's result so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,21 +156,49 @@ pub struct DeployOutcome {
     pub monitor_interval_seconds: u32,
 }
 
-/// How the canary compares on one metric.
+/// How the canary compares on one metric: pooled counts of both versions and the test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricVerdict {
-    /// `error_rate`, `p99_ms` or `throttle_rate`.
+    /// `error_rate`, `throttle_rate` or `slow_rate` (share slower than the latency threshold).
     pub metric: String,
-    /// The stable version's mean.
+    /// The stable version's rate.
     pub baseline: f64,
-    /// The canary's mean.
+    /// The canary's rate.
     pub canary: f64,
-    /// (canary − baseline) ÷ baseline.
+    /// (canary − baseline) ÷ baseline; none on a zero baseline with a non-zero canary.
     pub delta: Option<f64>,
-    /// One-sided Mann–Whitney p-value that the canary is worse.
+    /// One-sided p-value that the canary's rate exceeds (1 + `DEGRADATION_THRESHOLD`) × the
+    /// stable's (exact conditional test on the counts).
     pub p_value: Option<f64>,
-    /// Worse by more than the threshold and significant.
+    /// One-sided p-value that the canary's rate is below the stable's.
+    #[serde(default)]
+    pub p_better: Option<f64>,
+    /// Worse: a guardrail fired, or the test is significant at this look's level.
     pub degraded: bool,
+    /// The stable version's events (errors, throttles, slow invocations).
+    #[serde(default)]
+    pub baseline_events: f64,
+    /// The stable version's requests the rate is over.
+    #[serde(default)]
+    pub baseline_total: f64,
+    /// The canary's events.
+    #[serde(default)]
+    pub canary_events: f64,
+    /// The canary's requests the rate is over.
+    #[serde(default)]
+    pub canary_total: f64,
+    /// 95 % Wilson interval of the stable version's rate.
+    #[serde(default)]
+    pub baseline_interval: Option<(f64, f64)>,
+    /// 95 % Wilson interval of the canary's rate.
+    #[serde(default)]
+    pub canary_interval: Option<(f64, f64)>,
+    /// The significance level this look tested at (its share of the α budget).
+    #[serde(default)]
+    pub alpha: f64,
+    /// The rule that decided this metric, in words.
+    #[serde(default)]
+    pub rule: String,
 }
 
 /// The canary's verdict.
@@ -180,8 +209,19 @@ pub enum Verdict {
     Healthy,
     /// At least one metric is significantly worse: roll back.
     Degraded,
-    /// Not enough data yet.
+    /// Not enough data yet; at the end of the window: keep stable.
     Inconclusive,
+}
+
+/// Pooled latency of both versions over the look's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// The stable version's duration quantiles.
+    pub stable: Option<Quantiles>,
+    /// The canary's duration quantiles.
+    pub canary: Option<Quantiles>,
+    /// Invocations slower than this count as slow (`LATENCY_SLO_MS`, else stable's p99).
+    pub threshold_ms: Option<f64>,
 }
 
 /// monitor's result.
@@ -196,4 +236,22 @@ pub struct MonitorReport {
     pub checked_at: OffsetDateTime,
     /// Per-metric comparison.
     pub metrics: Vec<MetricVerdict>,
+    /// Why the verdict, in words (the rule that fired).
+    #[serde(default)]
+    pub reason: String,
+    /// Canary invocations in the window so far.
+    #[serde(default)]
+    pub canary_requests: f64,
+    /// Stable invocations in the window so far.
+    #[serde(default)]
+    pub stable_requests: f64,
+    /// The window was extended once for too few canary requests.
+    #[serde(default)]
+    pub extended: bool,
+    /// The α budget spent up to and including this look.
+    #[serde(default)]
+    pub alpha_spent: f64,
+    /// Pooled latency of both versions.
+    #[serde(default)]
+    pub latency: Option<LatencyReport>,
 }

@@ -10,7 +10,7 @@ use crate::cycle::{CycleRecord, CycleRequest, TimeWindow};
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::error::{OrchestratorError, StoreError, TelemetryError};
 use crate::ids::{ComponentId, CycleId, DedupKey};
-use crate::telemetry::{ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 
 /// A request to own a dedup key for one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,21 +159,22 @@ pub trait AlarmSource: Send + Sync {
 /// Metric series and error rows (the rest of the Telemetry port).
 #[async_trait]
 pub trait Telemetry: Send + Sync {
-    /// Every metric of [`MetricName::ALL`] for the components in scope, all versions together.
+    /// Every metric of [`MetricName::ALL`](crate::telemetry::MetricName::ALL) for the components in scope, all versions together.
     async fn metric_series(
         &self,
         query: &TelemetryQuery,
     ) -> Result<Vec<MetricSeries>, TelemetryError>;
 
-    /// `metrics` of one function split by executed version (for canary monitoring).
-    async fn version_series(
+    /// Counts and latency of each of `versions` of one function pooled over `window` (for
+    /// canary monitoring), in the order asked; with `slow_threshold_ms`, also how many
+    /// invocations ran longer than it. A version without data gets zero counts.
+    async fn version_totals(
         &self,
         function: &ComponentId,
         versions: &[String],
-        metrics: &[MetricName],
         window: &TimeWindow,
-        period_seconds: u32,
-    ) -> Result<Vec<MetricSeries>, TelemetryError>;
+        slow_threshold_ms: Option<f64>,
+    ) -> Result<Vec<VersionTotals>, TelemetryError>;
 
     /// Error log rows for the components in scope, at most `limit`, newest first.
     async fn error_rows(

@@ -73,6 +73,51 @@ impl MetricSeries {
     }
 }
 
+/// Pooled duration quantiles, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// The median.
+    pub p50: f64,
+    /// The 90th percentile.
+    pub p90: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+}
+
+/// One version's telemetry pooled over a whole window, for canary judgment: counts, not
+/// per-period summaries, so a low-traffic version is weighed by its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionTotals {
+    /// The version (`ExecutedVersion`).
+    pub version: String,
+    /// Invocations that ran, failed ones included (`Invocations`, Sum).
+    pub invocations: f64,
+    /// Invocations that failed, timeouts and out-of-memory kills included (`Errors`, Sum).
+    pub errors: f64,
+    /// Requests refused for lack of concurrency (`Throttles`, Sum).
+    pub throttles: f64,
+    /// Duration quantiles over every invocation of the window; none without invocations
+    /// or where the source has no percentiles.
+    pub duration_ms: Option<Quantiles>,
+    /// Invocations that ran longer than the threshold asked for; none when none was asked
+    /// or the source cannot tell.
+    pub slower_than_threshold: Option<f64>,
+}
+
+impl VersionTotals {
+    /// A version with no data.
+    pub fn empty(version: &str) -> Self {
+        Self {
+            version: version.to_owned(),
+            invocations: 0.0,
+            errors: 0.0,
+            throttles: 0.0,
+            duration_ms: None,
+            slower_than_threshold: None,
+        }
+    }
+}
+
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TelemetryQuery {

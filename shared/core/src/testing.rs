@@ -20,7 +20,7 @@ use crate::records::{
     CycleProgress, DailyUsage, ImprovementQuery, ImprovementRecord, ImprovementStore, Page,
     ProviderHealth, TenantScope, UsageLedger,
 };
-use crate::telemetry::{ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 
 /// A read-only Deployer: every function has `settings` (or none exists); deploys are refused.
 pub(crate) struct StaticDeployer(pub Option<LambdaSettings>);
@@ -229,14 +229,13 @@ impl Telemetry for NoTelemetry {
             "no telemetry in this test".into(),
         ))
     }
-    async fn version_series(
+    async fn version_totals(
         &self,
         _: &ComponentId,
         _: &[String],
-        _: &[MetricName],
         _: &TimeWindow,
-        _: u32,
-    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        _: Option<f64>,
+    ) -> Result<Vec<VersionTotals>, TelemetryError> {
         Err(TelemetryError::Unavailable(
             "no telemetry in this test".into(),
         ))

@@ -16,7 +16,9 @@ use selfbuild_core::generate::generate;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::Telemetry;
-use selfbuild_core::telemetry::{ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use selfbuild_core::telemetry::{
+    ErrorRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
+};
 use selfbuild_core::validate::validate;
 use selfbuild_local::demo::{demo_config, scenario_request};
 use selfbuild_local::fleet::{Fleet, Scenario};
@@ -33,14 +35,13 @@ impl Telemetry for Replay {
     async fn metric_series(&self, _: &TelemetryQuery) -> Result<Vec<MetricSeries>, TelemetryError> {
         Ok(self.series.clone())
     }
-    async fn version_series(
+    async fn version_totals(
         &self,
         _: &ComponentId,
         _: &[String],
-        _: &[MetricName],
         _: &TimeWindow,
-        _: u32,
-    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        _: Option<f64>,
+    ) -> Result<Vec<VersionTotals>, TelemetryError> {
         Ok(Vec::new())
     }
     async fn error_rows(

@@ -238,7 +238,7 @@ async fn a_tenant_reads_the_metrics_published_with_its_tenant_id() {
 }
 
 #[tokio::test]
-async fn version_series_splits_by_executed_version() {
+async fn version_totals_split_by_executed_version_and_pool_the_window() {
     // GIVEN metrics of versions 1 and 2 behind the live alias
     let moto = MotoServer::start();
     let sdk = moto.sdk_config().await;
@@ -261,25 +261,38 @@ async fn version_series_splits_by_executed_version() {
     let telemetry = CloudWatchTelemetry::new(&sdk, settings());
     let function = ComponentId::parse("orders-api").unwrap();
 
-    // WHEN both versions are read
-    let series = telemetry
-        .version_series(
+    // WHEN both versions are read, pooled over the window
+    let totals = telemetry
+        .version_totals(
             &function,
-            &["1".into(), "2".into()],
-            &[MetricName::Invocations, MetricName::Errors],
+            &["1".into(), "2".into(), "3".into()],
             &w,
-            60,
+            Some(500.0),
         )
         .await
         .unwrap();
 
-    // THEN one series per version and metric
-    assert_eq!(series.len(), 4);
-    let of = |metric, version| points(&series, &w, "orders-api", metric, Some(version));
-    assert_eq!(of(MetricName::Invocations, "1"), [(0, 10.0)]);
-    assert_eq!(of(MetricName::Invocations, "2"), [(0, 2.0)]);
-    assert_eq!(of(MetricName::Errors, "1"), []);
-    assert_eq!(of(MetricName::Errors, "2"), [(60, 1.0)]);
+    // THEN one total per version, in the order asked; without percentiles (moto) no
+    // quantiles and no slow counts rather than made-up zeros
+    assert_eq!(totals.len(), 3);
+    assert_eq!(
+        (
+            totals[0].version.as_str(),
+            totals[0].invocations,
+            totals[0].errors
+        ),
+        ("1", 10.0, 0.0)
+    );
+    assert_eq!(
+        (
+            totals[1].version.as_str(),
+            totals[1].invocations,
+            totals[1].errors
+        ),
+        ("2", 2.0, 1.0)
+    );
+    assert!(totals[1].duration_ms.is_none() && totals[1].slower_than_threshold.is_none());
+    assert_eq!(totals[2].invocations, 0.0);
 }
 
 /// moto 5.2.1 cannot compute percentiles and answers a `p99` query with HTTP 500: a 5xx is

@@ -26,7 +26,9 @@ use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::{DeployError, Deployer, Telemetry};
-use selfbuild_core::telemetry::{DataPoint, ErrorRow, MetricName, MetricSeries, TelemetryQuery};
+use selfbuild_core::telemetry::{
+    DataPoint, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery, VersionTotals,
+};
 use time::{Duration, OffsetDateTime};
 
 pub use scenario::{FunctionSpec, Scenario, ScenarioError, Workload, WorkloadChange};
@@ -340,6 +342,48 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// One version's counts and latency pooled over the minutes of `window` that have ended.
+    fn version_totals_of(
+        &self,
+        view: &FunctionView,
+        version: &str,
+        window: &TimeWindow,
+        slow_threshold_ms: Option<f64>,
+    ) -> VersionTotals {
+        let Some(number) = parse_version(version) else {
+            return VersionTotals::empty(version);
+        };
+        let (_, minutes) = window_minutes(window, self.inner.clock.now());
+        let mut totals = PeriodTotals::default();
+        for m in minutes {
+            let versions: Vec<VersionMinute> = self
+                .minute(view, m, Some(number))
+                .into_iter()
+                .map(|(_, vm)| vm)
+                .collect();
+            totals.add_minute(&versions);
+        }
+        let (invocations, errors, throttles) = totals.counts();
+        let duration_ms = match (
+            totals.percentile(0.50),
+            totals.percentile(0.90),
+            totals.percentile(0.99),
+        ) {
+            (Some(p50), Some(p90), Some(p99)) => Some(Quantiles { p50, p90, p99 }),
+            _ => None,
+        };
+        VersionTotals {
+            version: version.to_owned(),
+            invocations,
+            errors,
+            throttles,
+            duration_ms,
+            slower_than_threshold: slow_threshold_ms.map(|t| totals.slower_than(t)),
+        }
+    }
+}
+
 fn emit(out: &mut [Vec<DataPoint>], metrics: &[MetricName], minute: i64, mut totals: PeriodTotals) {
     let timestamp = minute_start(minute);
     for (points, metric) in out.iter_mut().zip(metrics) {
@@ -447,37 +491,21 @@ impl Telemetry for Fleet {
         Ok(series)
     }
 
-    async fn version_series(
+    async fn version_totals(
         &self,
         function: &ComponentId,
         versions: &[String],
-        metrics: &[MetricName],
         window: &TimeWindow,
-        period_seconds: u32,
-    ) -> Result<Vec<MetricSeries>, TelemetryError> {
-        period_minutes(period_seconds)?;
-        let Some(view) = self.views(None, std::slice::from_ref(function)).pop() else {
-            return Ok(Vec::new());
-        };
-        let mut series = Vec::new();
-        for version in versions {
-            let points = match parse_version(version) {
-                Some(v) => self.points(&view, Some(v), metrics, window, period_seconds)?,
-                None => vec![Vec::new(); metrics.len()],
-            };
-            series.extend(
-                metrics
-                    .iter()
-                    .zip(points)
-                    .map(|(metric, points)| MetricSeries {
-                        component: function.clone(),
-                        metric: *metric,
-                        version: Some(version.clone()),
-                        points,
-                    }),
-            );
-        }
-        Ok(series)
+        slow_threshold_ms: Option<f64>,
+    ) -> Result<Vec<VersionTotals>, TelemetryError> {
+        let view = self.views(None, std::slice::from_ref(function)).pop();
+        Ok(versions
+            .iter()
+            .map(|version| match &view {
+                Some(view) => self.version_totals_of(view, version, window, slow_threshold_ms),
+                None => VersionTotals::empty(version),
+            })
+            .collect())
     }
 
     async fn error_rows(

@@ -304,7 +304,22 @@ impl PeriodTotals {
         }
     }
 
-    fn percentile(&mut self, q: f64) -> Option<f64> {
+    /// Invocations, errors and throttles so far.
+    pub(super) fn counts(&self) -> (f64, f64, f64) {
+        (self.invocations, self.errors, self.throttles)
+    }
+
+    /// Invocations (as the samples stand for them) that ran longer than `threshold_ms`.
+    pub(super) fn slower_than(&self, threshold_ms: f64) -> f64 {
+        self.durations
+            .iter()
+            .filter(|(duration, _)| *duration > threshold_ms)
+            .map(|(_, weight)| weight)
+            .sum()
+    }
+
+    /// The exact weighted `q` quantile (0–1) of the sampled durations.
+    pub(super) fn percentile(&mut self, q: f64) -> Option<f64> {
         let total: f64 = self.durations.iter().map(|d| d.1).sum();
         if total <= 0.0 {
             return None;

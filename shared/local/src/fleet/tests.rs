@@ -95,19 +95,22 @@ fn stats_of(series: &[MetricSeries]) -> Stats {
     }
 }
 
+/// One version's pooled totals; the statistics a version has no totals for are NaN.
 async fn version_stats(fleet: &Fleet, function: &str, version: &str, w: TimeWindow) -> Stats {
-    let minutes = (w.end - w.start).whole_minutes() as u32;
-    let series = fleet
-        .version_series(
-            &id(function),
-            &[version.to_owned()],
-            &MetricName::ALL,
-            &w,
-            minutes * 60,
-        )
+    let totals = fleet
+        .version_totals(&id(function), &[version.to_owned()], &w, None)
         .await
         .unwrap();
-    stats_of(&series)
+    let t = &totals[0];
+    Stats {
+        invocations: t.invocations,
+        errors: t.errors,
+        throttles: t.throttles,
+        avg_ms: f64::NAN,
+        p99_ms: t.duration_ms.map_or(f64::NAN, |q| q.p99),
+        concurrency: f64::NAN,
+        memory: f64::NAN,
+    }
 }
 
 async fn function_stats(fleet: &Fleet, function: &str, w: TimeWindow) -> Stats {
@@ -252,16 +255,12 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
     assert!((canary.invocations - 3600.0).abs() < 300.0, "{canary:?}");
     // The stable version served nothing once the canary took all the traffic.
     let stable = fleet
-        .version_series(
-            &f,
-            &["1".to_owned()],
-            &[MetricName::Invocations],
-            &after,
-            60,
-        )
+        .version_totals(&f, &["1".to_owned()], &after, Some(1000.0))
         .await
         .unwrap();
-    assert!(stable[0].points.is_empty(), "{stable:?}");
+    assert_eq!(stable[0].invocations, 0.0, "{stable:?}");
+    assert_eq!(stable[0].slower_than_threshold, Some(0.0));
+    assert!(stable[0].duration_ms.is_none());
     // All versions together: the function's error rate dropped.
     let all_after = function_stats(&fleet, "orders-api", after).await;
     assert!((all_after.error_rate() - canary.error_rate()).abs() < 1e-12);
@@ -584,10 +583,10 @@ async fn a_tenant_sees_only_its_functions() {
         .unwrap();
     assert!(!rows.is_empty() && rows.iter().all(|r| r.component.as_str() == "a-api"));
     let none = fleet
-        .version_series(&id("nope"), &["1".into()], &MetricName::ALL, &w, 60)
+        .version_totals(&id("nope"), &["1".into()], &w, None)
         .await
         .unwrap();
-    assert!(none.is_empty());
+    assert_eq!(none, [VersionTotals::empty("1")]);
 }
 
 #[tokio::test]
