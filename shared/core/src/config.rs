@@ -145,7 +145,10 @@ impl Config {
             improvement_rollback: env.flag("ENABLE_IMPROVEMENT_ROLLBACK", true)?,
             component_generation: env.flag("ENABLE_COMPONENT_GENERATION", true)?,
             medium_risk_approvals: env.number("MEDIUM_RISK_APPROVALS", 1, 0, 1)?,
-            protected_functions: env.patterns("PROTECTED_FUNCTIONS")?,
+            protected_functions: own_functions(&env)?
+                .into_iter()
+                .chain(env.patterns("PROTECTED_FUNCTIONS")?)
+                .collect(),
             llm_budget_usd: env.float("LLM_BUDGET_USD", 5.0, 0.0, 1000.0)?,
             canary_weight: env.float("CANARY_WEIGHT", 0.10, 0.01, 1.0)?,
             monitor_window_seconds: env.number("MONITOR_WINDOW_SECONDS", 3600, 60, 86_400)?,
@@ -194,6 +197,46 @@ impl Default for Config {
     fn default() -> Self {
         Self::from_lookup(|_| None).expect("the defaults are valid")
     }
+}
+
+/// The suffixes of the stack's function names (`<stack>-<suffix>`, infra/template.yaml).
+const OWN_FUNCTION_SUFFIXES: [&str; 8] = [
+    "alarm-intake",
+    "analyze",
+    "generate",
+    "validate",
+    "deploy",
+    "monitor",
+    "rollback",
+    "mcp",
+];
+
+/// selfbuild's own functions, protected in every mode whatever `PROTECTED_FUNCTIONS` says:
+/// `selfbuild` and `selfbuild-*`, and on Lambda the running function and its stack's
+/// (`<stack>-*`, read from `AWS_LAMBDA_FUNCTION_NAME`).
+fn own_functions(env: &Env<'_>) -> Result<Vec<AlarmPattern>, ConfigError> {
+    let mut globs = vec!["selfbuild".to_owned(), "selfbuild-*".to_owned()];
+    if let Some(name) = env.optional("AWS_LAMBDA_FUNCTION_NAME") {
+        let name = name.trim().to_owned();
+        if let Some(stack) = OWN_FUNCTION_SUFFIXES
+            .iter()
+            .find_map(|suffix| name.strip_suffix(&format!("-{suffix}")))
+            .filter(|stack| !stack.is_empty())
+        {
+            globs.push(format!("{stack}-*"));
+        }
+        globs.push(name);
+    }
+    globs
+        .iter()
+        .map(|g| {
+            AlarmPattern::parse(g).map_err(|problem| ConfigError::Invalid {
+                name: "AWS_LAMBDA_FUNCTION_NAME",
+                value: g.clone(),
+                problem: problem.to_owned(),
+            })
+        })
+        .collect()
 }
 
 struct Env<'a> {
@@ -343,6 +386,30 @@ mod tests {
         assert!(err.to_string().contains("CANARY_WEIGHT"), "{err}");
         let err = config(&[("CRITICAL_ALARM_PATTERNS", "ok,**")]).unwrap_err();
         assert!(err.to_string().contains("CRITICAL_ALARM_PATTERNS"), "{err}");
+    }
+
+    #[test]
+    fn selfbuilds_own_functions_are_protected_in_every_mode() {
+        let local = config(&[]).unwrap();
+        let protects =
+            |c: &Config, name: &str| c.protected_functions.iter().any(|p| p.matches(name));
+        assert!(protects(&local, "selfbuild-generate"));
+        assert!(protects(&local, "selfbuild"));
+        assert!(!protects(&local, "orders-api"));
+        let on_lambda = config(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "prod-loop-deploy"),
+            ("PROTECTED_FUNCTIONS", "payments-*"),
+        ])
+        .unwrap();
+        for name in [
+            "prod-loop-deploy",
+            "prod-loop-mcp",
+            "prod-loop-alarm-intake",
+            "payments-api",
+        ] {
+            assert!(protects(&on_lambda, name), "{name}");
+        }
+        assert!(!protects(&on_lambda, "prod-orders"));
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl ImprovementStatus {
             "validated" => Self::Validated,
             "approval_requested" => Self::AwaitingApproval,
             "approved" => Self::Approved,
-            "rejected" => Self::Rejected,
+            "rejected" | "proposal_refused" => Self::Rejected,
             "deployed" => Self::Deployed,
             "deploy_deferred" => Self::Deferred,
             "deploy_halted" => Self::Halted,

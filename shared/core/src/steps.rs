@@ -385,7 +385,18 @@ pub async fn run_step(
                 .filter(|p| p.state == CircuitState::Open)
                 .count();
             deps.metric("CircuitBreakerOpen", Unit::Count, open as f64);
-            let generated = generated?;
+            let generated = match generated {
+                Ok(generated) => generated,
+                // A refused proposal leaves an audit event and a record, as one refused in
+                // validate does.
+                Err(e @ (LlmError::InvalidAnswer(_) | LlmError::NoProposal(_))) => {
+                    let detail = format!("{}: {e}", e.error_type());
+                    deps.record(&item, "proposal_refused", None, None, detail, None)
+                        .await?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             deps.metric("LlmCostUsd", Unit::None, generated.usage.cost_usd);
             // Spend is already incurred: a ledger failure must not lose the proposal.
             if let Err(e) = deps
@@ -556,6 +567,7 @@ fn record_summary_metrics(deps: &StepDeps<'_>, cycle: &Value, summary: &CycleSum
 /// The function that performs an audited action.
 fn action_function(action: &str) -> &'static str {
     match action {
+        "proposal_refused" => "generate",
         "validated" | "approval_requested" => "validate",
         "rolled_back" => "rollback",
         _ => "deploy",
@@ -633,7 +645,7 @@ mod tests {
 
     struct World {
         records: MemoryRecords,
-        llm: FixedLlm,
+        llm: Box<dyn Llm>,
         deployer: StaticDeployer,
         clock: FixedClock,
     }
@@ -642,7 +654,7 @@ mod tests {
         fn new() -> Self {
             Self {
                 records: MemoryRecords::default(),
-                llm: FixedLlm {
+                llm: Box::new(FixedLlm {
                     proposal: proposal(),
                     usage: LlmUsage {
                         input_tokens: 1000,
@@ -653,7 +665,7 @@ mod tests {
                         provider: "bedrock:test".into(),
                         state: CircuitState::HalfOpen,
                     }],
-                },
+                }),
                 deployer: StaticDeployer(None),
                 clock: FixedClock(NOW),
             }
@@ -663,7 +675,7 @@ mod tests {
             let deps = StepDeps {
                 telemetry: &NoTelemetry,
                 deployer: &self.deployer,
-                llm: &self.llm,
+                llm: self.llm.as_ref(),
                 halt: &self.records,
                 approvals: &self.records,
                 audit: &self.records,
@@ -714,6 +726,51 @@ mod tests {
             .expect("the validation in the record");
         assert_eq!(record.risk, Some(stored.risk));
         assert_eq!(serde_json::to_value(&stored).unwrap(), validation);
+    }
+
+    /// Answers with something that is not a valid proposal.
+    struct InvalidLlm;
+
+    #[async_trait::async_trait]
+    impl Llm for InvalidLlm {
+        async fn propose(
+            &self,
+            _: &crate::generate::LlmRequest,
+        ) -> Result<crate::generate::LlmAnswer, LlmError> {
+            Err(LlmError::InvalidAnswer(
+                "change.reserved_concurrency: -1 is not a count".into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_proposal_refused_in_generate_is_audited_and_recorded() {
+        let world = World {
+            llm: Box::new(InvalidLlm),
+            ..World::new()
+        };
+        let mut ungenerated = item();
+        ungenerated.generated = None;
+        let err = world
+            .run(
+                StepFunction::Generate,
+                serde_json::to_value(&ungenerated).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidProposal");
+        let audit = world.records.events.lock().unwrap().clone();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].action, "proposal_refused");
+        assert_eq!(audit[0].actor, "selfbuild:generate");
+        assert!(
+            audit[0].detail.contains("-1 is not a count"),
+            "{}",
+            audit[0].detail
+        );
+        let records = world.records.improvements.lock().unwrap().clone();
+        let record = records.values().next().unwrap();
+        assert_eq!(record.status, ImprovementStatus::Rejected);
     }
 
     #[tokio::test]
