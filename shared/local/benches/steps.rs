@@ -16,9 +16,7 @@ use selfbuild_core::generate::generate;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::Telemetry;
-use selfbuild_core::telemetry::{
-    ErrorRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
-};
+use selfbuild_core::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 use selfbuild_core::validate::validate;
 use selfbuild_local::demo::{demo_config, scenario_request};
 use selfbuild_local::fleet::{Fleet, Scenario};

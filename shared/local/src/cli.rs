@@ -70,7 +70,8 @@ pub enum Command {
     Resume,
     /// Print the halt switch.
     Status,
-    /// Run one cycle from an intake event, over a scenario's fleet.
+    /// Run one cycle from an intake event, over a scenario's fleet, on event-driven virtual
+    /// time; a change that needs approval waits for a person (`approve`/`reject`).
     Cycle {
         /// The EventBridge event (alarm or schedule) intake receives.
         #[arg(long)]
@@ -78,9 +79,9 @@ pub enum Command {
         /// The scenario whose fleet the cycle works on.
         #[arg(long, default_value = "events/scenarios/timeouts.json")]
         scenario: PathBuf,
-        /// Virtual seconds per real second.
-        #[arg(long, default_value_t = 3600.0)]
-        time_scale: f64,
+        /// Removed: virtual time is event-driven; accepted only to say so.
+        #[arg(long, hide = true)]
+        time_scale: Option<String>,
     },
     /// Approve a change that waits for approval (a CRITICAL one needs two approvers).
     Approve {
@@ -113,21 +114,22 @@ pub enum Command {
         /// The fleet the tools read telemetry from and started cycles work on.
         #[arg(long, default_value = "events/scenarios/timeouts.json")]
         scenario: PathBuf,
-        /// Virtual seconds per real second inside cycles started through MCP.
-        #[arg(long, default_value_t = 3600.0)]
-        time_scale: f64,
+        /// Removed: virtual time is event-driven; accepted only to say so.
+        #[arg(long, hide = true)]
+        time_scale: Option<String>,
         /// A file with the API key list (JSON); else SELFBUILD_API_KEYS.
         #[arg(long, env = "SELFBUILD_API_KEYS_FILE")]
         api_keys_file: Option<PathBuf>,
     },
-    /// Run every scenario as a full improvement cycle offline and print a summary table.
+    /// Run every scenario as a full improvement cycle offline, on event-driven virtual time,
+    /// and print a summary table.
     Demo {
         /// A scenario file, or a folder of them.
         #[arg(long, default_value = "events/scenarios")]
         scenarios: PathBuf,
-        /// Virtual seconds per real second (3600: an hour of canary monitoring takes a second).
-        #[arg(long, default_value_t = 3600.0)]
-        time_scale: f64,
+        /// Removed: virtual time is event-driven; accepted only to say so.
+        #[arg(long, hide = true)]
+        time_scale: Option<String>,
     },
 }
 
@@ -179,26 +181,49 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Refuses flags that were removed, saying what replaced them.
+fn refuse_removed_flags(command: &Command) -> Result<(), CliError> {
+    match command {
+        Command::Demo {
+            time_scale: Some(_),
+            ..
+        }
+        | Command::Cycle {
+            time_scale: Some(_),
+            ..
+        }
+        | Command::Serve {
+            time_scale: Some(_),
+            ..
+        } => Err(cli_error(
+            "InvalidInput",
+            "--time-scale was removed: cycles now run on event-driven virtual time (waits \
+             take no real time, and the same scenario always gives the same timeline; a \
+             person's approval window runs at real pace); drop the flag",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the command, printing its JSON result on stdout or an error on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
-    if let Command::Demo {
-        scenarios,
-        time_scale,
-    } = &cli.command
-    {
-        return demo(&cli.data_dir, scenarios, *time_scale).await;
+    if let Err(e) = refuse_removed_flags(&cli.command) {
+        eprintln!("error[{}]: {}", e.error_type, e.message);
+        return ExitCode::from(2);
+    }
+    if let Command::Demo { scenarios, .. } = &cli.command {
+        return demo(&cli.data_dir, scenarios).await;
     }
     if let Command::Serve {
         addr,
         scenario,
-        time_scale,
         api_keys_file,
+        ..
     } = &cli.command
     {
         let options = crate::serve::ServeOptions {
             addr: *addr,
             scenario: scenario.clone(),
-            time_scale: *time_scale,
             api_keys_file: api_keys_file.clone(),
             data_dir: cli.data_dir.clone(),
             now: cli.now,
@@ -212,12 +237,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         };
     }
     if let Command::Cycle {
-        event,
-        scenario,
-        time_scale,
+        event, scenario, ..
     } = &cli.command
     {
-        return match cycle(&cli.data_dir, cli.now, event, scenario, *time_scale).await {
+        return match cycle(&cli.data_dir, cli.now, event, scenario).await {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error[{}]: {}", e.error_type, e.message);
@@ -339,11 +362,7 @@ fn read_event(path: &Path) -> Result<Value, CliError> {
 }
 
 /// Runs the demo scenarios; exit 0 only if every one ends as its file expects.
-async fn demo(data_dir: &Path, scenarios: &Path, time_scale: f64) -> ExitCode {
-    if !(time_scale.is_finite() && time_scale > 0.0) {
-        eprintln!("error[InvalidInput]: --time-scale must be a positive number");
-        return ExitCode::from(2);
-    }
+async fn demo(data_dir: &Path, scenarios: &Path) -> ExitCode {
     let files = if scenarios.is_dir() {
         match crate::demo::scenario_files(scenarios) {
             Ok(files) => files,
@@ -356,7 +375,6 @@ async fn demo(data_dir: &Path, scenarios: &Path, time_scale: f64) -> ExitCode {
         vec![scenarios.to_path_buf()]
     };
     let options = crate::demo::DemoOptions {
-        time_scale,
         data_dir: data_dir.join("demo"),
     };
     let started = std::time::Instant::now();
@@ -378,7 +396,7 @@ async fn demo(data_dir: &Path, scenarios: &Path, time_scale: f64) -> ExitCode {
     println!();
     println!("{}", crate::demo::summary_table(&rows));
     println!(
-        "\n{} of {} scenarios as expected, {:.1} s",
+        "\n{} of {} scenarios as expected, in {:.1} s of real time",
         rows.iter().filter(|r| r.passed).count(),
         files.len(),
         started.elapsed().as_secs_f64()
@@ -438,14 +456,7 @@ async fn cycle(
     now: Option<OffsetDateTime>,
     event: &Path,
     scenario: &Path,
-    time_scale: f64,
 ) -> Result<ExitCode, CliError> {
-    if !(time_scale.is_finite() && time_scale > 0.0) {
-        return Err(cli_error(
-            "InvalidInput",
-            "--time-scale must be a positive number",
-        ));
-    }
     let scenario = crate::fleet::Scenario::load(scenario)
         .map_err(|e| cli_error("InvalidInput", e.to_string()))?;
     let config = crate::demo::demo_config().map_err(|e| cli_error("ConfigError", e))?;
@@ -485,14 +496,14 @@ async fn cycle(
         return Ok(ExitCode::SUCCESS);
     };
     println!("▶ cycle {}", request.cycle_id);
-    let output = crate::demo::run_cycle(
+    // A person answers here, not the scenario's recorded approver.
+    let output = crate::cycle::run_cycle(
         &scenario,
         &request,
         &store,
         &config,
-        time_scale,
         Box::new(std::io::stdout()),
-        None,
+        crate::cycle::Approvers::People,
     )
     .await
     .map_err(|e| cli_error("ExecutionFailed", e))?;
@@ -502,4 +513,36 @@ async fn cycle(
         serde_json::to_string_pretty(&summary).unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_removed_time_scale_flag_is_refused_with_the_reason() {
+        for args in [
+            &["selfbuild", "demo", "--time-scale", "3600"][..],
+            &[
+                "selfbuild",
+                "cycle",
+                "--event",
+                "e.json",
+                "--time-scale",
+                "60",
+            ],
+            &["selfbuild", "serve", "--time-scale", "1"],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("still parses");
+            let e = refuse_removed_flags(&cli.command).expect_err("refused");
+            assert_eq!(e.error_type, "InvalidInput");
+            assert!(
+                e.message.contains("event-driven virtual time"),
+                "{}",
+                e.message
+            );
+        }
+        let cli = Cli::try_parse_from(["selfbuild", "demo"]).expect("parses");
+        assert!(refuse_removed_flags(&cli.command).is_ok());
+    }
 }

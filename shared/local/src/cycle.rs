@@ -1,27 +1,55 @@
 //! Runs improvement cycles offline: `statemachine/improvement-cycle.asl.json` on the
 //! embedded ASL interpreter, whose Task states call the same step functions as the Lambda
 //! binaries, over the fleet model, the SQLite store and the embedded Llm adapters.
+//!
+//! # Virtual time
+//!
+//! [`run_cycle`] runs the execution on a runtime of its own: one thread, tokio time paused.
+//! Tokio's clock then stands still while any task of the run can go on and jumps to the
+//! next timer (a Wait, a retry interval, a timeout) when every task waits, so virtual time
+//! moves from event to event and never with the wall clock: an hour of canary monitoring
+//! takes the milliseconds its steps compute, and a scenario always gives the same timeline
+//! (states entered, monitor looks, verdicts, records) on any machine under any load. One
+//! [`VirtualClock`] on that clock is the run's only clock: the interpreter's `$$`
+//! timestamps, the fleet, the step functions and the store records all read it. Nothing
+//! real orders the run's events either: store statements run in place, not on a thread
+//! pool, and approvals are answered when a task starts waiting, not by polling.
+//!
+//! Approvals ([`Approvers`]): a scenario's recorded approver answers at a fixed virtual
+//! time after the request; with nobody to answer, the 24-hour window passes in virtual
+//! time and the change expires; while a person is awaited (`selfbuild cycle`, cycles that
+//! `selfbuild serve` starts), virtual time runs at real pace, so the window is a real 24
+//! hours, and the wait line says how to approve or reject, what and by when.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use selfbuild_core::Config;
-use selfbuild_core::approval::ApprovalStore;
+use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, PendingApproval, decide};
 use selfbuild_core::audit::{AuditLog, Notifier};
 use selfbuild_core::clock::Clock;
+use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
 use selfbuild_core::ports::HaltSwitch;
 use selfbuild_core::records::{CycleProgress, ImprovementStore, UsageLedger};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
+use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::asl::{StateMachine, TaskCall, TaskError, TaskHandler};
-use crate::fleet::Fleet;
+use crate::asl::{
+    ExecutionOptions, Iteration, Observer, PendingTask, StateMachine, StateRef, TaskCall,
+    TaskError, TaskHandler, TaskTokens, VirtualClock, run_execution,
+};
+use crate::fleet::{Fleet, Scenario};
+use crate::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
+use crate::store::{SqliteStore, StoreTaskTokens};
 
 /// The state machine definition, compiled in so the CLI runs from anywhere.
 pub const DEFINITION: &str = include_str!("../../../statemachine/improvement-cycle.asl.json");
@@ -48,33 +76,6 @@ pub fn substitutions(arn_prefix: &str) -> BTreeMap<String, String> {
 /// Loads the bundled definition with local substitutions.
 pub fn load_state_machine() -> Result<StateMachine, crate::asl::AslError> {
     StateMachine::load(DEFINITION, &substitutions(LOCAL_ARN_PREFIX))
-}
-
-/// Virtual time: `start` plus real elapsed time × `scale` (the interpreter's own clock runs
-/// the same way, so Waits and the fleet's telemetry agree).
-#[derive(Debug, Clone)]
-pub struct ScaledClock {
-    start: OffsetDateTime,
-    started: Instant,
-    scale: f64,
-}
-
-impl ScaledClock {
-    /// A clock reading `start` now, running `scale` times faster than real time.
-    pub fn new(start: OffsetDateTime, scale: f64) -> Self {
-        Self {
-            start,
-            started: Instant::now(),
-            scale,
-        }
-    }
-}
-
-impl Clock for ScaledClock {
-    fn now(&self) -> OffsetDateTime {
-        let seconds = self.started.elapsed().as_secs_f64() * self.scale;
-        self.start + time::Duration::seconds_f64(seconds)
-    }
 }
 
 /// The Task states' resources, served by the core step functions.
@@ -151,5 +152,751 @@ impl TaskHandler for LocalSteps {
         run_step(function, deps, &self.config, &payload)
             .await
             .map_err(|e| TaskError::new(e.error_type(), e.to_string()))
+    }
+}
+
+/// How long the run's thread sleeps, and its clock moves, per step while a person is awaited.
+const HUMAN_PACE_STEP: Duration = Duration::from_millis(100);
+
+/// Who answers the approvals a cycle waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Approvers {
+    /// A scenario's recorded decision, given at a fixed virtual time after each request.
+    Recorded(RecordedApproval),
+    /// Nobody: each approval window passes in virtual time and the change expires.
+    Nobody,
+    /// People, through the store (`selfbuild approve`, MCP `approve_improvement`); while
+    /// one is awaited, virtual time runs at real pace.
+    People,
+}
+
+impl Approvers {
+    /// The scenario's recorded approver, or nobody when it has none.
+    pub fn for_scenario(scenario: &Scenario) -> Result<Self, String> {
+        match &scenario.approval {
+            Some(section) => RecordedApproval::parse(section)
+                .map(Self::Recorded)
+                .map_err(|e| format!("{}: {e}", scenario.name)),
+            None => Ok(Self::Nobody),
+        }
+    }
+}
+
+/// A scenario's `approval` section: `{"decision": "approved"|"rejected", "actor": "…"
+/// | "actors": ["…", "…"], "comment": "…", "after_seconds": 0}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedApproval {
+    /// Approve (else reject).
+    pub approved: bool,
+    /// Who decides, in order (a CRITICAL change needs two different approvers).
+    pub actors: Vec<String>,
+    /// Why.
+    pub comment: Option<String>,
+    /// Virtual seconds from the request to the answer.
+    pub after_seconds: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalSection {
+    #[serde(default)]
+    decision: Option<Decision>,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    actors: Option<Vec<String>>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    after_seconds: u32,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Decision {
+    Approved,
+    Rejected,
+}
+
+/// The approval window of `AwaitApproval` (its `TimeoutSeconds`).
+const APPROVAL_WINDOW_SECONDS: u32 = 86_400;
+
+impl RecordedApproval {
+    /// Reads an `approval` section; the error names the field at fault.
+    pub fn parse(section: &Value) -> Result<Self, String> {
+        let s: ApprovalSection = serde_path_to_error::deserialize(section).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => format!("approval: {}", e.inner()),
+                _ => format!("approval.{path}: {}", e.inner()),
+            }
+        })?;
+        let actors = match (s.actor, s.actors) {
+            (Some(_), Some(_)) => {
+                return Err("approval: give \"actor\" or \"actors\", not both".to_owned());
+            }
+            (Some(actor), None) => vec![actor],
+            (None, Some(actors)) if actors.is_empty() => {
+                return Err("approval.actors: name at least one approver".to_owned());
+            }
+            (None, Some(actors)) => actors,
+            (None, None) => vec!["demo-approver".to_owned()],
+        };
+        if let Some(i) = actors.iter().position(|a| a.trim().is_empty()) {
+            return Err(format!("approval.actors[{i}]: must not be empty"));
+        }
+        if s.after_seconds > APPROVAL_WINDOW_SECONDS {
+            return Err(format!(
+                "approval.after_seconds: {} is after the {APPROVAL_WINDOW_SECONDS}-second approval window",
+                s.after_seconds
+            ));
+        }
+        Ok(Self {
+            approved: s.decision != Some(Decision::Rejected),
+            actors,
+            comment: s.comment,
+            after_seconds: s.after_seconds,
+        })
+    }
+}
+
+/// Runs `request` as an execution over the scenario's fleet, with `store` for the halt
+/// switch, approvals and records, on event-driven virtual time starting at
+/// `request.requested_at` (see the module docs); prints each state as it is entered to
+/// `progress`, and returns the execution's output.
+pub async fn run_cycle(
+    scenario: &Scenario,
+    request: &CycleRequest,
+    store: &SqliteStore,
+    config: &Config,
+    progress: Box<dyn Write + Send>,
+    approvers: Approvers,
+) -> Result<Value, String> {
+    let run = CycleRun {
+        scenario: scenario.clone(),
+        request: request.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        progress,
+        approvers,
+    };
+    let cycle_id = request.cycle_id.clone();
+    // A thread of its own: its runtime's paused clock must not be the caller's. The
+    // blocking pool also keeps a paused caller's clock still while the cycle runs.
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .map_err(|e| format!("{cycle_id}: cannot start the cycle's runtime: {e}"))?;
+        runtime.block_on(run.execute())
+    })
+    .await
+    .map_err(|e| format!("{}: the cycle stopped: {e}", request.cycle_id))?
+}
+
+/// What one cycle run needs, owned, so it can move to the run's thread.
+struct CycleRun {
+    scenario: Scenario,
+    request: CycleRequest,
+    store: SqliteStore,
+    config: Config,
+    progress: Box<dyn Write + Send>,
+    approvers: Approvers,
+}
+
+impl CycleRun {
+    /// Runs the execution; call it on a current-thread runtime with paused time.
+    async fn execute(self) -> Result<Value, String> {
+        let Self {
+            scenario,
+            request,
+            store,
+            config,
+            progress,
+            approvers,
+        } = self;
+        let start = request.requested_at;
+        let clock = VirtualClock::new(start);
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let fleet = Fleet::new(&scenario, Arc::clone(&shared_clock)).map_err(|e| e.to_string())?;
+        let llm: Box<dyn Llm> = match recorded_answers(&scenario)? {
+            Some(answers) => Box::new(RecordedLlm::new(answers, RulePlanner)),
+            None => Box::new(RulePlanner),
+        };
+        let input = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+        let machine = load_state_machine().map_err(|e| e.to_string())?;
+        let tokens = TaskTokens::new();
+        let shared = Arc::new(store.clone());
+        let steps = LocalSteps {
+            fleet,
+            llm,
+            halt: shared.clone(),
+            approvals: shared.clone(),
+            audit: shared.clone(),
+            notifier: shared.clone(),
+            improvements: shared.clone(),
+            usage: shared.clone(),
+            cycles: shared.clone(),
+            metrics: Arc::new(selfbuild_core::emf::TracingSink {
+                namespace: config.metrics_namespace.clone(),
+            }),
+            clock: shared_clock,
+            config,
+        };
+        let out = Arc::new(Mutex::new(progress));
+        let observer = Progress {
+            clock: clock.clone(),
+            start,
+            out: Arc::clone(&out),
+        };
+        let desk = tokio::spawn(
+            Desk {
+                approvers,
+                tokens: tokens.clone(),
+                store,
+                clock: clock.clone(),
+                start,
+                out,
+            }
+            .run(),
+        );
+        let result = run_execution(
+            &machine,
+            request.cycle_id.as_str(),
+            input,
+            &steps,
+            &tokens,
+            &observer,
+            &ExecutionOptions::on(clock),
+        )
+        .await;
+        desk.abort();
+        result.map_err(|f| {
+            format!(
+                "{}: execution failed: {}: {}",
+                request.cycle_id, f.error, f.cause
+            )
+        })
+    }
+}
+
+fn recorded_answers(scenario: &Scenario) -> Result<Option<Vec<RecordedAnswer>>, String> {
+    let Some(recorded) = scenario.llm.as_ref().and_then(|l| l.get("recorded")) else {
+        return Ok(None);
+    };
+    serde_path_to_error::deserialize(recorded)
+        .map(Some)
+        .map_err(|e| {
+            format!(
+                "{}: llm.recorded.{}: {}",
+                scenario.name,
+                e.path(),
+                e.inner()
+            )
+        })
+}
+
+/// Where progress lines go; shared by the observer and the approval desk.
+type Out = Arc<Mutex<Box<dyn Write + Send>>>;
+
+/// Writes `lines` to `out` (progress is best effort: a closed pipe must not stop a cycle).
+fn print(out: &Out, lines: &[String]) {
+    let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
+/// `T+hh:mm:ss`, the virtual time since the cycle began.
+fn since_start(start: OffsetDateTime, now: OffsetDateTime) -> String {
+    let elapsed = (now - start).whole_seconds();
+    format!(
+        "T+{:02}:{:02}:{:02}",
+        elapsed / 3600,
+        elapsed / 60 % 60,
+        elapsed % 60
+    )
+}
+
+/// ` [item N]` for a state in a Map iteration.
+fn item_label(iterations: &[Iteration]) -> String {
+    iterations
+        .last()
+        .map(|i| format!(" [item {}]", i.index + 1))
+        .unwrap_or_default()
+}
+
+/// Prints each state as it is entered, with the virtual time since the cycle began.
+struct Progress {
+    clock: VirtualClock,
+    start: OffsetDateTime,
+    out: Out,
+}
+
+impl Observer for Progress {
+    fn on_state_entered(&self, state: StateRef<'_>, _input: &Value) {
+        let indent = "  ".repeat(state.iterations.len() + 1);
+        let at = since_start(self.start, self.clock.now());
+        let item = item_label(state.iterations);
+        print(&self.out, &[format!("{indent}{at} {}{item}", state.name)]);
+    }
+}
+
+/// Answers the tasks that wait for a token (approvals), as [`Approvers`] says.
+struct Desk {
+    approvers: Approvers,
+    tokens: TaskTokens,
+    store: SqliteStore,
+    clock: VirtualClock,
+    start: OffsetDateTime,
+    out: Out,
+}
+
+impl Desk {
+    /// Runs until aborted. Waiting on [`TaskTokens::changes`] sets no timer, so it never
+    /// holds virtual time back, nor pushes it on.
+    async fn run(self) {
+        let mut changes = self.tokens.changes();
+        let mut seen = HashSet::new();
+        loop {
+            for task in self.tokens.pending() {
+                if seen.insert(task.token.clone()) {
+                    self.answer(&task).await;
+                }
+            }
+            if matches!(self.approvers, Approvers::People) && !self.tokens.pending().is_empty() {
+                self.deliver_queued().await;
+                // A person is awaited: hold virtual time to real pace. The thread sleeps,
+                // so nothing can auto-advance the clock, then moves it by as much; timers
+                // due by then fire as it moves.
+                std::thread::sleep(HUMAN_PACE_STEP);
+                tokio::time::advance(HUMAN_PACE_STEP).await;
+            } else if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Handles a task that just started waiting.
+    async fn answer(&self, task: &PendingTask) {
+        let indent = "  ".repeat(task.iterations.len() + 2);
+        let pending = match self.store.pending_approvals().await {
+            Ok(all) => all.into_iter().find(|p| p.task_token == task.token),
+            Err(e) => {
+                print(
+                    &self.out,
+                    &[format!("{indent}cannot read pending approvals: {e}")],
+                );
+                None
+            }
+        };
+        let Some(pending) = pending else {
+            print(
+                &self.out,
+                &[format!(
+                    "{indent}waiting for the task token of {} until {}",
+                    task.state,
+                    self.deadline(task)
+                )],
+            );
+            return;
+        };
+        match &self.approvers {
+            Approvers::Recorded(recorded) => self.decide(recorded, task, &pending, &indent).await,
+            Approvers::Nobody => print(
+                &self.out,
+                &[format!(
+                    "{indent}approval of {} ({}, risk {}) requested; the scenario has no approver, so the window ends unanswered at {}",
+                    pending.improvement_id,
+                    pending.change,
+                    pending.risk,
+                    task.deadline
+                        .map_or_else(|| "no deadline".to_owned(), |d| since_start(self.start, d)),
+                )],
+            ),
+            Approvers::People => print(&self.out, &self.wait_lines(task, &pending, &indent)),
+        }
+    }
+
+    /// The scenario's recorded answer, `after_seconds` after the request.
+    async fn decide(
+        &self,
+        recorded: &RecordedApproval,
+        task: &PendingTask,
+        pending: &PendingApproval,
+        indent: &str,
+    ) {
+        let at = pending.requested_at + time::Duration::seconds(i64::from(recorded.after_seconds));
+        self.clock.sleep(self.clock.seconds_until(at)).await;
+        let tokens = StoreTaskTokens(self.store.clone());
+        let ports = ApprovalPorts {
+            store: &self.store,
+            tokens: &tokens,
+            audit: &self.store,
+            improvements: &self.store,
+            clock: &self.clock,
+        };
+        let verb = if recorded.approved {
+            "approved"
+        } else {
+            "rejected"
+        };
+        for actor in &recorded.actors {
+            let decided = decide(
+                ports,
+                &pending.improvement_id,
+                actor,
+                recorded.approved,
+                recorded.comment.clone(),
+            )
+            .await;
+            let line = match &decided {
+                Ok(progress) => {
+                    let count = if recorded.approved {
+                        format!(
+                            ", {} of {} approvals",
+                            progress.approvers.len(),
+                            progress.approvals_required
+                        )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{indent}{}{} {verb} by {actor} (the scenario's approver{count}): {}, risk {}",
+                        since_start(self.start, self.clock.now()),
+                        item_label(&task.iterations),
+                        pending.change,
+                        pending.risk
+                    )
+                }
+                Err(e) => format!("{indent}the scenario's approver {actor} could not answer: {e}"),
+            };
+            print(&self.out, &[line]);
+            if !matches!(decided, Ok(p) if p.status == "waiting") {
+                break;
+            }
+        }
+        self.deliver(&task.token).await;
+    }
+
+    /// How to answer a person-awaited approval, what it is about, and by when.
+    fn wait_lines(
+        &self,
+        task: &PendingTask,
+        pending: &PendingApproval,
+        indent: &str,
+    ) -> Vec<String> {
+        let id = &pending.improvement_id;
+        let data_dir = self
+            .store
+            .path()
+            .parent()
+            .filter(|d| *d != std::path::Path::new(".selfbuild"))
+            .map(|d| format!(" --data-dir {}", d.display()))
+            .unwrap_or_default();
+        vec![
+            format!(
+                "{indent}waiting for approval until {}; virtual time runs at real pace meanwhile",
+                self.deadline(task)
+            ),
+            format!(
+                "{indent}  change: {}  risk: {}  approvals: {} of {}",
+                pending.change,
+                pending.risk,
+                pending.approvers.len(),
+                pending.approvals_required
+            ),
+            format!(
+                "{indent}  approve: selfbuild{data_dir} approve {id} --actor <name> [--comment \"…\"]"
+            ),
+            format!(
+                "{indent}  reject:  selfbuild{data_dir} reject {id} --actor <name> --comment \"<why>\""
+            ),
+        ]
+    }
+
+    /// `2026-11-23T05:00:00Z (in 24 h 00 min)`, or `no deadline`.
+    fn deadline(&self, task: &PendingTask) -> String {
+        let Some(deadline) = task.deadline else {
+            return "no deadline".to_owned();
+        };
+        let left = (deadline - self.clock.now()).whole_minutes().max(0);
+        format!(
+            "{} (in {} h {:02} min)",
+            deadline.format(&Rfc3339).unwrap_or_default(),
+            left / 60,
+            left % 60
+        )
+    }
+
+    /// Delivers the answers queued in the store (by this or another process) for the
+    /// waiting tasks.
+    async fn deliver_queued(&self) {
+        for task in self.tokens.pending() {
+            self.deliver(&task.token).await;
+        }
+    }
+
+    /// Delivers the answer queued in the store for `token`, if any.
+    async fn deliver(&self, token: &str) {
+        match self.store.take_task_result(token).await {
+            Ok(Some(output)) => {
+                if let Err(e) = self.tokens.send_success(token, output) {
+                    tracing::warn!(error = %e, "a queued task result came too late");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read a queued task result"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use selfbuild_core::audit::AuditLog;
+    use selfbuild_core::clock::FixedClock;
+    use serde_json::json;
+
+    use super::*;
+
+    const TIMEOUTS: &str = include_str!("../../../events/scenarios/timeouts.json");
+    const THROTTLING: &str =
+        include_str!("../../../events/scenarios/throttling-needs-approval.json");
+
+    /// Progress written to memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Runs the scenario's routine cycle; returns its output, progress and store (in `dir`).
+    async fn cycle(
+        dir: &std::path::Path,
+        scenario: &Scenario,
+        autonomous: bool,
+        approvers: Approvers,
+    ) -> (Value, String, SqliteStore) {
+        let store = SqliteStore::open(dir).unwrap();
+        let mut config = crate::demo::demo_config().unwrap();
+        config.autonomous_improvements = autonomous;
+        let request = crate::demo::scenario_request(scenario, &config);
+        let progress = Captured::default();
+        let output = run_cycle(
+            scenario,
+            &request,
+            &store,
+            &config,
+            Box::new(progress.clone()),
+            approvers,
+        )
+        .await
+        .unwrap();
+        (output, progress.text(), store)
+    }
+
+    /// How long after the scenario's start `action` was audited.
+    async fn audited_at(store: &SqliteStore, output: &Value, action: &str) -> time::Duration {
+        let cycle =
+            selfbuild_core::ids::CycleId::parse(output["cycle_id"].as_str().unwrap()).unwrap();
+        let events = store.cycle_events(&cycle).await.unwrap();
+        let event = events.iter().find(|e| e.action == action).unwrap();
+        event.at - time::macros::datetime!(2026-11-22 05:00 UTC)
+    }
+
+    #[test]
+    fn paused_time_stands_still_while_a_blocking_call_runs() {
+        // Checks the tokio behaviour the design leans on, rather than assuming it: a
+        // blocking call (real time on another thread) holds auto-advance back.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let start = tokio::time::Instant::now();
+            let timer = tokio::spawn(tokio::time::sleep(Duration::from_secs(3600)));
+            tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(50)))
+                .await
+                .unwrap();
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            timer.await.unwrap();
+            assert_eq!(start.elapsed(), Duration::from_secs(3600));
+        });
+    }
+
+    #[test]
+    fn recorded_approvals_parse_and_bad_ones_name_the_field() {
+        let parsed = RecordedApproval::parse(&json!({
+            "decision": "rejected", "actors": ["a", "b"], "comment": "no", "after_seconds": 60
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed,
+            RecordedApproval {
+                approved: false,
+                actors: vec!["a".into(), "b".into()],
+                comment: Some("no".into()),
+                after_seconds: 60,
+            }
+        );
+        let default = RecordedApproval::parse(&json!({})).unwrap();
+        assert!(default.approved);
+        assert_eq!(default.actors, ["demo-approver"]);
+        for (section, expected) in [
+            (
+                json!({"decision": "maybe"}),
+                "approval.decision: unknown variant `maybe`",
+            ),
+            (json!({"actor": "a", "actors": ["b"]}), "not both"),
+            (json!({"actors": []}), "approval.actors: name at least one"),
+            (
+                json!({"actors": ["a", " "]}),
+                "approval.actors[1]: must not be empty",
+            ),
+            (
+                json!({"after_seconds": 90_000}),
+                "approval.after_seconds: 90000",
+            ),
+            (json!({"after_seconds": -1}), "approval.after_seconds:"),
+            (json!({"approver": "a"}), "unknown field `approver`"),
+            (json!("yes"), "approval: invalid type"),
+        ] {
+            let e = RecordedApproval::parse(&section).unwrap_err();
+            assert!(e.contains(expected), "{section}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_approver_answers_at_its_virtual_time() {
+        let mut scenario = Scenario::parse(THROTTLING, "throttling.json").unwrap();
+        scenario.approval = Some(json!({"actor": "oncall", "after_seconds": 1800}));
+        let approvers = Approvers::for_scenario(&scenario).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (output, progress, store) = cycle(dir.path(), &scenario, true, approvers).await;
+        assert!(
+            progress.contains(
+                "      T+00:30:00 [item 1] approved by oncall (the scenario's approver, 1 of 1 approvals): \
+                 payments-webhook: reserved concurrency 5→16, risk MEDIUM\n    T+00:30:00 IsApproved [item 1]"
+            ),
+            "{progress}"
+        );
+        let half_an_hour = time::Duration::minutes(30);
+        assert_eq!(audited_at(&store, &output, "approved").await, half_an_hour);
+        assert_eq!(audited_at(&store, &output, "deployed").await, half_an_hour);
+    }
+
+    #[tokio::test]
+    async fn without_an_approver_the_window_passes_in_virtual_time() {
+        let mut scenario = Scenario::parse(THROTTLING, "throttling.json").unwrap();
+        scenario.approval = None;
+        let real = std::time::Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let (output, progress, _) = cycle(dir.path(), &scenario, true, Approvers::Nobody).await;
+        assert_eq!(
+            output["summary"]["improvements"][0]["outcome"],
+            "approval_timed_out"
+        );
+        assert!(
+            progress.contains("the window ends unanswered at T+24:00:00"),
+            "{progress}"
+        );
+        assert!(
+            progress.contains("  T+24:00:00 WriteCycleSummary"),
+            "{progress}"
+        );
+        // Far below the day a wall-clock window takes, yet generous for a loaded machine.
+        assert!(
+            real.elapsed() < Duration::from_secs(600),
+            "{:?}",
+            real.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_person_is_told_how_to_answer_and_virtual_time_waits_for_them() {
+        let scenario = Scenario::parse(TIMEOUTS, "timeouts.json").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mut config = crate::demo::demo_config().unwrap();
+        // Not autonomous: even this LOW-risk fix waits for a person.
+        config.autonomous_improvements = false;
+        let request = crate::demo::scenario_request(&scenario, &config);
+        let progress = Captured::default();
+        let running = tokio::spawn({
+            let (scenario, request, store, config, progress) = (
+                scenario.clone(),
+                request.clone(),
+                store.clone(),
+                config.clone(),
+                progress.clone(),
+            );
+            async move {
+                run_cycle(
+                    &scenario,
+                    &request,
+                    &store,
+                    &config,
+                    Box::new(progress),
+                    Approvers::People,
+                )
+                .await
+            }
+        });
+        let id = format!("{}-1", request.cycle_id);
+        let mut waited = 0;
+        while !progress.text().contains("reject:") {
+            assert!(
+                waited < 1200,
+                "no wait line after a minute:\n{}",
+                progress.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        // The person takes a (real) moment; a day of virtual time must not pass meanwhile.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tokens = StoreTaskTokens(store.clone());
+        let clock = FixedClock(scenario.now);
+        let ports = ApprovalPorts {
+            store: &store,
+            tokens: &tokens,
+            audit: &store,
+            improvements: &store,
+            clock: &clock,
+        };
+        decide(ports, &id, "alice", true, None).await.unwrap();
+        let output = running.await.unwrap().unwrap();
+        assert_eq!(output["summary"]["improvements"][0]["outcome"], "promoted");
+
+        let text = progress.text();
+        let data_dir = dir.path().display();
+        for line in [
+            "      waiting for approval until 2026-11-23T05:00:00Z (in 24 h 00 min); virtual time runs at real pace meanwhile\n".to_owned(),
+            "        change: orders-api: timeout 3→9 s, memory 128→512 MB  risk: LOW  approvals: 0 of 1\n".to_owned(),
+            format!("        approve: selfbuild --data-dir {data_dir} approve {id} --actor <name> [--comment \"…\"]\n"),
+            format!("        reject:  selfbuild --data-dir {data_dir} reject {id} --actor <name> --comment \"<why>\"\n"),
+        ] {
+            assert!(text.contains(&line), "{line}in\n{text}");
+        }
+        // Deployed after the real wait, at real pace: seconds, not the day the window allows.
+        let deployed = audited_at(&store, &output, "deployed").await;
+        assert!(deployed >= time::Duration::milliseconds(100), "{deployed}");
+        assert!(deployed < time::Duration::minutes(10), "{deployed}");
     }
 }

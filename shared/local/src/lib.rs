@@ -6,7 +6,8 @@
 //! - [`alarms`]: an AlarmSource over saved `describe-alarms` output.
 //! - [`fleet`]: simulated Lambda functions (Telemetry and Deployer) whose metrics respond to their configuration.
 //! - [`planner`]: embedded Llm adapters: the rule planner and recorded answers.
-//! - [`cycle`]: runs cycles offline: the ASL on the embedded interpreter over the core step functions.
+//! - [`cycle`]: runs cycles offline: the ASL on the embedded interpreter over the core step
+//!   functions, on event-driven virtual time; approvals by a scenario, nobody or a person.
 //! - [`demo`]: `selfbuild demo`: every scenario as a cycle, with a summary table.
 //! - [`serve`]: `selfbuild serve`: the MCP endpoint on TCP over the embedded adapters.
 //! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`, …).

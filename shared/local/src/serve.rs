@@ -1,6 +1,13 @@
 //! `selfbuild serve`: the MCP endpoint's router on a TCP listener, over the embedded adapters.
 //! Cycles it starts run in the background on the scenario's fleet, through the same
 //! state machine definition as on AWS; approvals given through MCP resume them.
+//!
+//! Two kinds of time: the server (tools, rate limits, the fleet the tools read) runs at
+//! real pace from `--now` (else the scenario's `now`), because its callers arrive in real
+//! time. Each background cycle runs, like `selfbuild cycle`, on its own event-driven
+//! virtual time from the instant it was started (`crate::cycle`): its waits take no real
+//! time, so its records run ahead of the server's clock, except while it waits for a
+//! person, when it runs at real pace.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,8 +25,9 @@ use selfbuild_mcp::{McpDeps, McpSettings};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use crate::asl::VirtualClock;
 use crate::cli::{CliError, cli_error};
-use crate::cycle::ScaledClock;
+use crate::cycle::{Approvers, run_cycle};
 use crate::fleet::{Fleet, Scenario};
 use crate::orchestrator::RecordingOrchestrator;
 use crate::planner::RulePlanner;
@@ -32,8 +40,6 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     /// The fleet the endpoint reads telemetry from and cycles work on.
     pub scenario: PathBuf,
-    /// Virtual seconds per real second inside background cycles.
-    pub time_scale: f64,
     /// A file holding the key list (else `SELFBUILD_API_KEYS`).
     pub api_keys_file: Option<PathBuf>,
     /// The embedded store's directory.
@@ -78,7 +84,6 @@ struct BackgroundCycles {
     store: SqliteStore,
     scenario: Arc<Scenario>,
     config: Arc<Config>,
-    time_scale: f64,
 }
 
 #[async_trait]
@@ -94,13 +99,18 @@ impl Orchestrator for BackgroundCycles {
             Arc::clone(&self.scenario),
             Arc::clone(&self.config),
         );
-        let (request, time_scale) = (request.clone(), self.time_scale);
+        let request = request.clone();
         tokio::spawn(async move {
             let id = request.cycle_id.clone();
             info!(cycle = %id, "cycle running in the background");
             let progress = Box::new(std::io::stderr());
-            match crate::demo::run_cycle(
-                &scenario, &request, &store, &config, time_scale, progress, None,
+            match run_cycle(
+                &scenario,
+                &request,
+                &store,
+                &config,
+                progress,
+                Approvers::People,
             )
             .await
             {
@@ -122,12 +132,6 @@ impl Orchestrator for BackgroundCycles {
 
 /// Serves until Ctrl-C.
 pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
-    if !(options.time_scale.is_finite() && options.time_scale > 0.0) {
-        return Err(cli_error(
-            "InvalidInput",
-            "--time-scale must be a positive number",
-        ));
-    }
     let keys = load_keys(
         options.api_keys_file.as_deref(),
         std::env::var("SELFBUILD_API_KEYS").ok(),
@@ -138,8 +142,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         Scenario::load(&options.scenario).map_err(|e| cli_error("InvalidInput", e.to_string()))?,
     );
     let store = SqliteStore::open(&options.data_dir)?;
-    let clock: Arc<dyn Clock> =
-        Arc::new(ScaledClock::new(options.now.unwrap_or(scenario.now), 1.0));
+    // This runtime's time is not paused: the clock runs at real pace.
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(options.now.unwrap_or(scenario.now)));
     let fleet = Arc::new(
         Fleet::new(&scenario, Arc::clone(&clock))
             .map_err(|e| cli_error("InvalidInput", e.to_string()))?,
@@ -150,7 +154,6 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         store: store.clone(),
         scenario,
         config: Arc::clone(&config),
-        time_scale: options.time_scale,
     };
     let deps = McpDeps {
         store: Arc::new(store.clone()),

@@ -173,7 +173,7 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `work` on the connection on the blocking pool.
+    /// Runs `work` on the connection, in place.
     async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -186,14 +186,14 @@ impl SqliteStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             work(&mut conn)
         };
-        // Statements take microseconds: on a multi-threaded runtime they run in place (the
-        // worker hands its other tasks off), which saves two thread hand-offs per call;
-        // a current-thread runtime cannot block in place, so they go to the blocking pool.
+        // Statements take microseconds, so they run in place: on a multi-threaded runtime
+        // the worker hands its other tasks off first, which saves two thread hand-offs per
+        // call. A current-thread runtime runs them directly: a hand-off to the blocking pool
+        // would let real thread timing decide which of its tasks goes on first, and
+        // event-driven cycles (`crate::cycle`) must not depend on that.
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-            _ => tokio::task::spawn_blocking(run)
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?,
+            _ => run(),
         }
     }
 }
@@ -530,6 +530,27 @@ impl ApprovalStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Every pending approval, by improvement id.
+    pub async fn pending_approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
+        self.with_conn(|conn| {
+            let rows: Vec<(String, String)> = {
+                let mut stmt = conn
+                    .prepare("SELECT improvement_id, body FROM pending_approvals ORDER BY improvement_id")
+                    .map_err(sql)?;
+                stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .map_err(sql)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql)?
+            };
+            rows.into_iter()
+                .map(|(id, body)| {
+                    serde_json::from_str(&body).map_err(|e| corrupt_approval(&id, &e))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Queues a task token's result for the process whose execution waits on it.
     pub async fn put_task_result(
         &self,
@@ -545,6 +566,42 @@ impl SqliteStore {
             )
             .map_err(sql)?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Takes (and deletes) the queued result of `token`, if any.
+    pub async fn take_task_result(
+        &self,
+        token: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let token = token.to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let output: Option<String> = tx
+                .query_row(
+                    "SELECT output FROM task_results WHERE task_token = ?1",
+                    params![token],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            tx.execute(
+                "DELETE FROM task_results WHERE task_token = ?1",
+                params![token],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            output
+                .map(|output| {
+                    serde_json::from_str(&output).map_err(|e| StoreError::Corrupt {
+                        record: format!("task result {token}"),
+                        problem: e.to_string(),
+                    })
+                })
+                .transpose()
         })
         .await
     }
@@ -1254,5 +1311,49 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("no_such_status"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn each_waiting_run_takes_only_its_own_task_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .put_task_result("a", &serde_json::json!({"approved": true}))
+            .await
+            .unwrap();
+        store
+            .put_task_result("b", &serde_json::json!(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.take_task_result("a").await.unwrap(),
+            Some(serde_json::json!({"approved": true}))
+        );
+        assert_eq!(store.take_task_result("a").await.unwrap(), None);
+        assert_eq!(
+            store.take_task_results().await.unwrap(),
+            [("b".to_owned(), serde_json::json!(2))]
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_approvals_are_listed_by_improvement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let pending = |id: &str| PendingApproval {
+            improvement_id: id.to_owned(),
+            cycle_id: CycleId::parse("c1").unwrap(),
+            tenant_id: None,
+            task_token: format!("token-{id}"),
+            change: "f: memory 128→256 MB".to_owned(),
+            risk: "LOW".to_owned(),
+            approvals_required: 1,
+            approvers: Vec::new(),
+            requested_at: time::macros::datetime!(2026-11-22 05:00 UTC),
+        };
+        store.put_pending(&pending("c1-2")).await.unwrap();
+        store.put_pending(&pending("c1-1")).await.unwrap();
+        let listed = store.pending_approvals().await.unwrap();
+        assert_eq!(listed, [pending("c1-1"), pending("c1-2")]);
     }
 }

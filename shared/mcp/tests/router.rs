@@ -729,14 +729,13 @@ fn spawn_cycle(
     let request = selfbuild_local::demo::scenario_request(&scenario, &config);
     let store = h.store.clone();
     tokio::spawn(async move {
-        selfbuild_local::demo::run_cycle(
+        selfbuild_local::cycle::run_cycle(
             &scenario,
             &request,
             &store,
             &config,
-            3600.0,
             Box::new(std::io::sink()),
-            None,
+            selfbuild_local::cycle::Approvers::People,
         )
         .await
     })

@@ -10,7 +10,7 @@ use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, decide};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::error::StableError;
 use selfbuild_local::asl::{TaskCall, TaskHandler};
-use selfbuild_local::cycle::{DEFINITION, LocalSteps, ScaledClock, substitutions};
+use selfbuild_local::cycle::{DEFINITION, LocalSteps, substitutions};
 use selfbuild_local::demo::{demo_config, scenario_request};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
@@ -19,6 +19,7 @@ use selfbuild_tests::events::events_dir;
 use selfbuild_tests::lambda_router::{InvokeFn, LambdaRouter};
 use selfbuild_tests::moto::MotoServer;
 use serde_json::Value;
+use time::OffsetDateTime;
 
 /// Lambda ARNs as `DefinitionSubstitutions` would give them.
 fn substituted_definition() -> String {
@@ -27,6 +28,21 @@ fn substituted_definition() -> String {
         .fold(DEFINITION.to_owned(), |text, (key, arn)| {
             text.replace(&format!("${{{key}}}"), &arn)
         })
+}
+
+/// `start` plus real elapsed time × `scale`: moto's engine waits in real time, so the fleet's
+/// telemetry must advance faster than that for a monitor look to see minutes of traffic.
+struct ScaledClock {
+    start: OffsetDateTime,
+    started: std::time::Instant,
+    scale: f64,
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> OffsetDateTime {
+        let seconds = self.started.elapsed().as_secs_f64() * self.scale;
+        self.start + time::Duration::seconds_f64(seconds)
+    }
 }
 
 /// An injected failure: the first `times` calls of `function` fail with `error_type`.
@@ -53,7 +69,11 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
     // Real-time waits on moto: check every 10 s for 20 s; the fleet runs a minute per second.
     config.monitor_interval_seconds = 10;
     config.monitor_window_seconds = 20 * 60;
-    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(scenario.now, 60.0));
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock {
+        start: scenario.now,
+        started: std::time::Instant::now(),
+        scale: 60.0,
+    });
     let fleet = Fleet::new(&scenario, Arc::clone(&clock)).unwrap();
     let recorded: Vec<RecordedAnswer> = scenario
         .llm

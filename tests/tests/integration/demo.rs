@@ -1,17 +1,23 @@
 //! The offline main job: every bundled scenario as a full cycle on the embedded adapters
 //! (the real ASL definition on the embedded interpreter, the fleet model, SQLite).
 
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use selfbuild_core::audit::AuditLog;
 use selfbuild_core::ids::CycleId;
+use selfbuild_core::records::{ImprovementQuery, ImprovementStore, TenantScope};
 use selfbuild_local::demo::{DemoOptions, run_scenario, scenario_files, summary_table};
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::events::events_dir;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_ends_as_its_file_expects() {
     let dir = tempfile::tempdir().unwrap();
     let options = DemoOptions {
-        time_scale: 3600.0,
         data_dir: dir.path().to_path_buf(),
     };
     let mut rows = Vec::new();
@@ -75,4 +81,119 @@ async fn every_scenario_ends_as_its_file_expects() {
             "{kinds:?}"
         );
     }
+}
+
+/// Progress written to memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything one run of a scenario leaves, as text: its summary row, the progress it
+/// printed, its audit trail and its improvement records (monitor verdicts included).
+async fn run_once(file: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DemoOptions {
+        data_dir: dir.path().to_path_buf(),
+    };
+    let progress = Captured::default();
+    let row = run_scenario(file, &options, Box::new(progress.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let store = SqliteStore::open(&dir.path().join(&row.scenario)).unwrap();
+    let events = store
+        .cycle_events(&CycleId::parse(&row.cycle_id).unwrap())
+        .await
+        .unwrap();
+    let improvements = store
+        .list_improvements(&ImprovementQuery {
+            scope: TenantScope::All,
+            status: None,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .unwrap()
+        .items;
+    let progress = String::from_utf8(progress.0.lock().unwrap().clone()).unwrap();
+    format!(
+        "{row:?}\n{progress}\n{}\n{}",
+        serde_json::to_string_pretty(&events).unwrap(),
+        serde_json::to_string_pretty(&improvements).unwrap()
+    )
+}
+
+/// Two functions of one tenant improved side by side (two Map items at once), approved by
+/// the scenario: concurrent iterations must interleave the same way on every run.
+fn two_functions(dir: &Path) -> std::path::PathBuf {
+    let scenarios = events_dir().join("scenarios");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(scenarios.join(name)).unwrap()).unwrap()
+    };
+    let mut scenario = read("timeouts.json");
+    let mut payments = read("throttling-needs-approval.json")["functions"][0].clone();
+    payments["tenant"] = json!("acme");
+    scenario["name"] = json!("two-functions");
+    scenario["functions"].as_array_mut().unwrap().push(payments);
+    scenario["approval"] = json!({"actor": "oncall@acme.example", "after_seconds": 600});
+    let file = dir.join("two-functions.json");
+    std::fs::write(&file, scenario.to_string()).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_gives_the_same_timeline_every_time_even_on_a_loaded_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = scenario_files(&events_dir().join("scenarios")).unwrap();
+    files.push(two_functions(dir.path()));
+    let quiet = {
+        let mut runs = Vec::new();
+        for file in &files {
+            runs.push(run_once(file).await);
+        }
+        runs
+    };
+    // The same again while two threads burn both cores: machine load must move nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let burners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0_u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        })
+        .collect();
+    let mut loaded = Vec::new();
+    for file in &files {
+        loaded.push(run_once(file).await);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for burner in burners {
+        burner.join().unwrap();
+    }
+    for ((file, quiet), loaded) in files.iter().zip(&quiet).zip(&loaded) {
+        assert!(
+            quiet == loaded,
+            "{}:\n{quiet}\n---\n{loaded}",
+            file.display()
+        );
+    }
+    // The two-function cycle improved both, each at its own (virtual) times.
+    let two = quiet.last().unwrap();
+    assert!(two.contains("[item 2]"), "{two}");
+    assert!(
+        two.contains("T+00:10:00 [item 1] approved by oncall@acme.example"),
+        "{two}"
+    );
 }

@@ -338,7 +338,7 @@ async fn dedup_holds_on_an_injected_clock_whatever_the_wall_clock_says() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_invokes_on_a_past_clock_start_one_cycle() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();

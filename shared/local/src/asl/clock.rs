@@ -1,69 +1,74 @@
-//! The execution's virtual clock: start time + real elapsed time × time scale, so waits,
-//! retry intervals and timeouts can run faster than real time while timestamps stay
-//! consistent with them.
+//! The execution's clock: a time of day that moves exactly as tokio's clock moves.
+//!
+//! On a runtime whose time is paused (`Builder::start_paused`), tokio's clock stands still
+//! while any task can run and jumps to the next timer when every task waits, so Waits,
+//! retry intervals and timeouts take no real time and an execution gives the same
+//! timeline on any machine under any load (event-driven virtual time; `crate::cycle` runs
+//! cycles that way). On an ordinary runtime the clock runs at real time.
 
 use std::time::Duration;
 
+use selfbuild_core::clock::Clock;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-/// The longest real sleep the interpreter asks tokio for (about 100 years).
-const MAX_REAL_SECONDS: f64 = 3.2e9;
+/// The longest sleep the interpreter asks tokio for (about 100 years).
+const MAX_SECONDS: f64 = 3.2e9;
 
-/// Virtual time for one execution.
+/// A time of day on tokio's clock: `start` when made, then moving as tokio's `Instant` does.
+///
+/// Read it inside the runtime that runs the execution: tokio's clock belongs to the
+/// runtime, and outside one it is the machine's monotonic clock.
 #[derive(Debug, Clone)]
-pub(crate) struct VirtualClock {
+pub struct VirtualClock {
     start: OffsetDateTime,
-    started: tokio::time::Instant,
-    scale: f64,
+    origin: tokio::time::Instant,
 }
 
 impl VirtualClock {
-    /// A clock reading `start` now and running `scale` times faster than real time.
-    /// `scale` must be positive and finite (checked by the caller).
-    pub(crate) fn new(start: OffsetDateTime, scale: f64) -> Self {
+    /// A clock reading `start` now.
+    pub fn new(start: OffsetDateTime) -> Self {
         Self {
             start,
-            started: tokio::time::Instant::now(),
-            scale,
+            origin: tokio::time::Instant::now(),
         }
     }
 
-    /// The current virtual time.
-    pub(crate) fn now(&self) -> OffsetDateTime {
-        add_seconds(
-            self.start,
-            self.started.elapsed().as_secs_f64() * self.scale,
-        )
+    /// The current time.
+    pub fn now(&self) -> OffsetDateTime {
+        let elapsed = self.origin.elapsed();
+        time::Duration::try_from(elapsed)
+            .ok()
+            .and_then(|d| self.start.checked_add(d))
+            .unwrap_or(self.start)
     }
 
-    /// The real duration of `virtual_seconds` of virtual time.
-    pub(crate) fn real(&self, virtual_seconds: f64) -> Duration {
-        let real = (virtual_seconds / self.scale).clamp(0.0, MAX_REAL_SECONDS);
-        Duration::try_from_secs_f64(real).unwrap_or(Duration::ZERO)
-    }
-
-    /// Sleeps for `virtual_seconds` of virtual time.
-    pub(crate) async fn sleep(&self, virtual_seconds: f64) {
-        let real = self.real(virtual_seconds);
-        if !real.is_zero() {
-            tokio::time::sleep(real).await;
+    /// Sleeps for `seconds` of this clock's time (not at all when not positive).
+    pub(crate) async fn sleep(&self, seconds: f64) {
+        let duration = duration(seconds);
+        if !duration.is_zero() {
+            tokio::time::sleep(duration).await;
         }
     }
 
-    /// Virtual seconds from now until `at` (negative when `at` has passed).
+    /// Seconds from now until `at` (negative when `at` has passed).
     pub(crate) fn seconds_until(&self, at: OffsetDateTime) -> f64 {
         (at - self.now()).as_seconds_f64()
     }
 }
 
-/// `t` + `seconds`, saturating instead of overflowing.
-fn add_seconds(t: OffsetDateTime, seconds: f64) -> OffsetDateTime {
-    // `as` saturates, and NaN becomes 0.
-    let nanos = (seconds * 1e9).clamp(-9.0e18, 9.0e18) as i64;
-    t.checked_add(time::Duration::nanoseconds(nanos))
-        .unwrap_or(t)
+impl Clock for VirtualClock {
+    fn now(&self) -> OffsetDateTime {
+        VirtualClock::now(self)
+    }
+}
+
+/// `seconds` as a tokio duration: negative or NaN is zero, and it is capped at about 100
+/// years.
+pub(crate) fn duration(seconds: f64) -> Duration {
+    let seconds = if seconds.is_nan() { 0.0 } else { seconds };
+    Duration::try_from_secs_f64(seconds.clamp(0.0, MAX_SECONDS)).unwrap_or(Duration::ZERO)
 }
 
 /// Formats a timestamp as Step Functions does: UTC, milliseconds, `Z`
@@ -99,16 +104,26 @@ mod tests {
         assert!(parse_timestamp("yesterday").is_none());
     }
 
-    #[tokio::test]
-    async fn virtual_time_runs_scaled() {
-        let clock = VirtualClock::new(datetime!(2024-05-01 12:00 UTC), 3600.0);
-        assert_eq!(clock.real(3600.0), Duration::from_secs(1));
-        assert_eq!(clock.real(-5.0), Duration::ZERO);
+    #[test]
+    fn durations_are_clamped() {
+        assert_eq!(duration(3600.0), Duration::from_secs(3600));
+        assert_eq!(duration(-5.0), Duration::ZERO);
+        assert_eq!(duration(f64::NAN), Duration::ZERO);
         assert_eq!(
-            clock.real(f64::INFINITY),
-            Duration::from_secs_f64(MAX_REAL_SECONDS)
+            duration(f64::INFINITY),
+            Duration::from_secs_f64(MAX_SECONDS)
         );
-        assert!(clock.now() >= datetime!(2024-05-01 12:00 UTC));
-        assert!(clock.seconds_until(datetime!(2024-05-01 11:00 UTC)) < 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_paused_time_the_clock_moves_only_with_timers() {
+        let clock = VirtualClock::new(datetime!(2024-05-01 12:00 UTC));
+        assert_eq!(clock.now(), datetime!(2024-05-01 12:00 UTC));
+        clock.sleep(3600.0).await;
+        assert_eq!(clock.now(), datetime!(2024-05-01 13:00 UTC));
+        assert_eq!(
+            clock.seconds_until(datetime!(2024-05-01 12:00 UTC)),
+            -3600.0
+        );
     }
 }

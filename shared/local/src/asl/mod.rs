@@ -6,13 +6,14 @@
 //! - [`definition`]: loading: `${Name}` substitutions, parsing, validation
 //!   ([`StateMachine::load`]).
 //! - [`run`]: the executor ([`run_execution`]), its ports ([`TaskHandler`], [`Observer`])
-//!   and [`ExecutionOptions`] (time scale, transition limit).
+//!   and [`ExecutionOptions`] (clock, transition limit).
 //! - [`tokens`]: the task-token broker for `.waitForTaskToken` tasks ([`TaskTokens`]).
 //! - `path`: JSONPath reference paths, the context object `$$`, `ResultPath` merging.
 //! - `template`: payload templates (`Parameters`, `ResultSelector`, `ItemSelector`) and
 //!   the intrinsic functions.
 //! - `choice`: Choice rules.
-//! - `clock`: the virtual clock (start time + elapsed × time scale).
+//! - `clock`: the execution's clock ([`VirtualClock`]): a time of day on tokio's clock, so
+//!   on a runtime with paused time Waits, retries and timeouts are event-driven.
 //!
 //! Supported: Task, Choice, Wait, Map (inline), Pass, Succeed and Fail states with
 //! InputPath, Parameters, ResultSelector, ResultPath, OutputPath, Retry and Catch.
@@ -30,6 +31,7 @@ pub mod run;
 mod template;
 pub mod tokens;
 
+pub use clock::VirtualClock;
 pub use definition::StateMachine;
 pub use run::{
     DEFAULT_STATE_MACHINE_ARN, ExecutionOptions, Iteration, NoopObserver, Observer, StateRef,

@@ -4,7 +4,8 @@
 //! Data flow per state follows Step Functions: InputPath → Parameters → (task / items) →
 //! ResultSelector → ResultPath (merged into the state's raw input) → OutputPath. A Catch
 //! applies its ResultPath to the raw input, and no OutputPath. Waits, retry intervals and
-//! timeouts run on a virtual clock scaled by [`ExecutionOptions::time_scale`].
+//! timeouts run on the execution's [`VirtualClock`], which is tokio's clock: event-driven
+//! on a runtime with paused time, real time elsewhere.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use tracing::debug;
 
-use super::clock::{VirtualClock, format_timestamp, parse_timestamp};
+use super::clock::{VirtualClock, duration, format_timestamp, parse_timestamp};
 use super::definition::{
     Concurrency, Graph, Kind, MapSpec, Retrier, State, StateMachine, TaskSpec, Text, Transition,
     WaitFor, error_matches,
@@ -113,7 +114,7 @@ pub trait Observer: Send + Sync {
     /// A state failed with `failure` (before any Catch applies).
     fn on_state_failed(&self, _state: StateRef<'_>, _failure: &ExecutionFailure) {}
     /// A Task or Map state will be retried: `attempt` is the retrier's count (1 = first
-    /// retry) and `delay` the virtual (unscaled) wait before it.
+    /// retry) and `delay` the wait before it.
     fn on_task_retry(
         &self,
         _state: StateRef<'_>,
@@ -135,15 +136,14 @@ impl Observer for NoopObserver {}
 /// How an execution runs.
 #[derive(Debug, Clone)]
 pub struct ExecutionOptions {
-    /// Virtual seconds per real second: 1.0 is real time, 3600.0 makes an hour take a
-    /// second. Applies to Wait, retry intervals and timeouts. Must be positive.
-    pub time_scale: f64,
     /// The most states entered (Map iterations included) before the execution fails with
     /// `States.Runtime`; default 25,000 (the Step Functions history limit).
     pub max_transitions: u64,
-    /// The virtual start time (`$$.Execution.StartTime`); the caller's clock, never the wall
-    /// clock, so an execution replays the same on any day.
-    pub start_time: OffsetDateTime,
+    /// The execution's clock: `$$.Execution.StartTime` is its reading when the execution
+    /// starts, and Waits, retry intervals and timeouts run on it. The caller's clock, never
+    /// the wall clock, so an execution replays the same on any day; task handlers that
+    /// share it stamp the same times the execution sees.
+    pub clock: VirtualClock,
     /// `$$.StateMachine.Id`; the execution ARN is derived from it.
     pub state_machine_arn: String,
     /// The largest state input/output or task result, serialized, in bytes; default
@@ -152,15 +152,19 @@ pub struct ExecutionOptions {
 }
 
 impl ExecutionOptions {
-    /// Real time, the Step Functions limits, starting at `start_time`.
-    pub fn starting_at(start_time: OffsetDateTime) -> Self {
+    /// The Step Functions limits, on `clock`.
+    pub fn on(clock: VirtualClock) -> Self {
         Self {
-            time_scale: 1.0,
             max_transitions: 25_000,
-            start_time,
+            clock,
             state_machine_arn: DEFAULT_STATE_MACHINE_ARN.to_owned(),
             max_payload_bytes: 262_144,
         }
+    }
+
+    /// The Step Functions limits, on a clock reading `start_time` now.
+    pub fn starting_at(start_time: OffsetDateTime) -> Self {
+        Self::on(VirtualClock::new(start_time))
     }
 }
 
@@ -194,13 +198,7 @@ async fn execute(
     observer: &dyn Observer,
     options: &ExecutionOptions,
 ) -> Result<Value, ExecutionFailure> {
-    if !(options.time_scale.is_finite() && options.time_scale > 0.0) {
-        return Err(ExecutionFailure::runtime(format!(
-            "time_scale must be a positive number, not {}",
-            options.time_scale
-        )));
-    }
-    let start = options.start_time;
+    let start = options.clock.now();
     let arn = &options.state_machine_arn;
     let exec = Exec {
         handler,
@@ -214,7 +212,7 @@ async fn execute(
         ),
         state_machine_name: arn.rsplit(':').next().unwrap_or_default().to_owned(),
         start_time: format_timestamp(start),
-        clock: VirtualClock::new(start, options.time_scale),
+        clock: options.clock.clone(),
         transitions: AtomicU64::new(0),
         uuids: UuidSource::new(name),
         input,
@@ -222,7 +220,7 @@ async fn execute(
     exec.check_size(&exec.input, || "the execution input".to_owned())?;
     let run = exec.run_graph(&machine.graph, exec.input.clone(), &[]);
     match machine.timeout_seconds {
-        Some(seconds) => tokio::time::timeout(exec.clock.real(seconds as f64), run)
+        Some(seconds) => tokio::time::timeout(duration(seconds as f64), run)
             .await
             .unwrap_or_else(|_| {
                 Err(ExecutionFailure::new(
@@ -438,7 +436,8 @@ impl Exec<'_> {
             if *count >= retrier.max_attempts {
                 return Err(failure);
             }
-            let delay = retry_delay(retrier, *count);
+            let jitter = || jitter_fraction(self.name, &state.name, entry.iterations, retries);
+            let delay = retry_delay(retrier, *count, jitter);
             *count += 1;
             retries += 1;
             debug!(execution = %self.name, state = %state.name, error = %failure.error, attempt = *count, delay, "retrying");
@@ -464,10 +463,22 @@ impl Exec<'_> {
         retries: u64,
     ) -> Result<Value, ExecutionFailure> {
         let state = entry.state;
+        // Without heartbeats, HeartbeatSeconds is simply a shorter timeout.
+        let limit = match (task.timeout_seconds, task.heartbeat_seconds) {
+            (Some(t), Some(h)) => Some(t.min(h)),
+            (t, h) => t.or(h),
+        };
         let work = async {
-            let wait = task
-                .wait_for_task_token
-                .then(|| self.tokens.issue(self.name, &state.name));
+            let wait = task.wait_for_task_token.then(|| {
+                let deadline = limit.and_then(|seconds| {
+                    let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+                    self.clock
+                        .now()
+                        .checked_add(time::Duration::seconds(seconds))
+                });
+                self.tokens
+                    .issue(self.name, &state.name, entry.iterations, deadline)
+            });
             let token = wait.as_ref().map(|w| w.token().to_owned());
             let context = self.context(entry, retries, token.as_deref(), None);
             let input = match &state.parameters {
@@ -492,13 +503,8 @@ impl Exec<'_> {
             self.check_size(&result, || format!("the result of task \"{}\"", state.name))?;
             Ok(result)
         };
-        // Without heartbeats, HeartbeatSeconds is simply a shorter timeout.
-        let limit = match (task.timeout_seconds, task.heartbeat_seconds) {
-            (Some(t), Some(h)) => Some(t.min(h)),
-            (t, h) => t.or(h),
-        };
         match limit {
-            Some(seconds) => tokio::time::timeout(self.clock.real(seconds as f64), work)
+            Some(seconds) => tokio::time::timeout(duration(seconds as f64), work)
                 .await
                 .unwrap_or_else(|_| {
                     Err(ExecutionFailure::new(
@@ -808,10 +814,10 @@ fn next_of(state: &State) -> Option<&str> {
     }
 }
 
-/// The virtual delay before a retrier's next retry, given how many it already made:
-/// IntervalSeconds × BackoffRate^count, capped by MaxDelaySeconds, with full jitter when
-/// asked.
-fn retry_delay(retrier: &Retrier, count: u64) -> f64 {
+/// The delay before a retrier's next retry, given how many it already made:
+/// IntervalSeconds × BackoffRate^count, capped by MaxDelaySeconds, times `jitter()` when
+/// the retrier asks for full jitter.
+fn retry_delay(retrier: &Retrier, count: u64, jitter: impl FnOnce() -> f64) -> f64 {
     let exponent = i32::try_from(count).unwrap_or(i32::MAX);
     let mut delay = retrier.interval_seconds as f64 * retrier.backoff_rate.powi(exponent);
     if let Some(max) = retrier.max_delay_seconds {
@@ -821,18 +827,19 @@ fn retry_delay(retrier: &Retrier, count: u64) -> f64 {
         delay = 99_999_999.0;
     }
     if retrier.full_jitter {
-        delay *= random_fraction();
+        delay *= jitter();
     }
     delay
 }
 
-/// A pseudo-random number in [0, 1) for jitter.
-fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, RandomState};
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let seed = RandomState::new().hash_one(n);
-    (fnv1a(seed, &[], n) >> 11) as f64 / (1_u64 << 53) as f64
+/// A number in [0, 1) for full jitter, spread like a random one but derived from the
+/// execution, the state, its Map iterations and the retry count, so a replay waits the same.
+fn jitter_fraction(execution: &str, state: &str, iterations: &[Iteration], retries: u64) -> f64 {
+    let mut key = format!("{execution}\u{0}{state}");
+    for it in iterations {
+        key.push_str(&format!("\u{0}{}#{}", it.map_state, it.index));
+    }
+    (fnv1a(0x9e37_79b9_7f4a_7c15, key.as_bytes(), retries) >> 11) as f64 / (1_u64 << 53) as f64
 }
 
 /// The size of `value` serialized as compact JSON.
@@ -917,12 +924,10 @@ mod tests {
         StateMachine::load(&definition.to_string(), &BTreeMap::new()).unwrap()
     }
 
-    /// Runs 36,000 times faster than real time: an hour takes 0.1 s.
+    /// Options starting at 2024-05-01 12:00 UTC. The tests run on paused tokio time, so
+    /// Waits, retries and timeouts take no real time.
     fn fast() -> ExecutionOptions {
-        ExecutionOptions {
-            time_scale: 36_000.0,
-            ..ExecutionOptions::starting_at(datetime!(2024-05-01 12:00 UTC))
-        }
+        ExecutionOptions::starting_at(datetime!(2024-05-01 12:00 UTC))
     }
 
     async fn run(
@@ -998,14 +1003,13 @@ mod tests {
         }
     }
 
-    /// Never answers in time.
+    /// Never answers.
     struct Hang;
 
     #[async_trait]
     impl TaskHandler for Hang {
         async fn invoke(&self, _task: TaskCall) -> Result<Value, TaskError> {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(json!("too late"))
+            std::future::pending().await
         }
     }
 
@@ -1069,7 +1073,7 @@ mod tests {
         TaskError::new(error, "boom")
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn task_data_flow_composes_input_path_parameters_result_selector_result_path_and_output_path()
      {
         let m = machine(json!({"StartAt": "Analyze", "States": {"Analyze": {
@@ -1102,7 +1106,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn null_paths_pass_result_and_intrinsics() {
         let m = machine(json!({"StartAt": "A", "States": {
             "A": {"Type": "Pass", "Result": {"r": 1}, "ResultPath": "$.fromPass", "Next": "B"},
@@ -1121,7 +1125,7 @@ mod tests {
         assert_eq!(run(&m, json!({"x": 1}), &handler).await.unwrap(), json!({}));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_context_object_describes_execution_state_and_machine() {
         let m = machine(
             json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {
@@ -1141,7 +1145,7 @@ mod tests {
         assert_eq!(out["sm"], json!(DEFAULT_STATE_MACHINE_ARN));
         assert_eq!(out["smName"], json!("selfbuild"));
         assert_eq!(out["retries"], json!(0));
-        assert!(out["entered"].as_str().unwrap() >= "2024-05-01T12:00:00.000Z");
+        assert_eq!(out["entered"], json!("2024-05-01T12:00:00.000Z"));
     }
 
     fn router() -> Value {
@@ -1159,7 +1163,7 @@ mod tests {
             "Hold": {"Type": "Pass", "Result": "hold", "ResultPath": "$.route", "End": true}}})
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn choice_routes_with_and_or_not_and_default() {
         let m = machine(router());
         let handler = Script::new(|_, _| Ok(json!(null)));
@@ -1174,7 +1178,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn choice_without_match_or_default_fails_and_a_missing_variable_is_runtime() {
         let m = machine(json!({"StartAt": "IsReady", "States": {
             "IsReady": {"Type": "Choice", "Choices": [
@@ -1190,8 +1194,9 @@ mod tests {
         assert!(err.cause.contains("$.ready"), "{err}");
     }
 
-    #[tokio::test]
-    async fn waits_run_on_the_scaled_virtual_clock() {
+    #[tokio::test(start_paused = true)]
+    async fn an_hour_of_waits_takes_no_real_time_and_stamps_exact_virtual_times() {
+        let real = std::time::Instant::now();
         let m = machine(json!({"StartAt": "Hour", "States": {
             "Hour": {"Type": "Wait", "Seconds": 3600, "Next": "Until"},
             "Until": {"Type": "Wait", "Timestamp": "2024-05-01T13:00:00Z", "Next": "FromInput"},
@@ -1205,10 +1210,13 @@ mod tests {
         )
         .await
         .unwrap();
-        // An hour of virtual time passed (at least), so the last state entered after 13:01.
+        // An hour, nothing until 13:00 (it is 13:00), a minute, nothing (the past).
+        assert_eq!(out["entered"], json!("2024-05-01T13:01:00.000Z"));
+        // Generous for a loaded machine, yet far below the hour a wall-clock wait takes.
         assert!(
-            out["entered"].as_str().unwrap() >= "2024-05-01T13:01:00.000Z",
-            "{out}"
+            real.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            real.elapsed()
         );
 
         let err = run(
@@ -1231,7 +1239,7 @@ mod tests {
             "ResultPath": "$.results", "End": true}}})
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn map_never_runs_more_than_max_concurrency_and_keeps_item_order() {
         let m = machine(fan_out(2));
         let handler = Slow::default();
@@ -1261,7 +1269,7 @@ mod tests {
         assert_eq!(events.last().map(String::as_str), Some("finished ok"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn max_concurrency_path_reads_the_bound_from_the_input() {
         let mut definition = fan_out(0);
         let fan = &mut definition["States"]["Fan"];
@@ -1298,7 +1306,7 @@ mod tests {
         assert!(both.to_string().contains("MaxConcurrencyPath"), "{both}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn map_max_concurrency_zero_is_unlimited_and_legacy_fields_work() {
         let m = machine(json!({"StartAt": "Fan", "States": {"Fan": {
             "Type": "Map", "ItemsPath": "$.items",
@@ -1320,7 +1328,7 @@ mod tests {
         assert_eq!(err.error, errors::RUNTIME);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_iteration_fails_the_map_and_its_catch_applies() {
         let m = machine(json!({"StartAt": "Fan", "States": {
             "Fan": {"Type": "Map", "Iterator": {"StartAt": "Check", "States": {
@@ -1352,7 +1360,7 @@ mod tests {
         assert_eq!(out, json!([1, 2]));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn retry_backs_off_then_succeeds() {
         let m = machine(json!({"StartAt": "Generate", "States": {"Generate": {
             "Type": "Task", "Resource": "generate",
@@ -1400,7 +1408,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn retriers_count_separately_and_max_delay_caps_the_backoff() {
         let m = machine(json!({"StartAt": "T", "States": {"T": {
             "Type": "Task", "Resource": "t",
@@ -1439,7 +1447,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn retry_exhaustion_goes_to_the_catch_with_result_path() {
         let m = machine(json!({"StartAt": "Deploy", "States": {
             "Deploy": {"Type": "Task", "Resource": "deploy",
@@ -1475,7 +1483,7 @@ mod tests {
         assert_eq!(events[at + 2], "enter DeployFailed");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn states_all_catches_anything_named_and_max_attempts_zero_never_retries() {
         let m = machine(json!({"StartAt": "T", "States": {
             "T": {"Type": "Task", "Resource": "t",
@@ -1499,7 +1507,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn task_timeout_is_states_timeout_which_task_failed_does_not_catch() {
         let m = machine(json!({"StartAt": "T", "States": {
             "T": {"Type": "Task", "Resource": "t", "TimeoutSeconds": 60,
@@ -1514,7 +1522,81 @@ mod tests {
         assert_eq!(run(&m, json!({}), &handler).await.unwrap(), json!("failed"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_and_heartbeats_fire_at_exact_virtual_times_without_real_waiting() {
+        let m = machine(json!({"StartAt": "Hour", "States": {
+            "Hour": {"Type": "Task", "Resource": "t", "TimeoutSeconds": 3600,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "Beat", "ResultPath": "$.first"}],
+                "End": true},
+            "Beat": {"Type": "Task", "Resource": "t", "TimeoutSeconds": 3600, "HeartbeatSeconds": 600,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "Stamp", "ResultPath": "$.second"}],
+                "End": true},
+            "Stamp": {"Type": "Pass", "Parameters": {"entered.$": "$$.State.EnteredTime", "error.$": "$.second.Error"}, "End": true}}}));
+        let real = std::time::Instant::now();
+        let out = run(&m, json!({}), &Hang).await.unwrap();
+        assert_eq!(
+            out,
+            json!({"entered": "2024-05-01T13:10:00.000Z", "error": "States.Timeout"})
+        );
+        assert!(
+            real.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            real.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_intervals_pass_in_virtual_time_and_jitter_replays_the_same() {
+        let m = machine(json!({"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "t",
+                "Retry": [{"ErrorEquals": ["Retryable"], "IntervalSeconds": 2, "BackoffRate": 2.0, "MaxAttempts": 2}],
+                "Next": "Stamp"},
+            "Stamp": {"Type": "Pass", "Parameters": {"entered.$": "$$.State.EnteredTime"}, "End": true}}}));
+        let flaky = || {
+            Script::new(|_, n| {
+                if n <= 2 {
+                    Err(fails("Retryable"))
+                } else {
+                    Ok(json!({}))
+                }
+            })
+        };
+        let out = run(&m, json!({}), &flaky()).await.unwrap();
+        assert_eq!(out["entered"], json!("2024-05-01T12:00:06.000Z"));
+
+        let m = machine(json!({"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "t",
+                "Retry": [{"ErrorEquals": ["Retryable"], "IntervalSeconds": 100, "MaxAttempts": 2, "JitterStrategy": "FULL"}],
+                "End": true}}}));
+        let delays = || async {
+            let recorder = Recorder::default();
+            run_execution(
+                &m,
+                "exec-1",
+                json!({}),
+                &flaky(),
+                &TaskTokens::new(),
+                &recorder,
+                &fast(),
+            )
+            .await
+            .unwrap();
+            recorder
+                .events()
+                .into_iter()
+                .filter(|e| e.starts_with("retry"))
+                .collect::<Vec<_>>()
+        };
+        let first = delays().await;
+        assert_eq!(first.len(), 2);
+        assert_eq!(first, delays().await);
+        assert_ne!(
+            first[0], "retry T Retryable #1 after 100s",
+            "jitter shortens the wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn runtime_errors_are_not_caught_by_states_all() {
         let m = machine(json!({"StartAt": "T", "States": {
             "T": {"Type": "Task", "Resource": "t", "Parameters": {"x.$": "$.missing"},
@@ -1546,15 +1628,16 @@ mod tests {
 
     /// Waits until a task waits for a token and returns it.
     async fn next_pending(tokens: &TaskTokens) -> PendingTask {
+        let mut changes = tokens.changes();
         loop {
             if let Some(pending) = tokens.pending().pop() {
                 return pending;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            changes.changed().await.unwrap();
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn wait_for_task_token_resumes_when_another_task_sends_success() {
         let m = machine(approval(3600 * 24));
         let tokens = TaskTokens::new();
@@ -1574,6 +1657,8 @@ mod tests {
             let pending = next_pending(&approver).await;
             assert_eq!(pending.state, "WaitForApproval");
             assert_eq!(pending.execution, "exec-1");
+            assert!(pending.iterations.is_empty());
+            assert_eq!(pending.deadline, Some(datetime!(2024-05-02 12:00 UTC)));
             approver
                 .send_success(&pending.token, json!({"approved": true}))
                 .unwrap();
@@ -1601,7 +1686,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn wait_for_task_token_times_out_and_send_failure_fails_the_task() {
         let m = machine(approval(3600));
         let tokens = TaskTokens::new();
@@ -1653,7 +1738,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_fail_state_surfaces_its_error_and_cause() {
         let m = machine(json!({"StartAt": "CycleFailed", "States": {
             "CycleFailed": {"Type": "Fail", "Error": "CycleFailed", "Cause": "validation found secrets"}}}));
@@ -1693,7 +1778,7 @@ mod tests {
         assert_eq!(err, ExecutionFailure::new("Retryable", "because throttled"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_choice_loop_hits_the_transition_limit() {
         let m = machine(json!({"StartAt": "IsDone", "States": {
             "IsDone": {"Type": "Choice", "Choices": [
@@ -1720,7 +1805,7 @@ mod tests {
         assert!(err.cause.contains("10 state transitions"), "{err}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_execution_timeout_stops_a_long_wait() {
         let m = machine(json!({"TimeoutSeconds": 60, "StartAt": "W", "States": {
             "W": {"Type": "Wait", "Seconds": 99999999, "End": true}}}));
@@ -1728,7 +1813,7 @@ mod tests {
         assert_eq!(err.error, errors::TIMEOUT);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn oversized_payloads_fail_with_data_limit_exceeded_which_states_all_does_not_catch() {
         let m = machine(json!({"StartAt": "T", "States": {
             "T": {"Type": "Task", "Resource": "t",
@@ -1753,7 +1838,7 @@ mod tests {
         assert_eq!(err.error, errors::DATA_LIMIT_EXCEEDED);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_result_path_that_does_not_fit_the_input_fails() {
         let m = machine(json!({"StartAt": "P", "States": {
             "P": {"Type": "Pass", "Result": 1, "ResultPath": "$.a.b", "End": true}}}));
@@ -1762,28 +1847,7 @@ mod tests {
         assert!(err.cause.contains("state \"P\""), "{err}");
     }
 
-    #[tokio::test]
-    async fn a_bad_time_scale_is_refused() {
-        let m = machine(json!({"StartAt": "P", "States": {"P": {"Type": "Succeed"}}}));
-        let options = ExecutionOptions {
-            time_scale: 0.0,
-            ..ExecutionOptions::starting_at(datetime!(2024-05-01 12:00 UTC))
-        };
-        let err = run_execution(
-            &m,
-            "e",
-            json!({}),
-            &Hang,
-            &TaskTokens::new(),
-            &NoopObserver,
-            &options,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(err.error, errors::RUNTIME);
-    }
-
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn observers_see_every_state_in_order() {
         let m = machine(json!({"StartAt": "A", "States": {
             "A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Succeed"}}}));

@@ -95,22 +95,42 @@ fn stats_of(series: &[MetricSeries]) -> Stats {
     }
 }
 
-/// One version's pooled totals; the statistics a version has no totals for are NaN.
+/// One version's statistics over `w` as one period (the fleet's per-version series), checked
+/// against what `version_totals` pools for the monitor.
 async fn version_stats(fleet: &Fleet, function: &str, version: &str, w: TimeWindow) -> Stats {
+    let minutes = (w.end - w.start).whole_minutes() as u32;
+    let view = fleet.views(None, &[id(function)]).pop().unwrap();
+    let number = parse_version(version).unwrap();
+    let points = fleet
+        .points(&view, Some(number), &MetricName::ALL, &w, minutes * 60)
+        .unwrap();
+    let series: Vec<MetricSeries> = MetricName::ALL
+        .into_iter()
+        .zip(points)
+        .map(|(metric, points)| MetricSeries {
+            component: id(function),
+            metric,
+            version: Some(version.to_owned()),
+            points,
+        })
+        .collect();
+    let stats = stats_of(&series);
     let totals = fleet
         .version_totals(&id(function), &[version.to_owned()], &w, None)
         .await
         .unwrap();
     let t = &totals[0];
-    Stats {
-        invocations: t.invocations,
-        errors: t.errors,
-        throttles: t.throttles,
-        avg_ms: f64::NAN,
-        p99_ms: t.duration_ms.map_or(f64::NAN, |q| q.p99),
-        concurrency: f64::NAN,
-        memory: f64::NAN,
-    }
+    let same = |a: f64, b: f64| (a.is_nan() && b == 0.0) || (a - b).abs() < 1e-9;
+    assert!(
+        same(stats.invocations, t.invocations) && same(stats.errors, t.errors),
+        "{stats:?} vs {t:?}"
+    );
+    assert!(
+        t.duration_ms
+            .is_none_or(|q| (q.p99 - stats.p99_ms).abs() < 1e-9),
+        "{stats:?} vs {t:?}"
+    );
+    stats
 }
 
 async fn function_stats(fleet: &Fleet, function: &str, w: TimeWindow) -> Stats {
