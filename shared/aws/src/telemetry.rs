@@ -700,27 +700,7 @@ fn collect_series(
             warn!(id, "GetMetricData returned a result for no query of ours");
             continue;
         };
-        match result.status_code() {
-            Some(StatusCode::InternalError) => {
-                return Err(TelemetryError::Unavailable(format!(
-                    "GetMetricData: query {id} ended InternalError"
-                )));
-            }
-            Some(StatusCode::Forbidden) => {
-                return Err(TelemetryError::Invalid(format!(
-                    "GetMetricData: query {id} ended Forbidden"
-                )));
-            }
-            _ => {}
-        }
-        let (timestamps, values) = (result.timestamps(), result.values());
-        if timestamps.len() != values.len() {
-            return Err(TelemetryError::Invalid(format!(
-                "GetMetricData: query {id} has {} timestamps and {} values",
-                timestamps.len(),
-                values.len()
-            )));
-        }
+        let (timestamps, values) = usable(result)?;
         for (timestamp, value) in timestamps.iter().zip(values) {
             slot.push(DataPoint {
                 timestamp: offset_time(timestamp)?,
@@ -739,6 +719,33 @@ fn collect_series(
             }
         })
         .collect())
+}
+
+/// A result's timestamps and values, or the error its status or shape calls for.
+fn usable(result: &MetricDataResult) -> Result<(&[DateTime], &[f64]), TelemetryError> {
+    let id = result.id().unwrap_or_default();
+    match result.status_code() {
+        Some(StatusCode::InternalError) => {
+            return Err(TelemetryError::Unavailable(format!(
+                "GetMetricData: query {id} ended InternalError"
+            )));
+        }
+        Some(StatusCode::Forbidden) => {
+            return Err(TelemetryError::Invalid(format!(
+                "GetMetricData: query {id} ended Forbidden"
+            )));
+        }
+        _ => {}
+    }
+    let (timestamps, values) = (result.timestamps(), result.values());
+    if timestamps.len() != values.len() {
+        return Err(TelemetryError::Invalid(format!(
+            "GetMetricData: query {id} has {} timestamps and {} values",
+            timestamps.len(),
+            values.len()
+        )));
+    }
+    Ok((timestamps, values))
 }
 
 /// The window widened to whole minutes, and one period (a multiple of 60 s) spanning it, so
@@ -866,27 +873,7 @@ fn collect_totals(
     let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
     for result in results {
         let id = result.id().unwrap_or_default();
-        match result.status_code() {
-            Some(StatusCode::InternalError) => {
-                return Err(TelemetryError::Unavailable(format!(
-                    "GetMetricData: query {id} ended InternalError"
-                )));
-            }
-            Some(StatusCode::Forbidden) => {
-                return Err(TelemetryError::Invalid(format!(
-                    "GetMetricData: query {id} ended Forbidden"
-                )));
-            }
-            _ => {}
-        }
-        let (timestamps, values) = (result.timestamps(), result.values());
-        if timestamps.len() != values.len() {
-            return Err(TelemetryError::Invalid(format!(
-                "GetMetricData: query {id} has {} timestamps and {} values",
-                timestamps.len(),
-                values.len()
-            )));
-        }
+        let (timestamps, values) = usable(result)?;
         let slot = points.entry(id.to_owned()).or_default();
         for (t, v) in timestamps.iter().zip(values) {
             if !v.is_finite() {

@@ -405,8 +405,11 @@ fn detect(
             .map(|p| p.value)
             .sum()
     });
-    let mean = mean_duration_split(series, split);
-    let p99 = p99_split(series, split);
+    let invocations: BTreeMap<OffsetDateTime, f64> = metric(series, MetricName::Invocations)
+        .map(|s| s.points.iter().map(|p| (p.timestamp, p.value)).collect())
+        .unwrap_or_default();
+    let mean = mean_duration_split(series, &invocations, split);
+    let p99 = p99_split(series, &invocations, split);
     let regression = [("recent_mean_duration_ms", mean), ("recent_p99_ms", p99)]
         .into_iter()
         .find_map(|(name, split)| {
@@ -429,13 +432,12 @@ const P99_MIN_INVOCATIONS: f64 = 100.0;
 
 /// The invocation-weighted mean duration before and after `split`: a per-request measure,
 /// unmoved by how many requests a period had.
-fn mean_duration_split(series: &[&MetricSeries], split: OffsetDateTime) -> Option<(f64, f64)> {
+fn mean_duration_split(
+    series: &[&MetricSeries],
+    invocations: &BTreeMap<OffsetDateTime, f64>,
+    split: OffsetDateTime,
+) -> Option<(f64, f64)> {
     let avg = metric(series, MetricName::DurationAvg)?;
-    let invocations: BTreeMap<OffsetDateTime, f64> = metric(series, MetricName::Invocations)?
-        .points
-        .iter()
-        .map(|p| (p.timestamp, p.value))
-        .collect();
     let weighted = |after: bool| {
         let (mut sum, mut n) = (0.0, 0.0);
         for p in avg
@@ -456,13 +458,12 @@ fn mean_duration_split(series: &[&MetricSeries], split: OffsetDateTime) -> Optio
 
 /// The median p99 before and after `split`, over periods with at least
 /// [`P99_MIN_INVOCATIONS`] invocations only.
-fn p99_split(series: &[&MetricSeries], split: OffsetDateTime) -> Option<(f64, f64)> {
+fn p99_split(
+    series: &[&MetricSeries],
+    invocations: &BTreeMap<OffsetDateTime, f64>,
+    split: OffsetDateTime,
+) -> Option<(f64, f64)> {
     let p99 = metric(series, MetricName::DurationP99)?;
-    let invocations: BTreeMap<OffsetDateTime, f64> = metric(series, MetricName::Invocations)?
-        .points
-        .iter()
-        .map(|p| (p.timestamp, p.value))
-        .collect();
     let busy = |after: bool| -> Vec<f64> {
         p99.points
             .iter()
