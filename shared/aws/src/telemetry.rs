@@ -490,22 +490,16 @@ impl Telemetry for CloudWatchTelemetry {
         function: &ComponentId,
         versions: &[String],
         window: &TimeWindow,
-        slow_threshold_ms: Option<f64>,
+        thresholds_ms: &[f64],
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         let (whole, period) = whole_window(window)?;
-        let plan = totals_plan(
-            function,
-            versions,
-            &self.settings,
-            slow_threshold_ms,
-            period,
-        );
+        let plan = totals_plan(function, versions, &self.settings, thresholds_ms, period);
         if plan.is_empty() || whole.start >= whole.end {
             return Ok(versions.iter().map(|v| VersionTotals::empty(v)).collect());
         }
         let queries: Vec<MetricDataQuery> = plan.iter().map(|(_, q)| q.clone()).collect();
         let results = self.metric_data(&queries, &whole).await?;
-        collect_totals(versions, slow_threshold_ms.is_some(), &results)
+        collect_totals(versions, thresholds_ms.len(), &results)
     }
 
     async fn error_rows(
@@ -777,8 +771,8 @@ enum TotalsStat {
     P50,
     P90,
     P99,
-    /// `PR(t:)`: the percentage of invocations slower than the threshold.
-    Slower,
+    /// `PR(t:)`: the percentage of invocations slower than the threshold of this index.
+    Slower(usize),
 }
 
 impl TotalsStat {
@@ -793,12 +787,12 @@ impl TotalsStat {
             Self::P50 => "p50",
             Self::P90 => "p90",
             Self::P99 => "p99",
-            Self::Slower => "slow",
+            Self::Slower(k) => return format!("v{version_index}_slow{k}"),
         };
         format!("v{version_index}_{name}")
     }
 
-    fn metric_and_stat(self, threshold_ms: Option<f64>) -> (&'static str, String) {
+    fn metric_and_stat(self, thresholds_ms: &[f64]) -> (&'static str, String) {
         match self {
             Self::Invocations => ("Invocations", "Sum".into()),
             Self::Errors => ("Errors", "Sum".into()),
@@ -807,33 +801,34 @@ impl TotalsStat {
             Self::P90 => ("Duration", "p90".into()),
             Self::P99 => ("Duration", "p99".into()),
             // Percentile rank: the lower bound is exclusive, so `PR(t:)` is "slower than t".
-            Self::Slower => ("Duration", format!("PR({}:)", threshold_ms.unwrap_or(0.0))),
+            Self::Slower(k) => (
+                "Duration",
+                format!("PR({}:)", thresholds_ms.get(k).copied().unwrap_or(0.0)),
+            ),
         }
     }
 }
 
 /// The queries of [`Telemetry::version_totals`]: per version, by `FunctionName`, `Resource`
-/// and `ExecutedVersion`, the three counts, the duration quantiles (with percentiles on) and,
-/// with a threshold, the percentile rank above it.
+/// and `ExecutedVersion`, the three counts, the duration quantiles (with percentiles on) and
+/// the percentile rank above each threshold.
 fn totals_plan(
     function: &ComponentId,
     versions: &[String],
     settings: &TelemetrySettings,
-    slow_threshold_ms: Option<f64>,
+    thresholds_ms: &[f64],
     period: i32,
 ) -> Vec<((usize, TotalsStat), MetricDataQuery)> {
     let mut stats: Vec<TotalsStat> = TotalsStat::COUNTS.to_vec();
     if settings.percentiles {
         stats.extend(TotalsStat::QUANTILES);
-        if slow_threshold_ms.is_some() {
-            stats.push(TotalsStat::Slower);
-        }
+        stats.extend((0..thresholds_ms.len()).map(TotalsStat::Slower));
     }
     let name = function.as_str();
     let mut plan = Vec::new();
     for (i, version) in versions.iter().enumerate() {
         for stat in &stats {
-            let (metric_name, statistic) = stat.metric_and_stat(slow_threshold_ms);
+            let (metric_name, statistic) = stat.metric_and_stat(thresholds_ms);
             let dimensions = [
                 (FUNCTION_NAME, name.to_owned()),
                 (RESOURCE, format!("{name}:{LIVE_ALIAS}")),
@@ -867,7 +862,7 @@ fn totals_plan(
 /// the window).
 fn collect_totals(
     versions: &[String],
-    with_threshold: bool,
+    thresholds: usize,
     results: &[MetricDataResult],
 ) -> Result<Vec<VersionTotals>, TelemetryError> {
     let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
@@ -915,21 +910,30 @@ fn collect_totals(
                 (Some(p50), Some(p90), Some(p99)) => Some(Quantiles { p50, p90, p99 }),
                 _ => None,
             };
-            let slower_than_threshold = with_threshold.then(|| {
-                series(i, TotalsStat::Slower)
-                    .iter()
-                    .map(|(t, pct)| pct / 100.0 * invocations.get(t).copied().unwrap_or(0.0))
-                    .sum::<f64>()
-            });
+            // No percentiles (e.g. moto): no slow counts either, rather than zeros.
+            let known = (0..thresholds)
+                .all(|k| points.contains_key(&TotalsStat::Slower(k).id(i)) || total == 0.0);
+            let slower_than = if known {
+                (0..thresholds)
+                    .map(|k| {
+                        series(i, TotalsStat::Slower(k))
+                            .iter()
+                            .map(|(t, pct)| {
+                                pct / 100.0 * invocations.get(t).copied().unwrap_or(0.0)
+                            })
+                            .sum::<f64>()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             VersionTotals {
                 version: version.clone(),
                 invocations: total,
                 errors: sum(TotalsStat::Errors),
                 throttles: sum(TotalsStat::Throttles),
                 duration_ms,
-                // No percentiles (e.g. moto): no slow counts either, rather than zeros.
-                slower_than_threshold: slower_than_threshold
-                    .filter(|_| points.contains_key(&TotalsStat::Slower.id(i)) || total == 0.0),
+                slower_than,
             }
         })
         .collect())
@@ -1278,14 +1282,28 @@ mod tests {
             &component("orders-api"),
             &["7".into()],
             &settings,
-            Some(850.5),
+            &[850.5, 120.0],
             3600,
         );
         let stats: Vec<String> = totals.iter().map(|(_, q)| shape(q).2).collect();
         assert_eq!(
             stats,
-            ["Sum", "Sum", "Sum", "p50", "p90", "p99", "PR(850.5:)"]
+            [
+                "Sum",
+                "Sum",
+                "Sum",
+                "p50",
+                "p90",
+                "p99",
+                "PR(850.5:)",
+                "PR(120:)"
+            ]
         );
+        let ids: Vec<&str> = totals
+            .iter()
+            .map(|(_, q)| q.id().unwrap_or_default())
+            .collect();
+        assert_eq!(ids[6..], ["v0_slow0", "v0_slow1"]);
         for (_, q) in &totals {
             assert_eq!(
                 shape(q).3,
@@ -1303,7 +1321,7 @@ mod tests {
                 &component("f"),
                 &["1".into()],
                 &no_percentiles(),
-                Some(1.0),
+                &[1.0],
                 60
             )
             .len(),
@@ -1329,28 +1347,30 @@ mod tests {
             result("v0_p50", &[(t, 100.0)]),
             result("v0_p90", &[(t, 180.0)]),
             result("v0_p99", &[(t, 400.0)]),
-            result("v0_slow", &[(t, 1.0)]),
+            result("v0_slow0", &[(t, 1.0)]),
+            result("v0_slow1", &[(t, 50.0)]),
             result("v1_inv", &[(t, 1000.0)]),
             result("v1_err", &[(t, 30.0)]),
-            result("v1_slow", &[(t, 2.5)]),
+            result("v1_slow0", &[(t, 2.5)]),
+            result("v1_slow1", &[(t, 60.0)]),
         ];
-        let totals = collect_totals(&["1".into(), "2".into(), "3".into()], true, &results).unwrap();
+        let totals = collect_totals(&["1".into(), "2".into(), "3".into()], 2, &results).unwrap();
         assert_eq!(totals[0].invocations, 9000.0);
         assert_eq!(totals[0].errors, 90.0);
-        assert_eq!(totals[0].slower_than_threshold, Some(90.0));
+        assert_eq!(totals[0].slower_than, [90.0, 4500.0]);
         assert_eq!(totals[0].duration_ms.unwrap().p99, 400.0);
-        assert_eq!(totals[1].slower_than_threshold, Some(25.0));
+        assert_eq!(totals[1].slower_than, [25.0, 600.0]);
         assert!(totals[1].duration_ms.is_none());
         assert_eq!(
             totals[2],
             VersionTotals {
-                slower_than_threshold: Some(0.0),
+                slower_than: vec![0.0, 0.0],
                 ..VersionTotals::empty("3")
             }
         );
         let bad = result("v0_inv", &[(t, f64::NAN)]);
         assert!(matches!(
-            collect_totals(&["1".into()], false, &[bad]),
+            collect_totals(&["1".into()], 0, &[bad]),
             Err(TelemetryError::Invalid(m)) if m.contains("v0_inv")
         ));
     }

@@ -521,7 +521,7 @@ mod tests {
             _: &ComponentId,
             _: &[String],
             _: &TimeWindow,
-            _: Option<f64>,
+            _: &[f64],
         ) -> Result<Vec<VersionTotals>, TelemetryError> {
             Ok(vec![])
         }

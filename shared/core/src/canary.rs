@@ -13,8 +13,10 @@ use crate::improvement::{
     Verdict,
 };
 use crate::ports::{DeployError, Deployer, HaltSwitch, Telemetry};
-use crate::stats::{RateTest, alpha_spent, rate_test, relative_change, wilson_interval};
-use crate::telemetry::{MetricName, TelemetryQuery, VersionTotals};
+use crate::stats::{
+    RateTest, alpha_spent, proportion_ratio_test, rate_test, relative_change, wilson_interval,
+};
+use crate::telemetry::{MetricName, Quantiles, TelemetryQuery, VersionTotals};
 
 /// Why a canary step failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,11 +160,13 @@ const INTERVAL_CONFIDENCE: f64 = 0.95;
 
 /// Judges the canary against stable on counts pooled since the deploy (SPEC R11).
 ///
-/// At each look: guardrails first (a gross error or throttle rate rolls back at once), then,
-/// for error, throttle and slow-request rates, the exact conditional test of the canary's
-/// rate against (1 + `DEGRADATION_THRESHOLD`) × stable's at this look's share of the α
-/// budget (Lan–DeMets Pocock-type spending over the window, split over the metrics). A
-/// latency regression bought by a significantly lower error rate is accepted within
+/// At each look: guardrails first (a gross error or throttle rate rolls back at once), then
+/// four rates, each tested against (1 + `DEGRADATION_THRESHOLD`) × stable's at this look's
+/// share of the α budget (Lan–DeMets Pocock-type spending over the window, split over the
+/// metrics): errors, throttles and the share slower than the tail threshold (rare events:
+/// the exact conditional Poisson test), and the share slower than stable's median (a shift
+/// of every request, a common event: the Farrington–Manning score test). A latency
+/// regression bought by a significantly lower error rate is accepted within
 /// `LATENCY_TRADE_BOUND`. Too few canary requests at the end extend the window once, then
 /// end inconclusive (stable kept). See docs/cycle.md.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
@@ -188,11 +192,6 @@ pub async fn monitor(
         start: deployment.deployed_at,
         end: now.max(deployment.deployed_at),
     };
-    let read = |threshold| {
-        deps.telemetry
-            .version_totals(function, &versions, &window, threshold)
-    };
-    let mut totals = read(config.latency_slo_ms).await?;
     let pick = |totals: &[VersionTotals], version: &str| {
         totals
             .iter()
@@ -200,15 +199,26 @@ pub async fn monitor(
             .cloned()
             .unwrap_or_else(|| VersionTotals::empty(version))
     };
-    // Without an SLO the threshold is stable's pooled p99, known only after the first read.
-    let threshold = config
-        .latency_slo_ms
-        .or_else(|| pick(&totals, &versions[0]).duration_ms.map(|q| q.p99));
-    if config.latency_slo_ms.is_none() && threshold.is_some() {
-        totals = read(threshold).await?;
+    let telemetry = deps.telemetry;
+    let mut totals = telemetry
+        .version_totals(function, &versions, &window, &[])
+        .await?;
+    // The thresholds come from stable's pooled quantiles, known only after a first read:
+    // the tail is `LATENCY_SLO_MS` or stable's p99, the body stable's median.
+    let quantiles = pick(&totals, &versions[0]).duration_ms;
+    let threshold = config.latency_slo_ms.or_else(|| quantiles.map(|q| q.p99));
+    let median_threshold = quantiles.map(|q| q.p50);
+    let thresholds: Vec<f64> = threshold.into_iter().chain(median_threshold).collect();
+    if !thresholds.is_empty() {
+        totals = telemetry
+            .version_totals(function, &versions, &window, &thresholds)
+            .await?;
     }
     let stable = pick(&totals, &versions[0]);
     let canary = pick(&totals, &versions[1]);
+    // The counts above each threshold, at the index it was asked at.
+    let tail_index = threshold.map(|_| 0);
+    let median_index = median_threshold.map(|_| usize::from(threshold.is_some()));
 
     let schedule = LookSchedule::new(config, deployment.deployed_at);
     let previous = item
@@ -221,7 +231,8 @@ pub async fn monitor(
     let tested: Vec<Rate> = [
         Some(Rate::errors(&stable, &canary)),
         Some(Rate::throttles(&stable, &canary)),
-        Rate::slow(&stable, &canary),
+        tail_index.and_then(|k| Rate::slow(RateKind::SlowTail, &stable, &canary, k)),
+        median_index.and_then(|k| Rate::slow(RateKind::SlowBody, &stable, &canary, k)),
     ]
     .into_iter()
     .flatten()
@@ -236,33 +247,56 @@ pub async fn monitor(
         .map(|rate| rate.judge(config, alpha, errors_lower, &stable, &canary))
         .collect();
 
-    let enough = canary.invocations >= f64::from(config.min_canary_requests);
+    // Promotion is decided at two data-independent points only: the first look at or after
+    // the planned end, and the end of the one extension.
     let elapsed = now - deployment.deployed_at;
     let planned = schedule.window;
-    let extended = elapsed >= planned && !enough;
-    let window_over = (elapsed >= planned && enough) || elapsed >= planned * 2;
+    let at_planned_end = elapsed >= planned;
+    let at_extension_end = elapsed >= planned * 2;
+    let first_at_end =
+        at_planned_end && previous.is_none_or(|t| t - deployment.deployed_at < planned);
+    let enough = canary.invocations >= f64::from(config.min_canary_requests);
+    // Without a median share (no percentiles) only the request count can be asked for.
+    let non_inferior = metrics
+        .iter()
+        .find_map(|m| m.p_non_inferior)
+        .is_none_or(|p| p < config.significance_level / 2.0)
+        || !tested.iter().any(|r| r.kind == RateKind::SlowBody);
+    let convincing = enough && non_inferior;
     let degraded: Vec<&MetricVerdict> = metrics.iter().filter(|m| m.degraded).collect();
+    let decided = first_at_end && (convincing || !degraded.is_empty());
+    let window_over = at_extension_end || decided;
+    let extended = at_planned_end && !decided;
     let (verdict, reason) = if let Some(first) = degraded.first() {
         (
             Verdict::Degraded,
             format!("{}: {}", first.metric, first.rule),
         )
-    } else if !enough {
-        let reason = format!(
-            "{:.0} canary invocations, {} needed{}",
-            canary.invocations,
-            config.min_canary_requests,
-            if window_over {
-                ": inconclusive after the extended window, stable kept"
-            } else if extended {
-                ": window extended once"
-            } else {
-                ""
-            }
-        );
-        (Verdict::Inconclusive, reason)
-    } else if window_over {
-        (Verdict::Healthy, "window over: no metric worse".to_owned())
+    } else if window_over && convincing {
+        (
+            Verdict::Healthy,
+            "window over: no metric worse, latency within the margin".to_owned(),
+        )
+    } else if at_planned_end || !enough {
+        let missing = if enough {
+            format!(
+                "canary latency not shown within {:.0} % of stable's median share",
+                config.latency_non_inferiority_margin * 100.0
+            )
+        } else {
+            format!(
+                "{:.0} canary invocations, {} needed",
+                canary.invocations, config.min_canary_requests
+            )
+        };
+        let stage = if window_over {
+            ": inconclusive after the extended window, stable kept"
+        } else if extended {
+            ": window extended once"
+        } else {
+            ""
+        };
+        (Verdict::Inconclusive, format!("{missing}{stage}"))
     } else {
         (Verdict::Healthy, "no metric worse so far".to_owned())
     };
@@ -287,6 +321,7 @@ pub async fn monitor(
             stable: stable.duration_ms,
             canary: canary.duration_ms,
             threshold_ms: threshold,
+            median_threshold_ms: median_threshold,
         }),
     })
 }
@@ -317,49 +352,97 @@ impl LookSchedule {
     }
 }
 
+/// What a compared rate counts, and so how it is tested.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RateKind {
+    /// Failed invocations of those that ran.
+    Errors,
+    /// Refused requests of all requests.
+    Throttles,
+    /// Invocations slower than the tail threshold (`LATENCY_SLO_MS` or stable's p99).
+    SlowTail,
+    /// Invocations slower than stable's median.
+    SlowBody,
+}
+
+impl RateKind {
+    fn metric(self) -> &'static str {
+        match self {
+            Self::Errors => "error_rate",
+            Self::Throttles => "throttle_rate",
+            Self::SlowTail => "slow_rate",
+            Self::SlowBody => "above_stable_median",
+        }
+    }
+
+    /// Gross failures: the guardrail applies.
+    fn guarded(self) -> bool {
+        matches!(self, Self::Errors | Self::Throttles)
+    }
+
+    /// The name of the quantile a latency regression bought by fewer errors is bounded on.
+    fn traded_quantile(self) -> Option<&'static str> {
+        match self {
+            Self::SlowTail => Some("p99"),
+            Self::SlowBody => Some("p50"),
+            Self::Errors | Self::Throttles => None,
+        }
+    }
+
+    /// That quantile's value.
+    fn traded_value(self, quantiles: &Quantiles) -> Option<f64> {
+        match self {
+            Self::SlowTail => Some(quantiles.p99),
+            Self::SlowBody => Some(quantiles.p50),
+            Self::Errors | Self::Throttles => None,
+        }
+    }
+}
+
 /// One rate compared between the versions.
 struct Rate {
-    metric: &'static str,
+    kind: RateKind,
     baseline_events: f64,
     baseline_total: f64,
     canary_events: f64,
     canary_total: f64,
-    /// Gross failures: the guardrail applies.
-    guarded: bool,
 }
 
 impl Rate {
     fn errors(stable: &VersionTotals, canary: &VersionTotals) -> Self {
         Self {
-            metric: "error_rate",
+            kind: RateKind::Errors,
             baseline_events: stable.errors,
             baseline_total: stable.invocations,
             canary_events: canary.errors,
             canary_total: canary.invocations,
-            guarded: true,
         }
     }
 
     fn throttles(stable: &VersionTotals, canary: &VersionTotals) -> Self {
         Self {
-            metric: "throttle_rate",
+            kind: RateKind::Throttles,
             baseline_events: stable.throttles,
             baseline_total: stable.invocations + stable.throttles,
             canary_events: canary.throttles,
             canary_total: canary.invocations + canary.throttles,
-            guarded: true,
         }
     }
 
-    /// The share of invocations slower than the threshold; none when a source cannot tell.
-    fn slow(stable: &VersionTotals, canary: &VersionTotals) -> Option<Self> {
+    /// The share of invocations slower than the threshold asked at `index`; none when a
+    /// source cannot tell.
+    fn slow(
+        kind: RateKind,
+        stable: &VersionTotals,
+        canary: &VersionTotals,
+        index: usize,
+    ) -> Option<Self> {
         Some(Self {
-            metric: "slow_rate",
-            baseline_events: stable.slower_than_threshold?,
+            kind,
+            baseline_events: *stable.slower_than.get(index)?,
             baseline_total: stable.invocations,
-            canary_events: canary.slower_than_threshold?,
+            canary_events: *canary.slower_than.get(index)?,
             canary_total: canary.invocations,
-            guarded: false,
         })
     }
 
@@ -372,7 +455,11 @@ impl Rate {
     }
 
     fn test(&self, margin: f64) -> Option<RateTest> {
-        rate_test(
+        let test = match self.kind {
+            RateKind::SlowBody => proportion_ratio_test,
+            RateKind::Errors | RateKind::Throttles | RateKind::SlowTail => rate_test,
+        };
+        test(
             self.canary_events,
             self.canary_total,
             self.baseline_events,
@@ -385,7 +472,7 @@ impl Rate {
     fn guardrail(&self, config: &Config) -> Option<String> {
         let canary = Self::rate(self.canary_events, self.canary_total);
         let baseline = Self::rate(self.baseline_events, self.baseline_total);
-        let fires = self.guarded
+        let fires = self.kind.guarded()
             && self.canary_total >= f64::from(config.guardrail_min_requests)
             && canary >= config.guardrail_error_rate
             && canary >= config.guardrail_ratio * baseline
@@ -419,20 +506,28 @@ impl Rate {
         let guardrail = self.guardrail(config);
         let (degraded, rule) = if let Some(rule) = guardrail {
             (true, rule)
-        } else if significant && self.metric == "slow_rate" && errors_lower {
+        } else if let Some(name) = self
+            .kind
+            .traded_quantile()
+            .filter(|_| significant && errors_lower)
+        {
             // Failures turned into slower successes: judged on both, within the bound.
-            let p99 = |t: &VersionTotals| t.duration_ms.map(|q| q.p99);
+            let value = |t: &VersionTotals| {
+                t.duration_ms
+                    .as_ref()
+                    .and_then(|q| self.kind.traded_value(q))
+            };
             let bound = 1.0 + config.latency_trade_bound;
-            match (p99(stable), p99(canary_totals)) {
+            match (value(stable), value(canary_totals)) {
                 (Some(s), Some(c)) if c <= s * bound => (
                     false,
                     format!(
-                        "slower, but errors significantly lower and p99 {c:.0} ms within {bound}× stable's {s:.0} ms"
+                        "slower, but errors significantly lower and {name} {c:.0} ms within {bound}× stable's {s:.0} ms"
                     ),
                 ),
                 _ => (
                     true,
-                    format!("slower beyond {bound}× stable's p99, though errors are lower"),
+                    format!("slower beyond {bound}× stable's {name}, though errors are lower"),
                 ),
             }
         } else if significant {
@@ -447,8 +542,17 @@ impl Rate {
         } else {
             (false, "not significantly worse".to_owned())
         };
+        // The only rate whose upper bound is attainable at low traffic: a share near one half.
+        let p_non_inferior = (self.kind == RateKind::SlowBody && self.canary_total > 0.0)
+            .then(|| self.test(config.latency_non_inferiority_margin))
+            .flatten()
+            .map(|t| {
+                let bound = (1.0 + config.latency_non_inferiority_margin) * baseline;
+                if canary > bound { 1.0 } else { 1.0 - t.p_worse }
+            });
         MetricVerdict {
-            metric: self.metric.to_owned(),
+            p_non_inferior,
+            metric: self.kind.metric().to_owned(),
             baseline,
             canary,
             delta: relative_change(baseline, canary),
@@ -526,15 +630,28 @@ mod tests {
 
     const DEPLOYED: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
 
-    /// Fixed pooled totals per version; slow counts only when a threshold is asked for.
+    /// Fixed pooled totals per version; slow counts (above the tail, above the median) only
+    /// for the thresholds asked for.
     struct Versions {
         stable: VersionTotals,
         canary: VersionTotals,
-        /// Thresholds asked for, in order.
-        asked: std::sync::Mutex<Vec<Option<f64>>>,
+        /// Thresholds asked for, per read.
+        asked: std::sync::Mutex<Vec<Vec<f64>>>,
     }
 
+    /// Totals with half the invocations above stable's median (no shift of the body).
     fn totals(version: &str, invocations: f64, errors: f64, p99: f64, slow: f64) -> VersionTotals {
+        with_body(version, invocations, errors, p99, slow, invocations / 2.0)
+    }
+
+    fn with_body(
+        version: &str,
+        invocations: f64,
+        errors: f64,
+        p99: f64,
+        slow: f64,
+        above_median: f64,
+    ) -> VersionTotals {
         VersionTotals {
             version: version.into(),
             invocations,
@@ -545,7 +662,7 @@ mod tests {
                 p90: p99 / 1.5,
                 p99,
             }),
-            slower_than_threshold: Some(slow),
+            slower_than: vec![slow, above_median],
         }
     }
 
@@ -562,13 +679,11 @@ mod tests {
             _: &ComponentId,
             versions: &[String],
             _: &TimeWindow,
-            threshold: Option<f64>,
+            thresholds: &[f64],
         ) -> Result<Vec<VersionTotals>, TelemetryError> {
-            self.asked.lock().unwrap().push(threshold);
+            self.asked.lock().unwrap().push(thresholds.to_vec());
             let strip = |mut t: VersionTotals| {
-                if threshold.is_none() {
-                    t.slower_than_threshold = None;
-                }
+                t.slower_than.truncate(thresholds.len());
                 t
             };
             assert_eq!(versions, ["1", "2"]);
@@ -668,15 +783,12 @@ mod tests {
             latency: None,
         });
         let report = monitor(deps, &Config::default(), &item).await.unwrap();
-        // Without an SLO: one read for stable's p99, one for the slow counts above it.
+        // Without an SLO: one read for stable's quantiles, one for the counts above its
+        // p99 and its median.
         let asked = telemetry.asked.lock().unwrap().clone();
-        assert_eq!(asked.len(), 2, "{asked:?}");
-        assert_eq!(asked[1], stable_p99(&report));
+        let stable = report.latency.as_ref().and_then(|l| l.stable).unwrap();
+        assert_eq!(asked, [vec![], vec![stable.p99, stable.p50]]);
         report
-    }
-
-    fn stable_p99(report: &MonitorReport) -> Option<f64> {
-        report.latency.as_ref()?.stable.map(|q| q.p99)
     }
 
     fn metric<'r>(report: &'r MonitorReport, name: &str) -> &'r MetricVerdict {
@@ -727,6 +839,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_shift_of_every_request_at_low_traffic_is_caught_on_the_median() {
+        // 6 requests/min, memory cut: every request 17 % slower. Above stable's p99 the canary
+        // has 4 of 72 (too few to tell from 1 %), above its median 57 of 72.
+        let stable = with_body("1", 650.0, 1.0, 3000.0, 7.0, 325.0);
+        let canary = with_body("2", 72.0, 0.0, 3300.0, 3.0, 57.0);
+        let report = check_with(stable.clone(), canary, 120, Some(115)).await;
+        assert!(!metric(&report, "slow_rate").degraded);
+        let body = metric(&report, "above_stable_median");
+        assert!(body.degraded, "{body:#?}");
+        assert_eq!(report.verdict, Verdict::Degraded);
+        // The same share as stable's is no evidence at all.
+        let same = with_body("2", 72.0, 0.0, 3000.0, 1.0, 36.0);
+        let report = check_with(stable, same, 120, Some(115)).await;
+        assert_eq!(report.verdict, Verdict::Healthy, "{report:#?}");
+    }
+
+    #[tokio::test]
     async fn noise_within_the_margin_is_not_a_regression() {
         // 8 % more errors than stable is inside DEGRADATION_THRESHOLD (10 %).
         let stable = totals("1", 54_000.0, 540.0, 200.0, 540.0);
@@ -765,6 +894,38 @@ mod tests {
         assert_eq!(after.verdict, Verdict::Inconclusive);
         assert!(after.window_over);
         assert!(after.reason.contains("stable kept"), "{}", after.reason);
+    }
+
+    #[tokio::test]
+    async fn promotion_needs_latency_shown_within_the_margin_at_a_decision_point() {
+        // 70 canary requests, 40 of them above stable's median (57 %): not significantly
+        // worse, but not shown below 62.5 % either.
+        let stable = with_body("1", 630.0, 0.0, 900.0, 6.0, 315.0);
+        let canary = with_body("2", 70.0, 0.0, 900.0, 1.0, 40.0);
+        let at_end = check_with(stable.clone(), canary.clone(), 60, Some(55)).await;
+        assert_eq!(at_end.verdict, Verdict::Inconclusive, "{at_end:#?}");
+        assert!(at_end.extended && !at_end.window_over);
+        assert!(
+            at_end.reason.contains("not shown within 25 %"),
+            "{}",
+            at_end.reason
+        );
+        let body = metric(&at_end, "above_stable_median");
+        assert!(
+            !body.degraded && body.p_non_inferior.unwrap() > 0.025,
+            "{body:#?}"
+        );
+        // Convincing in the middle of the extension is no decision point: keep watching.
+        let convincing = with_body("2", 140.0, 0.0, 900.0, 1.0, 70.0);
+        let mid = check_with(stable.clone(), convincing.clone(), 90, Some(85)).await;
+        assert_eq!(mid.verdict, Verdict::Inconclusive);
+        assert!(!mid.window_over);
+        let end = check_with(stable.clone(), convincing, 120, Some(115)).await;
+        assert_eq!(end.verdict, Verdict::Healthy, "{end:#?}");
+        assert!(end.window_over);
+        let still = check_with(stable, canary, 120, Some(115)).await;
+        assert_eq!(still.verdict, Verdict::Inconclusive);
+        assert!(still.window_over && still.reason.contains("stable kept"));
     }
 
     #[tokio::test]

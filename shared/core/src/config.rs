@@ -94,6 +94,9 @@ pub struct Config {
     /// `LATENCY_TRADE_BOUND`: when the canary's error rate is significantly lower, its p99
     /// may be up to (1 + this) × stable's without counting as a latency regression.
     pub latency_trade_bound: f64,
+    /// `LATENCY_NON_INFERIORITY_MARGIN`: to be promoted, the canary's share of requests slower
+    /// than stable's median must be shown below (1 + this) × stable's.
+    pub latency_non_inferiority_margin: f64,
     /// `LOW_TRAFFIC_INVOCATIONS_PER_MINUTE`: deploys wait while traffic is above this.
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
@@ -164,6 +167,12 @@ impl Config {
                 .map(|_| env.float("LATENCY_SLO_MS", 0.0, 1.0, 900_000.0))
                 .transpose()?,
             latency_trade_bound: env.float("LATENCY_TRADE_BOUND", 1.0, 0.0, 10.0)?,
+            latency_non_inferiority_margin: env.float(
+                "LATENCY_NON_INFERIORITY_MARGIN",
+                0.25,
+                0.0,
+                1.0,
+            )?,
             low_traffic_invocations_per_minute: env.float(
                 "LOW_TRAFFIC_INVOCATIONS_PER_MINUTE",
                 10_000.0,

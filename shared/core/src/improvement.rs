@@ -199,6 +199,10 @@ pub struct MetricVerdict {
     /// The rule that decided this metric, in words.
     #[serde(default)]
     pub rule: String,
+    /// One-sided p-value that the canary is within `LATENCY_NON_INFERIORITY_MARGIN` of stable
+    /// (the median share only): small enough at a decision point lets it be promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_non_inferior: Option<f64>,
 }
 
 /// The canary's verdict.
@@ -209,7 +213,8 @@ pub enum Verdict {
     Healthy,
     /// At least one metric is significantly worse: roll back.
     Degraded,
-    /// Not enough data yet; at the end of the window: keep stable.
+    /// Not enough evidence yet (too few requests, or latency not shown within the margin);
+    /// at the end of the extended window: keep stable.
     Inconclusive,
 }
 
@@ -222,6 +227,9 @@ pub struct LatencyReport {
     pub canary: Option<Quantiles>,
     /// Invocations slower than this count as slow (`LATENCY_SLO_MS`, else stable's p99).
     pub threshold_ms: Option<f64>,
+    /// Stable's median: the canary's share above it tests a shift of every request.
+    #[serde(default)]
+    pub median_threshold_ms: Option<f64>,
 }
 
 /// monitor's result.

@@ -166,14 +166,14 @@ pub trait Telemetry: Send + Sync {
     ) -> Result<Vec<MetricSeries>, TelemetryError>;
 
     /// Counts and latency of each of `versions` of one function pooled over `window` (for
-    /// canary monitoring), in the order asked; with `slow_threshold_ms`, also how many
-    /// invocations ran longer than it. A version without data gets zero counts.
+    /// canary monitoring), in the order asked, with how many invocations ran longer than
+    /// each of `thresholds_ms`. A version without data gets zero counts.
     async fn version_totals(
         &self,
         function: &ComponentId,
         versions: &[String],
         window: &TimeWindow,
-        slow_threshold_ms: Option<f64>,
+        thresholds_ms: &[f64],
     ) -> Result<Vec<VersionTotals>, TelemetryError>;
 
     /// Error log rows for the components in scope, at most `limit`, newest first.

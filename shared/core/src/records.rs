@@ -65,11 +65,13 @@ pub enum ImprovementStatus {
     Promoted,
     /// The baseline was restored.
     RolledBack,
+    /// The canary never gave enough evidence: the baseline was restored, no gain claimed.
+    Inconclusive,
 }
 
 impl ImprovementStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Validated,
         Self::AwaitingApproval,
         Self::Approved,
@@ -80,6 +82,7 @@ impl ImprovementStatus {
         Self::Skipped,
         Self::Promoted,
         Self::RolledBack,
+        Self::Inconclusive,
     ];
 
     /// The snake_case name.
@@ -95,6 +98,7 @@ impl ImprovementStatus {
             Self::Skipped => "skipped",
             Self::Promoted => "promoted",
             Self::RolledBack => "rolled_back",
+            Self::Inconclusive => "inconclusive",
         }
     }
 
@@ -116,6 +120,7 @@ impl ImprovementStatus {
             "deploy_skipped" => Self::Skipped,
             "promoted" => Self::Promoted,
             "rolled_back" => Self::RolledBack,
+            "inconclusive" => Self::Inconclusive,
             _ => return None,
         })
     }

@@ -229,6 +229,58 @@ pub fn rate_test(
     })
 }
 
+/// The score test that a canary's share of events exceeds the baseline's by more than a
+/// relative margin, for common events (binomial proportions).
+///
+/// Farrington–Manning: under H₀ p_c = θ·p_b the proportions are estimated by restricted
+/// maximum likelihood, and z = (p̂_c − θ·p̂_b) ÷ √(p̃_c(1 − p̃_c)/n_c + θ²·p̃_b(1 − p̃_b)/n_b).
+/// `p_worse` is P(Z ≥ z) at θ = 1 + `margin`, `p_better` is P(Z ≤ z) at θ = 1 (as
+/// `statsmodels.stats.proportion.test_proportions_2indep(…, method="score",
+/// compare="ratio", correction=False)`). Where [`rate_test`] treats counts as Poisson (right
+/// for rare events, conservative for common ones), this uses the binomial variance, so a
+/// shift of a share near one half is found with half the requests.
+///
+/// Returns `None` when a total is not positive, any input is not finite, or `margin` < 0;
+/// no event on either side (or only events) is no evidence: both p-values are 1.
+pub fn proportion_ratio_test(
+    canary_events: f64,
+    canary_total: f64,
+    baseline_events: f64,
+    baseline_total: f64,
+    margin: f64,
+) -> Option<RateTest> {
+    let inputs = [
+        canary_events,
+        canary_total,
+        baseline_events,
+        baseline_total,
+        margin,
+    ];
+    if inputs.iter().any(|v| !v.is_finite()) || margin < 0.0 {
+        return None;
+    }
+    if canary_total <= 0.0 || baseline_total <= 0.0 {
+        return None;
+    }
+    let x_c = canary_events.clamp(0.0, canary_total);
+    let x_b = baseline_events.clamp(0.0, baseline_total);
+    let score = |theta: f64| -> Option<f64> {
+        let (n_c, n_b) = (canary_total, baseline_total);
+        // The restricted MLE of p_b: the smaller root of θN·p² + B·p + C = 0.
+        let a = theta * (n_c + n_b);
+        let b = -(theta * n_c + x_c + n_b + theta * x_b);
+        let c = x_c + x_b;
+        let p_b = (-b - (b * b - 4.0 * a * c).max(0.0).sqrt()) / (2.0 * a);
+        let p_c = theta * p_b;
+        let variance = p_c * (1.0 - p_c) / n_c + theta * theta * p_b * (1.0 - p_b) / n_b;
+        let difference = x_c / n_c - theta * x_b / n_b;
+        (variance > 0.0).then(|| difference / variance.sqrt())
+    };
+    let p_worse = score(1.0 + margin).map_or(1.0, normal_sf);
+    let p_better = score(1.0).map_or(1.0, |z| normal_sf(-z));
+    Some(RateTest { p_worse, p_better })
+}
+
 /// P(X ≥ `x`) for X ~ Binomial(`n`, `p`), whole numbers `x` and `n`, through the regularised
 /// incomplete beta function: P(X ≥ x) = I_p(x, n − x + 1).
 pub fn binomial_sf(x: f64, n: f64, p: f64) -> f64 {
@@ -725,6 +777,75 @@ mod tests {
         assert!(rate_test(1.0, 10.0, 1.0, 10.0, -0.5).is_none());
         // More events than requests (inconsistent sources) are capped, never a panic.
         let capped = rate_test(50.0, 10.0, 0.0, 90.0, 0.1).unwrap();
+        assert!(capped.p_worse < 1e-6);
+    }
+
+    #[test]
+    fn proportion_ratio_test_matches_statsmodels() {
+        // statsmodels 0.15.0 test_proportions_2indep(x_c, n_c, x_b, n_b, value=θ,
+        // method="score", compare="ratio", correction=False, alternative="larger" at
+        // θ = 1 + margin / "smaller" at θ = 1).pvalue
+        let cases = [
+            // (x_c, n_c, x_b, n_b, margin, p_worse, p_better)
+            (
+                50.0,
+                72.0,
+                330.0,
+                650.0,
+                0.1,
+                0.014_297_092_792_326_55,
+                0.998_699_288_880_130_2,
+            ),
+            (
+                36.0,
+                60.0,
+                30.0,
+                60.0,
+                0.1,
+                0.300_040_776_039_516_95,
+                0.864_543_786_098_599_4,
+            ),
+            (
+                5.0,
+                60.0,
+                6.0,
+                600.0,
+                0.1,
+                3.441_548_993_190_812e-5,
+                0.999_988_348_572_6,
+            ),
+            (30.0, 60.0, 300.0, 600.0, 0.1, 0.768_589_185_985_542_3, 0.5),
+            (
+                24.0,
+                30.0,
+                0.0,
+                270.0,
+                0.1,
+                1.245_907_541_866_515_2e-48,
+                1.0,
+            ),
+            (
+                90.0,
+                3000.0,
+                270.0,
+                27000.0,
+                0.1,
+                2.609_249_925_514_168e-18,
+                1.0,
+            ),
+        ];
+        for (x_c, n_c, x_b, n_b, margin, worse, better) in cases {
+            let t = proportion_ratio_test(x_c, n_c, x_b, n_b, margin).unwrap();
+            assert_close(t.p_worse, worse, 1e-6);
+            assert_close(t.p_better, better, 1e-6);
+        }
+        // No event on either side: no evidence either way (statsmodels gives NaN).
+        let none = proportion_ratio_test(0.0, 60.0, 0.0, 600.0, 0.1).unwrap();
+        assert_eq!((none.p_worse, none.p_better), (1.0, 1.0));
+        assert!(proportion_ratio_test(1.0, 0.0, 1.0, 10.0, 0.1).is_none());
+        assert!(proportion_ratio_test(f64::INFINITY, 10.0, 1.0, 10.0, 0.1).is_none());
+        assert!(proportion_ratio_test(1.0, 10.0, 1.0, 10.0, -0.1).is_none());
+        let capped = proportion_ratio_test(50.0, 10.0, 1.0, 90.0, 0.1).unwrap();
         assert!(capped.p_worse < 1e-6);
     }
 

@@ -17,7 +17,7 @@ use crate::error::{StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError, generate};
 use crate::ids::CycleId;
 use crate::improvement::DeployStatus;
-use crate::improvement::{Generated, ImprovementItem, Validation};
+use crate::improvement::{Generated, ImprovementItem, Validation, Verdict};
 use crate::ports::{Deployer, Telemetry};
 use crate::records::{
     CircuitState, CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore,
@@ -169,6 +169,9 @@ pub struct CycleSummary {
     pub promoted: usize,
     /// Rolled-back improvements.
     pub rolled_back: usize,
+    /// Improvements that ended inconclusive (stable kept, no gain claimed).
+    #[serde(default)]
+    pub inconclusive: usize,
     /// A step that failed the whole cycle (analysis), if any.
     pub failure: Option<Value>,
 }
@@ -221,6 +224,7 @@ pub fn summarize(cycle: &Value, now: OffsetDateTime) -> Result<CycleSummary, Ste
     Ok(CycleSummary {
         promoted: count("promoted"),
         rolled_back: count("rolled_back"),
+        inconclusive: count("inconclusive"),
         cycle_id,
         finished_at: now,
         opportunities,
@@ -513,12 +517,24 @@ pub async fn run_step(
             RollbackRequest::Rollback { item } => {
                 let restored = rollback(deps.deployer, &item).await?;
                 let detail = match item.monitor.as_ref() {
-                    Some(m) => format!("monitor verdict {:?}; baseline restored: {restored}", m.verdict),
+                    Some(m) => format!(
+                        "monitor verdict {:?} ({}); baseline restored: {restored}",
+                        m.verdict, m.reason
+                    ),
                     None => format!("baseline restored: {restored}"),
                 };
-                deps.record(&item, "rolled_back", None, None, detail, Some("Improvement Rolled Back"))
-                    .await?;
-                Ok(serde_json::json!({"restored": restored}))
+                // Too little evidence is not a failure of the change: recorded apart.
+                let inconclusive = item
+                    .monitor
+                    .as_ref()
+                    .is_some_and(|m| m.verdict == Verdict::Inconclusive && m.window_over);
+                let (action, notify) = if inconclusive {
+                    ("inconclusive", None)
+                } else {
+                    ("rolled_back", Some("Improvement Rolled Back"))
+                };
+                deps.record(&item, action, None, None, detail, notify).await?;
+                Ok(serde_json::json!({"restored": restored, "outcome": action}))
             }
         },
     }
@@ -569,7 +585,7 @@ fn action_function(action: &str) -> &'static str {
     match action {
         "proposal_refused" => "generate",
         "validated" | "approval_requested" => "validate",
-        "rolled_back" => "rollback",
+        "rolled_back" | "inconclusive" => "rollback",
         _ => "deploy",
     }
 }

@@ -99,9 +99,9 @@ pub struct VersionTotals {
     /// Duration quantiles over every invocation of the window; none without invocations
     /// or where the source has no percentiles.
     pub duration_ms: Option<Quantiles>,
-    /// Invocations that ran longer than the threshold asked for; none when none was asked
-    /// or the source cannot tell.
-    pub slower_than_threshold: Option<f64>,
+    /// Invocations that ran longer than each threshold asked for, in order; empty when none
+    /// was asked or the source cannot tell.
+    pub slower_than: Vec<f64>,
 }
 
 impl VersionTotals {
@@ -113,7 +113,7 @@ impl VersionTotals {
             errors: 0.0,
             throttles: 0.0,
             duration_ms: None,
-            slower_than_threshold: None,
+            slower_than: Vec::new(),
         }
     }
 }

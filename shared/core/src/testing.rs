@@ -234,7 +234,7 @@ impl Telemetry for NoTelemetry {
         _: &ComponentId,
         _: &[String],
         _: &TimeWindow,
-        _: Option<f64>,
+        _: &[f64],
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         Err(TelemetryError::Unavailable(
             "no telemetry in this test".into(),

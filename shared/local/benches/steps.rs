@@ -38,7 +38,7 @@ impl Telemetry for Replay {
         _: &ComponentId,
         _: &[String],
         _: &TimeWindow,
-        _: Option<f64>,
+        _: &[f64],
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         Ok(Vec::new())
     }

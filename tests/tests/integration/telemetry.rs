@@ -267,7 +267,7 @@ async fn version_totals_split_by_executed_version_and_pool_the_window() {
             &function,
             &["1".into(), "2".into(), "3".into()],
             &w,
-            Some(500.0),
+            &[500.0],
         )
         .await
         .unwrap();
@@ -291,7 +291,7 @@ async fn version_totals_split_by_executed_version_and_pool_the_window() {
         ),
         ("2", 2.0, 1.0)
     );
-    assert!(totals[1].duration_ms.is_none() && totals[1].slower_than_threshold.is_none());
+    assert!(totals[1].duration_ms.is_none() && totals[1].slower_than.is_empty());
     assert_eq!(totals[2].invocations, 0.0);
 }
 

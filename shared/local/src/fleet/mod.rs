@@ -349,7 +349,7 @@ impl Fleet {
         view: &FunctionView,
         version: &str,
         window: &TimeWindow,
-        slow_threshold_ms: Option<f64>,
+        thresholds_ms: &[f64],
     ) -> VersionTotals {
         let Some(number) = parse_version(version) else {
             return VersionTotals::empty(version);
@@ -379,7 +379,10 @@ impl Fleet {
             errors,
             throttles,
             duration_ms,
-            slower_than_threshold: slow_threshold_ms.map(|t| totals.slower_than(t)),
+            slower_than: thresholds_ms
+                .iter()
+                .map(|t| totals.slower_than(*t))
+                .collect(),
         }
     }
 }
@@ -496,13 +499,13 @@ impl Telemetry for Fleet {
         function: &ComponentId,
         versions: &[String],
         window: &TimeWindow,
-        slow_threshold_ms: Option<f64>,
+        thresholds_ms: &[f64],
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         let view = self.views(None, std::slice::from_ref(function)).pop();
         Ok(versions
             .iter()
             .map(|version| match &view {
-                Some(view) => self.version_totals_of(view, version, window, slow_threshold_ms),
+                Some(view) => self.version_totals_of(view, version, window, thresholds_ms),
                 None => VersionTotals::empty(version),
             })
             .collect())

@@ -116,7 +116,7 @@ async fn version_stats(fleet: &Fleet, function: &str, version: &str, w: TimeWind
         .collect();
     let stats = stats_of(&series);
     let totals = fleet
-        .version_totals(&id(function), &[version.to_owned()], &w, None)
+        .version_totals(&id(function), &[version.to_owned()], &w, &[])
         .await
         .unwrap();
     let t = &totals[0];
@@ -275,11 +275,11 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
     assert!((canary.invocations - 3600.0).abs() < 300.0, "{canary:?}");
     // The stable version served nothing once the canary took all the traffic.
     let stable = fleet
-        .version_totals(&f, &["1".to_owned()], &after, Some(1000.0))
+        .version_totals(&f, &["1".to_owned()], &after, &[1000.0])
         .await
         .unwrap();
     assert_eq!(stable[0].invocations, 0.0, "{stable:?}");
-    assert_eq!(stable[0].slower_than_threshold, Some(0.0));
+    assert_eq!(stable[0].slower_than, [0.0]);
     assert!(stable[0].duration_ms.is_none());
     // All versions together: the function's error rate dropped.
     let all_after = function_stats(&fleet, "orders-api", after).await;
@@ -603,7 +603,7 @@ async fn a_tenant_sees_only_its_functions() {
         .unwrap();
     assert!(!rows.is_empty() && rows.iter().all(|r| r.component.as_str() == "a-api"));
     let none = fleet
-        .version_totals(&id("nope"), &["1".into()], &w, None)
+        .version_totals(&id("nope"), &["1".into()], &w, &[])
         .await
         .unwrap();
     assert_eq!(none, [VersionTotals::empty("1")]);
