@@ -359,7 +359,8 @@ enum RateKind {
     Errors,
     /// Refused requests of all requests.
     Throttles,
-    /// Invocations slower than the tail threshold (`LATENCY_SLO_MS` or stable's p99).
+    /// Invocations slower than the tail threshold (`LATENCY_SLO_MS` or stable's p99), or
+    /// failed.
     SlowTail,
     /// Invocations slower than stable's median.
     SlowBody,
@@ -430,18 +431,27 @@ impl Rate {
     }
 
     /// The share of invocations slower than the threshold asked at `index`; none when a
-    /// source cannot tell.
+    /// source cannot tell. Above the tail threshold a failure counts as slow too (a request
+    /// not served well, as an SLO counts it): a version whose failures are capped at the
+    /// timeout must not look fast beside one that serves them slowly.
     fn slow(
         kind: RateKind,
         stable: &VersionTotals,
         canary: &VersionTotals,
         index: usize,
     ) -> Option<Self> {
+        let events = |t: &VersionTotals| -> Option<f64> {
+            let slow = *t.slower_than.get(index)?;
+            Some(match kind {
+                RateKind::SlowTail => (slow + t.errors).min(t.invocations),
+                _ => slow,
+            })
+        };
         Some(Self {
             kind,
-            baseline_events: *stable.slower_than.get(index)?,
+            baseline_events: events(stable)?,
             baseline_total: stable.invocations,
-            canary_events: *canary.slower_than.get(index)?,
+            canary_events: events(canary)?,
             canary_total: canary.invocations,
         })
     }
@@ -867,19 +877,27 @@ mod tests {
 
     #[tokio::test]
     async fn failures_turned_into_slower_successes_are_judged_on_both() {
-        // A longer timeout: 12 % timeouts (capped at 3 s) become 3–5 s successes.
-        let stable = totals("1", 5_400.0, 648.0, 3000.0, 0.0);
-        let canary = totals("2", 600.0, 0.0, 4_800.0, 72.0);
+        // A longer timeout: 12 % timeouts (capped at 3 s) become 3–5 s successes. In the
+        // tail a failure counts as slow, so the canary's slow successes are no worse there.
+        let stable = with_body("1", 54_000.0, 6_480.0, 3000.0, 0.0, 27_000.0);
+        let canary = with_body("2", 6_000.0, 0.0, 4_800.0, 720.0, 3_540.0);
         let report = check_with(stable.clone(), canary, 60, Some(55)).await;
-        let slow = metric(&report, "slow_rate");
-        assert!(slow.p_value.unwrap() < 1e-6, "{slow:?}");
-        assert!(!slow.degraded, "{slow:#?}");
-        assert!(slow.rule.contains("errors significantly lower"));
+        let tail = metric(&report, "slow_rate");
+        assert!(!tail.degraded && tail.p_value.unwrap() > 0.1, "{tail:#?}");
+        // The body is significantly slower, bought by significantly fewer errors.
+        let body = metric(&report, "above_stable_median");
+        assert!(body.p_value.unwrap() < 1e-6, "{body:?}");
+        assert!(!body.degraded, "{body:#?}");
+        assert!(
+            body.rule.contains("errors significantly lower"),
+            "{}",
+            body.rule
+        );
         assert_eq!(report.verdict, Verdict::Healthy, "{report:#?}");
-        // Beyond the bound (2× stable's p99 by default) it is a regression after all.
-        let too_slow = totals("2", 600.0, 0.0, 7_000.0, 72.0);
+        // Beyond the bound (2× stable's p50 by default) it is a regression after all.
+        let too_slow = with_body("2", 6_000.0, 0.0, 7_000.0, 720.0, 3_540.0);
         let report = check_with(stable, too_slow, 60, Some(55)).await;
-        assert!(metric(&report, "slow_rate").degraded);
+        assert!(metric(&report, "above_stable_median").degraded);
         assert_eq!(report.verdict, Verdict::Degraded);
     }
 

@@ -127,6 +127,10 @@ pub enum Command {
         /// A scenario file, or a folder of them.
         #[arg(long, default_value = "events/scenarios")]
         scenarios: PathBuf,
+        /// Run each scenario on this many seeds (its own, then the next ones) and print the
+        /// pass rate per safety group; progress lines are left out.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        seeds: u64,
         /// Removed: virtual time is event-driven; accepted only to say so.
         #[arg(long, hide = true)]
         time_scale: Option<String>,
@@ -211,8 +215,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("error[{}]: {}", e.error_type, e.message);
         return ExitCode::from(2);
     }
-    if let Command::Demo { scenarios, .. } = &cli.command {
-        return demo(&cli.data_dir, scenarios).await;
+    if let Command::Demo {
+        scenarios, seeds, ..
+    } = &cli.command
+    {
+        return demo(&cli.data_dir, scenarios, *seeds).await;
     }
     if let Command::Serve {
         addr,
@@ -361,8 +368,9 @@ fn read_event(path: &Path) -> Result<Value, CliError> {
         .map_err(|e| cli_error("InvalidEvent", format!("{name} is not JSON: {e}")))
 }
 
-/// Runs the demo scenarios; exit 0 only if every one ends as its file expects.
-async fn demo(data_dir: &Path, scenarios: &Path) -> ExitCode {
+/// Runs the demo scenarios on `seeds` seeds each; exit 0 only if every run ends as its file
+/// expects.
+async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
     let files = if scenarios.is_dir() {
         match crate::demo::scenario_files(scenarios) {
             Ok(files) => files,
@@ -374,31 +382,56 @@ async fn demo(data_dir: &Path, scenarios: &Path) -> ExitCode {
     } else {
         vec![scenarios.to_path_buf()]
     };
-    let options = crate::demo::DemoOptions {
-        data_dir: data_dir.join("demo"),
-    };
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
     let mut failed = false;
     for file in &files {
-        println!("▶ {}", file.display());
-        match crate::demo::run_scenario(file, &options, Box::new(std::io::stdout())).await {
-            Ok(row) => {
-                failed |= !row.passed;
-                rows.push(row);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
+        for seed_offset in 0..seeds {
+            let options = crate::demo::DemoOptions {
+                data_dir: data_dir.join("demo"),
+                seed_offset,
+            };
+            let progress: Box<dyn std::io::Write + Send> = if seeds == 1 {
+                println!("▶ {}", file.display());
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(std::io::sink())
+            };
+            match crate::demo::run_scenario(file, &options, progress).await {
+                Ok(row) => {
+                    if seeds > 1 {
+                        println!(
+                            "{} {} seed {}: {}",
+                            if row.passed { "✔" } else { "✘" },
+                            row.scenario,
+                            row.seed,
+                            row.outcome
+                        );
+                    }
+                    failed |= !row.passed;
+                    rows.push(row);
+                }
+                Err(e) => {
+                    eprintln!("error[InvalidScenario]: {e}");
+                    failed = true;
+                }
             }
         }
     }
     println!();
     println!("{}", crate::demo::summary_table(&rows));
+    for row in rows.iter().filter(|r| !r.passed) {
+        for failure in &row.failures {
+            println!("✘ {} (seed {}): {failure}", row.scenario, row.seed);
+        }
+    }
+    if seeds > 1 || rows.iter().any(|r| r.group.is_some()) {
+        println!("\n{}", crate::demo::safety_table(&rows));
+    }
     println!(
-        "\n{} of {} scenarios as expected, in {:.1} s of real time",
+        "\n{} of {} runs as expected, in {:.1} s of real time",
         rows.iter().filter(|r| r.passed).count(),
-        files.len(),
+        files.len() as u64 * seeds,
         started.elapsed().as_secs_f64()
     );
     if failed {

@@ -47,7 +47,7 @@ use crate::asl::{
     ExecutionOptions, Iteration, Observer, PendingTask, StateMachine, StateRef, TaskCall,
     TaskError, TaskHandler, TaskTokens, VirtualClock, run_execution,
 };
-use crate::fleet::{Fleet, Scenario};
+use crate::fleet::{Fleet, FunctionOutcome, Scenario};
 use crate::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
 use crate::store::{SqliteStore, StoreTaskTokens};
 
@@ -272,6 +272,29 @@ pub async fn run_cycle(
     progress: Box<dyn Write + Send>,
     approvers: Approvers,
 ) -> Result<Value, String> {
+    run_cycle_on_fleet(scenario, request, store, config, progress, approvers)
+        .await
+        .map(|run| run.output)
+}
+
+/// A cycle's output and what it did to the simulated fleet.
+#[derive(Debug, Clone)]
+pub struct FleetRun {
+    /// The execution's output.
+    pub output: Value,
+    /// Each function's end state and canary exposure.
+    pub functions: Vec<FunctionOutcome>,
+}
+
+/// [`run_cycle`], also reporting what happened to each function of the fleet.
+pub async fn run_cycle_on_fleet(
+    scenario: &Scenario,
+    request: &CycleRequest,
+    store: &SqliteStore,
+    config: &Config,
+    progress: Box<dyn Write + Send>,
+    approvers: Approvers,
+) -> Result<FleetRun, String> {
     let run = CycleRun {
         scenario: scenario.clone(),
         request: request.clone(),
@@ -307,7 +330,7 @@ struct CycleRun {
 
 impl CycleRun {
     /// Runs the execution; call it on a current-thread runtime with paused time.
-    async fn execute(self) -> Result<Value, String> {
+    async fn execute(self) -> Result<FleetRun, String> {
         let Self {
             scenario,
             request,
@@ -320,6 +343,7 @@ impl CycleRun {
         let clock = VirtualClock::new(start);
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let fleet = Fleet::new(&scenario, Arc::clone(&shared_clock)).map_err(|e| e.to_string())?;
+        let watched = fleet.clone();
         let llm: Box<dyn Llm> = match recorded_answers(&scenario)? {
             Some(answers) => Box::new(RecordedLlm::new(answers, RulePlanner)),
             None => Box::new(RulePlanner),
@@ -372,11 +396,15 @@ impl CycleRun {
         )
         .await;
         desk.abort();
-        result.map_err(|f| {
+        let output = result.map_err(|f| {
             format!(
                 "{}: execution failed: {}: {}",
                 request.cycle_id, f.error, f.cause
             )
+        })?;
+        Ok(FleetRun {
+            output,
+            functions: watched.outcomes(),
         })
     }
 }

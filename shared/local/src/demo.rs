@@ -3,6 +3,7 @@
 //! as its file expects. Cycles run on event-driven virtual time (`crate::cycle`), so a
 //! scenario prints the same progress and ends the same way on every run.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +14,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cycle::{Approvers, run_cycle};
-use crate::fleet::Scenario;
+use crate::cycle::{Approvers, FleetRun, run_cycle_on_fleet};
+use crate::fleet::{FunctionOutcome, Scenario};
 use crate::store::SqliteStore;
 
 /// One scenario's result, a row of the summary table.
@@ -38,15 +39,109 @@ pub struct ScenarioResult {
     pub virtual_seconds: i64,
     /// What the scenario file expects, and whether it happened.
     pub expected: String,
-    /// Whether the outcome matched.
+    /// Whether every expectation held.
     pub passed: bool,
+    /// The seed the fleet ran with.
+    pub seed: u64,
+    /// The scenario's safety group (`must_roll_back`, …), if it names one.
+    pub group: Option<SafetyGroup>,
+    /// The expectations that did not hold, in words.
+    pub failures: Vec<String>,
+}
+
+/// What a scenario asserts about safety, for the sweep's table.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SafetyGroup {
+    /// A degrading canary: stable must be restored, within the exposure bound.
+    MustRollBack,
+    /// An unsafe, protected or refused change: nothing may be deployed.
+    MustNotDeploy,
+    /// A clear improvement: it must be promoted.
+    MustPromote,
+    /// A healthy fleet or a no-op change: nothing may be rolled back.
+    NoChange,
+}
+
+impl SafetyGroup {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MustRollBack => "must_roll_back",
+            Self::MustNotDeploy => "must_not_deploy",
+            Self::MustPromote => "must_promote",
+            Self::NoChange => "no_change",
+        }
+    }
+}
+
+/// A scenario's `expect` section.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The acceptable outcomes of the first improvement: one or a list. `not_deployed`
+    /// stands for any outcome that never routed traffic to a new version.
+    #[serde(deserialize_with = "one_or_many")]
+    pub outcome: Vec<String>,
+    /// `required` (the change waited for an approval) or `none` (it deployed on its own).
+    #[serde(default)]
+    pub approval: Option<String>,
+    /// The safety group, for the sweep's table.
+    #[serde(default)]
+    pub group: Option<SafetyGroup>,
+    /// Exposure bound: a canary serves at most this many minutes.
+    #[serde(default)]
+    pub canary_minutes_at_most: Option<i64>,
+    /// Exposure bound: a canary fails at most this many requests.
+    #[serde(default)]
+    pub failed_canary_requests_at_most: Option<f64>,
+    /// Functions other than the improvement's keep their settings and routing (default).
+    #[serde(default = "yes")]
+    pub others_untouched: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Expectation {
+    /// The `expect` section of `scenario`; an error names the field.
+    pub fn of(scenario: &Scenario) -> Result<Self, String> {
+        let expectation: Self = serde_path_to_error::deserialize(&scenario.expect)
+            .map_err(|e| format!("{}: expect.{}: {}", scenario.name, e.path(), e.inner()))?;
+        if expectation.outcome.is_empty() {
+            return Err(format!(
+                "{}: expect.outcome: must not be empty",
+                scenario.name
+            ));
+        }
+        Ok(expectation)
+    }
 }
 
 /// How the demo runs.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Where each scenario's store goes (`<dir>/<scenario>/`).
+    /// Where each scenario's store goes (`<dir>/<scenario>/`, `<dir>/<scenario>-s<seed>/`
+    /// with a seed offset).
     pub data_dir: PathBuf,
+    /// Added to each scenario's seed: the sweep runs offsets 0, 1, 2, …
+    pub seed_offset: u64,
 }
 
 /// The scenario files in `dir`, sorted.
@@ -70,24 +165,57 @@ pub async fn run_scenario(
     options: &DemoOptions,
     progress: Box<dyn Write + Send>,
 ) -> Result<ScenarioResult, String> {
-    let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
-    let dir = options.data_dir.join(&scenario.name);
+    let mut scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+    let expectation = Expectation::of(&scenario)?;
+    let dir = match options.seed_offset {
+        0 => options.data_dir.join(&scenario.name),
+        _ => {
+            scenario.seed = scenario.seed.wrapping_add(options.seed_offset);
+            options
+                .data_dir
+                .join(format!("{}-s{}", scenario.name, scenario.seed))
+        }
+    };
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let approvers = Approvers::for_scenario(&scenario)?;
     let store = SqliteStore::open(&dir).map_err(|e| e.to_string())?;
-    let config = demo_config()?;
+    let config = scenario_config(&scenario)?;
     let request = scenario_request(&scenario, &config);
-    let output = run_cycle(&scenario, &request, &store, &config, progress, approvers).await?;
-    Ok(result_row(&scenario, &output, request.requested_at))
+    let run = run_cycle_on_fleet(&scenario, &request, &store, &config, progress, approvers).await?;
+    Ok(result_row(
+        &scenario,
+        &expectation,
+        &run,
+        request.requested_at,
+    ))
 }
 
 /// The configuration cycles run with offline: the environment's, with autonomy on.
 pub fn demo_config() -> Result<Config, String> {
-    let mut config = Config::from_env().map_err(|e| e.to_string())?;
-    // The demo shows the autonomous loop; on AWS it is off until you turn it on.
-    config.autonomous_improvements = true;
+    config_over_env(&BTreeMap::new())
+}
+
+/// The configuration of one scenario's cycle: its `config` section over [`demo_config`].
+pub fn scenario_config(scenario: &Scenario) -> Result<Config, String> {
+    config_over_env(&scenario.config_values())
+        .map_err(|e| format!("{}: config: {e}", scenario.name))
+}
+
+fn config_over_env(overrides: &BTreeMap<String, String>) -> Result<Config, String> {
+    let mut config = Config::from_lookup(|name| {
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    })
+    .map_err(|e| e.to_string())?;
+    // The demo shows the autonomous loop (on AWS it is off until you turn it on), unless the
+    // scenario itself says otherwise.
+    if !overrides.contains_key("ENABLE_AUTONOMOUS_IMPROVEMENTS") {
+        config.autonomous_improvements = true;
+    }
     Ok(config)
 }
 
@@ -133,7 +261,13 @@ fn text(value: Option<&Value>) -> String {
     }
 }
 
-fn result_row(scenario: &Scenario, output: &Value, started: OffsetDateTime) -> ScenarioResult {
+fn result_row(
+    scenario: &Scenario,
+    expectation: &Expectation,
+    run: &FleetRun,
+    started: OffsetDateTime,
+) -> ScenarioResult {
+    let output = &run.output;
     let finished = output
         .pointer("/summary/finished_at")
         .and_then(Value::as_str)
@@ -145,13 +279,19 @@ fn result_row(scenario: &Scenario, output: &Value, started: OffsetDateTime) -> S
         .unwrap_or(Value::Null);
     let outcome = text(first.get("outcome"));
     let decision = text(first.get("decision"));
-    let expected_outcome = text(scenario.expect.get("outcome"));
-    let expected_approval = scenario.expect.get("approval").and_then(Value::as_str);
-    let approval_ok = match expected_approval {
-        Some("required") => decision == "needs_approval",
-        Some("none") => decision == "auto_deploy",
-        _ => true,
-    };
+    let target = first
+        .get("opportunity")
+        .and_then(Value::as_str)
+        .and_then(|o| o.split(':').next())
+        .map(str::to_owned);
+    let failures = check(
+        expectation,
+        &outcome,
+        &decision,
+        target.as_deref(),
+        &run.functions,
+    );
+    let outcomes = expectation.outcome.join("|");
     ScenarioResult {
         scenario: scenario.name.clone(),
         cycle_id: text(output.get("cycle_id")),
@@ -159,14 +299,123 @@ fn result_row(scenario: &Scenario, output: &Value, started: OffsetDateTime) -> S
         change: text(first.get("change")),
         risk: text(first.get("risk")),
         decision,
-        passed: outcome == expected_outcome && approval_ok,
-        expected: match expected_approval {
-            Some(a) => format!("{expected_outcome} (approval {a})"),
-            None => expected_outcome,
+        passed: failures.is_empty(),
+        expected: match expectation.approval.as_deref() {
+            Some(a) => format!("{outcomes} (approval {a})"),
+            None => outcomes,
         },
         outcome,
         virtual_seconds: (finished - started).whole_seconds(),
+        seed: scenario.seed,
+        group: expectation.group,
+        failures,
     }
+}
+
+/// The expectations that did not hold for a run whose first improvement ended in `outcome`
+/// on function `target`.
+fn check(
+    expectation: &Expectation,
+    outcome: &str,
+    decision: &str,
+    target: Option<&str>,
+    functions: &[FunctionOutcome],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let deployed = functions.iter().any(|f| !f.canaries.is_empty());
+    let outcome_ok = expectation
+        .outcome
+        .iter()
+        .any(|o| o == outcome || (o == "not_deployed" && !deployed));
+    if !outcome_ok {
+        failures.push(format!(
+            "outcome {outcome}, expected {}",
+            expectation.outcome.join(" or ")
+        ));
+    }
+    match expectation.approval.as_deref() {
+        Some("required") if decision != "needs_approval" => {
+            failures.push(format!("decision {decision}, expected needs_approval"));
+        }
+        Some("none") if decision != "auto_deploy" => {
+            failures.push(format!("decision {decision}, expected auto_deploy"));
+        }
+        _ => {}
+    }
+    for f in functions {
+        let is_target = target == Some(f.function.as_str());
+        let untouched = f.routing_changes == 0;
+        if !is_target && expectation.others_untouched && !untouched {
+            failures.push(format!(
+                "{}: changed, though the change was not for it",
+                f.function
+            ));
+        }
+        let promoted = f.canaries.iter().any(|c| c.promoted);
+        let restored = f.end_state.settings == f.initial_settings
+            && f.end_state.canary.is_none()
+            && f.end_state.stable_version == "1";
+        // Anything that was not promoted must be back exactly where it started.
+        if !promoted && !restored {
+            failures.push(format!(
+                "{}: not restored exactly (stable {}, canary {:?})",
+                f.function, f.end_state.stable_version, f.end_state.canary
+            ));
+        }
+        for c in &f.canaries {
+            let minutes = (c.ended_at - c.deployed_at).whole_minutes();
+            if let Some(most) = expectation.canary_minutes_at_most
+                && !c.promoted
+                && minutes > most
+            {
+                failures.push(format!(
+                    "{} version {}: served {minutes} min as a canary, at most {most} expected",
+                    f.function, c.version
+                ));
+            }
+            if let Some(most) = expectation.failed_canary_requests_at_most
+                && c.errors > most
+            {
+                failures.push(format!(
+                    "{} version {}: {:.0} failed canary requests, at most {most} expected",
+                    f.function, c.version, c.errors
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// Renders the pass rate per safety group: scenarios, runs, runs as expected.
+pub fn safety_table(rows: &[ScenarioResult]) -> String {
+    /// Scenarios, runs and runs as expected of one group.
+    #[derive(Default)]
+    struct Tally<'r> {
+        scenarios: BTreeSet<&'r str>,
+        runs: usize,
+        passed: usize,
+    }
+    let mut groups: BTreeMap<Option<SafetyGroup>, Tally<'_>> = BTreeMap::new();
+    for row in rows {
+        let tally = groups.entry(row.group).or_default();
+        tally.scenarios.insert(&row.scenario);
+        tally.runs += 1;
+        tally.passed += usize::from(row.passed);
+    }
+    let mut out = String::from(
+        "| group | scenarios | runs | as expected | rate |\n|---|---:|---:|---:|---:|",
+    );
+    for (group, tally) in &groups {
+        out.push_str(&format!(
+            "\n| {} | {} | {} | {} | {:.0} % |",
+            group.map_or("(none)", SafetyGroup::as_str),
+            tally.scenarios.len(),
+            tally.runs,
+            tally.passed,
+            tally.passed as f64 * 100.0 / tally.runs.max(1) as f64
+        ));
+    }
+    out
 }
 
 /// Renders the summary table.

@@ -19,6 +19,7 @@ async fn every_scenario_ends_as_its_file_expects() {
     let dir = tempfile::tempdir().unwrap();
     let options = DemoOptions {
         data_dir: dir.path().to_path_buf(),
+        seed_offset: 0,
     };
     let mut rows = Vec::new();
     for file in scenario_files(&events_dir().join("scenarios")).unwrap() {
@@ -103,6 +104,7 @@ async fn run_once(file: &Path) -> String {
     let dir = tempfile::tempdir().unwrap();
     let options = DemoOptions {
         data_dir: dir.path().to_path_buf(),
+        seed_offset: 0,
     };
     let progress = Captured::default();
     let row = run_scenario(file, &options, Box::new(progress.clone()))

@@ -31,7 +31,10 @@ use selfbuild_core::telemetry::{
 };
 use time::{Duration, OffsetDateTime};
 
-pub use scenario::{FunctionSpec, Scenario, ScenarioError, Workload, WorkloadChange};
+pub use scenario::{
+    Fault, FaultError, FaultOperation, FunctionSpec, RequestClass, Scenario, ScenarioError,
+    Workload, WorkloadChange,
+};
 use sim::{LogContext, MinuteKey, PeriodTotals, VersionMinute};
 
 /// How far back telemetry reaches, in minutes (CloudWatch keeps one-minute data 15 days).
@@ -154,6 +157,8 @@ impl FunctionView {
 struct State {
     functions: Vec<FunctionModel>,
     deployments: BTreeMap<String, DeploymentRecord>,
+    /// The scenario's faults, each with the calls it has seen.
+    faults: Vec<(Fault, u32)>,
 }
 
 impl State {
@@ -168,6 +173,8 @@ impl State {
 struct Inner {
     seed: u64,
     clock: Arc<dyn Clock>,
+    /// How long after a minute ends its telemetry becomes visible.
+    telemetry_delay: Duration,
     state: Mutex<State>,
 }
 
@@ -215,9 +222,11 @@ impl Fleet {
             inner: Arc::new(Inner {
                 seed: scenario.seed,
                 clock,
+                telemetry_delay: Duration::minutes(i64::from(scenario.telemetry_delay_minutes)),
                 state: Mutex::new(State {
                     functions,
                     deployments: BTreeMap::new(),
+                    faults: scenario.faults.iter().map(|f| (f.clone(), 0)).collect(),
                 }),
             }),
         })
@@ -255,6 +264,86 @@ impl Fleet {
             .find(|f| &f.spec.name == function)?
             .settings(version)
             .cloned()
+    }
+
+    /// What happened to each function during the run: its end state and the exposure of
+    /// every version deployed beside stable, for checking a scenario's expectations.
+    pub fn outcomes(&self) -> Vec<FunctionOutcome> {
+        let now = self.inner.clock.now();
+        let functions: Vec<(FunctionState, LambdaSettings, FunctionView)> = self
+            .lock()
+            .functions
+            .iter()
+            .map(|f| (f.state(), f.spec.settings.clone(), f.view()))
+            .collect();
+        functions
+            .into_iter()
+            .map(|(end_state, initial_settings, view)| {
+                let canaries = canary_spans(&view.history, now)
+                    .into_iter()
+                    .map(|(version, from, until, promoted)| {
+                        let window = TimeWindow {
+                            start: from,
+                            end: until,
+                        };
+                        // Ground truth: every minute, the current one included.
+                        let totals = self.version_totals_at(
+                            &view,
+                            &version.to_string(),
+                            &window,
+                            &[],
+                            now + Duration::MINUTE,
+                        );
+                        CanaryExposure {
+                            version: version.to_string(),
+                            deployed_at: from,
+                            ended_at: until,
+                            promoted,
+                            invocations: totals.invocations,
+                            errors: totals.errors,
+                        }
+                    })
+                    .collect();
+                FunctionOutcome {
+                    function: view.spec.name.clone(),
+                    initial_settings,
+                    end_state,
+                    routing_changes: view.history.len(),
+                    canaries,
+                }
+            })
+            .collect()
+    }
+
+    /// The end of the newest minute whose telemetry is visible.
+    fn observed_until(&self) -> OffsetDateTime {
+        self.inner.clock.now() - self.inner.telemetry_delay
+    }
+
+    /// Fails this call when a scenario fault says so.
+    fn inject_fault(
+        state: &mut State,
+        operation: FaultOperation,
+        function: &ComponentId,
+    ) -> Result<(), DeployError> {
+        for (fault, calls) in &mut state.faults {
+            if fault.operation != operation
+                || fault.function.as_ref().is_some_and(|f| f != function)
+            {
+                continue;
+            }
+            *calls += 1;
+            let failing =
+                *calls > fault.after_calls && *calls <= fault.after_calls + fault.failures;
+            if failing {
+                let message = format!("{operation:?} {function}: injected fault (call {calls})");
+                return Err(match fault.error {
+                    FaultError::Unavailable => DeployError::Unavailable(message),
+                    FaultError::Rejected => DeployError::Rejected(message),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -315,7 +404,7 @@ impl Fleet {
         period_seconds: u32,
     ) -> Result<Vec<Vec<DataPoint>>, TelemetryError> {
         let per = period_minutes(period_seconds)?;
-        let (first, minutes) = window_minutes(window, self.inner.clock.now());
+        let (first, minutes) = window_minutes(window, self.observed_until());
         let mut out = vec![Vec::new(); metrics.len()];
         let mut period: Option<(i64, PeriodTotals)> = None;
         for m in minutes {
@@ -351,10 +440,22 @@ impl Fleet {
         window: &TimeWindow,
         thresholds_ms: &[f64],
     ) -> VersionTotals {
+        self.version_totals_at(view, version, window, thresholds_ms, self.observed_until())
+    }
+
+    /// [`Self::version_totals_of`] over the minutes ended by `observed_until`.
+    fn version_totals_at(
+        &self,
+        view: &FunctionView,
+        version: &str,
+        window: &TimeWindow,
+        thresholds_ms: &[f64],
+        observed_until: OffsetDateTime,
+    ) -> VersionTotals {
         let Some(number) = parse_version(version) else {
             return VersionTotals::empty(version);
         };
-        let (_, minutes) = window_minutes(window, self.inner.clock.now());
+        let (_, minutes) = window_minutes(window, observed_until);
         let mut totals = PeriodTotals::default();
         for m in minutes {
             let versions: Vec<VersionMinute> = self
@@ -394,6 +495,69 @@ fn emit(out: &mut [Vec<DataPoint>], metrics: &[MetricName], minute: i64, mut tot
             points.push(DataPoint { timestamp, value });
         }
     }
+}
+
+/// What happened to one function during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionOutcome {
+    /// The function.
+    pub function: ComponentId,
+    /// Version 1's settings, as the scenario started.
+    pub initial_settings: LambdaSettings,
+    /// Its stable settings and routing at the end.
+    pub end_state: FunctionState,
+    /// How often its alias routing changed.
+    pub routing_changes: usize,
+    /// Each version that served beside stable, in deploy order.
+    pub canaries: Vec<CanaryExposure>,
+}
+
+/// How long a canary version served and what it did to its requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryExposure {
+    /// The version.
+    pub version: String,
+    /// When it began to take traffic.
+    pub deployed_at: OffsetDateTime,
+    /// When it was promoted, rolled back, or the run ended.
+    pub ended_at: OffsetDateTime,
+    /// It became the stable version.
+    pub promoted: bool,
+    /// Invocations it served as a canary.
+    pub invocations: f64,
+    /// Of those, failed ones.
+    pub errors: f64,
+}
+
+/// Each canary's span in a routing history: (version, from, until, promoted); a canary
+/// still in place ends at `now`.
+fn canary_spans(
+    history: &[RoutingChange],
+    now: OffsetDateTime,
+) -> Vec<(u32, OffsetDateTime, OffsetDateTime, bool)> {
+    let mut spans = Vec::new();
+    let mut open: Option<(u32, OffsetDateTime)> = None;
+    for change in history {
+        let current = change.routing.canary.map(|(v, _)| v);
+        if let Some((version, from)) = open
+            && current != Some(version)
+        {
+            spans.push((
+                version,
+                from,
+                change.at,
+                change.routing.stable_version == version,
+            ));
+            open = None;
+        }
+        if let (Some(version), None) = (current, open) {
+            open = Some((version, change.at));
+        }
+    }
+    if let Some((version, from)) = open {
+        spans.push((version, from, now, false));
+    }
+    spans
 }
 
 fn minute_start(minute: i64) -> OffsetDateTime {
@@ -581,6 +745,7 @@ impl Deployer for Fleet {
         }
         let now = self.inner.clock.now();
         let mut state = self.lock();
+        Self::inject_fault(&mut state, FaultOperation::DeployCanary, function)?;
         if let Some(record) = state.deployments.get(improvement_id) {
             let d = &record.deployment;
             if &d.baseline.function != function || &d.settings != settings || d.weight != weight {
@@ -630,6 +795,11 @@ impl Deployer for Fleet {
     async fn promote(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
+        Self::inject_fault(
+            &mut state,
+            FaultOperation::Promote,
+            &deployment.baseline.function,
+        )?;
         if state
             .deployments
             .get(&deployment.improvement_id)
@@ -669,6 +839,11 @@ impl Deployer for Fleet {
     async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
         let now = self.inner.clock.now();
         let mut state = self.lock();
+        Self::inject_fault(
+            &mut state,
+            FaultOperation::Rollback,
+            &deployment.baseline.function,
+        )?;
         let function = &deployment.baseline.function;
         let model = state.function_mut(function)?;
         let invalid =

@@ -35,6 +35,76 @@ pub struct Scenario {
     /// Recorded approval decisions for the cycle (opaque here); `approve` is accepted too.
     #[serde(default, alias = "approve", skip_serializing_if = "Option::is_none")]
     pub approval: Option<serde_json::Value>,
+    /// Configuration variables for this scenario's cycle (e.g. `CANARY_WEIGHT`,
+    /// `PROTECTED_FUNCTIONS`), over the environment's; values are strings, numbers or booleans.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Lambda calls that fail, to test deploy, promote and rollback under faults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
+    /// How late metrics arrive: the newest minutes are not visible until this many minutes
+    /// after they end (CloudWatch's own delay is a few minutes).
+    #[serde(default)]
+    pub telemetry_delay_minutes: u32,
+}
+
+/// Calls of one Lambda operation that fail: the first `failures` calls after `after_calls`
+/// successful ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// The operation.
+    pub operation: FaultOperation,
+    /// Only calls for this function; none: every function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<ComponentId>,
+    /// Successful calls before the failures start.
+    #[serde(default)]
+    pub after_calls: u32,
+    /// How many calls fail.
+    pub failures: u32,
+    /// How they fail.
+    #[serde(default)]
+    pub error: FaultError,
+}
+
+/// A Lambda operation a fault can hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultOperation {
+    /// Publishing the canary version and splitting the alias.
+    DeployCanary,
+    /// Shifting all traffic to the canary.
+    Promote,
+    /// Restoring the baseline.
+    Rollback,
+}
+
+/// How a faulty call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultError {
+    /// Throttled or a 5xx: worth retrying.
+    #[default]
+    Unavailable,
+    /// Refused for good.
+    Rejected,
+}
+
+/// One kind of request in a mix: its share of the traffic and its own costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestClass {
+    /// Its share of the requests (the shares of a mix add up to 1).
+    pub share: f64,
+    /// CPU time at 1024 MB, ms.
+    pub work_ms_at_1024mb: f64,
+    /// Time waiting on other services, ms.
+    #[serde(default)]
+    pub io_ms: f64,
+    /// Peak memory, MB; none: the workload's `memory_used_mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_used_mb: Option<f64>,
 }
 
 /// One Lambda function of the fleet.
@@ -88,6 +158,9 @@ pub struct WorkloadChange {
     /// New `error_messages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_messages: Option<Vec<String>>,
+    /// New `request_mix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_mix: Option<Vec<RequestClass>>,
 }
 
 impl WorkloadChange {
@@ -111,6 +184,9 @@ impl WorkloadChange {
         set(&mut next.base_error_rate, self.base_error_rate);
         if let Some(messages) = &self.error_messages {
             next.error_messages.clone_from(messages);
+        }
+        if let Some(mix) = &self.request_mix {
+            next.request_mix.clone_from(mix);
         }
         next
     }
@@ -155,6 +231,10 @@ pub struct Workload {
     /// Application error messages; `<id>`-like placeholders get a fresh value on every row.
     #[serde(default)]
     pub error_messages: Vec<String>,
+    /// Kinds of requests with different costs; when given, each request is drawn from it
+    /// and its costs replace `work_ms_at_1024mb`, `io_ms` and (if set) `memory_used_mb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_mix: Vec<RequestClass>,
 }
 
 /// Why a scenario could not be used.
@@ -288,7 +368,55 @@ impl Scenario {
                 }
             }
         }
+        for (name, value) in &self.config {
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !valid_name {
+                return Err(fail(
+                    format!("config.{name}"),
+                    "must be an environment variable name (A-Z, 0-9, _)".into(),
+                ));
+            }
+            if !(value.is_string() || value.is_number() || value.is_boolean()) {
+                return Err(fail(
+                    format!("config.{name}"),
+                    "must be a string, a number or a boolean".into(),
+                ));
+            }
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            if fault.failures == 0 {
+                return Err(fail(
+                    format!("faults[{i}].failures"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if let Some(f) = &fault.function
+                && self.function(f).is_none()
+            {
+                return Err(fail(
+                    format!("faults[{i}].function"),
+                    format!("{f} is not one of the scenario's functions"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The `config` section as environment values.
+    pub fn config_values(&self) -> BTreeMap<String, String> {
+        self.config
+            .iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (name.clone(), text)
+            })
+            .collect()
     }
 
     /// The function with this name.
@@ -337,6 +465,43 @@ fn check_workload(w: &Workload, prefix: &str) -> Result<(), (String, String)> {
         return Err((
             format!("{prefix}.error_messages[{j}]"),
             "must not be empty".into(),
+        ));
+    }
+    for (j, class) in w.request_mix.iter().enumerate() {
+        let field = |name: &str| format!("{prefix}.request_mix[{j}].{name}");
+        let ranges = [
+            ("share", class.share, 0.0, 1.0),
+            (
+                "work_ms_at_1024mb",
+                class.work_ms_at_1024mb,
+                0.0,
+                10_000_000.0,
+            ),
+            ("io_ms", class.io_ms, 0.0, 1_000_000.0),
+            (
+                "memory_used_mb",
+                class.memory_used_mb.unwrap_or(1.0),
+                1.0,
+                10_240.0,
+            ),
+        ];
+        for (name, value, low, high) in ranges {
+            if !value.is_finite() || value < low || value > high {
+                return Err((field(name), format!("must be {low}-{high}, got {value}")));
+            }
+        }
+        if class.work_ms_at_1024mb + class.io_ms <= 0.0 {
+            return Err((
+                field("work_ms_at_1024mb"),
+                "work_ms_at_1024mb + io_ms must be positive".into(),
+            ));
+        }
+    }
+    let shares: f64 = w.request_mix.iter().map(|c| c.share).sum();
+    if !w.request_mix.is_empty() && (shares - 1.0).abs() > 1e-6 {
+        return Err((
+            format!("{prefix}.request_mix"),
+            format!("shares must add up to 1, got {shares}"),
         ));
     }
     Ok(())

@@ -7,7 +7,7 @@ use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::telemetry::MetricName;
 use time::{Duration, OffsetDateTime};
 
-use super::scenario::Workload;
+use super::scenario::{RequestClass, Workload};
 
 /// Invocations simulated one by one per minute and version; counts are scaled up from them.
 pub(super) const MAX_SAMPLES: u64 = 200;
@@ -160,7 +160,8 @@ pub(super) struct VersionMinute {
 /// - requests n ~ Poisson(invocations_per_minute × share);
 /// - each of min(n, 200) sampled invocations runs
 ///   `(io_ms + work_ms_at_1024mb × 1024 / memory_mb) × exp(duration_jitter × z)` ms, z ~ N(0, 1),
-///   and uses `memory_used_mb × exp(memory_jitter × z')` MB;
+///   and uses `memory_used_mb × exp(memory_jitter × z')` MB (with a `request_mix`, the costs
+///   of a kind drawn by share);
 /// - memory above `memory_mb` kills it (out of memory), else a duration above the timeout
 ///   ends it at the timeout, else it fails with probability `base_error_rate`;
 /// - concurrency c = n × mean duration / 60 000; the version may use `share` of its
@@ -185,11 +186,19 @@ pub(super) fn simulate_minute(
     let mut samples = Vec::with_capacity(k as usize);
     let mut peak_memory: f64 = 0.0;
     for _ in 0..k {
+        // A mix draws each request's kind first; without one the draws are as they were.
+        let (base_ms, memory_used_mb) = match pick_class(&mut rng, &workload.request_mix) {
+            Some(class) => (
+                class.io_ms + class.work_ms_at_1024mb * 1024.0 / memory,
+                class.memory_used_mb.unwrap_or(workload.memory_used_mb),
+            ),
+            None => (base_ms, workload.memory_used_mb),
+        };
         let duration = base_ms * (workload.duration_jitter * rng.normal()).exp();
         let used = if workload.memory_jitter > 0.0 {
-            workload.memory_used_mb * (workload.memory_jitter * rng.normal()).exp()
+            memory_used_mb * (workload.memory_jitter * rng.normal()).exp()
         } else {
-            workload.memory_used_mb
+            memory_used_mb
         };
         let error_draw = rng.uniform();
         let (duration_ms, failure) = if used > memory {
@@ -236,6 +245,19 @@ pub(super) fn simulate_minute(
         samples,
         sample_weight,
     }
+}
+
+/// One request's kind, drawn by share; none without a mix.
+fn pick_class<'w>(rng: &mut Rng, mix: &'w [RequestClass]) -> Option<&'w RequestClass> {
+    let last = mix.last()?;
+    let mut draw = rng.uniform();
+    for class in mix {
+        if draw < class.share {
+            return Some(class);
+        }
+        draw -= class.share;
+    }
+    Some(last)
 }
 
 /// Totals over the minutes of one period.
@@ -530,7 +552,43 @@ mod tests {
             memory_jitter: 0.0,
             base_error_rate: 0.0,
             error_messages: Vec::new(),
+            request_mix: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_request_mix_gives_each_kind_its_share_and_its_costs() {
+        let mut w = workload();
+        w.duration_jitter = 0.0;
+        w.request_mix = vec![
+            RequestClass {
+                share: 0.9,
+                work_ms_at_1024mb: 100.0,
+                io_ms: 0.0,
+                memory_used_mb: None,
+            },
+            RequestClass {
+                share: 0.1,
+                work_ms_at_1024mb: 2000.0,
+                io_ms: 0.0,
+                memory_used_mb: Some(900.0),
+            },
+        ];
+        let (mut cheap, mut costly, mut oom) = (0, 0, 0);
+        for minute in 0..200 {
+            let m = simulate_minute(key(minute), 1.0, &settings(512, 60, None), &w);
+            for s in &m.samples {
+                match s.failure {
+                    Some(Failure::OutOfMemory) => oom += 1,
+                    _ if (s.duration_ms - 200.0).abs() < 1e-9 => cheap += 1,
+                    _ => costly += 1,
+                }
+            }
+        }
+        // The costly kind needs 900 MB of the 512 configured: every one of them is killed.
+        assert_eq!(costly, 0);
+        let share = f64::from(oom) / f64::from(oom + cheap);
+        assert!((share - 0.1).abs() < 0.01, "{share}");
     }
 
     fn settings(memory_mb: u32, timeout_seconds: u32, reserved: Option<u32>) -> LambdaSettings {
