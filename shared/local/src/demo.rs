@@ -479,3 +479,151 @@ pub fn summary_table(rows: &[ScenarioResult]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use selfbuild_core::change::LambdaSettings;
+    use selfbuild_core::deployment::FunctionState;
+    use selfbuild_core::ids::ComponentId;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::fleet::CanaryExposure;
+
+    fn settings(memory_mb: u32) -> LambdaSettings {
+        LambdaSettings {
+            memory_mb,
+            timeout_seconds: 8,
+            reserved_concurrency: None,
+            environment: Default::default(),
+        }
+    }
+
+    fn function(
+        name: &str,
+        stable: &str,
+        memory_mb: u32,
+        canaries: &[(i64, bool, f64)],
+    ) -> FunctionOutcome {
+        let deployed = datetime!(2026-11-22 05:00 UTC);
+        FunctionOutcome {
+            function: ComponentId::parse(name).unwrap(),
+            initial_settings: settings(1024),
+            end_state: FunctionState {
+                function: ComponentId::parse(name).unwrap(),
+                settings: settings(memory_mb),
+                alias: "live".into(),
+                stable_version: stable.into(),
+                canary: None,
+            },
+            routing_changes: canaries.len() * 2,
+            canaries: canaries
+                .iter()
+                .map(|&(minutes, promoted, errors)| CanaryExposure {
+                    version: "2".into(),
+                    deployed_at: deployed,
+                    ended_at: deployed + time::Duration::minutes(minutes),
+                    promoted,
+                    invocations: 100.0,
+                    errors,
+                })
+                .collect(),
+        }
+    }
+
+    fn expectation(json: serde_json::Value) -> Expectation {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_rollback_within_its_bounds_passes_and_each_broken_bound_is_named() {
+        let e = expectation(serde_json::json!({
+            "outcome": ["rolled_back", "inconclusive"],
+            "canary_minutes_at_most": 10,
+            "failed_canary_requests_at_most": 30,
+        }));
+        let fine = [function("r", "1", 1024, &[(5, false, 12.0)])];
+        assert!(check(&e, "rolled_back", "auto_deploy", Some("r"), &fine).is_empty());
+        assert!(check(&e, "inconclusive", "auto_deploy", Some("r"), &fine).is_empty());
+        let slow = [function("r", "1", 1024, &[(25, false, 40.0)])];
+        let failures = check(&e, "promoted", "auto_deploy", Some("r"), &slow);
+        assert_eq!(failures.len(), 3, "{failures:?}");
+        assert!(failures[0].contains("outcome promoted"));
+        assert!(failures[1].contains("25 min"));
+        assert!(failures[2].contains("40 failed"));
+    }
+
+    #[test]
+    fn not_deployed_means_no_version_ever_took_traffic_and_nothing_changed() {
+        let e = expectation(serde_json::json!({"outcome": "not_deployed"}));
+        let untouched = [function("r", "1", 1024, &[]), function("o", "1", 1024, &[])];
+        assert!(check(&e, "rejected", "rejected", Some("r"), &untouched).is_empty());
+        let deployed = [function("r", "1", 1024, &[(60, false, 0.0)])];
+        assert!(!check(&e, "inconclusive", "auto_deploy", Some("r"), &deployed).is_empty());
+    }
+
+    #[test]
+    fn other_functions_must_stay_untouched_and_a_rollback_must_restore_exactly() {
+        let e = expectation(serde_json::json!({"outcome": "rolled_back"}));
+        // The target kept the canary's memory after its "rollback"; another function moved.
+        let functions = [
+            function("r", "1", 512, &[(5, false, 0.0)]),
+            function("o", "2", 1024, &[(5, true, 0.0)]),
+        ];
+        let failures = check(&e, "rolled_back", "auto_deploy", Some("r"), &functions);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.starts_with("r: not restored exactly")),
+            "{failures:?}"
+        );
+        assert!(
+            failures.iter().any(|f| f.starts_with("o: changed")),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn an_expect_section_with_an_unknown_field_is_refused_naming_it() {
+        let scenario = Scenario::parse(
+            include_str!("../../../events/scenarios/timeouts.json")
+                .replace(
+                    r#""expect": {"outcome": "promoted"}"#,
+                    r#""expect": {"outcome": "promoted", "rolback_within": 5}"#,
+                )
+                .as_str(),
+            "t.json",
+        )
+        .unwrap();
+        let err = Expectation::of(&scenario).unwrap_err();
+        assert!(
+            err.contains("expect.") && err.contains("rolback_within"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_scenario_config_overrides_the_environment_and_can_turn_autonomy_off() {
+        let mut scenario = Scenario::parse(
+            include_str!("../../../events/scenarios/timeouts.json"),
+            "t.json",
+        )
+        .unwrap();
+        assert!(scenario_config(&scenario).unwrap().autonomous_improvements);
+        scenario
+            .config
+            .insert("CANARY_WEIGHT".into(), serde_json::json!(0.25));
+        scenario.config.insert(
+            "ENABLE_AUTONOMOUS_IMPROVEMENTS".into(),
+            serde_json::json!(false),
+        );
+        let config = scenario_config(&scenario).unwrap();
+        assert_eq!(config.canary_weight, 0.25);
+        assert!(!config.autonomous_improvements);
+        scenario
+            .config
+            .insert("CANARY_WEIGHT".into(), serde_json::json!(7));
+        let err = scenario_config(&scenario).unwrap_err();
+        assert!(err.contains("CANARY_WEIGHT"), "{err}");
+    }
+}

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use selfbuild_core::audit::AuditLog;
 use selfbuild_core::ids::CycleId;
 use selfbuild_core::records::{ImprovementQuery, ImprovementStore, TenantScope};
-use selfbuild_local::demo::{DemoOptions, run_scenario, scenario_files, summary_table};
+use selfbuild_local::demo::{
+    DemoOptions, run_scenario, safety_table, scenario_files, summary_table,
+};
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::events::events_dir;
 use serde_json::{Value, json};
@@ -82,6 +84,85 @@ async fn every_scenario_ends_as_its_file_expects() {
             "{kinds:?}"
         );
     }
+}
+
+/// The safety sweep: every scenario in `events/scenarios/safety` on five seeds ends as its
+/// file says a safe system must (degrading canaries rolled back within their exposure
+/// bound, nothing unsafe deployed, clear improvements promoted, no-op changes never rolled
+/// back), and inconclusive canaries are recorded as such, with stable restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_safety_scenario_holds_on_five_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = scenario_files(&events_dir().join("scenarios/safety")).unwrap();
+    assert!(files.len() >= 15, "at least 15 safety scenarios");
+    let mut rows = Vec::new();
+    for file in &files {
+        for seed_offset in 0..5 {
+            let options = DemoOptions {
+                data_dir: dir.path().to_path_buf(),
+                seed_offset,
+            };
+            let row = run_scenario(file, &options, Box::new(std::io::sink()))
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            rows.push(row);
+        }
+    }
+    let failures: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.failures
+                .iter()
+                .map(move |f| format!("{} seed {}: {f}", r.scenario, r.seed))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n{}\n{}",
+        failures.join("\n"),
+        summary_table(&rows),
+        safety_table(&rows)
+    );
+    for group in [
+        "must_roll_back",
+        "must_not_deploy",
+        "must_promote",
+        "no_change",
+    ] {
+        assert!(
+            rows.iter()
+                .filter(|r| r.group.map(|g| g.as_str()) == Some(group))
+                .count()
+                >= 15,
+            "{group}: at least three scenarios on five seeds"
+        );
+    }
+    // An inconclusive end is recorded apart from a rollback.
+    let inconclusive = rows
+        .iter()
+        .find(|r| r.outcome == "inconclusive")
+        .expect("one inconclusive run");
+    let seeded = dir
+        .path()
+        .join(format!("{}-s{}", inconclusive.scenario, inconclusive.seed));
+    let data = if seeded.exists() {
+        seeded
+    } else {
+        dir.path().join(&inconclusive.scenario)
+    };
+    let store = SqliteStore::open(&data).unwrap();
+    let actions: Vec<String> = store
+        .cycle_events(&CycleId::parse(&inconclusive.cycle_id).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("inconclusive"),
+        "{actions:?}"
+    );
 }
 
 /// Progress written to memory.

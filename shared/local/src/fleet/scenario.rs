@@ -658,4 +658,44 @@ mod tests {
         let (field, _) = invalid(&format!("{MINIMAL} {{}}"));
         assert_eq!(field, ".");
     }
+
+    #[test]
+    fn config_faults_and_request_mixes_are_checked_naming_the_field() {
+        let with = |extra: &str| {
+            MINIMAL.replace(r#""expect": {}"#, &format!(r#"{extra}, "expect": {{}}"#))
+        };
+        let (field, message) = invalid(&with(r#""config": {"canary_weight": 0.2}"#));
+        assert_eq!(field, "config.canary_weight");
+        assert!(message.contains("A-Z"), "{message}");
+        let (field, _) = invalid(&with(r#""config": {"CANARY_WEIGHT": [0.2]}"#));
+        assert_eq!(field, "config.CANARY_WEIGHT");
+        let (field, message) = invalid(&with(
+            r#""faults": [{"operation": "rollback", "function": "g", "failures": 1}]"#,
+        ));
+        assert_eq!(field, "faults[0].function");
+        assert!(message.contains("g is not"), "{message}");
+        let (field, _) = invalid(&with(
+            r#""faults": [{"operation": "rollback", "failures": 0}]"#,
+        ));
+        assert_eq!(field, "faults[0].failures");
+        let (field, _) = invalid(&with(
+            r#""faults": [{"operation": "reboot", "failures": 1}]"#,
+        ));
+        assert_eq!(field, "faults[0].operation");
+        let mix = MINIMAL.replace(
+            r#""memory_used_mb": 60}"#,
+            r#""memory_used_mb": 60, "request_mix": [{"share": 0.5, "work_ms_at_1024mb": 10}, {"share": 0.4, "work_ms_at_1024mb": 90}]}"#,
+        );
+        let (field, message) = invalid(&mix);
+        assert_eq!(field, "functions[0].workload.request_mix");
+        assert!(message.contains("add up to 1"), "{message}");
+        let fine = with(
+            r#""config": {"CANARY_WEIGHT": 0.2, "ENABLE_AUTONOMOUS_IMPROVEMENTS": false}, "telemetry_delay_minutes": 3, "faults": [{"operation": "promote", "failures": 2}]"#,
+        );
+        let s = Scenario::parse(&fine, "ok.json").unwrap();
+        assert_eq!(s.config_values()["CANARY_WEIGHT"], "0.2");
+        assert_eq!(s.config_values()["ENABLE_AUTONOMOUS_IMPROVEMENTS"], "false");
+        assert_eq!(s.telemetry_delay_minutes, 3);
+        assert_eq!(s.faults[0].error, FaultError::Unavailable);
+    }
 }

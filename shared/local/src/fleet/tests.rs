@@ -1001,3 +1001,95 @@ async fn the_throttling_scenario_is_found_and_its_fix_is_healthy() {
     assert_eq!(kind, OpportunityKind::Throttling);
     assert_eq!(verdict, Verdict::Healthy, "{metrics:#?}");
 }
+
+#[tokio::test]
+async fn faults_fail_the_calls_they_name_then_let_them_through() {
+    let text = THROTTLING.replacen(
+        "\"expect\"",
+        r#""faults": [
+            {"operation": "deploy_canary", "failures": 2},
+            {"operation": "rollback", "after_calls": 1, "failures": 1, "error": "rejected"}
+        ],
+        "expect""#,
+        1,
+    );
+    let (_, fleet, clock) = fleet(&text);
+    let f = id("payments-webhook");
+    let before = fleet.function_state(&f).await.unwrap();
+    let changed = LambdaSettings {
+        reserved_concurrency: Some(25),
+        ..before.settings.clone()
+    };
+    for _ in 0..2 {
+        let err = fleet.deploy_canary("imp", &f, &changed, 0.1).await;
+        assert!(
+            matches!(err, Err(DeployError::Unavailable(ref m)) if m.contains("injected")),
+            "{err:?}"
+        );
+    }
+    // Nothing changed while the calls failed; the third goes through.
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+    let d = fleet.deploy_canary("imp", &f, &changed, 0.1).await.unwrap();
+    clock.advance(Duration::minutes(5));
+    fleet.rollback(&d).await.unwrap();
+    let d2 = fleet
+        .deploy_canary("imp-2", &f, &changed, 0.1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        fleet.rollback(&d2).await,
+        Err(DeployError::Rejected(_))
+    ));
+    fleet.rollback(&d2).await.unwrap();
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn late_telemetry_hides_the_newest_minutes() {
+    let late = TIMEOUTS.replacen(
+        "\"expect\"",
+        "\"telemetry_delay_minutes\": 3, \"expect\"",
+        1,
+    );
+    let (scenario, on_time, _) = fleet(TIMEOUTS);
+    let (_, delayed, _) = fleet(&late);
+    let w = window(scenario.now - Duration::minutes(10), 10);
+    let all = function_stats(&on_time, "orders-api", w).await;
+    let seen = function_stats(&delayed, "orders-api", w).await;
+    let older = function_stats(&on_time, "orders-api", window(w.start, 7)).await;
+    assert!(seen.invocations < all.invocations);
+    assert_eq!(seen.invocations, older.invocations);
+}
+
+#[tokio::test]
+async fn outcomes_report_each_canary_span_and_its_failures() {
+    let (_, fleet, clock) = fleet(MEMORY_CUT);
+    let f = id("report-renderer");
+    let before = fleet.function_state(&f).await.unwrap();
+    let cut = LambdaSettings {
+        memory_mb: 256,
+        ..before.settings.clone()
+    };
+    let d = fleet.deploy_canary("imp", &f, &cut, 0.1).await.unwrap();
+    clock.advance(Duration::minutes(30));
+    fleet.rollback(&d).await.unwrap();
+    clock.advance(Duration::minutes(30));
+    let outcomes = fleet.outcomes();
+    let [outcome] = outcomes.as_slice() else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(outcome.end_state, before);
+    assert_eq!(outcome.routing_changes, 2);
+    let [canary] = outcome.canaries.as_slice() else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(canary.version, "2");
+    assert_eq!(canary.ended_at - canary.deployed_at, Duration::minutes(30));
+    assert!(!canary.promoted);
+    // A tenth of 60 requests/min for 30 minutes, about a third of them timing out.
+    assert!((120.0..240.0).contains(&canary.invocations), "{canary:?}");
+    assert!(
+        canary.errors > 20.0 && canary.errors < canary.invocations,
+        "{canary:?}"
+    );
+}
