@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 use super::scenario::{RequestClass, Workload};
 
 /// Invocations simulated one by one per minute and version; counts are scaled up from them.
-pub(super) const MAX_SAMPLES: u64 = 200;
+pub(super) const MAX_SAMPLES: u64 = 1000;
 
 /// The account's unreserved concurrency, the limit of a function without a reservation.
 pub(super) const ACCOUNT_CONCURRENCY: f64 = 1000.0;
@@ -158,7 +158,7 @@ pub(super) struct VersionMinute {
 /// function's traffic.
 ///
 /// - requests n ~ Poisson(invocations_per_minute × share);
-/// - each of min(n, 200) sampled invocations runs
+/// - each of min(n, 1000) sampled invocations runs
 ///   `(io_ms + work_ms_at_1024mb × 1024 / memory_mb) × exp(duration_jitter × z)` ms, z ~ N(0, 1),
 ///   and uses `memory_used_mb × exp(memory_jitter × z')` MB (with a `request_mix`, the costs
 ///   of a kind drawn by share);
@@ -692,7 +692,7 @@ mod tests {
     }
 
     #[test]
-    fn only_200_invocations_are_simulated_and_counts_scale() {
+    fn only_1000_invocations_are_simulated_and_counts_scale() {
         let w = Workload {
             invocations_per_minute: 5000.0,
             base_error_rate: 0.1,
@@ -700,7 +700,7 @@ mod tests {
             ..workload()
         };
         let m = simulate_minute(key(4), 1.0, &settings(1024, 30, None), &w);
-        assert_eq!(m.samples.len(), 200);
+        assert_eq!(m.samples.len(), 1000);
         assert!((4700..5300).contains(&m.invocations), "{}", m.invocations);
         let rate = m.errors as f64 / m.invocations as f64;
         assert!((0.04..0.17).contains(&rate), "{rate}");
