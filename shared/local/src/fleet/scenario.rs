@@ -1,6 +1,6 @@
 //! Scenario files (`events/scenarios/<name>.json`): the functions of a simulated fleet, their
 //! deployed settings and their workloads, plus opaque sections the cycle reads (`expect`,
-//! `llm`, `approval`).
+//! `llm`, `approval`, `halt`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,9 @@ pub struct Scenario {
     /// Recorded approval decisions for the cycle (opaque here); `approve` is accepted too.
     #[serde(default, alias = "approve", skip_serializing_if = "Option::is_none")]
     pub approval: Option<serde_json::Value>,
+    /// An operator's emergency stop during the cycle (opaque here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt: Option<serde_json::Value>,
 }
 
 /// One Lambda function of the fleet.
