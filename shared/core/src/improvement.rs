@@ -211,6 +211,10 @@ pub enum Verdict {
     Degraded,
     /// Not enough data yet; at the end of the window: keep stable.
     Inconclusive,
+    /// The halt switch is on (`HALT_IN_FLIGHT=rollback`): roll back now.
+    Halted,
+    /// The halt switch is on (`HALT_IN_FLIGHT=freeze`): leave the split, stop watching.
+    Frozen,
 }
 
 /// Pooled latency of both versions over the look's window.
@@ -254,4 +258,25 @@ pub struct MonitorReport {
     /// Pooled latency of both versions.
     #[serde(default)]
     pub latency: Option<LatencyReport>,
+}
+
+/// What promote did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteStatus {
+    /// All traffic goes to the canary.
+    Promoted,
+    /// Refused: the halt switch is on; the next look applies `HALT_IN_FLIGHT`.
+    Halted,
+    /// Refused: the canary was rolled back by hand while it was watched.
+    RolledBack,
+}
+
+/// promote's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromoteOutcome {
+    /// What happened.
+    pub status: PromoteStatus,
+    /// Why, in words.
+    pub reason: String,
 }

@@ -610,6 +610,7 @@ impl Desk {
             audit: &self.store,
             improvements: &self.store,
             clock: &self.clock,
+            halt: &self.store,
         };
         let verb = if recorded.approved {
             "approved"
@@ -983,6 +984,7 @@ mod tests {
             audit: &store,
             improvements: &store,
             clock: &clock,
+            halt: &store,
         };
         decide(ports, &id, "alice", true, None).await.unwrap();
         let output = running.await.unwrap().unwrap();

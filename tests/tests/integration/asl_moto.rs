@@ -164,6 +164,7 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
                 audit: &store,
                 improvements: &store,
                 clock: clock.as_ref(),
+                halt: &store,
             };
             decide(ports, &improvement, "approver@example.com", true, None)
                 .await
