@@ -82,6 +82,9 @@ pub enum ApprovalError {
     /// The orchestrator failed to resume the execution.
     #[error(transparent)]
     Orchestrator(#[from] OrchestratorError),
+    /// The halt switch is on: approvals wait until `resume`.
+    #[error("{0}")]
+    Halted(String),
 }
 
 impl StableError for ApprovalError {
@@ -91,6 +94,7 @@ impl StableError for ApprovalError {
             Self::InvalidInput(_) => "InvalidInput",
             Self::Store(e) => e.error_type(),
             Self::Orchestrator(e) => e.error_type(),
+            Self::Halted(_) => "Halted",
         }
     }
 }
@@ -149,9 +153,12 @@ pub struct ApprovalPorts<'a> {
     pub improvements: &'a dyn crate::records::ImprovementStore,
     /// The time.
     pub clock: &'a dyn crate::clock::Clock,
+    /// The halt switch: no approval is taken while it is on.
+    pub halt: &'a dyn crate::ports::HaltSwitch,
 }
 
 /// Approves (`approved`) or rejects an improvement; resumes its execution when decided.
+/// While halted an approval is refused (the change keeps waiting); a rejection is taken.
 pub async fn decide(
     ports: ApprovalPorts<'_>,
     improvement_id: &str,
@@ -165,6 +172,7 @@ pub async fn decide(
         audit,
         improvements,
         clock,
+        halt,
     } = ports;
     if approver.trim().is_empty() {
         return Err(ApprovalError::InvalidInput(
@@ -175,6 +183,12 @@ pub async fn decide(
         .get_pending(improvement_id)
         .await?
         .ok_or_else(|| ApprovalError::NotPending(improvement_id.to_owned()))?;
+    if approved && let Some(halt) = halt.halt_state().await? {
+        return Err(ApprovalError::Halted(format!(
+            "the halt switch is on ({}: {}); approvals wait until `resume`",
+            halt.actor, halt.reason
+        )));
+    }
     let (status, approvers) = if approved {
         let updated = store
             .add_approver(improvement_id, approver)
@@ -232,4 +246,89 @@ pub async fn decide(
         approvers,
         approvals_required: pending.approvals_required,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::ports::{HaltState, HaltSwitch};
+    use crate::testing::MemoryRecords;
+
+    /// Remembers the tokens it resumed.
+    #[derive(Default)]
+    struct Resumed(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl TaskTokens for Resumed {
+        async fn send_success(
+            &self,
+            token: &str,
+            _: &serde_json::Value,
+        ) -> Result<(), OrchestratorError> {
+            self.0.lock().unwrap().push(token.to_owned());
+            Ok(())
+        }
+    }
+
+    fn pending(id: &str) -> PendingApproval {
+        PendingApproval {
+            improvement_id: id.into(),
+            cycle_id: CycleId::parse("c1").unwrap(),
+            tenant_id: None,
+            task_token: format!("token-{id}"),
+            change: "orders-api: timeout 3→9 s".into(),
+            risk: "HIGH".into(),
+            approvals_required: 1,
+            approvers: vec![],
+            requested_at: datetime!(2026-11-22 05:00 UTC),
+        }
+    }
+
+    #[tokio::test]
+    async fn while_halted_an_approval_is_refused_and_a_rejection_taken() {
+        let records = MemoryRecords::default();
+        let tokens = Resumed::default();
+        let clock = FixedClock(datetime!(2026-11-22 05:30 UTC));
+        let ports = ApprovalPorts {
+            store: &records,
+            tokens: &tokens,
+            audit: &records,
+            improvements: &records,
+            clock: &clock,
+            halt: &records,
+        };
+        for id in ["c1-1", "c1-2"] {
+            records.put_pending(&pending(id)).await.unwrap();
+        }
+        let halt = HaltState {
+            reason: "incident 42".into(),
+            actor: "ops".into(),
+            since: clock.0,
+        };
+        records.set_halt(&halt).await.unwrap();
+
+        let err = decide(ports, "c1-1", "alice", true, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Halted");
+        assert!(err.to_string().contains("ops: incident 42"), "{err}");
+        // Nothing moved: still pending without approvers, nothing resumed or audited.
+        let still = records.get_pending("c1-1").await.unwrap().unwrap();
+        assert!(still.approvers.is_empty());
+        assert!(tokens.0.lock().unwrap().is_empty());
+        assert!(records.events.lock().unwrap().is_empty());
+
+        let rejected = decide(ports, "c1-2", "alice", false, None).await.unwrap();
+        assert_eq!(rejected.status, "rejected");
+        assert_eq!(*tokens.0.lock().unwrap(), ["token-c1-2"]);
+
+        records.clear_halt().await.unwrap();
+        let approved = decide(ports, "c1-1", "alice", true, None).await.unwrap();
+        assert_eq!(approved.status, "approved");
+    }
 }

@@ -23,8 +23,8 @@ pub struct AuditEvent {
     /// Who: `selfbuild:<function>`, or the approver.
     pub actor: String,
     /// What: `validated`, `approval_requested`, `approved`, `rejected`, `deployed`,
-    /// `deploy_deferred`, `deploy_halted`, `promoted`, `rolled_back`, `inconclusive`,
-    /// `proposal_refused`, `cycle_finished`.
+    /// `deploy_deferred`, `deploy_halted`, `generate_halted`, `halted_in_flight`, `promoted`,
+    /// `rolled_back`, `inconclusive`, `proposal_refused`, `cycle_finished`.
     pub action: String,
     /// State before, when it changed.
     pub before: Option<Value>,

@@ -5,14 +5,14 @@ use time::Duration;
 use tracing::{info, instrument, warn};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, HaltInFlight};
 use crate::cycle::TimeWindow;
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
-    Verdict,
+    PromoteOutcome, PromoteStatus, Verdict,
 };
-use crate::ports::{DeployError, Deployer, HaltSwitch, Telemetry};
+use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
 use crate::stats::{
     RateTest, alpha_spent, proportion_ratio_test, rate_test, relative_change, wilson_interval,
 };
@@ -158,7 +158,8 @@ const WINDOW_ALPHA_SHARE: f64 = 0.8;
 /// Confidence of the reported rate intervals.
 const INTERVAL_CONFIDENCE: f64 = 0.95;
 
-/// Judges the canary against stable on counts pooled since the deploy (SPEC R11).
+/// Judges the canary against stable on counts pooled since the deploy (SPEC R11); while
+/// halted, reports `halted` or `frozen` (`HALT_IN_FLIGHT`) without reading telemetry.
 ///
 /// At each look: guardrails first (a gross error or throttle rate rolls back at once), then
 /// four rates, each tested against (1 + `DEGRADATION_THRESHOLD`) × stable's at this look's
@@ -182,6 +183,9 @@ pub async fn monitor(
         .ok_or_else(|| {
             CanaryError::InvalidInput("deploy.deployment: nothing deployed to monitor".into())
         })?;
+    if let Some(halt) = deps.halt.halt_state().await? {
+        return Ok(halted_report(config, &halt, deps.clock.now()));
+    }
     let now = deps.clock.now();
     let function = &deployment.baseline.function;
     let versions = [
@@ -589,13 +593,58 @@ impl Rate {
     }
 }
 
-/// Shifts all traffic to the canary.
+/// Shifts all traffic to the canary, unless the halt switch is on (checked right before).
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
-pub async fn promote(deployer: &dyn Deployer, item: &ImprovementItem) -> Result<(), CanaryError> {
+pub async fn promote(
+    deps: CanaryDeps<'_>,
+    item: &ImprovementItem,
+) -> Result<PromoteOutcome, CanaryError> {
     let deployment = deployment_of(item)?;
-    deployer.promote(deployment).await?;
+    if let Some(halt) = deps.halt.halt_state().await? {
+        info!(actor = %halt.actor, "promotion refused: halted");
+        return Ok(PromoteOutcome {
+            status: PromoteStatus::Halted,
+            reason: format!(
+                "halt switch is on ({}: {}): not promoted",
+                halt.actor, halt.reason
+            ),
+        });
+    }
+    deps.deployer.promote(deployment).await?;
     info!(version = %deployment.canary_version, "canary promoted");
-    Ok(())
+    Ok(PromoteOutcome {
+        status: PromoteStatus::Promoted,
+        reason: format!("version {} takes 100 %", deployment.canary_version),
+    })
+}
+
+/// A look that found the halt switch on: the verdict `HALT_IN_FLIGHT` asks for, and why.
+fn halted_report(config: &Config, halt: &HaltState, now: time::OffsetDateTime) -> MonitorReport {
+    let (verdict, effect) = match config.halt_in_flight {
+        HaltInFlight::Rollback => (Verdict::Halted, "rolled back to stable"),
+        HaltInFlight::Freeze => (
+            Verdict::Frozen,
+            "frozen at its traffic split, neither watched nor promoted",
+        ),
+    };
+    info!(actor = %halt.actor, ?verdict, "canary watch stopped: halted");
+    MonitorReport {
+        verdict,
+        window_over: false,
+        checked_at: now,
+        metrics: Vec::new(),
+        reason: format!(
+            "halt switch is on ({}: {}); HALT_IN_FLIGHT={}: canary {effect}",
+            halt.actor,
+            halt.reason,
+            config.halt_in_flight.as_str()
+        ),
+        canary_requests: 0.0,
+        stable_requests: 0.0,
+        extended: false,
+        alpha_spent: 0.0,
+        latency: None,
+    }
 }
 
 /// Restores the baseline exactly; a no-op when nothing was deployed.

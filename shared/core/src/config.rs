@@ -33,6 +33,25 @@ impl crate::error::StableError for ConfigError {
     }
 }
 
+/// What an emergency stop does to a canary in flight (`HALT_IN_FLIGHT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltInFlight {
+    /// Restore stable at the next look (the default).
+    Rollback,
+    /// Leave the canary's traffic split as it is, neither watched nor promoted.
+    Freeze,
+}
+
+impl HaltInFlight {
+    /// The variable's value for this setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollback => "rollback",
+            Self::Freeze => "freeze",
+        }
+    }
+}
+
 /// Everything selfbuild reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -101,6 +120,8 @@ pub struct Config {
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
     pub deploy_defer_seconds: u32,
+    /// `HALT_IN_FLIGHT`: what the halt switch does to a canary already deployed.
+    pub halt_in_flight: HaltInFlight,
     /// `BEDROCK_MODEL_ID`: the Bedrock model generate asks.
     pub bedrock_model_id: String,
     /// `EVENT_BUS_NAME`: where notifications for other agents go.
@@ -180,6 +201,7 @@ impl Config {
                 1e9,
             )?,
             deploy_defer_seconds: env.number("DEPLOY_DEFER_SECONDS", 1800, 60, 86_400)?,
+            halt_in_flight: env.halt_in_flight("HALT_IN_FLIGHT")?,
             bedrock_model_id: env.string(
                 "BEDROCK_MODEL_ID",
                 "anthropic.claude-3-5-sonnet-20240620-v1:0",
@@ -332,6 +354,21 @@ impl Env<'_> {
         Ok(value)
     }
 
+    fn halt_in_flight(&self, name: &'static str) -> Result<HaltInFlight, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(HaltInFlight::Rollback);
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "rollback" => Ok(HaltInFlight::Rollback),
+            "freeze" => Ok(HaltInFlight::Freeze),
+            _ => Err(ConfigError::Invalid {
+                name,
+                value: raw,
+                problem: "expected rollback or freeze".into(),
+            }),
+        }
+    }
+
     fn patterns(&self, name: &'static str) -> Result<Vec<AlarmPattern>, ConfigError> {
         let Some(raw) = self.optional(name) else {
             return Ok(Vec::new());
@@ -419,6 +456,16 @@ mod tests {
             assert!(protects(&on_lambda, name), "{name}");
         }
         assert!(!protects(&on_lambda, "prod-orders"));
+    }
+
+    #[test]
+    fn halt_in_flight_rolls_back_unless_set_to_freeze() {
+        assert_eq!(config(&[]).unwrap().halt_in_flight, HaltInFlight::Rollback);
+        let frozen = config(&[("HALT_IN_FLIGHT", " Freeze ")]).unwrap();
+        assert_eq!(frozen.halt_in_flight, HaltInFlight::Freeze);
+        let err = config(&[("HALT_IN_FLIGHT", "pause")]).unwrap_err();
+        assert!(err.to_string().contains("HALT_IN_FLIGHT"), "{err}");
+        assert!(err.to_string().contains("rollback or freeze"), "{err}");
     }
 
     #[test]

@@ -216,6 +216,10 @@ pub enum Verdict {
     /// Not enough evidence yet (too few requests, or latency not shown within the margin);
     /// at the end of the extended window: keep stable.
     Inconclusive,
+    /// The halt switch is on (`HALT_IN_FLIGHT=rollback`): roll back now.
+    Halted,
+    /// The halt switch is on (`HALT_IN_FLIGHT=freeze`): leave the split, stop watching.
+    Frozen,
 }
 
 /// Pooled latency of both versions over the look's window.
@@ -262,4 +266,25 @@ pub struct MonitorReport {
     /// Pooled latency of both versions.
     #[serde(default)]
     pub latency: Option<LatencyReport>,
+}
+
+/// What promote did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteStatus {
+    /// All traffic goes to the canary.
+    Promoted,
+    /// Refused: the halt switch is on; the next look applies `HALT_IN_FLIGHT`.
+    Halted,
+    /// Refused: the canary was rolled back by hand while it was watched.
+    RolledBack,
+}
+
+/// promote's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromoteOutcome {
+    /// What happened.
+    pub status: PromoteStatus,
+    /// Why, in words.
+    pub reason: String,
 }

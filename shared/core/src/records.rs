@@ -57,8 +57,10 @@ pub enum ImprovementStatus {
     Deployed,
     /// The deploy waits for a low-traffic window.
     Deferred,
-    /// The halt switch stopped the deploy.
+    /// The halt switch stopped it before it changed anything, or is rolling its canary back.
     Halted,
+    /// The halt switch froze its canary at the traffic split (`HALT_IN_FLIGHT=freeze`).
+    Frozen,
     /// Not deployed (dry run or nothing to change).
     Skipped,
     /// The canary took all traffic.
@@ -71,7 +73,7 @@ pub enum ImprovementStatus {
 
 impl ImprovementStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Validated,
         Self::AwaitingApproval,
         Self::Approved,
@@ -79,6 +81,7 @@ impl ImprovementStatus {
         Self::Deployed,
         Self::Deferred,
         Self::Halted,
+        Self::Frozen,
         Self::Skipped,
         Self::Promoted,
         Self::RolledBack,
@@ -95,6 +98,7 @@ impl ImprovementStatus {
             Self::Deployed => "deployed",
             Self::Deferred => "deferred",
             Self::Halted => "halted",
+            Self::Frozen => "frozen",
             Self::Skipped => "skipped",
             Self::Promoted => "promoted",
             Self::RolledBack => "rolled_back",
@@ -116,7 +120,7 @@ impl ImprovementStatus {
             "rejected" | "proposal_refused" => Self::Rejected,
             "deployed" => Self::Deployed,
             "deploy_deferred" => Self::Deferred,
-            "deploy_halted" => Self::Halted,
+            "deploy_halted" | "generate_halted" => Self::Halted,
             "deploy_skipped" => Self::Skipped,
             "promoted" => Self::Promoted,
             "rolled_back" => Self::RolledBack,

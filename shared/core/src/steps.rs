@@ -16,8 +16,10 @@ use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError, generate};
 use crate::ids::CycleId;
-use crate::improvement::DeployStatus;
-use crate::improvement::{Generated, ImprovementItem, Validation, Verdict};
+use crate::improvement::{
+    DeployStatus, Generated, ImprovementItem, MonitorReport, PromoteOutcome, PromoteStatus,
+    Validation, Verdict,
+};
 use crate::ports::{Deployer, Telemetry};
 use crate::records::{
     CircuitState, CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore,
@@ -46,6 +48,9 @@ pub enum StepError {
     /// Automatic rollback is turned off.
     #[error("{0}")]
     RollbackDisabled(String),
+    /// The halt switch is on: this item goes no further.
+    #[error("{0}")]
+    Halted(String),
 }
 
 impl StableError for StepError {
@@ -57,6 +62,7 @@ impl StableError for StepError {
             Self::Canary(e) => e.error_type(),
             Self::Store(e) => e.error_type(),
             Self::RollbackDisabled(_) => "RollbackDisabled",
+            Self::Halted(_) => "Halted",
         }
     }
 }
@@ -275,6 +281,23 @@ impl StepDeps<'_> {
         detail: String,
         notify: Option<&str>,
     ) -> Result<(), StepError> {
+        let status = ImprovementStatus::after_action(action);
+        self.record_status(item, action, status, before, after, detail, notify)
+            .await
+    }
+
+    /// [`Self::record`] with the status given rather than derived from the action.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_status(
+        &self,
+        item: &ImprovementItem,
+        action: &str,
+        status: Option<ImprovementStatus>,
+        before: Option<Value>,
+        after: Option<Value>,
+        detail: String,
+        notify: Option<&str>,
+    ) -> Result<(), StepError> {
         let event = AuditEvent {
             at: self.clock.now(),
             tenant_id: item.tenant_id.clone(),
@@ -287,7 +310,7 @@ impl StepDeps<'_> {
             detail,
         };
         self.audit.append(&event).await?;
-        if let Some(status) = ImprovementStatus::after_action(action) {
+        if let Some(status) = status {
             let record = ImprovementRecord::of_item(item, status, event.at);
             self.improvements.put_improvement(&record).await?;
         }
@@ -298,6 +321,48 @@ impl StepDeps<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Audits a look that found the halt switch on, with the function as the halt found it
+    /// and, when frozen, as it stays.
+    async fn halted_in_flight(
+        &self,
+        item: &ImprovementItem,
+        report: &MonitorReport,
+    ) -> Result<(), StepError> {
+        let state = self.function_state_for_audit(item).await;
+        let (status, after) = if report.verdict == Verdict::Frozen {
+            (ImprovementStatus::Frozen, state.clone())
+        } else {
+            (ImprovementStatus::Halted, None)
+        };
+        let detail = report.reason.clone();
+        self.record_status(
+            item,
+            "halted_in_flight",
+            Some(status),
+            state,
+            after,
+            detail,
+            None,
+        )
+        .await
+    }
+
+    /// The item's function as deployed now, for an audit event's before/after; none when it
+    /// cannot be read (the change the event records has happened either way).
+    async fn function_state_for_audit(&self, item: &ImprovementItem) -> Option<Value> {
+        match self
+            .deployer
+            .function_state(&item.opportunity.component)
+            .await
+        {
+            Ok(state) => serde_json::to_value(state).ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "function state not read for the audit");
+                None
+            }
+        }
     }
 
     /// Records one metric without dimensions (the operations alarms read them fleet-wide).
@@ -382,6 +447,16 @@ pub async fn run_step(
         }
         StepFunction::Generate => {
             let item: ImprovementItem = parse_payload(payload)?;
+            // A halted cycle's later items stop before the LLM is asked or anything is spent.
+            if let Some(halt) = deps.halt.halt_state().await? {
+                let detail = format!(
+                    "halt switch is on ({}: {}): not generated",
+                    halt.actor, halt.reason
+                );
+                deps.record(&item, "generate_halted", None, None, detail.clone(), None)
+                    .await?;
+                return Err(StepError::Halted(detail));
+            }
             let generated = generate(deps.llm, &item, config.llm_budget_usd).await;
             let providers = deps.llm.provider_health();
             let open = providers
@@ -477,20 +552,28 @@ pub async fn run_step(
                 if let Some(record) = deps.improvements.get_improvement(&item.improvement_id()).await?
                     && record.status == ImprovementStatus::RolledBack
                 {
-                    return Ok(serde_json::json!({
-                        "promoted": false,
-                        "reason": "rolled back by hand while the canary was watched",
-                    }));
+                    return to_value(&PromoteOutcome {
+                        status: PromoteStatus::RolledBack,
+                        reason: "rolled back by hand while the canary was watched".into(),
+                    });
                 }
-                promote(deps.deployer, &item).await?;
-                deps.record(&item, "promoted", None, None, "canary promoted to 100 %".into(), None)
-                    .await?;
-                Ok(serde_json::json!({"promoted": true}))
+                let outcome = promote(deps.canary(), &item).await?;
+                // Refused while halted: the state machine looks again, and that look applies
+                // HALT_IN_FLIGHT (or judges anew after a resume).
+                if outcome.status == PromoteStatus::Promoted {
+                    deps.record(&item, "promoted", None, None, "canary promoted to 100 %".into(), None)
+                        .await?;
+                }
+                to_value(&outcome)
             }
         },
         StepFunction::Monitor => match parse_payload::<MonitorRequest>(payload)? {
             MonitorRequest::Monitor { item } => {
-                to_value(&monitor(deps.canary(), config, &item).await?)
+                let report = monitor(deps.canary(), config, &item).await?;
+                if matches!(report.verdict, Verdict::Halted | Verdict::Frozen) {
+                    deps.halted_in_flight(&item, &report).await?;
+                }
+                to_value(&report)
             }
             MonitorRequest::Summarize { cycle } => {
                 let summary = summarize(&cycle, deps.clock.now())?;
@@ -517,6 +600,9 @@ pub async fn run_step(
             RollbackRequest::Rollback { item } => {
                 let restored = rollback(deps.deployer, &item).await?;
                 let detail = match item.monitor.as_ref() {
+                    Some(m) if m.verdict == Verdict::Halted => {
+                        format!("{}; baseline restored: {restored}", m.reason)
+                    }
                     Some(m) => format!(
                         "monitor verdict {:?} ({}); baseline restored: {restored}",
                         m.verdict, m.reason
@@ -533,7 +619,8 @@ pub async fn run_step(
                 } else {
                     ("rolled_back", Some("Improvement Rolled Back"))
                 };
-                deps.record(&item, action, None, None, detail, notify).await?;
+                let after = deps.function_state_for_audit(&item).await;
+                deps.record(&item, action, None, after, detail, notify).await?;
                 Ok(serde_json::json!({"restored": restored, "outcome": action}))
             }
         },
@@ -583,7 +670,8 @@ fn record_summary_metrics(deps: &StepDeps<'_>, cycle: &Value, summary: &CycleSum
 /// The function that performs an audited action.
 fn action_function(action: &str) -> &'static str {
     match action {
-        "proposal_refused" => "generate",
+        "proposal_refused" | "generate_halted" => "generate",
+        "halted_in_flight" => "monitor",
         "validated" | "approval_requested" => "validate",
         "rolled_back" | "inconclusive" => "rollback",
         _ => "deploy",
@@ -597,8 +685,10 @@ mod tests {
     use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
     use crate::clock::FixedClock;
     use crate::cycle::CycleMode;
+    use crate::deployment::{CanaryDeployment, FunctionState};
     use crate::ids::{ComponentId, TenantId};
     use crate::improvement::LlmUsage;
+    use crate::ports::{DeployError, HaltState, HaltSwitch};
     use crate::records::{CircuitState, ProviderHealth};
     use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
     use serde_json::json;
@@ -662,8 +752,9 @@ mod tests {
     struct World {
         records: MemoryRecords,
         llm: Box<dyn Llm>,
-        deployer: StaticDeployer,
+        deployer: Box<dyn Deployer>,
         clock: FixedClock,
+        config: Config,
     }
 
     impl World {
@@ -682,15 +773,16 @@ mod tests {
                         state: CircuitState::HalfOpen,
                     }],
                 }),
-                deployer: StaticDeployer(None),
+                deployer: Box::new(StaticDeployer(None)),
                 clock: FixedClock(NOW),
+                config: Config::default(),
             }
         }
 
         async fn run(&self, function: StepFunction, payload: Value) -> Result<Value, StepError> {
             let deps = StepDeps {
                 telemetry: &NoTelemetry,
-                deployer: &self.deployer,
+                deployer: self.deployer.as_ref(),
                 llm: self.llm.as_ref(),
                 halt: &self.records,
                 approvals: &self.records,
@@ -702,8 +794,254 @@ mod tests {
                 metrics: &self.records,
                 clock: &self.clock,
             };
-            run_step(function, deps, &Config::default(), &payload).await
+            run_step(function, deps, &self.config, &payload).await
         }
+
+        async fn halt(&self) {
+            let halt = HaltState {
+                reason: "incident 42".into(),
+                actor: "oncall".into(),
+                since: NOW,
+            };
+            self.records.set_halt(&halt).await.unwrap();
+        }
+
+        fn actions(&self) -> Vec<String> {
+            let events = self.records.events.lock().unwrap();
+            events.iter().map(|e| e.action.clone()).collect()
+        }
+
+        fn status(&self) -> Option<ImprovementStatus> {
+            let records = self.records.improvements.lock().unwrap();
+            records.get("c1-1").map(|r| r.status)
+        }
+    }
+
+    /// A function whose live alias sends 10 % to version 2; records promote and rollback.
+    #[derive(Default)]
+    struct SplitDeployer {
+        calls: Calls,
+    }
+
+    type Calls = std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>;
+
+    #[async_trait::async_trait]
+    impl Deployer for SplitDeployer {
+        async fn function_state(
+            &self,
+            function: &ComponentId,
+        ) -> Result<FunctionState, DeployError> {
+            let rolled_back = self.calls.lock().unwrap().contains(&"rollback");
+            Ok(FunctionState {
+                canary: (!rolled_back).then(|| ("2".to_owned(), 0.1)),
+                ..baseline(function)
+            })
+        }
+        async fn deploy_canary(
+            &self,
+            _: &str,
+            _: &ComponentId,
+            _: &LambdaSettings,
+            _: f64,
+        ) -> Result<CanaryDeployment, DeployError> {
+            Err(DeployError::Rejected("not in this test".into()))
+        }
+        async fn promote(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+            self.calls.lock().unwrap().push("promote");
+            Ok(())
+        }
+        async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+            self.calls.lock().unwrap().push("rollback");
+            Ok(())
+        }
+    }
+
+    fn baseline(function: &ComponentId) -> FunctionState {
+        FunctionState {
+            function: function.clone(),
+            settings: item().opportunity.current.unwrap(),
+            alias: "live".into(),
+            stable_version: "1".into(),
+            canary: None,
+        }
+    }
+
+    /// `item()` with its canary deployed ten minutes ago.
+    fn deployed() -> ImprovementItem {
+        let function = ComponentId::parse("orders-api").unwrap();
+        let mut item = item();
+        item.deploy = Some(crate::improvement::DeployOutcome {
+            status: DeployStatus::Deployed,
+            deployment: Some(CanaryDeployment {
+                improvement_id: "c1-1".into(),
+                baseline: baseline(&function),
+                settings: LambdaSettings {
+                    memory_mb: 512,
+                    timeout_seconds: 10,
+                    reserved_concurrency: None,
+                    environment: Default::default(),
+                },
+                canary_version: "2".into(),
+                weight: 0.1,
+                deployed_at: NOW - time::Duration::minutes(10),
+            }),
+            wait_until: None,
+            reason: String::new(),
+            monitor_interval_seconds: 300,
+        });
+        item
+    }
+
+    fn split_world() -> (World, Calls) {
+        let deployer = SplitDeployer::default();
+        let calls = deployer.calls.clone();
+        let world = World {
+            deployer: Box::new(deployer),
+            ..World::new()
+        };
+        (world, calls)
+    }
+
+    #[tokio::test]
+    async fn while_halted_generate_stops_before_the_llm_and_says_why() {
+        let world = World::new();
+        world.halt().await;
+        let mut ungenerated = item();
+        ungenerated.generated = None;
+        let err = world
+            .run(
+                StepFunction::Generate,
+                serde_json::to_value(&ungenerated).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Halted");
+        let events = world.records.events.lock().unwrap().clone();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "generate_halted");
+        assert!(
+            events[0].detail.contains("oncall: incident 42"),
+            "{}",
+            events[0].detail
+        );
+        assert_eq!(world.status(), Some(ImprovementStatus::Halted));
+        // No LLM call: nothing spent, no provider metric.
+        assert!(world.records.usage.lock().unwrap().is_empty());
+        assert!(world.records.metrics.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn while_halted_a_look_rolls_back_without_reading_telemetry() {
+        // NoTelemetry fails every read: the halted look must not need one.
+        let (world, _) = split_world();
+        world.halt().await;
+        let report = world
+            .run(
+                StepFunction::Monitor,
+                json!({"action": "monitor", "item": deployed()}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(report["verdict"], "halted");
+        assert!(
+            report["reason"]
+                .as_str()
+                .unwrap()
+                .contains("oncall: incident 42")
+        );
+        assert_eq!(world.actions(), ["halted_in_flight"]);
+        let event = world.records.events.lock().unwrap()[0].clone();
+        assert!(
+            event.detail.contains("HALT_IN_FLIGHT=rollback"),
+            "{}",
+            event.detail
+        );
+        assert_eq!(event.before.unwrap()["canary"], json!(["2", 0.1]));
+        assert_eq!(event.after, None);
+        assert_eq!(world.status(), Some(ImprovementStatus::Halted));
+
+        // The rollback that follows says why and what the function runs now.
+        let mut item = deployed();
+        item.monitor = Some(parse_payload(&report).unwrap());
+        world
+            .run(
+                StepFunction::Rollback,
+                json!({"action": "rollback", "item": item}),
+            )
+            .await
+            .unwrap();
+        let events = world.records.events.lock().unwrap().clone();
+        let rolled_back = &events[1];
+        assert_eq!(rolled_back.action, "rolled_back");
+        assert!(
+            rolled_back.detail.contains("oncall: incident 42"),
+            "{}",
+            rolled_back.detail
+        );
+        let function = ComponentId::parse("orders-api").unwrap();
+        assert_eq!(
+            rolled_back.after,
+            Some(serde_json::to_value(baseline(&function)).unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn with_freeze_a_halted_look_leaves_the_split_and_records_it() {
+        let (mut world, calls) = split_world();
+        world.config.halt_in_flight = crate::config::HaltInFlight::Freeze;
+        world.halt().await;
+        let report = world
+            .run(
+                StepFunction::Monitor,
+                json!({"action": "monitor", "item": deployed()}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(report["verdict"], "frozen");
+        let event = world.records.events.lock().unwrap()[0].clone();
+        assert_eq!(event.action, "halted_in_flight");
+        assert!(
+            event.detail.contains("HALT_IN_FLIGHT=freeze"),
+            "{}",
+            event.detail
+        );
+        assert_eq!(event.after.unwrap()["canary"], json!(["2", 0.1]));
+        assert_eq!(world.status(), Some(ImprovementStatus::Frozen));
+        assert!(calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn promote_refuses_while_halted_and_shifts_traffic_otherwise() {
+        let (world, calls) = split_world();
+        world.halt().await;
+        let refused = world
+            .run(
+                StepFunction::Deploy,
+                json!({"action": "promote", "item": deployed()}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused["status"], "halted");
+        assert!(
+            refused["reason"]
+                .as_str()
+                .unwrap()
+                .contains("oncall: incident 42")
+        );
+        assert!(calls.lock().unwrap().is_empty());
+        assert!(world.actions().is_empty());
+
+        world.records.clear_halt().await.unwrap();
+        let promoted = world
+            .run(
+                StepFunction::Deploy,
+                json!({"action": "promote", "item": deployed()}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(promoted["status"], "promoted");
+        assert_eq!(*calls.lock().unwrap(), ["promote"]);
+        assert_eq!(world.actions(), ["promoted"]);
     }
 
     #[tokio::test]

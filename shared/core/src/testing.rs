@@ -58,9 +58,10 @@ impl Deployer for StaticDeployer {
 }
 
 /// The store as the step functions write it, in memory: audit events, notifications,
-/// improvement records, LLM usage and cycle completions. The halt switch is never set.
+/// improvement records, LLM usage, cycle completions, approvals and the halt switch.
 #[derive(Default)]
 pub(crate) struct MemoryRecords {
+    pub halt: Mutex<Option<HaltState>>,
     pub events: Mutex<Vec<AuditEvent>>,
     pub notifications: Mutex<Vec<String>>,
     pub improvements: Mutex<BTreeMap<String, ImprovementRecord>>,
@@ -180,15 +181,14 @@ impl CycleProgress for MemoryRecords {
 #[async_trait]
 impl HaltSwitch for MemoryRecords {
     async fn halt_state(&self) -> Result<Option<HaltState>, StoreError> {
-        Ok(None)
+        Ok(lock(&self.halt).clone())
     }
-    async fn set_halt(&self, _: &HaltState) -> Result<(), StoreError> {
-        Err(StoreError::Rejected(
-            "the test store has no halt switch".into(),
-        ))
+    async fn set_halt(&self, halt: &HaltState) -> Result<(), StoreError> {
+        *lock(&self.halt) = Some(halt.clone());
+        Ok(())
     }
     async fn clear_halt(&self) -> Result<bool, StoreError> {
-        Ok(false)
+        Ok(lock(&self.halt).take().is_some())
     }
 }
 

@@ -457,6 +457,7 @@ async fn decide_cli(
         audit: &store,
         improvements: &store,
         clock,
+        halt: &store,
     };
     let progress = selfbuild_core::approval::decide(ports, id, actor, approved, comment).await?;
     serde_json::to_value(progress).map_err(|e| cli_error("Internal", e.to_string()))

@@ -20,6 +20,9 @@
 //! time and the change expires; while a person is awaited (`selfbuild cycle`, cycles that
 //! `selfbuild serve` starts), virtual time runs at real pace, so the window is a real 24
 //! hours, and the wait line says how to approve or reject, what and by when.
+//!
+//! A scenario's `halt` section ([`RecordedHalt`]) is an operator's emergency stop: the halt
+//! switch is set in the store at a fixed virtual time, as `selfbuild halt` would set it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -35,7 +38,7 @@ use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
-use selfbuild_core::ports::HaltSwitch;
+use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_core::records::{CycleProgress, ImprovementStore, UsageLedger};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use serde::Deserialize;
@@ -260,6 +263,70 @@ impl RecordedApproval {
     }
 }
 
+/// A scenario's `halt` section: `{"after_seconds": 750, "actor": "…", "reason": "…"}`,
+/// an emergency stop `after_seconds` of virtual time after the cycle starts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedHalt {
+    /// Virtual seconds from the cycle's start to the stop.
+    pub after_seconds: u32,
+    /// Who stops.
+    #[serde(default = "RecordedHalt::default_actor")]
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl RecordedHalt {
+    fn default_actor() -> String {
+        "scenario-operator".to_owned()
+    }
+
+    /// The scenario's halt, if it has one; the error names the field at fault.
+    pub fn for_scenario(scenario: &Scenario) -> Result<Option<Self>, String> {
+        let Some(section) = &scenario.halt else {
+            return Ok(None);
+        };
+        let halt: Self = serde_path_to_error::deserialize(section).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => format!("{}: halt: {}", scenario.name, e.inner()),
+                _ => format!("{}: halt.{path}: {}", scenario.name, e.inner()),
+            }
+        })?;
+        for (field, value) in [("actor", &halt.actor), ("reason", &halt.reason)] {
+            if value.trim().is_empty() {
+                return Err(format!(
+                    "{}: halt.{field}: must not be empty",
+                    scenario.name
+                ));
+            }
+        }
+        Ok(Some(halt))
+    }
+
+    /// Sets the halt switch in `store` at its virtual time, and says so on `out`.
+    async fn run(self, store: SqliteStore, clock: VirtualClock, start: OffsetDateTime, out: Out) {
+        let at = start + time::Duration::seconds(i64::from(self.after_seconds));
+        clock.sleep(clock.seconds_until(at)).await;
+        let halt = HaltState {
+            reason: self.reason,
+            actor: self.actor,
+            since: clock.now(),
+        };
+        let line = match store.set_halt(&halt).await {
+            Ok(()) => format!(
+                "  {} halt switch set by {} (the scenario's operator): {}",
+                since_start(start, halt.since),
+                halt.actor,
+                halt.reason
+            ),
+            Err(e) => format!("  the scenario's operator could not set the halt switch: {e}"),
+        };
+        print(&out, &[line]);
+    }
+}
+
 /// Runs `request` as an execution over the scenario's fleet, with `store` for the halt
 /// switch, approvals and records, on event-driven virtual time starting at
 /// `request.requested_at` (see the module docs); prints each state as it is entered to
@@ -374,6 +441,9 @@ impl CycleRun {
             start,
             out: Arc::clone(&out),
         };
+        let operator = RecordedHalt::for_scenario(&scenario)?.map(|halt| {
+            tokio::spawn(halt.run(store.clone(), clock.clone(), start, Arc::clone(&out)))
+        });
         let desk = tokio::spawn(
             Desk {
                 approvers,
@@ -396,6 +466,9 @@ impl CycleRun {
         )
         .await;
         desk.abort();
+        if let Some(operator) = operator {
+            operator.abort();
+        }
         let output = result.map_err(|f| {
             format!(
                 "{}: execution failed: {}: {}",
@@ -565,6 +638,7 @@ impl Desk {
             audit: &self.store,
             improvements: &self.store,
             clock: &self.clock,
+            halt: &self.store,
         };
         let verb = if recorded.approved {
             "approved"
@@ -810,6 +884,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_scenarios_halt_parses_and_a_bad_one_names_the_field() {
+        let mut scenario = Scenario::parse(TIMEOUTS, "timeouts.json").unwrap();
+        assert_eq!(RecordedHalt::for_scenario(&scenario), Ok(None));
+        scenario.halt = Some(json!({"after_seconds": 750, "reason": "incident"}));
+        let halt = RecordedHalt::for_scenario(&scenario).unwrap().unwrap();
+        assert_eq!(
+            (halt.after_seconds, halt.actor.as_str()),
+            (750, "scenario-operator")
+        );
+        for (section, expected) in [
+            (json!({"after_seconds": 1}), "halt: missing field `reason`"),
+            (
+                json!({"after_seconds": -1, "reason": "x"}),
+                "halt.after_seconds:",
+            ),
+            (
+                json!({"after_seconds": 1, "reason": " "}),
+                "halt.reason: must not be empty",
+            ),
+            (
+                json!({"after_seconds": 1, "reason": "x", "by": "y"}),
+                "unknown field `by`",
+            ),
+        ] {
+            scenario.halt = Some(section.clone());
+            let e = RecordedHalt::for_scenario(&scenario).unwrap_err();
+            assert!(e.contains(expected), "{section}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn a_recorded_approver_answers_at_its_virtual_time() {
         let mut scenario = Scenario::parse(THROTTLING, "throttling.json").unwrap();
@@ -907,6 +1012,7 @@ mod tests {
             audit: &store,
             improvements: &store,
             clock: &clock,
+            halt: &store,
         };
         decide(ports, &id, "alice", true, None).await.unwrap();
         let output = running.await.unwrap().unwrap();

@@ -8,7 +8,9 @@ use std::time::Duration;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, decide};
 use selfbuild_core::clock::Clock;
+use selfbuild_core::config::HaltInFlight;
 use selfbuild_core::error::StableError;
+use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_local::asl::{TaskCall, TaskHandler};
 use selfbuild_local::cycle::{DEFINITION, LocalSteps, substitutions};
 use selfbuild_local::demo::{demo_config, scenario_request};
@@ -52,6 +54,14 @@ struct Fault {
     times: usize,
 }
 
+/// An emergency stop set right before the first call of `function` with `action`.
+struct HaltAt {
+    function: &'static str,
+    /// The payload's `action`; none for a function without actions (generate).
+    action: Option<&'static str>,
+    in_flight: HaltInFlight,
+}
+
 /// How an execution on moto ended.
 struct Finished {
     status: String,
@@ -61,7 +71,12 @@ struct Finished {
 }
 
 /// Runs `scenario` as an execution of the real definition on moto's engine.
-async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -> Finished {
+async fn run_on_moto(
+    scenario_file: &str,
+    approve: bool,
+    fault: Option<Fault>,
+    halt: Option<HaltAt>,
+) -> Finished {
     let scenario = Scenario::load(events_dir().join("scenarios").join(scenario_file)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
@@ -69,6 +84,9 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
     // Real-time waits on moto: check every 10 s for 20 s; the fleet runs a minute per second.
     config.monitor_interval_seconds = 10;
     config.monitor_window_seconds = 20 * 60;
+    if let Some(halt) = &halt {
+        config.halt_in_flight = halt.in_flight;
+    }
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock {
         start: scenario.now,
         started: std::time::Instant::now(),
@@ -98,10 +116,31 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
         config: config.clone(),
     });
     let fault = Arc::new(std::sync::Mutex::new(fault));
+    let halt = Arc::new(std::sync::Mutex::new(halt));
+    let (halt_store, halt_clock) = (store.clone(), Arc::clone(&clock));
     let invoke: InvokeFn = Arc::new(move |name, payload| {
         let steps = Arc::clone(&steps);
         let fault = Arc::clone(&fault);
+        let halt = Arc::clone(&halt);
+        let (store, clock) = (halt_store.clone(), Arc::clone(&halt_clock));
         Box::pin(async move {
+            let action = payload
+                .get("action")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let due = {
+                let mut halt = halt.lock().unwrap();
+                halt.take_if(|h| h.function == name && h.action == action.as_deref())
+                    .is_some()
+            };
+            if due {
+                let state = HaltState {
+                    reason: "incident 42".into(),
+                    actor: "oncall".into(),
+                    since: clock.now(),
+                };
+                store.set_halt(&state).await.unwrap();
+            }
             {
                 let mut fault = fault.lock().unwrap();
                 if let Some(f) = fault.as_mut().filter(|f| f.function == name && f.times > 0) {
@@ -164,6 +203,7 @@ async fn run_on_moto(scenario_file: &str, approve: bool, fault: Option<Fault>) -
                 audit: &store,
                 improvements: &store,
                 clock: clock.as_ref(),
+                halt: &store,
             };
             decide(ports, &improvement, "approver@example.com", true, None)
                 .await
@@ -251,7 +291,7 @@ fn entered(finished: &Finished, states: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_on_motos_engine() {
-    let finished = run_on_moto("timeouts.json", false, None).await;
+    let finished = run_on_moto("timeouts.json", false, None, None).await;
     assert_eq!(outcome(&finished), "promoted", "{:#}", finished.output);
     entered(
         &finished,
@@ -269,7 +309,7 @@ async fn a_healthy_canary_is_promoted_on_motos_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_but_degraded_canary_is_rolled_back_on_motos_engine() {
-    let finished = run_on_moto("memory-cut-rolled-back.json", true, None).await;
+    let finished = run_on_moto("memory-cut-rolled-back.json", true, None, None).await;
     assert_eq!(outcome(&finished), "rolled_back", "{:#}", finished.output);
     assert_eq!(
         finished.output["summary"]["improvements"][0]["decision"],
@@ -294,7 +334,7 @@ async fn a_retryable_failure_is_retried_then_succeeds_on_motos_engine() {
         error_type: "Retryable",
         times: 1,
     };
-    let finished = run_on_moto("memory-cut-rolled-back.json", true, Some(fault)).await;
+    let finished = run_on_moto("memory-cut-rolled-back.json", true, Some(fault), None).await;
     assert_eq!(outcome(&finished), "rolled_back");
     assert_eq!(finished.failures.len(), 1, "{:?}", finished.failures);
     assert!(finished.failures[0].contains("Retryable"));
@@ -316,11 +356,84 @@ async fn a_non_retryable_failure_is_caught_to_its_named_path_on_motos_engine() {
         error_type: "DeployRejected",
         times: 1,
     };
-    let finished = run_on_moto("memory-cut-rolled-back.json", true, Some(fault)).await;
+    let finished = run_on_moto("memory-cut-rolled-back.json", true, Some(fault), None).await;
     assert_eq!(outcome(&finished), "deploy_failed");
     entered(
         &finished,
         &["DeployCanary", "DeployFailed", "WriteCycleSummary"],
     );
     assert!(!finished.entered.iter().any(|s| s == "MonitorCanary"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_refused_while_halted_ends_rolled_back_on_motos_engine() {
+    let halt = HaltAt {
+        function: "deploy",
+        action: Some("promote"),
+        in_flight: HaltInFlight::Rollback,
+    };
+    let finished = run_on_moto("timeouts.json", false, None, Some(halt)).await;
+    assert_eq!(outcome(&finished), "rolled_back", "{:#}", finished.output);
+    entered(
+        &finished,
+        &[
+            "PromoteCanary",
+            "IsPromoted",
+            "RollbackChange",
+            "RolledBack",
+        ],
+    );
+    // The refusal sends the item back for one more look, which applies the halt.
+    let after_promote = finished
+        .entered
+        .iter()
+        .skip_while(|s| *s != "PromoteCanary")
+        .collect::<Vec<_>>();
+    assert_eq!(
+        after_promote[..5],
+        [
+            "PromoteCanary",
+            "IsPromoted",
+            "MonitorCanary",
+            "IsDegraded",
+            "RollbackChange"
+        ],
+        "{:?}",
+        finished.entered
+    );
+    assert!(!finished.entered.iter().any(|s| s == "Promoted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_frozen_by_the_halt_ends_frozen_on_motos_engine() {
+    let halt = HaltAt {
+        function: "monitor",
+        action: Some("monitor"),
+        in_flight: HaltInFlight::Freeze,
+    };
+    let finished = run_on_moto("timeouts.json", false, None, Some(halt)).await;
+    assert_eq!(outcome(&finished), "frozen", "{:#}", finished.output);
+    entered(&finished, &["MonitorCanary", "IsDegraded", "CanaryFrozen"]);
+    assert!(!finished.entered.iter().any(|s| s == "PromoteCanary"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_items_generate_is_caught_to_item_halted_on_motos_engine() {
+    let halt = HaltAt {
+        function: "generate",
+        action: None,
+        in_flight: HaltInFlight::Rollback,
+    };
+    let finished = run_on_moto("timeouts.json", false, None, Some(halt)).await;
+    assert_eq!(outcome(&finished), "halted", "{:#}", finished.output);
+    entered(
+        &finished,
+        &["GenerateChange", "ItemHalted", "WriteCycleSummary"],
+    );
+    assert!(!finished.entered.iter().any(|s| s == "DeployCanary"));
+    assert!(
+        finished.failures.iter().any(|f| f.contains("Halted")),
+        "{:?}",
+        finished.failures
+    );
 }

@@ -232,10 +232,25 @@ fn two_functions(dir: &Path) -> std::path::PathBuf {
     file
 }
 
+/// An operator's emergency stop while the canary is watched: the halt, too, must land at
+/// the same point of every run.
+fn halted(dir: &Path) -> std::path::PathBuf {
+    let path = events_dir().join("scenarios").join("timeouts.json");
+    let mut scenario: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    scenario["name"] = json!("halted-while-watched");
+    scenario["halt"] = json!({"after_seconds": 750, "actor": "oncall", "reason": "incident 42"});
+    scenario["expect"] = json!({"outcome": "rolled_back"});
+    let file = dir.join("halted.json");
+    std::fs::write(&file, scenario.to_string()).unwrap();
+    file
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_gives_the_same_timeline_every_time_even_on_a_loaded_machine() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = scenario_files(&events_dir().join("scenarios")).unwrap();
+    files.push(halted(dir.path()));
     files.push(two_functions(dir.path()));
     let quiet = {
         let mut runs = Vec::new();
@@ -272,6 +287,8 @@ async fn a_scenario_gives_the_same_timeline_every_time_even_on_a_loaded_machine(
             file.display()
         );
     }
+    let halted = &quiet[quiet.len() - 2];
+    assert!(halted.contains("outcome: \"rolled_back\""), "{halted}");
     // The two-function cycle improved both, each at its own (virtual) times.
     let two = quiet.last().unwrap();
     assert!(two.contains("[item 2]"), "{two}");

@@ -6,6 +6,7 @@
 mod alarms;
 mod asl_moto;
 mod demo;
+mod halt;
 mod intake;
 mod lambda_deployer;
 mod notifier;

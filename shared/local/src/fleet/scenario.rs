@@ -1,6 +1,6 @@
 //! Scenario files (`events/scenarios/<name>.json`): the functions of a simulated fleet, their
 //! deployed settings and their workloads, plus opaque sections the cycle reads (`expect`,
-//! `llm`, `approval`).
+//! `llm`, `approval`, `halt`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -46,6 +46,9 @@ pub struct Scenario {
     /// after they end (CloudWatch's own delay is a few minutes).
     #[serde(default)]
     pub telemetry_delay_minutes: u32,
+    /// An operator's emergency stop during the cycle (opaque here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt: Option<serde_json::Value>,
 }
 
 /// Calls of one Lambda operation that fail: the first `failures` calls after `after_calls`

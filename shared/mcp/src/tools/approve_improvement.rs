@@ -54,6 +54,7 @@ pub(crate) async fn decide_as(
         audit: &**store,
         improvements: &**store,
         clock: &*ctx.deps.clock,
+        halt: &**store,
     };
     let progress = decide(ports, &id, &ctx.actor(), approved, comment)
         .await
@@ -62,6 +63,7 @@ pub(crate) async fn decide_as(
                 ToolError::NotFound(format!("no approval is pending for improvement {m}"))
             }
             ApprovalError::InvalidInput(m) => ToolError::InvalidArguments(m),
+            ApprovalError::Halted(m) => ToolError::Conflict(m),
             other => ToolError::Failed(other.to_string()),
         })?;
     Ok(json!({

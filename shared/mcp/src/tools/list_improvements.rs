@@ -12,8 +12,8 @@ use super::{ToolContext, ToolError, ToolSpec, in_range, rfc3339};
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "list_improvements",
     description: "List improvements newest first, optionally by status (validated, \
-awaiting_approval, approved, rejected, deployed, deferred, halted, skipped, promoted, \
-rolled_back, inconclusive) and tenant; pass next_cursor back as cursor for the next page.",
+awaiting_approval, approved, rejected, deployed, deferred, halted, frozen, skipped, \
+promoted, rolled_back, inconclusive) and tenant; pass next_cursor back as cursor for the next page.",
     scope: Scope::Read,
     read_only: true,
     destructive: false,

@@ -15,9 +15,9 @@ use super::{ToolContext, ToolError, ToolSpec, required_text};
 
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "rollback_improvement",
-    description: "Roll back a deployed or promoted improvement: the function's alias, version \
-and configuration go back to the baseline recorded before the deploy. A canary still being \
-watched is not promoted afterwards.",
+    description: "Roll back a deployed, frozen or promoted improvement: the function's alias, \
+version and configuration go back to the baseline recorded before the deploy. A canary still \
+being watched is not promoted afterwards.",
     scope: Scope::Approve,
     read_only: false,
     destructive: true,
@@ -44,7 +44,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
     ctx.visible(record.tenant_id.as_ref(), &format!("improvement {id}"))?;
     match record.status {
-        ImprovementStatus::Deployed | ImprovementStatus::Promoted => {}
+        ImprovementStatus::Deployed | ImprovementStatus::Frozen | ImprovementStatus::Promoted => {}
         ImprovementStatus::RolledBack => {
             return Ok(
                 json!({"improvement_id": id, "status": "rolled_back", "restored": false,
@@ -53,7 +53,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         }
         other => {
             return Err(ToolError::Conflict(format!(
-                "improvement {id} is {}; only deployed or promoted improvements can be rolled back",
+                "improvement {id} is {}; only deployed, frozen or promoted improvements can be rolled back",
                 other.as_str()
             )));
         }
