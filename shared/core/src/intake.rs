@@ -14,11 +14,12 @@ use crate::cycle::{
 };
 use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
-use crate::event::{IntakeEvent, parse_event};
+use crate::event::{EventError, EventJson, IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use crate::ports::{
     AlarmSource, ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltSwitch, Orchestrator,
 };
+use crate::text::Excerpt;
 
 /// How long a won claim may stay unstarted before a duplicate starts its cycle itself
 /// (the winner crashed between claiming and starting).
@@ -158,14 +159,32 @@ pub struct IntakeDeps<'a> {
     pub metrics: &'a dyn MetricSink,
 }
 
+impl From<EventError> for IntakeError {
+    fn from(e: EventError) -> Self {
+        Self::InvalidEvent(e.0)
+    }
+}
+
+/// Handles an event as delivered (the Lambda payload): refuses repeated keys, then
+/// [`handle_event`].
+pub async fn handle_delivered(
+    deps: IntakeDeps<'_>,
+    config: &Config,
+    event: EventJson,
+) -> Result<IntakeResponse, IntakeError> {
+    handle_event(deps, config, &event.into_value()?).await
+}
+
 /// Handles one EventBridge event: an alarm state change, the daily tick or a poll tick.
-#[instrument(skip_all, fields(detail_type = event.get("detail-type").and_then(serde_json::Value::as_str).unwrap_or("")))]
+// The event's kind is recorded once parsed: raw fields are untrusted and unbounded.
+#[instrument(skip_all, fields(event = tracing::field::Empty))]
 pub async fn handle_event(
     deps: IntakeDeps<'_>,
     config: &Config,
     event: &Value,
 ) -> Result<IntakeResponse, IntakeError> {
-    let event = parse_event(event).map_err(|e| IntakeError::InvalidEvent(e.0))?;
+    let event = parse_event(event)?;
+    tracing::Span::current().record("event", event.kind());
     let intake = Intake { deps, config };
     match event {
         IntakeEvent::AlarmStateChange { alarm, time } => intake
@@ -275,10 +294,7 @@ impl Intake<'_> {
         let now = self.deps.clock.now();
         let patterns = &self.config.critical_alarm_patterns;
         let scope = alarm.scope(patterns).map_err(|e| {
-            IntakeError::InvalidEvent(format!(
-                "alarm {:?}: a metric dimension or the alarm name gives an unusable id: {e}",
-                alarm.name
-            ))
+            IntakeError::InvalidEvent(format!("alarm {}: {e}", Excerpt(&alarm.name)))
         })?;
         let mode = if alarm.is_critical(patterns) {
             CycleMode::Emergency

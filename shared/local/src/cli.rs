@@ -344,21 +344,37 @@ fn halt_json(halt: Option<&HaltState>) -> Value {
     }
 }
 
-/// Reads an event from a file, or stdin for `-`.
+/// Reads an event from a file, or stdin for `-`, through intake's event reader (size
+/// bound, repeated keys); reads no more than that bound allows.
 fn read_event(path: &Path) -> Result<Value, CliError> {
-    let (name, text) = if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| cli_error("InvalidEvent", format!("stdin: {e}")))?;
-        ("stdin".to_owned(), text)
+    let limit = selfbuild_core::event::MAX_EVENT_TEXT_BYTES as u64 + 1;
+    let (name, read) = if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        let read = std::io::stdin().take(limit).read_to_end(&mut bytes);
+        ("stdin".to_owned(), read.map(|_| bytes))
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| cli_error("InvalidEvent", format!("{}: {e}", path.display())))?;
-        (path.display().to_string(), text)
+        let read = std::fs::File::open(path).and_then(|file| {
+            let mut bytes = Vec::new();
+            file.take(limit).read_to_end(&mut bytes).map(|_| bytes)
+        });
+        (path.display().to_string(), read)
     };
-    serde_json::from_str(&text)
-        .map_err(|e| cli_error("InvalidEvent", format!("{name} is not JSON: {e}")))
+    let bytes = read.map_err(|e| cli_error("InvalidEvent", format!("{name}: {e}")))?;
+    if bytes.len() as u64 == limit {
+        return Err(cli_error(
+            "InvalidEvent",
+            format!(
+                "{name}: event: more than the {} bytes of JSON intake reads (EventBridge events \
+                 are at most {} bytes)",
+                limit - 1,
+                selfbuild_core::event::MAX_EVENT_BYTES
+            ),
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| cli_error("InvalidEvent", format!("{name} is not UTF-8: {e}")))?;
+    selfbuild_core::event::read_event(&text)
+        .map_err(|e| cli_error("InvalidEvent", format!("{name}: {e}")))
 }
 
 /// Runs the demo scenarios; exit 0 only if every one ends as its file expects.

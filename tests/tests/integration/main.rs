@@ -7,6 +7,7 @@ mod alarms;
 mod asl_moto;
 mod demo;
 mod intake;
+mod intake_strict;
 mod lambda_deployer;
 mod notifier;
 mod orchestrator;
