@@ -19,7 +19,7 @@ use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use crate::ports::{
     AlarmSource, ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltSwitch, Orchestrator,
 };
-use crate::text::Excerpt;
+use crate::text::{Escaped, Excerpt};
 
 /// How long a won claim may stay unstarted before a duplicate starts its cycle itself
 /// (the winner crashed between claiming and starting).
@@ -424,7 +424,7 @@ impl Intake<'_> {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(IntakeError::InvalidEvent(problem)) => {
                     // One unusable alarm must not stop the others.
-                    warn!(alarm = %alarm.name, %problem, "poll skipped an alarm");
+                    warn!(alarm = ?alarm.name, ?problem, "poll skipped an alarm");
                     outcomes.push(IntakeOutcome {
                         decision: Decision::Ignored,
                         mode: CycleMode::Routine,
@@ -578,7 +578,7 @@ impl Intake<'_> {
                 match self.deps.claims.release(key, &request.cycle_id).await {
                     Ok(_) => {}
                     Err(release) => {
-                        warn!(dedup_key = %key, error = %release, "could not release the claim; a later event will start it once it is stale");
+                        warn!(dedup_key = %key, error = %Escaped(&release), "could not release the claim; a later event will start it once it is stale");
                     }
                 }
                 return Err(e.into());
@@ -593,7 +593,7 @@ impl Intake<'_> {
         // Idempotent (false when the orchestrator or an earlier start wrote it); a lost record
         // hides the cycle from listings but does not stop it.
         if let Err(e) = self.deps.cycles.create_cycle(&record).await {
-            warn!(cycle = %request.cycle_id, error = %e, "cycle started but not recorded");
+            warn!(cycle = %request.cycle_id, error = %Escaped(&e), "cycle started but not recorded");
         }
         if let Err(e) = self
             .deps
@@ -602,7 +602,7 @@ impl Intake<'_> {
             .await
         {
             // The cycle runs; a later duplicate may start it again, which is idempotent.
-            warn!(dedup_key = %key, error = %e, "cycle started but its claim was not marked");
+            warn!(dedup_key = %key, error = %Escaped(&e), "cycle started but its claim was not marked");
         }
         Ok(())
     }

@@ -173,12 +173,22 @@ pub(crate) fn cli_error(error_type: &'static str, message: impl Into<String>) ->
 
 /// Logs to stderr; `RUST_LOG` sets the level (default `warn`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = tracing::subscriber::set_global_default(log_subscriber(&directives, std::io::stderr));
+}
+
+/// `selfbuild`'s log format (text, one event a line) at `directives` (`RUST_LOG` syntax;
+/// unparsable means `warn`), written to `writer`.
+pub fn log_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer)
+        .finish()
 }
 
 /// Refuses flags that were removed, saying what replaced them.
@@ -298,9 +308,13 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             serde_json::to_value(response).map_err(|e| cli_error("Internal", e.to_string()))
         }
         Command::Halt { reason, actor } => {
-            if reason.trim().is_empty() {
-                return Err(cli_error("InvalidInput", "--reason must not be empty"));
-            }
+            // The same rule as the MCP emergency_stop: one line, as it is shown and logged.
+            let text = |field, value: &str, max| {
+                selfbuild_core::text::single_line(field, value, max)
+                    .map_err(|e| cli_error("InvalidInput", e.to_string()))
+            };
+            let reason = text("--reason", &reason, 1000)?;
+            let actor = text("--actor", &actor, 200)?;
             let store = SqliteStore::open(&cli.data_dir)?;
             let halt = HaltState {
                 reason,

@@ -1,5 +1,5 @@
-//! Issue 12 (2) through the CLI: intake refuses shapes, sizes and times AWS never sends,
-//! naming the field and echoing no more than a prefix.
+//! Issue 12 (2, 7) through the CLI: intake refuses shapes, sizes and times AWS never sends,
+//! naming the field and echoing no more than a prefix; operator text stays one line.
 
 use clap::Parser;
 use selfbuild_core::Config;
@@ -279,4 +279,37 @@ async fn timestamps_are_rfc_3339_in_range_and_refused_at_intake() {
         "time: must be a string, got a number",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_halt_reason_or_actor_with_control_characters_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        ["halt", "--reason", "incident\nERROR forged"],
+        ["halt", "--reason", "incident\u{0}"],
+    ] {
+        let err = execute(cli(dir.path(), &args)).await.unwrap_err();
+        assert_eq!(err.error_type, "InvalidInput");
+        assert!(
+            err.message
+                .starts_with("--reason: must not contain control characters"),
+            "{}",
+            err.message
+        );
+    }
+    let err = execute(cli(
+        dir.path(),
+        &[
+            "halt",
+            "--reason",
+            "incident 42",
+            "--actor",
+            "ops\r\nforged",
+        ],
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.message.starts_with("--actor: "), "{}", err.message);
+    let status = execute(cli(dir.path(), &["status"])).await.unwrap();
+    assert_eq!(status["halted"], false, "{status}");
 }
