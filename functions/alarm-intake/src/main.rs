@@ -8,8 +8,8 @@ use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::emf::EmfWriter;
-use selfbuild_core::intake::{IntakeDeps, handle_event};
-use serde_json::Value;
+use selfbuild_core::event::EventJson;
+use selfbuild_core::intake::{IntakeDeps, handle_delivered};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -35,10 +35,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let config = &config;
 
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_event(deps, config, &event.payload)
-            .await
-            .map_err(|e| diagnostic(&e))
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventJson>| async move {
+            handle_delivered(deps, config, event.payload)
+                .await
+                .map_err(|e| diagnostic(&e))
+        },
+    ))
     .await
 }

@@ -11,6 +11,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use selfbuild_core::alarm::{AlarmKind, AlarmSignal, AlarmState, MetricRef};
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ports::AlarmSource;
+use selfbuild_core::text::Escaped;
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 
@@ -59,7 +60,7 @@ impl AlarmSource for CloudWatchAlarms {
                 match signal {
                     Ok(signal) => signals.push(signal),
                     Err(problem) => {
-                        warn!(%problem, "skipping an alarm DescribeAlarms described unusably");
+                        warn!(problem = %Escaped(&problem), "skipping an alarm DescribeAlarms described unusably");
                     }
                 }
             }

@@ -71,6 +71,7 @@ use selfbuild_core::ports::Telemetry;
 use selfbuild_core::telemetry::{
     DataPoint, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery, VersionTotals,
 };
+use selfbuild_core::text::Escaped;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio::time::Instant;
@@ -215,7 +216,7 @@ impl CloudWatchTelemetry {
             .filter_map(|name| match ComponentId::parse(name) {
                 Ok(component) => Some(component),
                 Err(problem) => {
-                    warn!(%problem, "skipping a FunctionName that is no component id");
+                    warn!(problem = %Escaped(&problem), "skipping a FunctionName that is no component id");
                     None
                 }
             })
@@ -537,7 +538,7 @@ impl Telemetry for CloudWatchTelemetry {
                     Ok(_) => {}
                     Err(problem) => {
                         skipped += 1;
-                        warn!(%problem, "skipping a Logs Insights row");
+                        warn!(problem = %Escaped(&problem), "skipping a Logs Insights row");
                     }
                 }
             }

@@ -144,12 +144,24 @@ pub struct AlarmScope {
     pub component_source: String,
 }
 
+/// An alarm's metric dimension or name gives an id that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{from} gives an unusable id: {id}")]
+pub struct ScopeError {
+    /// Where the id came from: `dimension <name>` or `the alarm name`.
+    pub from: String,
+    /// What is wrong with it.
+    pub id: IdError,
+}
+
 impl AlarmSignal {
     /// Finds tenant and component in the metric dimensions, falling back to the alarm name.
     ///
     /// Name convention: `<tenant>/<component>/<anything>` or `<component>-<AlarmKind>`
-    /// (the kind being a critical name or pattern is stripped), see `docs/intake.md`.
-    pub fn scope(&self, critical: &[AlarmPattern]) -> Result<AlarmScope, IdError> {
+    /// (the kind being a critical name or pattern is stripped), see `docs/intake.md`. A name
+    /// in the tenant form whose first segment is no tenant id is an error wherever the name
+    /// is read, never a component named after the whole name.
+    pub fn scope(&self, critical: &[AlarmPattern]) -> Result<AlarmScope, ScopeError> {
         let dimension = |names: &[&str]| {
             names.iter().find_map(|wanted| {
                 self.metrics.iter().find_map(|m| {
@@ -166,31 +178,45 @@ impl AlarmSignal {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        let name_tenant = match segments.as_slice() {
-            [first, _, ..] => TenantId::parse(first).ok(),
-            _ => None,
+        let from_name = |id| ScopeError {
+            from: "the alarm name".into(),
+            id,
         };
+        let name_tenant = || match segments.as_slice() {
+            [first, _, ..] => TenantId::parse(first).map(Some).map_err(from_name),
+            _ => Ok(None),
+        };
+        fn from_dimension(name: &str) -> impl Fn(IdError) -> ScopeError + '_ {
+            move |id| ScopeError {
+                from: format!("dimension {name}"),
+                id,
+            }
+        }
         let tenant = match dimension(&TENANT_DIMENSIONS) {
-            Some((_, value)) => Some(TenantId::parse(&value)?),
-            None => name_tenant.clone(),
+            Some((name, value)) => Some(TenantId::parse(&value).map_err(from_dimension(&name))?),
+            None => name_tenant()?,
         };
         let (component, component_source) = match dimension(&COMPONENT_DIMENSIONS) {
-            Some((name, value)) => (Some(value), format!("dimension:{name}")),
+            Some((name, value)) => {
+                let id = ComponentId::parse(&value).map_err(from_dimension(&name))?;
+                (Some(id), format!("dimension:{name}"))
+            }
             None => {
-                let text = match (&name_tenant, segments.as_slice()) {
+                let text = match (name_tenant()?, segments.as_slice()) {
                     (Some(_), [_, second, ..]) => (*second).to_owned(),
                     _ => strip_alarm_kind(&self.name, critical),
                 };
                 if text.is_empty() {
                     (None, "none".to_owned())
                 } else {
-                    (Some(text), "alarm_name".to_owned())
+                    let id = ComponentId::parse(&text).map_err(from_name)?;
+                    (Some(id), "alarm_name".to_owned())
                 }
             }
         };
         Ok(AlarmScope {
             tenant,
-            component: component.as_deref().map(ComponentId::parse).transpose()?,
+            component,
             component_source,
         })
     }
@@ -401,7 +427,34 @@ mod tests {
         let err = signal("x", &[("tenant_id", "has space")])
             .scope(&[])
             .unwrap_err();
-        assert_eq!(err.kind, "tenant_id");
+        assert_eq!(err.id.kind, "tenant_id");
+        assert_eq!(err.from, "dimension tenant_id");
+    }
+
+    #[test]
+    fn a_bad_tenant_prefix_in_the_alarm_name_is_an_error_not_a_component() {
+        for name in [
+            "-acme/orders/HighErrorRate",
+            "ac me/orders/x",
+            "a{b}/orders/x",
+        ] {
+            let err = signal(name, &[]).scope(&[]).unwrap_err();
+            assert_eq!(err.id.kind, "tenant_id", "{name}");
+            assert_eq!(err.from, "the alarm name", "{name}");
+        }
+        // Also when only the component is read from the name.
+        let err = signal("-acme/orders/HighErrorRate", &[("TenantId", "acme")])
+            .scope(&[])
+            .unwrap_err();
+        assert_eq!(err.id.kind, "tenant_id");
+        // The name is not read when dimensions give both.
+        let scope = signal(
+            "-acme/orders/HighErrorRate",
+            &[("TenantId", "acme"), ("FunctionName", "orders")],
+        )
+        .scope(&[])
+        .unwrap();
+        assert_eq!(scope.tenant.unwrap().as_str(), "acme");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use tracing::{info, instrument};
 use crate::change::Proposal;
 use crate::error::StableError;
 use crate::improvement::{Generated, ImprovementItem, LlmUsage};
+use crate::text::Escaped;
 
 /// What an Llm adapter is asked.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +183,7 @@ pub async fn generate(
     }
     info!(
         provider = %answer.provider,
-        change = %answer.proposal.change.describe(item.opportunity.current.as_ref()),
+        change = %Escaped(answer.proposal.change.describe(item.opportunity.current.as_ref())),
         cost_usd = answer.usage.cost_usd,
         "proposal generated"
     );

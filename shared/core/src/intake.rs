@@ -14,11 +14,12 @@ use crate::cycle::{
 };
 use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
-use crate::event::{IntakeEvent, parse_event};
+use crate::event::{EventError, EventJson, IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use crate::ports::{
     AlarmSource, ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltSwitch, Orchestrator,
 };
+use crate::text::{Escaped, Excerpt};
 
 /// How long a won claim may stay unstarted before a duplicate starts its cycle itself
 /// (the winner crashed between claiming and starting).
@@ -158,14 +159,32 @@ pub struct IntakeDeps<'a> {
     pub metrics: &'a dyn MetricSink,
 }
 
+impl From<EventError> for IntakeError {
+    fn from(e: EventError) -> Self {
+        Self::InvalidEvent(e.0)
+    }
+}
+
+/// Handles an event as delivered (the Lambda payload): refuses repeated keys, then
+/// [`handle_event`].
+pub async fn handle_delivered(
+    deps: IntakeDeps<'_>,
+    config: &Config,
+    event: EventJson,
+) -> Result<IntakeResponse, IntakeError> {
+    handle_event(deps, config, &event.into_value()?).await
+}
+
 /// Handles one EventBridge event: an alarm state change, the daily tick or a poll tick.
-#[instrument(skip_all, fields(detail_type = event.get("detail-type").and_then(serde_json::Value::as_str).unwrap_or("")))]
+// The event's kind is recorded once parsed: raw fields are untrusted and unbounded.
+#[instrument(skip_all, fields(event = tracing::field::Empty))]
 pub async fn handle_event(
     deps: IntakeDeps<'_>,
     config: &Config,
     event: &Value,
 ) -> Result<IntakeResponse, IntakeError> {
-    let event = parse_event(event).map_err(|e| IntakeError::InvalidEvent(e.0))?;
+    let event = parse_event(event)?;
+    tracing::Span::current().record("event", event.kind());
     let intake = Intake { deps, config };
     match event {
         IntakeEvent::AlarmStateChange { alarm, time } => intake
@@ -275,10 +294,7 @@ impl Intake<'_> {
         let now = self.deps.clock.now();
         let patterns = &self.config.critical_alarm_patterns;
         let scope = alarm.scope(patterns).map_err(|e| {
-            IntakeError::InvalidEvent(format!(
-                "alarm {:?}: a metric dimension or the alarm name gives an unusable id: {e}",
-                alarm.name
-            ))
+            IntakeError::InvalidEvent(format!("alarm {}: {e}", Excerpt(&alarm.name)))
         })?;
         let mode = if alarm.is_critical(patterns) {
             CycleMode::Emergency
@@ -408,7 +424,7 @@ impl Intake<'_> {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(IntakeError::InvalidEvent(problem)) => {
                     // One unusable alarm must not stop the others.
-                    warn!(alarm = %alarm.name, %problem, "poll skipped an alarm");
+                    warn!(alarm = ?alarm.name, ?problem, "poll skipped an alarm");
                     outcomes.push(IntakeOutcome {
                         decision: Decision::Ignored,
                         mode: CycleMode::Routine,
@@ -562,7 +578,7 @@ impl Intake<'_> {
                 match self.deps.claims.release(key, &request.cycle_id).await {
                     Ok(_) => {}
                     Err(release) => {
-                        warn!(dedup_key = %key, error = %release, "could not release the claim; a later event will start it once it is stale");
+                        warn!(dedup_key = %key, error = %Escaped(&release), "could not release the claim; a later event will start it once it is stale");
                     }
                 }
                 return Err(e.into());
@@ -577,7 +593,7 @@ impl Intake<'_> {
         // Idempotent (false when the orchestrator or an earlier start wrote it); a lost record
         // hides the cycle from listings but does not stop it.
         if let Err(e) = self.deps.cycles.create_cycle(&record).await {
-            warn!(cycle = %request.cycle_id, error = %e, "cycle started but not recorded");
+            warn!(cycle = %request.cycle_id, error = %Escaped(&e), "cycle started but not recorded");
         }
         if let Err(e) = self
             .deps
@@ -586,7 +602,7 @@ impl Intake<'_> {
             .await
         {
             // The cycle runs; a later duplicate may start it again, which is idempotent.
-            warn!(dedup_key = %key, error = %e, "cycle started but its claim was not marked");
+            warn!(dedup_key = %key, error = %Escaped(&e), "cycle started but its claim was not marked");
         }
         Ok(())
     }

@@ -25,6 +25,7 @@
 //! - [`stats`]: canary statistics (Mann–Whitney U, percentiles, mean, relative change).
 //! - [`logmine`]: error log lines grouped into templates; stratified log sampling.
 //! - [`error`]: port errors and the stable error type names.
+//! - [`text`]: untrusted text made safe to echo in errors and logs; operator text checks.
 
 pub mod alarm;
 pub mod analyze;
@@ -52,6 +53,7 @@ pub mod steps;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
+pub mod text;
 pub mod validate;
 
 pub use config::Config;

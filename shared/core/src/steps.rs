@@ -25,6 +25,7 @@ use crate::records::{
     CircuitState, CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore,
     UsageLedger,
 };
+use crate::text::Escaped;
 use crate::validate::validate;
 
 /// A step failed; `error_type` is what the state machine's Retry/Catch match.
@@ -317,7 +318,7 @@ impl StepDeps<'_> {
         if let Some(detail_type) = notify {
             let body = serde_json::to_value(&event).unwrap_or(Value::Null);
             if let Err(e) = self.notifier.notify(detail_type, &body).await {
-                tracing::warn!(error = %e, detail_type, "notification failed");
+                tracing::warn!(error = %Escaped(&e), detail_type, "notification failed");
             }
         }
         Ok(())
@@ -487,7 +488,7 @@ pub async fn run_step(
                 )
                 .await
             {
-                tracing::warn!(error = %e, "LLM usage not recorded");
+                tracing::warn!(error = %Escaped(&e), "LLM usage not recorded");
             }
             to_value(&generated)
         }

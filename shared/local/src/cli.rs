@@ -177,12 +177,22 @@ pub(crate) fn cli_error(error_type: &'static str, message: impl Into<String>) ->
 
 /// Logs to stderr; `RUST_LOG` sets the level (default `warn`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = tracing::subscriber::set_global_default(log_subscriber(&directives, std::io::stderr));
+}
+
+/// `selfbuild`'s log format (text, one event a line) at `directives` (`RUST_LOG` syntax;
+/// unparsable means `warn`), written to `writer`.
+pub fn log_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer)
+        .finish()
 }
 
 /// Refuses flags that were removed, saying what replaced them.
@@ -305,9 +315,13 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             serde_json::to_value(response).map_err(|e| cli_error("Internal", e.to_string()))
         }
         Command::Halt { reason, actor } => {
-            if reason.trim().is_empty() {
-                return Err(cli_error("InvalidInput", "--reason must not be empty"));
-            }
+            // The same rule as the MCP emergency_stop: one line, as it is shown and logged.
+            let text = |field, value: &str, max| {
+                selfbuild_core::text::single_line(field, value, max)
+                    .map_err(|e| cli_error("InvalidInput", e.to_string()))
+            };
+            let reason = text("--reason", &reason, 1000)?;
+            let actor = text("--actor", &actor, 200)?;
             let store = SqliteStore::open(&cli.data_dir)?;
             let halt = HaltState {
                 reason,
@@ -351,21 +365,37 @@ fn halt_json(halt: Option<&HaltState>) -> Value {
     }
 }
 
-/// Reads an event from a file, or stdin for `-`.
+/// Reads an event from a file, or stdin for `-`, through intake's event reader (size
+/// bound, repeated keys); reads no more than that bound allows.
 fn read_event(path: &Path) -> Result<Value, CliError> {
-    let (name, text) = if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| cli_error("InvalidEvent", format!("stdin: {e}")))?;
-        ("stdin".to_owned(), text)
+    let limit = selfbuild_core::event::MAX_EVENT_TEXT_BYTES as u64 + 1;
+    let (name, read) = if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        let read = std::io::stdin().take(limit).read_to_end(&mut bytes);
+        ("stdin".to_owned(), read.map(|_| bytes))
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| cli_error("InvalidEvent", format!("{}: {e}", path.display())))?;
-        (path.display().to_string(), text)
+        let read = std::fs::File::open(path).and_then(|file| {
+            let mut bytes = Vec::new();
+            file.take(limit).read_to_end(&mut bytes).map(|_| bytes)
+        });
+        (path.display().to_string(), read)
     };
-    serde_json::from_str(&text)
-        .map_err(|e| cli_error("InvalidEvent", format!("{name} is not JSON: {e}")))
+    let bytes = read.map_err(|e| cli_error("InvalidEvent", format!("{name}: {e}")))?;
+    if bytes.len() as u64 == limit {
+        return Err(cli_error(
+            "InvalidEvent",
+            format!(
+                "{name}: event: more than the {} bytes of JSON intake reads (EventBridge events \
+                 are at most {} bytes)",
+                limit - 1,
+                selfbuild_core::event::MAX_EVENT_BYTES
+            ),
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| cli_error("InvalidEvent", format!("{name} is not UTF-8: {e}")))?;
+    selfbuild_core::event::read_event(&text)
+        .map_err(|e| cli_error("InvalidEvent", format!("{name}: {e}")))
 }
 
 /// Runs the demo scenarios on `seeds` seeds each; exit 0 only if every run ends as its file

@@ -41,6 +41,7 @@ use selfbuild_core::generate::Llm;
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_core::records::{CycleProgress, ImprovementStore, UsageLedger};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
+use selfbuild_core::text::Escaped;
 use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -746,11 +747,11 @@ impl Desk {
         match self.store.take_task_result(token).await {
             Ok(Some(output)) => {
                 if let Err(e) = self.tokens.send_success(token, output) {
-                    tracing::warn!(error = %e, "a queued task result came too late");
+                    tracing::warn!(error = %Escaped(&e), "a queued task result came too late");
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not read a queued task result"),
+            Err(e) => tracing::warn!(error = %Escaped(&e), "could not read a queued task result"),
         }
     }
 }

@@ -21,6 +21,7 @@ use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::OrchestratorError;
 use selfbuild_core::ports::{CycleHandle, Orchestrator};
 use selfbuild_core::records::CycleProgress;
+use selfbuild_core::text::Escaped;
 use selfbuild_mcp::{McpDeps, McpSettings};
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -116,12 +117,12 @@ impl Orchestrator for BackgroundCycles {
             {
                 Ok(_) => info!(cycle = %id, "cycle finished"),
                 Err(e) => {
-                    warn!(cycle = %id, error = %e, "cycle failed");
+                    warn!(cycle = %id, error = %Escaped(&e), "cycle failed");
                     if let Err(e) = store
                         .finish_cycle(&id, CycleStatus::Failed, clock.now())
                         .await
                     {
-                        warn!(cycle = %id, error = %e, "failed cycle not recorded");
+                        warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
                     }
                 }
             }

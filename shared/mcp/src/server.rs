@@ -12,6 +12,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::records::ToolCallEvent;
+use selfbuild_core::text::{Escaped, Excerpt};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -98,7 +99,8 @@ pub(crate) async fn log_tool_call(
     detail: String,
     at: OffsetDateTime,
 ) {
-    info!(key = %key.id, tool = %tool, outcome, "tool called");
+    // The tool name is the caller's text when no tool has it.
+    info!(key = ?key.id, tool = %Excerpt(&tool), outcome, "tool called");
     let event = ToolCallEvent {
         at,
         key_id: key.id.clone(),
@@ -108,7 +110,7 @@ pub(crate) async fn log_tool_call(
         detail,
     };
     if let Err(e) = deps.store.record_tool_call(&event).await {
-        warn!(error = %e, tool = %event.tool, "tool call not written to the access log");
+        warn!(error = %Escaped(&e), tool = %Excerpt(&event.tool), "tool call not written to the access log");
     }
 }
 

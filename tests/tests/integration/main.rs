@@ -8,6 +8,7 @@ mod asl_moto;
 mod demo;
 mod halt;
 mod intake;
+mod intake_strict;
 mod lambda_deployer;
 mod notifier;
 mod orchestrator;

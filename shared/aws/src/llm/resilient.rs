@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
 use selfbuild_core::records::ProviderHealth;
+use selfbuild_core::text::Escaped;
 use tracing::{info, warn};
 
 /// Where time comes from: now, and waiting.
@@ -351,7 +352,7 @@ impl ResilientLlm {
             match result {
                 Err(LlmError::Unavailable(message)) => {
                     if open {
-                        warn!(provider = %provider.name, attempt, error = %message, "circuit open");
+                        warn!(provider = %provider.name, attempt, error = %Escaped(&message), "circuit open");
                         return Err(LlmError::Unavailable(format!(
                             "{message} (circuit now open)"
                         )));
@@ -360,7 +361,7 @@ impl ResilientLlm {
                         return Err(LlmError::Unavailable(message));
                     }
                     let delay = self.retry.delay_after(attempt);
-                    info!(provider = %provider.name, attempt, delay_ms = delay.as_millis() as u64, error = %message, "unavailable; retrying");
+                    info!(provider = %provider.name, attempt, delay_ms = delay.as_millis() as u64, error = %Escaped(&message), "unavailable; retrying");
                     self.clock.sleep(delay).await;
                     attempt += 1;
                 }
@@ -396,7 +397,7 @@ impl Llm for ResilientLlm {
                 Ok(answer) => return Ok(answer),
                 Err(e @ LlmError::BudgetExceeded(_)) => return Err(e),
                 Err(e) => {
-                    warn!(provider = %provider.name, error = %e, "provider gave no proposal; trying the next");
+                    warn!(provider = %provider.name, error = %Escaped(&e), "provider gave no proposal; trying the next");
                     failures.push(e);
                 }
             }

@@ -14,6 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use selfbuild_core::text::Escaped;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use tracing::debug;
@@ -182,7 +183,7 @@ pub async fn run_execution(
     match &result {
         Ok(_) => debug!(execution = %name, "execution succeeded"),
         Err(failure) => {
-            debug!(execution = %name, error = %failure.error, cause = %failure.cause, "execution failed")
+            debug!(execution = %name, error = %Escaped(&failure.error), cause = %Escaped(&failure.cause), "execution failed")
         }
     }
     observer.on_execution_finished(&result);
@@ -301,7 +302,7 @@ impl Exec<'_> {
                 let step = match self.run_state(&entry, &input).await {
                     Ok(step) => step,
                     Err(failure) => {
-                        debug!(execution = %self.name, state = %state.name, error = %failure.error, "state failed");
+                        debug!(execution = %self.name, state = %state.name, error = %Escaped(&failure.error), "state failed");
                         self.observer.on_state_failed(at, &failure);
                         catch(state, input, failure)?
                     }
@@ -440,7 +441,7 @@ impl Exec<'_> {
             let delay = retry_delay(retrier, *count, jitter);
             *count += 1;
             retries += 1;
-            debug!(execution = %self.name, state = %state.name, error = %failure.error, attempt = *count, delay, "retrying");
+            debug!(execution = %self.name, state = %state.name, error = %Escaped(&failure.error), attempt = *count, delay, "retrying");
             self.observer.on_task_retry(
                 StateRef {
                     name: &state.name,

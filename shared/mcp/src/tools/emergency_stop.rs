@@ -34,7 +34,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         since: ctx.now,
     };
     ctx.deps.store.set_halt(&halt).await?;
-    tracing::warn!(actor = %halt.actor, reason = %halt.reason, "emergency stop");
+    tracing::warn!(actor = ?halt.actor, reason = ?halt.reason, "emergency stop");
     Ok(
         json!({"halted": true, "reason": halt.reason, "actor": halt.actor, "since": rfc3339(halt.since)}),
     )

@@ -253,20 +253,10 @@ fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<u32, ToolErro
     }
 }
 
-/// A non-blank string, trimmed, or an error naming `field`.
+/// A non-blank line of text (no control characters), trimmed, or an error naming `field`.
 fn required_text(field: &str, value: &str, max_len: usize) -> Result<String, ToolError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(ToolError::InvalidArguments(format!(
-            "{field}: must not be empty"
-        )));
-    }
-    if trimmed.chars().count() > max_len {
-        return Err(ToolError::InvalidArguments(format!(
-            "{field}: longer than {max_len} characters"
-        )));
-    }
-    Ok(trimmed.to_owned())
+    selfbuild_core::text::single_line(field, value, max_len)
+        .map_err(|e| ToolError::InvalidArguments(e.to_string()))
 }
 
 /// A Lambda function name (1–64 letters, digits, '-' or '_') as a component id, or an error

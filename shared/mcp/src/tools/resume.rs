@@ -23,6 +23,6 @@ pub(crate) struct Args {}
 
 pub(crate) async fn call(ctx: &ToolContext<'_>, _args: Args) -> Result<Value, ToolError> {
     let was_halted = ctx.deps.store.clear_halt().await?;
-    tracing::info!(actor = %ctx.actor(), was_halted, "resumed");
+    tracing::info!(actor = ?ctx.actor(), was_halted, "resumed");
     Ok(json!({"halted": false, "was_halted": was_halted}))
 }
