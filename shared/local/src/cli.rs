@@ -178,12 +178,19 @@ pub(crate) fn cli_error(error_type: &'static str, message: impl Into<String>) ->
 /// Logs to stderr; `RUST_LOG` sets the level (default `warn`).
 pub fn init_tracing() {
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
-    let _ = tracing::subscriber::set_global_default(log_subscriber(&directives, std::io::stderr));
+    // Colours only on a terminal: escape codes in a file or a pipe are noise to a reader.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ =
+        tracing::subscriber::set_global_default(log_subscriber(&directives, ansi, std::io::stderr));
 }
 
-/// `selfbuild`'s log format (text, one event a line) at `directives` (`RUST_LOG` syntax;
-/// unparsable means `warn`), written to `writer`.
-pub fn log_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+/// `selfbuild`'s log format (text, one event a line, colours when `ansi`) at `directives`
+/// (`RUST_LOG` syntax; unparsable means `warn`), written to `writer`.
+pub fn log_subscriber<W>(
+    directives: &str,
+    ansi: bool,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -191,6 +198,7 @@ where
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer)
         .finish()
 }

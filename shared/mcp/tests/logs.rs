@@ -74,10 +74,11 @@ async fn call(router: &axum::Router, tool: &str, arguments: Value) -> Value {
 async fn operator_and_agent_text_never_breaks_a_log_line() {
     let logs = Logs::default();
     let writer = logs.clone();
-    let _logging =
-        tracing::subscriber::set_default(selfbuild_local::cli::log_subscriber("info", move || {
-            writer.clone()
-        }));
+    let _logging = tracing::subscriber::set_default(selfbuild_local::cli::log_subscriber(
+        "info",
+        false,
+        move || writer.clone(),
+    ));
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path()).expect("store");
     let scenario_file =
