@@ -38,6 +38,7 @@ use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
+use selfbuild_core::improvement::MonitorReport;
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_core::records::{CycleProgress, ImprovementStore, UsageLedger};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
@@ -544,6 +545,44 @@ impl Observer for Progress {
         let item = item_label(state.iterations);
         print(&self.out, &[format!("{indent}{at} {}{item}", state.name)]);
     }
+
+    fn on_state_exited(&self, state: StateRef<'_>, output: &Value) {
+        // Each look's verdict and the rates behind it, as the stored report has them.
+        if state.name != "MonitorCanary" {
+            return;
+        }
+        let Some(report) = output
+            .get("monitor")
+            .and_then(|m| serde_json::from_value::<MonitorReport>(m.clone()).ok())
+        else {
+            return;
+        };
+        let indent = "  ".repeat(state.iterations.len() + 2);
+        print(&self.out, &[format!("{indent}↳ {}", look_line(&report))]);
+    }
+}
+
+/// One look in a line: verdict, reason, requests and each rate, canary vs stable.
+fn look_line(report: &MonitorReport) -> String {
+    let verdict = serde_json::to_value(report.verdict)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut line = format!(
+        "{verdict}: {} · canary {:.0} req, stable {:.0}",
+        report.reason, report.canary_requests, report.stable_requests
+    );
+    for m in &report.metrics {
+        line.push_str(&format!(
+            " · {} {:.1} % vs {:.1} %{}",
+            m.metric,
+            // + 0.0 prints a negative zero as 0.0.
+            m.canary * 100.0 + 0.0,
+            m.baseline * 100.0 + 0.0,
+            if m.degraded { " ✘" } else { "" }
+        ));
+    }
+    line
 }
 
 /// Answers the tasks that wait for a token (approvals), as [`Approvers`] says.
