@@ -69,7 +69,8 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
 use selfbuild_core::telemetry::{
-    DataPoint, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery, VersionTotals,
+    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery,
+    VersionTotals,
 };
 use selfbuild_core::text::Escaped;
 use time::macros::format_description;
@@ -491,16 +492,16 @@ impl Telemetry for CloudWatchTelemetry {
         function: &ComponentId,
         versions: &[String],
         window: &TimeWindow,
-        thresholds_ms: &[f64],
+        durations: &DurationQuery,
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         let (whole, period) = whole_window(window)?;
-        let plan = totals_plan(function, versions, &self.settings, thresholds_ms, period);
+        let plan = totals_plan(function, versions, &self.settings, durations, period);
         if plan.is_empty() || whole.start >= whole.end {
             return Ok(versions.iter().map(|v| VersionTotals::empty(v)).collect());
         }
         let queries: Vec<MetricDataQuery> = plan.iter().map(|(_, q)| q.clone()).collect();
         let results = self.metric_data(&queries, &whole).await?;
-        collect_totals(versions, thresholds_ms.len(), &results)
+        collect_totals(versions, durations, &results)
     }
 
     async fn error_rows(
@@ -774,6 +775,8 @@ enum TotalsStat {
     P99,
     /// `PR(t:)`: the percentage of invocations slower than the threshold of this index.
     Slower(usize),
+    /// `pNN.NN`: the duration at the percentile level of this index.
+    Percentile(usize),
 }
 
 impl TotalsStat {
@@ -789,11 +792,12 @@ impl TotalsStat {
             Self::P90 => "p90",
             Self::P99 => "p99",
             Self::Slower(k) => return format!("v{version_index}_slow{k}"),
+            Self::Percentile(k) => return format!("v{version_index}_pct{k}"),
         };
         format!("v{version_index}_{name}")
     }
 
-    fn metric_and_stat(self, thresholds_ms: &[f64]) -> (&'static str, String) {
+    fn metric_and_stat(self, durations: &DurationQuery) -> (&'static str, String) {
         match self {
             Self::Invocations => ("Invocations", "Sum".into()),
             Self::Errors => ("Errors", "Sum".into()),
@@ -804,32 +808,42 @@ impl TotalsStat {
             // Percentile rank: the lower bound is exclusive, so `PR(t:)` is "slower than t".
             Self::Slower(k) => (
                 "Duration",
-                format!("PR({}:)", thresholds_ms.get(k).copied().unwrap_or(0.0)),
+                format!(
+                    "PR({}:)",
+                    durations.slower_than_ms.get(k).copied().unwrap_or(0.0)
+                ),
             ),
+            Self::Percentile(k) => {
+                // Hundredths of a percent at most, as `pNN.NN` takes them: `p96.48`, `p100`.
+                let level = durations.percentiles.get(k).copied().unwrap_or(0.5);
+                let percent = (level * 10_000.0).round() / 100.0;
+                ("Duration", format!("p{percent}"))
+            }
         }
     }
 }
 
 /// The queries of [`Telemetry::version_totals`]: per version, by `FunctionName`, `Resource`
-/// and `ExecutedVersion`, the three counts, the duration quantiles (with percentiles on) and
-/// the percentile rank above each threshold.
+/// and `ExecutedVersion`, the three counts and, with percentiles on, the duration quantiles,
+/// the percentile rank above each threshold and the duration at each asked level.
 fn totals_plan(
     function: &ComponentId,
     versions: &[String],
     settings: &TelemetrySettings,
-    thresholds_ms: &[f64],
+    durations: &DurationQuery,
     period: i32,
 ) -> Vec<((usize, TotalsStat), MetricDataQuery)> {
     let mut stats: Vec<TotalsStat> = TotalsStat::COUNTS.to_vec();
     if settings.percentiles {
         stats.extend(TotalsStat::QUANTILES);
-        stats.extend((0..thresholds_ms.len()).map(TotalsStat::Slower));
+        stats.extend((0..durations.slower_than_ms.len()).map(TotalsStat::Slower));
+        stats.extend((0..durations.percentiles.len()).map(TotalsStat::Percentile));
     }
     let name = function.as_str();
     let mut plan = Vec::new();
     for (i, version) in versions.iter().enumerate() {
         for stat in &stats {
-            let (metric_name, statistic) = stat.metric_and_stat(thresholds_ms);
+            let (metric_name, statistic) = stat.metric_and_stat(durations);
             let dimensions = [
                 (FUNCTION_NAME, name.to_owned()),
                 (RESOURCE, format!("{name}:{LIVE_ALIAS}")),
@@ -863,7 +877,7 @@ fn totals_plan(
 /// the window).
 fn collect_totals(
     versions: &[String],
-    thresholds: usize,
+    durations: &DurationQuery,
     results: &[MetricDataResult],
 ) -> Result<Vec<VersionTotals>, TelemetryError> {
     let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
@@ -911,6 +925,7 @@ fn collect_totals(
                 (Some(p50), Some(p90), Some(p99)) => Some(Quantiles { p50, p90, p99 }),
                 _ => None,
             };
+            let thresholds = durations.slower_than_ms.len();
             // No percentiles (e.g. moto): no slow counts either, rather than zeros.
             let known = (0..thresholds)
                 .all(|k| points.contains_key(&TotalsStat::Slower(k).id(i)) || total == 0.0);
@@ -935,6 +950,10 @@ fn collect_totals(
                 throttles: sum(TotalsStat::Throttles),
                 duration_ms,
                 slower_than,
+                percentiles: (0..durations.percentiles.len())
+                    .map(|k| weighted(TotalsStat::Percentile(k)))
+                    .collect::<Option<Vec<f64>>>()
+                    .unwrap_or_default(),
             }
         })
         .collect())
@@ -1283,7 +1302,10 @@ mod tests {
             &component("orders-api"),
             &["7".into()],
             &settings,
-            &[850.5, 120.0],
+            &DurationQuery {
+                slower_than_ms: vec![850.5, 120.0],
+                percentiles: vec![0.9648, 1.0],
+            },
             3600,
         );
         let stats: Vec<String> = totals.iter().map(|(_, q)| shape(q).2).collect();
@@ -1297,14 +1319,16 @@ mod tests {
                 "p90",
                 "p99",
                 "PR(850.5:)",
-                "PR(120:)"
+                "PR(120:)",
+                "p96.48",
+                "p100"
             ]
         );
         let ids: Vec<&str> = totals
             .iter()
             .map(|(_, q)| q.id().unwrap_or_default())
             .collect();
-        assert_eq!(ids[6..], ["v0_slow0", "v0_slow1"]);
+        assert_eq!(ids[6..], ["v0_slow0", "v0_slow1", "v0_pct0", "v0_pct1"]);
         for (_, q) in &totals {
             assert_eq!(
                 shape(q).3,
@@ -1322,7 +1346,10 @@ mod tests {
                 &component("f"),
                 &["1".into()],
                 &no_percentiles(),
-                &[1.0],
+                &DurationQuery {
+                    slower_than_ms: vec![1.0],
+                    percentiles: vec![0.5],
+                },
                 60
             )
             .len(),
@@ -1354,8 +1381,18 @@ mod tests {
             result("v1_err", &[(t, 30.0)]),
             result("v1_slow0", &[(t, 2.5)]),
             result("v1_slow1", &[(t, 60.0)]),
+            result("v0_pct0", &[(t, 97.0)]),
+            result("v0_pct1", &[(t, 104.0)]),
         ];
-        let totals = collect_totals(&["1".into(), "2".into(), "3".into()], 2, &results).unwrap();
+        let durations = DurationQuery {
+            slower_than_ms: vec![400.0, 100.0],
+            percentiles: vec![0.49, 0.51],
+        };
+        let totals =
+            collect_totals(&["1".into(), "2".into(), "3".into()], &durations, &results).unwrap();
+        assert_eq!(totals[0].percentiles, [97.0, 104.0]);
+        // A version without the percentile results gets none, rather than made-up values.
+        assert!(totals[1].percentiles.is_empty());
         assert_eq!(totals[0].invocations, 9000.0);
         assert_eq!(totals[0].errors, 90.0);
         assert_eq!(totals[0].slower_than, [90.0, 4500.0]);
@@ -1371,7 +1408,7 @@ mod tests {
         );
         let bad = result("v0_inv", &[(t, f64::NAN)]);
         assert!(matches!(
-            collect_totals(&["1".into()], 0, &[bad]),
+            collect_totals(&["1".into()], &DurationQuery::default(), &[bad]),
             Err(TelemetryError::Invalid(m)) if m.contains("v0_inv")
         ));
     }

@@ -521,7 +521,7 @@ mod tests {
             _: &ComponentId,
             _: &[String],
             _: &TimeWindow,
-            _: &[f64],
+            _: &crate::telemetry::DurationQuery,
         ) -> Result<Vec<VersionTotals>, TelemetryError> {
             Ok(vec![])
         }

@@ -10,13 +10,14 @@ use crate::cycle::TimeWindow;
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
-    PromoteOutcome, PromoteStatus, Verdict,
+    PromoteOutcome, PromoteStatus, QuantileIntervals, Verdict,
 };
 use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
 use crate::stats::{
-    RateTest, alpha_spent, proportion_ratio_test, rate_test, relative_change, wilson_interval,
+    RateTest, alpha_spent, proportion_ratio_test, quantile_interval_levels, rate_test,
+    relative_change, wilson_interval,
 };
-use crate::telemetry::{MetricName, Quantiles, TelemetryQuery, VersionTotals};
+use crate::telemetry::{DurationQuery, MetricName, Quantiles, TelemetryQuery, VersionTotals};
 
 /// Why a canary step failed.
 #[derive(Debug, thiserror::Error)]
@@ -205,17 +206,29 @@ pub async fn monitor(
     };
     let telemetry = deps.telemetry;
     let mut totals = telemetry
-        .version_totals(function, &versions, &window, &[])
+        .version_totals(function, &versions, &window, &DurationQuery::default())
         .await?;
     // The thresholds come from stable's pooled quantiles, known only after a first read:
-    // the tail is `LATENCY_SLO_MS` or stable's p99, the body stable's median.
+    // the tail is `LATENCY_SLO_MS` or stable's p99, the body stable's median. So do the
+    // interval levels of each version's p50 and p99, which depend on its requests.
     let quantiles = pick(&totals, &versions[0]).duration_ms;
     let threshold = config.latency_slo_ms.or_else(|| quantiles.map(|q| q.p99));
     let median_threshold = quantiles.map(|q| q.p50);
-    let thresholds: Vec<f64> = threshold.into_iter().chain(median_threshold).collect();
-    if !thresholds.is_empty() {
+    let levels: Vec<[(f64, f64); 2]> = versions
+        .iter()
+        .map(|v| interval_levels(pick(&totals, v).invocations))
+        .collect();
+    let durations = DurationQuery {
+        slower_than_ms: threshold.into_iter().chain(median_threshold).collect(),
+        percentiles: levels
+            .iter()
+            .flatten()
+            .flat_map(|(low, high)| [*low, *high])
+            .collect(),
+    };
+    if quantiles.is_some() || !durations.slower_than_ms.is_empty() {
         totals = telemetry
-            .version_totals(function, &versions, &window, &thresholds)
+            .version_totals(function, &versions, &window, &durations)
             .await?;
     }
     let stable = pick(&totals, &versions[0]);
@@ -326,7 +339,26 @@ pub async fn monitor(
             canary: canary.duration_ms,
             threshold_ms: threshold,
             median_threshold_ms: median_threshold,
+            stable_intervals: quantile_intervals(&stable, 0),
+            canary_intervals: quantile_intervals(&canary, 1),
         }),
+    })
+}
+
+/// The levels bounding p50 and p99 of `requests` requests at [`INTERVAL_CONFIDENCE`]; both
+/// (0.5, 0.5) and (0.99, 0.99) without requests, so every version asks for four levels.
+fn interval_levels(requests: f64) -> [(f64, f64); 2] {
+    [0.5, 0.99]
+        .map(|q| quantile_interval_levels(q, requests, INTERVAL_CONFIDENCE).unwrap_or((q, q)))
+}
+
+/// The p50 and p99 intervals of the version asked for at position `index` (four levels per
+/// version, in the order [`interval_levels`] gives them); none where the source cannot tell.
+fn quantile_intervals(totals: &VersionTotals, index: usize) -> Option<QuantileIntervals> {
+    let values = totals.percentiles.get(index * 4..index * 4 + 4)?;
+    (totals.invocations > 0.0).then(|| QuantileIntervals {
+        p50: (values[0], values[1]),
+        p99: (values[2], values[3]),
     })
 }
 
@@ -722,6 +754,7 @@ mod tests {
                 p99,
             }),
             slower_than: vec![slow, above_median],
+            percentiles: Vec::new(),
         }
     }
 
@@ -738,11 +771,16 @@ mod tests {
             _: &ComponentId,
             versions: &[String],
             _: &TimeWindow,
-            thresholds: &[f64],
+            durations: &DurationQuery,
         ) -> Result<Vec<VersionTotals>, TelemetryError> {
-            self.asked.lock().unwrap().push(thresholds.to_vec());
+            self.asked
+                .lock()
+                .unwrap()
+                .push(durations.slower_than_ms.clone());
+            // A duration at each level: level × 1000 ms, so a test can tell which was read.
             let strip = |mut t: VersionTotals| {
-                t.slower_than.truncate(thresholds.len());
+                t.slower_than.truncate(durations.slower_than_ms.len());
+                t.percentiles = durations.percentiles.iter().map(|l| l * 1000.0).collect();
                 t
             };
             assert_eq!(versions, ["1", "2"]);
@@ -845,8 +883,17 @@ mod tests {
         // Without an SLO: one read for stable's quantiles, one for the counts above its
         // p99 and its median.
         let asked = telemetry.asked.lock().unwrap().clone();
-        let stable = report.latency.as_ref().and_then(|l| l.stable).unwrap();
+        let latency = report.latency.as_ref().unwrap();
+        let stable = latency.stable.unwrap();
         assert_eq!(asked, [vec![], vec![stable.p99, stable.p50]]);
+        // Each version's p50 and p99 intervals, at the levels its own requests allow.
+        let stable_requests = report.stable_requests;
+        let (low, high) = quantile_interval_levels(0.5, stable_requests, 0.95).unwrap();
+        let intervals = latency.stable_intervals.unwrap();
+        assert_eq!(intervals.p50, (low * 1000.0, high * 1000.0));
+        let canary = latency.canary_intervals.unwrap();
+        let (low, high) = quantile_interval_levels(0.99, report.canary_requests, 0.95).unwrap();
+        assert_eq!(canary.p99, (low * 1000.0, high * 1000.0));
         report
     }
 

@@ -234,6 +234,21 @@ pub struct LatencyReport {
     /// Stable's median: the canary's share above it tests a shift of every request.
     #[serde(default)]
     pub median_threshold_ms: Option<f64>,
+    /// 95 % distribution-free intervals of stable's p50 and p99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_intervals: Option<QuantileIntervals>,
+    /// The same for the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_intervals: Option<QuantileIntervals>,
+}
+
+/// Confidence intervals of a version's pooled duration quantiles, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QuantileIntervals {
+    /// The median's (low, high).
+    pub p50: (f64, f64),
+    /// The 99th percentile's (low, high).
+    pub p99: (f64, f64),
 }
 
 /// monitor's result.

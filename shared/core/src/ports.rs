@@ -10,7 +10,7 @@ use crate::cycle::{CycleRecord, CycleRequest, TimeWindow};
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::error::{OrchestratorError, StoreError, TelemetryError};
 use crate::ids::{ComponentId, CycleId, DedupKey};
-use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
+use crate::telemetry::{DurationQuery, ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 
 /// A request to own a dedup key for one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,14 +166,15 @@ pub trait Telemetry: Send + Sync {
     ) -> Result<Vec<MetricSeries>, TelemetryError>;
 
     /// Counts and latency of each of `versions` of one function pooled over `window` (for
-    /// canary monitoring), in the order asked, with how many invocations ran longer than
-    /// each of `thresholds_ms`. A version without data gets zero counts.
+    /// canary monitoring), in the order asked, with what `durations` asks for: how many
+    /// invocations ran longer than each threshold and the duration at each percentile level.
+    /// A version without data gets zero counts.
     async fn version_totals(
         &self,
         function: &ComponentId,
         versions: &[String],
         window: &TimeWindow,
-        thresholds_ms: &[f64],
+        durations: &DurationQuery,
     ) -> Result<Vec<VersionTotals>, TelemetryError>;
 
     /// Error log rows for the components in scope, at most `limit`, newest first.

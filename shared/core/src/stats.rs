@@ -281,6 +281,27 @@ pub fn proportion_ratio_test(
     Some(RateTest { p_worse, p_better })
 }
 
+/// The percentile levels whose values bound the `q` quantile of `n` samples at
+/// `confidence` (two-sided, e.g. 0.95): the order statistics at ranks n·q ± z·√(n·q(1 − q)),
+/// as levels q ± z·√(q(1 − q)/n), widened outwards to whole hundredths of a percent (what
+/// CloudWatch's `pNN.NN` statistics take) and clipped to [0.0001, 1]. A distribution-free
+/// interval (normal approximation to the binomial count below the quantile); at the clip the
+/// sample's extreme is the bound and the coverage is less than asked.
+///
+/// Returns `None` for `n` < 1, `q` outside (0, 1), non-finite input or a confidence outside
+/// (0, 1).
+pub fn quantile_interval_levels(q: f64, n: f64, confidence: f64) -> Option<(f64, f64)> {
+    let valid = q.is_finite() && n.is_finite() && q > 0.0 && q < 1.0 && n >= 1.0;
+    if !(valid && confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let z = normal_quantile(0.5 + confidence / 2.0);
+    let half = z * (q * (1.0 - q) / n).sqrt();
+    let low = ((q - half) * 10_000.0).floor() / 10_000.0;
+    let high = ((q + half) * 10_000.0).ceil() / 10_000.0;
+    Some((low.clamp(0.0001, 1.0), high.clamp(0.0001, 1.0)))
+}
+
 /// P(X ≥ `x`) for X ~ Binomial(`n`, `p`), whole numbers `x` and `n`, through the regularised
 /// incomplete beta function: P(X ≥ x) = I_p(x, n − x + 1).
 pub fn binomial_sf(x: f64, n: f64, p: f64) -> f64 {
@@ -847,6 +868,22 @@ mod tests {
         assert!(proportion_ratio_test(1.0, 10.0, 1.0, 10.0, -0.1).is_none());
         let capped = proportion_ratio_test(50.0, 10.0, 1.0, 90.0, 0.1).unwrap();
         assert!(capped.p_worse < 1e-6);
+    }
+
+    #[test]
+    fn quantile_interval_levels_narrow_with_n_and_clip_at_the_extremes() {
+        // q ± 1.959964·√(q(1 − q)/n), widened to 1e-4.
+        let (lo, hi) = quantile_interval_levels(0.5, 400.0, 0.95).unwrap();
+        assert_eq!((lo, hi), (0.451, 0.549));
+        let (lo, hi) = quantile_interval_levels(0.99, 10_000.0, 0.95).unwrap();
+        assert_eq!((lo, hi), (0.988, 0.992));
+        // 60 requests cannot bound a p99 from above: the largest is the bound.
+        let (lo, hi) = quantile_interval_levels(0.99, 60.0, 0.95).unwrap();
+        assert_eq!((lo, hi), (0.9648, 1.0));
+        assert!(quantile_interval_levels(0.5, 0.0, 0.95).is_none());
+        assert!(quantile_interval_levels(1.0, 10.0, 0.95).is_none());
+        assert!(quantile_interval_levels(0.5, 10.0, 1.0).is_none());
+        assert!(quantile_interval_levels(f64::NAN, 10.0, 0.95).is_none());
     }
 
     #[test]

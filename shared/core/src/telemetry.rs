@@ -102,6 +102,20 @@ pub struct VersionTotals {
     /// Invocations that ran longer than each threshold asked for, in order; empty when none
     /// was asked or the source cannot tell.
     pub slower_than: Vec<f64>,
+    /// Duration at each percentile level asked for, in order, ms; empty when none was asked
+    /// or the source cannot tell.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
+}
+
+/// What [`crate::ports::Telemetry::version_totals`] reads about durations beyond the
+/// quantiles it always reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurationQuery {
+    /// Count the invocations slower than each of these, ms.
+    pub slower_than_ms: Vec<f64>,
+    /// Read the duration at each of these percentile levels (0–1].
+    pub percentiles: Vec<f64>,
 }
 
 impl VersionTotals {
@@ -114,6 +128,7 @@ impl VersionTotals {
             throttles: 0.0,
             duration_ms: None,
             slower_than: Vec::new(),
+            percentiles: Vec::new(),
         }
     }
 }

@@ -234,7 +234,7 @@ impl Telemetry for NoTelemetry {
         _: &ComponentId,
         _: &[String],
         _: &TimeWindow,
-        _: &[f64],
+        _: &crate::telemetry::DurationQuery,
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         Err(TelemetryError::Unavailable(
             "no telemetry in this test".into(),

@@ -38,7 +38,7 @@ impl Telemetry for Replay {
         _: &ComponentId,
         _: &[String],
         _: &TimeWindow,
-        _: &[f64],
+        _: &selfbuild_core::telemetry::DurationQuery,
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         Ok(Vec::new())
     }

@@ -572,6 +572,15 @@ fn look_line(report: &MonitorReport) -> String {
         "{verdict}: {} · canary {:.0} req, stable {:.0}",
         report.reason, report.canary_requests, report.stable_requests
     );
+    if let Some(latency) = &report.latency
+        && let (Some(stable), Some(canary), Some(interval)) =
+            (latency.stable, latency.canary, latency.canary_intervals)
+    {
+        line.push_str(&format!(
+            " · p99 {:.0} ms ({:.0}–{:.0}) vs {:.0} ms",
+            canary.p99, interval.p99.0, interval.p99.1, stable.p99
+        ));
+    }
     for m in &report.metrics {
         line.push_str(&format!(
             " · {} {:.1} % vs {:.1} %{}",

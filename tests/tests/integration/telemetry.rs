@@ -23,7 +23,7 @@ use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
-use selfbuild_core::telemetry::{MetricName, MetricSeries, TelemetryQuery};
+use selfbuild_core::telemetry::{DurationQuery, MetricName, MetricSeries, TelemetryQuery};
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
 
@@ -267,7 +267,10 @@ async fn version_totals_split_by_executed_version_and_pool_the_window() {
             &function,
             &["1".into(), "2".into(), "3".into()],
             &w,
-            &[500.0],
+            &DurationQuery {
+                slower_than_ms: vec![500.0],
+                percentiles: vec![0.5],
+            },
         )
         .await
         .unwrap();
@@ -292,6 +295,7 @@ async fn version_totals_split_by_executed_version_and_pool_the_window() {
         ("2", 2.0, 1.0)
     );
     assert!(totals[1].duration_ms.is_none() && totals[1].slower_than.is_empty());
+    assert!(totals[1].percentiles.is_empty());
     assert_eq!(totals[2].invocations, 0.0);
 }
 

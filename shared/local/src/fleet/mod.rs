@@ -27,7 +27,8 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::{DeployError, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
-    DataPoint, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery, VersionTotals,
+    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery,
+    VersionTotals,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -291,7 +292,7 @@ impl Fleet {
                             &view,
                             &version.to_string(),
                             &window,
-                            &[],
+                            &DurationQuery::default(),
                             now + Duration::MINUTE,
                         );
                         CanaryExposure {
@@ -438,9 +439,9 @@ impl Fleet {
         view: &FunctionView,
         version: &str,
         window: &TimeWindow,
-        thresholds_ms: &[f64],
+        durations: &DurationQuery,
     ) -> VersionTotals {
-        self.version_totals_at(view, version, window, thresholds_ms, self.observed_until())
+        self.version_totals_at(view, version, window, durations, self.observed_until())
     }
 
     /// [`Self::version_totals_of`] over the minutes ended by `observed_until`.
@@ -449,7 +450,7 @@ impl Fleet {
         view: &FunctionView,
         version: &str,
         window: &TimeWindow,
-        thresholds_ms: &[f64],
+        durations: &DurationQuery,
         observed_until: OffsetDateTime,
     ) -> VersionTotals {
         let Some(number) = parse_version(version) else {
@@ -480,10 +481,17 @@ impl Fleet {
             errors,
             throttles,
             duration_ms,
-            slower_than: thresholds_ms
+            slower_than: durations
+                .slower_than_ms
                 .iter()
                 .map(|t| totals.slower_than(*t))
                 .collect(),
+            percentiles: durations
+                .percentiles
+                .iter()
+                .map(|level| totals.percentile(*level))
+                .collect::<Option<Vec<f64>>>()
+                .unwrap_or_default(),
         }
     }
 }
@@ -663,13 +671,13 @@ impl Telemetry for Fleet {
         function: &ComponentId,
         versions: &[String],
         window: &TimeWindow,
-        thresholds_ms: &[f64],
+        durations: &DurationQuery,
     ) -> Result<Vec<VersionTotals>, TelemetryError> {
         let view = self.views(None, std::slice::from_ref(function)).pop();
         Ok(versions
             .iter()
             .map(|version| match &view {
-                Some(view) => self.version_totals_of(view, version, window, thresholds_ms),
+                Some(view) => self.version_totals_of(view, version, window, durations),
                 None => VersionTotals::empty(version),
             })
             .collect())

@@ -116,7 +116,12 @@ async fn version_stats(fleet: &Fleet, function: &str, version: &str, w: TimeWind
         .collect();
     let stats = stats_of(&series);
     let totals = fleet
-        .version_totals(&id(function), &[version.to_owned()], &w, &[])
+        .version_totals(
+            &id(function),
+            &[version.to_owned()],
+            &w,
+            &DurationQuery::default(),
+        )
         .await
         .unwrap();
     let t = &totals[0];
@@ -275,11 +280,20 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
     assert!((canary.invocations - 3600.0).abs() < 300.0, "{canary:?}");
     // The stable version served nothing once the canary took all the traffic.
     let stable = fleet
-        .version_totals(&f, &["1".to_owned()], &after, &[1000.0])
+        .version_totals(
+            &f,
+            &["1".to_owned()],
+            &after,
+            &DurationQuery {
+                slower_than_ms: vec![1000.0],
+                percentiles: vec![0.5],
+            },
+        )
         .await
         .unwrap();
     assert_eq!(stable[0].invocations, 0.0, "{stable:?}");
     assert_eq!(stable[0].slower_than, [0.0]);
+    assert!(stable[0].percentiles.is_empty());
     assert!(stable[0].duration_ms.is_none());
     // All versions together: the function's error rate dropped.
     let all_after = function_stats(&fleet, "orders-api", after).await;
@@ -603,7 +617,7 @@ async fn a_tenant_sees_only_its_functions() {
         .unwrap();
     assert!(!rows.is_empty() && rows.iter().all(|r| r.component.as_str() == "a-api"));
     let none = fleet
-        .version_totals(&id("nope"), &["1".into()], &w, &[])
+        .version_totals(&id("nope"), &["1".into()], &w, &DurationQuery::default())
         .await
         .unwrap();
     assert_eq!(none, [VersionTotals::empty("1")]);
@@ -959,6 +973,17 @@ async fn run_scenario(text: &str) -> (OpportunityKind, Verdict, Vec<String>) {
     };
     let report = monitor(deps, &config, &item).await.unwrap();
     assert!(report.window_over);
+    // Each version's p50 and p99 lie in their intervals.
+    let latency = report.latency.as_ref().unwrap();
+    for (quantiles, intervals) in [
+        (latency.stable, latency.stable_intervals),
+        (latency.canary, latency.canary_intervals),
+    ] {
+        let (q, i) = (quantiles.unwrap(), intervals.unwrap());
+        assert!(i.p50.0 <= q.p50 && q.p50 <= i.p50.1, "{q:?} {i:?}");
+        assert!(i.p99.0 <= q.p99 && q.p99 <= i.p99.1, "{q:?} {i:?}");
+        assert!(i.p50.0 < i.p50.1, "{i:?}");
+    }
     let metrics = report
         .metrics
         .iter()
