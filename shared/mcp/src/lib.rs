@@ -3,6 +3,7 @@
 //! tests call with `oneshot`.
 //!
 //! - [`guard`]: host, method, Bearer key, body size and tool scope checks before the protocol.
+//! - [`jsonrpc`]: the JSON-RPC message check before rmcp, and JSON-RPC errors for what fails.
 //! - [`server`]: the MCP server handler: tool listing, rate limit, access log, dispatch.
 //! - [`tools`]: one file per tool.
 
@@ -24,6 +25,7 @@ use selfbuild_core::generate::Llm;
 use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
 
 pub mod guard;
+pub mod jsonrpc;
 pub mod server;
 pub mod tools;
 

@@ -152,6 +152,23 @@ impl Harness {
             .await
     }
 
+    /// POSTs raw bytes as the admin key with this `Content-Type`.
+    async fn post_bytes(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let request = Request::post("/mcp")
+            .header("host", "127.0.0.1:8787")
+            .header("content-type", content_type)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::from(body))
+            .expect("request");
+        self.send(request).await
+    }
+
     /// A tool call's result (`structuredContent`) and whether it is an error.
     async fn tool(&self, key: &str, tool: &str, arguments: Value) -> (Value, bool) {
         let (status, _, body) = self.post_as(Some(key), &call(tool, arguments)).await;
@@ -425,6 +442,116 @@ async fn unknown_tools_are_invalid_params_and_bad_arguments_name_the_field() {
         e["message"].as_str().expect("m").contains("components[0]"),
         "{e}"
     );
+}
+
+/// A JSON-RPC error as expected: HTTP status, code, id and a part of its message.
+type Expected<'a> = (StatusCode, i64, Value, &'a str);
+
+/// Asserts a JSON-RPC error in JSON: its HTTP status, code, id and a part of its message.
+fn assert_rpc_error(
+    what: &str,
+    (status, headers, body): &(StatusCode, HeaderMap, Value),
+    expected: Expected<'_>,
+) {
+    let (want_status, code, id, names) = expected;
+    assert_eq!(*status, want_status, "{what}: {body}");
+    assert_eq!(
+        headers
+            .get("content-type")
+            .map(|v| v.to_str().expect("ascii")),
+        Some("application/json"),
+        "{what}: {body}"
+    );
+    assert_eq!(body["jsonrpc"], "2.0", "{what}: {body}");
+    assert_eq!(body["id"], id, "{what}: {body}");
+    assert_eq!(body["error"]["code"], code, "{what}: {body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains(names), "{what}: {message}");
+    assert!(
+        message.len() < 400,
+        "{what}: {} bytes echoed",
+        message.len()
+    );
+}
+
+#[tokio::test]
+async fn malformed_messages_get_json_rpc_errors_that_say_what_is_wrong() {
+    let h = harness();
+    let bad = StatusCode::BAD_REQUEST;
+    let huge = "x".repeat(500_000);
+    let cases: Vec<(&str, Vec<u8>, Expected<'_>)> = vec![
+        ("truncated JSON", br#"{"jsonrpc":"2.0","id":1,"method":"ping""#.to_vec(), (bad, -32700, Value::Null, "not JSON: EOF")),
+        ("not UTF-8", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xff\xfeng\"}".to_vec(), (bad, -32700, Value::Null, "not UTF-8")),
+        ("empty body", Vec::new(), (bad, -32700, Value::Null, "not JSON")),
+        ("a batch", json!([rpc("ping", json!({}))]).to_string().into_bytes(), (bad, -32600, Value::Null, "batches are not supported")),
+        ("a number", b"42".to_vec(), (bad, -32600, Value::Null, "JSON object")),
+        ("no jsonrpc", br#"{"id":1,"method":"ping"}"#.to_vec(), (bad, -32600, json!(1), "jsonrpc is missing")),
+        ("jsonrpc 1.0", br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#.to_vec(), (bad, -32600, json!(1), "jsonrpc must be \"2.0\"")),
+        ("no method", br#"{"jsonrpc":"2.0","id":1}"#.to_vec(), (bad, -32600, json!(1), "method is missing")),
+        ("method 5", br#"{"jsonrpc":"2.0","id":1,"method":5}"#.to_vec(), (bad, -32600, json!(1), "method must be a string")),
+        ("id null", br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#.to_vec(), (bad, -32600, Value::Null, "id must be a string or an integer, got null")),
+        ("id 1.5", br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#.to_vec(), (bad, -32600, Value::Null, "id must be a string or an integer, got the number 1.5")),
+        ("id {}", br#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#.to_vec(), (bad, -32600, Value::Null, "id must be a string or an integer, got an object")),
+        ("a repeated key", br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"list_agents","name":"emergency_stop"}}"#.to_vec(), (bad, -32600, Value::Null, "params.name: the key appears more than once")),
+        ("tools/call without params", rpc("tools/call", Value::Null).to_string().into_bytes(), (bad, -32602, json!(7), "tools/call needs params")),
+        ("name 5", rpc("tools/call", json!({"name": 5})).to_string().into_bytes(), (bad, -32602, json!(7), "params.name must be a string (the tool to call), got the number 5")),
+        ("arguments a string", rpc("tools/call", json!({"name": "list_agents", "arguments": "all"})).to_string().into_bytes(), (bad, -32602, json!(7), "params.arguments must be an object")),
+        ("arguments an array", rpc("tools/call", json!({"name": "list_agents", "arguments": []})).to_string().into_bytes(), (bad, -32602, json!(7), "params.arguments must be an object (the tool's arguments by name), got an array")),
+        ("arguments a huge string", rpc("tools/call", json!({"name": "list_agents", "arguments": huge})).to_string().into_bytes(), (bad, -32602, json!(7), "params.arguments must be an object")),
+        ("params a number", rpc("tools/list", json!(3)).to_string().into_bytes(), (bad, -32602, json!(7), "params of \"tools/list\" must be an object, got a number")),
+        ("cursor an object", rpc("tools/list", json!({"cursor": {"x": huge}})).to_string().into_bytes(), (bad, -32602, json!(7), "params.cursor")),
+        ("initialize without clientInfo", rpc("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}})).to_string().into_bytes(), (bad, -32602, json!(7), "clientInfo")),
+    ];
+    for (what, body, expected) in cases {
+        let answer = h.post_bytes(body, "application/json").await;
+        assert_rpc_error(what, &answer, expected);
+    }
+
+    // Headers the transport refuses get JSON-RPC errors too.
+    let ping = rpc("ping", json!({})).to_string().into_bytes();
+    let answer = h.post_bytes(ping.clone(), "text/plain").await;
+    assert_rpc_error(
+        "text/plain",
+        &answer,
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+            Value::Null,
+            "Content-Type must be application/json, got \"text/plain\"",
+        ),
+    );
+    let request = Request::post("/mcp")
+        .header("host", "127.0.0.1:8787")
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::from(ping))
+        .expect("request");
+    let answer = h.send(request).await;
+    assert_rpc_error(
+        "no text/event-stream in Accept",
+        &answer,
+        (
+            StatusCode::NOT_ACCEPTABLE,
+            -32600,
+            Value::Null,
+            "text/event-stream",
+        ),
+    );
+
+    // What is well formed still works, and an unknown method is still -32601.
+    let (status, _, body) = h
+        .post_as(Some(ADMIN), &call("list_agents", Value::Null))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["isError"], false, "{body}");
+    let (_, _, body) = h
+        .post_as(Some(ADMIN), &rpc("no/such/method", json!({})))
+        .await;
+    assert_eq!(body["error"]["code"], -32601, "{body}");
+    // A refused message is not a tool call: nothing in the access log.
+    let log = h.store.recent_tool_calls(h.now, 50).await.expect("log");
+    assert_eq!(log.len(), 1, "{log:?}");
 }
 
 #[tokio::test]
