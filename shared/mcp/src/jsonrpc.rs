@@ -335,7 +335,7 @@ pub fn unsupported_media_type(value: Option<&HeaderValue>) -> Response {
 }
 
 /// `text` cut after [`DETAIL_CHARS`] characters, its size noted.
-fn cut(text: &str) -> String {
+pub(crate) fn cut(text: &str) -> String {
     match text.char_indices().nth(DETAIL_CHARS) {
         None => text.to_owned(),
         Some((at, _)) => format!("{}… ({} bytes)", &text[..at], text.len()),

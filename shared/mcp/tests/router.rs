@@ -419,6 +419,33 @@ async fn unknown_tools_are_invalid_params_and_bad_arguments_name_the_field() {
         .err(ADMIN, "list_improvements", json!({"colour": "red"}))
         .await;
     assert!(e["message"].as_str().expect("m").contains("colour"), "{e}");
+    // A wrong value is quoted in part, never whole.
+    let e = h
+        .err(
+            ADMIN,
+            "list_improvements",
+            json!({"status": "x".repeat(300_000)}),
+        )
+        .await;
+    let message = e["message"].as_str().expect("m");
+    assert!(
+        message.starts_with("invalid arguments: status: \"xxx"),
+        "{message}"
+    );
+    assert!(message.len() < 400, "{} bytes echoed", message.len());
+    let e = h
+        .err(
+            ADMIN,
+            "trigger_improvement_cycle",
+            json!({"mode": "x".repeat(300_000)}),
+        )
+        .await;
+    let message = e["message"].as_str().expect("m");
+    assert!(
+        message.starts_with("invalid arguments: mode: unknown variant"),
+        "{message}"
+    );
+    assert!(message.len() < 400, "{} bytes echoed", message.len());
     let e = h
         .err(ADMIN, "list_improvements", json!({"status": "done"}))
         .await;

@@ -13,6 +13,7 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::records::TenantScope;
+use selfbuild_core::text::Excerpt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -233,7 +234,8 @@ fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
     };
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        // serde quotes the value it rejects, whole.
+        let inner = crate::jsonrpc::cut(&e.into_inner().to_string());
         if path == "." {
             ToolError::InvalidArguments(format!("arguments: {inner}"))
         } else {
@@ -268,7 +270,8 @@ fn function_name(field: &str, value: &str) -> Result<ComponentId, ToolError> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
     if !valid {
         return Err(ToolError::InvalidArguments(format!(
-            "{field}: {value:?} is not a Lambda function name (1–64 letters, digits, '-' or '_')"
+            "{field}: {} is not a Lambda function name (1–64 letters, digits, '-' or '_')",
+            Excerpt(value)
         )));
     }
     ComponentId::parse(value).map_err(|e| ToolError::InvalidArguments(format!("{field}: {e}")))
