@@ -14,7 +14,8 @@ use selfbuild_core::approval::{ApprovalStore, PendingApproval};
 use selfbuild_core::clock::{Clock, FixedClock};
 use selfbuild_core::emf::{MetricRecord, MetricSink};
 use selfbuild_core::ids::{CycleId, TenantId};
-use selfbuild_core::records::AccessLog;
+use selfbuild_core::improvement::ImprovementItem;
+use selfbuild_core::records::{AccessLog, ImprovementRecord, ImprovementStatus, ImprovementStore};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::planner::RulePlanner;
@@ -698,6 +699,84 @@ async fn a_tenant_key_never_sees_another_tenant() {
             .starts_with("invalid arguments: url"),
         "{e}"
     );
+}
+
+/// Puts a deployed globex improvement, waiting for a second approval, in the store; its id.
+async fn globex_improvement(h: &Harness, cycle: &str) -> String {
+    let step: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("events/steps/rollback.json")).expect("event"),
+    )
+    .expect("json");
+    let mut item: ImprovementItem = serde_json::from_value(step["item"].clone()).expect("item");
+    let globex = TenantId::parse("globex").expect("tenant");
+    item.cycle_id = CycleId::parse(cycle).expect("cycle id");
+    item.tenant_id = Some(globex.clone());
+    item.opportunity.tenant_id = Some(globex.clone());
+    let record = ImprovementRecord::of_item(&item, ImprovementStatus::Deployed, h.now);
+    h.store.put_improvement(&record).await.expect("record");
+    h.store
+        .put_pending(&PendingApproval {
+            improvement_id: record.improvement_id.clone(),
+            cycle_id: item.cycle_id.clone(),
+            tenant_id: Some(globex),
+            task_token: "token-globex".into(),
+            change: "timeout 3 → 6 s".into(),
+            risk: "CRITICAL".into(),
+            approvals_required: 2,
+            approvers: Vec::new(),
+            requested_at: h.now,
+        })
+        .await
+        .expect("pending");
+    record.improvement_id
+}
+
+#[tokio::test]
+async fn another_tenants_improvement_is_answered_like_a_missing_one() {
+    let h = harness();
+    let real = globex_improvement(&h, "globex-orders-api-20261122T050000Z-5f3a9c1e").await;
+    let missing = real.replace("5f3a9c1e", "5f3a9c1f");
+    // It is there: globex's own key sees it.
+    let seen = h.ok(GLOBEX, "get_improvement", json!({"id": real})).await;
+    assert_eq!(seen["improvement"]["tenant_id"], "globex", "{seen}");
+
+    let calls = |id: &str| {
+        [
+            call("get_improvement", json!({"id": id})),
+            call("approve_improvement", json!({"id": id})),
+            call("reject_improvement", json!({"id": id, "comment": "no"})),
+            call("rollback_improvement", json!({"id": id, "reason": "probe"})),
+        ]
+    };
+    for key in [ACME_READ, ACME_ALL] {
+        for (foreign, absent) in calls(&real).iter().zip(calls(&missing).iter()) {
+            let tool = foreign["params"]["name"].as_str().expect("tool");
+            let (status, _, body) = h.post_as(Some(key), foreign).await;
+            let (absent_status, _, absent_body) = h.post_as(Some(key), absent).await;
+            // The same answer, naming only the id sent.
+            let foreign_text = body.to_string().replace(&real, "<id>");
+            let absent_text = absent_body.to_string().replace(&missing, "<id>");
+            assert_eq!(
+                (status, &foreign_text),
+                (absent_status, &absent_text),
+                "{key} {tool}"
+            );
+            assert!(
+                !foreign_text.contains("globex"),
+                "{key} {tool}: {foreign_text}"
+            );
+            if key == ACME_ALL {
+                assert_eq!(
+                    body["result"]["structuredContent"]["error"], "not_found",
+                    "{tool}: {body}"
+                );
+            }
+        }
+    }
+    // Nothing was approved, rejected or rolled back on globex's behalf.
+    let after = h.ok(GLOBEX, "get_improvement", json!({"id": real})).await;
+    assert_eq!(after["improvement"]["status"], "deployed");
+    assert_eq!(after["pending_approval"]["approvers"], json!([]));
 }
 
 #[tokio::test]

@@ -407,15 +407,10 @@ impl ToolContext<'_> {
         analyze(&*self.deps.telemetry, &*self.deps.deployer, &request).await
     }
 
-    /// Refuses a record of another tenant as if it did not exist.
-    fn visible(&self, tenant: Option<&TenantId>, what: &str) -> Result<(), ToolError> {
-        if self.key.tenant.allows(tenant) {
-            Ok(())
-        } else {
-            Err(ToolError::NotFound(format!(
-                "{what} (or it belongs to another tenant)"
-            )))
-        }
+    /// Whether the key may see a record of `tenant`. A record it may not see is answered
+    /// exactly as a missing one: a different answer would confirm that the id exists.
+    fn sees(&self, tenant: Option<&TenantId>) -> bool {
+        self.key.tenant.allows(tenant)
     }
 }
 
