@@ -22,6 +22,7 @@ use selfbuild_core::clock::Clock;
 use selfbuild_core::config::ConfigError;
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::generate::Llm;
+use selfbuild_core::idsource::IdSource;
 use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
 
 pub mod guard;
@@ -134,6 +135,8 @@ pub struct McpDeps {
     pub keys: Arc<dyn KeySource>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// The random part of new cycle ids.
+    pub ids: Arc<dyn IdSource>,
     /// The shared configuration.
     pub config: Arc<Config>,
     /// The endpoint's settings.

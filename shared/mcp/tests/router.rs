@@ -14,6 +14,7 @@ use selfbuild_core::approval::{ApprovalStore, PendingApproval};
 use selfbuild_core::clock::{Clock, FixedClock};
 use selfbuild_core::emf::{MetricRecord, MetricSink};
 use selfbuild_core::ids::{CycleId, TenantId};
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::records::{AccessLog, ImprovementRecord, ImprovementStatus, ImprovementStore};
 use selfbuild_local::fleet::{Fleet, Scenario};
@@ -87,6 +88,7 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys()))),
         clock,
+        ids: Arc::new(OsRandom),
         config: Arc::new(config),
         settings,
     };
@@ -777,6 +779,38 @@ async fn another_tenants_improvement_is_answered_like_a_missing_one() {
     let after = h.ok(GLOBEX, "get_improvement", json!({"id": real})).await;
     assert_eq!(after["improvement"]["status"], "deployed");
     assert_eq!(after["pending_approval"]["approvers"], json!([]));
+}
+
+#[tokio::test]
+async fn cycle_ids_claimed_in_the_same_second_differ_in_their_random_part() {
+    // Two endpoints (two stores, so no dedup between them) on the same fixed clock.
+    let (a, b) = (harness(), harness());
+    assert_eq!(a.now, b.now);
+    let trigger = json!({"components": ["orders-api"], "dry_run": true});
+    let first = a
+        .ok(ACME_ALL, "trigger_improvement_cycle", trigger.clone())
+        .await;
+    let second = b.ok(ACME_ALL, "trigger_improvement_cycle", trigger).await;
+    assert_eq!(
+        (&first["status"], &second["status"]),
+        (&json!("started"), &json!("started"))
+    );
+    let split = |v: &Value| {
+        let id = v["cycle_id"].as_str().expect("cycle id").to_owned();
+        let (prefix, suffix) = id.rsplit_once('-').expect("a suffix");
+        (prefix.to_owned(), suffix.to_owned())
+    };
+    let (prefix_a, random_a) = split(&first);
+    let (prefix_b, random_b) = split(&second);
+    assert_eq!(prefix_a, prefix_b, "the readable part is the same");
+    assert!(prefix_a.starts_with("acme-orders-api-20"), "{prefix_a}");
+    assert_ne!(random_a, random_b, "the random part differs");
+    for random in [&random_a, &random_b] {
+        assert!(
+            random.len() == 8 && random.chars().all(|c| c.is_ascii_hexdigit()),
+            "{random}"
+        );
+    }
 }
 
 #[tokio::test]
