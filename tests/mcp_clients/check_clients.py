@@ -29,6 +29,7 @@ try:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp.shared.exceptions import MCPError
 except ImportError as e:  # fail loudly, never skip
     sys.exit(f"the MCP Python SDK is missing ({e}); install it with: pip install mcp==2.3.0")
 
@@ -154,6 +155,76 @@ async def python_sdk(url: str):
         print("python sdk: no key -> 401 with WWW-Authenticate: Bearer")
 
 
+class Mangle(httpx2.AsyncBaseTransport):
+    """Sends the next queued body (and content type) instead of the client's next `ping`.
+
+    The official client then handles the server's answer as it handles any: a JSON-RPC
+    error at a non-2xx status becomes an `MCPError` with the server's code and message.
+    """
+
+    def __init__(self):
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.queue = []
+
+    async def handle_async_request(self, request):
+        if self.queue and b'"method":"ping"' in request.content.replace(b" ", b""):
+            body, content_type = self.queue.pop(0)
+            headers = [(k, v) for k, v in request.headers.raw if k.lower() not in (b"content-length", b"content-type")]
+            headers.append((b"content-type", content_type.encode()))
+            request = httpx2.Request(request.method, request.url, headers=headers, content=body)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+# Bodies no conforming client sends, the JSON-RPC code the server must answer with, and a
+# part of the message that names what is wrong.
+MALFORMED = [
+    ("truncated JSON", b'{"jsonrpc":"2.0","id":1,"method":"ping"', "application/json", -32700, "not JSON"),
+    ("not UTF-8", b'{"jsonrpc":"2.0","id":1,"method":"p\xffng"}', "application/json", -32700, "UTF-8"),
+    ("a batch", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', "application/json", -32600, "batch"),
+    ("no jsonrpc", b'{"id":1,"method":"ping"}', "application/json", -32600, "jsonrpc"),
+    ("no method", b'{"jsonrpc":"2.0","id":1}', "application/json", -32600, "method"),
+    ("id null", b'{"jsonrpc":"2.0","id":null,"method":"ping"}', "application/json", -32600, "id must be"),
+    ("id 1.5", b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', "application/json", -32600, "id must be"),
+    ("id an object", b'{"jsonrpc":"2.0","id":{},"method":"ping"}', "application/json", -32600, "id must be"),
+    ("tools/call without params", b'{"jsonrpc":"2.0","id":1,"method":"tools/call"}', "application/json", -32602, "params"),
+    ("name 5", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}', "application/json", -32602, "params.name"),
+    ("arguments not an object", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_agents","arguments":"x"}}', "application/json", -32602, "params.arguments"),
+    ("text/plain", b'{"jsonrpc":"2.0","id":1,"method":"ping"}', "text/plain", -32600, "Content-Type"),
+]
+
+
+async def json_rpc_errors(url: str):
+    """The official client sees each malformed request answered as a JSON-RPC error."""
+    mangle = Mangle()
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    problems = []  # raised after the client closes: inside it they come out as an ExceptionGroup
+    async with httpx2.AsyncClient(headers=headers, transport=mangle, timeout=30) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                for what, body, content_type, code, names in MALFORMED:
+                    mangle.queue.append((body, content_type))
+                    try:
+                        await asyncio.wait_for(session.send_ping(), 10)
+                        problems.append(f"{what}: the server answered a malformed request")
+                    except asyncio.TimeoutError:
+                        problems.append(f"{what}: no answer the client could match to its request")
+                    except MCPError as e:
+                        if e.code != code or names not in e.message:
+                            problems.append(f"{what}: {e.code} {e.message!r}, expected {code} naming {names!r}")
+                # A wrong tool argument stays a tool error the model can read (not JSON-RPC).
+                bad = await session.call_tool("list_improvements", {"limit": 0})
+                if not bad.is_error:
+                    problems.append(f"limit 0 is not a tool error: {bad}")
+                await session.send_ping()
+    check(not mangle.queue, "every malformed body was sent")
+    check(not problems, "malformed requests:\n  " + "\n  ".join(problems))
+    print(f"python sdk: {len(MALFORMED)} malformed requests -> JSON-RPC errors -32700/-32600/-32602")
+
+
 def inspector(url: str):
     if not INSPECTOR.exists():
         raise SystemExit(f"MCP Inspector is missing ({INSPECTOR}); install it with: npm ci")
@@ -182,6 +253,7 @@ def main():
         server = Server(sys.argv[1], data_dir)
         try:
             asyncio.run(python_sdk(server.url))
+            asyncio.run(json_rpc_errors(server.url))
             inspector(server.url)
         except AssertionError as e:
             print("\n".join(server.log[-40:]), file=sys.stderr)

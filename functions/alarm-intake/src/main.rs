@@ -9,6 +9,7 @@ use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::event::EventJson;
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::{IntakeDeps, handle_delivered};
 
 #[tokio::main]
@@ -31,6 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         cycles: &store,
         alarms: &alarms,
         clock: &clock,
+        ids: &OsRandom,
         metrics: &metrics,
     };
     let config = &config;

@@ -12,6 +12,7 @@ use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::config::ConfigError;
 use selfbuild_core::emf::EmfWriter;
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 
 #[tokio::main]
@@ -54,6 +55,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             settings.keys_refresh,
         )),
         clock: Arc::new(SystemClock),
+        ids: Arc::new(OsRandom),
         config: Arc::new(config),
         settings,
     };

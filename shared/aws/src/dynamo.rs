@@ -1626,7 +1626,7 @@ mod tests {
             let at = datetime!(2026-11-22 05:00:00.250 UTC);
             let key = DedupKey::new(None, None);
             DedupClaim {
-                cycle_id: CycleId::for_claim(&key, at),
+                cycle_id: CycleId::for_claim(&key, at, &selfbuild_core::idsource::OsRandom),
                 key,
                 claimed_at: at,
                 window_end: at + time::Duration::minutes(15),

@@ -3,8 +3,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+use crate::idsource::IdSource;
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,26 +123,25 @@ impl CycleId {
         Ok(Self(value.to_owned()))
     }
 
-    /// The id of the cycle that claims `key` at `claimed_at`: readable, stable, at most 80 chars.
+    /// The id of a new cycle claiming `key` at `claimed_at`: tenant, component and second to
+    /// read, then 8 hex digits from `ids` that nobody can derive from them; at most 71 chars.
     ///
-    /// Two intakes of the same key in the same second derive the same id, which makes
-    /// starting the execution idempotent.
-    pub fn for_claim(key: &DedupKey, claimed_at: OffsetDateTime) -> Self {
-        let second = claimed_at.unix_timestamp();
-        let stamp = OffsetDateTime::from_unix_timestamp(second)
+    /// Ids name records across tenants, so they must not be guessable from what they show. A
+    /// retried start stays idempotent because the claim stores the cycle input, id included.
+    pub fn for_claim(key: &DedupKey, claimed_at: OffsetDateTime, ids: &dyn IdSource) -> Self {
+        let stamp = OffsetDateTime::from_unix_timestamp(claimed_at.unix_timestamp())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
             .format(time::macros::format_description!(
                 "[year][month][day]T[hour][minute][second]Z"
             ))
             .unwrap_or_default();
-        let digest = Sha256::digest(format!("{}|{second}", key.as_str()));
-        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
         let tenant = key.tenant.as_ref().map_or("system", TenantId::as_str);
         let component = key.component.as_ref().map_or("fleet", ComponentId::as_str);
         Self(format!(
-            "{}-{}-{stamp}-{hash}",
+            "{}-{}-{stamp}-{:08x}",
             slug(tenant, 20),
-            slug(component, 24)
+            slug(component, 24),
+            ids.suffix()
         ))
     }
 
@@ -249,6 +249,7 @@ string_newtype_impls!(TenantId, ComponentId, CycleId);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idsource::{OsRandom, SeededIds};
     use time::macros::datetime;
 
     #[test]
@@ -281,9 +282,9 @@ mod tests {
     }
 
     #[test]
-    fn cycle_ids_are_stable_valid_execution_names() {
+    fn cycle_ids_are_readable_valid_execution_names_with_a_random_end() {
         let key = DedupKey::new(
-            Some(TenantId::parse("acme").unwrap()),
+            Some(TenantId::parse(&"t".repeat(64)).unwrap()),
             Some(
                 ComponentId::parse(
                     "arn:aws:lambda:us-east-1:123456789012:function:a-very-long-function-name",
@@ -292,19 +293,25 @@ mod tests {
             ),
         );
         let at = datetime!(2026-11-22 05:00:00.250 UTC);
-        let id = CycleId::for_claim(&key, at);
-        assert_eq!(
-            id,
-            CycleId::for_claim(&key, datetime!(2026-11-22 05:00:00.900 UTC))
-        );
-        assert_ne!(
-            id,
-            CycleId::for_claim(&key, datetime!(2026-11-22 05:00:01 UTC))
-        );
+        let id = CycleId::for_claim(&key, at, &OsRandom);
         assert!(CycleId::parse(id.as_str()).is_ok(), "{id}");
-        assert!(
-            id.as_str()
-                .starts_with("acme-arn-aws-lambda-us-east-1-20261122T050000Z-")
+        assert_eq!(id.as_str().len(), 71, "{id}");
+        let (readable, random) = id.as_str().rsplit_once('-').unwrap();
+        assert_eq!(
+            readable,
+            format!(
+                "{}-arn-aws-lambda-us-east-1-20261122T050000Z",
+                "t".repeat(20)
+            )
         );
+        assert!(random.len() == 8 && random.chars().all(|c| c.is_ascii_hexdigit()));
+        // The same key and second, claimed again: only the random part differs.
+        let again = CycleId::for_claim(&key, datetime!(2026-11-22 05:00:00.900 UTC), &OsRandom);
+        assert_ne!(id, again);
+        assert!(again.as_str().starts_with(readable));
+        // A replayed run gives the same ids.
+        let replay = |seed| CycleId::for_claim(&key, at, &SeededIds::new(seed, "timeouts"));
+        assert_eq!(replay(1), replay(1));
+        assert_ne!(replay(1), replay(2));
     }
 }

@@ -16,6 +16,7 @@ use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
 use crate::event::{EventError, EventJson, IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use crate::idsource::IdSource;
 use crate::ports::{
     AlarmSource, ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltSwitch, Orchestrator,
 };
@@ -155,6 +156,8 @@ pub struct IntakeDeps<'a> {
     pub alarms: &'a dyn AlarmSource,
     /// The time.
     pub clock: &'a dyn Clock,
+    /// The random part of new cycle ids.
+    pub ids: &'a dyn IdSource,
     /// Where intake latency goes.
     pub metrics: &'a dyn MetricSink,
 }
@@ -497,7 +500,7 @@ impl Intake<'_> {
         now: OffsetDateTime,
         why: String,
     ) -> Result<IntakeOutcome, IntakeError> {
-        let cycle_id = CycleId::for_claim(&key, now);
+        let cycle_id = CycleId::for_claim(&key, now, self.deps.ids);
         let request = CycleRequest {
             cycle_id: cycle_id.clone(),
             mode,
@@ -656,6 +659,7 @@ mod tests {
     use super::*;
     use crate::alarm::{AlarmKind, MetricRef};
     use crate::clock::FixedClock;
+    use crate::idsource::SeededIds;
     use crate::ports::{CycleHandle, HaltState, HeldClaim};
 
     /// In-memory claims with the same conditional semantics as the real stores.
@@ -783,6 +787,7 @@ mod tests {
         store: MemoryStore,
         recorder: Recorder,
         clock: FixedClock,
+        ids: SeededIds,
         config: Config,
     }
 
@@ -792,6 +797,7 @@ mod tests {
                 store: MemoryStore::default(),
                 recorder: Recorder::default(),
                 clock: FixedClock(now),
+                ids: SeededIds::new(0, "intake tests"),
                 config: Config::default(),
             }
         }
@@ -804,6 +810,7 @@ mod tests {
                 cycles: &self.store,
                 alarms: &self.recorder,
                 clock: &self.clock,
+                ids: &self.ids,
                 metrics: &self.recorder,
             };
             handle_event(deps, &self.config, event).await
@@ -817,6 +824,7 @@ mod tests {
                 cycles: &self.store,
                 alarms: &self.recorder,
                 clock: &self.clock,
+                ids: &self.ids,
                 metrics: &self.recorder,
             };
             request_cycle(deps, &self.config, manual).await
@@ -1040,8 +1048,7 @@ mod tests {
         let e = event(include_str!("../../../events/alarm-metric.json"));
         // GIVEN a claim whose winner died before starting the cycle
         let key = DedupKey::new(None, Some(ComponentId::parse("orders-api").unwrap()));
-        let request_id = CycleId::for_claim(&key, NOW);
-        world.one(&e).await;
+        let request_id = world.one(&e).await.cycle_id.unwrap();
         world
             .store
             .claims

@@ -1,6 +1,7 @@
 //! selfbuild's domain: types, ports and handler logic, with no AWS SDK.
 //!
 //! - [`ids`]: identifier newtypes (`TenantId`, `ComponentId`, `CycleId`, `DedupKey`).
+//! - [`idsource`]: the IdSource port: the unguessable part of new cycle ids.
 //! - [`alarm`]: alarms as intake sees them; tenant/component extraction, critical names.
 //! - [`event`]: parsing the EventBridge events intake accepts.
 //! - [`change`]: proposals and the changes they carry; risk levels.
@@ -43,6 +44,7 @@ pub mod error;
 pub mod event;
 pub mod generate;
 pub mod ids;
+pub mod idsource;
 pub mod improvement;
 pub mod intake;
 pub mod logmine;

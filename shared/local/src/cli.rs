@@ -9,6 +9,7 @@ use selfbuild_core::Config;
 use selfbuild_core::clock::{Clock, FixedClock, SystemClock};
 use selfbuild_core::emf::TracingSink;
 use selfbuild_core::error::StableError;
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::{IntakeDeps, handle_event};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 use serde_json::{Value, json};
@@ -317,6 +318,7 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
                 cycles: &store,
                 alarms: &alarms,
                 clock: clock.as_ref(),
+                ids: &OsRandom,
                 metrics: &metrics,
             };
             let response = handle_event(deps, &config, &event).await?;
@@ -544,6 +546,8 @@ async fn cycle(
     let metrics = TracingSink {
         namespace: config.metrics_namespace.clone(),
     };
+    // Replayable like the demo: the same scenario and event give the same cycle id.
+    let ids = crate::demo::scenario_ids(&scenario);
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
@@ -551,6 +555,7 @@ async fn cycle(
         cycles: &store,
         alarms: &alarms,
         clock: &clock,
+        ids: &ids,
         metrics: &metrics,
     };
     let response = handle_event(deps, &config, &event).await?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use selfbuild_core::Config;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::ids::{CycleId, DedupKey};
+use selfbuild_core::idsource::SeededIds;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -219,6 +220,12 @@ fn config_over_env(overrides: &BTreeMap<String, String>) -> Result<Config, Strin
     Ok(config)
 }
 
+/// The ids of a scenario's cycles: derived from its seed and name, so a replay writes the
+/// same records (on AWS and in `serve` they are random).
+pub fn scenario_ids(scenario: &Scenario) -> SeededIds {
+    SeededIds::new(scenario.seed, &scenario.name)
+}
+
 /// A routine cycle over every function of the scenario, as the daily schedule would start it.
 pub fn scenario_request(scenario: &Scenario, config: &Config) -> CycleRequest {
     let tenants: Vec<_> = scenario
@@ -234,7 +241,7 @@ pub fn scenario_request(scenario: &Scenario, config: &Config) -> CycleRequest {
     let components: Vec<_> = scenario.functions.iter().map(|f| f.name.clone()).collect();
     let key = DedupKey::new(tenant.clone(), components.first().cloned());
     CycleRequest {
-        cycle_id: CycleId::for_claim(&key, scenario.now),
+        cycle_id: CycleId::for_claim(&key, scenario.now, &scenario_ids(scenario)),
         mode: CycleMode::Routine,
         tenant_id: tenant,
         components,

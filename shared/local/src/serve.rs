@@ -19,6 +19,7 @@ use selfbuild_core::apikeys::{KeySet, StaticKeys};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::OrchestratorError;
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{CycleHandle, Orchestrator};
 use selfbuild_core::records::CycleProgress;
 use selfbuild_core::text::Escaped;
@@ -169,6 +170,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         }),
         keys: Arc::new(StaticKeys(Arc::new(keys))),
         clock,
+        ids: Arc::new(OsRandom),
         config,
         settings,
     };

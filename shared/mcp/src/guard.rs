@@ -1,5 +1,6 @@
 //! Checks every request passes before the MCP protocol sees it: the `Host` header, the method,
-//! the Bearer key (401), the body size (413) and, for `tools/call`, the tool's scope (403).
+//! the Bearer key (401), the content type (415), the body size (413), the JSON-RPC message
+//! ([`crate::jsonrpc`], 400) and, for `tools/call`, the tool's scope (403).
 
 use std::sync::Arc;
 
@@ -9,10 +10,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use selfbuild_core::apikeys::{ApiKey, KeySourceError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{error, warn};
 
 use crate::McpDeps;
+use crate::jsonrpc;
 use crate::tools::ToolName;
 
 /// The authenticated key of a request, put in the request's extensions for the handler.
@@ -51,6 +53,10 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
         Ok(key) => key,
         Err(refusal) => return refusal,
     };
+    let content_type = request.headers().get(header::CONTENT_TYPE);
+    if !jsonrpc::is_json_content(content_type) {
+        return jsonrpc::unsupported_media_type(content_type);
+    }
     let (mut parts, body) = request.into_parts();
     let limit = deps.settings.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
@@ -64,15 +70,20 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
             );
         }
     };
-    if let Some((tool, message, refusal)) = check_scopes(&key, &bytes) {
+    let message = match jsonrpc::check(&bytes) {
+        Ok(message) => message,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Some((tool, message, refusal)) = check_scopes(&key, &message) {
         let now = deps.clock.now();
         crate::server::log_tool_call(&deps, &key, tool, "denied", message, now).await;
         return refusal;
     }
     parts.extensions.insert(Caller(key));
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-        .into_response()
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    jsonrpc::json_errors(response).await
 }
 
 /// A 403 when the `Host` header matches none of the allowed patterns.
@@ -185,44 +196,33 @@ fn unauthorized(challenge: &'static str, message: &str) -> Response {
     response
 }
 
-/// The tool, the reason and a 403 for the first `tools/call` in the body whose tool needs a
-/// scope the key lacks.
-fn check_scopes(key: &ApiKey, body: &[u8]) -> Option<(String, String, Response)> {
-    let message: Value = serde_json::from_slice(body).ok()?;
-    let messages = match &message {
-        Value::Array(batch) => batch.as_slice(),
-        one => std::slice::from_ref(one),
-    };
-    for m in messages {
-        if m.get("method").and_then(Value::as_str) != Some("tools/call") {
-            continue;
-        }
-        let Some(tool) = m
-            .pointer("/params/name")
-            .and_then(Value::as_str)
-            .and_then(ToolName::parse)
-        else {
-            continue;
-        };
-        let scope = tool.scope();
-        if !key.allows(scope) {
-            let message = format!(
-                "API key {:?} lacks the {:?} scope that tool {} needs",
-                key.id,
-                scope.as_str(),
-                tool.name()
-            );
-            let id = m.get("id").cloned().unwrap_or(Value::Null);
-            let response = rpc_error(StatusCode::FORBIDDEN, id, FORBIDDEN_CODE, message.clone());
-            return Some((tool.name().to_owned(), message, response));
-        }
+/// The tool, the reason and a 403 when the message is a `tools/call` whose tool needs a scope
+/// the key lacks (the message is one, checked: batches are refused before).
+fn check_scopes(key: &ApiKey, message: &Value) -> Option<(String, String, Response)> {
+    if message.get("method").and_then(Value::as_str) != Some("tools/call") {
+        return None;
     }
-    None
+    let tool = message
+        .pointer("/params/name")
+        .and_then(Value::as_str)
+        .and_then(ToolName::parse)?;
+    let scope = tool.scope();
+    if key.allows(scope) {
+        return None;
+    }
+    let reason = format!(
+        "API key {:?} lacks the {:?} scope that tool {} needs",
+        key.id,
+        scope.as_str(),
+        tool.name()
+    );
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let response = rpc_error(StatusCode::FORBIDDEN, id, FORBIDDEN_CODE, reason.clone());
+    Some((tool.name().to_owned(), reason, response))
 }
 
 fn rpc_error(status: StatusCode, id: Value, code: i64, message: String) -> Response {
-    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
-    (status, axum::Json(body)).into_response()
+    jsonrpc::error_response(status, id, code, message)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! tests call with `oneshot`.
 //!
 //! - [`guard`]: host, method, Bearer key, body size and tool scope checks before the protocol.
+//! - [`jsonrpc`]: the JSON-RPC message check before rmcp, and JSON-RPC errors for what fails.
 //! - [`server`]: the MCP server handler: tool listing, rate limit, access log, dispatch.
 //! - [`tools`]: one file per tool.
 
@@ -21,9 +22,11 @@ use selfbuild_core::clock::Clock;
 use selfbuild_core::config::ConfigError;
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::generate::Llm;
+use selfbuild_core::idsource::IdSource;
 use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
 
 pub mod guard;
+pub mod jsonrpc;
 pub mod server;
 pub mod tools;
 
@@ -132,6 +135,8 @@ pub struct McpDeps {
     pub keys: Arc<dyn KeySource>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// The random part of new cycle ids.
+    pub ids: Arc<dyn IdSource>,
     /// The shared configuration.
     pub config: Arc<Config>,
     /// The endpoint's settings.

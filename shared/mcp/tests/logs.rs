@@ -12,6 +12,7 @@ use selfbuild_core::Config;
 use selfbuild_core::apikeys::{KeySet, StaticKeys, key_digest_hex};
 use selfbuild_core::clock::{Clock, FixedClock};
 use selfbuild_core::emf::{MetricRecord, MetricSink};
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::planner::RulePlanner;
@@ -104,6 +105,7 @@ async fn operator_and_agent_text_never_breaks_a_log_line() {
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys))),
         clock,
+        ids: Arc::new(OsRandom),
         config: Arc::new(Config::from_lookup(|_| None).expect("config")),
         settings: McpSettings::default(),
     });

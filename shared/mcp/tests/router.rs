@@ -14,7 +14,9 @@ use selfbuild_core::approval::{ApprovalStore, PendingApproval};
 use selfbuild_core::clock::{Clock, FixedClock};
 use selfbuild_core::emf::{MetricRecord, MetricSink};
 use selfbuild_core::ids::{CycleId, TenantId};
-use selfbuild_core::records::AccessLog;
+use selfbuild_core::idsource::OsRandom;
+use selfbuild_core::improvement::ImprovementItem;
+use selfbuild_core::records::{AccessLog, ImprovementRecord, ImprovementStatus, ImprovementStore};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::planner::RulePlanner;
@@ -86,6 +88,7 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys()))),
         clock,
+        ids: Arc::new(OsRandom),
         config: Arc::new(config),
         settings,
     };
@@ -150,6 +153,23 @@ impl Harness {
         }
         self.send(request.body(Body::from(body.to_string())).expect("request"))
             .await
+    }
+
+    /// POSTs raw bytes as the admin key with this `Content-Type`.
+    async fn post_bytes(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let request = Request::post("/mcp")
+            .header("host", "127.0.0.1:8787")
+            .header("content-type", content_type)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::from(body))
+            .expect("request");
+        self.send(request).await
     }
 
     /// A tool call's result (`structuredContent`) and whether it is an error.
@@ -402,6 +422,33 @@ async fn unknown_tools_are_invalid_params_and_bad_arguments_name_the_field() {
         .err(ADMIN, "list_improvements", json!({"colour": "red"}))
         .await;
     assert!(e["message"].as_str().expect("m").contains("colour"), "{e}");
+    // A wrong value is quoted in part, never whole.
+    let e = h
+        .err(
+            ADMIN,
+            "list_improvements",
+            json!({"status": "x".repeat(300_000)}),
+        )
+        .await;
+    let message = e["message"].as_str().expect("m");
+    assert!(
+        message.starts_with("invalid arguments: status: \"xxx"),
+        "{message}"
+    );
+    assert!(message.len() < 400, "{} bytes echoed", message.len());
+    let e = h
+        .err(
+            ADMIN,
+            "trigger_improvement_cycle",
+            json!({"mode": "x".repeat(300_000)}),
+        )
+        .await;
+    let message = e["message"].as_str().expect("m");
+    assert!(
+        message.starts_with("invalid arguments: mode: unknown variant"),
+        "{message}"
+    );
+    assert!(message.len() < 400, "{} bytes echoed", message.len());
     let e = h
         .err(ADMIN, "list_improvements", json!({"status": "done"}))
         .await;
@@ -425,6 +472,116 @@ async fn unknown_tools_are_invalid_params_and_bad_arguments_name_the_field() {
         e["message"].as_str().expect("m").contains("components[0]"),
         "{e}"
     );
+}
+
+/// A JSON-RPC error as expected: HTTP status, code, id and a part of its message.
+type Expected<'a> = (StatusCode, i64, Value, &'a str);
+
+/// Asserts a JSON-RPC error in JSON: its HTTP status, code, id and a part of its message.
+fn assert_rpc_error(
+    what: &str,
+    (status, headers, body): &(StatusCode, HeaderMap, Value),
+    expected: Expected<'_>,
+) {
+    let (want_status, code, id, names) = expected;
+    assert_eq!(*status, want_status, "{what}: {body}");
+    assert_eq!(
+        headers
+            .get("content-type")
+            .map(|v| v.to_str().expect("ascii")),
+        Some("application/json"),
+        "{what}: {body}"
+    );
+    assert_eq!(body["jsonrpc"], "2.0", "{what}: {body}");
+    assert_eq!(body["id"], id, "{what}: {body}");
+    assert_eq!(body["error"]["code"], code, "{what}: {body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains(names), "{what}: {message}");
+    assert!(
+        message.len() < 400,
+        "{what}: {} bytes echoed",
+        message.len()
+    );
+}
+
+#[tokio::test]
+async fn malformed_messages_get_json_rpc_errors_that_say_what_is_wrong() {
+    let h = harness();
+    let bad = StatusCode::BAD_REQUEST;
+    let huge = "x".repeat(500_000);
+    let cases: Vec<(&str, Vec<u8>, Expected<'_>)> = vec![
+        ("truncated JSON", br#"{"jsonrpc":"2.0","id":1,"method":"ping""#.to_vec(), (bad, -32700, Value::Null, "not JSON: EOF")),
+        ("not UTF-8", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xff\xfeng\"}".to_vec(), (bad, -32700, Value::Null, "not UTF-8")),
+        ("empty body", Vec::new(), (bad, -32700, Value::Null, "not JSON")),
+        ("a batch", json!([rpc("ping", json!({}))]).to_string().into_bytes(), (bad, -32600, Value::Null, "batches are not supported")),
+        ("a number", b"42".to_vec(), (bad, -32600, Value::Null, "JSON object")),
+        ("no jsonrpc", br#"{"id":1,"method":"ping"}"#.to_vec(), (bad, -32600, json!(1), "jsonrpc is missing")),
+        ("jsonrpc 1.0", br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#.to_vec(), (bad, -32600, json!(1), "jsonrpc must be \"2.0\"")),
+        ("no method", br#"{"jsonrpc":"2.0","id":1}"#.to_vec(), (bad, -32600, json!(1), "method is missing")),
+        ("method 5", br#"{"jsonrpc":"2.0","id":1,"method":5}"#.to_vec(), (bad, -32600, json!(1), "method must be a string")),
+        ("id null", br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#.to_vec(), (bad, -32600, Value::Null, "id must be a string or an integer, got null")),
+        ("id 1.5", br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#.to_vec(), (bad, -32600, Value::Null, "id must be a string or an integer, got the number 1.5")),
+        ("id {}", br#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#.to_vec(), (bad, -32600, Value::Null, "id must be a string or an integer, got an object")),
+        ("a repeated key", br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"list_agents","name":"emergency_stop"}}"#.to_vec(), (bad, -32600, Value::Null, "params.name: the key appears more than once")),
+        ("tools/call without params", rpc("tools/call", Value::Null).to_string().into_bytes(), (bad, -32602, json!(7), "tools/call needs params")),
+        ("name 5", rpc("tools/call", json!({"name": 5})).to_string().into_bytes(), (bad, -32602, json!(7), "params.name must be a string (the tool to call), got the number 5")),
+        ("arguments a string", rpc("tools/call", json!({"name": "list_agents", "arguments": "all"})).to_string().into_bytes(), (bad, -32602, json!(7), "params.arguments must be an object")),
+        ("arguments an array", rpc("tools/call", json!({"name": "list_agents", "arguments": []})).to_string().into_bytes(), (bad, -32602, json!(7), "params.arguments must be an object (the tool's arguments by name), got an array")),
+        ("arguments a huge string", rpc("tools/call", json!({"name": "list_agents", "arguments": huge})).to_string().into_bytes(), (bad, -32602, json!(7), "params.arguments must be an object")),
+        ("params a number", rpc("tools/list", json!(3)).to_string().into_bytes(), (bad, -32602, json!(7), "params of \"tools/list\" must be an object, got a number")),
+        ("cursor an object", rpc("tools/list", json!({"cursor": {"x": huge}})).to_string().into_bytes(), (bad, -32602, json!(7), "params.cursor")),
+        ("initialize without clientInfo", rpc("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}})).to_string().into_bytes(), (bad, -32602, json!(7), "clientInfo")),
+    ];
+    for (what, body, expected) in cases {
+        let answer = h.post_bytes(body, "application/json").await;
+        assert_rpc_error(what, &answer, expected);
+    }
+
+    // Headers the transport refuses get JSON-RPC errors too.
+    let ping = rpc("ping", json!({})).to_string().into_bytes();
+    let answer = h.post_bytes(ping.clone(), "text/plain").await;
+    assert_rpc_error(
+        "text/plain",
+        &answer,
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+            Value::Null,
+            "Content-Type must be application/json, got \"text/plain\"",
+        ),
+    );
+    let request = Request::post("/mcp")
+        .header("host", "127.0.0.1:8787")
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::from(ping))
+        .expect("request");
+    let answer = h.send(request).await;
+    assert_rpc_error(
+        "no text/event-stream in Accept",
+        &answer,
+        (
+            StatusCode::NOT_ACCEPTABLE,
+            -32600,
+            Value::Null,
+            "text/event-stream",
+        ),
+    );
+
+    // What is well formed still works, and an unknown method is still -32601.
+    let (status, _, body) = h
+        .post_as(Some(ADMIN), &call("list_agents", Value::Null))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["isError"], false, "{body}");
+    let (_, _, body) = h
+        .post_as(Some(ADMIN), &rpc("no/such/method", json!({})))
+        .await;
+    assert_eq!(body["error"]["code"], -32601, "{body}");
+    // A refused message is not a tool call: nothing in the access log.
+    let log = h.store.recent_tool_calls(h.now, 50).await.expect("log");
+    assert_eq!(log.len(), 1, "{log:?}");
 }
 
 #[tokio::test]
@@ -544,6 +701,116 @@ async fn a_tenant_key_never_sees_another_tenant() {
             .starts_with("invalid arguments: url"),
         "{e}"
     );
+}
+
+/// Puts a deployed globex improvement, waiting for a second approval, in the store; its id.
+async fn globex_improvement(h: &Harness, cycle: &str) -> String {
+    let step: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("events/steps/rollback.json")).expect("event"),
+    )
+    .expect("json");
+    let mut item: ImprovementItem = serde_json::from_value(step["item"].clone()).expect("item");
+    let globex = TenantId::parse("globex").expect("tenant");
+    item.cycle_id = CycleId::parse(cycle).expect("cycle id");
+    item.tenant_id = Some(globex.clone());
+    item.opportunity.tenant_id = Some(globex.clone());
+    let record = ImprovementRecord::of_item(&item, ImprovementStatus::Deployed, h.now);
+    h.store.put_improvement(&record).await.expect("record");
+    h.store
+        .put_pending(&PendingApproval {
+            improvement_id: record.improvement_id.clone(),
+            cycle_id: item.cycle_id.clone(),
+            tenant_id: Some(globex),
+            task_token: "token-globex".into(),
+            change: "timeout 3 → 6 s".into(),
+            risk: "CRITICAL".into(),
+            approvals_required: 2,
+            approvers: Vec::new(),
+            requested_at: h.now,
+        })
+        .await
+        .expect("pending");
+    record.improvement_id
+}
+
+#[tokio::test]
+async fn another_tenants_improvement_is_answered_like_a_missing_one() {
+    let h = harness();
+    let real = globex_improvement(&h, "globex-orders-api-20261122T050000Z-5f3a9c1e").await;
+    let missing = real.replace("5f3a9c1e", "5f3a9c1f");
+    // It is there: globex's own key sees it.
+    let seen = h.ok(GLOBEX, "get_improvement", json!({"id": real})).await;
+    assert_eq!(seen["improvement"]["tenant_id"], "globex", "{seen}");
+
+    let calls = |id: &str| {
+        [
+            call("get_improvement", json!({"id": id})),
+            call("approve_improvement", json!({"id": id})),
+            call("reject_improvement", json!({"id": id, "comment": "no"})),
+            call("rollback_improvement", json!({"id": id, "reason": "probe"})),
+        ]
+    };
+    for key in [ACME_READ, ACME_ALL] {
+        for (foreign, absent) in calls(&real).iter().zip(calls(&missing).iter()) {
+            let tool = foreign["params"]["name"].as_str().expect("tool");
+            let (status, _, body) = h.post_as(Some(key), foreign).await;
+            let (absent_status, _, absent_body) = h.post_as(Some(key), absent).await;
+            // The same answer, naming only the id sent.
+            let foreign_text = body.to_string().replace(&real, "<id>");
+            let absent_text = absent_body.to_string().replace(&missing, "<id>");
+            assert_eq!(
+                (status, &foreign_text),
+                (absent_status, &absent_text),
+                "{key} {tool}"
+            );
+            assert!(
+                !foreign_text.contains("globex"),
+                "{key} {tool}: {foreign_text}"
+            );
+            if key == ACME_ALL {
+                assert_eq!(
+                    body["result"]["structuredContent"]["error"], "not_found",
+                    "{tool}: {body}"
+                );
+            }
+        }
+    }
+    // Nothing was approved, rejected or rolled back on globex's behalf.
+    let after = h.ok(GLOBEX, "get_improvement", json!({"id": real})).await;
+    assert_eq!(after["improvement"]["status"], "deployed");
+    assert_eq!(after["pending_approval"]["approvers"], json!([]));
+}
+
+#[tokio::test]
+async fn cycle_ids_claimed_in_the_same_second_differ_in_their_random_part() {
+    // Two endpoints (two stores, so no dedup between them) on the same fixed clock.
+    let (a, b) = (harness(), harness());
+    assert_eq!(a.now, b.now);
+    let trigger = json!({"components": ["orders-api"], "dry_run": true});
+    let first = a
+        .ok(ACME_ALL, "trigger_improvement_cycle", trigger.clone())
+        .await;
+    let second = b.ok(ACME_ALL, "trigger_improvement_cycle", trigger).await;
+    assert_eq!(
+        (&first["status"], &second["status"]),
+        (&json!("started"), &json!("started"))
+    );
+    let split = |v: &Value| {
+        let id = v["cycle_id"].as_str().expect("cycle id").to_owned();
+        let (prefix, suffix) = id.rsplit_once('-').expect("a suffix");
+        (prefix.to_owned(), suffix.to_owned())
+    };
+    let (prefix_a, random_a) = split(&first);
+    let (prefix_b, random_b) = split(&second);
+    assert_eq!(prefix_a, prefix_b, "the readable part is the same");
+    assert!(prefix_a.starts_with("acme-orders-api-20"), "{prefix_a}");
+    assert_ne!(random_a, random_b, "the random part differs");
+    for random in [&random_a, &random_b] {
+        assert!(
+            random.len() == 8 && random.chars().all(|c| c.is_ascii_hexdigit()),
+            "{random}"
+        );
+    }
 }
 
 #[tokio::test]

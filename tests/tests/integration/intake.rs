@@ -10,6 +10,7 @@ use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::Config;
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::emf::{MetricRecord, MetricSink};
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::{IntakeDeps, IntakeResponse, handle_event};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_local::cli::{Cli, execute};
@@ -52,6 +53,7 @@ async fn an_alarm_event_starts_one_execution_and_repeats_are_suppressed_on_aws_a
         cycles: &store,
         alarms: &alarms,
         clock: &clock,
+        ids: &OsRandom,
         metrics: &metrics,
     };
     let event = load("alarm-metric.json");
@@ -168,6 +170,7 @@ async fn a_poll_starts_cycles_for_alarms_cloudwatch_reports_in_alarm() {
         cycles: &store,
         alarms: &alarms,
         clock: &clock,
+        ids: &OsRandom,
         metrics: &metrics,
     };
     let out = outcome(

@@ -158,6 +158,7 @@ async fn the_lambda_payload_refuses_a_repeated_key_as_an_invalid_event() {
         cycles: &store,
         alarms: &alarms,
         clock: &clock,
+        ids: &selfbuild_core::idsource::OsRandom,
         metrics: &NoMetrics,
     };
     let err = handle_delivered(deps, &Config::default(), payload)

@@ -4,6 +4,7 @@ use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, CycleStatus, TimeWindow, Trigger};
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{CycleStore, Orchestrator};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::SqliteStore;
@@ -18,7 +19,7 @@ fn request() -> CycleRequest {
         Some(ComponentId::parse("orders-api").unwrap()),
     );
     CycleRequest {
-        cycle_id: CycleId::for_claim(&key, at),
+        cycle_id: CycleId::for_claim(&key, at, &OsRandom),
         mode: CycleMode::Emergency,
         tenant_id: key.tenant.clone(),
         components: key.component.iter().cloned().collect(),

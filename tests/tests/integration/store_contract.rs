@@ -12,6 +12,7 @@ use selfbuild_core::cycle::{
 };
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::intake::CLAIM_RETENTION;
 use selfbuild_core::ports::{ClaimOutcome, DedupClaim, HaltState, Store};
@@ -37,7 +38,7 @@ fn claim_at(key: &DedupKey, at: OffsetDateTime) -> DedupClaim {
     let window_end = at + WINDOW;
     DedupClaim {
         key: key.clone(),
-        cycle_id: CycleId::for_claim(key, at),
+        cycle_id: CycleId::for_claim(key, at, &OsRandom),
         claimed_at: at,
         window_end,
         expires_at: window_end + CLAIM_RETENTION,
@@ -157,7 +158,7 @@ pub async fn the_halt_switch_round_trips(store: &impl Store) {
 pub async fn cycles_are_created_once(store: &impl Store) {
     let k = key("cycles");
     let request = CycleRequest {
-        cycle_id: CycleId::for_claim(&k, T0),
+        cycle_id: CycleId::for_claim(&k, T0, &OsRandom),
         mode: CycleMode::Emergency,
         tenant_id: k.tenant.clone(),
         components: k.component.iter().cloned().collect(),

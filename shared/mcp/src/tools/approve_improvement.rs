@@ -44,10 +44,13 @@ pub(crate) async fn decide_as(
 ) -> Result<Value, ToolError> {
     let id = required_text("id", id, 120)?;
     let store = &ctx.deps.store;
-    let pending = store.get_pending(&id).await?.ok_or_else(|| {
-        ToolError::NotFound(format!("no approval is pending for improvement {id}"))
-    })?;
-    ctx.visible(pending.tenant_id.as_ref(), &format!("improvement {id}"))?;
+    store
+        .get_pending(&id)
+        .await?
+        .filter(|p| ctx.sees(p.tenant_id.as_ref()))
+        .ok_or_else(|| {
+            ToolError::NotFound(format!("no approval is pending for improvement {id}"))
+        })?;
     let ports = ApprovalPorts {
         store: &**store,
         tokens: &*ctx.deps.task_tokens,

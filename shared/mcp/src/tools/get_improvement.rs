@@ -32,8 +32,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     let record = store
         .get_improvement(&id)
         .await?
+        .filter(|r| ctx.sees(r.tenant_id.as_ref()))
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
-    ctx.visible(record.tenant_id.as_ref(), &format!("improvement {id}"))?;
     let trail: Vec<_> = store
         .cycle_events(&record.cycle_id)
         .await?

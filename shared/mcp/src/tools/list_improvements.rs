@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::error::StoreError;
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, ImprovementStatus};
+use selfbuild_core::text::Excerpt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -66,7 +67,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
             ImprovementStatus::parse(s).ok_or_else(|| {
                 let names: Vec<&str> = ImprovementStatus::ALL.iter().map(|s| s.as_str()).collect();
                 ToolError::InvalidArguments(format!(
-                    "status: {s:?} is not one of {}",
+                    "status: {} is not one of {}",
+                    Excerpt(s),
                     names.join(", ")
                 ))
             })

@@ -13,6 +13,7 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::records::TenantScope;
+use selfbuild_core::text::Excerpt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -233,7 +234,8 @@ fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
     };
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        // serde quotes the value it rejects, whole.
+        let inner = crate::jsonrpc::cut(&e.into_inner().to_string());
         if path == "." {
             ToolError::InvalidArguments(format!("arguments: {inner}"))
         } else {
@@ -268,7 +270,8 @@ fn function_name(field: &str, value: &str) -> Result<ComponentId, ToolError> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
     if !valid {
         return Err(ToolError::InvalidArguments(format!(
-            "{field}: {value:?} is not a Lambda function name (1–64 letters, digits, '-' or '_')"
+            "{field}: {} is not a Lambda function name (1–64 letters, digits, '-' or '_')",
+            Excerpt(value)
         )));
     }
     ComponentId::parse(value).map_err(|e| ToolError::InvalidArguments(format!("{field}: {e}")))
@@ -379,7 +382,7 @@ impl ToolContext<'_> {
         let now = self.now;
         let key = DedupKey::new(tenant.clone(), components.first().cloned());
         let request = CycleRequest {
-            cycle_id: CycleId::for_claim(&key, now),
+            cycle_id: CycleId::for_claim(&key, now, &*self.deps.ids),
             // Emergency mode reads per-minute periods: what a window of an hour needs.
             mode: if hours <= 1 {
                 CycleMode::Emergency
@@ -404,15 +407,10 @@ impl ToolContext<'_> {
         analyze(&*self.deps.telemetry, &*self.deps.deployer, &request).await
     }
 
-    /// Refuses a record of another tenant as if it did not exist.
-    fn visible(&self, tenant: Option<&TenantId>, what: &str) -> Result<(), ToolError> {
-        if self.key.tenant.allows(tenant) {
-            Ok(())
-        } else {
-            Err(ToolError::NotFound(format!(
-                "{what} (or it belongs to another tenant)"
-            )))
-        }
+    /// Whether the key may see a record of `tenant`. A record it may not see is answered
+    /// exactly as a missing one: a different answer would confirm that the id exists.
+    fn sees(&self, tenant: Option<&TenantId>) -> bool {
+        self.key.tenant.allows(tenant)
     }
 }
 

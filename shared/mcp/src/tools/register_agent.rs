@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::records::AgentRecord;
+use selfbuild_core::text::Excerpt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -48,11 +49,15 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| {
-            ToolError::InvalidArguments(format!("url: {url:?} must start with http:// or https://"))
+            ToolError::InvalidArguments(format!(
+                "url: {} must start with http:// or https://",
+                Excerpt(&url)
+            ))
         })?;
     if host.is_empty() || host.starts_with('/') || url.chars().any(char::is_whitespace) {
         return Err(ToolError::InvalidArguments(format!(
-            "url: {url:?} has no host"
+            "url: {} has no host",
+            Excerpt(&url)
         )));
     }
     if args.capabilities.is_empty() || args.capabilities.len() > 32 {

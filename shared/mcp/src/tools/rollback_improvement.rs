@@ -41,8 +41,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     let mut record = store
         .get_improvement(&id)
         .await?
+        .filter(|r| ctx.sees(r.tenant_id.as_ref()))
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
-    ctx.visible(record.tenant_id.as_ref(), &format!("improvement {id}"))?;
     match record.status {
         ImprovementStatus::Deployed | ImprovementStatus::Frozen | ImprovementStatus::Promoted => {}
         ImprovementStatus::RolledBack => {

@@ -96,6 +96,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         cycles: &*deps.store,
         alarms: &NoAlarms,
         clock: &*deps.clock,
+        ids: &*deps.ids,
         metrics: &*deps.metrics,
     };
     let manual = ManualCycle {
