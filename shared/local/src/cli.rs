@@ -20,6 +20,27 @@ use crate::alarms::FileAlarmSource;
 use crate::orchestrator::RecordingOrchestrator;
 use crate::store::SqliteStore;
 
+/// Prints a line on stdout, as `println!` does, without its panic on a closed pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say_line(format_args!($($arg)*))
+    };
+}
+
+/// One line on stdout. A closed pipe (`selfbuild demo | head`) ends the process quietly with
+/// the status a death by SIGPIPE gives (141), as other command-line tools end.
+fn say_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error[Io]: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// The `selfbuild` command's arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -432,7 +453,7 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
                 seed_offset,
             };
             let progress: Box<dyn std::io::Write + Send> = if seeds == 1 {
-                println!("▶ {}", file.display());
+                say!("▶ {}", file.display());
                 Box::new(std::io::stdout())
             } else {
                 Box::new(std::io::sink())
@@ -440,7 +461,7 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
             match crate::demo::run_scenario(file, &options, progress).await {
                 Ok(row) => {
                     if seeds > 1 {
-                        println!(
+                        say!(
                             "{} {} seed {}: {}",
                             if row.passed { "✔" } else { "✘" },
                             row.scenario,
@@ -458,17 +479,17 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
             }
         }
     }
-    println!();
-    println!("{}", crate::demo::summary_table(&rows));
+    say!("");
+    say!("{}", crate::demo::summary_table(&rows));
     for row in rows.iter().filter(|r| !r.passed) {
         for failure in &row.failures {
-            println!("✘ {} (seed {}): {failure}", row.scenario, row.seed);
+            say!("✘ {} (seed {}): {failure}", row.scenario, row.seed);
         }
     }
     if seeds > 1 || rows.iter().any(|r| r.group.is_some()) {
-        println!("\n{}", crate::demo::safety_table(&rows));
+        say!("\n{}", crate::demo::safety_table(&rows));
     }
-    println!(
+    say!(
         "\n{} of {} runs as expected, in {:.1} s of real time",
         rows.iter().filter(|r| r.passed).count(),
         files.len() as u64 * seeds,
@@ -559,7 +580,7 @@ async fn cycle(
         metrics: &metrics,
     };
     let response = handle_event(deps, &config, &event).await?;
-    println!(
+    say!(
         "intake: {}",
         serde_json::to_string(&response).unwrap_or_default()
     );
@@ -569,10 +590,10 @@ async fn cycle(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     let Some(request) = started else {
-        println!("no cycle started");
+        say!("no cycle started");
         return Ok(ExitCode::SUCCESS);
     };
-    println!("▶ cycle {}", request.cycle_id);
+    say!("▶ cycle {}", request.cycle_id);
     // A person answers here, not the scenario's recorded approver.
     let output = crate::cycle::run_cycle(
         &scenario,
@@ -585,7 +606,7 @@ async fn cycle(
     .await
     .map_err(|e| cli_error("ExecutionFailed", e))?;
     let summary = output.get("summary").cloned().unwrap_or(Value::Null);
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(&summary).unwrap_or_default()
     );
