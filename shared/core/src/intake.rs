@@ -115,7 +115,7 @@ impl From<StoreError> for IntakeError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
-            StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+            StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
                 Self::DependencyFailed(e.to_string())
             }
         }

@@ -136,20 +136,20 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("data directory {}: {e}", data_dir.display()))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| io_error(&format!("data directory {}", data_dir.display()), &e))?;
         let path = data_dir.join(DATABASE_FILE);
-        let conn = Connection::open(&path).map_err(|e| unavailable(&path, &e))?;
+        let at = |e: rusqlite::Error| at_file(&path, sql(e));
+        let conn = Connection::open(&path).map_err(at)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 record: path.display().to_string(),
@@ -158,10 +158,9 @@ impl SqliteStore {
                 ),
             });
         }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| unavailable(&path, &e))?;
+        conn.execute_batch(SCHEMA).map_err(at)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -191,19 +190,59 @@ impl SqliteStore {
         // call. A current-thread runtime runs them directly: a hand-off to the blocking pool
         // would let real thread timing decide which of its tasks goes on first, and
         // event-driven cycles (`crate::cycle`) must not depend on that.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
             _ => run(),
-        }
+        };
+        result.map_err(|e| at_file(&self.path, e))
     }
 }
 
-fn unavailable(path: &Path, e: &rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
+/// Names the database file in a fault, which the SQLite message alone does not.
+fn at_file(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Fault(m) if !m.starts_with(&path.display().to_string()) => {
+            StoreError::Fault(format!("{}: {m}", path.display()))
+        }
+        other => other,
+    }
 }
 
+/// A SQLite error: storage faults (read-only, full, corrupt, truncated, unreadable file)
+/// are permanent; the rest (busy, locked, out of memory) may pass.
 fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
+    use rusqlite::ErrorCode as Code;
+    let nomem = e
+        .sqlite_error()
+        .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_IOERR_NOMEM);
+    match e.sqlite_error_code() {
+        Some(
+            Code::ReadOnly
+            | Code::DiskFull
+            | Code::DatabaseCorrupt
+            | Code::NotADatabase
+            | Code::CannotOpen
+            | Code::PermissionDenied
+            | Code::NoLargeFileSupport
+            | Code::SystemIoFailure,
+        ) if !nomem => StoreError::Fault(e.to_string()),
+        _ => StoreError::Unavailable(format!("sqlite: {e}")),
+    }
+}
+
+/// A file system error on `what`, classified as [`sql`] does.
+fn io_error(what: &str, e: &std::io::Error) -> StoreError {
+    use std::io::ErrorKind as Kind;
+    match e.kind() {
+        Kind::PermissionDenied
+        | Kind::ReadOnlyFilesystem
+        | Kind::StorageFull
+        | Kind::QuotaExceeded
+        | Kind::FileTooLarge
+        | Kind::NotADirectory
+        | Kind::NotFound => StoreError::Fault(format!("{what}: {e}")),
+        _ => StoreError::Unavailable(format!("{what}: {e}")),
+    }
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -656,7 +695,7 @@ impl selfbuild_core::approval::TaskTokens for StoreTaskTokens {
                 StoreError::Unavailable(m) => {
                     selfbuild_core::error::OrchestratorError::Unavailable(m)
                 }
-                StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+                StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
                     selfbuild_core::error::OrchestratorError::Rejected(e.to_string())
                 }
             })
