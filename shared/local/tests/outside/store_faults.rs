@@ -1,9 +1,12 @@
-//! Store faults (issue 12, item 6): a read-only, corrupt or truncated database is a
-//! permanent fault, named, never `Retryable`.
+//! Store faults (issue 12, item 6): a read-only, corrupt, truncated or full database is a
+//! permanent fault, named, never `Retryable`; intake never answers "started" when its
+//! records could not be written.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+
+use rusqlite::OptionalExtension;
 
 use crate::support::{run, selfbuild, text, workspace};
 
@@ -104,4 +107,102 @@ fn a_truncated_database_is_a_permanent_store_fault() {
             "database disk image is malformed",
         );
     }
+}
+
+/// What one intake run under a file size limit left: its exit, output and records.
+struct LimitedRun {
+    succeeded: bool,
+    stdout: String,
+    stderr: String,
+    /// The claim's `started` flag, if a claim was written.
+    claim_started: Option<bool>,
+    cycles: i64,
+}
+
+/// Intake on a copy of `base` with files limited to `bytes` (RLIMIT_FSIZE): a write past it
+/// fails as on a full disk (EFBIG rather than ENOSPC; SIGXFSZ ignored, as `sh` passes on).
+fn intake_limited_to(base: &Path, bytes: u64) -> LimitedRun {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(base.join("selfbuild.db"), dir.path().join("selfbuild.db")).unwrap();
+    let intake = {
+        let mut c = selfbuild(dir.path());
+        c.args(["--now", NOW, "invoke", "alarm-intake"])
+            .arg(workspace().join("events/alarm-metric.json"));
+        c
+    };
+    let mut limited = Command::new("sh");
+    limited
+        .args(["-c", "trap '' XFSZ; exec prlimit --fsize=\"$0\" -- \"$@\""])
+        .arg(bytes.to_string())
+        .arg(intake.get_program())
+        .args(intake.get_args())
+        .current_dir(workspace())
+        .env("RUST_LOG", "warn");
+    for (name, value) in intake.get_envs() {
+        if value.is_none() {
+            limited.env_remove(name);
+        }
+    }
+    let out = run(&mut limited);
+    let (stdout, stderr) = text(&out);
+    let conn = rusqlite::Connection::open(dir.path().join("selfbuild.db")).unwrap();
+    let claim_started = conn
+        .query_row("SELECT started FROM dedup_claims", [], |row| row.get(0))
+        .optional()
+        .unwrap();
+    let cycles = conn
+        .query_row("SELECT COUNT(*) FROM cycles", [], |row| row.get(0))
+        .unwrap();
+    LimitedRun {
+        succeeded: out.status.success(),
+        stdout,
+        stderr,
+        claim_started,
+        cycles,
+    }
+}
+
+#[test]
+fn intake_on_a_full_disk_fails_naming_the_fault_and_never_says_started() {
+    // GIVEN an empty store, and limits from "nothing can be written" to "everything can"
+    let base = tempfile::tempdir().unwrap();
+    assert!(run(selfbuild(base.path()).arg("status")).status.success());
+    let mut failed_after_claiming = 0;
+    let mut started = 0;
+    for bytes in (16 * 1024..=64 * 1024).step_by(512) {
+        // WHEN intake starts a cycle with no room left at some write
+        let r = intake_limited_to(base.path(), bytes);
+        if r.succeeded {
+            // THEN "started" means every record was written ...
+            assert!(
+                r.stdout.contains("\"decision\": \"started\""),
+                "{}",
+                r.stdout
+            );
+            assert_eq!(
+                (r.claim_started, r.cycles),
+                (Some(true), 1),
+                "{bytes} bytes: started, but records incomplete; stderr: {}",
+                r.stderr
+            );
+            started += 1;
+        } else {
+            // ... and otherwise intake fails, not to be retried, naming the store fault
+            assert!(!r.stdout.contains("started"), "{bytes}: {}", r.stdout);
+            assert!(
+                r.stderr.contains("store fault: ") && !r.stderr.contains("error[Retryable]"),
+                "{bytes} bytes: {}",
+                r.stderr
+            );
+            if r.claim_started.is_some() {
+                failed_after_claiming += 1;
+            }
+        }
+    }
+    // The limits reached the writes after the claim, and some left room for all of them.
+    assert!(
+        failed_after_claiming > 0,
+        "no limit failed a write after the claim"
+    );
+    assert!(started > 0, "no limit left room to start");
 }
