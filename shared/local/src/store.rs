@@ -123,6 +123,8 @@ CREATE INDEX IF NOT EXISTS tool_calls_by_time ON tool_calls (at_ms, seq);
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// The file this process opened, to notice it deleted or replaced.
+    opened: FileId,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -161,9 +163,11 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(at)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(at)?;
+        let opened = FileId::of(&path).map_err(|e| io_error(&path.display().to_string(), &e))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            opened,
         })
     }
 
@@ -172,17 +176,18 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `work` on the connection, in place.
+    /// Runs `work` on the connection, in place, once the file is still the one opened.
     async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let run = move || {
-            let mut conn = conn
+        let run = || {
+            let mut conn = self
+                .conn
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.check_file()?;
             work(&mut conn)
         };
         // Statements take microseconds, so they run in place: on a multi-threaded runtime
@@ -195,6 +200,54 @@ impl SqliteStore {
             _ => run(),
         };
         result.map_err(|e| at_file(&self.path, e))
+    }
+
+    /// Fails when the file at the path is no longer the one opened (deleted, or replaced by
+    /// another): this process would go on with state no other process sees, e.g. a halt
+    /// switch a new CLI does not find. Failing beats reopening: the old file may hold
+    /// records (running cycles, pending approvals) a silent switch would orphan; restarting
+    /// is the operator's decision.
+    fn check_file(&self) -> Result<(), StoreError> {
+        let now = match FileId::of(&self.path) {
+            Ok(id) => id,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Fault(format!(
+                    "{} was deleted after this process opened it; its records are no longer \
+                     shared with other processes: restart this process",
+                    self.path.display()
+                )));
+            }
+            Err(e) => return Err(io_error(&self.path.display().to_string(), &e)),
+        };
+        if now != self.opened {
+            return Err(StoreError::Fault(format!(
+                "{} was replaced by another file after this process opened it; its records \
+                 are no longer shared with other processes: restart this process",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A file's identity: device and inode where there are inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(Self(meta.dev(), meta.ino()))
+        }
+        // Elsewhere an open file cannot be deleted; only its absence is noticed.
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Ok(Self(0, 0))
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! Store faults (issue 12, item 6): a read-only, corrupt, truncated or full database is a
 //! permanent fault, named, never `Retryable`; intake never answers "started" when its
-//! records could not be written.
+//! records could not be written; a `serve` whose database file was deleted says so instead
+//! of answering from the deleted file.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use rusqlite::OptionalExtension;
+use serde_json::json;
 
-use crate::support::{run, selfbuild, text, workspace};
+use crate::support::{Server, run, selfbuild, text, workspace};
 
 const NOW: &str = "2026-11-22T05:03:30Z";
 
@@ -205,4 +207,42 @@ fn intake_on_a_full_disk_fails_naming_the_fault_and_never_says_started() {
         "no limit failed a write after the claim"
     );
     assert!(started > 0, "no limit left room to start");
+}
+
+#[test]
+fn a_serve_whose_database_was_deleted_says_so_instead_of_answering_from_it() {
+    // GIVEN a halted store and a server on it
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(selfbuild(dir.path()).args(["halt", "--reason", "maintenance"]));
+    assert!(out.status.success(), "{:?}", text(&out));
+    let server = Server::start(dir.path(), &[]);
+    let (status, answer) = server.call_tool("get_system_status", json!({}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["halt"]["on"], true,
+        "{answer}"
+    );
+    // WHEN the database is deleted
+    for file in ["selfbuild.db", "selfbuild.db-wal", "selfbuild.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    // THEN the server does not answer from the deleted file: it names the fault
+    assert_tool_fails(&server, "was deleted");
+    // AND when a new CLI creates a fresh, unhalted one, the server does not take it silently
+    let out = run(selfbuild(dir.path()).arg("status"));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("\"halted\": false"), "{stdout}");
+    assert_tool_fails(&server, "was replaced");
+}
+
+/// Asserts `get_system_status` fails with a store fault whose message contains `fault`.
+fn assert_tool_fails(server: &Server, fault: &str) {
+    let (_, answer) = server.call_tool("get_system_status", json!({}));
+    let result = &answer["result"];
+    assert_eq!(result["isError"], true, "{answer}");
+    let message = result["structuredContent"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("store fault: ") && message.contains(fault),
+        "{message}"
+    );
 }
