@@ -19,6 +19,7 @@ use selfbuild_core::apikeys::{KeySet, StaticKeys};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::OrchestratorError;
+use selfbuild_core::ids::CycleId;
 use selfbuild_core::ports::{CycleHandle, Orchestrator};
 use selfbuild_core::records::CycleProgress;
 use selfbuild_core::text::Escaped;
@@ -28,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::asl::VirtualClock;
 use crate::cli::{CliError, cli_error};
-use crate::cycle::{Approvers, run_cycle};
+use crate::cycle::{Approvers, run_cycle_blocking};
 use crate::fleet::{Fleet, Scenario};
 use crate::orchestrator::RecordingOrchestrator;
 use crate::planner::RulePlanner;
@@ -101,33 +102,57 @@ impl Orchestrator for BackgroundCycles {
             Arc::clone(&self.config),
         );
         let request = request.clone();
-        tokio::spawn(async move {
-            let id = request.cycle_id.clone();
-            info!(cycle = %id, "cycle running in the background");
-            let progress = Box::new(std::io::stderr());
-            match run_cycle(
-                &scenario,
-                &request,
-                &store,
-                &config,
-                progress,
-                Approvers::People,
-            )
-            .await
-            {
-                Ok(_) => info!(cycle = %id, "cycle finished"),
-                Err(e) => {
-                    warn!(cycle = %id, error = %Escaped(&e), "cycle failed");
-                    if let Err(e) = store
-                        .finish_cycle(&id, CycleStatus::Failed, clock.now())
-                        .await
-                    {
-                        warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
-                    }
-                }
+        let id = request.cycle_id.clone();
+        // A thread of its own, not one of the runtime's bounded blocking pool: a cycle may
+        // wait hours for a person, and the pool must stay free for short blocking work.
+        let spawned = std::thread::Builder::new()
+            .name(format!("cycle-{id}"))
+            .spawn(move || {
+                let id = request.cycle_id.clone();
+                info!(cycle = %id, "cycle running in the background");
+                let progress = Box::new(std::io::stderr());
+                let Err(e) = run_cycle_blocking(
+                    &scenario,
+                    &request,
+                    &store,
+                    &config,
+                    progress,
+                    Approvers::People,
+                ) else {
+                    info!(cycle = %id, "cycle finished");
+                    return;
+                };
+                warn!(cycle = %id, error = %Escaped(&e), "cycle failed");
+                record_failure(&store, &id, clock.now());
+            });
+        if let Err(e) = spawned {
+            let failed = self
+                .store
+                .finish_cycle(&id, CycleStatus::Failed, self.clock.now())
+                .await;
+            if let Err(e) = failed {
+                warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
             }
-        });
+            return Err(OrchestratorError::Unavailable(format!(
+                "cannot start a thread for cycle {id}: {e}"
+            )));
+        }
         Ok(handle)
+    }
+}
+
+/// Marks a cycle that stopped failed, from its own thread (outside any runtime).
+fn record_failure(store: &SqliteStore, id: &CycleId, at: OffsetDateTime) {
+    let recorded = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime
+                .block_on(store.finish_cycle(id, CycleStatus::Failed, at))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = recorded {
+        warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
     }
 }
 

@@ -122,6 +122,9 @@ CREATE INDEX IF NOT EXISTS tool_calls_by_time ON tool_calls (at_ms, seq);
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// One turn at the connection for tasks of multi-threaded runtimes: they wait for it as
+    /// tasks, not as threads blocked on the mutex.
+    turn: Arc<tokio::sync::Semaphore>,
     path: PathBuf,
     /// The file this process opened, to notice it deleted or replaced.
     opened: FileId,
@@ -166,6 +169,7 @@ impl SqliteStore {
         let opened = FileId::of(&path).map_err(|e| io_error(&path.display().to_string(), &e))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
             path,
             opened,
         })
@@ -192,11 +196,22 @@ impl SqliteStore {
         };
         // Statements take microseconds, so they run in place: on a multi-threaded runtime
         // the worker hands its other tasks off first, which saves two thread hand-offs per
-        // call. A current-thread runtime runs them directly: a hand-off to the blocking pool
-        // would let real thread timing decide which of its tasks goes on first, and
-        // event-driven cycles (`crate::cycle`) must not depend on that.
+        // call. Each hand-off takes a thread, so callers first wait for their turn as tasks:
+        // a burst of requests must not become a burst of threads. A current-thread runtime
+        // runs them directly and may block on the mutex: waiting as a task there would let
+        // its paused clock advance, and a hand-off to the blocking pool would let real
+        // thread timing decide which task goes on first; event-driven cycles
+        // (`crate::cycle`) must depend on neither.
         let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                let _turn = match self.turn.try_acquire() {
+                    Ok(turn) => turn,
+                    Err(_) => self.turn.acquire().await.map_err(|_| {
+                        StoreError::Unavailable("the store's connection was closed".into())
+                    })?,
+                };
+                tokio::task::block_in_place(run)
+            }
             _ => run(),
         };
         result.map_err(|e| at_file(&self.path, e))
