@@ -17,6 +17,10 @@ pub enum StoreError {
     /// retrying will not help.
     #[error("store rejected the request: {0}")]
     Rejected(String),
+    /// The store's storage failed in a way retrying will not mend (a read-only, full, corrupt,
+    /// truncated, deleted or replaced database file); names the file and the fault.
+    #[error("store fault: {0}")]
+    Fault(String),
     /// A stored record could not be read back; names the record and the problem.
     #[error("stored record {record} is corrupt: {problem}")]
     Corrupt {
@@ -54,6 +58,7 @@ impl StableError for StoreError {
         match self {
             Self::Unavailable(_) => "Retryable",
             Self::Rejected(_) => "DependencyFailed",
+            Self::Fault(_) => "StoreFault",
             Self::Corrupt { .. } => "StoreCorrupt",
         }
     }

@@ -116,7 +116,7 @@ impl From<StoreError> for IntakeError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
-            StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+            StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
                 Self::DependencyFailed(e.to_string())
             }
         }
@@ -593,20 +593,30 @@ impl Intake<'_> {
             execution_ref: handle.execution_ref.clone(),
             started_at: self.deps.clock.now(),
         };
-        // Idempotent (false when the orchestrator or an earlier start wrote it); a lost record
-        // hides the cycle from listings but does not stop it.
-        if let Err(e) = self.deps.cycles.create_cycle(&record).await {
-            warn!(cycle = %request.cycle_id, error = %Escaped(&e), "cycle started but not recorded");
-        }
-        if let Err(e) = self
-            .deps
+        // Idempotent (false when the orchestrator or an earlier start wrote it). A record that
+        // could not be written fails the event, never "started": the cycle may run, but a
+        // store that cannot take its record is the operator's to see (a retry of the event
+        // finds the claim and, once it is stale, starts the same cycle again, idempotently).
+        let unrecorded = |what: &str, e: StoreError| {
+            let message = format!(
+                "cycle {} was started ({}) but {what}: {e}",
+                request.cycle_id, handle.execution_ref
+            );
+            match IntakeError::from(e) {
+                IntakeError::Retryable(_) => IntakeError::Retryable(message),
+                _ => IntakeError::DependencyFailed(message),
+            }
+        };
+        self.deps
+            .cycles
+            .create_cycle(&record)
+            .await
+            .map_err(|e| unrecorded("its record could not be written", e))?;
+        self.deps
             .claims
             .mark_started(key, &request.cycle_id, &handle.execution_ref)
             .await
-        {
-            // The cycle runs; a later duplicate may start it again, which is idempotent.
-            warn!(dedup_key = %key, error = %Escaped(&e), "cycle started but its claim was not marked");
-        }
+            .map_err(|e| unrecorded("its claim could not be marked started", e))?;
         Ok(())
     }
 
@@ -668,6 +678,8 @@ mod tests {
         claims: Mutex<HashMap<String, HeldClaim>>,
         halt: Mutex<Option<HaltState>>,
         cycles: Mutex<HashMap<CycleId, CycleRecord>>,
+        /// Makes `mark_started` fail with this.
+        mark_fails: Mutex<Option<fn() -> StoreError>>,
     }
 
     #[async_trait]
@@ -716,6 +728,9 @@ mod tests {
             _: &CycleId,
             _: &str,
         ) -> Result<(), StoreError> {
+            if let Some(fail) = *self.mark_fails.lock().unwrap() {
+                return Err(fail());
+            }
             if let Some(held) = self.claims.lock().unwrap().get_mut(key.as_str()) {
                 held.started = true;
             }
@@ -1040,6 +1055,33 @@ mod tests {
         *world.recorder.fail_with.lock().unwrap() = None;
         let out = world.one(&e).await;
         assert_eq!(out.decision, Decision::Started);
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_claim_cannot_be_marked_fails_with_the_store_fault() {
+        // GIVEN a store that takes the claim but not the mark (its disk just filled up)
+        let world = World::at(NOW);
+        *world.store.mark_fails.lock().unwrap() =
+            Some(|| StoreError::Fault("db: database or disk is full".into()));
+        // WHEN an alarm starts a cycle
+        let err = world
+            .handle(&event(include_str!("../../../events/alarm-metric.json")))
+            .await
+            .unwrap_err();
+        // THEN intake fails, not retried, naming the cycle and the fault
+        assert_eq!(err.error_type(), "DependencyFailed");
+        let message = err.to_string();
+        assert!(message.contains("was started"), "{message}");
+        assert!(message.contains("disk is full"), "{message}");
+        // AND a passing fault stays retryable
+        *world.store.mark_fails.lock().unwrap() =
+            Some(|| StoreError::Unavailable("throttled".into()));
+        world.store.claims.lock().unwrap().clear();
+        let err = world
+            .handle(&event(include_str!("../../../events/alarm-metric.json")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Retryable");
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::alarms::FileAlarmSource;
 use crate::orchestrator::RecordingOrchestrator;
+use crate::serve::ServeLimits;
 use crate::store::SqliteStore;
 
 /// Prints a line on stdout, as `println!` does, without its panic on a closed pipe.
@@ -142,6 +143,22 @@ pub enum Command {
         /// A file with the API key list (JSON); else SELFBUILD_API_KEYS.
         #[arg(long, env = "SELFBUILD_API_KEYS_FILE")]
         api_keys_file: Option<PathBuf>,
+        /// Seconds a connection has to send a request's headers, from its opening or its
+        /// previous response (so also the idle keep-alive timeout).
+        #[arg(long, env = "SELFBUILD_SERVE_HEADER_TIMEOUT", value_name = "SECONDS",
+              default_value_t = ServeLimits::default().header_timeout.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        header_timeout: u64,
+        /// Seconds a request's body has to arrive once its headers have.
+        #[arg(long, env = "SELFBUILD_SERVE_BODY_TIMEOUT", value_name = "SECONDS",
+              default_value_t = ServeLimits::default().body_timeout.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        body_timeout: u64,
+        /// Connections served at once; more wait until one closes.
+        #[arg(long, env = "SELFBUILD_SERVE_MAX_CONNECTIONS",
+              default_value_t = ServeLimits::default().max_connections,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
+        max_connections: usize,
     },
     /// Run every scenario as a full improvement cycle offline, on event-driven virtual time,
     /// and print a summary table.
@@ -265,6 +282,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         addr,
         scenario,
         api_keys_file,
+        header_timeout,
+        body_timeout,
+        max_connections,
         ..
     } = &cli.command
     {
@@ -274,6 +294,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             api_keys_file: api_keys_file.clone(),
             data_dir: cli.data_dir.clone(),
             now: cli.now,
+            limits: ServeLimits {
+                header_timeout: std::time::Duration::from_secs(*header_timeout),
+                body_timeout: std::time::Duration::from_secs(*body_timeout),
+                max_connections: *max_connections,
+            },
         };
         return match crate::serve::serve(options).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -372,19 +372,34 @@ pub async fn run_cycle_on_fleet(
         progress,
         approvers,
     };
-    let cycle_id = request.cycle_id.clone();
     // A thread of its own: its runtime's paused clock must not be the caller's. The
     // blocking pool also keeps a paused caller's clock still while the cycle runs.
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .map_err(|e| format!("{cycle_id}: cannot start the cycle's runtime: {e}"))?;
-        runtime.block_on(run.execute())
-    })
-    .await
-    .map_err(|e| format!("{}: the cycle stopped: {e}", request.cycle_id))?
+    tokio::task::spawn_blocking(move || run.execute_here())
+        .await
+        .map_err(|e| format!("{}: the cycle stopped: {e}", request.cycle_id))?
+}
+
+/// [`run_cycle`] on the calling thread, which it blocks until the cycle ends: for a caller
+/// that gives each cycle a thread of its own rather than one of the blocking pool's
+/// (`selfbuild serve`, whose cycles may wait hours for a person).
+pub fn run_cycle_blocking(
+    scenario: &Scenario,
+    request: &CycleRequest,
+    store: &SqliteStore,
+    config: &Config,
+    progress: Box<dyn Write + Send>,
+    approvers: Approvers,
+) -> Result<Value, String> {
+    CycleRun {
+        scenario: scenario.clone(),
+        request: request.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        progress,
+        approvers,
+    }
+    .execute_here()
+    .map(|run| run.output)
 }
 
 /// What one cycle run needs, owned, so it can move to the run's thread.
@@ -398,6 +413,21 @@ struct CycleRun {
 }
 
 impl CycleRun {
+    /// Runs the execution on a current-thread runtime with paused time, on this thread.
+    fn execute_here(self) -> Result<FleetRun, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "{}: cannot start the cycle's runtime: {e}",
+                    self.request.cycle_id
+                )
+            })?;
+        runtime.block_on(self.execute())
+    }
+
     /// Runs the execution; call it on a current-thread runtime with paused time.
     async fn execute(self) -> Result<FleetRun, String> {
         let Self {

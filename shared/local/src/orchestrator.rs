@@ -36,7 +36,7 @@ impl<S: CycleStore, C: Clock> Orchestrator for RecordingOrchestrator<S, C> {
             .await
             .map_err(|e| match e {
                 StoreError::Unavailable(m) => OrchestratorError::Unavailable(m),
-                StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+                StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
                     OrchestratorError::Rejected(e.to_string())
                 }
             })?;

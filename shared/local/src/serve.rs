@@ -9,27 +9,42 @@
 //! time, so its records run ahead of the server's clock, except while it waits for a
 //! person, when it runs at real pace.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use selfbuild_core::Config;
 use selfbuild_core::apikeys::{KeySet, StaticKeys};
 use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::OrchestratorError;
+use selfbuild_core::ids::CycleId;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{CycleHandle, Orchestrator};
 use selfbuild_core::records::CycleProgress;
 use selfbuild_core::text::Escaped;
 use selfbuild_mcp::{McpDeps, McpSettings};
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
 
 use crate::asl::VirtualClock;
 use crate::cli::{CliError, cli_error};
-use crate::cycle::{Approvers, run_cycle};
+use crate::cycle::{Approvers, run_cycle_blocking};
 use crate::fleet::{Fleet, Scenario};
 use crate::orchestrator::RecordingOrchestrator;
 use crate::planner::RulePlanner;
@@ -48,6 +63,30 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// The clock's start (else the scenario's `now`).
     pub now: Option<OffsetDateTime>,
+    /// Connection limits.
+    pub limits: ServeLimits,
+}
+
+/// How long a client may take and how many may be connected at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Time a connection has to send a request's headers, from its opening or from the end
+    /// of its previous response: also the idle keep-alive timeout.
+    pub header_timeout: Duration,
+    /// Time a request's body has to arrive once its headers have.
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
 }
 
 /// The key list from `--api-keys-file`, else from `SELFBUILD_API_KEYS`.
@@ -102,33 +141,57 @@ impl Orchestrator for BackgroundCycles {
             Arc::clone(&self.config),
         );
         let request = request.clone();
-        tokio::spawn(async move {
-            let id = request.cycle_id.clone();
-            info!(cycle = %id, "cycle running in the background");
-            let progress = Box::new(std::io::stderr());
-            match run_cycle(
-                &scenario,
-                &request,
-                &store,
-                &config,
-                progress,
-                Approvers::People,
-            )
-            .await
-            {
-                Ok(_) => info!(cycle = %id, "cycle finished"),
-                Err(e) => {
-                    warn!(cycle = %id, error = %Escaped(&e), "cycle failed");
-                    if let Err(e) = store
-                        .finish_cycle(&id, CycleStatus::Failed, clock.now())
-                        .await
-                    {
-                        warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
-                    }
-                }
+        let id = request.cycle_id.clone();
+        // A thread of its own, not one of the runtime's bounded blocking pool: a cycle may
+        // wait hours for a person, and the pool must stay free for short blocking work.
+        let spawned = std::thread::Builder::new()
+            .name(format!("cycle-{id}"))
+            .spawn(move || {
+                let id = request.cycle_id.clone();
+                info!(cycle = %id, "cycle running in the background");
+                let progress = Box::new(std::io::stderr());
+                let Err(e) = run_cycle_blocking(
+                    &scenario,
+                    &request,
+                    &store,
+                    &config,
+                    progress,
+                    Approvers::People,
+                ) else {
+                    info!(cycle = %id, "cycle finished");
+                    return;
+                };
+                warn!(cycle = %id, error = %Escaped(&e), "cycle failed");
+                record_failure(&store, &id, clock.now());
+            });
+        if let Err(e) = spawned {
+            let failed = self
+                .store
+                .finish_cycle(&id, CycleStatus::Failed, self.clock.now())
+                .await;
+            if let Err(e) = failed {
+                warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
             }
-        });
+            return Err(OrchestratorError::Unavailable(format!(
+                "cannot start a thread for cycle {id}: {e}"
+            )));
+        }
         Ok(handle)
+    }
+}
+
+/// Marks a cycle that stopped failed, from its own thread (outside any runtime).
+fn record_failure(store: &SqliteStore, id: &CycleId, at: OffsetDateTime) {
+    let recorded = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime
+                .block_on(store.finish_cycle(id, CycleStatus::Failed, at))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = recorded {
+        warn!(cycle = %id, error = %Escaped(&e), "failed cycle not recorded");
     }
 }
 
@@ -174,25 +237,145 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         config,
         settings,
     };
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
-        .map_err(|e| {
-            cli_error(
-                "ConfigError",
-                format!("cannot listen on {}: {e}", options.addr),
-            )
-        })?;
+    let listener = listen(options.addr).map_err(|e| {
+        cli_error(
+            "ConfigError",
+            format!("cannot listen on {}: {e}", options.addr),
+        )
+    })?;
     let local = listener
         .local_addr()
         .map_err(|e| cli_error("ConfigError", e.to_string()))?;
     // The one line scripts wait for before connecting.
     eprintln!("selfbuild MCP endpoint listening on http://{local}/mcp");
-    axum::serve(listener, selfbuild_mcp::app(deps))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    serve_connections(listener, selfbuild_mcp::app(deps), options.limits).await;
+    Ok(())
+}
+
+/// Connections the kernel completes while `max_connections` are being served; std's and
+/// tokio's 128 made a burst of 1,000 drop SYNs, which clients resend only after a second.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves `app` on each accepted connection, within `limits`, until Ctrl-C; then lets the
+/// requests in progress finish.
+async fn serve_connections(listener: TcpListener, app: Router, limits: ServeLimits) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            accepted = accept(&listener, &permits) => accepted,
+        };
+        let Some((stream, permit)) = accepted else {
+            continue;
+        };
+        let body_timeout = limits.body_timeout;
+        let service = app.clone().map_request(move |request: Request<Incoming>| {
+            request.map(|body| TimedBody::new(body, body_timeout))
+        });
+        let mut http = http1::Builder::new();
+        // hyper's header timer also runs between requests, which makes it the idle timeout.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "connection closed");
+            }
+            drop(permit);
+        });
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
-        .map_err(|e| cli_error("Internal", e.to_string()))
+        .is_err()
+    {
+        warn!("requests still in progress at shutdown were cut off");
+    }
+}
+
+/// How long Ctrl-C waits for the requests in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The next connection, once fewer than the limit are open; `None` after an accept error.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> Option<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+    let permit = Arc::clone(permits).acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((stream, _)) => Some((stream, permit)),
+        Err(e) => {
+            // Out of descriptors or memory: accepting again at once would spin.
+            warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
+/// A request body that fails once its time is up, so a client that sends headers and then
+/// trickles or withholds the body cannot hold a connection.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        this.timeout.as_secs_f64()
+                    ),
+                ))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -122,7 +122,12 @@ CREATE INDEX IF NOT EXISTS tool_calls_by_time ON tool_calls (at_ms, seq);
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// One turn at the connection for tasks of multi-threaded runtimes: they wait for it as
+    /// tasks, not as threads blocked on the mutex.
+    turn: Arc<tokio::sync::Semaphore>,
     path: PathBuf,
+    /// The file this process opened, to notice it deleted or replaced.
+    opened: FileId,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -136,20 +141,20 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("data directory {}: {e}", data_dir.display()))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| io_error(&format!("data directory {}", data_dir.display()), &e))?;
         let path = data_dir.join(DATABASE_FILE);
-        let conn = Connection::open(&path).map_err(|e| unavailable(&path, &e))?;
+        let at = |e: rusqlite::Error| at_file(&path, sql(e));
+        let conn = Connection::open(&path).map_err(at)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 record: path.display().to_string(),
@@ -158,13 +163,15 @@ impl SqliteStore {
                 ),
             });
         }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| unavailable(&path, &e))?;
+        conn.execute_batch(SCHEMA).map_err(at)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| unavailable(&path, &e))?;
+            .map_err(at)?;
+        let opened = FileId::of(&path).map_err(|e| io_error(&path.display().to_string(), &e))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
             path,
+            opened,
         })
     }
 
@@ -173,37 +180,137 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `work` on the connection, in place.
+    /// Runs `work` on the connection, in place, once the file is still the one opened.
     async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let run = move || {
-            let mut conn = conn
+        let run = || {
+            let mut conn = self
+                .conn
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.check_file()?;
             work(&mut conn)
         };
         // Statements take microseconds, so they run in place: on a multi-threaded runtime
         // the worker hands its other tasks off first, which saves two thread hand-offs per
-        // call. A current-thread runtime runs them directly: a hand-off to the blocking pool
-        // would let real thread timing decide which of its tasks goes on first, and
-        // event-driven cycles (`crate::cycle`) must not depend on that.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        // call. Each hand-off takes a thread, so callers first wait for their turn as tasks:
+        // a burst of requests must not become a burst of threads. A current-thread runtime
+        // runs them directly and may block on the mutex: waiting as a task there would let
+        // its paused clock advance, and a hand-off to the blocking pool would let real
+        // thread timing decide which task goes on first; event-driven cycles
+        // (`crate::cycle`) must depend on neither.
+        let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                let _turn = match self.turn.try_acquire() {
+                    Ok(turn) => turn,
+                    Err(_) => self.turn.acquire().await.map_err(|_| {
+                        StoreError::Unavailable("the store's connection was closed".into())
+                    })?,
+                };
+                tokio::task::block_in_place(run)
+            }
             _ => run(),
+        };
+        result.map_err(|e| at_file(&self.path, e))
+    }
+
+    /// Fails when the file at the path is no longer the one opened (deleted, or replaced by
+    /// another): this process would go on with state no other process sees, e.g. a halt
+    /// switch a new CLI does not find. Failing beats reopening: the old file may hold
+    /// records (running cycles, pending approvals) a silent switch would orphan; restarting
+    /// is the operator's decision.
+    fn check_file(&self) -> Result<(), StoreError> {
+        let now = match FileId::of(&self.path) {
+            Ok(id) => id,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Fault(format!(
+                    "{} was deleted after this process opened it; its records are no longer \
+                     shared with other processes: restart this process",
+                    self.path.display()
+                )));
+            }
+            Err(e) => return Err(io_error(&self.path.display().to_string(), &e)),
+        };
+        if now != self.opened {
+            return Err(StoreError::Fault(format!(
+                "{} was replaced by another file after this process opened it; its records \
+                 are no longer shared with other processes: restart this process",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A file's identity: device and inode where there are inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(Self(meta.dev(), meta.ino()))
+        }
+        // Elsewhere an open file cannot be deleted; only its absence is noticed.
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Ok(Self(0, 0))
         }
     }
 }
 
-fn unavailable(path: &Path, e: &rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
+/// Names the database file in a fault, which the SQLite message alone does not.
+fn at_file(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Fault(m) if !m.starts_with(&path.display().to_string()) => {
+            StoreError::Fault(format!("{}: {m}", path.display()))
+        }
+        other => other,
+    }
 }
 
+/// A SQLite error: storage faults (read-only, full, corrupt, truncated, unreadable file)
+/// are permanent; the rest (busy, locked, out of memory) may pass.
 fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
+    use rusqlite::ErrorCode as Code;
+    let nomem = e
+        .sqlite_error()
+        .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_IOERR_NOMEM);
+    match e.sqlite_error_code() {
+        Some(
+            Code::ReadOnly
+            | Code::DiskFull
+            | Code::DatabaseCorrupt
+            | Code::NotADatabase
+            | Code::CannotOpen
+            | Code::PermissionDenied
+            | Code::NoLargeFileSupport
+            | Code::SystemIoFailure,
+        ) if !nomem => StoreError::Fault(e.to_string()),
+        _ => StoreError::Unavailable(format!("sqlite: {e}")),
+    }
+}
+
+/// A file system error on `what`, classified as [`sql`] does.
+fn io_error(what: &str, e: &std::io::Error) -> StoreError {
+    use std::io::ErrorKind as Kind;
+    match e.kind() {
+        Kind::PermissionDenied
+        | Kind::ReadOnlyFilesystem
+        | Kind::StorageFull
+        | Kind::QuotaExceeded
+        | Kind::FileTooLarge
+        | Kind::NotADirectory
+        | Kind::NotFound => StoreError::Fault(format!("{what}: {e}")),
+        _ => StoreError::Unavailable(format!("{what}: {e}")),
+    }
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -656,7 +763,7 @@ impl selfbuild_core::approval::TaskTokens for StoreTaskTokens {
                 StoreError::Unavailable(m) => {
                     selfbuild_core::error::OrchestratorError::Unavailable(m)
                 }
-                StoreError::Rejected(_) | StoreError::Corrupt { .. } => {
+                StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
                     selfbuild_core::error::OrchestratorError::Rejected(e.to_string())
                 }
             })

@@ -1,6 +1,6 @@
 //! Checks every request passes before the MCP protocol sees it: the `Host` header, the method,
-//! the Bearer key (401), the content type (415), the body size (413), the JSON-RPC message
-//! ([`crate::jsonrpc`], 400) and, for `tools/call`, the tool's scope (403).
+//! the Bearer key (401), the content type (415), the body size (413) and time (408), the
+//! JSON-RPC message ([`crate::jsonrpc`], 400) and, for `tools/call`, the tool's scope (403).
 
 use std::sync::Arc;
 
@@ -61,7 +61,15 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
     let limit = deps.settings.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(e) => {
+            if let Some(timeout) = timed_out(&e) {
+                return rpc_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Value::Null,
+                    -32600,
+                    timeout.to_string(),
+                );
+            }
             return rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Value::Null,
@@ -84,6 +92,22 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     jsonrpc::json_errors(response).await
+}
+
+/// The timeout behind a body that could not be read, if that is why (the server's body
+/// timeout, e.g. `selfbuild serve --body-timeout`).
+fn timed_out(e: &axum::Error) -> Option<&std::io::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(e) = source {
+        if let Some(io) = e
+            .downcast_ref::<std::io::Error>()
+            .filter(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return Some(io);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// A 403 when the `Host` header matches none of the allowed patterns.

@@ -322,7 +322,9 @@ impl From<StoreError> for ToolError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
-            StoreError::Rejected(_) | StoreError::Corrupt { .. } => Self::Failed(e.to_string()),
+            StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
+                Self::Failed(e.to_string())
+            }
         }
     }
 }
