@@ -274,11 +274,11 @@ pub async fn monitor(
         at_planned_end && previous.is_none_or(|t| t - deployment.deployed_at < planned);
     let enough = canary.invocations >= f64::from(config.min_canary_requests);
     // Without a median share (no percentiles) only the request count can be asked for.
-    let non_inferior = metrics
-        .iter()
-        .find_map(|m| m.p_non_inferior)
-        .is_none_or(|p| p < config.significance_level / 2.0)
-        || !tested.iter().any(|r| r.kind == RateKind::SlowBody);
+    let non_inferior = !tested.iter().any(|r| r.kind == RateKind::SlowBody)
+        || metrics
+            .iter()
+            .find_map(|m| m.p_non_inferior)
+            .is_some_and(|p| p < config.significance_level / 2.0);
     let convincing = enough && non_inferior;
     let degraded: Vec<&MetricVerdict> = metrics.iter().filter(|m| m.degraded).collect();
     let decided = first_at_end && (convincing || !degraded.is_empty());
