@@ -417,24 +417,18 @@ impl RateKind {
         matches!(self, Self::Errors | Self::Throttles)
     }
 
-    /// The name of the quantile a latency regression bought by fewer errors is bounded on.
-    fn traded_quantile(self) -> Option<&'static str> {
+    /// The quantile (name, value) a latency regression bought by fewer errors is bounded on.
+    fn traded_quantile(self) -> Option<(&'static str, QuantileOf)> {
         match self {
-            Self::SlowTail => Some("p99"),
-            Self::SlowBody => Some("p50"),
-            Self::Errors | Self::Throttles => None,
-        }
-    }
-
-    /// That quantile's value.
-    fn traded_value(self, quantiles: &Quantiles) -> Option<f64> {
-        match self {
-            Self::SlowTail => Some(quantiles.p99),
-            Self::SlowBody => Some(quantiles.p50),
+            Self::SlowTail => Some(("p99", |q| q.p99)),
+            Self::SlowBody => Some(("p50", |q| q.p50)),
             Self::Errors | Self::Throttles => None,
         }
     }
 }
+
+/// Reads one quantile.
+type QuantileOf = fn(&Quantiles) -> f64;
 
 /// One rate compared between the versions.
 struct Rate {
@@ -552,17 +546,13 @@ impl Rate {
         let guardrail = self.guardrail(config);
         let (degraded, rule) = if let Some(rule) = guardrail {
             (true, rule)
-        } else if let Some(name) = self
+        } else if let Some((name, quantile)) = self
             .kind
             .traded_quantile()
             .filter(|_| significant && errors_lower)
         {
             // Failures turned into slower successes: judged on both, within the bound.
-            let value = |t: &VersionTotals| {
-                t.duration_ms
-                    .as_ref()
-                    .and_then(|q| self.kind.traded_value(q))
-            };
+            let value = |t: &VersionTotals| t.duration_ms.as_ref().map(quantile);
             let bound = 1.0 + config.latency_trade_bound;
             match (value(stable), value(canary_totals)) {
                 (Some(s), Some(c)) if c <= s * bound => (

@@ -198,17 +198,13 @@ pub fn rate_test(
     baseline_total: f64,
     margin: f64,
 ) -> Option<RateTest> {
-    let inputs = [
+    if !comparable(
         canary_events,
         canary_total,
         baseline_events,
         baseline_total,
         margin,
-    ];
-    if inputs.iter().any(|v| !v.is_finite()) || margin < 0.0 {
-        return None;
-    }
-    if canary_total <= 0.0 || baseline_total <= 0.0 {
+    ) {
         return None;
     }
     let x_c = canary_events.round().clamp(0.0, canary_total.ceil());
@@ -249,17 +245,13 @@ pub fn proportion_ratio_test(
     baseline_total: f64,
     margin: f64,
 ) -> Option<RateTest> {
-    let inputs = [
+    if !comparable(
         canary_events,
         canary_total,
         baseline_events,
         baseline_total,
         margin,
-    ];
-    if inputs.iter().any(|v| !v.is_finite()) || margin < 0.0 {
-        return None;
-    }
-    if canary_total <= 0.0 || baseline_total <= 0.0 {
+    ) {
         return None;
     }
     let x_c = canary_events.clamp(0.0, canary_total);
@@ -300,6 +292,27 @@ pub fn quantile_interval_levels(q: f64, n: f64, confidence: f64) -> Option<(f64,
     let low = ((q - half) * 10_000.0).floor() / 10_000.0;
     let high = ((q + half) * 10_000.0).ceil() / 10_000.0;
     Some((low.clamp(0.0001, 1.0), high.clamp(0.0001, 1.0)))
+}
+
+/// Inputs both rate tests can use: all finite, positive totals, a margin of at least 0.
+fn comparable(
+    canary_events: f64,
+    canary_total: f64,
+    baseline_events: f64,
+    baseline_total: f64,
+    margin: f64,
+) -> bool {
+    let inputs = [
+        canary_events,
+        canary_total,
+        baseline_events,
+        baseline_total,
+        margin,
+    ];
+    inputs.iter().all(|v| v.is_finite())
+        && margin >= 0.0
+        && canary_total > 0.0
+        && baseline_total > 0.0
 }
 
 /// P(X ≥ `x`) for X ~ Binomial(`n`, `p`), whole numbers `x` and `n`, through the regularised
