@@ -31,6 +31,14 @@
 //!   p50/p90/p99 and, with a threshold t, the percentile rank `PR(t:)` (the percentage slower
 //!   than t), turned into a count with `Invocations`.
 //!
+//! - Successes ([`DurationQuery::success_percentiles`]): one Logs Insights query
+//!   ([`success_query`]) over the function's log group: the JSON log format's
+//!   `platform.report` records with `record.status = "success"`, the version from the log
+//!   stream name (`…/[3]…`), by version the count and `pct(record.metrics.durationMs, …)`.
+//!   Text-format logs do not say whether an invocation succeeded: no successes are then
+//!   returned. The query is supplementary: when it fails or takes longer than 20 s the
+//!   totals come without successes and a warning says why.
+//!
 //! Every series asked for is returned, empty when CloudWatch has no data, except `DurationP99`
 //! when [`TelemetrySettings::percentiles`] is off (it is then neither asked for nor returned).
 //!
@@ -69,10 +77,10 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
 use selfbuild_core::telemetry::{
-    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery,
-    VersionTotals,
+    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
+    TelemetryQuery, VersionTotals,
 };
-use selfbuild_core::text::Escaped;
+use selfbuild_core::text::{Escaped, Excerpt};
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio::time::Instant;
@@ -101,6 +109,10 @@ pub const MAX_INSIGHTS_LIMIT: usize = 10_000;
 const NAMED_LOOKUP_MAX: usize = 10;
 /// The most log groups one `DescribeLogGroups` page may return.
 const LOG_GROUP_PAGE_SIZE: i32 = 50;
+
+/// The longest the success-latency query may run: it is supplementary, and the monitor
+/// function's whole look must fit in its timeout.
+const SUCCESS_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where telemetry lives and how long to wait for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -439,6 +451,48 @@ impl CloudWatchTelemetry {
         }
     }
 
+    /// Each version's successful invocations from the function's `platform.report` records
+    /// ([`success_query`]); versions without any are left out. Needs the JSON log format:
+    /// text-format `REPORT` lines do not say whether the invocation succeeded.
+    async fn success_durations(
+        &self,
+        function: &ComponentId,
+        versions: &[String],
+        window: &TimeWindow,
+        levels: &[f64],
+    ) -> Result<HashMap<String, SuccessDurations>, TelemetryError> {
+        let groups = self.log_groups(std::slice::from_ref(function)).await?;
+        let Some(query_string) = success_query(versions, levels) else {
+            return Ok(HashMap::new());
+        };
+        if groups.is_empty() || window.start >= window.end {
+            return Ok(HashMap::new());
+        }
+        let deadline = Instant::now() + self.settings.query_timeout.min(SUCCESS_QUERY_TIMEOUT);
+        let rows = self
+            .run_query(
+                &groups,
+                &query_string,
+                query_range(window),
+                versions.len(),
+                deadline,
+            )
+            .await?;
+        let mut found = HashMap::new();
+        for fields in rows {
+            match success_row(&fields, levels.len()) {
+                Ok(Some((version, durations))) if versions.contains(&version) => {
+                    found.insert(version, durations);
+                }
+                Ok(_) => {}
+                Err(problem) => {
+                    warn!(problem = %Escaped(&problem), "skipping a Logs Insights row");
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Stops a query given up on, so it stops counting against the concurrency quota.
     async fn stop_query(&self, query_id: &str) {
         if let Err(e) = self.logs.stop_query().query_id(query_id).send().await {
@@ -501,7 +555,25 @@ impl Telemetry for CloudWatchTelemetry {
         }
         let queries: Vec<MetricDataQuery> = plan.iter().map(|(_, q)| q.clone()).collect();
         let results = self.metric_data(&queries, &whole).await?;
-        collect_totals(versions, durations, &results)
+        let mut totals = collect_totals(versions, durations, &results)?;
+        if let Some(levels) = &durations.success_percentiles {
+            // Supplementary: without it the canary is judged on every request's durations.
+            match self
+                .success_durations(function, versions, window, levels)
+                .await
+            {
+                Ok(mut found) => {
+                    for t in &mut totals {
+                        t.successes = found.remove(&t.version);
+                    }
+                }
+                Err(e) => warn!(
+                    error = %Escaped(&e.to_string()),
+                    "success latency not read; the canary is judged on all requests"
+                ),
+            }
+        }
+        Ok(totals)
     }
 
     async fn error_rows(
@@ -954,6 +1026,7 @@ fn collect_totals(
                     .map(|k| weighted(TotalsStat::Percentile(k)))
                     .collect::<Option<Vec<f64>>>()
                     .unwrap_or_default(),
+                successes: None,
             }
         })
         .collect())
@@ -990,6 +1063,88 @@ pub fn error_query(tenant: Option<&TenantId>, limit: usize) -> String {
         limit.clamp(1, MAX_INSIGHTS_LIMIT)
     ));
     query
+}
+
+/// The Logs Insights query for the successful invocations of `versions`: the JSON log
+/// format's `platform.report` records with `record.status = "success"`, the version taken
+/// from the log stream name (`2026/11/22/[3]…`), by version the count and the duration at
+/// p50, p90, p99 (`q0`–`q2`) and at each of `levels` (`l0`…). None when no version is a
+/// published version number or `$LATEST`.
+pub fn success_query(versions: &[String], levels: &[f64]) -> Option<String> {
+    let names: Vec<String> = versions
+        .iter()
+        .filter(|v| v.as_str() == "$LATEST" || version_number_like(v))
+        .map(|v| insights_string(v))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let duration = "record.metrics.durationMs";
+    let mut stats = vec!["count(*) as requests".to_owned()];
+    for (k, percent) in [50.0, 90.0, 99.0].iter().enumerate() {
+        stats.push(format!("pct({duration}, {percent}) as q{k}"));
+    }
+    for (k, level) in levels.iter().enumerate() {
+        let percent = (level.clamp(0.0, 1.0) * 100.0 * 1e4).round() / 1e4;
+        stats.push(format!("pct({duration}, {percent}) as l{k}"));
+    }
+    Some(format!(
+        "filter type = \"platform.report\" and record.status = \"success\" \
+         | parse @logStream /\\[(?<version>[^\\]]+)\\]/ \
+         | filter version in [{}] \
+         | stats {} by version",
+        names.join(", "),
+        stats.join(", ")
+    ))
+}
+
+/// True for a published version number (`1`…`18446744073709551615`).
+fn version_number_like(version: &str) -> bool {
+    !version.is_empty() && version.len() <= 20 && version.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// One row of [`success_query`]: the version and its successes; none when it counted none.
+fn success_row(
+    fields: &[ResultField],
+    levels: usize,
+) -> Result<Option<(String, SuccessDurations)>, String> {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f.field() == Some(name))
+            .and_then(|f| f.value())
+    };
+    let number = |name: &str| -> Result<f64, String> {
+        let text = field(name).ok_or_else(|| format!("no `{name}` in the row"))?;
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("`{name}` is not a duration or count: {}", Excerpt(text)))
+    };
+    let version = field("version")
+        .ok_or("no `version` in the row")?
+        .to_owned();
+    let requests = number("requests")?;
+    if requests <= 0.0 {
+        return Ok(None);
+    }
+    let duration_ms = Quantiles {
+        p50: number("q0")?,
+        p90: number("q1")?,
+        p99: number("q2")?,
+    };
+    let percentiles = (0..levels)
+        .map(|k| number(&format!("l{k}")))
+        .collect::<Result<Vec<f64>, String>>()?;
+    Ok(Some((
+        version,
+        SuccessDurations {
+            requests,
+            duration_ms,
+            percentiles,
+        },
+    )))
 }
 
 /// `value` as a double-quoted Logs Insights string literal.
@@ -1305,6 +1460,7 @@ mod tests {
             &DurationQuery {
                 slower_than_ms: vec![850.5, 120.0],
                 percentiles: vec![0.9648, 1.0],
+                success_percentiles: None,
             },
             3600,
         );
@@ -1349,6 +1505,7 @@ mod tests {
                 &DurationQuery {
                     slower_than_ms: vec![1.0],
                     percentiles: vec![0.5],
+                    success_percentiles: None,
                 },
                 60
             )
@@ -1387,6 +1544,7 @@ mod tests {
         let durations = DurationQuery {
             slower_than_ms: vec![400.0, 100.0],
             percentiles: vec![0.49, 0.51],
+            success_percentiles: None,
         };
         let totals =
             collect_totals(&["1".into(), "2".into(), "3".into()], &durations, &results).unwrap();
@@ -1411,6 +1569,160 @@ mod tests {
             collect_totals(&["1".into()], &DurationQuery::default(), &[bad]),
             Err(TelemetryError::Invalid(m)) if m.contains("v0_inv")
         ));
+    }
+
+    #[test]
+    fn the_success_query_reads_platform_reports_by_version() {
+        let query = success_query(
+            &["3".into(), "$LATEST".into(), "live\"]".into()],
+            &[0.4823, 0.99],
+        )
+        .unwrap();
+        assert_eq!(
+            query,
+            "filter type = \"platform.report\" and record.status = \"success\" \
+             | parse @logStream /\\[(?<version>[^\\]]+)\\]/ \
+             | filter version in [\"3\", \"$LATEST\"] \
+             | stats count(*) as requests, pct(record.metrics.durationMs, 50) as q0, \
+             pct(record.metrics.durationMs, 90) as q1, pct(record.metrics.durationMs, 99) as q2, \
+             pct(record.metrics.durationMs, 48.23) as l0, pct(record.metrics.durationMs, 99) as l1 \
+             by version"
+        );
+        // Nothing that could be a version: no query at all.
+        assert_eq!(success_query(&["live".into()], &[]), None);
+    }
+
+    fn success_row_of(version: &str, requests: &str, values: [&str; 4]) -> Vec<ResultField> {
+        row(&[
+            ("version", version),
+            ("requests", requests),
+            ("q0", values[0]),
+            ("q1", values[1]),
+            ("q2", values[2]),
+            ("l0", values[3]),
+        ])
+    }
+
+    #[tokio::test]
+    async fn version_totals_read_the_successes_latency_from_the_logs_when_asked() {
+        // GIVEN counts for versions 1 and 2, and platform.report records of both
+        let data = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(result("v0_inv", &[(1_795_323_600, 900.0)]))
+                .metric_data_results(result("v1_inv", &[(1_795_323_600, 100.0)]))
+                .metric_data_results(result("v1_err", &[(1_795_323_600, 12.0)]))
+                .build()
+        });
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&data]);
+        let lookup = mock!(aws_sdk_cloudwatchlogs::Client::describe_log_groups).then_output(|| {
+            DescribeLogGroupsOutput::builder()
+                .log_groups(group("/aws/lambda/orders-api"))
+                .build()
+        });
+        let levels = vec![0.5];
+        let expected = success_query(&["1".into(), "2".into()], &levels).unwrap();
+        let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query)
+            .match_requests(move |r| {
+                r.log_group_names() == ["/aws/lambda/orders-api"]
+                    && r.query_string() == Some(expected.as_str())
+            })
+            .then_output(|| StartQueryOutput::builder().query_id("q-9").build());
+        let results = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results).then_output(|| {
+            GetQueryResultsOutput::builder()
+                .status(QueryStatus::Complete)
+                .results(success_row_of("1", "890", ["120.5", "300", "800", "119"]))
+                .results(success_row_of("2", "88", ["150", "310.25", "950", "140"]))
+                // Not asked for, and unreadable: both left out.
+                .results(success_row_of("7", "5", ["1", "1", "1", "1"]))
+                .results(success_row_of("1", "x", ["1", "1", "1", "1"]))
+                .build()
+        });
+        let logs = mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            [&lookup, &start, &results]
+        );
+        let telemetry = CloudWatchTelemetry::from_clients(cloudwatch, logs, no_percentiles());
+        let window = TimeWindow {
+            start: datetime!(2026-11-22 05:00 UTC),
+            end: datetime!(2026-11-22 05:10 UTC),
+        };
+
+        // WHEN both versions are read with success latency asked for
+        let totals = telemetry
+            .version_totals(
+                &ComponentId::parse("orders-api").unwrap(),
+                &["1".into(), "2".into()],
+                &window,
+                &DurationQuery {
+                    success_percentiles: Some(levels),
+                    ..DurationQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        // THEN each version has its successes' quantiles and the level asked for
+        assert_eq!(start.num_calls(), 1);
+        let canary = totals[1].successes.as_ref().unwrap();
+        assert_eq!(canary.requests, 88.0);
+        assert_eq!(
+            canary.duration_ms,
+            Quantiles {
+                p50: 150.0,
+                p90: 310.25,
+                p99: 950.0
+            }
+        );
+        assert_eq!(canary.percentiles, [140.0]);
+        assert_eq!(totals[0].successes.as_ref().unwrap().requests, 890.0);
+        assert_eq!(totals[1].errors, 12.0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_success_query_leaves_the_counts_and_says_why() {
+        let data = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(result("v0_inv", &[(1_795_323_600, 900.0)]))
+                .build()
+        });
+        let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&data]);
+        let lookup = mock!(aws_sdk_cloudwatchlogs::Client::describe_log_groups).then_output(|| {
+            DescribeLogGroupsOutput::builder()
+                .log_groups(group("/aws/lambda/orders-api"))
+                .build()
+        });
+        let refused = mock!(aws_sdk_cloudwatchlogs::Client::start_query).then_error(|| {
+            StartQueryError::generic(
+                ErrorMetadata::builder()
+                    .code("MalformedQueryException")
+                    .build(),
+            )
+        });
+        let logs = mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            [&lookup, &refused]
+        );
+        let telemetry = CloudWatchTelemetry::from_clients(cloudwatch, logs, no_percentiles());
+        let totals = telemetry
+            .version_totals(
+                &ComponentId::parse("orders-api").unwrap(),
+                &["1".into()],
+                &TimeWindow {
+                    start: datetime!(2026-11-22 05:00 UTC),
+                    end: datetime!(2026-11-22 05:10 UTC),
+                },
+                &DurationQuery {
+                    success_percentiles: Some(vec![]),
+                    ..DurationQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.num_calls(), 1);
+        assert_eq!(totals[0].invocations, 900.0);
+        assert_eq!(totals[0].successes, None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::cycle::TimeWindow;
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
-    PromoteOutcome, PromoteStatus, QuantileIntervals, Verdict,
+    PromoteOutcome, PromoteStatus, QuantileIntervals, SuccessLatency, Verdict,
 };
 use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
 use crate::stats::{
@@ -214,17 +214,19 @@ pub async fn monitor(
     let quantiles = pick(&totals, &versions[0]).duration_ms;
     let threshold = config.latency_slo_ms.or_else(|| quantiles.map(|q| q.p99));
     let median_threshold = quantiles.map(|q| q.p50);
-    let levels: Vec<[(f64, f64); 2]> = versions
-        .iter()
-        .map(|v| interval_levels(pick(&totals, v).invocations))
-        .collect();
+    let levels_of = |requests: fn(&VersionTotals) -> f64| -> Vec<f64> {
+        versions
+            .iter()
+            .flat_map(|v| interval_levels(requests(&pick(&totals, v))))
+            .flat_map(|(low, high)| [low, high])
+            .collect()
+    };
     let durations = DurationQuery {
         slower_than_ms: threshold.into_iter().chain(median_threshold).collect(),
-        percentiles: levels
-            .iter()
-            .flatten()
-            .flat_map(|(low, high)| [*low, *high])
-            .collect(),
+        percentiles: levels_of(|t| t.invocations),
+        success_percentiles: config
+            .canary_success_latency
+            .then(|| levels_of(|t| (t.invocations - t.errors).max(0.0))),
     };
     if quantiles.is_some() || !durations.slower_than_ms.is_empty() {
         totals = telemetry
@@ -339,8 +341,10 @@ pub async fn monitor(
             canary: canary.duration_ms,
             threshold_ms: threshold,
             median_threshold_ms: median_threshold,
-            stable_intervals: quantile_intervals(&stable, 0),
-            canary_intervals: quantile_intervals(&canary, 1),
+            stable_intervals: quantile_intervals(&stable.percentiles, stable.invocations, 0),
+            canary_intervals: quantile_intervals(&canary.percentiles, canary.invocations, 1),
+            stable_successes: success_latency(&stable, 0),
+            canary_successes: success_latency(&canary, 1),
         }),
     })
 }
@@ -353,12 +357,27 @@ fn interval_levels(requests: f64) -> [(f64, f64); 2] {
 }
 
 /// The p50 and p99 intervals of the version asked for at position `index` (four levels per
-/// version, in the order [`interval_levels`] gives them); none where the source cannot tell.
-fn quantile_intervals(totals: &VersionTotals, index: usize) -> Option<QuantileIntervals> {
-    let values = totals.percentiles.get(index * 4..index * 4 + 4)?;
-    (totals.invocations > 0.0).then(|| QuantileIntervals {
+/// version, in the order [`interval_levels`] gives them) from the durations read at those
+/// levels; none where the source cannot tell.
+fn quantile_intervals(
+    percentiles: &[f64],
+    requests: f64,
+    index: usize,
+) -> Option<QuantileIntervals> {
+    let values = percentiles.get(index * 4..index * 4 + 4)?;
+    (requests > 0.0).then(|| QuantileIntervals {
         p50: (values[0], values[1]),
         p99: (values[2], values[3]),
+    })
+}
+
+/// The latency of the successful invocations of the version asked for at position `index`.
+fn success_latency(totals: &VersionTotals, index: usize) -> Option<SuccessLatency> {
+    let successes = totals.successes.as_ref()?;
+    Some(SuccessLatency {
+        requests: successes.requests,
+        quantiles: successes.duration_ms,
+        intervals: quantile_intervals(&successes.percentiles, successes.requests, index),
     })
 }
 
@@ -551,19 +570,28 @@ impl Rate {
             .traded_quantile()
             .filter(|_| significant && errors_lower)
         {
-            // Failures turned into slower successes: judged on both, within the bound.
-            let value = |t: &VersionTotals| t.duration_ms.as_ref().map(quantile);
+            // Failures turned into slower successes: judged on both, within the bound. The
+            // successes' own quantiles where both versions have them: stable's failures,
+            // often capped at the timeout, would otherwise loosen the bound.
+            let successes = |t: &VersionTotals| t.successes.as_ref().map(|s| s.duration_ms);
+            let (of, stable_q, canary_q) = match (successes(stable), successes(canary_totals)) {
+                (Some(s), Some(c)) => ("successes' ", Some(s), Some(c)),
+                _ => ("", stable.duration_ms, canary_totals.duration_ms),
+            };
             let bound = 1.0 + config.latency_trade_bound;
-            match (value(stable), value(canary_totals)) {
+            match (
+                stable_q.as_ref().map(quantile),
+                canary_q.as_ref().map(quantile),
+            ) {
                 (Some(s), Some(c)) if c <= s * bound => (
                     false,
                     format!(
-                        "slower, but errors significantly lower and {name} {c:.0} ms within {bound}× stable's {s:.0} ms"
+                        "slower, but errors significantly lower and {of}{name} {c:.0} ms within {bound}× stable's {s:.0} ms"
                     ),
                 ),
                 _ => (
                     true,
-                    format!("slower beyond {bound}× stable's {name}, though errors are lower"),
+                    format!("slower beyond {bound}× stable's {of}{name}, though errors are lower"),
                 ),
             }
         } else if significant {
@@ -706,7 +734,7 @@ mod tests {
     use crate::error::StoreError;
     use crate::ids::ComponentId;
     use crate::ports::HaltState;
-    use crate::telemetry::{ErrorRow, MetricSeries, Quantiles};
+    use crate::telemetry::{ErrorRow, MetricSeries, Quantiles, SuccessDurations};
     use crate::testing::StaticDeployer;
 
     const DEPLOYED: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
@@ -745,6 +773,7 @@ mod tests {
             }),
             slower_than: vec![slow, above_median],
             percentiles: Vec::new(),
+            successes: None,
         }
     }
 
@@ -771,6 +800,14 @@ mod tests {
             let strip = |mut t: VersionTotals| {
                 t.slower_than.truncate(durations.slower_than_ms.len());
                 t.percentiles = durations.percentiles.iter().map(|l| l * 1000.0).collect();
+                match &durations.success_percentiles {
+                    Some(levels) => {
+                        if let Some(s) = t.successes.as_mut() {
+                            s.percentiles = levels.iter().map(|l| l * 100.0).collect();
+                        }
+                    }
+                    None => t.successes = None,
+                }
                 t
             };
             assert_eq!(versions, ["1", "2"]);
@@ -985,6 +1022,47 @@ mod tests {
         let report = check_with(stable, too_slow, 60, Some(55)).await;
         assert!(metric(&report, "above_stable_median").degraded);
         assert_eq!(report.verdict, Verdict::Degraded);
+    }
+
+    #[tokio::test]
+    async fn the_trade_is_bounded_on_the_successes_latency_where_known() {
+        // Stable's 12 % timeouts lift its p50 over all requests to 1 s; its successes' p50
+        // is 600 ms. The canary serves everything, its successes' p50 at 1.6 s.
+        let successes = |requests: f64, p50: f64| {
+            Some(SuccessDurations {
+                requests,
+                duration_ms: Quantiles {
+                    p50,
+                    p90: p50 * 2.0,
+                    p99: p50 * 3.0,
+                },
+                percentiles: Vec::new(),
+            })
+        };
+        let mut stable = with_body("1", 54_000.0, 6_480.0, 3000.0, 0.0, 27_000.0);
+        let mut canary = with_body("2", 6_000.0, 0.0, 4_800.0, 720.0, 3_540.0);
+        // Over all requests 1.6 s is within 2× stable's 1 s: the trade holds.
+        let report = check_with(stable.clone(), canary.clone(), 60, Some(55)).await;
+        assert!(!metric(&report, "above_stable_median").degraded);
+        // Over successes it is 2.7× stable's 600 ms: beyond the bound.
+        stable.successes = successes(47_520.0, 600.0);
+        canary.successes = successes(6_000.0, 1_600.0);
+        let report = check_with(stable, canary, 60, Some(55)).await;
+        let body = metric(&report, "above_stable_median");
+        assert!(body.degraded, "{body:#?}");
+        assert!(
+            body.rule.contains("stable's successes' p50"),
+            "{}",
+            body.rule
+        );
+        assert_eq!(report.verdict, Verdict::Degraded);
+        // The report shows both versions' successes, with intervals at their own levels.
+        let latency = report.latency.unwrap();
+        let canary = latency.canary_successes.unwrap();
+        assert_eq!((canary.requests, canary.quantiles.p50), (6_000.0, 1_600.0));
+        let (low, high) = quantile_interval_levels(0.5, 6_000.0, 0.95).unwrap();
+        assert_eq!(canary.intervals.unwrap().p50, (low * 100.0, high * 100.0));
+        assert_eq!(latency.stable_successes.unwrap().quantiles.p50, 600.0);
     }
 
     #[tokio::test]

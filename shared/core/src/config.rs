@@ -116,6 +116,10 @@ pub struct Config {
     /// `LATENCY_NON_INFERIORITY_MARGIN`: to be promoted, the canary's share of requests slower
     /// than stable's median must be shown below (1 + this) × stable's.
     pub latency_non_inferiority_margin: f64,
+    /// `CANARY_SUCCESS_LATENCY`: monitor also reads the successful invocations' durations (on
+    /// AWS one Logs Insights query per look over `platform.report` records) to report them
+    /// and to bound a latency bought by fewer errors.
+    pub canary_success_latency: bool,
     /// `LOW_TRAFFIC_INVOCATIONS_PER_MINUTE`: deploys wait while traffic is above this.
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
@@ -194,6 +198,7 @@ impl Config {
                 0.0,
                 1.0,
             )?,
+            canary_success_latency: env.flag("CANARY_SUCCESS_LATENCY", true)?,
             low_traffic_invocations_per_minute: env.float(
                 "LOW_TRAFFIC_INVOCATIONS_PER_MINUTE",
                 10_000.0,

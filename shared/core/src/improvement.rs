@@ -240,6 +240,24 @@ pub struct LatencyReport {
     /// The same for the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_intervals: Option<QuantileIntervals>,
+    /// Stable's successful invocations alone; none where the source cannot tell them apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_successes: Option<SuccessLatency>,
+    /// The same for the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_successes: Option<SuccessLatency>,
+}
+
+/// The latency of one version's successful invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SuccessLatency {
+    /// Invocations that succeeded.
+    pub requests: f64,
+    /// Their duration quantiles, ms.
+    pub quantiles: Quantiles,
+    /// 95 % distribution-free intervals of their p50 and p99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<QuantileIntervals>,
 }
 
 /// Confidence intervals of a version's pooled duration quantiles, ms.

@@ -106,6 +106,24 @@ pub struct VersionTotals {
     /// or the source cannot tell.
     #[serde(default)]
     pub percentiles: Vec<f64>,
+    /// The durations of the invocations that succeeded; none when not asked for or where
+    /// the source cannot tell a success from a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successes: Option<SuccessDurations>,
+}
+
+/// One version's successful invocations pooled over the window: what a caller who got an
+/// answer waited, without the failures' durations (often capped at the timeout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuccessDurations {
+    /// Invocations that succeeded.
+    pub requests: f64,
+    /// Their duration quantiles, ms.
+    pub duration_ms: Quantiles,
+    /// Their duration at each level of [`DurationQuery::success_percentiles`], in order, ms;
+    /// empty where the source cannot tell.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// What [`crate::ports::Telemetry::version_totals`] reads about durations beyond the
@@ -116,6 +134,9 @@ pub struct DurationQuery {
     pub slower_than_ms: Vec<f64>,
     /// Read the duration at each of these percentile levels (0–1].
     pub percentiles: Vec<f64>,
+    /// Read the successful invocations' durations too, with the duration at each of these
+    /// levels (0–1]; none: successes are not read (a source may need a query of its own).
+    pub success_percentiles: Option<Vec<f64>>,
 }
 
 impl VersionTotals {
@@ -129,6 +150,7 @@ impl VersionTotals {
             duration_ms: None,
             slower_than: Vec::new(),
             percentiles: Vec::new(),
+            successes: None,
         }
     }
 }

@@ -610,6 +610,12 @@ fn look_line(report: &MonitorReport) -> String {
             " · p99 {:.0} ms ({:.0}–{:.0}) vs {:.0} ms",
             canary.p99, interval.p99.0, interval.p99.1, stable.p99
         ));
+        if let (Some(stable), Some(canary)) = (latency.stable_successes, latency.canary_successes) {
+            line.push_str(&format!(
+                " (successes {:.0} vs {:.0} ms)",
+                canary.quantiles.p99, stable.quantiles.p99
+            ));
+        }
     }
     for m in &report.metrics {
         line.push_str(&format!(

@@ -270,6 +270,7 @@ async fn version_totals_split_by_executed_version_and_pool_the_window() {
             &DurationQuery {
                 slower_than_ms: vec![500.0],
                 percentiles: vec![0.5],
+                success_percentiles: None,
             },
         )
         .await

@@ -27,8 +27,8 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::{DeployError, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
-    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, TelemetryQuery,
-    VersionTotals,
+    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
+    TelemetryQuery, VersionTotals,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -467,14 +467,18 @@ impl Fleet {
             totals.add_minute(&versions);
         }
         let (invocations, errors, throttles) = totals.counts();
-        let duration_ms = match (
-            totals.percentile(0.50),
-            totals.percentile(0.90),
-            totals.percentile(0.99),
-        ) {
-            (Some(p50), Some(p90), Some(p99)) => Some(Quantiles { p50, p90, p99 }),
-            _ => None,
-        };
+        let duration_ms = quantiles(|q| totals.percentile(q));
+        let successes = durations.success_percentiles.as_ref().and_then(|levels| {
+            Some(SuccessDurations {
+                requests: invocations - errors,
+                duration_ms: quantiles(|q| totals.success_percentile(q))?,
+                percentiles: levels
+                    .iter()
+                    .map(|level| totals.success_percentile(*level))
+                    .collect::<Option<Vec<f64>>>()
+                    .unwrap_or_default(),
+            })
+        });
         VersionTotals {
             version: version.to_owned(),
             invocations,
@@ -492,8 +496,18 @@ impl Fleet {
                 .map(|level| totals.percentile(*level))
                 .collect::<Option<Vec<f64>>>()
                 .unwrap_or_default(),
+            successes,
         }
     }
+}
+
+/// p50, p90 and p99 as `percentile` gives them; none when it gives none.
+fn quantiles(mut percentile: impl FnMut(f64) -> Option<f64>) -> Option<Quantiles> {
+    Some(Quantiles {
+        p50: percentile(0.50)?,
+        p90: percentile(0.90)?,
+        p99: percentile(0.99)?,
+    })
 }
 
 fn emit(out: &mut [Vec<DataPoint>], metrics: &[MetricName], minute: i64, mut totals: PeriodTotals) {

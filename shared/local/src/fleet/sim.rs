@@ -270,8 +270,17 @@ pub(super) struct PeriodTotals {
     duration_sum_ms: f64,
     peak_concurrency: Option<f64>,
     peak_memory: Option<f64>,
-    /// (duration, invocations it stands for) of every sampled invocation.
-    durations: Vec<(f64, f64)>,
+    /// Every sampled invocation.
+    durations: Vec<Sampled>,
+}
+
+/// One sampled invocation as the period pools it.
+#[derive(Debug, Clone, Copy)]
+struct Sampled {
+    duration_ms: f64,
+    /// Invocations it stands for.
+    weight: f64,
+    succeeded: bool,
 }
 
 impl PeriodTotals {
@@ -291,8 +300,11 @@ impl PeriodTotals {
                 self.peak_memory = Some(self.peak_memory.map_or(m, |p| p.max(m)));
             }
             if v.sample_weight > 0.0 {
-                self.durations
-                    .extend(v.samples.iter().map(|s| (s.duration_ms, v.sample_weight)));
+                self.durations.extend(v.samples.iter().map(|s| Sampled {
+                    duration_ms: s.duration_ms,
+                    weight: v.sample_weight,
+                    succeeded: s.failure.is_none(),
+                }));
             }
         }
         if any {
@@ -335,27 +347,44 @@ impl PeriodTotals {
     pub(super) fn slower_than(&self, threshold_ms: f64) -> f64 {
         self.durations
             .iter()
-            .filter(|(duration, _)| *duration > threshold_ms)
-            .map(|(_, weight)| weight)
+            .filter(|d| d.duration_ms > threshold_ms)
+            .map(|d| d.weight)
             .sum()
     }
 
     /// The exact weighted `q` quantile (0–1) of the sampled durations.
     pub(super) fn percentile(&mut self, q: f64) -> Option<f64> {
-        let total: f64 = self.durations.iter().map(|d| d.1).sum();
+        self.quantile_where(q, |_| true)
+    }
+
+    /// The exact weighted `q` quantile (0–1) of the successful samples' durations.
+    pub(super) fn success_percentile(&mut self, q: f64) -> Option<f64> {
+        self.quantile_where(q, |d| d.succeeded)
+    }
+
+    fn quantile_where(&mut self, q: f64, keep: fn(&Sampled) -> bool) -> Option<f64> {
+        let total: f64 = self
+            .durations
+            .iter()
+            .filter(|d| keep(d))
+            .map(|d| d.weight)
+            .sum();
         if total <= 0.0 {
             return None;
         }
-        self.durations.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        self.durations
+            .sort_unstable_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms));
         let target = q * total;
         let mut seen = 0.0;
-        for &(duration, weight) in &self.durations {
-            seen += weight;
+        let mut last = None;
+        for d in self.durations.iter().filter(|d| keep(d)) {
+            seen += d.weight;
+            last = Some(d.duration_ms);
             if seen >= target {
-                return Some(duration);
+                break;
             }
         }
-        self.durations.last().map(|d| d.0)
+        last
     }
 }
 

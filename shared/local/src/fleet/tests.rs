@@ -260,6 +260,24 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
     assert!((0.2..0.4).contains(&before.error_rate()), "{before:?}");
     assert_eq!(before.p99_ms, 3000.0);
     assert!((before.memory - 100.0 / 128.0 * 100.0).abs() < 1e-9);
+    // The successes alone: the timeouts, capped at 3 s, are not among them.
+    let totals = fleet
+        .version_totals(
+            &f,
+            &["1".to_owned()],
+            &window(scenario.now - Duration::minutes(30), 30),
+            &DurationQuery {
+                success_percentiles: Some(vec![0.5, 0.999]),
+                ..DurationQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let successes = totals[0].successes.as_ref().unwrap();
+    assert_eq!(successes.requests, totals[0].invocations - totals[0].errors);
+    assert!(successes.duration_ms.p99 < 3000.0, "{successes:?}");
+    assert_eq!(successes.percentiles[0], successes.duration_ms.p50);
+    assert!(successes.percentiles[1] >= successes.duration_ms.p99);
 
     let current = fleet.function_state(&f).await.unwrap().settings;
     let fixed = LambdaSettings {
@@ -287,6 +305,7 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
             &DurationQuery {
                 slower_than_ms: vec![1000.0],
                 percentiles: vec![0.5],
+                success_percentiles: Some(vec![0.5]),
             },
         )
         .await
@@ -295,6 +314,7 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
     assert_eq!(stable[0].slower_than, [0.0]);
     assert!(stable[0].percentiles.is_empty());
     assert!(stable[0].duration_ms.is_none());
+    assert_eq!(stable[0].successes, None);
     // All versions together: the function's error rate dropped.
     let all_after = function_stats(&fleet, "orders-api", after).await;
     assert!((all_after.error_rate() - canary.error_rate()).abs() < 1e-12);
@@ -983,6 +1003,14 @@ async fn run_scenario(text: &str) -> (OpportunityKind, Verdict, Vec<String>) {
         assert!(i.p50.0 <= q.p50 && q.p50 <= i.p50.1, "{q:?} {i:?}");
         assert!(i.p99.0 <= q.p99 && q.p99 <= i.p99.1, "{q:?} {i:?}");
         assert!(i.p50.0 < i.p50.1, "{i:?}");
+    }
+    // And so do their successes', read apart from the failures.
+    for successes in [latency.stable_successes, latency.canary_successes] {
+        let s = successes.unwrap();
+        let (q, i) = (s.quantiles, s.intervals.unwrap());
+        assert!(i.p50.0 <= q.p50 && q.p50 <= i.p50.1, "{q:?} {i:?}");
+        assert!(i.p99.0 <= q.p99 && q.p99 <= i.p99.1, "{q:?} {i:?}");
+        assert!(s.requests > 0.0);
     }
     let metrics = report
         .metrics
