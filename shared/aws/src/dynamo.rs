@@ -776,7 +776,7 @@ impl AuditLog for DynamoStore {
             .table_name(&self.table)
             .item(PK, s(&pk))
             .item(SK, s(&sk))
-            .item("action", s(&event.action))
+            .item("action", s(event.action.as_str()))
             .item("actor", s(&event.actor))
             .item("body", AttributeValue::S(body))
             .send()

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditAction, AuditEvent, AuditLog};
 use crate::error::{OrchestratorError, StableError, StoreError};
 use crate::ids::{CycleId, TenantId};
 use crate::improvement::{ApprovalDecision, ImprovementItem};
@@ -209,7 +209,11 @@ pub async fn decide(
             cycle_id: pending.cycle_id.clone(),
             improvement_id: Some(improvement_id.to_owned()),
             actor: approver.to_owned(),
-            action: if approved { "approved" } else { "rejected" }.to_owned(),
+            action: if approved {
+                AuditAction::Approved
+            } else {
+                AuditAction::Rejected
+            },
             before: None,
             after: None,
             detail: format!("{} ({}): {status}", pending.change, pending.risk),

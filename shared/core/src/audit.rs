@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::ids::{CycleId, TenantId};
+use crate::records::ImprovementStatus;
 
 /// One transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,16 +23,129 @@ pub struct AuditEvent {
     pub improvement_id: Option<String>,
     /// Who: `selfbuild:<function>`, or the approver.
     pub actor: String,
-    /// What: `validated`, `approval_requested`, `approved`, `rejected`, `deployed`,
-    /// `deploy_deferred`, `deploy_halted`, `generate_halted`, `halted_in_flight`, `promoted`,
-    /// `rolled_back`, `inconclusive`, `proposal_refused`, `cycle_finished`.
-    pub action: String,
+    /// What happened.
+    pub action: AuditAction,
     /// State before, when it changed.
     pub before: Option<Value>,
     /// State after.
     pub after: Option<Value>,
     /// In words.
     pub detail: String,
+}
+
+/// What an audit event records; stored by its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// A proposal passed validation.
+    Validated,
+    /// A proposal waits for a human.
+    ApprovalRequested,
+    /// A human approved.
+    Approved,
+    /// A human rejected.
+    Rejected,
+    /// generate refused the model's proposal.
+    ProposalRefused,
+    /// The halt switch stopped generate.
+    GenerateHalted,
+    /// The canary was deployed.
+    Deployed,
+    /// The deploy waits for lower traffic.
+    DeployDeferred,
+    /// The halt switch stopped the deploy.
+    DeployHalted,
+    /// Nothing to deploy.
+    DeploySkipped,
+    /// The halt switch found a canary in flight.
+    HaltedInFlight,
+    /// The canary took all traffic.
+    Promoted,
+    /// The baseline was restored after a degradation or by hand.
+    RolledBack,
+    /// The baseline was restored for want of evidence.
+    Inconclusive,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: [Self; 14] = [
+        Self::Validated,
+        Self::ApprovalRequested,
+        Self::Approved,
+        Self::Rejected,
+        Self::ProposalRefused,
+        Self::GenerateHalted,
+        Self::Deployed,
+        Self::DeployDeferred,
+        Self::DeployHalted,
+        Self::DeploySkipped,
+        Self::HaltedInFlight,
+        Self::Promoted,
+        Self::RolledBack,
+        Self::Inconclusive,
+    ];
+
+    /// The snake_case name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validated => "validated",
+            Self::ApprovalRequested => "approval_requested",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::ProposalRefused => "proposal_refused",
+            Self::GenerateHalted => "generate_halted",
+            Self::Deployed => "deployed",
+            Self::DeployDeferred => "deploy_deferred",
+            Self::DeployHalted => "deploy_halted",
+            Self::DeploySkipped => "deploy_skipped",
+            Self::HaltedInFlight => "halted_in_flight",
+            Self::Promoted => "promoted",
+            Self::RolledBack => "rolled_back",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// The status the action leaves an improvement in; none when it leaves it as it is.
+    pub fn status_after(self) -> Option<ImprovementStatus> {
+        Some(match self {
+            Self::Validated => ImprovementStatus::Validated,
+            Self::ApprovalRequested => ImprovementStatus::AwaitingApproval,
+            Self::Approved => ImprovementStatus::Approved,
+            Self::Rejected | Self::ProposalRefused => ImprovementStatus::Rejected,
+            Self::Deployed => ImprovementStatus::Deployed,
+            Self::DeployDeferred => ImprovementStatus::Deferred,
+            Self::DeployHalted | Self::GenerateHalted => ImprovementStatus::Halted,
+            Self::DeploySkipped => ImprovementStatus::Skipped,
+            Self::Promoted => ImprovementStatus::Promoted,
+            Self::RolledBack => ImprovementStatus::RolledBack,
+            Self::Inconclusive => ImprovementStatus::Inconclusive,
+            Self::HaltedInFlight => return None,
+        })
+    }
+
+    /// The step function that performs the action when selfbuild does.
+    pub fn step_function(self) -> &'static str {
+        match self {
+            Self::ProposalRefused | Self::GenerateHalted => "generate",
+            Self::HaltedInFlight => "monitor",
+            Self::Validated | Self::ApprovalRequested | Self::Approved | Self::Rejected => {
+                "validate"
+            }
+            Self::RolledBack | Self::Inconclusive => "rollback",
+            Self::Deployed
+            | Self::DeployDeferred
+            | Self::DeployHalted
+            | Self::DeploySkipped
+            | Self::Promoted => "deploy",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Appends and reads audit events.
@@ -49,4 +163,19 @@ pub trait Notifier: Send + Sync {
     /// Publishes `detail_type` (`Improvement Deployed`, `Improvement Rolled Back`,
     /// `Approval Needed`) with `detail`.
     async fn notify(&self, detail_type: &str, detail: &Value) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_stored_by_their_names() {
+        for action in AuditAction::ALL {
+            let json = serde_json::to_value(action).unwrap();
+            assert_eq!(json, action.as_str());
+            assert_eq!(serde_json::from_value::<AuditAction>(json).unwrap(), action);
+        }
+        assert!(serde_json::from_str::<AuditAction>("\"cycle_finished\"").is_err());
+    }
 }

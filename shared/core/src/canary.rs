@@ -4,20 +4,24 @@
 use time::Duration;
 use tracing::{info, instrument, warn};
 
+use crate::audit::{AuditAction, AuditEvent};
 use crate::clock::Clock;
 use crate::config::{Config, HaltInFlight};
 use crate::cycle::TimeWindow;
+use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{StableError, StoreError, TelemetryError};
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
     PromoteOutcome, PromoteStatus, QuantileIntervals, SuccessLatency, Verdict,
 };
 use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
+use crate::records::ImprovementStatus;
 use crate::stats::{
     RateTest, alpha_spent, proportion_ratio_test, quantile_interval_levels, rate_test,
     relative_change, wilson_interval,
 };
 use crate::telemetry::{DurationQuery, MetricName, Quantiles, TelemetryQuery, VersionTotals};
+use crate::transition::{Recorder, Transition};
 
 /// Why a canary step failed.
 #[derive(Debug, thiserror::Error)]
@@ -710,6 +714,106 @@ pub async fn rollback(
     deployer.rollback(deployment).await?;
     info!(version = %deployment.baseline.stable_version, "baseline restored");
     Ok(true)
+}
+
+/// Why an improvement is rolled back.
+#[derive(Debug, Clone, Copy)]
+pub enum RollbackCause<'a> {
+    /// The cycle acts on the monitor's last verdict: degraded, halted, or too little evidence.
+    Verdict,
+    /// A person or agent asked.
+    Requested {
+        /// Who.
+        actor: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+/// What a recorded rollback did.
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    /// Whether a deployment was there to restore.
+    pub restored: bool,
+    /// The audit event written.
+    pub event: AuditEvent,
+}
+
+/// Restores the baseline of `item`'s deployment and records it: audit `rolled_back` (or
+/// `inconclusive` when the window ended without evidence) with the function as it runs now,
+/// the improvement's status, the "Improvement Rolled Back" notification. A requested rollback
+/// is also counted in `ImprovementsRolledBack`; a cycle counts its own in its summary.
+pub async fn roll_back_recorded(
+    deployer: &dyn Deployer,
+    recorder: Recorder<'_>,
+    metrics: &dyn MetricSink,
+    item: &ImprovementItem,
+    before: Option<ImprovementStatus>,
+    cause: RollbackCause<'_>,
+) -> Result<RolledBack, CanaryError> {
+    let restored = rollback(deployer, item).await?;
+    let mut transition = match cause {
+        RollbackCause::Verdict => {
+            let monitor = item.monitor.as_ref();
+            let detail = match monitor {
+                Some(m) if m.verdict == Verdict::Halted => {
+                    format!("{}; baseline restored: {restored}", m.reason)
+                }
+                Some(m) => format!(
+                    "monitor verdict {:?} ({}); baseline restored: {restored}",
+                    m.verdict, m.reason
+                ),
+                None => format!("baseline restored: {restored}"),
+            };
+            // Too little evidence is not a failure of the change: recorded apart.
+            let inconclusive =
+                monitor.is_some_and(|m| m.verdict == Verdict::Inconclusive && m.window_over);
+            let action = if inconclusive {
+                AuditAction::Inconclusive
+            } else {
+                AuditAction::RolledBack
+            };
+            Transition::by_step(action, detail)
+        }
+        RollbackCause::Requested { actor, reason } => Transition {
+            actor: actor.to_owned(),
+            ..Transition::by_step(
+                AuditAction::RolledBack,
+                format!("rolled back by {actor}: {reason}; baseline restored: {restored}"),
+            )
+        },
+    };
+    if transition.action == AuditAction::RolledBack {
+        transition.notify = Some("Improvement Rolled Back");
+    }
+    transition.before = before.map(|s| serde_json::json!({"status": s.as_str()}));
+    transition.after = function_state_for_audit(deployer, item).await;
+    let event = recorder.record(item, transition).await?;
+    if let RollbackCause::Requested { .. } = cause {
+        metrics.record(MetricRecord {
+            name: "ImprovementsRolledBack",
+            unit: Unit::Count,
+            value: 1.0,
+            dimensions: Vec::new(),
+            timestamp: event.at,
+        });
+    }
+    Ok(RolledBack { restored, event })
+}
+
+/// The item's function as deployed now, for an audit event's before/after; none when it
+/// cannot be read (the change the event records has happened either way).
+pub async fn function_state_for_audit(
+    deployer: &dyn Deployer,
+    item: &ImprovementItem,
+) -> Option<serde_json::Value> {
+    match deployer.function_state(&item.opportunity.component).await {
+        Ok(state) => serde_json::to_value(state).ok(),
+        Err(e) => {
+            warn!(error = %e, "function state not read for the audit");
+            None
+        }
+    }
 }
 
 fn deployment_of(

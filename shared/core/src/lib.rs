@@ -56,6 +56,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod text;
+pub mod transition;
 pub mod validate;
 
 pub use config::Config;

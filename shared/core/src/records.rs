@@ -111,22 +111,9 @@ impl ImprovementStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
-    /// The status an audit action leaves an improvement in.
-    pub fn after_action(action: &str) -> Option<Self> {
-        Some(match action {
-            "validated" => Self::Validated,
-            "approval_requested" => Self::AwaitingApproval,
-            "approved" => Self::Approved,
-            "rejected" | "proposal_refused" => Self::Rejected,
-            "deployed" => Self::Deployed,
-            "deploy_deferred" => Self::Deferred,
-            "deploy_halted" | "generate_halted" => Self::Halted,
-            "deploy_skipped" => Self::Skipped,
-            "promoted" => Self::Promoted,
-            "rolled_back" => Self::RolledBack,
-            "inconclusive" => Self::Inconclusive,
-            _ => return None,
-        })
+    /// Whether an improvement in this status has a deployment a rollback can undo.
+    pub fn can_be_rolled_back(self) -> bool {
+        matches!(self, Self::Deployed | Self::Frozen | Self::Promoted)
     }
 }
 

@@ -7,8 +7,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::analyze::{AnalysisReport, analyze};
-use crate::audit::{AuditEvent, AuditLog, Notifier};
-use crate::canary::{CanaryDeps, CanaryError, deploy, monitor, promote, rollback};
+use crate::audit::{AuditAction, AuditLog, Notifier};
+use crate::canary::{
+    CanaryDeps, CanaryError, RollbackCause, deploy, function_state_for_audit, monitor, promote,
+    roll_back_recorded,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::cycle::{CycleRequest, CycleStatus};
@@ -22,10 +25,10 @@ use crate::improvement::{
 };
 use crate::ports::{Deployer, Telemetry};
 use crate::records::{
-    CircuitState, CycleProgress, ImprovementRecord, ImprovementStatus, ImprovementStore,
-    UsageLedger,
+    CircuitState, CycleProgress, ImprovementStatus, ImprovementStore, UsageLedger,
 };
 use crate::text::Escaped;
+use crate::transition::{Recorder, Transition};
 use crate::validate::validate;
 
 /// A step failed; `error_type` is what the state machine's Retry/Catch match.
@@ -276,13 +279,13 @@ impl StepDeps<'_> {
     async fn record(
         &self,
         item: &ImprovementItem,
-        action: &str,
+        action: AuditAction,
         before: Option<Value>,
         after: Option<Value>,
         detail: String,
         notify: Option<&str>,
     ) -> Result<(), StepError> {
-        let status = ImprovementStatus::after_action(action);
+        let status = action.status_after();
         self.record_status(item, action, status, before, after, detail, notify)
             .await
     }
@@ -292,36 +295,32 @@ impl StepDeps<'_> {
     async fn record_status(
         &self,
         item: &ImprovementItem,
-        action: &str,
+        action: AuditAction,
         status: Option<ImprovementStatus>,
         before: Option<Value>,
         after: Option<Value>,
         detail: String,
         notify: Option<&str>,
     ) -> Result<(), StepError> {
-        let event = AuditEvent {
-            at: self.clock.now(),
-            tenant_id: item.tenant_id.clone(),
-            cycle_id: item.cycle_id.clone(),
-            improvement_id: Some(item.improvement_id()),
-            actor: format!("selfbuild:{}", action_function(action)),
-            action: action.to_owned(),
+        let transition = Transition {
+            status,
             before,
             after,
-            detail,
+            notify,
+            ..Transition::by_step(action, detail)
         };
-        self.audit.append(&event).await?;
-        if let Some(status) = status {
-            let record = ImprovementRecord::of_item(item, status, event.at);
-            self.improvements.put_improvement(&record).await?;
-        }
-        if let Some(detail_type) = notify {
-            let body = serde_json::to_value(&event).unwrap_or(Value::Null);
-            if let Err(e) = self.notifier.notify(detail_type, &body).await {
-                tracing::warn!(error = %Escaped(&e), detail_type, "notification failed");
-            }
-        }
+        self.recorder().record(item, transition).await?;
         Ok(())
+    }
+
+    /// Where transitions are written.
+    fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            audit: self.audit,
+            improvements: self.improvements,
+            notifier: self.notifier,
+            clock: self.clock,
+        }
     }
 
     /// Audits a look that found the halt switch on, with the function as the halt found it
@@ -340,7 +339,7 @@ impl StepDeps<'_> {
         let detail = report.reason.clone();
         self.record_status(
             item,
-            "halted_in_flight",
+            AuditAction::HaltedInFlight,
             Some(status),
             state,
             after,
@@ -350,20 +349,9 @@ impl StepDeps<'_> {
         .await
     }
 
-    /// The item's function as deployed now, for an audit event's before/after; none when it
-    /// cannot be read (the change the event records has happened either way).
+    /// The item's function as deployed now, for an audit event's before/after.
     async fn function_state_for_audit(&self, item: &ImprovementItem) -> Option<Value> {
-        match self
-            .deployer
-            .function_state(&item.opportunity.component)
-            .await
-        {
-            Ok(state) => serde_json::to_value(state).ok(),
-            Err(e) => {
-                tracing::warn!(error = %e, "function state not read for the audit");
-                None
-            }
-        }
+        function_state_for_audit(self.deployer, item).await
     }
 
     /// Records one metric without dimensions (the operations alarms read them fleet-wide).
@@ -454,7 +442,7 @@ pub async fn run_step(
                     "halt switch is on ({}: {}): not generated",
                     halt.actor, halt.reason
                 );
-                deps.record(&item, "generate_halted", None, None, detail.clone(), None)
+                deps.record(&item, AuditAction::GenerateHalted, None, None, detail.clone(), None)
                     .await?;
                 return Err(StepError::Halted(detail));
             }
@@ -471,7 +459,7 @@ pub async fn run_step(
                 // validate does.
                 Err(e @ (LlmError::InvalidAnswer(_) | LlmError::NoProposal(_))) => {
                     let detail = format!("{}: {e}", e.error_type());
-                    deps.record(&item, "proposal_refused", None, None, detail, None)
+                    deps.record(&item, AuditAction::ProposalRefused, None, None, detail, None)
                         .await?;
                     return Err(e.into());
                 }
@@ -505,7 +493,7 @@ pub async fn run_step(
                 let after = serde_json::to_value(&validation.after).ok();
                 let mut validated = (*item).clone();
                 validated.validation = Some(validation.clone());
-                deps.record(&validated, "validated", before, after, detail, None)
+                deps.record(&validated, AuditAction::Validated, before, after, detail, None)
                     .await?;
                 to_value(&validation)
             }
@@ -521,7 +509,7 @@ pub async fn run_step(
                     "{} ({}) needs {} approval(s)",
                     pending.change, pending.risk, pending.approvals_required
                 );
-                deps.record(&item, "approval_requested", None, None, detail, Some("Approval Needed"))
+                deps.record(&item, AuditAction::ApprovalRequested, None, None, detail, Some("Approval Needed"))
                     .await?;
                 to_value(&pending)
             }
@@ -533,10 +521,10 @@ pub async fn run_step(
                     deps.metric("ImprovementsDeployed", Unit::Count, 1.0);
                 }
                 let (action, notify) = match outcome.status {
-                    DeployStatus::Deployed => ("deployed", Some("Improvement Deployed")),
-                    DeployStatus::Deferred => ("deploy_deferred", None),
-                    DeployStatus::Halted => ("deploy_halted", None),
-                    DeployStatus::Skipped => ("deploy_skipped", None),
+                    DeployStatus::Deployed => (AuditAction::Deployed, Some("Improvement Deployed")),
+                    DeployStatus::Deferred => (AuditAction::DeployDeferred, None),
+                    DeployStatus::Halted => (AuditAction::DeployHalted, None),
+                    DeployStatus::Skipped => (AuditAction::DeploySkipped, None),
                 };
                 let deployment = outcome.deployment.as_ref();
                 let before = deployment.and_then(|d| serde_json::to_value(&d.baseline).ok());
@@ -562,7 +550,7 @@ pub async fn run_step(
                 // Refused while halted: the state machine looks again, and that look applies
                 // HALT_IN_FLIGHT (or judges anew after a resume).
                 if outcome.status == PromoteStatus::Promoted {
-                    deps.record(&item, "promoted", None, None, "canary promoted to 100 %".into(), None)
+                    deps.record(&item, AuditAction::Promoted, None, None, "canary promoted to 100 %".into(), None)
                         .await?;
                 }
                 to_value(&outcome)
@@ -599,30 +587,16 @@ pub async fn run_step(
                 ))
             }
             RollbackRequest::Rollback { item } => {
-                let restored = rollback(deps.deployer, &item).await?;
-                let detail = match item.monitor.as_ref() {
-                    Some(m) if m.verdict == Verdict::Halted => {
-                        format!("{}; baseline restored: {restored}", m.reason)
-                    }
-                    Some(m) => format!(
-                        "monitor verdict {:?} ({}); baseline restored: {restored}",
-                        m.verdict, m.reason
-                    ),
-                    None => format!("baseline restored: {restored}"),
-                };
-                // Too little evidence is not a failure of the change: recorded apart.
-                let inconclusive = item
-                    .monitor
-                    .as_ref()
-                    .is_some_and(|m| m.verdict == Verdict::Inconclusive && m.window_over);
-                let (action, notify) = if inconclusive {
-                    ("inconclusive", None)
-                } else {
-                    ("rolled_back", Some("Improvement Rolled Back"))
-                };
-                let after = deps.function_state_for_audit(&item).await;
-                deps.record(&item, action, None, after, detail, notify).await?;
-                Ok(serde_json::json!({"restored": restored, "outcome": action}))
+                let done = roll_back_recorded(
+                    deps.deployer,
+                    deps.recorder(),
+                    deps.metrics,
+                    &item,
+                    None,
+                    RollbackCause::Verdict,
+                )
+                .await?;
+                Ok(serde_json::json!({"restored": done.restored, "outcome": done.event.action}))
             }
         },
     }
@@ -665,17 +639,6 @@ fn record_summary_metrics(deps: &StepDeps<'_>, cycle: &Value, summary: &CycleSum
             .whole_milliseconds()
             .max(0) as f64;
         deps.metric("CycleDuration", Unit::Milliseconds, ms);
-    }
-}
-
-/// The function that performs an audited action.
-fn action_function(action: &str) -> &'static str {
-    match action {
-        "proposal_refused" | "generate_halted" => "generate",
-        "halted_in_flight" => "monitor",
-        "validated" | "approval_requested" => "validate",
-        "rolled_back" | "inconclusive" => "rollback",
-        _ => "deploy",
     }
 }
 
@@ -807,9 +770,9 @@ mod tests {
             self.records.set_halt(&halt).await.unwrap();
         }
 
-        fn actions(&self) -> Vec<String> {
+        fn actions(&self) -> Vec<&'static str> {
             let events = self.records.events.lock().unwrap();
-            events.iter().map(|e| e.action.clone()).collect()
+            events.iter().map(|e| e.action.as_str()).collect()
         }
 
         fn status(&self) -> Option<ImprovementStatus> {
@@ -919,7 +882,7 @@ mod tests {
         assert_eq!(err.error_type(), "Halted");
         let events = world.records.events.lock().unwrap().clone();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].action, "generate_halted");
+        assert_eq!(events[0].action, AuditAction::GenerateHalted);
         assert!(
             events[0].detail.contains("oncall: incident 42"),
             "{}",
@@ -973,7 +936,7 @@ mod tests {
             .unwrap();
         let events = world.records.events.lock().unwrap().clone();
         let rolled_back = &events[1];
-        assert_eq!(rolled_back.action, "rolled_back");
+        assert_eq!(rolled_back.action, AuditAction::RolledBack);
         assert!(
             rolled_back.detail.contains("oncall: incident 42"),
             "{}",
@@ -1000,7 +963,7 @@ mod tests {
             .unwrap();
         assert_eq!(report["verdict"], "frozen");
         let event = world.records.events.lock().unwrap()[0].clone();
-        assert_eq!(event.action, "halted_in_flight");
+        assert_eq!(event.action, AuditAction::HaltedInFlight);
         assert!(
             event.detail.contains("HALT_IN_FLIGHT=freeze"),
             "{}",
@@ -1057,7 +1020,10 @@ mod tests {
             .await
             .unwrap();
         // THEN the audit event and the record agree, and the record holds the validation
-        assert_eq!(world.records.events.lock().unwrap()[0].action, "validated");
+        assert_eq!(
+            world.records.events.lock().unwrap()[0].action,
+            AuditAction::Validated
+        );
         let record = world
             .records
             .improvements
@@ -1116,7 +1082,7 @@ mod tests {
         assert_eq!(err.error_type(), "InvalidProposal");
         let audit = world.records.events.lock().unwrap().clone();
         assert_eq!(audit.len(), 1);
-        assert_eq!(audit[0].action, "proposal_refused");
+        assert_eq!(audit[0].action, AuditAction::ProposalRefused);
         assert_eq!(audit[0].actor, "selfbuild:generate");
         assert!(
             audit[0].detail.contains("-1 is not a count"),

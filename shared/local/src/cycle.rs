@@ -902,7 +902,7 @@ mod tests {
         let cycle =
             selfbuild_core::ids::CycleId::parse(output["cycle_id"].as_str().unwrap()).unwrap();
         let events = store.cycle_events(&cycle).await.unwrap();
-        let event = events.iter().find(|e| e.action == action).unwrap();
+        let event = events.iter().find(|e| e.action.as_str() == action).unwrap();
         event.at - time::macros::datetime!(2026-11-22 05:00 UTC)
     }
 

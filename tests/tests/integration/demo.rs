@@ -42,7 +42,7 @@ async fn every_scenario_ends_as_its_file_expects() {
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.action)
+            .map(|e| e.action.as_str().to_owned())
             .collect();
         assert!(
             actions.contains(&"validated".to_owned()),
@@ -156,7 +156,7 @@ async fn every_safety_scenario_holds_on_five_seeds() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.action)
+        .map(|e| e.action.as_str().to_owned())
         .collect();
     assert_eq!(
         actions.last().map(String::as_str),

@@ -77,7 +77,7 @@ impl Run {
     fn event(&self, action: &str) -> &AuditEvent {
         self.events
             .iter()
-            .find(|e| e.action == action)
+            .find(|e| e.action.as_str() == action)
             .unwrap_or_else(|| panic!("no {action} event in {:#?}", self.events))
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use selfbuild_core::analyze::{Opportunity, OpportunityKind, Priority};
 use selfbuild_core::approval::PendingApproval;
-use selfbuild_core::audit::AuditEvent;
+use selfbuild_core::audit::{AuditAction, AuditEvent};
 use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
 };
@@ -227,29 +227,35 @@ pub async fn approvals_collect_distinct_approvers(store: &impl Store) {
 
 pub async fn audit_events_come_back_in_time_order(store: &impl Store) {
     let cycle = CycleId::parse("acme-orders-20261122T050000Z-00000002").unwrap();
-    let event = |at: OffsetDateTime, action: &str| AuditEvent {
+    let event = |at: OffsetDateTime, action: AuditAction| AuditEvent {
         at,
         tenant_id: Some(TenantId::parse("acme").unwrap()),
         cycle_id: cycle.clone(),
         improvement_id: Some(format!("{cycle}-1")),
         actor: "selfbuild:deploy".into(),
-        action: action.into(),
+        action,
         before: Some(serde_json::json!({"memory_mb": 128})),
         after: Some(serde_json::json!({"memory_mb": 512})),
-        detail: action.into(),
+        detail: action.as_str().into(),
     };
     // Appended out of order, and two in the same millisecond.
     store
-        .append(&event(T0 + Duration::seconds(5), "deployed"))
-        .await
-        .unwrap();
-    store.append(&event(T0, "validated")).await.unwrap();
-    store
-        .append(&event(T0 + Duration::seconds(5), "deploy_note"))
+        .append(&event(T0 + Duration::seconds(5), AuditAction::Deployed))
         .await
         .unwrap();
     store
-        .append(&event(T0 + Duration::hours(1), "promoted"))
+        .append(&event(T0, AuditAction::Validated))
+        .await
+        .unwrap();
+    store
+        .append(&event(
+            T0 + Duration::seconds(5),
+            AuditAction::DeployDeferred,
+        ))
+        .await
+        .unwrap();
+    store
+        .append(&event(T0 + Duration::hours(1), AuditAction::Promoted))
         .await
         .unwrap();
     let events = store.cycle_events(&cycle).await.unwrap();

@@ -3,13 +3,11 @@
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::audit::AuditEvent;
-use selfbuild_core::canary::{CanaryError, rollback};
-use selfbuild_core::emf::{MetricRecord, Unit};
+use selfbuild_core::canary::{CanaryError, RollbackCause, roll_back_recorded};
 use selfbuild_core::records::ImprovementStatus;
+use selfbuild_core::transition::Recorder;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::warn;
 
 use super::{ToolContext, ToolError, ToolSpec, required_text};
 
@@ -38,13 +36,13 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     let id = required_text("id", &args.id, 120)?;
     let reason = required_text("reason", &args.reason, 1000)?;
     let store = &ctx.deps.store;
-    let mut record = store
+    let record = store
         .get_improvement(&id)
         .await?
         .filter(|r| ctx.sees(r.tenant_id.as_ref()))
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
     match record.status {
-        ImprovementStatus::Deployed | ImprovementStatus::Frozen | ImprovementStatus::Promoted => {}
+        status if status.can_be_rolled_back() => {}
         ImprovementStatus::RolledBack => {
             return Ok(
                 json!({"improvement_id": id, "status": "rolled_back", "restored": false,
@@ -58,47 +56,30 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
             )));
         }
     }
-    let restored = rollback(&*ctx.deps.deployer, &record.item)
-        .await
-        .map_err(|e| match e {
-            CanaryError::InvalidInput(m) => ToolError::Conflict(m),
-            other => ToolError::Unavailable(other.to_string()),
-        })?;
-    let event = AuditEvent {
-        at: ctx.now,
-        tenant_id: record.tenant_id.clone(),
-        cycle_id: record.cycle_id.clone(),
-        improvement_id: Some(id.clone()),
-        actor: ctx.actor(),
-        action: "rolled_back".into(),
-        before: Some(json!({"status": record.status.as_str()})),
-        after: record
-            .item
-            .deploy
-            .as_ref()
-            .and_then(|d| d.deployment.as_ref())
-            .and_then(|d| serde_json::to_value(&d.baseline).ok()),
-        detail: format!("rolled back by {}: {reason}", ctx.actor()),
+    let actor = ctx.actor();
+    let recorder = Recorder {
+        audit: &*ctx.deps.store,
+        improvements: &*ctx.deps.store,
+        notifier: &*ctx.deps.notifier,
+        clock: &*ctx.deps.clock,
     };
-    store.append(&event).await?;
-    ctx.deps.metrics.record(MetricRecord {
-        name: "ImprovementsRolledBack",
-        unit: Unit::Count,
-        value: 1.0,
-        dimensions: Vec::new(),
-        timestamp: ctx.now,
-    });
-    record.status = ImprovementStatus::RolledBack;
-    record.updated_at = ctx.now;
-    store.put_improvement(&record).await?;
-    let body = serde_json::to_value(&event).unwrap_or(Value::Null);
-    if let Err(e) = ctx
-        .deps
-        .notifier
-        .notify("Improvement Rolled Back", &body)
-        .await
-    {
-        warn!(error = %e, "rollback notification failed");
-    }
+    let done = roll_back_recorded(
+        &*ctx.deps.deployer,
+        recorder,
+        &*ctx.deps.metrics,
+        &record.item,
+        Some(record.status),
+        RollbackCause::Requested {
+            actor: &actor,
+            reason: &reason,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        CanaryError::InvalidInput(m) => ToolError::Conflict(m),
+        CanaryError::Store(e) => ToolError::from(e),
+        other => ToolError::Unavailable(other.to_string()),
+    })?;
+    let restored = done.restored;
     Ok(json!({"improvement_id": id, "status": "rolled_back", "restored": restored}))
 }
