@@ -36,6 +36,7 @@ pub mod audit;
 pub mod canary;
 pub mod change;
 pub mod clock;
+pub mod component;
 pub mod config;
 pub mod cycle;
 pub mod deployment;

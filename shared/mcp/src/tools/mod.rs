@@ -13,7 +13,6 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::records::TenantScope;
-use selfbuild_core::text::Excerpt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -261,20 +260,9 @@ fn required_text(field: &str, value: &str, max_len: usize) -> Result<String, Too
         .map_err(|e| ToolError::InvalidArguments(e.to_string()))
 }
 
-/// A Lambda function name (1–64 letters, digits, '-' or '_') as a component id, or an error
-/// naming `field`.
+/// A Lambda function name as a component id, or an error naming `field`.
 fn function_name(field: &str, value: &str) -> Result<ComponentId, ToolError> {
-    let valid = (1..=64).contains(&value.len())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-    if !valid {
-        return Err(ToolError::InvalidArguments(format!(
-            "{field}: {} is not a Lambda function name (1–64 letters, digits, '-' or '_')",
-            Excerpt(value)
-        )));
-    }
-    ComponentId::parse(value).map_err(|e| ToolError::InvalidArguments(format!("{field}: {e}")))
+    selfbuild_core::component::function_name(field, value).map_err(ToolError::InvalidArguments)
 }
 
 /// Why a tool call failed; becomes a tool result with `isError: true`.
