@@ -6,7 +6,7 @@ use selfbuild_core::error::StableError;
 /// The Lambda error report for `error`: its stable type name and its message.
 pub fn diagnostic(error: &dyn StableError) -> Diagnostic {
     Diagnostic {
-        error_type: error.error_type().to_owned(),
+        error_type: error.error_type().as_str().to_owned(),
         error_message: error.to_string(),
     }
 }
@@ -14,6 +14,7 @@ pub fn diagnostic(error: &dyn StableError) -> Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use selfbuild_core::error::ErrorType;
 
     #[derive(Debug)]
     struct Throttled;
@@ -27,8 +28,8 @@ mod tests {
     impl std::error::Error for Throttled {}
 
     impl StableError for Throttled {
-        fn error_type(&self) -> &'static str {
-            "Retryable"
+        fn error_type(&self) -> ErrorType {
+            ErrorType::Retryable
         }
     }
 

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tracing::info;
 
 use crate::audit::{AuditAction, AuditEvent, AuditLog};
-use crate::error::{OrchestratorError, StableError, StoreError};
+use crate::error::{ErrorType, OrchestratorError, StableError, StoreError};
 use crate::ids::{CycleId, TenantId};
 use crate::improvement::{ApprovalDecision, ImprovementItem};
 use crate::records::ImprovementStatus;
@@ -88,13 +88,13 @@ pub enum ApprovalError {
 }
 
 impl StableError for ApprovalError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::NotPending(_) => "NotPending",
-            Self::InvalidInput(_) => "InvalidInput",
+            Self::NotPending(_) => ErrorType::NotPending,
+            Self::InvalidInput(_) => ErrorType::InvalidInput,
             Self::Store(e) => e.error_type(),
             Self::Orchestrator(e) => e.error_type(),
-            Self::Halted(_) => "Halted",
+            Self::Halted(_) => ErrorType::Halted,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::config::{Config, HaltInFlight};
 use crate::cycle::TimeWindow;
 use crate::emf::{MetricRecord, MetricSink, Unit};
-use crate::error::{StableError, StoreError, TelemetryError};
+use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
     PromoteOutcome, PromoteStatus, QuantileIntervals, SuccessLatency, Verdict,
@@ -41,11 +41,11 @@ pub enum CanaryError {
 }
 
 impl StableError for CanaryError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::InvalidInput(_) => "InvalidInput",
-            Self::Deploy(DeployError::Unavailable(_)) => "Retryable",
-            Self::Deploy(DeployError::Rejected(_)) => "DeployRejected",
+            Self::InvalidInput(_) => ErrorType::InvalidInput,
+            Self::Deploy(DeployError::Unavailable(_)) => ErrorType::Retryable,
+            Self::Deploy(DeployError::Rejected(_)) => ErrorType::DeployRejected,
             Self::Telemetry(e) => e.error_type(),
             Self::Store(e) => e.error_type(),
         }

@@ -28,8 +28,8 @@ pub enum ConfigError {
 }
 
 impl crate::error::StableError for ConfigError {
-    fn error_type(&self) -> &'static str {
-        "ConfigError"
+    fn error_type(&self) -> crate::error::ErrorType {
+        crate::error::ErrorType::ConfigError
     }
 }
 

@@ -4,7 +4,98 @@
 /// An error with a stable machine-readable name (the Lambda `errorType`).
 pub trait StableError: std::error::Error {
     /// The name Retry/Catch blocks match on, e.g. `Retryable` or `InvalidEvent`.
-    fn error_type(&self) -> &'static str;
+    fn error_type(&self) -> ErrorType;
+}
+
+/// The error types selfbuild's functions fail with: what the state machine's Retry and Catch
+/// and EventBridge's retries match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// A dependency was unreachable or throttled; trying again may work.
+    Retryable,
+    /// A dependency refused the request; trying again will not help.
+    DependencyFailed,
+    /// The store's storage failed for good.
+    StoreFault,
+    /// A stored record could not be read back.
+    StoreCorrupt,
+    /// A step's input lacks what it needs.
+    InvalidInput,
+    /// An event intake cannot read.
+    InvalidEvent,
+    /// Lambda refused a deploy.
+    DeployRejected,
+    /// Automatic rollback is turned off.
+    RollbackDisabled,
+    /// The halt switch is on.
+    Halted,
+    /// The LLM budget is spent.
+    BudgetExceeded,
+    /// The model's proposal could not be used.
+    InvalidProposal,
+    /// The model proposed nothing.
+    NoProposal,
+    /// No approval is pending for the improvement.
+    NotPending,
+    /// The configuration is invalid.
+    ConfigError,
+}
+
+impl ErrorType {
+    /// Every error type.
+    pub const ALL: [Self; 14] = [
+        Self::Retryable,
+        Self::DependencyFailed,
+        Self::StoreFault,
+        Self::StoreCorrupt,
+        Self::InvalidInput,
+        Self::InvalidEvent,
+        Self::DeployRejected,
+        Self::RollbackDisabled,
+        Self::Halted,
+        Self::BudgetExceeded,
+        Self::InvalidProposal,
+        Self::NoProposal,
+        Self::NotPending,
+        Self::ConfigError,
+    ];
+
+    /// The name, as Lambda's `errorType` carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "Retryable",
+            Self::DependencyFailed => "DependencyFailed",
+            Self::StoreFault => "StoreFault",
+            Self::StoreCorrupt => "StoreCorrupt",
+            Self::InvalidInput => "InvalidInput",
+            Self::InvalidEvent => "InvalidEvent",
+            Self::DeployRejected => "DeployRejected",
+            Self::RollbackDisabled => "RollbackDisabled",
+            Self::Halted => "Halted",
+            Self::BudgetExceeded => "BudgetExceeded",
+            Self::InvalidProposal => "InvalidProposal",
+            Self::NoProposal => "NoProposal",
+            Self::NotPending => "NotPending",
+            Self::ConfigError => "ConfigError",
+        }
+    }
+
+    /// The error type with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// A Store adapter failed.
@@ -54,30 +145,87 @@ pub enum TelemetryError {
 }
 
 impl StableError for StoreError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::Unavailable(_) => "Retryable",
-            Self::Rejected(_) => "DependencyFailed",
-            Self::Fault(_) => "StoreFault",
-            Self::Corrupt { .. } => "StoreCorrupt",
+            Self::Unavailable(_) => ErrorType::Retryable,
+            Self::Rejected(_) => ErrorType::DependencyFailed,
+            Self::Fault(_) => ErrorType::StoreFault,
+            Self::Corrupt { .. } => ErrorType::StoreCorrupt,
         }
     }
 }
 
 impl StableError for OrchestratorError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::Unavailable(_) => "Retryable",
-            Self::Rejected(_) => "DependencyFailed",
+            Self::Unavailable(_) => ErrorType::Retryable,
+            Self::Rejected(_) => ErrorType::DependencyFailed,
         }
     }
 }
 
 impl StableError for TelemetryError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::Unavailable(_) => "Retryable",
-            Self::Invalid(_) => "DependencyFailed",
+            Self::Unavailable(_) => ErrorType::Retryable,
+            Self::Invalid(_) => ErrorType::DependencyFailed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `ErrorEquals` name in `value`.
+    fn error_equals(value: &serde_json::Value, names: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    if key == "ErrorEquals" {
+                        let list = v.as_array().into_iter().flatten();
+                        names.extend(list.filter_map(|n| n.as_str().map(str::to_owned)));
+                    } else {
+                        error_equals(v, names);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| error_equals(v, names)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_state_machine_matches_only_error_types_the_functions_raise() {
+        let asl: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../statemachine/improvement-cycle.asl.json"
+        ))
+        .unwrap();
+        let mut names = Vec::new();
+        error_equals(&asl, &mut names);
+        let ours: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !n.starts_with("States.") && !n.starts_with("Lambda."))
+            .collect();
+        for name in &ours {
+            assert!(
+                ErrorType::parse(name).is_some(),
+                "the state machine matches {name}, which no function raises"
+            );
+        }
+        // What it must handle: transient failures are retried, a halt ends the item.
+        assert!(
+            ours.contains(&"Retryable") && ours.contains(&"Halted"),
+            "{ours:?}"
+        );
+    }
+
+    #[test]
+    fn error_types_round_trip_by_name() {
+        for t in ErrorType::ALL {
+            assert_eq!(ErrorType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(ErrorType::parse("retryable"), None);
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use crate::change::Proposal;
-use crate::error::StableError;
+use crate::error::{ErrorType, StableError};
 use crate::improvement::{Generated, ImprovementItem, LlmUsage};
 use crate::text::Escaped;
 
@@ -53,12 +53,12 @@ pub enum LlmError {
 }
 
 impl StableError for LlmError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::Unavailable(_) => "Retryable",
-            Self::BudgetExceeded(_) => "BudgetExceeded",
-            Self::InvalidAnswer(_) => "InvalidProposal",
-            Self::NoProposal(_) => "NoProposal",
+            Self::Unavailable(_) => ErrorType::Retryable,
+            Self::BudgetExceeded(_) => ErrorType::BudgetExceeded,
+            Self::InvalidAnswer(_) => ErrorType::InvalidProposal,
+            Self::NoProposal(_) => ErrorType::NoProposal,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, SeenBy, TimeWindow, Trigger,
 };
 use crate::emf::{MetricRecord, MetricSink, Unit};
-use crate::error::{OrchestratorError, StableError, StoreError, TelemetryError};
+use crate::error::{ErrorType, OrchestratorError, StableError, StoreError, TelemetryError};
 use crate::event::{EventError, EventJson, IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use crate::idsource::IdSource;
@@ -103,11 +103,11 @@ pub enum IntakeError {
 }
 
 impl StableError for IntakeError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Retryable(_) => "Retryable",
-            Self::DependencyFailed(_) => "DependencyFailed",
+            Self::InvalidEvent(_) => ErrorType::InvalidEvent,
+            Self::Retryable(_) => ErrorType::Retryable,
+            Self::DependencyFailed(_) => ErrorType::DependencyFailed,
         }
     }
 }

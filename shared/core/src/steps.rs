@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::cycle::{CycleRequest, CycleStatus};
 use crate::emf::{MetricRecord, MetricSink, Unit};
-use crate::error::{StableError, StoreError, TelemetryError};
+use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError, generate};
 use crate::ids::CycleId;
 use crate::improvement::{
@@ -58,15 +58,15 @@ pub enum StepError {
 }
 
 impl StableError for StepError {
-    fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> ErrorType {
         match self {
-            Self::InvalidInput(_) => "InvalidInput",
+            Self::InvalidInput(_) => ErrorType::InvalidInput,
             Self::Telemetry(e) => e.error_type(),
             Self::Llm(e) => e.error_type(),
             Self::Canary(e) => e.error_type(),
             Self::Store(e) => e.error_type(),
-            Self::RollbackDisabled(_) => "RollbackDisabled",
-            Self::Halted(_) => "Halted",
+            Self::RollbackDisabled(_) => ErrorType::RollbackDisabled,
+            Self::Halted(_) => ErrorType::Halted,
         }
     }
 }
@@ -144,6 +144,102 @@ pub enum RollbackRequest {
     },
 }
 
+/// How an improvement's path through the state machine ended: the `$.outcome` its Map
+/// iteration's last state writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemOutcome {
+    /// The canary took all traffic.
+    Promoted,
+    /// The canary was rolled back.
+    RolledBack,
+    /// The window ended without evidence; stable kept.
+    Inconclusive,
+    /// The halt switch froze the canary where it was.
+    Frozen,
+    /// A human or validation rejected the change.
+    Rejected,
+    /// Nobody approved in time.
+    ApprovalTimedOut,
+    /// Nothing to deploy (the deploy status).
+    Skipped,
+    /// The deploy waits for lower traffic (the deploy status).
+    Deferred,
+    /// The halt switch stopped the item.
+    Halted,
+    /// generate failed.
+    GenerateFailed,
+    /// validate failed.
+    ValidateFailed,
+    /// The approval wait failed.
+    ApprovalFailed,
+    /// deploy, monitor or promote failed.
+    DeployFailed,
+    /// rollback failed.
+    RollbackFailed,
+    /// No outcome, or one this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ItemOutcome {
+    /// Every outcome but `Unknown`.
+    pub const KNOWN: [Self; 14] = [
+        Self::Promoted,
+        Self::RolledBack,
+        Self::Inconclusive,
+        Self::Frozen,
+        Self::Rejected,
+        Self::ApprovalTimedOut,
+        Self::Skipped,
+        Self::Deferred,
+        Self::Halted,
+        Self::GenerateFailed,
+        Self::ValidateFailed,
+        Self::ApprovalFailed,
+        Self::DeployFailed,
+        Self::RollbackFailed,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Promoted => "promoted",
+            Self::RolledBack => "rolled_back",
+            Self::Inconclusive => "inconclusive",
+            Self::Frozen => "frozen",
+            Self::Rejected => "rejected",
+            Self::ApprovalTimedOut => "approval_timed_out",
+            Self::Skipped => "skipped",
+            Self::Deferred => "deferred",
+            Self::Halted => "halted",
+            Self::GenerateFailed => "generate_failed",
+            Self::ValidateFailed => "validate_failed",
+            Self::ApprovalFailed => "approval_failed",
+            Self::DeployFailed => "deploy_failed",
+            Self::RollbackFailed => "rollback_failed",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The outcome with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::KNOWN.into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// A step failed.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Self::GenerateFailed
+                | Self::ValidateFailed
+                | Self::ApprovalFailed
+                | Self::DeployFailed
+                | Self::RollbackFailed
+        )
+    }
+}
+
 /// One improvement's line in the cycle summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImprovementSummary {
@@ -157,8 +253,8 @@ pub struct ImprovementSummary {
     pub risk: Option<String>,
     /// auto_deploy, needs_approval or rejected.
     pub decision: Option<String>,
-    /// promoted, rolled_back, rejected, … or `<step>_failed`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: ItemOutcome,
     /// LLM cost in US dollars.
     pub cost_usd: f64,
 }
@@ -208,8 +304,8 @@ pub fn summarize(cycle: &Value, now: OffsetDateTime) -> Result<CycleSummary, Ste
         let outcome = raw
             .get("outcome")
             .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned();
+            .and_then(ItemOutcome::parse)
+            .unwrap_or(ItemOutcome::Unknown);
         let generated: Option<&Generated> = item.generated.as_ref();
         let validation: Option<&Validation> = item.validation.as_ref();
         improvements.push(ImprovementSummary {
@@ -230,11 +326,11 @@ pub fn summarize(cycle: &Value, now: OffsetDateTime) -> Result<CycleSummary, Ste
             cost_usd: generated.map_or(0.0, |g| g.usage.cost_usd),
         });
     }
-    let count = |o: &str| improvements.iter().filter(|i| i.outcome == o).count();
+    let count = |o: ItemOutcome| improvements.iter().filter(|i| i.outcome == o).count();
     Ok(CycleSummary {
-        promoted: count("promoted"),
-        rolled_back: count("rolled_back"),
-        inconclusive: count("inconclusive"),
+        promoted: count(ItemOutcome::Promoted),
+        rolled_back: count(ItemOutcome::RolledBack),
+        inconclusive: count(ItemOutcome::Inconclusive),
         cycle_id,
         finished_at: now,
         opportunities,
@@ -605,23 +701,17 @@ pub async fn run_step(
 /// The cycle's outcome as the operations alarms read it: improvements attempted, failed,
 /// promoted and rolled back, and the cycle's duration from its request.
 fn record_summary_metrics(deps: &StepDeps<'_>, cycle: &Value, summary: &CycleSummary) {
-    let count = |pred: &dyn Fn(&str) -> bool| {
-        summary
-            .improvements
-            .iter()
-            .filter(|i| pred(&i.outcome))
-            .count() as f64
-    };
+    let failed = summary
+        .improvements
+        .iter()
+        .filter(|i| i.outcome.is_failure())
+        .count() as f64;
     deps.metric(
         "ImprovementsAttempted",
         Unit::Count,
         summary.improvements.len() as f64,
     );
-    deps.metric(
-        "ImprovementsFailed",
-        Unit::Count,
-        count(&|o| o.ends_with("_failed")),
-    );
+    deps.metric("ImprovementsFailed", Unit::Count, failed);
     deps.metric("ImprovementsPromoted", Unit::Count, summary.promoted as f64);
     deps.metric(
         "ImprovementsRolledBack",
@@ -1154,6 +1244,77 @@ mod tests {
                 (CycleId::parse("c2").unwrap(), CycleStatus::Failed),
             ]
         );
+    }
+
+    #[test]
+    fn every_outcome_the_state_machine_writes_is_known() {
+        let asl: Value = serde_json::from_str(include_str!(
+            "../../../statemachine/improvement-cycle.asl.json"
+        ))
+        .unwrap();
+        // The Map iteration's states that write `$.outcome`: a fixed `Result`, or a value
+        // a step returned (the rollback's outcome, the deploy's status).
+        let mut written = Vec::new();
+        let mut stack = vec![&asl];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Object(map) => {
+                    if map.get("ResultPath") == Some(&json!("$.outcome")) {
+                        match (map.get("Result"), map.get("InputPath")) {
+                            (Some(Value::String(result)), _) => written.push(result.clone()),
+                            (_, Some(path)) => written.push(path.to_string()),
+                            other => panic!("an outcome state writes {other:?}"),
+                        }
+                    }
+                    stack.extend(map.values());
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        let returned = |path: &str| -> Vec<String> {
+            match path {
+                "\"$.rollback.outcome\"" => [AuditAction::RolledBack, AuditAction::Inconclusive]
+                    .map(|a| a.as_str().to_owned())
+                    .to_vec(),
+                "\"$.deploy.status\"" => [
+                    DeployStatus::Deployed,
+                    DeployStatus::Deferred,
+                    DeployStatus::Halted,
+                    DeployStatus::Skipped,
+                ]
+                .map(|s| {
+                    serde_json::to_value(s)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .to_vec(),
+                other => panic!("an outcome state reads {other}, which no test covers"),
+            }
+        };
+        let names: Vec<String> = written
+            .iter()
+            .flat_map(|w| {
+                if w.starts_with('"') {
+                    returned(w)
+                } else {
+                    vec![w.clone()]
+                }
+            })
+            .filter(|n| n != "deployed") // DeploySkipped is only reached when not deployed.
+            .collect();
+        assert!(names.len() >= 12, "{names:?}");
+        for name in &names {
+            assert!(ItemOutcome::parse(name).is_some(), "unknown outcome {name}");
+        }
+        for outcome in ItemOutcome::KNOWN {
+            assert!(
+                names.contains(&outcome.as_str().to_owned()),
+                "{outcome:?} never written"
+            );
+        }
     }
 
     #[tokio::test]

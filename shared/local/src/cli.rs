@@ -200,7 +200,7 @@ pub struct CliError {
 impl<E: StableError> From<E> for CliError {
     fn from(e: E) -> Self {
         Self {
-            error_type: e.error_type(),
+            error_type: e.error_type().as_str(),
             message: e.to_string(),
         }
     }

@@ -156,7 +156,7 @@ impl TaskHandler for LocalSteps {
         };
         run_step(function, deps, &self.config, &payload)
             .await
-            .map_err(|e| TaskError::new(e.error_type(), e.to_string()))
+            .map_err(|e| TaskError::new(e.error_type().as_str(), e.to_string()))
     }
 }
 

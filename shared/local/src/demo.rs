@@ -11,6 +11,8 @@ use selfbuild_core::Config;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::ids::{CycleId, DedupKey};
 use selfbuild_core::idsource::SeededIds;
+use selfbuild_core::steps::ItemOutcome;
+use selfbuild_core::text::Excerpt;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -129,6 +131,18 @@ impl Expectation {
             return Err(format!(
                 "{}: expect.outcome: must not be empty",
                 scenario.name
+            ));
+        }
+        if let Some(unknown) = expectation
+            .outcome
+            .iter()
+            .find(|o| *o != "not_deployed" && ItemOutcome::parse(o).is_none())
+        {
+            return Err(format!(
+                "{}: expect.outcome: {} is no outcome (not_deployed, {})",
+                scenario.name,
+                Excerpt(unknown),
+                ItemOutcome::KNOWN.map(ItemOutcome::as_str).join(", ")
             ));
         }
         Ok(expectation)
@@ -607,6 +621,22 @@ mod tests {
             err.contains("expect.") && err.contains("rolback_within"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_expected_outcome_that_does_not_exist_is_refused_naming_it() {
+        let scenario = Scenario::parse(
+            include_str!("../../../events/scenarios/timeouts.json")
+                .replace(
+                    r#""expect": {"outcome": "promoted"}"#,
+                    r#""expect": {"outcome": ["promoted", "rollbacked"]}"#,
+                )
+                .as_str(),
+            "t.json",
+        )
+        .unwrap();
+        let err = Expectation::of(&scenario).unwrap_err();
+        assert!(err.contains("\"rollbacked\" is no outcome"), "{err}");
     }
 
     #[test]
