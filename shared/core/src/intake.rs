@@ -94,49 +94,48 @@ pub enum IntakeError {
     /// The event is malformed or not one intake handles; never retried.
     #[error("invalid event: {0}")]
     InvalidEvent(String),
-    /// A dependency was unavailable; the same event may succeed later.
+    /// A stored cycle input cannot be read back (or a request cannot be stored).
     #[error("{0}")]
-    Retryable(String),
-    /// A dependency refused the request or holds bad data; retrying will not help.
-    #[error("{0}")]
-    DependencyFailed(String),
+    CorruptInput(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The orchestrator failed.
+    #[error(transparent)]
+    Orchestrator(#[from] OrchestratorError),
+    /// Telemetry failed (a poll reads the alarms).
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// What intake was doing when `source` failed.
+    #[error("{context}: {source}")]
+    During {
+        /// What intake was doing.
+        context: String,
+        /// The failure.
+        #[source]
+        source: Box<IntakeError>,
+    },
+}
+
+impl IntakeError {
+    /// This error with what intake was doing when it happened.
+    pub fn during(self, context: impl Into<String>) -> Self {
+        Self::During {
+            context: context.into(),
+            source: Box::new(self),
+        }
+    }
 }
 
 impl StableError for IntakeError {
     fn error_type(&self) -> ErrorType {
         match self {
             Self::InvalidEvent(_) => ErrorType::InvalidEvent,
-            Self::Retryable(_) => ErrorType::Retryable,
-            Self::DependencyFailed(_) => ErrorType::DependencyFailed,
-        }
-    }
-}
-
-impl From<StoreError> for IntakeError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
-            StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
-                Self::DependencyFailed(e.to_string())
-            }
-        }
-    }
-}
-
-impl From<OrchestratorError> for IntakeError {
-    fn from(e: OrchestratorError) -> Self {
-        match e {
-            OrchestratorError::Unavailable(_) => Self::Retryable(e.to_string()),
-            OrchestratorError::Rejected(_) => Self::DependencyFailed(e.to_string()),
-        }
-    }
-}
-
-impl From<TelemetryError> for IntakeError {
-    fn from(e: TelemetryError) -> Self {
-        match e {
-            TelemetryError::Unavailable(_) => Self::Retryable(e.to_string()),
-            TelemetryError::Invalid(_) => Self::DependencyFailed(e.to_string()),
+            Self::CorruptInput(_) => ErrorType::StoreCorrupt,
+            Self::Store(e) => e.error_type(),
+            Self::Orchestrator(e) => e.error_type(),
+            Self::Telemetry(e) => e.error_type(),
+            Self::During { source, .. } => source.error_type(),
         }
     }
 }
@@ -444,18 +443,16 @@ impl Intake<'_> {
             }
         }
         // Every alarm was tried; a retry re-polls, and dedup keeps the ones done here done.
-        if let Some((_, first)) = failures.first() {
-            let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
-            let message = format!(
-                "{} of {} alarms failed ({}): {first}",
+        if !failures.is_empty() {
+            let names: Vec<String> = failures.iter().map(|(n, _)| n.clone()).collect();
+            let context = format!(
+                "{} of {} alarms failed ({})",
                 failures.len(),
                 alarms.len(),
                 names.join(", ")
             );
-            return Err(match first {
-                IntakeError::Retryable(_) => IntakeError::Retryable(message),
-                _ => IntakeError::DependencyFailed(message),
-            });
+            let (_, first) = failures.swap_remove(0);
+            return Err(first.during(context));
         }
         Ok(outcomes)
     }
@@ -523,7 +520,7 @@ impl Intake<'_> {
             window_end,
             expires_at: window_end + CLAIM_RETENTION,
             cycle_input: serde_json::to_string(&request)
-                .map_err(|e| IntakeError::DependencyFailed(format!("cycle input: {e}")))?,
+                .map_err(|e| IntakeError::CorruptInput(format!("cycle input: {e}")))?,
         };
         let mut outcome = IntakeOutcome {
             decision: Decision::Started,
@@ -548,7 +545,7 @@ impl Intake<'_> {
                 if !held.started && held.claimed_at + STALE_CLAIM_AFTER <= now {
                     let stored: CycleRequest =
                         serde_json::from_str(&held.cycle_input).map_err(|e| {
-                            IntakeError::DependencyFailed(format!(
+                            IntakeError::CorruptInput(format!(
                                 "claim {key}: stored cycle input is unreadable: {e}"
                             ))
                         })?;
@@ -598,14 +595,10 @@ impl Intake<'_> {
         // store that cannot take its record is the operator's to see (a retry of the event
         // finds the claim and, once it is stale, starts the same cycle again, idempotently).
         let unrecorded = |what: &str, e: StoreError| {
-            let message = format!(
-                "cycle {} was started ({}) but {what}: {e}",
+            IntakeError::from(e).during(format!(
+                "cycle {} was started ({}) but {what}",
                 request.cycle_id, handle.execution_ref
-            );
-            match IntakeError::from(e) {
-                IntakeError::Retryable(_) => IntakeError::Retryable(message),
-                _ => IntakeError::DependencyFailed(message),
-            }
+            ))
         };
         self.deps
             .cycles
@@ -1069,7 +1062,7 @@ mod tests {
             .await
             .unwrap_err();
         // THEN intake fails, not retried, naming the cycle and the fault
-        assert_eq!(err.error_type(), "DependencyFailed");
+        assert_eq!(err.error_type(), "StoreFault");
         let message = err.to_string();
         assert!(message.contains("was started"), "{message}");
         assert!(message.contains("disk is full"), "{message}");

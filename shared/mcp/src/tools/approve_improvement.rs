@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::approval::{ApprovalError, ApprovalPorts, decide};
+use selfbuild_core::approval::{ApprovalPorts, decide};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -59,16 +59,7 @@ pub(crate) async fn decide_as(
         clock: &*ctx.deps.clock,
         halt: &**store,
     };
-    let progress = decide(ports, &id, &ctx.actor(), approved, comment)
-        .await
-        .map_err(|e| match e {
-            ApprovalError::NotPending(m) => {
-                ToolError::NotFound(format!("no approval is pending for improvement {m}"))
-            }
-            ApprovalError::InvalidInput(m) => ToolError::InvalidArguments(m),
-            ApprovalError::Halted(m) => ToolError::Conflict(m),
-            other => ToolError::Failed(other.to_string()),
-        })?;
+    let progress = decide(ports, &id, &ctx.actor(), approved, comment).await?;
     Ok(json!({
         "improvement_id": progress.improvement_id,
         "status": progress.status,

@@ -8,10 +8,12 @@ use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
 use selfbuild_core::analyze::{AnalysisReport, analyze};
 use selfbuild_core::apikeys::{ApiKey, Scope};
+use selfbuild_core::approval::ApprovalError;
+use selfbuild_core::canary::CanaryError;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
-use selfbuild_core::error::StoreError;
-use selfbuild_core::error::TelemetryError;
+use selfbuild_core::error::{ErrorType, StableError, StoreError, TelemetryError};
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use selfbuild_core::intake::IntakeError;
 use selfbuild_core::records::TenantScope;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -306,16 +308,46 @@ impl ToolError {
     }
 }
 
-impl From<StoreError> for ToolError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
-            StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
-                Self::Failed(e.to_string())
-            }
+impl ToolError {
+    /// The tool error for a core error, by its stable type: the one mapping every tool uses.
+    fn of(e: &dyn StableError) -> Self {
+        let message = e.to_string();
+        match e.error_type() {
+            ErrorType::Retryable => Self::Unavailable(message),
+            ErrorType::InvalidInput | ErrorType::InvalidEvent => Self::InvalidArguments(message),
+            ErrorType::NotPending => Self::NotFound(message),
+            ErrorType::Halted => Self::Conflict(message),
+            ErrorType::DependencyFailed
+            | ErrorType::StoreFault
+            | ErrorType::StoreCorrupt
+            | ErrorType::DeployRejected
+            | ErrorType::RollbackDisabled
+            | ErrorType::BudgetExceeded
+            | ErrorType::InvalidProposal
+            | ErrorType::NoProposal
+            | ErrorType::ConfigError => Self::Failed(message),
         }
     }
 }
+
+/// `From` a core error through [`ToolError::of`].
+macro_rules! tool_error_from {
+    ($($error:ty),+) => {$(
+        impl From<$error> for ToolError {
+            fn from(e: $error) -> Self {
+                Self::of(&e)
+            }
+        }
+    )+};
+}
+
+tool_error_from!(
+    StoreError,
+    TelemetryError,
+    IntakeError,
+    ApprovalError,
+    CanaryError
+);
 
 /// What a tool call runs with: the ports, the calling key and the time.
 pub struct ToolContext<'a> {

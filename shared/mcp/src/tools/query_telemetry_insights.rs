@@ -2,7 +2,6 @@
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::error::TelemetryError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -58,11 +57,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .transpose()?;
     let report = ctx
         .analysis(tenant, component.into_iter().collect(), hours, max)
-        .await
-        .map_err(|e| match e {
-            TelemetryError::Unavailable(m) => ToolError::Unavailable(m),
-            TelemetryError::Invalid(m) => ToolError::Failed(m),
-        })?;
+        .await?;
     Ok(json!({
         "window": report.window,
         "top_error_templates": report.templates,

@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::canary::{CanaryError, RollbackCause, roll_back_recorded};
+use selfbuild_core::canary::{RollbackCause, roll_back_recorded};
 use selfbuild_core::records::ImprovementStatus;
 use selfbuild_core::transition::Recorder;
 use serde::Deserialize;
@@ -74,12 +74,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
             reason: &reason,
         },
     )
-    .await
-    .map_err(|e| match e {
-        CanaryError::InvalidInput(m) => ToolError::Conflict(m),
-        CanaryError::Store(e) => ToolError::from(e),
-        other => ToolError::Unavailable(other.to_string()),
-    })?;
+    .await?;
     let restored = done.restored;
     Ok(json!({"improvement_id": id, "status": "rolled_back", "restored": restored}))
 }

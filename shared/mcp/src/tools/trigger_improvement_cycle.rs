@@ -6,7 +6,7 @@ use selfbuild_core::alarm::AlarmSignal;
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::cycle::CycleMode;
 use selfbuild_core::error::TelemetryError;
-use selfbuild_core::intake::{IntakeDeps, IntakeError, ManualCycle, request_cycle};
+use selfbuild_core::intake::{IntakeDeps, ManualCycle, request_cycle};
 use selfbuild_core::ports::AlarmSource;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -111,13 +111,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         dry_run: args.dry_run,
         requested_by: ctx.actor(),
     };
-    let outcome = request_cycle(intake, &deps.config, manual)
-        .await
-        .map_err(|e| match e {
-            IntakeError::InvalidEvent(m) => ToolError::InvalidArguments(m),
-            IntakeError::Retryable(m) => ToolError::Unavailable(m),
-            IntakeError::DependencyFailed(m) => ToolError::Failed(m),
-        })?;
+    let outcome = request_cycle(intake, &deps.config, manual).await?;
     Ok(json!({
         "cycle_id": outcome.cycle_id,
         "status": outcome.decision.as_str(),
