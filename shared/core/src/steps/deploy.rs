@@ -1,0 +1,96 @@
+//! `deploy` (R10) and `promote`: the canary shipped and audited; promotion unless rolled
+//! back by hand or halted.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{StepDeps, StepError, parse_payload, to_value};
+use crate::audit::AuditAction;
+use crate::canary::{deploy, promote};
+use crate::config::Config;
+use crate::emf::Unit;
+use crate::improvement::{DeployStatus, ImprovementItem, PromoteOutcome, PromoteStatus};
+use crate::records::ImprovementStatus;
+
+/// The `deploy` function's requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum DeployRequest {
+    /// Ship the validated settings as a canary.
+    Deploy {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+    /// Shift all traffic to the canary.
+    Promote {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+}
+
+/// Runs the `deploy` function on `payload`.
+pub(super) async fn run(
+    deps: StepDeps<'_>,
+    config: &Config,
+    payload: &Value,
+) -> Result<Value, StepError> {
+    match parse_payload::<DeployRequest>(payload)? {
+        DeployRequest::Deploy { item } => {
+            let outcome = deploy(deps.canary(), config, &item).await?;
+            if outcome.status == DeployStatus::Deployed {
+                deps.metric("ImprovementsDeployed", Unit::Count, 1.0);
+            }
+            let (action, notify) = match outcome.status {
+                DeployStatus::Deployed => (AuditAction::Deployed, Some("Improvement Deployed")),
+                DeployStatus::Deferred => (AuditAction::DeployDeferred, None),
+                DeployStatus::Halted => (AuditAction::DeployHalted, None),
+                DeployStatus::Skipped => (AuditAction::DeploySkipped, None),
+            };
+            let deployment = outcome.deployment.as_ref();
+            let before = deployment.and_then(|d| serde_json::to_value(&d.baseline).ok());
+            let after = deployment.and_then(|d| serde_json::to_value(&d.settings).ok());
+            // The record keeps the deployment, so a later rollback can restore its baseline.
+            let mut deployed = (*item).clone();
+            deployed.deploy = Some(outcome.clone());
+            deps.record(
+                &deployed,
+                action,
+                before,
+                after,
+                outcome.reason.clone(),
+                notify,
+            )
+            .await?;
+            to_value(&outcome)
+        }
+        DeployRequest::Promote { item } => {
+            // A canary rolled back by hand (MCP) while it was watched must stay rolled back.
+            if let Some(record) = deps
+                .improvements
+                .get_improvement(&item.improvement_id())
+                .await?
+                && record.status == ImprovementStatus::RolledBack
+            {
+                return to_value(&PromoteOutcome {
+                    status: PromoteStatus::RolledBack,
+                    reason: "rolled back by hand while the canary was watched".into(),
+                });
+            }
+            let outcome = promote(deps.canary(), &item).await?;
+            // Refused while halted: the state machine looks again, and that look applies
+            // HALT_IN_FLIGHT (or judges anew after a resume).
+            if outcome.status == PromoteStatus::Promoted {
+                deps.record(
+                    &item,
+                    AuditAction::Promoted,
+                    None,
+                    None,
+                    "canary promoted to 100 %".into(),
+                    None,
+                )
+                .await?;
+            }
+            to_value(&outcome)
+        }
+    }
+}

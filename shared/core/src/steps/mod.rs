@@ -1,0 +1,281 @@
+//! The cycle's Lambda functions as the state machine calls them: one request type per
+//! function (tagged by `action` where a function serves several states) and one entry point
+//! each, shared by the Lambda binaries and the embedded runner.
+
+mod analyze;
+mod deploy;
+mod generate;
+mod monitor;
+mod rollback;
+mod summary;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::{AuditAction, AuditLog, Notifier};
+use crate::canary::{CanaryDeps, CanaryError, function_state_for_audit};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::emf::{MetricRecord, MetricSink, Unit};
+use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
+use crate::generate::{Llm, LlmError};
+use crate::improvement::{ImprovementItem, MonitorReport, Verdict};
+use crate::ports::{Deployer, Telemetry};
+use crate::records::{CycleProgress, ImprovementStatus, ImprovementStore, UsageLedger};
+use crate::transition::{Recorder, Transition};
+
+pub use deploy::DeployRequest;
+pub use monitor::MonitorRequest;
+pub use rollback::RollbackRequest;
+pub use summary::{CycleSummary, ImprovementSummary, ItemOutcome, summarize};
+pub use validate::ValidateRequest;
+
+/// A step failed; `error_type` is what the state machine's Retry/Catch match.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The payload is not what this function takes; names the field.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Telemetry failed.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// The LLM failed or the budget was exceeded.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// A canary step failed.
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Automatic rollback is turned off.
+    #[error("{0}")]
+    RollbackDisabled(String),
+    /// The halt switch is on: this item goes no further.
+    #[error("{0}")]
+    Halted(String),
+}
+
+impl StableError for StepError {
+    fn error_type(&self) -> ErrorType {
+        match self {
+            Self::InvalidInput(_) => ErrorType::InvalidInput,
+            Self::Telemetry(e) => e.error_type(),
+            Self::Llm(e) => e.error_type(),
+            Self::Canary(e) => e.error_type(),
+            Self::Store(e) => e.error_type(),
+            Self::RollbackDisabled(_) => ErrorType::RollbackDisabled,
+            Self::Halted(_) => ErrorType::Halted,
+        }
+    }
+}
+
+/// Parses a step's payload, naming the failing field.
+pub fn parse_payload<T: for<'de> Deserialize<'de>>(payload: &Value) -> Result<T, StepError> {
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let path = e.path().to_string();
+        StepError::InvalidInput(format!("{path}: {}", e.into_inner()))
+    })
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<Value, StepError> {
+    serde_json::to_value(value).map_err(|e| StepError::InvalidInput(format!("result: {e}")))
+}
+
+/// The ports the cycle's functions use.
+#[derive(Clone, Copy)]
+pub struct StepDeps<'a> {
+    /// Metrics and logs.
+    pub telemetry: &'a dyn Telemetry,
+    /// Lambda.
+    pub deployer: &'a dyn Deployer,
+    /// Proposals.
+    pub llm: &'a dyn Llm,
+    /// The halt switch.
+    pub halt: &'a dyn crate::ports::HaltSwitch,
+    /// Pending approvals.
+    pub approvals: &'a dyn crate::approval::ApprovalStore,
+    /// Audit events.
+    pub audit: &'a dyn AuditLog,
+    /// Notifications for other agents.
+    pub notifier: &'a dyn Notifier,
+    /// Each improvement's latest state.
+    pub improvements: &'a dyn ImprovementStore,
+    /// LLM spend per day.
+    pub usage: &'a dyn UsageLedger,
+    /// Cycle completion.
+    pub cycles: &'a dyn CycleProgress,
+    /// Where the R19 metrics go (EMF on Lambda).
+    pub metrics: &'a dyn MetricSink,
+    /// The time.
+    pub clock: &'a dyn Clock,
+}
+
+impl StepDeps<'_> {
+    /// Appends an audit event for `item` and stores its new status (failing the step if either
+    /// cannot be written) and, when `notify` names a detail-type, notifies (a failed
+    /// notification is only logged).
+    async fn record(
+        &self,
+        item: &ImprovementItem,
+        action: AuditAction,
+        before: Option<Value>,
+        after: Option<Value>,
+        detail: String,
+        notify: Option<&str>,
+    ) -> Result<(), StepError> {
+        let status = action.status_after();
+        self.record_status(item, action, status, before, after, detail, notify)
+            .await
+    }
+
+    /// [`Self::record`] with the status given rather than derived from the action.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_status(
+        &self,
+        item: &ImprovementItem,
+        action: AuditAction,
+        status: Option<ImprovementStatus>,
+        before: Option<Value>,
+        after: Option<Value>,
+        detail: String,
+        notify: Option<&str>,
+    ) -> Result<(), StepError> {
+        let transition = Transition {
+            status,
+            before,
+            after,
+            notify,
+            ..Transition::by_step(action, detail)
+        };
+        self.recorder().record(item, transition).await?;
+        Ok(())
+    }
+
+    /// Where transitions are written.
+    fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            audit: self.audit,
+            improvements: self.improvements,
+            notifier: self.notifier,
+            clock: self.clock,
+        }
+    }
+
+    /// Audits a look that found the halt switch on, with the function as the halt found it
+    /// and, when frozen, as it stays.
+    async fn halted_in_flight(
+        &self,
+        item: &ImprovementItem,
+        report: &MonitorReport,
+    ) -> Result<(), StepError> {
+        let state = self.function_state_for_audit(item).await;
+        let (status, after) = if report.verdict == Verdict::Frozen {
+            (ImprovementStatus::Frozen, state.clone())
+        } else {
+            (ImprovementStatus::Halted, None)
+        };
+        let detail = report.reason.clone();
+        self.record_status(
+            item,
+            AuditAction::HaltedInFlight,
+            Some(status),
+            state,
+            after,
+            detail,
+            None,
+        )
+        .await
+    }
+
+    /// The item's function as deployed now, for an audit event's before/after.
+    async fn function_state_for_audit(&self, item: &ImprovementItem) -> Option<Value> {
+        function_state_for_audit(self.deployer, item).await
+    }
+
+    /// Records one metric without dimensions (the operations alarms read them fleet-wide).
+    fn metric(&self, name: &'static str, unit: Unit, value: f64) {
+        self.metrics.record(MetricRecord {
+            name,
+            unit,
+            value,
+            dimensions: Vec::new(),
+            timestamp: self.clock.now(),
+        });
+    }
+
+    fn canary(&self) -> CanaryDeps<'_> {
+        CanaryDeps {
+            deployer: self.deployer,
+            telemetry: self.telemetry,
+            halt: self.halt,
+            clock: self.clock,
+        }
+    }
+}
+
+/// The cycle's functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepFunction {
+    /// analyze
+    Analyze,
+    /// generate
+    Generate,
+    /// validate (and request_approval)
+    Validate,
+    /// deploy (and promote)
+    Deploy,
+    /// monitor (and summarize)
+    Monitor,
+    /// rollback
+    Rollback,
+}
+
+impl StepFunction {
+    /// Every step function, in state machine order.
+    pub const ALL: [Self; 6] = [
+        Self::Analyze,
+        Self::Generate,
+        Self::Validate,
+        Self::Deploy,
+        Self::Monitor,
+        Self::Rollback,
+    ];
+
+    /// The function's name, as in `functions/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Analyze => "analyze",
+            Self::Generate => "generate",
+            Self::Validate => "validate",
+            Self::Deploy => "deploy",
+            Self::Monitor => "monitor",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    /// The function with this name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// Runs one of the cycle's functions on its payload.
+pub async fn run_step(
+    function: StepFunction,
+    deps: StepDeps<'_>,
+    config: &Config,
+    payload: &Value,
+) -> Result<Value, StepError> {
+    match function {
+        StepFunction::Analyze => analyze::run(deps, config, payload).await,
+        StepFunction::Generate => generate::run(deps, config, payload).await,
+        StepFunction::Validate => validate::run(deps, config, payload).await,
+        StepFunction::Deploy => deploy::run(deps, config, payload).await,
+        StepFunction::Monitor => monitor::run(deps, config, payload).await,
+        StepFunction::Rollback => rollback::run(deps, config, payload).await,
+    }
+}

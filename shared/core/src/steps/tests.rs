@@ -1,0 +1,616 @@
+//! The cycle's functions through [`run_step`], on in-memory ports.
+
+use super::*;
+use crate::analyze::{Opportunity, OpportunityKind, Priority};
+use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
+use crate::clock::FixedClock;
+use crate::cycle::{CycleMode, CycleStatus};
+use crate::deployment::{CanaryDeployment, FunctionState};
+use crate::ids::{ComponentId, CycleId, TenantId};
+use crate::improvement::{DeployStatus, Generated, LlmUsage};
+use crate::ports::{DeployError, HaltState, HaltSwitch};
+use crate::records::{CircuitState, ProviderHealth};
+use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::macros::{date, datetime};
+
+const NOW: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
+
+fn proposal() -> Proposal {
+    Proposal {
+        change: Change::LambdaConfig {
+            function: ComponentId::parse("orders-api").unwrap(),
+            config: LambdaConfigChange {
+                timeout_seconds: Some(10),
+                ..Default::default()
+            },
+        },
+        rationale: "timeouts at 3 s".into(),
+        expected_gain: 0.5,
+        claimed_risk: RiskLevel::Low,
+    }
+}
+
+fn item() -> ImprovementItem {
+    ImprovementItem {
+        cycle_id: CycleId::parse("c1").unwrap(),
+        tenant_id: Some(TenantId::parse("acme").unwrap()),
+        mode: CycleMode::Routine,
+        dry_run: false,
+        opportunity: Opportunity {
+            id: "orders-api:timeouts".into(),
+            rank: 1,
+            component: ComponentId::parse("orders-api").unwrap(),
+            tenant_id: None,
+            kind: OpportunityKind::Timeouts,
+            evidence: vec![],
+            expected_gain: 0.9,
+            affected_requests: 100.0,
+            impact_score: 90.0,
+            priority: Priority::High,
+            current: Some(LambdaSettings {
+                memory_mb: 128,
+                timeout_seconds: 3,
+                reserved_concurrency: None,
+                environment: Default::default(),
+            }),
+            top_errors: vec![],
+        },
+        generated: Some(Generated {
+            improvement_id: "c1-1".into(),
+            proposal: proposal(),
+            provider: "test".into(),
+            usage: LlmUsage::default(),
+        }),
+        validation: None,
+        approval: None,
+        deploy: None,
+        monitor: None,
+    }
+}
+
+struct World {
+    records: MemoryRecords,
+    llm: Box<dyn Llm>,
+    deployer: Box<dyn Deployer>,
+    clock: FixedClock,
+    config: Config,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            records: MemoryRecords::default(),
+            llm: Box::new(FixedLlm {
+                proposal: proposal(),
+                usage: LlmUsage {
+                    input_tokens: 1000,
+                    output_tokens: 200,
+                    cost_usd: 0.25,
+                },
+                health: vec![ProviderHealth {
+                    provider: "bedrock:test".into(),
+                    state: CircuitState::HalfOpen,
+                }],
+            }),
+            deployer: Box::new(StaticDeployer(None)),
+            clock: FixedClock(NOW),
+            config: Config::default(),
+        }
+    }
+
+    async fn run(&self, function: StepFunction, payload: Value) -> Result<Value, StepError> {
+        let deps = StepDeps {
+            telemetry: &NoTelemetry,
+            deployer: self.deployer.as_ref(),
+            llm: self.llm.as_ref(),
+            halt: &self.records,
+            approvals: &self.records,
+            audit: &self.records,
+            notifier: &self.records,
+            improvements: &self.records,
+            usage: &self.records,
+            cycles: &self.records,
+            metrics: &self.records,
+            clock: &self.clock,
+        };
+        run_step(function, deps, &self.config, &payload).await
+    }
+
+    async fn halt(&self) {
+        let halt = HaltState {
+            reason: "incident 42".into(),
+            actor: "oncall".into(),
+            since: NOW,
+        };
+        self.records.set_halt(&halt).await.unwrap();
+    }
+
+    fn actions(&self) -> Vec<&'static str> {
+        let events = self.records.events.lock().unwrap();
+        events.iter().map(|e| e.action.as_str()).collect()
+    }
+
+    fn status(&self) -> Option<ImprovementStatus> {
+        let records = self.records.improvements.lock().unwrap();
+        records.get("c1-1").map(|r| r.status)
+    }
+}
+
+/// A function whose live alias sends 10 % to version 2; records promote and rollback.
+#[derive(Default)]
+struct SplitDeployer {
+    calls: Calls,
+}
+
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>;
+
+#[async_trait::async_trait]
+impl Deployer for SplitDeployer {
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        let rolled_back = self.calls.lock().unwrap().contains(&"rollback");
+        Ok(FunctionState {
+            canary: (!rolled_back).then(|| ("2".to_owned(), 0.1)),
+            ..baseline(function)
+        })
+    }
+    async fn deploy_canary(
+        &self,
+        _: &str,
+        _: &ComponentId,
+        _: &LambdaSettings,
+        _: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        Err(DeployError::Rejected("not in this test".into()))
+    }
+    async fn promote(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+        self.calls.lock().unwrap().push("promote");
+        Ok(())
+    }
+    async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
+        self.calls.lock().unwrap().push("rollback");
+        Ok(())
+    }
+}
+
+fn baseline(function: &ComponentId) -> FunctionState {
+    FunctionState {
+        function: function.clone(),
+        settings: item().opportunity.current.unwrap(),
+        alias: "live".into(),
+        stable_version: "1".into(),
+        canary: None,
+    }
+}
+
+/// `item()` with its canary deployed ten minutes ago.
+fn deployed() -> ImprovementItem {
+    let function = ComponentId::parse("orders-api").unwrap();
+    let mut item = item();
+    item.deploy = Some(crate::improvement::DeployOutcome {
+        status: DeployStatus::Deployed,
+        deployment: Some(CanaryDeployment {
+            improvement_id: "c1-1".into(),
+            baseline: baseline(&function),
+            settings: LambdaSettings {
+                memory_mb: 512,
+                timeout_seconds: 10,
+                reserved_concurrency: None,
+                environment: Default::default(),
+            },
+            canary_version: "2".into(),
+            weight: 0.1,
+            deployed_at: NOW - time::Duration::minutes(10),
+        }),
+        wait_until: None,
+        reason: String::new(),
+        monitor_interval_seconds: 300,
+    });
+    item
+}
+
+fn split_world() -> (World, Calls) {
+    let deployer = SplitDeployer::default();
+    let calls = deployer.calls.clone();
+    let world = World {
+        deployer: Box::new(deployer),
+        ..World::new()
+    };
+    (world, calls)
+}
+
+#[tokio::test]
+async fn while_halted_generate_stops_before_the_llm_and_says_why() {
+    let world = World::new();
+    world.halt().await;
+    let mut ungenerated = item();
+    ungenerated.generated = None;
+    let err = world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(&ungenerated).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Halted");
+    let events = world.records.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, AuditAction::GenerateHalted);
+    assert!(
+        events[0].detail.contains("oncall: incident 42"),
+        "{}",
+        events[0].detail
+    );
+    assert_eq!(world.status(), Some(ImprovementStatus::Halted));
+    // No LLM call: nothing spent, no provider metric.
+    assert!(world.records.usage.lock().unwrap().is_empty());
+    assert!(world.records.metrics.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn while_halted_a_look_rolls_back_without_reading_telemetry() {
+    // NoTelemetry fails every read: the halted look must not need one.
+    let (world, _) = split_world();
+    world.halt().await;
+    let report = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "monitor", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report["verdict"], "halted");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("oncall: incident 42")
+    );
+    assert_eq!(world.actions(), ["halted_in_flight"]);
+    let event = world.records.events.lock().unwrap()[0].clone();
+    assert!(
+        event.detail.contains("HALT_IN_FLIGHT=rollback"),
+        "{}",
+        event.detail
+    );
+    assert_eq!(event.before.unwrap()["canary"], json!(["2", 0.1]));
+    assert_eq!(event.after, None);
+    assert_eq!(world.status(), Some(ImprovementStatus::Halted));
+
+    // The rollback that follows says why and what the function runs now.
+    let mut item = deployed();
+    item.monitor = Some(parse_payload(&report).unwrap());
+    world
+        .run(
+            StepFunction::Rollback,
+            json!({"action": "rollback", "item": item}),
+        )
+        .await
+        .unwrap();
+    let events = world.records.events.lock().unwrap().clone();
+    let rolled_back = &events[1];
+    assert_eq!(rolled_back.action, AuditAction::RolledBack);
+    assert!(
+        rolled_back.detail.contains("oncall: incident 42"),
+        "{}",
+        rolled_back.detail
+    );
+    let function = ComponentId::parse("orders-api").unwrap();
+    assert_eq!(
+        rolled_back.after,
+        Some(serde_json::to_value(baseline(&function)).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn with_freeze_a_halted_look_leaves_the_split_and_records_it() {
+    let (mut world, calls) = split_world();
+    world.config.halt_in_flight = crate::config::HaltInFlight::Freeze;
+    world.halt().await;
+    let report = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "monitor", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report["verdict"], "frozen");
+    let event = world.records.events.lock().unwrap()[0].clone();
+    assert_eq!(event.action, AuditAction::HaltedInFlight);
+    assert!(
+        event.detail.contains("HALT_IN_FLIGHT=freeze"),
+        "{}",
+        event.detail
+    );
+    assert_eq!(event.after.unwrap()["canary"], json!(["2", 0.1]));
+    assert_eq!(world.status(), Some(ImprovementStatus::Frozen));
+    assert!(calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn promote_refuses_while_halted_and_shifts_traffic_otherwise() {
+    let (world, calls) = split_world();
+    world.halt().await;
+    let refused = world
+        .run(
+            StepFunction::Deploy,
+            json!({"action": "promote", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused["status"], "halted");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("oncall: incident 42")
+    );
+    assert!(calls.lock().unwrap().is_empty());
+    assert!(world.actions().is_empty());
+
+    world.records.clear_halt().await.unwrap();
+    let promoted = world
+        .run(
+            StepFunction::Deploy,
+            json!({"action": "promote", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(promoted["status"], "promoted");
+    assert_eq!(*calls.lock().unwrap(), ["promote"]);
+    assert_eq!(world.actions(), ["promoted"]);
+}
+
+#[tokio::test]
+async fn validate_stores_the_improvement_record_with_its_validation() {
+    // GIVEN a generated item WHEN validated
+    let world = World::new();
+    let validation = world
+        .run(
+            StepFunction::Validate,
+            json!({"action": "validate", "item": item()}),
+        )
+        .await
+        .unwrap();
+    // THEN the audit event and the record agree, and the record holds the validation
+    assert_eq!(
+        world.records.events.lock().unwrap()[0].action,
+        AuditAction::Validated
+    );
+    let record = world
+        .records
+        .improvements
+        .lock()
+        .unwrap()
+        .get("c1-1")
+        .cloned()
+        .expect("an improvement record");
+    assert_eq!(record.status, ImprovementStatus::Validated);
+    assert_eq!(record.cycle_id.as_str(), "c1");
+    assert_eq!(
+        record.tenant_id.as_ref().map(TenantId::as_str),
+        Some("acme")
+    );
+    assert_eq!(record.component, "orders-api");
+    assert_eq!(record.updated_at, NOW);
+    assert!(record.change.is_some_and(|c| c.contains("timeout")));
+    let stored = record
+        .item
+        .validation
+        .expect("the validation in the record");
+    assert_eq!(record.risk, Some(stored.risk));
+    assert_eq!(serde_json::to_value(&stored).unwrap(), validation);
+}
+
+/// Answers with something that is not a valid proposal.
+struct InvalidLlm;
+
+#[async_trait::async_trait]
+impl Llm for InvalidLlm {
+    async fn propose(
+        &self,
+        _: &crate::generate::LlmRequest,
+    ) -> Result<crate::generate::LlmAnswer, LlmError> {
+        Err(LlmError::InvalidAnswer(
+            "change.reserved_concurrency: -1 is not a count".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_proposal_refused_in_generate_is_audited_and_recorded() {
+    let world = World {
+        llm: Box::new(InvalidLlm),
+        ..World::new()
+    };
+    let mut ungenerated = item();
+    ungenerated.generated = None;
+    let err = world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(&ungenerated).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidProposal");
+    let audit = world.records.events.lock().unwrap().clone();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, AuditAction::ProposalRefused);
+    assert_eq!(audit[0].actor, "selfbuild:generate");
+    assert!(
+        audit[0].detail.contains("-1 is not a count"),
+        "{}",
+        audit[0].detail
+    );
+    let records = world.records.improvements.lock().unwrap().clone();
+    let record = records.values().next().unwrap();
+    assert_eq!(record.status, ImprovementStatus::Rejected);
+}
+
+#[tokio::test]
+async fn generate_adds_its_cost_and_the_circuits_to_the_day() {
+    let world = World::new();
+    let mut ungenerated = item();
+    ungenerated.generated = None;
+    for _ in 0..2 {
+        world
+            .run(
+                StepFunction::Generate,
+                serde_json::to_value(&ungenerated).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let usage = world.records.usage.lock().unwrap()[&date!(2026 - 11 - 22)].clone();
+    assert_eq!((usage.cost_usd, usage.calls), (0.5, 2));
+    assert_eq!(usage.providers[0].state, CircuitState::HalfOpen);
+    let metrics = world.records.metrics.lock().unwrap().clone();
+    let named = |n: &str| -> Vec<f64> {
+        metrics
+            .iter()
+            .filter(|m| m.name == n)
+            .map(|m| m.value)
+            .collect()
+    };
+    assert_eq!(named("LlmCostUsd"), [0.25, 0.25]);
+    assert_eq!(
+        named("CircuitBreakerOpen"),
+        [0.0, 0.0],
+        "half-open is not open"
+    );
+    // No audited transition: no improvement record yet.
+    assert!(world.records.improvements.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn summarize_finishes_the_cycle_as_failed_or_succeeded() {
+    let world = World::new();
+    world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "summarize", "cycle": {"cycle_id": "c1"}}),
+        )
+        .await
+        .unwrap();
+    world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "summarize", "cycle": {"cycle_id": "c2", "failure": {"Error": "Retryable"}}}),
+        )
+        .await
+        .unwrap();
+    let finished = world.records.finished.lock().unwrap().clone();
+    assert_eq!(
+        finished,
+        [
+            (CycleId::parse("c1").unwrap(), CycleStatus::Succeeded),
+            (CycleId::parse("c2").unwrap(), CycleStatus::Failed),
+        ]
+    );
+}
+
+#[test]
+fn every_outcome_the_state_machine_writes_is_known() {
+    let asl: Value = serde_json::from_str(include_str!(
+        "../../../../statemachine/improvement-cycle.asl.json"
+    ))
+    .unwrap();
+    // The Map iteration's states that write `$.outcome`: a fixed `Result`, or a value
+    // a step returned (the rollback's outcome, the deploy's status).
+    let mut written = Vec::new();
+    let mut stack = vec![&asl];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                if map.get("ResultPath") == Some(&json!("$.outcome")) {
+                    match (map.get("Result"), map.get("InputPath")) {
+                        (Some(Value::String(result)), _) => written.push(result.clone()),
+                        (_, Some(path)) => written.push(path.to_string()),
+                        other => panic!("an outcome state writes {other:?}"),
+                    }
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    let returned = |path: &str| -> Vec<String> {
+        match path {
+            "\"$.rollback.outcome\"" => [AuditAction::RolledBack, AuditAction::Inconclusive]
+                .map(|a| a.as_str().to_owned())
+                .to_vec(),
+            "\"$.deploy.status\"" => [
+                DeployStatus::Deployed,
+                DeployStatus::Deferred,
+                DeployStatus::Halted,
+                DeployStatus::Skipped,
+            ]
+            .map(|s| {
+                serde_json::to_value(s)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .to_vec(),
+            other => panic!("an outcome state reads {other}, which no test covers"),
+        }
+    };
+    let names: Vec<String> = written
+        .iter()
+        .flat_map(|w| {
+            if w.starts_with('"') {
+                returned(w)
+            } else {
+                vec![w.clone()]
+            }
+        })
+        .filter(|n| n != "deployed") // DeploySkipped is only reached when not deployed.
+        .collect();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in &names {
+        assert!(ItemOutcome::parse(name).is_some(), "unknown outcome {name}");
+    }
+    for outcome in ItemOutcome::KNOWN {
+        assert!(
+            names.contains(&outcome.as_str().to_owned()),
+            "{outcome:?} never written"
+        );
+    }
+}
+
+#[tokio::test]
+async fn summarize_emits_the_metrics_the_operations_alarms_read() {
+    let world = World::new();
+    let mut promoted = serde_json::to_value(item()).unwrap();
+    promoted["outcome"] = json!("promoted");
+    let mut failed = serde_json::to_value(item()).unwrap();
+    failed["opportunity"]["rank"] = json!(2);
+    failed["outcome"] = json!("deploy_failed");
+    let cycle = json!({"cycle_id": "c1", "requested_at": "2026-11-22T04:00:00Z",
+                       "improvements": [promoted, failed]});
+    world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "summarize", "cycle": cycle}),
+        )
+        .await
+        .unwrap();
+    let metrics = world.records.metrics.lock().unwrap().clone();
+    let value = |n: &str| metrics.iter().find(|m| m.name == n).map(|m| m.value);
+    assert_eq!(value("ImprovementsAttempted"), Some(2.0));
+    assert_eq!(value("ImprovementsFailed"), Some(1.0));
+    assert_eq!(value("ImprovementsPromoted"), Some(1.0));
+    assert_eq!(value("ImprovementsRolledBack"), Some(0.0));
+    let since_request = NOW - time::macros::datetime!(2026-11-22 04:00 UTC);
+    assert_eq!(
+        value("CycleDuration"),
+        Some(since_request.whole_milliseconds() as f64)
+    );
+    assert!(
+        metrics.iter().all(|m| m.dimensions.is_empty()),
+        "fleet-wide metrics"
+    );
+}
