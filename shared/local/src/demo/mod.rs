@@ -3,7 +3,7 @@
 //! as its file expects. Cycles run on event-driven virtual time (`crate::cycle`), so a
 //! scenario prints the same progress and ends the same way on every run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,10 @@ use time::format_description::well_known::Rfc3339;
 use crate::cycle::{Approvers, FleetRun, run_cycle_on_fleet};
 use crate::fleet::{FunctionOutcome, Scenario};
 use crate::store::SqliteStore;
+
+mod tables;
+
+pub use tables::{safety_table, summary_table};
 
 /// One scenario's result, a row of the summary table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -407,100 +411,6 @@ fn check(
     failures
 }
 
-/// Renders the pass rate per safety group: scenarios, runs, runs as expected.
-pub fn safety_table(rows: &[ScenarioResult]) -> String {
-    /// Scenarios, runs and runs as expected of one group.
-    #[derive(Default)]
-    struct Tally<'r> {
-        scenarios: BTreeSet<&'r str>,
-        runs: usize,
-        passed: usize,
-    }
-    let mut groups: BTreeMap<Option<SafetyGroup>, Tally<'_>> = BTreeMap::new();
-    for row in rows {
-        let tally = groups.entry(row.group).or_default();
-        tally.scenarios.insert(&row.scenario);
-        tally.runs += 1;
-        tally.passed += usize::from(row.passed);
-    }
-    let mut out = String::from(
-        "| group | scenarios | runs | as expected | rate |\n|---|---:|---:|---:|---:|",
-    );
-    for (group, tally) in &groups {
-        out.push_str(&format!(
-            "\n| {} | {} | {} | {} | {:.0} % |",
-            group.map_or("(none)", SafetyGroup::as_str),
-            tally.scenarios.len(),
-            tally.runs,
-            tally.passed,
-            tally.passed as f64 * 100.0 / tally.runs.max(1) as f64
-        ));
-    }
-    out
-}
-
-/// Renders the summary table.
-pub fn summary_table(rows: &[ScenarioResult]) -> String {
-    let header = [
-        "scenario",
-        "opportunity",
-        "change",
-        "risk",
-        "decision",
-        "outcome",
-        "virtual time",
-        "expected",
-    ];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.scenario.clone(),
-                r.opportunity.clone(),
-                r.change.clone(),
-                r.risk.clone(),
-                r.decision.clone(),
-                r.outcome.clone(),
-                format!(
-                    "{:02}:{:02}:{:02}",
-                    r.virtual_seconds / 3600,
-                    r.virtual_seconds / 60 % 60,
-                    r.virtual_seconds % 60
-                ),
-                format!("{} {}", if r.passed { "✔" } else { "✘" }, r.expected),
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|c| c[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |values: Vec<String>| {
-        values
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
-    out.push('\n');
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
-    for c in cells {
-        out.push('\n');
-        out.push_str(&line(c));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use selfbuild_core::change::LambdaSettings;
@@ -607,7 +517,7 @@ mod tests {
     #[test]
     fn an_expect_section_with_an_unknown_field_is_refused_naming_it() {
         let scenario = Scenario::parse(
-            include_str!("../../../events/scenarios/timeouts.json")
+            include_str!("../../../../events/scenarios/timeouts.json")
                 .replace(
                     r#""expect": {"outcome": "promoted"}"#,
                     r#""expect": {"outcome": "promoted", "rolback_within": 5}"#,
@@ -626,7 +536,7 @@ mod tests {
     #[test]
     fn an_expected_outcome_that_does_not_exist_is_refused_naming_it() {
         let scenario = Scenario::parse(
-            include_str!("../../../events/scenarios/timeouts.json")
+            include_str!("../../../../events/scenarios/timeouts.json")
                 .replace(
                     r#""expect": {"outcome": "promoted"}"#,
                     r#""expect": {"outcome": ["promoted", "rollbacked"]}"#,
@@ -642,7 +552,7 @@ mod tests {
     #[test]
     fn a_scenario_config_overrides_the_environment_and_can_turn_autonomy_off() {
         let mut scenario = Scenario::parse(
-            include_str!("../../../events/scenarios/timeouts.json"),
+            include_str!("../../../../events/scenarios/timeouts.json"),
             "t.json",
         )
         .unwrap();
