@@ -30,17 +30,16 @@ async fn main() -> Result<(), lambda_http::Error> {
 
     // Clients are built once per container, outside the handler.
     let sdk = selfbuild_aws::sdk_config().await;
-    // No tool asks the LLM yet (generate_component is rule-based): no fallback secret at init.
-    let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config, false).await?;
     // One client starts executions and resumes the ones waiting for approval.
     let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
     let deps = McpDeps {
         store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
         orchestrator: sfn.clone(),
         task_tokens: sfn,
-        telemetry: Arc::new(selfbuild_aws::steps::cycle_telemetry(&sdk, &config)),
+        telemetry: Arc::new(selfbuild_aws::telemetry::CloudWatchTelemetry::for_cycle(
+            &sdk, &config,
+        )),
         deployer: Arc::new(LambdaDeployer::new(&sdk)),
-        llm: Arc::new(llm),
         notifier: Arc::new(EventBridgeNotifier::new(
             &sdk,
             config.event_bus_name.clone(),

@@ -17,7 +17,7 @@ use crate::lambda::diagnostic;
 use crate::lambda_deployer::LambdaDeployer;
 use crate::llm::{BedrockLlm, ModelPrice, OpenAiCompatibleLlm, OpenAiConfig, ResilientLlm};
 use crate::secrets::{SecretsManagerSecrets, field};
-use crate::telemetry::{CloudWatchTelemetry, TelemetrySettings};
+use crate::telemetry::CloudWatchTelemetry;
 
 /// Runs `function` as a Lambda function until the runtime stops it.
 pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
@@ -25,7 +25,7 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk = crate::sdk_config().await;
     let store = DynamoStore::new(&sdk, config.table_name.clone());
-    let telemetry = cycle_telemetry(&sdk, &config);
+    let telemetry = CloudWatchTelemetry::for_cycle(&sdk, &config);
     let deployer = LambdaDeployer::new(&sdk);
     // Only generate asks the LLM: the others skip reading the fallback secret at init.
     let llm = cycle_llm(&sdk, &config, function == StepFunction::Generate).await?;
@@ -53,18 +53,6 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
             .map_err(|e| diagnostic(&e))
     }))
     .await
-}
-
-/// Telemetry as the cycle reads it: AWS/Lambda metrics, the services' own namespace, their logs.
-pub fn cycle_telemetry(sdk: &aws_config::SdkConfig, config: &Config) -> CloudWatchTelemetry {
-    CloudWatchTelemetry::new(
-        sdk,
-        TelemetrySettings {
-            custom_namespace: config.custom_metrics_namespace.clone(),
-            log_group_prefix: config.log_group_prefix.clone(),
-            ..TelemetrySettings::default()
-        },
-    )
 }
 
 /// Bedrock behind a circuit breaker and retries, with the OpenAI-compatible fallback when

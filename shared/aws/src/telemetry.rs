@@ -162,6 +162,19 @@ impl CloudWatchTelemetry {
         )
     }
 
+    /// Telemetry as the cycle reads it: AWS/Lambda metrics, the services' own namespace
+    /// (`CUSTOM_METRICS_NAMESPACE`), their logs (`LOG_GROUP_PREFIX`).
+    pub fn for_cycle(sdk: &aws_config::SdkConfig, config: &selfbuild_core::Config) -> Self {
+        Self::new(
+            sdk,
+            TelemetrySettings {
+                custom_namespace: config.custom_metrics_namespace.clone(),
+                log_group_prefix: config.log_group_prefix.clone(),
+                ..TelemetrySettings::default()
+            },
+        )
+    }
+
     /// A telemetry source using existing clients.
     pub fn from_clients(
         cloudwatch: aws_sdk_cloudwatch::Client,

@@ -47,7 +47,6 @@ use crate::cli::{CliError, cli_error};
 use crate::cycle::{Approvers, run_cycle_blocking};
 use crate::fleet::{Fleet, Scenario};
 use crate::orchestrator::RecordingOrchestrator;
-use crate::planner::RulePlanner;
 use crate::store::{SqliteStore, StoreTaskTokens};
 
 /// What `selfbuild serve` was asked.
@@ -226,7 +225,6 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),
         telemetry: fleet.clone(),
         deployer: fleet,
-        llm: Arc::new(RulePlanner),
         notifier: Arc::new(store),
         metrics: Arc::new(selfbuild_core::emf::TracingSink {
             namespace: config.metrics_namespace.clone(),

@@ -21,7 +21,6 @@ use selfbuild_core::audit::Notifier;
 use selfbuild_core::clock::Clock;
 use selfbuild_core::config::ConfigError;
 use selfbuild_core::emf::MetricSink;
-use selfbuild_core::generate::Llm;
 use selfbuild_core::idsource::IdSource;
 use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
 
@@ -125,8 +124,6 @@ pub struct McpDeps {
     pub telemetry: Arc<dyn Telemetry>,
     /// Lambda, for rollbacks and current settings.
     pub deployer: Arc<dyn Deployer>,
-    /// Proposals, for `generate_component`.
-    pub llm: Arc<dyn Llm>,
     /// Events for other agents.
     pub notifier: Arc<dyn Notifier>,
     /// Where intake latency goes (EMF on Lambda).

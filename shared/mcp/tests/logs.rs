@@ -15,7 +15,6 @@ use selfbuild_core::emf::{MetricRecord, MetricSink};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
-use selfbuild_local::planner::RulePlanner;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 use serde_json::{Value, json};
@@ -100,7 +99,6 @@ async fn operator_and_agent_text_never_breaks_a_log_line() {
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),
         telemetry: fleet.clone(),
         deployer: fleet,
-        llm: Arc::new(RulePlanner),
         notifier: Arc::new(store),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys))),

@@ -19,7 +19,6 @@ use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::records::{AccessLog, ImprovementRecord, ImprovementStatus, ImprovementStore};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
-use selfbuild_local::planner::RulePlanner;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 use serde_json::{Value, json};
@@ -83,7 +82,6 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),
         telemetry: fleet.clone(),
         deployer: fleet,
-        llm: Arc::new(RulePlanner),
         notifier: Arc::new(store.clone()),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys()))),

@@ -16,7 +16,7 @@ pub mod resilient;
 pub use bedrock::BedrockLlm;
 pub use openai::{OpenAiCompatibleLlm, OpenAiConfig};
 pub use resilient::{
-    BreakerPolicy, BreakerState, Clock, ManualClock, ResilientLlm, RetryPolicy, SystemClock,
+    BreakerPolicy, BreakerState, ManualTimer, ResilientLlm, RetryPolicy, Timer, TokioTimer,
 };
 
 use selfbuild_core::change::Proposal;

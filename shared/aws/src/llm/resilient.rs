@@ -19,7 +19,7 @@
 //! attempts and stays open for [`BreakerPolicy::cool_down`]; then it is half-open: one trial
 //! call, which closes it on any answer from the provider (a proposal, `InvalidAnswer`,
 //! `NoProposal`: it is reachable) and opens it again on `Unavailable`. Time comes from a
-//! [`Clock`], so tests move it by hand ([`ManualClock`]) instead of sleeping.
+//! [`Timer`], so tests move it by hand ([`ManualTimer`]) instead of sleeping.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -30,21 +30,21 @@ use selfbuild_core::records::ProviderHealth;
 use selfbuild_core::text::Escaped;
 use tracing::{info, warn};
 
-/// Where time comes from: now, and waiting.
+/// Monotonic time for retries and breakers: now, and waiting.
 #[async_trait]
-pub trait Clock: Send + Sync {
+pub trait Timer: Send + Sync {
     /// The current instant.
     fn now(&self) -> Instant;
     /// Waits `duration`.
     async fn sleep(&self, duration: Duration);
 }
 
-/// The real clock: `Instant::now` and `tokio::time::sleep`.
+/// The process's monotonic clock: `Instant::now` and `tokio::time::sleep`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub struct TokioTimer;
 
 #[async_trait]
-impl Clock for SystemClock {
+impl Timer for TokioTimer {
     fn now(&self) -> Instant {
         Instant::now()
     }
@@ -54,10 +54,10 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to or when slept on (a sleep returns at once, moving the
+/// A timer that moves only when told to or when slept on (a sleep returns at once, moving the
 /// clock by its duration); it remembers the sleeps.
 #[derive(Debug)]
-pub struct ManualClock {
+pub struct ManualTimer {
     start: Instant,
     state: Mutex<ManualState>,
 }
@@ -68,7 +68,7 @@ struct ManualState {
     slept: Vec<Duration>,
 }
 
-impl ManualClock {
+impl ManualTimer {
     /// A clock at the current instant.
     pub fn new() -> Self {
         Self {
@@ -88,14 +88,14 @@ impl ManualClock {
     }
 }
 
-impl Default for ManualClock {
+impl Default for ManualTimer {
     fn default() -> Self {
         Self::new()
     }
 }
 
 #[async_trait]
-impl Clock for ManualClock {
+impl Timer for ManualTimer {
     fn now(&self) -> Instant {
         self.start + lock(&self.state).elapsed
     }
@@ -270,7 +270,7 @@ pub struct ResilientLlm {
     providers: Vec<Provider>,
     retry: RetryPolicy,
     breaker: BreakerPolicy,
-    clock: Arc<dyn Clock>,
+    timer: Arc<dyn Timer>,
 }
 
 impl std::fmt::Debug for ResilientLlm {
@@ -286,13 +286,13 @@ impl std::fmt::Debug for ResilientLlm {
 
 impl ResilientLlm {
     /// The primary provider, registered as `name` (e.g. [`BedrockLlm::provider_name`](super::BedrockLlm::provider_name)),
-    /// with the default retry and breaker policies and the system clock.
+    /// with the default retry and breaker policies and the process timer.
     pub fn new(name: impl Into<String>, primary: Arc<dyn Llm>) -> Self {
         Self {
             providers: vec![Provider::new(name.into(), primary)],
             retry: RetryPolicy::default(),
             breaker: BreakerPolicy::default(),
-            clock: Arc::new(SystemClock),
+            timer: Arc::new(TokioTimer),
         }
     }
 
@@ -302,27 +302,15 @@ impl ResilientLlm {
         self
     }
 
-    /// Another retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Another breaker policy.
-    pub fn with_breaker(mut self, breaker: BreakerPolicy) -> Self {
-        self.breaker = breaker;
-        self
-    }
-
-    /// Another clock (tests: [`ManualClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    /// Another timer (tests: [`ManualTimer`]).
+    pub fn with_timer(mut self, timer: Arc<dyn Timer>) -> Self {
+        self.timer = timer;
         self
     }
 
     /// Each provider's name and circuit, in order.
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
-        let now = self.clock.now();
+        let now = self.timer.now();
         self.providers
             .iter()
             .map(|p| (p.name.clone(), lock(&p.breaker).report(now, &self.breaker)))
@@ -333,7 +321,7 @@ impl ResilientLlm {
     async fn call(&self, provider: &Provider, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
         let mut attempt = 1;
         loop {
-            let permit = lock(&provider.breaker).acquire(self.clock.now(), &self.breaker);
+            let permit = lock(&provider.breaker).acquire(self.timer.now(), &self.breaker);
             if permit == Permit::Refused {
                 return Err(LlmError::Unavailable(format!(
                     "{}: circuit open, not called",
@@ -348,7 +336,7 @@ impl ResilientLlm {
                 Err(LlmError::Unavailable(_)) => Outcome::Failed,
                 Err(LlmError::BudgetExceeded(_)) => Outcome::Neutral,
             };
-            let open = lock(&provider.breaker).record(outcome, self.clock.now(), &self.breaker);
+            let open = lock(&provider.breaker).record(outcome, self.timer.now(), &self.breaker);
             match result {
                 Err(LlmError::Unavailable(message)) => {
                     if open {
@@ -362,7 +350,7 @@ impl ResilientLlm {
                     }
                     let delay = self.retry.delay_after(attempt);
                     info!(provider = %provider.name, attempt, delay_ms = delay.as_millis() as u64, error = %Escaped(&message), "unavailable; retrying");
-                    self.clock.sleep(delay).await;
+                    self.timer.sleep(delay).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -523,9 +511,9 @@ mod tests {
         build_request(&sample_item(), 1.0)
     }
 
-    fn resilient(providers: &[&Arc<Scripted>], clock: &Arc<ManualClock>) -> ResilientLlm {
+    fn resilient(providers: &[&Arc<Scripted>], clock: &Arc<ManualTimer>) -> ResilientLlm {
         let mut llm = ResilientLlm::new(providers[0].name, providers[0].clone() as Arc<dyn Llm>)
-            .with_clock(clock.clone());
+            .with_timer(clock.clone());
         for p in &providers[1..] {
             llm = llm.with_fallback(p.name, (*p).clone() as Arc<dyn Llm>);
         }
@@ -534,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn unavailable_is_retried_with_doubling_delays() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualTimer::new());
         let primary = Scripted::new("primary", vec![unavailable(), unavailable(), Ok(())]);
         let llm = resilient(&[&primary], &clock);
         let answer = llm
@@ -555,7 +543,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_answers_are_not_retried_and_fall_through() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualTimer::new());
         let primary = Scripted::new("primary", vec![Err(LlmError::InvalidAnswer("x".into()))]);
         let fallback = Scripted::new("fallback", vec![Ok(())]);
         let llm = resilient(&[&primary, &fallback], &clock);
@@ -570,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn budget_exceeded_stops_without_the_fallback() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualTimer::new());
         let primary = Scripted::new("primary", vec![Err(LlmError::BudgetExceeded("x".into()))]);
         let fallback = Scripted::new("fallback", vec![Ok(())]);
         let llm = resilient(&[&primary, &fallback], &clock);
@@ -581,7 +569,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_circuit_opens_cools_down_and_closes_after_a_good_trial() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualTimer::new());
         let primary = Scripted::new(
             "primary",
             (0..4).map(|_| unavailable()).chain([Ok(())]).collect(),
@@ -626,7 +614,7 @@ mod tests {
 
     #[tokio::test]
     async fn when_all_fail_the_most_hopeful_error_is_returned_with_every_message() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualTimer::new());
         let primary = Scripted::new("primary", vec![Err(LlmError::NoProposal("denied".into()))]);
         let fallback = Scripted::new("fallback", vec![unavailable()]);
         let llm = resilient(&[&primary, &fallback], &clock);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use selfbuild_aws::llm::{BedrockLlm, BreakerState, ManualClock, ResilientLlm};
+use selfbuild_aws::llm::{BedrockLlm, BreakerState, ManualTimer, ResilientLlm};
 use selfbuild_core::generate::Llm;
 
 use crate::bedrock::{MODEL, sdk_config};
@@ -20,9 +20,9 @@ async fn throttling_then_success_is_retried_after_200_ms() {
     ])
     .await;
     let bedrock = BedrockLlm::new(&sdk_config(server.url()), MODEL);
-    let clock = Arc::new(ManualClock::new());
+    let clock = Arc::new(ManualTimer::new());
     let llm =
-        ResilientLlm::new(bedrock.provider_name(), Arc::new(bedrock)).with_clock(clock.clone());
+        ResilientLlm::new(bedrock.provider_name(), Arc::new(bedrock)).with_timer(clock.clone());
 
     let answer = llm
         .propose(&request(1.0))
@@ -41,10 +41,10 @@ async fn three_throttled_attempts_open_the_circuit_and_the_fallback_answers() {
     let openai_server = Server::start(vec![Reply::Recorded(OPENAI_TOOL_CALL)]).await;
     let bedrock = BedrockLlm::new(&sdk_config(bedrock_server.url()), MODEL);
     let fallback = openai(openai_server.url());
-    let clock = Arc::new(ManualClock::new());
+    let clock = Arc::new(ManualTimer::new());
     let llm = ResilientLlm::new(bedrock.provider_name(), Arc::new(bedrock))
         .with_fallback(fallback.provider_name(), Arc::new(fallback))
-        .with_clock(clock.clone());
+        .with_timer(clock.clone());
 
     // WHEN the primary is throttled three times in a row
     let answer = llm
