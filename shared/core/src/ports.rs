@@ -59,7 +59,9 @@ pub enum ClaimOutcome {
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// Claims the key unless a claim whose window has not ended holds it; decided by ONE
-    /// conditional write. On `Held`, the holder's suppressed count was incremented.
+    /// conditional write. On `Held`, the holder's suppressed count was incremented once.
+    /// A claim held by the same cycle id is `Won` again, uncounted: the same claim sent
+    /// twice (a retry after a lost answer) wins, as it did the first time.
     async fn claim(&self, claim: &DedupClaim) -> Result<ClaimOutcome, StoreError>;
 
     /// Records that the claim's cycle was handed to the orchestrator.
