@@ -1707,7 +1707,10 @@ mod tests {
             let update = mock!(Client::update_item)
                 .match_requests(|r| {
                     r.return_values() == Some(&ReturnValue::AllNew)
-                        && r.update_expression() == Some("ADD #suppressed :one")
+                        && r.update_expression()
+                            == Some("SET #last = :claimant ADD #suppressed :one")
+                        && r.return_values_on_condition_check_failure()
+                            == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
                 })
                 .then_output(|| {
                     UpdateItemOutput::builder()
@@ -1723,6 +1726,62 @@ mod tests {
                 panic!("expected Held, got {outcome:?}");
             };
             assert_eq!(held.suppressed_count, 2);
+        }
+
+        #[tokio::test]
+        async fn a_put_refused_on_its_own_claim_is_won() {
+            // GIVEN the put's condition fails on the claim an earlier attempt of it wrote
+            let mine = claim();
+            let mut item = claim_item();
+            item.insert("cycle_id".into(), s(mine.cycle_id.as_str()));
+            let put = mock!(Client::put_item)
+                .match_requests(|r| {
+                    r.return_values_on_condition_check_failure()
+                        == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+                })
+                .then_error(move || {
+                    PutItemError::ConditionalCheckFailedException(
+                        ConditionalCheckFailedException::builder()
+                            .set_item(Some(item.clone()))
+                            .build(),
+                    )
+                });
+            let update = mock!(Client::update_item).then_error(update_failed);
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]);
+            // WHEN claimed THEN it is won, and no suppression is counted
+            let outcome = DynamoStore::from_client(client, "t")
+                .claim(&mine)
+                .await
+                .unwrap();
+            assert_eq!(outcome, ClaimOutcome::Won);
+            assert_eq!((put.num_calls(), update.num_calls()), (1, 0));
+        }
+
+        #[tokio::test]
+        async fn an_increment_refused_on_its_own_count_is_counted_once() {
+            // GIVEN the count's condition fails on an item whose last count is this claimant's
+            let mine = claim();
+            let mut item = claim_item();
+            item.insert("last_suppressed_by".into(), s(mine.cycle_id.as_str()));
+            let put = mock!(Client::put_item).then_error(put_failed);
+            let update = mock!(Client::update_item).then_error(move || {
+                UpdateItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .set_item(Some(item.clone()))
+                        .build(),
+                )
+            });
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]);
+            // WHEN claimed THEN the claim is held, with the count as it stands
+            let outcome = DynamoStore::from_client(client, "t")
+                .claim(&mine)
+                .await
+                .unwrap();
+            let ClaimOutcome::Held(held) = outcome else {
+                panic!("expected Held, got {outcome:?}");
+            };
+            assert_eq!(held.suppressed_count, 2);
+            assert_eq!((put.num_calls(), update.num_calls()), (1, 1));
         }
 
         #[tokio::test]
