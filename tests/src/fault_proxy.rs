@@ -46,6 +46,10 @@ pub enum Fault {
     ServerError,
     /// The connection closes without an answer; not forwarded.
     Drop,
+    /// This error code with this status in the service's error shape, not forwarded: what a
+    /// service answers that the other faults do not cover, e.g. Lambda's
+    /// `PreconditionFailedException` (412) to an update whose `RevisionId` is stale.
+    Error(u16, &'static str),
     /// Waits this long, then forwards.
     Delay(Duration),
     /// Forwarded to moto, so the call takes effect, but the client gets this instead of
@@ -413,6 +417,7 @@ async fn serve(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         Some(Fault::Throttle) => Some(throttle(&service, &request, false)),
         Some(Fault::ThrottleAlt) => Some(throttle(&service, &request, true)),
         Some(Fault::ServerError) => Some(server_error(&service, &request)),
+        Some(Fault::Error(status, code)) => Some(error(&service, &request, status, code)),
         Some(Fault::Drop) => None,
         Some(Fault::Lost(lost)) => {
             forward(shared.upstream, &request, &mut call).await?;
@@ -489,6 +494,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         409 => "Conflict",
+        412 => "Precondition Failed",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         _ => "Status",
@@ -610,6 +616,24 @@ fn protocol_is_query(request: &Request) -> bool {
     header(&request.head, "x-amz-target").is_none()
         && header(&request.head, "content-type")
             .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// `code` with `status` in the service's error shape.
+fn error(service: &str, request: &Request, status: u16, code: &str) -> Response {
+    let message = format!("fault proxy: {code}");
+    match service {
+        "lambda" => {
+            let kind = if status >= 500 { "Service" } else { "User" };
+            lambda_error(
+                status,
+                code,
+                serde_json::json!({"Type": kind, "message": message}),
+                false,
+            )
+        }
+        _ if protocol_is_query(request) => query_error(status, code, &message),
+        _ => json_error(request, status, code, &message),
+    }
 }
 
 fn throttle(service: &str, request: &Request, alt: bool) -> Response {
