@@ -2,7 +2,7 @@
 //! compare it with the stable version, then promote it or restore the baseline exactly.
 
 use time::Duration;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use crate::clock::Clock;
 use crate::config::{Config, HaltInFlight};
@@ -669,15 +669,22 @@ fn halted_report(config: &Config, halt: &HaltState, now: time::OffsetDateTime) -
     }
 }
 
-/// Restores the baseline exactly; a no-op when nothing was deployed.
+/// Restores the baseline exactly; without a deployment (the deploy failed part-way), undoes
+/// what the deploy left. False when there was nothing to restore.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn rollback(
     deployer: &dyn Deployer,
     item: &ImprovementItem,
 ) -> Result<bool, CanaryError> {
     let Some(deployment) = item.deploy.as_ref().and_then(|d| d.deployment.as_ref()) else {
-        warn!("rollback with nothing deployed");
-        return Ok(false);
+        let undone = deployer
+            .undo_deploy(&item.improvement_id(), &item.opportunity.component)
+            .await?;
+        match &undone {
+            Some(state) => info!(version = %state.stable_version, "failed deploy undone"),
+            None => info!("no deployment, and nothing a failed deploy left"),
+        }
+        return Ok(undone.is_some());
     };
     deployer.rollback(deployment).await?;
     info!(version = %deployment.baseline.stable_version, "baseline restored");

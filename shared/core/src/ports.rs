@@ -198,6 +198,17 @@ pub enum DeployError {
     Rejected(String),
 }
 
+impl DeployError {
+    /// The same error, saying what the failed call left behind.
+    #[must_use]
+    pub fn leaving(self, left: &str) -> Self {
+        match self {
+            Self::Unavailable(m) => Self::Unavailable(format!("{m}; left: {left}")),
+            Self::Rejected(m) => Self::Rejected(format!("{m}; left: {left}")),
+        }
+    }
+}
+
 /// Reads and changes deployed functions.
 #[async_trait]
 pub trait Deployer: Send + Sync {
@@ -219,4 +230,14 @@ pub trait Deployer: Send + Sync {
 
     /// Restores the baseline's exact routing and configuration. Idempotent.
     async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
+
+    /// Undoes whatever a deploy of `improvement_id` that failed part-way left on `function`
+    /// (its settings on `$LATEST`, a published version, the reservation, the routing), back
+    /// to the version the deploy was cut against; the state restored, none when the deploy
+    /// left nothing. Idempotent; never touches another improvement's deploy.
+    async fn undo_deploy(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError>;
 }

@@ -139,6 +139,14 @@ pub enum RollbackRequest {
         /// The Map item.
         item: Box<ImprovementItem>,
     },
+    /// Undo what a failed deploy left, and audit the failure.
+    UndoDeploy {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+        /// The deploy's failure as the state machine caught it (`Error`, `Cause`).
+        #[serde(default)]
+        failure: Option<Value>,
+    },
 }
 
 /// One improvement's line in the cycle summary.
@@ -364,6 +372,27 @@ impl StepDeps<'_> {
                 None
             }
         }
+    }
+
+    /// Audits a rollback (or an undo) that failed, with the function as the failure left it,
+    /// and gives the step's error back: the state machine retries it or catches it to
+    /// `RollbackFailed`, and the audit says so either way. A failed audit write is logged,
+    /// never put in the rollback's error's place.
+    async fn rollback_failed(
+        &self,
+        item: &ImprovementItem,
+        what: &str,
+        error: CanaryError,
+    ) -> StepError {
+        let left = self.function_state_for_audit(item).await;
+        let detail = format!("{what} failed ({}): {error}", error.error_type());
+        if let Err(e) = self
+            .record(item, "rollback_failed", left, None, detail, None)
+            .await
+        {
+            tracing::warn!(error = %Escaped(&e), "rollback failure not audited");
+        }
+        error.into()
     }
 
     /// Records one metric without dimensions (the operations alarms read them fleet-wide).
@@ -599,7 +628,10 @@ pub async fn run_step(
                 ))
             }
             RollbackRequest::Rollback { item } => {
-                let restored = rollback(deps.deployer, &item).await?;
+                let restored = match rollback(deps.deployer, &item).await {
+                    Ok(restored) => restored,
+                    Err(e) => return Err(deps.rollback_failed(&item, "the rollback", e).await),
+                };
                 let detail = match item.monitor.as_ref() {
                     Some(m) if m.verdict == Verdict::Halted => {
                         format!("{}; baseline restored: {restored}", m.reason)
@@ -623,6 +655,36 @@ pub async fn run_step(
                 let after = deps.function_state_for_audit(&item).await;
                 deps.record(&item, action, None, after, detail, notify).await?;
                 Ok(serde_json::json!({"restored": restored, "outcome": action}))
+            }
+            RollbackRequest::UndoDeploy { item, failure } => {
+                let failure = failure_text(failure.as_ref());
+                let left = deps.function_state_for_audit(&item).await;
+                if !config.improvement_rollback {
+                    let detail = format!(
+                        "deploy failed ({failure}); ENABLE_IMPROVEMENT_ROLLBACK is off: what it \
+                         left stays for a human"
+                    );
+                    deps.record(&item, "deploy_failed", left.clone(), left, detail, None)
+                        .await?;
+                    return Ok(serde_json::json!({"restored": false, "outcome": "deploy_failed"}));
+                }
+                let restored = match rollback(deps.deployer, &item).await {
+                    Ok(restored) => restored,
+                    Err(e) => {
+                        return Err(deps.rollback_failed(&item, "undoing the failed deploy", e).await);
+                    }
+                };
+                let (after, detail) = if restored {
+                    (
+                        deps.function_state_for_audit(&item).await,
+                        format!("deploy failed ({failure}); what it left was undone"),
+                    )
+                } else {
+                    (left.clone(), format!("deploy failed ({failure}); it left nothing to undo"))
+                };
+                deps.record(&item, "deploy_failed", left, after, detail, None)
+                    .await?;
+                Ok(serde_json::json!({"restored": restored, "outcome": "deploy_failed"}))
             }
         },
     }
@@ -668,13 +730,43 @@ fn record_summary_metrics(deps: &StepDeps<'_>, cycle: &Value, summary: &CycleSum
     }
 }
 
+/// The longest failure cause an audit event repeats.
+const FAILURE_CHARS: usize = 2000;
+
+/// A failure the state machine caught (`{"Error", "Cause"}`) in words: the error name and
+/// the message (a Lambda function's `errorMessage` when the cause is its error report).
+fn failure_text(failure: Option<&Value>) -> String {
+    let Some(failure) = failure else {
+        return "no failure recorded".to_owned();
+    };
+    let error = failure
+        .get("Error")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error");
+    let cause = failure.get("Cause").and_then(Value::as_str).unwrap_or("");
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| cause.to_owned());
+    let mut text = format!("{error}: {message}");
+    if let Some((cut, _)) = text.char_indices().nth(FAILURE_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// The function that performs an audited action.
 fn action_function(action: &str) -> &'static str {
     match action {
         "proposal_refused" | "generate_halted" => "generate",
         "halted_in_flight" => "monitor",
         "validated" | "approval_requested" => "validate",
-        "rolled_back" | "inconclusive" => "rollback",
+        "rolled_back" | "inconclusive" | "rollback_failed" | "deploy_failed" => "rollback",
         _ => "deploy",
     }
 }
@@ -822,6 +914,21 @@ mod tests {
     #[derive(Default)]
     struct SplitDeployer {
         calls: Calls,
+        /// Rollbacks and undos fail (Lambda throttles, with what was left).
+        failing: bool,
+    }
+
+    impl SplitDeployer {
+        fn outcome(&self) -> Result<(), DeployError> {
+            if self.failing {
+                return Err(DeployError::Unavailable(
+                    "UpdateFunctionConfiguration on orders-api: throttled; left: $LATEST still \
+                     carries the canary's settings"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
     }
 
     type Calls = std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>;
@@ -853,7 +960,15 @@ mod tests {
         }
         async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
             self.calls.lock().unwrap().push("rollback");
-            Ok(())
+            self.outcome()
+        }
+        async fn undo_deploy(
+            &self,
+            _: &str,
+            function: &ComponentId,
+        ) -> Result<Option<FunctionState>, DeployError> {
+            self.calls.lock().unwrap().push("undo_deploy");
+            self.outcome().map(|()| Some(baseline(function)))
         }
     }
 
@@ -901,6 +1016,94 @@ mod tests {
             ..World::new()
         };
         (world, calls)
+    }
+
+    #[tokio::test]
+    async fn a_failed_deploy_is_undone_and_audited_with_its_failure() {
+        // GIVEN a deploy the state machine caught, as its Catch hands it on
+        let (world, calls) = split_world();
+        let cause = json!({
+            "errorType": "Retryable",
+            "errorMessage": "deployer unavailable: UpdateAlias on orders-api: 500; left: version 2 published"
+        });
+        let failure = json!({"Error": "Retryable", "Cause": cause.to_string()});
+        // WHEN the undo runs
+        let out = world
+            .run(
+                StepFunction::Rollback,
+                json!({"action": "undo_deploy", "item": item(), "failure": failure}),
+            )
+            .await
+            .unwrap();
+        // THEN what the deploy left is undone, and the audit says why the deploy failed
+        assert_eq!(out, json!({"restored": true, "outcome": "deploy_failed"}));
+        assert_eq!(*calls.lock().unwrap(), ["undo_deploy"]);
+        let events = world.records.events.lock().unwrap().clone();
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(
+            (event.action.as_str(), event.actor.as_str()),
+            ("deploy_failed", "selfbuild:rollback")
+        );
+        assert!(
+            event.detail.starts_with(
+                "deploy failed (Retryable: deployer unavailable: UpdateAlias on orders-api: 500; \
+                 left: version 2 published); what it left was undone"
+            ),
+            "{}",
+            event.detail
+        );
+        assert_eq!(world.status(), Some(ImprovementStatus::DeployFailed));
+    }
+
+    #[tokio::test]
+    async fn a_failed_rollback_is_audited_and_stays_retryable() {
+        // GIVEN Lambda failing the rollback
+        let deployer = SplitDeployer {
+            failing: true,
+            ..SplitDeployer::default()
+        };
+        let world = World {
+            deployer: Box::new(deployer),
+            ..World::new()
+        };
+        // WHEN the rollback runs THEN it fails Retryable for the state machine to retry
+        let err = world
+            .run(
+                StepFunction::Rollback,
+                json!({"action": "rollback", "item": deployed()}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Retryable");
+        // AND the audit says it failed and what it left, with the function as it is
+        let events = world.records.events.lock().unwrap().clone();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "rollback_failed");
+        assert!(
+            events[0]
+                .detail
+                .starts_with("the rollback failed (Retryable): deployer unavailable")
+                && events[0].detail.contains("$LATEST still carries"),
+            "{}",
+            events[0].detail
+        );
+        assert!(events[0].before.is_some());
+        assert_eq!(world.status(), Some(ImprovementStatus::RollbackFailed));
+    }
+
+    #[test]
+    fn a_caught_failure_reads_as_its_error_and_message() {
+        let lambda = json!({"Error": "Retryable", "Cause": "{\"errorType\":\"Retryable\",\"errorMessage\":\"m\"}"});
+        assert_eq!(failure_text(Some(&lambda)), "Retryable: m");
+        let local = json!({"Error": "DeployRejected", "Cause": "deployer rejected the request: x"});
+        assert_eq!(
+            failure_text(Some(&local)),
+            "DeployRejected: deployer rejected the request: x"
+        );
+        let long = json!({"Error": "E", "Cause": "é".repeat(3000)});
+        assert_eq!(failure_text(Some(&long)).chars().count(), FAILURE_CHARS + 1);
+        assert_eq!(failure_text(None), "no failure recorded");
     }
 
     #[tokio::test]
