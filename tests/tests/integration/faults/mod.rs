@@ -13,11 +13,13 @@
 //!   polls.
 //! - `rollback`: failures between the rollback's steps.
 //! - `world`: a function behind `live`, the adapters through the proxy, the Task states.
+//! - `sweep`: seeded faults on every Lambda call over deploy → promote or roll back.
 
 mod deploy;
 mod intake;
 mod rollback;
 mod sdk;
+mod sweep;
 mod world;
 
 use selfbuild_core::emf::{MetricRecord, MetricSink};
