@@ -4,6 +4,8 @@
 //! - [`lambda_router`]: answers Lambda `Invoke` calls with in-process handlers or forwards them
 //!   to `cargo lambda watch`, and forwards the rest to moto.
 //! - [`cargo_lambda`]: `cargo lambda watch` processes running the real function binaries.
+//! - [`fault_proxy`]: a proxy in front of moto that throttles, fails, delays or drops a share
+//!   of calls (or lets them take effect and fails the answer), and logs every call.
 //! - [`recorded`]: a listener answering with a recorded HTTP response (Bedrock stand-in).
 //! - [`lambda_fixture`]: an IAM role and a ZIP archive for functions on moto's Lambda.
 //! - [`http`]: minimal HTTP/1.1 over loopback TCP, shared by the above.
@@ -11,6 +13,7 @@
 
 pub mod cargo_lambda;
 pub mod events;
+pub mod fault_proxy;
 pub mod http;
 pub mod lambda_fixture;
 pub mod lambda_router;

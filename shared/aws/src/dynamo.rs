@@ -6,7 +6,7 @@
 //!
 //! | item        | `pk`            | `sk`    | attributes |
 //! |-------------|-----------------|---------|------------|
-//! | dedup claim | `DEDUP#<key>`   | `CLAIM` | `cycle_id`, `claimed_at_ms`, `window_end_ms`, `expires_at` (TTL, unix seconds), `suppressed_count`, `started`, `execution_ref`?, `cycle_input`, `dedup_key` |
+//! | dedup claim | `DEDUP#<key>`   | `CLAIM` | `cycle_id`, `claimed_at_ms`, `window_end_ms`, `expires_at` (TTL, unix seconds), `suppressed_count`, `last_suppressed_by`? (the cycle id of the last event counted), `started`, `execution_ref`?, `cycle_input`, `dedup_key` |
 //! | halt switch | `CONTROL`       | `HALT`  | `reason`, `actor`, `since` (RFC 3339) |
 //! | cycle       | `CYCLE#<id>`    | `META`  | `body` (the record as JSON), `status`, `started_at`, `tenant_id`?, `finished_at`? |
 //! | running cycle | `RUNNING_CYCLE` | `<started ms, 20 digits>#<cycle>` | `body` (JSON), `cycle_id`, `tenant_id`? |
@@ -35,12 +35,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
-    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem,
-    Update,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    TimeToLiveStatus, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -92,6 +94,14 @@ const COMPONENT_PK: &str = "COMPONENT";
 const TOOL_CALL_DAYS: i64 = 7;
 
 type Item = HashMap<String, AttributeValue>;
+
+/// What a claim's conditional put did.
+enum ClaimPut {
+    /// The claim was written: it won.
+    Written,
+    /// The condition failed on this item (none when DynamoDB did not return it).
+    Refused(Option<Item>),
+}
 
 /// Every store port (`selfbuild_core::ports::Store`) over one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -227,13 +237,13 @@ impl DynamoStore {
     }
 
     /// One conditional put: the claim wins if no claim holds the key or the holder's window
-    /// ended before `claimed_at`. Ok(false) when the condition failed.
+    /// ended before `claimed_at`. When the condition fails, the item it failed on.
     async fn put_claim(
         &self,
         claim: &DedupClaim,
         pk: &str,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ClaimPut, StoreError> {
         let put = self
             .client
             .put_item()
@@ -252,25 +262,28 @@ impl DynamoStore {
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#window_end", "window_end_ms")
             .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.sdk_error("PutItem", &e)),
+            Ok(_) => Ok(ClaimPut::Written),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(ClaimPut::Refused(failed.item().cloned()))
+                }
+                _ => Err(self.sdk_error("PutItem", &e)),
+            },
         }
     }
 
-    /// Counts one suppressed event on the claim holding the key, if its window has not ended
-    /// at `now_ms`; returns the claim as it is now, or None when the condition failed.
+    /// Counts one suppressed event, `claimant`'s, on the claim holding the key, if its window
+    /// has not ended at `now_ms`; returns the claim as it is now, or None when the condition
+    /// failed. The claimant is recorded with the count, so a retry of the same update (the
+    /// SDK's, after an answer that was lost) finds its count already made and adds none.
     async fn count_suppressed(
         &self,
         pk: &str,
+        claimant: &CycleId,
         now_ms: i64,
     ) -> Result<Option<HeldClaim>, StoreError> {
         let update = self
@@ -279,14 +292,20 @@ impl DynamoStore {
             .table_name(&self.table)
             .key(PK, s(pk))
             .key(SK, s(CLAIM_SK))
-            .update_expression("ADD #suppressed :one")
-            .condition_expression("attribute_exists(#pk) AND #window_end >= :now")
+            .update_expression("SET #last = :claimant ADD #suppressed :one")
+            .condition_expression(
+                "attribute_exists(#pk) AND #window_end >= :now \
+                 AND (attribute_not_exists(#last) OR #last <> :claimant)",
+            )
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#window_end", "window_end_ms")
             .expression_attribute_names("#suppressed", "suppressed_count")
+            .expression_attribute_names("#last", "last_suppressed_by")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":claimant", s(claimant.as_str()))
             .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match update {
@@ -294,13 +313,27 @@ impl DynamoStore {
                 let record = Record::new(pk, CLAIM_SK, out.attributes());
                 record.held_claim().map(Some)
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.sdk_error("UpdateItem", &e)),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    // Counted already when the item names this claimant and still holds.
+                    let Some(item) = failed.item() else {
+                        return Ok(None);
+                    };
+                    let counted = item
+                        .get("last_suppressed_by")
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|last| last == claimant.as_str());
+                    let record = Record::new(pk, CLAIM_SK, Some(item));
+                    let holds = record.number::<i64>("window_end_ms")? >= now_ms;
+                    if counted && holds {
+                        debug!(key = pk, claimant = %claimant, "suppression already counted");
+                        record.held_claim().map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                }
+                _ => Err(self.sdk_error("UpdateItem", &e)),
+            },
         }
     }
 
@@ -467,11 +500,25 @@ impl DedupStore for DynamoStore {
         let pk = dedup_pk(&claim.key);
         let now_ms = unix_millis(claim.claimed_at);
         for round in 1..=CLAIM_ROUNDS {
-            if self.put_claim(claim, &pk, now_ms).await? {
-                debug!(key = %claim.key, cycle_id = %claim.cycle_id, round, "dedup claim won");
-                return Ok(ClaimOutcome::Won);
+            match self.put_claim(claim, &pk, now_ms).await? {
+                ClaimPut::Written => {
+                    debug!(key = %claim.key, cycle_id = %claim.cycle_id, round, "dedup claim won");
+                    return Ok(ClaimOutcome::Won);
+                }
+                // This claim's own item: an earlier attempt of the same put took effect and its
+                // answer was lost (the SDK retried it).
+                ClaimPut::Refused(Some(item))
+                    if item
+                        .get("cycle_id")
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|id| id == claim.cycle_id.as_str()) =>
+                {
+                    debug!(key = %claim.key, cycle_id = %claim.cycle_id, round, "dedup claim won by an earlier attempt");
+                    return Ok(ClaimOutcome::Won);
+                }
+                ClaimPut::Refused(_) => {}
             }
-            if let Some(held) = self.count_suppressed(&pk, now_ms).await? {
+            if let Some(held) = self.count_suppressed(&pk, &claim.cycle_id, now_ms).await? {
                 debug!(
                     key = %claim.key,
                     holder = %held.cycle_id,
@@ -1660,7 +1707,10 @@ mod tests {
             let update = mock!(Client::update_item)
                 .match_requests(|r| {
                     r.return_values() == Some(&ReturnValue::AllNew)
-                        && r.update_expression() == Some("ADD #suppressed :one")
+                        && r.update_expression()
+                            == Some("SET #last = :claimant ADD #suppressed :one")
+                        && r.return_values_on_condition_check_failure()
+                            == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
                 })
                 .then_output(|| {
                     UpdateItemOutput::builder()
@@ -1676,6 +1726,62 @@ mod tests {
                 panic!("expected Held, got {outcome:?}");
             };
             assert_eq!(held.suppressed_count, 2);
+        }
+
+        #[tokio::test]
+        async fn a_put_refused_on_its_own_claim_is_won() {
+            // GIVEN the put's condition fails on the claim an earlier attempt of it wrote
+            let mine = claim();
+            let mut item = claim_item();
+            item.insert("cycle_id".into(), s(mine.cycle_id.as_str()));
+            let put = mock!(Client::put_item)
+                .match_requests(|r| {
+                    r.return_values_on_condition_check_failure()
+                        == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+                })
+                .then_error(move || {
+                    PutItemError::ConditionalCheckFailedException(
+                        ConditionalCheckFailedException::builder()
+                            .set_item(Some(item.clone()))
+                            .build(),
+                    )
+                });
+            let update = mock!(Client::update_item).then_error(update_failed);
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]);
+            // WHEN claimed THEN it is won, and no suppression is counted
+            let outcome = DynamoStore::from_client(client, "t")
+                .claim(&mine)
+                .await
+                .unwrap();
+            assert_eq!(outcome, ClaimOutcome::Won);
+            assert_eq!((put.num_calls(), update.num_calls()), (1, 0));
+        }
+
+        #[tokio::test]
+        async fn an_increment_refused_on_its_own_count_is_counted_once() {
+            // GIVEN the count's condition fails on an item whose last count is this claimant's
+            let mine = claim();
+            let mut item = claim_item();
+            item.insert("last_suppressed_by".into(), s(mine.cycle_id.as_str()));
+            let put = mock!(Client::put_item).then_error(put_failed);
+            let update = mock!(Client::update_item).then_error(move || {
+                UpdateItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .set_item(Some(item.clone()))
+                        .build(),
+                )
+            });
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]);
+            // WHEN claimed THEN the claim is held, with the count as it stands
+            let outcome = DynamoStore::from_client(client, "t")
+                .claim(&mine)
+                .await
+                .unwrap();
+            let ClaimOutcome::Held(held) = outcome else {
+                panic!("expected Held, got {outcome:?}");
+            };
+            assert_eq!(held.suppressed_count, 2);
+            assert_eq!((put.num_calls(), update.num_calls()), (1, 1));
         }
 
         #[tokio::test]

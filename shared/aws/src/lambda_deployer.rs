@@ -43,6 +43,16 @@
 //! version's; the description also makes every canary a new version, even when only the
 //! (function-wide) reservation changes, which Lambda would otherwise not publish.
 //!
+//! # A deploy that fails for good
+//!
+//! Its error says what it left (`…; left: version 2 of f is published for improvement i, not
+//! routed: …`). [`Deployer::undo_deploy`] then finds what that improvement's deploy changed,
+//! from the same notes: the alias naming it (routed: a full rollback), a version published
+//! for it (the reservation and `$LATEST` restored; refused when later versions exist), or
+//! `$LATEST` still carrying its note (only `$LATEST` restored); none of these, nothing to do.
+//! A restore goes traffic first, then the reservation, then `$LATEST`, and each failure says
+//! which of them are restored.
+//!
 //! # A function without the alias
 //!
 //! [`Deployer::function_state`] and [`Deployer::deploy_canary`] refuse it with
@@ -235,13 +245,42 @@ impl Deployer for LambdaDeployer {
                     reserved_before: self.reserved_concurrency(function).await?,
                     reserved: settings.reserved_concurrency,
                 };
-                let canary = self.publish_canary(function, settings, &note).await?;
+                let canary = self
+                    .publish_canary(function, settings, &note)
+                    .await
+                    .map_err(|e| {
+                        e.leaving(&format!(
+                            "{LATEST} of {function} may carry the canary's settings (it serves \
+                             no alias traffic); nothing is published or routed; alias \
+                             `{LIVE_ALIAS}` sends all traffic to version {stable}"
+                        ))
+                    })?;
                 (canary, note)
             }
         };
-        let baseline = self.baseline(function, &note).await?;
+        // From here on a version is published: a failure says what is left, which a retry of
+        // the deploy reuses and `undo_deploy` restores.
+        let published = |reservation: &str| {
+            format!(
+                "version {} of {function} is published for improvement {improvement_id}, not \
+                 routed: alias `{LIVE_ALIAS}` sends all traffic to version {stable}; \
+                 {reservation}; {LATEST} carries the canary's settings",
+                canary.version
+            )
+        };
+        let before = reservation(note.reserved_before);
+        let after = reservation(settings.reserved_concurrency);
+        let baseline = self
+            .baseline(function, &note)
+            .await
+            .map_err(|e| e.leaving(&published(&format!("reserved concurrency {before}"))))?;
         self.reserve(function, settings.reserved_concurrency)
-            .await?;
+            .await
+            .map_err(|e| {
+                e.leaving(&published(&format!(
+                    "reserved concurrency {before}, or already {after}"
+                )))
+            })?;
         let deployed_at = to_the_millisecond(self.clock.now());
         let alias_note = AliasNote {
             improvement_id: improvement_id.to_owned(),
@@ -256,7 +295,16 @@ impl Deployer for LambdaDeployer {
             Some((&canary.version, weight)),
             Some(&alias_note.to_description()?),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            e.leaving(&format!(
+                "version {} of {function} is published for improvement {improvement_id} and \
+                 reserved concurrency is {after} (was {before}, function-wide); alias \
+                 `{LIVE_ALIAS}` sends all traffic to version {stable} unless the update routing \
+                 {weight} to version {} took effect",
+                canary.version, canary.version
+            ))
+        })?;
         info!(
             function = %function,
             improvement = improvement_id,
@@ -295,13 +343,86 @@ impl Deployer for LambdaDeployer {
     }
 
     async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError> {
-        let baseline = &deployment.baseline;
+        self.restore(
+            &deployment.improvement_id,
+            &deployment.baseline,
+            &deployment.canary_version,
+        )
+        .await
+    }
+
+    async fn undo_deploy(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        let alias = self.alias(function).await?;
+        // Routed: the last call took effect (its answer lost), or a later step failed.
+        if let Some(note) =
+            AliasNote::parse(alias.description()).filter(|n| n.improvement_id == improvement_id)
+        {
+            let canary = self.configuration(function, Some(&note.canary)).await?;
+            let version_note = VersionNote::parse(&canary.description)
+                .filter(|n| n.improvement_id == improvement_id)
+                .ok_or_else(|| not_published_for(function, &note.canary, improvement_id))?;
+            let baseline = self.baseline(function, &version_note).await?;
+            self.restore(improvement_id, &baseline, &note.canary)
+                .await?;
+            return Ok(Some(baseline));
+        }
+        // Published, perhaps with the reservation changed, not routed.
+        if let Some((canary, note, newest)) = self.find_published(function, improvement_id).await? {
+            if !newest {
+                return Err(DeployError::Rejected(format!(
+                    "version {} of {function} was published for improvement {improvement_id}, \
+                     but later versions were published after it; undo those first",
+                    canary.version
+                )));
+            }
+            let baseline = self.baseline(function, &note).await?;
+            self.restore(improvement_id, &baseline, &canary.version)
+                .await?;
+            return Ok(Some(baseline));
+        }
+        // Only `$LATEST` changed: it still carries the note it was given.
+        let latest = self.configuration(function, None).await?;
+        let Some(note) =
+            VersionNote::parse(&latest.description).filter(|n| n.improvement_id == improvement_id)
+        else {
+            debug!(function = %function, improvement = improvement_id, "nothing to undo");
+            return Ok(None);
+        };
+        let stable = self.configuration(function, Some(&note.stable)).await?;
+        self.update_latest(function, &stable).await?;
+        info!(
+            function = %function,
+            improvement = improvement_id,
+            stable = %note.stable,
+            "unpublished change undone"
+        );
+        Ok(Some(FunctionState {
+            function: function.clone(),
+            settings: stable.settings(self.reserved_concurrency(function).await?),
+            alias: LIVE_ALIAS.to_owned(),
+            stable_version: note.stable,
+            canary: None,
+        }))
+    }
+}
+
+impl LambdaDeployer {
+    /// Restores `baseline` exactly after the canary `canary_version` of `improvement_id`:
+    /// traffic first, then the function-wide reservation, then `$LATEST`. Refused when a later
+    /// deploy routes traffic.
+    async fn restore(
+        &self,
+        improvement_id: &str,
+        baseline: &FunctionState,
+        canary_version: &str,
+    ) -> Result<(), DeployError> {
         let function = &baseline.function;
-        let canary_version = version_number(&deployment.canary_version).ok_or_else(|| {
-            DeployError::Rejected(format!(
-                "{function} has no version {}",
-                deployment.canary_version
-            ))
+        let canary_version = version_number(canary_version).ok_or_else(|| {
+            DeployError::Rejected(format!("{function} has no version {canary_version}"))
         })?;
         let alias = self.alias(function).await?;
         let routed = canary_of(&alias);
@@ -333,15 +454,28 @@ impl Deployer for LambdaDeployer {
             self.route(function, &alias, &baseline.stable_version, canary, None)
                 .await?;
         }
+        let stable_version = &baseline.stable_version;
         self.reserve(function, baseline.settings.reserved_concurrency)
-            .await?;
+            .await
+            .map_err(|e| {
+                e.leaving(&format!(
+                    "alias `{LIVE_ALIAS}` sends all traffic to version {stable_version} again; \
+                     the function-wide reserved concurrency may still be the canary's"
+                ))
+            })?;
         let latest = self.configuration(function, None).await?;
         if !latest.same_as(&stable) {
-            self.update_latest(function, &stable).await?;
+            self.update_latest(function, &stable).await.map_err(|e| {
+                e.leaving(&format!(
+                    "alias `{LIVE_ALIAS}` sends all traffic to version {stable_version} again and \
+                     the reserved concurrency is restored; {LATEST} still carries the canary's \
+                     settings (it serves no alias traffic)"
+                ))
+            })?;
         }
         info!(
             function = %function,
-            improvement = %deployment.improvement_id,
+            improvement = improvement_id,
             stable = %baseline.stable_version,
             "baseline restored"
         );
@@ -362,13 +496,7 @@ impl LambdaDeployer {
         let canary = self.configuration(function, Some(&note.canary)).await?;
         let version_note = VersionNote::parse(&canary.description)
             .filter(|n| n.improvement_id == improvement_id)
-            .ok_or_else(|| {
-                DeployError::Rejected(format!(
-                    "the alias of {function} names version {} for improvement {improvement_id}, \
-                     but that version was not published for it",
-                    note.canary
-                ))
-            })?;
+            .ok_or_else(|| not_published_for(function, &note.canary, improvement_id))?;
         if !canary.runs(settings)
             || version_note.reserved != settings.reserved_concurrency
             || (note.weight - weight).abs() > WEIGHT_TOLERANCE
@@ -498,6 +626,23 @@ impl LambdaDeployer {
         function: &ComponentId,
         improvement_id: &str,
     ) -> Result<Option<(VersionConfig, VersionNote)>, DeployError> {
+        match self.find_published(function, improvement_id).await? {
+            Some((config, _, false)) => Err(DeployError::Rejected(format!(
+                "version {} of {function} was published for improvement {improvement_id}, but \
+                 later versions were published after it; not routing an older canary",
+                config.version
+            ))),
+            found => Ok(found.map(|(config, note, _)| (config, note))),
+        }
+    }
+
+    /// The version published for `improvement_id`, what it recorded, and whether it is the
+    /// newest version.
+    async fn find_published(
+        &self,
+        function: &ComponentId,
+        improvement_id: &str,
+    ) -> Result<Option<(VersionConfig, VersionNote, bool)>, DeployError> {
         let versions = self
             .client
             .list_versions_by_function()
@@ -523,14 +668,8 @@ impl LambdaDeployer {
             .iter()
             .filter_map(|v| v.version().and_then(version_number))
             .max();
-        if newest > version_number(&config.version) {
-            return Err(DeployError::Rejected(format!(
-                "version {} of {function} was published for improvement {improvement_id}, but \
-                 later versions were published after it; not routing an older canary",
-                config.version
-            )));
-        }
-        Ok(Some((config, note)))
+        let is_newest = newest <= version_number(&config.version);
+        Ok(Some((config, note, is_newest)))
     }
 
     /// The function's reserved concurrency; none when unreserved.
@@ -855,6 +994,18 @@ fn failure<E: Modeled>(
 /// A response that lacks what the deployer reads.
 fn malformed(function: &ComponentId, operation: &str, what: &str) -> DeployError {
     DeployError::Rejected(format!("{operation} on {function} answered with {what}"))
+}
+
+fn not_published_for(function: &ComponentId, version: &str, improvement_id: &str) -> DeployError {
+    DeployError::Rejected(format!(
+        "the alias of {function} names version {version} for improvement {improvement_id}, but \
+         that version was not published for it"
+    ))
+}
+
+/// A reservation in words.
+fn reservation(reserved: Option<u32>) -> String {
+    reserved.map_or_else(|| "none".to_owned(), |n| n.to_string())
 }
 
 fn other_settings(improvement_id: &str, function: &ComponentId) -> DeployError {

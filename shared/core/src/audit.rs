@@ -65,11 +65,15 @@ pub enum AuditAction {
     RolledBack,
     /// The baseline was restored for want of evidence.
     Inconclusive,
+    /// The deploy failed; what it left was undone (or left for a human).
+    DeployFailed,
+    /// A rollback, or the undo of a failed deploy, failed; the event says what it left.
+    RollbackFailed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
@@ -84,6 +88,8 @@ impl AuditAction {
         Self::Promoted,
         Self::RolledBack,
         Self::Inconclusive,
+        Self::DeployFailed,
+        Self::RollbackFailed,
     ];
 
     /// The snake_case name, as stored.
@@ -103,6 +109,8 @@ impl AuditAction {
             Self::Promoted => "promoted",
             Self::RolledBack => "rolled_back",
             Self::Inconclusive => "inconclusive",
+            Self::DeployFailed => "deploy_failed",
+            Self::RollbackFailed => "rollback_failed",
         }
     }
 
@@ -120,6 +128,8 @@ impl AuditAction {
             Self::Promoted => ImprovementStatus::Promoted,
             Self::RolledBack => ImprovementStatus::RolledBack,
             Self::Inconclusive => ImprovementStatus::Inconclusive,
+            Self::DeployFailed => ImprovementStatus::DeployFailed,
+            Self::RollbackFailed => ImprovementStatus::RollbackFailed,
             Self::HaltedInFlight => return None,
         })
     }
@@ -132,7 +142,9 @@ impl AuditAction {
             Self::Validated | Self::ApprovalRequested | Self::Approved | Self::Rejected => {
                 "validate"
             }
-            Self::RolledBack | Self::Inconclusive => "rollback",
+            Self::RolledBack | Self::Inconclusive | Self::DeployFailed | Self::RollbackFailed => {
+                "rollback"
+            }
             Self::Deployed
             | Self::DeployDeferred
             | Self::DeployHalted

@@ -701,15 +701,22 @@ fn halted_report(config: &Config, halt: &HaltState, now: time::OffsetDateTime) -
     }
 }
 
-/// Restores the baseline exactly; a no-op when nothing was deployed.
+/// Restores the baseline exactly; without a deployment (the deploy failed part-way), undoes
+/// what the deploy left. False when there was nothing to restore.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn rollback(
     deployer: &dyn Deployer,
     item: &ImprovementItem,
 ) -> Result<bool, CanaryError> {
     let Some(deployment) = item.deploy.as_ref().and_then(|d| d.deployment.as_ref()) else {
-        warn!("rollback with nothing deployed");
-        return Ok(false);
+        let undone = deployer
+            .undo_deploy(&item.improvement_id(), &item.opportunity.component)
+            .await?;
+        match &undone {
+            Some(state) => info!(version = %state.stable_version, "failed deploy undone"),
+            None => info!("no deployment, and nothing a failed deploy left"),
+        }
+        return Ok(undone.is_some());
     };
     deployer.rollback(deployment).await?;
     info!(version = %deployment.baseline.stable_version, "baseline restored");
@@ -751,7 +758,17 @@ pub async fn roll_back_recorded(
     before: Option<ImprovementStatus>,
     cause: RollbackCause<'_>,
 ) -> Result<RolledBack, CanaryError> {
-    let restored = rollback(deployer, item).await?;
+    let restored = match rollback(deployer, item).await {
+        Ok(restored) => restored,
+        Err(e) => {
+            let actor = match cause {
+                RollbackCause::Verdict => None,
+                RollbackCause::Requested { actor, .. } => Some(actor),
+            };
+            record_rollback_failure(deployer, recorder, item, actor, "the rollback", &e).await;
+            return Err(e);
+        }
+    };
     let mut transition = match cause {
         RollbackCause::Verdict => {
             let monitor = item.monitor.as_ref();
@@ -799,6 +816,31 @@ pub async fn roll_back_recorded(
         });
     }
     Ok(RolledBack { restored, event })
+}
+
+/// Audits a rollback (or the undo of a failed deploy) that failed, with the function as the
+/// failure left it: status `rollback_failed`, for a person or a retry to finish. A failed
+/// audit write is logged, never put in the rollback's error's place.
+pub async fn record_rollback_failure(
+    deployer: &dyn Deployer,
+    recorder: Recorder<'_>,
+    item: &ImprovementItem,
+    actor: Option<&str>,
+    what: &str,
+    error: &CanaryError,
+) {
+    let left = function_state_for_audit(deployer, item).await;
+    let mut transition = Transition::by_step(
+        AuditAction::RollbackFailed,
+        format!("{what} failed ({}): {error}", error.error_type()),
+    );
+    if let Some(actor) = actor {
+        transition.actor = actor.to_owned();
+    }
+    transition.before = left;
+    if let Err(e) = recorder.record(item, transition).await {
+        warn!(error = %crate::text::Escaped(&e), "rollback failure not audited");
+    }
 }
 
 /// The item's function as deployed now, for an audit event's before/after; none when it

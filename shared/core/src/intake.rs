@@ -570,10 +570,16 @@ impl Intake<'_> {
         Ok(outcome)
     }
 
-    /// Starts the cycle and marks its claim; a failed start releases the claim so a retry can win.
+    /// Starts the cycle and marks its claim. A refused start releases the claim so a retry can
+    /// win; a start that failed in passing (throttled, no answer) may have happened, so the
+    /// claim is kept and a retry once it is stale starts the same cycle, idempotently.
     async fn start(&self, key: &DedupKey, request: &CycleRequest) -> Result<(), IntakeError> {
         let handle = match self.deps.orchestrator.start_cycle(request).await {
             Ok(handle) => handle,
+            Err(e @ OrchestratorError::Unavailable(_)) => {
+                warn!(cycle = %request.cycle_id, dedup_key = %key, error = %Escaped(&e), "the start may have happened: claim kept for a retry once it is stale");
+                return Err(e.into());
+            }
             Err(e) => {
                 match self.deps.claims.release(key, &request.cycle_id).await {
                     Ok(_) => {}
@@ -1038,16 +1044,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_start_releases_the_claim_so_a_retry_can_win() {
+    async fn a_refused_start_releases_the_claim_so_a_retry_can_win() {
         let world = World::at(NOW);
         *world.recorder.fail_with.lock().unwrap() =
-            Some(|| OrchestratorError::Unavailable("throttled".into()));
+            Some(|| OrchestratorError::Rejected("no such state machine".into()));
+        let e = event(include_str!("../../../events/alarm-metric.json"));
+        let err = world.handle(&e).await.unwrap_err();
+        assert_eq!(err.error_type(), "DependencyFailed");
+        *world.recorder.fail_with.lock().unwrap() = None;
+        let out = world.one(&e).await;
+        assert_eq!(out.decision, Decision::Started);
+    }
+
+    #[tokio::test]
+    async fn a_start_that_may_have_happened_keeps_the_claim_for_the_same_cycle() {
+        // GIVEN a start whose answer never came (it may have started the execution)
+        let mut world = World::at(NOW);
+        *world.recorder.fail_with.lock().unwrap() =
+            Some(|| OrchestratorError::Unavailable("no answer".into()));
         let e = event(include_str!("../../../events/alarm-metric.json"));
         let err = world.handle(&e).await.unwrap_err();
         assert_eq!(err.error_type(), "Retryable");
         *world.recorder.fail_with.lock().unwrap() = None;
+        // WHEN the event comes again at once THEN the claim still holds it
+        let again = world.one(&e).await;
+        assert_eq!(again.decision, Decision::Duplicate);
+        let claimed = again.cycle_id.unwrap();
+        // WHEN Lambda delivers it again a minute later THEN the claimed cycle starts, under
+        // the same id (a second start of one execution name is idempotent)
+        world.clock = FixedClock(NOW + STALE_CLAIM_AFTER);
         let out = world.one(&e).await;
         assert_eq!(out.decision, Decision::Started);
+        assert_eq!(out.cycle_id.as_ref(), Some(&claimed));
+        let started = world.recorder.started.lock().unwrap();
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0].cycle_id, claimed);
     }
 
     #[tokio::test]

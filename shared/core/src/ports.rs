@@ -59,7 +59,9 @@ pub enum ClaimOutcome {
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// Claims the key unless a claim whose window has not ended holds it; decided by ONE
-    /// conditional write. On `Held`, the holder's suppressed count was incremented.
+    /// conditional write. On `Held`, the holder's suppressed count was incremented once.
+    /// A claim held by the same cycle id is `Won` again, uncounted: the same claim sent
+    /// twice (a retry after a lost answer) wins, as it did the first time.
     async fn claim(&self, claim: &DedupClaim) -> Result<ClaimOutcome, StoreError>;
 
     /// Records that the claim's cycle was handed to the orchestrator.
@@ -196,6 +198,17 @@ pub enum DeployError {
     Rejected(String),
 }
 
+impl DeployError {
+    /// The same error, saying what the failed call left behind.
+    #[must_use]
+    pub fn leaving(self, left: &str) -> Self {
+        match self {
+            Self::Unavailable(m) => Self::Unavailable(format!("{m}; left: {left}")),
+            Self::Rejected(m) => Self::Rejected(format!("{m}; left: {left}")),
+        }
+    }
+}
+
 /// Reads and changes deployed functions.
 #[async_trait]
 pub trait Deployer: Send + Sync {
@@ -217,4 +230,14 @@ pub trait Deployer: Send + Sync {
 
     /// Restores the baseline's exact routing and configuration. Idempotent.
     async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
+
+    /// Undoes whatever a deploy of `improvement_id` that failed part-way left on `function`
+    /// (its settings on `$LATEST`, a published version, the reservation, the routing), back
+    /// to the version the deploy was cut against; the state restored, none when the deploy
+    /// left nothing. Idempotent; never touches another improvement's deploy.
+    async fn undo_deploy(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError>;
 }

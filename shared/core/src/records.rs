@@ -69,11 +69,16 @@ pub enum ImprovementStatus {
     RolledBack,
     /// The canary never gave enough evidence: the baseline was restored, no gain claimed.
     Inconclusive,
+    /// The deploy failed; what it left was undone (the audit says what, and why it failed).
+    DeployFailed,
+    /// A rollback (or the undo of a failed deploy) failed: needs a person; the audit says
+    /// what it left.
+    RollbackFailed,
 }
 
 impl ImprovementStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Validated,
         Self::AwaitingApproval,
         Self::Approved,
@@ -86,6 +91,8 @@ impl ImprovementStatus {
         Self::Promoted,
         Self::RolledBack,
         Self::Inconclusive,
+        Self::DeployFailed,
+        Self::RollbackFailed,
     ];
 
     /// The snake_case name.
@@ -103,6 +110,8 @@ impl ImprovementStatus {
             Self::Promoted => "promoted",
             Self::RolledBack => "rolled_back",
             Self::Inconclusive => "inconclusive",
+            Self::DeployFailed => "deploy_failed",
+            Self::RollbackFailed => "rollback_failed",
         }
     }
 
@@ -113,7 +122,10 @@ impl ImprovementStatus {
 
     /// Whether an improvement in this status has a deployment a rollback can undo.
     pub fn can_be_rolled_back(self) -> bool {
-        matches!(self, Self::Deployed | Self::Frozen | Self::Promoted)
+        matches!(
+            self,
+            Self::Deployed | Self::Frozen | Self::Promoted | Self::RollbackFailed
+        )
     }
 }
 

@@ -55,6 +55,13 @@ impl Deployer for StaticDeployer {
     async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
         Ok(())
     }
+    async fn undo_deploy(
+        &self,
+        _: &str,
+        _: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        Ok(None)
+    }
 }
 
 /// The store as the step functions write it, in memory: audit events, notifications,

@@ -369,13 +369,16 @@ impl DedupStore for SqliteStore {
             let outcome = if won {
                 ClaimOutcome::Won
             } else {
+                // A claim already held by the same cycle is a retry of the winning claim: won
+                // again, not counted (the DynamoDB store's contract after a lost answer).
                 let row = tx
                     .query_row(
-                        "UPDATE dedup_claims SET suppressed_count = suppressed_count + 1
+                        "UPDATE dedup_claims
+                         SET suppressed_count = suppressed_count + (cycle_id <> ?2)
                          WHERE dedup_key = ?1
                          RETURNING cycle_id, claimed_at_ms, window_end_ms, suppressed_count,
                                    started, cycle_input",
-                        params![key],
+                        params![key, claim.cycle_id.as_str()],
                         |row| {
                             Ok((
                                 row.get::<_, String>(0)?,
@@ -389,6 +392,10 @@ impl DedupStore for SqliteStore {
                     )
                     .map_err(sql)?;
                 let record = format!("dedup claim {key}");
+                if row.0 == claim.cycle_id.as_str() {
+                    tx.commit().map_err(sql)?;
+                    return Ok(ClaimOutcome::Won);
+                }
                 ClaimOutcome::Held(HeldClaim {
                     cycle_id: CycleId::parse(&row.0).map_err(|e| StoreError::Corrupt {
                         record: record.clone(),

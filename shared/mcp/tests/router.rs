@@ -1163,3 +1163,47 @@ async fn a_promoted_improvement_can_be_rolled_back_by_hand() {
     let notes = h.store.notifications().await.expect("notifications");
     assert!(notes.iter().any(|(t, _)| t == "Improvement Rolled Back"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_improvement_whose_rollback_failed_can_be_rolled_back_by_hand() {
+    // GIVEN a promoted improvement whose rollback then failed (RollbackFailed)
+    let h = harness();
+    spawn_cycle(&h, "events/scenarios/timeouts.json", true)
+        .await
+        .expect("task")
+        .expect("cycle");
+    let page = h
+        .ok(
+            ADMIN,
+            "list_improvements",
+            json!({"status": "promoted", "limit": 1}),
+        )
+        .await;
+    let id = page["improvements"][0]["improvement_id"]
+        .as_str()
+        .expect("promoted")
+        .to_owned();
+    let mut record = h
+        .store
+        .get_improvement(&id)
+        .await
+        .expect("read")
+        .expect("record");
+    record.status = ImprovementStatus::RollbackFailed;
+    h.store.put_improvement(&record).await.expect("record");
+    // WHEN a person rolls it back THEN the baseline is restored and the status says so
+    let rolled = h
+        .ok(
+            ADMIN,
+            "rollback_improvement",
+            json!({"id": id, "reason": "the automatic rollback failed"}),
+        )
+        .await;
+    assert_eq!(
+        (rolled["status"].as_str(), rolled["restored"].as_bool()),
+        (Some("rolled_back"), Some(true)),
+        "{rolled}"
+    );
+    let detail = h.ok(ADMIN, "get_improvement", json!({"id": id})).await;
+    assert_eq!(detail["improvement"]["status"], "rolled_back");
+}

@@ -360,7 +360,12 @@ async fn a_non_retryable_failure_is_caught_to_its_named_path_on_motos_engine() {
     assert_eq!(outcome(&finished), "deploy_failed");
     entered(
         &finished,
-        &["DeployCanary", "DeployFailed", "WriteCycleSummary"],
+        &[
+            "DeployCanary",
+            "UndoPartialDeploy",
+            "DeployFailed",
+            "WriteCycleSummary",
+        ],
     );
     assert!(!finished.entered.iter().any(|s| s == "MonitorCanary"));
 }

@@ -41,6 +41,17 @@ fn every_step_payload_parses_as_its_functions_request() {
         }
         MonitorRequest::Monitor { .. } => panic!("monitor-summarize.json is a summary request"),
     }
-    let RollbackRequest::Rollback { item } = parse_payload(&load("steps/rollback.json")).unwrap();
-    assert!(item.deploy.is_some_and(|d| d.deployment.is_some()));
+    match parse_payload(&load("steps/rollback.json")).unwrap() {
+        RollbackRequest::Rollback { item } => {
+            assert!(item.deploy.is_some_and(|d| d.deployment.is_some()));
+        }
+        RollbackRequest::UndoDeploy { .. } => panic!("rollback.json is a rollback request"),
+    }
+    match parse_payload(&load("steps/rollback-undo-deploy.json")).unwrap() {
+        RollbackRequest::UndoDeploy { item, failure } => {
+            assert!(item.deploy.is_none());
+            assert_eq!(failure.unwrap()["Error"], "Retryable");
+        }
+        RollbackRequest::Rollback { .. } => panic!("rollback-undo-deploy.json undoes a deploy"),
+    }
 }

@@ -78,6 +78,22 @@ pub async fn first_claim_wins_and_later_ones_are_counted(store: &impl Store) {
     assert_eq!(h.suppressed_count, 2);
 }
 
+/// A claim sent again by the cycle that won it (an SDK retry after a lost answer) is won
+/// again and counts no suppressed event.
+pub async fn a_claim_repeated_by_its_winner_is_won_again_uncounted(store: &impl Store) {
+    let k = key("repeat");
+    let first = claim_at(&k, T0);
+    assert_eq!(store.claim(&first).await.unwrap(), ClaimOutcome::Won);
+    assert_eq!(store.claim(&first).await.unwrap(), ClaimOutcome::Won);
+    let h = held(
+        store
+            .claim(&claim_at(&k, T0 + Duration::seconds(1)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((h.cycle_id, h.suppressed_count), (first.cycle_id, 1));
+}
+
 pub async fn keys_are_independent(store: &impl Store) {
     assert_eq!(
         store.claim(&claim_at(&key("a"), T0)).await.unwrap(),
@@ -888,6 +904,7 @@ macro_rules! contract_suite {
 
 contract_suite!(
     first_claim_wins_and_later_ones_are_counted,
+    a_claim_repeated_by_its_winner_is_won_again_uncounted,
     keys_are_independent,
     the_window_end_still_holds_and_after_it_a_new_claim_wins,
     started_claims_say_so,

@@ -1,13 +1,15 @@
 //! `rollback` (R12): the baseline restored exactly and recorded, unless automatic rollback
-//! is off.
+//! is off; and the undo of what a failed deploy left, audited with the deploy's failure.
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{StepDeps, StepError, parse_payload};
-use crate::canary::{RollbackCause, roll_back_recorded};
+use crate::audit::AuditAction;
+use crate::canary::{RollbackCause, record_rollback_failure, roll_back_recorded, rollback};
 use crate::config::Config;
 use crate::improvement::ImprovementItem;
+use crate::transition::Transition;
 
 /// The `rollback` function's requests.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +19,14 @@ pub enum RollbackRequest {
     Rollback {
         /// The Map item.
         item: Box<ImprovementItem>,
+    },
+    /// Undo what a failed deploy left, and audit the failure.
+    UndoDeploy {
+        /// The Map item.
+        item: Box<ImprovementItem>,
+        /// The deploy's failure as the state machine caught it (`Error`, `Cause`).
+        #[serde(default)]
+        failure: Option<Value>,
     },
 }
 
@@ -44,5 +54,110 @@ pub(super) async fn run(
             .await?;
             Ok(serde_json::json!({"restored": done.restored, "outcome": done.event.action}))
         }
+        RollbackRequest::UndoDeploy { item, failure } => {
+            undo_deploy(deps, config, &item, failure.as_ref()).await
+        }
+    }
+}
+
+/// Undoes what a failed deploy left (unless automatic rollback is off) and audits the
+/// deploy's failure; a failed undo is audited too, and its error given back for the state
+/// machine to retry or catch.
+async fn undo_deploy(
+    deps: StepDeps<'_>,
+    config: &Config,
+    item: &ImprovementItem,
+    failure: Option<&Value>,
+) -> Result<Value, StepError> {
+    let failure = failure_text(failure);
+    let left = deps.function_state_for_audit(item).await;
+    let deploy_failed = |before, after, detail| Transition {
+        before,
+        after,
+        ..Transition::by_step(AuditAction::DeployFailed, detail)
+    };
+    if !config.improvement_rollback {
+        let detail = format!(
+            "deploy failed ({failure}); ENABLE_IMPROVEMENT_ROLLBACK is off: what it left stays \
+             for a human"
+        );
+        deps.recorder()
+            .record(item, deploy_failed(left.clone(), left, detail))
+            .await?;
+        return Ok(serde_json::json!({"restored": false, "outcome": AuditAction::DeployFailed}));
+    }
+    let restored = match rollback(deps.deployer, item).await {
+        Ok(restored) => restored,
+        Err(e) => {
+            let what = "undoing the failed deploy";
+            record_rollback_failure(deps.deployer, deps.recorder(), item, None, what, &e).await;
+            return Err(e.into());
+        }
+    };
+    let (after, detail) = if restored {
+        (
+            deps.function_state_for_audit(item).await,
+            format!("deploy failed ({failure}); what it left was undone"),
+        )
+    } else {
+        (
+            left.clone(),
+            format!("deploy failed ({failure}); it left nothing to undo"),
+        )
+    };
+    deps.recorder()
+        .record(item, deploy_failed(left, after, detail))
+        .await?;
+    Ok(serde_json::json!({"restored": restored, "outcome": AuditAction::DeployFailed}))
+}
+
+/// The longest failure cause an audit event repeats.
+const FAILURE_CHARS: usize = 2000;
+
+/// A failure the state machine caught (`{"Error", "Cause"}`) in words: the error name and
+/// the message (a Lambda function's `errorMessage` when the cause is its error report).
+fn failure_text(failure: Option<&Value>) -> String {
+    let Some(failure) = failure else {
+        return "no failure recorded".to_owned();
+    };
+    let error = failure
+        .get("Error")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error");
+    let cause = failure.get("Cause").and_then(Value::as_str).unwrap_or("");
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| cause.to_owned());
+    let mut text = format!("{error}: {message}");
+    if let Some((cut, _)) = text.char_indices().nth(FAILURE_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_caught_failure_reads_as_its_error_and_message() {
+        let lambda = json!({"Error": "Retryable", "Cause": "{\"errorType\":\"Retryable\",\"errorMessage\":\"m\"}"});
+        assert_eq!(failure_text(Some(&lambda)), "Retryable: m");
+        let local = json!({"Error": "DeployRejected", "Cause": "deployer rejected the request: x"});
+        assert_eq!(
+            failure_text(Some(&local)),
+            "DeployRejected: deployer rejected the request: x"
+        );
+        let long = json!({"Error": "E", "Cause": "é".repeat(3000)});
+        assert_eq!(failure_text(Some(&long)).chars().count(), FAILURE_CHARS + 1);
+        assert_eq!(failure_text(None), "no failure recorded");
     }
 }

@@ -142,6 +142,21 @@ impl World {
 #[derive(Default)]
 struct SplitDeployer {
     calls: Calls,
+    /// Rollbacks and undos fail (Lambda throttles, with what was left).
+    failing: bool,
+}
+
+impl SplitDeployer {
+    fn outcome(&self) -> Result<(), DeployError> {
+        if self.failing {
+            return Err(DeployError::Unavailable(
+                "UpdateFunctionConfiguration on orders-api: throttled; left: $LATEST still \
+                 carries the canary's settings"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 type Calls = std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>;
@@ -170,7 +185,15 @@ impl Deployer for SplitDeployer {
     }
     async fn rollback(&self, _: &CanaryDeployment) -> Result<(), DeployError> {
         self.calls.lock().unwrap().push("rollback");
-        Ok(())
+        self.outcome()
+    }
+    async fn undo_deploy(
+        &self,
+        _: &str,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        self.calls.lock().unwrap().push("undo_deploy");
+        self.outcome().map(|()| Some(baseline(function)))
     }
 }
 
@@ -218,6 +241,80 @@ fn split_world() -> (World, Calls) {
         ..World::new()
     };
     (world, calls)
+}
+
+#[tokio::test]
+async fn a_failed_deploy_is_undone_and_audited_with_its_failure() {
+    // GIVEN a deploy the state machine caught, as its Catch hands it on
+    let (world, calls) = split_world();
+    let cause = json!({
+        "errorType": "Retryable",
+        "errorMessage": "deployer unavailable: UpdateAlias on orders-api: 500; left: version 2 published"
+    });
+    let failure = json!({"Error": "Retryable", "Cause": cause.to_string()});
+    // WHEN the undo runs
+    let out = world
+        .run(
+            StepFunction::Rollback,
+            json!({"action": "undo_deploy", "item": item(), "failure": failure}),
+        )
+        .await
+        .unwrap();
+    // THEN what the deploy left is undone, and the audit says why the deploy failed
+    assert_eq!(out, json!({"restored": true, "outcome": "deploy_failed"}));
+    assert_eq!(*calls.lock().unwrap(), ["undo_deploy"]);
+    let events = world.records.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(
+        (event.action.as_str(), event.actor.as_str()),
+        ("deploy_failed", "selfbuild:rollback")
+    );
+    assert!(
+        event.detail.starts_with(
+            "deploy failed (Retryable: deployer unavailable: UpdateAlias on orders-api: 500; \
+             left: version 2 published); what it left was undone"
+        ),
+        "{}",
+        event.detail
+    );
+    assert_eq!(world.status(), Some(ImprovementStatus::DeployFailed));
+}
+
+#[tokio::test]
+async fn a_failed_rollback_is_audited_and_stays_retryable() {
+    // GIVEN Lambda failing the rollback
+    let deployer = SplitDeployer {
+        failing: true,
+        ..SplitDeployer::default()
+    };
+    let world = World {
+        deployer: Box::new(deployer),
+        ..World::new()
+    };
+    // WHEN the rollback runs THEN it fails Retryable for the state machine to retry
+    let err = world
+        .run(
+            StepFunction::Rollback,
+            json!({"action": "rollback", "item": deployed()}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Retryable");
+    // AND the audit says it failed and what it left, with the function as it is
+    let events = world.records.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, AuditAction::RollbackFailed);
+    assert!(
+        events[0]
+            .detail
+            .starts_with("the rollback failed (Retryable): deployer unavailable")
+            && events[0].detail.contains("$LATEST still carries"),
+        "{}",
+        events[0].detail
+    );
+    assert!(events[0].before.is_some());
+    assert_eq!(world.status(), Some(ImprovementStatus::RollbackFailed));
 }
 
 #[tokio::test]

@@ -900,6 +900,26 @@ impl Deployer for Fleet {
         }
         Ok(())
     }
+
+    /// A deploy here changes everything or nothing: what it left is its whole deployment,
+    /// rolled back.
+    async fn undo_deploy(
+        &self,
+        improvement_id: &str,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        let deployment = self
+            .lock()
+            .deployments
+            .get(improvement_id)
+            .map(|r| r.deployment.clone())
+            .filter(|d| &d.baseline.function == function);
+        let Some(deployment) = deployment else {
+            return Ok(None);
+        };
+        self.rollback(&deployment).await?;
+        Ok(Some(deployment.baseline))
+    }
 }
 
 #[cfg(test)]

@@ -861,6 +861,39 @@ async fn rollback_restores_the_exact_baseline() {
 }
 
 #[tokio::test]
+async fn undoing_a_deploy_rolls_back_what_it_did_and_nothing_else() {
+    let (_, fleet, _) = fleet(THROTTLING);
+    let f = id("payments-webhook");
+    let before = fleet.function_state(&f).await.unwrap();
+    // A deploy that never happened left nothing.
+    assert_eq!(fleet.undo_deploy("imp", &f).await.unwrap(), None);
+    let changed = LambdaSettings {
+        reserved_concurrency: Some(25),
+        ..before.settings.clone()
+    };
+    fleet
+        .deploy_canary("imp", &f, &changed, 0.25)
+        .await
+        .unwrap();
+    // Another function's undo of the same id touches nothing here.
+    assert_eq!(
+        fleet.undo_deploy("imp", &id("orders-api")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        fleet.undo_deploy("imp", &f).await.unwrap(),
+        Some(before.clone())
+    );
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+    // Twice is once.
+    assert_eq!(
+        fleet.undo_deploy("imp", &f).await.unwrap(),
+        Some(before.clone())
+    );
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+}
+
+#[tokio::test]
 async fn bad_deploys_are_rejected() {
     let (_, fleet, _) = fleet(TIMEOUTS);
     let f = id("orders-api");

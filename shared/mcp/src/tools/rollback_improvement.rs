@@ -13,9 +13,9 @@ use super::{ToolContext, ToolError, ToolSpec, required_text};
 
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "rollback_improvement",
-    description: "Roll back a deployed, frozen or promoted improvement: the function's alias, \
-version and configuration go back to the baseline recorded before the deploy. A canary still \
-being watched is not promoted afterwards.",
+    description: "Roll back a deployed, frozen or promoted improvement, or finish one whose \
+rollback failed: the function's alias, version and configuration go back to the baseline \
+recorded before the deploy. A canary still being watched is not promoted afterwards.",
     scope: Scope::Approve,
     read_only: false,
     destructive: true,
@@ -51,7 +51,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         }
         other => {
             return Err(ToolError::Conflict(format!(
-                "improvement {id} is {}; only deployed, frozen or promoted improvements can be rolled back",
+                "improvement {id} is {}; only deployed, frozen, promoted or rollback_failed improvements can be rolled back",
                 other.as_str()
             )));
         }
