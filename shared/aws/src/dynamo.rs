@@ -57,9 +57,9 @@ use selfbuild_core::ports::{
     ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltState, HaltSwitch, HeldClaim,
 };
 use selfbuild_core::records::{
-    AccessLog, AgentRecord, ComponentRecord, CycleProgress, DailyUsage, ImprovementQuery,
-    ImprovementRecord, ImprovementStore, Page, ProviderHealth, Registry, TOOL_CALL_RETENTION,
-    TenantScope, ToolCallEvent, UsageLedger,
+    AccessLog, AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
+    ImprovementStore, Page, ProviderHealth, Registry, TOOL_CALL_RETENTION, TenantScope,
+    ToolCallEvent, UsageLedger,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -712,6 +712,81 @@ impl CycleStore for DynamoStore {
         }
         Ok(Some(cycle))
     }
+
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: CycleStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let pk = cycle_pk(id);
+        let Some(item) = self.get(&pk, CYCLE_SK).await? else {
+            return Ok(false);
+        };
+        let mut cycle: CycleRecord = decode_body(&pk, &item)?;
+        cycle.status = status;
+        let body = encode(&pk, CYCLE_SK, &cycle)?;
+        let finished_at = at.format(&Rfc3339).map_err(|e| StoreError::Corrupt {
+            record: record_name(&pk, CYCLE_SK),
+            problem: format!("finished_at {at} cannot be written as RFC 3339: {e}"),
+        })?;
+        let build = |e: BuildError| self.build_error("TransactWriteItems", &e);
+        // The body is rewritten whole: nothing but its status changes after create_cycle, so
+        // two completions racing write the same record but for the status.
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(&pk))
+            .key(SK, s(CYCLE_SK))
+            .update_expression("SET #body = :body, #status = :status, #finished = :finished")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#body", "body")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#finished", "finished_at")
+            .expression_attribute_values(":body", AttributeValue::S(body))
+            .expression_attribute_values(":status", s(status_name(status)))
+            .expression_attribute_values(":finished", s(&finished_at))
+            .build()
+            .map_err(build)?;
+        let running = Delete::builder()
+            .table_name(&self.table)
+            .key(PK, s(RUNNING_CYCLE_PK))
+            .key(SK, s(&running_sk(&cycle)))
+            .build()
+            .map_err(build)?;
+        let write = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().delete(running).build())
+            .send()
+            .await;
+        match write {
+            Ok(_) => Ok(true),
+            // Deleted between the read and the write.
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.transaction_error(&e)),
+        }
+    }
+
+    async fn running_cycles(
+        &self,
+        scope: &TenantScope,
+        limit: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError> {
+        let mut query = self.partition_query(RUNNING_CYCLE_PK, None);
+        if let Some(tenant) = scope.tenant() {
+            query = query
+                .filter_expression("#tenant = :tenant")
+                .expression_attribute_names("#tenant", "tenant_id")
+                .expression_attribute_values(":tenant", s(tenant.as_str()));
+        }
+        let items = self.query_items(query, limit).await?;
+        items
+            .iter()
+            .map(|item| decode_body(RUNNING_CYCLE_PK, item))
+            .collect()
+    }
 }
 
 /// The cycle item: the record as JSON plus the fields worth querying on their own.
@@ -863,84 +938,6 @@ impl AuditLog for DynamoStore {
             }
         }
         Ok(events)
-    }
-}
-
-#[async_trait]
-impl CycleProgress for DynamoStore {
-    async fn finish_cycle(
-        &self,
-        id: &CycleId,
-        status: CycleStatus,
-        at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let pk = cycle_pk(id);
-        let Some(item) = self.get(&pk, CYCLE_SK).await? else {
-            return Ok(false);
-        };
-        let mut cycle: CycleRecord = decode_body(&pk, &item)?;
-        cycle.status = status;
-        let body = encode(&pk, CYCLE_SK, &cycle)?;
-        let finished_at = at.format(&Rfc3339).map_err(|e| StoreError::Corrupt {
-            record: record_name(&pk, CYCLE_SK),
-            problem: format!("finished_at {at} cannot be written as RFC 3339: {e}"),
-        })?;
-        let build = |e: BuildError| self.build_error("TransactWriteItems", &e);
-        // The body is rewritten whole: nothing but its status changes after create_cycle, so
-        // two completions racing write the same record but for the status.
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key(PK, s(&pk))
-            .key(SK, s(CYCLE_SK))
-            .update_expression("SET #body = :body, #status = :status, #finished = :finished")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#body", "body")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#finished", "finished_at")
-            .expression_attribute_values(":body", AttributeValue::S(body))
-            .expression_attribute_values(":status", s(status_name(status)))
-            .expression_attribute_values(":finished", s(&finished_at))
-            .build()
-            .map_err(build)?;
-        let running = Delete::builder()
-            .table_name(&self.table)
-            .key(PK, s(RUNNING_CYCLE_PK))
-            .key(SK, s(&running_sk(&cycle)))
-            .build()
-            .map_err(build)?;
-        let write = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(TransactWriteItem::builder().delete(running).build())
-            .send()
-            .await;
-        match write {
-            Ok(_) => Ok(true),
-            // Deleted between the read and the write.
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(self.transaction_error(&e)),
-        }
-    }
-
-    async fn running_cycles(
-        &self,
-        scope: &TenantScope,
-        limit: usize,
-    ) -> Result<Vec<CycleRecord>, StoreError> {
-        let mut query = self.partition_query(RUNNING_CYCLE_PK, None);
-        if let Some(tenant) = scope.tenant() {
-            query = query
-                .filter_expression("#tenant = :tenant")
-                .expression_attribute_names("#tenant", "tenant_id")
-                .expression_attribute_values(":tenant", s(tenant.as_str()));
-        }
-        let items = self.query_items(query, limit).await?;
-        items
-            .iter()
-            .map(|item| decode_body(RUNNING_CYCLE_PK, item))
-            .collect()
     }
 }
 

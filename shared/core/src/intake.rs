@@ -694,6 +694,26 @@ mod tests {
         async fn get_cycle(&self, id: &CycleId) -> Result<Option<CycleRecord>, StoreError> {
             Ok(self.cycles.lock().unwrap().get(id).cloned())
         }
+        async fn finish_cycle(
+            &self,
+            id: &CycleId,
+            status: CycleStatus,
+            _: OffsetDateTime,
+        ) -> Result<bool, StoreError> {
+            let mut cycles = self.cycles.lock().unwrap();
+            let Some(cycle) = cycles.get_mut(id) else {
+                return Ok(false);
+            };
+            cycle.status = status;
+            Ok(true)
+        }
+        async fn running_cycles(
+            &self,
+            _: &crate::records::TenantScope,
+            _: usize,
+        ) -> Result<Vec<CycleRecord>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     #[async_trait]

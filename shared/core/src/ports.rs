@@ -105,6 +105,19 @@ pub trait CycleStore: Send + Sync {
     async fn create_cycle(&self, cycle: &CycleRecord) -> Result<bool, StoreError>;
     /// The cycle with this id.
     async fn get_cycle(&self, id: &CycleId) -> Result<Option<CycleRecord>, StoreError>;
+    /// Marks the cycle finished; false if there is no such cycle.
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: crate::cycle::CycleStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Cycles still running that `scope` may see, oldest first, at most `limit`.
+    async fn running_cycles(
+        &self,
+        scope: &crate::records::TenantScope,
+        limit: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError>;
 }
 
 /// Every store port, as one adapter provides them.
@@ -112,7 +125,6 @@ pub trait Store:
     DedupStore
     + HaltSwitch
     + CycleStore
-    + crate::records::CycleProgress
     + crate::approval::ApprovalStore
     + crate::audit::AuditLog
     + crate::records::ImprovementStore
@@ -125,13 +137,32 @@ impl<T> Store for T where
     T: DedupStore
         + HaltSwitch
         + CycleStore
-        + crate::records::CycleProgress
         + crate::approval::ApprovalStore
         + crate::audit::AuditLog
         + crate::records::ImprovementStore
         + crate::records::UsageLedger
         + crate::records::Registry
         + crate::records::AccessLog
+{
+}
+
+/// The store ports the cycle's steps use, as one.
+pub trait StepStore:
+    HaltSwitch
+    + CycleStore
+    + crate::approval::ApprovalStore
+    + crate::audit::AuditLog
+    + crate::records::ImprovementStore
+    + crate::records::UsageLedger
+{
+}
+impl<T> StepStore for T where
+    T: HaltSwitch
+        + CycleStore
+        + crate::approval::ApprovalStore
+        + crate::audit::AuditLog
+        + crate::records::ImprovementStore
+        + crate::records::UsageLedger
 {
 }
 

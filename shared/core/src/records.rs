@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use crate::change::RiskLevel;
-use crate::cycle::{CycleRecord, CycleStatus};
 use crate::error::StoreError;
 use crate::ids::{CycleId, TenantId};
 use crate::improvement::ImprovementItem;
@@ -264,24 +263,6 @@ pub trait ImprovementStore: Send + Sync {
             }
         }
     }
-}
-
-/// Cycle listing and completion (beside [`crate::ports::CycleStore`]'s create and get).
-#[async_trait]
-pub trait CycleProgress: Send + Sync {
-    /// Marks the cycle finished; false if there is no such cycle.
-    async fn finish_cycle(
-        &self,
-        id: &CycleId,
-        status: CycleStatus,
-        at: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-    /// Cycles still running that `scope` may see, oldest first, at most `limit`.
-    async fn running_cycles(
-        &self,
-        scope: &TenantScope,
-        limit: usize,
-    ) -> Result<Vec<CycleRecord>, StoreError>;
 }
 
 /// A provider's circuit breaker.

@@ -15,10 +15,10 @@ use crate::error::{StoreError, TelemetryError};
 use crate::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
 use crate::ids::{ComponentId, CycleId};
 use crate::improvement::LlmUsage;
-use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
+use crate::ports::{CycleStore, DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
 use crate::records::{
-    CycleProgress, DailyUsage, ImprovementQuery, ImprovementRecord, ImprovementStore, Page,
-    ProviderHealth, TenantScope, UsageLedger,
+    DailyUsage, ImprovementQuery, ImprovementRecord, ImprovementStore, Page, ProviderHealth,
+    TenantScope, UsageLedger,
 };
 use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 
@@ -73,6 +73,7 @@ pub(crate) struct MemoryRecords {
     pub notifications: Mutex<Vec<String>>,
     pub improvements: Mutex<BTreeMap<String, ImprovementRecord>>,
     pub usage: Mutex<BTreeMap<Date, DailyUsage>>,
+    pub cycles: Mutex<BTreeMap<CycleId, CycleRecord>>,
     pub finished: Mutex<Vec<(CycleId, CycleStatus)>>,
     pub pending: Mutex<BTreeMap<String, PendingApproval>>,
     pub metrics: Mutex<Vec<crate::emf::MetricRecord>>,
@@ -166,7 +167,18 @@ impl UsageLedger for MemoryRecords {
 }
 
 #[async_trait]
-impl CycleProgress for MemoryRecords {
+impl CycleStore for MemoryRecords {
+    async fn create_cycle(&self, cycle: &CycleRecord) -> Result<bool, StoreError> {
+        let mut cycles = lock(&self.cycles);
+        if cycles.contains_key(&cycle.request.cycle_id) {
+            return Ok(false);
+        }
+        cycles.insert(cycle.request.cycle_id.clone(), cycle.clone());
+        Ok(true)
+    }
+    async fn get_cycle(&self, id: &CycleId) -> Result<Option<CycleRecord>, StoreError> {
+        Ok(lock(&self.cycles).get(id).cloned())
+    }
     async fn finish_cycle(
         &self,
         id: &CycleId,

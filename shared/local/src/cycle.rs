@@ -31,16 +31,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfbuild_core::Config;
-use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, PendingApproval, decide};
-use selfbuild_core::audit::{AuditLog, Notifier};
+use selfbuild_core::approval::{ApprovalPorts, PendingApproval, decide};
+use selfbuild_core::audit::Notifier;
 use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::generate::Llm;
 use selfbuild_core::improvement::MonitorReport;
+use selfbuild_core::ports::StepStore;
 use selfbuild_core::ports::{HaltState, HaltSwitch};
-use selfbuild_core::records::{CycleProgress, ImprovementStore, UsageLedger};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use selfbuild_core::text::Escaped;
 use serde::Deserialize;
@@ -89,20 +89,10 @@ pub struct LocalSteps {
     pub fleet: Fleet,
     /// Proposals.
     pub llm: Box<dyn Llm>,
-    /// Halt switch.
-    pub halt: Arc<dyn HaltSwitch>,
-    /// Pending approvals.
-    pub approvals: Arc<dyn ApprovalStore>,
-    /// Audit events.
-    pub audit: Arc<dyn AuditLog>,
+    /// The halt switch, approvals, audit, improvement records, LLM spend and cycles.
+    pub store: Arc<dyn StepStore>,
     /// Notifications.
     pub notifier: Arc<dyn Notifier>,
-    /// Each improvement's latest state.
-    pub improvements: Arc<dyn ImprovementStore>,
-    /// LLM spend per day.
-    pub usage: Arc<dyn UsageLedger>,
-    /// Cycle completion.
-    pub cycles: Arc<dyn CycleProgress>,
     /// Where the step metrics go.
     pub metrics: Arc<dyn MetricSink>,
     /// Virtual time.
@@ -144,13 +134,8 @@ impl TaskHandler for LocalSteps {
             telemetry: &self.fleet,
             deployer: &self.fleet,
             llm: self.llm.as_ref(),
-            halt: self.halt.as_ref(),
-            approvals: self.approvals.as_ref(),
-            audit: self.audit.as_ref(),
+            store: self.store.as_ref(),
             notifier: self.notifier.as_ref(),
-            improvements: self.improvements.as_ref(),
-            usage: self.usage.as_ref(),
-            cycles: self.cycles.as_ref(),
             metrics: self.metrics.as_ref(),
             clock: self.clock.as_ref(),
         };
@@ -454,13 +439,8 @@ impl CycleRun {
         let steps = LocalSteps {
             fleet,
             llm,
-            halt: shared.clone(),
-            approvals: shared.clone(),
-            audit: shared.clone(),
+            store: shared.clone(),
             notifier: shared.clone(),
-            improvements: shared.clone(),
-            usage: shared.clone(),
-            cycles: shared.clone(),
             metrics: Arc::new(selfbuild_core::emf::TracingSink {
                 namespace: config.metrics_namespace.clone(),
             }),

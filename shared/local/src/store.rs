@@ -16,9 +16,9 @@ use selfbuild_core::ports::{
     ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltState, HaltSwitch, HeldClaim,
 };
 use selfbuild_core::records::{
-    AccessLog, AgentRecord, ComponentRecord, CycleProgress, DailyUsage, ImprovementQuery,
-    ImprovementRecord, ImprovementStatus, ImprovementStore, Page, ProviderHealth, Registry,
-    TOOL_CALL_RETENTION, TenantScope, ToolCallEvent, UsageLedger,
+    AccessLog, AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
+    ImprovementStatus, ImprovementStore, Page, ProviderHealth, Registry, TOOL_CALL_RETENTION,
+    TenantScope, ToolCallEvent, UsageLedger,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -552,6 +552,64 @@ impl CycleStore for SqliteStore {
         })
         .await
     }
+
+    async fn finish_cycle(
+        &self,
+        id: &CycleId,
+        status: CycleStatus,
+        _at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // The record has no finish time; the summary and the audit log keep it.
+        let id = id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let body: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM cycles WHERE cycle_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some(body) = body else {
+                return Ok(false);
+            };
+            let record = format!("cycle {id}");
+            let mut cycle: CycleRecord = decode(&record, &body)?;
+            cycle.status = status;
+            tx.execute(
+                "UPDATE cycles SET status = ?2, body = ?3 WHERE cycle_id = ?1",
+                params![id, cycle_status_name(status), encode(&record, &cycle)?],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn running_cycles(
+        &self,
+        scope: &TenantScope,
+        limit: usize,
+    ) -> Result<Vec<CycleRecord>, StoreError> {
+        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
+        self.with_conn(move |conn| {
+            let rows = bodies::<CycleRecord>(
+                conn,
+                "SELECT cycle_id, body FROM cycles
+                 WHERE status = 'running'
+                   AND (?1 IS NULL OR json_extract(body, '$.request.tenant_id') = ?1)
+                 ORDER BY started_ms, cycle_id LIMIT ?2",
+                params![tenant, sql_limit(limit)],
+                |id| format!("cycle {id}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, cycle)| cycle).collect())
+        })
+        .await
+    }
 }
 
 fn corrupt_approval(id: &str, e: &serde_json::Error) -> StoreError {
@@ -932,67 +990,6 @@ fn bodies<T: DeserializeOwned>(
             Ok((key, value))
         })
         .collect()
-}
-
-#[async_trait]
-impl CycleProgress for SqliteStore {
-    async fn finish_cycle(
-        &self,
-        id: &CycleId,
-        status: CycleStatus,
-        _at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        // The record has no finish time; the summary and the audit log keep it.
-        let id = id.as_str().to_owned();
-        self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql)?;
-            let body: Option<String> = tx
-                .query_row(
-                    "SELECT body FROM cycles WHERE cycle_id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            let Some(body) = body else {
-                return Ok(false);
-            };
-            let record = format!("cycle {id}");
-            let mut cycle: CycleRecord = decode(&record, &body)?;
-            cycle.status = status;
-            tx.execute(
-                "UPDATE cycles SET status = ?2, body = ?3 WHERE cycle_id = ?1",
-                params![id, cycle_status_name(status), encode(&record, &cycle)?],
-            )
-            .map_err(sql)?;
-            tx.commit().map_err(sql)?;
-            Ok(true)
-        })
-        .await
-    }
-
-    async fn running_cycles(
-        &self,
-        scope: &TenantScope,
-        limit: usize,
-    ) -> Result<Vec<CycleRecord>, StoreError> {
-        let tenant = scope.tenant().map(|t| t.as_str().to_owned());
-        self.with_conn(move |conn| {
-            let rows = bodies::<CycleRecord>(
-                conn,
-                "SELECT cycle_id, body FROM cycles
-                 WHERE status = 'running'
-                   AND (?1 IS NULL OR json_extract(body, '$.request.tenant_id') = ?1)
-                 ORDER BY started_ms, cycle_id LIMIT ?2",
-                params![tenant, sql_limit(limit)],
-                |id| format!("cycle {id}"),
-            )?;
-            Ok(rows.into_iter().map(|(_, cycle)| cycle).collect())
-        })
-        .await
-    }
 }
 
 #[async_trait]

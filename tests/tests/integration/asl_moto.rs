@@ -102,13 +102,8 @@ async fn run_on_moto(
     let steps = Arc::new(LocalSteps {
         fleet,
         llm: Box::new(RecordedLlm::new(recorded, RulePlanner)),
-        halt: shared.clone(),
-        approvals: shared.clone(),
-        audit: shared.clone(),
+        store: shared.clone(),
         notifier: shared.clone(),
-        improvements: shared.clone(),
-        usage: shared.clone(),
-        cycles: shared.clone(),
         metrics: Arc::new(selfbuild_core::emf::TracingSink {
             namespace: config.metrics_namespace.clone(),
         }),

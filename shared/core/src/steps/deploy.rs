@@ -65,10 +65,7 @@ pub(super) async fn run(
         }
         DeployRequest::Promote { item } => {
             // A canary rolled back by hand (MCP) while it was watched must stay rolled back.
-            if let Some(record) = deps
-                .improvements
-                .get_improvement(&item.improvement_id())
-                .await?
+            if let Some(record) = deps.store.get_improvement(&item.improvement_id()).await?
                 && record.status == ImprovementStatus::RolledBack
             {
                 return to_value(&PromoteOutcome {

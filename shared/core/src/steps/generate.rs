@@ -21,7 +21,7 @@ pub(super) async fn run(
 ) -> Result<Value, StepError> {
     let item: ImprovementItem = parse_payload(payload)?;
     // A halted cycle's later items stop before the LLM is asked or anything is spent.
-    if let Some(halt) = deps.halt.halt_state().await? {
+    if let Some(halt) = deps.store.halt_state().await? {
         let detail = format!(
             "halt switch is on ({}: {}): not generated",
             halt.actor, halt.reason
@@ -66,7 +66,7 @@ pub(super) async fn run(
     deps.metric("LlmCostUsd", Unit::None, generated.usage.cost_usd);
     // Spend is already incurred: a ledger failure must not lose the proposal.
     if let Err(e) = deps
-        .usage
+        .store
         .record_llm_usage(deps.clock.now(), generated.usage.cost_usd, &providers)
         .await
     {

@@ -15,7 +15,7 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::{AuditAction, AuditLog, Notifier};
+use crate::audit::{AuditAction, Notifier};
 use crate::canary::{CanaryDeps, CanaryError, function_state_for_audit};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -23,8 +23,8 @@ use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::generate::{Llm, LlmError};
 use crate::improvement::{ImprovementItem, MonitorReport, Verdict};
-use crate::ports::{Deployer, Telemetry};
-use crate::records::{CycleProgress, ImprovementStatus, ImprovementStore, UsageLedger};
+use crate::ports::{Deployer, StepStore, Telemetry};
+use crate::records::ImprovementStatus;
 use crate::transition::{Recorder, Transition};
 
 pub use deploy::DeployRequest;
@@ -94,20 +94,10 @@ pub struct StepDeps<'a> {
     pub deployer: &'a dyn Deployer,
     /// Proposals.
     pub llm: &'a dyn Llm,
-    /// The halt switch.
-    pub halt: &'a dyn crate::ports::HaltSwitch,
-    /// Pending approvals.
-    pub approvals: &'a dyn crate::approval::ApprovalStore,
-    /// Audit events.
-    pub audit: &'a dyn AuditLog,
+    /// The halt switch, approvals, audit, improvement records, LLM spend and cycles.
+    pub store: &'a dyn StepStore,
     /// Notifications for other agents.
     pub notifier: &'a dyn Notifier,
-    /// Each improvement's latest state.
-    pub improvements: &'a dyn ImprovementStore,
-    /// LLM spend per day.
-    pub usage: &'a dyn UsageLedger,
-    /// Cycle completion.
-    pub cycles: &'a dyn CycleProgress,
     /// Where the R19 metrics go (EMF on Lambda).
     pub metrics: &'a dyn MetricSink,
     /// The time.
@@ -158,8 +148,8 @@ impl StepDeps<'_> {
     /// Where transitions are written.
     fn recorder(&self) -> Recorder<'_> {
         Recorder {
-            audit: self.audit,
-            improvements: self.improvements,
+            audit: self.store,
+            improvements: self.store,
             notifier: self.notifier,
             clock: self.clock,
         }
@@ -211,7 +201,7 @@ impl StepDeps<'_> {
         CanaryDeps {
             deployer: self.deployer,
             telemetry: self.telemetry,
-            halt: self.halt,
+            halt: self.store,
             clock: self.clock,
         }
     }

@@ -52,7 +52,7 @@ pub(super) async fn run(
             };
             let id = CycleId::parse(&summary.cycle_id)
                 .map_err(|e| StepError::InvalidInput(format!("cycle.cycle_id: {e}")))?;
-            deps.cycles
+            deps.store
                 .finish_cycle(&id, status, summary.finished_at)
                 .await?;
             to_value(&summary)

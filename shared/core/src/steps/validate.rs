@@ -59,13 +59,9 @@ pub(super) async fn run(
             to_value(&validation)
         }
         ValidateRequest::RequestApproval { task_token, item } => {
-            let pending = crate::approval::request_approval(
-                deps.approvals,
-                &item,
-                &task_token,
-                deps.clock.now(),
-            )
-            .await?;
+            let pending =
+                crate::approval::request_approval(deps.store, &item, &task_token, deps.clock.now())
+                    .await?;
             let detail = format!(
                 "{} ({}) needs {} approval(s)",
                 pending.change, pending.risk, pending.approvals_required
