@@ -30,16 +30,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
-        alarms: &alarms,
         clock: &clock,
         ids: &OsRandom,
         metrics: &metrics,
     };
     let config = &config;
+    let alarms = &alarms;
 
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventJson>| async move {
-            handle_delivered(deps, config, event.payload)
+            handle_delivered(deps, alarms, config, event.payload)
                 .await
                 .map_err(|e| diagnostic(&e))
         },

@@ -151,8 +151,6 @@ pub struct IntakeDeps<'a> {
     pub orchestrator: &'a dyn Orchestrator,
     /// Cycle records, written when a cycle starts (status and listings read them).
     pub cycles: &'a dyn CycleStore,
-    /// Alarms in ALARM, for the poller.
-    pub alarms: &'a dyn AlarmSource,
     /// The time.
     pub clock: &'a dyn Clock,
     /// The random part of new cycle ids.
@@ -171,17 +169,20 @@ impl From<EventError> for IntakeError {
 /// [`handle_event`].
 pub async fn handle_delivered(
     deps: IntakeDeps<'_>,
+    alarms: &dyn AlarmSource,
     config: &Config,
     event: EventJson,
 ) -> Result<IntakeResponse, IntakeError> {
-    handle_event(deps, config, &event.into_value()?).await
+    handle_event(deps, alarms, config, &event.into_value()?).await
 }
 
-/// Handles one EventBridge event: an alarm state change, the daily tick or a poll tick.
+/// Handles one EventBridge event: an alarm state change, the daily tick or a poll tick (which
+/// reads the alarms in ALARM from `alarms`).
 // The event's kind is recorded once parsed: raw fields are untrusted and unbounded.
 #[instrument(skip_all, fields(event = tracing::field::Empty))]
 pub async fn handle_event(
     deps: IntakeDeps<'_>,
+    alarms: &dyn AlarmSource,
     config: &Config,
     event: &Value,
 ) -> Result<IntakeResponse, IntakeError> {
@@ -197,7 +198,10 @@ pub async fn handle_event(
             .handle_routine(rule, time)
             .await
             .map(IntakeResponse::One),
-        IntakeEvent::Poll { time, .. } => intake.handle_poll(time).await.map(IntakeResponse::Many),
+        IntakeEvent::Poll { time, .. } => intake
+            .handle_poll(alarms, time)
+            .await
+            .map(IntakeResponse::Many),
     }
 }
 
@@ -415,9 +419,10 @@ impl Intake<'_> {
 
     async fn handle_poll(
         &self,
+        source: &dyn AlarmSource,
         poll_time: OffsetDateTime,
     ) -> Result<Vec<IntakeOutcome>, IntakeError> {
-        let alarms = self.deps.alarms.alarms_in_alarm().await?;
+        let alarms = source.alarms_in_alarm().await?;
         let mut outcomes = Vec::with_capacity(alarms.len());
         let mut failures = Vec::new();
         for alarm in &alarms {
@@ -842,12 +847,11 @@ mod tests {
                 halt: &self.store,
                 orchestrator: &self.recorder,
                 cycles: &self.store,
-                alarms: &self.recorder,
                 clock: &self.clock,
                 ids: &self.ids,
                 metrics: &self.recorder,
             };
-            handle_event(deps, &self.config, event).await
+            handle_event(deps, &self.recorder, &self.config, event).await
         }
 
         async fn manual(&self, manual: ManualCycle) -> Result<IntakeOutcome, IntakeError> {
@@ -856,7 +860,6 @@ mod tests {
                 halt: &self.store,
                 orchestrator: &self.recorder,
                 cycles: &self.store,
-                alarms: &self.recorder,
                 clock: &self.clock,
                 ids: &self.ids,
                 metrics: &self.recorder,

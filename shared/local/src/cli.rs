@@ -362,12 +362,11 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
                 halt: &store,
                 orchestrator: &orchestrator,
                 cycles: &store,
-                alarms: &alarms,
                 clock: clock.as_ref(),
                 ids: &OsRandom,
                 metrics: &metrics,
             };
-            let response = handle_event(deps, &config, &event).await?;
+            let response = handle_event(deps, &alarms, &config, &event).await?;
             serde_json::to_value(response).map_err(|e| cli_error("Internal", e.to_string()))
         }
         Command::Halt { reason, actor } => {
@@ -599,12 +598,11 @@ async fn cycle(
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
-        alarms: &alarms,
         clock: &clock,
         ids: &ids,
         metrics: &metrics,
     };
-    let response = handle_event(deps, &config, &event).await?;
+    let response = handle_event(deps, &alarms, &config, &event).await?;
     say!(
         "intake: {}",
         serde_json::to_string(&response).unwrap_or_default()

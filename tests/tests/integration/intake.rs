@@ -51,19 +51,18 @@ async fn an_alarm_event_starts_one_execution_and_repeats_are_suppressed_on_aws_a
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
-        alarms: &alarms,
         clock: &clock,
         ids: &OsRandom,
         metrics: &metrics,
     };
     let event = load("alarm-metric.json");
 
-    let first = outcome(handle_event(deps, &config, &event).await.unwrap());
+    let first = outcome(handle_event(deps, &alarms, &config, &event).await.unwrap());
     assert_eq!(first["decision"], "started");
     assert_eq!(first["mode"], "emergency");
     let cycle_id = first["cycle_id"].as_str().unwrap().to_owned();
 
-    let second = outcome(handle_event(deps, &config, &event).await.unwrap());
+    let second = outcome(handle_event(deps, &alarms, &config, &event).await.unwrap());
     assert_eq!(second["decision"], "duplicate");
     assert_eq!(second["cycle_id"], cycle_id.as_str());
     assert_eq!(second["suppressed_count"], 1);
@@ -118,7 +117,7 @@ async fn an_alarm_event_starts_one_execution_and_repeats_are_suppressed_on_aws_a
         .await
         .unwrap();
     let halted = outcome(
-        handle_event(deps, &config, &load("scheduled-24h.json"))
+        handle_event(deps, &alarms, &config, &load("scheduled-24h.json"))
             .await
             .unwrap(),
     );
@@ -168,15 +167,19 @@ async fn a_poll_starts_cycles_for_alarms_cloudwatch_reports_in_alarm() {
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
-        alarms: &alarms,
         clock: &clock,
         ids: &OsRandom,
         metrics: &metrics,
     };
     let out = outcome(
-        handle_event(deps, &Config::default(), &load("scheduled-poll.json"))
-            .await
-            .unwrap(),
+        handle_event(
+            deps,
+            &alarms,
+            &Config::default(),
+            &load("scheduled-poll.json"),
+        )
+        .await
+        .unwrap(),
     );
     let list = out.as_array().expect("a poll answers with an array");
     assert_eq!(list.len(), 1);

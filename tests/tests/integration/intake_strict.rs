@@ -156,12 +156,11 @@ async fn the_lambda_payload_refuses_a_repeated_key_as_an_invalid_event() {
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
-        alarms: &alarms,
         clock: &clock,
         ids: &selfbuild_core::idsource::OsRandom,
         metrics: &NoMetrics,
     };
-    let err = handle_delivered(deps, &Config::default(), payload)
+    let err = handle_delivered(deps, &alarms, &Config::default(), payload)
         .await
         .unwrap_err();
     let message = err.to_string();

@@ -1,13 +1,9 @@
 //! `trigger_improvement_cycle`: starts a cycle through the same halt check and dedup as intake.
 
-use async_trait::async_trait;
 use schemars::JsonSchema;
-use selfbuild_core::alarm::AlarmSignal;
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::cycle::CycleMode;
-use selfbuild_core::error::TelemetryError;
 use selfbuild_core::intake::{IntakeDeps, ManualCycle, request_cycle};
-use selfbuild_core::ports::AlarmSource;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -66,16 +62,6 @@ fn default_max() -> u32 {
     3
 }
 
-/// Manual cycles never poll alarms.
-struct NoAlarms;
-
-#[async_trait]
-impl AlarmSource for NoAlarms {
-    async fn alarms_in_alarm(&self) -> Result<Vec<AlarmSignal>, TelemetryError> {
-        Ok(Vec::new())
-    }
-}
-
 pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
     let analysis_window_hours =
         in_range("analysis_window_hours", args.analysis_window_hours, 1, 168)?;
@@ -94,7 +80,6 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         halt: &*deps.store,
         orchestrator: &*deps.orchestrator,
         cycles: &*deps.store,
-        alarms: &NoAlarms,
         clock: &*deps.clock,
         ids: &*deps.ids,
         metrics: &*deps.metrics,

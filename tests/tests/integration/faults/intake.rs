@@ -86,12 +86,11 @@ async fn dynamodb_faults_during_the_claim_and_the_records_start_the_alarms_cycle
                 halt: &store,
                 orchestrator: &orchestrator,
                 cycles: &store,
-                alarms: &alarms,
                 clock: &clock,
                 ids: &ids,
                 metrics: &NoMetrics,
             };
-            let answer = match handle_event(deps, &config, &event).await {
+            let answer = match handle_event(deps, &alarms, &config, &event).await {
                 Ok(IntakeResponse::One(o)) => Answer::Decided {
                     decision: o.decision.as_str().to_owned(),
                     cycle: o.cycle_id.map(|c| c.to_string()).unwrap_or_default(),
@@ -206,14 +205,13 @@ async fn a_suppression_whose_answer_was_lost_is_counted_once() {
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
-        alarms: &alarms,
         clock: &clock,
         ids: &ids,
         metrics: &NoMetrics,
     };
     let config = Config::default();
     let event = load("alarm-metric.json");
-    let first = handle_event(deps, &config, &event).await.unwrap();
+    let first = handle_event(deps, &alarms, &config, &event).await.unwrap();
     // The duplicate's count increment takes effect, its answer is lost, the SDK sends it again.
     let next = proxy.seen("UpdateItem") + 1;
     proxy.add(
@@ -221,7 +219,7 @@ async fn a_suppression_whose_answer_was_lost_is_counted_once() {
             .nth(&[next])
             .fault(Fault::Lost(Lost::ServerError)),
     );
-    let second = handle_event(deps, &config, &event).await.unwrap();
+    let second = handle_event(deps, &alarms, &config, &event).await.unwrap();
     let (IntakeResponse::One(first), IntakeResponse::One(second)) = (first, second) else {
         panic!("one outcome each");
     };
