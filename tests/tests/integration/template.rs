@@ -552,12 +552,24 @@ fn used_traits(wiring_sources: &[&Source], shared: &[&Source]) -> Option<BTreeSe
             .unwrap()
             .to_owned()
     };
+    let called: BTreeSet<String> = wiring_sources
+        .iter()
+        .flat_map(|s| called_names(&s.text))
+        .collect();
     let mut traits = BTreeSet::new();
     let mut supertraits: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for source in shared {
         let lines: Vec<&str> = source.text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
-            if let Some(rest) = line.strip_prefix("pub struct ") {
+            let function = line
+                .strip_prefix("pub async fn ")
+                .or_else(|| line.strip_prefix("pub fn "));
+            if function.is_some_and(|rest| called.contains(&item_name(rest))) {
+                // A function the wiring calls: the ports it is handed, up to its body.
+                for param in lines[i..].iter().take_while(|l| !l.ends_with('{')) {
+                    traits.extend(dyn_trait.captures_iter(param).map(|d| d[1].to_owned()));
+                }
+            } else if let Some(rest) = line.strip_prefix("pub struct ") {
                 // A struct the wiring builds: its `dyn` fields, up to its closing `}`.
                 if built.contains(&item_name(rest)) {
                     for field in lines[i..].iter().take_while(|l| **l != "}") {
