@@ -199,11 +199,17 @@ pub enum DeployError {
 /// Reads and changes deployed functions.
 #[async_trait]
 pub trait Deployer: Send + Sync {
-    /// The function's current settings and alias routing.
+    /// The function's current settings and alias routing. While a canary runs, the settings
+    /// are the stable version's, except reserved concurrency where the platform keeps one per
+    /// function (Lambda: the canary's from its deploy on); see [`FunctionState::settings`].
     async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError>;
 
     /// Applies `settings` as a new version and routes `weight` of the alias to it.
-    /// Idempotent per `improvement_id`: a retry after any partial step ends in the same state.
+    /// Idempotent per `improvement_id`: a retry after any partial step ends in the same state,
+    /// and a retry after it was routed (promoted or rolled back since) changes nothing and
+    /// returns the same deployment. Refused: other settings or weight for the same
+    /// improvement, a second canary while one is routed, and a retry once a later
+    /// improvement's version was published for the function.
     async fn deploy_canary(
         &self,
         improvement_id: &str,
@@ -212,9 +218,10 @@ pub trait Deployer: Send + Sync {
         weight: f64,
     ) -> Result<CanaryDeployment, DeployError>;
 
-    /// Routes all traffic to the canary version. Idempotent.
+    /// Routes all traffic to the canary version. Idempotent; refused once rolled back.
     async fn promote(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
 
-    /// Restores the baseline's exact routing and configuration. Idempotent.
+    /// Restores the baseline's exact routing and configuration, also after a promotion.
+    /// Idempotent; refused once a later improvement was deployed to the function.
     async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
 }

@@ -6,6 +6,7 @@
 mod alarms;
 mod asl_moto;
 mod demo;
+mod deployer_contract;
 mod halt;
 mod intake;
 mod intake_strict;

@@ -776,7 +776,20 @@ impl Deployer for Fleet {
                     d.baseline.function
                 )));
             }
-            return Ok(d.clone());
+            let deployment = d.clone();
+            // As on Lambda: a stray retry never stands for an older canary once a later one
+            // was deployed.
+            let published = state.function_mut(function)?.versions.len();
+            if parse_version(&deployment.canary_version)
+                .is_none_or(|v| usize::try_from(v).is_ok_and(|v| v < published))
+            {
+                return Err(DeployError::Rejected(format!(
+                    "version {} of {function} was published for improvement {improvement_id}, \
+                     but later versions were published after it; not routing an older canary",
+                    deployment.canary_version
+                )));
+            }
+            return Ok(deployment);
         }
         let model = state.function_mut(function)?;
         if let Some((version, _)) = model.routing.canary {
