@@ -13,6 +13,7 @@ mod intake_strict;
 mod lambda_deployer;
 mod notifier;
 mod orchestrator;
+mod orchestrator_contract;
 mod secrets;
 mod step_events;
 mod store_contract;
