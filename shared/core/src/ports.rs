@@ -159,7 +159,10 @@ pub trait AlarmSource: Send + Sync {
 /// Metric series and error rows (the rest of the Telemetry port).
 #[async_trait]
 pub trait Telemetry: Send + Sync {
-    /// Every metric of [`MetricName::ALL`](crate::telemetry::MetricName::ALL) for the components in scope, all versions together.
+    /// Every metric of [`MetricName::ALL`](crate::telemetry::MetricName::ALL) for the components in scope, all versions together:
+    /// each named component (one without data gets series without points), or when none is
+    /// named every component with data. A source without percentile statistics leaves out
+    /// `DurationP99`.
     async fn metric_series(
         &self,
         query: &TelemetryQuery,

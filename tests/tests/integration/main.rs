@@ -19,4 +19,5 @@ mod secrets;
 mod step_events;
 mod store_contract;
 mod telemetry;
+mod telemetry_contract;
 mod template;

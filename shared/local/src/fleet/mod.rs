@@ -656,8 +656,23 @@ impl Telemetry for Fleet {
         query: &TelemetryQuery,
     ) -> Result<Vec<MetricSeries>, TelemetryError> {
         period_minutes(query.period_seconds)?;
+        let views = self.views(query.tenant.as_ref(), &query.components);
         let mut series = Vec::new();
-        for view in self.views(query.tenant.as_ref(), &query.components) {
+        // A named component the fleet has no data of (not one of its functions, or another
+        // tenant's) gets every metric without points, as CloudWatch answers for it.
+        let mut named: Vec<&ComponentId> = Vec::new();
+        for component in &query.components {
+            if !named.contains(&component) && !views.iter().any(|v| &v.spec.name == component) {
+                named.push(component);
+                series.extend(MetricName::ALL.into_iter().map(|metric| MetricSeries {
+                    component: component.clone(),
+                    metric,
+                    version: None,
+                    points: Vec::new(),
+                }));
+            }
+        }
+        for view in views {
             let points = self.points(
                 &view,
                 None,
