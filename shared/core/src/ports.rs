@@ -55,7 +55,8 @@ pub enum ClaimOutcome {
     Held(HeldClaim),
 }
 
-/// Dedup claims (R2): at most one winner per key per window.
+/// Dedup claims (R2): at most one winner per key per window. Claim times are kept, and
+/// compared, to the millisecond.
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// Claims the key unless a claim whose window has not ended holds it; decided by ONE
