@@ -1,11 +1,248 @@
 //! Lambda functions on moto's control plane: the IAM role `CreateFunction` wants, and the
-//! ZIP archive it takes, without an IAM SDK crate or a ZIP crate. Used by the deployer's
-//! integration tests and the e2e test.
+//! ZIP archive it takes, without an IAM SDK crate or a ZIP crate; [`MotoFunction`], a
+//! function with version 1 behind the alias `live`. Used by the deployer's integration and
+//! contract tests and the e2e test.
 
+use std::sync::Arc;
+
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, Environment, FunctionCode, Runtime};
+use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::deployment::LIVE_ALIAS;
+use selfbuild_core::ids::ComponentId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::moto::MotoServer;
+
+/// A function on moto, created with some settings; [`MotoFunction::new`] also publishes
+/// version 1 and points the alias [`LIVE_ALIAS`] at it.
+pub struct MotoFunction {
+    /// Keeps the shared server up while the function is used.
+    pub moto: Arc<MotoServer>,
+    /// A Lambda client on that server.
+    pub lambda: aws_sdk_lambda::Client,
+    /// The function.
+    pub function: ComponentId,
+}
+
+impl MotoFunction {
+    /// Creates `name` with `initial`, without publishing anything or creating the alias.
+    pub async fn unpublished(name: &str, initial: &LambdaSettings) -> Self {
+        let moto = MotoServer::shared();
+        let sdk = moto.sdk_config().await;
+        let lambda = aws_sdk_lambda::Client::new(&sdk);
+        let role = create_role(&moto, &format!("{name}-role")).await;
+        lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(role)
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(stored_zip(
+                        "bootstrap",
+                        b"#!/bin/sh\necho '{}'\n",
+                    )))
+                    .build(),
+            )
+            .memory_size(i32::try_from(initial.memory_mb).expect("a memory size"))
+            .timeout(i32::try_from(initial.timeout_seconds).expect("a timeout"))
+            .environment(
+                Environment::builder()
+                    .set_variables(Some(initial.environment.clone().into_iter().collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateFunction on moto");
+        let function = Self {
+            lambda,
+            function: ComponentId::parse(name).expect("a function name"),
+            moto,
+        };
+        if initial.reserved_concurrency.is_some() {
+            function.set_reserved(initial.reserved_concurrency).await;
+        }
+        function
+    }
+
+    /// A function created before, reached through the shared server.
+    pub async fn existing(function: &ComponentId) -> Self {
+        let moto = MotoServer::shared();
+        let lambda = aws_sdk_lambda::Client::new(&moto.sdk_config().await);
+        Self {
+            moto,
+            lambda,
+            function: function.clone(),
+        }
+    }
+
+    /// Creates `name` with `initial`, publishes version 1 and points `live` at it.
+    pub async fn new(name: &str, initial: &LambdaSettings) -> Self {
+        let function = Self::unpublished(name, initial).await;
+        let version = function
+            .lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .expect("PublishVersion on moto");
+        assert_eq!(version.version(), Some("1"));
+        function.create_alias("1").await;
+        function
+    }
+
+    /// Creates the alias `live` on `version`.
+    pub async fn create_alias(&self, version: &str) {
+        self.lambda
+            .create_alias()
+            .function_name(self.function.as_str())
+            .name(LIVE_ALIAS)
+            .function_version(version)
+            .send()
+            .await
+            .expect("CreateAlias on moto");
+    }
+
+    /// Points `live` at `version` alone, with an empty description: the alias as it was
+    /// before a deploy routed it.
+    pub async fn point_alias_at(&self, version: &str) {
+        self.lambda
+            .update_alias()
+            .function_name(self.function.as_str())
+            .name(LIVE_ALIAS)
+            .function_version(version)
+            .routing_config(
+                AliasRoutingConfiguration::builder()
+                    .set_additional_version_weights(Some(Default::default()))
+                    .build(),
+            )
+            .description("")
+            .send()
+            .await
+            .expect("UpdateAlias on moto");
+    }
+
+    /// The alias's version and additional weights.
+    pub async fn routing(&self) -> (String, Vec<(String, f64)>) {
+        let alias = self
+            .lambda
+            .get_alias()
+            .function_name(self.function.as_str())
+            .name(LIVE_ALIAS)
+            .send()
+            .await
+            .expect("GetAlias on moto");
+        let mut weights: Vec<(String, f64)> = alias
+            .routing_config()
+            .and_then(AliasRoutingConfiguration::additional_version_weights)
+            .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
+            .unwrap_or_default();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        (
+            alias.function_version().unwrap_or_default().to_owned(),
+            weights,
+        )
+    }
+
+    /// Memory, timeout and environment of a version (`$LATEST` included), as settings
+    /// with the function's current reservation.
+    pub async fn version_settings(&self, version: &str) -> LambdaSettings {
+        let config = self
+            .lambda
+            .get_function_configuration()
+            .function_name(self.function.as_str())
+            .qualifier(version)
+            .send()
+            .await
+            .expect("GetFunctionConfiguration on moto");
+        LambdaSettings {
+            memory_mb: config
+                .memory_size()
+                .and_then(|m| u32::try_from(m).ok())
+                .expect("a memory size"),
+            timeout_seconds: config
+                .timeout()
+                .and_then(|t| u32::try_from(t).ok())
+                .expect("a timeout"),
+            reserved_concurrency: self.reserved().await,
+            environment: config
+                .environment()
+                .and_then(|e| e.variables())
+                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Sets `$LATEST`'s memory, timeout and environment to `settings`'s, as the first step
+    /// of a deploy does (the reservation is left alone).
+    pub async fn update_latest(&self, settings: &LambdaSettings) {
+        self.lambda
+            .update_function_configuration()
+            .function_name(self.function.as_str())
+            .memory_size(i32::try_from(settings.memory_mb).expect("a memory size"))
+            .timeout(i32::try_from(settings.timeout_seconds).expect("a timeout"))
+            .environment(
+                Environment::builder()
+                    .set_variables(Some(settings.environment.clone().into_iter().collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("UpdateFunctionConfiguration on moto");
+    }
+
+    /// The function's reserved concurrency.
+    pub async fn reserved(&self) -> Option<u32> {
+        self.lambda
+            .get_function_concurrency()
+            .function_name(self.function.as_str())
+            .send()
+            .await
+            .expect("GetFunctionConcurrency on moto")
+            .reserved_concurrent_executions()
+            .map(|n| u32::try_from(n).expect("a reservation"))
+    }
+
+    /// Sets (or with none, removes) the function's reserved concurrency.
+    pub async fn set_reserved(&self, reserved: Option<u32>) {
+        match reserved {
+            Some(n) => {
+                self.lambda
+                    .put_function_concurrency()
+                    .function_name(self.function.as_str())
+                    .reserved_concurrent_executions(i32::try_from(n).expect("a reservation"))
+                    .send()
+                    .await
+                    .expect("PutFunctionConcurrency on moto");
+            }
+            None => {
+                self.lambda
+                    .delete_function_concurrency()
+                    .function_name(self.function.as_str())
+                    .send()
+                    .await
+                    .expect("DeleteFunctionConcurrency on moto");
+            }
+        }
+    }
+
+    /// Every version's name, `$LATEST` first.
+    pub async fn versions(&self) -> Vec<String> {
+        self.lambda
+            .list_versions_by_function()
+            .function_name(self.function.as_str())
+            .send()
+            .await
+            .expect("ListVersionsByFunction on moto")
+            .versions()
+            .iter()
+            .filter_map(|v| v.version().map(str::to_owned))
+            .collect()
+    }
+}
 
 /// Creates an IAM role in moto, whose Lambda `CreateFunction` wants one that exists, and
 /// returns its ARN. One query-API request by hand rather than another SDK crate; moto reads

@@ -7,11 +7,14 @@
 //! - [`fault_proxy`]: a proxy in front of moto that throttles, fails, delays or drops a share
 //!   of calls (or lets them take effect and fails the answer), and logs every call.
 //! - [`recorded`]: a listener answering with a recorded HTTP response (Bedrock stand-in).
-//! - [`lambda_fixture`]: an IAM role and a ZIP archive for functions on moto's Lambda.
+//! - [`lambda_fixture`]: an IAM role and a ZIP archive for functions on moto's Lambda, and
+//!   [`lambda_fixture::MotoFunction`], a function behind the alias `live`.
+//! - [`cloudwatch_fixture`]: alarms, metric data and log events on moto.
 //! - [`http`]: minimal HTTP/1.1 over loopback TCP, shared by the above.
 //! - [`events`]: the sample events under `events/`.
 
 pub mod cargo_lambda;
+pub mod cloudwatch_fixture;
 pub mod events;
 pub mod fault_proxy;
 pub mod http;

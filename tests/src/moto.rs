@@ -108,8 +108,14 @@ impl MotoServer {
 
     /// SDK configuration pointing every service at this server, with dummy credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_in("us-east-1").await
+    }
+
+    /// As [`MotoServer::sdk_config`], in `region`: moto keeps each region's resources apart,
+    /// so tests that list every resource of a kind can share one server.
+    pub async fn sdk_config_in(&self, region: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
             .load()

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sfn::Client;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -73,6 +74,12 @@ impl selfbuild_core::approval::TaskTokens for StepFunctionsOrchestrator {
     }
 }
 
+/// Starts the execution named by the cycle id. Step Functions answers a repeated
+/// `StartExecution` of a running execution with the same input as if it had started it, so
+/// `DescribeExecution` asks first whether it exists: `already_started` is then exact, except
+/// when two starts of one cycle race (both may say false; intake's dedup claim lets one
+/// start it). An execution with the name and other input, or one that has ended, is
+/// `ExecutionAlreadyExists`: already started too.
 #[async_trait]
 impl Orchestrator for StepFunctionsOrchestrator {
     async fn start_cycle(&self, request: &CycleRequest) -> Result<CycleHandle, OrchestratorError> {
@@ -80,6 +87,33 @@ impl Orchestrator for StepFunctionsOrchestrator {
         let input = serde_json::to_string(request).map_err(|e| {
             OrchestratorError::Rejected(format!("cycle {name} input cannot be serialized: {e}"))
         })?;
+        let execution_ref = execution_arn(&self.state_machine_arn, name).ok_or_else(|| {
+            OrchestratorError::Rejected(format!(
+                "state machine ARN {} has no :stateMachine: part",
+                self.state_machine_arn
+            ))
+        })?;
+        let existing = self
+            .client
+            .describe_execution()
+            .execution_arn(&execution_ref)
+            .send()
+            .await;
+        match existing {
+            Ok(_) => {
+                debug!(cycle_id = name, execution = %execution_ref, "execution already exists");
+                return Ok(CycleHandle {
+                    execution_ref,
+                    already_started: true,
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DescribeExecutionError::ExecutionDoesNotExist(_))
+                ) => {}
+            Err(e) => return Err(describe_error(&self.state_machine_arn, &e)),
+        }
         let started = self
             .client
             .start_execution()
@@ -106,13 +140,6 @@ impl Orchestrator for StepFunctionsOrchestrator {
                     Some(StartExecutionError::ExecutionAlreadyExists(_))
                 ) =>
             {
-                let execution_ref =
-                    execution_arn(&self.state_machine_arn, name).ok_or_else(|| {
-                        OrchestratorError::Rejected(format!(
-                            "state machine ARN {} has no :stateMachine: part",
-                            self.state_machine_arn
-                        ))
-                    })?;
                 debug!(cycle_id = name, execution = %execution_ref, "execution already exists");
                 Ok(CycleHandle {
                     execution_ref,
@@ -121,6 +148,34 @@ impl Orchestrator for StepFunctionsOrchestrator {
             }
             Err(e) => Err(start_error(&self.state_machine_arn, &e)),
         }
+    }
+}
+
+/// `Unavailable` for throttling and transient failures; `Rejected` for the rest (bad ARN,
+/// KMS or IAM denial).
+fn describe_error(
+    state_machine_arn: &str,
+    err: &SdkError<DescribeExecutionError, HttpResponse>,
+) -> OrchestratorError {
+    let message = format!(
+        "DescribeExecution on {state_machine_arn}: {}",
+        ErrorChain(err)
+    );
+    let retry_later = is_transient(err)
+        || matches!(
+            err.as_service_error(),
+            Some(DescribeExecutionError::KmsThrottlingException(_))
+        );
+    if retry_later {
+        debug!(state_machine = state_machine_arn, error = %DisplayErrorContext(err), "DescribeExecution failed");
+        OrchestratorError::Unavailable(message)
+    } else {
+        warn!(
+            state_machine = state_machine_arn,
+            error = %DisplayErrorContext(err),
+            "Step Functions refused DescribeExecution"
+        );
+        OrchestratorError::Rejected(message)
     }
 }
 

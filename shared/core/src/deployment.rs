@@ -14,7 +14,10 @@ pub const LIVE_ALIAS: &str = "live";
 pub struct FunctionState {
     /// The function.
     pub function: ComponentId,
-    /// The configuration of the stable version.
+    /// The configuration of the stable version. Where reserved concurrency belongs to the
+    /// function rather than to a version (Lambda), `reserved_concurrency` is the function's:
+    /// during a canary that is the canary's; the embedded fleet keeps one per version and
+    /// reports the stable version's.
     pub settings: LambdaSettings,
     /// The alias's name.
     pub alias: String,

@@ -314,4 +314,163 @@ mod tests {
         assert_eq!(replay(1), replay(1));
         assert_ne!(replay(1), replay(2));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+
+        /// A fixed seed: the same cases on every run and machine.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                rng_seed: RngSeed::Fixed(0x5e1f_b01d),
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Any text: ASCII-heavy, with the separators and escapes ids care about, controls,
+        /// spaces, multi-byte characters, and lengths around every limit.
+        fn text() -> impl Strategy<Value = String> {
+            let char = prop_oneof![
+                4 => proptest::char::range('a', 'z'),
+                2 => proptest::char::range('0', '9'),
+                2 => proptest::sample::select(vec!['.', '_', '-', '#', '*', '%', ':', '/', ' ']),
+                1 => proptest::sample::select(vec!['\n', '\t', '\u{7f}', '\u{a0}', 'é', '漢', '🦀']),
+                1 => any::<char>(),
+            ];
+            prop_oneof![
+                proptest::collection::vec(char.clone(), 0..12),
+                proptest::collection::vec(char, 60..300),
+            ]
+            .prop_map(|chars| chars.into_iter().collect())
+        }
+
+        /// The rule of each id, written apart from its parser.
+        fn tenant_ok(s: &str) -> bool {
+            (1..=64).contains(&s.len())
+                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        }
+        fn component_ok(s: &str) -> bool {
+            (1..=256).contains(&s.chars().count())
+                && !s.chars().any(char::is_control)
+                && !s.starts_with(char::is_whitespace)
+                && !s.ends_with(char::is_whitespace)
+        }
+        fn cycle_ok(s: &str) -> bool {
+            (1..=80).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        }
+
+        /// Undoes [`DedupKey::as_str`]: `tenant#component`, `*` absent, the component unescaped.
+        fn decode(key: &str) -> (Option<String>, Option<String>) {
+            let (tenant, component) = key.split_once('#').expect("a separator");
+            let part = |p: &str| (p != "*").then(|| p.to_owned());
+            let component = part(component).map(|c| {
+                c.replace("%2A", "*")
+                    .replace("%23", "#")
+                    .replace("%25", "%")
+            });
+            (part(tenant), component)
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            /// Any text parses or is an error (never a panic), exactly as each id's rule
+            /// says; what parses displays, serializes and parses back to itself.
+            #[test]
+            fn ids_parse_exactly_their_rule_and_round_trip(s in text()) {
+                match TenantId::parse(&s) {
+                    Ok(id) => {
+                        prop_assert!(tenant_ok(&s));
+                        prop_assert_eq!(id.to_string(), s.clone());
+                        prop_assert_eq!(TenantId::parse(&id.to_string()), Ok(id.clone()));
+                        let json = serde_json::to_string(&id).unwrap();
+                        prop_assert_eq!(serde_json::from_str::<TenantId>(&json).unwrap(), id);
+                    }
+                    Err(e) => {
+                        prop_assert!(!tenant_ok(&s));
+                        prop_assert_eq!(e.kind, "tenant_id");
+                        prop_assert!(serde_json::from_value::<TenantId>(serde_json::json!(s)).is_err());
+                    }
+                }
+                match ComponentId::parse(&s) {
+                    Ok(id) => {
+                        prop_assert!(component_ok(&s));
+                        prop_assert_eq!(id.as_str(), s.as_str());
+                        prop_assert_eq!(id.to_string().parse::<ComponentId>(), Ok(id.clone()));
+                        let json = serde_json::to_string(&id).unwrap();
+                        prop_assert_eq!(serde_json::from_str::<ComponentId>(&json).unwrap(), id);
+                    }
+                    Err(e) => {
+                        prop_assert!(!component_ok(&s));
+                        prop_assert!(e.value.chars().count() <= 80);
+                    }
+                }
+                match CycleId::parse(&s) {
+                    Ok(id) => {
+                        prop_assert!(cycle_ok(&s));
+                        prop_assert_eq!(CycleId::parse(&id.to_string()), Ok(id.clone()));
+                        let json = serde_json::to_string(&id).unwrap();
+                        prop_assert_eq!(serde_json::from_str::<CycleId>(&json).unwrap(), id);
+                    }
+                    Err(_) => prop_assert!(!cycle_ok(&s)),
+                }
+            }
+
+            /// A claim's cycle id is a valid execution name for any tenant, component and
+            /// instant, and its readable part depends on nothing else.
+            #[test]
+            fn cycle_ids_for_any_claim_are_valid(
+                tenant in proptest::option::of("[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
+                component in proptest::option::of(text()),
+                seconds in -377_705_116_800_i64..253_402_300_799,
+                nanos in 0_u32..1_000_000_000,
+                suffix in any::<u32>(),
+            ) {
+                struct Fixed(u32);
+                impl IdSource for Fixed {
+                    fn suffix(&self) -> u32 { self.0 }
+                }
+                let key = DedupKey::new(
+                    tenant.map(|t| TenantId::parse(&t).unwrap()),
+                    component.and_then(|c| ComponentId::parse(&c).ok()),
+                );
+                let at = OffsetDateTime::from_unix_timestamp(seconds).unwrap()
+                    + time::Duration::nanoseconds(i64::from(nanos));
+                let id = CycleId::for_claim(&key, at, &Fixed(suffix));
+                prop_assert!(cycle_ok(id.as_str()), "{id}");
+                prop_assert_eq!(CycleId::parse(id.as_str()), Ok(id.clone()));
+                let end = format!("-{suffix:08x}");
+                prop_assert!(id.as_str().ends_with(&end));
+                let at_second_start = OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+                prop_assert_eq!(CycleId::for_claim(&key, at_second_start, &Fixed(suffix)), id);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config(512))]
+
+            /// Dedup keys decode to the scope they were made of, so distinct scopes never
+            /// share a key (components drawn from the characters the encoding escapes).
+            #[test]
+            fn dedup_keys_round_trip_and_never_collide(
+                a in (proptest::option::of("[ab]{1,2}"), proptest::option::of("[a#*%23A]{1,4}")),
+                b in (proptest::option::of("[ab]{1,2}"), proptest::option::of("[a#*%23A]{1,4}")),
+            ) {
+                let key = |(t, c): &(Option<String>, Option<String>)| DedupKey::new(
+                    t.as_deref().map(|t| TenantId::parse(t).unwrap()),
+                    c.as_deref().map(|c| ComponentId::parse(c).unwrap()),
+                );
+                let (ka, kb) = (key(&a), key(&b));
+                prop_assert_eq!(decode(ka.as_str()), a.clone());
+                prop_assert_eq!(ka.to_string(), ka.as_str());
+                prop_assert_eq!(ka.as_str() == kb.as_str(), a == b);
+            }
+        }
+    }
 }

@@ -832,44 +832,6 @@ mod tests {
     }
 
     #[test]
-    fn the_result_does_not_depend_on_input_order() {
-        let all: Vec<&str> = HDFS
-            .iter()
-            .chain(APACHE)
-            .chain(OPENSTACK)
-            .copied()
-            .chain([
-                "Failed to refresh token for user alice",
-                "Failed to refresh token for tenant acme",
-                "Failed to refresh token for user bob",
-                "Failed to load config for user bob",
-            ])
-            .collect();
-        let original: Vec<LogLine> = all
-            .iter()
-            .enumerate()
-            .map(|(i, m)| line(i64::try_from(i % 7).unwrap(), m, Some("svc")))
-            .collect();
-        let expected = mine(&original);
-        let mut permuted = original.clone();
-        permuted.reverse();
-        assert_eq!(mine(&permuted), expected);
-        for shift in [1, 5, 13] {
-            let mut rotated = original.clone();
-            rotated.rotate_left(shift);
-            assert_eq!(mine(&rotated), expected, "rotation {shift}");
-        }
-        // Interleave: even positions first, then odd.
-        let interleaved: Vec<LogLine> = original
-            .iter()
-            .step_by(2)
-            .chain(original.iter().skip(1).step_by(2))
-            .cloned()
-            .collect();
-        assert_eq!(mine(&interleaved), expected);
-    }
-
-    #[test]
     fn templates_carry_counts_times_samples_and_components() {
         let input = vec![
             line(
@@ -1235,28 +1197,6 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_does_not_depend_on_input_order() {
-        let mut input = Vec::new();
-        for i in 0..40 {
-            let component = ["api", "worker", "cron"][i % 3];
-            let secs = i64::try_from(i).unwrap() * 400;
-            input.push(line(
-                secs,
-                &format!("{component} event {i}"),
-                Some(component),
-            ));
-        }
-        let mut expected = messages(&stratified_sample(&input, 11));
-        expected.sort();
-        let mut reversed = input.clone();
-        reversed.reverse();
-        let mut got = messages(&stratified_sample(&reversed, 11));
-        got.sort();
-        assert_eq!(got, expected);
-        assert_eq!(expected.len(), 11);
-    }
-
-    #[test]
     fn allocation_is_proportional_and_exact() {
         assert_eq!(allocate(&[80, 15, 5], 20), [15, 3, 2]);
         assert_eq!(allocate(&[10, 10], 5), [3, 2]);
@@ -1308,5 +1248,120 @@ mod tests {
         assert_eq!(stratified_sample(&input, 2).len(), 2);
         let templates = mine(&input);
         assert_eq!(templates.len(), 3);
+    }
+
+    // --- properties ---
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+
+    /// A fixed seed: the same cases on every run and machine.
+    fn config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            rng_seed: RngSeed::Fixed(0x5e1f_b01d),
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Lines from the LogHub samples and from templates with variable words, numbers and
+    /// ids, over two hours and three components (one none), often with equal timestamps.
+    fn log_lines(max: usize) -> impl Strategy<Value = Vec<LogLine>> {
+        let fixed: Vec<&'static str> = HDFS
+            .iter()
+            .chain(APACHE)
+            .chain(OPENSTACK)
+            .copied()
+            .collect();
+        let message = prop_oneof![
+            proptest::sample::select(fixed).prop_map(str::to_owned),
+            (
+                proptest::sample::select(vec!["user", "tenant", "order"]),
+                proptest::sample::select(vec!["alice", "bob", "acme", "7", "blk_123"]),
+            )
+                .prop_map(|(what, who)| format!("Failed to refresh token for {what} {who}")),
+            (0_u32..5000).prop_map(|n| format!("Task timed out after {n}.00 seconds")),
+            proptest::sample::select(vec!["a", "b", "a b", "  ", "x y z"]).prop_map(str::to_owned),
+        ];
+        let line = (
+            0_i64..7200,
+            message,
+            proptest::sample::select(vec![None, Some("api"), Some("worker")]),
+        )
+            .prop_map(|(offset, message, component)| line(offset / 600 * 600, &message, component));
+        proptest::collection::vec(line, 0..max)
+    }
+
+    /// `lines` and a permutation of them.
+    fn permuted(max: usize) -> impl Strategy<Value = (Vec<LogLine>, Vec<LogLine>)> {
+        log_lines(max).prop_flat_map(|lines| (Just(lines.clone()), Just(lines).prop_shuffle()))
+    }
+
+    proptest! {
+        #![proptest_config(config(64))]
+
+        /// The same multiset of lines gives the same templates, whatever the input order.
+        #[test]
+        fn the_templates_do_not_depend_on_input_order(
+            (lines, shuffled) in permuted(60),
+            similarity in proptest::sample::select(vec![0.0, 0.4, 0.5, 0.75, 1.0]),
+            max_samples in 0_usize..4,
+            max_templates in 1_usize..20,
+        ) {
+            let config = MinerConfig { similarity, max_samples, max_templates };
+            prop_assert_eq!(mine_templates(&shuffled, &config), mine_templates(&lines, &config));
+        }
+
+        /// Templates account for every non-blank line at most once, and say so consistently.
+        #[test]
+        fn templates_count_each_line_once(lines in log_lines(60)) {
+            let config = MinerConfig { max_templates: usize::MAX, ..MinerConfig::default() };
+            let templates = mine_templates(&lines, &config);
+            let non_blank = lines.iter().filter(|l| !l.message.trim().is_empty()).count() as u64;
+            prop_assert_eq!(templates.iter().map(|t| t.count).sum::<u64>(), non_blank);
+            for t in &templates {
+                prop_assert!(t.count >= 1 && t.first_seen <= t.last_seen);
+                prop_assert!(t.samples.len() <= 3);
+                prop_assert!(t.components.windows(2).all(|w| w[0] < w[1]));
+            }
+            prop_assert!(templates.windows(2).all(|w| w[0].count >= w[1].count));
+        }
+
+        /// The same lines give the same sample, whatever the input order, of exactly
+        /// min(capacity, lines) lines.
+        #[test]
+        fn the_sample_does_not_depend_on_input_order(
+            (lines, shuffled) in permuted(80),
+            capacity in 0_usize..40,
+        ) {
+            let key = |sample: Vec<&LogLine>| {
+                let mut keys: Vec<(OffsetDateTime, String, Option<String>)> = sample
+                    .into_iter()
+                    .map(|l| (l.timestamp, l.message.clone(), l.component.clone()))
+                    .collect();
+                keys.sort();
+                keys
+            };
+            let sample = stratified_sample(&lines, capacity);
+            prop_assert_eq!(sample.len(), capacity.min(lines.len()));
+            prop_assert_eq!(key(stratified_sample(&shuffled, capacity)), key(sample));
+        }
+
+        /// Quotas add up to the capacity, never exceed a stratum, and give every stratum one
+        /// line when the capacity allows.
+        #[test]
+        fn allocation_fills_the_capacity_within_each_stratum(
+            sizes in proptest::collection::vec(1_usize..500, 1..12),
+            fraction in 0.0_f64..1.0,
+        ) {
+            let total: usize = sizes.iter().sum();
+            let capacity = ((total as f64) * fraction) as usize;
+            let quotas = allocate(&sizes, capacity);
+            prop_assert_eq!(quotas.iter().sum::<usize>(), capacity);
+            prop_assert!(quotas.iter().zip(&sizes).all(|(q, s)| q <= s));
+            if capacity >= sizes.len() {
+                prop_assert!(quotas.iter().all(|&q| q >= 1));
+            }
+        }
     }
 }

@@ -55,7 +55,8 @@ pub enum ClaimOutcome {
     Held(HeldClaim),
 }
 
-/// Dedup claims (R2): at most one winner per key per window.
+/// Dedup claims (R2): at most one winner per key per window. Claim times are kept, and
+/// compared, to the millisecond.
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// Claims the key unless a claim whose window has not ended holds it; decided by ONE
@@ -192,7 +193,10 @@ pub trait AlarmSource: Send + Sync {
 /// Metric series and error rows (the rest of the Telemetry port).
 #[async_trait]
 pub trait Telemetry: Send + Sync {
-    /// Every metric of [`MetricName::ALL`](crate::telemetry::MetricName::ALL) for the components in scope, all versions together.
+    /// Every metric of [`MetricName::ALL`](crate::telemetry::MetricName::ALL) for the components in scope, all versions together:
+    /// each named component (one without data gets series without points), or when none is
+    /// named every component with data. A source without percentile statistics leaves out
+    /// `DurationP99`.
     async fn metric_series(
         &self,
         query: &TelemetryQuery,
@@ -243,11 +247,17 @@ impl DeployError {
 /// Reads and changes deployed functions.
 #[async_trait]
 pub trait Deployer: Send + Sync {
-    /// The function's current settings and alias routing.
+    /// The function's current settings and alias routing. While a canary runs, the settings
+    /// are the stable version's, except reserved concurrency where the platform keeps one per
+    /// function (Lambda: the canary's from its deploy on); see [`FunctionState::settings`].
     async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError>;
 
     /// Applies `settings` as a new version and routes `weight` of the alias to it.
-    /// Idempotent per `improvement_id`: a retry after any partial step ends in the same state.
+    /// Idempotent per `improvement_id`: a retry after any partial step ends in the same state,
+    /// and a retry after it was routed (promoted or rolled back since) changes nothing and
+    /// returns the same deployment. Refused: other settings or weight for the same
+    /// improvement, a second canary while one is routed, and a retry once a later
+    /// improvement's version was published for the function.
     async fn deploy_canary(
         &self,
         improvement_id: &str,
@@ -256,10 +266,11 @@ pub trait Deployer: Send + Sync {
         weight: f64,
     ) -> Result<CanaryDeployment, DeployError>;
 
-    /// Routes all traffic to the canary version. Idempotent.
+    /// Routes all traffic to the canary version. Idempotent; refused once rolled back.
     async fn promote(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
 
-    /// Restores the baseline's exact routing and configuration. Idempotent.
+    /// Restores the baseline's exact routing and configuration, also after a promotion.
+    /// Idempotent; refused once a later improvement was deployed to the function.
     async fn rollback(&self, deployment: &CanaryDeployment) -> Result<(), DeployError>;
 
     /// Undoes whatever a deploy of `improvement_id` that failed part-way left on `function`

@@ -1467,4 +1467,139 @@ mod tests {
         let listed = store.pending_approvals().await.unwrap();
         assert_eq!(listed, [pending("c1-1"), pending("c1-2")]);
     }
+
+    mod properties {
+        use std::collections::HashMap;
+
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+        use selfbuild_core::ids::ComponentId;
+        use selfbuild_core::ports::{ClaimOutcome, DedupClaim, DedupStore, HeldClaim};
+        use time::Duration;
+        use time::macros::datetime;
+
+        use super::*;
+
+        /// A fixed seed: the same cases on every run and machine.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                rng_seed: RngSeed::Fixed(0x5e1f_b01d),
+                ..ProptestConfig::default()
+            }
+        }
+
+        const T0: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
+
+        /// One call on the claims of key `key` (of three).
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// A claim made `at_us` microseconds after T0 for a window of `window_ms`.
+            Claim {
+                key: usize,
+                at_us: i64,
+                window_ms: i64,
+            },
+            /// A release by the holder, or by a cycle that does not hold the key.
+            Release { key: usize, by_holder: bool },
+            /// The holder's cycle was started.
+            MarkStarted { key: usize },
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            let op = prop_oneof![
+                6 => (0_usize..3, 0_i64..3_000_000, 0_i64..1500)
+                    .prop_map(|(key, at_us, window_ms)| Op::Claim { key, at_us, window_ms }),
+                1 => (0_usize..3, any::<bool>()).prop_map(|(key, by_holder)| Op::Release { key, by_holder }),
+                1 => (0_usize..3).prop_map(|key| Op::MarkStarted { key }),
+            ];
+            proptest::collection::vec(op, 1..30)
+        }
+
+        fn key(i: usize) -> DedupKey {
+            DedupKey::new(
+                Some(TenantId::parse("acme").unwrap()),
+                Some(ComponentId::parse(&format!("fn-{i}")).unwrap()),
+            )
+        }
+
+        /// A time as the stores keep it: to the millisecond.
+        fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
+            OffsetDateTime::from_unix_timestamp_nanos(
+                t.unix_timestamp_nanos() / 1_000_000 * 1_000_000,
+            )
+            .unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(config(32))]
+
+            /// Claims in any order, with releases and starts between them, decide as the
+            /// window arithmetic says: a claim made while the holder's window has not ended
+            /// (its end included, at millisecond resolution) is held and counted; after it,
+            /// or once released, a new claim wins and starts its own count.
+            #[test]
+            fn claims_follow_the_window_arithmetic(ops in ops()) {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStore::open(dir.path()).unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let mut model: HashMap<usize, HeldClaim> = HashMap::new();
+                for (n, op) in ops.into_iter().enumerate() {
+                    match op {
+                        Op::Claim { key: k, at_us, window_ms } => {
+                            let claimed_at = T0 + Duration::microseconds(at_us);
+                            let window_end = claimed_at + Duration::milliseconds(window_ms);
+                            let claim = DedupClaim {
+                                key: key(k),
+                                cycle_id: CycleId::parse(&format!("c{n}")).unwrap(),
+                                claimed_at,
+                                window_end,
+                                expires_at: window_end + Duration::days(1),
+                                cycle_input: format!("{{\"n\":{n}}}"),
+                            };
+                            let outcome = runtime.block_on(store.claim(&claim)).unwrap();
+                            let expected = match model.get_mut(&k) {
+                                Some(held) if held.window_end >= to_ms(claimed_at) => {
+                                    held.suppressed_count += 1;
+                                    ClaimOutcome::Held(held.clone())
+                                }
+                                _ => {
+                                    model.insert(k, HeldClaim {
+                                        cycle_id: claim.cycle_id.clone(),
+                                        claimed_at: to_ms(claimed_at),
+                                        window_end: to_ms(window_end),
+                                        suppressed_count: 0,
+                                        started: false,
+                                        cycle_input: claim.cycle_input.clone(),
+                                    });
+                                    ClaimOutcome::Won
+                                }
+                            };
+                            prop_assert_eq!(outcome, expected, "op {}", n);
+                        }
+                        Op::Release { key: k, by_holder } => {
+                            let holder = model.get(&k).map(|h| h.cycle_id.clone());
+                            let id = match (&holder, by_holder) {
+                                (Some(id), true) => id.clone(),
+                                _ => CycleId::parse("nobody").unwrap(),
+                            };
+                            let released = runtime.block_on(store.release(&key(k), &id)).unwrap();
+                            prop_assert_eq!(released, holder.as_ref() == Some(&id), "op {}", n);
+                            if released {
+                                model.remove(&k);
+                            }
+                        }
+                        Op::MarkStarted { key: k } => {
+                            if let Some(held) = model.get_mut(&k) {
+                                runtime
+                                    .block_on(store.mark_started(&key(k), &held.cycle_id, "exec"))
+                                    .unwrap();
+                                held.started = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,45 +1,21 @@
 //! The AlarmSource adapters: CloudWatch DescribeAlarms on moto, and the saved-file one.
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::StateValue;
 use selfbuild_aws::cloudwatch::CloudWatchAlarms;
 use selfbuild_core::alarm::{AlarmKind, AlarmState};
 use selfbuild_core::ports::AlarmSource;
 use selfbuild_local::alarms::FileAlarmSource;
+use selfbuild_tests::cloudwatch_fixture::{put_metric_alarm, set_alarm_state};
 use selfbuild_tests::events::events_dir;
 use selfbuild_tests::moto::MotoServer;
 
 async fn put_lambda_alarm(client: &aws_sdk_cloudwatch::Client, name: &str, function: &str) {
-    client
-        .put_metric_alarm()
-        .alarm_name(name)
-        .namespace("AWS/Lambda")
-        .metric_name("Errors")
-        .dimensions(
-            Dimension::builder()
-                .name("FunctionName")
-                .value(function)
-                .build(),
-        )
-        .dimensions(Dimension::builder().name("TenantId").value("acme").build())
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .send()
-        .await
-        .unwrap();
+    let dimensions = [("FunctionName", function), ("TenantId", "acme")];
+    put_metric_alarm(client, name, "AWS/Lambda", "Errors", &dimensions).await;
 }
 
 async fn set_state(client: &aws_sdk_cloudwatch::Client, name: &str, state: StateValue) {
-    client
-        .set_alarm_state()
-        .alarm_name(name)
-        .state_value(state)
-        .state_reason("test")
-        .send()
-        .await
-        .unwrap();
+    set_alarm_state(client, name, state, "test").await;
 }
 
 #[tokio::test]

@@ -7,22 +7,24 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, Environment, FunctionCode, Runtime};
 use selfbuild_aws::LambdaDeployer;
 use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{DeployError, Deployer};
-use selfbuild_tests::lambda_fixture::{create_role, stored_zip};
-use selfbuild_tests::moto::MotoServer;
+use selfbuild_tests::lambda_fixture::MotoFunction;
 
-/// A function on moto with version 1 behind the alias `live`.
+/// A function on moto with version 1 behind the alias `live`, and a deployer for it.
 struct Fixture {
-    _moto: std::sync::Arc<MotoServer>,
-    lambda: aws_sdk_lambda::Client,
+    moto_function: MotoFunction,
     deployer: LambdaDeployer,
-    function: ComponentId,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = MotoFunction;
+    fn deref(&self) -> &MotoFunction {
+        &self.moto_function
+    }
 }
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -42,144 +44,21 @@ fn settings(memory_mb: u32, timeout_seconds: u32, reserved: Option<u32>) -> Lamb
 }
 
 impl Fixture {
+    fn of(moto_function: MotoFunction) -> Self {
+        Self {
+            deployer: LambdaDeployer::from_client(moto_function.lambda.clone()),
+            moto_function,
+        }
+    }
+
     /// Creates `name` with `initial`, without publishing anything or creating the alias.
     async fn unpublished(name: &str, initial: &LambdaSettings) -> Self {
-        let moto = MotoServer::shared();
-        let sdk = moto.sdk_config().await;
-        let lambda = aws_sdk_lambda::Client::new(&sdk);
-        let role = create_role(&moto, &format!("{name}-role")).await;
-        lambda
-            .create_function()
-            .function_name(name)
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role(role)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(stored_zip(
-                        "bootstrap",
-                        b"#!/bin/sh\necho '{}'\n",
-                    )))
-                    .build(),
-            )
-            .memory_size(i32::try_from(initial.memory_mb).unwrap())
-            .timeout(i32::try_from(initial.timeout_seconds).unwrap())
-            .environment(
-                Environment::builder()
-                    .set_variables(Some(initial.environment.clone().into_iter().collect()))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        if let Some(n) = initial.reserved_concurrency {
-            lambda
-                .put_function_concurrency()
-                .function_name(name)
-                .reserved_concurrent_executions(i32::try_from(n).unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        Self {
-            deployer: LambdaDeployer::from_client(lambda.clone()),
-            lambda,
-            function: ComponentId::parse(name).unwrap(),
-            _moto: moto,
-        }
+        Self::of(MotoFunction::unpublished(name, initial).await)
     }
 
     /// Creates `name` with `initial`, publishes version 1 and points `live` at it.
     async fn new(name: &str, initial: &LambdaSettings) -> Self {
-        let fixture = Self::unpublished(name, initial).await;
-        let version = fixture
-            .lambda
-            .publish_version()
-            .function_name(name)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(version.version(), Some("1"));
-        fixture.create_alias("1").await;
-        fixture
-    }
-
-    async fn create_alias(&self, version: &str) {
-        self.lambda
-            .create_alias()
-            .function_name(self.function.as_str())
-            .name(LIVE_ALIAS)
-            .function_version(version)
-            .send()
-            .await
-            .unwrap();
-    }
-
-    /// The alias's version and additional weights.
-    async fn routing(&self) -> (String, Vec<(String, f64)>) {
-        let alias = self
-            .lambda
-            .get_alias()
-            .function_name(self.function.as_str())
-            .name(LIVE_ALIAS)
-            .send()
-            .await
-            .unwrap();
-        let mut weights: Vec<(String, f64)> = alias
-            .routing_config()
-            .and_then(AliasRoutingConfiguration::additional_version_weights)
-            .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
-            .unwrap_or_default();
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        (alias.function_version().unwrap().to_owned(), weights)
-    }
-
-    /// Memory, timeout and environment of a version (`$LATEST` included), as settings
-    /// with the function's current reservation.
-    async fn version_settings(&self, version: &str) -> LambdaSettings {
-        let config = self
-            .lambda
-            .get_function_configuration()
-            .function_name(self.function.as_str())
-            .qualifier(version)
-            .send()
-            .await
-            .unwrap();
-        LambdaSettings {
-            memory_mb: u32::try_from(config.memory_size().unwrap()).unwrap(),
-            timeout_seconds: u32::try_from(config.timeout().unwrap()).unwrap(),
-            reserved_concurrency: self.reserved().await,
-            environment: config
-                .environment()
-                .and_then(|e| e.variables())
-                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        }
-    }
-
-    async fn reserved(&self) -> Option<u32> {
-        self.lambda
-            .get_function_concurrency()
-            .function_name(self.function.as_str())
-            .send()
-            .await
-            .unwrap()
-            .reserved_concurrent_executions()
-            .map(|n| u32::try_from(n).unwrap())
-    }
-
-    /// Every version's name, `$LATEST` first.
-    async fn versions(&self) -> Vec<String> {
-        self.lambda
-            .list_versions_by_function()
-            .function_name(self.function.as_str())
-            .send()
-            .await
-            .unwrap()
-            .versions()
-            .iter()
-            .map(|v| v.version().unwrap().to_owned())
-            .collect()
+        Self::of(MotoFunction::new(name, initial).await)
     }
 }
 
@@ -360,20 +239,7 @@ async fn a_retry_before_routing_reuses_the_version_and_the_reservation_it_record
         .unwrap();
     // GIVEN an attempt that stopped after the reservation changed, before the alias routed:
     // the alias as it was, the version published, the reservation already 9
-    f.lambda
-        .update_alias()
-        .function_name(f.function.as_str())
-        .name(LIVE_ALIAS)
-        .function_version("1")
-        .routing_config(
-            AliasRoutingConfiguration::builder()
-                .set_additional_version_weights(Some(Default::default()))
-                .build(),
-        )
-        .description("")
-        .send()
-        .await
-        .unwrap();
+    f.point_alias_at("1").await;
     assert_eq!(f.reserved().await, Some(9));
 
     // WHEN it is retried

@@ -3,9 +3,11 @@
 // Test helpers fail the test by unwrapping, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
+mod alarm_source_contract;
 mod alarms;
 mod asl_moto;
 mod demo;
+mod deployer_contract;
 mod faults;
 mod halt;
 mod intake;
@@ -13,8 +15,10 @@ mod intake_strict;
 mod lambda_deployer;
 mod notifier;
 mod orchestrator;
+mod orchestrator_contract;
 mod secrets;
 mod step_events;
 mod store_contract;
 mod telemetry;
+mod telemetry_contract;
 mod template;

@@ -15,33 +15,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
 use selfbuild_core::telemetry::{DurationQuery, MetricName, MetricSeries, TelemetryQuery};
+use selfbuild_tests::cloudwatch_fixture::{log_group, put_metric as put, recent_window as window};
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
-
-/// A five-minute window starting on a minute half an hour ago (moto's Logs keeps only events
-/// of the last 14 days, so the times cannot be fixed).
-fn window() -> TimeWindow {
-    let now = OffsetDateTime::now_utc();
-    let start = now
-        .replace_second(0)
-        .unwrap()
-        .replace_nanosecond(0)
-        .unwrap()
-        - time::Duration::minutes(30);
-    TimeWindow {
-        start,
-        end: start + time::Duration::minutes(5),
-    }
-}
 
 /// `window` start plus `seconds`.
 fn at(window: &TimeWindow, seconds: i64) -> OffsetDateTime {
@@ -68,30 +50,6 @@ fn query(window: &TimeWindow, tenant: Option<&str>, components: &[&str]) -> Tele
         window: *window,
         period_seconds: 60,
     }
-}
-
-async fn put(
-    client: &aws_sdk_cloudwatch::Client,
-    namespace: &str,
-    name: &str,
-    dimensions: &[(&str, &str)],
-    timestamp: OffsetDateTime,
-    value: f64,
-) {
-    let mut datum = MetricDatum::builder()
-        .metric_name(name)
-        .value(value)
-        .timestamp(DateTime::from_secs(timestamp.unix_timestamp()));
-    for (k, v) in dimensions {
-        datum = datum.dimensions(Dimension::builder().name(*k).value(*v).build());
-    }
-    client
-        .put_metric_data()
-        .namespace(namespace)
-        .metric_data(datum.build())
-        .send()
-        .await
-        .unwrap();
 }
 
 /// The series of `metric` for `component` (and `version`), as (seconds into the window, value).
@@ -323,40 +281,6 @@ async fn moto_refuses_percentiles_and_a_5xx_is_unavailable() {
         matches!(&err, TelemetryError::Unavailable(m) if m.starts_with("GetMetricData: ")),
         "{err}"
     );
-}
-
-async fn log_group(
-    logs: &aws_sdk_cloudwatchlogs::Client,
-    function: &str,
-    events: &[(OffsetDateTime, &str)],
-) {
-    let group = format!("/aws/lambda/{function}");
-    logs.create_log_group()
-        .log_group_name(&group)
-        .send()
-        .await
-        .unwrap();
-    logs.create_log_stream()
-        .log_group_name(&group)
-        .log_stream_name("2026/01/01/[$LATEST]0123abcd")
-        .send()
-        .await
-        .unwrap();
-    let mut put = logs
-        .put_log_events()
-        .log_group_name(&group)
-        .log_stream_name("2026/01/01/[$LATEST]0123abcd");
-    for (at, message) in events {
-        let millis = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap();
-        put = put.log_events(
-            InputLogEvent::builder()
-                .timestamp(millis)
-                .message(*message)
-                .build()
-                .unwrap(),
-        );
-    }
-    put.send().await.unwrap();
 }
 
 /// (component, seconds into the window, message) of each row.

@@ -362,4 +362,110 @@ mod tests {
         assert!(merge_result(input.clone(), Some(&p("$.list[5]")), json!(9)).is_err());
         assert!(merge_result(json!("text"), Some(&p("$.x")), json!(9)).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+
+        /// A fixed seed: the same cases on every run and machine.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                rng_seed: RngSeed::Fixed(0x5e1f_b01d),
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Field names, including ones only the quoted form can hold.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[A-Za-z_][A-Za-z0-9_-]{0,8}",
+                "[a-z '\"\\\\.\\[\\]$*?@(),:]{0,6}",
+                any::<String>(),
+            ]
+        }
+
+        fn segment() -> impl Strategy<Value = Segment> {
+            prop_oneof![
+                3 => name().prop_map(Segment::Field),
+                1 => (0_usize..1000).prop_map(Segment::Index),
+            ]
+        }
+
+        /// A segment as text: `.name` when the name allows it, else `['…']` with `'` and `\`
+        /// escaped; `[n]` for an index.
+        fn render(segment: &Segment) -> String {
+            match segment {
+                Segment::Field(name)
+                    if !name.is_empty()
+                        && !name
+                            .chars()
+                            .any(|c| c.is_whitespace() || ".[*?@(),:'\"]$".contains(c)) =>
+                {
+                    format!(".{name}")
+                }
+                Segment::Field(name) => {
+                    format!("['{}']", name.replace('\\', "\\\\").replace('\'', "\\'"))
+                }
+                Segment::Index(i) => format!("[{i}]"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            /// Any text is a path or an error, never a panic; a path displays as its text.
+            #[test]
+            fn parsing_never_panics(text in prop_oneof![any::<String>(), "\\$\\$?[.\\[\\]'\"a0-9*?@\\\\-]{0,12}"]) {
+                if let Ok(path) = Path::parse(&text) {
+                    prop_assert_eq!(path.to_string(), text);
+                }
+            }
+
+            /// Rendered segments parse back to themselves, from `$` and from `$$`.
+            #[test]
+            fn rendered_paths_parse_back(segments in proptest::collection::vec(segment(), 0..6), context in any::<bool>()) {
+                let root = if context { "$$" } else { "$" };
+                let text: String = std::iter::once(root.to_owned())
+                    .chain(segments.iter().map(render))
+                    .collect();
+                let path = Path::parse(&text).unwrap();
+                prop_assert_eq!(&path.segments, &segments);
+                prop_assert_eq!(path.is_context(), context);
+                prop_assert_eq!(path.is_root(), !context && segments.is_empty());
+            }
+
+            /// A result merged at a field path is found there, and the input's other members
+            /// stay as they were; `$` replaces the input and no path keeps it.
+            #[test]
+            fn a_merged_result_is_found_at_its_path(
+                input in proptest::collection::btree_map("[a-c]", any::<i32>(), 0..4),
+                names in proptest::collection::vec("[a-c]", 1..4),
+                result in any::<i32>(),
+            ) {
+                let input = serde_json::to_value(input).unwrap();
+                let result = Value::from(result);
+                let text: String = std::iter::once("$".to_owned())
+                    .chain(names.iter().map(|n| format!(".{n}")))
+                    .collect();
+                let path = Path::parse(&text).unwrap();
+                let ctx = no_context(&input);
+                match merge_result(input.clone(), Some(&path), result.clone()) {
+                    Ok(merged) => {
+                        prop_assert_eq!(path.lookup(&merged, &ctx), Some(result.clone()));
+                        for (key, value) in input.as_object().unwrap() {
+                            if *key != names[0] {
+                                prop_assert_eq!(merged.get(key), Some(value));
+                            }
+                        }
+                    }
+                    // Only a number where an object must hold the next name is refused.
+                    Err(_) => prop_assert!(names.len() > 1 && input.get(&names[0]).is_some()),
+                }
+                prop_assert_eq!(merge_result(input.clone(), Some(&Path::root()), result.clone()).unwrap(), result.clone());
+                prop_assert_eq!(merge_result(input.clone(), None, result).unwrap(), input);
+            }
+        }
+    }
 }

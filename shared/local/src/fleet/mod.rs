@@ -656,8 +656,23 @@ impl Telemetry for Fleet {
         query: &TelemetryQuery,
     ) -> Result<Vec<MetricSeries>, TelemetryError> {
         period_minutes(query.period_seconds)?;
+        let views = self.views(query.tenant.as_ref(), &query.components);
         let mut series = Vec::new();
-        for view in self.views(query.tenant.as_ref(), &query.components) {
+        // A named component the fleet has no data of (not one of its functions, or another
+        // tenant's) gets every metric without points, as CloudWatch answers for it.
+        let mut named: Vec<&ComponentId> = Vec::new();
+        for component in &query.components {
+            if !named.contains(&component) && !views.iter().any(|v| &v.spec.name == component) {
+                named.push(component);
+                series.extend(MetricName::ALL.into_iter().map(|metric| MetricSeries {
+                    component: component.clone(),
+                    metric,
+                    version: None,
+                    points: Vec::new(),
+                }));
+            }
+        }
+        for view in views {
             let points = self.points(
                 &view,
                 None,
@@ -776,7 +791,20 @@ impl Deployer for Fleet {
                     d.baseline.function
                 )));
             }
-            return Ok(d.clone());
+            let deployment = d.clone();
+            // As on Lambda: a stray retry never stands for an older canary once a later one
+            // was deployed.
+            let published = state.function_mut(function)?.versions.len();
+            if parse_version(&deployment.canary_version)
+                .is_none_or(|v| usize::try_from(v).is_ok_and(|v| v < published))
+            {
+                return Err(DeployError::Rejected(format!(
+                    "version {} of {function} was published for improvement {improvement_id}, \
+                     but later versions were published after it; not routing an older canary",
+                    deployment.canary_version
+                )));
+            }
+            return Ok(deployment);
         }
         let model = state.function_mut(function)?;
         if let Some((version, _)) = model.routing.canary {

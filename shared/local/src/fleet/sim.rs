@@ -807,4 +807,149 @@ mod tests {
             .count();
         assert!((1..20).contains(&traces), "{traces}");
     }
+
+    // --- properties ---
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+
+        /// A fixed seed: the same cases on every run and machine.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                rng_seed: RngSeed::Fixed(0x5e1f_b01d),
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// A minute of sampled invocations: durations, which failed, and the weight each stands for.
+        fn minute() -> impl Strategy<Value = VersionMinute> {
+            (
+                proptest::collection::vec((0.0_f64..10_000.0, any::<bool>()), 1..40),
+                0.5_f64..20.0,
+            )
+                .prop_map(|(samples, weight)| {
+                    let k = samples.len() as u64;
+                    VersionMinute {
+                        requests: k,
+                        invocations: k,
+                        sample_weight: weight,
+                        samples: samples
+                            .into_iter()
+                            .map(|(duration_ms, failed)| Invocation {
+                                duration_ms,
+                                failure: failed.then_some(Failure::Timeout),
+                            })
+                            .collect(),
+                        ..Default::default()
+                    }
+                })
+        }
+
+        fn workloads() -> impl Strategy<Value = Workload> {
+            (
+                0.0_f64..3000.0,
+                0.0_f64..3000.0,
+                1.0_f64..500.0,
+                0.0_f64..1.5,
+                16.0_f64..2048.0,
+                0.0_f64..0.5,
+                0.0_f64..1.0,
+            )
+                .prop_map(
+                    |(rate, work, io, jitter, memory, memory_jitter, error_rate)| Workload {
+                        invocations_per_minute: rate,
+                        work_ms_at_1024mb: work,
+                        io_ms: io,
+                        duration_jitter: jitter,
+                        memory_used_mb: memory,
+                        memory_jitter,
+                        base_error_rate: error_rate,
+                        error_messages: vec!["E".into()],
+                        request_mix: Vec::new(),
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(config(128))]
+
+            /// The weighted quantile never falls as q rises, lies among the samples, and q = 1 is
+            /// the slowest; the same holds for the successes alone.
+            #[test]
+            fn the_weighted_quantile_is_monotone_in_q(
+                minutes in proptest::collection::vec(minute(), 1..4),
+                mut levels in proptest::collection::vec(0.0_f64..=1.0, 2..6),
+            ) {
+                let mut totals = PeriodTotals::default();
+                for m in &minutes {
+                    totals.add_minute(std::slice::from_ref(m));
+                }
+                let durations = || minutes.iter().flat_map(|m| m.samples.iter().map(|s| s.duration_ms));
+                let (low, high) = durations().fold((f64::MAX, f64::MIN), |(l, h), d| (l.min(d), h.max(d)));
+                levels.sort_by(f64::total_cmp);
+                let values: Vec<f64> = levels.iter().map(|q| totals.percentile(*q).unwrap()).collect();
+                prop_assert!(values.windows(2).all(|w| w[0] <= w[1]), "{levels:?} -> {values:?}");
+                prop_assert!(values.iter().all(|v| (low..=high).contains(v)));
+                prop_assert_eq!(totals.percentile(1.0), Some(high));
+                let any_success = minutes.iter().any(|m| m.samples.iter().any(|s| s.failure.is_none()));
+                let successes: Vec<Option<f64>> =
+                    levels.iter().map(|q| totals.success_percentile(*q)).collect();
+                if any_success {
+                    let values: Vec<f64> = successes.into_iter().map(Option::unwrap).collect();
+                    prop_assert!(values.windows(2).all(|w| w[0] <= w[1]));
+                } else {
+                    prop_assert!(successes.iter().all(Option::is_none));
+                }
+            }
+
+            /// Slow counts never rise with the threshold, count every invocation below the fastest
+            /// and none above the slowest; the counts are the minutes' sums.
+            #[test]
+            fn slow_counts_fall_with_the_threshold_and_counts_add_up(
+                minutes in proptest::collection::vec(minute(), 1..4),
+                mut thresholds in proptest::collection::vec(0.0_f64..12_000.0, 2..6),
+            ) {
+                let mut totals = PeriodTotals::default();
+                totals.add_minute(&minutes);
+                thresholds.sort_by(f64::total_cmp);
+                let counts: Vec<f64> = thresholds.iter().map(|t| totals.slower_than(*t)).collect();
+                prop_assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+                let weight: f64 = minutes.iter().map(|m| m.sample_weight * m.samples.len() as f64).sum();
+                prop_assert!((totals.slower_than(-1.0) - weight).abs() < 1e-6 * weight.max(1.0));
+                prop_assert_eq!(totals.slower_than(10_000.0), 0.0);
+                let invocations: u64 = minutes.iter().map(|m| m.invocations).sum();
+                prop_assert_eq!(totals.counts().0, invocations as f64);
+            }
+
+            /// A simulated minute's counts are consistent: every request ran or was throttled,
+            /// failures are among the invocations, the samples are min(requests, 1000), no sample
+            /// outlasts the timeout, and concurrency stays within the version's share of its limit.
+            #[test]
+            fn a_simulated_minute_is_consistent(
+                workload in workloads(),
+                minute in 0_i64..100_000,
+                share in 0.01_f64..=1.0,
+                memory_mb in 128_u32..4096,
+                timeout_seconds in 1_u32..30,
+                reserved in proptest::option::of(0_u32..50),
+            ) {
+                let settings = settings(memory_mb, timeout_seconds, reserved);
+                let m = simulate_minute(key(minute), share, &settings, &workload);
+                prop_assert_eq!(m.invocations + m.throttles, m.requests);
+                prop_assert!(m.errors <= m.invocations);
+                prop_assert_eq!(m.samples.len() as u64, m.requests.min(MAX_SAMPLES));
+                let timeout_ms = f64::from(timeout_seconds) * 1000.0;
+                prop_assert!(m.samples.iter().all(|s| s.duration_ms >= 0.0 && s.duration_ms <= timeout_ms));
+                let limit = reserved.map_or(ACCOUNT_CONCURRENCY, f64::from) * share;
+                prop_assert!(m.concurrency >= 0.0 && m.concurrency <= limit + 1e-9);
+                prop_assert_eq!(m.memory_utilization.is_some(), m.invocations > 0);
+                prop_assert!(m.memory_utilization.is_none_or(|u| (0.0..=100.0).contains(&u)));
+                // The same key gives the same minute.
+                prop_assert_eq!(simulate_minute(key(minute), share, &settings, &workload), m);
+            }
+        }
+    }
 }

@@ -609,21 +609,41 @@ async fn a_tenant_sees_only_its_functions() {
         .await
         .unwrap();
     assert_eq!(components(acme), ["a-api"]);
+    // A named component without data for the query (another tenant's, or none of the
+    // fleet's) gets every metric without points (the Telemetry contract).
+    let no_points = |series: &[MetricSeries]| series.iter().all(|s| s.points.is_empty());
     let cross = fleet
         .metric_series(&query(Some("acme"), &["g-api"], w, 60))
         .await
         .unwrap();
-    assert!(cross.is_empty());
+    assert_eq!(cross.len(), MetricName::ALL.len());
+    assert!(no_points(&cross));
+    assert_eq!(components(cross), ["g-api"]);
     let unknown = fleet
         .metric_series(&query(None, &["nope"], w, 60))
         .await
         .unwrap();
-    assert!(unknown.is_empty());
+    assert!(no_points(&unknown));
+    assert_eq!(components(unknown), ["nope"]);
     let picked = fleet
         .metric_series(&query(None, &["g-api", "nope"], w, 60))
         .await
         .unwrap();
-    assert_eq!(components(picked), ["g-api"]);
+    assert!(no_points(
+        &picked
+            .iter()
+            .filter(|s| s.component.as_str() == "nope")
+            .cloned()
+            .collect::<Vec<_>>()
+    ));
+    assert!(
+        picked
+            .iter()
+            .any(|s| s.component.as_str() == "g-api" && !s.points.is_empty())
+    );
+    let mut picked = components(picked);
+    picked.sort();
+    assert_eq!(picked, ["g-api", "nope"]);
 
     let rows = fleet
         .error_rows(&query(None, &[], w, 60), 1000)
