@@ -384,7 +384,7 @@ async fn an_alarm_runs_a_whole_cycle_through_the_real_binaries_on_moto() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.action)
+        .map(|e| e.action.as_str().to_owned())
         .collect();
     let position = |action: &str| {
         actions
