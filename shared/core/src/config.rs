@@ -147,7 +147,7 @@ impl Config {
 
     /// Reads the configuration through `lookup` (a variable name to its value, if set).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env { lookup: &lookup };
+        let env = Env::new(&lookup);
         Ok(Self {
             table_name: env.string("TABLE_NAME", "selfbuild")?,
             state_machine_arn: env.optional("STATE_MACHINE_ARN"),
@@ -275,17 +275,25 @@ fn own_functions(env: &Env<'_>) -> Result<Vec<AlarmPattern>, ConfigError> {
         .collect()
 }
 
-struct Env<'a> {
+/// Environment variables read through a lookup, each error naming its variable: the one
+/// parser every crate's settings use.
+pub struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    /// Variables read through `lookup` (`std::env::var` in production, a map in tests).
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
     /// The variable's value; set-but-blank counts as unset.
-    fn optional(&self, name: &str) -> Option<String> {
+    pub fn optional(&self, name: &str) -> Option<String> {
         (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn string(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+    /// A text without control characters, or `default`.
+    pub fn string(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
         let value = self.optional(name).unwrap_or_else(|| default.to_owned());
         if value.chars().any(char::is_control) {
             return Err(ConfigError::Invalid {
@@ -297,7 +305,14 @@ impl Env<'_> {
         Ok(value)
     }
 
-    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    /// A whole number from `min` to `max`, or `default`.
+    pub fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
@@ -319,7 +334,8 @@ impl Env<'_> {
         Ok(value)
     }
 
-    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), or `default`.
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         let Some(raw) = self.optional(name) else {
             return Ok(default);
         };
@@ -334,7 +350,8 @@ impl Env<'_> {
         }
     }
 
-    fn float(
+    /// A number from `min` to `max`, or `default`.
+    pub fn float(
         &self,
         name: &'static str,
         default: f64,
@@ -374,17 +391,29 @@ impl Env<'_> {
         }
     }
 
+    /// A comma-separated list, each item trimmed and blank ones dropped (set but blank is an
+    /// empty list); none when unset.
+    pub fn list(&self, name: &str) -> Option<Vec<String>> {
+        let raw = (self.lookup)(name)?;
+        Some(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
     fn patterns(&self, name: &'static str) -> Result<Vec<AlarmPattern>, ConfigError> {
-        let Some(raw) = self.optional(name) else {
+        let Some(items) = self.list(name) else {
             return Ok(Vec::new());
         };
-        raw.split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        items
+            .iter()
             .map(|p| {
                 AlarmPattern::parse(p).map_err(|problem| ConfigError::Invalid {
                     name,
-                    value: raw.clone(),
+                    value: (self.lookup)(name).unwrap_or_default(),
                     problem: format!("pattern {p:?}: {problem}"),
                 })
             })

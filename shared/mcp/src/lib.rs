@@ -19,7 +19,7 @@ use selfbuild_core::apikeys::KeySource;
 use selfbuild_core::approval::TaskTokens;
 use selfbuild_core::audit::Notifier;
 use selfbuild_core::clock::Clock;
-use selfbuild_core::config::ConfigError;
+use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::emf::MetricSink;
 use selfbuild_core::idsource::IdSource;
 use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
@@ -65,39 +65,29 @@ impl McpSettings {
     /// Reads the settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let defaults = Self::default();
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match lookup(name) {
-                None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    value: v.clone(),
-                    problem: "must be a whole number".into(),
-                }),
-            }
-        };
-        let rate = number(
-            "MCP_RATE_LIMIT_PER_MINUTE",
-            u64::from(defaults.rate_limit_per_minute),
-        )?;
-        let max_body = number("MCP_MAX_BODY_BYTES", defaults.max_body_bytes as u64)?;
-        if max_body < 1024 {
-            return Err(ConfigError::Invalid {
-                name: "MCP_MAX_BODY_BYTES",
-                value: max_body.to_string(),
-                problem: "must be at least 1024".into(),
-            });
-        }
-        let refresh = number("API_KEYS_REFRESH_SECONDS", defaults.keys_refresh.as_secs())?;
+        let env = Env::new(&lookup);
         Ok(Self {
-            rate_limit_per_minute: u32::try_from(rate).map_err(|_| ConfigError::Invalid {
-                name: "MCP_RATE_LIMIT_PER_MINUTE",
-                value: rate.to_string(),
-                problem: "is too large".into(),
-            })?,
-            allowed_hosts: lookup("MCP_ALLOWED_HOSTS")
-                .map_or(defaults.allowed_hosts, |v| split_list(&v)),
-            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
-            keys_refresh: Duration::from_secs(refresh),
+            rate_limit_per_minute: env.number(
+                "MCP_RATE_LIMIT_PER_MINUTE",
+                defaults.rate_limit_per_minute,
+                0,
+                u32::MAX,
+            )?,
+            allowed_hosts: env
+                .list("MCP_ALLOWED_HOSTS")
+                .unwrap_or(defaults.allowed_hosts),
+            max_body_bytes: env.number(
+                "MCP_MAX_BODY_BYTES",
+                defaults.max_body_bytes,
+                1024,
+                usize::MAX,
+            )?,
+            keys_refresh: Duration::from_secs(env.number(
+                "API_KEYS_REFRESH_SECONDS",
+                defaults.keys_refresh.as_secs(),
+                0,
+                u64::MAX,
+            )?),
         })
     }
 }

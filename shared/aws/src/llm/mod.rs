@@ -20,7 +20,7 @@ pub use resilient::{
 };
 
 use selfbuild_core::change::Proposal;
-use selfbuild_core::config::ConfigError;
+use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::generate::{LlmError, LlmRequest};
 use selfbuild_core::improvement::LlmUsage;
 use serde_json::Value;
@@ -106,19 +106,9 @@ impl ModelPrice {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let default = Self::for_model(model).unwrap_or(Self::UNKNOWN);
-        let read = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
-            let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
-                return Ok(default);
-            };
-            match raw.trim().parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    value: raw,
-                    problem: "expected USD per million tokens, a number at least 0".into(),
-                }),
-            }
-        };
+        let env = Env::new(&lookup);
+        // USD per million tokens: no model costs a million dollars per million tokens.
+        let read = |name, default| env.float(name, default, 0.0, 1e6);
         Ok(Self {
             input_per_mtok: read("LLM_INPUT_USD_PER_MTOK", default.input_per_mtok)?,
             output_per_mtok: read("LLM_OUTPUT_USD_PER_MTOK", default.output_per_mtok)?,
