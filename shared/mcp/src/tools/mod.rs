@@ -152,6 +152,30 @@ impl ToolName {
         }
     }
 
+    /// Reads `args` as this tool's arguments, as [`ToolName::call`] does first, without
+    /// calling it (absent arguments are `{}`); an error names the field that is wrong.
+    pub fn parse_arguments(self, args: Value) -> Result<(), ToolError> {
+        match self {
+            Self::TriggerImprovementCycle => {
+                parse_args::<trigger_improvement_cycle::Args>(args).map(drop)
+            }
+            Self::GetSystemStatus => parse_args::<get_system_status::Args>(args).map(drop),
+            Self::QueryTelemetryInsights => {
+                parse_args::<query_telemetry_insights::Args>(args).map(drop)
+            }
+            Self::GenerateComponent => parse_args::<generate_component::Args>(args).map(drop),
+            Self::ListImprovements => parse_args::<list_improvements::Args>(args).map(drop),
+            Self::GetImprovement => parse_args::<get_improvement::Args>(args).map(drop),
+            Self::ApproveImprovement => parse_args::<approve_improvement::Args>(args).map(drop),
+            Self::RejectImprovement => parse_args::<reject_improvement::Args>(args).map(drop),
+            Self::RollbackImprovement => parse_args::<rollback_improvement::Args>(args).map(drop),
+            Self::EmergencyStop => parse_args::<emergency_stop::Args>(args).map(drop),
+            Self::Resume => parse_args::<resume::Args>(args).map(drop),
+            Self::RegisterAgent => parse_args::<register_agent::Args>(args).map(drop),
+            Self::ListAgents => parse_args::<list_agents::Args>(args).map(drop),
+        }
+    }
+
     /// The definition `tools/list` returns.
     pub fn definition(self) -> Tool {
         let spec = self.spec();
