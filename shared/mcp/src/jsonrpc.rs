@@ -425,6 +425,15 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_message_is_accepted_again_unchanged() {
+        // Found by fuzzing: a long number parsed inexactly, so the message re-serialised
+        // differed from the one checked.
+        let body = br#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"list_improvements","arguments":{"limit":2099999999199999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999}}}"#;
+        let message = check(body).unwrap();
+        assert_eq!(check(message.to_string().as_bytes()).unwrap(), message);
+    }
+
+    #[test]
     fn a_huge_wrong_value_is_not_echoed() {
         let huge = "x".repeat(1_000_000);
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
