@@ -262,7 +262,8 @@ fn typed<T: for<'de> Deserialize<'de>>(params: &Value) -> Option<String> {
     serde_path_to_error::deserialize::<_, T>(params)
         .err()
         .map(|e| {
-            let path = e.path().to_string();
+            // The path holds the client's keys: cut like the parser's message.
+            let path = cut(&e.path().to_string());
             let inner = cut(&e.into_inner().to_string());
             if path == "." {
                 format!("params: {inner}")
@@ -446,5 +447,17 @@ mod tests {
         .to_string();
         let r = refused(body.as_bytes());
         assert!(r.message.len() < 300, "{}", r.message.len());
+        // Found by fuzzing: a long key became part of the path, which was not cut.
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                          "params": {"protocolVersion": "2025-06-18", "clientInfo": {"name": "c", "version": "1"},
+                                     "capabilities": {"experimental": {huge.clone(): 5}}}})
+        .to_string();
+        let r = refused(body.as_bytes());
+        assert!(
+            r.message.starts_with("params.capabilities.experimental."),
+            "{}",
+            &r.message[..100]
+        );
+        assert!(r.message.len() < 600, "{}", r.message.len());
     }
 }

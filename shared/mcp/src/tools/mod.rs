@@ -257,8 +257,8 @@ fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
         args
     };
     serde_path_to_error::deserialize(args).map_err(|e| {
-        let path = e.path().to_string();
-        // serde quotes the value it rejects, whole.
+        // The path holds the caller's keys and serde quotes the value it rejects: both whole.
+        let path = crate::jsonrpc::cut(&e.path().to_string());
         let inner = crate::jsonrpc::cut(&e.into_inner().to_string());
         if path == "." {
             ToolError::InvalidArguments(format!("arguments: {inner}"))
@@ -444,4 +444,34 @@ impl ToolContext<'_> {
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_argument_error_names_the_field_and_never_echoes_a_long_key_whole() {
+        let err = ToolName::ListImprovements
+            .parse_arguments(json!({"limit": "ten"}))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid arguments: limit: "),
+            "{err}"
+        );
+        // Found by fuzzing: an unknown key of any length became the path, which was not cut.
+        let key = "k".repeat(100_000);
+        let err = ToolName::ListImprovements
+            .parse_arguments(json!({ key: 1 }))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid arguments: kkkk"),
+            "{}",
+            &text[..80]
+        );
+        assert!(text.contains("unknown field"), "{}", &text[..80]);
+        assert!(text.len() < 600, "{} bytes", text.len());
+    }
 }
