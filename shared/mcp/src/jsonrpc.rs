@@ -117,9 +117,11 @@ pub fn check(body: &[u8]) -> Result<Value, Refusal> {
     };
     let id = match object.get("id") {
         None => Value::Null,
+        // rmcp reads a number with a fraction of zero (`1.0`) as the integer and answers
+        // with `1`: a client matching the answer's id to its own would not find it.
         Some(id) => match NumberOrString::deserialize(id) {
-            Ok(_) => id.clone(),
-            Err(_) => {
+            Ok(_) if !id.is_f64() => id.clone(),
+            _ => {
                 return Err(Refusal::new(
                     Value::Null,
                     INVALID_REQUEST,
@@ -398,6 +400,10 @@ mod tests {
             (br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#, INVALID_REQUEST, "id: the key appears more than once"),
             (br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, INVALID_REQUEST, "id must be"),
             (br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, INVALID_REQUEST, "id must be"),
+            // Found by fuzzing (mcp_router): 1.0 was answered as id 1.
+            (br#"{"jsonrpc":"2.0","id":1.0,"method":"ping"}"#, INVALID_REQUEST, "id must be"),
+            (br#"{"jsonrpc":"2.0","id":1.0000000000000000005,"method":"ping"}"#, INVALID_REQUEST, "id must be"),
+            (br#"{"jsonrpc":"2.0","id":1e0,"method":"ping"}"#, INVALID_REQUEST, "id must be"),
             (br#"{"jsonrpc":"2.0","id":1,"method":7}"#, INVALID_REQUEST, "method must be a string"),
             (br#"{"jsonrpc":"2.0","id":1}"#, INVALID_REQUEST, "method is missing"),
             (br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[]}"#, INVALID_PARAMS, "must be an object"),
