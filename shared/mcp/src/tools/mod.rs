@@ -474,4 +474,17 @@ mod tests {
         assert!(text.contains("unknown field"), "{}", &text[..80]);
         assert!(text.len() < 600, "{} bytes", text.len());
     }
+
+    #[test]
+    fn arguments_are_only_those_the_schema_declares() {
+        // Found with the fuzz target's schema check: register_agent also took `tenant`, which
+        // its tools/list schema (additionalProperties: false) does not declare.
+        let args = json!({"name": "a", "url": "https://agent.example", "capabilities": [], "tenant": "acme"});
+        let err = ToolName::RegisterAgent.parse_arguments(args).unwrap_err();
+        assert!(err.to_string().contains("unknown field `tenant`"), "{err}");
+        let schema = ToolName::RegisterAgent.definition().input_schema;
+        assert_eq!(schema["additionalProperties"], false);
+        assert!(schema["properties"].get("tenant").is_none());
+        assert!(schema["properties"].get("tenant_id").is_some());
+    }
 }
