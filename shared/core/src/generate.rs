@@ -75,6 +75,27 @@ pub trait Llm: Send + Sync {
     }
 }
 
+/// The name of the one tool every LLM provider is forced to call; its input is a [`Proposal`].
+pub const PROPOSAL_TOOL_NAME: &str = "propose_change";
+
+/// Parses the input of a forced [`PROPOSAL_TOOL_NAME`] call into a proposal, for any provider;
+/// a mismatch is an `InvalidAnswer` that starts with `provider` and names the field
+/// (`change.config`, `expected_gain`, …). Ranges are [`validate`](crate::validate)'s job.
+pub fn parse_proposal(provider: &str, input: Value) -> Result<Proposal, LlmError> {
+    serde_path_to_error::deserialize(input).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        LlmError::InvalidAnswer(format!(
+            "{provider}: the {PROPOSAL_TOOL_NAME} input{at} is not a proposal: {}",
+            e.inner()
+        ))
+    })
+}
+
 /// The JSON Schema of a proposal: the input schema of the forced tool call.
 pub fn proposal_schema() -> Value {
     json!({
@@ -193,4 +214,28 @@ pub async fn generate(
         provider: answer.provider,
         usage: answer.usage,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_input_names_the_field() {
+        let mut input = json!({
+            "change": {"type": "lambda_config", "function": "orders-api", "config": {"memory_mb": 512}},
+            "rationale": "r", "expected_gain": 0.2, "claimed_risk": "LOW"
+        });
+        assert!(parse_proposal("p", input.clone()).is_ok());
+        input["claimed_risk"] = json!("MODERATE");
+        let Err(LlmError::InvalidAnswer(message)) = parse_proposal("p", input) else {
+            panic!("expected InvalidAnswer");
+        };
+        assert!(
+            message.starts_with("p: the propose_change input at `claimed_risk`"),
+            "{message}"
+        );
+        // The schema the tool is given is the one the parser expects.
+        assert_eq!(proposal_schema()["required"][0], "change");
+    }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use selfbuild_core::analyze::OpportunityKind;
 use selfbuild_core::change::{Change, LambdaConfigChange, Proposal, RiskLevel};
-use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
+use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest, parse_proposal};
 use selfbuild_core::improvement::LlmUsage;
 use serde::Deserialize;
 
@@ -148,14 +148,11 @@ impl<F: Llm> Llm for RecordedLlm<F> {
         let Some(answer) = self.answers.iter().find(|a| a.component == component) else {
             return self.fallback.propose(request).await;
         };
-        let proposal: Proposal =
-            serde_path_to_error::deserialize(&answer.proposal).map_err(|e| {
-                LlmError::InvalidAnswer(format!(
-                    "recorded answer for {component}: {}: {}",
-                    e.path(),
-                    e.inner()
-                ))
-            })?;
+        // The same parser as the providers' answers (an invalid one names its field).
+        let proposal = parse_proposal(
+            &format!("recorded answer for {component}"),
+            answer.proposal.clone(),
+        )?;
         let cost_usd = answer.input_tokens as f64 / 1e6 * PRICE_PER_MILLION.0
             + answer.output_tokens as f64 / 1e6 * PRICE_PER_MILLION.1;
         Ok(LlmAnswer {

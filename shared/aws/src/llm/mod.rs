@@ -6,8 +6,9 @@
 //! - [`resilient`]: [`ResilientLlm`], providers in order, each with retries and a circuit breaker.
 //!
 //! What they share lives here: the price of a model ([`ModelPrice`]), the budget arithmetic
-//! that turns a request's `budget_usd` into a `maxTokens` before any call ([`TokenLimits`]),
-//! and the parsing of a tool call's input into a [`Proposal`].
+//! that turns a request's `budget_usd` into a `maxTokens` before any call ([`TokenLimits`]).
+//! A tool call's input becomes a proposal through the provider-independent
+//! [`parse_proposal`](selfbuild_core::generate::parse_proposal) of `selfbuild-core`.
 
 pub mod bedrock;
 pub mod openai;
@@ -19,14 +20,13 @@ pub use resilient::{
     BreakerPolicy, BreakerState, ManualTimer, ResilientLlm, RetryPolicy, Timer, TokioTimer,
 };
 
-use selfbuild_core::change::Proposal;
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::generate::{LlmError, LlmRequest};
 use selfbuild_core::improvement::LlmUsage;
-use serde_json::Value;
 
 /// The name of the one tool every provider is forced to call.
-pub const TOOL_NAME: &str = "propose_change";
+pub use selfbuild_core::generate::PROPOSAL_TOOL_NAME as TOOL_NAME;
+pub(crate) use selfbuild_core::generate::parse_proposal;
 
 /// What the tool is for, as the model reads it.
 const TOOL_DESCRIPTION: &str = "Propose exactly one change that fixes the opportunity: \
@@ -220,23 +220,6 @@ pub(crate) fn charge(
     Ok(usage)
 }
 
-/// The tool call's input as a proposal; a mismatch names the field (`change.config`,
-/// `expected_gain`, …) in an `InvalidAnswer`.
-pub(crate) fn parse_proposal(provider: &str, input: Value) -> Result<Proposal, LlmError> {
-    serde_path_to_error::deserialize(input).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
-        LlmError::InvalidAnswer(format!(
-            "{provider}: the {TOOL_NAME} input{at} is not a proposal: {}",
-            e.inner()
-        ))
-    })
-}
-
 /// At most `max` characters of `text`, with `…` when cut.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -248,8 +231,7 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use selfbuild_core::generate::proposal_schema;
-    use serde_json::json;
+    use serde_json::Value;
 
     /// An item about `orders-api` timing out at 3 s with 128 MB.
     pub(crate) fn sample_item() -> selfbuild_core::improvement::ImprovementItem {
@@ -353,22 +335,6 @@ mod tests {
         assert_eq!(rich.max_tokens, 4096);
         let poor = plan_budget("p", &request(4000, 0.005), price, TokenLimits::default());
         assert!(matches!(poor, Err(LlmError::BudgetExceeded(_))), "{poor:?}");
-    }
-
-    #[test]
-    fn a_malformed_input_names_the_field() {
-        let mut input = json!({
-            "change": {"type": "lambda_config", "function": "orders-api", "config": {"memory_mb": 512}},
-            "rationale": "r", "expected_gain": 0.2, "claimed_risk": "LOW"
-        });
-        assert!(parse_proposal("p", input.clone()).is_ok());
-        input["claimed_risk"] = json!("MODERATE");
-        let Err(LlmError::InvalidAnswer(message)) = parse_proposal("p", input) else {
-            panic!("expected InvalidAnswer");
-        };
-        assert!(message.contains("`claimed_risk`"), "{message}");
-        // The schema the tool is given is the one the parser expects.
-        assert_eq!(proposal_schema()["required"][0], "change");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::event::EventJson;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -289,6 +290,18 @@ impl Scenario {
     /// Parses and checks a scenario; `source_name` (usually the file name) prefixes errors,
     /// which name the offending field.
     pub fn parse(text: &str, source_name: &str) -> Result<Self, ScenarioError> {
+        // A repeated key is refused, naming it: serde would read a struct's first and keep a
+        // map's (`config`, `environment`, the opaque sections) last, without a word.
+        if let Ok(Err(repeated)) =
+            serde_json::from_str::<EventJson>(text).map(EventJson::into_value)
+        {
+            let (field, message) = repeated.0.split_once(": ").unwrap_or((".", &repeated.0));
+            return Err(ScenarioError::Invalid {
+                source_name: source_name.to_owned(),
+                field: field.to_owned(),
+                message: message.to_owned(),
+            });
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let scenario: Self =
             serde_path_to_error::deserialize(&mut de).map_err(|e| ScenarioError::Invalid {

@@ -223,6 +223,23 @@ async fn a_bad_scenario_file_names_the_file_and_the_field() {
     assert!(matches!(err, ScenarioError::Read { .. }), "{err}");
 }
 
+#[test]
+fn a_repeated_key_is_refused_naming_it() {
+    // Found while fuzzing: `"CANARY_WEIGHT": 5, "CANARY_WEIGHT": 50` in `config` silently
+    // kept 50 (and a repeated struct field was reported for the wrong reason).
+    let text = TIMEOUTS.replacen(
+        "\"functions\"",
+        "\"config\": {\"CANARY_WEIGHT\": 5, \"CANARY_WEIGHT\": 50}, \"functions\"",
+        1,
+    );
+    assert_ne!(text, TIMEOUTS);
+    let err = Scenario::parse(&text, "t.json").unwrap_err().to_string();
+    assert!(
+        err.starts_with("t.json: config.CANARY_WEIGHT: the key appears more than once"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn the_same_scenario_and_clock_give_the_same_telemetry() {
     let scenario = Scenario::parse(TIMEOUTS, "t.json").unwrap();

@@ -153,6 +153,30 @@ impl ToolName {
         }
     }
 
+    /// Reads `args` as this tool's arguments, as [`ToolName::call`] does first, without
+    /// calling it (absent arguments are `{}`); an error names the field that is wrong.
+    pub fn parse_arguments(self, args: Value) -> Result<(), ToolError> {
+        match self {
+            Self::TriggerImprovementCycle => {
+                parse_args::<trigger_improvement_cycle::Args>(args).map(drop)
+            }
+            Self::GetSystemStatus => parse_args::<get_system_status::Args>(args).map(drop),
+            Self::QueryTelemetryInsights => {
+                parse_args::<query_telemetry_insights::Args>(args).map(drop)
+            }
+            Self::GenerateComponent => parse_args::<generate_component::Args>(args).map(drop),
+            Self::ListImprovements => parse_args::<list_improvements::Args>(args).map(drop),
+            Self::GetImprovement => parse_args::<get_improvement::Args>(args).map(drop),
+            Self::ApproveImprovement => parse_args::<approve_improvement::Args>(args).map(drop),
+            Self::RejectImprovement => parse_args::<reject_improvement::Args>(args).map(drop),
+            Self::RollbackImprovement => parse_args::<rollback_improvement::Args>(args).map(drop),
+            Self::EmergencyStop => parse_args::<emergency_stop::Args>(args).map(drop),
+            Self::Resume => parse_args::<resume::Args>(args).map(drop),
+            Self::RegisterAgent => parse_args::<register_agent::Args>(args).map(drop),
+            Self::ListAgents => parse_args::<list_agents::Args>(args).map(drop),
+        }
+    }
+
     /// The definition `tools/list` returns.
     pub fn definition(self) -> Tool {
         let spec = self.spec();
@@ -234,8 +258,8 @@ fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
         args
     };
     serde_path_to_error::deserialize(args).map_err(|e| {
-        let path = e.path().to_string();
-        // serde quotes the value it rejects, whole.
+        // The path holds the caller's keys and serde quotes the value it rejects: both whole.
+        let path = crate::jsonrpc::cut(&e.path().to_string());
         let inner = crate::jsonrpc::cut(&e.into_inner().to_string());
         if path == "." {
             ToolError::InvalidArguments(format!("arguments: {inner}"))
@@ -440,4 +464,47 @@ impl ToolContext<'_> {
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_argument_error_names_the_field_and_never_echoes_a_long_key_whole() {
+        let err = ToolName::ListImprovements
+            .parse_arguments(json!({"limit": "ten"}))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid arguments: limit: "),
+            "{err}"
+        );
+        // Found by fuzzing: an unknown key of any length became the path, which was not cut.
+        let key = "k".repeat(100_000);
+        let err = ToolName::ListImprovements
+            .parse_arguments(json!({ key: 1 }))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid arguments: kkkk"),
+            "{}",
+            &text[..80]
+        );
+        assert!(text.contains("unknown field"), "{}", &text[..80]);
+        assert!(text.len() < 600, "{} bytes", text.len());
+    }
+
+    #[test]
+    fn arguments_are_only_those_the_schema_declares() {
+        // Found with the fuzz target's schema check: register_agent also took `tenant`, which
+        // its tools/list schema (additionalProperties: false) does not declare.
+        let args = json!({"name": "a", "url": "https://agent.example", "capabilities": [], "tenant": "acme"});
+        let err = ToolName::RegisterAgent.parse_arguments(args).unwrap_err();
+        assert!(err.to_string().contains("unknown field `tenant`"), "{err}");
+        let schema = ToolName::RegisterAgent.definition().input_schema;
+        assert_eq!(schema["additionalProperties"], false);
+        assert!(schema["properties"].get("tenant").is_none());
+        assert!(schema["properties"].get("tenant_id").is_some());
+    }
 }

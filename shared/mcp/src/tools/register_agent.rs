@@ -30,7 +30,7 @@ pub(crate) struct Args {
     /// What it can do (1–32 entries).
     capabilities: Vec<String>,
     /// The tenant; a tenant key may only name its own.
-    #[serde(default, alias = "tenant")]
+    #[serde(default)]
     tenant_id: Option<String>,
 }
 
