@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::analyze::Opportunity;
 use crate::change::{LambdaSettings, Proposal, RiskLevel};
 use crate::cycle::CycleMode;
 use crate::deployment::CanaryDeployment;
 use crate::ids::{CycleId, TenantId};
+use crate::opportunity::Opportunity;
 use crate::telemetry::Quantiles;
 
 /// The Map item: the cycle's context, the opportunity, and each step's result so far.

@@ -49,6 +49,7 @@ pub mod idsource;
 pub mod improvement;
 pub mod intake;
 pub mod logmine;
+pub mod opportunity;
 pub mod ports;
 pub mod records;
 pub mod stats;

@@ -354,11 +354,11 @@ fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::{Opportunity, OpportunityKind, Priority};
     use crate::change::{PatchedFile, Proposal};
     use crate::cycle::CycleMode;
     use crate::ids::{ComponentId, CycleId, TenantId};
     use crate::improvement::{Generated, LlmUsage};
+    use crate::opportunity::{Opportunity, OpportunityKind, Priority};
 
     fn item(change: Change, claimed: RiskLevel, tenant: Option<&str>) -> ImprovementItem {
         let component = ComponentId::parse("orders-api").unwrap();

@@ -2,10 +2,10 @@
 //! what a model said for a component (so a scenario can carry a bad proposal on purpose).
 
 use async_trait::async_trait;
-use selfbuild_core::analyze::OpportunityKind;
 use selfbuild_core::change::{Change, LambdaConfigChange, Proposal, RiskLevel};
 use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest, parse_proposal};
 use selfbuild_core::improvement::LlmUsage;
+use selfbuild_core::opportunity::OpportunityKind;
 use serde::Deserialize;
 
 /// Proposes the textbook configuration fix for each kind of opportunity.

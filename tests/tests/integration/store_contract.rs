@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use selfbuild_core::analyze::{Opportunity, OpportunityKind, Priority};
 use selfbuild_core::approval::PendingApproval;
 use selfbuild_core::audit::{AuditAction, AuditEvent};
 use selfbuild_core::cycle::{
@@ -15,6 +14,7 @@ use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::intake::CLAIM_RETENTION;
+use selfbuild_core::opportunity::{Opportunity, OpportunityKind, Priority};
 use selfbuild_core::ports::{ClaimOutcome, DedupClaim, HaltState, Store};
 use selfbuild_core::records::{
     AgentRecord, CircuitState, ComponentRecord, ComponentStatus, ImprovementQuery,

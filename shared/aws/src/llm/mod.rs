@@ -235,10 +235,10 @@ mod tests {
 
     /// An item about `orders-api` timing out at 3 s with 128 MB.
     pub(crate) fn sample_item() -> selfbuild_core::improvement::ImprovementItem {
-        use selfbuild_core::analyze::{Opportunity, OpportunityKind, Priority};
         use selfbuild_core::change::LambdaSettings;
         use selfbuild_core::cycle::CycleMode;
         use selfbuild_core::ids::{ComponentId, CycleId};
+        use selfbuild_core::opportunity::{Opportunity, OpportunityKind, Priority};
         let parsed = |r: Result<ComponentId, _>| r.unwrap_or_else(|e| panic!("{e}"));
         selfbuild_core::improvement::ImprovementItem {
             cycle_id: CycleId::parse("c1").unwrap_or_else(|e| panic!("{e}")),

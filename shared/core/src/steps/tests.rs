@@ -1,13 +1,13 @@
 //! The cycle's functions through [`run_step`], on in-memory ports.
 
 use super::*;
-use crate::analyze::{Opportunity, OpportunityKind, Priority};
 use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
 use crate::clock::FixedClock;
 use crate::cycle::{CycleMode, CycleStatus};
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::ids::{ComponentId, CycleId, TenantId};
 use crate::improvement::{DeployStatus, Generated, LlmUsage};
+use crate::opportunity::{Opportunity, OpportunityKind, Priority};
 use crate::ports::{DeployError, HaltState, HaltSwitch};
 use crate::records::{CircuitState, ProviderHealth};
 use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};

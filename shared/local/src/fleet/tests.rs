@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use selfbuild_core::analyze::{OpportunityKind, analyze};
+use selfbuild_core::analyze::analyze;
 use selfbuild_core::canary::{CanaryDeps, monitor};
 use selfbuild_core::change::{Change, Proposal};
 use selfbuild_core::clock::FixedClock;
@@ -11,6 +11,7 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::generate::{Llm, LlmRequest};
 use selfbuild_core::ids::CycleId;
 use selfbuild_core::improvement::{DeployOutcome, DeployStatus, ImprovementItem, Verdict};
+use selfbuild_core::opportunity::OpportunityKind;
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 
 use crate::planner::RulePlanner;

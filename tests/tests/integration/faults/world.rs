@@ -11,7 +11,6 @@ use selfbuild_aws::DynamoStore;
 use selfbuild_aws::LambdaDeployer;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::Config;
-use selfbuild_core::analyze::{Opportunity, OpportunityKind, Priority};
 use selfbuild_core::audit::{AuditEvent, AuditLog, Notifier};
 use selfbuild_core::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
 use selfbuild_core::clock::Clock;
@@ -22,6 +21,7 @@ use selfbuild_core::ids::{ComponentId, CycleId};
 use selfbuild_core::improvement::{
     Generated, ImprovementItem, LlmUsage, Validation, ValidationDecision,
 };
+use selfbuild_core::opportunity::{Opportunity, OpportunityKind, Priority};
 use selfbuild_core::ports::Deployer;
 use selfbuild_core::records::ImprovementStore;
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
