@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, Environment, FunctionCode, Runtime};
+use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use selfbuild_aws::DynamoStore;
 use selfbuild_aws::LambdaDeployer;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
@@ -27,7 +26,7 @@ use selfbuild_core::records::ImprovementStore;
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use selfbuild_local::planner::RulePlanner;
 use selfbuild_tests::fault_proxy::FaultProxy;
-use selfbuild_tests::lambda_fixture::{create_role, stored_zip};
+use selfbuild_tests::lambda_fixture::MotoFunction;
 use selfbuild_tests::moto::MotoServer;
 use serde_json::{Value, json};
 
@@ -274,58 +273,12 @@ pub struct World {
 impl World {
     /// `name` created with `initial`, published as version 1 behind `live`; a table of its own.
     pub async fn new(name: &str, initial: &LambdaSettings, seed: u64) -> Self {
-        let moto = MotoServer::shared();
+        let MotoFunction {
+            moto,
+            lambda,
+            function,
+        } = MotoFunction::new(name, initial).await;
         let sdk = moto.sdk_config().await;
-        let lambda = aws_sdk_lambda::Client::new(&sdk);
-        let role = create_role(&moto, &format!("{name}-role")).await;
-        lambda
-            .create_function()
-            .function_name(name)
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role(role)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(stored_zip(
-                        "bootstrap",
-                        b"#!/bin/sh\necho '{}'\n",
-                    )))
-                    .build(),
-            )
-            .memory_size(i32::try_from(initial.memory_mb).unwrap())
-            .timeout(i32::try_from(initial.timeout_seconds).unwrap())
-            .environment(
-                Environment::builder()
-                    .set_variables(Some(initial.environment.clone().into_iter().collect()))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        if let Some(n) = initial.reserved_concurrency {
-            lambda
-                .put_function_concurrency()
-                .function_name(name)
-                .reserved_concurrent_executions(i32::try_from(n).unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        let version = lambda
-            .publish_version()
-            .function_name(name)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(version.version(), Some("1"));
-        lambda
-            .create_alias()
-            .function_name(name)
-            .name(LIVE_ALIAS)
-            .function_version("1")
-            .send()
-            .await
-            .unwrap();
         let table = format!("faults-{name}");
         let direct = DynamoStore::new(&sdk, table.clone());
         direct.create_table().await.unwrap();
@@ -352,7 +305,7 @@ impl World {
             moto,
             proxy,
             lambda,
-            function: ComponentId::parse(name).unwrap(),
+            function,
             deployer,
             store,
             direct,
