@@ -12,9 +12,10 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use selfbuild_core::Config;
 use selfbuild_core::change::{Change, LambdaSettings};
-use selfbuild_core::generate::{LlmError, parse_proposal};
+use selfbuild_core::generate::parse_proposal;
 use selfbuild_core::improvement::{Generated, ImprovementItem, LlmUsage, ValidationDecision};
 use selfbuild_core::validate::{MAX_TIMEOUT_SECONDS, MEMORY_MB, validate};
+use selfbuild_core::ports::LlmError;
 use serde_json::{Value, json};
 
 const PROVIDER: &str = "fuzz";

@@ -48,18 +48,18 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ProvideErrorKind;
-use selfbuild_core::approval::{ApprovalStore, PendingApproval};
-use selfbuild_core::audit::{AuditEvent, AuditLog};
+use selfbuild_core::approval::PendingApproval;
+use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey, TenantId};
 use selfbuild_core::ports::{
-    ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltState, HaltSwitch, HeldClaim,
+    AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
+    HaltState, HaltSwitch, HeldClaim, ImprovementStore, Registry, UsageLedger,
 };
 use selfbuild_core::records::{
-    AccessLog, AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
-    ImprovementStore, Page, ProviderHealth, Registry, TOOL_CALL_RETENTION, TenantScope,
-    ToolCallEvent, UsageLedger,
+    AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord, Page,
+    ProviderHealth, TOOL_CALL_RETENTION, TenantScope, ToolCallEvent,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use selfbuild_core::audit::Notifier;
 use selfbuild_core::error::StoreError;
+use selfbuild_core::ports::Notifier;
 
 use crate::sdk_error::{ErrorChain, is_transient};
 

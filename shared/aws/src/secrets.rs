@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use selfbuild_core::apikeys::{KeyListError, KeySet, KeySource, KeySourceError};
+use selfbuild_core::apikeys::{KeyListError, KeySet};
+use selfbuild_core::ports::{KeySource, KeySourceError};
 use serde_json::Value;
 
 use crate::sdk_error::{ErrorChain, is_transient};

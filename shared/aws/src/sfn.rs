@@ -43,7 +43,7 @@ impl StepFunctionsOrchestrator {
 
 /// Resumes an execution waiting on a task token (approvals) with SendTaskSuccess.
 #[async_trait]
-impl selfbuild_core::approval::TaskTokens for StepFunctionsOrchestrator {
+impl selfbuild_core::ports::TaskTokens for StepFunctionsOrchestrator {
     async fn send_success(
         &self,
         token: &str,

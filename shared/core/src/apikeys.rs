@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ids::TenantId;
+use crate::ports::{KeySource, KeySourceError};
 use crate::records::TenantScope;
 
 /// A permission a key may hold.
@@ -190,24 +191,6 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
         out[i] = u8::from_str_radix(text, 16).ok()?;
     }
     Some(out)
-}
-
-/// Why the key list could not be had.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum KeySourceError {
-    /// The store of keys was unreachable; a later request may succeed.
-    #[error("API keys unavailable: {0}")]
-    Unavailable(String),
-    /// The key list is missing or malformed.
-    #[error(transparent)]
-    Invalid(#[from] KeyListError),
-}
-
-/// Where the endpoint gets its keys (Secrets Manager on AWS, an env var or file locally).
-#[async_trait]
-pub trait KeySource: Send + Sync {
-    /// The current key list.
-    async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError>;
 }
 
 /// A key list fixed at start-up.

@@ -1,15 +1,15 @@
 //! Approvals (R9): a change that needs approval waits on a task token; approvers decide;
 //! a CRITICAL change needs two different approvers; a rejection or the timeout ends it.
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 
-use crate::audit::{AuditAction, AuditEvent, AuditLog};
+use crate::audit::{AuditAction, AuditEvent};
 use crate::error::{ErrorType, OrchestratorError, StableError, StoreError};
 use crate::ids::{CycleId, TenantId};
 use crate::improvement::{ApprovalDecision, ImprovementItem};
+use crate::ports::{ApprovalStore, AuditLog, TaskTokens};
 use crate::records::ImprovementStatus;
 
 /// A change waiting for approval.
@@ -34,37 +34,6 @@ pub struct PendingApproval {
     /// When it was asked for.
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
-}
-
-/// Pending approvals.
-#[async_trait]
-pub trait ApprovalStore: Send + Sync {
-    /// Stores (or replaces) a pending approval.
-    async fn put_pending(&self, pending: &PendingApproval) -> Result<(), StoreError>;
-    /// The pending approval of an improvement.
-    async fn get_pending(
-        &self,
-        improvement_id: &str,
-    ) -> Result<Option<PendingApproval>, StoreError>;
-    /// Adds an approver; returns the updated record (no change if they already approved).
-    async fn add_approver(
-        &self,
-        improvement_id: &str,
-        approver: &str,
-    ) -> Result<Option<PendingApproval>, StoreError>;
-    /// Removes a decided approval; true if it was there.
-    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError>;
-}
-
-/// Resumes an execution waiting on a task token.
-#[async_trait]
-pub trait TaskTokens: Send + Sync {
-    /// SendTaskSuccess with `output`.
-    async fn send_success(
-        &self,
-        token: &str,
-        output: &serde_json::Value,
-    ) -> Result<(), OrchestratorError>;
 }
 
 /// Why an approval call failed.
@@ -150,9 +119,9 @@ pub struct ApprovalPorts<'a> {
     /// Records who decided.
     pub audit: &'a dyn AuditLog,
     /// Improvement records, moved to approved or rejected when decided.
-    pub improvements: &'a dyn crate::records::ImprovementStore,
+    pub improvements: &'a dyn crate::ports::ImprovementStore,
     /// The time.
-    pub clock: &'a dyn crate::clock::Clock,
+    pub clock: &'a dyn crate::ports::Clock,
     /// The halt switch: no approval is taken while it is on.
     pub halt: &'a dyn crate::ports::HaltSwitch,
 }
@@ -255,6 +224,8 @@ pub async fn decide(
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    use async_trait::async_trait;
 
     use time::macros::datetime;
 

@@ -1,11 +1,9 @@
 //! Audit events (R13): every transition of an improvement, who made it, before and after.
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::error::StoreError;
 use crate::ids::{CycleId, TenantId};
 use crate::records::ImprovementStatus;
 
@@ -158,23 +156,6 @@ impl std::fmt::Display for AuditAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Appends and reads audit events.
-#[async_trait]
-pub trait AuditLog: Send + Sync {
-    /// Appends one event.
-    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// The cycle's events in time order.
-    async fn cycle_events(&self, cycle_id: &CycleId) -> Result<Vec<AuditEvent>, StoreError>;
-}
-
-/// Events other agents subscribe to (EventBridge on AWS).
-#[async_trait]
-pub trait Notifier: Send + Sync {
-    /// Publishes `detail_type` (`Improvement Deployed`, `Improvement Rolled Back`,
-    /// `Approval Needed`) with `detail`.
-    async fn notify(&self, detail_type: &str, detail: &Value) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -5,16 +5,16 @@ use time::Duration;
 use tracing::{info, instrument, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
-use crate::clock::Clock;
 use crate::config::{Config, HaltInFlight};
 use crate::cycle::TimeWindow;
-use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
     PromoteOutcome, PromoteStatus, QuantileIntervals, SuccessLatency, Verdict,
 };
-use crate::ports::{DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
+use crate::ports::{
+    Clock, DeployError, Deployer, HaltState, HaltSwitch, MetricRecord, MetricSink, Telemetry, Unit,
+};
 use crate::records::ImprovementStatus;
 use crate::stats::{
     RateTest, alpha_spent, proportion_ratio_test, quantile_interval_levels, rate_test,

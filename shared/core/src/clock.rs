@@ -1,12 +1,8 @@
-//! The Clock port, so time can be fixed in tests and in the offline CLI.
+//! Clocks for the [`Clock`] port: the system's, and one stopped at an instant for tests.
 
 use time::OffsetDateTime;
 
-/// Tells the current time.
-pub trait Clock: Send + Sync {
-    /// The current instant in UTC.
-    fn now(&self) -> OffsetDateTime;
-}
+use crate::ports::Clock;
 
 /// The system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,17 +21,5 @@ pub struct FixedClock(pub OffsetDateTime);
 impl Clock for FixedClock {
     fn now(&self) -> OffsetDateTime {
         self.0
-    }
-}
-
-impl<C: Clock + ?Sized> Clock for &C {
-    fn now(&self) -> OffsetDateTime {
-        (**self).now()
-    }
-}
-
-impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
-    fn now(&self) -> OffsetDateTime {
-        (**self).now()
     }
 }

@@ -4,49 +4,8 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
 
-/// A metric's unit, as CloudWatch names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// `Milliseconds`.
-    Milliseconds,
-    /// `Count`.
-    Count,
-    /// `None` (dollars, for example).
-    None,
-}
-
-impl Unit {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Milliseconds => "Milliseconds",
-            Self::Count => "Count",
-            Self::None => "None",
-        }
-    }
-}
-
-/// One metric value with its dimensions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricRecord {
-    /// The metric's name, e.g. `IntakeLatency`.
-    pub name: &'static str,
-    /// Its unit.
-    pub unit: Unit,
-    /// Its value.
-    pub value: f64,
-    /// Dimensions as (name, value); one dimension set.
-    pub dimensions: Vec<(&'static str, String)>,
-    /// When it was observed.
-    pub timestamp: OffsetDateTime,
-}
-
-/// Receives metrics.
-pub trait MetricSink: Send + Sync {
-    /// Records one metric value.
-    fn record(&self, metric: MetricRecord);
-}
+use crate::ports::{MetricRecord, MetricSink};
 
 /// The EMF JSON line for `metric` in `namespace`.
 pub fn emf_line(namespace: &str, metric: &MetricRecord) -> String {
@@ -114,6 +73,7 @@ impl<W: Write + Send> MetricSink for EmfWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Unit;
     use time::macros::datetime;
 
     #[test]

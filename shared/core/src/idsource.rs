@@ -1,4 +1,5 @@
-//! The IdSource port: the part of a new cycle id nobody can derive from what it names.
+//! Sources for the [`IdSource`] port: the part of a new cycle id nobody can derive from what
+//! it names.
 //!
 //! Production (Lambda, the CLI's intake, `selfbuild serve`) draws it from the OS; a replayed
 //! embedded run (`selfbuild demo`, `selfbuild cycle`) from its scenario, so that running a
@@ -8,11 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-/// Gives the unguessable suffix of each new cycle id.
-pub trait IdSource: Send + Sync {
-    /// The next 32-bit suffix.
-    fn suffix(&self) -> u32;
-}
+use crate::ports::IdSource;
 
 /// The operating system's random numbers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,18 +52,6 @@ impl IdSource for SeededIds {
             .chain_update(n.to_be_bytes())
             .finalize();
         u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
-    }
-}
-
-impl<T: IdSource + ?Sized> IdSource for &T {
-    fn suffix(&self) -> u32 {
-        (**self).suffix()
-    }
-}
-
-impl<T: IdSource + ?Sized> IdSource for std::sync::Arc<T> {
-    fn suffix(&self) -> u32 {
-        (**self).suffix()
     }
 }
 

@@ -7,18 +7,16 @@ use time::{Duration, OffsetDateTime};
 use tracing::{info, instrument, warn};
 
 use crate::alarm::{AlarmSignal, AlarmState};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, SeenBy, TimeWindow, Trigger,
 };
-use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{ErrorType, OrchestratorError, StableError, StoreError, TelemetryError};
 use crate::event::{EventError, EventJson, IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
-use crate::idsource::IdSource;
 use crate::ports::{
-    AlarmSource, ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltSwitch, Orchestrator,
+    AlarmSource, ClaimOutcome, Clock, CycleStore, DedupClaim, DedupStore, HaltSwitch, IdSource,
+    MetricRecord, MetricSink, Orchestrator, Unit,
 };
 use crate::text::{Escaped, Excerpt};
 

@@ -1,16 +1,17 @@
 //! selfbuild's domain: types, ports and handler logic, with no AWS SDK.
 //!
 //! - [`ids`]: identifier newtypes (`TenantId`, `ComponentId`, `CycleId`, `DedupKey`).
-//! - [`idsource`]: the IdSource port: the unguessable part of new cycle ids.
+//! - [`idsource`]: where the unguessable part of new cycle ids comes from.
 //! - [`alarm`]: alarms as intake sees them; tenant/component extraction, critical names.
 //! - [`event`]: parsing the EventBridge events intake accepts.
 //! - [`change`]: proposals and the changes they carry; risk levels.
 //! - [`telemetry`]: metric series and error rows.
 //! - [`deployment`]: function state and canaries in flight.
 //! - [`cycle`]: the cycle request (state machine input) and cycle records.
-//! - [`ports`]: the traits adapters implement (store, orchestrator, alarm source).
+//! - [`ports`]: every trait adapters implement (store, orchestrator, telemetry, deployer, LLM,
+//!   notifier, key source, metric sink, clock, id source), one file per outside system.
 //! - [`analyze`]: telemetry → ranked opportunities (R5, R6).
-//! - [`generate`]: the Llm port and proposals (R7).
+//! - [`generate`]: prompts and proposals from the LLM (R7).
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
 //! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
 //! - [`audit`]: audit events and notifications (R13).
@@ -21,7 +22,7 @@
 //! - [`intake`]: the alarm-intake handler (R1–R4).
 //! - [`records`]: improvement records, LLM usage, registered agents, tool-call accounting.
 //! - [`config`]: configuration from environment variables.
-//! - [`clock`]: the Clock port.
+//! - [`clock`]: the system clock and a fixed one.
 //! - [`emf`]: metrics as CloudWatch Embedded Metric Format lines.
 //! - [`stats`]: canary statistics (Mann–Whitney U, percentiles, mean, relative change).
 //! - [`logmine`]: error log lines grouped into templates; stratified log sampling.

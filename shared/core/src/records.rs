@@ -2,11 +2,8 @@
 //! improvement's latest state, LLM spend and provider health per day, agents and components
 //! registered through MCP, and per-key tool-call accounting (rate limit and access log).
 
-use std::collections::BTreeMap;
-
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::change::RiskLevel;
 use crate::error::StoreError;
@@ -224,47 +221,6 @@ impl ImprovementQuery {
     }
 }
 
-/// Improvement records.
-#[async_trait]
-pub trait ImprovementStore: Send + Sync {
-    /// Stores the record, replacing the improvement's earlier one.
-    async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError>;
-    /// The improvement's record.
-    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError>;
-    /// One page of records, improvement ids descending; a cursor that is not one this store
-    /// returned is `StoreError::Rejected`.
-    async fn list_improvements(
-        &self,
-        query: &ImprovementQuery,
-    ) -> Result<Page<ImprovementRecord>, StoreError>;
-
-    /// How many visible improvements are in each status (pages through the listing).
-    async fn improvement_counts(
-        &self,
-        scope: &TenantScope,
-    ) -> Result<BTreeMap<ImprovementStatus, u64>, StoreError> {
-        let mut counts = BTreeMap::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .list_improvements(&ImprovementQuery {
-                    scope: scope.clone(),
-                    status: None,
-                    limit: 100,
-                    cursor,
-                })
-                .await?;
-            for record in &page.items {
-                *counts.entry(record.status).or_insert(0) += 1;
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(counts),
-            }
-        }
-    }
-}
-
 /// A provider's circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -295,20 +251,6 @@ pub struct DailyUsage {
     pub calls: u64,
     /// The circuits after the latest call.
     pub providers: Vec<ProviderHealth>,
-}
-
-/// LLM spend, accumulated per UTC day.
-#[async_trait]
-pub trait UsageLedger: Send + Sync {
-    /// Adds one generate call's cost to the day of `at` and replaces the provider snapshot.
-    async fn record_llm_usage(
-        &self,
-        at: OffsetDateTime,
-        cost_usd: f64,
-        providers: &[ProviderHealth],
-    ) -> Result<(), StoreError>;
-    /// The day's usage (zero if nothing was recorded).
-    async fn llm_usage(&self, day: Date) -> Result<DailyUsage, StoreError>;
 }
 
 /// Another agent registered through MCP.
@@ -359,22 +301,6 @@ pub struct ComponentRecord {
     pub created_at: OffsetDateTime,
 }
 
-/// Agents and components registered through MCP.
-#[async_trait]
-pub trait Registry: Send + Sync {
-    /// Stores the agent, replacing one with the same tenant and name.
-    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
-    /// Agents `scope` may see, by tenant then name.
-    async fn list_agents(&self, scope: &TenantScope) -> Result<Vec<AgentRecord>, StoreError>;
-    /// Stores the component, replacing one with the same tenant and name.
-    async fn put_component(&self, component: &ComponentRecord) -> Result<(), StoreError>;
-    /// Components `scope` may see, by tenant then name.
-    async fn list_components(
-        &self,
-        scope: &TenantScope,
-    ) -> Result<Vec<ComponentRecord>, StoreError>;
-}
-
 /// One MCP `tools/call`, as the access log keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallEvent {
@@ -395,24 +321,3 @@ pub struct ToolCallEvent {
 
 /// How long the access log keeps a tool call: a TTL on DynamoDB, lazy deletion offline.
 pub const TOOL_CALL_RETENTION: time::Duration = time::Duration::days(30);
-
-/// Per-key accounting of MCP calls.
-#[async_trait]
-pub trait AccessLog: Send + Sync {
-    /// Counts one call of `key_id` in the fixed window starting at `window_start` and returns
-    /// the window's count including it; the counter may be deleted after `expires_at`.
-    async fn count_call(
-        &self,
-        key_id: &str,
-        window_start: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> Result<u64, StoreError>;
-    /// Appends a tool call to the access log.
-    async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError>;
-    /// The newest `limit` tool calls of the week before `now` (at least), newest first.
-    async fn recent_tool_calls(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> Result<Vec<ToolCallEvent>, StoreError>;
-}

@@ -6,19 +6,20 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
 
-use crate::approval::{ApprovalStore, PendingApproval};
-use crate::audit::{AuditEvent, AuditLog, Notifier};
+use crate::approval::PendingApproval;
+use crate::audit::AuditEvent;
 use crate::change::{LambdaSettings, Proposal};
 use crate::cycle::{CycleRecord, CycleStatus, TimeWindow};
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::error::{StoreError, TelemetryError};
-use crate::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
 use crate::ids::{ComponentId, CycleId};
 use crate::improvement::LlmUsage;
-use crate::ports::{CycleStore, DeployError, Deployer, HaltState, HaltSwitch, Telemetry};
+use crate::ports::{
+    ApprovalStore, AuditLog, CycleStore, DeployError, Deployer, HaltState, HaltSwitch,
+    ImprovementStore, Llm, LlmAnswer, LlmError, LlmRequest, Notifier, Telemetry, UsageLedger,
+};
 use crate::records::{
-    DailyUsage, ImprovementQuery, ImprovementRecord, ImprovementStore, Page, ProviderHealth,
-    TenantScope, UsageLedger,
+    DailyUsage, ImprovementQuery, ImprovementRecord, Page, ProviderHealth, TenantScope,
 };
 use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 
@@ -76,11 +77,11 @@ pub(crate) struct MemoryRecords {
     pub cycles: Mutex<BTreeMap<CycleId, CycleRecord>>,
     pub finished: Mutex<Vec<(CycleId, CycleStatus)>>,
     pub pending: Mutex<BTreeMap<String, PendingApproval>>,
-    pub metrics: Mutex<Vec<crate::emf::MetricRecord>>,
+    pub metrics: Mutex<Vec<crate::ports::MetricRecord>>,
 }
 
-impl crate::emf::MetricSink for MemoryRecords {
-    fn record(&self, metric: crate::emf::MetricRecord) {
+impl crate::ports::MetricSink for MemoryRecords {
+    fn record(&self, metric: crate::ports::MetricRecord) {
         lock(&self.metrics).push(metric);
     }
 }

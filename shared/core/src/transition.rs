@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use crate::audit::{AuditAction, AuditEvent, AuditLog, Notifier};
-use crate::clock::Clock;
+use crate::audit::{AuditAction, AuditEvent};
 use crate::error::StoreError;
 use crate::improvement::ImprovementItem;
-use crate::records::{ImprovementRecord, ImprovementStatus, ImprovementStore};
+use crate::ports::{AuditLog, Clock, ImprovementStore, Notifier};
+use crate::records::{ImprovementRecord, ImprovementStatus};
 use crate::text::Escaped;
 
 /// One transition of an improvement.

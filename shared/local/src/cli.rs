@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use selfbuild_core::Config;
-use selfbuild_core::clock::{Clock, FixedClock, SystemClock};
+use selfbuild_core::clock::{FixedClock, SystemClock};
 use selfbuild_core::emf::TracingSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::{IntakeDeps, handle_event};
-use selfbuild_core::ports::{HaltState, HaltSwitch};
+use selfbuild_core::ports::{Clock, HaltState, HaltSwitch};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

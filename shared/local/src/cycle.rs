@@ -32,14 +32,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use selfbuild_core::Config;
 use selfbuild_core::approval::{ApprovalPorts, PendingApproval, decide};
-use selfbuild_core::audit::Notifier;
-use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::CycleRequest;
-use selfbuild_core::emf::MetricSink;
 use selfbuild_core::error::StableError;
-use selfbuild_core::generate::Llm;
 use selfbuild_core::improvement::MonitorReport;
-use selfbuild_core::ports::StepStore;
+use selfbuild_core::ports::{Clock, Llm, MetricSink, Notifier, StepStore};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use selfbuild_core::text::Escaped;
@@ -822,8 +818,8 @@ impl Desk {
 
 #[cfg(test)]
 mod tests {
-    use selfbuild_core::audit::AuditLog;
     use selfbuild_core::clock::FixedClock;
+    use selfbuild_core::ports::AuditLog;
     use serde_json::json;
 
     use super::*;

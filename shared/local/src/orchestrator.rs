@@ -2,10 +2,9 @@
 //! so starting the same cycle twice is a no-op, as with a Step Functions execution name.
 
 use async_trait::async_trait;
-use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::{CycleRecord, CycleRequest, CycleStatus};
 use selfbuild_core::error::{OrchestratorError, StoreError};
-use selfbuild_core::ports::{CycleHandle, CycleStore, Orchestrator};
+use selfbuild_core::ports::{Clock, CycleHandle, CycleStore, Orchestrator};
 
 /// Starts cycles by recording them in a [`CycleStore`].
 pub struct RecordingOrchestrator<S, C> {

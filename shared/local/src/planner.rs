@@ -3,9 +3,10 @@
 
 use async_trait::async_trait;
 use selfbuild_core::change::{Change, LambdaConfigChange, Proposal, RiskLevel};
-use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest, parse_proposal};
+use selfbuild_core::generate::parse_proposal;
 use selfbuild_core::improvement::LlmUsage;
 use selfbuild_core::opportunity::OpportunityKind;
+use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
 use serde::Deserialize;
 
 /// Proposes the textbook configuration fix for each kind of opportunity.

@@ -7,18 +7,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use selfbuild_core::approval::{ApprovalStore, PendingApproval};
-use selfbuild_core::audit::{AuditEvent, AuditLog, Notifier};
+use selfbuild_core::approval::PendingApproval;
+use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey, TenantId};
 use selfbuild_core::ports::{
-    ClaimOutcome, CycleStore, DedupClaim, DedupStore, HaltState, HaltSwitch, HeldClaim,
+    AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
+    HaltState, HaltSwitch, HeldClaim, ImprovementStore, Notifier, Registry, UsageLedger,
 };
 use selfbuild_core::records::{
-    AccessLog, AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
-    ImprovementStatus, ImprovementStore, Page, ProviderHealth, Registry, TOOL_CALL_RETENTION,
-    TenantScope, ToolCallEvent, UsageLedger,
+    AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
+    ImprovementStatus, Page, ProviderHealth, TOOL_CALL_RETENTION, TenantScope, ToolCallEvent,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -815,7 +815,7 @@ impl SqliteStore {
 pub struct StoreTaskTokens(pub SqliteStore);
 
 #[async_trait]
-impl selfbuild_core::approval::TaskTokens for StoreTaskTokens {
+impl selfbuild_core::ports::TaskTokens for StoreTaskTokens {
     async fn send_success(
         &self,
         token: &str,

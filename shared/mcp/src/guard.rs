@@ -9,7 +9,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use selfbuild_core::apikeys::{ApiKey, KeySourceError};
+use selfbuild_core::apikeys::ApiKey;
+use selfbuild_core::ports::KeySourceError;
 use serde_json::Value;
 use tracing::{error, warn};
 

@@ -15,14 +15,11 @@ use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use selfbuild_core::Config;
-use selfbuild_core::apikeys::KeySource;
-use selfbuild_core::approval::TaskTokens;
-use selfbuild_core::audit::Notifier;
-use selfbuild_core::clock::Clock;
 use selfbuild_core::config::{ConfigError, Env};
-use selfbuild_core::emf::MetricSink;
-use selfbuild_core::idsource::IdSource;
-use selfbuild_core::ports::{Deployer, Orchestrator, Store, Telemetry};
+use selfbuild_core::ports::{
+    Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator, Store, TaskTokens,
+    Telemetry,
+};
 
 pub mod guard;
 pub mod jsonrpc;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
-use selfbuild_core::approval::{ApprovalPorts, ApprovalStore, decide};
-use selfbuild_core::clock::Clock;
+use selfbuild_core::approval::{ApprovalPorts, decide};
 use selfbuild_core::config::HaltInFlight;
 use selfbuild_core::error::StableError;
-use selfbuild_core::ports::{HaltState, HaltSwitch};
+use selfbuild_core::ports::{ApprovalStore, Clock, HaltState, HaltSwitch};
 use selfbuild_local::asl::{TaskCall, TaskHandler};
 use selfbuild_local::cycle::{DEFINITION, LocalSteps, substitutions};
 use selfbuild_local::demo::{demo_config, scenario_request};

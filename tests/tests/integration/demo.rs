@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use selfbuild_core::audit::AuditLog;
 use selfbuild_core::ids::CycleId;
-use selfbuild_core::records::{ImprovementQuery, ImprovementStore, TenantScope};
+use selfbuild_core::ports::{AuditLog, ImprovementStore};
+use selfbuild_core::records::{ImprovementQuery, TenantScope};
 use selfbuild_local::demo::{
     DemoOptions, run_scenario, safety_table, scenario_files, summary_table,
 };

@@ -4,9 +4,9 @@
 use clap::Parser;
 use selfbuild_core::Config;
 use selfbuild_core::clock::FixedClock;
-use selfbuild_core::emf::{MetricRecord, MetricSink};
 use selfbuild_core::event::EventJson;
 use selfbuild_core::intake::{IntakeDeps, handle_delivered};
+use selfbuild_core::ports::{MetricRecord, MetricSink};
 use selfbuild_local::cli::{Cli, CliError, execute};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::SqliteStore;

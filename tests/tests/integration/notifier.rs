@@ -1,7 +1,7 @@
 //! The EventBridge Notifier on moto.
 
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
-use selfbuild_core::audit::Notifier;
+use selfbuild_core::ports::Notifier;
 use selfbuild_tests::moto::MotoServer;
 
 #[tokio::test]

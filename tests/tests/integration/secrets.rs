@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use selfbuild_aws::secrets::{SecretError, SecretsManagerSecrets, field};
+use selfbuild_core::ports::{KeySource, KeySourceError};
 use selfbuild_tests::moto::MotoServer;
 
 #[tokio::test]
@@ -65,7 +66,7 @@ async fn json_secrets_are_read_cached_and_checked() {
 #[tokio::test]
 async fn mcp_api_keys_are_read_hashed_from_a_secret_and_refreshed() {
     use selfbuild_aws::secrets::SecretsManagerKeys;
-    use selfbuild_core::apikeys::{KeySource, KeySourceError, key_digest_hex};
+    use selfbuild_core::apikeys::key_digest_hex;
 
     let moto = MotoServer::shared();
     let sdk = moto.sdk_config().await;

@@ -19,10 +19,9 @@ use std::time::Duration as StdDuration;
 
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::change::LambdaSettings;
-use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::ids::ComponentId;
-use selfbuild_core::ports::{Deployer, Telemetry};
+use selfbuild_core::ports::{Clock, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
     DurationQuery, ErrorRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
 };

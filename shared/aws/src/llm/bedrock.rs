@@ -15,7 +15,6 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::{Document, Number};
-use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
 use serde_json::Value;
 use tracing::{debug, info, instrument, warn};
 
@@ -23,6 +22,7 @@ use super::{
     ModelPrice, TOOL_DESCRIPTION, TOOL_NAME, TokenLimits, charge, parse_proposal, plan_budget,
 };
 use crate::sdk_error::{ErrorChain, is_transient};
+use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
 
 /// Asks a Bedrock model for a proposal through Converse with one forced tool call.
 #[derive(Debug, Clone)]

@@ -21,8 +21,8 @@ pub use resilient::{
 };
 
 use selfbuild_core::config::{ConfigError, Env};
-use selfbuild_core::generate::{LlmError, LlmRequest};
 use selfbuild_core::improvement::LlmUsage;
+use selfbuild_core::ports::{LlmError, LlmRequest};
 
 /// The name of the one tool every provider is forced to call.
 pub use selfbuild_core::generate::PROPOSAL_TOOL_NAME as TOOL_NAME;

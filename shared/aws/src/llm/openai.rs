@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, info, instrument, warn};
@@ -14,6 +13,7 @@ use super::{
     ModelPrice, TOOL_DESCRIPTION, TOOL_NAME, TokenLimits, charge, parse_proposal, plan_budget,
     truncate,
 };
+use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
 
 /// Where and how to reach an OpenAI-compatible endpoint.
 #[derive(Clone)]

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use selfbuild_core::generate::{Llm, LlmAnswer, LlmError, LlmRequest};
+use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
 use selfbuild_core::records::ProviderHealth;
 use selfbuild_core::text::Escaped;
 use tracing::{info, warn};

@@ -5,7 +5,8 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use selfbuild_aws::llm::{BedrockLlm, ModelPrice, TokenLimits};
 use selfbuild_core::change::{Change, RiskLevel};
-use selfbuild_core::generate::{Llm, LlmError, proposal_schema};
+use selfbuild_core::generate::proposal_schema;
+use selfbuild_core::ports::{Llm, LlmError};
 use serde_json::json;
 
 use crate::support::{

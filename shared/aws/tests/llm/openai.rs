@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use selfbuild_aws::llm::{ModelPrice, OpenAiCompatibleLlm, OpenAiConfig};
 use selfbuild_core::change::Change;
-use selfbuild_core::generate::{Llm, LlmError, proposal_schema};
+use selfbuild_core::generate::proposal_schema;
+use selfbuild_core::ports::{Llm, LlmError};
 use serde_json::json;
 
 use crate::support::{

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selfbuild_aws::llm::{BedrockLlm, BreakerState, ManualTimer, ResilientLlm};
-use selfbuild_core::generate::Llm;
 
 use crate::bedrock::{MODEL, sdk_config};
 use crate::openai::openai;
 use crate::support::{
     BEDROCK_THROTTLING, BEDROCK_TOOL_USE, OPENAI_TOOL_CALL, Reply, Server, request,
 };
+use selfbuild_core::ports::Llm;
 
 #[tokio::test]
 async fn throttling_then_success_is_retried_after_200_ms() {

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::cycle::CycleMode;
-use selfbuild_core::generate::{LlmRequest, build_request};
+use selfbuild_core::generate::build_request;
 use selfbuild_core::ids::{ComponentId, CycleId};
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::opportunity::{Opportunity, OpportunityKind, Priority};
+use selfbuild_core::ports::LlmRequest;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

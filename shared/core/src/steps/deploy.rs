@@ -8,8 +8,8 @@ use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
 use crate::canary::{deploy, promote};
 use crate::config::Config;
-use crate::emf::Unit;
 use crate::improvement::{DeployStatus, ImprovementItem, PromoteOutcome, PromoteStatus};
+use crate::ports::Unit;
 use crate::records::ImprovementStatus;
 
 /// The `deploy` function's requests.

@@ -6,10 +6,10 @@ use serde_json::Value;
 use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
 use crate::config::Config;
-use crate::emf::Unit;
 use crate::error::StableError;
-use crate::generate::{LlmError, generate};
+use crate::generate::generate;
 use crate::improvement::ImprovementItem;
+use crate::ports::{LlmError, Unit};
 use crate::records::CircuitState;
 use crate::text::Escaped;
 

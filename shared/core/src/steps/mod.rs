@@ -15,15 +15,14 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::{AuditAction, Notifier};
+use crate::audit::AuditAction;
 use crate::canary::{CanaryDeps, CanaryError, function_state_for_audit};
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::emf::{MetricRecord, MetricSink, Unit};
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
-use crate::generate::{Llm, LlmError};
 use crate::improvement::{ImprovementItem, MonitorReport, Verdict};
-use crate::ports::{Deployer, StepStore, Telemetry};
+use crate::ports::{
+    Clock, Deployer, Llm, LlmError, MetricRecord, MetricSink, Notifier, StepStore, Telemetry, Unit,
+};
 use crate::records::ImprovementStatus;
 use crate::transition::{Recorder, Transition};
 

@@ -6,8 +6,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{StepDeps, StepError, parse_payload};
-use crate::emf::Unit;
 use crate::improvement::{Generated, ImprovementItem, Validation};
+use crate::ports::Unit;
 
 /// How an improvement's path through the state machine ended: the `$.outcome` its Map
 /// iteration's last state writes.

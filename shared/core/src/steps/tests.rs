@@ -502,8 +502,8 @@ struct InvalidLlm;
 impl Llm for InvalidLlm {
     async fn propose(
         &self,
-        _: &crate::generate::LlmRequest,
-    ) -> Result<crate::generate::LlmAnswer, LlmError> {
+        _: &crate::ports::LlmRequest,
+    ) -> Result<crate::ports::LlmAnswer, LlmError> {
         Err(LlmError::InvalidAnswer(
             "change.reserved_concurrency: -1 is not a count".into(),
         ))

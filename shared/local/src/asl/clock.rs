@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use selfbuild_core::clock::Clock;
+use selfbuild_core::ports::Clock;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};

@@ -20,12 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use selfbuild_core::change::LambdaSettings;
-use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
-use selfbuild_core::ports::{DeployError, Deployer, Telemetry};
+use selfbuild_core::ports::{Clock, DeployError, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
     DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
     TelemetryQuery, VersionTotals,

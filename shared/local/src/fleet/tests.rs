@@ -1,5 +1,3 @@
-use std::sync::Mutex;
-
 use async_trait::async_trait;
 use selfbuild_core::analyze::analyze;
 use selfbuild_core::canary::{CanaryDeps, monitor};
@@ -8,15 +6,15 @@ use selfbuild_core::clock::FixedClock;
 use selfbuild_core::config::Config;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, Trigger};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::generate::{Llm, LlmRequest};
 use selfbuild_core::ids::CycleId;
 use selfbuild_core::improvement::{DeployOutcome, DeployStatus, ImprovementItem, Verdict};
 use selfbuild_core::opportunity::OpportunityKind;
-use selfbuild_core::ports::{HaltState, HaltSwitch};
+use selfbuild_core::ports::{HaltState, HaltSwitch, Llm, LlmRequest};
 
 use crate::planner::RulePlanner;
 
 use super::*;
+use std::sync::Mutex;
 
 const TIMEOUTS: &str = include_str!("../../../../events/scenarios/timeouts.json");
 const MEMORY_CUT: &str = include_str!("../../../../events/scenarios/memory-cut-rolled-back.json");

@@ -22,7 +22,7 @@ mod sdk;
 mod sweep;
 mod world;
 
-use selfbuild_core::emf::{MetricRecord, MetricSink};
+use selfbuild_core::ports::{MetricRecord, MetricSink};
 use time::OffsetDateTime;
 use time::macros::datetime;
 

@@ -10,9 +10,8 @@ use selfbuild_aws::DynamoStore;
 use selfbuild_aws::LambdaDeployer;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::Config;
-use selfbuild_core::audit::{AuditEvent, AuditLog, Notifier};
+use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
-use selfbuild_core::clock::Clock;
 use selfbuild_core::cycle::CycleMode;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::{StableError, StoreError};
@@ -21,8 +20,7 @@ use selfbuild_core::improvement::{
     Generated, ImprovementItem, LlmUsage, Validation, ValidationDecision,
 };
 use selfbuild_core::opportunity::{Opportunity, OpportunityKind, Priority};
-use selfbuild_core::ports::Deployer;
-use selfbuild_core::records::ImprovementStore;
+use selfbuild_core::ports::{AuditLog, Clock, Deployer, ImprovementStore, Notifier};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use selfbuild_local::planner::RulePlanner;
 use selfbuild_tests::fault_proxy::FaultProxy;

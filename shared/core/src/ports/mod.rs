@@ -1,0 +1,28 @@
+//! The ports: the traits the handlers depend on, one file per outside system. AWS adapters
+//! live in `selfbuild-aws`, embedded ones in `selfbuild-local`; each port has a contract
+//! test suite run against both (`tests/tests/integration/*_contract.rs`).
+
+mod clock;
+mod deployer;
+mod ids;
+mod keys;
+mod llm;
+mod metrics;
+mod notifier;
+mod orchestrator;
+mod store;
+mod telemetry;
+
+pub use clock::Clock;
+pub use deployer::{DeployError, Deployer};
+pub use ids::IdSource;
+pub use keys::{KeySource, KeySourceError};
+pub use llm::{Llm, LlmAnswer, LlmError, LlmRequest};
+pub use metrics::{MetricRecord, MetricSink, Unit};
+pub use notifier::Notifier;
+pub use orchestrator::{CycleHandle, Orchestrator, TaskTokens};
+pub use store::{
+    AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
+    HaltState, HaltSwitch, HeldClaim, ImprovementStore, Registry, StepStore, Store, UsageLedger,
+};
+pub use telemetry::{AlarmSource, Telemetry};

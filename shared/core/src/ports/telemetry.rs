@@ -1,0 +1,49 @@
+//! Telemetry: alarms in ALARM, metric series, per-version totals and error log rows
+//! (CloudWatch and CloudWatch Logs on AWS, the simulated fleet offline).
+
+use async_trait::async_trait;
+
+use crate::alarm::AlarmSignal;
+use crate::cycle::TimeWindow;
+use crate::error::TelemetryError;
+use crate::ids::ComponentId;
+use crate::telemetry::{DurationQuery, ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
+
+/// The alarms part of the Telemetry port.
+#[async_trait]
+pub trait AlarmSource: Send + Sync {
+    /// Every metric and composite alarm currently in ALARM.
+    async fn alarms_in_alarm(&self) -> Result<Vec<AlarmSignal>, TelemetryError>;
+}
+
+/// Metric series and error rows (the rest of the Telemetry port).
+#[async_trait]
+pub trait Telemetry: Send + Sync {
+    /// Every metric of [`MetricName::ALL`](crate::telemetry::MetricName::ALL) for the components in scope, all versions together:
+    /// each named component (one without data gets series without points), or when none is
+    /// named every component with data. A source without percentile statistics leaves out
+    /// `DurationP99`.
+    async fn metric_series(
+        &self,
+        query: &TelemetryQuery,
+    ) -> Result<Vec<MetricSeries>, TelemetryError>;
+
+    /// Counts and latency of each of `versions` of one function pooled over `window` (for
+    /// canary monitoring), in the order asked, with what `durations` asks for: how many
+    /// invocations ran longer than each threshold and the duration at each percentile level.
+    /// A version without data gets zero counts.
+    async fn version_totals(
+        &self,
+        function: &ComponentId,
+        versions: &[String],
+        window: &TimeWindow,
+        durations: &DurationQuery,
+    ) -> Result<Vec<VersionTotals>, TelemetryError>;
+
+    /// Error log rows for the components in scope, at most `limit`, newest first.
+    async fn error_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<ErrorRow>, TelemetryError>;
+}
