@@ -48,7 +48,6 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ProvideErrorKind;
-use selfbuild_core::approval::PendingApproval;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
@@ -59,7 +58,7 @@ use selfbuild_core::ports::{
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord, Page,
-    ProviderHealth, TOOL_CALL_RETENTION, TenantScope, ToolCallEvent,
+    PendingApproval, ProviderHealth, TOOL_CALL_RETENTION, TenantScope, ToolCallEvent,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -1653,6 +1652,7 @@ mod tests {
         use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
         use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
         use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        use selfbuild_core::ports::IdSource;
 
         fn put_failed() -> PutItemError {
             PutItemError::ConditionalCheckFailedException(
@@ -1670,7 +1670,7 @@ mod tests {
             let at = datetime!(2026-11-22 05:00:00.250 UTC);
             let key = DedupKey::new(None, None);
             DedupClaim {
-                cycle_id: CycleId::for_claim(&key, at, &selfbuild_core::idsource::OsRandom),
+                cycle_id: CycleId::for_claim(&key, at, selfbuild_core::idsource::OsRandom.suffix()),
                 key,
                 claimed_at: at,
                 window_end: at + time::Duration::minutes(15),

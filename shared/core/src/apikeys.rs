@@ -2,16 +2,13 @@
 //! checked in constant time.
 
 use std::fmt;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ids::TenantId;
-use crate::ports::{KeySource, KeySourceError};
 use crate::records::TenantScope;
 
 /// A permission a key may hold.
@@ -191,17 +188,6 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
         out[i] = u8::from_str_radix(text, 16).ok()?;
     }
     Some(out)
-}
-
-/// A key list fixed at start-up.
-#[derive(Debug, Clone)]
-pub struct StaticKeys(pub Arc<KeySet>);
-
-#[async_trait]
-impl KeySource for StaticKeys {
-    async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError> {
-        Ok(Arc::clone(&self.0))
-    }
 }
 
 #[cfg(test)]

@@ -1,40 +1,15 @@
 //! Approvals (R9): a change that needs approval waits on a task token; approvers decide;
 //! a CRITICAL change needs two different approvers; a rejection or the timeout ends it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::info;
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::error::{ErrorType, OrchestratorError, StableError, StoreError};
-use crate::ids::{CycleId, TenantId};
 use crate::improvement::{ApprovalDecision, ImprovementItem};
 use crate::ports::{ApprovalStore, AuditLog, TaskTokens};
-use crate::records::ImprovementStatus;
-
-/// A change waiting for approval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingApproval {
-    /// The improvement.
-    pub improvement_id: String,
-    /// Its cycle.
-    pub cycle_id: CycleId,
-    /// Its tenant.
-    pub tenant_id: Option<TenantId>,
-    /// The token the execution waits on.
-    pub task_token: String,
-    /// The change, in words.
-    pub change: String,
-    /// The risk level.
-    pub risk: String,
-    /// Distinct approvals needed.
-    pub approvals_required: u8,
-    /// Who approved so far.
-    pub approvers: Vec<String>,
-    /// When it was asked for.
-    #[serde(with = "time::serde::rfc3339")]
-    pub requested_at: OffsetDateTime,
-}
+use crate::records::{ImprovementStatus, PendingApproval};
 
 /// Why an approval call failed.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +206,7 @@ mod tests {
 
     use super::*;
     use crate::clock::FixedClock;
+    use crate::ids::CycleId;
     use crate::ports::{HaltState, HaltSwitch};
     use crate::testing::MemoryRecords;
 

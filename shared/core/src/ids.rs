@@ -5,8 +5,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ports::IdSource;
-
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} {value:?} is invalid: {problem}")]
@@ -124,11 +122,12 @@ impl CycleId {
     }
 
     /// The id of a new cycle claiming `key` at `claimed_at`: tenant, component and second to
-    /// read, then 8 hex digits from `ids` that nobody can derive from them; at most 71 chars.
+    /// read, then `suffix` as 8 hex digits, drawn from an
+    /// [`IdSource`](crate::ports::IdSource) so nobody can derive it from them; at most 71 chars.
     ///
     /// Ids name records across tenants, so they must not be guessable from what they show. A
     /// retried start stays idempotent because the claim stores the cycle input, id included.
-    pub fn for_claim(key: &DedupKey, claimed_at: OffsetDateTime, ids: &dyn IdSource) -> Self {
+    pub fn for_claim(key: &DedupKey, claimed_at: OffsetDateTime, suffix: u32) -> Self {
         let stamp = OffsetDateTime::from_unix_timestamp(claimed_at.unix_timestamp())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
             .format(time::macros::format_description!(
@@ -141,7 +140,7 @@ impl CycleId {
             "{}-{}-{stamp}-{:08x}",
             slug(tenant, 20),
             slug(component, 24),
-            ids.suffix()
+            suffix
         ))
     }
 
@@ -250,6 +249,7 @@ string_newtype_impls!(TenantId, ComponentId, CycleId);
 mod tests {
     use super::*;
     use crate::idsource::{OsRandom, SeededIds};
+    use crate::ports::IdSource;
     use time::macros::datetime;
 
     #[test]
@@ -293,7 +293,7 @@ mod tests {
             ),
         );
         let at = datetime!(2026-11-22 05:00:00.250 UTC);
-        let id = CycleId::for_claim(&key, at, &OsRandom);
+        let id = CycleId::for_claim(&key, at, OsRandom.suffix());
         assert!(CycleId::parse(id.as_str()).is_ok(), "{id}");
         assert_eq!(id.as_str().len(), 71, "{id}");
         let (readable, random) = id.as_str().rsplit_once('-').unwrap();
@@ -306,11 +306,15 @@ mod tests {
         );
         assert!(random.len() == 8 && random.chars().all(|c| c.is_ascii_hexdigit()));
         // The same key and second, claimed again: only the random part differs.
-        let again = CycleId::for_claim(&key, datetime!(2026-11-22 05:00:00.900 UTC), &OsRandom);
+        let again = CycleId::for_claim(
+            &key,
+            datetime!(2026-11-22 05:00:00.900 UTC),
+            OsRandom.suffix(),
+        );
         assert_ne!(id, again);
         assert!(again.as_str().starts_with(readable));
         // A replayed run gives the same ids.
-        let replay = |seed| CycleId::for_claim(&key, at, &SeededIds::new(seed, "timeouts"));
+        let replay = |seed| CycleId::for_claim(&key, at, SeededIds::new(seed, "timeouts").suffix());
         assert_eq!(replay(1), replay(1));
         assert_ne!(replay(1), replay(2));
     }
@@ -432,23 +436,19 @@ mod tests {
                 nanos in 0_u32..1_000_000_000,
                 suffix in any::<u32>(),
             ) {
-                struct Fixed(u32);
-                impl IdSource for Fixed {
-                    fn suffix(&self) -> u32 { self.0 }
-                }
                 let key = DedupKey::new(
                     tenant.map(|t| TenantId::parse(&t).unwrap()),
                     component.and_then(|c| ComponentId::parse(&c).ok()),
                 );
                 let at = OffsetDateTime::from_unix_timestamp(seconds).unwrap()
                     + time::Duration::nanoseconds(i64::from(nanos));
-                let id = CycleId::for_claim(&key, at, &Fixed(suffix));
+                let id = CycleId::for_claim(&key, at, suffix);
                 prop_assert!(cycle_ok(id.as_str()), "{id}");
                 prop_assert_eq!(CycleId::parse(id.as_str()), Ok(id.clone()));
                 let end = format!("-{suffix:08x}");
                 prop_assert!(id.as_str().ends_with(&end));
                 let at_second_start = OffsetDateTime::from_unix_timestamp(seconds).unwrap();
-                prop_assert_eq!(CycleId::for_claim(&key, at_second_start, &Fixed(suffix)), id);
+                prop_assert_eq!(CycleId::for_claim(&key, at_second_start, suffix), id);
             }
         }
 

@@ -500,7 +500,7 @@ impl Intake<'_> {
         now: OffsetDateTime,
         why: String,
     ) -> Result<IntakeOutcome, IntakeError> {
-        let cycle_id = CycleId::for_claim(&key, now, self.deps.ids);
+        let cycle_id = CycleId::for_claim(&key, now, self.deps.ids.suffix());
         let request = CycleRequest {
             cycle_id: cycle_id.clone(),
             mode,

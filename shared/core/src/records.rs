@@ -321,3 +321,27 @@ pub struct ToolCallEvent {
 
 /// How long the access log keeps a tool call: a TTL on DynamoDB, lazy deletion offline.
 pub const TOOL_CALL_RETENTION: time::Duration = time::Duration::days(30);
+
+/// A change waiting for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The improvement.
+    pub improvement_id: String,
+    /// Its cycle.
+    pub cycle_id: CycleId,
+    /// Its tenant.
+    pub tenant_id: Option<TenantId>,
+    /// The token the execution waits on.
+    pub task_token: String,
+    /// The change, in words.
+    pub change: String,
+    /// The risk level.
+    pub risk: String,
+    /// Distinct approvals needed.
+    pub approvals_required: u8,
+    /// Who approved so far.
+    pub approvers: Vec<String>,
+    /// When it was asked for.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+}

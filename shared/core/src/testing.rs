@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
 
-use crate::approval::PendingApproval;
 use crate::audit::AuditEvent;
 use crate::change::{LambdaSettings, Proposal};
 use crate::cycle::{CycleRecord, CycleStatus, TimeWindow};
@@ -19,7 +18,8 @@ use crate::ports::{
     ImprovementStore, Llm, LlmAnswer, LlmError, LlmRequest, Notifier, Telemetry, UsageLedger,
 };
 use crate::records::{
-    DailyUsage, ImprovementQuery, ImprovementRecord, Page, ProviderHealth, TenantScope,
+    DailyUsage, ImprovementQuery, ImprovementRecord, Page, PendingApproval, ProviderHealth,
+    TenantScope,
 };
 use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
 

@@ -31,12 +31,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfbuild_core::Config;
-use selfbuild_core::approval::{ApprovalPorts, PendingApproval, decide};
+use selfbuild_core::approval::{ApprovalPorts, decide};
 use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::error::StableError;
 use selfbuild_core::improvement::MonitorReport;
 use selfbuild_core::ports::{Clock, Llm, MetricSink, Notifier, StepStore};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
+use selfbuild_core::records::PendingApproval;
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use selfbuild_core::text::Escaped;
 use serde::Deserialize;

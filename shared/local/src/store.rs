@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use selfbuild_core::approval::PendingApproval;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
@@ -18,7 +17,8 @@ use selfbuild_core::ports::{
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
-    ImprovementStatus, Page, ProviderHealth, TOOL_CALL_RETENTION, TenantScope, ToolCallEvent,
+    ImprovementStatus, Page, PendingApproval, ProviderHealth, TOOL_CALL_RETENTION, TenantScope,
+    ToolCallEvent,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

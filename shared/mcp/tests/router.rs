@@ -9,16 +9,15 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use selfbuild_core::Config;
-use selfbuild_core::apikeys::{KeySet, StaticKeys, key_digest_hex};
-use selfbuild_core::approval::PendingApproval;
+use selfbuild_core::apikeys::{KeySet, key_digest_hex};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::ids::{CycleId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::{
-    AccessLog, ApprovalStore, Clock, ImprovementStore, MetricRecord, MetricSink,
+    AccessLog, ApprovalStore, Clock, ImprovementStore, MetricRecord, MetricSink, StaticKeys,
 };
-use selfbuild_core::records::{ImprovementRecord, ImprovementStatus};
+use selfbuild_core::records::{ImprovementRecord, ImprovementStatus, PendingApproval};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};

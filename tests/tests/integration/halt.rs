@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use selfbuild_core::Config;
-use selfbuild_core::approval::PendingApproval;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::deployment::FunctionState;
 use selfbuild_core::ids::CycleId;
 use selfbuild_core::ports::{ApprovalStore, AuditLog, ImprovementStore};
+use selfbuild_core::records::PendingApproval;
 use selfbuild_local::cli::{Cli, execute};
 use selfbuild_local::cycle::{Approvers, run_cycle};
 use selfbuild_local::demo::scenario_request;

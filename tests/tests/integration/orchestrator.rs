@@ -5,7 +5,7 @@ use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, CycleStatus, TimeWindow, Trigger};
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::ports::{CycleStore, Orchestrator};
+use selfbuild_core::ports::{CycleStore, IdSource, Orchestrator};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::moto::MotoServer;
@@ -19,7 +19,7 @@ fn request() -> CycleRequest {
         Some(ComponentId::parse("orders-api").unwrap()),
     );
     CycleRequest {
-        cycle_id: CycleId::for_claim(&key, at, &OsRandom),
+        cycle_id: CycleId::for_claim(&key, at, OsRandom.suffix()),
         mode: CycleMode::Emergency,
         tenant_id: key.tenant.clone(),
         components: key.component.iter().cloned().collect(),

@@ -10,7 +10,7 @@ use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use selfbuild_core::idsource::SeededIds;
-use selfbuild_core::ports::{CycleStore, Orchestrator};
+use selfbuild_core::ports::{CycleStore, IdSource, Orchestrator};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::moto::MotoServer;
@@ -37,7 +37,11 @@ fn request(component: &str, seed: u64) -> CycleRequest {
         Some(ComponentId::parse(component).unwrap()),
     );
     CycleRequest {
-        cycle_id: CycleId::for_claim(&key, T0, &SeededIds::new(seed, "orchestrator contract")),
+        cycle_id: CycleId::for_claim(
+            &key,
+            T0,
+            SeededIds::new(seed, "orchestrator contract").suffix(),
+        ),
         mode: CycleMode::Emergency,
         tenant_id: key.tenant.clone(),
         components: key.component.iter().cloned().collect(),

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use selfbuild_core::approval::PendingApproval;
 use selfbuild_core::audit::{AuditAction, AuditEvent};
 use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
@@ -15,11 +14,11 @@ use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::intake::CLAIM_RETENTION;
 use selfbuild_core::opportunity::{Opportunity, OpportunityKind, Priority};
-use selfbuild_core::ports::{ClaimOutcome, DedupClaim, HaltState, Store};
+use selfbuild_core::ports::{ClaimOutcome, DedupClaim, HaltState, IdSource, Store};
 use selfbuild_core::records::{
     AgentRecord, CircuitState, ComponentRecord, ComponentStatus, ImprovementQuery,
-    ImprovementRecord, ImprovementStatus, ProviderHealth, TOOL_CALL_RETENTION, TenantScope,
-    ToolCallEvent,
+    ImprovementRecord, ImprovementStatus, PendingApproval, ProviderHealth, TOOL_CALL_RETENTION,
+    TenantScope, ToolCallEvent,
 };
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
@@ -38,7 +37,7 @@ fn claim_at(key: &DedupKey, at: OffsetDateTime) -> DedupClaim {
     let window_end = at + WINDOW;
     DedupClaim {
         key: key.clone(),
-        cycle_id: CycleId::for_claim(key, at, &OsRandom),
+        cycle_id: CycleId::for_claim(key, at, OsRandom.suffix()),
         claimed_at: at,
         window_end,
         expires_at: window_end + CLAIM_RETENTION,
@@ -174,7 +173,7 @@ pub async fn the_halt_switch_round_trips(store: &impl Store) {
 pub async fn cycles_are_created_once(store: &impl Store) {
     let k = key("cycles");
     let request = CycleRequest {
-        cycle_id: CycleId::for_claim(&k, T0, &OsRandom),
+        cycle_id: CycleId::for_claim(&k, T0, OsRandom.suffix()),
         mode: CycleMode::Emergency,
         tenant_id: k.tenant.clone(),
         components: k.component.iter().cloned().collect(),

@@ -23,3 +23,14 @@ pub trait KeySource: Send + Sync {
     /// The current key list.
     async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError>;
 }
+
+/// A key list fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct StaticKeys(pub Arc<KeySet>);
+
+#[async_trait]
+impl KeySource for StaticKeys {
+    async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError> {
+        Ok(Arc::clone(&self.0))
+    }
+}

@@ -16,7 +16,7 @@ mod telemetry;
 pub use clock::Clock;
 pub use deployer::{DeployError, Deployer};
 pub use ids::IdSource;
-pub use keys::{KeySource, KeySourceError};
+pub use keys::{KeySource, KeySourceError, StaticKeys};
 pub use llm::{Llm, LlmAnswer, LlmError, LlmRequest};
 pub use metrics::{MetricRecord, MetricSink, Unit};
 pub use notifier::Notifier;

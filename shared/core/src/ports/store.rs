@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
 
-use crate::approval::PendingApproval;
 use crate::audit::AuditEvent;
 use crate::cycle::{CycleRecord, CycleStatus};
 use crate::error::StoreError;
 use crate::ids::{CycleId, DedupKey};
 use crate::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
-    ImprovementStatus, Page, ProviderHealth, TenantScope, ToolCallEvent,
+    ImprovementStatus, Page, PendingApproval, ProviderHealth, TenantScope, ToolCallEvent,
 };
 
 /// A request to own a dedup key for one window.

@@ -11,6 +11,7 @@ use selfbuild_core::Config;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::ids::{CycleId, DedupKey};
 use selfbuild_core::idsource::SeededIds;
+use selfbuild_core::ports::IdSource;
 use selfbuild_core::steps::ItemOutcome;
 use selfbuild_core::text::Excerpt;
 use serde_json::Value;
@@ -259,7 +260,7 @@ pub fn scenario_request(scenario: &Scenario, config: &Config) -> CycleRequest {
     let components: Vec<_> = scenario.functions.iter().map(|f| f.name.clone()).collect();
     let key = DedupKey::new(tenant.clone(), components.first().cloned());
     CycleRequest {
-        cycle_id: CycleId::for_claim(&key, scenario.now, &scenario_ids(scenario)),
+        cycle_id: CycleId::for_claim(&key, scenario.now, scenario_ids(scenario).suffix()),
         mode: CycleMode::Routine,
         tenant_id: tenant,
         components,

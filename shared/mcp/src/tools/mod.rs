@@ -428,7 +428,7 @@ impl ToolContext<'_> {
         let now = self.now;
         let key = DedupKey::new(tenant.clone(), components.first().cloned());
         let request = CycleRequest {
-            cycle_id: CycleId::for_claim(&key, now, &*self.deps.ids),
+            cycle_id: CycleId::for_claim(&key, now, self.deps.ids.suffix()),
             // Emergency mode reads per-minute periods: what a window of an hour needs.
             mode: if hours <= 1 {
                 CycleMode::Emergency
