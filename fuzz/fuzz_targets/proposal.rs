@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
     // Aim the opportunity at the proposal's target, so the rules past the scope check run.
     item.opportunity.component = proposal.change.target().clone();
     item.generated = Some(Generated {
-        improvement_id: "c1-1".into(),
+        improvement_id: "c1-1".parse().unwrap(),
         proposal: proposal.clone(),
         provider: PROVIDER.into(),
         usage: LlmUsage::default(),

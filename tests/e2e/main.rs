@@ -397,7 +397,7 @@ async fn an_alarm_runs_a_whole_cycle_through_the_real_binaries_on_moto() {
         "{actions:?}"
     );
     assert!(!actions.iter().any(|a| a == "rolled_back"), "{actions:?}");
-    let improvement_id = format!("{cycle_id}-1");
+    let improvement_id = selfbuild_tests::improvement_id(&format!("{cycle_id}-1"));
     let record = store
         .get_improvement(&improvement_id)
         .await

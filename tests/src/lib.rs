@@ -22,3 +22,8 @@ pub mod lambda_fixture;
 pub mod lambda_router;
 pub mod moto;
 pub mod recorded;
+
+/// An improvement id from a test's literal; panics on one that is not `<cycle>-<rank>`.
+pub fn improvement_id(text: &str) -> selfbuild_core::ids::ImprovementId {
+    selfbuild_core::ids::ImprovementId::parse(text).expect("a test improvement id")
+}

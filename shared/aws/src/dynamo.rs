@@ -51,7 +51,7 @@ use aws_smithy_types::retry::ProvideErrorKind;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::{CycleId, DedupKey, TenantId};
+use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
     HaltState, HaltSwitch, HeldClaim, ImprovementStore, Registry, UsageLedger,
@@ -820,7 +820,7 @@ impl ApprovalStore for DynamoStore {
 
     async fn get_pending(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
     ) -> Result<Option<PendingApproval>, StoreError> {
         let pk = approval_pk(improvement_id);
         let Some(item) = self.get(&pk, APPROVAL_SK).await? else {
@@ -831,7 +831,7 @@ impl ApprovalStore for DynamoStore {
 
     async fn add_approver(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         approver: &str,
     ) -> Result<Option<PendingApproval>, StoreError> {
         let pk = approval_pk(improvement_id);
@@ -864,7 +864,7 @@ impl ApprovalStore for DynamoStore {
         }
     }
 
-    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError> {
+    async fn remove_pending(&self, improvement_id: &ImprovementId) -> Result<bool, StoreError> {
         let out = self
             .client
             .delete_item()
@@ -943,7 +943,7 @@ impl AuditLog for DynamoStore {
 #[async_trait]
 impl ImprovementStore for DynamoStore {
     async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError> {
-        let sk = &record.improvement_id;
+        let sk = record.improvement_id.as_str();
         let body = encode(IMPROVEMENT_PK, sk, record)?;
         let mut put = self
             .client
@@ -962,12 +962,11 @@ impl ImprovementStore for DynamoStore {
         Ok(())
     }
 
-    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError> {
-        // An empty sort key is a validation error on DynamoDB; no improvement has that id.
-        if id.is_empty() {
-            return Ok(None);
-        }
-        let Some(item) = self.get(IMPROVEMENT_PK, id).await? else {
+    async fn get_improvement(
+        &self,
+        id: &ImprovementId,
+    ) -> Result<Option<ImprovementRecord>, StoreError> {
+        let Some(item) = self.get(IMPROVEMENT_PK, id.as_str()).await? else {
             return Ok(None);
         };
         decode_body(IMPROVEMENT_PK, &item).map(Some)
@@ -1018,7 +1017,7 @@ impl ImprovementStore for DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if records.len() > size {
             records.truncate(size);
-            records.last().map(|r| r.improvement_id.clone())
+            records.last().map(|r| r.improvement_id.to_string())
         } else {
             None
         };
@@ -1200,7 +1199,7 @@ fn pending_from(pk: &str, item: &Item) -> Result<PendingApproval, StoreError> {
     Ok(pending)
 }
 
-fn approval_pk(improvement_id: &str) -> String {
+fn approval_pk(improvement_id: &ImprovementId) -> String {
     format!("APPROVAL#{improvement_id}")
 }
 

@@ -91,7 +91,7 @@ use aws_smithy_types::retry::ProvideErrorKind;
 use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
-use selfbuild_core::ids::ComponentId;
+use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::ports::{Clock, DeployError, Deployer};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -188,7 +188,7 @@ impl Deployer for LambdaDeployer {
 
     async fn deploy_canary(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
         settings: &LambdaSettings,
         weight: f64,
@@ -200,7 +200,7 @@ impl Deployer for LambdaDeployer {
         }
         let alias = self.alias(function).await?;
         if let Some(note) =
-            AliasNote::parse(alias.description()).filter(|n| n.improvement_id == improvement_id)
+            AliasNote::parse(alias.description()).filter(|n| n.improvement_id == *improvement_id)
         {
             return self
                 .deployed(improvement_id, function, settings, weight, note)
@@ -240,7 +240,7 @@ impl Deployer for LambdaDeployer {
             }
             None => {
                 let note = VersionNote {
-                    improvement_id: improvement_id.to_owned(),
+                    improvement_id: improvement_id.clone(),
                     stable: stable.clone(),
                     reserved_before: self.reserved_concurrency(function).await?,
                     reserved: settings.reserved_concurrency,
@@ -283,7 +283,7 @@ impl Deployer for LambdaDeployer {
             })?;
         let deployed_at = to_the_millisecond(self.clock.now());
         let alias_note = AliasNote {
-            improvement_id: improvement_id.to_owned(),
+            improvement_id: improvement_id.clone(),
             canary: canary.version.clone(),
             weight,
             since: deployed_at,
@@ -307,14 +307,14 @@ impl Deployer for LambdaDeployer {
         })?;
         info!(
             function = %function,
-            improvement = improvement_id,
+            improvement = %improvement_id,
             stable = %stable,
             canary = %canary.version,
             weight,
             "canary routed"
         );
         Ok(CanaryDeployment {
-            improvement_id: improvement_id.to_owned(),
+            improvement_id: improvement_id.clone(),
             baseline,
             settings: settings.clone(),
             canary_version: canary.version,
@@ -353,17 +353,17 @@ impl Deployer for LambdaDeployer {
 
     async fn undo_deploy(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
     ) -> Result<Option<FunctionState>, DeployError> {
         let alias = self.alias(function).await?;
         // Routed: the last call took effect (its answer lost), or a later step failed.
         if let Some(note) =
-            AliasNote::parse(alias.description()).filter(|n| n.improvement_id == improvement_id)
+            AliasNote::parse(alias.description()).filter(|n| n.improvement_id == *improvement_id)
         {
             let canary = self.configuration(function, Some(&note.canary)).await?;
             let version_note = VersionNote::parse(&canary.description)
-                .filter(|n| n.improvement_id == improvement_id)
+                .filter(|n| n.improvement_id == *improvement_id)
                 .ok_or_else(|| not_published_for(function, &note.canary, improvement_id))?;
             let baseline = self.baseline(function, &version_note).await?;
             self.restore(improvement_id, &baseline, &note.canary)
@@ -387,16 +387,16 @@ impl Deployer for LambdaDeployer {
         // Only `$LATEST` changed: it still carries the note it was given.
         let latest = self.configuration(function, None).await?;
         let Some(note) =
-            VersionNote::parse(&latest.description).filter(|n| n.improvement_id == improvement_id)
+            VersionNote::parse(&latest.description).filter(|n| n.improvement_id == *improvement_id)
         else {
-            debug!(function = %function, improvement = improvement_id, "nothing to undo");
+            debug!(function = %function, improvement = %improvement_id, "nothing to undo");
             return Ok(None);
         };
         let stable = self.configuration(function, Some(&note.stable)).await?;
         self.update_latest(function, &stable).await?;
         info!(
             function = %function,
-            improvement = improvement_id,
+            improvement = %improvement_id,
             stable = %note.stable,
             "unpublished change undone"
         );
@@ -416,7 +416,7 @@ impl LambdaDeployer {
     /// deploy routes traffic.
     async fn restore(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         baseline: &FunctionState,
         canary_version: &str,
     ) -> Result<(), DeployError> {
@@ -475,7 +475,7 @@ impl LambdaDeployer {
         }
         info!(
             function = %function,
-            improvement = improvement_id,
+            improvement = %improvement_id,
             stable = %baseline.stable_version,
             "baseline restored"
         );
@@ -487,7 +487,7 @@ impl LambdaDeployer {
     /// The deployment of an improvement whose routing was set once: rebuilt, nothing changed.
     async fn deployed(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
         settings: &LambdaSettings,
         weight: f64,
@@ -495,7 +495,7 @@ impl LambdaDeployer {
     ) -> Result<CanaryDeployment, DeployError> {
         let canary = self.configuration(function, Some(&note.canary)).await?;
         let version_note = VersionNote::parse(&canary.description)
-            .filter(|n| n.improvement_id == improvement_id)
+            .filter(|n| n.improvement_id == *improvement_id)
             .ok_or_else(|| not_published_for(function, &note.canary, improvement_id))?;
         if !canary.runs(settings)
             || version_note.reserved != settings.reserved_concurrency
@@ -505,12 +505,12 @@ impl LambdaDeployer {
         }
         debug!(
             function = %function,
-            improvement = improvement_id,
+            improvement = %improvement_id,
             version = %note.canary,
             "canary already routed"
         );
         Ok(CanaryDeployment {
-            improvement_id: improvement_id.to_owned(),
+            improvement_id: improvement_id.clone(),
             baseline: self.baseline(function, &version_note).await?,
             settings: settings.clone(),
             canary_version: note.canary,
@@ -624,7 +624,7 @@ impl LambdaDeployer {
     async fn published(
         &self,
         function: &ComponentId,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
     ) -> Result<Option<(VersionConfig, VersionNote)>, DeployError> {
         match self.find_published(function, improvement_id).await? {
             Some((config, _, false)) => Err(DeployError::Rejected(format!(
@@ -641,7 +641,7 @@ impl LambdaDeployer {
     async fn find_published(
         &self,
         function: &ComponentId,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
     ) -> Result<Option<(VersionConfig, VersionNote, bool)>, DeployError> {
         let versions = self
             .client
@@ -656,7 +656,7 @@ impl LambdaDeployer {
         // `$LATEST` carries the same description from step 2 on; only a published version counts.
         let found = versions.iter().find_map(|v| {
             let note = VersionNote::parse(v.description()?)?;
-            (v.version() != Some(LATEST) && note.improvement_id == improvement_id)
+            (v.version() != Some(LATEST) && note.improvement_id == *improvement_id)
                 .then_some((v, note))
         });
         let Some((version, note)) = found else {
@@ -996,7 +996,11 @@ fn malformed(function: &ComponentId, operation: &str, what: &str) -> DeployError
     DeployError::Rejected(format!("{operation} on {function} answered with {what}"))
 }
 
-fn not_published_for(function: &ComponentId, version: &str, improvement_id: &str) -> DeployError {
+fn not_published_for(
+    function: &ComponentId,
+    version: &str,
+    improvement_id: &ImprovementId,
+) -> DeployError {
     DeployError::Rejected(format!(
         "the alias of {function} names version {version} for improvement {improvement_id}, but \
          that version was not published for it"
@@ -1008,7 +1012,7 @@ fn reservation(reserved: Option<u32>) -> String {
     reserved.map_or_else(|| "none".to_owned(), |n| n.to_string())
 }
 
-fn other_settings(improvement_id: &str, function: &ComponentId) -> DeployError {
+fn other_settings(improvement_id: &ImprovementId, function: &ComponentId) -> DeployError {
     DeployError::Rejected(format!(
         "improvement {improvement_id} was deployed to {function} with other settings or weight"
     ))
@@ -1136,7 +1140,7 @@ version_config_from!(
 struct VersionNote {
     /// The improvement the version ships.
     #[serde(rename = "selfbuild")]
-    improvement_id: String,
+    improvement_id: ImprovementId,
     /// The version the alias pointed at when this one was cut.
     stable: String,
     /// The function's reserved concurrency before the deploy.
@@ -1150,7 +1154,7 @@ struct VersionNote {
 struct AliasNote {
     /// The improvement being shipped.
     #[serde(rename = "selfbuild")]
-    improvement_id: String,
+    improvement_id: ImprovementId,
     /// The canary version.
     canary: String,
     /// Its weight.
@@ -1161,7 +1165,7 @@ struct AliasNote {
 }
 
 /// A note as a description, refused when Lambda would not keep it whole.
-fn describe(note: &impl Serialize, improvement_id: &str) -> Result<String, DeployError> {
+fn describe(note: &impl Serialize, improvement_id: &ImprovementId) -> Result<String, DeployError> {
     let text = serde_json::to_string(note).map_err(|e| {
         DeployError::Rejected(format!("the note of improvement {improvement_id}: {e}"))
     })?;
@@ -1255,7 +1259,7 @@ mod tests {
     #[test]
     fn notes_round_trip_and_fit_a_description_for_the_longest_improvement_ids() {
         // A cycle id has at most 80 characters; the improvement appends `-<rank>`.
-        let id = format!("{}-12", "c".repeat(80));
+        let id: ImprovementId = format!("{}-12", "c".repeat(80)).parse().unwrap();
         let version = VersionNote {
             improvement_id: id.clone(),
             stable: "12345".into(),
@@ -1287,8 +1291,8 @@ mod tests {
         assert_eq!(AliasNote::parse(Some("Managed by SAM")), None);
         assert_eq!(VersionNote::parse(""), None);
         let too_long = VersionNote {
-            improvement_id: "x".repeat(MAX_DESCRIPTION),
-            stable: "1".into(),
+            improvement_id: format!("{}-1", "x".repeat(78)).parse().unwrap(),
+            stable: "9".repeat(MAX_DESCRIPTION),
             reserved_before: None,
             reserved: None,
         };
@@ -1303,7 +1307,7 @@ mod tests {
         let since = to_the_millisecond(datetime!(2026-11-22 05:00:00.123_456_789 UTC));
         assert_eq!(since.nanosecond() % 1_000_000, 0);
         let note = AliasNote {
-            improvement_id: "i".into(),
+            improvement_id: "i-1".parse().unwrap(),
             canary: "2".into(),
             weight: 0.1,
             since,
@@ -1495,7 +1499,7 @@ mod tests {
         let settings = target().settings(None);
         for weight in [0.0, -0.1, 1.5, f64::NAN] {
             let err = deployer(client.clone())
-                .deploy_canary("i", &function(), &settings, weight)
+                .deploy_canary(&"i-1".parse().unwrap(), &function(), &settings, weight)
                 .await
                 .unwrap_err();
             assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err:?}");

@@ -7,6 +7,7 @@ use tracing::info;
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::error::{ErrorType, OrchestratorError, StableError, StoreError};
+use crate::ids::ImprovementId;
 use crate::improvement::{ApprovalDecision, ImprovementItem};
 use crate::ports::{ApprovalStore, AuditLog, TaskTokens};
 use crate::records::{ImprovementStatus, PendingApproval};
@@ -16,7 +17,7 @@ use crate::records::{ImprovementStatus, PendingApproval};
 pub enum ApprovalError {
     /// No change with this id waits for approval.
     #[error("improvement {0} is not waiting for approval")]
-    NotPending(String),
+    NotPending(ImprovementId),
     /// The input is unusable (empty approver name …).
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -75,7 +76,7 @@ pub async fn request_approval(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApprovalProgress {
     /// The improvement.
-    pub improvement_id: String,
+    pub improvement_id: ImprovementId,
     /// `approved`, `rejected`, or `waiting` for more approvers.
     pub status: String,
     /// Approvers so far.
@@ -105,7 +106,7 @@ pub struct ApprovalPorts<'a> {
 /// While halted an approval is refused (the change keeps waiting); a rejection is taken.
 pub async fn decide(
     ports: ApprovalPorts<'_>,
-    improvement_id: &str,
+    improvement_id: &ImprovementId,
     approver: &str,
     approved: bool,
     comment: Option<String>,
@@ -226,9 +227,13 @@ mod tests {
         }
     }
 
+    fn id(text: &str) -> ImprovementId {
+        text.parse().unwrap()
+    }
+
     fn pending(id: &str) -> PendingApproval {
         PendingApproval {
-            improvement_id: id.into(),
+            improvement_id: id.parse().unwrap(),
             cycle_id: CycleId::parse("c1").unwrap(),
             tenant_id: None,
             task_token: format!("token-{id}"),
@@ -263,23 +268,27 @@ mod tests {
         };
         records.set_halt(&halt).await.unwrap();
 
-        let err = decide(ports, "c1-1", "alice", true, None)
+        let err = decide(ports, &id("c1-1"), "alice", true, None)
             .await
             .unwrap_err();
         assert_eq!(err.error_type(), "Halted");
         assert!(err.to_string().contains("ops: incident 42"), "{err}");
         // Nothing moved: still pending without approvers, nothing resumed or audited.
-        let still = records.get_pending("c1-1").await.unwrap().unwrap();
+        let still = records.get_pending(&id("c1-1")).await.unwrap().unwrap();
         assert!(still.approvers.is_empty());
         assert!(tokens.0.lock().unwrap().is_empty());
         assert!(records.events.lock().unwrap().is_empty());
 
-        let rejected = decide(ports, "c1-2", "alice", false, None).await.unwrap();
+        let rejected = decide(ports, &id("c1-2"), "alice", false, None)
+            .await
+            .unwrap();
         assert_eq!(rejected.status, "rejected");
         assert_eq!(*tokens.0.lock().unwrap(), ["token-c1-2"]);
 
         records.clear_halt().await.unwrap();
-        let approved = decide(ports, "c1-1", "alice", true, None).await.unwrap();
+        let approved = decide(ports, &id("c1-1"), "alice", true, None)
+            .await
+            .unwrap();
         assert_eq!(approved.status, "approved");
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::ids::{CycleId, TenantId};
+use crate::ids::{CycleId, ImprovementId, TenantId};
 use crate::records::ImprovementStatus;
 
 /// One transition.
@@ -18,7 +18,7 @@ pub struct AuditEvent {
     /// The cycle.
     pub cycle_id: CycleId,
     /// The improvement, when the event is about one.
-    pub improvement_id: Option<String>,
+    pub improvement_id: Option<ImprovementId>,
     /// Who: `selfbuild:<function>`, or the approver.
     pub actor: String,
     /// What happened.

@@ -1001,7 +1001,7 @@ mod tests {
         item.deploy = Some(DeployOutcome {
             status: DeployStatus::Deployed,
             deployment: Some(CanaryDeployment {
-                improvement_id: "c1-1".into(),
+                improvement_id: "c1-1".parse().unwrap(),
                 baseline: FunctionState {
                     function,
                     settings: settings.clone(),

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::change::LambdaSettings;
-use crate::ids::ComponentId;
+use crate::ids::{ComponentId, ImprovementId};
 
 /// The alias traffic goes through.
 pub const LIVE_ALIAS: &str = "live";
@@ -31,7 +31,7 @@ pub struct FunctionState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryDeployment {
     /// The improvement being shipped; deploys are idempotent per improvement.
-    pub improvement_id: String,
+    pub improvement_id: ImprovementId,
     /// What the function was before (restored by rollback).
     pub baseline: FunctionState,
     /// The settings of the new version.

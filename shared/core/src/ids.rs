@@ -150,6 +150,58 @@ impl CycleId {
     }
 }
 
+/// An improvement: `<cycle>-<rank>`, the rank of its opportunity in the cycle; stable across
+/// retries of any step.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ImprovementId(String);
+
+impl ImprovementId {
+    /// The improvement of the opportunity ranked `rank` in `cycle`.
+    pub fn new(cycle: &CycleId, rank: u32) -> Self {
+        Self(format!("{cycle}-{rank}"))
+    }
+
+    /// Parses an improvement id: a cycle id, `-`, and a rank.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        let bad = |problem| IdError::new("improvement_id", value, problem);
+        let (cycle, rank) = value
+            .rsplit_once('-')
+            .ok_or_else(|| bad("must be <cycle id>-<rank>"))?;
+        if rank.is_empty()
+            || !rank.bytes().all(|b| b.is_ascii_digit())
+            || rank.parse::<u32>().is_err()
+        {
+            return Err(bad("must end in -<rank>, a whole number"));
+        }
+        CycleId::parse(cycle).map_err(|e| bad(e.problem))?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The cycle it belongs to.
+    pub fn cycle_id(&self) -> CycleId {
+        let cycle = self.0.rsplit_once('-').map_or(self.0.as_str(), |(c, _)| c);
+        CycleId(cycle.to_owned())
+    }
+
+    /// The improvement id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ImprovementId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ImprovementId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Keeps `[A-Za-z0-9_-]`, replaces the rest with `-`, and truncates to `max` characters.
 fn slug(text: &str, max: usize) -> String {
     let slug: String = text
@@ -243,7 +295,7 @@ macro_rules! string_newtype_impls {
     )*};
 }
 
-string_newtype_impls!(TenantId, ComponentId, CycleId);
+string_newtype_impls!(TenantId, ComponentId, CycleId, ImprovementId);
 
 #[cfg(test)]
 mod tests {
@@ -251,6 +303,35 @@ mod tests {
     use crate::idsource::{OsRandom, SeededIds};
     use crate::ports::IdSource;
     use time::macros::datetime;
+
+    #[test]
+    fn improvement_ids_are_a_cycle_id_and_a_rank() {
+        let cycle = CycleId::parse("acme-orders-20261122T050000Z-0a0b0c0d").unwrap();
+        let id = ImprovementId::new(&cycle, 3);
+        assert_eq!(id, "acme-orders-20261122T050000Z-0a0b0c0d-3");
+        assert_eq!(ImprovementId::parse(id.as_str()), Ok(id.clone()));
+        assert_eq!(id.cycle_id(), cycle);
+        let longest = format!("{}-4294967295", "c".repeat(80));
+        assert!(ImprovementId::parse(&longest).is_ok());
+        for (bad, problem) in [
+            ("", "<cycle id>-<rank>"),
+            ("c1", "<cycle id>-<rank>"),
+            ("c1-", "whole number"),
+            ("c1-x", "whole number"),
+            ("c1-+1", "whole number"),
+            ("c1-4294967296", "whole number"),
+            ("-1", "1-80 characters"),
+            ("c#1-1", "letters, digits"),
+            (&format!("{}-1", "c".repeat(81)), "1-80 characters"),
+        ] {
+            let err = ImprovementId::parse(bad).unwrap_err();
+            assert_eq!(err.kind, "improvement_id");
+            assert!(err.problem.contains(problem), "{bad:?}: {err}");
+        }
+        let json = serde_json::to_value(&id).unwrap();
+        assert_eq!(json, id.as_str());
+        assert!(serde_json::from_value::<ImprovementId>(serde_json::json!("nope")).is_err());
+    }
 
     #[test]
     fn tenant_ids_are_checked() {

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::change::{LambdaSettings, Proposal, RiskLevel};
 use crate::cycle::CycleMode;
 use crate::deployment::CanaryDeployment;
-use crate::ids::{CycleId, TenantId};
+use crate::ids::{CycleId, ImprovementId, TenantId};
 use crate::opportunity::Opportunity;
 use crate::telemetry::Quantiles;
 
@@ -44,8 +44,8 @@ pub struct ImprovementItem {
 
 impl ImprovementItem {
     /// `<cycle>-<rank>`: stable across retries of any step.
-    pub fn improvement_id(&self) -> String {
-        format!("{}-{}", self.cycle_id, self.opportunity.rank)
+    pub fn improvement_id(&self) -> ImprovementId {
+        ImprovementId::new(&self.cycle_id, self.opportunity.rank)
     }
 }
 
@@ -64,7 +64,7 @@ pub struct LlmUsage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generated {
     /// `<cycle>-<rank>`.
-    pub improvement_id: String,
+    pub improvement_id: ImprovementId,
     /// The proposal.
     pub proposal: Proposal,
     /// Which provider answered (`bedrock:<model>`, `rule-planner`, `recorded`, …).

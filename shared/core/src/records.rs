@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::change::RiskLevel;
 use crate::error::StoreError;
-use crate::ids::{CycleId, TenantId};
+use crate::ids::{CycleId, ImprovementId, TenantId};
 use crate::improvement::ImprovementItem;
 
 /// Which tenants' records a caller may see.
@@ -129,7 +129,7 @@ impl ImprovementStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImprovementRecord {
     /// `<cycle>-<rank>`.
-    pub improvement_id: String,
+    pub improvement_id: ImprovementId,
     /// Its cycle.
     pub cycle_id: CycleId,
     /// Its tenant, or none for system-wide.
@@ -326,7 +326,7 @@ pub const TOOL_CALL_RETENTION: time::Duration = time::Duration::days(30);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingApproval {
     /// The improvement.
-    pub improvement_id: String,
+    pub improvement_id: ImprovementId,
     /// Its cycle.
     pub cycle_id: CycleId,
     /// Its tenant.

@@ -11,7 +11,7 @@ use crate::change::{LambdaSettings, Proposal};
 use crate::cycle::{CycleRecord, CycleStatus, TimeWindow};
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::error::{StoreError, TelemetryError};
-use crate::ids::{ComponentId, CycleId};
+use crate::ids::{ComponentId, CycleId, ImprovementId};
 use crate::improvement::LlmUsage;
 use crate::ports::{
     ApprovalStore, AuditLog, CycleStore, DeployError, Deployer, HaltState, HaltSwitch,
@@ -43,7 +43,7 @@ impl Deployer for StaticDeployer {
     }
     async fn deploy_canary(
         &self,
-        _: &str,
+        _: &ImprovementId,
         _: &ComponentId,
         _: &LambdaSettings,
         _: f64,
@@ -58,7 +58,7 @@ impl Deployer for StaticDeployer {
     }
     async fn undo_deploy(
         &self,
-        _: &str,
+        _: &ImprovementId,
         _: &ComponentId,
     ) -> Result<Option<FunctionState>, DeployError> {
         Ok(None)
@@ -72,11 +72,11 @@ pub(crate) struct MemoryRecords {
     pub halt: Mutex<Option<HaltState>>,
     pub events: Mutex<Vec<AuditEvent>>,
     pub notifications: Mutex<Vec<String>>,
-    pub improvements: Mutex<BTreeMap<String, ImprovementRecord>>,
+    pub improvements: Mutex<BTreeMap<ImprovementId, ImprovementRecord>>,
     pub usage: Mutex<BTreeMap<Date, DailyUsage>>,
     pub cycles: Mutex<BTreeMap<CycleId, CycleRecord>>,
     pub finished: Mutex<Vec<(CycleId, CycleStatus)>>,
-    pub pending: Mutex<BTreeMap<String, PendingApproval>>,
+    pub pending: Mutex<BTreeMap<ImprovementId, PendingApproval>>,
     pub metrics: Mutex<Vec<crate::ports::MetricRecord>>,
 }
 
@@ -121,7 +121,10 @@ impl ImprovementStore for MemoryRecords {
         lock(&self.improvements).insert(record.improvement_id.clone(), record.clone());
         Ok(())
     }
-    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError> {
+    async fn get_improvement(
+        &self,
+        id: &ImprovementId,
+    ) -> Result<Option<ImprovementRecord>, StoreError> {
         Ok(lock(&self.improvements).get(id).cloned())
     }
     async fn list_improvements(
@@ -141,7 +144,7 @@ impl ImprovementStore for MemoryRecords {
             .collect();
         let next_cursor = (items.len() > size).then(|| {
             items.truncate(size);
-            items[size - 1].improvement_id.clone()
+            items[size - 1].improvement_id.to_string()
         });
         Ok(Page { items, next_cursor })
     }
@@ -218,12 +221,12 @@ impl ApprovalStore for MemoryRecords {
         lock(&self.pending).insert(pending.improvement_id.clone(), pending.clone());
         Ok(())
     }
-    async fn get_pending(&self, id: &str) -> Result<Option<PendingApproval>, StoreError> {
+    async fn get_pending(&self, id: &ImprovementId) -> Result<Option<PendingApproval>, StoreError> {
         Ok(lock(&self.pending).get(id).cloned())
     }
     async fn add_approver(
         &self,
-        id: &str,
+        id: &ImprovementId,
         approver: &str,
     ) -> Result<Option<PendingApproval>, StoreError> {
         let mut pending = lock(&self.pending);
@@ -234,7 +237,7 @@ impl ApprovalStore for MemoryRecords {
             p.clone()
         }))
     }
-    async fn remove_pending(&self, id: &str) -> Result<bool, StoreError> {
+    async fn remove_pending(&self, id: &ImprovementId) -> Result<bool, StoreError> {
         Ok(lock(&self.pending).remove(id).is_some())
     }
 }

@@ -387,7 +387,7 @@ mod tests {
                 top_errors: vec![],
             },
             generated: Some(Generated {
-                improvement_id: "c1-1".into(),
+                improvement_id: "c1-1".parse().unwrap(),
                 proposal: Proposal {
                     change,
                     rationale: "r".into(),

@@ -9,6 +9,7 @@ use selfbuild_core::Config;
 use selfbuild_core::clock::{FixedClock, SystemClock};
 use selfbuild_core::emf::TracingSink;
 use selfbuild_core::error::StableError;
+use selfbuild_core::ids::ImprovementId;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::{IntakeDeps, handle_event};
 use selfbuild_core::ports::{Clock, HaltState, HaltSwitch};
@@ -544,7 +545,8 @@ async fn decide_cli(
         clock,
         halt: &store,
     };
-    let progress = selfbuild_core::approval::decide(ports, id, actor, approved, comment).await?;
+    let id = ImprovementId::parse(id).map_err(|e| cli_error("InvalidInput", e.to_string()))?;
+    let progress = selfbuild_core::approval::decide(ports, &id, actor, approved, comment).await?;
     serde_json::to_value(progress).map_err(|e| cli_error("Internal", e.to_string()))
 }
 

@@ -820,6 +820,7 @@ impl Desk {
 #[cfg(test)]
 mod tests {
     use selfbuild_core::clock::FixedClock;
+    use selfbuild_core::ids::ImprovementId;
     use selfbuild_core::ports::AuditLog;
     use serde_json::json;
 
@@ -1053,7 +1054,7 @@ mod tests {
                 .await
             }
         });
-        let id = format!("{}-1", request.cycle_id);
+        let id = ImprovementId::new(&request.cycle_id, 1);
         let mut waited = 0;
         while !progress.text().contains("reject:") {
             assert!(

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::{CycleId, DedupKey, TenantId};
+use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
     HaltState, HaltSwitch, HeldClaim, ImprovementStore, Notifier, Registry, UsageLedger,
@@ -635,7 +635,7 @@ fn read_pending(conn: &Connection, id: &str) -> Result<Option<PendingApproval>, 
 #[async_trait]
 impl ApprovalStore for SqliteStore {
     async fn put_pending(&self, pending: &PendingApproval) -> Result<(), StoreError> {
-        let id = pending.improvement_id.clone();
+        let id = pending.improvement_id.to_string();
         let body = serde_json::to_string(pending).map_err(|e| corrupt_approval(&id, &e))?;
         self.with_conn(move |conn| {
             conn.execute(
@@ -651,18 +651,18 @@ impl ApprovalStore for SqliteStore {
 
     async fn get_pending(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
     ) -> Result<Option<PendingApproval>, StoreError> {
-        let id = improvement_id.to_owned();
+        let id = improvement_id.to_string();
         self.with_conn(move |conn| read_pending(conn, &id)).await
     }
 
     async fn add_approver(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         approver: &str,
     ) -> Result<Option<PendingApproval>, StoreError> {
-        let (id, approver) = (improvement_id.to_owned(), approver.to_owned());
+        let (id, approver) = (improvement_id.to_string(), approver.to_owned());
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -686,8 +686,8 @@ impl ApprovalStore for SqliteStore {
         .await
     }
 
-    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError> {
-        let id = improvement_id.to_owned();
+    async fn remove_pending(&self, improvement_id: &ImprovementId) -> Result<bool, StoreError> {
+        let id = improvement_id.to_string();
         self.with_conn(move |conn| {
             let deleted = conn
                 .execute(
@@ -995,7 +995,7 @@ fn bodies<T: DeserializeOwned>(
 #[async_trait]
 impl ImprovementStore for SqliteStore {
     async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError> {
-        let id = record.improvement_id.clone();
+        let id = record.improvement_id.to_string();
         let body = encode(&format!("improvement {id}"), record)?;
         let tenant = record.tenant_id.as_ref().map(|t| t.as_str().to_owned());
         let status = record.status.as_str();
@@ -1013,8 +1013,11 @@ impl ImprovementStore for SqliteStore {
         .await
     }
 
-    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError> {
-        let id = id.to_owned();
+    async fn get_improvement(
+        &self,
+        id: &ImprovementId,
+    ) -> Result<Option<ImprovementRecord>, StoreError> {
+        let id = id.to_string();
         self.with_conn(move |conn| {
             let body: Option<String> = conn
                 .query_row(
@@ -1412,7 +1415,10 @@ mod tests {
             })
             .await
             .unwrap();
-        let err = store.get_improvement("c1-1").await.unwrap_err();
+        let err = store
+            .get_improvement(&"c1-1".parse().unwrap())
+            .await
+            .unwrap_err();
         let StoreError::Corrupt { record, .. } = &err else {
             panic!("expected Corrupt, got {err:?}");
         };
@@ -1452,7 +1458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let pending = |id: &str| PendingApproval {
-            improvement_id: id.to_owned(),
+            improvement_id: id.parse().unwrap(),
             cycle_id: CycleId::parse("c1").unwrap(),
             tenant_id: None,
             task_token: format!("token-{id}"),

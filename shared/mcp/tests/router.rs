@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use selfbuild_core::Config;
 use selfbuild_core::apikeys::{KeySet, key_digest_hex};
 use selfbuild_core::clock::FixedClock;
-use selfbuild_core::ids::{CycleId, TenantId};
+use selfbuild_core::ids::{CycleId, ImprovementId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::{
@@ -703,7 +703,7 @@ async fn a_tenant_key_never_sees_another_tenant() {
 }
 
 /// Puts a deployed globex improvement, waiting for a second approval, in the store; its id.
-async fn globex_improvement(h: &Harness, cycle: &str) -> String {
+async fn globex_improvement(h: &Harness, cycle: &str) -> ImprovementId {
     let step: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_file("events/steps/rollback.json")).expect("event"),
     )
@@ -736,6 +736,7 @@ async fn globex_improvement(h: &Harness, cycle: &str) -> String {
 async fn another_tenants_improvement_is_answered_like_a_missing_one() {
     let h = harness();
     let real = globex_improvement(&h, "globex-orders-api-20261122T050000Z-5f3a9c1e").await;
+    let real = real.to_string();
     let missing = real.replace("5f3a9c1e", "5f3a9c1f");
     // It is there: globex's own key sees it.
     let seen = h.ok(GLOBEX, "get_improvement", json!({"id": real})).await;
@@ -846,7 +847,7 @@ async fn critical_changes_need_two_different_approvers() {
     let cycle_id = CycleId::parse("acme-orders-20261122T050000Z-0a0b0c0d").expect("id");
     h.store
         .put_pending(&PendingApproval {
-            improvement_id: format!("{cycle_id}-1"),
+            improvement_id: ImprovementId::new(&cycle_id, 1),
             cycle_id: cycle_id.clone(),
             tenant_id: Some(TenantId::parse("acme").expect("t")),
             task_token: "token-1".into(),
@@ -1111,10 +1112,11 @@ async fn a_promoted_improvement_can_be_rolled_back_by_hand() {
             json!({"status": "promoted", "limit": 1}),
         )
         .await;
-    let id = page["improvements"][0]["improvement_id"]
+    let id: ImprovementId = page["improvements"][0]["improvement_id"]
         .as_str()
         .expect("promoted")
-        .to_owned();
+        .parse()
+        .expect("an improvement id");
 
     let e = h
         .err(
@@ -1180,10 +1182,11 @@ async fn an_improvement_whose_rollback_failed_can_be_rolled_back_by_hand() {
             json!({"status": "promoted", "limit": 1}),
         )
         .await;
-    let id = page["improvements"][0]["improvement_id"]
+    let id: ImprovementId = page["improvements"][0]["improvement_id"]
         .as_str()
         .expect("promoted")
-        .to_owned();
+        .parse()
+        .expect("an improvement id");
     let mut record = h
         .store
         .get_improvement(&id)

@@ -9,6 +9,7 @@ use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::approval::{ApprovalPorts, decide};
 use selfbuild_core::config::HaltInFlight;
 use selfbuild_core::error::StableError;
+use selfbuild_core::ids::ImprovementId;
 use selfbuild_core::ports::{ApprovalStore, Clock, HaltState, HaltSwitch};
 use selfbuild_local::asl::{TaskCall, TaskHandler};
 use selfbuild_local::cycle::{DEFINITION, LocalSteps, substitutions};
@@ -187,7 +188,7 @@ async fn run_on_moto(
 
     // An approver approves through SendTaskSuccess on moto.
     let orchestrator = StepFunctionsOrchestrator::new(&sdk, arn.clone());
-    let improvement = format!("{}-1", request.cycle_id);
+    let improvement = ImprovementId::new(&request.cycle_id, 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     let (status, output) = loop {
         if approve && matches!(store.get_pending(&improvement).await, Ok(Some(_))) {

@@ -20,9 +20,10 @@ use selfbuild_aws::LambdaDeployer;
 use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
-use selfbuild_core::ids::ComponentId;
+use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::ports::{DeployError, Deployer};
 use selfbuild_local::fleet::{Fleet, Scenario};
+use selfbuild_tests::improvement_id;
 use selfbuild_tests::lambda_fixture::MotoFunction;
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
@@ -62,7 +63,7 @@ pub trait DeployerHarness {
         name: &str,
         initial: &LambdaSettings,
         partial: Partial,
-        improvement: &str,
+        improvement: &ImprovementId,
         settings: &LambdaSettings,
         weight: f64,
     ) -> (Self::D, ComponentId);
@@ -144,7 +145,10 @@ pub async fn a_deploy_is_a_new_version_beside_the_stable_one_and_idempotent_per_
     let next = canary(Some(7));
     let versions_before = h.published_versions(&d, &f).await;
 
-    let first = d.deploy_canary("imp-1", &f, &next, 0.1).await.unwrap();
+    let first = d
+        .deploy_canary(&improvement_id("imp-1"), &f, &next, 0.1)
+        .await
+        .unwrap();
     assert_eq!(first.improvement_id, "imp-1");
     assert_eq!(first.baseline, before);
     assert_eq!(first.settings, next);
@@ -153,7 +157,10 @@ pub async fn a_deploy_is_a_new_version_beside_the_stable_one_and_idempotent_per_
     assert_eq!(h.published_versions(&d, &f).await, versions_before + 1);
 
     // WHEN the same deploy is made again THEN the same deployment, nothing new published or routed
-    let again = d.deploy_canary("imp-1", &f, &next, 0.1).await.unwrap();
+    let again = d
+        .deploy_canary(&improvement_id("imp-1"), &f, &next, 0.1)
+        .await
+        .unwrap();
     assert_eq!(again, first);
     assert_eq!(h.published_versions(&d, &f).await, versions_before + 1);
     let state = d.function_state(&f).await.unwrap();
@@ -177,7 +184,10 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
 ) {
     let (d, f) = h.function("other-settings", &initial(None)).await;
     let next = canary(None);
-    let deployed = d.deploy_canary("imp", &f, &next, 0.1).await.unwrap();
+    let deployed = d
+        .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.1)
+        .await
+        .unwrap();
     let during = d.function_state(&f).await.unwrap();
     let versions = h.published_versions(&d, &f).await;
 
@@ -186,7 +196,8 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
         ..next.clone()
     };
     rejected(
-        d.deploy_canary("imp", &f, &more_memory, 0.1).await,
+        d.deploy_canary(&improvement_id("imp-0"), &f, &more_memory, 0.1)
+            .await,
         "other settings",
     );
     let reserved = LambdaSettings {
@@ -194,18 +205,22 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
         ..next.clone()
     };
     rejected(
-        d.deploy_canary("imp", &f, &reserved, 0.1).await,
+        d.deploy_canary(&improvement_id("imp-0"), &f, &reserved, 0.1)
+            .await,
         "another reservation",
     );
     rejected(
-        d.deploy_canary("imp", &f, &next, 0.2).await,
+        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.2)
+            .await,
         "another weight",
     );
     // Nothing changed.
     assert_eq!(d.function_state(&f).await.unwrap(), during);
     assert_eq!(h.published_versions(&d, &f).await, versions);
     assert_eq!(
-        d.deploy_canary("imp", &f, &next, 0.1).await.unwrap(),
+        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.1)
+            .await
+            .unwrap(),
         deployed
     );
 }
@@ -213,13 +228,14 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
 pub async fn a_second_improvement_is_refused_while_a_canary_is_routed<H: DeployerHarness>(h: &H) {
     let (d, f) = h.function("busy", &initial(None)).await;
     let first = d
-        .deploy_canary("imp-1", &f, &canary(None), 0.1)
+        .deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.1)
         .await
         .unwrap();
     let during = d.function_state(&f).await.unwrap();
     let versions = h.published_versions(&d, &f).await;
     let message = rejected(
-        d.deploy_canary("imp-2", &f, &canary(Some(4)), 0.1).await,
+        d.deploy_canary(&improvement_id("imp-2"), &f, &canary(Some(4)), 0.1)
+            .await,
         "a second canary",
     );
     assert!(message.contains(&first.canary_version), "{message}");
@@ -230,7 +246,10 @@ pub async fn a_second_improvement_is_refused_while_a_canary_is_routed<H: Deploye
 pub async fn promote_routes_everything_to_the_canary_and_is_idempotent<H: DeployerHarness>(h: &H) {
     let (d, f) = h.function("promote", &initial(Some(5))).await;
     let next = canary(Some(25));
-    let deployed = d.deploy_canary("imp", &f, &next, 0.25).await.unwrap();
+    let deployed = d
+        .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.25)
+        .await
+        .unwrap();
 
     d.promote(&deployed).await.unwrap();
     d.promote(&deployed).await.unwrap();
@@ -245,7 +264,9 @@ pub async fn promote_routes_everything_to_the_canary_and_is_idempotent<H: Deploy
     );
     // A retried deploy of the promoted improvement changes nothing.
     assert_eq!(
-        d.deploy_canary("imp", &f, &next, 0.25).await.unwrap(),
+        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.25)
+            .await
+            .unwrap(),
         deployed
     );
     assert_eq!(
@@ -259,7 +280,7 @@ pub async fn rollback_restores_the_exact_baseline_and_is_idempotent<H: DeployerH
     let (d, f) = h.function("rollback", &start).await;
     let before = d.function_state(&f).await.unwrap();
     let deployed = d
-        .deploy_canary("imp", &f, &canary(Some(9)), 0.1)
+        .deploy_canary(&improvement_id("imp-0"), &f, &canary(Some(9)), 0.1)
         .await
         .unwrap();
 
@@ -278,7 +299,7 @@ pub async fn rollback_after_promotion_restores_the_baseline_and_promote_is_then_
     let (d, f) = h.function("promoted-rollback", &initial(None)).await;
     let before = d.function_state(&f).await.unwrap();
     let deployed = d
-        .deploy_canary("imp", &f, &canary(Some(25)), 0.25)
+        .deploy_canary(&improvement_id("imp-0"), &f, &canary(Some(25)), 0.25)
         .await
         .unwrap();
     d.promote(&deployed).await.unwrap();
@@ -296,12 +317,17 @@ pub async fn a_rolled_back_improvement_deployed_again_changes_nothing<H: Deploye
     let (d, f) = h.function("redeploy", &initial(Some(2))).await;
     let before = d.function_state(&f).await.unwrap();
     let next = canary(Some(3));
-    let deployed = d.deploy_canary("imp", &f, &next, 0.5).await.unwrap();
+    let deployed = d
+        .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.5)
+        .await
+        .unwrap();
     d.rollback(&deployed).await.unwrap();
     let versions = h.published_versions(&d, &f).await;
 
     assert_eq!(
-        d.deploy_canary("imp", &f, &next, 0.5).await.unwrap(),
+        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.5)
+            .await
+            .unwrap(),
         deployed
     );
     assert_eq!(d.function_state(&f).await.unwrap(), before);
@@ -319,7 +345,14 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
     for (i, partial) in H::PARTIAL_DEPLOYS.iter().enumerate() {
         // GIVEN a deploy that stopped at `partial`
         let (d, f) = h
-            .interrupted(&format!("partial-{i}"), &start, *partial, "imp", &next, 0.2)
+            .interrupted(
+                &format!("partial-{i}"),
+                &start,
+                *partial,
+                &improvement_id("imp-0"),
+                &next,
+                0.2,
+            )
             .await;
         let state = d.function_state(&f).await.unwrap();
         assert_eq!(
@@ -329,7 +362,10 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
         );
 
         // WHEN it is retried
-        let deployed = d.deploy_canary("imp", &f, &next, 0.2).await.unwrap();
+        let deployed = d
+            .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.2)
+            .await
+            .unwrap();
 
         // THEN it routes the canary against the baseline from before the first attempt
         assert_eq!(deployed.baseline, fresh(&f, &start), "{partial:?}");
@@ -363,13 +399,13 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     let (d, f) = h.function("later", &initial(None)).await;
     let before = d.function_state(&f).await.unwrap();
     let older = d
-        .deploy_canary("imp-1", &f, &canary(None), 0.5)
+        .deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.5)
         .await
         .unwrap();
     d.rollback(&older).await.unwrap();
     let newer_settings = canary(Some(3));
     let newer = d
-        .deploy_canary("imp-2", &f, &newer_settings, 0.5)
+        .deploy_canary(&improvement_id("imp-2"), &f, &newer_settings, 0.5)
         .await
         .unwrap();
     assert_eq!(newer.baseline, before);
@@ -383,7 +419,8 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     );
     assert!(message.contains("deployed again"), "{message}");
     rejected(
-        d.deploy_canary("imp-1", &f, &canary(None), 0.5).await,
+        d.deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.5)
+            .await,
         "a retry of the older improvement",
     );
     assert_eq!(d.function_state(&f).await.unwrap(), during);
@@ -391,7 +428,8 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     d.rollback(&newer).await.unwrap();
     assert_eq!(d.function_state(&f).await.unwrap(), before);
     rejected(
-        d.deploy_canary("imp-1", &f, &canary(None), 0.5).await,
+        d.deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.5)
+            .await,
         "a retry of the older improvement after the newer one's rollback",
     );
     assert_eq!(d.function_state(&f).await.unwrap(), before);
@@ -408,14 +446,16 @@ pub async fn unknown_functions_and_weights_outside_zero_to_one_are_refused<H: De
     );
     assert!(message.contains(ghost.as_str()), "{message}");
     let message = rejected(
-        d.deploy_canary("x", &ghost, &canary(None), 0.1).await,
+        d.deploy_canary(&improvement_id("x-1"), &ghost, &canary(None), 0.1)
+            .await,
         "deploy to an unknown function",
     );
     assert!(message.contains(ghost.as_str()), "{message}");
     let before = d.function_state(&f).await.unwrap();
     for weight in [0.0, -0.1, 1.5, f64::NAN] {
         rejected(
-            d.deploy_canary("x", &f, &canary(None), weight).await,
+            d.deploy_canary(&improvement_id("x-1"), &f, &canary(None), weight)
+                .await,
             &format!("weight {weight}"),
         );
     }
@@ -469,7 +509,7 @@ impl DeployerHarness for FleetHarness {
         name: &str,
         initial: &LambdaSettings,
         partial: Partial,
-        improvement: &str,
+        improvement: &ImprovementId,
         settings: &LambdaSettings,
         weight: f64,
     ) -> (Fleet, ComponentId) {
@@ -547,7 +587,7 @@ impl DeployerHarness for LambdaHarness {
         name: &str,
         initial: &LambdaSettings,
         partial: Partial,
-        improvement: &str,
+        improvement: &ImprovementId,
         settings: &LambdaSettings,
         weight: f64,
     ) -> (LambdaDeployer, ComponentId) {

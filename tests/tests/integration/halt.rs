@@ -8,7 +8,7 @@ use clap::Parser;
 use selfbuild_core::Config;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::deployment::FunctionState;
-use selfbuild_core::ids::CycleId;
+use selfbuild_core::ids::{CycleId, ImprovementId};
 use selfbuild_core::ports::{ApprovalStore, AuditLog, ImprovementStore};
 use selfbuild_core::records::PendingApproval;
 use selfbuild_local::cli::{Cli, execute};
@@ -17,6 +17,7 @@ use selfbuild_local::demo::scenario_request;
 use selfbuild_local::fleet::Scenario;
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::events::events_dir;
+use selfbuild_tests::improvement_id;
 use serde_json::{Value, json};
 
 /// Progress written to memory.
@@ -66,10 +67,10 @@ impl Run {
             .unwrap_or("-")
     }
 
-    fn actions(&self, improvement: &str) -> Vec<&str> {
+    fn actions(&self, improvement: &ImprovementId) -> Vec<&str> {
         self.events
             .iter()
-            .filter(|e| e.improvement_id.as_deref() == Some(improvement))
+            .filter(|e| e.improvement_id.as_ref() == Some(improvement))
             .map(|e| e.action.as_str())
             .collect()
     }
@@ -81,11 +82,12 @@ impl Run {
             .unwrap_or_else(|| panic!("no {action} event in {:#?}", self.events))
     }
 
-    fn improvement_id(&self, item: usize) -> String {
+    fn improvement_id(&self, item: usize) -> ImprovementId {
         self.output["summary"]["improvements"][item]["improvement_id"]
             .as_str()
             .unwrap()
-            .to_owned()
+            .parse()
+            .unwrap()
     }
 }
 
@@ -235,7 +237,7 @@ async fn a_halt_reaches_the_maps_later_items_before_they_generate_anything() {
     let halted = run
         .events
         .iter()
-        .find(|e| e.improvement_id.as_deref() == Some(&later))
+        .find(|e| e.improvement_id.as_ref() == Some(&later))
         .unwrap();
     assert!(
         halted.detail.contains("oncall: incident 42"),
@@ -280,7 +282,7 @@ async fn the_cli_refuses_an_approval_while_halted_but_takes_a_rejection() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     let pending = |id: &str| PendingApproval {
-        improvement_id: id.into(),
+        improvement_id: id.parse().unwrap(),
         cycle_id: CycleId::parse("c1").unwrap(),
         tenant_id: None,
         task_token: format!("token-{id}"),
@@ -309,7 +311,11 @@ async fn the_cli_refuses_an_approval_while_halted_but_takes_a_rejection() {
         refused.message
     );
     // Still waiting, with nobody's approval: after `resume` it can be approved.
-    let still = store.get_pending("c1-1").await.unwrap().unwrap();
+    let still = store
+        .get_pending(&improvement_id("c1-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(still.approvers.is_empty());
 
     let rejected = execute(cli(dir.path(), &["reject", "c1-2", "--actor", "alice"]))

@@ -9,7 +9,7 @@ use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
 };
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::intake::CLAIM_RETENTION;
@@ -20,6 +20,7 @@ use selfbuild_core::records::{
     ImprovementRecord, ImprovementStatus, PendingApproval, ProviderHealth, TOOL_CALL_RETENTION,
     TenantScope, ToolCallEvent,
 };
+use selfbuild_tests::improvement_id;
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
 
@@ -210,7 +211,7 @@ pub async fn cycles_are_created_once(store: &impl Store) {
 pub async fn approvals_collect_distinct_approvers(store: &impl Store) {
     let cycle = CycleId::parse("acme-orders-20261122T050000Z-00000001").unwrap();
     let pending = PendingApproval {
-        improvement_id: format!("{cycle}-1"),
+        improvement_id: ImprovementId::new(&cycle, 1),
         cycle_id: cycle.clone(),
         tenant_id: Some(TenantId::parse("acme").unwrap()),
         task_token: "token-1".into(),
@@ -246,7 +247,7 @@ pub async fn audit_events_come_back_in_time_order(store: &impl Store) {
         at,
         tenant_id: Some(TenantId::parse("acme").unwrap()),
         cycle_id: cycle.clone(),
-        improvement_id: Some(format!("{cycle}-1")),
+        improvement_id: Some(ImprovementId::new(&cycle, 1)),
         actor: "selfbuild:deploy".into(),
         action,
         before: Some(serde_json::json!({"memory_mb": 128})),
@@ -327,11 +328,19 @@ fn improvement(
 
 pub async fn improvement_records_are_replaced_and_read_back(store: &impl Store) {
     let first = improvement("c-1", Some("acme"), ImprovementStatus::Validated, T0);
-    assert_eq!(store.get_improvement("c-1-1").await.unwrap(), None);
-    assert_eq!(store.get_improvement("").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_improvement(&improvement_id("c-1-1"))
+            .await
+            .unwrap(),
+        None
+    );
     store.put_improvement(&first).await.unwrap();
     assert_eq!(
-        store.get_improvement("c-1-1").await.unwrap(),
+        store
+            .get_improvement(&improvement_id("c-1-1"))
+            .await
+            .unwrap(),
         Some(first.clone())
     );
     let deployed = ImprovementRecord {
@@ -341,7 +350,10 @@ pub async fn improvement_records_are_replaced_and_read_back(store: &impl Store) 
     };
     store.put_improvement(&deployed).await.unwrap();
     assert_eq!(
-        store.get_improvement("c-1-1").await.unwrap(),
+        store
+            .get_improvement(&improvement_id("c-1-1"))
+            .await
+            .unwrap(),
         Some(deployed.clone())
     );
     let page = store
@@ -381,7 +393,7 @@ async fn pages(store: &impl Store, query: ImprovementQuery) -> Vec<Vec<u32>> {
         pages.push(
             page.items
                 .iter()
-                .map(|r| r.improvement_id[2..4].parse().unwrap())
+                .map(|r| r.improvement_id.as_str()[2..4].parse().unwrap())
                 .collect(),
         );
         match page.next_cursor {

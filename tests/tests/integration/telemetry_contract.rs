@@ -27,6 +27,7 @@ use selfbuild_core::telemetry::{
 };
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_tests::cloudwatch_fixture::{log_group, put_metric};
+use selfbuild_tests::improvement_id;
 use selfbuild_tests::moto::MotoServer;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -355,7 +356,7 @@ impl FleetHarness {
             ..fleet.function_state(&busy()).await.unwrap().settings
         };
         fleet
-            .deploy_canary("imp", &busy(), &canary, 0.5)
+            .deploy_canary(&improvement_id("imp-0"), &busy(), &canary, 0.5)
             .await
             .unwrap();
         let now = T0 + Duration::minutes(30);

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::change::LambdaSettings;
 use crate::deployment::{CanaryDeployment, FunctionState};
-use crate::ids::ComponentId;
+use crate::ids::{ComponentId, ImprovementId};
 
 /// Why a deployer call failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub trait Deployer: Send + Sync {
     /// improvement's version was published for the function.
     async fn deploy_canary(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
         settings: &LambdaSettings,
         weight: f64,
@@ -64,7 +64,7 @@ pub trait Deployer: Send + Sync {
     /// left nothing. Idempotent; never touches another improvement's deploy.
     async fn undo_deploy(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
     ) -> Result<Option<FunctionState>, DeployError>;
 }

@@ -9,7 +9,7 @@ use time::{Date, OffsetDateTime};
 use crate::audit::AuditEvent;
 use crate::cycle::{CycleRecord, CycleStatus};
 use crate::error::StoreError;
-use crate::ids::{CycleId, DedupKey};
+use crate::ids::{CycleId, DedupKey, ImprovementId};
 use crate::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
     ImprovementStatus, Page, PendingApproval, ProviderHealth, TenantScope, ToolCallEvent,
@@ -130,7 +130,10 @@ pub trait ImprovementStore: Send + Sync {
     /// Stores the record, replacing the improvement's earlier one.
     async fn put_improvement(&self, record: &ImprovementRecord) -> Result<(), StoreError>;
     /// The improvement's record.
-    async fn get_improvement(&self, id: &str) -> Result<Option<ImprovementRecord>, StoreError>;
+    async fn get_improvement(
+        &self,
+        id: &ImprovementId,
+    ) -> Result<Option<ImprovementRecord>, StoreError>;
     /// One page of records, improvement ids descending; a cursor that is not one this store
     /// returned is `StoreError::Rejected`.
     async fn list_improvements(
@@ -224,16 +227,16 @@ pub trait ApprovalStore: Send + Sync {
     /// The pending approval of an improvement.
     async fn get_pending(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
     ) -> Result<Option<PendingApproval>, StoreError>;
     /// Adds an approver; returns the updated record (no change if they already approved).
     async fn add_approver(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         approver: &str,
     ) -> Result<Option<PendingApproval>, StoreError>;
     /// Removes a decided approval; true if it was there.
-    async fn remove_pending(&self, improvement_id: &str) -> Result<bool, StoreError>;
+    async fn remove_pending(&self, improvement_id: &ImprovementId) -> Result<bool, StoreError>;
 }
 
 /// Appends and reads audit events.

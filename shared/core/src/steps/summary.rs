@@ -6,6 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{StepDeps, StepError, parse_payload};
+use crate::ids::ImprovementId;
 use crate::improvement::{Generated, ImprovementItem, Validation};
 use crate::ports::Unit;
 
@@ -109,7 +110,7 @@ impl ItemOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImprovementSummary {
     /// `<cycle>-<rank>`.
-    pub improvement_id: String,
+    pub improvement_id: ImprovementId,
     /// The opportunity, `<component>:<kind>`.
     pub opportunity: String,
     /// The change, in words.

@@ -5,7 +5,7 @@ use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLe
 use crate::clock::FixedClock;
 use crate::cycle::{CycleMode, CycleStatus};
 use crate::deployment::{CanaryDeployment, FunctionState};
-use crate::ids::{ComponentId, CycleId, TenantId};
+use crate::ids::{ComponentId, CycleId, ImprovementId, TenantId};
 use crate::improvement::{DeployStatus, Generated, LlmUsage};
 use crate::opportunity::{Opportunity, OpportunityKind, Priority};
 use crate::ports::{DeployError, HaltState, HaltSwitch};
@@ -58,7 +58,7 @@ fn item() -> ImprovementItem {
             top_errors: vec![],
         },
         generated: Some(Generated {
-            improvement_id: "c1-1".into(),
+            improvement_id: "c1-1".parse().unwrap(),
             proposal: proposal(),
             provider: "test".into(),
             usage: LlmUsage::default(),
@@ -129,7 +129,9 @@ impl World {
 
     fn status(&self) -> Option<ImprovementStatus> {
         let records = self.records.improvements.lock().unwrap();
-        records.get("c1-1").map(|r| r.status)
+        records
+            .get(&"c1-1".parse::<ImprovementId>().unwrap())
+            .map(|r| r.status)
     }
 }
 
@@ -167,7 +169,7 @@ impl Deployer for SplitDeployer {
     }
     async fn deploy_canary(
         &self,
-        _: &str,
+        _: &ImprovementId,
         _: &ComponentId,
         _: &LambdaSettings,
         _: f64,
@@ -184,7 +186,7 @@ impl Deployer for SplitDeployer {
     }
     async fn undo_deploy(
         &self,
-        _: &str,
+        _: &ImprovementId,
         function: &ComponentId,
     ) -> Result<Option<FunctionState>, DeployError> {
         self.calls.lock().unwrap().push("undo_deploy");
@@ -209,7 +211,7 @@ fn deployed() -> ImprovementItem {
     item.deploy = Some(crate::improvement::DeployOutcome {
         status: DeployStatus::Deployed,
         deployment: Some(CanaryDeployment {
-            improvement_id: "c1-1".into(),
+            improvement_id: "c1-1".parse().unwrap(),
             baseline: baseline(&function),
             settings: LambdaSettings {
                 memory_mb: 512,
@@ -475,7 +477,7 @@ async fn validate_stores_the_improvement_record_with_its_validation() {
         .improvements
         .lock()
         .unwrap()
-        .get("c1-1")
+        .get(&"c1-1".parse::<ImprovementId>().unwrap())
         .cloned()
         .expect("an improvement record");
     assert_eq!(record.status, ImprovementStatus::Validated);

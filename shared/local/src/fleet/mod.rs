@@ -23,7 +23,7 @@ use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::TelemetryError;
-use selfbuild_core::ids::{ComponentId, TenantId};
+use selfbuild_core::ids::{ComponentId, ImprovementId, TenantId};
 use selfbuild_core::ports::{Clock, DeployError, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
     DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
@@ -156,7 +156,7 @@ impl FunctionView {
 #[derive(Debug)]
 struct State {
     functions: Vec<FunctionModel>,
-    deployments: BTreeMap<String, DeploymentRecord>,
+    deployments: BTreeMap<ImprovementId, DeploymentRecord>,
     /// The scenario's faults, each with the calls it has seen.
     faults: Vec<(Fault, u32)>,
 }
@@ -769,7 +769,7 @@ impl Deployer for Fleet {
 
     async fn deploy_canary(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
         settings: &LambdaSettings,
         weight: f64,
@@ -832,7 +832,7 @@ impl Deployer for Fleet {
             deployed_at: now,
         };
         state.deployments.insert(
-            improvement_id.to_owned(),
+            improvement_id.clone(),
             DeploymentRecord {
                 deployment: deployment.clone(),
                 rolled_back: false,
@@ -932,7 +932,7 @@ impl Deployer for Fleet {
     /// rolled back.
     async fn undo_deploy(
         &self,
-        improvement_id: &str,
+        improvement_id: &ImprovementId,
         function: &ComponentId,
     ) -> Result<Option<FunctionState>, DeployError> {
         let deployment = self

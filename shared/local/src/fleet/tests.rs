@@ -6,7 +6,7 @@ use selfbuild_core::clock::FixedClock;
 use selfbuild_core::config::Config;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, Trigger};
 use selfbuild_core::error::StoreError;
-use selfbuild_core::ids::CycleId;
+use selfbuild_core::ids::{CycleId, ImprovementId};
 use selfbuild_core::improvement::{DeployOutcome, DeployStatus, ImprovementItem, Verdict};
 use selfbuild_core::opportunity::OpportunityKind;
 use selfbuild_core::ports::{HaltState, HaltSwitch, Llm, LlmRequest};
@@ -302,7 +302,7 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
         ..current
     };
     let deployment = fleet
-        .deploy_canary("fix-timeouts", &f, &fixed, 1.0)
+        .deploy_canary(&improvement("fix-timeouts-1"), &f, &fixed, 1.0)
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -368,7 +368,12 @@ async fn cutting_memory_of_a_cpu_bound_function_degrades_its_canary() {
     };
     let current = fleet.function_state(&f).await.unwrap().settings;
     let d = fleet
-        .deploy_canary("cut-memory", &f, &config.apply(&current), 0.1)
+        .deploy_canary(
+            &improvement("cut-memory-1"),
+            &f,
+            &config.apply(&current),
+            0.1,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(60));
@@ -418,7 +423,7 @@ async fn throttling_follows_the_reserved_concurrency() {
         ..current.clone()
     };
     let d = fleet
-        .deploy_canary("raise-reservation", &f, &raised, 0.1)
+        .deploy_canary(&improvement("raise-reservation-1"), &f, &raised, 0.1)
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -444,7 +449,7 @@ async fn throttling_follows_the_reserved_concurrency() {
         ..current
     };
     let d = fleet
-        .deploy_canary("lower-reservation", &f, &lowered, 0.5)
+        .deploy_canary(&improvement("lower-reservation-1"), &f, &lowered, 0.5)
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -464,7 +469,7 @@ async fn a_ten_percent_canary_gets_a_tenth_of_the_invocations() {
     let f = id("orders-api");
     let settings = fleet.function_state(&f).await.unwrap().settings;
     let d = fleet
-        .deploy_canary("same-again", &f, &settings, 0.1)
+        .deploy_canary(&improvement("same-again-1"), &f, &settings, 0.1)
         .await
         .unwrap();
     clock.advance(Duration::minutes(60));
@@ -494,7 +499,7 @@ async fn a_routing_change_mid_minute_splits_that_minute() {
     clock.advance(Duration::seconds(30));
     let settings = fleet.function_state(&f).await.unwrap().settings;
     fleet
-        .deploy_canary("half", &f, &settings, 1.0)
+        .deploy_canary(&improvement("half-1"), &f, &settings, 1.0)
         .await
         .unwrap();
     let history = fleet.routing_history(&f).unwrap();
@@ -524,7 +529,10 @@ async fn past_windows_keep_the_routing_they_had() {
         timeout_seconds: 10,
         ..fleet.function_state(&f).await.unwrap().settings
     };
-    let d = fleet.deploy_canary("fix", &f, &fixed, 1.0).await.unwrap();
+    let d = fleet
+        .deploy_canary(&improvement("fix-1"), &f, &fixed, 1.0)
+        .await
+        .unwrap();
     clock.advance(Duration::minutes(20));
     fleet.promote(&d).await.unwrap();
     clock.advance(Duration::minutes(20));
@@ -699,7 +707,7 @@ async fn out_of_memory_shows_in_metrics_and_logs_and_more_memory_fixes_it() {
         ..fleet.function_state(&f).await.unwrap().settings
     };
     let d = fleet
-        .deploy_canary("more-memory", &f, &settings, 1.0)
+        .deploy_canary(&improvement("more-memory-1"), &f, &settings, 1.0)
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -799,12 +807,12 @@ async fn deploys_are_idempotent_per_improvement() {
         ..fleet.function_state(&f).await.unwrap().settings
     };
     let first = fleet
-        .deploy_canary("imp-1", &f, &settings, 0.1)
+        .deploy_canary(&improvement("imp-1"), &f, &settings, 0.1)
         .await
         .unwrap();
     clock.advance(Duration::minutes(1));
     let again = fleet
-        .deploy_canary("imp-1", &f, &settings, 0.1)
+        .deploy_canary(&improvement("imp-1"), &f, &settings, 0.1)
         .await
         .unwrap();
     assert_eq!(first, again);
@@ -819,12 +827,12 @@ async fn deploys_are_idempotent_per_improvement() {
         ..settings.clone()
     };
     let err = fleet
-        .deploy_canary("imp-1", &f, &other, 0.1)
+        .deploy_canary(&improvement("imp-1"), &f, &other, 0.1)
         .await
         .unwrap_err();
     assert!(matches!(err, DeployError::Rejected(_)), "{err}");
     let err = fleet
-        .deploy_canary("imp-2", &f, &other, 0.1)
+        .deploy_canary(&improvement("imp-2"), &f, &other, 0.1)
         .await
         .unwrap_err();
     assert!(
@@ -853,7 +861,7 @@ async fn deploys_are_idempotent_per_improvement() {
     // A retried deploy of the rolled-back improvement changes nothing either.
     assert_eq!(
         fleet
-            .deploy_canary("imp-1", &f, &settings, 0.1)
+            .deploy_canary(&improvement("imp-1"), &f, &settings, 0.1)
             .await
             .unwrap(),
         first
@@ -872,7 +880,7 @@ async fn rollback_restores_the_exact_baseline() {
         ..before.settings.clone()
     };
     let d = fleet
-        .deploy_canary("imp", &f, &changed, 0.25)
+        .deploy_canary(&improvement("imp-1"), &f, &changed, 0.25)
         .await
         .unwrap();
     assert_eq!(d.baseline, before);
@@ -886,7 +894,7 @@ async fn rollback_restores_the_exact_baseline() {
     assert_eq!(history[1].routing, Routing::INITIAL);
     // The next deploy publishes a new version; rolling back the older one is refused now.
     let d2 = fleet
-        .deploy_canary("imp-2", &f, &changed, 0.25)
+        .deploy_canary(&improvement("imp-2"), &f, &changed, 0.25)
         .await
         .unwrap();
     assert_eq!(d2.canary_version, "3");
@@ -902,28 +910,34 @@ async fn undoing_a_deploy_rolls_back_what_it_did_and_nothing_else() {
     let f = id("payments-webhook");
     let before = fleet.function_state(&f).await.unwrap();
     // A deploy that never happened left nothing.
-    assert_eq!(fleet.undo_deploy("imp", &f).await.unwrap(), None);
+    assert_eq!(
+        fleet.undo_deploy(&improvement("imp-1"), &f).await.unwrap(),
+        None
+    );
     let changed = LambdaSettings {
         reserved_concurrency: Some(25),
         ..before.settings.clone()
     };
     fleet
-        .deploy_canary("imp", &f, &changed, 0.25)
+        .deploy_canary(&improvement("imp-1"), &f, &changed, 0.25)
         .await
         .unwrap();
     // Another function's undo of the same id touches nothing here.
     assert_eq!(
-        fleet.undo_deploy("imp", &id("orders-api")).await.unwrap(),
+        fleet
+            .undo_deploy(&improvement("imp-1"), &id("orders-api"))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        fleet.undo_deploy("imp", &f).await.unwrap(),
+        fleet.undo_deploy(&improvement("imp-1"), &f).await.unwrap(),
         Some(before.clone())
     );
     assert_eq!(fleet.function_state(&f).await.unwrap(), before);
     // Twice is once.
     assert_eq!(
-        fleet.undo_deploy("imp", &f).await.unwrap(),
+        fleet.undo_deploy(&improvement("imp-1"), &f).await.unwrap(),
         Some(before.clone())
     );
     assert_eq!(fleet.function_state(&f).await.unwrap(), before);
@@ -935,7 +949,7 @@ async fn bad_deploys_are_rejected() {
     let f = id("orders-api");
     let settings = fleet.function_state(&f).await.unwrap().settings;
     let err = fleet
-        .deploy_canary("x", &id("ghost"), &settings, 0.1)
+        .deploy_canary(&improvement("x-1"), &id("ghost"), &settings, 0.1)
         .await
         .unwrap_err();
     assert!(
@@ -946,7 +960,7 @@ async fn bad_deploys_are_rejected() {
     assert!(err.to_string().contains("ghost"), "{err}");
     for weight in [0.0, -0.1, 1.5, f64::NAN] {
         let err = fleet
-            .deploy_canary("x", &f, &settings, weight)
+            .deploy_canary(&improvement("x-1"), &f, &settings, weight)
             .await
             .unwrap_err();
         assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err}");
@@ -1143,7 +1157,9 @@ async fn faults_fail_the_calls_they_name_then_let_them_through() {
         ..before.settings.clone()
     };
     for _ in 0..2 {
-        let err = fleet.deploy_canary("imp", &f, &changed, 0.1).await;
+        let err = fleet
+            .deploy_canary(&improvement("imp-1"), &f, &changed, 0.1)
+            .await;
         assert!(
             matches!(err, Err(DeployError::Unavailable(ref m)) if m.contains("injected")),
             "{err:?}"
@@ -1151,11 +1167,14 @@ async fn faults_fail_the_calls_they_name_then_let_them_through() {
     }
     // Nothing changed while the calls failed; the third goes through.
     assert_eq!(fleet.function_state(&f).await.unwrap(), before);
-    let d = fleet.deploy_canary("imp", &f, &changed, 0.1).await.unwrap();
+    let d = fleet
+        .deploy_canary(&improvement("imp-1"), &f, &changed, 0.1)
+        .await
+        .unwrap();
     clock.advance(Duration::minutes(5));
     fleet.rollback(&d).await.unwrap();
     let d2 = fleet
-        .deploy_canary("imp-2", &f, &changed, 0.1)
+        .deploy_canary(&improvement("imp-2"), &f, &changed, 0.1)
         .await
         .unwrap();
     assert!(matches!(
@@ -1192,7 +1211,10 @@ async fn outcomes_report_each_canary_span_and_its_failures() {
         memory_mb: 256,
         ..before.settings.clone()
     };
-    let d = fleet.deploy_canary("imp", &f, &cut, 0.1).await.unwrap();
+    let d = fleet
+        .deploy_canary(&improvement("imp-1"), &f, &cut, 0.1)
+        .await
+        .unwrap();
     clock.advance(Duration::minutes(30));
     fleet.rollback(&d).await.unwrap();
     clock.advance(Duration::minutes(30));
@@ -1214,4 +1236,8 @@ async fn outcomes_report_each_canary_span_and_its_failures() {
         canary.errors > 20.0 && canary.errors < canary.invocations,
         "{canary:?}"
     );
+}
+
+fn improvement(text: &str) -> ImprovementId {
+    text.parse().unwrap()
 }

@@ -7,7 +7,7 @@ use selfbuild_core::approval::{ApprovalPorts, decide};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ToolContext, ToolError, ToolSpec, required_text};
+use super::{ToolContext, ToolError, ToolSpec, improvement_id};
 
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "approve_improvement",
@@ -42,7 +42,7 @@ pub(crate) async fn decide_as(
     approved: bool,
     comment: Option<String>,
 ) -> Result<Value, ToolError> {
-    let id = required_text("id", id, 120)?;
+    let id = improvement_id("id", id)?;
     let store = &ctx.deps.store;
     store
         .get_pending(&id)

@@ -6,7 +6,7 @@ use selfbuild_core::apikeys::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ToolContext, ToolError, ToolSpec, required_text};
+use super::{ToolContext, ToolError, ToolSpec, improvement_id};
 
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "get_improvement",
@@ -27,7 +27,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
-    let id = required_text("id", &args.id, 120)?;
+    let id = improvement_id("id", &args.id)?;
     let store = &ctx.deps.store;
     let record = store
         .get_improvement(&id)
@@ -38,7 +38,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .cycle_events(&record.cycle_id)
         .await?
         .into_iter()
-        .filter(|e| e.improvement_id.as_deref() == Some(id.as_str()))
+        .filter(|e| e.improvement_id.as_ref() == Some(&id))
         .collect();
     let pending = store.get_pending(&id).await?.map(|p| {
         json!({

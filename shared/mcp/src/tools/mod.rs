@@ -12,7 +12,7 @@ use selfbuild_core::approval::ApprovalError;
 use selfbuild_core::canary::CanaryError;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::error::{ErrorType, StableError, StoreError, TelemetryError};
-use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::intake::IntakeError;
 use selfbuild_core::records::TenantScope;
 use serde::de::DeserializeOwned;
@@ -284,6 +284,11 @@ fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<u32, ToolErro
 fn required_text(field: &str, value: &str, max_len: usize) -> Result<String, ToolError> {
     selfbuild_core::text::single_line(field, value, max_len)
         .map_err(|e| ToolError::InvalidArguments(e.to_string()))
+}
+
+/// An improvement id (`<cycle>-<rank>`), or an error naming `field`.
+fn improvement_id(field: &str, value: &str) -> Result<ImprovementId, ToolError> {
+    ImprovementId::parse(value).map_err(|e| ToolError::InvalidArguments(format!("{field}: {e}")))
 }
 
 /// A Lambda function name as a component id, or an error naming `field`.

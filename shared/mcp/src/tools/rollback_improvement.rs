@@ -9,7 +9,7 @@ use selfbuild_core::transition::Recorder;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ToolContext, ToolError, ToolSpec, required_text};
+use super::{ToolContext, ToolError, ToolSpec, improvement_id, required_text};
 
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "rollback_improvement",
@@ -33,7 +33,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
-    let id = required_text("id", &args.id, 120)?;
+    let id = improvement_id("id", &args.id)?;
     let reason = required_text("reason", &args.reason, 1000)?;
     let store = &ctx.deps.store;
     let record = store

@@ -15,7 +15,7 @@ use selfbuild_core::change::{Change, LambdaConfigChange, LambdaSettings, Proposa
 use selfbuild_core::cycle::CycleMode;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::{StableError, StoreError};
-use selfbuild_core::ids::{ComponentId, CycleId};
+use selfbuild_core::ids::{ComponentId, CycleId, ImprovementId};
 use selfbuild_core::improvement::{
     Generated, ImprovementItem, LlmUsage, Validation, ValidationDecision,
 };
@@ -337,7 +337,7 @@ impl World {
                 top_errors: vec![],
             },
             generated: Some(Generated {
-                improvement_id: format!("{cycle}-1"),
+                improvement_id: ImprovementId::new(&CycleId::parse(cycle).unwrap(), 1),
                 proposal: Proposal {
                     change: Change::LambdaConfig {
                         function: self.function.clone(),
@@ -556,7 +556,7 @@ impl World {
     /// The improvement record's status, read straight from moto.
     pub async fn status(&self, improvement: &str) -> Option<String> {
         self.direct
-            .get_improvement(improvement)
+            .get_improvement(&selfbuild_tests::improvement_id(improvement))
             .await
             .unwrap()
             .map(|r| r.status.as_str().to_owned())
