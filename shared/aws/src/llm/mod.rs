@@ -8,7 +8,7 @@
 //! What they share lives here: the price of a model ([`ModelPrice`]), the budget arithmetic
 //! that turns a request's `budget_usd` into a `maxTokens` before any call ([`TokenLimits`]).
 //! A tool call's input becomes a proposal through the provider-independent
-//! [`parse_proposal`](selfbuild_core::generate::parse_proposal) of `selfbuild-core`.
+//! [`parse_proposal`] of `selfbuild-core`.
 
 pub mod bedrock;
 pub mod openai;
