@@ -14,8 +14,8 @@ use selfbuild_core::Config;
 use selfbuild_core::change::{Change, LambdaSettings};
 use selfbuild_core::generate::parse_proposal;
 use selfbuild_core::improvement::{Generated, ImprovementItem, LlmUsage, ValidationDecision};
-use selfbuild_core::validate::{MAX_TIMEOUT_SECONDS, MEMORY_MB, validate};
 use selfbuild_core::ports::LlmError;
+use selfbuild_core::validate::{MAX_TIMEOUT_SECONDS, MEMORY_MB, validate};
 use serde_json::{Value, json};
 
 const PROVIDER: &str = "fuzz";
