@@ -650,6 +650,19 @@ impl Clients {
         )
     }
 
+    /// The client bindings of every file of a module, each named once.
+    fn of_module(files: &[Source]) -> Self {
+        let mut all: Vec<(String, String, Regex)> = Vec::new();
+        for clients in files.iter().map(Self::of) {
+            for binding in clients.0 {
+                if !all.iter().any(|(n, _, _)| *n == binding.0) {
+                    all.push(binding);
+                }
+            }
+        }
+        Self(all)
+    }
+
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -809,18 +822,25 @@ fn required_actions(
     let mut required = BTreeSet::new();
     for name in &wiring.modules {
         let module = &modules[name];
-        let clients: Vec<Clients> = module.files.iter().map(Clients::of).collect();
-        for (source, clients) in module.files.iter().zip(&clients) {
-            if !clients.is_empty() {
-                assert_every_send_is_accounted_for(source, clients);
+        // A module split over files (`dynamo/claims.rs` …) binds its clients in one of them.
+        let clients = Clients::of_module(&module.files);
+        for source in &module.files {
+            // A file that binds a client, or calls one its module binds (an HTTP-only file
+            // beside an SDK one sends without either).
+            let uses_clients = !Clients::of(source).is_empty()
+                || clients
+                    .0
+                    .iter()
+                    .any(|(_, _, call)| call.is_match(&source.text));
+            if uses_clients {
+                assert_every_send_is_accounted_for(source, &clients);
             }
         }
-        // Each function item with the client bindings of its file.
+        // Each function item with the client bindings of its module.
         let items: Vec<(&FnItem, &Clients)> = module
             .files
             .iter()
-            .zip(&clients)
-            .flat_map(|(source, b)| source.items().iter().map(move |item| (item, b)))
+            .flat_map(|source| source.items().iter().map(|item| (item, &clients)))
             .collect();
         // Calls from outside the module: the package and the other modules it reaches.
         let called_outside: BTreeSet<String> = sources
