@@ -1,0 +1,448 @@
+//! Tokens of a log message, with variable parts masked as [`WILDCARD`].
+//!
+//! Only generic rules, the same for every log source:
+//!
+//! - A message is split on whitespace.
+//! - A token that is a path or URL (`/a/b…`, `./a/b`, `~/a/b`, `C:\…`, `http://…`) is a
+//!   wildcard.
+//! - Inside a token, each run of ASCII letters and digits (a *word*) is masked when it is a
+//!   number-like word: it starts with a digit or at least half its characters are digits
+//!   (`42`, `0x1f`, `R02`, `a64f992`, but not `ssh2`, `SOCKS5`, `IPV6`), a hex run of 8+
+//!   characters (`ffffffff`), or `true`, `false` or `null`. A minus sign before a number
+//!   goes with it, and masked words joined by `.`, `:`, `,`, `-`, `/` or `_` are one
+//!   wildcard: `10.0.0.1:80`, `2005-06-03`, `blk_-123` become `<*>`, `<*>`, `blk_<*>`.
+//! - A token left with nothing but wildcards and punctuation (`(42)`, `[10.0.0.1]`,
+//!   `<1`) is a wildcard.
+//! - A day or month name (`Fri`, `Jul`) next to a masked token is part of a timestamp
+//!   and masked with it.
+//! - Consecutive wildcards are one wildcard; so is a unit after a number (`850 bytes`,
+//!   `(1.16 KB)`, `<1 sec`), and a repeated masked token (`blk_<*> blk_<*> blk_<*>`) is
+//!   kept once. This lets one event with variable-length values keep one token count.
+
+use super::WILDCARD;
+
+/// The most tokens of a message the miner looks at; the rest of a longer one is a wildcard.
+pub const MAX_TOKENS: usize = 128;
+
+/// Punctuation around a token's core, ignored when deciding whether it is a path.
+const EDGE: &[char] = &[
+    '(', ')', '[', ']', '{', '}', '<', '>', '"', '\'', ',', ';', '.', '!', '?',
+];
+/// Punctuation ignored around a unit word.
+const UNIT_EDGE: &[char] = &['(', ')', '[', ']', '{', '}', ',', ';', ':', '.', '"', '\''];
+
+/// Units of size and time that belong to the number before them.
+const UNITS: &[&str] = &[
+    "b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "bytes", "byte", "ms", "us", "ns", "s",
+    "sec", "secs", "seconds", "second", "msec", "millis", "min", "mins", "minutes",
+];
+
+/// Day and month names, as timestamps spell them.
+const CALENDAR: &[&str] = &[
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+    "sun",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// A reusable tokenizer: the masked tokens of the last message it was given.
+#[derive(Debug, Default, Clone)]
+pub struct Tokens {
+    /// The masked tokens, each followed by one space.
+    text: String,
+    /// Scratch: each raw token masked on its own.
+    scratch: String,
+    /// Each token's range in `text`.
+    spans: Vec<(u32, u32)>,
+    /// Scratch: per raw token, its masked text range, whether it is a wildcard, and whether
+    /// it is a day or month name.
+    raw: Vec<RawToken>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RawToken {
+    start: u32,
+    end: u32,
+    wild: bool,
+    calendar: bool,
+}
+
+impl Tokens {
+    /// Masks `message` (one line; see the module docs) into this buffer.
+    pub fn mask(&mut self, message: &str) {
+        self.text.clear();
+        self.spans.clear();
+        self.raw.clear();
+        self.scratch.clear();
+        let scratch = &mut self.scratch;
+        // 1. Each raw token masked on its own, into `scratch`.
+        for (i, token) in message.split_whitespace().enumerate() {
+            let start = scratch.len() as u32;
+            let (wild, calendar) = if i >= MAX_TOKENS {
+                scratch.push_str(WILDCARD);
+                (true, false)
+            } else {
+                let wild = mask_token(token, scratch);
+                (wild, !wild && is_calendar(token))
+            };
+            self.raw.push(RawToken {
+                start,
+                end: scratch.len() as u32,
+                wild,
+                calendar,
+            });
+            if i >= MAX_TOKENS {
+                break;
+            }
+        }
+        // 2. Day and month names next to a masked token are part of a timestamp.
+        for i in 0..self.raw.len() {
+            if !self.raw[i].calendar {
+                continue;
+            }
+            let next = self.raw.get(i + 1);
+            let before_masked = next.is_some_and(|n| n.wild || n.calendar);
+            let after_masked = i > 0 && self.raw[i - 1].wild;
+            if before_masked || after_masked {
+                self.raw[i].wild = true;
+            }
+        }
+        // 3. Collapse wildcard runs, units and repeats into the output.
+        let out = &mut self.text;
+        let mut previous: Option<(u32, u32)> = None;
+        for t in &self.raw {
+            let text = if t.wild {
+                WILDCARD
+            } else {
+                &scratch[t.start as usize..t.end as usize]
+            };
+            if let Some((s, e)) = previous {
+                let prev = &out[s as usize..e as usize];
+                if prev == WILDCARD && (t.wild || is_unit(text)) {
+                    continue;
+                }
+                if prev == text && text.contains(WILDCARD) {
+                    continue;
+                }
+            }
+            let start = out.len() as u32;
+            out.push_str(text);
+            let end = out.len() as u32;
+            out.push(' ');
+            self.spans.push((start, end));
+            previous = Some((start, end));
+        }
+    }
+
+    /// How many tokens.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none (a blank message).
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Token `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let (s, e) = self.spans[i];
+        &self.text[s as usize..e as usize]
+    }
+
+    /// The tokens in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans
+            .iter()
+            .map(|&(s, e)| &self.text[s as usize..e as usize])
+    }
+
+    /// The tokens joined by single spaces (the signature the miner caches).
+    pub fn joined(&self) -> &str {
+        self.text.strip_suffix(' ').unwrap_or(&self.text)
+    }
+}
+
+/// The masked tokens of `message`, as owned strings.
+pub fn tokenize(message: &str) -> Vec<String> {
+    let mut tokens = Tokens::default();
+    tokens.mask(message);
+    tokens.iter().map(str::to_owned).collect()
+}
+
+/// Writes `token` masked into `out`; true when the whole token is a wildcard.
+fn mask_token(token: &str, out: &mut String) -> bool {
+    let core = token.trim_matches(EDGE);
+    if is_path(core) || is_uuid(core) {
+        out.push_str(WILDCARD);
+        return true;
+    }
+    let start = out.len();
+    let bytes = token.as_bytes();
+    let mut has_wild = false;
+    let mut has_alnum = false;
+    // What the output ends with: a wildcard, a wildcard then one joining character, or other.
+    #[derive(PartialEq, Clone, Copy)]
+    enum Tail {
+        Other,
+        Wild,
+        WildJoin,
+    }
+    let mut tail = Tail::Other;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            let mut j = i;
+            while j < bytes.len() && bytes[j].is_ascii_alphanumeric() {
+                j += 1;
+            }
+            let word = &token[i..j];
+            if is_variable_word(word) {
+                // A sign before a number goes with it: `-` at the start or after punctuation.
+                if out.len() > start && out.ends_with('-') && tail == Tail::Other {
+                    let before = out[start..out.len() - 1].chars().next_back();
+                    if before.is_none_or(|c| !c.is_ascii_alphanumeric() && c != '>') {
+                        out.pop();
+                    }
+                }
+                match tail {
+                    Tail::Wild => {}
+                    Tail::WildJoin => {
+                        out.pop();
+                    }
+                    Tail::Other => out.push_str(WILDCARD),
+                }
+                tail = Tail::Wild;
+                has_wild = true;
+            } else {
+                out.push_str(word);
+                has_alnum = true;
+                tail = Tail::Other;
+            }
+            i = j;
+        } else {
+            // One character (possibly multi-byte) of punctuation or non-ASCII text.
+            let c = token[i..].chars().next().unwrap_or(' ');
+            let len = c.len_utf8();
+            out.push_str(&token[i..i + len]);
+            if !c.is_ascii() {
+                has_alnum |= c.is_alphanumeric();
+            }
+            tail = if tail == Tail::Wild && matches!(c, '.' | ':' | ',' | '-' | '/' | '_') {
+                Tail::WildJoin
+            } else {
+                Tail::Other
+            };
+            i += len;
+        }
+    }
+    if has_wild && !has_alnum {
+        out.truncate(start);
+        out.push_str(WILDCARD);
+        return true;
+    }
+    false
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(core: &str) -> bool {
+    core.len() == 36
+        && core.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Whether a run of ASCII letters and digits is a variable: number-like, a long hex run,
+/// or a boolean or null literal.
+fn is_variable_word(word: &str) -> bool {
+    let b = word.as_bytes();
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits > 0 {
+        return b[0].is_ascii_digit() || digits * 2 >= b.len();
+    }
+    (b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit))
+        || word.eq_ignore_ascii_case("true")
+        || word.eq_ignore_ascii_case("false")
+        || word.eq_ignore_ascii_case("null")
+}
+
+/// A path or URL: `http(s)://…`, `file://…`, `/a/b`, `./a/b`, `~/a/b`, `C:\…`.
+fn is_path(core: &str) -> bool {
+    if core.starts_with("http://") || core.starts_with("https://") || core.starts_with("file://") {
+        return true;
+    }
+    let rooted = core.starts_with('/') || core.starts_with("./") || core.starts_with("~/");
+    if rooted && core.bytes().filter(|&b| b == b'/').count() >= 2 {
+        return true;
+    }
+    let b = core.as_bytes();
+    b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\'
+}
+
+/// A unit of size or time, ignoring surrounding brackets and punctuation.
+fn is_unit(token: &str) -> bool {
+    let core = token.trim_matches(UNIT_EDGE);
+    !core.is_empty() && UNITS.iter().any(|u| core.eq_ignore_ascii_case(u))
+}
+
+/// A day or month name, ignoring a trailing `,` or `.`.
+fn is_calendar(token: &str) -> bool {
+    let core = token.trim_end_matches([',', '.']);
+    core.len() <= 9 && CALENDAR.iter().any(|c| core.eq_ignore_ascii_case(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(message: &str) -> String {
+        let mut t = Tokens::default();
+        t.mask(message);
+        t.joined().to_owned()
+    }
+
+    #[test]
+    fn masks_number_like_words_and_keeps_names_with_digits() {
+        let cases = [
+            ("took 250 ms", "took <*>"),
+            ("core.42 failed", "core.<*> failed"),
+            (
+                "blk_-1608999687919862906 and blk_38865",
+                "blk_<*> and blk_<*>",
+            ),
+            ("from 10.0.12.7:8080 to [10.0.0.1]", "from <*> to <*>"),
+            ("at 2005-06-03-15.42.50.675872 ok", "at <*> ok"),
+            (
+                "open through SOCKS5 and ssh2 on IPV6",
+                "open through SOCKS5 and ssh2 on IPV6",
+            ),
+            ("node R02-M1-N0-C:J12-U11 up", "node <*>-C:<*> up"),
+            ("lock a64f992 mask=ffffffff", "lock <*> mask=<*>"),
+            (
+                "overlap:false isOverlap:TRUE ws=null",
+                "overlap:<*> isOverlap:<*> ws=<*>",
+            ),
+            ("child (6725) exited.", "child <*> exited."),
+            ("onExtend:1514038530000 14 0 4", "onExtend:<*> <*>"),
+            (
+                "id 550e8400-e29b-41d4-a716-446655440000 done",
+                "id <*> done",
+            ),
+            ("jk2_init() Found child", "jk2_init() Found child"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(masked(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn paths_urls_and_timestamps_are_one_wildcard() {
+        let cases = [
+            (
+                "Deleting file /mnt/data/current/subdir5/blk_1",
+                "Deleting file <*>",
+            ),
+            ("GET \"/v2/servers/detail\" done", "GET <*> done"),
+            ("fetch https://example.com/a?b=1 failed", "fetch <*> failed"),
+            ("open C:\\Windows\\System32 failed", "open <*> failed"),
+            ("rule: /var/www/html/", "rule: <*>"),
+            ("one /slash only", "one /slash only"),
+            (
+                "connection from 1.2.3.4 () at Sun Jul  3 10:05:25 2005",
+                "connection from <*> () at <*>",
+            ),
+            ("Mon Dec 05 was a Monday", "<*> was a Monday"),
+            ("may we? yes we may", "may we? yes we may"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(masked(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn variable_length_values_keep_one_token_count() {
+        assert_eq!(
+            masked("x:80 close, 1190 bytes (1.16 KB) sent, 850 bytes received, lifetime <1 sec"),
+            "x:<*> close, <*> sent, <*> received, lifetime <*>"
+        );
+        assert_eq!(
+            masked("x:80 close, 0 bytes sent, 10547 bytes (10.2 KB) received, lifetime 00:02"),
+            "x:<*> close, <*> sent, <*> received, lifetime <*>"
+        );
+        assert_eq!(
+            masked("ask 10.0.0.1:50010 to delete blk_-1 blk_2 blk_3"),
+            "ask <*> to delete blk_<*>"
+        );
+    }
+
+    #[test]
+    fn a_minus_is_a_sign_only_where_a_number_starts() {
+        assert_eq!(masked("offset -3 and x-3y"), "offset <*> and x-<*>");
+        assert_eq!(masked("range 4-5"), "range <*>");
+    }
+
+    #[test]
+    fn long_messages_end_in_one_wildcard() {
+        let long: String = (0..500)
+            .map(|i| format!("w{} ", "x".repeat(i % 7)))
+            .collect();
+        let mut t = Tokens::default();
+        t.mask(&long);
+        assert_eq!(t.len(), MAX_TOKENS + 1);
+        assert_eq!(t.get(MAX_TOKENS), WILDCARD);
+    }
+
+    #[test]
+    fn odd_text_does_not_panic() {
+        for odd in [
+            "",
+            "   ",
+            "日本語 ログ 12:00 エラー",
+            "\u{0} \u{7f} \u{feff}",
+            "- -- -1- 1-",
+            "<*> <*>",
+            "((((",
+            "é1 1é ß22",
+        ] {
+            let mut t = Tokens::default();
+            t.mask(odd);
+            assert!(t.iter().all(|tok| !tok.is_empty()), "{odd:?}");
+        }
+    }
+}

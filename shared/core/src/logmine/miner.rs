@@ -1,0 +1,612 @@
+//! The streaming template miner: one message at a time in, a template id out.
+//!
+//! Each message is masked ([`super::mask`]) into a *signature*, a token sequence. A cache
+//! maps signatures already seen to their template, so most lines cost one masking pass and
+//! one hash lookup. A new signature joins a template of the same token count when the two
+//! are compatible: no position where both hold different constants (a wildcard on either
+//! side, or a masked part on both sides, is compatible), and at least half of the positions
+//! hold the same constant. The template then generalises: positions that differed become
+//! [`WILDCARD`].
+//!
+//! Otherwise the signature starts a template of its own, and *evidence* decides whether it
+//! is a variant of others: templates that are equal except at one position `p` are one
+//! event with a variable at `p` once [`StreamConfig::min_distinct_values`] of them exist
+//! (and at least [`StreamConfig::min_constant_tokens`] constants stay). This is the
+//! streaming form of the frequency argument of Brain (Yu et al., IEEE TSC 2023): a position
+//! that takes many values is a variable, one that takes few is part of the event. Two or
+//! three values (`GET`/`POST`/`DELETE`, `startup`/`shutdown`) keep their events apart; the
+//! fourth makes the position a variable. When templates merge, the oldest id survives and
+//! the others become aliases of it, so an id handed out earlier still resolves
+//! ([`TemplateMiner::resolve`]).
+//!
+//! Memory is bounded: at most [`StreamConfig::max_templates`] templates (the least
+//! recently used is evicted), at most as many aliases, at most
+//! [`StreamConfig::max_cached_signatures`] cached signatures (the cache is emptied when
+//! full), and at most [`MAX_TOKENS`](super::mask::MAX_TOKENS) + 1 tokens per template.
+//! [`TemplateMiner::state`] is the compact serialisable state (templates, counts,
+//! aliases); the cache and indexes are rebuilt from it. Everything is deterministic for a
+//! given input order: no randomness, and hash maps are only looked up, never iterated.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::WILDCARD;
+use super::mask::{MAX_TOKENS, Tokens};
+
+/// A template's identifier, stable within one miner (and across a save and restore).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateId(u64);
+
+impl TemplateId {
+    /// The number behind the id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for TemplateId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Settings of a [`TemplateMiner`]. The defaults are the one configuration shipped and
+/// benchmarked for all log sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    /// Most templates kept; past it the least recently used is evicted (default 10,000).
+    pub max_templates: usize,
+    /// Most distinct signatures cached; the cache is emptied when full (default 65,536).
+    pub max_cached_signatures: usize,
+    /// Templates equal but at one position that make it a variable (default 4).
+    pub min_distinct_values: usize,
+    /// Least constant tokens a template keeps when a position becomes a variable that way
+    /// (default 3).
+    pub min_constant_tokens: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            max_templates: 10_000,
+            max_cached_signatures: 65_536,
+            min_distinct_values: 4,
+            min_constant_tokens: 3,
+        }
+    }
+}
+
+/// One template as the miner keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Template {
+    tokens: Vec<Box<str>>,
+    count: u64,
+    last_seen: u64,
+}
+
+/// A template in the saved state: tokens joined by single spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedTemplate {
+    /// Its id.
+    pub id: TemplateId,
+    /// Its text (tokens joined by single spaces).
+    pub template: String,
+    /// Lines it matched.
+    pub count: u64,
+    /// The tick (line number within the miner's life) it last matched.
+    pub last_seen: u64,
+}
+
+/// The compact, serialisable state of a [`TemplateMiner`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinerState {
+    /// The settings.
+    pub config: StreamConfig,
+    /// The next id to hand out.
+    pub next_id: u64,
+    /// Lines seen.
+    pub tick: u64,
+    /// Live templates, by id.
+    pub templates: Vec<SavedTemplate>,
+    /// Merged ids and the id each was merged into.
+    pub aliases: Vec<(TemplateId, TemplateId)>,
+}
+
+/// Why a saved state cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A template is empty, too long, repeated, or has an id not below `next_id`.
+    #[error("template {id}: {problem}")]
+    BadTemplate {
+        /// The template's id.
+        id: u64,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// An alias is not below `next_id`.
+    #[error("alias {from} -> {to}: ids must be below next_id")]
+    BadAlias {
+        /// The merged id.
+        from: u64,
+        /// Its target.
+        to: u64,
+    },
+}
+
+/// The streaming template miner (see the module docs).
+#[derive(Debug, Clone)]
+pub struct TemplateMiner {
+    config: StreamConfig,
+    templates: BTreeMap<u64, Template>,
+    aliases: BTreeMap<u64, u64>,
+    next_id: u64,
+    tick: u64,
+    /// Template ids by token count, ascending.
+    buckets: HashMap<usize, Vec<u64>>,
+    /// Templates equal but at one position, by a hash of (count, position, other tokens).
+    variants: HashMap<u64, Vec<u64>>,
+    /// Signatures seen, and their template at the time.
+    cache: HashMap<Box<str>, u64>,
+    tokens: Tokens,
+}
+
+impl Default for TemplateMiner {
+    fn default() -> Self {
+        Self::new(StreamConfig::default())
+    }
+}
+
+impl TemplateMiner {
+    /// An empty miner.
+    pub fn new(config: StreamConfig) -> Self {
+        Self {
+            config,
+            templates: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            next_id: 0,
+            tick: 0,
+            buckets: HashMap::new(),
+            variants: HashMap::new(),
+            cache: HashMap::new(),
+            tokens: Tokens::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// Mines one message (its headline: see [`super::headline`]); `None` for a blank one.
+    pub fn observe(&mut self, message: &str) -> Option<TemplateId> {
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.mask(super::headline(message));
+        let id = if tokens.is_empty() {
+            None
+        } else {
+            Some(self.observe_signature(tokens.joined(), || tokens.iter().collect(), 1))
+        };
+        self.tokens = tokens;
+        id
+    }
+
+    /// Mines a signature (masked tokens joined by single spaces) seen `weight` times.
+    pub(crate) fn observe_masked(&mut self, signature: &str, weight: u64) -> TemplateId {
+        self.observe_signature(signature, || signature.split(' ').collect(), weight)
+    }
+
+    fn observe_signature<'a>(
+        &mut self,
+        signature: &'a str,
+        split: impl FnOnce() -> Vec<&'a str>,
+        weight: u64,
+    ) -> TemplateId {
+        self.tick = self.tick.saturating_add(weight);
+        if let Some(&cached) = self.cache.get(signature) {
+            let id = self.resolve_raw(cached);
+            if let Some(t) = self.templates.get_mut(&id) {
+                t.count = t.count.saturating_add(weight);
+                t.last_seen = self.tick;
+                return TemplateId(id);
+            }
+        }
+        let tokens = split();
+        let id = self.place(&tokens, weight);
+        if self.cache.len() >= self.config.max_cached_signatures {
+            self.cache.clear();
+        }
+        if self.config.max_cached_signatures > 0 {
+            self.cache.insert(signature.into(), id);
+        }
+        self.evict_over_capacity(id);
+        TemplateId(id)
+    }
+
+    /// The id a (possibly merged) id now stands for; itself when it is live or unknown.
+    pub fn resolve(&self, id: TemplateId) -> TemplateId {
+        TemplateId(self.resolve_raw(id.0))
+    }
+
+    fn resolve_raw(&self, mut id: u64) -> u64 {
+        // Alias chains are short and acyclic (a merge always points at a live template).
+        while let Some(&to) = self.aliases.get(&id) {
+            id = to;
+        }
+        id
+    }
+
+    /// The template text of `id` (resolved), if it is still live.
+    pub fn template(&self, id: TemplateId) -> Option<String> {
+        self.templates
+            .get(&self.resolve_raw(id.0))
+            .map(|t| join(&t.tokens))
+    }
+
+    /// The live templates, by id: (id, template text, lines matched).
+    pub fn templates(&self) -> impl Iterator<Item = (TemplateId, String, u64)> + '_ {
+        self.templates
+            .iter()
+            .map(|(&id, t)| (TemplateId(id), join(&t.tokens), t.count))
+    }
+
+    /// How many templates are live.
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// Whether no template is live.
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    /// The compact state to save (templates, counts, aliases; no cache).
+    pub fn state(&self) -> MinerState {
+        MinerState {
+            config: self.config,
+            next_id: self.next_id,
+            tick: self.tick,
+            templates: self
+                .templates
+                .iter()
+                .map(|(&id, t)| SavedTemplate {
+                    id: TemplateId(id),
+                    template: join(&t.tokens),
+                    count: t.count,
+                    last_seen: t.last_seen,
+                })
+                .collect(),
+            aliases: self
+                .aliases
+                .iter()
+                .map(|(&from, &to)| (TemplateId(from), TemplateId(to)))
+                .collect(),
+        }
+    }
+
+    /// A miner resumed from a saved state; it goes on exactly as the saved one would have,
+    /// except that its signature cache starts empty (which changes no result).
+    pub fn from_state(state: MinerState) -> Result<Self, StateError> {
+        let mut miner = Self::new(state.config);
+        miner.next_id = state.next_id;
+        miner.tick = state.tick;
+        for saved in state.templates {
+            let id = saved.id.0;
+            let bad = |problem| StateError::BadTemplate { id, problem };
+            if id >= state.next_id {
+                return Err(bad("id not below next_id"));
+            }
+            let tokens: Vec<Box<str>> = saved.template.split(' ').map(Box::from).collect();
+            if saved.template.is_empty() || tokens.iter().any(|t| t.is_empty()) {
+                return Err(bad("empty template or token"));
+            }
+            if tokens.len() > MAX_TOKENS + 1 {
+                return Err(bad("too many tokens"));
+            }
+            let template = Template {
+                tokens,
+                count: saved.count,
+                last_seen: saved.last_seen,
+            };
+            if miner.templates.insert(id, template).is_some() {
+                return Err(bad("repeated id"));
+            }
+        }
+        for (from, to) in state.aliases {
+            if from.0 >= state.next_id || to.0 >= state.next_id || from == to {
+                return Err(StateError::BadAlias {
+                    from: from.0,
+                    to: to.0,
+                });
+            }
+            miner.aliases.insert(from.0, to.0);
+        }
+        // Cycles would make `resolve` loop: a chain may not be longer than the aliases.
+        for &start in miner.aliases.keys() {
+            let mut id = start;
+            for _ in 0..=miner.aliases.len() {
+                match miner.aliases.get(&id) {
+                    Some(&to) => id = to,
+                    None => break,
+                }
+            }
+            if miner.aliases.contains_key(&id) {
+                return Err(StateError::BadAlias {
+                    from: start,
+                    to: id,
+                });
+            }
+        }
+        let ids: Vec<u64> = miner.templates.keys().copied().collect();
+        for id in ids {
+            let len = miner.templates[&id].tokens.len();
+            miner.buckets.entry(len).or_default().push(id);
+            miner.register_variants(id);
+        }
+        Ok(miner)
+    }
+
+    /// Finds or creates the template of a new signature; returns its (live) id.
+    fn place(&mut self, tokens: &[&str], weight: u64) -> u64 {
+        let n = tokens.len();
+        let mut best: Option<(u64, u64)> = None;
+        if let Some(bucket) = self.buckets.get(&n) {
+            for &id in bucket {
+                let t = &self.templates[&id];
+                if compatible(&t.tokens, tokens) && best.is_none_or(|(_, c)| t.count > c) {
+                    best = Some((id, t.count));
+                }
+            }
+        }
+        let tick = self.tick;
+        let id = match best {
+            Some((id, _)) => {
+                let t = self.templates.get_mut(&id).expect("bucket ids are live");
+                t.count = t.count.saturating_add(weight);
+                t.last_seen = tick;
+                let changed = t
+                    .tokens
+                    .iter()
+                    .zip(tokens)
+                    .any(|(a, b)| &**a != *b && &**a != WILDCARD);
+                if changed {
+                    self.unregister_variants(id);
+                    let t = self.templates.get_mut(&id).expect("live");
+                    for (slot, token) in t.tokens.iter_mut().zip(tokens) {
+                        if &**slot != *token && &**slot != WILDCARD {
+                            *slot = WILDCARD.into();
+                        }
+                    }
+                    self.settle(id)
+                } else {
+                    id
+                }
+            }
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.templates.insert(
+                    id,
+                    Template {
+                        tokens: tokens.iter().map(|&t| t.into()).collect(),
+                        count: weight,
+                        last_seen: tick,
+                    },
+                );
+                self.buckets.entry(n).or_default().push(id);
+                self.settle(id)
+            }
+        };
+        id
+    }
+
+    /// Registers `id`'s variant keys (it is not registered yet), then merges while evidence
+    /// or equality calls for it; returns the surviving id.
+    fn settle(&mut self, mut id: u64) -> u64 {
+        loop {
+            // An identical live template (one generalised into the other's shape) is one.
+            let len = self.templates[&id].tokens.len();
+            let twin = self.buckets[&len].iter().copied().find(|&other| {
+                other != id && self.templates[&other].tokens == self.templates[&id].tokens
+            });
+            if let Some(other) = twin {
+                // `other` is registered, `id` is not yet: after this neither is.
+                self.unregister_variants(other);
+                let (keep, gone) = (id.min(other), id.max(other));
+                self.absorb(keep, gone);
+                id = keep;
+                continue;
+            }
+            self.register_variants(id);
+            match self.variant_evidence(id) {
+                Some((position, members)) => {
+                    let keep = members[0];
+                    for &m in &members {
+                        self.unregister_variants(m);
+                    }
+                    for &gone in &members[1..] {
+                        self.absorb(keep, gone);
+                    }
+                    let t = self.templates.get_mut(&keep).expect("live");
+                    t.tokens[position] = WILDCARD.into();
+                    id = keep;
+                }
+                None => return id,
+            }
+        }
+    }
+
+    /// The first position (ascending) where enough templates equal to `id` elsewhere exist,
+    /// with them (ascending ids, `id` included).
+    fn variant_evidence(&self, id: u64) -> Option<(usize, Vec<u64>)> {
+        let tokens = &self.templates[&id].tokens;
+        let hashes = token_hashes(tokens);
+        let constants = tokens.iter().filter(|t| &***t != WILDCARD).count();
+        for (p, token) in tokens.iter().enumerate() {
+            if &**token == WILDCARD || constants - 1 < self.config.min_constant_tokens {
+                continue;
+            }
+            let Some(group) = self.variants.get(&variant_key(&hashes, p)) else {
+                continue;
+            };
+            if group.len() < self.config.min_distinct_values {
+                continue;
+            }
+            let mut members: Vec<u64> = group
+                .iter()
+                .copied()
+                .filter(|m| {
+                    self.templates.get(m).is_some_and(|t| {
+                        t.tokens.len() == tokens.len()
+                            && &*t.tokens[p] != WILDCARD
+                            && t.tokens
+                                .iter()
+                                .zip(tokens)
+                                .enumerate()
+                                .all(|(q, (a, b))| q == p || a == b)
+                    })
+                })
+                .collect();
+            if members.len() >= self.config.min_distinct_values {
+                members.sort_unstable();
+                members.dedup();
+                return Some((p, members));
+            }
+        }
+        None
+    }
+
+    /// Adds `id` to the variant groups of its constant positions.
+    fn register_variants(&mut self, id: u64) {
+        let tokens = &self.templates[&id].tokens;
+        let constants = tokens.iter().filter(|t| &***t != WILDCARD).count();
+        if constants == 0 || constants - 1 < self.config.min_constant_tokens {
+            return;
+        }
+        let hashes = token_hashes(tokens);
+        for (p, token) in tokens.iter().enumerate() {
+            if &**token != WILDCARD {
+                let group = self.variants.entry(variant_key(&hashes, p)).or_default();
+                if !group.contains(&id) {
+                    group.push(id);
+                }
+            }
+        }
+    }
+
+    /// Removes `id` from the variant groups of its current tokens.
+    fn unregister_variants(&mut self, id: u64) {
+        let tokens = &self.templates[&id].tokens;
+        let hashes = token_hashes(tokens);
+        for (p, token) in tokens.iter().enumerate() {
+            if &**token != WILDCARD {
+                let key = variant_key(&hashes, p);
+                if let Some(group) = self.variants.get_mut(&key) {
+                    group.retain(|&m| m != id);
+                    if group.is_empty() {
+                        self.variants.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Merges template `gone` (already unregistered) into `keep`: counts add up, and `gone`
+    /// becomes an alias of `keep`.
+    fn absorb(&mut self, keep: u64, gone: u64) {
+        let Some(g) = self.templates.remove(&gone) else {
+            return;
+        };
+        if let Some(bucket) = self.buckets.get_mut(&g.tokens.len()) {
+            bucket.retain(|&m| m != gone);
+        }
+        let k = self.templates.get_mut(&keep).expect("live");
+        k.count = k.count.saturating_add(g.count);
+        k.last_seen = k.last_seen.max(g.last_seen);
+        self.aliases.insert(gone, keep);
+        // Keep alias chains one step long, and their number bounded.
+        for to in self.aliases.values_mut() {
+            if *to == gone {
+                *to = keep;
+            }
+        }
+        while self.aliases.len() > self.config.max_templates.max(1) {
+            self.aliases.pop_first();
+        }
+    }
+
+    /// Evicts the least recently used templates (never `protect`) while over capacity.
+    fn evict_over_capacity(&mut self, protect: u64) {
+        while self.templates.len() > self.config.max_templates.max(1) {
+            let victim = self
+                .templates
+                .iter()
+                .filter(|&(&id, _)| id != protect)
+                .min_by_key(|&(&id, t)| (t.last_seen, id))
+                .map(|(&id, _)| id);
+            let Some(victim) = victim else { return };
+            self.unregister_variants(victim);
+            if let Some(t) = self.templates.remove(&victim)
+                && let Some(bucket) = self.buckets.get_mut(&t.tokens.len())
+            {
+                bucket.retain(|&m| m != victim);
+            }
+            self.aliases.retain(|_, to| *to != victim);
+        }
+    }
+}
+
+/// Whether a signature may join a template: no position where both hold different
+/// constants (a wildcard on either side, or a masked part on both, is compatible), and at
+/// least one and at least half of the positions hold the same constant.
+fn compatible(template: &[Box<str>], tokens: &[&str]) -> bool {
+    let mut equal = 0;
+    for (a, b) in template.iter().zip(tokens) {
+        let a: &str = a;
+        if a == *b {
+            if a != WILDCARD {
+                equal += 1;
+            }
+        } else if a != WILDCARD && *b != WILDCARD && !(a.contains(WILDCARD) && b.contains(WILDCARD))
+        {
+            return false;
+        }
+    }
+    equal >= 1 && equal * 2 >= tokens.len()
+}
+
+fn join(tokens: &[Box<str>]) -> String {
+    let mut out = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
+    for (i, t) in tokens.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
+/// A stable 64-bit hash of each token (FNV-1a: the same on every run and machine).
+fn token_hashes(tokens: &[Box<str>]) -> Vec<u64> {
+    tokens
+        .iter()
+        .map(|t| {
+            t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        })
+        .collect()
+}
+
+/// The key of the variant group of a template at position `p`: its token count, `p`, and
+/// its other tokens. Members are checked token by token before they merge, so a collision
+/// costs a comparison, never a wrong merge.
+fn variant_key(hashes: &[u64], p: usize) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15_u64 ^ (hashes.len() as u64) ^ ((p as u64) << 32);
+    for (q, &x) in hashes.iter().enumerate() {
+        let x = if q == p { 0x5bd1_e995 } else { x };
+        h = (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h
+}
