@@ -25,11 +25,21 @@ use super::WILDCARD;
 pub const MAX_TOKENS: usize = 128;
 
 /// Punctuation around a token's core, ignored when deciding whether it is a path.
-const EDGE: &[char] = &[
-    '(', ')', '[', ']', '{', '}', '<', '>', '"', '\'', ',', ';', '.', '!', '?',
-];
+const EDGE: &[u8] = b"()[]{}<>\"',;.!?";
 /// Punctuation ignored around a unit word.
-const UNIT_EDGE: &[char] = &['(', ')', '[', ']', '{', '}', ',', ';', ':', '.', '"', '\''];
+const UNIT_EDGE: &[u8] = b"()[]{},;:.\"'";
+
+/// `s` without the ASCII bytes of `set` at either end.
+fn trim_set<'a>(s: &'a str, set: &[u8]) -> &'a str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !set.contains(c)).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !set.contains(c))
+        .map_or(start, |e| e + 1);
+    // The set is ASCII, so both ends are char boundaries.
+    &s[start..end.max(start)]
+}
 
 /// Units of size and time that belong to the number before them.
 const UNITS: &[&str] = &[
@@ -108,26 +118,12 @@ impl Tokens {
         self.spans.clear();
         self.raw.clear();
         self.scratch.clear();
-        let scratch = &mut self.scratch;
-        // 1. Each raw token masked on its own, into `scratch`.
-        for (i, token) in message.split_whitespace().enumerate() {
-            let start = scratch.len() as u32;
-            let (wild, calendar) = if i >= MAX_TOKENS {
-                scratch.push_str(WILDCARD);
-                (true, false)
-            } else {
-                let wild = mask_token(token, scratch);
-                (wild, !wild && is_calendar(token))
-            };
-            self.raw.push(RawToken {
-                start,
-                end: scratch.len() as u32,
-                wild,
-                calendar,
-            });
-            if i >= MAX_TOKENS {
-                break;
-            }
+        // 1. Each raw token masked on its own, into `scratch` (the ASCII split is the same
+        // split, only faster).
+        if message.is_ascii() {
+            self.mask_raw(message.split_ascii_whitespace());
+        } else {
+            self.mask_raw(message.split_whitespace());
         }
         // 2. Day and month names next to a masked token are part of a timestamp.
         for i in 0..self.raw.len() {
@@ -142,6 +138,7 @@ impl Tokens {
             }
         }
         // 3. Collapse wildcard runs, units and repeats into the output.
+        let scratch = &self.scratch;
         let out = &mut self.text;
         let mut previous: Option<(u32, u32)> = None;
         for t in &self.raw {
@@ -165,6 +162,30 @@ impl Tokens {
             out.push(' ');
             self.spans.push((start, end));
             previous = Some((start, end));
+        }
+    }
+
+    /// Masks each raw token into `scratch`, recording it in `raw`.
+    fn mask_raw<'a>(&mut self, tokens: impl Iterator<Item = &'a str>) {
+        let scratch = &mut self.scratch;
+        for (i, token) in tokens.enumerate() {
+            let start = scratch.len() as u32;
+            let (wild, calendar) = if i >= MAX_TOKENS {
+                scratch.push_str(WILDCARD);
+                (true, false)
+            } else {
+                let wild = mask_token(token, scratch);
+                (wild, !wild && is_calendar(token))
+            };
+            self.raw.push(RawToken {
+                start,
+                end: scratch.len() as u32,
+                wild,
+                calendar,
+            });
+            if i >= MAX_TOKENS {
+                break;
+            }
         }
     }
 
@@ -206,7 +227,7 @@ pub fn tokenize(message: &str) -> Vec<String> {
 
 /// Writes `token` masked into `out`; true when the whole token is a wildcard.
 fn mask_token(token: &str, out: &mut String) -> bool {
-    let core = token.trim_matches(EDGE);
+    let core = trim_set(token, EDGE);
     if is_path(core) || is_uuid(core) {
         out.push_str(WILDCARD);
         return true;
@@ -228,11 +249,13 @@ fn mask_token(token: &str, out: &mut String) -> bool {
         let b = bytes[i];
         if b.is_ascii_alphanumeric() {
             let mut j = i;
+            let mut digits = 0;
             while j < bytes.len() && bytes[j].is_ascii_alphanumeric() {
+                digits += usize::from(bytes[j].is_ascii_digit());
                 j += 1;
             }
             let word = &token[i..j];
-            if is_variable_word(word) {
+            if is_variable_word(word, digits) {
                 // A sign before a number goes with it: `-` at the start or after punctuation.
                 if out.len() > start && out.ends_with('-') && tail == Tail::Other {
                     let before = out[start..out.len() - 1].chars().next_back();
@@ -288,11 +311,10 @@ fn is_uuid(core: &str) -> bool {
         })
 }
 
-/// Whether a run of ASCII letters and digits is a variable: number-like, a long hex run,
-/// or a boolean or null literal.
-fn is_variable_word(word: &str) -> bool {
+/// Whether a run of ASCII letters and digits (`digits` of them digits) is a variable:
+/// number-like, a long hex run, or a boolean or null literal.
+fn is_variable_word(word: &str, digits: usize) -> bool {
     let b = word.as_bytes();
-    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
     if digits > 0 {
         return b[0].is_ascii_digit() || digits * 2 >= b.len();
     }
@@ -304,25 +326,39 @@ fn is_variable_word(word: &str) -> bool {
 
 /// A path or URL: `http(s)://…`, `file://…`, `/a/b`, `./a/b`, `~/a/b`, `C:\…`.
 fn is_path(core: &str) -> bool {
-    if core.starts_with("http://") || core.starts_with("https://") || core.starts_with("file://") {
-        return true;
-    }
-    let rooted = core.starts_with('/') || core.starts_with("./") || core.starts_with("~/");
-    if rooted && core.bytes().filter(|&b| b == b'/').count() >= 2 {
-        return true;
-    }
     let b = core.as_bytes();
+    if b.len() < 3 {
+        return false;
+    }
+    let rooted = b[0] == b'/' || core.starts_with("./") || core.starts_with("~/");
+    if rooted && b.iter().filter(|&&c| c == b'/').count() >= 2 {
+        return true;
+    }
+    if (b[0] == b'h' || b[0] == b'f')
+        && (core.starts_with("http://")
+            || core.starts_with("https://")
+            || core.starts_with("file://"))
+    {
+        return true;
+    }
     b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\'
 }
 
 /// A unit of size or time, ignoring surrounding brackets and punctuation.
 fn is_unit(token: &str) -> bool {
-    let core = token.trim_matches(UNIT_EDGE);
+    if token.len() > 9 {
+        return false;
+    }
+    let core = trim_set(token, UNIT_EDGE);
     !core.is_empty() && UNITS.iter().any(|u| core.eq_ignore_ascii_case(u))
 }
 
 /// A day or month name, ignoring a trailing `,` or `.`.
 fn is_calendar(token: &str) -> bool {
+    let first = token.as_bytes()[0].to_ascii_lowercase();
+    if token.len() < 3 || !b"adfjmnostw".contains(&first) {
+        return false;
+    }
     let core = token.trim_end_matches([',', '.']);
     core.len() <= 9 && CALENDAR.iter().any(|c| core.eq_ignore_ascii_case(c))
 }

@@ -144,11 +144,11 @@ pub struct TemplateMiner {
     next_id: u64,
     tick: u64,
     /// Template ids by token count, ascending.
-    buckets: HashMap<usize, Vec<u64>>,
+    buckets: HashMap<usize, Vec<u64>, SeededState>,
     /// Templates equal but at one position, by a hash of (count, position, other tokens).
-    variants: HashMap<u64, Vec<u64>>,
+    variants: HashMap<u64, Vec<u64>, SeededState>,
     /// Signatures seen, and their template at the time.
-    cache: HashMap<Box<str>, u64>,
+    cache: HashMap<Box<str>, u64, SeededState>,
     tokens: Tokens,
 }
 
@@ -167,9 +167,9 @@ impl TemplateMiner {
             aliases: BTreeMap::new(),
             next_id: 0,
             tick: 0,
-            buckets: HashMap::new(),
-            variants: HashMap::new(),
-            cache: HashMap::new(),
+            buckets: HashMap::default(),
+            variants: HashMap::default(),
+            cache: HashMap::default(),
             tokens: Tokens::default(),
         }
     }
@@ -554,6 +554,79 @@ impl TemplateMiner {
             }
             self.aliases.retain(|_, to| *to != victim);
         }
+    }
+}
+
+/// A fast hasher for the miner's lookups, keyed per process: a multiply-fold over 8-byte
+/// words (the shape of foldhash and wyhash). Maps are only looked up, never iterated, so
+/// the random key changes no result; it keeps crafted log lines from forcing collisions.
+#[derive(Clone, Copy)]
+struct SeededState(u64);
+
+impl Default for SeededState {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Self(*KEY.get_or_init(|| {
+            std::collections::hash_map::RandomState::new().hash_one(0x5e1f_u64) | 1
+        }))
+    }
+}
+
+impl std::fmt::Debug for SeededState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeededState")
+    }
+}
+
+impl std::hash::BuildHasher for SeededState {
+    type Hasher = FoldHasher;
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher(self.0)
+    }
+}
+
+/// The hasher of [`SeededState`].
+struct FoldHasher(u64);
+
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn fold(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl std::hash::Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = fold(self.0 ^ u64::from_le_bytes(word), MULTIPLIER);
+        }
+        let rest = chunks.remainder();
+        let mut word = [0_u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.0 = fold(
+            self.0 ^ u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56),
+            MULTIPLIER,
+        );
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0 = fold(self.0 ^ u64::from(i), MULTIPLIER);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = fold(self.0 ^ i, MULTIPLIER);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        fold(self.0, self.0 ^ MULTIPLIER)
     }
 }
 
