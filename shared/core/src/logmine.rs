@@ -13,6 +13,8 @@
 //! `docs/logmine.md`.
 
 pub mod accuracy;
+#[cfg(test)]
+mod loghub_tests;
 pub mod mask;
 pub mod miner;
 

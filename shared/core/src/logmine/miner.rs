@@ -360,7 +360,7 @@ impl TemplateMiner {
             }
         }
         let tick = self.tick;
-        let id = match best {
+        match best {
             Some((id, _)) => {
                 let t = self.templates.get_mut(&id).expect("bucket ids are live");
                 t.count = t.count.saturating_add(weight);
@@ -397,8 +397,7 @@ impl TemplateMiner {
                 self.buckets.entry(n).or_default().push(id);
                 self.settle(id)
             }
-        };
-        id
+        }
     }
 
     /// Registers `id`'s variant keys (it is not registered yet), then merges while evidence
@@ -682,4 +681,210 @@ fn variant_key(hashes: &[u64], p: usize) -> u64 {
         h = (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(miner: &mut TemplateMiner, names: &[&str]) -> Vec<TemplateId> {
+        names
+            .iter()
+            .map(|u| {
+                miner
+                    .observe(&format!("session closed for user {u}"))
+                    .expect("not blank")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merged_ids_resolve_to_the_surviving_template() {
+        let mut miner = TemplateMiner::default();
+        let ids = users(&mut miner, &["alice", "bob", "carol"]);
+        assert_eq!(miner.len(), 3, "three values are not yet evidence");
+        let fourth = users(&mut miner, &["dave"])[0];
+        assert_eq!(miner.len(), 1);
+        for id in ids.iter().chain([&fourth]) {
+            assert_eq!(miner.resolve(*id), ids[0], "the oldest id survives");
+        }
+        assert_eq!(
+            miner.template(ids[2]).as_deref(),
+            Some("session closed for user <*>")
+        );
+        // A later line of a merged signature gets the surviving id.
+        assert_eq!(users(&mut miner, &["bob"])[0], ids[0]);
+        assert_eq!(miner.templates().next().map(|t| t.2), Some(5));
+    }
+
+    #[test]
+    fn blank_messages_get_no_id_and_are_not_counted() {
+        let mut miner = TemplateMiner::default();
+        assert_eq!(miner.observe(""), None);
+        assert_eq!(miner.observe(" \n\t"), None);
+        assert!(miner.is_empty());
+        assert_eq!(miner.state().tick, 0);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_configuration() {
+        let config = StreamConfig {
+            max_templates: 5,
+            max_cached_signatures: 7,
+            ..StreamConfig::default()
+        };
+        let mut miner = TemplateMiner::new(config);
+        for i in 0..500 {
+            // Distinct words: no template absorbs another.
+            let word: String = (0..6)
+                .map(|k| char::from(b'a' + ((i / 26_usize.pow(k)) % 26) as u8))
+                .collect();
+            let id = miner
+                .observe(&format!("{word} happened"))
+                .expect("not blank");
+            assert!(miner.len() <= 5);
+            assert!(miner.cache.len() <= 7);
+            assert!(miner.aliases.len() <= 5);
+            assert!(
+                miner.template(id).is_some(),
+                "the newest template is never evicted"
+            );
+        }
+        // The least recently used went first: a template seen again survives.
+        let mut miner = TemplateMiner::new(config);
+        let keep = miner.observe("keep me please").expect("not blank");
+        for i in 0..20 {
+            miner.observe(&format!("w{}x other words", "y".repeat(i)));
+            miner.observe("keep me please");
+        }
+        assert_eq!(miner.template(keep).as_deref(), Some("keep me please"));
+    }
+
+    #[test]
+    fn the_state_round_trips_and_the_resumed_miner_goes_on_alike() {
+        let first = [
+            "session closed for user alice",
+            "Receiving block blk_1 src: /10.0.0.1:5 dest: /10.0.0.2:50010",
+            "session closed for user bob",
+            "session closed for user carol",
+        ];
+        let then = [
+            "session closed for user dave",
+            "Receiving block blk_2 src: /10.0.0.3:5 dest: /10.0.0.2:50010",
+            "session closed for user alice",
+        ];
+        let mut whole = TemplateMiner::default();
+        let mut before = TemplateMiner::default();
+        for m in first {
+            whole.observe(m);
+            before.observe(m);
+        }
+        let json = serde_json::to_string(&before.state()).expect("serialises");
+        let state: MinerState = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(state, before.state());
+        let mut resumed = TemplateMiner::from_state(state).expect("restores");
+        let a: Vec<_> = then.iter().map(|m| whole.observe(m)).collect();
+        let b: Vec<_> = then.iter().map(|m| resumed.observe(m)).collect();
+        assert_eq!(a, b);
+        assert_eq!(whole.state(), resumed.state());
+        // Compact: the templates and a few numbers, nothing per line.
+        assert!(json.len() < 600, "{json}");
+    }
+
+    #[test]
+    fn a_bad_state_is_refused_with_the_reason() {
+        let good = {
+            let mut m = TemplateMiner::default();
+            users(&mut m, &["a1x", "b"]);
+            m.state()
+        };
+        let mut s = good.clone();
+        s.templates[0].id = TemplateId(99);
+        assert!(matches!(
+            TemplateMiner::from_state(s),
+            Err(StateError::BadTemplate { id: 99, .. })
+        ));
+        let mut s = good.clone();
+        s.templates[1].id = s.templates[0].id;
+        assert!(TemplateMiner::from_state(s).is_err());
+        let mut s = good.clone();
+        s.templates[0].template = "a  b".into();
+        assert!(TemplateMiner::from_state(s).is_err());
+        let mut s = good.clone();
+        s.next_id = 5;
+        s.aliases = vec![
+            (TemplateId(3), TemplateId(4)),
+            (TemplateId(4), TemplateId(3)),
+        ];
+        assert!(matches!(
+            TemplateMiner::from_state(s),
+            Err(StateError::BadAlias { .. })
+        ));
+        assert!(TemplateMiner::from_state(good).is_ok());
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_state() {
+        let input: Vec<String> = (0..300)
+            .map(|i| match i % 5 {
+                0 => format!("user u{} logged in from 10.0.{}.1", i % 7, i % 3),
+                1 => format!("job {} finished in {} ms", i, i * 3),
+                2 => format!(
+                    "cache {} evicted",
+                    ["hot", "cold", "warm", "lukewarm", "tepid"][i % 5]
+                ),
+                3 => "heartbeat ok".to_owned(),
+                _ => format!("worker-{} crashed: {}", i % 4, ["oom", "timeout"][i % 2]),
+            })
+            .collect();
+        let run = || {
+            let mut m = TemplateMiner::default();
+            let ids: Vec<_> = input.iter().map(|l| m.observe(l)).collect();
+            (ids, m.state())
+        };
+        assert_eq!(run(), run());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x10c_313e),
+            ..ProptestConfig::default()
+        })]
+
+        /// Any text: no panic, bounds hold, every id handed out resolves to a live template
+        /// or to one evicted, and a save and restore changes nothing.
+        #[test]
+        fn any_text_keeps_the_invariants(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    "[a-c]{1,3}( [a-c0-9=:<>*]{1,4}){0,5}",
+                    any::<String>(),
+                ],
+                0..80,
+            ),
+            cap in 1_usize..6,
+        ) {
+            let config = StreamConfig {
+                max_templates: cap,
+                max_cached_signatures: cap * 2,
+                ..StreamConfig::default()
+            };
+            let mut miner = TemplateMiner::new(config);
+            for line in &lines {
+                if let Some(id) = miner.observe(line) {
+                    prop_assert!(miner.template(id).is_some());
+                }
+                prop_assert!(miner.len() <= cap);
+                prop_assert!(miner.aliases.len() <= cap);
+                prop_assert!(miner.cache.len() <= cap * 2);
+            }
+            let restored = TemplateMiner::from_state(miner.state()).expect("own state");
+            prop_assert_eq!(restored.state(), miner.state());
+            let total: u64 = miner.templates().map(|t| t.2).sum();
+            prop_assert!(total <= lines.len() as u64);
+        }
+    }
 }
