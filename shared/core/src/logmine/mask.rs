@@ -47,48 +47,6 @@ const UNITS: &[&str] = &[
     "sec", "secs", "seconds", "second", "msec", "millis", "min", "mins", "minutes",
 ];
 
-/// Day and month names, as timestamps spell them.
-const CALENDAR: &[&str] = &[
-    "mon",
-    "tue",
-    "wed",
-    "thu",
-    "fri",
-    "sat",
-    "sun",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "may",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "sept",
-    "oct",
-    "nov",
-    "dec",
-    "january",
-    "february",
-    "march",
-    "april",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-];
-
 /// A reusable tokenizer: the masked tokens of the last message it was given.
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {
@@ -226,6 +184,8 @@ pub fn tokenize(message: &str) -> Vec<String> {
 }
 
 /// Writes `token` masked into `out`; true when the whole token is a wildcard.
+///
+/// Constant text is copied in runs, only up to each masked word.
 fn mask_token(token: &str, out: &mut String) -> bool {
     let core = trim_set(token, EDGE);
     if is_path(core) || is_uuid(core) {
@@ -236,69 +196,61 @@ fn mask_token(token: &str, out: &mut String) -> bool {
     let bytes = token.as_bytes();
     let mut has_wild = false;
     let mut has_alnum = false;
-    // What the output ends with: a wildcard, a wildcard then one joining character, or other.
-    #[derive(PartialEq, Clone, Copy)]
-    enum Tail {
-        Other,
-        Wild,
-        WildJoin,
-    }
-    let mut tail = Tail::Other;
+    // Bytes of `token` before `copied` are in `out` (or dropped).
+    let mut copied = 0;
+    // Where the last masked word ended.
+    let mut wild_end: Option<usize> = None;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b.is_ascii_alphanumeric() {
-            let mut j = i;
-            let mut digits = 0;
-            while j < bytes.len() && bytes[j].is_ascii_alphanumeric() {
-                digits += usize::from(bytes[j].is_ascii_digit());
-                j += 1;
-            }
-            let word = &token[i..j];
-            if is_variable_word(word, digits) {
-                // A sign before a number goes with it: `-` at the start or after punctuation.
-                if out.len() > start && out.ends_with('-') && tail == Tail::Other {
-                    let before = out[start..out.len() - 1].chars().next_back();
-                    if before.is_none_or(|c| !c.is_ascii_alphanumeric() && c != '>') {
-                        out.pop();
-                    }
-                }
-                match tail {
-                    Tail::Wild => {}
-                    Tail::WildJoin => {
-                        out.pop();
-                    }
-                    Tail::Other => out.push_str(WILDCARD),
-                }
-                tail = Tail::Wild;
-                has_wild = true;
-            } else {
-                out.push_str(word);
-                has_alnum = true;
-                tail = Tail::Other;
-            }
-            i = j;
-        } else {
-            // One character (possibly multi-byte) of punctuation or non-ASCII text.
-            let c = token[i..].chars().next().unwrap_or(' ');
-            let len = c.len_utf8();
-            out.push_str(&token[i..i + len]);
-            if !c.is_ascii() {
+        if !b.is_ascii_alphanumeric() {
+            if !b.is_ascii() {
+                let c = token[i..].chars().next().unwrap_or(' ');
                 has_alnum |= c.is_alphanumeric();
-            }
-            tail = if tail == Tail::Wild && matches!(c, '.' | ':' | ',' | '-' | '/' | '_') {
-                Tail::WildJoin
+                i += c.len_utf8();
             } else {
-                Tail::Other
-            };
-            i += len;
+                i += 1;
+            }
+            continue;
         }
+        let mut j = i;
+        let mut digits = 0;
+        while j < bytes.len() && bytes[j].is_ascii_alphanumeric() {
+            digits += usize::from(bytes[j].is_ascii_digit());
+            j += 1;
+        }
+        if !is_variable_word(&token[i..j], digits) {
+            has_alnum = true;
+            i = j;
+            continue;
+        }
+        has_wild = true;
+        // Masked words joined by one of `.:,-/_` are one wildcard.
+        let joins = wild_end == Some(copied)
+            && i == copied + 1
+            && matches!(bytes[copied], b'.' | b':' | b',' | b'-' | b'/' | b'_');
+        if !joins {
+            // A sign before a number goes with it: `-` at the start or after punctuation
+            // (not after a masked word, whose `>` it would follow).
+            let signed = i > copied
+                && bytes[i - 1] == b'-'
+                && (i == 1
+                    || (!bytes[i - 2].is_ascii_alphanumeric()
+                        && bytes[i - 2] != b'>'
+                        && wild_end != Some(i - 1)));
+            out.push_str(&token[copied..if signed { i - 1 } else { i }]);
+            out.push_str(WILDCARD);
+        }
+        copied = j;
+        wild_end = Some(j);
+        i = j;
     }
     if has_wild && !has_alnum {
         out.truncate(start);
         out.push_str(WILDCARD);
         return true;
     }
+    out.push_str(&token[copied..]);
     false
 }
 
@@ -355,12 +307,39 @@ fn is_unit(token: &str) -> bool {
 
 /// A day or month name, ignoring a trailing `,` or `.`.
 fn is_calendar(token: &str) -> bool {
-    let first = token.as_bytes()[0].to_ascii_lowercase();
-    if token.len() < 3 || !b"adfjmnostw".contains(&first) {
+    let core = token.trim_end_matches([',', '.']).as_bytes();
+    if !(3..=9).contains(&core.len()) {
         return false;
     }
-    let core = token.trim_end_matches([',', '.']);
-    core.len() <= 9 && CALENDAR.iter().any(|c| core.eq_ignore_ascii_case(c))
+    let names: &[&str] = match [
+        core[0].to_ascii_lowercase(),
+        core[1].to_ascii_lowercase(),
+        core[2].to_ascii_lowercase(),
+    ] {
+        [b'm', b'o', b'n'] => &["mon", "monday"],
+        [b't', b'u', b'e'] => &["tue", "tuesday"],
+        [b'w', b'e', b'd'] => &["wed", "wednesday"],
+        [b't', b'h', b'u'] => &["thu", "thursday"],
+        [b'f', b'r', b'i'] => &["fri", "friday"],
+        [b's', b'a', b't'] => &["sat", "saturday"],
+        [b's', b'u', b'n'] => &["sun", "sunday"],
+        [b'j', b'a', b'n'] => &["jan", "january"],
+        [b'f', b'e', b'b'] => &["feb", "february"],
+        [b'm', b'a', b'r'] => &["mar", "march"],
+        [b'a', b'p', b'r'] => &["apr", "april"],
+        [b'm', b'a', b'y'] => &["may"],
+        [b'j', b'u', b'n'] => &["jun", "june"],
+        [b'j', b'u', b'l'] => &["jul", "july"],
+        [b'a', b'u', b'g'] => &["aug", "august"],
+        [b's', b'e', b'p'] => &["sep", "sept", "september"],
+        [b'o', b'c', b't'] => &["oct", "october"],
+        [b'n', b'o', b'v'] => &["nov", "november"],
+        [b'd', b'e', b'c'] => &["dec", "december"],
+        _ => return false,
+    };
+    names
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(core))
 }
 
 #[cfg(test)]
