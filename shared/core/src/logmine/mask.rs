@@ -270,10 +270,12 @@ fn is_variable_word(word: &str, digits: usize) -> bool {
     if digits > 0 {
         return b[0].is_ascii_digit() || digits * 2 >= b.len();
     }
-    (b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit))
-        || word.eq_ignore_ascii_case("true")
-        || word.eq_ignore_ascii_case("false")
-        || word.eq_ignore_ascii_case("null")
+    match b.len() {
+        0..=3 | 6 | 7 => false,
+        4 => word.eq_ignore_ascii_case("true") || word.eq_ignore_ascii_case("null"),
+        5 => word.eq_ignore_ascii_case("false"),
+        _ => b.iter().all(u8::is_ascii_hexdigit),
+    }
 }
 
 /// A path or URL: `http(s)://…`, `file://…`, `/a/b`, `./a/b`, `~/a/b`, `C:\…`.

@@ -84,6 +84,34 @@ struct Template {
     tokens: Vec<Box<str>>,
     count: u64,
     last_seen: u64,
+    /// Per position, the key of its variant group (see [`variant_keys`]).
+    keys: Vec<u64>,
+    /// A hash of all the tokens.
+    full: u64,
+}
+
+impl Template {
+    fn new(tokens: Vec<Box<str>>, count: u64, last_seen: u64) -> Self {
+        let (keys, full) = variant_keys(&tokens);
+        Self {
+            tokens,
+            count,
+            last_seen,
+            keys,
+            full,
+        }
+    }
+
+    /// Makes position `p` a wildcard.
+    fn generalise(&mut self, p: usize) {
+        self.tokens[p] = WILDCARD.into();
+        (self.keys, self.full) = variant_keys(&self.tokens);
+    }
+
+    /// Constant (non-wildcard) tokens.
+    fn constants(&self) -> usize {
+        self.tokens.iter().filter(|t| &***t != WILDCARD).count()
+    }
 }
 
 /// A template in the saved state: tokens joined by single spaces.
@@ -304,11 +332,7 @@ impl TemplateMiner {
             if tokens.len() > MAX_TOKENS + 1 {
                 return Err(bad("too many tokens"));
             }
-            let template = Template {
-                tokens,
-                count: saved.count,
-                last_seen: saved.last_seen,
-            };
+            let template = Template::new(tokens, saved.count, saved.last_seen);
             if miner.templates.insert(id, template).is_some() {
                 return Err(bad("repeated id"));
             }
@@ -378,6 +402,7 @@ impl TemplateMiner {
                             *slot = WILDCARD.into();
                         }
                     }
+                    (t.keys, t.full) = variant_keys(&t.tokens);
                     self.settle(id)
                 } else {
                     id
@@ -388,11 +413,7 @@ impl TemplateMiner {
                 self.next_id += 1;
                 self.templates.insert(
                     id,
-                    Template {
-                        tokens: tokens.iter().map(|&t| t.into()).collect(),
-                        count: weight,
-                        last_seen: tick,
-                    },
+                    Template::new(tokens.iter().map(|&t| t.into()).collect(), weight, tick),
                 );
                 self.buckets.entry(n).or_default().push(id);
                 self.settle(id)
@@ -405,10 +426,14 @@ impl TemplateMiner {
     fn settle(&mut self, mut id: u64) -> u64 {
         loop {
             // An identical live template (one generalised into the other's shape) is one.
-            let len = self.templates[&id].tokens.len();
-            let twin = self.buckets[&len].iter().copied().find(|&other| {
-                other != id && self.templates[&other].tokens == self.templates[&id].tokens
-            });
+            let this = &self.templates[&id];
+            let twin = self.buckets[&this.tokens.len()]
+                .iter()
+                .copied()
+                .find(|&other| {
+                    let that = &self.templates[&other];
+                    other != id && that.full == this.full && that.tokens == this.tokens
+                });
             if let Some(other) = twin {
                 // `other` is registered, `id` is not yet: after this neither is.
                 self.unregister_variants(other);
@@ -427,8 +452,10 @@ impl TemplateMiner {
                     for &gone in &members[1..] {
                         self.absorb(keep, gone);
                     }
-                    let t = self.templates.get_mut(&keep).expect("live");
-                    t.tokens[position] = WILDCARD.into();
+                    self.templates
+                        .get_mut(&keep)
+                        .expect("live")
+                        .generalise(position);
                     id = keep;
                 }
                 None => return id,
@@ -439,14 +466,15 @@ impl TemplateMiner {
     /// The first position (ascending) where enough templates equal to `id` elsewhere exist,
     /// with them (ascending ids, `id` included).
     fn variant_evidence(&self, id: u64) -> Option<(usize, Vec<u64>)> {
-        let tokens = &self.templates[&id].tokens;
-        let hashes = token_hashes(tokens);
-        let constants = tokens.iter().filter(|t| &***t != WILDCARD).count();
-        for (p, token) in tokens.iter().enumerate() {
-            if &**token == WILDCARD || constants - 1 < self.config.min_constant_tokens {
+        let this = &self.templates[&id];
+        if this.constants() <= self.config.min_constant_tokens {
+            return None;
+        }
+        for (p, token) in this.tokens.iter().enumerate() {
+            if &**token == WILDCARD {
                 continue;
             }
-            let Some(group) = self.variants.get(&variant_key(&hashes, p)) else {
+            let Some(group) = self.variants.get(&this.keys[p]) else {
                 continue;
             };
             if group.len() < self.config.min_distinct_values {
@@ -457,11 +485,11 @@ impl TemplateMiner {
                 .copied()
                 .filter(|m| {
                     self.templates.get(m).is_some_and(|t| {
-                        t.tokens.len() == tokens.len()
+                        t.tokens.len() == this.tokens.len()
                             && &*t.tokens[p] != WILDCARD
                             && t.tokens
                                 .iter()
-                                .zip(tokens)
+                                .zip(&this.tokens)
                                 .enumerate()
                                 .all(|(q, (a, b))| q == p || a == b)
                     })
@@ -476,17 +504,16 @@ impl TemplateMiner {
         None
     }
 
-    /// Adds `id` to the variant groups of its constant positions.
+    /// Adds `id` to the variant groups of its constant positions, if enough constants would
+    /// stay when one became a variable.
     fn register_variants(&mut self, id: u64) {
-        let tokens = &self.templates[&id].tokens;
-        let constants = tokens.iter().filter(|t| &***t != WILDCARD).count();
-        if constants == 0 || constants - 1 < self.config.min_constant_tokens {
+        let t = &self.templates[&id];
+        if t.constants() <= self.config.min_constant_tokens {
             return;
         }
-        let hashes = token_hashes(tokens);
-        for (p, token) in tokens.iter().enumerate() {
+        for (token, &key) in t.tokens.iter().zip(&t.keys) {
             if &**token != WILDCARD {
-                let group = self.variants.entry(variant_key(&hashes, p)).or_default();
+                let group = self.variants.entry(key).or_default();
                 if !group.contains(&id) {
                     group.push(id);
                 }
@@ -496,16 +523,14 @@ impl TemplateMiner {
 
     /// Removes `id` from the variant groups of its current tokens.
     fn unregister_variants(&mut self, id: u64) {
-        let tokens = &self.templates[&id].tokens;
-        let hashes = token_hashes(tokens);
-        for (p, token) in tokens.iter().enumerate() {
-            if &**token != WILDCARD {
-                let key = variant_key(&hashes, p);
-                if let Some(group) = self.variants.get_mut(&key) {
-                    group.retain(|&m| m != id);
-                    if group.is_empty() {
-                        self.variants.remove(&key);
-                    }
+        let t = &self.templates[&id];
+        for (token, key) in t.tokens.iter().zip(&t.keys) {
+            if &**token != WILDCARD
+                && let Some(group) = self.variants.get_mut(key)
+            {
+                group.retain(|&m| m != id);
+                if group.is_empty() {
+                    self.variants.remove(key);
                 }
             }
         }
@@ -659,28 +684,33 @@ fn join(tokens: &[Box<str>]) -> String {
     out
 }
 
-/// A stable 64-bit hash of each token (FNV-1a: the same on every run and machine).
-fn token_hashes(tokens: &[Box<str>]) -> Vec<u64> {
-    tokens
-        .iter()
-        .map(|t| {
-            t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
-        })
-        .collect()
-}
-
-/// The key of the variant group of a template at position `p`: its token count, `p`, and
-/// its other tokens. Members are checked token by token before they merge, so a collision
-/// costs a comparison, never a wrong merge.
-fn variant_key(hashes: &[u64], p: usize) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15_u64 ^ (hashes.len() as u64) ^ ((p as u64) << 32);
-    for (q, &x) in hashes.iter().enumerate() {
-        let x = if q == p { 0x5bd1_e995 } else { x };
-        h = (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+/// The variant keys of a template's positions, and a hash of all its tokens.
+///
+/// The key of position `p` stands for (token count, `p`, every other token): templates with
+/// the same key are equal but at `p`. Computed in one pass: a weighted sum of per-token
+/// hashes (FNV-1a, the same on every run and machine) less the term of `p`, mixed.
+/// Members are compared token by token before they merge, so a collision costs a
+/// comparison, never a wrong merge.
+fn variant_keys(tokens: &[Box<str>]) -> (Vec<u64>, u64) {
+    const BASE: u64 = 0x0000_0100_0000_01b3;
+    let n = tokens.len() as u64;
+    let mut weighted = Vec::with_capacity(tokens.len());
+    let (mut sum, mut power) = (0_u64, 1_u64);
+    for t in tokens {
+        let h = t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let w = h.wrapping_mul(power);
+        weighted.push(w);
+        sum = sum.wrapping_add(w);
+        power = power.wrapping_mul(BASE);
     }
-    h
+    let keys = weighted
+        .iter()
+        .enumerate()
+        .map(|(p, w)| fold(sum.wrapping_sub(*w) ^ ((p as u64) << 40) ^ n, MULTIPLIER))
+        .collect();
+    (keys, fold(sum ^ n, MULTIPLIER ^ 1))
 }
 
 #[cfg(test)]
