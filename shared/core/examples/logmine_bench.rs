@@ -4,7 +4,8 @@
 //! [--resume-every N] [--ids IDS_DIR]` reads every `*.csv` in DIR (a `Content` column to
 //! mine, an `EventId` column of truth), mines each set with a fresh [`TemplateMiner`] of the
 //! shipped configuration, and prints one JSON object per set and one for the mean: grouping
-//! accuracy (ids as resolved at the end), templates, true events, and lines per second of
+//! accuracy (ids as resolved at the end), templates, true events, the size of the saved
+//! state as JSON, and lines per second of
 //! mining alone (messages already in memory; the best of N runs of the whole set, each with
 //! a fresh miner).
 //!
@@ -20,7 +21,10 @@ use selfbuild_core::logmine::{MinerState, TemplateId, TemplateMiner, grouping_ac
 
 /// Each message's final template id; with `resume_every`, saved and restored as JSON every
 /// that many messages.
-fn mine(messages: &[String], resume_every: Option<usize>) -> (Vec<Option<TemplateId>>, usize) {
+fn mine(
+    messages: &[String],
+    resume_every: Option<usize>,
+) -> (Vec<Option<TemplateId>>, TemplateMiner) {
     let mut miner = TemplateMiner::default();
     let mut ids = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
@@ -38,7 +42,7 @@ fn mine(messages: &[String], resume_every: Option<usize>) -> (Vec<Option<Templat
         .iter()
         .map(|id| id.map(|id| miner.resolve(id)))
         .collect();
-    (resolved, miner.len())
+    (resolved, miner)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -102,7 +106,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         // Accuracy: one run, ids resolved at the end (merges apply to earlier lines).
-        let (predicted, templates) = mine(&messages, None);
+        let (predicted, miner) = mine(&messages, None);
+        let templates = miner.len();
+        let state_bytes = serde_json::to_string(&miner.state())?.len();
         let ga = grouping_accuracy(&predicted, &truth).unwrap_or(0.0);
         let resumed = resume_every.map(|every| {
             let (predicted, _) = mine(&messages, Some(every));
@@ -131,6 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "ga": (ga * 1e4).round() / 1e4,
                 "ga_resumed": resumed,
                 "templates": templates,
+                "state_json_bytes": state_bytes,
                 "lines_per_second": (lines as f64 / best).round(),
             })
         );

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use selfbuild_core::logmine::{TemplateId, TemplateMiner};
+use selfbuild_core::logmine::{StreamConfig, TemplateId, TemplateMiner};
 use serde_json::Value;
 
 use crate::cli::{CliError, cli_error};
@@ -188,10 +188,18 @@ pub struct Mined {
     pub elapsed: Duration,
 }
 
-/// Mines the records in order with the shipped configuration; ids are resolved to the
-/// final ones.
+/// The miner `logs mine` runs: the shipped grouping settings, with room for more templates
+/// than a Lambda keeps (a whole log file rather than one function's error lines).
+pub const CLI_MINER: StreamConfig = StreamConfig {
+    max_templates: 20_000,
+    max_cached_signatures: 65_536,
+    min_distinct_values: StreamConfig::DEFAULT.min_distinct_values,
+    min_constant_tokens: StreamConfig::DEFAULT.min_constant_tokens,
+};
+
+/// Mines the records in order with [`CLI_MINER`]; ids are resolved to the final ones.
 pub fn mine(records: &[Record]) -> Mined {
-    let mut miner = TemplateMiner::default();
+    let mut miner = TemplateMiner::new(CLI_MINER);
     let started = Instant::now();
     let ids: Vec<Option<TemplateId>> = records.iter().map(|r| miner.observe(&r.message)).collect();
     let elapsed = started.elapsed();

@@ -56,9 +56,9 @@ impl std::fmt::Display for TemplateId {
 /// benchmarked for all log sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamConfig {
-    /// Most templates kept; past it the least recently used is evicted (default 10,000).
+    /// Most templates kept; past it the least recently used are evicted (default 2,000).
     pub max_templates: usize,
-    /// Most distinct signatures cached; the cache is emptied when full (default 65,536).
+    /// Most distinct signatures cached; the cache is emptied when full (default 16,384).
     pub max_cached_signatures: usize,
     /// Templates equal but at one position that make it a variable (default 4).
     pub min_distinct_values: usize,
@@ -67,14 +67,19 @@ pub struct StreamConfig {
     pub min_constant_tokens: usize,
 }
 
+impl StreamConfig {
+    /// The shipped configuration.
+    pub const DEFAULT: Self = Self {
+        max_templates: 2_000,
+        max_cached_signatures: 16_384,
+        min_distinct_values: 4,
+        min_constant_tokens: 3,
+    };
+}
+
 impl Default for StreamConfig {
     fn default() -> Self {
-        Self {
-            max_templates: 10_000,
-            max_cached_signatures: 65_536,
-            min_distinct_values: 4,
-            min_constant_tokens: 3,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -84,6 +89,8 @@ struct Template {
     tokens: Vec<Box<str>>,
     count: u64,
     last_seen: u64,
+    /// Per token, its hash and kind, for comparing without touching the text.
+    shape: Shape,
     /// Per position, the key of its variant group (see [`variant_keys`]).
     keys: Vec<u64>,
     /// A hash of all the tokens.
@@ -92,20 +99,28 @@ struct Template {
 
 impl Template {
     fn new(tokens: Vec<Box<str>>, count: u64, last_seen: u64) -> Self {
-        let (keys, full) = variant_keys(&tokens);
+        let shape = Shape::of(tokens.iter().map(|t| &**t));
+        let (keys, full) = variant_keys(&shape.hashes);
         Self {
             tokens,
             count,
             last_seen,
+            shape,
             keys,
             full,
         }
     }
 
+    /// Recomputes the derived fields after the tokens changed.
+    fn retokenized(&mut self) {
+        self.shape = Shape::of(self.tokens.iter().map(|t| &**t));
+        (self.keys, self.full) = variant_keys(&self.shape.hashes);
+    }
+
     /// Makes position `p` a wildcard.
     fn generalise(&mut self, p: usize) {
         self.tokens[p] = WILDCARD.into();
-        (self.keys, self.full) = variant_keys(&self.tokens);
+        self.retokenized();
     }
 
     /// Constant (non-wildcard) tokens.
@@ -167,12 +182,13 @@ pub enum StateError {
 #[derive(Debug, Clone)]
 pub struct TemplateMiner {
     config: StreamConfig,
-    templates: BTreeMap<u64, Template>,
+    /// Live templates by id (looked up, never iterated unsorted).
+    templates: HashMap<u64, Template, SeededState>,
     aliases: BTreeMap<u64, u64>,
     next_id: u64,
     tick: u64,
     /// Template ids by token count, ascending.
-    buckets: HashMap<usize, Vec<u64>, SeededState>,
+    buckets: HashMap<usize, Vec<Entry>, SeededState>,
     /// Templates equal but at one position, by a hash of (count, position, other tokens).
     variants: HashMap<u64, Vec<u64>, SeededState>,
     /// Signatures seen, and their template at the time.
@@ -191,7 +207,7 @@ impl TemplateMiner {
     pub fn new(config: StreamConfig) -> Self {
         Self {
             config,
-            templates: BTreeMap::new(),
+            templates: HashMap::default(),
             aliases: BTreeMap::new(),
             next_id: 0,
             tick: 0,
@@ -274,9 +290,17 @@ impl TemplateMiner {
 
     /// The live templates, by id: (id, template text, lines matched).
     pub fn templates(&self) -> impl Iterator<Item = (TemplateId, String, u64)> + '_ {
-        self.templates
-            .iter()
-            .map(|(&id, t)| (TemplateId(id), join(&t.tokens), t.count))
+        self.sorted_ids().into_iter().map(|id| {
+            let t = &self.templates[&id];
+            (TemplateId(id), join(&t.tokens), t.count)
+        })
+    }
+
+    /// The live ids, ascending.
+    fn sorted_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.templates.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// How many templates are live.
@@ -296,13 +320,16 @@ impl TemplateMiner {
             next_id: self.next_id,
             tick: self.tick,
             templates: self
-                .templates
-                .iter()
-                .map(|(&id, t)| SavedTemplate {
-                    id: TemplateId(id),
-                    template: join(&t.tokens),
-                    count: t.count,
-                    last_seen: t.last_seen,
+                .sorted_ids()
+                .into_iter()
+                .map(|id| {
+                    let t = &self.templates[&id];
+                    SavedTemplate {
+                        id: TemplateId(id),
+                        template: join(&t.tokens),
+                        count: t.count,
+                        last_seen: t.last_seen,
+                    }
                 })
                 .collect(),
             aliases: self
@@ -362,10 +389,10 @@ impl TemplateMiner {
                 });
             }
         }
-        let ids: Vec<u64> = miner.templates.keys().copied().collect();
-        for id in ids {
+        for id in miner.sorted_ids() {
             let len = miner.templates[&id].tokens.len();
-            miner.buckets.entry(len).or_default().push(id);
+            let entry = Entry::of(id, &miner.templates[&id]);
+            miner.buckets.entry(len).or_default().push(entry);
             miner.register_variants(id);
         }
         Ok(miner)
@@ -374,12 +401,13 @@ impl TemplateMiner {
     /// Finds or creates the template of a new signature; returns its (live) id.
     fn place(&mut self, tokens: &[&str], weight: u64) -> u64 {
         let n = tokens.len();
+        let shape = Shape::of(tokens.iter().copied());
         let mut best: Option<(u64, u64)> = None;
         if let Some(bucket) = self.buckets.get(&n) {
-            for &id in bucket {
-                let t = &self.templates[&id];
-                if compatible(&t.tokens, tokens) && best.is_none_or(|(_, c)| t.count > c) {
-                    best = Some((id, t.count));
+            for entry in bucket.iter().filter(|e| e.may_fit(&shape)) {
+                let t = &self.templates[&entry.id];
+                if best.is_none_or(|(_, c)| t.count > c) && compatible(t, &shape, tokens) {
+                    best = Some((entry.id, t.count));
                 }
             }
         }
@@ -402,7 +430,8 @@ impl TemplateMiner {
                             *slot = WILDCARD.into();
                         }
                     }
-                    (t.keys, t.full) = variant_keys(&t.tokens);
+                    t.retokenized();
+                    self.refresh_entry(id);
                     self.settle(id)
                 } else {
                     id
@@ -411,13 +440,28 @@ impl TemplateMiner {
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                self.templates.insert(
-                    id,
-                    Template::new(tokens.iter().map(|&t| t.into()).collect(), weight, tick),
-                );
-                self.buckets.entry(n).or_default().push(id);
+                let template =
+                    Template::new(tokens.iter().map(|&t| t.into()).collect(), weight, tick);
+                self.buckets
+                    .entry(n)
+                    .or_default()
+                    .push(Entry::of(id, &template));
+                self.templates.insert(id, template);
                 self.settle(id)
             }
+        }
+    }
+
+    /// Updates `id`'s bucket entry after its tokens changed.
+    fn refresh_entry(&mut self, id: u64) {
+        let t = &self.templates[&id];
+        let fresh = Entry::of(id, t);
+        if let Some(e) = self
+            .buckets
+            .get_mut(&t.tokens.len())
+            .and_then(|b| b.iter_mut().find(|e| e.id == id))
+        {
+            *e = fresh;
         }
     }
 
@@ -429,11 +473,9 @@ impl TemplateMiner {
             let this = &self.templates[&id];
             let twin = self.buckets[&this.tokens.len()]
                 .iter()
-                .copied()
-                .find(|&other| {
-                    let that = &self.templates[&other];
-                    other != id && that.full == this.full && that.tokens == this.tokens
-                });
+                .filter(|e| e.id != id && e.full == this.full)
+                .map(|e| e.id)
+                .find(|other| self.templates[other].tokens == this.tokens);
             if let Some(other) = twin {
                 // `other` is registered, `id` is not yet: after this neither is.
                 self.unregister_variants(other);
@@ -456,6 +498,7 @@ impl TemplateMiner {
                         .get_mut(&keep)
                         .expect("live")
                         .generalise(position);
+                    self.refresh_entry(keep);
                     id = keep;
                 }
                 None => return id,
@@ -543,7 +586,7 @@ impl TemplateMiner {
             return;
         };
         if let Some(bucket) = self.buckets.get_mut(&g.tokens.len()) {
-            bucket.retain(|&m| m != gone);
+            bucket.retain(|e| e.id != gone);
         }
         let k = self.templates.get_mut(&keep).expect("live");
         k.count = k.count.saturating_add(g.count);
@@ -560,24 +603,34 @@ impl TemplateMiner {
         }
     }
 
-    /// Evicts the least recently used templates (never `protect`) while over capacity.
+    /// Over capacity, evicts the least recently used templates (never `protect`): down to
+    /// 90 % of the capacity at once (for a capacity of 10 or more), so a stream of new
+    /// templates costs one sort per tenth of the capacity, not a scan per template.
     fn evict_over_capacity(&mut self, protect: u64) {
-        while self.templates.len() > self.config.max_templates.max(1) {
-            let victim = self
-                .templates
-                .iter()
-                .filter(|&(&id, _)| id != protect)
-                .min_by_key(|&(&id, t)| (t.last_seen, id))
-                .map(|(&id, _)| id);
-            let Some(victim) = victim else { return };
+        let max = self.config.max_templates.max(1);
+        if self.templates.len() <= max {
+            return;
+        }
+        let target = max - max / 10;
+        let mut by_age: Vec<(u64, u64)> = self
+            .templates
+            .iter()
+            .filter(|&(&id, _)| id != protect)
+            .map(|(&id, t)| (t.last_seen, id))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self.templates.len() - target;
+        let victims: std::collections::BTreeSet<u64> =
+            by_age.iter().take(excess).map(|&(_, id)| id).collect();
+        for &victim in &victims {
             self.unregister_variants(victim);
             if let Some(t) = self.templates.remove(&victim)
                 && let Some(bucket) = self.buckets.get_mut(&t.tokens.len())
             {
-                bucket.retain(|&m| m != victim);
+                bucket.retain(|e| e.id != victim);
             }
-            self.aliases.retain(|_, to| *to != victim);
         }
+        self.aliases.retain(|_, to| !victims.contains(to));
     }
 }
 
@@ -654,19 +707,100 @@ impl std::hash::Hasher for FoldHasher {
     }
 }
 
+/// What a token is, for compatibility.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No wildcard in it.
+    Constant,
+    /// A wildcard inside other text (`blk_<*>`, `host:<*>`).
+    Masked,
+    /// A wildcard alone.
+    Wild,
+}
+
+/// A template in its bucket: enough to skip most templates without looking them up.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u64,
+    /// The template's hash of all its tokens.
+    full: u64,
+    /// Its first and last tokens' hash and kind.
+    first: (u64, Kind),
+    last: (u64, Kind),
+}
+
+impl Entry {
+    fn of(id: u64, t: &Template) -> Self {
+        let n = t.tokens.len();
+        let at = |q: usize| (t.shape.hashes[q], t.shape.kinds[q]);
+        Self {
+            id,
+            full: t.full,
+            first: at(0),
+            last: at(n - 1),
+        }
+    }
+
+    /// False when the first or last token already rules the signature out.
+    fn may_fit(&self, shape: &Shape) -> bool {
+        let n = shape.kinds.len();
+        let fits = |(h, k): (u64, Kind), q: usize| {
+            let (sh, sk) = (shape.hashes[q], shape.kinds[q]);
+            h == sh
+                || k == Kind::Wild
+                || sk == Kind::Wild
+                || (k == Kind::Masked && sk == Kind::Masked)
+        };
+        fits(self.first, 0) && fits(self.last, n - 1)
+    }
+}
+
+/// Per token of a template or signature: a hash of its text and its [`Kind`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Shape {
+    hashes: Vec<u64>,
+    kinds: Vec<Kind>,
+}
+
+impl Shape {
+    fn of<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
+        let mut shape = Self::default();
+        for t in tokens {
+            shape
+                .hashes
+                .push(t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+                }));
+            shape.kinds.push(if t == WILDCARD {
+                Kind::Wild
+            } else if t.contains(WILDCARD) {
+                Kind::Masked
+            } else {
+                Kind::Constant
+            });
+        }
+        shape
+    }
+}
+
 /// Whether a signature may join a template: no position where both hold different
 /// constants (a wildcard on either side, or a masked part on both, is compatible), and at
 /// least one and at least half of the positions hold the same constant.
-fn compatible(template: &[Box<str>], tokens: &[&str]) -> bool {
+fn compatible(template: &Template, shape: &Shape, tokens: &[&str]) -> bool {
     let mut equal = 0;
-    for (a, b) in template.iter().zip(tokens) {
-        let a: &str = a;
-        if a == *b {
-            if a != WILDCARD {
+    let t = &template.shape;
+    let positions = t
+        .kinds
+        .iter()
+        .zip(&shape.kinds)
+        .zip(&t.hashes)
+        .zip(&shape.hashes);
+    for (q, (((&a, &b), th), sh)) in positions.enumerate() {
+        if th == sh && *template.tokens[q] == *tokens[q] {
+            if a != Kind::Wild {
                 equal += 1;
             }
-        } else if a != WILDCARD && *b != WILDCARD && !(a.contains(WILDCARD) && b.contains(WILDCARD))
-        {
+        } else if a != Kind::Wild && b != Kind::Wild && !(a == Kind::Masked && b == Kind::Masked) {
             return false;
         }
     }
@@ -688,18 +822,16 @@ fn join(tokens: &[Box<str>]) -> String {
 ///
 /// The key of position `p` stands for (token count, `p`, every other token): templates with
 /// the same key are equal but at `p`. Computed in one pass: a weighted sum of per-token
-/// hashes (FNV-1a, the same on every run and machine) less the term of `p`, mixed.
+/// hashes (FNV-1a, the same on every run and machine; see [`Shape`]) less the term of `p`,
+/// mixed.
 /// Members are compared token by token before they merge, so a collision costs a
 /// comparison, never a wrong merge.
-fn variant_keys(tokens: &[Box<str>]) -> (Vec<u64>, u64) {
+fn variant_keys(hashes: &[u64]) -> (Vec<u64>, u64) {
     const BASE: u64 = 0x0000_0100_0000_01b3;
-    let n = tokens.len() as u64;
-    let mut weighted = Vec::with_capacity(tokens.len());
+    let n = hashes.len() as u64;
+    let mut weighted = Vec::with_capacity(hashes.len());
     let (mut sum, mut power) = (0_u64, 1_u64);
-    for t in tokens {
-        let h = t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    for h in hashes {
         let w = h.wrapping_mul(power);
         weighted.push(w);
         sum = sum.wrapping_add(w);
