@@ -541,6 +541,28 @@ mod tests {
     }
 
     #[test]
+    fn masked_values_of_different_keys_do_not_join() {
+        let templates = mine(&lines(&[
+            "stopWifiDisplayScanLocked record.mWifiDisplayScanRequested=false",
+            "stopWifiDisplayScanLocked mWifiDisplayScanRequestCount=0",
+            "stopWifiDisplayScanLocked mWifiDisplayScanRequestCount=1",
+        ]));
+        assert_eq!(
+            summary(&templates),
+            [
+                (
+                    "stopWifiDisplayScanLocked mWifiDisplayScanRequestCount=<*>".to_owned(),
+                    2
+                ),
+                (
+                    "stopWifiDisplayScanLocked record.mWifiDisplayScanRequested=<*>".to_owned(),
+                    1
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn dissimilar_lines_with_the_same_start_stay_apart() {
         let templates = mine(&lines(&[
             "Task worker crashed unexpectedly during shutdown",

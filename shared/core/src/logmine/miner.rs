@@ -784,8 +784,9 @@ impl Shape {
 }
 
 /// Whether a signature may join a template: no position where both hold different
-/// constants (a wildcard on either side, or a masked part on both, is compatible), and at
-/// least one and at least half of the positions hold the same constant.
+/// constants (a wildcard on either side, or a masked part on both, is compatible, unless
+/// they are values of different keys), and at least one and at least half of the positions
+/// hold the same constant.
 fn compatible(template: &Template, shape: &Shape, tokens: &[&str]) -> bool {
     let mut equal = 0;
     let t = &template.shape;
@@ -800,11 +801,26 @@ fn compatible(template: &Template, shape: &Shape, tokens: &[&str]) -> bool {
             if a != Kind::Wild {
                 equal += 1;
             }
-        } else if a != Kind::Wild && b != Kind::Wild && !(a == Kind::Masked && b == Kind::Masked) {
+        } else if a != Kind::Wild
+            && b != Kind::Wild
+            && !(a == Kind::Masked
+                && b == Kind::Masked
+                && !different_keys(&template.tokens[q], tokens[q]))
+        {
             return false;
         }
     }
     equal >= 1 && equal * 2 >= tokens.len()
+}
+
+/// Whether two masked tokens are `key=…<*>…` with different keys (`a=<*>` and `b=<*>`):
+/// different fields, not one field with different values.
+fn different_keys(a: &str, b: &str) -> bool {
+    fn key(t: &str) -> Option<&str> {
+        let eq = t.find('=')?;
+        (t.find(WILDCARD)? > eq).then(|| &t[..eq])
+    }
+    matches!((key(a), key(b)), (Some(x), Some(y)) if x != y)
 }
 
 fn join(tokens: &[Box<str>]) -> String {
