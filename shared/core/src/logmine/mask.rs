@@ -3,8 +3,8 @@
 //! Only generic rules, the same for every log source:
 //!
 //! - A message is split on whitespace.
-//! - A token that is a path or URL (`/a/b…`, `./a/b`, `~/a/b`, `C:\…`, `http://…`) is a
-//!   wildcard.
+//! - A token that is a path or URL (`/a/b…`, `./a/b`, `~/a/b`, `C:\…`, `http://…`), a
+//!   UUID, or longer than [`MAX_TOKEN_BYTES`] is a wildcard.
 //! - Inside a token, each run of ASCII letters and digits (a *word*) is masked when it is a
 //!   number-like word: it starts with a digit or at least half its characters are digits
 //!   (`42`, `0x1f`, `R02`, `a64f992`, but not `ssh2`, `SOCKS5`, `IPV6`), a hex run of 8+
@@ -23,6 +23,9 @@ use super::WILDCARD;
 
 /// The most tokens of a message the miner looks at; the rest of a longer one is a wildcard.
 pub const MAX_TOKENS: usize = 128;
+
+/// A longer token (a blob, a long identifier) is a wildcard, which bounds a template's size.
+pub const MAX_TOKEN_BYTES: usize = 128;
 
 /// Punctuation around a token's core, ignored when deciding whether it is a path.
 const EDGE: &[u8] = b"()[]{}<>\"',;.!?";
@@ -188,7 +191,7 @@ pub fn tokenize(message: &str) -> Vec<String> {
 /// Constant text is copied in runs, only up to each masked word.
 fn mask_token(token: &str, out: &mut String) -> bool {
     let core = trim_set(token, EDGE);
-    if is_path(core) || is_uuid(core) {
+    if token.len() > MAX_TOKEN_BYTES || is_path(core) || is_uuid(core) {
         out.push_str(WILDCARD);
         return true;
     }
@@ -432,6 +435,17 @@ mod tests {
     fn a_minus_is_a_sign_only_where_a_number_starts() {
         assert_eq!(masked("offset -3 and x-3y"), "offset <*> and x-<*>");
         assert_eq!(masked("range 4-5"), "range <*>");
+    }
+
+    #[test]
+    fn a_very_long_token_is_a_wildcard() {
+        let blob = "QUJD".repeat(100);
+        assert_eq!(
+            masked(&format!("payload {blob} rejected")),
+            "payload <*> rejected"
+        );
+        let name = "x".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(masked(&format!("{name} ok")), format!("{name} ok"));
     }
 
     #[test]

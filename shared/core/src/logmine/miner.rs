@@ -21,8 +21,10 @@
 //!
 //! Memory is bounded: at most [`StreamConfig::max_templates`] templates (the least
 //! recently used is evicted), at most as many aliases, at most
-//! [`StreamConfig::max_cached_signatures`] cached signatures (the cache is emptied when
-//! full), and at most [`MAX_TOKENS`](super::mask::MAX_TOKENS) + 1 tokens per template.
+//! [`StreamConfig::max_cached_signatures`] cached signatures of at most
+//! [`MAX_CACHED_SIGNATURE_BYTES`] (the cache is emptied when full), and at most
+//! [`MAX_TOKENS`](super::mask::MAX_TOKENS) + 1 tokens per template of at most
+//! [`MAX_TOKEN_BYTES`](super::mask::MAX_TOKEN_BYTES) each.
 //! [`TemplateMiner::state`] is the compact serialisable state (templates, counts,
 //! aliases); the cache and indexes are rebuilt from it. Everything is deterministic for a
 //! given input order: no randomness, and hash maps are only looked up, never iterated.
@@ -32,7 +34,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::WILDCARD;
-use super::mask::{MAX_TOKENS, Tokens};
+use super::mask::{MAX_TOKEN_BYTES, MAX_TOKENS, Tokens};
+
+/// Longer signatures are not cached (they are placed anew each time), which bounds the
+/// cache's memory to [`StreamConfig::max_cached_signatures`] times this.
+pub const MAX_CACHED_SIGNATURE_BYTES: usize = 1024;
 
 /// A template's identifier, stable within one miner (and across a save and restore).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -261,7 +267,7 @@ impl TemplateMiner {
         if self.cache.len() >= self.config.max_cached_signatures {
             self.cache.clear();
         }
-        if self.config.max_cached_signatures > 0 {
+        if self.config.max_cached_signatures > 0 && signature.len() <= MAX_CACHED_SIGNATURE_BYTES {
             self.cache.insert(signature.into(), id);
         }
         self.evict_over_capacity(id);
@@ -358,6 +364,9 @@ impl TemplateMiner {
             }
             if tokens.len() > MAX_TOKENS + 1 {
                 return Err(bad("too many tokens"));
+            }
+            if tokens.iter().any(|t| t.len() > 3 * MAX_TOKEN_BYTES) {
+                return Err(bad("a token longer than masking leaves one"));
             }
             let template = Template::new(tokens, saved.count, saved.last_seen);
             if miner.templates.insert(id, template).is_some() {
