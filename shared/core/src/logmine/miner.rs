@@ -101,6 +101,9 @@ struct Template {
     keys: Vec<u64>,
     /// A hash of all the tokens.
     full: u64,
+    /// How some wildcard positions are shown: what the values they covered share
+    /// (`rhost=<*>`, `(<*>)`), by position. Display only: matching reads `tokens`.
+    shown: Vec<(usize, Box<str>)>,
 }
 
 impl Template {
@@ -114,7 +117,37 @@ impl Template {
             shape,
             keys,
             full,
+            shown: Vec::new(),
         }
+    }
+
+    /// How position `q` is shown.
+    fn shown(&self, q: usize) -> &str {
+        self.shown
+            .iter()
+            .find(|(p, _)| *p == q)
+            .map_or(&*self.tokens[q], |(_, s)| s)
+    }
+
+    /// Shows wildcard position `q` as `display` (a plain wildcard drops the override).
+    fn show(&mut self, q: usize, display: Box<str>) {
+        self.shown.retain(|(p, _)| *p != q);
+        if &*display != WILDCARD && &*self.tokens[q] == WILDCARD {
+            self.shown.push((q, display));
+            self.shown.sort_unstable_by_key(|(p, _)| *p);
+        }
+    }
+
+    /// The template as shown: tokens joined by single spaces.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for q in 0..self.tokens.len() {
+            if q > 0 {
+                out.push(' ');
+            }
+            out.push_str(self.shown(q));
+        }
+        out
     }
 
     /// Recomputes the derived fields after the tokens changed.
@@ -140,8 +173,11 @@ impl Template {
 pub struct SavedTemplate {
     /// Its id.
     pub id: TemplateId,
-    /// Its text (tokens joined by single spaces).
+    /// Its text as matched (tokens joined by single spaces).
     pub template: String,
+    /// Its text as shown, when some wildcards show what their values share (`rhost=<*>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<String>,
     /// Lines it matched.
     pub count: u64,
     /// The tick (line number within the miner's life) it last matched.
@@ -291,14 +327,14 @@ impl TemplateMiner {
     pub fn template(&self, id: TemplateId) -> Option<String> {
         self.templates
             .get(&self.resolve_raw(id.0))
-            .map(|t| join(&t.tokens))
+            .map(Template::text)
     }
 
     /// The live templates, by id: (id, template text, lines matched).
     pub fn templates(&self) -> impl Iterator<Item = (TemplateId, String, u64)> + '_ {
         self.sorted_ids().into_iter().map(|id| {
             let t = &self.templates[&id];
-            (TemplateId(id), join(&t.tokens), t.count)
+            (TemplateId(id), t.text(), t.count)
         })
     }
 
@@ -333,6 +369,7 @@ impl TemplateMiner {
                     SavedTemplate {
                         id: TemplateId(id),
                         template: join(&t.tokens),
+                        shown: (!t.shown.is_empty()).then(|| t.text()),
                         count: t.count,
                         last_seen: t.last_seen,
                     }
@@ -368,7 +405,21 @@ impl TemplateMiner {
             if tokens.iter().any(|t| t.len() > 3 * MAX_TOKEN_BYTES) {
                 return Err(bad("a token longer than masking leaves one"));
             }
-            let template = Template::new(tokens, saved.count, saved.last_seen);
+            let mut template = Template::new(tokens, saved.count, saved.last_seen);
+            if let Some(shown) = &saved.shown {
+                let shown: Vec<&str> = shown.split(' ').collect();
+                if shown.len() != template.tokens.len() {
+                    return Err(bad("shown text with another token count"));
+                }
+                for (q, display) in shown.into_iter().enumerate() {
+                    if display != &*template.tokens[q] {
+                        if &*template.tokens[q] != WILDCARD || !display.contains(WILDCARD) {
+                            return Err(bad("shown text differs where there is no wildcard"));
+                        }
+                        template.show(q, display.into());
+                    }
+                }
+            }
             if miner.templates.insert(id, template).is_some() {
                 return Err(bad("repeated id"));
             }
@@ -426,6 +477,13 @@ impl TemplateMiner {
                 let t = self.templates.get_mut(&id).expect("bucket ids are live");
                 t.count = t.count.saturating_add(weight);
                 t.last_seen = tick;
+                // Wildcard positions are shown as what their values share.
+                for (q, token) in tokens.iter().enumerate() {
+                    if &*t.tokens[q] == WILDCARD && t.shown(q) != *token {
+                        let display = cover(t.shown(q), token);
+                        t.show(q, display);
+                    }
+                }
                 let changed = t
                     .tokens
                     .iter()
@@ -434,9 +492,11 @@ impl TemplateMiner {
                 if changed {
                     self.unregister_variants(id);
                     let t = self.templates.get_mut(&id).expect("live");
-                    for (slot, token) in t.tokens.iter_mut().zip(tokens) {
-                        if &**slot != *token && &**slot != WILDCARD {
-                            *slot = WILDCARD.into();
+                    for (q, token) in tokens.iter().enumerate() {
+                        if &*t.tokens[q] != *token && &*t.tokens[q] != WILDCARD {
+                            let display = cover(&t.tokens[q], token);
+                            t.tokens[q] = WILDCARD.into();
+                            t.show(q, display);
                         }
                     }
                     t.retokenized();
@@ -457,6 +517,36 @@ impl TemplateMiner {
                     .push(Entry::of(id, &template));
                 self.templates.insert(id, template);
                 self.settle(id)
+            }
+        }
+    }
+
+    /// Before `others` merge into `keep`: each position of `keep` that is or becomes a
+    /// wildcard (`generalised`) is shown as what all of them share there.
+    fn cover_shown(&mut self, keep: u64, others: &[u64], generalised: Option<usize>) {
+        let n = self.templates[&keep].tokens.len();
+        for q in 0..n {
+            let k = &self.templates[&keep];
+            if &*k.tokens[q] != WILDCARD && Some(q) != generalised {
+                continue;
+            }
+            let mut display: Box<str> = k.shown(q).into();
+            for other in others {
+                if let Some(o) = self.templates.get(other)
+                    && o.tokens.len() == n
+                    && o.shown(q) != &*display
+                {
+                    display = cover(&display, o.shown(q));
+                }
+            }
+            let k = self.templates.get_mut(&keep).expect("live");
+            if &*k.tokens[q] == WILDCARD {
+                k.show(q, display);
+            } else {
+                // Shown once the position is generalised (the caller does it next).
+                k.shown.retain(|(p, _)| *p != q);
+                k.shown.push((q, display));
+                k.shown.sort_unstable_by_key(|(p, _)| *p);
             }
         }
     }
@@ -489,6 +579,7 @@ impl TemplateMiner {
                 // `other` is registered, `id` is not yet: after this neither is.
                 self.unregister_variants(other);
                 let (keep, gone) = (id.min(other), id.max(other));
+                self.cover_shown(keep, &[gone], None);
                 self.absorb(keep, gone);
                 id = keep;
                 continue;
@@ -500,13 +591,16 @@ impl TemplateMiner {
                     for &m in &members {
                         self.unregister_variants(m);
                     }
+                    self.cover_shown(keep, &members[1..], Some(position));
                     for &gone in &members[1..] {
                         self.absorb(keep, gone);
                     }
-                    self.templates
-                        .get_mut(&keep)
-                        .expect("live")
-                        .generalise(position);
+                    let display = self.templates[&keep].shown.clone();
+                    let t = self.templates.get_mut(&keep).expect("live");
+                    let at_position = t.shown(position).to_owned();
+                    t.generalise(position);
+                    t.shown = display;
+                    t.show(position, at_position.into());
                     self.refresh_entry(keep);
                     id = keep;
                 }
@@ -832,6 +926,52 @@ fn different_keys(a: &str, b: &str) -> bool {
     matches!((key(a), key(b)), (Some(x), Some(y)) if x != y)
 }
 
+/// How a wildcard that covers `a` and `b` is shown: their common prefix up to its last
+/// punctuation, `<*>`, and their common suffix from its first punctuation (`rhost=<*>`,
+/// `(<*>)`, `[<*>]`); a plain wildcard when they share no such part.
+fn cover(a: &str, b: &str) -> Box<str> {
+    if a == b {
+        return a.into();
+    }
+    let is_cut = |c: char| c.is_ascii() && !c.is_ascii_alphanumeric();
+    // The common prefix, up to and including its last punctuation.
+    let mut prefix = 0;
+    for ((i, x), y) in a.char_indices().zip(b.chars()) {
+        if x != y {
+            break;
+        }
+        if is_cut(x) {
+            prefix = i + x.len_utf8();
+        }
+    }
+    // The common suffix (not overlapping the prefix), from its first punctuation.
+    let room = a.len().min(b.len()) - prefix;
+    let mut suffix = 0;
+    for ((i, x), y) in a.char_indices().rev().zip(b.chars().rev()) {
+        if x != y || a.len() - i > room {
+            break;
+        }
+        if is_cut(x) {
+            suffix = a.len() - i;
+        }
+    }
+    // Never into a wildcard's own text: what is shared must be constant.
+    let mut head = &a[..prefix];
+    if let Some(i) = head.find('<') {
+        head = &head[..i];
+    }
+    let head = head.rfind(is_cut).map_or("", |i| &head[..=i]);
+    let mut tail = &a[a.len() - suffix..];
+    if let Some(i) = tail.rfind('>') {
+        tail = &tail[i + 1..];
+    }
+    let tail = tail.find(is_cut).map_or("", |i| &tail[i..]);
+    if head.is_empty() && tail.is_empty() {
+        return WILDCARD.into();
+    }
+    format!("{head}{WILDCARD}{tail}").into()
+}
+
 fn join(tokens: &[Box<str>]) -> String {
     let mut out = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
     for (i, t) in tokens.iter().enumerate() {
@@ -902,6 +1042,50 @@ mod tests {
         // A later line of a merged signature gets the surviving id.
         assert_eq!(users(&mut miner, &["bob"])[0], ids[0]);
         assert_eq!(miner.templates().next().map(|t| t.2), Some(5));
+    }
+
+    #[test]
+    fn a_wildcard_shows_what_its_values_share() {
+        let cases = [
+            ("rhost=<*>", "rhost=host.example.org", "rhost=<*>"),
+            ("rhost=<*>", "rhost=<*>.dsl.example.net", "rhost=<*>"),
+            ("()", "(host-a.example.org)", "(<*>)"),
+            ("[CPU0]", "[CPU1]", "[<*>]"),
+            ("user=guest", "user=root", "user=<*>"),
+            ("Paused", "Resumed", "<*>"),
+            ("<*>", "(x)", "<*>"),
+            ("x<*>", "x<y", "<*>"),
+            ("日本=1", "日本=2", "日本=<*>"),
+            ("a=日本", "a=本", "a=<*>"),
+            ("same", "same", "same"),
+        ];
+        for (a, b, shown) in cases {
+            assert_eq!(&*cover(a, b), shown, "{a} / {b}");
+        }
+        // Display only: the template matches as a plain wildcard, and says so in its state.
+        let mut miner = TemplateMiner::default();
+        let id = users(&mut miner, &["a=1"])[0];
+        for u in ["alpha.example", "beta.test", "gamma.org", "delta.net"] {
+            miner.observe(&format!("login from rhost={u} refused"));
+        }
+        let merged = miner
+            .observe("login from rhost=eps.io refused")
+            .expect("not blank");
+        assert_eq!(
+            miner.template(merged).as_deref(),
+            Some("login from rhost=<*> refused")
+        );
+        let state = miner.state();
+        let saved = state
+            .templates
+            .iter()
+            .find(|t| t.id == merged)
+            .expect("live");
+        assert_eq!(saved.template, "login from <*> refused");
+        assert_eq!(saved.shown.as_deref(), Some("login from rhost=<*> refused"));
+        let resumed = TemplateMiner::from_state(state.clone()).expect("restores");
+        assert_eq!(resumed.state(), state);
+        assert!(miner.template(id).is_some());
     }
 
     #[test]
