@@ -25,7 +25,8 @@
 //! - [`clock`]: the system clock and a fixed one.
 //! - [`emf`]: metrics as CloudWatch Embedded Metric Format lines.
 //! - [`stats`]: canary statistics (Mann–Whitney U, percentiles, mean, relative change).
-//! - [`logmine`]: error log lines grouped into templates; stratified log sampling.
+//! - [`logmine`]: log lines grouped into templates (a streaming miner with a serialisable
+//!   state, and its batch form); grouping accuracy; stratified log sampling.
 //! - [`error`]: port errors and the stable error type names.
 //! - [`text`]: untrusted text made safe to echo in errors and logs; operator text checks.
 

@@ -175,6 +175,33 @@ pub enum Command {
         #[arg(long, hide = true)]
         time_scale: Option<String>,
     },
+    /// Work on log lines (docs/logmine.md).
+    Logs {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+}
+
+/// The `logs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Group log lines into templates: one JSON object per input record on stdout,
+    /// {"line": n, "template_id": id, "template": "…"} with each record's final template;
+    /// a summary (templates, counts, lines/s) on stderr.
+    Mine {
+        /// The log file, or `-` for stdin.
+        input: PathBuf,
+        /// How the input is laid out.
+        #[arg(long, value_enum, default_value_t = crate::logs::Format::Lines)]
+        format: crate::logs::Format,
+        /// The message column (csv).
+        #[arg(long, default_value = "Content")]
+        column: String,
+        /// The message field, a dotted path (jsonl).
+        #[arg(long, default_value = "message")]
+        field: String,
+    },
 }
 
 /// The functions `invoke` can run.
@@ -272,6 +299,18 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Err(e) = refuse_removed_flags(&cli.command) {
         eprintln!("error[{}]: {}", e.error_type, e.message);
         return ExitCode::from(2);
+    }
+    if let Command::Logs {
+        command:
+            LogsCommand::Mine {
+                input,
+                format,
+                column,
+                field,
+            },
+    } = &cli.command
+    {
+        return crate::logs::run_mine(input, *format, column, field);
     }
     if let Command::Demo {
         scenarios, seeds, ..
@@ -392,9 +431,13 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
         }
-        Command::Demo { .. } | Command::Cycle { .. } | Command::Serve { .. } => Err(cli_error(
+        Command::Demo { .. }
+        | Command::Cycle { .. }
+        | Command::Serve { .. }
+        | Command::Logs { .. } => Err(cli_error(
             "InvalidInput",
-            "demo, cycle and serve print progress, not JSON; run them through `selfbuild`",
+            "demo, cycle, serve and logs print progress or lines, not one JSON value; run \
+             them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await
@@ -667,5 +710,48 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["selfbuild", "demo"]).expect("parses");
         assert!(refuse_removed_flags(&cli.command).is_ok());
+    }
+
+    #[test]
+    fn logs_mine_takes_the_documented_flags() {
+        let cli = Cli::try_parse_from(["selfbuild", "logs", "mine", "-"]).expect("parses");
+        let Command::Logs {
+            command:
+                LogsCommand::Mine {
+                    input,
+                    format,
+                    column,
+                    field,
+                },
+        } = cli.command
+        else {
+            panic!("not logs mine");
+        };
+        assert_eq!(input, PathBuf::from("-"));
+        assert_eq!(format, crate::logs::Format::Lines);
+        assert_eq!((column.as_str(), field.as_str()), ("Content", "message"));
+        let cli = Cli::try_parse_from([
+            "selfbuild",
+            "logs",
+            "mine",
+            "x.csv",
+            "--format",
+            "csv",
+            "--column",
+            "Msg",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Logs {
+                command: LogsCommand::Mine {
+                    format: crate::logs::Format::Csv,
+                    ..
+                }
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["selfbuild", "logs", "mine", "x", "--format", "xml"]).is_err()
+        );
     }
 }

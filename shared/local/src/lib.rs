@@ -10,7 +10,9 @@
 //!   functions, on event-driven virtual time; approvals by a scenario, nobody or a person.
 //! - [`demo`]: `selfbuild demo`: every scenario as a cycle, with a summary table.
 //! - [`serve`]: `selfbuild serve`: the MCP endpoint on TCP over the embedded adapters.
-//! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`, …).
+//! - [`logs`]: `selfbuild logs mine`: log records grouped into templates by the core miner.
+//! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`,
+//!   `logs mine`, …).
 
 pub mod alarms;
 pub mod asl;
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod cycle;
 pub mod demo;
 pub mod fleet;
+pub mod logs;
 pub mod orchestrator;
 pub mod planner;
 pub mod serve;
