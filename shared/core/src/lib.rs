@@ -12,6 +12,7 @@
 //! - [`analyze`]: telemetry → ranked opportunities (R5, R6).
 //! - [`generate`]: the Llm port and proposals (R7).
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
+//! - [`code_policy`]: the R8 policy for code patches: blocking rules, scope, decision.
 //! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
 //! - [`audit`]: audit events and notifications (R13).
 //! - [`apikeys`]: MCP API keys: digests, tenant and scopes, constant-time checks (R17).
@@ -36,6 +37,7 @@ pub mod audit;
 pub mod canary;
 pub mod change;
 pub mod clock;
+pub mod code_policy;
 pub mod component;
 pub mod config;
 pub mod cycle;
