@@ -160,6 +160,28 @@ pub enum Command {
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
         max_connections: usize,
     },
+    /// Validate one file's code patch (docs/validation.md) and print
+    /// `{"decision", "risk", "findings"}`; exit 0 allow, 2 needs_approval or block, 1 error.
+    ValidatePatch {
+        /// The file's repository path (decides protected paths and the handler's file).
+        #[arg(long)]
+        path: String,
+        /// The file as it is now; `/dev/null` for a new file.
+        #[arg(long)]
+        base: PathBuf,
+        /// The unified diff (`--- a/<path>` / `+++ b/<path>`).
+        #[arg(long)]
+        diff: PathBuf,
+        /// The language [default: from the path's extension].
+        #[arg(long)]
+        language: Option<PatchLanguage>,
+        /// The tenant the patch is scoped to.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The target's configured handler (`orders.handler`, `bootstrap`).
+        #[arg(long)]
+        handler: Option<String>,
+    },
     /// Run every scenario as a full improvement cycle offline, on event-driven virtual time,
     /// and print a summary table.
     Demo {
@@ -174,6 +196,38 @@ pub enum Command {
         #[arg(long, hide = true)]
         time_scale: Option<String>,
     },
+}
+
+/// The languages `validate-patch --language` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PatchLanguage {
+    /// Python 3.
+    Python,
+    /// JavaScript (with JSX).
+    Javascript,
+    /// TypeScript (with TSX for `.tsx` paths).
+    Typescript,
+    /// Rust.
+    Rust,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+impl PatchLanguage {
+    fn language(self, path: &str) -> selfbuild_validate::Language {
+        use selfbuild_validate::Language;
+        match self {
+            Self::Python => Language::Python,
+            Self::Javascript => Language::JavaScript,
+            Self::Typescript if Language::from_path(path) == Language::Tsx => Language::Tsx,
+            Self::Typescript => Language::TypeScript,
+            Self::Rust => Language::Rust,
+            Self::Json => Language::Json,
+            Self::Yaml => Language::Yaml,
+        }
+    }
 }
 
 /// The functions `invoke` can run.
@@ -271,6 +325,38 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Err(e) = refuse_removed_flags(&cli.command) {
         eprintln!("error[{}]: {}", e.error_type, e.message);
         return ExitCode::from(2);
+    }
+    if let Command::ValidatePatch {
+        path,
+        base,
+        diff,
+        language,
+        tenant,
+        handler,
+    } = &cli.command
+    {
+        let args = PatchArgs {
+            path,
+            base,
+            diff,
+            language: *language,
+            tenant: tenant.as_deref(),
+            handler: handler.as_deref(),
+        };
+        return match validate_patch(&args) {
+            Ok((decision, json)) => {
+                say!("{json}");
+                if decision == selfbuild_validate::CodeDecision::Allow {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => {
+                eprintln!("error[{}]: {}", e.error_type, e.message);
+                ExitCode::from(1)
+            }
+        };
     }
     if let Command::Demo {
         scenarios, seeds, ..
@@ -391,9 +477,12 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
         }
-        Command::Demo { .. } | Command::Cycle { .. } | Command::Serve { .. } => Err(cli_error(
+        Command::Demo { .. }
+        | Command::Cycle { .. }
+        | Command::Serve { .. }
+        | Command::ValidatePatch { .. } => Err(cli_error(
             "InvalidInput",
-            "demo, cycle and serve print progress, not JSON; run them through `selfbuild`",
+            "demo, cycle, serve and validate-patch print their own output and exit codes; run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await
@@ -524,6 +613,72 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `validate-patch`'s arguments.
+struct PatchArgs<'a> {
+    path: &'a str,
+    base: &'a Path,
+    diff: &'a Path,
+    language: Option<PatchLanguage>,
+    tenant: Option<&'a str>,
+    handler: Option<&'a str>,
+}
+
+/// Reads a file for `validate-patch`, no more than the pipeline accepts.
+fn read_patch_file(flag: &str, path: &Path, limit: usize) -> Result<String, CliError> {
+    let name = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| cli_error("InvalidInput", format!("{flag} {name}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cli_error("InvalidInput", format!("{flag} {name}: {e}")))?;
+    if bytes.len() > limit {
+        return Err(cli_error(
+            "InvalidInput",
+            format!("{flag} {name}: more than the {limit} bytes the pipeline reads"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| cli_error("InvalidInput", format!("{flag} {name} is not UTF-8: {e}")))
+}
+
+/// Validates one file's patch: the decision and the JSON to print. The decision is the
+/// patch's own under the R8 policy with autonomy on (SAFE/LOW allow; MEDIUM per
+/// `MEDIUM_RISK_APPROVALS`); settings from `PROTECTED_PATHS`, `EGRESS_ALLOWED_HOSTS`,
+/// `IMPORT_ALLOWED`, `KNOWN_TENANTS`.
+fn validate_patch(
+    args: &PatchArgs<'_>,
+) -> Result<(selfbuild_validate::CodeDecision, Value), CliError> {
+    use selfbuild_validate::{CodePolicy, FileInput, MAX_FILE_BYTES, PatchContext, Settings};
+    let settings = Settings::from_env()?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let env = selfbuild_core::config::Env::new(&lookup);
+    let policy = CodePolicy {
+        autonomous: true,
+        medium_risk_approvals: env.number("MEDIUM_RISK_APPROVALS", 1, 0, 1)?,
+    };
+    let base = if args.base == Path::new("/dev/null") {
+        None
+    } else {
+        Some(read_patch_file("--base", args.base, MAX_FILE_BYTES)?)
+    };
+    let diff = read_patch_file("--diff", args.diff, 2 * MAX_FILE_BYTES)?;
+    let input = FileInput {
+        path: args.path,
+        language: args.language.map(|l| l.language(args.path)),
+        base: base.as_deref(),
+        diff: &diff,
+    };
+    let context = PatchContext {
+        handler: args.handler,
+        tenant: args.tenant,
+    };
+    let report = selfbuild_validate::validate_patch(&[input], &context, &settings)
+        .map_err(|e| cli_error("InvalidInput", e.to_string()))?;
+    let verdict = report.verdict(&policy);
+    Ok((verdict.decision, report.to_json(&verdict)))
 }
 
 async fn decide_cli(

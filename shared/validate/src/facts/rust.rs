@@ -1,0 +1,651 @@
+//! Rust facts from tree-sitter-rust's tree.
+
+use tree_sitter::Node;
+
+use super::{Call, Facts, Function, Import, Literal, Named, Param, Scope, Val, bounded, max_depth};
+use crate::source::{Source, children, named_children};
+
+#[derive(Clone, Copy, Default)]
+struct Ctx {
+    function: Option<usize>,
+    in_loop: bool,
+    in_fn: bool,
+}
+
+struct Extractor<'s, 't> {
+    src: &'s Source<'t>,
+    scope: Scope,
+    facts: Facts,
+    deps: Vec<usize>,
+}
+
+pub(super) fn extract(src: &Source<'_>) -> Facts {
+    let mut x = Extractor {
+        src,
+        scope: Scope::default(),
+        facts: Facts::default(),
+        deps: Vec::new(),
+    };
+    let Some(root) = src.root() else {
+        return x.facts;
+    };
+    let mut stack = vec![(root, Ctx::default())];
+    while let Some((node, ctx)) = stack.pop() {
+        let inner = x.visit(node, ctx);
+        for child in children(node).into_iter().rev() {
+            stack.push((child, inner));
+        }
+    }
+    x.facts
+}
+
+/// Crates every file has: not imports of a dependency.
+const BUILT_IN_ROOTS: [&str; 6] = ["std", "core", "alloc", "crate", "self", "super"];
+
+impl Extractor<'_, '_> {
+    fn text(&self, node: Node<'_>) -> String {
+        self.src.text_of(node).to_owned()
+    }
+
+    fn visit(&mut self, node: Node<'_>, ctx: Ctx) -> Ctx {
+        let mut inner = ctx;
+        match node.kind() {
+            "use_declaration" => {
+                let public = named_children(node)
+                    .iter()
+                    .any(|c| c.kind() == "visibility_modifier");
+                if let Some(arg) = node.child_by_field_name("argument") {
+                    self.use_tree(arg, "", public, 0);
+                }
+            }
+            "extern_crate_declaration" => {
+                if let Some(name) = node.child_by_field_name("name") {
+                    let n = self.text(name);
+                    self.scope.alias(&n, &n);
+                    self.facts.imports.push(Import {
+                        module: n,
+                        loc: self.src.loc(name),
+                    });
+                }
+            }
+            "function_item" => {
+                inner.function = Some(self.function(node, ctx));
+                inner.in_loop = false;
+                inner.in_fn = true;
+                if children(node).iter().any(|c| {
+                    c.kind() == "function_modifiers" && self.src.text_of(*c).contains("unsafe")
+                }) {
+                    self.facts.unsafe_blocks.push(self.src.loc(node));
+                }
+            }
+            "unsafe_block" => self.facts.unsafe_blocks.push(self.src.loc(node)),
+            "impl_item" | "trait_item" | "foreign_mod_item" => {
+                if children(node).iter().any(|c| c.kind() == "unsafe") {
+                    self.facts.unsafe_blocks.push(self.src.loc(node));
+                }
+            }
+            "for_expression" | "while_expression" | "loop_expression" => inner.in_loop = true,
+            "let_declaration" => self.let_declaration(node),
+            "assignment_expression" => {
+                if let (Some(l), Some(r)) = (
+                    node.child_by_field_name("left"),
+                    node.child_by_field_name("right"),
+                ) {
+                    self.deps.clear();
+                    let value = self.val(r, 0);
+                    let name = self.text(l);
+                    if l.kind() == "identifier" {
+                        self.scope
+                            .bind(&name, value.clone(), node.start_position().row);
+                    }
+                    self.named(name, value, node, false);
+                }
+            }
+            "compound_assignment_expr" => {
+                if let (Some(l), Some(r)) = (
+                    node.child_by_field_name("left"),
+                    node.child_by_field_name("right"),
+                ) && l.kind() == "identifier"
+                {
+                    let name = self.text(l);
+                    let before = self
+                        .scope
+                        .value(&name)
+                        .map_or(Val::Unknown, |(v, _)| v.clone());
+                    let right = self.val(r, 0);
+                    self.scope
+                        .bind(&name, Val::concat(before, right), node.start_position().row);
+                }
+            }
+            "field_initializer" => {
+                if let (Some(f), Some(v)) = (
+                    node.child_by_field_name("field"),
+                    node.child_by_field_name("value"),
+                ) {
+                    let value = self.val(v, 0);
+                    let name = self.text(f);
+                    self.named(name, value, node, false);
+                }
+            }
+            "binary_expression" => {
+                let op = node
+                    .child_by_field_name("operator")
+                    .map(|o| self.text(o))
+                    .unwrap_or_default();
+                if matches!(op.as_str(), "==" | "!=")
+                    && let (Some(l), Some(r)) = (
+                        node.child_by_field_name("left"),
+                        node.child_by_field_name("right"),
+                    )
+                {
+                    for (name_side, value_side) in [(l, r), (r, l)] {
+                        if matches!(name_side.kind(), "identifier" | "field_expression") {
+                            let value = self.val(value_side, 0);
+                            if value.as_str().is_some() {
+                                let name = self.text(name_side);
+                                self.named(name, value, node, true);
+                            }
+                        }
+                    }
+                }
+            }
+            "call_expression" => {
+                self.call(node, ctx);
+                if let Some(f) = node.child_by_field_name("function")
+                    && f.kind() == "field_expression"
+                    && f.child_by_field_name("field").is_some_and(|m| {
+                        matches!(self.src.text_of(m), "for_each" | "map" | "try_for_each")
+                    })
+                {
+                    inner.in_loop = true;
+                }
+            }
+            "string_literal" | "raw_string_literal" => {
+                let text = self
+                    .val(node, max_depth() - 1)
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                self.facts.literals.push(Literal {
+                    text,
+                    loc: self.src.loc(node),
+                });
+            }
+            _ => {}
+        }
+        inner
+    }
+
+    fn named(&mut self, name: String, value: Val, node: Node<'_>, compared: bool) {
+        self.facts.named.push(Named {
+            name,
+            value,
+            loc: self.src.loc(node),
+            compared,
+        });
+    }
+
+    fn path(&self, node: Node<'_>) -> String {
+        let text = self.text(node);
+        let mut segments: Vec<&str> = text.split("::").map(str::trim).collect();
+        if segments.first() == Some(&"") {
+            segments.remove(0);
+        }
+        let first = segments.first().copied().unwrap_or("");
+        let resolved = self.scope.resolve(first);
+        let rest = segments.get(1..).unwrap_or(&[]).join(".");
+        if rest.is_empty() {
+            resolved
+        } else {
+            format!("{resolved}.{rest}")
+        }
+    }
+
+    fn use_tree(&mut self, node: Node<'_>, prefix: &str, public: bool, depth: usize) {
+        if depth > 16 {
+            return;
+        }
+        let join = |p: &str, s: &str| {
+            if p.is_empty() {
+                s.to_owned()
+            } else {
+                format!("{p}.{s}")
+            }
+        };
+        match node.kind() {
+            "identifier" | "scoped_identifier" | "crate" | "self" | "super" => {
+                let path = join(prefix, &self.text(node).replace("::", "."));
+                let path = path.trim_start_matches('.').to_owned();
+                let last = path.rsplit('.').next().unwrap_or(&path).to_owned();
+                let name = if last == "self" {
+                    path.rsplit('.').nth(1).unwrap_or("").to_owned()
+                } else {
+                    last
+                };
+                let full = path.trim_end_matches(".self").to_owned();
+                self.scope.alias(&name, &full);
+                self.import_root(&full, node);
+                if public {
+                    self.facts.exported_names.push((name, self.src.loc(node)));
+                }
+            }
+            "use_as_clause" => {
+                if let (Some(p), Some(a)) = (
+                    node.child_by_field_name("path"),
+                    node.child_by_field_name("alias"),
+                ) {
+                    let full = join(prefix, &self.text(p).replace("::", "."));
+                    let alias = self.text(a);
+                    self.scope.alias(&alias, &full);
+                    self.import_root(&full, node);
+                    if public {
+                        self.facts.exported_names.push((alias, self.src.loc(node)));
+                    }
+                }
+            }
+            "scoped_use_list" => {
+                let p = node
+                    .child_by_field_name("path")
+                    .map(|p| join(prefix, &self.text(p).replace("::", ".")))
+                    .unwrap_or_else(|| prefix.to_owned());
+                if let Some(list) = node.child_by_field_name("list") {
+                    for item in named_children(list) {
+                        self.use_tree(item, &p, public, depth + 1);
+                    }
+                }
+            }
+            "use_list" => {
+                for item in named_children(node) {
+                    self.use_tree(item, prefix, public, depth + 1);
+                }
+            }
+            "use_wildcard" => {
+                let p = join(prefix, &self.text(node).replace("::", "."));
+                self.import_root(&p, node);
+            }
+            _ => {}
+        }
+    }
+
+    fn import_root(&mut self, path: &str, node: Node<'_>) {
+        let root = path
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("::");
+        if root.is_empty() || BUILT_IN_ROOTS.contains(&root) {
+            return;
+        }
+        if self
+            .facts
+            .imports
+            .iter()
+            .any(|i| i.module == root && i.loc.row == node.start_position().row)
+        {
+            return;
+        }
+        self.facts.imports.push(Import {
+            module: root.to_owned(),
+            loc: self.src.loc(node),
+        });
+    }
+
+    fn function(&mut self, node: Node<'_>, ctx: Ctx) -> usize {
+        let name_node = node.child_by_field_name("name").unwrap_or(node);
+        let mut name = self.text(name_node);
+        let public = named_children(node)
+            .iter()
+            .any(|c| c.kind() == "visibility_modifier" && self.src.text_of(*c).starts_with("pub"));
+        let mut impl_type = None;
+        let mut trait_impl = false;
+        let mut p = node.parent();
+        for _ in 0..3 {
+            let Some(n) = p else { break };
+            if n.kind() == "impl_item" {
+                impl_type = n.child_by_field_name("type").map(|t| self.text(t));
+                trait_impl = n.child_by_field_name("trait").is_some();
+                break;
+            }
+            p = n.parent();
+        }
+        if let Some(t) = &impl_type {
+            let t = t.split('<').next().unwrap_or(t).trim();
+            name = format!("{t}.{name}");
+        }
+        let mut params = Vec::new();
+        if let Some(list) = node.child_by_field_name("parameters") {
+            for p in named_children(list) {
+                let variadic = p.kind() == "variadic_parameter";
+                if matches!(
+                    p.kind(),
+                    "parameter" | "self_parameter" | "variadic_parameter"
+                ) {
+                    params.push(Param {
+                        name: self.text(p),
+                        optional: false,
+                        variadic,
+                        keyword_only: false,
+                    });
+                }
+            }
+        }
+        self.facts.functions.push(Function {
+            name,
+            exported: public && !trait_impl,
+            top_level: !ctx.in_fn,
+            params,
+            loc: self.src.loc(name_node),
+            rows: (node.start_position().row, node.end_position().row),
+        });
+        self.facts.functions.len() - 1
+    }
+
+    fn let_declaration(&mut self, node: Node<'_>) {
+        let (Some(pattern), Some(value)) = (
+            node.child_by_field_name("pattern"),
+            node.child_by_field_name("value"),
+        ) else {
+            return;
+        };
+        self.deps.clear();
+        let v = self.val(value, 0);
+        let name = self.text(pattern);
+        let name = name.trim_start_matches("mut ").trim().to_owned();
+        if pattern.kind() == "identifier" || pattern.kind() == "mut_pattern" {
+            self.scope.bind(&name, v.clone(), node.start_position().row);
+        }
+        self.named(name, v, node, false);
+    }
+
+    fn callee_and_receiver(&mut self, function: Node<'_>, d: usize) -> (String, Option<Val>) {
+        match function.kind() {
+            "field_expression" => {
+                let (Some(value), Some(field)) = (
+                    function.child_by_field_name("value"),
+                    function.child_by_field_name("field"),
+                ) else {
+                    return ("?".to_owned(), None);
+                };
+                let field = self.text(field);
+                let recv = self.val(value, d);
+                let callee = match &recv {
+                    Val::Ref(p) => format!("{p}.{field}"),
+                    Val::Call { callee, .. } => format!("{callee}().{field}"),
+                    Val::Str(_) | Val::Built(..) => format!("str.{field}"),
+                    _ => format!("?.{field}"),
+                };
+                (callee, Some(recv))
+            }
+            "generic_function" => match function.child_by_field_name("function") {
+                Some(f) => self.callee_and_receiver(f, d),
+                None => ("?".to_owned(), None),
+            },
+            "identifier" | "scoped_identifier" => (self.path(function), None),
+            _ => match self.val(function, d) {
+                Val::Ref(p) => (p, None),
+                _ => ("?".to_owned(), None),
+            },
+        }
+    }
+
+    fn args(&mut self, node: Node<'_>, d: usize) -> Vec<Val> {
+        node.child_by_field_name("arguments")
+            .map(named_children)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !a.kind().ends_with("comment") && a.kind() != "attribute_item")
+            .take(64)
+            .map(|a| self.val(a, d))
+            .collect()
+    }
+
+    fn call(&mut self, node: Node<'_>, ctx: Ctx) {
+        let Some(function) = node.child_by_field_name("function") else {
+            return;
+        };
+        self.deps.clear();
+        let (callee, receiver) = self.callee_and_receiver(function, 0);
+        let args = self.args(node, 0);
+        let method = callee
+            .rsplit('.')
+            .next()
+            .unwrap_or(&callee)
+            .trim_end_matches("()")
+            .to_owned();
+        let dep_rows = std::mem::take(&mut self.deps);
+        self.facts.calls.push(Call {
+            callee,
+            method,
+            receiver,
+            args,
+            kwargs: Vec::new(),
+            is_new: false,
+            loc: self.src.loc(node),
+            dep_rows,
+            function: ctx.function,
+            in_loop: ctx.in_loop,
+        });
+    }
+
+    fn string_val(&self, node: Node<'_>) -> Val {
+        let content: String = named_children(node)
+            .into_iter()
+            .filter(|c| matches!(c.kind(), "string_content" | "escape_sequence"))
+            .map(|c| self.text(c))
+            .collect();
+        Val::Str(content)
+    }
+
+    fn macro_val(&mut self, node: Node<'_>, d: usize) -> Val {
+        let name = node
+            .child_by_field_name("macro")
+            .map(|m| self.text(m))
+            .unwrap_or_default();
+        let name = name.rsplit("::").next().unwrap_or("").to_owned();
+        let Some(tokens) = named_children(node)
+            .into_iter()
+            .find(|c| c.kind() == "token_tree")
+        else {
+            return Val::Unknown;
+        };
+        let items = named_children(tokens);
+        match name.as_str() {
+            "format" | "format_args" | "concat" => {
+                let Some(template) = items
+                    .iter()
+                    .find(|c| matches!(c.kind(), "string_literal" | "raw_string_literal"))
+                else {
+                    return Val::Unknown;
+                };
+                let text = self.val(*template, d).as_str().unwrap_or("").to_owned();
+                let unescaped = text.replace("{{", "").replace("}}", "");
+                let mut parts: Vec<Val> = Vec::new();
+                if name != "concat" && unescaped.contains('{') {
+                    // Inline names ({id}) and the arguments after the template.
+                    for piece in unescaped.split('{').skip(1) {
+                        let inner = piece.split('}').next().unwrap_or("");
+                        let ident = inner.split(':').next().unwrap_or("").trim();
+                        if !ident.is_empty() && !ident.chars().all(|c| c.is_ascii_digit()) {
+                            parts.push(self.ident_val(ident));
+                        }
+                    }
+                    for item in items
+                        .iter()
+                        .filter(|c| c.start_byte() > template.end_byte())
+                    {
+                        match item.kind() {
+                            "identifier" => {
+                                let v = self.ident_val(&self.text(*item));
+                                parts.push(v);
+                            }
+                            "string_literal" | "integer_literal" | "float_literal" => {}
+                            _ => parts.push(Val::Unknown),
+                        }
+                    }
+                    if parts.is_empty() {
+                        parts.push(Val::Unknown);
+                    }
+                }
+                let parts: Vec<Val> = parts.into_iter().filter(|p| !p.is_constant()).collect();
+                if parts.is_empty() {
+                    Val::Str(text)
+                } else {
+                    Val::Built(vec![text], bounded(parts))
+                }
+            }
+            "vec" => Val::List(bounded(
+                items.iter().take(64).map(|c| self.val(*c, d)).collect(),
+            )),
+            _ => Val::Call {
+                callee: format!("{name}!"),
+                args: Vec::new(),
+            },
+        }
+    }
+
+    fn ident_val(&mut self, name: &str) -> Val {
+        if let Some((v, row)) = self.scope.value(name) {
+            let v = v.clone();
+            self.deps.push(*row);
+            v
+        } else {
+            Val::Ref(self.scope.resolve(name))
+        }
+    }
+
+    fn val(&mut self, node: Node<'_>, depth: usize) -> Val {
+        if depth > max_depth() {
+            return Val::Unknown;
+        }
+        let d = depth + 1;
+        match node.kind() {
+            "string_literal" | "raw_string_literal" => self.string_val(node),
+            "char_literal" => Val::Str(self.text(node).trim_matches('\'').to_owned()),
+            "integer_literal" | "float_literal" => Val::Num,
+            "boolean_literal" => Val::Bool(self.src.text_of(node) == "true"),
+            "identifier" => {
+                let name = self.text(node);
+                self.ident_val(&name)
+            }
+            "scoped_identifier" => Val::Ref(self.path(node)),
+            "self" => Val::Ref("self".to_owned()),
+            "field_expression" => {
+                let (Some(value), Some(field)) = (
+                    node.child_by_field_name("value"),
+                    node.child_by_field_name("field"),
+                ) else {
+                    return Val::Unknown;
+                };
+                let field = self.text(field);
+                match self.val(value, d) {
+                    Val::Ref(p) => Val::Ref(format!("{p}.{field}")),
+                    Val::Call { callee, .. } => Val::Ref(format!("{callee}().{field}")),
+                    _ => Val::Ref(format!("?.{field}")),
+                }
+            }
+            "call_expression" => {
+                let Some(function) = node.child_by_field_name("function") else {
+                    return Val::Unknown;
+                };
+                let (callee, receiver) = self.callee_and_receiver(function, d);
+                let mut args = self.args(node, d);
+                let method = callee.rsplit('.').next().unwrap_or("");
+                match (&receiver, method) {
+                    (
+                        Some(r @ (Val::Str(_) | Val::Built(..))),
+                        "to_string" | "to_owned" | "as_str" | "into" | "clone" | "trim"
+                        | "to_uppercase" | "to_lowercase" | "as_ref",
+                    ) => return r.clone(),
+                    // A builder chain keeps the arguments of every link (Command::new(p).arg(a)).
+                    (Some(Val::Call { args: before, .. }), _) => {
+                        let mut all = before.clone();
+                        all.extend(args);
+                        return Val::Call {
+                            callee,
+                            args: bounded(all),
+                        };
+                    }
+                    _ => {}
+                }
+                if matches!(callee.as_str(), "String.from" | "str.to_string") && args.len() == 1 {
+                    return args.remove(0);
+                }
+                Val::Call {
+                    callee,
+                    args: bounded(args),
+                }
+            }
+            "macro_invocation" => self.macro_val(node, d),
+            "reference_expression"
+            | "try_expression"
+            | "await_expression"
+            | "parenthesized_expression"
+            | "type_cast_expression"
+            | "unary_expression" => {
+                let inner = node.child_by_field_name("value").or_else(|| {
+                    named_children(node)
+                        .into_iter()
+                        .find(|c| !c.kind().ends_with("type"))
+                });
+                inner.map_or(Val::Unknown, |c| self.val(c, d))
+            }
+            "binary_expression" => {
+                let (Some(l), Some(r)) = (
+                    node.child_by_field_name("left"),
+                    node.child_by_field_name("right"),
+                ) else {
+                    return Val::Unknown;
+                };
+                let op = node
+                    .child_by_field_name("operator")
+                    .map(|o| self.text(o))
+                    .unwrap_or_default();
+                let left = self.val(l, d);
+                let right = self.val(r, d);
+                match op.as_str() {
+                    "+" if matches!(left, Val::Str(_) | Val::Built(..))
+                        || matches!(right, Val::Str(_) | Val::Built(..)) =>
+                    {
+                        Val::concat(left, right)
+                    }
+                    _ if left == Val::Num && right == Val::Num => Val::Num,
+                    _ => Val::Unknown,
+                }
+            }
+            "array_expression" | "tuple_expression" => Val::List(bounded(
+                named_children(node)
+                    .into_iter()
+                    .filter(|c| !c.kind().ends_with("comment"))
+                    .take(64)
+                    .map(|c| self.val(c, d))
+                    .collect(),
+            )),
+            "struct_expression" => {
+                let mut pairs = Vec::new();
+                if let Some(body) = node.child_by_field_name("body") {
+                    for f in named_children(body).into_iter().take(64) {
+                        match f.kind() {
+                            "field_initializer" => {
+                                if let (Some(n), Some(v)) = (
+                                    f.child_by_field_name("field"),
+                                    f.child_by_field_name("value"),
+                                ) {
+                                    let key = self.text(n);
+                                    pairs.push((key, self.val(v, d)));
+                                }
+                            }
+                            "shorthand_field_initializer" => {
+                                let key = self.text(f);
+                                let v = self.ident_val(&key);
+                                pairs.push((key, v));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Val::Map(pairs)
+            }
+            _ => Val::Unknown,
+        }
+    }
+}
