@@ -1,7 +1,7 @@
 //! Unified diffs: parsed and applied with `diffy`; which lines of the new file the patch
 //! adds, and where lines were removed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a diff cannot be read (an error, not a finding: there is nothing to judge).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +30,8 @@ pub struct Applied {
     pub removal_rows: BTreeSet<usize>,
     /// 0-based rows of the old file the patch removes.
     pub removed_old_rows: BTreeSet<usize>,
+    /// Each removed old row → the new row where it was.
+    pub removed_at: BTreeMap<usize, usize>,
 }
 
 /// The outcome of applying: the new text, or which hunk failed.
@@ -150,6 +152,7 @@ fn locate(base: &str, new_text: String) -> Applied {
     let mut added_rows = BTreeSet::new();
     let mut removal_rows = BTreeSet::new();
     let mut removed_old_rows = BTreeSet::new();
+    let mut removed_at = BTreeMap::new();
     let fresh = diffy::create_patch(base, &new_text);
     for hunk in fresh.hunks() {
         let mut old_row = hunk.old_range().start().saturating_sub(1);
@@ -174,6 +177,7 @@ fn locate(base: &str, new_text: String) -> Applied {
                 diffy::Line::Delete(_) => {
                     removed_old_rows.insert(old_row);
                     removal_rows.insert(new_row);
+                    removed_at.insert(old_row, new_row);
                     old_row += 1;
                 }
             }
@@ -184,6 +188,7 @@ fn locate(base: &str, new_text: String) -> Applied {
         added_rows,
         removal_rows,
         removed_old_rows,
+        removed_at,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::finding::{Finding, Rule};
 use crate::language::Language;
 use crate::rules::{self, Ctx, Out};
 use crate::settings::Settings;
-use crate::source::{Loc, Source};
+use crate::source::Source;
 
 /// The largest file (base or new) the pipeline reads.
 pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -206,6 +206,7 @@ pub fn validate_file(
                 added: &empty,
                 removal_rows: &empty,
                 removed_old_rows: &empty,
+                removed_at: &std::collections::BTreeMap::new(),
                 settings,
                 tenant: context.tenant,
                 handler: context.handler,
@@ -238,6 +239,7 @@ pub fn validate_file(
         added: &applied.added_rows,
         removal_rows: &applied.removal_rows,
         removed_old_rows: &applied.removed_old_rows,
+        removed_at: &applied.removed_at,
         settings,
         tenant: context.tenant,
         handler: context.handler,
@@ -268,13 +270,4 @@ pub fn validate_file(
         new_dependency: out.new_dependency,
         new_text: Some(applied.new_text),
     })
-}
-
-/// The location of a 0-based row's start.
-pub(crate) fn row_loc(row: usize) -> Loc {
-    Loc {
-        row,
-        col: 1,
-        end_row: row,
-    }
 }

@@ -531,6 +531,11 @@ impl Extractor<'_, '_> {
         }
         match self.val(function, d) {
             Val::Ref(p) => p,
+            // util.promisify(exec) calls what it wraps.
+            Val::Call { callee, args } if callee.ends_with("promisify") => match args.first() {
+                Some(Val::Ref(p)) => p.clone(),
+                _ => format!("{callee}()"),
+            },
             Val::Call { callee, .. } => format!("{callee}()"),
             _ => "?".to_owned(),
         }

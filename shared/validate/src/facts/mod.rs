@@ -175,12 +175,6 @@ impl Call {
         self.args.iter().chain(self.kwargs.iter().map(|(_, v)| v))
     }
 
-    /// The callee with a leading module alias resolved and without `()` marks, for matching
-    /// against names like `os.system`.
-    pub fn is(&self, names: &[&str]) -> bool {
-        names.iter().any(|n| self.callee == *n)
-    }
-
     /// Whether the callee ends with `.name` for one of `names` (or is one).
     pub fn method_in(&self, names: &[&str]) -> bool {
         names.contains(&self.method.as_str())

@@ -115,21 +115,20 @@ impl Extractor<'_, '_> {
                 }
             }
             "comparison_operator" => self.comparison(node),
-            "string" => {
+            "string"
                 if node
                     .parent()
-                    .is_some_and(|p| p.kind() != "concatenated_string")
-                {
-                    let text = match self.val(node, max_depth() - 1) {
-                        Val::Str(s) => s,
-                        Val::Built(f, _) => f.join("{}"),
-                        _ => String::new(),
-                    };
-                    self.facts.literals.push(Literal {
-                        text,
-                        loc: self.src.loc(node),
-                    });
-                }
+                    .is_some_and(|p| p.kind() != "concatenated_string") =>
+            {
+                let text = match self.val(node, max_depth() - 1) {
+                    Val::Str(s) => s,
+                    Val::Built(f, _) => f.join("{}"),
+                    _ => String::new(),
+                };
+                self.facts.literals.push(Literal {
+                    text,
+                    loc: self.src.loc(node),
+                });
             }
             "concatenated_string" => {
                 let text = self.val(node, 0).fragments().join("");

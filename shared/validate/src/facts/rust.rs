@@ -79,10 +79,10 @@ impl Extractor<'_, '_> {
                 }
             }
             "unsafe_block" => self.facts.unsafe_blocks.push(self.src.loc(node)),
-            "impl_item" | "trait_item" | "foreign_mod_item" => {
-                if children(node).iter().any(|c| c.kind() == "unsafe") {
-                    self.facts.unsafe_blocks.push(self.src.loc(node));
-                }
+            "impl_item" | "trait_item" | "foreign_mod_item"
+                if children(node).iter().any(|c| c.kind() == "unsafe") =>
+            {
+                self.facts.unsafe_blocks.push(self.src.loc(node));
             }
             "for_expression" | "while_expression" | "loop_expression" => inner.in_loop = true,
             "let_declaration" => self.let_declaration(node),
@@ -151,6 +151,12 @@ impl Extractor<'_, '_> {
             }
             "call_expression" => {
                 self.call(node, ctx);
+                if node
+                    .parent()
+                    .is_some_and(|p| p.kind() == "expression_statement")
+                {
+                    self.rebind_builder(node);
+                }
                 if let Some(f) = node.child_by_field_name("function")
                     && f.kind() == "field_expression"
                     && f.child_by_field_name("field").is_some_and(|m| {
@@ -425,6 +431,41 @@ impl Extractor<'_, '_> {
             function: ctx.function,
             in_loop: ctx.in_loop,
         });
+    }
+
+    /// `cmd.arg(x);` as a statement: the builder bound to `cmd` keeps the arguments.
+    fn rebind_builder(&mut self, node: Node<'_>) {
+        let mut root = node;
+        for _ in 0..64 {
+            let next = match root.kind() {
+                "call_expression" => root.child_by_field_name("function"),
+                "field_expression" => root.child_by_field_name("value"),
+                _ => None,
+            };
+            match next {
+                Some(n) => root = n,
+                None => break,
+            }
+        }
+        if root.kind() != "identifier" {
+            return;
+        }
+        let name = self.text(root);
+        let is_builder = matches!(
+            self.scope.value(&name),
+            Some((Val::Call { callee, .. }, _)) if callee.contains("Command.new")
+        );
+        if is_builder {
+            self.deps.clear();
+            let v = self.val(node, 0);
+            if let Val::Call { args, .. } = v
+                && let Some((Val::Call { callee, .. }, _)) = self.scope.value(&name)
+            {
+                let callee = callee.clone();
+                self.scope
+                    .bind(&name, Val::Call { callee, args }, node.start_position().row);
+            }
+        }
     }
 
     fn string_val(&self, node: Node<'_>) -> Val {

@@ -62,6 +62,8 @@ pub(crate) struct Ctx<'a, 't> {
     pub removal_rows: &'a BTreeSet<usize>,
     /// Rows of the old file the patch removes.
     pub removed_old_rows: &'a BTreeSet<usize>,
+    /// Each removed old row → the new row where it was.
+    pub removed_at: &'a std::collections::BTreeMap<usize, usize>,
     /// The settings.
     pub settings: &'a Settings,
     /// The tenant the patch is scoped to.
@@ -77,6 +79,25 @@ impl Ctx<'_, '_> {
             .range(loc.row..=loc.end_row.max(loc.row))
             .next()
             .is_some()
+    }
+
+    /// Where in the new file old rows `from..=to` went: the first removed row among them, else
+    /// the first changed row.
+    pub fn removal_loc(&self, from: usize, to: usize) -> Loc {
+        let row = self
+            .removed_at
+            .range(from..=to.max(from))
+            .next()
+            .map(|(_, &new)| new)
+            .or_else(|| self.added.first().copied())
+            .or_else(|| self.removal_rows.first().copied())
+            .unwrap_or(0);
+        let row = row.min(self.new.line_count().saturating_sub(1));
+        Loc {
+            row,
+            col: 1,
+            end_row: row,
+        }
     }
 
     /// Whether a call, or a binding its arguments were read through, is changed.
@@ -205,4 +226,38 @@ pub(crate) fn excerpt(text: &str, n: usize) -> String {
     } else {
         one_line
     }
+}
+
+/// A callee without Node's `node:` prefix (`node:child_process.exec` → `child_process.exec`).
+pub(crate) fn norm(callee: &str) -> &str {
+    callee.strip_prefix("node:").unwrap_or(callee)
+}
+
+/// Shells that run their `-c` argument as a command line.
+pub(crate) const SHELLS: [&str; 12] = [
+    "sh",
+    "bash",
+    "zsh",
+    "dash",
+    "ksh",
+    "/bin/sh",
+    "/bin/bash",
+    "/usr/bin/bash",
+    "/usr/bin/sh",
+    "cmd",
+    "cmd.exe",
+    "powershell",
+];
+
+/// Whether an argument list runs a shell on a command line with a dynamic part.
+pub(crate) fn shell_c_with_data(items: &[crate::facts::Val]) -> Option<bool> {
+    let program = items.first()?.as_str()?;
+    let program = program.rsplit('/').next().unwrap_or(program);
+    if !SHELLS.iter().any(|s| s.rsplit('/').next() == Some(program)) {
+        return None;
+    }
+    let c = items
+        .iter()
+        .position(|v| matches!(v.as_str(), Some("-c" | "/c" | "/C" | "-Command")))?;
+    Some(items[c + 1..].iter().any(|v| !v.is_constant()))
 }

@@ -168,69 +168,43 @@ fn tree_checks(src: &Source<'_>, root: Node<'_>, out: &mut Vec<SyntaxError>) {
             return;
         }
         let loc = src.loc(node);
-        match node.kind() {
-            "print_statement" => out.push(err(
-                loc.row,
-                loc.col,
-                "SyntaxError: Python 2 print statement; call print(...)",
-            )),
-            "exec_statement" => out.push(err(
-                loc.row,
-                loc.col,
-                "SyntaxError: Python 2 exec statement",
-            )),
-            "return_statement" | "yield" => {
-                if enclosing(
-                    node,
-                    &["class_definition", "module"],
-                    &["function_definition", "lambda"],
-                )
-                .is_none()
-                {
-                    out.push(err(
-                        loc.row,
-                        loc.col,
-                        format!(
-                            "SyntaxError: '{}' outside function",
-                            if node.kind() == "yield" {
-                                "yield"
-                            } else {
-                                "return"
-                            }
-                        ),
-                    ));
-                }
+        let outside = |stop: &[&str], find: &[&str]| enclosing(node, stop, find).is_none();
+        let message: Option<String> = match node.kind() {
+            "print_statement" => {
+                Some("SyntaxError: Python 2 print statement; call print(...)".into())
             }
-            "break_statement" | "continue_statement" => {
-                if enclosing(
-                    node,
-                    &[
-                        "function_definition",
-                        "class_definition",
-                        "module",
-                        "lambda",
-                    ],
-                    &["for_statement", "while_statement"],
-                )
-                .is_none()
-                {
-                    out.push(err(
-                        loc.row,
-                        loc.col,
-                        format!(
-                            "SyntaxError: '{}' outside loop",
-                            if node.kind() == "break_statement" {
-                                "break"
-                            } else {
-                                "continue"
-                            }
-                        ),
-                    ));
-                }
-            }
+            "exec_statement" => Some("SyntaxError: Python 2 exec statement".into()),
+            "return_statement" | "yield" => outside(
+                &["class_definition", "module"],
+                &["function_definition", "lambda"],
+            )
+            .then(|| {
+                let what = if node.kind() == "yield" {
+                    "yield"
+                } else {
+                    "return"
+                };
+                format!("SyntaxError: '{what}' outside function")
+            }),
+            "break_statement" | "continue_statement" => outside(
+                &[
+                    "function_definition",
+                    "class_definition",
+                    "module",
+                    "lambda",
+                ],
+                &["for_statement", "while_statement"],
+            )
+            .then(|| {
+                let what = if node.kind() == "break_statement" {
+                    "break"
+                } else {
+                    "continue"
+                };
+                format!("SyntaxError: '{what}' outside loop")
+            }),
             "await" => {
-                let in_comprehension = enclosing(
-                    node,
+                let in_comprehension = !outside(
                     &["function_definition", "module"],
                     &[
                         "list_comprehension",
@@ -238,8 +212,7 @@ fn tree_checks(src: &Source<'_>, root: Node<'_>, out: &mut Vec<SyntaxError>) {
                         "set_comprehension",
                         "dictionary_comprehension",
                     ],
-                )
-                .is_some();
+                );
                 match enclosing(
                     node,
                     &["module", "class_definition"],
@@ -247,34 +220,28 @@ fn tree_checks(src: &Source<'_>, root: Node<'_>, out: &mut Vec<SyntaxError>) {
                 ) {
                     Some(f) if f.kind() == "function_definition" => {
                         let is_async = src.text_of(f).trim_start().starts_with("async");
-                        if !is_async && !in_comprehension {
-                            out.push(err(
-                                loc.row,
-                                loc.col,
-                                "SyntaxError: 'await' outside async function",
-                            ));
-                        }
+                        (!is_async && !in_comprehension)
+                            .then(|| "SyntaxError: 'await' outside async function".to_owned())
                     }
-                    Some(_) => {}
-                    None => out.push(err(
-                        loc.row,
-                        loc.col,
-                        "SyntaxError: 'await' outside function",
-                    )),
+                    Some(_) => None,
+                    None => Some("SyntaxError: 'await' outside function".into()),
                 }
             }
-            "nonlocal_statement" => {
-                if enclosing(node, &["module"], &["function_definition"]).is_none() {
-                    out.push(err(
-                        loc.row,
-                        loc.col,
-                        "SyntaxError: nonlocal declaration not allowed at module level",
-                    ));
-                }
+            "nonlocal_statement" => outside(&["module"], &["function_definition"]).then(|| {
+                "SyntaxError: nonlocal declaration not allowed at module level".to_owned()
+            }),
+            "parameters" | "lambda_parameters" => {
+                parameters(src, node, out);
+                None
             }
-            "parameters" | "lambda_parameters" => parameters(src, node, out),
-            "argument_list" => arguments(src, node, out),
-            _ => {}
+            "argument_list" => {
+                arguments(src, node, out);
+                None
+            }
+            _ => None,
+        };
+        if let Some(message) = message {
+            out.push(err(loc.row, loc.col, message));
         }
     }
 }
