@@ -154,15 +154,15 @@ fn sensitive(v: &Val) -> Option<&'static str> {
                 }
             }
             Val::Call { callee, args } => {
-                if matches!(
-                    callee.as_str(),
-                    "os.environ.copy"
-                        | "os.environ.items"
-                        | "std.env.vars"
-                        | "std.env.vars_os"
-                        | "Object.entries"
-                        | "Object.assign"
-                ) && (callee.starts_with("os.") || callee.starts_with("std."))
+                if [
+                    "os.environ.copy",
+                    "os.environ.items",
+                    "os.environ.values",
+                    "std.env.vars",
+                    "std.env.vars_os",
+                ]
+                .iter()
+                .any(|p| callee.starts_with(p))
                 {
                     return Some("the whole environment");
                 }
@@ -201,11 +201,8 @@ pub(super) fn check(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
         };
         let allowed = host.as_deref().is_none_or(|h| allowed_host(ctx, h));
         if sink || call.method_in(&SEND_METHODS) {
-            let payload = call
-                .all_args()
-                .skip(usize::from(sink && call.kwarg("url").is_none()));
             let mut what = None;
-            for v in payload {
+            for v in call.all_args() {
                 if let Some(s) = sensitive(v) {
                     what = Some(s);
                     break;

@@ -63,6 +63,28 @@ fn foreign_ids(ctx: &Ctx<'_, '_>, out: &mut Out<'_>, tenant: &str) {
             }
         }
     }
+    // Key("tenant_id").eq("globex"), Attr("tenant").eq(...): the receiver names the tenant.
+    for call in &ctx.facts.calls {
+        if !ctx.changed(call.loc) || !call.receiver.as_ref().is_some_and(mentions_tenant) {
+            continue;
+        }
+        if let Some(id) = call
+            .args
+            .iter()
+            .filter_map(Val::as_str)
+            .find(|s| id_like(s) && *s != tenant && !tenantish(s))
+        {
+            out.add(
+                Rule::TenantIsolation,
+                RiskLevel::Critical,
+                call.loc,
+                format!(
+                    "{}() compares a tenant key with {id:?} in a patch scoped to tenant {tenant:?}",
+                    call.method
+                ),
+            );
+        }
+    }
     for lit in &ctx.facts.literals {
         if !ctx.changed(lit.loc) {
             continue;
@@ -88,27 +110,55 @@ fn foreign_ids(ctx: &Ctx<'_, '_>, out: &mut Out<'_>, tenant: &str) {
     }
 }
 
-/// Tenant mentions inside a function's rows: tenant-named values, literals, references.
+/// Methods that read or write data: a tenant reference in their arguments is a tenant
+/// condition (a key, a filter, a WHERE clause).
+const DATA_ACCESS: [&str; 24] = [
+    "query",
+    "scan",
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "execute",
+    "filter",
+    "where",
+    "eq",
+    "Key",
+    "Attr",
+    "QueryCommand",
+    "ScanCommand",
+    "GetCommand",
+    "PutCommand",
+    "UpdateCommand",
+    "DeleteCommand",
+    "key_condition_expression",
+    "filter_expression",
+    "expression_attribute_values",
+    "fetch_all",
+    "bind",
+    "find",
+];
+
+fn mentions_tenant(v: &Val) -> bool {
+    v.all().iter().any(|x| match x {
+        Val::Ref(p) => tenantish(p),
+        Val::Str(s) => tenantish(s),
+        Val::Built(f, _) => f.iter().any(|s| tenantish(s)),
+        Val::Map(pairs) => pairs.iter().any(|(k, _)| tenantish(k)),
+        _ => false,
+    })
+}
+
+/// Tenant conditions inside a function's rows: data-access calls with a tenant reference
+/// among their arguments or receiver.
 fn mentions(facts: &Facts, rows: (usize, usize)) -> usize {
-    let inside = |row: usize| rows.0 <= row && row <= rows.1;
     facts
-        .named
+        .calls
         .iter()
-        .filter(|n| inside(n.loc.row) && tenantish(&n.name))
+        .filter(|c| rows.0 <= c.loc.row && c.loc.row <= rows.1)
+        .filter(|c| c.method_in(&DATA_ACCESS))
+        .filter(|c| c.all_args().any(mentions_tenant))
         .count()
-        + facts
-            .literals
-            .iter()
-            .filter(|l| inside(l.loc.row) && tenantish(&l.text))
-            .count()
-        + facts
-            .calls
-            .iter()
-            .filter(|c| inside(c.loc.row))
-            .flat_map(|c| c.all_args())
-            .flat_map(Val::all)
-            .filter(|v| matches!(v, Val::Ref(p) if tenantish(p)))
-            .count()
 }
 
 fn dropped_conditions(ctx: &Ctx<'_, '_>, out: &mut Out<'_>, old: &Facts) {
