@@ -261,3 +261,6 @@ pub(crate) fn shell_c_with_data(items: &[crate::facts::Val]) -> Option<bool> {
         .position(|v| matches!(v.as_str(), Some("-c" | "/c" | "/C" | "-Command")))?;
     Some(items[c + 1..].iter().any(|v| !v.is_constant()))
 }
+
+#[cfg(test)]
+mod tests;
