@@ -128,7 +128,9 @@ pub fn creates_file(diff: &str) -> bool {
 /// Applies `patch` to `base` (empty for a new file) and locates what it changes.
 pub fn apply(base: &str, patch: &diffy::Patch<'_, str>) -> Application {
     match diffy::apply(base, patch) {
-        Ok(new_text) => Application::Applied(locate(base, new_text)),
+        Ok(new_text) => Application::Applied(
+            from_hunks(patch, &new_text).unwrap_or_else(|| locate(base, new_text)),
+        ),
         Err(e) => {
             // diffy numbers hunks from 1 in its message: "error applying hunk #N".
             let hunk = e
@@ -144,6 +146,56 @@ pub fn apply(base: &str, patch: &diffy::Patch<'_, str>) -> Application {
             Application::Failed { hunk, old_line }
         }
     }
+}
+
+/// The rows the hunks add and remove, read from the hunks themselves when diffy applied each
+/// where it says it starts (the usual case); none when one landed at an offset.
+fn from_hunks(patch: &diffy::Patch<'_, str>, new_text: &str) -> Option<Applied> {
+    let new_lines: Vec<&str> = new_text.split_inclusive('\n').collect();
+    let mut added_rows = BTreeSet::new();
+    let mut removal_rows = BTreeSet::new();
+    let mut removed_old_rows = BTreeSet::new();
+    let mut removed_at = BTreeMap::new();
+    for hunk in patch.hunks() {
+        let mut old_row = hunk.old_range().start().saturating_sub(1);
+        let mut new_row = hunk.new_range().start().saturating_sub(1);
+        if hunk.old_range().is_empty() {
+            old_row = hunk.old_range().start();
+        }
+        if hunk.new_range().is_empty() {
+            new_row = hunk.new_range().start();
+        }
+        for line in hunk.lines() {
+            match line {
+                diffy::Line::Context(text) | diffy::Line::Insert(text) => {
+                    if new_lines.get(new_row).map(|l| l.trim_end_matches('\n'))
+                        != Some(text.trim_end_matches('\n'))
+                    {
+                        return None;
+                    }
+                    if matches!(line, diffy::Line::Insert(_)) {
+                        added_rows.insert(new_row);
+                    } else {
+                        old_row += 1;
+                    }
+                    new_row += 1;
+                }
+                diffy::Line::Delete(_) => {
+                    removed_old_rows.insert(old_row);
+                    removal_rows.insert(new_row);
+                    removed_at.insert(old_row, new_row);
+                    old_row += 1;
+                }
+            }
+        }
+    }
+    Some(Applied {
+        new_text: new_text.to_owned(),
+        added_rows,
+        removal_rows,
+        removed_old_rows,
+        removed_at,
+    })
 }
 
 /// Which rows the change from `base` to `new_text` adds and removes: a fresh diff of the two,
@@ -212,6 +264,20 @@ mod tests {
             [1, 3]
         );
         assert!(a.removal_rows.contains(&4));
+    }
+
+    #[test]
+    fn a_hunk_applied_at_an_offset_is_located_where_it_landed() {
+        // The hunk says line 1, but the matching lines are at 3: diffy applies it there.
+        let base = "x\ny\na\nb\n";
+        let diff = "--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n";
+        let patch = parse(diff, "f.py").unwrap();
+        let Application::Applied(a) = apply(base, &patch) else {
+            panic!("applies")
+        };
+        assert_eq!(a.new_text, "x\ny\na\nB\n");
+        assert_eq!(a.added_rows.iter().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(a.removed_old_rows.iter().copied().collect::<Vec<_>>(), [3]);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! A parsed file: its text, its tree-sitter tree, and positions as people count them.
 
+use std::cell::RefCell;
+use std::num::NonZeroU16;
+
 use tree_sitter::{Node, Parser, Tree};
 
 use crate::language::Language;
@@ -13,6 +16,13 @@ pub(crate) struct Source<'t> {
     /// The syntax tree, for languages with a grammar (none when the parser gave up).
     pub tree: Option<Tree>,
     line_starts: Vec<usize>,
+    /// Whether each line is ASCII (its character column is its byte column).
+    ascii_lines: Vec<bool>,
+    /// Field ids by name: tree-sitter finds a field by comparing its name with each of the
+    /// grammar's, which the extractors would otherwise do for every node.
+    field_ids: RefCell<Vec<(&'static str, Option<NonZeroU16>)>>,
+    /// Node kinds by id: `Node::kind` measures and checks a C string on every call.
+    kinds: RefCell<Vec<Option<&'static str>>>,
 }
 
 impl<'t> Source<'t> {
@@ -25,12 +35,59 @@ impl<'t> Source<'t> {
         });
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let ascii_lines = line_starts
+            .iter()
+            .enumerate()
+            .map(|(row, &start)| {
+                let end = line_starts.get(row + 1).copied().unwrap_or(text.len());
+                text.as_bytes()[start..end].is_ascii()
+            })
+            .collect();
         Self {
             text,
             language,
             tree,
             line_starts,
+            ascii_lines,
+            field_ids: RefCell::new(Vec::new()),
+            kinds: RefCell::new(Vec::new()),
         }
+    }
+
+    /// A node's kind (as `Node::kind`, from a table by kind id).
+    pub fn kind<'a>(&self, node: impl std::borrow::Borrow<Node<'a>>) -> &'static str {
+        let node = *node.borrow();
+        let id = usize::from(node.kind_id());
+        if let Some(Some(kind)) = self.kinds.borrow().get(id) {
+            return kind;
+        }
+        let kind = intern(node.kind());
+        let mut kinds = self.kinds.borrow_mut();
+        if kinds.len() <= id {
+            kinds.resize(id + 1, None);
+        }
+        kinds[id] = Some(kind);
+        kind
+    }
+
+    /// A node's child in field `name` (as `Node::child_by_field_name`, with the id cached).
+    pub fn field<'a>(&self, node: Node<'a>, name: &'static str) -> Option<Node<'a>> {
+        // A handful of names, each a literal: compare addresses first, then text.
+        let cached = self
+            .field_ids
+            .borrow()
+            .iter()
+            .find(|(n, _)| std::ptr::eq(*n, name) || *n == name)
+            .map(|(_, id)| *id);
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let id = node.language().field_id_for_name(name);
+                self.field_ids.borrow_mut().push((name, id));
+                id
+            }
+        };
+        node.child_by_field_id(id?.get())
     }
 
     /// The root node, if the file has a tree.
@@ -51,11 +108,13 @@ impl<'t> Source<'t> {
             Err(r) => r.saturating_sub(1),
         };
         let start = self.line_starts[row];
-        let col = self
-            .text
-            .get(start..byte)
-            .map_or(byte - start, |s| s.chars().count())
-            + 1;
+        let col = if self.ascii_lines.get(row).copied().unwrap_or(false) {
+            byte - start
+        } else {
+            self.text
+                .get(start..byte)
+                .map_or(byte - start, |s| s.chars().count())
+        } + 1;
         (row, col)
     }
 
@@ -88,6 +147,23 @@ impl<'t> Source<'t> {
             .unwrap_or("")
             .trim_end_matches('\r')
     }
+}
+
+/// Kind names for the process: every grammar has a fixed, small set, kept once each.
+static KIND_NAMES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The process-wide copy of a kind name.
+fn intern(kind: &str) -> &'static str {
+    let mut names = KIND_NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&k) = names.get(kind) {
+        return k;
+    }
+    let k: &'static str = Box::leak(kind.to_owned().into_boxed_str());
+    names.insert(k);
+    k
 }
 
 /// Where something is: a 0-based start row, its 1-based character column, its last row.
@@ -128,6 +204,44 @@ pub(crate) fn descendants<'a>(root: Node<'a>) -> impl Iterator<Item = Node<'a>> 
             }
         }
     })
+}
+
+/// Visits every named node under `root` (itself included) depth first with one cursor: `visit`
+/// gets the node, the context its parent gave its children, and the parent's kind, and
+/// returns the context for the node's own children.
+pub(crate) fn walk<'a, C: Copy>(
+    root: Node<'a>,
+    init: C,
+    mut visit: impl FnMut(Node<'a>, C, &'a str) -> C,
+) {
+    let mut cursor = root.walk();
+    let mut open: Vec<(C, &'a str)> = vec![(visit(root, init, ""), root.kind())];
+    if !cursor.goto_first_child() {
+        return;
+    }
+    loop {
+        let node = cursor.node();
+        let Some(&(ctx, parent_kind)) = open.last() else {
+            return;
+        };
+        // Anonymous nodes are tokens (punctuation, keywords): nothing to record, no children.
+        if node.is_named() {
+            let inner = visit(node, ctx, parent_kind);
+            if cursor.goto_first_child() {
+                open.push((inner, node.kind()));
+                continue;
+            }
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() || cursor.node() == root {
+                return;
+            }
+            open.pop();
+        }
+    }
 }
 
 /// The named children of a node.

@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use tree_sitter::Node;
 
 use super::{Call, Facts, Function, Import, Literal, Named, Param, Scope, Val, bounded, max_depth};
-use crate::source::{Source, children, named_children};
+use crate::source::{Source, children, named_children, walk};
 
 #[derive(Clone, Copy, Default)]
 struct Ctx {
     function: Option<usize>,
     in_loop: bool,
+    /// Inside a function (a class method's body does not count).
+    in_fn: bool,
 }
 
 struct Extractor<'s, 't> {
@@ -32,13 +34,9 @@ pub(super) fn extract(src: &Source<'_>) -> Facts {
     let Some(root) = src.root() else {
         return x.facts;
     };
-    let mut stack = vec![(root, Ctx::default())];
-    while let Some((node, ctx)) = stack.pop() {
-        let inner = x.visit(node, ctx);
-        for child in children(node).into_iter().rev() {
-            stack.push((child, inner));
-        }
-    }
+    walk(root, Ctx::default(), |node, ctx, parent| {
+        x.visit(node, ctx, parent)
+    });
     let exported = std::mem::take(&mut x.exported);
     for f in &mut x.facts.functions {
         f.exported = exported.contains(&f.name);
@@ -72,12 +70,13 @@ impl Extractor<'_, '_> {
         self.src.text_of(node).to_owned()
     }
 
-    fn visit(&mut self, node: Node<'_>, ctx: Ctx) -> Ctx {
+    fn visit(&mut self, node: Node<'_>, ctx: Ctx, _parent: &str) -> Ctx {
         let mut inner = ctx;
-        let kind = node.kind();
+        let kind = self.src.kind(node);
         if FUNCTION_KINDS.contains(&kind) {
-            inner.function = Some(self.function(node));
+            inner.function = Some(self.function(node, !ctx.in_fn));
             inner.in_loop = false;
+            inner.in_fn = ctx.in_fn || kind != "method_definition";
             return inner;
         }
         match kind {
@@ -86,8 +85,8 @@ impl Extractor<'_, '_> {
                 if let (Some(name), Some(source)) = (
                     named_children(node)
                         .into_iter()
-                        .find(|c| c.kind() == "identifier"),
-                    node.child_by_field_name("source"),
+                        .find(|c| self.src.kind(c) == "identifier"),
+                    self.src.field(node, "source"),
                 ) {
                     let module = self.val(source, 0).as_str().unwrap_or("").to_owned();
                     self.scope.alias(&self.text(name), &module);
@@ -100,10 +99,11 @@ impl Extractor<'_, '_> {
             "augmented_assignment_expression" => self.augmented(node),
             "call_expression" | "new_expression" => {
                 self.call(node, ctx);
-                let callee_method = node
-                    .child_by_field_name("function")
-                    .filter(|f| f.kind() == "member_expression")
-                    .and_then(|f| f.child_by_field_name("property"))
+                let callee_method = self
+                    .src
+                    .field(node, "function")
+                    .filter(|f| self.src.kind(f) == "member_expression")
+                    .and_then(|f| self.src.field(f, "property"))
                     .map(|p| self.text(p));
                 if matches!(
                     callee_method.as_deref(),
@@ -116,29 +116,27 @@ impl Extractor<'_, '_> {
                 inner.in_loop = true;
             }
             "pair" => {
-                if let (Some(k), Some(v)) = (
-                    node.child_by_field_name("key"),
-                    node.child_by_field_name("value"),
-                ) {
+                if let (Some(k), Some(v)) =
+                    (self.src.field(node, "key"), self.src.field(node, "value"))
+                {
                     let key = self.key(k);
                     let value = self.val(v, 0);
                     self.named(key, value, node, false);
                 }
             }
             "binary_expression" => {
-                let op = node
-                    .child_by_field_name("operator")
+                let op = self
+                    .src
+                    .field(node, "operator")
                     .map(|o| self.text(o))
                     .unwrap_or_default();
                 if matches!(op.as_str(), "==" | "===" | "!=" | "!==")
-                    && let (Some(l), Some(r)) = (
-                        node.child_by_field_name("left"),
-                        node.child_by_field_name("right"),
-                    )
+                    && let (Some(l), Some(r)) =
+                        (self.src.field(node, "left"), self.src.field(node, "right"))
                 {
                     for (name_side, value_side) in [(l, r), (r, l)] {
                         if matches!(
-                            name_side.kind(),
+                            self.src.kind(name_side),
                             "identifier" | "member_expression" | "subscript_expression"
                         ) {
                             let value = self.val(value_side, 0);
@@ -167,7 +165,7 @@ impl Extractor<'_, '_> {
     }
 
     fn key(&mut self, k: Node<'_>) -> String {
-        match k.kind() {
+        match self.src.kind(k) {
             "property_identifier" | "identifier" | "private_property_identifier" => self.text(k),
             "computed_property_name" => inner_expression(k)
                 .map(|e| match self.val(e, 0) {
@@ -199,17 +197,17 @@ impl Extractor<'_, '_> {
     }
 
     fn import(&mut self, node: Node<'_>) {
-        let Some(source) = node.child_by_field_name("source") else {
+        let Some(source) = self.src.field(node, "source") else {
             return;
         };
         let module = self.val(source, 0).as_str().unwrap_or("").to_owned();
         self.push_import(module.clone(), source);
         for clause in named_children(node)
             .into_iter()
-            .filter(|c| c.kind() == "import_clause")
+            .filter(|c| self.src.kind(c) == "import_clause")
         {
             for part in named_children(clause) {
-                match part.kind() {
+                match self.src.kind(part) {
                     "identifier" => self.scope.alias(&self.text(part), &module),
                     "namespace_import" => {
                         if let Some(id) = named_children(part).first() {
@@ -218,15 +216,16 @@ impl Extractor<'_, '_> {
                     }
                     "named_imports" => {
                         for spec in named_children(part) {
-                            if spec.kind() != "import_specifier" {
+                            if self.src.kind(spec) != "import_specifier" {
                                 continue;
                             }
-                            let Some(name) = spec.child_by_field_name("name") else {
+                            let Some(name) = self.src.field(spec, "name") else {
                                 continue;
                             };
                             let name = self.key(name);
-                            let alias = spec
-                                .child_by_field_name("alias")
+                            let alias = self
+                                .src
+                                .field(spec, "alias")
                                 .map_or_else(|| name.clone(), |a| self.text(a));
                             self.scope.alias(&alias, &format!("{module}.{name}"));
                         }
@@ -238,12 +237,12 @@ impl Extractor<'_, '_> {
     }
 
     fn export(&mut self, node: Node<'_>) {
-        let is_default = children(node).iter().any(|c| c.kind() == "default");
+        let is_default = children(node).iter().any(|c| self.src.kind(c) == "default");
         if is_default {
             self.exported.insert("default".to_owned());
         }
-        if let Some(decl) = node.child_by_field_name("declaration") {
-            match decl.kind() {
+        if let Some(decl) = self.src.field(node, "declaration") {
+            match self.src.kind(decl) {
                 "function_declaration"
                 | "generator_function_declaration"
                 | "class_declaration"
@@ -251,14 +250,14 @@ impl Extractor<'_, '_> {
                 | "interface_declaration"
                 | "type_alias_declaration"
                 | "enum_declaration" => {
-                    if let Some(n) = decl.child_by_field_name("name") {
+                    if let Some(n) = self.src.field(decl, "name") {
                         self.exported.insert(self.text(n));
                     }
                 }
                 "lexical_declaration" | "variable_declaration" => {
                     for d in named_children(decl) {
-                        if d.kind() == "variable_declarator"
-                            && let Some(n) = d.child_by_field_name("name")
+                        if self.src.kind(d) == "variable_declarator"
+                            && let Some(n) = self.src.field(d, "name")
                         {
                             self.exported.insert(self.text(n));
                         }
@@ -267,18 +266,18 @@ impl Extractor<'_, '_> {
                 _ => {}
             }
         }
-        if let Some(value) = node.child_by_field_name("value")
-            && let Some(n) = value.child_by_field_name("name")
+        if let Some(value) = self.src.field(node, "value")
+            && let Some(n) = self.src.field(value, "name")
         {
             self.exported.insert(self.text(n));
         }
         for clause in named_children(node)
             .into_iter()
-            .filter(|c| c.kind() == "export_clause")
+            .filter(|c| self.src.kind(c) == "export_clause")
         {
             for spec in named_children(clause) {
-                if let Some(name) = spec.child_by_field_name("name") {
-                    let target = spec.child_by_field_name("alias").unwrap_or(name);
+                if let Some(name) = self.src.field(spec, "name") {
+                    let target = self.src.field(spec, "alias").unwrap_or(name);
                     let exported = self.key(target);
                     self.exported.insert(exported);
                 }
@@ -288,13 +287,13 @@ impl Extractor<'_, '_> {
 
     /// The name a function gets: its own, its declarator's, its assignment target's.
     fn function_name(&self, node: Node<'_>) -> String {
-        if let Some(n) = node.child_by_field_name("name") {
+        if let Some(n) = self.src.field(node, "name") {
             let name = self.text(n);
-            if node.kind() == "method_definition" {
+            if self.src.kind(node) == "method_definition" {
                 let class = node
                     .parent()
                     .and_then(|body| body.parent())
-                    .and_then(|c| c.child_by_field_name("name"))
+                    .and_then(|c| self.src.field(c, "name"))
                     .map(|c| self.text(c));
                 return class.map_or(name.clone(), |c| format!("{c}.{name}"));
             }
@@ -303,45 +302,51 @@ impl Extractor<'_, '_> {
         let Some(parent) = node.parent() else {
             return String::new();
         };
-        match parent.kind() {
-            "variable_declarator" => parent
-                .child_by_field_name("name")
+        match self.src.kind(parent) {
+            "variable_declarator" => self
+                .src
+                .field(parent, "name")
                 .map(|n| self.text(n))
                 .unwrap_or_default(),
-            "assignment_expression" => parent
-                .child_by_field_name("left")
+            "assignment_expression" => self
+                .src
+                .field(parent, "left")
                 .map(|l| {
                     let t = self.text(l);
                     export_name(&t).unwrap_or(t)
                 })
                 .unwrap_or_default(),
-            "pair" => parent
-                .child_by_field_name("key")
+            "pair" => self
+                .src
+                .field(parent, "key")
                 .map(|k| self.text(k))
                 .unwrap_or_default(),
             _ => String::new(),
         }
     }
 
-    fn function(&mut self, node: Node<'_>) -> usize {
+    fn function(&mut self, node: Node<'_>, top_level: bool) -> usize {
         let name = self.function_name(node);
         let mut params = Vec::new();
-        let list = node
-            .child_by_field_name("parameters")
-            .or_else(|| node.child_by_field_name("parameter"));
+        let list = self
+            .src
+            .field(node, "parameters")
+            .or_else(|| self.src.field(node, "parameter"));
         if let Some(list) = list {
-            let items = if list.kind() == "identifier" {
+            let items = if self.src.kind(list) == "identifier" {
                 vec![list]
             } else {
                 named_children(list)
             };
             for p in items {
                 let text = self.text(p);
-                let (optional, variadic) = match p.kind() {
+                let (optional, variadic) = match self.src.kind(p) {
                     "identifier" | "object_pattern" | "array_pattern" => (false, false),
                     "required_parameter" => {
-                        let rest = named_children(p).iter().any(|c| c.kind() == "rest_pattern");
-                        let default = p.child_by_field_name("value").is_some();
+                        let rest = named_children(p)
+                            .iter()
+                            .any(|c| self.src.kind(c) == "rest_pattern");
+                        let default = self.src.field(p, "value").is_some();
                         (default || rest, rest)
                     }
                     "assignment_pattern" | "optional_parameter" => (true, false),
@@ -359,26 +364,10 @@ impl Extractor<'_, '_> {
                 });
             }
         }
-        let name_loc = node
-            .child_by_field_name("name")
+        let name_loc = self
+            .src
+            .field(node, "name")
             .map_or_else(|| self.src.loc(node), |n| self.src.loc(n));
-        let top_level = {
-            let mut p = node.parent();
-            let mut top = true;
-            let mut hops = 0;
-            while let Some(n) = p {
-                if FUNCTION_KINDS.contains(&n.kind()) && n.kind() != "method_definition" {
-                    top = false;
-                    break;
-                }
-                hops += 1;
-                if hops > 64 {
-                    break;
-                }
-                p = n.parent();
-            }
-            top
-        };
         self.facts.functions.push(Function {
             name,
             exported: false,
@@ -391,21 +380,20 @@ impl Extractor<'_, '_> {
     }
 
     fn declarator(&mut self, node: Node<'_>) {
-        let (Some(name), Some(value)) = (
-            node.child_by_field_name("name"),
-            node.child_by_field_name("value"),
-        ) else {
+        let (Some(name), Some(value)) =
+            (self.src.field(node, "name"), self.src.field(node, "value"))
+        else {
             return;
         };
         self.deps.clear();
         let v = self.val(value, 0);
         let row = node.start_position().row;
-        match name.kind() {
+        match self.src.kind(name) {
             "identifier" => {
                 let n = self.text(name);
                 match &v {
                     // A module (require) or a path into one: an alias, not a value.
-                    Val::Ref(p) if value.kind() != "identifier" || !p.is_empty() => {
+                    Val::Ref(p) if self.src.kind(value) != "identifier" || !p.is_empty() => {
                         if is_module_value(self.src, value) {
                             self.scope.alias(&n, p);
                         } else {
@@ -422,7 +410,7 @@ impl Extractor<'_, '_> {
                     _ => None,
                 };
                 for part in named_children(name) {
-                    match part.kind() {
+                    match self.src.kind(part) {
                         "shorthand_property_identifier_pattern" => {
                             let n = self.text(part);
                             match &base {
@@ -431,10 +419,9 @@ impl Extractor<'_, '_> {
                             }
                         }
                         "pair_pattern" => {
-                            if let (Some(k), Some(target)) = (
-                                part.child_by_field_name("key"),
-                                part.child_by_field_name("value"),
-                            ) && target.kind() == "identifier"
+                            if let (Some(k), Some(target)) =
+                                (self.src.field(part, "key"), self.src.field(part, "value"))
+                                && self.src.kind(target) == "identifier"
                             {
                                 let key = self.key(k);
                                 let n = self.text(target);
@@ -453,33 +440,33 @@ impl Extractor<'_, '_> {
     }
 
     fn assignment(&mut self, node: Node<'_>) {
-        let (Some(left), Some(right)) = (
-            node.child_by_field_name("left"),
-            node.child_by_field_name("right"),
-        ) else {
+        let (Some(left), Some(right)) =
+            (self.src.field(node, "left"), self.src.field(node, "right"))
+        else {
             return;
         };
         self.deps.clear();
         let value = self.val(right, 0);
         let target = self.text(left);
-        if left.kind() == "identifier" {
+        if self.src.kind(left) == "identifier" {
             self.scope
                 .bind(&target, value.clone(), node.start_position().row);
         }
         if let Some(name) = export_name(&target) {
             self.exported.insert(name);
         } else if target == "module.exports" || target == "exports" {
-            match right.kind() {
+            match self.src.kind(right) {
                 "object" => {
                     for part in named_children(right) {
-                        match part.kind() {
+                        match self.src.kind(part) {
                             "shorthand_property_identifier" => {
                                 self.exported.insert(self.text(part));
                             }
                             "pair" | "method_definition" => {
-                                if let Some(k) = part
-                                    .child_by_field_name("key")
-                                    .or_else(|| part.child_by_field_name("name"))
+                                if let Some(k) = self
+                                    .src
+                                    .field(part, "key")
+                                    .or_else(|| self.src.field(part, "name"))
                                 {
                                     let key = self.key(k);
                                     self.exported.insert(key);
@@ -502,17 +489,17 @@ impl Extractor<'_, '_> {
     }
 
     fn augmented(&mut self, node: Node<'_>) {
-        let (Some(left), Some(right)) = (
-            node.child_by_field_name("left"),
-            node.child_by_field_name("right"),
-        ) else {
+        let (Some(left), Some(right)) =
+            (self.src.field(node, "left"), self.src.field(node, "right"))
+        else {
             return;
         };
-        let op = node
-            .child_by_field_name("operator")
+        let op = self
+            .src
+            .field(node, "operator")
             .map(|o| self.text(o))
             .unwrap_or_default();
-        if left.kind() != "identifier" || op != "+=" {
+        if self.src.kind(left) != "identifier" || op != "+=" {
             return;
         }
         let name = self.text(left);
@@ -526,7 +513,7 @@ impl Extractor<'_, '_> {
     }
 
     fn callee(&mut self, function: Node<'_>, d: usize) -> String {
-        if function.kind() == "import" {
+        if self.src.kind(function) == "import" {
             return "import".to_owned();
         }
         match self.val(function, d) {
@@ -542,25 +529,27 @@ impl Extractor<'_, '_> {
     }
 
     fn call(&mut self, node: Node<'_>, ctx: Ctx) {
-        let is_new = node.kind() == "new_expression";
-        let Some(function) = node
-            .child_by_field_name("function")
-            .or_else(|| node.child_by_field_name("constructor"))
+        let is_new = self.src.kind(node) == "new_expression";
+        let Some(function) = self
+            .src
+            .field(node, "function")
+            .or_else(|| self.src.field(node, "constructor"))
         else {
             return;
         };
         self.deps.clear();
         let callee = self.callee(function, 0);
-        let receiver = (function.kind() == "member_expression")
-            .then(|| function.child_by_field_name("object"))
+        let receiver = (self.src.kind(function) == "member_expression")
+            .then(|| self.src.field(function, "object"))
             .flatten()
             .map(|o| self.val(o, 0));
-        let args: Vec<Val> = node
-            .child_by_field_name("arguments")
+        let args: Vec<Val> = self
+            .src
+            .field(node, "arguments")
             .map(named_children)
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| a.kind() != "comment")
+            .filter(|a| self.src.kind(a) != "comment")
             .take(64)
             .map(|a| self.val(a, 0))
             .collect();
@@ -585,12 +574,28 @@ impl Extractor<'_, '_> {
         });
     }
 
+    /// Classifies an expression (remembered per node while the bindings stay the same).
     fn val(&mut self, node: Node<'_>, depth: usize) -> Val {
+        if let Some((v, deps)) = self.scope.remembered(node.id()) {
+            let v = v.clone();
+            self.deps.extend_from_slice(deps);
+            return v;
+        }
+        let mark = self.deps.len();
+        let v = self.classify(node, depth);
+        if depth <= super::MEMO_DEPTH {
+            let deps = self.deps.get(mark..).unwrap_or_default().to_vec();
+            self.scope.remember(node.id(), v.clone(), deps);
+        }
+        v
+    }
+
+    fn classify(&mut self, node: Node<'_>, depth: usize) -> Val {
         if depth > max_depth() {
             return Val::Unknown;
         }
         let d = depth + 1;
-        match node.kind() {
+        match self.src.kind(node) {
             "string" => Val::Str(
                 named_children(node)
                     .into_iter()
@@ -601,7 +606,7 @@ impl Extractor<'_, '_> {
                 let mut fragments = Vec::new();
                 let mut parts = Vec::new();
                 for c in named_children(node) {
-                    match c.kind() {
+                    match self.src.kind(c) {
                         "template_substitution" => {
                             let v = inner_expression(c).map_or(Val::Unknown, |e| self.val(e, d));
                             match v {
@@ -639,8 +644,8 @@ impl Extractor<'_, '_> {
             "this" => Val::Ref("this".to_owned()),
             "member_expression" => {
                 let (Some(object), Some(prop)) = (
-                    node.child_by_field_name("object"),
-                    node.child_by_field_name("property"),
+                    self.src.field(node, "object"),
+                    self.src.field(node, "property"),
                 ) else {
                     return Val::Unknown;
                 };
@@ -655,8 +660,8 @@ impl Extractor<'_, '_> {
             }
             "subscript_expression" => {
                 let (Some(object), Some(index)) = (
-                    node.child_by_field_name("object"),
-                    node.child_by_field_name("index"),
+                    self.src.field(node, "object"),
+                    self.src.field(node, "index"),
                 ) else {
                     return Val::Unknown;
                 };
@@ -673,11 +678,13 @@ impl Extractor<'_, '_> {
             }
             "call_expression" => self.call_val(node, d),
             "new_expression" => {
-                let callee = node
-                    .child_by_field_name("constructor")
+                let callee = self
+                    .src
+                    .field(node, "constructor")
                     .map_or_else(|| "?".to_owned(), |c| self.callee(c, d));
-                let args = node
-                    .child_by_field_name("arguments")
+                let args = self
+                    .src
+                    .field(node, "arguments")
                     .map(named_children)
                     .unwrap_or_default()
                     .into_iter()
@@ -687,14 +694,14 @@ impl Extractor<'_, '_> {
                 Val::Call { callee, args }
             }
             "binary_expression" => {
-                let (Some(l), Some(r)) = (
-                    node.child_by_field_name("left"),
-                    node.child_by_field_name("right"),
-                ) else {
+                let (Some(l), Some(r)) =
+                    (self.src.field(node, "left"), self.src.field(node, "right"))
+                else {
                     return Val::Unknown;
                 };
-                let op = node
-                    .child_by_field_name("operator")
+                let op = self
+                    .src
+                    .field(node, "operator")
                     .map(|o| self.text(o))
                     .unwrap_or_default();
                 let left = self.val(l, d);
@@ -729,7 +736,7 @@ impl Extractor<'_, '_> {
             "ternary_expression" => {
                 let values: Vec<Val> = ["consequence", "alternative"]
                     .iter()
-                    .filter_map(|f| node.child_by_field_name(f))
+                    .filter_map(|f| self.src.field(node, f))
                     .map(|c| self.val(c, d))
                     .collect();
                 if values.iter().all(Val::is_constant) {
@@ -744,7 +751,7 @@ impl Extractor<'_, '_> {
             "array" => Val::List(bounded(
                 named_children(node)
                     .into_iter()
-                    .filter(|c| c.kind() != "comment")
+                    .filter(|c| self.src.kind(c) != "comment")
                     .take(64)
                     .map(|c| self.val(c, d))
                     .collect(),
@@ -752,10 +759,10 @@ impl Extractor<'_, '_> {
             "object" => {
                 let mut pairs = Vec::new();
                 for c in named_children(node).into_iter().take(64) {
-                    match c.kind() {
+                    match self.src.kind(c) {
                         "pair" => {
                             if let (Some(k), Some(v)) =
-                                (c.child_by_field_name("key"), c.child_by_field_name("value"))
+                                (self.src.field(c, "key"), self.src.field(c, "value"))
                             {
                                 let key = self.key(k);
                                 pairs.push((key, self.val(v, d)));
@@ -780,15 +787,16 @@ impl Extractor<'_, '_> {
     }
 
     fn call_val(&mut self, node: Node<'_>, d: usize) -> Val {
-        let Some(function) = node.child_by_field_name("function") else {
+        let Some(function) = self.src.field(node, "function") else {
             return Val::Unknown;
         };
-        let arg_nodes: Vec<Node<'_>> = node
-            .child_by_field_name("arguments")
+        let arg_nodes: Vec<Node<'_>> = self
+            .src
+            .field(node, "arguments")
             .map(named_children)
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| a.kind() != "comment")
+            .filter(|a| self.src.kind(a) != "comment")
             .take(64)
             .collect();
         let callee = self.callee(function, d);
@@ -799,8 +807,8 @@ impl Extractor<'_, '_> {
             }
             return Val::Unknown;
         }
-        if function.kind() == "member_expression"
-            && let Some(object) = function.child_by_field_name("object")
+        if self.src.kind(function) == "member_expression"
+            && let Some(object) = self.src.field(function, "object")
         {
             let base = self.val(object, d);
             let method = callee.rsplit('.').next().unwrap_or("");
@@ -870,11 +878,11 @@ fn is_module_value(src: &Source<'_>, value: Node<'_>) -> bool {
     for _ in 0..8 {
         match v.kind() {
             "call_expression" => {
-                return v
-                    .child_by_field_name("function")
+                return src
+                    .field(v, "function")
                     .is_some_and(|f| f.kind() == "identifier" && src.text_of(f) == "require");
             }
-            "member_expression" => match v.child_by_field_name("object") {
+            "member_expression" => match src.field(v, "object") {
                 Some(o) => v = o,
                 None => return false,
             },

@@ -313,11 +313,18 @@ pub(crate) struct Scope {
     values: HashMap<String, (Val, usize)>,
     /// Alias → resolved path.
     aliases: HashMap<String, String>,
+    /// Values already classified, by node id, with the binding rows they read: a chain
+    /// `a.b().c().d()` classifies each link once, not once per enclosing call. Valid until a
+    /// binding or alias changes.
+    memo: HashMap<usize, (Val, Vec<usize>)>,
+    /// Names read since the memo was last emptied: rebinding one of them empties it.
+    reads: std::collections::HashSet<String>,
 }
 
 impl Scope {
     /// Binds a local name.
     pub fn bind(&mut self, name: &str, value: Val, row: usize) {
+        self.forget(name);
         if self.values.len() < 10_000 {
             self.values.insert(name.to_owned(), (value, row));
         }
@@ -325,18 +332,45 @@ impl Scope {
 
     /// Records an import alias.
     pub fn alias(&mut self, name: &str, path: &str) {
+        self.forget(name);
         if self.aliases.len() < 10_000 {
             self.aliases.insert(name.to_owned(), path.to_owned());
         }
     }
 
+    /// Empties the memo if a remembered value read `name`.
+    fn forget(&mut self, name: &str) {
+        if self.reads.contains(name) {
+            self.memo.clear();
+            self.reads.clear();
+        }
+    }
+
+    /// A value classified before (and the binding rows it read), if still valid.
+    pub fn remembered(&self, node: usize) -> Option<&(Val, Vec<usize>)> {
+        self.memo.get(&node)
+    }
+
+    /// Remembers a node's value and the binding rows it read.
+    pub fn remember(&mut self, node: usize, value: Val, deps: Vec<usize>) {
+        if self.memo.len() < 100_000 {
+            self.memo.insert(node, (value, deps));
+        }
+    }
+
     /// A local value and the row it was bound at.
-    pub fn value(&self, name: &str) -> Option<&(Val, usize)> {
+    pub fn value(&mut self, name: &str) -> Option<&(Val, usize)> {
+        if !self.reads.contains(name) {
+            self.reads.insert(name.to_owned());
+        }
         self.values.get(name)
     }
 
     /// The path an alias stands for, or the name itself.
-    pub fn resolve(&self, name: &str) -> String {
+    pub fn resolve(&mut self, name: &str) -> String {
+        if !self.reads.contains(name) {
+            self.reads.insert(name.to_owned());
+        }
         self.aliases
             .get(name)
             .cloned()
@@ -349,6 +383,10 @@ pub(crate) fn bounded<T>(mut items: Vec<T>) -> Vec<T> {
     items.truncate(MAX_ITEMS);
     items
 }
+
+/// Values computed this shallow had at least this much depth budget left: close enough to a
+/// fresh evaluation to reuse.
+pub(crate) const MEMO_DEPTH: usize = 8;
 
 /// The depth bound, for the extractors.
 pub(crate) const fn max_depth() -> usize {

@@ -3,7 +3,7 @@
 use tree_sitter::Node;
 
 use super::{Call, Facts, Function, Import, Literal, Named, Param, Scope, Val, bounded, max_depth};
-use crate::source::{Source, children, named_children};
+use crate::source::{Source, children, named_children, walk};
 
 #[derive(Clone, Copy, Default)]
 struct Ctx {
@@ -32,20 +32,14 @@ pub(super) fn extract(src: &Source<'_>) -> Facts {
     let Some(root) = src.root() else {
         return x.facts;
     };
-    let mut stack = vec![(
+    walk(
         root,
         Ctx {
             top: true,
             ..Ctx::default()
         },
-    )];
-    while let Some((node, ctx)) = stack.pop() {
-        let inner = x.visit(node, ctx);
-        let kids = children(node);
-        for child in kids.into_iter().rev() {
-            stack.push((child, inner));
-        }
-    }
+        |node, ctx, parent| x.visit(node, ctx, parent),
+    );
     x.facts
 }
 
@@ -63,9 +57,9 @@ impl Extractor<'_, '_> {
     }
 
     /// Records what `node` says; returns the context for its children.
-    fn visit(&mut self, node: Node<'_>, ctx: Ctx) -> Ctx {
+    fn visit(&mut self, node: Node<'_>, ctx: Ctx, parent: &str) -> Ctx {
         let mut inner = ctx;
-        match node.kind() {
+        match self.src.kind(node) {
             "module" => {}
             "block" => {
                 inner.top = false;
@@ -73,7 +67,7 @@ impl Extractor<'_, '_> {
             "decorated_definition" => {}
             "class_definition" => {
                 if ctx.top
-                    && let Some(name) = node.child_by_field_name("name")
+                    && let Some(name) = self.src.field(node, "name")
                 {
                     self.class_name.push((node.end_byte(), self.text(name)));
                     inner.class_top = true;
@@ -102,10 +96,9 @@ impl Extractor<'_, '_> {
             "augmented_assignment" => self.augmented(node),
             "call" => self.call(node, ctx),
             "pair" => {
-                if let (Some(k), Some(v)) = (
-                    node.child_by_field_name("key"),
-                    node.child_by_field_name("value"),
-                ) {
+                if let (Some(k), Some(v)) =
+                    (self.src.field(node, "key"), self.src.field(node, "value"))
+                {
                     let key = match self.val(k, 0) {
                         Val::Str(s) => s,
                         _ => self.text(k),
@@ -115,11 +108,7 @@ impl Extractor<'_, '_> {
                 }
             }
             "comparison_operator" => self.comparison(node),
-            "string"
-                if node
-                    .parent()
-                    .is_some_and(|p| p.kind() != "concatenated_string") =>
-            {
+            "string" if parent != "concatenated_string" => {
                 let text = match self.val(node, max_depth() - 1) {
                     Val::Str(s) => s,
                     Val::Built(f, _) => f.join("{}"),
@@ -153,7 +142,7 @@ impl Extractor<'_, '_> {
 
     fn import(&mut self, node: Node<'_>) {
         for child in named_children(node) {
-            match child.kind() {
+            match self.src.kind(child) {
                 "dotted_name" => {
                     let module = self.text(child);
                     let first = module.split('.').next().unwrap_or("").to_owned();
@@ -162,8 +151,8 @@ impl Extractor<'_, '_> {
                 }
                 "aliased_import" => {
                     if let (Some(name), Some(alias)) = (
-                        child.child_by_field_name("name"),
-                        child.child_by_field_name("alias"),
+                        self.src.field(child, "name"),
+                        self.src.field(child, "alias"),
                     ) {
                         let module = self.text(name);
                         self.scope.alias(&self.text(alias), &module);
@@ -183,10 +172,10 @@ impl Extractor<'_, '_> {
     }
 
     fn import_from(&mut self, node: Node<'_>) {
-        let Some(module_node) = node.child_by_field_name("module_name") else {
+        let Some(module_node) = self.src.field(node, "module_name") else {
             return;
         };
-        let relative = module_node.kind() == "relative_import";
+        let relative = self.src.kind(module_node) == "relative_import";
         let module = self.text(module_node);
         if !relative {
             self.push_import(module.clone(), module_node);
@@ -194,14 +183,13 @@ impl Extractor<'_, '_> {
         let mut cursor = node.walk();
         let names: Vec<Node<'_>> = node.children_by_field_name("name", &mut cursor).collect();
         for name in names {
-            let (imported, alias) = match name.kind() {
-                "aliased_import" => match (
-                    name.child_by_field_name("name"),
-                    name.child_by_field_name("alias"),
-                ) {
-                    (Some(n), Some(a)) => (self.text(n), self.text(a)),
-                    _ => continue,
-                },
+            let (imported, alias) = match self.src.kind(name) {
+                "aliased_import" => {
+                    match (self.src.field(name, "name"), self.src.field(name, "alias")) {
+                        (Some(n), Some(a)) => (self.text(n), self.text(a)),
+                        _ => continue,
+                    }
+                }
                 _ => {
                     let t = self.text(name);
                     (t.clone(), t)
@@ -217,7 +205,7 @@ impl Extractor<'_, '_> {
     }
 
     fn function(&mut self, node: Node<'_>, ctx: Ctx) -> usize {
-        let name_node = node.child_by_field_name("name").unwrap_or(node);
+        let name_node = self.src.field(node, "name").unwrap_or(node);
         let mut name = self.text(name_node);
         let class = self
             .class_name
@@ -235,10 +223,10 @@ impl Extractor<'_, '_> {
         }
         let mut params = Vec::new();
         let mut keyword_only = false;
-        if let Some(list) = node.child_by_field_name("parameters") {
+        if let Some(list) = self.src.field(node, "parameters") {
             for p in named_children(list) {
                 let text = self.text(p);
-                let param = match p.kind() {
+                let param = match self.src.kind(p) {
                     "identifier" => Param {
                         name: text,
                         optional: false,
@@ -248,7 +236,7 @@ impl Extractor<'_, '_> {
                     "typed_parameter" => {
                         let splat = named_children(p)
                             .first()
-                            .map(|c| c.kind().to_owned())
+                            .map(|c| self.src.kind(c).to_owned())
                             .unwrap_or_default();
                         match splat.as_str() {
                             "list_splat_pattern" => {
@@ -323,16 +311,15 @@ impl Extractor<'_, '_> {
     }
 
     fn assignment(&mut self, node: Node<'_>) {
-        let (Some(left), Some(right)) = (
-            node.child_by_field_name("left"),
-            node.child_by_field_name("right"),
-        ) else {
+        let (Some(left), Some(right)) =
+            (self.src.field(node, "left"), self.src.field(node, "right"))
+        else {
             return;
         };
         self.deps.clear();
         let value = self.val(right, 0);
         let row = node.start_position().row;
-        match left.kind() {
+        match self.src.kind(left) {
             "identifier" => {
                 let name = self.text(left);
                 self.scope.bind(&name, value.clone(), row);
@@ -340,7 +327,7 @@ impl Extractor<'_, '_> {
             }
             "pattern_list" | "tuple_pattern" => {
                 for target in named_children(left) {
-                    if target.kind() == "identifier" {
+                    if self.src.kind(target) == "identifier" {
                         self.scope.bind(&self.text(target), Val::Unknown, row);
                     }
                 }
@@ -357,13 +344,13 @@ impl Extractor<'_, '_> {
 
     fn augmented(&mut self, node: Node<'_>) {
         let (Some(left), Some(right), Some(op)) = (
-            node.child_by_field_name("left"),
-            node.child_by_field_name("right"),
-            node.child_by_field_name("operator"),
+            self.src.field(node, "left"),
+            self.src.field(node, "right"),
+            self.src.field(node, "operator"),
         ) else {
             return;
         };
-        if left.kind() != "identifier" {
+        if self.src.kind(left) != "identifier" {
             return;
         }
         let name = self.text(left);
@@ -387,7 +374,10 @@ impl Extractor<'_, '_> {
         }
         let (a, b) = (operands[0], operands[1]);
         for (name_side, value_side) in [(a, b), (b, a)] {
-            if matches!(name_side.kind(), "identifier" | "attribute" | "subscript") {
+            if matches!(
+                self.src.kind(name_side),
+                "identifier" | "attribute" | "subscript"
+            ) {
                 let value = self.val(value_side, 0);
                 if value.as_str().is_some() {
                     let name = self.text(name_side);
@@ -398,7 +388,7 @@ impl Extractor<'_, '_> {
     }
 
     fn call(&mut self, node: Node<'_>, ctx: Ctx) {
-        let Some(function) = node.child_by_field_name("function") else {
+        let Some(function) = self.src.field(node, "function") else {
             return;
         };
         self.deps.clear();
@@ -407,20 +397,19 @@ impl Extractor<'_, '_> {
             Val::Call { callee, .. } => format!("{callee}()"),
             _ => "?".to_owned(),
         };
-        let receiver = (function.kind() == "attribute")
-            .then(|| function.child_by_field_name("object"))
+        let receiver = (self.src.kind(function) == "attribute")
+            .then(|| self.src.field(function, "object"))
             .flatten()
             .map(|o| self.val(o, 0));
         let mut args = Vec::new();
         let mut kwargs = Vec::new();
-        if let Some(list) = node.child_by_field_name("arguments") {
+        if let Some(list) = self.src.field(node, "arguments") {
             for a in named_children(list) {
-                match a.kind() {
+                match self.src.kind(a) {
                     "keyword_argument" => {
-                        if let (Some(n), Some(v)) = (
-                            a.child_by_field_name("name"),
-                            a.child_by_field_name("value"),
-                        ) {
+                        if let (Some(n), Some(v)) =
+                            (self.src.field(a, "name"), self.src.field(a, "value"))
+                        {
                             let value = self.val(v, 0);
                             let name = self.text(n);
                             self.named(name.clone(), value.clone(), a, false);
@@ -463,11 +452,12 @@ impl Extractor<'_, '_> {
         let mut fragments = Vec::new();
         let mut parts = Vec::new();
         for child in children(node) {
-            match child.kind() {
+            match self.src.kind(child) {
                 "string_content" => fragments.push(self.text(child)),
                 "interpolation" => {
-                    let v = child
-                        .child_by_field_name("expression")
+                    let v = self
+                        .src
+                        .field(child, "expression")
                         .or_else(|| named_children(child).first().copied())
                         .map_or(Val::Unknown, |e| self.val(e, depth + 1));
                     match v {
@@ -487,12 +477,28 @@ impl Extractor<'_, '_> {
     }
 
     /// Classifies an expression.
+    /// Classifies an expression (remembered per node while the bindings stay the same).
     fn val(&mut self, node: Node<'_>, depth: usize) -> Val {
+        if let Some((v, deps)) = self.scope.remembered(node.id()) {
+            let v = v.clone();
+            self.deps.extend_from_slice(deps);
+            return v;
+        }
+        let mark = self.deps.len();
+        let v = self.classify(node, depth);
+        if depth <= super::MEMO_DEPTH {
+            let deps = self.deps.get(mark..).unwrap_or_default().to_vec();
+            self.scope.remember(node.id(), v.clone(), deps);
+        }
+        v
+    }
+
+    fn classify(&mut self, node: Node<'_>, depth: usize) -> Val {
         if depth > max_depth() {
             return Val::Unknown;
         }
         let d = depth + 1;
-        match node.kind() {
+        match self.src.kind(node) {
             "string" => self.string_val(node, depth),
             "concatenated_string" => {
                 named_children(node)
@@ -518,8 +524,8 @@ impl Extractor<'_, '_> {
             }
             "attribute" => {
                 let (Some(object), Some(attr)) = (
-                    node.child_by_field_name("object"),
-                    node.child_by_field_name("attribute"),
+                    self.src.field(node, "object"),
+                    self.src.field(node, "attribute"),
                 ) else {
                     return Val::Unknown;
                 };
@@ -532,11 +538,12 @@ impl Extractor<'_, '_> {
                 }
             }
             "subscript" => {
-                let Some(value) = node.child_by_field_name("value") else {
+                let Some(value) = self.src.field(node, "value") else {
                     return Val::Unknown;
                 };
-                let key = node
-                    .child_by_field_name("subscript")
+                let key = self
+                    .src
+                    .field(node, "subscript")
                     .map_or(Val::Unknown, |k| self.val(k, d));
                 let base = self.val(value, d);
                 match (base, key) {
@@ -558,9 +565,9 @@ impl Extractor<'_, '_> {
             "call" => self.call_val(node, d),
             "binary_operator" => {
                 let (Some(l), Some(r), Some(op)) = (
-                    node.child_by_field_name("left"),
-                    node.child_by_field_name("right"),
-                    node.child_by_field_name("operator"),
+                    self.src.field(node, "left"),
+                    self.src.field(node, "right"),
+                    self.src.field(node, "operator"),
                 ) else {
                     return Val::Unknown;
                 };
@@ -591,7 +598,7 @@ impl Extractor<'_, '_> {
             "list" | "tuple" | "set" | "expression_list" => Val::List(bounded(
                 named_children(node)
                     .into_iter()
-                    .filter(|c| c.kind() != "comment")
+                    .filter(|c| self.src.kind(c) != "comment")
                     .take(64)
                     .map(|c| self.val(c, d))
                     .collect(),
@@ -599,10 +606,10 @@ impl Extractor<'_, '_> {
             "dictionary" => {
                 let mut pairs = Vec::new();
                 for c in named_children(node).into_iter().take(64) {
-                    match c.kind() {
+                    match self.src.kind(c) {
                         "pair" => {
                             if let (Some(k), Some(v)) =
-                                (c.child_by_field_name("key"), c.child_by_field_name("value"))
+                                (self.src.field(c, "key"), self.src.field(c, "value"))
                             {
                                 let key = match self.val(k, d) {
                                     Val::Str(s) => s,
@@ -639,20 +646,21 @@ impl Extractor<'_, '_> {
     }
 
     fn call_val(&mut self, node: Node<'_>, d: usize) -> Val {
-        let Some(function) = node.child_by_field_name("function") else {
+        let Some(function) = self.src.field(node, "function") else {
             return Val::Unknown;
         };
-        let args: Vec<Node<'_>> = node
-            .child_by_field_name("arguments")
+        let args: Vec<Node<'_>> = self
+            .src
+            .field(node, "arguments")
             .map(named_children)
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| a.kind() != "comment")
+            .filter(|a| self.src.kind(a) != "comment")
             .collect();
-        if function.kind() == "attribute"
+        if self.src.kind(function) == "attribute"
             && let (Some(object), Some(attr)) = (
-                function.child_by_field_name("object"),
-                function.child_by_field_name("attribute"),
+                self.src.field(function, "object"),
+                self.src.field(function, "attribute"),
             )
         {
             let attr = self.text(attr);
@@ -662,9 +670,10 @@ impl Extractor<'_, '_> {
                     base.fragments().iter().map(|s| (*s).to_owned()).collect();
                 let arg_vals: Vec<Val> = args
                     .iter()
-                    .map(|a| match a.kind() {
-                        "keyword_argument" => a
-                            .child_by_field_name("value")
+                    .map(|a| match self.src.kind(a) {
+                        "keyword_argument" => self
+                            .src
+                            .field(*a, "value")
                             .map_or(Val::Unknown, |v| self.val(v, d)),
                         _ => self.val(*a, d),
                     })

@@ -3,7 +3,7 @@
 use tree_sitter::Node;
 
 use super::{Call, Facts, Function, Import, Literal, Named, Param, Scope, Val, bounded, max_depth};
-use crate::source::{Source, children, named_children};
+use crate::source::{Source, children, named_children, walk};
 
 #[derive(Clone, Copy, Default)]
 struct Ctx {
@@ -29,13 +29,9 @@ pub(super) fn extract(src: &Source<'_>) -> Facts {
     let Some(root) = src.root() else {
         return x.facts;
     };
-    let mut stack = vec![(root, Ctx::default())];
-    while let Some((node, ctx)) = stack.pop() {
-        let inner = x.visit(node, ctx);
-        for child in children(node).into_iter().rev() {
-            stack.push((child, inner));
-        }
-    }
+    walk(root, Ctx::default(), |node, ctx, parent| {
+        x.visit(node, ctx, parent)
+    });
     x.facts
 }
 
@@ -47,19 +43,19 @@ impl Extractor<'_, '_> {
         self.src.text_of(node).to_owned()
     }
 
-    fn visit(&mut self, node: Node<'_>, ctx: Ctx) -> Ctx {
+    fn visit(&mut self, node: Node<'_>, ctx: Ctx, parent: &str) -> Ctx {
         let mut inner = ctx;
-        match node.kind() {
+        match self.src.kind(node) {
             "use_declaration" => {
                 let public = named_children(node)
                     .iter()
-                    .any(|c| c.kind() == "visibility_modifier");
-                if let Some(arg) = node.child_by_field_name("argument") {
+                    .any(|c| self.src.kind(c) == "visibility_modifier");
+                if let Some(arg) = self.src.field(node, "argument") {
                     self.use_tree(arg, "", public, 0);
                 }
             }
             "extern_crate_declaration" => {
-                if let Some(name) = node.child_by_field_name("name") {
+                if let Some(name) = self.src.field(node, "name") {
                     let n = self.text(name);
                     self.scope.alias(&n, &n);
                     self.facts.imports.push(Import {
@@ -73,28 +69,28 @@ impl Extractor<'_, '_> {
                 inner.in_loop = false;
                 inner.in_fn = true;
                 if children(node).iter().any(|c| {
-                    c.kind() == "function_modifiers" && self.src.text_of(*c).contains("unsafe")
+                    self.src.kind(c) == "function_modifiers"
+                        && self.src.text_of(*c).contains("unsafe")
                 }) {
                     self.facts.unsafe_blocks.push(self.src.loc(node));
                 }
             }
             "unsafe_block" => self.facts.unsafe_blocks.push(self.src.loc(node)),
             "impl_item" | "trait_item" | "foreign_mod_item"
-                if children(node).iter().any(|c| c.kind() == "unsafe") =>
+                if children(node).iter().any(|c| self.src.kind(c) == "unsafe") =>
             {
                 self.facts.unsafe_blocks.push(self.src.loc(node));
             }
             "for_expression" | "while_expression" | "loop_expression" => inner.in_loop = true,
             "let_declaration" => self.let_declaration(node),
             "assignment_expression" => {
-                if let (Some(l), Some(r)) = (
-                    node.child_by_field_name("left"),
-                    node.child_by_field_name("right"),
-                ) {
+                if let (Some(l), Some(r)) =
+                    (self.src.field(node, "left"), self.src.field(node, "right"))
+                {
                     self.deps.clear();
                     let value = self.val(r, 0);
                     let name = self.text(l);
-                    if l.kind() == "identifier" {
+                    if self.src.kind(l) == "identifier" {
                         self.scope
                             .bind(&name, value.clone(), node.start_position().row);
                     }
@@ -102,10 +98,9 @@ impl Extractor<'_, '_> {
                 }
             }
             "compound_assignment_expr" => {
-                if let (Some(l), Some(r)) = (
-                    node.child_by_field_name("left"),
-                    node.child_by_field_name("right"),
-                ) && l.kind() == "identifier"
+                if let (Some(l), Some(r)) =
+                    (self.src.field(node, "left"), self.src.field(node, "right"))
+                    && self.src.kind(l) == "identifier"
                 {
                     let name = self.text(l);
                     let before = self
@@ -118,28 +113,26 @@ impl Extractor<'_, '_> {
                 }
             }
             "field_initializer" => {
-                if let (Some(f), Some(v)) = (
-                    node.child_by_field_name("field"),
-                    node.child_by_field_name("value"),
-                ) {
+                if let (Some(f), Some(v)) =
+                    (self.src.field(node, "field"), self.src.field(node, "value"))
+                {
                     let value = self.val(v, 0);
                     let name = self.text(f);
                     self.named(name, value, node, false);
                 }
             }
             "binary_expression" => {
-                let op = node
-                    .child_by_field_name("operator")
+                let op = self
+                    .src
+                    .field(node, "operator")
                     .map(|o| self.text(o))
                     .unwrap_or_default();
                 if matches!(op.as_str(), "==" | "!=")
-                    && let (Some(l), Some(r)) = (
-                        node.child_by_field_name("left"),
-                        node.child_by_field_name("right"),
-                    )
+                    && let (Some(l), Some(r)) =
+                        (self.src.field(node, "left"), self.src.field(node, "right"))
                 {
                     for (name_side, value_side) in [(l, r), (r, l)] {
-                        if matches!(name_side.kind(), "identifier" | "field_expression") {
+                        if matches!(self.src.kind(name_side), "identifier" | "field_expression") {
                             let value = self.val(value_side, 0);
                             if value.as_str().is_some() {
                                 let name = self.text(name_side);
@@ -151,15 +144,12 @@ impl Extractor<'_, '_> {
             }
             "call_expression" => {
                 self.call(node, ctx);
-                if node
-                    .parent()
-                    .is_some_and(|p| p.kind() == "expression_statement")
-                {
+                if parent == "expression_statement" {
                     self.rebind_builder(node);
                 }
-                if let Some(f) = node.child_by_field_name("function")
-                    && f.kind() == "field_expression"
-                    && f.child_by_field_name("field").is_some_and(|m| {
+                if let Some(f) = self.src.field(node, "function")
+                    && self.src.kind(f) == "field_expression"
+                    && self.src.field(f, "field").is_some_and(|m| {
                         matches!(self.src.text_of(m), "for_each" | "map" | "try_for_each")
                     })
                 {
@@ -191,7 +181,7 @@ impl Extractor<'_, '_> {
         });
     }
 
-    fn path(&self, node: Node<'_>) -> String {
+    fn path(&mut self, node: Node<'_>) -> String {
         let text = self.text(node);
         let mut segments: Vec<&str> = text.split("::").map(str::trim).collect();
         if segments.first() == Some(&"") {
@@ -218,7 +208,7 @@ impl Extractor<'_, '_> {
                 format!("{p}.{s}")
             }
         };
-        match node.kind() {
+        match self.src.kind(node) {
             "identifier" | "scoped_identifier" | "crate" | "self" | "super" => {
                 let path = join(prefix, &self.text(node).replace("::", "."));
                 let path = path.trim_start_matches('.').to_owned();
@@ -236,10 +226,9 @@ impl Extractor<'_, '_> {
                 }
             }
             "use_as_clause" => {
-                if let (Some(p), Some(a)) = (
-                    node.child_by_field_name("path"),
-                    node.child_by_field_name("alias"),
-                ) {
+                if let (Some(p), Some(a)) =
+                    (self.src.field(node, "path"), self.src.field(node, "alias"))
+                {
                     let full = join(prefix, &self.text(p).replace("::", "."));
                     let alias = self.text(a);
                     self.scope.alias(&alias, &full);
@@ -250,11 +239,12 @@ impl Extractor<'_, '_> {
                 }
             }
             "scoped_use_list" => {
-                let p = node
-                    .child_by_field_name("path")
+                let p = self
+                    .src
+                    .field(node, "path")
                     .map(|p| join(prefix, &self.text(p).replace("::", ".")))
                     .unwrap_or_else(|| prefix.to_owned());
-                if let Some(list) = node.child_by_field_name("list") {
+                if let Some(list) = self.src.field(node, "list") {
                     for item in named_children(list) {
                         self.use_tree(item, &p, public, depth + 1);
                     }
@@ -297,19 +287,19 @@ impl Extractor<'_, '_> {
     }
 
     fn function(&mut self, node: Node<'_>, ctx: Ctx) -> usize {
-        let name_node = node.child_by_field_name("name").unwrap_or(node);
+        let name_node = self.src.field(node, "name").unwrap_or(node);
         let mut name = self.text(name_node);
-        let public = named_children(node)
-            .iter()
-            .any(|c| c.kind() == "visibility_modifier" && self.src.text_of(*c).starts_with("pub"));
+        let public = named_children(node).iter().any(|c| {
+            self.src.kind(c) == "visibility_modifier" && self.src.text_of(*c).starts_with("pub")
+        });
         let mut impl_type = None;
         let mut trait_impl = false;
         let mut p = node.parent();
         for _ in 0..3 {
             let Some(n) = p else { break };
-            if n.kind() == "impl_item" {
-                impl_type = n.child_by_field_name("type").map(|t| self.text(t));
-                trait_impl = n.child_by_field_name("trait").is_some();
+            if self.src.kind(n) == "impl_item" {
+                impl_type = self.src.field(n, "type").map(|t| self.text(t));
+                trait_impl = self.src.field(n, "trait").is_some();
                 break;
             }
             p = n.parent();
@@ -319,11 +309,11 @@ impl Extractor<'_, '_> {
             name = format!("{t}.{name}");
         }
         let mut params = Vec::new();
-        if let Some(list) = node.child_by_field_name("parameters") {
+        if let Some(list) = self.src.field(node, "parameters") {
             for p in named_children(list) {
-                let variadic = p.kind() == "variadic_parameter";
+                let variadic = self.src.kind(p) == "variadic_parameter";
                 if matches!(
-                    p.kind(),
+                    self.src.kind(p),
                     "parameter" | "self_parameter" | "variadic_parameter"
                 ) {
                     params.push(Param {
@@ -348,8 +338,8 @@ impl Extractor<'_, '_> {
 
     fn let_declaration(&mut self, node: Node<'_>) {
         let (Some(pattern), Some(value)) = (
-            node.child_by_field_name("pattern"),
-            node.child_by_field_name("value"),
+            self.src.field(node, "pattern"),
+            self.src.field(node, "value"),
         ) else {
             return;
         };
@@ -357,18 +347,18 @@ impl Extractor<'_, '_> {
         let v = self.val(value, 0);
         let name = self.text(pattern);
         let name = name.trim_start_matches("mut ").trim().to_owned();
-        if pattern.kind() == "identifier" || pattern.kind() == "mut_pattern" {
+        if self.src.kind(pattern) == "identifier" || self.src.kind(pattern) == "mut_pattern" {
             self.scope.bind(&name, v.clone(), node.start_position().row);
         }
         self.named(name, v, node, false);
     }
 
     fn callee_and_receiver(&mut self, function: Node<'_>, d: usize) -> (String, Option<Val>) {
-        match function.kind() {
+        match self.src.kind(function) {
             "field_expression" => {
                 let (Some(value), Some(field)) = (
-                    function.child_by_field_name("value"),
-                    function.child_by_field_name("field"),
+                    self.src.field(function, "value"),
+                    self.src.field(function, "field"),
                 ) else {
                     return ("?".to_owned(), None);
                 };
@@ -382,7 +372,7 @@ impl Extractor<'_, '_> {
                 };
                 (callee, Some(recv))
             }
-            "generic_function" => match function.child_by_field_name("function") {
+            "generic_function" => match self.src.field(function, "function") {
                 Some(f) => self.callee_and_receiver(f, d),
                 None => ("?".to_owned(), None),
             },
@@ -395,18 +385,21 @@ impl Extractor<'_, '_> {
     }
 
     fn args(&mut self, node: Node<'_>, d: usize) -> Vec<Val> {
-        node.child_by_field_name("arguments")
+        self.src
+            .field(node, "arguments")
             .map(named_children)
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| !a.kind().ends_with("comment") && a.kind() != "attribute_item")
+            .filter(|a| {
+                !self.src.kind(a).ends_with("comment") && self.src.kind(a) != "attribute_item"
+            })
             .take(64)
             .map(|a| self.val(a, d))
             .collect()
     }
 
     fn call(&mut self, node: Node<'_>, ctx: Ctx) {
-        let Some(function) = node.child_by_field_name("function") else {
+        let Some(function) = self.src.field(node, "function") else {
             return;
         };
         self.deps.clear();
@@ -437,9 +430,9 @@ impl Extractor<'_, '_> {
     fn rebind_builder(&mut self, node: Node<'_>) {
         let mut root = node;
         for _ in 0..64 {
-            let next = match root.kind() {
-                "call_expression" => root.child_by_field_name("function"),
-                "field_expression" => root.child_by_field_name("value"),
+            let next = match self.src.kind(root) {
+                "call_expression" => self.src.field(root, "function"),
+                "field_expression" => self.src.field(root, "value"),
                 _ => None,
             };
             match next {
@@ -447,7 +440,7 @@ impl Extractor<'_, '_> {
                 None => break,
             }
         }
-        if root.kind() != "identifier" {
+        if self.src.kind(root) != "identifier" {
             return;
         }
         let name = self.text(root);
@@ -471,31 +464,31 @@ impl Extractor<'_, '_> {
     fn string_val(&self, node: Node<'_>) -> Val {
         let content: String = named_children(node)
             .into_iter()
-            .filter(|c| matches!(c.kind(), "string_content" | "escape_sequence"))
+            .filter(|c| matches!(self.src.kind(c), "string_content" | "escape_sequence"))
             .map(|c| self.text(c))
             .collect();
         Val::Str(content)
     }
 
     fn macro_val(&mut self, node: Node<'_>, d: usize) -> Val {
-        let name = node
-            .child_by_field_name("macro")
+        let name = self
+            .src
+            .field(node, "macro")
             .map(|m| self.text(m))
             .unwrap_or_default();
         let name = name.rsplit("::").next().unwrap_or("").to_owned();
         let Some(tokens) = named_children(node)
             .into_iter()
-            .find(|c| c.kind() == "token_tree")
+            .find(|c| self.src.kind(c) == "token_tree")
         else {
             return Val::Unknown;
         };
         let items = named_children(tokens);
         match name.as_str() {
             "format" | "format_args" | "concat" => {
-                let Some(template) = items
-                    .iter()
-                    .find(|c| matches!(c.kind(), "string_literal" | "raw_string_literal"))
-                else {
+                let Some(template) = items.iter().find(|c| {
+                    matches!(self.src.kind(**c), "string_literal" | "raw_string_literal")
+                }) else {
                     return Val::Unknown;
                 };
                 let text = self.val(*template, d).as_str().unwrap_or("").to_owned();
@@ -514,7 +507,7 @@ impl Extractor<'_, '_> {
                         .iter()
                         .filter(|c| c.start_byte() > template.end_byte())
                     {
-                        match item.kind() {
+                        match self.src.kind(item) {
                             "identifier" => {
                                 let v = self.ident_val(&self.text(*item));
                                 parts.push(v);
@@ -554,12 +547,28 @@ impl Extractor<'_, '_> {
         }
     }
 
+    /// Classifies an expression (remembered per node while the bindings stay the same).
     fn val(&mut self, node: Node<'_>, depth: usize) -> Val {
+        if let Some((v, deps)) = self.scope.remembered(node.id()) {
+            let v = v.clone();
+            self.deps.extend_from_slice(deps);
+            return v;
+        }
+        let mark = self.deps.len();
+        let v = self.classify(node, depth);
+        if depth <= super::MEMO_DEPTH {
+            let deps = self.deps.get(mark..).unwrap_or_default().to_vec();
+            self.scope.remember(node.id(), v.clone(), deps);
+        }
+        v
+    }
+
+    fn classify(&mut self, node: Node<'_>, depth: usize) -> Val {
         if depth > max_depth() {
             return Val::Unknown;
         }
         let d = depth + 1;
-        match node.kind() {
+        match self.src.kind(node) {
             "string_literal" | "raw_string_literal" => self.string_val(node),
             "char_literal" => Val::Str(self.text(node).trim_matches('\'').to_owned()),
             "integer_literal" | "float_literal" => Val::Num,
@@ -571,10 +580,9 @@ impl Extractor<'_, '_> {
             "scoped_identifier" => Val::Ref(self.path(node)),
             "self" => Val::Ref("self".to_owned()),
             "field_expression" => {
-                let (Some(value), Some(field)) = (
-                    node.child_by_field_name("value"),
-                    node.child_by_field_name("field"),
-                ) else {
+                let (Some(value), Some(field)) =
+                    (self.src.field(node, "value"), self.src.field(node, "field"))
+                else {
                     return Val::Unknown;
                 };
                 let field = self.text(field);
@@ -585,7 +593,7 @@ impl Extractor<'_, '_> {
                 }
             }
             "call_expression" => {
-                let Some(function) = node.child_by_field_name("function") else {
+                let Some(function) = self.src.field(node, "function") else {
                     return Val::Unknown;
                 };
                 let (callee, receiver) = self.callee_and_receiver(function, d);
@@ -623,22 +631,22 @@ impl Extractor<'_, '_> {
             | "parenthesized_expression"
             | "type_cast_expression"
             | "unary_expression" => {
-                let inner = node.child_by_field_name("value").or_else(|| {
+                let inner = self.src.field(node, "value").or_else(|| {
                     named_children(node)
                         .into_iter()
-                        .find(|c| !c.kind().ends_with("type"))
+                        .find(|c| !self.src.kind(c).ends_with("type"))
                 });
                 inner.map_or(Val::Unknown, |c| self.val(c, d))
             }
             "binary_expression" => {
-                let (Some(l), Some(r)) = (
-                    node.child_by_field_name("left"),
-                    node.child_by_field_name("right"),
-                ) else {
+                let (Some(l), Some(r)) =
+                    (self.src.field(node, "left"), self.src.field(node, "right"))
+                else {
                     return Val::Unknown;
                 };
-                let op = node
-                    .child_by_field_name("operator")
+                let op = self
+                    .src
+                    .field(node, "operator")
                     .map(|o| self.text(o))
                     .unwrap_or_default();
                 let left = self.val(l, d);
@@ -656,21 +664,20 @@ impl Extractor<'_, '_> {
             "array_expression" | "tuple_expression" => Val::List(bounded(
                 named_children(node)
                     .into_iter()
-                    .filter(|c| !c.kind().ends_with("comment"))
+                    .filter(|c| !self.src.kind(c).ends_with("comment"))
                     .take(64)
                     .map(|c| self.val(c, d))
                     .collect(),
             )),
             "struct_expression" => {
                 let mut pairs = Vec::new();
-                if let Some(body) = node.child_by_field_name("body") {
+                if let Some(body) = self.src.field(node, "body") {
                     for f in named_children(body).into_iter().take(64) {
-                        match f.kind() {
+                        match self.src.kind(f) {
                             "field_initializer" => {
-                                if let (Some(n), Some(v)) = (
-                                    f.child_by_field_name("field"),
-                                    f.child_by_field_name("value"),
-                                ) {
+                                if let (Some(n), Some(v)) =
+                                    (self.src.field(f, "field"), self.src.field(f, "value"))
+                                {
                                     let key = self.text(n);
                                     pairs.push((key, self.val(v, d)));
                                 }

@@ -54,12 +54,22 @@ fn pascal(snake: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Each operation with its camelCase and v3 command names.
+static NAMES: std::sync::LazyLock<Vec<(&'static str, String, String)>> =
+    std::sync::LazyLock::new(|| {
+        RESOURCE_DELETES
+            .iter()
+            .map(|op| (*op, camel(op), format!("{}Command", pascal(op))))
+            .collect()
+    });
+
 fn resource_delete(call: &Call) -> Option<&'static str> {
-    RESOURCE_DELETES.iter().copied().find(|op| {
-        call.method == *op
-            || call.method == camel(op)
-            || call.is_new && call.method == format!("{}Command", pascal(op))
-    })
+    NAMES
+        .iter()
+        .find(|(snake, camel, command)| {
+            call.method == *snake || call.method == *camel || call.is_new && call.method == *command
+        })
+        .map(|(snake, _, _)| *snake)
 }
 
 pub(super) fn check(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
@@ -113,7 +123,7 @@ fn recursive_delete(language: Language, call: &Call) -> Option<String> {
     let fs_like = |m: &str| {
         ["fs.", "fs.promises.", "fs/promises.", "fs-extra."]
             .iter()
-            .any(|p| c == format!("{p}{m}"))
+            .any(|p| c.strip_prefix(p) == Some(m))
     };
     let recursive_option = call
         .args
@@ -149,6 +159,18 @@ fn words(text: &str) -> Vec<String> {
 
 fn sql_literals(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
     for lit in &ctx.facts.literals {
+        let first = lit
+            .text
+            .trim_start()
+            .get(..8)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if !["DROP", "TRUNCATE", "DELETE", "UPDATE"]
+            .iter()
+            .any(|k| first.starts_with(k))
+        {
+            continue;
+        }
         let w = words(&lit.text);
         let Some(first) = w.first() else { continue };
         let has = |k: &str| w.iter().any(|x| x == k);

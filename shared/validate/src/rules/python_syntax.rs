@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use tree_sitter::Node;
 
 use super::syntax::SyntaxError;
-use crate::source::{Source, descendants, named_children};
+use crate::source::{Source, named_children, walk};
 
 pub(super) fn errors(src: &Source<'_>) -> Vec<SyntaxError> {
     let mut out = indentation(src);
@@ -101,10 +101,11 @@ fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
             }
         }
         // Scan the line for strings, brackets, comments and a trailing backslash.
-        let chars: Vec<char> = line.chars().collect();
+        // Every character that matters here is ASCII: scan bytes.
+        let chars = line.as_bytes();
         let mut i = 0;
         while i < chars.len() {
-            let c = chars[i];
+            let c = char::from(chars[i]);
             if let Some((q, triple)) = string {
                 if c == '\\' {
                     i += 2;
@@ -113,7 +114,9 @@ fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
                 if c == q {
                     if !triple {
                         string = None;
-                    } else if chars.get(i + 1) == Some(&q) && chars.get(i + 2) == Some(&q) {
+                    } else if chars.get(i + 1).map(|&b| char::from(b)) == Some(q)
+                        && chars.get(i + 2).map(|&b| char::from(b)) == Some(q)
+                    {
                         string = None;
                         i += 3;
                         continue;
@@ -125,7 +128,8 @@ fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
             match c {
                 '#' => break,
                 '\'' | '"' => {
-                    let triple = chars.get(i + 1) == Some(&c) && chars.get(i + 2) == Some(&c);
+                    let triple = chars.get(i + 1).map(|&b| char::from(b)) == Some(c)
+                        && chars.get(i + 2).map(|&b| char::from(b)) == Some(c);
                     string = Some((c, triple));
                     i += if triple { 3 } else { 1 };
                     continue;
@@ -147,89 +151,78 @@ fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
     out
 }
 
-fn enclosing<'a>(node: Node<'a>, stop: &[&str], find: &[&str]) -> Option<Node<'a>> {
-    let mut p = node.parent();
-    for _ in 0..256 {
-        let n = p?;
-        if find.contains(&n.kind()) {
-            return Some(n);
-        }
-        if stop.contains(&n.kind()) {
-            return None;
-        }
-        p = n.parent();
-    }
-    None
+/// Where a node is, for the statements CPython allows only in some places.
+#[derive(Clone, Copy, Default)]
+struct Place {
+    /// Inside a function: `Some(is_async)`.
+    function: Option<bool>,
+    /// Inside a lambda (its body is an expression: `yield`/`await` are checked by function).
+    lambda: bool,
+    /// Inside a loop of the current function.
+    in_loop: bool,
+    /// Inside a comprehension of the current function.
+    comprehension: bool,
 }
 
 fn tree_checks(src: &Source<'_>, root: Node<'_>, out: &mut Vec<SyntaxError>) {
-    for node in descendants(root) {
+    walk(root, Place::default(), |node, place, _| {
         if out.len() >= 20 {
-            return;
+            return place;
         }
-        let loc = src.loc(node);
-        let outside = |stop: &[&str], find: &[&str]| enclosing(node, stop, find).is_none();
-        let message: Option<String> = match node.kind() {
+        let kind = src.kind(node);
+        let mut inner = place;
+        let message: Option<String> = match kind {
+            "function_definition" => {
+                let is_async = src.text_of(node).trim_start().starts_with("async");
+                inner = Place {
+                    function: Some(is_async),
+                    ..Place::default()
+                };
+                None
+            }
+            "class_definition" => {
+                inner = Place::default();
+                None
+            }
+            "lambda" => {
+                inner.lambda = true;
+                None
+            }
+            "for_statement" | "while_statement" => {
+                inner.in_loop = true;
+                None
+            }
+            "list_comprehension"
+            | "generator_expression"
+            | "set_comprehension"
+            | "dictionary_comprehension" => {
+                inner.comprehension = true;
+                None
+            }
             "print_statement" => {
                 Some("SyntaxError: Python 2 print statement; call print(...)".into())
             }
             "exec_statement" => Some("SyntaxError: Python 2 exec statement".into()),
-            "return_statement" | "yield" => outside(
-                &["class_definition", "module"],
-                &["function_definition", "lambda"],
-            )
-            .then(|| {
-                let what = if node.kind() == "yield" {
-                    "yield"
-                } else {
-                    "return"
-                };
-                format!("SyntaxError: '{what}' outside function")
-            }),
-            "break_statement" | "continue_statement" => outside(
-                &[
-                    "function_definition",
-                    "class_definition",
-                    "module",
-                    "lambda",
-                ],
-                &["for_statement", "while_statement"],
-            )
-            .then(|| {
-                let what = if node.kind() == "break_statement" {
+            "return_statement" | "yield" if place.function.is_none() && !place.lambda => {
+                let what = if kind == "yield" { "yield" } else { "return" };
+                Some(format!("SyntaxError: '{what}' outside function"))
+            }
+            "break_statement" | "continue_statement" if !place.in_loop => {
+                let what = if kind == "break_statement" {
                     "break"
                 } else {
                     "continue"
                 };
-                format!("SyntaxError: '{what}' outside loop")
-            }),
-            "await" => {
-                let in_comprehension = !outside(
-                    &["function_definition", "module"],
-                    &[
-                        "list_comprehension",
-                        "generator_expression",
-                        "set_comprehension",
-                        "dictionary_comprehension",
-                    ],
-                );
-                match enclosing(
-                    node,
-                    &["module", "class_definition"],
-                    &["function_definition", "lambda"],
-                ) {
-                    Some(f) if f.kind() == "function_definition" => {
-                        let is_async = src.text_of(f).trim_start().starts_with("async");
-                        (!is_async && !in_comprehension)
-                            .then(|| "SyntaxError: 'await' outside async function".to_owned())
-                    }
-                    Some(_) => None,
-                    None => Some("SyntaxError: 'await' outside function".into()),
-                }
+                Some(format!("SyntaxError: '{what}' outside loop"))
             }
-            "nonlocal_statement" => outside(&["module"], &["function_definition"]).then(|| {
-                "SyntaxError: nonlocal declaration not allowed at module level".to_owned()
-            }),
+            "await" if !place.lambda && !place.comprehension => match place.function {
+                Some(true) => None,
+                Some(false) => Some("SyntaxError: 'await' outside async function".into()),
+                None => Some("SyntaxError: 'await' outside function".into()),
+            },
+            "nonlocal_statement" if place.function.is_none() => {
+                Some("SyntaxError: nonlocal declaration not allowed at module level".into())
+            }
             "parameters" | "lambda_parameters" => {
                 parameters(src, node, out);
                 None
@@ -241,9 +234,11 @@ fn tree_checks(src: &Source<'_>, root: Node<'_>, out: &mut Vec<SyntaxError>) {
             _ => None,
         };
         if let Some(message) = message {
+            let loc = src.loc(node);
             out.push(err(loc.row, loc.col, message));
         }
-    }
+        inner
+    });
 }
 
 fn parameters(src: &Source<'_>, node: Node<'_>, out: &mut Vec<SyntaxError>) {

@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use regex_lite::Regex;
+use regex::Regex;
 use selfbuild_core::change::RiskLevel;
 
 use super::{Ctx, Out, excerpt};
@@ -15,6 +15,8 @@ use crate::source::Loc;
 
 struct Pattern {
     what: &'static str,
+    /// Lowercase texts one of which a line must contain for the regex to run.
+    needles: &'static [&'static str],
     regex: Regex,
     /// The capture group holding the secret.
     group: usize,
@@ -22,9 +24,16 @@ struct Pattern {
     entropy: f64,
 }
 
-fn pattern(what: &'static str, re: &str, group: usize, entropy: f64) -> Option<Pattern> {
+fn pattern(
+    what: &'static str,
+    needles: &'static [&'static str],
+    re: &str,
+    group: usize,
+    entropy: f64,
+) -> Option<Pattern> {
     Regex::new(re).ok().map(|regex| Pattern {
         what,
+        needles,
         regex,
         group,
         entropy,
@@ -33,46 +42,52 @@ fn pattern(what: &'static str, re: &str, group: usize, entropy: f64) -> Option<P
 
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     [
-        pattern("AWS access key id", r"\b((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\b", 1, 3.0),
-        pattern("GitHub token", r"\b(gh[pousr]_[A-Za-z0-9]{36,255})\b", 1, 3.5),
-        pattern("GitHub token", r"\b(github_pat_[A-Za-z0-9_]{60,255})\b", 1, 3.5),
-        pattern("Slack token", r"\b(xox[baprs]-[0-9A-Za-z-]{10,})", 1, 3.0),
+        pattern("AWS access key id", &["akia", "asia", "abia", "acca"], r"\b((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\b", 1, 3.0),
+        pattern("GitHub token", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], r"\b(gh[pousr]_[A-Za-z0-9]{36,255})\b", 1, 3.5),
+        pattern("GitHub token", &["github_pat_"], r"\b(github_pat_[A-Za-z0-9_]{60,255})\b", 1, 3.5),
+        pattern("Slack token", &["xox"], r"\b(xox[baprs]-[0-9A-Za-z-]{10,})", 1, 3.0),
         pattern(
             "Slack webhook",
+            &["hooks.slack.com"],
             r"(https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,})",
             1,
             3.0,
         ),
-        pattern("Anthropic key", r"\b(sk-ant-[A-Za-z0-9_-]{20,})", 1, 3.5),
-        pattern("OpenAI key", r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})", 1, 3.5),
-        pattern("Stripe key", r"\b((?:sk|rk)_live_[0-9A-Za-z]{20,})", 1, 3.3),
-        pattern("Google API key", r"\b(AIza[0-9A-Za-z_-]{35})\b", 1, 3.5),
+        pattern("Anthropic key", &["sk-ant-"], r"\b(sk-ant-[A-Za-z0-9_-]{20,})", 1, 3.5),
+        pattern("OpenAI key", &["sk-"], r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})", 1, 3.5),
+        pattern("Stripe key", &["_live_"], r"\b((?:sk|rk)_live_[0-9A-Za-z]{20,})", 1, 3.3),
+        pattern("Google API key", &["aiza"], r"\b(AIza[0-9A-Za-z_-]{35})\b", 1, 3.5),
         pattern(
             "private key",
+            &["private key-----"],
             r"(-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----)",
             1,
             0.0,
         ),
         pattern(
             "password in a connection string",
+            &["://"],
             r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\x22]+:([^\s@/'\x22]+)@[^\s/'\x22]+",
             1,
             2.5,
         ),
         pattern(
             "Authorization header",
+            &["bearer", "basic", "token"],
             r"(?i)\b(?:bearer|basic|token)\s+([A-Za-z0-9._~+/=-]{20,})",
             1,
             3.5,
         ),
         pattern(
             "AWS secret access key",
+            &["secret", "aws"],
             r"(?i)(?:aws.{0,20}(?:secret|sk)|secret.?access.?key).{0,25}?\b([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
             1,
             4.0,
         ),
         pattern(
             "secret-named value",
+            &["pass", "secret", "key", "token"],
             r#"(?i)\b[a-z0-9_.-]*(?:password|passwd|secret|api_?key|apikey|auth_?token|access_?token|private_?key|client_?secret)[a-z0-9_]*\b\s*["']?\s*[:=]+\s*[rbf]?["']([^"'\s]{12,})["']"#,
             1,
             3.5,
@@ -81,6 +96,18 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     .into_iter()
     .flatten()
     .collect()
+});
+
+/// Every pattern's needles in one case-insensitive search: most lines have none, and one
+/// scan tells.
+static ANY_NEEDLE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    let mut needles: Vec<String> = PATTERNS
+        .iter()
+        .flat_map(|p| p.needles.iter().map(|n| regex::escape(n)))
+        .collect();
+    needles.sort();
+    needles.dedup();
+    Regex::new(&format!("(?i){}", needles.join("|"))).ok()
 });
 
 /// Bits of Shannon entropy per character.
@@ -141,7 +168,14 @@ pub(super) fn check(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
         if line.len() < 12 {
             continue;
         }
+        if ANY_NEEDLE.as_ref().is_some_and(|r| !r.is_match(line)) {
+            continue;
+        }
+        let lower = line.to_ascii_lowercase();
         for p in PATTERNS.iter() {
+            if !p.needles.iter().any(|n| lower.contains(n)) {
+                continue;
+            }
             for caps in p.regex.captures_iter(line) {
                 let Some(m) = caps.get(p.group) else { continue };
                 let secret = m.as_str();
@@ -192,6 +226,13 @@ pub(super) fn check(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        // A pattern that fails to compile is dropped by `pattern`: count them.
+        assert_eq!(PATTERNS.len(), 14);
+        assert!(ANY_NEEDLE.is_some());
+    }
 
     #[test]
     fn entropy_tells_random_from_words() {
