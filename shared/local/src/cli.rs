@@ -795,6 +795,104 @@ async fn cycle(
 mod tests {
     use super::*;
 
+    fn patch_files(before: &str, diff: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().join("before.py");
+        let patch = dir.path().join("patch.diff");
+        std::fs::write(&base, before).expect("write");
+        std::fs::write(&patch, diff).expect("write");
+        (dir, base, patch)
+    }
+
+    fn args<'a>(base: &'a Path, diff: &'a Path) -> PatchArgs<'a> {
+        PatchArgs {
+            path: "src/orders.py",
+            base,
+            diff,
+            language: None,
+            tenant: None,
+            handler: None,
+        }
+    }
+
+    #[test]
+    fn validate_patch_prints_the_decision_risk_and_located_findings() {
+        use selfbuild_validate::CodeDecision;
+        let before = "def handler(event, context):\n    return event\n";
+        let diff = "--- a/src/orders.py\n+++ b/src/orders.py\n@@ -1,2 +1,2 @@\n def handler(event, context):\n-    return event\n+    return eval(event[\"q\"])\n";
+        let (_dir, base, patch) = patch_files(before, diff);
+        let (decision, json) = validate_patch(&args(&base, &patch)).expect("validates");
+        assert_eq!(decision, CodeDecision::Block);
+        assert_eq!(json["decision"], "block");
+        assert_eq!(json["risk"], "CRITICAL");
+        let f = &json["findings"][0];
+        assert_eq!(
+            (
+                f["rule"].as_str(),
+                f["path"].as_str(),
+                f["line"].as_u64(),
+                f["col"].as_u64()
+            ),
+            (
+                Some("code_execution"),
+                Some("src/orders.py"),
+                Some(2),
+                Some(12)
+            )
+        );
+        let keys: Vec<&String> = f.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["rule", "risk", "path", "line", "col", "message"]);
+
+        let benign = diff.replace("eval(event[\"q\"])", "{\"ok\": True}");
+        let (_dir, base, patch) = patch_files(before, &benign);
+        let (decision, json) = validate_patch(&args(&base, &patch)).expect("validates");
+        assert_eq!(decision, CodeDecision::Allow, "{json}");
+    }
+
+    #[test]
+    fn validate_patch_errors_name_the_file_or_the_diff_problem() {
+        let (_dir, base, patch) = patch_files("x = 1\n", "not a diff\n");
+        let e = validate_patch(&args(&base, &patch)).expect_err("malformed");
+        assert!(e.message.contains("malformed diff"), "{}", e.message);
+        let missing = Path::new("/nonexistent/before.py");
+        let e = validate_patch(&args(missing, &patch)).expect_err("unreadable");
+        assert!(
+            e.message.starts_with("--base /nonexistent/before.py"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn validate_patch_parses_its_flags() {
+        let cli = Cli::try_parse_from([
+            "selfbuild",
+            "validate-patch",
+            "--path",
+            "a.ts",
+            "--base",
+            "/dev/null",
+            "--diff",
+            "p.diff",
+            "--language",
+            "typescript",
+            "--tenant",
+            "acme",
+            "--handler",
+            "a.handler",
+        ])
+        .expect("parses");
+        let Command::ValidatePatch {
+            language, tenant, ..
+        } = cli.command
+        else {
+            panic!("validate-patch")
+        };
+        assert_eq!(language, Some(PatchLanguage::Typescript));
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        assert!(Cli::try_parse_from(["selfbuild", "validate-patch", "--path", "a"]).is_err());
+    }
+
     #[test]
     fn the_removed_time_scale_flag_is_refused_with_the_reason() {
         for args in [
