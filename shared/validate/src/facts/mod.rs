@@ -110,6 +110,44 @@ impl Val {
         }
     }
 
+    /// The value cut to `depth` levels and `items` elements per level: what a binding keeps
+    /// (rules look at a value's top few levels; deep copies on every read cost more).
+    pub fn truncated(&self, depth: usize, items: usize) -> Val {
+        if depth == 0 {
+            return match self {
+                Self::Str(_) | Self::Num | Self::Bool(_) | Self::Null | Self::Ref(_) => {
+                    self.clone()
+                }
+                Self::Built(f, _) => {
+                    Self::Built(f.iter().take(items).cloned().collect(), vec![Self::Unknown])
+                }
+                _ => Self::Unknown,
+            };
+        }
+        let cut = |v: &Vec<Val>| {
+            v.iter()
+                .take(items)
+                .map(|x| x.truncated(depth - 1, items))
+                .collect()
+        };
+        match self {
+            Self::Built(f, p) => Self::Built(f.iter().take(items).cloned().collect(), cut(p)),
+            Self::List(v) => Self::List(cut(v)),
+            Self::Map(pairs) => Self::Map(
+                pairs
+                    .iter()
+                    .take(items)
+                    .map(|(k, v)| (k.clone(), v.truncated(depth - 1, items)))
+                    .collect(),
+            ),
+            Self::Call { callee, args } => Self::Call {
+                callee: callee.clone(),
+                args: cut(args),
+            },
+            other => other.clone(),
+        }
+    }
+
     /// Concatenation of two values as strings.
     pub fn concat(a: Val, b: Val) -> Val {
         match (a, b) {
@@ -326,6 +364,7 @@ impl Scope {
     pub fn bind(&mut self, name: &str, value: Val, row: usize) {
         self.forget(name);
         if self.values.len() < 10_000 {
+            let value = value.truncated(BOUND_DEPTH, BOUND_ITEMS);
             self.values.insert(name.to_owned(), (value, row));
         }
     }
@@ -383,6 +422,11 @@ pub(crate) fn bounded<T>(mut items: Vec<T>) -> Vec<T> {
     items.truncate(MAX_ITEMS);
     items
 }
+
+/// Levels of a bound value kept.
+const BOUND_DEPTH: usize = 4;
+/// Elements per level of a bound value kept.
+const BOUND_ITEMS: usize = 16;
 
 /// Values computed this shallow had at least this much depth budget left: close enough to a
 /// fresh evaluation to reuse.

@@ -486,7 +486,8 @@ impl Extractor<'_, '_> {
         }
         let mark = self.deps.len();
         let v = self.classify(node, depth);
-        if depth <= super::MEMO_DEPTH {
+        // Leaves are cheaper to classify again than to copy out of the memo.
+        if depth <= super::MEMO_DEPTH && node.named_child_count() > 0 {
             let deps = self.deps.get(mark..).unwrap_or_default().to_vec();
             self.scope.remember(node.id(), v.clone(), deps);
         }
