@@ -166,6 +166,19 @@ fn intern(kind: &str) -> &'static str {
     k
 }
 
+/// A syntax problem at a 0-based row and 1-based column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    /// 0-based row.
+    pub row: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// 0-based last row.
+    pub end_row: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
 /// Where something is: a 0-based start row, its 1-based character column, its last row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Loc {

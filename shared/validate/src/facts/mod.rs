@@ -318,6 +318,8 @@ pub(crate) struct Facts {
     pub literals: Vec<Literal>,
     /// `unsafe` blocks, functions and impls (Rust).
     pub unsafe_blocks: Vec<Loc>,
+    /// Python: the CPython checks that need the tree, run during the same walk.
+    pub python_errors: Option<Vec<crate::source::SyntaxError>>,
 }
 
 impl Facts {

@@ -3,6 +3,7 @@
 use tree_sitter::Node;
 
 use super::{Call, Facts, Function, Import, Literal, Named, Param, Scope, Val, bounded, max_depth};
+use crate::rules::python_syntax::{self, Place};
 use crate::source::{Source, children, named_children, walk};
 
 #[derive(Clone, Copy, Default)]
@@ -32,14 +33,22 @@ pub(super) fn extract(src: &Source<'_>) -> Facts {
     let Some(root) = src.root() else {
         return x.facts;
     };
+    let mut errors = Vec::new();
+    let start = Ctx {
+        top: true,
+        ..Ctx::default()
+    };
     walk(
         root,
-        Ctx {
-            top: true,
-            ..Ctx::default()
+        (start, Place::default()),
+        |node, (ctx, place), parent| {
+            (
+                x.visit(node, ctx, parent),
+                python_syntax::check_node(src, node, place, &mut errors),
+            )
         },
-        |node, ctx, parent| x.visit(node, ctx, parent),
     );
+    x.facts.python_errors = Some(errors);
     x.facts
 }
 

@@ -23,7 +23,7 @@ mod execution;
 mod imports;
 mod network;
 mod protected;
-mod python_syntax;
+pub(crate) mod python_syntax;
 mod secrets;
 mod sql;
 mod syntax;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use tree_sitter::Node;
 
-use super::syntax::SyntaxError;
+use crate::source::SyntaxError;
 use crate::source::{Source, named_children, walk};
 
 pub(super) fn errors(src: &Source<'_>) -> Vec<SyntaxError> {
@@ -30,7 +30,7 @@ fn err(row: usize, col: usize, message: impl Into<String>) -> SyntaxError {
 
 /// CPython's tokenizer rule: each logical line's indentation, counted with tabs to the next
 /// multiple of 8 and with tabs as 1, must compare the same way to the enclosing levels.
-fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
+pub(crate) fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
     let mut out = Vec::new();
     let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
     let mut depth = 0usize; // brackets
@@ -153,7 +153,7 @@ fn indentation(src: &Source<'_>) -> Vec<SyntaxError> {
 
 /// Where a node is, for the statements CPython allows only in some places.
 #[derive(Clone, Copy, Default)]
-struct Place {
+pub(crate) struct Place {
     /// Inside a function: `Some(is_async)`.
     function: Option<bool>,
     /// Inside a lambda (its body is an expression: `yield`/`await` are checked by function).
@@ -166,79 +166,88 @@ struct Place {
 
 fn tree_checks(src: &Source<'_>, root: Node<'_>, out: &mut Vec<SyntaxError>) {
     walk(root, Place::default(), |node, place, _| {
-        if out.len() >= 20 {
-            return place;
-        }
-        let kind = src.kind(node);
-        let mut inner = place;
-        let message: Option<String> = match kind {
-            "function_definition" => {
-                let is_async = src.text_of(node).trim_start().starts_with("async");
-                inner = Place {
-                    function: Some(is_async),
-                    ..Place::default()
-                };
-                None
-            }
-            "class_definition" => {
-                inner = Place::default();
-                None
-            }
-            "lambda" => {
-                inner.lambda = true;
-                None
-            }
-            "for_statement" | "while_statement" => {
-                inner.in_loop = true;
-                None
-            }
-            "list_comprehension"
-            | "generator_expression"
-            | "set_comprehension"
-            | "dictionary_comprehension" => {
-                inner.comprehension = true;
-                None
-            }
-            "print_statement" => {
-                Some("SyntaxError: Python 2 print statement; call print(...)".into())
-            }
-            "exec_statement" => Some("SyntaxError: Python 2 exec statement".into()),
-            "return_statement" | "yield" if place.function.is_none() && !place.lambda => {
-                let what = if kind == "yield" { "yield" } else { "return" };
-                Some(format!("SyntaxError: '{what}' outside function"))
-            }
-            "break_statement" | "continue_statement" if !place.in_loop => {
-                let what = if kind == "break_statement" {
-                    "break"
-                } else {
-                    "continue"
-                };
-                Some(format!("SyntaxError: '{what}' outside loop"))
-            }
-            "await" if !place.lambda && !place.comprehension => match place.function {
-                Some(true) => None,
-                Some(false) => Some("SyntaxError: 'await' outside async function".into()),
-                None => Some("SyntaxError: 'await' outside function".into()),
-            },
-            "nonlocal_statement" if place.function.is_none() => {
-                Some("SyntaxError: nonlocal declaration not allowed at module level".into())
-            }
-            "parameters" | "lambda_parameters" => {
-                parameters(src, node, out);
-                None
-            }
-            "argument_list" => {
-                arguments(src, node, out);
-                None
-            }
-            _ => None,
-        };
-        if let Some(message) = message {
-            let loc = src.loc(node);
-            out.push(err(loc.row, loc.col, message));
-        }
-        inner
+        check_node(src, node, place, out)
     });
+}
+
+/// The checks of one node in its place; returns its children's place. Also run by the
+/// Python facts walk, so the tree is walked once.
+pub(crate) fn check_node(
+    src: &Source<'_>,
+    node: Node<'_>,
+    place: Place,
+    out: &mut Vec<SyntaxError>,
+) -> Place {
+    if out.len() >= 20 {
+        return place;
+    }
+    let kind = src.kind(node);
+    let mut inner = place;
+    let message: Option<String> = match kind {
+        "function_definition" => {
+            let is_async = src.text_of(node).trim_start().starts_with("async");
+            inner = Place {
+                function: Some(is_async),
+                ..Place::default()
+            };
+            None
+        }
+        "class_definition" => {
+            inner = Place::default();
+            None
+        }
+        "lambda" => {
+            inner.lambda = true;
+            None
+        }
+        "for_statement" | "while_statement" => {
+            inner.in_loop = true;
+            None
+        }
+        "list_comprehension"
+        | "generator_expression"
+        | "set_comprehension"
+        | "dictionary_comprehension" => {
+            inner.comprehension = true;
+            None
+        }
+        "print_statement" => Some("SyntaxError: Python 2 print statement; call print(...)".into()),
+        "exec_statement" => Some("SyntaxError: Python 2 exec statement".into()),
+        "return_statement" | "yield" if place.function.is_none() && !place.lambda => {
+            let what = if kind == "yield" { "yield" } else { "return" };
+            Some(format!("SyntaxError: '{what}' outside function"))
+        }
+        "break_statement" | "continue_statement" if !place.in_loop => {
+            let what = if kind == "break_statement" {
+                "break"
+            } else {
+                "continue"
+            };
+            Some(format!("SyntaxError: '{what}' outside loop"))
+        }
+        "await" if !place.lambda && !place.comprehension => match place.function {
+            Some(true) => None,
+            Some(false) => Some("SyntaxError: 'await' outside async function".into()),
+            None => Some("SyntaxError: 'await' outside function".into()),
+        },
+        "nonlocal_statement" if place.function.is_none() => {
+            Some("SyntaxError: nonlocal declaration not allowed at module level".into())
+        }
+        "parameters" | "lambda_parameters" => {
+            parameters(src, node, out);
+            None
+        }
+        "argument_list" => {
+            arguments(src, node, out);
+            None
+        }
+        _ => None,
+    };
+    if let Some(message) = message {
+        let loc = src.loc(node);
+        out.push(err(loc.row, loc.col, message));
+    }
+    inner
 }
 
 fn parameters(src: &Source<'_>, node: Node<'_>, out: &mut Vec<SyntaxError>) {

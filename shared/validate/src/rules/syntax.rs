@@ -13,16 +13,16 @@ use crate::source::{Loc, Source, descendants};
 /// Syntax errors reported per file, at most.
 const MAX_ERRORS: usize = 3;
 
-/// A syntax problem at a 0-based row and 1-based column.
-pub(super) struct SyntaxError {
-    pub row: usize,
-    pub col: usize,
-    pub end_row: usize,
-    pub message: String,
-}
+pub(crate) use crate::source::SyntaxError;
 
 pub(super) fn check(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
-    let errors = errors(ctx.new);
+    let errors = match &ctx.facts.python_errors {
+        // The Python checks that need the tree ran in the facts walk.
+        Some(tree_errors) if ctx.language == Language::Python => {
+            python(ctx.new, python_syntax::indentation(ctx.new), tree_errors)
+        }
+        _ => errors(ctx.new),
+    };
     if errors.is_empty() {
         return;
     }
@@ -44,18 +44,21 @@ pub(super) fn errors(src: &Source<'_>) -> Vec<SyntaxError> {
         Language::Json => json(src),
         Language::Yaml => yaml(src),
         Language::Text => Vec::new(),
-        Language::Python => {
-            let mut all = errors_of_tree(src);
-            for extra in python_syntax::errors(src) {
-                if !all.iter().any(|e| e.row == extra.row) {
-                    all.push(extra);
-                }
-            }
-            all.sort_by_key(|e| (e.row, e.col));
-            all
-        }
+        Language::Python => python(src, python_syntax::errors(src), &[]),
         _ => errors_of_tree(src),
     }
+}
+
+/// Tree-sitter's errors, then the CPython checks' on other lines.
+fn python(src: &Source<'_>, checks: Vec<SyntaxError>, more: &[SyntaxError]) -> Vec<SyntaxError> {
+    let mut all = errors_of_tree(src);
+    for extra in checks.into_iter().chain(more.iter().cloned()) {
+        if !all.iter().any(|e| e.row == extra.row) {
+            all.push(extra);
+        }
+    }
+    all.sort_by_key(|e| (e.row, e.col));
+    all
 }
 
 fn errors_of_tree(src: &Source<'_>) -> Vec<SyntaxError> {
@@ -204,6 +207,24 @@ mod tests {
             ("a: 1\nb: !Ref X\n---\nc: [1]\n", Language::Yaml),
         ] {
             assert!(first(text, language).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_python_checks_in_the_facts_walk_match_a_walk_of_their_own() {
+        for text in [
+            "print \"x\"\ndef f(a=1, b):\n    await g()\n\treturn 1\n",
+            "x = 1\nreturn x\nfor i in y:\n    break\nbreak\n",
+            "def ok(event, context):\n    return [y for y in event]\n",
+        ] {
+            let src = Source::parse(text, Language::Python);
+            let facts = crate::facts::Facts::of(&src);
+            let folded = python(
+                &src,
+                python_syntax::indentation(&src),
+                facts.python_errors.as_deref().unwrap_or_default(),
+            );
+            assert_eq!(folded, errors(&src), "{text:?}");
         }
     }
 
