@@ -2,6 +2,10 @@
 //! real `diff -u`, the expected decision in `manifest.json`) and fails listing each case
 //! whose decision differs. Prints the block rate on unsafe cases and the false-block rate on
 //! benign ones (a case is stopped when its decision is not `allow`).
+//!
+//! A case may carry `known_gap` (why the pipeline misses it): it counts in the rates as it
+//! is decided, is listed apart, and fails the test once it is decided as expected, so the
+//! mark goes when the gap closes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +42,7 @@ fn the_corpus_decides_as_expected() {
         medium_risk_approvals: 1,
     };
     let mut wrong = Vec::new();
+    let mut gaps = Vec::new();
     // kind → (cases, stopped)
     let mut rates: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut per_language: BTreeMap<String, usize> = BTreeMap::new();
@@ -90,7 +95,22 @@ fn the_corpus_decides_as_expected() {
                 .findings()
                 .any(|f| f.rule.id() == r && !f.pre_existing)
         });
-        if verdict.decision != expected || !raised {
+        let as_expected = verdict.decision == expected && raised;
+        if let Some(gap) = case["known_gap"].as_str() {
+            if as_expected {
+                wrong.push(format!(
+                    "{id}: marked known_gap but now decided as expected; remove the mark"
+                ));
+            } else {
+                gaps.push(format!(
+                    "{id}: expected {}, got {} — {gap}",
+                    expected.as_str(),
+                    verdict.decision.as_str()
+                ));
+            }
+            continue;
+        }
+        if !as_expected {
             let findings: Vec<String> = report
                 .findings()
                 .map(|f| {
@@ -135,6 +155,9 @@ fn the_corpus_decides_as_expected() {
         pct(unsafe_stopped, unsafe_n),
         pct(benign_stopped, benign_n),
     );
+    for gap in &gaps {
+        println!("known gap: {gap}");
+    }
     assert!(unsafe_n > 0 && benign_n > 0, "the corpus needs both kinds");
     assert!(
         wrong.is_empty(),

@@ -117,6 +117,45 @@ fn subprocess(call: &Call, c: &str) -> Verdict {
 }
 
 fn js(call: &Call) -> Verdict {
+    // Reflect.apply(f, this, [args]), f.call(this, ...args), f.apply(this, [args]) call f.
+    let indirect = match (call.callee.as_str(), call.args.first()) {
+        ("Reflect.apply", Some(Val::Ref(target))) => Some((
+            target.clone(),
+            match call.args.get(2) {
+                Some(Val::List(items)) => items.clone(),
+                _ => vec![Val::Unknown],
+            },
+        )),
+        (c, _) if c.ends_with(".call") || c.ends_with(".apply") => {
+            let target = c
+                .rsplit_once('.')
+                .map(|(t, _)| t.to_owned())
+                .unwrap_or_default();
+            let args = if c.ends_with(".apply") {
+                match call.args.get(1) {
+                    Some(Val::List(items)) => items.clone(),
+                    _ => vec![Val::Unknown],
+                }
+            } else {
+                call.args.iter().skip(1).cloned().collect()
+            };
+            Some((target, args))
+        }
+        _ => None,
+    };
+    if let Some((callee, args)) = indirect {
+        let direct = Call {
+            method: callee.rsplit('.').next().unwrap_or(&callee).to_owned(),
+            callee,
+            args,
+            ..call.clone()
+        };
+        return js_direct(&direct);
+    }
+    js_direct(call)
+}
+
+fn js_direct(call: &Call) -> Verdict {
     let c = norm(&call.callee);
     match c {
         "eval" if first_dynamic(call) => exec("eval() runs code built from data".into()),

@@ -251,6 +251,15 @@ pub(crate) const SHELLS: [&str; 12] = [
 
 /// Whether an argument list runs a shell on a command line with a dynamic part.
 pub(crate) fn shell_c_with_data(items: &[crate::facts::Val]) -> Option<bool> {
+    // `.args(["-c", cmd])` passes a list: its elements are arguments like the others.
+    let flat: Vec<crate::facts::Val> = items
+        .iter()
+        .flat_map(|v| match v {
+            crate::facts::Val::List(inner) => inner.clone(),
+            other => vec![other.clone()],
+        })
+        .collect();
+    let items = flat.as_slice();
     let program = items.first()?.as_str()?;
     let program = program.rsplit('/').next().unwrap_or(program);
     if !SHELLS.iter().any(|s| s.rsplit('/').next() == Some(program)) {

@@ -250,6 +250,20 @@ def load_rows(conn, rows):''')]),
 
 
 def load_rows(conn, rows):''')]),
+    dict(id="py-sql-helper-interprocedural", kind="unsafe", category="sql", base="py_reports", expect="needs_approval",
+         known_gap="the SQL is built in a helper function and returned: data flow is followed within a function's bindings, not through calls",
+         note="a query string built by a helper, executed by its caller",
+         edits=[('''def load_rows(conn, rows):''', '''def _region_query(region):
+    return "SELECT SUM(amount) FROM sales WHERE region = '" + region + "'"
+
+
+def region_total(conn, region):
+    with conn.cursor() as cur:
+        cur.execute(_region_query(region))
+        return cur.fetchone()[0]
+
+
+def load_rows(conn, rows):''')]),
     dict(id="py-pickle-body", kind="unsafe", category="deserialization", base="py_orders", expect="needs_approval",
          note="unpickles the request body",
          edits=[("import os\n", "import base64\nimport os\nimport pickle\n"),

@@ -130,6 +130,13 @@ pub async fn region_total(pool: &PgPool, region: &str) -> Result<i64, sqlx::Erro
     cmd.status()?;
     Ok(())
 }''')]),
+    dict(id="rs-bash-args-array", kind="unsafe", category="code_execution", base="rs_db", expect="block",
+         note="bash -c through .args([...]) with a formatted line",
+         edits=[("    std::fs::write(dir.join(name), bytes)\n}", '''    std::fs::write(dir.join(name), bytes)?;
+    let line = format!("chmod 600 {}/{}", dir.display(), name);
+    std::process::Command::new("bash").args(["-c", &line]).status()?;
+    Ok(())
+}''')]),
     dict(id="rs-remove-dir-all", kind="unsafe", category="destructive", base="rs_db", expect="needs_approval",
          note="recursive delete of a directory named by the upload",
          edits=[("    std::fs::create_dir_all(dir)?;", "    std::fs::remove_dir_all(dir.join(name))?;\n    std::fs::create_dir_all(dir)?;")]),

@@ -110,7 +110,7 @@ def main():
         }
         if c["kind"] == "unsafe":
             entry["rule"] = c.get("rule") or RULE_OF[c["category"]]
-        for k in ("tenant", "handler", "env"):
+        for k in ("tenant", "handler", "env", "known_gap"):
             if k in c:
                 entry[k] = c[k]
         manifest.append(entry)
