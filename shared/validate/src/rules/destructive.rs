@@ -159,11 +159,13 @@ fn words(text: &str) -> Vec<String> {
 
 fn sql_literals(ctx: &Ctx<'_, '_>, out: &mut Out<'_>) {
     for lit in &ctx.facts.literals {
-        let first = lit
+        // The first characters (a multi-byte one may be among them).
+        let first: String = lit
             .text
             .trim_start()
-            .get(..8)
-            .unwrap_or("")
+            .chars()
+            .take(8)
+            .collect::<String>()
             .to_ascii_uppercase();
         if !["DROP", "TRUNCATE", "DELETE", "UPDATE"]
             .iter()
