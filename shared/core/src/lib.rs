@@ -13,6 +13,7 @@
 //! - [`analyze`]: telemetry → ranked opportunities (R5, R6).
 //! - [`generate`]: prompts and proposals from the LLM (R7).
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
+//! - [`code_policy`]: the R8 policy for code patches: blocking rules, scope, decision.
 //! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
 //! - [`audit`]: audit events and notifications (R13).
 //! - [`apikeys`]: MCP API keys: digests, tenant and scopes, constant-time checks (R17).
@@ -38,6 +39,7 @@ pub mod audit;
 pub mod canary;
 pub mod change;
 pub mod clock;
+pub mod code_policy;
 pub mod component;
 pub mod config;
 pub mod cycle;

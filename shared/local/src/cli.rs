@@ -161,6 +161,28 @@ pub enum Command {
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
         max_connections: usize,
     },
+    /// Validate one file's code patch (docs/validation.md) and print
+    /// `{"decision", "risk", "findings"}`; exit 0 allow, 2 needs_approval or block, 1 error.
+    ValidatePatch {
+        /// The file's repository path (decides protected paths and the handler's file).
+        #[arg(long)]
+        path: String,
+        /// The file as it is now; `/dev/null` for a new file.
+        #[arg(long)]
+        base: PathBuf,
+        /// The unified diff (`--- a/<path>` / `+++ b/<path>`).
+        #[arg(long)]
+        diff: PathBuf,
+        /// The language [default: from the path's extension].
+        #[arg(long)]
+        language: Option<PatchLanguage>,
+        /// The tenant the patch is scoped to.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The target's configured handler (`orders.handler`, `bootstrap`).
+        #[arg(long)]
+        handler: Option<String>,
+    },
     /// Run every scenario as a full improvement cycle offline, on event-driven virtual time,
     /// and print a summary table.
     Demo {
@@ -202,6 +224,38 @@ pub enum LogsCommand {
         #[arg(long, default_value = "message")]
         field: String,
     },
+}
+
+/// The languages `validate-patch --language` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PatchLanguage {
+    /// Python 3.
+    Python,
+    /// JavaScript (with JSX).
+    Javascript,
+    /// TypeScript (with TSX for `.tsx` paths).
+    Typescript,
+    /// Rust.
+    Rust,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+impl PatchLanguage {
+    fn language(self, path: &str) -> selfbuild_validate::Language {
+        use selfbuild_validate::Language;
+        match self {
+            Self::Python => Language::Python,
+            Self::Javascript => Language::JavaScript,
+            Self::Typescript if Language::from_path(path) == Language::Tsx => Language::Tsx,
+            Self::Typescript => Language::TypeScript,
+            Self::Rust => Language::Rust,
+            Self::Json => Language::Json,
+            Self::Yaml => Language::Yaml,
+        }
+    }
 }
 
 /// The functions `invoke` can run.
@@ -311,6 +365,38 @@ pub async fn run(cli: Cli) -> ExitCode {
     } = &cli.command
     {
         return crate::logs::run_mine(input, *format, column, field);
+    }
+    if let Command::ValidatePatch {
+        path,
+        base,
+        diff,
+        language,
+        tenant,
+        handler,
+    } = &cli.command
+    {
+        let args = PatchArgs {
+            path,
+            base,
+            diff,
+            language: *language,
+            tenant: tenant.as_deref(),
+            handler: handler.as_deref(),
+        };
+        return match validate_patch(&args) {
+            Ok((decision, json)) => {
+                say!("{json}");
+                if decision == selfbuild_validate::CodeDecision::Allow {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => {
+                eprintln!("error[{}]: {}", e.error_type, e.message);
+                ExitCode::from(1)
+            }
+        };
     }
     if let Command::Demo {
         scenarios, seeds, ..
@@ -434,10 +520,11 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
         Command::Demo { .. }
         | Command::Cycle { .. }
         | Command::Serve { .. }
-        | Command::Logs { .. } => Err(cli_error(
+        | Command::Logs { .. }
+        | Command::ValidatePatch { .. } => Err(cli_error(
             "InvalidInput",
-            "demo, cycle, serve and logs print progress or lines, not one JSON value; run \
-             them through `selfbuild`",
+            "demo, cycle, serve, logs and validate-patch print their own output and exit codes; \
+             run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await
@@ -570,6 +657,72 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
     }
 }
 
+/// `validate-patch`'s arguments.
+struct PatchArgs<'a> {
+    path: &'a str,
+    base: &'a Path,
+    diff: &'a Path,
+    language: Option<PatchLanguage>,
+    tenant: Option<&'a str>,
+    handler: Option<&'a str>,
+}
+
+/// Reads a file for `validate-patch`, no more than the pipeline accepts.
+fn read_patch_file(flag: &str, path: &Path, limit: usize) -> Result<String, CliError> {
+    let name = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| cli_error("InvalidInput", format!("{flag} {name}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cli_error("InvalidInput", format!("{flag} {name}: {e}")))?;
+    if bytes.len() > limit {
+        return Err(cli_error(
+            "InvalidInput",
+            format!("{flag} {name}: more than the {limit} bytes the pipeline reads"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| cli_error("InvalidInput", format!("{flag} {name} is not UTF-8: {e}")))
+}
+
+/// Validates one file's patch: the decision and the JSON to print. The decision is the
+/// patch's own under the R8 policy with autonomy on (SAFE/LOW allow; MEDIUM per
+/// `MEDIUM_RISK_APPROVALS`); settings from `PROTECTED_PATHS`, `EGRESS_ALLOWED_HOSTS`,
+/// `IMPORT_ALLOWED`, `KNOWN_TENANTS`.
+fn validate_patch(
+    args: &PatchArgs<'_>,
+) -> Result<(selfbuild_validate::CodeDecision, Value), CliError> {
+    use selfbuild_validate::{CodePolicy, FileInput, MAX_FILE_BYTES, PatchContext, Settings};
+    let settings = Settings::from_env()?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let env = selfbuild_core::config::Env::new(&lookup);
+    let policy = CodePolicy {
+        autonomous: true,
+        medium_risk_approvals: env.number("MEDIUM_RISK_APPROVALS", 1, 0, 1)?,
+    };
+    let base = if args.base == Path::new("/dev/null") {
+        None
+    } else {
+        Some(read_patch_file("--base", args.base, MAX_FILE_BYTES)?)
+    };
+    let diff = read_patch_file("--diff", args.diff, 2 * MAX_FILE_BYTES)?;
+    let input = FileInput {
+        path: args.path,
+        language: args.language.map(|l| l.language(args.path)),
+        base: base.as_deref(),
+        diff: &diff,
+    };
+    let context = PatchContext {
+        handler: args.handler,
+        tenant: args.tenant,
+    };
+    let report = selfbuild_validate::validate_patch(&[input], &context, &settings)
+        .map_err(|e| cli_error("InvalidInput", e.to_string()))?;
+    let verdict = report.verdict(&policy);
+    Ok((verdict.decision, report.to_json(&verdict)))
+}
+
 async fn decide_cli(
     data_dir: &Path,
     clock: &dyn Clock,
@@ -684,6 +837,104 @@ async fn cycle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn patch_files(before: &str, diff: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().join("before.py");
+        let patch = dir.path().join("patch.diff");
+        std::fs::write(&base, before).expect("write");
+        std::fs::write(&patch, diff).expect("write");
+        (dir, base, patch)
+    }
+
+    fn args<'a>(base: &'a Path, diff: &'a Path) -> PatchArgs<'a> {
+        PatchArgs {
+            path: "src/orders.py",
+            base,
+            diff,
+            language: None,
+            tenant: None,
+            handler: None,
+        }
+    }
+
+    #[test]
+    fn validate_patch_prints_the_decision_risk_and_located_findings() {
+        use selfbuild_validate::CodeDecision;
+        let before = "def handler(event, context):\n    return event\n";
+        let diff = "--- a/src/orders.py\n+++ b/src/orders.py\n@@ -1,2 +1,2 @@\n def handler(event, context):\n-    return event\n+    return eval(event[\"q\"])\n";
+        let (_dir, base, patch) = patch_files(before, diff);
+        let (decision, json) = validate_patch(&args(&base, &patch)).expect("validates");
+        assert_eq!(decision, CodeDecision::Block);
+        assert_eq!(json["decision"], "block");
+        assert_eq!(json["risk"], "CRITICAL");
+        let f = &json["findings"][0];
+        assert_eq!(
+            (
+                f["rule"].as_str(),
+                f["path"].as_str(),
+                f["line"].as_u64(),
+                f["col"].as_u64()
+            ),
+            (
+                Some("code_execution"),
+                Some("src/orders.py"),
+                Some(2),
+                Some(12)
+            )
+        );
+        let keys: Vec<&String> = f.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["rule", "risk", "path", "line", "col", "message"]);
+
+        let benign = diff.replace("eval(event[\"q\"])", "{\"ok\": True}");
+        let (_dir, base, patch) = patch_files(before, &benign);
+        let (decision, json) = validate_patch(&args(&base, &patch)).expect("validates");
+        assert_eq!(decision, CodeDecision::Allow, "{json}");
+    }
+
+    #[test]
+    fn validate_patch_errors_name_the_file_or_the_diff_problem() {
+        let (_dir, base, patch) = patch_files("x = 1\n", "not a diff\n");
+        let e = validate_patch(&args(&base, &patch)).expect_err("malformed");
+        assert!(e.message.contains("malformed diff"), "{}", e.message);
+        let missing = Path::new("/nonexistent/before.py");
+        let e = validate_patch(&args(missing, &patch)).expect_err("unreadable");
+        assert!(
+            e.message.starts_with("--base /nonexistent/before.py"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn validate_patch_parses_its_flags() {
+        let cli = Cli::try_parse_from([
+            "selfbuild",
+            "validate-patch",
+            "--path",
+            "a.ts",
+            "--base",
+            "/dev/null",
+            "--diff",
+            "p.diff",
+            "--language",
+            "typescript",
+            "--tenant",
+            "acme",
+            "--handler",
+            "a.handler",
+        ])
+        .expect("parses");
+        let Command::ValidatePatch {
+            language, tenant, ..
+        } = cli.command
+        else {
+            panic!("validate-patch")
+        };
+        assert_eq!(language, Some(PatchLanguage::Typescript));
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        assert!(Cli::try_parse_from(["selfbuild", "validate-patch", "--path", "a"]).is_err());
+    }
 
     #[test]
     fn the_removed_time_scale_flag_is_refused_with_the_reason() {

@@ -1,0 +1,322 @@
+//! Unified diffs: parsed and applied with `diffy`; which lines of the new file the patch
+//! adds, and where lines were removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a diff cannot be read (an error, not a finding: there is nothing to judge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffError {
+    /// The text is not a unified diff.
+    #[error("malformed diff: {0}")]
+    Malformed(String),
+}
+
+/// A diff applied to its base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The file after the patch.
+    pub new_text: String,
+    /// 0-based rows of the new file the patch adds or changes.
+    pub added_rows: BTreeSet<usize>,
+    /// 0-based rows of the new file where removed lines were (the row after the removal).
+    pub removal_rows: BTreeSet<usize>,
+    /// 0-based rows of the old file the patch removes.
+    pub removed_old_rows: BTreeSet<usize>,
+    /// Each removed old row → the new row where it was.
+    pub removed_at: BTreeMap<usize, usize>,
+}
+
+/// The outcome of applying: the new text, or which hunk failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Application {
+    /// Every hunk applied.
+    Applied(Applied),
+    /// Hunk `hunk` (1-based) matches nowhere; `old_line` is where it says it starts.
+    Failed {
+        /// The hunk's number.
+        hunk: usize,
+        /// Its `-` start line.
+        old_line: usize,
+    },
+}
+
+fn header_path(line: &str) -> Option<&str> {
+    let rest = line.get(4..)?;
+    let rest = rest.split('\t').next().unwrap_or(rest).trim_end();
+    if rest == "/dev/null" {
+        return None;
+    }
+    Some(
+        rest.strip_prefix("a/")
+            .or_else(|| rest.strip_prefix("b/"))
+            .unwrap_or(rest),
+    )
+}
+
+/// Checks that the diff is one file's unified diff: one `---`/`+++` header pair, a hunk, not
+/// `/dev/null` on both sides.
+fn check_shape(diff: &str) -> Result<(), DiffError> {
+    let lines: Vec<&str> = diff.lines().collect();
+    let minus: Vec<usize> = (0..lines.len())
+        .filter(|&i| {
+            lines[i].starts_with("--- ") && lines.get(i + 1).is_some_and(|n| n.starts_with("+++ "))
+        })
+        .collect();
+    match minus.len() {
+        0 => {
+            return Err(DiffError::Malformed(
+                "no `--- a/<path>` / `+++ b/<path>` header".into(),
+            ));
+        }
+        1 => {}
+        n => {
+            return Err(DiffError::Malformed(format!(
+                "{n} file headers; give one file's diff at a time"
+            )));
+        }
+    }
+    let at = minus[0];
+    if !lines[at + 2..].iter().any(|l| l.starts_with("@@ ")) {
+        return Err(DiffError::Malformed("no hunk (`@@ -l,n +l,n @@`)".into()));
+    }
+    if header_path(lines[at]).is_none() && header_path(lines[at + 1]).is_none() {
+        return Err(DiffError::Malformed("both headers are /dev/null".into()));
+    }
+    Ok(())
+}
+
+/// Parses `diff` (one file's unified diff). The header's names are not held against
+/// `path`: `diff -u before.py after.py` names temporary files, and the caller knows which
+/// file it validates.
+pub fn parse<'a>(diff: &'a str, _path: &str) -> Result<diffy::Patch<'a, str>, DiffError> {
+    check_shape(diff)?;
+    // From the first header on: git's `diff --git`/`index` lines are not diffy's.
+    let start = diff.find("--- ").unwrap_or(0);
+    let body = &diff[start..];
+    let patch = diffy::Patch::from_str(body).map_err(|e| DiffError::Malformed(e.to_string()))?;
+    if patch.hunks().is_empty() {
+        return Err(DiffError::Malformed("no hunk".into()));
+    }
+    Ok(patch)
+}
+
+/// Whether the diff creates the file (`--- /dev/null`).
+pub fn creates_file(diff: &str) -> bool {
+    diff.lines()
+        .any(|l| l.starts_with("--- ") && header_path(l).is_none() && l.contains("/dev/null"))
+}
+
+/// Applies `patch` to `base` (empty for a new file) and locates what it changes.
+pub fn apply(base: &str, patch: &diffy::Patch<'_, str>) -> Application {
+    match diffy::apply(base, patch) {
+        Ok(new_text) => Application::Applied(
+            from_hunks(patch, &new_text).unwrap_or_else(|| locate(base, new_text)),
+        ),
+        Err(e) => {
+            // diffy numbers hunks from 1 in its message: "error applying hunk #N".
+            let hunk = e
+                .to_string()
+                .rsplit('#')
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(1usize);
+            let old_line = patch
+                .hunks()
+                .get(hunk.saturating_sub(1))
+                .map_or(1, |h| h.old_range().start().max(1));
+            Application::Failed { hunk, old_line }
+        }
+    }
+}
+
+/// The rows the hunks add and remove, read from the hunks themselves when diffy applied each
+/// where it says it starts (the usual case); none when one landed at an offset.
+fn from_hunks(patch: &diffy::Patch<'_, str>, new_text: &str) -> Option<Applied> {
+    let new_lines: Vec<&str> = new_text.split_inclusive('\n').collect();
+    let mut added_rows = BTreeSet::new();
+    let mut removal_rows = BTreeSet::new();
+    let mut removed_old_rows = BTreeSet::new();
+    let mut removed_at = BTreeMap::new();
+    for hunk in patch.hunks() {
+        let mut old_row = hunk.old_range().start().saturating_sub(1);
+        let mut new_row = hunk.new_range().start().saturating_sub(1);
+        if hunk.old_range().is_empty() {
+            old_row = hunk.old_range().start();
+        }
+        if hunk.new_range().is_empty() {
+            new_row = hunk.new_range().start();
+        }
+        for line in hunk.lines() {
+            match line {
+                diffy::Line::Context(text) | diffy::Line::Insert(text) => {
+                    if new_lines.get(new_row).map(|l| l.trim_end_matches('\n'))
+                        != Some(text.trim_end_matches('\n'))
+                    {
+                        return None;
+                    }
+                    if matches!(line, diffy::Line::Insert(_)) {
+                        added_rows.insert(new_row);
+                    } else {
+                        old_row += 1;
+                    }
+                    new_row += 1;
+                }
+                diffy::Line::Delete(_) => {
+                    removed_old_rows.insert(old_row);
+                    removal_rows.insert(new_row);
+                    removed_at.insert(old_row, new_row);
+                    old_row += 1;
+                }
+            }
+        }
+    }
+    Some(Applied {
+        new_text: new_text.to_owned(),
+        added_rows,
+        removal_rows,
+        removed_old_rows,
+        removed_at,
+    })
+}
+
+/// Which rows the change from `base` to `new_text` adds and removes: a fresh diff of the two,
+/// so the rows are where diffy actually put the hunks (it may apply one at an offset).
+fn locate(base: &str, new_text: String) -> Applied {
+    let mut added_rows = BTreeSet::new();
+    let mut removal_rows = BTreeSet::new();
+    let mut removed_old_rows = BTreeSet::new();
+    let mut removed_at = BTreeMap::new();
+    let fresh = diffy::create_patch(base, &new_text);
+    for hunk in fresh.hunks() {
+        let mut old_row = hunk.old_range().start().saturating_sub(1);
+        let mut new_row = hunk.new_range().start().saturating_sub(1);
+        // An empty range's start is the line before it.
+        if hunk.old_range().is_empty() {
+            old_row = hunk.old_range().start();
+        }
+        if hunk.new_range().is_empty() {
+            new_row = hunk.new_range().start();
+        }
+        for line in hunk.lines() {
+            match line {
+                diffy::Line::Context(_) => {
+                    old_row += 1;
+                    new_row += 1;
+                }
+                diffy::Line::Insert(_) => {
+                    added_rows.insert(new_row);
+                    new_row += 1;
+                }
+                diffy::Line::Delete(_) => {
+                    removed_old_rows.insert(old_row);
+                    removal_rows.insert(new_row);
+                    removed_at.insert(old_row, new_row);
+                    old_row += 1;
+                }
+            }
+        }
+    }
+    Applied {
+        new_text,
+        added_rows,
+        removal_rows,
+        removed_old_rows,
+        removed_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "a\nb\nc\nd\n";
+
+    #[test]
+    fn applies_and_locates_added_and_removed_rows() {
+        let diff = "--- a/f.py\n+++ b/f.py\n@@ -1,4 +1,4 @@\n a\n-b\n+B\n+B2\n c\n-d\n";
+        let patch = parse(diff, "f.py").unwrap();
+        let Application::Applied(a) = apply(BASE, &patch) else {
+            panic!("applies")
+        };
+        assert_eq!(a.new_text, "a\nB\nB2\nc\n");
+        assert_eq!(a.added_rows.iter().copied().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            a.removed_old_rows.iter().copied().collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert!(a.removal_rows.contains(&4));
+    }
+
+    #[test]
+    fn a_hunk_applied_at_an_offset_is_located_where_it_landed() {
+        // The hunk says line 1, but the matching lines are at 3: diffy applies it there.
+        let base = "x\ny\na\nb\n";
+        let diff = "--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n";
+        let patch = parse(diff, "f.py").unwrap();
+        let Application::Applied(a) = apply(base, &patch) else {
+            panic!("applies")
+        };
+        assert_eq!(a.new_text, "x\ny\na\nB\n");
+        assert_eq!(a.added_rows.iter().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(a.removed_old_rows.iter().copied().collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn a_new_file_comes_from_dev_null() {
+        let diff = "--- /dev/null\n+++ b/new.js\n@@ -0,0 +1,2 @@\n+x\n+y\n";
+        assert!(creates_file(diff));
+        let patch = parse(diff, "new.js").unwrap();
+        let Application::Applied(a) = apply("", &patch) else {
+            panic!("applies")
+        };
+        assert_eq!(a.new_text, "x\ny\n");
+        assert_eq!(a.added_rows.len(), 2);
+    }
+
+    #[test]
+    fn a_hunk_that_does_not_match_fails_with_its_number() {
+        let diff = "--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\n-zzz\n+y\n";
+        let patch = parse(diff, "f.py").unwrap();
+        assert_eq!(
+            apply(BASE, &patch),
+            Application::Failed {
+                hunk: 1,
+                old_line: 1
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_diffs_say_what_is_wrong() {
+        for (diff, says) in [
+            ("hello", "header"),
+            ("--- a/f\n+++ b/f\n", "hunk"),
+            ("--- a/f\n+++ b/f\n@@ nonsense @@\n", "malformed"),
+            (
+                "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n--- a/g\n+++ b/g\n@@ -1 +1 @@\n-a\n+b\n",
+                "2 file headers",
+            ),
+        ] {
+            let e = parse(diff, "f").unwrap_err().to_string();
+            assert!(e.contains(says), "{diff:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_plain_diff_u_of_two_files_is_read() {
+        // `diff -u before.py after.py`: the headers name the files, with their times.
+        let diff = "--- before.py\t2026-12-05 03:50:01.000000000 +0000\n+++ after.py\t2026-12-05 03:51:09.000000000 +0000\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n";
+        let patch = parse(diff, "src/orders.py").unwrap();
+        let Application::Applied(a) = apply("a\nb\n", &patch) else {
+            panic!("applies")
+        };
+        assert_eq!(a.new_text, "a\nB\n");
+    }
+
+    #[test]
+    fn git_headers_before_the_file_header_are_skipped() {
+        let diff = "diff --git a/f.py b/f.py\nindex 1..2 100644\n--- a/f.py\n+++ b/f.py\n@@ -1 +1 @@\n-a\n+b\n";
+        let patch = parse(diff, "f.py").unwrap();
+        assert!(matches!(apply("a\n", &patch), Application::Applied(_)));
+    }
+}

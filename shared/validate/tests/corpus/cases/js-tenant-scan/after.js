@@ -1,0 +1,32 @@
+'use strict';
+const { DynamoDBClient } = require('@aws-sdk/client-dynamodb');
+const { DynamoDBDocumentClient, ScanCommand } = require('@aws-sdk/lib-dynamodb');
+
+const client = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+const TABLE = process.env.TABLE_NAME;
+
+function response(statusCode, body) {
+  return {
+    statusCode,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  };
+}
+
+async function listOrders(tenantId, limit) {
+  const out = await client.send(new ScanCommand({
+    TableName: TABLE,
+    Limit: limit,
+  }));
+  return out.Items || [];
+}
+
+exports.handler = async (event, context) => {
+  const tenantId = event.requestContext.authorizer.tenantId;
+  const limit = Number((event.queryStringParameters || {}).limit || 50);
+  const orders = await listOrders(tenantId, limit);
+  console.log(JSON.stringify({ msg: 'listed orders', count: orders.length }));
+  return response(200, { orders });
+};
+
+module.exports.listOrders = listOrders;
