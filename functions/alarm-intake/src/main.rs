@@ -1,4 +1,5 @@
-//! alarm-intake Lambda: wiring only. The logic is `selfbuild_core::intake`.
+//! alarm-intake Lambda: wiring only. The logic is `selfbuild_core::intake` (EventBridge
+//! events and CloudWatch Logs subscription deliveries).
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_aws::cloudwatch::CloudWatchAlarms;
@@ -10,7 +11,7 @@ use selfbuild_core::clock::SystemClock;
 use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::event::EventJson;
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::intake::{IntakeDeps, handle_delivered};
+use selfbuild_core::intake::{IntakeDeps, handle_delivery};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -36,10 +37,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let config = &config;
     let alarms = &alarms;
+    let store = &store;
 
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventJson>| async move {
-            handle_delivered(deps, alarms, config, event.payload)
+            handle_delivery(deps, store, alarms, config, event.payload)
                 .await
                 .map_err(|e| diagnostic(&e))
         },

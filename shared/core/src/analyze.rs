@@ -206,11 +206,14 @@ fn summarize(component: &ComponentId, series: &[&MetricSeries], rows: &[&str]) -
             .reduce(f64::max)
     });
     // Rows are a sample of the errors: scale their shares to the error count.
-    let share = |needle: &str| {
+    let share = |needles: &[&str]| {
         if rows.is_empty() {
             return 0.0;
         }
-        let hits = rows.iter().filter(|m| m.contains(needle)).count() as f64;
+        let hits = rows
+            .iter()
+            .filter(|m| needles.iter().any(|n| m.contains(n)))
+            .count() as f64;
         hits / rows.len() as f64 * errors
     };
     ComponentSummary {
@@ -222,8 +225,10 @@ fn summarize(component: &ComponentId, series: &[&MetricSeries], rows: &[&str]) -
         throttle_rate: ratio(throttles, invocations + throttles),
         p99_ms,
         max_memory_pct,
-        timeouts: share("Task timed out"),
-        out_of_memory: share("signal: killed"),
+        timeouts: share(&["Task timed out"]),
+        // The runtime killed for memory (`Runtime exited … signal: killed`), or the
+        // runtime's own `Runtime.OutOfMemory` error type; a row with both counts once.
+        out_of_memory: share(&["signal: killed", "Runtime.OutOfMemory"]),
     }
 }
 
@@ -538,6 +543,38 @@ mod tests {
         let calm = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
         assert!(!calm.has_opportunities);
         assert_eq!(calm.components.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn both_out_of_memory_markers_count_once_each_as_memory_pressure() {
+        // GIVEN 100 errors/h of 1000 invocations/h, rows half killed for memory: one in
+        // Runtime.OutOfMemory's JSON form, one as the runtime's exit line (the same row
+        // never counts twice), the other half unrelated
+        let mut rows_ = rows(
+            "billing",
+            r#"{"errorType":"Runtime.OutOfMemory","errorMessage":"RequestId: r1 Error: Runtime exited with error: signal: killed"}"#,
+            10,
+        );
+        rows_.extend(rows("billing", "Runtime.OutOfMemory: heap exhausted", 10));
+        rows_.extend(rows("billing", "ERROR payment declined", 20));
+        let fixture = Fixture {
+            series: vec![
+                series("billing", MetricName::Invocations, 1000.0),
+                series("billing", MetricName::Errors, 100.0),
+                series("billing", MetricName::DurationP99, 100.0),
+            ],
+            rows: rows_,
+        };
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
+        // THEN half the 2400 errors are out of memory
+        assert!((report.components[0].out_of_memory - 1200.0).abs() < 1e-6);
+        let memory = report
+            .opportunities
+            .iter()
+            .find(|o| o.kind == OpportunityKind::MemoryPressure)
+            .expect("memory pressure found");
+        assert_eq!(memory.evidence[0].measure, "out_of_memory_share");
+        assert!((memory.evidence[0].value - 0.05).abs() < 1e-9);
     }
 
     #[tokio::test]

@@ -134,6 +134,10 @@ pub struct Config {
     pub custom_metrics_namespace: String,
     /// `LOG_GROUP_PREFIX`: a component's logs are in `<prefix><component>`.
     pub log_group_prefix: String,
+    /// `ENABLE_CLOUDWATCH_STREAMING`: alarm-intake mines CloudWatch Logs subscription
+    /// deliveries and starts emergency cycles on new or jumping error templates (off: they
+    /// are acknowledged and ignored).
+    pub cloudwatch_streaming: bool,
     /// `LLM_FALLBACK_SECRET_ID`: a Secrets Manager secret `{base_url, api_key, model}` of an
     /// OpenAI-compatible endpoint tried when Bedrock fails; none means no fallback.
     pub llm_fallback_secret_id: Option<String>,
@@ -215,6 +219,7 @@ impl Config {
             custom_metrics_namespace: env
                 .string("CUSTOM_METRICS_NAMESPACE", "Selfbuild/Services")?,
             log_group_prefix: env.string("LOG_GROUP_PREFIX", "/aws/lambda/")?,
+            cloudwatch_streaming: env.flag("ENABLE_CLOUDWATCH_STREAMING", false)?,
             llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
         })
     }

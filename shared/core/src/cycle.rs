@@ -48,6 +48,18 @@ pub enum Trigger {
         /// The rule's name, when known.
         rule: Option<String>,
     },
+    /// Error lines in a CloudWatch Logs subscription delivery: a template never seen before
+    /// for the function, or one whose rate jumped.
+    LogTemplate {
+        /// The log group delivered.
+        log_group: String,
+        /// New or jumped.
+        signal: crate::logstream::LogSignalKind,
+        /// The template (the first, when several).
+        template: String,
+        /// Its lines in the current 5-minute window.
+        count: u64,
+    },
     /// Asked for by an agent or a person (MCP `trigger_improvement_cycle`).
     Manual {
         /// Who asked (`key:<api key id>`).

@@ -12,11 +12,12 @@ use crate::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, SeenBy, TimeWindow, Trigger,
 };
 use crate::error::{ErrorType, OrchestratorError, StableError, StoreError, TelemetryError};
-use crate::event::{EventError, EventJson, IntakeEvent, parse_event};
+use crate::event::{EARLIEST_TIME, EventError, EventJson, IntakeEvent, parse_event};
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
+use crate::logstream::{self, LogSignalKind, LogsDelivery, MessageType, Mined, StreamState};
 use crate::ports::{
     AlarmSource, ClaimOutcome, Clock, CycleStore, DedupClaim, DedupStore, HaltSwitch, IdSource,
-    MetricRecord, MetricSink, Orchestrator, Unit,
+    MetricRecord, MetricSink, MinerStateStore, Orchestrator, Unit,
 };
 use crate::text::{Escaped, Excerpt};
 
@@ -172,6 +173,144 @@ pub async fn handle_delivered(
     event: EventJson,
 ) -> Result<IntakeResponse, IntakeError> {
     handle_event(deps, alarms, config, &event.into_value()?).await
+}
+
+/// How many load-mine-save rounds a delivery tries when other deliveries of the same
+/// function save first.
+pub const MINER_SAVE_ROUNDS: u32 = 4;
+
+/// Handles a Lambda payload: a CloudWatch Logs subscription delivery ([`handle_logs`]) when
+/// it has an `awslogs` member, else an EventBridge event ([`handle_event`]).
+pub async fn handle_delivery(
+    deps: IntakeDeps<'_>,
+    miners: &dyn MinerStateStore,
+    alarms: &dyn AlarmSource,
+    config: &Config,
+    event: EventJson,
+) -> Result<IntakeResponse, IntakeError> {
+    let event = event.into_value()?;
+    if logstream::is_delivery(&event) {
+        return handle_logs(deps, miners, config, &event)
+            .await
+            .map(IntakeResponse::One);
+    }
+    handle_event(deps, alarms, config, &event).await
+}
+
+/// Handles a CloudWatch Logs subscription delivery (R3 real time): mines its error lines
+/// into the function's saved miner state, and starts an emergency cycle, through the same
+/// dedup claim as alarms, when a template is new or its rate jumped
+/// ([`crate::logstream`]). Ignored while `ENABLE_CLOUDWATCH_STREAMING` is off, and for
+/// control messages.
+#[instrument(skip_all, fields(event = "logs_delivery", log_group = tracing::field::Empty))]
+pub async fn handle_logs(
+    deps: IntakeDeps<'_>,
+    miners: &dyn MinerStateStore,
+    config: &Config,
+    event: &Value,
+) -> Result<IntakeOutcome, IntakeError> {
+    let now = deps.clock.now();
+    let intake = Intake { deps, config };
+    let fleet = DedupKey::new(None, None);
+    if !config.cloudwatch_streaming {
+        info!(
+            "CloudWatch Logs delivery acknowledged and ignored: ENABLE_CLOUDWATCH_STREAMING is off"
+        );
+        let reason = "ENABLE_CLOUDWATCH_STREAMING is off; the delivery is ignored".to_owned();
+        return Ok(ignored_logs(&fleet, reason));
+    }
+    let delivery = logstream::decode_delivery(event)?;
+    if delivery.message_type == MessageType::Control {
+        info!("CloudWatch Logs control message acknowledged");
+        return Ok(ignored_logs(&fleet, "a control message".to_owned()));
+    }
+    tracing::Span::current().record(
+        "log_group",
+        tracing::field::display(Excerpt(&delivery.log_group)),
+    );
+    let component = component_of(&delivery.log_group, &config.log_group_prefix)?;
+    let key = DedupKey::new(None, Some(component));
+    let scope = key.as_str().to_owned();
+    let mut acted: Option<IntakeOutcome> = None;
+    for _ in 0..MINER_SAVE_ROUNDS {
+        let saved = miners.load_miner_state(&scope).await?;
+        let version = saved.as_ref().map_or(0, |s| s.version);
+        let state = saved.and_then(|s| match serde_json::from_str::<StreamState>(&s.body) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                // The state is history, not a record: starting afresh costs at most
+                // templates reported new again, which dedup absorbs.
+                warn!(scope = %scope, error = %Escaped(&e), "unreadable miner state; starting afresh");
+                None
+            }
+        });
+        let (state, mined) = match logstream::mine_delivery(state.clone(), &delivery) {
+            Ok(done) => done,
+            Err(problem) => {
+                warn!(scope = %scope, problem = %Escaped(&problem), "unusable miner state; starting afresh");
+                logstream::mine_delivery(None, &delivery).map_err(IntakeError::CorruptInput)?
+            }
+        };
+        if mined.error_lines == 0 {
+            let reason = format!(
+                "no error lines in {} log event(s) of {}",
+                delivery.log_events.len(),
+                Excerpt(&delivery.log_group)
+            );
+            return Ok(ignored_logs(&key, reason));
+        }
+        // A retry after a lost save mines again but acts once.
+        if acted.is_none() && !mined.signals.is_empty() {
+            acted = Some(intake.start_for_logs(&key, &delivery, &mined, now).await?);
+        }
+        let body = serde_json::to_string(&state)
+            .map_err(|e| IntakeError::CorruptInput(format!("miner state {scope}: {e}")))?;
+        if miners.save_miner_state(&scope, &body, version).await? {
+            let outcome = acted.unwrap_or_else(|| {
+                let reason = format!(
+                    "{} error line(s); no template new or jumping",
+                    mined.error_lines
+                );
+                ignored_logs(&key, reason)
+            });
+            info!(scope = %scope, error_lines = mined.error_lines, signals = mined.signals.len(), "delivery mined");
+            return Ok(outcome);
+        }
+    }
+    Err(IntakeError::Store(StoreError::Unavailable(format!(
+        "miner state {scope}: other deliveries saved first {MINER_SAVE_ROUNDS} times"
+    ))))
+}
+
+/// The function a log group belongs to: the name after `prefix`, else its last segment.
+fn component_of(log_group: &str, prefix: &str) -> Result<ComponentId, IntakeError> {
+    let name = log_group
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| log_group.rsplit('/').next().unwrap_or(log_group));
+    ComponentId::parse(name).map_err(|e| {
+        IntakeError::InvalidEvent(format!("awslogs: log group {}: {e}", Excerpt(log_group)))
+    })
+}
+
+fn ignored_logs(key: &DedupKey, reason: String) -> IntakeOutcome {
+    IntakeOutcome {
+        decision: Decision::Ignored,
+        mode: CycleMode::Emergency,
+        tenant_id: key.tenant.clone(),
+        component: key.component.clone(),
+        dedup_key: key.as_str().to_owned(),
+        cycle_id: None,
+        suppressed_count: 0,
+        reason,
+        alarm_name: None,
+    }
+}
+
+/// Unix milliseconds as a time, kept between [`EARLIEST_TIME`] and `now`.
+fn log_time(ms: i64, now: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(now)
+        .clamp(EARLIEST_TIME, now.max(EARLIEST_TIME))
 }
 
 /// Handles one EventBridge event: an alarm state change, the daily tick or a poll tick (which
@@ -477,6 +616,63 @@ impl Intake<'_> {
                 h.reason
             )
         }))
+    }
+
+    /// Starts (or dedups) the emergency cycle a delivery's new or jumping templates ask for.
+    async fn start_for_logs(
+        &self,
+        key: &DedupKey,
+        delivery: &LogsDelivery,
+        mined: &Mined,
+        now: OffsetDateTime,
+    ) -> Result<IntakeOutcome, IntakeError> {
+        let first = &mined.signals[0];
+        let earliest = mined
+            .signals
+            .iter()
+            .map(|s| s.first_ms)
+            .min()
+            .unwrap_or(first.first_ms);
+        let event_time = log_time(earliest, now);
+        let signal = match first.kind {
+            LogSignalKind::New => "new",
+            LogSignalKind::RateJump => "jumping",
+        };
+        let why = format!(
+            "emergency: {} error template(s) new or jumping in {}, first {signal}: {} ({} line(s) this window)",
+            mined.signals.len(),
+            Excerpt(&delivery.log_group),
+            Excerpt(&first.template),
+            first.count
+        );
+        if let Some(halted) = self.halted().await? {
+            let mut outcome = ignored_logs(key, halted);
+            outcome.decision = Decision::Halted;
+            return Ok(self.finish(outcome, event_time, now));
+        }
+        let window = TimeWindow {
+            start: event_time - minutes(self.config.emergency_window_minutes),
+            end: now,
+        };
+        let trigger = Trigger::LogTemplate {
+            log_group: delivery.log_group.clone(),
+            signal: first.kind,
+            template: first.template.clone(),
+            count: first.count,
+        };
+        let shape = self.default_shape(key);
+        let result = self
+            .start_or_dedup(
+                key.clone(),
+                CycleMode::Emergency,
+                window,
+                trigger,
+                shape,
+                now,
+                why,
+            )
+            .await?;
+        Ok(self.finish(result, event_time, now))
     }
 
     /// The shape of a cycle started for `key` by an alarm or the schedule.

@@ -21,6 +21,8 @@
 //! - [`steps`]: each cycle function's request types and entry point.
 //! - [`improvement`]: the Map item each step adds its result to.
 //! - [`intake`]: the alarm-intake handler (R1–R4).
+//! - [`logstream`]: CloudWatch Logs subscription deliveries: decoding, error lines, the
+//!   per-function miner state and the new-template / rate-jump rule (R3 real time).
 //! - [`records`]: improvement records, LLM usage, registered agents, tool-call accounting.
 //! - [`config`]: configuration from environment variables.
 //! - [`clock`]: the system clock and a fixed one.
@@ -53,6 +55,7 @@ pub mod idsource;
 pub mod improvement;
 pub mod intake;
 pub mod logmine;
+pub mod logstream;
 pub mod opportunity;
 pub mod ports;
 pub mod records;

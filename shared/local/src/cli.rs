@@ -11,7 +11,7 @@ use selfbuild_core::emf::TracingSink;
 use selfbuild_core::error::StableError;
 use selfbuild_core::ids::ImprovementId;
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::intake::{IntakeDeps, handle_event};
+use selfbuild_core::intake::{IntakeDeps, IntakeResponse, handle_event, handle_logs};
 use selfbuild_core::ports::{Clock, HaltState, HaltSwitch};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -492,7 +492,12 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
                 ids: &OsRandom,
                 metrics: &metrics,
             };
-            let response = handle_event(deps, &alarms, &config, &event).await?;
+            // A CloudWatch Logs subscription delivery, as alarm-intake on Lambda tells it apart.
+            let response = if selfbuild_core::logstream::is_delivery(&event) {
+                IntakeResponse::One(handle_logs(deps, &store, &config, &event).await?)
+            } else {
+                handle_event(deps, &alarms, &config, &event).await?
+            };
             serde_json::to_value(response).map_err(|e| cli_error("Internal", e.to_string()))
         }
         Command::Halt { reason, actor } => {

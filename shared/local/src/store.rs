@@ -13,7 +13,8 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
-    HaltState, HaltSwitch, HeldClaim, ImprovementStore, Notifier, Registry, UsageLedger,
+    HaltState, HaltSwitch, HeldClaim, ImprovementStore, MinerStateStore, Notifier, Registry,
+    SavedMinerState, UsageLedger,
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
@@ -27,9 +28,10 @@ use time::{Date, OffsetDateTime, UtcOffset};
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "selfbuild.db";
 
-/// 2 added improvements, llm_usage, agents, components, call_counts and tool_calls; a
-/// version-1 file is upgraded in place (the statements below only create what is missing).
-const SCHEMA_VERSION: i64 = 2;
+/// 2 added improvements, llm_usage, agents, components, call_counts and tool_calls; 3 added
+/// miner_states. An older file is upgraded in place (the statements below only create what
+/// is missing).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dedup_claims (
@@ -116,6 +118,11 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     body  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tool_calls_by_time ON tool_calls (at_ms, seq);
+CREATE TABLE IF NOT EXISTS miner_states (
+    scope   TEXT PRIMARY KEY,
+    body    TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
 ";
 
 /// The embedded store over a SQLite file.
@@ -1237,6 +1244,64 @@ impl Registry for SqliteStore {
         scope: &TenantScope,
     ) -> Result<Vec<ComponentRecord>, StoreError> {
         self.list_registered("components", "component", scope).await
+    }
+}
+
+#[async_trait]
+impl MinerStateStore for SqliteStore {
+    async fn load_miner_state(&self, scope: &str) -> Result<Option<SavedMinerState>, StoreError> {
+        let scope = scope.to_owned();
+        self.with_conn(move |conn| {
+            let row: Option<(String, i64)> = conn
+                .query_row(
+                    "SELECT body, version FROM miner_states WHERE scope = ?1",
+                    params![scope],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            row.map(|(body, version)| {
+                let version = u64::try_from(version).map_err(|_| StoreError::Corrupt {
+                    record: format!("miner state {scope}"),
+                    problem: format!("version {version} is negative"),
+                })?;
+                Ok(SavedMinerState { body, version })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn save_miner_state(
+        &self,
+        scope: &str,
+        body: &str,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let (scope, body) = (scope.to_owned(), body.to_owned());
+        let expected = i64::try_from(expected).map_err(|_| {
+            StoreError::Rejected(format!("miner state version {expected} is out of range"))
+        })?;
+        self.with_conn(move |conn| {
+            // One statement decides: insert when nothing is stored and 0 was expected,
+            // update when the stored version is the expected one.
+            let changed = if expected == 0 {
+                conn.execute(
+                    "INSERT INTO miner_states (scope, body, version) VALUES (?1, ?2, 1)
+                     ON CONFLICT(scope) DO NOTHING",
+                    params![scope, body],
+                )
+            } else {
+                conn.execute(
+                    "UPDATE miner_states SET body = ?2, version = version + 1
+                     WHERE scope = ?1 AND version = ?3",
+                    params![scope, body, expected],
+                )
+            }
+            .map_err(sql)?;
+            Ok(changed == 1)
+        })
+        .await
     }
 }
 

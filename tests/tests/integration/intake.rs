@@ -9,10 +9,16 @@ use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::Config;
 use selfbuild_core::clock::FixedClock;
+use selfbuild_core::cycle::Trigger;
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::intake::{IntakeDeps, IntakeResponse, handle_event};
-use selfbuild_core::ports::{HaltState, HaltSwitch, MetricRecord, MetricSink};
+use selfbuild_core::intake::{IntakeDeps, IntakeResponse, handle_delivery, handle_event};
+use selfbuild_core::logstream::LogSignalKind;
+use selfbuild_core::ports::{
+    CycleStore, HaltState, HaltSwitch, MetricRecord, MetricSink, MinerStateStore, Orchestrator,
+};
 use selfbuild_local::cli::{Cli, execute};
+use selfbuild_local::orchestrator::RecordingOrchestrator;
+use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::events::{events_dir, load};
 use selfbuild_tests::moto::MotoServer;
 use serde_json::{Value, json};
@@ -383,4 +389,218 @@ async fn a_claim_on_a_past_clock_survives_a_status_read_on_the_wall_clock() {
     let again = invoke_at(dir.path(), "2001-02-03T10:02:00Z", "alarm-metric.json").await;
     assert_eq!(again["decision"], "duplicate", "{again}");
     assert_eq!(again["cycle_id"], first["cycle_id"]);
+}
+
+/// A subscription delivery of `lines` from `/aws/lambda/orders-api`, as CloudWatch Logs
+/// sends it (base64 of gzip of JSON).
+fn logs_delivery(first_ms: i64, lines: &[&str]) -> Value {
+    use base64::Engine;
+    use std::io::Write;
+    let events: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"id": format!("{i:056}"), "timestamp": first_ms + i as i64, "message": m}))
+        .collect();
+    let body = json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": "/aws/lambda/orders-api",
+        "logStream": "2026/11/22/[$LATEST]0123456789abcdef",
+        "subscriptionFilters": ["selfbuild-errors"],
+        "logEvents": events,
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.to_string().as_bytes()).unwrap();
+    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    json!({"awslogs": {"data": data}})
+}
+
+fn delivered(event: Value) -> selfbuild_core::event::EventJson {
+    serde_json::from_value(event).unwrap()
+}
+
+/// 2026-11-22T05:00:00Z in unix ms: the sample delivery's first event.
+const LOGS_T0: i64 = 1_795_000_000_000;
+
+/// The streaming story on any store and orchestrator: a new template starts one cycle, the
+/// same template again and another new one within the dedup window start none, a control
+/// message and a truncated payload start nothing.
+async fn streamed_errors_start_one_cycle(
+    store: &(impl CycleStore + HaltSwitch + MinerStateStore + selfbuild_core::ports::DedupStore),
+    orchestrator: &dyn Orchestrator,
+) -> Vec<String> {
+    let clock = FixedClock(datetime!(2026-11-22 05:00:01 UTC));
+    let metrics = Metrics::default();
+    let alarms = selfbuild_local::alarms::FileAlarmSource::new("/no/alarms.json");
+    let config = Config {
+        cloudwatch_streaming: true,
+        ..Config::default()
+    };
+    let deps = IntakeDeps {
+        claims: store,
+        halt: store,
+        orchestrator,
+        cycles: store,
+        clock: &clock,
+        ids: &OsRandom,
+        metrics: &metrics,
+    };
+    let run = |event: Value| handle_delivery(deps, store, &alarms, &config, delivered(event));
+
+    // A control message starts nothing.
+    let control = outcome(run(load("logs-control.json")).await.unwrap());
+    assert_eq!(control["decision"], "ignored", "{control}");
+    assert!(control["reason"].as_str().unwrap().contains("control"));
+
+    // The sample: one new error template → one emergency cycle for orders-api.
+    let first = outcome(run(load("logs-new-error.json")).await.unwrap());
+    assert_eq!(first["decision"], "started", "{first}");
+    assert_eq!(first["mode"], "emergency");
+    assert_eq!(first["dedup_key"], "*#orders-api");
+    let cycle_id = first["cycle_id"].as_str().unwrap().to_owned();
+    let record = store
+        .get_cycle(&selfbuild_core::ids::CycleId::parse(&cycle_id).unwrap())
+        .await
+        .unwrap()
+        .expect("the cycle is recorded");
+    match &record.request.trigger {
+        Trigger::LogTemplate {
+            log_group,
+            signal,
+            template,
+            ..
+        } => {
+            assert_eq!(log_group, "/aws/lambda/orders-api");
+            assert_eq!(*signal, LogSignalKind::New);
+            assert!(template.contains("payment provider rejected"), "{template}");
+        }
+        other => panic!("expected a log trigger, got {other:?}"),
+    }
+
+    // The same template again (another order) is not new: nothing to start.
+    let again = outcome(
+        run(logs_delivery(
+            LOGS_T0 + 20_000,
+            &["2026-11-22T05:00:20.000Z\t0c5e\tERROR\tpayment provider rejected order 99120: card_declined"],
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(again["decision"], "ignored", "{again}");
+    assert!(
+        again["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no template new"),
+        "{again}"
+    );
+
+    // Another new template within the window meets the claim: a duplicate, counted.
+    let other = outcome(
+        run(logs_delivery(
+            LOGS_T0 + 30_000,
+            &["Traceback (most recent call last):\n  File \"/var/task/app.py\", line 7, in handler\nKeyError: 'sku'"],
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(other["decision"], "duplicate", "{other}");
+    assert_eq!(other["cycle_id"], cycle_id.as_str());
+    assert_eq!(other["suppressed_count"], 1);
+
+    // Lines that are no errors leave everything alone.
+    let quiet = outcome(
+        run(logs_delivery(
+            LOGS_T0 + 40_000,
+            &["START RequestId: abc Version: $LATEST"],
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(quiet["decision"], "ignored");
+
+    // A truncated payload is an invalid event naming the problem.
+    let err = run(load("logs-truncated.json")).await.unwrap_err();
+    assert_eq!(
+        selfbuild_core::error::StableError::error_type(&err).to_string(),
+        "InvalidEvent"
+    );
+    assert!(err.to_string().contains("truncated"), "{err}");
+
+    // The miner state is in the store, under the function's scope.
+    let saved = store
+        .load_miner_state("*#orders-api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.version, 3);
+    vec![cycle_id]
+}
+
+#[tokio::test]
+async fn a_streamed_new_error_template_starts_one_cycle_on_embedded_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let clock = FixedClock(datetime!(2026-11-22 05:00:01 UTC));
+    let orchestrator = RecordingOrchestrator::new(store.clone(), clock);
+    let started = streamed_errors_start_one_cycle(&store, &orchestrator).await;
+    assert_eq!(started.len(), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_new_error_template_starts_one_execution_on_aws_adapters() {
+    let moto = MotoServer::shared();
+    let sdk = moto.sdk_config().await;
+    let store = DynamoStore::new(&sdk, "logs-e2e");
+    store.create_table().await.unwrap();
+    let arn = create_state_machine(&sdk, "logs-e2e").await;
+    let orchestrator = StepFunctionsOrchestrator::new(&sdk, arn.clone());
+    let started = streamed_errors_start_one_cycle(&store, &orchestrator).await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].name, started[0]);
+}
+
+#[tokio::test]
+async fn a_delivery_is_ignored_while_streaming_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let clock = FixedClock(datetime!(2026-11-22 05:00:01 UTC));
+    let orchestrator = RecordingOrchestrator::new(store.clone(), clock);
+    let alarms = selfbuild_local::alarms::FileAlarmSource::new("/no/alarms.json");
+    let metrics = Metrics::default();
+    let deps = IntakeDeps {
+        claims: &store,
+        halt: &store,
+        orchestrator: &orchestrator,
+        cycles: &store,
+        clock: &clock,
+        ids: &OsRandom,
+        metrics: &metrics,
+    };
+    let config = Config::default();
+    assert!(!config.cloudwatch_streaming);
+    // Even a truncated payload is acknowledged: nothing is decoded while the flag is off.
+    for file in ["logs-new-error.json", "logs-truncated.json"] {
+        let out = outcome(
+            handle_delivery(deps, &store, &alarms, &config, delivered(load(file)))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out["decision"], "ignored", "{file}: {out}");
+        assert!(
+            out["reason"]
+                .as_str()
+                .unwrap()
+                .contains("ENABLE_CLOUDWATCH_STREAMING")
+        );
+    }
+    assert_eq!(store.load_miner_state("*#orders-api").await.unwrap(), None);
 }

@@ -833,6 +833,32 @@ pub async fn the_access_log_lists_the_newest_calls_first(store: &impl Store) {
 }
 
 /// 200 parallel claims of one key: exactly one winner, and 199 counted suppressions.
+pub async fn miner_states_are_replaced_only_at_the_expected_version(store: &impl Store) {
+    let scope = "acme#orders-api";
+    assert_eq!(store.load_miner_state(scope).await.unwrap(), None);
+    // The first save expects nothing stored; a second first save loses.
+    assert!(store.save_miner_state(scope, "{\"v\":1}", 0).await.unwrap());
+    assert!(
+        !store
+            .save_miner_state(scope, "{\"v\":\"late\"}", 0)
+            .await
+            .unwrap()
+    );
+    let saved = store.load_miner_state(scope).await.unwrap().unwrap();
+    assert_eq!((saved.body.as_str(), saved.version), ("{\"v\":1}", 1));
+    // A save at a stale version changes nothing; at the current one it replaces.
+    assert!(!store.save_miner_state(scope, "stale", 5).await.unwrap());
+    assert!(store.save_miner_state(scope, "{\"v\":2}", 1).await.unwrap());
+    let saved = store.load_miner_state(scope).await.unwrap().unwrap();
+    assert_eq!((saved.body.as_str(), saved.version), ("{\"v\":2}", 2));
+    // Scopes are independent; a state near the size the stream keeps fits.
+    assert_eq!(store.load_miner_state("*#billing").await.unwrap(), None);
+    let big = "x".repeat(selfbuild_core::logstream::MAX_STATE_BYTES);
+    assert!(store.save_miner_state("*#billing", &big, 0).await.unwrap());
+    let saved = store.load_miner_state("*#billing").await.unwrap().unwrap();
+    assert_eq!(saved.body.len(), big.len());
+}
+
 pub async fn concurrent_claims_have_exactly_one_winner<S: Store + 'static>(stores: Vec<Arc<S>>) {
     let k = key("contended");
     let mut tasks = Vec::new();
@@ -932,6 +958,7 @@ contract_suite!(
     agents_and_components_are_replaced_and_scoped,
     calls_are_counted_per_key_and_fixed_window,
     the_access_log_lists_the_newest_calls_first,
+    miner_states_are_replaced_only_at_the_expected_version,
 );
 
 /// A missing table is a configuration error, not something to retry.

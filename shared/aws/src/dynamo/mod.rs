@@ -17,6 +17,7 @@
 //! | agent       | `AGENT`         | `<tenant or *>#<name>` | `body` (JSON), `tenant_id`? |
 //! | component   | `COMPONENT`     | `<tenant or *>#<name>` | `body` (JSON), `tenant_id`? |
 //! | call count  | `RATE#<key id>` | `<window start, unix s>` | `n` (ADDed), `expires_at` (TTL) |
+//! | miner state | `MINER#<tenant or *>#<function>` | `STATE` | `body` (JSON), `version` (number, conditional) |
 //! | tool call   | `TOOLCALL#<YYYY-MM-DD>` | `<at ms, 20 digits>#<random>` | `body` (JSON), `key_id`, `tool`, `outcome`, `expires_at` (TTL) |
 //!
 //! A running cycle is a second item, written with its cycle in one transaction and deleted
@@ -58,7 +59,8 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
-    HaltState, HaltSwitch, HeldClaim, ImprovementStore, Registry, UsageLedger,
+    HaltState, HaltSwitch, HeldClaim, ImprovementStore, MinerStateStore, Registry, SavedMinerState,
+    UsageLedger,
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord, Page,
@@ -75,6 +77,7 @@ use crate::sdk_error::{ErrorChain, is_transient};
 mod approvals;
 mod claims;
 mod cycles;
+mod miners;
 mod records;
 
 /// The partition key attribute.

@@ -207,7 +207,7 @@ impl CloudWatchTelemetry {
 pub fn error_query(tenant: Option<&TenantId>, limit: usize) -> String {
     let mut query = String::from(
         "fields @timestamp, @message, @logStream, @log \
-         | filter @message like /(?i)(error|exception|timed out|signal: killed)/",
+         | filter @message like /(?i)(error|exception|timed out|signal: killed|outofmemory)/",
     );
     if let Some(tenant) = tenant {
         let value = insights_string(tenant.as_str());

@@ -725,7 +725,7 @@ fn the_error_query_finds_error_lines_newest_first() {
     assert_eq!(
         error_query(None, 200),
         "fields @timestamp, @message, @logStream, @log \
-         | filter @message like /(?i)(error|exception|timed out|signal: killed)/ \
+         | filter @message like /(?i)(error|exception|timed out|signal: killed|outofmemory)/ \
          | sort @timestamp desc | limit 200"
     );
 }
@@ -736,7 +736,7 @@ fn a_tenant_filter_comes_before_sort_and_limit() {
     assert_eq!(
         q,
         "fields @timestamp, @message, @logStream, @log \
-         | filter @message like /(?i)(error|exception|timed out|signal: killed)/ \
+         | filter @message like /(?i)(error|exception|timed out|signal: killed|outofmemory)/ \
          | filter tenant_id = \"acme.eu-1\" or @message like \"acme.eu-1\" \
          | sort @timestamp desc | limit 50"
     );

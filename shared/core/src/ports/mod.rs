@@ -23,6 +23,7 @@ pub use notifier::Notifier;
 pub use orchestrator::{CycleHandle, Orchestrator, TaskTokens};
 pub use store::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
-    HaltState, HaltSwitch, HeldClaim, ImprovementStore, Registry, StepStore, Store, UsageLedger,
+    HaltState, HaltSwitch, HeldClaim, ImprovementStore, MinerStateStore, Registry, SavedMinerState,
+    StepStore, Store, UsageLedger,
 };
 pub use telemetry::{AlarmSource, Telemetry};

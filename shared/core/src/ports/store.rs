@@ -248,6 +248,30 @@ pub trait AuditLog: Send + Sync {
     async fn cycle_events(&self, cycle_id: &CycleId) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
+/// A log miner's saved state for one scope, with the version that guards its next save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedMinerState {
+    /// The state as the log stream wrote it (opaque to the store).
+    pub body: String,
+    /// How many times it was saved; 0 is never stored.
+    pub version: u64,
+}
+
+/// Saved log-miner states (streamed log deliveries), one per `tenant#function` scope.
+#[async_trait]
+pub trait MinerStateStore: Send + Sync {
+    /// The saved state of `scope`, if any.
+    async fn load_miner_state(&self, scope: &str) -> Result<Option<SavedMinerState>, StoreError>;
+    /// Saves `body` as version `expected + 1` if the stored version is still `expected`
+    /// (0: nothing stored); false, and no change, if another writer saved first.
+    async fn save_miner_state(
+        &self,
+        scope: &str,
+        body: &str,
+        expected: u64,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Every store port, as one adapter provides them.
 pub trait Store:
     DedupStore
@@ -259,6 +283,7 @@ pub trait Store:
     + UsageLedger
     + Registry
     + AccessLog
+    + MinerStateStore
 {
 }
 
@@ -272,6 +297,7 @@ impl<T> Store for T where
         + UsageLedger
         + Registry
         + AccessLog
+        + MinerStateStore
 {
 }
 
