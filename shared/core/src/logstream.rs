@@ -85,6 +85,16 @@ pub fn is_delivery(event: &Value) -> bool {
     event.get("awslogs").is_some()
 }
 
+/// A field path of a delivery, to echo in an error: it holds the payload's own keys, so it
+/// is shown as is only when short and printable (the fuzzer found a 1.3 kB one).
+fn echoed_path(path: String) -> String {
+    if path.len() <= 80 && path.chars().all(|c| c.is_ascii_graphic()) {
+        path
+    } else {
+        Excerpt(&path).to_string()
+    }
+}
+
 /// Decodes `{"awslogs": {"data": "<base64 of gzip of JSON>"}}`; every failure names what
 /// is wrong (not base64, truncated gzip, over [`MAX_DECODED_BYTES`], a bad field).
 pub fn decode_delivery(event: &Value) -> Result<LogsDelivery, EventError> {
@@ -123,7 +133,7 @@ pub fn decode_delivery(event: &Value) -> Result<LogsDelivery, EventError> {
     }
     let de = &mut serde_json::Deserializer::from_slice(&json);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = echoed_path(e.path().to_string());
         bad(format!("{path}: {}", Excerpt(&e.into_inner().to_string())))
     })
 }
@@ -499,6 +509,18 @@ mod tests {
                 .iter()
                 .any(|e| error_text(&e.message).is_some())
         );
+    }
+
+    #[test]
+    fn long_or_unprintable_paths_are_echoed_as_excerpts() {
+        assert_eq!(
+            echoed_path("logEvents[3].message".into()),
+            "logEvents[3].message"
+        );
+        let long = echoed_path(format!("logEvents.{}", "K".repeat(1300)));
+        assert!(long.len() < 200, "{long}");
+        let control = echoed_path("owner\u{1b}[2J".into());
+        assert!(!control.contains('\u{1b}'), "{control}");
     }
 
     #[test]
