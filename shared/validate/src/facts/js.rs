@@ -576,19 +576,13 @@ impl Extractor<'_, '_> {
 
     /// Classifies an expression (remembered per node while the bindings stay the same).
     fn val(&mut self, node: Node<'_>, depth: usize) -> Val {
-        if let Some((v, deps)) = self.scope.remembered(node.id()) {
-            let v = v.clone();
-            self.deps.extend_from_slice(deps);
-            return v;
-        }
-        let mark = self.deps.len();
-        let v = self.classify(node, depth);
-        // Leaves are cheaper to classify again than to copy out of the memo.
-        if depth <= super::MEMO_DEPTH && node.named_child_count() > 0 {
-            let deps = self.deps.get(mark..).unwrap_or_default().to_vec();
-            self.scope.remember(node.id(), v.clone(), deps);
-        }
-        v
+        super::remembered_val(
+            self,
+            node,
+            depth,
+            |x| (&mut x.scope, &mut x.deps),
+            Self::classify,
+        )
     }
 
     fn classify(&mut self, node: Node<'_>, depth: usize) -> Val {

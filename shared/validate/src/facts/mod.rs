@@ -434,6 +434,32 @@ const BOUND_ITEMS: usize = 16;
 /// fresh evaluation to reuse.
 pub(crate) const MEMO_DEPTH: usize = 8;
 
+/// `classify(node)`, remembered per node while the bindings stay the same; `deps` (from
+/// `parts`) gains the rows the value read, whether computed or remembered.
+pub(crate) fn remembered_val<X>(
+    x: &mut X,
+    node: tree_sitter::Node<'_>,
+    depth: usize,
+    parts: impl Fn(&mut X) -> (&mut Scope, &mut Vec<usize>),
+    classify: impl FnOnce(&mut X, tree_sitter::Node<'_>, usize) -> Val,
+) -> Val {
+    let (scope, deps) = parts(x);
+    if let Some((v, read)) = scope.remembered(node.id()) {
+        let v = v.clone();
+        deps.extend_from_slice(read);
+        return v;
+    }
+    let mark = deps.len();
+    let v = classify(x, node, depth);
+    // Leaves are cheaper to classify again than to copy out of the memo.
+    if depth <= MEMO_DEPTH && node.named_child_count() > 0 {
+        let (scope, deps) = parts(x);
+        let read = deps.get(mark..).unwrap_or_default().to_vec();
+        scope.remember(node.id(), v.clone(), read);
+    }
+    v
+}
+
 /// The depth bound, for the extractors.
 pub(crate) const fn max_depth() -> usize {
     MAX_DEPTH
