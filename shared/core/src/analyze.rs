@@ -7,28 +7,70 @@
 //! - *expected gain* is the share of them a fix is expected to recover (0–1, per kind).
 //!
 //! Priority combines frequency (affected ÷ invocations) with the kind's severity.
+//!
+//! Log rows are read as records first ([`crate::logfacts`]): JSON lines by their fields,
+//! failures counted once per request, stack traces grouped by exception type and top frame,
+//! `REPORT` lines summed up per function version. The detectors and their thresholds:
+//! `docs/cycle.md` (analyze).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::change::LambdaSettings;
 use crate::cycle::{CycleMode, CycleRequest, TimeWindow};
 use crate::error::TelemetryError;
 use crate::ids::{ComponentId, CycleId};
-use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_templates, stratified_sample};
+use crate::logfacts::report::MEMORY_LIMIT_RATIO;
+use crate::logfacts::timeouts::TIMEOUT_CLUSTER_SHARE;
+use crate::logfacts::{
+    FailureCounts, Failures, Format, LogRecord, Report, ReportFacts, ReportLine, StackTrace,
+    TimeoutPattern, TraceGroup, group_traces, parse_report, parse_trace, record,
+    report::facts_by_version, timeout_pattern, version_of_stream,
+};
+use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_sample, stratified_weights};
 use crate::opportunity::{Evidence, Opportunity, OpportunityKind, Priority};
 use crate::ports::{Deployer, Telemetry};
 use crate::stats::percentile;
-use crate::telemetry::{MetricName, MetricSeries, TelemetryQuery};
-use time::OffsetDateTime;
+use crate::telemetry::{LogRow, MetricName, MetricSeries, TelemetryQuery};
+use crate::text::Escaped;
+use time::{Duration, OffsetDateTime};
 
 /// The most error rows one analysis reads.
 pub const ERROR_ROW_LIMIT: usize = 5_000;
 
 /// The most rows mined into templates; above it a stratified sample is mined.
 pub const MINING_CAPACITY: usize = 1_000;
+
+/// The most `REPORT` lines one analysis reads: one Logs Insights result page.
+pub const REPORT_ROW_LIMIT: usize = 10_000;
+
+/// Trace groups an opportunity carries to the prompt: the few most frequent are what a fix
+/// is about, and every group brings up to 20 frames.
+pub const TRACES_PER_OPPORTUNITY: usize = 3;
+
+/// Trace groups the report keeps, most rows first.
+const REPORT_TRACES: usize = 10;
+
+/// Memory pressure (max memory used ÷ memory size, in the `REPORT` lines at the function's
+/// current memory size) from which a function is a memory opportunity: at 95 % a request
+/// 5 % heavier than the heaviest seen is killed.
+pub const MEMORY_PRESSURE_THRESHOLD: f64 = MEMORY_LIMIT_RATIO;
+
+/// Runtime exits other than for memory (`Runtime.ExitError`) per invocation from which they
+/// make an error burst on their own: an exit also loses the sandbox, so the next request
+/// pays a cold start; one in a thousand is worth a fix.
+pub const EXIT_ERROR_SHARE: f64 = 0.001;
+
+/// The fewest runtime exits that make an error burst on their own: one or two are an
+/// accident, three are a pattern.
+pub const EXIT_ERROR_MIN: f64 = 3.0;
+
+/// Downstream throttling errors per invocation from which they are named in the evidence of
+/// an error burst or a throttling opportunity: where they are, more concurrency makes them
+/// worse, which a proposal must know.
+pub const DOWNSTREAM_THROTTLE_SHARE: f64 = 0.001;
 
 /// Aggregates of one component over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,10 +91,49 @@ pub struct ComponentSummary {
     pub p99_ms: Option<f64>,
     /// Highest memory utilisation seen (percent).
     pub max_memory_pct: Option<f64>,
-    /// Error rows that are timeouts, scaled to all errors.
+    /// Failed requests that timed out, scaled to all errors.
     pub timeouts: f64,
-    /// Error rows that are out-of-memory kills, scaled to all errors.
+    /// Failed requests that ran out of memory, scaled to all errors.
     pub out_of_memory: f64,
+    /// Failed requests whose runtime exited other than for memory (`Runtime.ExitError`),
+    /// scaled to all errors.
+    #[serde(default)]
+    pub exit_errors: f64,
+    /// Failed requests a downstream service throttled, scaled to all errors.
+    #[serde(default)]
+    pub downstream_throttles: f64,
+    /// How the timeouts lie in time: clustered or spread (none below 10 timeouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_pattern: Option<TimeoutPattern>,
+    /// What the `REPORT` lines say, per version (`$LATEST` first, then by number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportFacts>,
+}
+
+/// What the analysis read from the logs, and how much of it was sampled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogReading {
+    /// Error rows read.
+    pub error_rows: usize,
+    /// Error rows mined into templates: every one, or above [`MINING_CAPACITY`] a sample
+    /// stratified by (log group, level, hour).
+    pub mined_rows: usize,
+    /// mined_rows ÷ the rows that could be mined (1 when all were): the templates' counts
+    /// are rescaled from the sample, stratum by stratum.
+    pub sampling_fraction: f64,
+    /// The strata the minable rows fell into.
+    pub strata: usize,
+    /// `REPORT` lines read.
+    pub report_rows: usize,
+    /// `REPORT` lines parsed.
+    pub reports: usize,
+    /// `REPORT` lines skipped as malformed, by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reports_skipped: BTreeMap<String, u64>,
+    /// Why `REPORT` lines could not be read, if they could not (the analysis goes on
+    /// without their facts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports_unavailable: Option<String>,
 }
 
 /// The analyze step's output.
@@ -66,10 +147,49 @@ pub struct AnalysisReport {
     pub components: Vec<ComponentSummary>,
     /// Error templates, most frequent first (at most 10).
     pub templates: Vec<LogTemplate>,
+    /// Stack traces grouped by exception type and top frame, most rows first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traces: Vec<TraceGroup>,
+    /// What was read from the logs.
+    #[serde(default)]
+    pub logs: LogReading,
     /// Ranked opportunities, at most `max_improvements`.
     pub opportunities: Vec<Opportunity>,
     /// Whether there is anything to do (the state machine's Choice reads this).
     pub has_opportunities: bool,
+}
+
+/// One error row read.
+struct ReadRow<'a> {
+    row: &'a LogRow,
+    record: LogRecord,
+    failures: Failures,
+    trace: Option<StackTrace>,
+}
+
+impl<'a> ReadRow<'a> {
+    fn of(row: &'a LogRow) -> Self {
+        let record = record::read(&row.message);
+        let report = match parse_report(&row.message) {
+            ReportLine::Report(r) => Some(r),
+            _ => None,
+        };
+        let failures = Failures::of(&record, report.as_ref());
+        let trace = parse_trace(record.trace_text(), record.error_type.as_deref());
+        Self {
+            row,
+            record,
+            failures,
+            trace,
+        }
+    }
+}
+
+/// A `REPORT` line read, with the component and version it is of.
+struct ReadReport {
+    component: ComponentId,
+    version: Option<String>,
+    report: Report,
 }
 
 /// Reads the window's telemetry and ranks what to improve.
@@ -92,57 +212,89 @@ pub async fn analyze(
     };
     let series = telemetry.metric_series(&query).await?;
     let rows = telemetry.error_rows(&query, ERROR_ROW_LIMIT).await?;
-
-    let lines: Vec<LogLine> = rows
-        .iter()
-        .map(|r| LogLine {
-            timestamp: r.timestamp,
-            message: r.message.clone(),
-            component: Some(r.component.as_str().to_owned()),
-        })
-        .collect();
-    // Stratified sample (every component and hour kept) when there is more than the miner's
-    // capacity; counts are scaled back to all rows.
-    let mut templates = if lines.len() > MINING_CAPACITY {
-        let sample: Vec<LogLine> = stratified_sample(&lines, MINING_CAPACITY)
-            .into_iter()
-            .cloned()
-            .collect();
-        let scale = lines.len() as f64 / sample.len().max(1) as f64;
-        let mut mined = mine_templates(&sample, &MinerConfig::default());
-        for t in &mut mined {
-            t.count = (t.count as f64 * scale).round() as u64;
-        }
-        mined
-    } else {
-        mine_templates(&lines, &MinerConfig::default())
-    };
+    let read: Vec<ReadRow<'_>> = rows.iter().map(ReadRow::of).collect();
 
     let mut by_component: BTreeMap<ComponentId, Vec<&MetricSeries>> = BTreeMap::new();
     for s in &series {
         by_component.entry(s.component.clone()).or_default().push(s);
     }
+    let mut logs = LogReading {
+        error_rows: rows.len(),
+        ..LogReading::default()
+    };
+    let reports = read_reports(
+        telemetry,
+        &TelemetryQuery {
+            components: by_component.keys().cloned().collect(),
+            ..query.clone()
+        },
+        &mut logs,
+    )
+    .await;
+    let mut templates = mine(&read, &mut logs);
+    let mut traces = group_traces(
+        read.iter()
+            .filter_map(|r| Some((r.trace.as_ref()?, r.row.component.as_str(), r.row.timestamp))),
+    );
+    // Rows are newest first: at the limit, they cover only the window's end.
+    let covered = TimeWindow {
+        start: match rows.last() {
+            Some(oldest) if rows.len() >= ERROR_ROW_LIMIT => oldest.timestamp.max(window.start),
+            _ => window.start,
+        },
+        end: window.end,
+    };
+
     let mut summaries = Vec::new();
     let mut opportunities = Vec::new();
     for (component, series) in &by_component {
-        let component_rows: Vec<&str> = rows
+        let component_rows: Vec<&ReadRow<'_>> = read
+            .iter()
+            .filter(|r| &r.row.component == component)
+            .collect();
+        let component_reports: Vec<&ReadReport> = reports
             .iter()
             .filter(|r| &r.component == component)
-            .map(|r| r.message.as_str())
             .collect();
-        let summary = summarize(component, series, &component_rows);
+        let counts = FailureCounts::count(
+            component_rows
+                .iter()
+                .map(|r| (r.record.request_id.as_deref(), r.row.timestamp, r.failures)),
+        );
+        let traffic: Vec<(OffsetDateTime, f64)> = metric(series, MetricName::Invocations)
+            .map(|s| s.points.iter().map(|p| (p.timestamp, p.value)).collect())
+            .unwrap_or_default();
+        let pattern = timeout_pattern(
+            &counts.timeout_times,
+            &traffic,
+            covered,
+            Duration::seconds(i64::from(period_seconds)),
+        );
+        let facts = facts_by_version(
+            component_reports
+                .iter()
+                .map(|r| (r.version.as_deref(), &r.report)),
+        );
+        let summary = summarize(component, series, &counts, pattern, facts);
         let current = deployer
             .function_state(component)
             .await
             .ok()
             .map(|s| s.settings);
+        let memory = memory_facts(&component_reports, current.as_ref());
         let top_errors: Vec<String> = templates
             .iter()
             .filter(|t| t.components.iter().any(|c| c == component.as_str()))
             .take(3)
             .map(|t| t.template.clone())
             .collect();
-        for found in detect(&summary, series, current.as_ref(), window) {
+        let stack_traces: Vec<TraceGroup> = traces
+            .iter()
+            .filter(|g| g.components.iter().any(|c| c == component.as_str()))
+            .take(TRACES_PER_OPPORTUNITY)
+            .cloned()
+            .collect();
+        for found in detect(&summary, series, current.as_ref(), window, memory.as_ref()) {
             opportunities.push(Opportunity {
                 id: format!("{component}:{}", found.kind.as_str()),
                 rank: 0,
@@ -156,6 +308,7 @@ pub async fn analyze(
                 priority: priority(found.kind, found.affected, summary.invocations),
                 current: current.clone(),
                 top_errors: top_errors.clone(),
+                stack_traces: stack_traces.clone(),
             });
         }
         summaries.push(summary);
@@ -166,16 +319,19 @@ pub async fn analyze(
             .then_with(|| a.id.cmp(&b.id))
     });
     // One change per component per cycle: two changes to one function would confound the canary.
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     opportunities.retain(|o| seen.insert(o.component.clone()));
     opportunities.truncate(request.max_improvements as usize);
     for (i, o) in opportunities.iter_mut().enumerate() {
         o.rank = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
     templates.truncate(10);
+    traces.truncate(REPORT_TRACES);
     info!(
         components = summaries.len(),
         opportunities = opportunities.len(),
+        error_rows = logs.error_rows,
+        reports = logs.reports,
         "analysis done"
     );
     Ok(AnalysisReport {
@@ -183,16 +339,121 @@ pub async fn analyze(
         window,
         components: summaries,
         templates,
+        traces,
+        logs,
         has_opportunities: !opportunities.is_empty(),
         opportunities,
     })
+}
+
+/// The `REPORT` lines of the components in `query`, read; a source that cannot give them
+/// leaves the analysis without their facts (said in `logs`), never fails it.
+async fn read_reports(
+    telemetry: &dyn Telemetry,
+    query: &TelemetryQuery,
+    logs: &mut LogReading,
+) -> Vec<ReadReport> {
+    if query.components.is_empty() {
+        return Vec::new();
+    }
+    let rows = match telemetry.report_rows(query, REPORT_ROW_LIMIT).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!(error = %Escaped(&e), "REPORT lines not read; analysing without them");
+            logs.reports_unavailable = Some(e.to_string());
+            return Vec::new();
+        }
+    };
+    let mut reports = Vec::new();
+    for row in &rows {
+        match parse_report(&row.message) {
+            ReportLine::Report(report) => {
+                logs.report_rows += 1;
+                reports.push(ReadReport {
+                    component: row.component.clone(),
+                    version: row
+                        .log_stream
+                        .as_deref()
+                        .and_then(version_of_stream)
+                        .map(str::to_owned),
+                    report,
+                });
+            }
+            ReportLine::Malformed(reason) => {
+                logs.report_rows += 1;
+                *logs.reports_skipped.entry(reason.to_owned()).or_default() += 1;
+            }
+            // A source may return other lines (moto runs no filter): not reports.
+            ReportLine::NotReport => {}
+        }
+    }
+    logs.reports = reports.len();
+    reports
+}
+
+/// Mines the error rows' templates (platform lines left out: what they say is read as
+/// facts); above [`MINING_CAPACITY`] a sample stratified by (log group, level, hour),
+/// counts rescaled stratum by stratum.
+fn mine(read: &[ReadRow<'_>], logs: &mut LogReading) -> Vec<LogTemplate> {
+    let minable: Vec<&ReadRow<'_>> = read
+        .iter()
+        .filter(|r| r.record.format != Some(Format::Platform))
+        .collect();
+    let lines: Vec<LogLine> = minable
+        .iter()
+        .map(|r| LogLine {
+            timestamp: r.row.timestamp,
+            message: r.record.mined_text(),
+            component: Some(r.row.component.as_str().to_owned()),
+        })
+        .collect();
+    let stratum = |i: usize| {
+        let r = minable[i];
+        (
+            r.row.component.as_str(),
+            r.record.level,
+            r.row.timestamp.unix_timestamp().div_euclid(3600),
+        )
+    };
+    logs.strata = (0..lines.len()).map(stratum).collect::<BTreeSet<_>>().len();
+    let config = MinerConfig::default();
+    if lines.len() <= MINING_CAPACITY {
+        logs.mined_rows = lines.len();
+        logs.sampling_fraction = 1.0;
+        return crate::logmine::mine_templates(&lines, &config);
+    }
+    let chosen = stratified_weights(&lines, MINING_CAPACITY, stratum);
+    logs.mined_rows = chosen.len();
+    logs.sampling_fraction = chosen.len() as f64 / lines.len() as f64;
+    let (sample, weights): (Vec<LogLine>, Vec<f64>) = chosen
+        .into_iter()
+        .map(|(i, weight)| (lines[i].clone(), weight))
+        .unzip();
+    mine_sample(&sample, &weights, &config)
+}
+
+/// The facts of the `REPORT` lines at the function's current memory size (every line when
+/// the settings are unknown): what its memory pressure is now.
+fn memory_facts(reports: &[&ReadReport], current: Option<&LambdaSettings>) -> Option<ReportFacts> {
+    let at_size: Vec<&Report> = reports
+        .iter()
+        .map(|r| &r.report)
+        .filter(|r| current.is_none_or(|c| (r.memory_size_mb - f64::from(c.memory_mb)).abs() < 0.5))
+        .collect();
+    ReportFacts::of(None, &at_size)
 }
 
 fn metric<'a>(series: &[&'a MetricSeries], name: MetricName) -> Option<&'a MetricSeries> {
     series.iter().copied().find(|s| s.metric == name)
 }
 
-fn summarize(component: &ComponentId, series: &[&MetricSeries], rows: &[&str]) -> ComponentSummary {
+fn summarize(
+    component: &ComponentId,
+    series: &[&MetricSeries],
+    counts: &FailureCounts,
+    timeout_pattern: Option<TimeoutPattern>,
+    reports: Vec<ReportFacts>,
+) -> ComponentSummary {
     let sum = |name| metric(series, name).map_or(0.0, MetricSeries::sum);
     let invocations = sum(MetricName::Invocations);
     let errors = sum(MetricName::Errors);
@@ -205,17 +466,9 @@ fn summarize(component: &ComponentId, series: &[&MetricSeries], rows: &[&str]) -
             .filter(|v| v.is_finite())
             .reduce(f64::max)
     });
-    // Rows are a sample of the errors: scale their shares to the error count.
-    let share = |needles: &[&str]| {
-        if rows.is_empty() {
-            return 0.0;
-        }
-        let hits = rows
-            .iter()
-            .filter(|m| needles.iter().any(|n| m.contains(n)))
-            .count() as f64;
-        hits / rows.len() as f64 * errors
-    };
+    // The rows are a sample of the errors: scale each kind's share of the failed requests
+    // seen to the error count.
+    let share = |n: usize| ratio(n as f64, counts.events as f64) * errors;
     ComponentSummary {
         component: component.clone(),
         invocations,
@@ -225,10 +478,12 @@ fn summarize(component: &ComponentId, series: &[&MetricSeries], rows: &[&str]) -
         throttle_rate: ratio(throttles, invocations + throttles),
         p99_ms,
         max_memory_pct,
-        timeouts: share(&["Task timed out"]),
-        // The runtime killed for memory (`Runtime exited … signal: killed`), or the
-        // runtime's own `Runtime.OutOfMemory` error type; a row with both counts once.
-        out_of_memory: share(&["signal: killed", "Runtime.OutOfMemory"]),
+        timeouts: share(counts.timeouts),
+        out_of_memory: share(counts.out_of_memory),
+        exit_errors: share(counts.exit_errors),
+        downstream_throttles: share(counts.throttled),
+        timeout_pattern,
+        reports,
     }
 }
 
@@ -255,18 +510,35 @@ fn detect(
     series: &[&MetricSeries],
     current: Option<&LambdaSettings>,
     window: TimeWindow,
+    memory: Option<&ReportFacts>,
 ) -> Vec<Found> {
     let mut found = Vec::new();
     if s.invocations <= 0.0 && s.throttles <= 0.0 {
         return found;
     }
+    let downstream_share = ratio(s.downstream_throttles, s.invocations);
+    let downstream = (downstream_share >= DOWNSTREAM_THROTTLE_SHARE).then(|| {
+        evidence(
+            "downstream_throttle_share",
+            downstream_share,
+            DOWNSTREAM_THROTTLE_SHARE,
+        )
+    });
     let timeout_ms = current.map(|c| f64::from(c.timeout_seconds) * 1000.0);
     let timeout_share = ratio(s.timeouts, s.invocations);
     let near_timeout = matches!((s.p99_ms, timeout_ms), (Some(p), Some(t)) if p >= 0.9 * t);
-    if timeout_share >= 0.01 || near_timeout {
+    let clustered = s.timeout_pattern.as_ref().is_some_and(|p| p.clustered);
+    if timeout_share >= 0.01 || near_timeout || clustered {
         let mut ev = vec![evidence("timeout_share", timeout_share, 0.01)];
         if let (Some(p), Some(t)) = (s.p99_ms, timeout_ms) {
             ev.push(evidence("p99_ms_vs_timeout_ms", p, 0.9 * t));
+        }
+        if let Some(p) = &s.timeout_pattern {
+            ev.push(evidence(
+                "timeout_clustered_share",
+                p.clustered_share,
+                TIMEOUT_CLUSTER_SHARE,
+            ));
         }
         found.push(Found {
             kind: OpportunityKind::Timeouts,
@@ -276,30 +548,58 @@ fn detect(
     }
     let oom_share = ratio(s.out_of_memory, s.invocations);
     let memory_high = s.max_memory_pct.is_some_and(|m| m >= 90.0);
-    if oom_share >= 0.001 || memory_high {
+    let pressure = memory.is_some_and(|f| f.memory_pressure >= MEMORY_PRESSURE_THRESHOLD);
+    if oom_share >= 0.001 || memory_high || pressure {
+        let mut ev = vec![
+            evidence("out_of_memory_share", oom_share, 0.001),
+            evidence("max_memory_pct", s.max_memory_pct.unwrap_or(0.0), 90.0),
+        ];
+        let mut at_limit = 0.0;
+        if let Some(f) = memory {
+            let limit_mb = MEMORY_PRESSURE_THRESHOLD * f.memory_size_mb;
+            ev.extend([
+                evidence(
+                    "memory_pressure",
+                    f.memory_pressure,
+                    MEMORY_PRESSURE_THRESHOLD,
+                ),
+                evidence("max_memory_used_mb", f.max_memory_used_mb.max, limit_mb),
+                evidence("p95_memory_used_mb", f.max_memory_used_mb.p95, limit_mb),
+            ]);
+            at_limit = ratio(f.at_memory_limit as f64, f.invocations as f64);
+        }
         found.push(Found {
             kind: OpportunityKind::MemoryPressure,
-            affected: s.out_of_memory.max(s.invocations * 0.01),
-            evidence: vec![
-                evidence("out_of_memory_share", oom_share, 0.001),
-                evidence("max_memory_pct", s.max_memory_pct.unwrap_or(0.0), 90.0),
-            ],
+            affected: s
+                .out_of_memory
+                .max(s.invocations * at_limit)
+                .max(s.invocations * 0.01),
+            evidence: ev,
         });
     }
     if s.throttle_rate >= 0.01 {
+        let mut ev = vec![evidence("throttle_rate", s.throttle_rate, 0.01)];
+        ev.extend(downstream.clone());
         found.push(Found {
             kind: OpportunityKind::Throttling,
             affected: s.throttles,
-            evidence: vec![evidence("throttle_rate", s.throttle_rate, 0.01)],
+            evidence: ev,
         });
     }
     let other_errors = (s.errors - s.timeouts - s.out_of_memory).max(0.0);
     let other_rate = ratio(other_errors, s.invocations);
-    if other_rate >= 0.02 && other_errors >= 10.0 {
+    let exit_share = ratio(s.exit_errors, s.invocations);
+    let crashes = exit_share >= EXIT_ERROR_SHARE && s.exit_errors >= EXIT_ERROR_MIN;
+    if (other_rate >= 0.02 && other_errors >= 10.0) || crashes {
+        let mut ev = vec![evidence("application_error_rate", other_rate, 0.02)];
+        if s.exit_errors > 0.0 {
+            ev.push(evidence("runtime_exit_share", exit_share, EXIT_ERROR_SHARE));
+        }
+        ev.extend(downstream);
         found.push(Found {
             kind: OpportunityKind::ErrorBurst,
             affected: other_errors,
-            evidence: vec![evidence("application_error_rate", other_rate, 0.02)],
+            evidence: ev,
         });
     }
     let split = window.end - (window.end - window.start) / 4;
@@ -403,14 +703,14 @@ mod tests {
 
     use super::*;
     use crate::cycle::Trigger;
-    use crate::telemetry::{DataPoint, ErrorRow, VersionTotals};
+    use crate::telemetry::{DataPoint, LogRow, VersionTotals};
     use crate::testing::StaticDeployer;
 
     const END: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
 
     struct Fixture {
         series: Vec<MetricSeries>,
-        rows: Vec<ErrorRow>,
+        rows: Vec<LogRow>,
     }
 
     #[async_trait]
@@ -434,7 +734,7 @@ mod tests {
             &self,
             _: &TelemetryQuery,
             _: usize,
-        ) -> Result<Vec<ErrorRow>, TelemetryError> {
+        ) -> Result<Vec<LogRow>, TelemetryError> {
             Ok(self.rows.clone())
         }
     }
@@ -462,12 +762,13 @@ mod tests {
         }
     }
 
-    fn rows(component: &str, message: &str, n: usize) -> Vec<ErrorRow> {
+    fn rows(component: &str, message: &str, n: usize) -> Vec<LogRow> {
         (0..n)
-            .map(|i| ErrorRow {
+            .map(|i| LogRow {
                 timestamp: END - Duration::minutes(i as i64),
                 component: ComponentId::parse(component).unwrap(),
                 message: message.to_owned(),
+                log_stream: None,
             })
             .collect()
     }

@@ -880,7 +880,7 @@ mod tests {
     use crate::error::StoreError;
     use crate::ids::ComponentId;
     use crate::ports::HaltState;
-    use crate::telemetry::{ErrorRow, MetricSeries, Quantiles, SuccessDurations};
+    use crate::telemetry::{LogRow, MetricSeries, Quantiles, SuccessDurations};
     use crate::testing::StaticDeployer;
 
     const DEPLOYED: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
@@ -963,7 +963,7 @@ mod tests {
             &self,
             _: &TelemetryQuery,
             _: usize,
-        ) -> Result<Vec<ErrorRow>, TelemetryError> {
+        ) -> Result<Vec<LogRow>, TelemetryError> {
             Ok(vec![])
         }
     }

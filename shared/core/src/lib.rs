@@ -28,6 +28,9 @@
 //! - [`clock`]: the system clock and a fixed one.
 //! - [`emf`]: metrics as CloudWatch Embedded Metric Format lines.
 //! - [`stats`]: canary statistics (Mann–Whitney U, percentiles, mean, relative change).
+//! - [`logfacts`]: Lambda facts in log lines: JSON and text records read by their fields,
+//!   `REPORT` facts per function version, failures per request, stack traces grouped,
+//!   timeouts clustered or spread.
 //! - [`logmine`]: log lines grouped into templates (a streaming miner with a serialisable
 //!   state, and its batch form); grouping accuracy; stratified log sampling.
 //! - [`error`]: port errors and the stable error type names.
@@ -54,6 +57,7 @@ pub mod ids;
 pub mod idsource;
 pub mod improvement;
 pub mod intake;
+pub mod logfacts;
 pub mod logmine;
 pub mod logstream;
 pub mod opportunity;

@@ -61,7 +61,7 @@ impl Default for MinerConfig {
 }
 
 /// A group of log lines sharing one template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogTemplate {
     /// The template, variable parts as [`WILDCARD`], tokens joined by single spaces.
     pub template: String,
@@ -77,6 +77,19 @@ pub struct LogTemplate {
     pub samples: Vec<String>,
     /// The components that logged it, sorted, without duplicates.
     pub components: Vec<String>,
+    /// When the lines mined were a sample ([`mine_sample`]): the sampled lines behind the
+    /// rescaled `count`; none when every line was mined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<TemplateSample>,
+}
+
+/// The sample behind a rescaled template count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSample {
+    /// Sampled lines with the template.
+    pub lines: u64,
+    /// lines ÷ count: the sampling fraction behind the count.
+    pub fraction: f64,
 }
 
 /// Mines templates from `lines`, sorted by count (descending), then template text.
@@ -84,24 +97,44 @@ pub struct LogTemplate {
 /// Lines whose message is blank are skipped. At most `config.max_templates` templates are
 /// returned (the most frequent); the same multiset of lines gives the same result in any order.
 pub fn mine_templates(lines: &[LogLine], config: &MinerConfig) -> Vec<LogTemplate> {
+    mine(lines, None, config)
+}
+
+/// Mines a sample: line `i` stands for `weights[i]` lines (its stratum's lines ÷ those
+/// sampled, see [`stratified_weights`]). Each template's `count` is its lines' weights
+/// summed and rounded, with [`LogTemplate::sample`] saying how many sampled lines are behind
+/// it; the order and the cap are on those rescaled counts. A missing, non-finite or
+/// non-positive weight counts as 1.
+pub fn mine_sample(lines: &[LogLine], weights: &[f64], config: &MinerConfig) -> Vec<LogTemplate> {
+    mine(lines, Some(weights), config)
+}
+
+fn mine(lines: &[LogLine], weights: Option<&[f64]>, config: &MinerConfig) -> Vec<LogTemplate> {
     if config.max_templates == 0 {
         return Vec::new();
     }
+    let weight_of = |i: usize| {
+        weights
+            .and_then(|w| w.get(i))
+            .copied()
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .unwrap_or(1.0)
+    };
 
     // 1. Mask, and fold identical signatures together.
     let mut tokens = mask::Tokens::default();
     let mut distinct: BTreeMap<String, Stats<'_>> = BTreeMap::new();
-    for line in lines {
+    for (i, line) in lines.iter().enumerate() {
         tokens.mask(headline(&line.message));
         if tokens.is_empty() {
             continue;
         }
         match distinct.get_mut(tokens.joined()) {
-            Some(stats) => stats.add(line, config.max_samples),
+            Some(stats) => stats.add(line, weight_of(i), config.max_samples),
             None => {
                 distinct.insert(
                     tokens.joined().to_owned(),
-                    Stats::new(line, config.max_samples),
+                    Stats::new(line, weight_of(i), config.max_samples),
                 );
             }
         }
@@ -109,7 +142,11 @@ pub fn mine_templates(lines: &[LogLine], config: &MinerConfig) -> Vec<LogTemplat
 
     // 2. A canonical order: the most frequent first, then by signature.
     let mut ordered: Vec<(String, Stats<'_>)> = distinct.into_iter().collect();
-    ordered.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+    ordered.sort_by(|a, b| {
+        b.1.weight
+            .total_cmp(&a.1.weight)
+            .then_with(|| a.0.cmp(&b.0))
+    });
 
     // 3. Mine the signatures; no eviction, so every line keeps its template.
     let mut miner = TemplateMiner::new(StreamConfig {
@@ -119,7 +156,7 @@ pub fn mine_templates(lines: &[LogLine], config: &MinerConfig) -> Vec<LogTemplat
     });
     let ids: Vec<TemplateId> = ordered
         .iter()
-        .map(|(signature, stats)| miner.observe_masked(signature, stats.count))
+        .map(|(signature, stats)| miner.observe_masked(signature, stats.weighted_count()))
         .collect();
 
     // 4. Stats per final template.
@@ -136,7 +173,7 @@ pub fn mine_templates(lines: &[LogLine], config: &MinerConfig) -> Vec<LogTemplat
     }
     let mut templates: Vec<LogTemplate> = merged
         .into_iter()
-        .filter_map(|(id, stats)| Some(stats.into_template(miner.template(id)?)))
+        .filter_map(|(id, stats)| Some(stats.into_template(miner.template(id)?, weights.is_some())))
         .collect();
     templates.sort_by(|a, b| {
         b.count
@@ -150,26 +187,45 @@ pub fn mine_templates(lines: &[LogLine], config: &MinerConfig) -> Vec<LogTemplat
 /// A sample of at most `capacity` lines, spread over components and hours.
 ///
 /// With no more lines than `capacity`, all of them. Otherwise lines are grouped into strata by
-/// (component, UTC hour); each non-empty stratum gets one line while capacity allows (the
-/// largest strata first when there are more strata than capacity), and the rest of the capacity
-/// is shared in proportion to stratum size (largest remainder). Within a stratum, lines ordered
-/// by (timestamp, message) are taken at even spacing. No randomness: the same lines give the
-/// same sample. The result keeps the input order.
+/// (component, UTC hour) and taken as [`stratified_weights`] does. The result keeps the input
+/// order.
 pub fn stratified_sample(lines: &[LogLine], capacity: usize) -> Vec<&LogLine> {
+    stratified_weights(lines, capacity, |i| {
+        let line = &lines[i];
+        (
+            line.component.as_deref(),
+            line.timestamp.unix_timestamp().div_euclid(3600),
+        )
+    })
+    .into_iter()
+    .map(|(i, _)| &lines[i])
+    .collect()
+}
+
+/// A sample of at most `capacity` of `lines`, stratified by `stratum` (of a line's index):
+/// the chosen lines' indices in input order, each with its weight (its stratum's lines ÷ lines taken from it),
+/// so weighted counts estimate counts over all lines.
+///
+/// With no more lines than `capacity`, all of them at weight 1. Otherwise each non-empty
+/// stratum gets one line while capacity allows (the largest strata first when there are more
+/// strata than capacity), and the rest of the capacity is shared in proportion to stratum
+/// size (largest remainder). Within a stratum, lines ordered by (timestamp, message) are
+/// taken at even spacing. No randomness: the same lines give the same sample.
+pub fn stratified_weights<K: Ord>(
+    lines: &[LogLine],
+    capacity: usize,
+    stratum: impl Fn(usize) -> K,
+) -> Vec<(usize, f64)> {
     if lines.len() <= capacity {
-        return lines.iter().collect();
+        return (0..lines.len()).map(|i| (i, 1.0)).collect();
     }
     if capacity == 0 {
         return Vec::new();
     }
 
-    let mut by_stratum: BTreeMap<(Option<&str>, i64), Vec<usize>> = BTreeMap::new();
-    for (i, line) in lines.iter().enumerate() {
-        let hour = line.timestamp.unix_timestamp().div_euclid(3600);
-        by_stratum
-            .entry((line.component.as_deref(), hour))
-            .or_default()
-            .push(i);
+    let mut by_stratum: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+    for i in 0..lines.len() {
+        by_stratum.entry(stratum(i)).or_default().push(i);
     }
     let mut strata: Vec<Vec<usize>> = by_stratum.into_values().collect();
     for stratum in &mut strata {
@@ -184,15 +240,17 @@ pub fn stratified_sample(lines: &[LogLine], capacity: usize) -> Vec<&LogLine> {
 
     let sizes: Vec<usize> = strata.iter().map(Vec::len).collect();
     let quotas = allocate(&sizes, capacity);
-    let mut chosen: Vec<usize> = strata
+    let mut chosen: Vec<(usize, f64)> = strata
         .iter()
         .zip(quotas)
+        .filter(|(_, quota)| *quota > 0)
         .flat_map(|(stratum, quota)| {
-            evenly_spaced(stratum.len(), quota).map(move |position| stratum[position])
+            let weight = stratum.len() as f64 / quota as f64;
+            evenly_spaced(stratum.len(), quota).map(move |position| (stratum[position], weight))
         })
         .collect();
-    chosen.sort_unstable();
-    chosen.into_iter().map(|i| &lines[i]).collect()
+    chosen.sort_unstable_by_key(|(i, _)| *i);
+    chosen
 }
 
 /// How many lines to take from strata of `sizes`, given `capacity < Σ sizes`.
@@ -250,6 +308,8 @@ fn evenly_spaced(n: usize, k: usize) -> impl Iterator<Item = usize> {
 /// What a group of lines has in common besides its template.
 struct Stats<'a> {
     count: u64,
+    /// The lines' weights summed (the count when every line weighs 1).
+    weight: f64,
     first_seen: OffsetDateTime,
     last_seen: OffsetDateTime,
     samples: Samples<'a>,
@@ -257,20 +317,22 @@ struct Stats<'a> {
 }
 
 impl<'a> Stats<'a> {
-    fn new(line: &'a LogLine, max_samples: usize) -> Self {
+    fn new(line: &'a LogLine, weight: f64, max_samples: usize) -> Self {
         let mut stats = Self {
             count: 0,
+            weight: 0.0,
             first_seen: line.timestamp,
             last_seen: line.timestamp,
             samples: Samples::default(),
             components: BTreeSet::new(),
         };
-        stats.add(line, max_samples);
+        stats.add(line, weight, max_samples);
         stats
     }
 
-    fn add(&mut self, line: &'a LogLine, max_samples: usize) {
+    fn add(&mut self, line: &'a LogLine, weight: f64, max_samples: usize) {
         self.count = self.count.saturating_add(1);
+        self.weight += weight;
         self.first_seen = self.first_seen.min(line.timestamp);
         self.last_seen = self.last_seen.max(line.timestamp);
         self.samples
@@ -280,8 +342,14 @@ impl<'a> Stats<'a> {
         }
     }
 
+    /// The weight as a whole count (at least 1).
+    fn weighted_count(&self) -> u64 {
+        (self.weight.round() as u64).max(1)
+    }
+
     fn merge(&mut self, other: Self, max_samples: usize) {
         self.count = self.count.saturating_add(other.count);
+        self.weight += other.weight;
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         for (timestamp, message) in other.samples.by_time {
@@ -290,10 +358,19 @@ impl<'a> Stats<'a> {
         self.components.extend(other.components);
     }
 
-    fn into_template(self, template: String) -> LogTemplate {
+    fn into_template(self, template: String, sampled: bool) -> LogTemplate {
+        let count = if sampled {
+            self.weighted_count()
+        } else {
+            self.count
+        };
         LogTemplate {
             template,
-            count: self.count,
+            count,
+            sample: sampled.then(|| TemplateSample {
+                lines: self.count,
+                fraction: self.count as f64 / count as f64,
+            }),
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             samples: self

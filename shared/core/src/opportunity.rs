@@ -5,18 +5,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::change::LambdaSettings;
 use crate::ids::{ComponentId, TenantId};
+use crate::logfacts::TraceGroup;
 
 /// What kind of problem an opportunity fixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpportunityKind {
-    /// Invocations hit the configured timeout.
+    /// Invocations hit the configured timeout (spread over the window or clustered in it).
     Timeouts,
-    /// Invocations ran out of memory or came close.
+    /// Invocations ran out of memory or came close (memory metric, `REPORT` lines).
     MemoryPressure,
     /// Invocations were throttled.
     Throttling,
-    /// Application errors above the normal rate.
+    /// Application errors above the normal rate, or runtime exits (`Runtime.ExitError`).
     ErrorBurst,
     /// p99 latency rose in the latest part of the window.
     LatencyRegression,
@@ -105,4 +106,8 @@ pub struct Opportunity {
     pub current: Option<LambdaSettings>,
     /// The most frequent error templates of the component.
     pub top_errors: Vec<String>,
+    /// The component's most frequent stack traces, grouped by exception type and top frame,
+    /// with their frames (file, line, function) for the prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack_traces: Vec<TraceGroup>,
 }

@@ -168,9 +168,10 @@ pub struct TelemetryQuery {
     pub period_seconds: u32,
 }
 
-/// One error log row (Logs Insights `@timestamp`, `@message`).
+/// One log row (Logs Insights `@timestamp`, `@message`, `@logStream`): an error line, or a
+/// `REPORT` line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorRow {
+pub struct LogRow {
     /// When it was logged.
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
@@ -178,4 +179,8 @@ pub struct ErrorRow {
     pub component: ComponentId,
     /// The message, stack trace included.
     pub message: String,
+    /// The log stream (for Lambda `YYYY/MM/DD/[<version>]<hash>`, which names the version
+    /// that ran), where the source says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_stream: Option<String>,
 }

@@ -21,7 +21,7 @@ use crate::records::{
     DailyUsage, ImprovementQuery, ImprovementRecord, Page, PendingApproval, ProviderHealth,
     TenantScope,
 };
-use crate::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
+use crate::telemetry::{LogRow, MetricSeries, TelemetryQuery, VersionTotals};
 
 /// A read-only Deployer: every function has `settings` (or none exists); deploys are refused.
 pub(crate) struct StaticDeployer(pub Option<LambdaSettings>);
@@ -267,7 +267,7 @@ impl Telemetry for NoTelemetry {
         &self,
         _: &TelemetryQuery,
         _: usize,
-    ) -> Result<Vec<ErrorRow>, TelemetryError> {
+    ) -> Result<Vec<LogRow>, TelemetryError> {
         Err(TelemetryError::Unavailable(
             "no telemetry in this test".into(),
         ))

@@ -385,6 +385,7 @@ mod tests {
                     environment: Default::default(),
                 }),
                 top_errors: vec![],
+                stack_traces: vec![],
             },
             generated: Some(Generated {
                 improvement_id: "c1-1".parse().unwrap(),

@@ -16,7 +16,7 @@ use selfbuild_core::generate::generate;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::{Clock, Telemetry};
-use selfbuild_core::telemetry::{ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
+use selfbuild_core::telemetry::{LogRow, MetricSeries, TelemetryQuery, VersionTotals};
 use selfbuild_core::validate::validate;
 use selfbuild_local::demo::{demo_config, scenario_request};
 use selfbuild_local::fleet::{Fleet, Scenario};
@@ -25,7 +25,7 @@ use selfbuild_local::planner::RulePlanner;
 /// Telemetry answered from memory.
 struct Replay {
     series: Vec<MetricSeries>,
-    rows: Vec<ErrorRow>,
+    rows: Vec<LogRow>,
 }
 
 #[async_trait]
@@ -46,7 +46,7 @@ impl Telemetry for Replay {
         &self,
         _: &TelemetryQuery,
         _: usize,
-    ) -> Result<Vec<ErrorRow>, TelemetryError> {
+    ) -> Result<Vec<LogRow>, TelemetryError> {
         Ok(self.rows.clone())
     }
 }

@@ -316,6 +316,7 @@ fn improvement(
             priority: Priority::High,
             current: None,
             top_errors: vec!["Task timed out after <n> seconds".into()],
+            stack_traces: vec![],
         },
         generated: None,
         validation: None,

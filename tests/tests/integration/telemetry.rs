@@ -284,10 +284,7 @@ async fn moto_refuses_percentiles_and_a_5xx_is_unavailable() {
 }
 
 /// (component, seconds into the window, message) of each row.
-fn rows(
-    rows: &[selfbuild_core::telemetry::ErrorRow],
-    w: &TimeWindow,
-) -> Vec<(String, i64, String)> {
+fn rows(rows: &[selfbuild_core::telemetry::LogRow], w: &TimeWindow) -> Vec<(String, i64, String)> {
     rows.iter()
         .map(|r| {
             (

@@ -23,7 +23,7 @@ use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{Clock, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
-    DurationQuery, ErrorRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
+    DurationQuery, LogRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
 };
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_tests::cloudwatch_fixture::{log_group, put_metric};
@@ -195,7 +195,7 @@ pub async fn a_window_in_the_future_has_no_data<H: TelemetryHarness>(h: &H) {
     assert_eq!(versions_of(&totals), ["1", "2"]);
 }
 
-fn timestamps(rows: &[ErrorRow]) -> Vec<OffsetDateTime> {
+fn timestamps(rows: &[LogRow]) -> Vec<OffsetDateTime> {
     rows.iter().map(|r| r.timestamp).collect()
 }
 

@@ -263,6 +263,7 @@ mod tests {
                     environment: Default::default(),
                 }),
                 top_errors: vec![],
+                stack_traces: vec![],
             },
             generated: None,
             validation: None,

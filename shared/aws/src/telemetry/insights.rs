@@ -205,9 +205,11 @@ impl CloudWatchTelemetry {
 /// whose message mentions it; that filter comes before `sort` and `limit`, so `limit` counts
 /// the tenant's lines only.
 pub fn error_query(tenant: Option<&TenantId>, limit: usize) -> String {
+    // `status.{0,3}timeout`: a report's `Status: timeout` (text) or `"status":"timeout"`
+    // (JSON log format, which has no `Task timed out` line).
     let mut query = String::from(
         "fields @timestamp, @message, @logStream, @log \
-         | filter @message like /(?i)(error|exception|timed out|signal: killed|outofmemory)/",
+         | filter @message like /(?i)(error|exception|timed out|status.{0,3}timeout|signal: killed|outofmemory)/",
     );
     if let Some(tenant) = tenant {
         let value = insights_string(tenant.as_str());
@@ -220,6 +222,18 @@ pub fn error_query(tenant: Option<&TenantId>, limit: usize) -> String {
         limit.clamp(1, MAX_INSIGHTS_LIMIT)
     ));
     query
+}
+
+/// The Logs Insights query for Lambda's `REPORT` lines, text (`REPORT RequestId: …`) or JSON
+/// (`"type":"platform.report"`), newest first, at most `limit` (capped at
+/// [`MAX_INSIGHTS_LIMIT`]), with the log stream that names each one's version.
+pub fn report_query(limit: usize) -> String {
+    format!(
+        "fields @timestamp, @message, @logStream, @log \
+         | filter @message like /^REPORT RequestId:|\"type\":\\s*\"platform\\.report\"/ \
+         | sort @timestamp desc | limit {}",
+        limit.clamp(1, MAX_INSIGHTS_LIMIT)
+    )
 }
 
 /// The Logs Insights query for the successful invocations of `versions`: the JSON log
@@ -366,13 +380,13 @@ fn component_of_log(log: &str, prefix: &str) -> Result<ComponentId, String> {
     ComponentId::parse(name).map_err(|e| e.to_string())
 }
 
-/// One Logs Insights row as an error row. `only_group` is the group when the query searched
+/// One Logs Insights row as a log row. `only_group` is the group when the query searched
 /// one, used if the row has no `@log`.
-pub(super) fn error_row(
+pub(super) fn log_row(
     fields: &[ResultField],
     prefix: &str,
     only_group: Option<&str>,
-) -> Result<ErrorRow, String> {
+) -> Result<LogRow, String> {
     let field = |name: &str| {
         fields
             .iter()
@@ -386,9 +400,10 @@ pub(super) fn error_row(
         .or(only_group)
         .ok_or("a row has no @log, and the query searched several groups")?;
     let message = field("@message").ok_or("a row has no @message")?;
-    Ok(ErrorRow {
+    Ok(LogRow {
         timestamp,
         component: component_of_log(log, prefix)?,
         message: message.trim_end_matches(['\n', '\r']).to_owned(),
+        log_stream: field("@logStream").map(str::to_owned),
     })
 }

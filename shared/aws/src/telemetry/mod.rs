@@ -42,9 +42,11 @@
 //! Every series asked for is returned, empty when CloudWatch has no data, except `DurationP99`
 //! when [`TelemetrySettings::percentiles`] is off (it is then neither asked for nor returned).
 //!
-//! # Error rows
+//! # Error rows and REPORT rows
 //!
-//! One Logs Insights query ([`error_query`]) per 50 log groups `<log_group_prefix><component>`;
+//! One Logs Insights query ([`error_query`], [`report_query`] for `REPORT` lines) per 50 log
+//! groups `<log_group_prefix><component>` (`REPORT` lines only of named components: they
+//! carry no tenant);
 //! groups that do not exist are skipped (looked up with `DescribeLogGroups` first). `@log`
 //! tells which component a row belongs to. Rows outside the window are dropped, the rest are
 //! returned newest first. The queries run one after another within one
@@ -80,7 +82,7 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
 use selfbuild_core::telemetry::{
-    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
+    DataPoint, DurationQuery, LogRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
     TelemetryQuery, VersionTotals,
 };
 use selfbuild_core::text::{Escaped, Excerpt};
@@ -97,7 +99,7 @@ mod metrics;
 mod tests;
 
 use self::insights::*;
-pub use self::insights::{error_query, parse_insights_timestamp, success_query};
+pub use self::insights::{error_query, parse_insights_timestamp, report_query, success_query};
 use self::metrics::*;
 
 /// The namespace of Lambda's own metrics.
@@ -285,17 +287,58 @@ impl Telemetry for CloudWatchTelemetry {
         &self,
         query: &TelemetryQuery,
         limit: usize,
-    ) -> Result<Vec<ErrorRow>, TelemetryError> {
-        let window = &query.window;
+    ) -> Result<Vec<LogRow>, TelemetryError> {
+        let query_string = error_query(query.tenant.as_ref(), limit);
+        self.rows(
+            &query.components,
+            &query.window,
+            &query_string,
+            limit,
+            "error",
+        )
+        .await
+    }
+
+    async fn report_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<LogRow>, TelemetryError> {
+        if query.components.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query_string = report_query(limit);
+        self.rows(
+            &query.components,
+            &query.window,
+            &query_string,
+            limit,
+            "REPORT",
+        )
+        .await
+    }
+}
+
+impl CloudWatchTelemetry {
+    /// The rows of one Logs Insights query over the log groups of `components` (every group
+    /// under the prefix when none are named), run per 50 groups, inside `window`, newest
+    /// first, at most `limit`; `what` names them in the logs.
+    async fn rows(
+        &self,
+        components: &[ComponentId],
+        window: &TimeWindow,
+        query_string: &str,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<LogRow>, TelemetryError> {
         if limit == 0 || window.start >= window.end {
             return Ok(Vec::new());
         }
-        let groups = self.log_groups(&query.components).await?;
+        let groups = self.log_groups(components).await?;
         if groups.is_empty() {
             debug!("no log groups in scope");
             return Ok(Vec::new());
         }
-        let query_string = error_query(query.tenant.as_ref(), limit);
         let range = query_range(window);
         let deadline = Instant::now() + self.settings.query_timeout;
         let mut rows = Vec::new();
@@ -306,10 +349,10 @@ impl Telemetry for CloudWatchTelemetry {
                 _ => None,
             };
             for fields in self
-                .run_query(batch, &query_string, range, limit, deadline)
+                .run_query(batch, query_string, range, limit, deadline)
                 .await?
             {
-                match error_row(&fields, &self.settings.log_group_prefix, only) {
+                match log_row(&fields, &self.settings.log_group_prefix, only) {
                     Ok(row) if row.timestamp >= window.start && row.timestamp < window.end => {
                         rows.push(row);
                     }
@@ -327,7 +370,8 @@ impl Telemetry for CloudWatchTelemetry {
             rows = rows.len(),
             skipped,
             groups = groups.len(),
-            "error rows read"
+            what,
+            "log rows read"
         );
         Ok(rows)
     }

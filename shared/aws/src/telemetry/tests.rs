@@ -725,7 +725,7 @@ fn the_error_query_finds_error_lines_newest_first() {
     assert_eq!(
         error_query(None, 200),
         "fields @timestamp, @message, @logStream, @log \
-         | filter @message like /(?i)(error|exception|timed out|signal: killed|outofmemory)/ \
+         | filter @message like /(?i)(error|exception|timed out|status.{0,3}timeout|signal: killed|outofmemory)/ \
          | sort @timestamp desc | limit 200"
     );
 }
@@ -736,7 +736,7 @@ fn a_tenant_filter_comes_before_sort_and_limit() {
     assert_eq!(
         q,
         "fields @timestamp, @message, @logStream, @log \
-         | filter @message like /(?i)(error|exception|timed out|signal: killed|outofmemory)/ \
+         | filter @message like /(?i)(error|exception|timed out|status.{0,3}timeout|signal: killed|outofmemory)/ \
          | filter tenant_id = \"acme.eu-1\" or @message like \"acme.eu-1\" \
          | sort @timestamp desc | limit 50"
     );
@@ -788,7 +788,7 @@ fn rows_name_their_component_by_log_group() {
         ("@log", "123456789012:/aws/lambda/orders-api"),
         ("@ptr", "xyz"),
     ]);
-    let r = error_row(&aws, prefix, None).unwrap();
+    let r = log_row(&aws, prefix, None).unwrap();
     assert_eq!(r.component.as_str(), "orders-api");
     assert_eq!(r.message, "ERROR boom");
     assert_eq!(r.timestamp, datetime!(2026-11-22 05:03 UTC));
@@ -799,25 +799,25 @@ fn rows_name_their_component_by_log_group() {
         ("@log", "/aws/lambda/search"),
     ]);
     assert_eq!(
-        error_row(&moto, prefix, None).unwrap().component.as_str(),
+        log_row(&moto, prefix, None).unwrap().component.as_str(),
         "search"
     );
 
     let no_log = row(&[("@timestamp", "1795323780000"), ("@message", "x")]);
     assert_eq!(
-        error_row(&no_log, prefix, Some("/aws/lambda/one"))
+        log_row(&no_log, prefix, Some("/aws/lambda/one"))
             .unwrap()
             .component
             .as_str(),
         "one"
     );
-    assert!(error_row(&no_log, prefix, None).is_err());
+    assert!(log_row(&no_log, prefix, None).is_err());
     let elsewhere = row(&[
         ("@timestamp", "1795323780000"),
         ("@message", "x"),
         ("@log", "/ecs/thing"),
     ]);
-    assert!(error_row(&elsewhere, prefix, None).is_err());
+    assert!(log_row(&elsewhere, prefix, None).is_err());
 }
 
 #[test]
@@ -1002,4 +1002,73 @@ async fn nothing_is_asked_for_no_rows() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn the_report_query_finds_text_and_json_reports_newest_first() {
+    assert_eq!(
+        report_query(10_000),
+        "fields @timestamp, @message, @logStream, @log \
+         | filter @message like /^REPORT RequestId:|\"type\":\\s*\"platform\\.report\"/ \
+         | sort @timestamp desc | limit 10000"
+    );
+    assert!(report_query(1_000_000).ends_with("| limit 10000"));
+}
+
+#[tokio::test]
+async fn report_rows_carry_their_log_stream_and_need_named_components() {
+    let lookup = mock!(aws_sdk_cloudwatchlogs::Client::describe_log_groups).then_output(|| {
+        DescribeLogGroupsOutput::builder()
+            .log_groups(group("/aws/lambda/orders-api"))
+            .build()
+    });
+    let start = mock!(aws_sdk_cloudwatchlogs::Client::start_query)
+        .match_requests(|r| {
+            r.log_group_names() == ["/aws/lambda/orders-api"]
+                && r.query_string() == Some(report_query(100).as_str())
+        })
+        .then_output(|| StartQueryOutput::builder().query_id("q-r").build());
+    let report = "REPORT RequestId: 8f5c2a8e-3b9d-4c1e-9a7f-0d2e4b6c8a1f\tDuration: 102.25 ms\tBilled Duration: 103 ms\tMemory Size: 128 MB\tMax Memory Used: 70 MB\t\n";
+    let results = mock!(aws_sdk_cloudwatchlogs::Client::get_query_results).then_output(move || {
+        GetQueryResultsOutput::builder()
+            .status(QueryStatus::Complete)
+            .results(row(&[
+                ("@timestamp", "2026-11-22 05:03:00.000"),
+                ("@message", report),
+                (
+                    "@logStream",
+                    "2026/11/22/[7]0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                ),
+            ]))
+            .build()
+    });
+    let logs = mock_client!(
+        aws_sdk_cloudwatchlogs,
+        RuleMode::MatchAny,
+        [&lookup, &start, &results]
+    );
+    let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let telemetry =
+        CloudWatchTelemetry::from_clients(cloudwatch, logs, TelemetrySettings::default());
+
+    let rows = telemetry
+        .report_rows(&query(None, &["orders-api"]), 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].component.as_str(), "orders-api");
+    assert_eq!(
+        rows[0].log_stream.as_deref(),
+        Some("2026/11/22/[7]0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    );
+    assert!(rows[0].message.contains("Max Memory Used: 70 MB"));
+    // No named component: nothing asked (REPORT lines carry no tenant).
+    assert!(
+        telemetry
+            .report_rows(&query(Some("acme"), &[]), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(start.num_calls(), 1);
 }

@@ -265,6 +265,7 @@ pub fn item() -> ImprovementItem {
                 environment: Default::default(),
             }),
             top_errors: vec!["Task timed out after 3.00 seconds".into()],
+            stack_traces: vec![],
         },
         generated: None,
         validation: None,

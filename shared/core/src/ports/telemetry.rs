@@ -7,7 +7,7 @@ use crate::alarm::AlarmSignal;
 use crate::cycle::TimeWindow;
 use crate::error::TelemetryError;
 use crate::ids::ComponentId;
-use crate::telemetry::{DurationQuery, ErrorRow, MetricSeries, TelemetryQuery, VersionTotals};
+use crate::telemetry::{DurationQuery, LogRow, MetricSeries, TelemetryQuery, VersionTotals};
 
 /// The alarms part of the Telemetry port.
 #[async_trait]
@@ -45,5 +45,20 @@ pub trait Telemetry: Send + Sync {
         &self,
         query: &TelemetryQuery,
         limit: usize,
-    ) -> Result<Vec<ErrorRow>, TelemetryError>;
+    ) -> Result<Vec<LogRow>, TelemetryError>;
+
+    /// Lambda's `REPORT` lines (one per invocation: durations, memory, init) of the named
+    /// components in the window, at most `limit`, newest first, each with its log stream
+    /// (which names the version). They are the whole function's: they carry no tenant, so
+    /// the caller names the components (as for `AWS/Lambda` metrics). A source may return
+    /// other lines too (the reader skips them); one without reports returns none, the
+    /// default.
+    async fn report_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<LogRow>, TelemetryError> {
+        let _ = (query, limit);
+        Ok(Vec::new())
+    }
 }

@@ -56,6 +56,7 @@ fn item() -> ImprovementItem {
                 environment: Default::default(),
             }),
             top_errors: vec![],
+            stack_traces: vec![],
         },
         generated: Some(Generated {
             improvement_id: "c1-1".parse().unwrap(),

@@ -26,7 +26,7 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, ImprovementId, TenantId};
 use selfbuild_core::ports::{Clock, DeployError, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
-    DataPoint, DurationQuery, ErrorRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
+    DataPoint, DurationQuery, LogRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
     TelemetryQuery, VersionTotals,
 };
 use time::{Duration, OffsetDateTime};
@@ -715,7 +715,7 @@ impl Telemetry for Fleet {
         &self,
         query: &TelemetryQuery,
         limit: usize,
-    ) -> Result<Vec<ErrorRow>, TelemetryError> {
+    ) -> Result<Vec<LogRow>, TelemetryError> {
         let now = self.inner.clock.now();
         let views = self.views(query.tenant.as_ref(), &query.components);
         let window = &query.window;
@@ -741,10 +741,11 @@ impl Telemetry for Fleet {
                         sim::error_rows(key, &vm, &context)
                             .into_iter()
                             .filter(|(at, _)| *at >= window.start && *at < window.end && *at < now)
-                            .map(|(timestamp, message)| ErrorRow {
+                            .map(|(timestamp, message)| LogRow {
                                 timestamp,
                                 component: view.spec.name.clone(),
                                 message,
+                                log_stream: Some(sim::log_stream(key, timestamp)),
                             }),
                     );
                 }

@@ -465,6 +465,22 @@ fn message(
     }
 }
 
+/// The Lambda log stream a version's line of `at` is in: `2026/11/22/[3]<32 hex digits>`,
+/// one stream per function, version and day.
+pub(super) fn log_stream(key: MinuteKey, at: OffsetDateTime) -> String {
+    let day = at.unix_timestamp().div_euclid(86_400);
+    let mut rng = Rng::seeded(&[key.seed, key.function, u64::from(key.version), day as u64]);
+    format!(
+        "{:04}/{:02}/{:02}/[{}]{:016x}{:016x}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        key.version,
+        rng.next_u64(),
+        rng.next_u64()
+    )
+}
+
 /// `2026-11-22T05:00:03.123Z`.
 fn log_stamp(at: OffsetDateTime) -> String {
     format!(

@@ -789,7 +789,7 @@ async fn error_rows_are_newest_first_limited_and_match_the_error_count() {
         )
         .await
         .unwrap();
-    let app: Vec<&ErrorRow> = day
+    let app: Vec<&LogRow> = day
         .iter()
         .filter(|r| r.message.contains("\tERROR\t"))
         .collect();

@@ -335,6 +335,7 @@ impl World {
                 priority: Priority::High,
                 current: Some(before.clone()),
                 top_errors: vec![],
+                stack_traces: vec![],
             },
             generated: Some(Generated {
                 improvement_id: ImprovementId::new(&CycleId::parse(cycle).unwrap(), 1),
