@@ -713,6 +713,47 @@ mod tests {
         rows: Vec<LogRow>,
     }
 
+    /// A fixture with `REPORT` lines too (or a failure to read them).
+    struct WithReports {
+        inner: Fixture,
+        /// The rows, or the message of an `Unavailable` error.
+        reports: Result<Vec<LogRow>, String>,
+    }
+
+    #[async_trait]
+    impl Telemetry for WithReports {
+        async fn metric_series(
+            &self,
+            q: &TelemetryQuery,
+        ) -> Result<Vec<MetricSeries>, TelemetryError> {
+            self.inner.metric_series(q).await
+        }
+        async fn version_totals(
+            &self,
+            f: &ComponentId,
+            v: &[String],
+            w: &TimeWindow,
+            d: &crate::telemetry::DurationQuery,
+        ) -> Result<Vec<VersionTotals>, TelemetryError> {
+            self.inner.version_totals(f, v, w, d).await
+        }
+        async fn error_rows(
+            &self,
+            q: &TelemetryQuery,
+            limit: usize,
+        ) -> Result<Vec<LogRow>, TelemetryError> {
+            self.inner.error_rows(q, limit).await
+        }
+        async fn report_rows(
+            &self,
+            q: &TelemetryQuery,
+            _: usize,
+        ) -> Result<Vec<LogRow>, TelemetryError> {
+            assert!(!q.components.is_empty(), "REPORT lines of named components");
+            self.reports.clone().map_err(TelemetryError::Unavailable)
+        }
+    }
+
     #[async_trait]
     impl Telemetry for Fixture {
         async fn metric_series(
@@ -946,5 +987,343 @@ mod tests {
         };
         let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
         assert_eq!(report.templates[0].count, 3000);
+    }
+
+    /// A request id that differs per `n`.
+    fn uuid(n: usize) -> String {
+        format!("{n:08x}-3b9d-4c1e-9a7f-0d2e4b6c8a1f")
+    }
+
+    /// A `REPORT` row of `component`, version `version`.
+    fn report_row(component: &str, version: &str, at: OffsetDateTime, line: String) -> LogRow {
+        LogRow {
+            timestamp: at,
+            component: ComponentId::parse(component).unwrap(),
+            message: line,
+            log_stream: Some(format!(
+                "2026/11/22/[{version}]0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+            )),
+        }
+    }
+
+    fn report_line(n: usize, size: u32, used: u32, init: Option<f64>) -> String {
+        let init = init.map_or(String::new(), |i| format!("\tInit Duration: {i:.2} ms"));
+        format!(
+            "REPORT RequestId: {}\tDuration: {}.25 ms\tBilled Duration: {} ms\tMemory Size: {size} MB\tMax Memory Used: {used} MB{init}\t",
+            uuid(n),
+            100 + n % 50,
+            101 + n % 50
+        )
+    }
+
+    #[tokio::test]
+    async fn report_lines_give_facts_per_version_and_memory_at_95_percent_is_an_opportunity() {
+        // GIVEN two healthy functions (no errors, no memory metric), 128 MB each:
+        // `full` used 100-123 MB of it in version 3 (96 %), `roomy` at most 90 MB, and an
+        // older version 2 of `roomy` at 64 MB that was at its limit.
+        let mut reports = Vec::new();
+        for n in 0..200 {
+            let at = END - Duration::minutes(n as i64);
+            let cold = (n % 5 == 0).then_some(300.0 + n as f64);
+            reports.push(report_row(
+                "full",
+                "3",
+                at,
+                report_line(n, 128, 100 + (n % 24) as u32, cold),
+            ));
+            reports.push(report_row(
+                "roomy",
+                "3",
+                at,
+                report_line(n, 128, 60 + (n % 31) as u32, None),
+            ));
+        }
+        for n in 0..50 {
+            let at = END - Duration::hours(20) - Duration::minutes(n as i64);
+            reports.push(report_row("roomy", "2", at, report_line(n, 64, 64, None)));
+        }
+        // and lines a reader must skip: one cut short, one not a report at all
+        reports.push(report_row(
+            "full",
+            "3",
+            END,
+            format!("REPORT RequestId: {}\tDuration: 10", uuid(9)),
+        ));
+        reports.push(report_row(
+            "full",
+            "3",
+            END,
+            "START RequestId: x Version: 3".into(),
+        ));
+        let telemetry = WithReports {
+            inner: Fixture {
+                series: vec![
+                    series("full", MetricName::Invocations, 1000.0),
+                    series("roomy", MetricName::Invocations, 1000.0),
+                ],
+                rows: vec![],
+            },
+            reports: Ok(reports),
+        };
+
+        let report = analyze(&telemetry, &deployer(), &request(3)).await.unwrap();
+
+        // THEN the facts per version
+        assert_eq!(report.logs.report_rows, 451);
+        assert_eq!(report.logs.reports, 450);
+        assert_eq!(
+            report.logs.reports_skipped,
+            BTreeMap::from([("cut short: a number without its unit".to_owned(), 1)])
+        );
+        let full = &report.components[0];
+        assert_eq!(full.component.as_str(), "full");
+        assert_eq!(full.reports.len(), 1);
+        let v3 = &full.reports[0];
+        assert_eq!(v3.version.as_deref(), Some("3"));
+        assert_eq!(v3.invocations, 200);
+        assert_eq!(v3.cold_starts, 40);
+        assert!((v3.cold_start_share - 0.2).abs() < 1e-12);
+        assert!(v3.init_duration_mean_ms.unwrap() > 300.0);
+        assert_eq!(v3.max_memory_used_mb.max, 123.0);
+        assert_eq!(v3.duration_ms.max, 149.25);
+        let roomy = &report.components[1];
+        let versions: Vec<Option<&str>> =
+            roomy.reports.iter().map(|f| f.version.as_deref()).collect();
+        assert_eq!(versions, [Some("2"), Some("3")]);
+        assert_eq!(roomy.reports[0].memory_pressure, 1.0);
+        // and only `full` is a memory opportunity: `roomy`'s old version is not its current size
+        let ids: Vec<&str> = report.opportunities.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["full:memory_pressure"]);
+        let ev: BTreeMap<&str, (f64, f64)> = report.opportunities[0]
+            .evidence
+            .iter()
+            .map(|e| (e.measure.as_str(), (e.value, e.threshold)))
+            .collect();
+        assert_eq!(ev["memory_pressure"], (123.0 / 128.0, 0.95));
+        assert_eq!(ev["max_memory_used_mb"], (123.0, 0.95 * 128.0));
+        // 17 of every 24 lines used ≥ 121.6 MB → at least 1 % of invocations affected
+        assert!(report.opportunities[0].affected_requests >= 24_000.0 * 0.01);
+    }
+
+    #[tokio::test]
+    async fn unreadable_report_lines_leave_the_analysis_without_their_facts() {
+        let telemetry = WithReports {
+            inner: Fixture {
+                series: vec![series("orders", MetricName::Invocations, 10.0)],
+                rows: vec![],
+            },
+            reports: Err("StartQuery: throttled".into()),
+        };
+        let report = analyze(&telemetry, &deployer(), &request(3)).await.unwrap();
+        assert_eq!(
+            report.logs.reports_unavailable.as_deref(),
+            Some("telemetry unavailable: StartQuery: throttled")
+        );
+        assert!(report.components[0].reports.is_empty());
+    }
+
+    #[tokio::test]
+    async fn runtime_exits_are_an_error_burst_of_their_own_and_a_kill_is_memory() {
+        // GIVEN 10 errors/h of 1000 invocations/h (1 %: no burst by rate), the rows: 30
+        // runtime exits, 5 kills for memory that also say Runtime.ExitError, 25 others
+        let mut rows_ = Vec::new();
+        for n in 0..30 {
+            rows_.extend(rows(
+                "worker",
+                &format!("RequestId: {} Error: Runtime exited with error: exit status 1\nRuntime.ExitError", uuid(n)),
+                1,
+            ));
+        }
+        for n in 30..35 {
+            rows_.extend(rows(
+                "worker",
+                &format!("RequestId: {} Error: Runtime exited with error: signal: killed\nRuntime.ExitError", uuid(n)),
+                1,
+            ));
+        }
+        rows_.extend(rows("worker", "ERROR upstream said 502", 25));
+        let fixture = Fixture {
+            series: vec![
+                series("worker", MetricName::Invocations, 1000.0),
+                series("worker", MetricName::Errors, 10.0),
+            ],
+            rows: rows_,
+        };
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
+        let worker = &report.components[0];
+        // THEN half the 240 errors are exits, a twelfth out of memory (too few to matter)
+        assert!(
+            (worker.exit_errors - 120.0).abs() < 1e-9,
+            "{}",
+            worker.exit_errors
+        );
+        assert!((worker.out_of_memory - 20.0).abs() < 1e-9);
+        let burst = report
+            .opportunities
+            .iter()
+            .find(|o| o.kind == OpportunityKind::ErrorBurst)
+            .expect("runtime exits make an error burst");
+        let exit = burst
+            .evidence
+            .iter()
+            .find(|e| e.measure == "runtime_exit_share")
+            .unwrap();
+        assert!((exit.value - 0.005).abs() < 1e-12);
+        assert_eq!(exit.threshold, EXIT_ERROR_SHARE);
+    }
+
+    #[tokio::test]
+    async fn timeouts_in_one_window_cluster_and_are_an_opportunity_below_one_percent() {
+        // GIVEN 5 errors/h of 1000 invocations/h, all 40 of the rows timeouts (0.5 %)
+        let timeout_rows = |spacing: Duration| -> Vec<LogRow> {
+            (0..40)
+                .map(|n| LogRow {
+                    timestamp: END - Duration::hours(6) + spacing * n as i32,
+                    component: ComponentId::parse("orders").unwrap(),
+                    message: format!(
+                        "2026-11-21T23:00:00.000Z {} Task timed out after 3.00 seconds",
+                        uuid(n)
+                    ),
+                    log_stream: None,
+                })
+                .collect()
+        };
+        let fixture = |spacing| Fixture {
+            series: vec![
+                series("orders", MetricName::Invocations, 1000.0),
+                series("orders", MetricName::Errors, 5.0),
+                series("orders", MetricName::DurationP99, 200.0),
+            ],
+            rows: timeout_rows(spacing),
+        };
+        // WHEN they came within 10 minutes
+        let report = analyze(&fixture(Duration::seconds(15)), &deployer(), &request(3))
+            .await
+            .unwrap();
+        // THEN they cluster, and that is a timeout opportunity with its evidence
+        let pattern = report.components[0].timeout_pattern.as_ref().unwrap();
+        assert!(pattern.clustered);
+        assert_eq!(pattern.windows.len(), 1);
+        assert_eq!(pattern.windows[0].timeouts, 40);
+        let o = &report.opportunities[0];
+        assert_eq!(o.kind, OpportunityKind::Timeouts);
+        assert_eq!(o.evidence[0].measure, "timeout_share");
+        assert!((o.evidence[0].value - 0.005).abs() < 1e-12);
+        let clustered = o
+            .evidence
+            .iter()
+            .find(|e| e.measure == "timeout_clustered_share")
+            .unwrap();
+        assert_eq!((clustered.value, clustered.threshold), (1.0, 0.5));
+
+        // WHEN the same 40 came every 30 minutes: spread, and no opportunity at 0.5 %
+        let back = Duration::minutes(-30);
+        let report = analyze(&fixture(back), &deployer(), &request(3))
+            .await
+            .unwrap();
+        assert!(
+            !report.components[0]
+                .timeout_pattern
+                .as_ref()
+                .unwrap()
+                .clustered
+        );
+        assert!(
+            report.opportunities.is_empty(),
+            "{:?}",
+            report.opportunities
+        );
+    }
+
+    #[tokio::test]
+    async fn stack_traces_and_json_fields_reach_the_opportunity() {
+        // GIVEN an error burst whose rows are a Node.js stack (text) and Powertools JSON
+        let mut rows_ = rows(
+            "checkout",
+            "2026-11-22T04:00:00.000Z\t8f5c2a8e-3b9d-4c1e-9a7f-0d2e4b6c8a1f\tERROR\tTypeError: Cannot read properties of undefined (reading 'id')\n    at loadCart (/var/task/cart.js:27:19)\n    at async Runtime.handler (file:///var/task/index.mjs:12:31)",
+            30,
+        );
+        rows_.extend(rows(
+            "checkout",
+            r#"{"level":"ERROR","message":"Payment failed","service":"checkout","exception":"Traceback (most recent call last):\n  File \"/var/task/pay.py\", line 41, in charge\n    raise ValueError(\"card declined\")\nValueError: card declined","exception_name":"ValueError","xray_trace_id":"1-6740a1b3-4c2d9e8f7a6b5c4d3e2f1a0b"}"#,
+            20,
+        ));
+        let fixture = Fixture {
+            series: vec![
+                series("checkout", MetricName::Invocations, 100.0),
+                series("checkout", MetricName::Errors, 20.0),
+            ],
+            rows: rows_,
+        };
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
+        let o = &report.opportunities[0];
+        assert_eq!(o.kind, OpportunityKind::ErrorBurst);
+        // THEN the traces, most rows first, with their frames
+        let traces: Vec<(&str, u64)> = o
+            .stack_traces
+            .iter()
+            .map(|t| (t.exception.as_str(), t.count))
+            .collect();
+        assert_eq!(traces, [("TypeError", 30), ("ValueError", 20)]);
+        let top = o.stack_traces[0].top_frame().unwrap();
+        assert_eq!(top.file.as_deref(), Some("/var/task/cart.js"));
+        assert_eq!(
+            (top.line, top.function.as_deref()),
+            (Some(27), Some("loadCart"))
+        );
+        assert_eq!(
+            o.stack_traces[1].frames[0].file.as_deref(),
+            Some("/var/task/pay.py")
+        );
+        assert_eq!(report.traces.len(), 2);
+        // and the JSON rows were mined by their fields, not their text
+        let templates: Vec<&str> = report
+            .templates
+            .iter()
+            .map(|t| t.template.as_str())
+            .collect();
+        assert!(
+            templates.contains(&"ValueError: Payment failed"),
+            "{templates:?}"
+        );
+        assert!(
+            templates.iter().all(|t| !t.contains("xray")),
+            "{templates:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sample_rescales_each_stratum_by_its_own_fraction() {
+        // GIVEN 2,990 rows of one error in the last hour, and 10 rare warnings, one per hour
+        let mut rows_ = rows("orders", "ERROR ValidationError: order has no items", 2990)
+            .into_iter()
+            .map(|mut r| {
+                r.timestamp = END - Duration::seconds(1 + (r.timestamp.unix_timestamp() % 3000));
+                r
+            })
+            .collect::<Vec<_>>();
+        for h in 0..10 {
+            let mut rare = rows("orders", "[WARNING] ThrottlingException: slow down", 1);
+            rare[0].timestamp = END - Duration::hours(2 + h) - Duration::minutes(1);
+            rows_.extend(rare);
+        }
+        let fixture = Fixture {
+            series: vec![series("orders", MetricName::Invocations, 1000.0)],
+            rows: rows_,
+        };
+        let report = analyze(&fixture, &deployer(), &request(3)).await.unwrap();
+        // THEN 1,000 rows mined, every stratum kept, and each template counted at its
+        // stratum's rate: the rare rows were all taken, so they count 10, not 10 × 3
+        assert_eq!(report.logs.error_rows, 3000);
+        assert_eq!(report.logs.mined_rows, 1000);
+        assert!((report.logs.sampling_fraction - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(report.logs.strata, 11);
+        let counts: Vec<(u64, u64)> = report
+            .templates
+            .iter()
+            .map(|t| (t.count, t.sample.unwrap().lines))
+            .collect();
+        assert_eq!(counts, [(2990, 990), (10, 10)]);
+        assert_eq!(report.templates[1].sample.unwrap().fraction, 1.0);
     }
 }

@@ -90,19 +90,25 @@ error rate, p99 latency or throttles get worse. Prefer the smallest configuratio
 fixes the evidence (memory, timeout, reserved concurrency, environment) over code changes. \
 Never touch other tenants' components. Answer only through the propose_change tool.";
 
-/// Builds the request for an item: evidence, current settings, requirements.
+/// Builds the request for an item: evidence, current settings, requirements, and the
+/// component's stack traces (exception, message, frames) when its logs had any.
 pub fn build_request(item: &ImprovementItem, budget_usd: f64) -> LlmRequest {
     let o = &item.opportunity;
+    let mut opportunity = json!({
+        "component": o.component,
+        "kind": o.kind,
+        "priority": o.priority,
+        "evidence": o.evidence,
+        "affected_requests": o.affected_requests,
+        "top_error_templates": o.top_errors,
+    });
+    if !o.stack_traces.is_empty() {
+        // Frames innermost first: the file, line and function a code change would touch.
+        opportunity["stack_traces"] = json!(o.stack_traces);
+    }
     let prompt = json!({
         "task": "Propose one change that fixes this opportunity.",
-        "opportunity": {
-            "component": o.component,
-            "kind": o.kind,
-            "priority": o.priority,
-            "evidence": o.evidence,
-            "affected_requests": o.affected_requests,
-            "top_error_templates": o.top_errors,
-        },
+        "opportunity": opportunity,
         "current_settings": o.current,
         "requirements": [
             "memory_mb 128-10240, timeout_seconds at most 900",
@@ -170,5 +176,27 @@ mod tests {
         );
         // The schema the tool is given is the one the parser expects.
         assert_eq!(proposal_schema()["required"][0], "change");
+    }
+
+    #[test]
+    fn stack_traces_reach_the_prompt_with_their_frames() {
+        let mut item: ImprovementItem =
+            serde_json::from_str(include_str!("../../../events/steps/generate.json")).unwrap();
+        // Without traces the prompt has no such member.
+        let plain: Value = serde_json::from_str(&build_request(&item, 5.0).prompt).unwrap();
+        assert!(plain["opportunity"].get("stack_traces").is_none());
+        item.opportunity.stack_traces = serde_json::from_value(json!([{
+            "exception": "KeyError", "language": "python", "count": 12, "message": "'sku'",
+            "frames": [{"function": "load", "file": "/var/task/orders/cart.py", "line": 27},
+                       {"function": "handler", "file": "/var/task/app.py", "line": 9}],
+            "components": ["orders-api"],
+            "first_seen": "2026-11-22T09:00:00Z", "last_seen": "2026-11-22T09:05:00Z"
+        }]))
+        .unwrap();
+        let prompt: Value = serde_json::from_str(&build_request(&item, 5.0).prompt).unwrap();
+        let trace = &prompt["opportunity"]["stack_traces"][0];
+        assert_eq!(trace["exception"], "KeyError");
+        assert_eq!(trace["frames"][0]["file"], "/var/task/orders/cart.py");
+        assert_eq!(trace["frames"][0]["line"], 27);
     }
 }

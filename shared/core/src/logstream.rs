@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::EventError;
+use crate::logfacts::record;
 use crate::logmine::{MinerState, StreamConfig, TemplateId, TemplateMiner};
 use crate::text::Excerpt;
 
@@ -140,81 +141,18 @@ pub fn decode_delivery(event: &Value) -> Result<LogsDelivery, EventError> {
 
 /// The error in a log line, as mined: `None` when the line reports no error.
 ///
-/// A JSON line is read by its fields: a level (`level`, `levelname`, `severity`,
-/// `log_level`, `lvl`) of ERROR, FATAL or CRITICAL, or an `errorType`/`errorMessage` (what
-/// the Lambda runtimes print for an uncaught error); the text mined is the error type and
-/// message. Any other line is an error if it carries a marker: `ERROR`, `FATAL`,
-/// `CRITICAL` or `[ERROR]` as a word, a word ending in `Exception` or `Error:`,
-/// `Traceback (most recent call last)`, `panicked at`, `Task timed out after`,
-/// `Runtime.<Name>` or `signal: killed`. Lambda platform lines (`START`, `END`, `REPORT`,
-/// `INIT_START`) are not errors.
+/// The line is read as a record ([`crate::logfacts::record`]): a JSON line by its fields
+/// (with a level, an error is ERROR or FATAL, so a JSON line at INFO is no error whatever its
+/// text says; without one, an `errorType` / `errorMessage` or their Powertools and
+/// `tracing` equivalents), any other line by its markers ([`LogRecord::is_error`](crate::logfacts::LogRecord::is_error)); Lambda
+/// platform lines (`START`, `END`, `REPORT`, `INIT_START`, `platform.*`) never are. The text
+/// mined is the record's: `<error type>: <error message>` when it names a type, else the
+/// message ([`LogRecord::mined_text`](crate::logfacts::LogRecord::mined_text)).
 pub fn error_text(message: &str) -> Option<String> {
-    let trimmed = message.trim();
-    if trimmed.starts_with('{')
-        && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(trimmed)
-    {
-        return json_error(&fields);
-    }
-    let first = trimmed.split_whitespace().next().unwrap_or("");
-    if matches!(first, "START" | "END" | "REPORT" | "INIT_START") {
-        return None;
-    }
-    text_is_error(trimmed).then(|| cut(trimmed).to_owned())
-}
-
-fn json_error(fields: &serde_json::Map<String, Value>) -> Option<String> {
-    let text = |key: &str| fields.get(key).and_then(Value::as_str);
-    let level = ["level", "levelname", "severity", "log_level", "lvl"]
-        .iter()
-        .find_map(|k| text(k));
-    let error_level = level.is_some_and(|l| {
-        ["ERROR", "FATAL", "CRITICAL"]
-            .iter()
-            .any(|e| l.eq_ignore_ascii_case(e))
-    });
-    let error_type = text("errorType");
-    let error_message = text("errorMessage");
-    if !error_level && error_type.is_none() && error_message.is_none() {
-        return None;
-    }
-    let message = error_message
-        .or_else(|| text("message"))
-        .or_else(|| text("msg"))
-        .or_else(|| {
-            fields
-                .get("fields")
-                .and_then(|f| f.get("message")?.as_str())
-        })
-        .unwrap_or("");
-    let joined = match error_type {
-        Some(kind) => format!("{kind}: {message}"),
-        None if message.is_empty() => "error without a message".to_owned(),
-        None => message.to_owned(),
-    };
-    Some(cut(&joined).to_owned())
-}
-
-fn text_is_error(line: &str) -> bool {
-    const PHRASES: [&str; 4] = [
-        "Traceback (most recent call last)",
-        "panicked at",
-        "Task timed out after",
-        "signal: killed",
-    ];
-    if PHRASES.iter().any(|p| line.contains(p)) {
-        return true;
-    }
-    line.split(|c: char| c.is_whitespace() || c == '\t')
-        .filter(|w| !w.is_empty())
-        .any(|word| {
-            let bare = word.trim_matches(|c: char| matches!(c, '[' | ']' | ':' | ',' | '"'));
-            matches!(bare, "ERROR" | "FATAL" | "CRITICAL")
-                || bare.ends_with("Exception")
-                || word.ends_with("Error:")
-                || bare
-                    .strip_prefix("Runtime.")
-                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
-        })
+    let record = record::read(message);
+    record
+        .is_error()
+        .then(|| cut(&record.mined_text()).to_owned())
 }
 
 /// The start of `text`, at most [`MAX_MINED_MESSAGE_BYTES`], cut at a character boundary.
