@@ -12,6 +12,8 @@
 //! - **Success latency** (`DurationQuery::success_percentiles`) is not in the suite: on AWS
 //!   it reads the JSON `platform.report` records with a Logs Insights `stats … by`, which
 //!   moto's query engine does not run; selfbuild-aws unit-tests the query and its parsing.
+//! - **REPORT lines**: moto's Logs Insights runs no `filter`, so `report_rows` there returns
+//!   every line of the group; the check reads the reports among them, as analyze does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::ids::ComponentId;
+use selfbuild_core::logfacts::{Report, ReportLine, parse_report, version_of_stream};
 use selfbuild_core::ports::{Clock, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
     DurationQuery, LogRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
@@ -241,6 +244,54 @@ pub async fn error_rows_come_newest_first_and_at_most_limit<H: TelemetryHarness>
     assert_eq!(timestamps(&both), timestamps(&all));
 }
 
+pub async fn report_rows_read_as_reports_of_a_version<H: TelemetryHarness>(h: &H) {
+    let window = h.window();
+    let q = query(window, vec![busy()]);
+    let rows = h.telemetry().report_rows(&q, 1000).await.unwrap();
+    assert!(
+        rows.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
+        "newest first: {:?}",
+        timestamps(&rows)
+    );
+    assert!(
+        rows.iter().all(|r| r.timestamp >= window.start
+            && r.timestamp < window.end
+            && r.component == busy())
+    );
+    // A source may return other lines too (moto runs no filter): the reports among them
+    // parse, and their log stream names a version.
+    let reports: Vec<(Option<&str>, Report)> = rows
+        .iter()
+        .filter_map(|r| match parse_report(&r.message) {
+            ReportLine::Report(report) => {
+                Some((r.log_stream.as_deref().and_then(version_of_stream), report))
+            }
+            ReportLine::NotReport => None,
+            ReportLine::Malformed(reason) => panic!("{reason}: {}", r.message),
+        })
+        .collect();
+    assert!(reports.len() >= 4, "{rows:?}");
+    assert!(
+        reports.iter().all(|(version, _)| version.is_some()),
+        "{rows:?}"
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|(_, r)| r.max_memory_used_mb <= r.memory_size_mb && r.duration_ms > 0.0)
+    );
+    assert_eq!(h.telemetry().report_rows(&q, 1).await.unwrap().len(), 1);
+    // None of a component without logs; none without named components (no tenant in them).
+    for components in [vec![ghost()], vec![]] {
+        let none = h
+            .telemetry()
+            .report_rows(&query(window, components), 1000)
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{none:?}");
+    }
+}
+
 fn versions_of(totals: &[VersionTotals]) -> Vec<&str> {
     totals.iter().map(|t| t.version.as_str()).collect()
 }
@@ -452,7 +503,7 @@ impl CloudWatchHarness {
                 put_metric(&cw, lambda, "Errors", &dimensions, at, 1.0).await;
             }
         }
-        let lines: Vec<(OffsetDateTime, String)> = (0..6)
+        let mut lines: Vec<(OffsetDateTime, String)> = (0..6)
             .map(|i| {
                 (
                     start + Duration::seconds(30 + 45 * i),
@@ -460,6 +511,16 @@ impl CloudWatchHarness {
                 )
             })
             .collect();
+        lines.extend((0..5).map(|i| {
+            (
+                start + Duration::seconds(20 + 50 * i),
+                format!(
+                    "REPORT RequestId: {i:08x}-3b9d-4c1e-9a7f-0d2e4b6c8a1f\tDuration: 1{i}2.25 ms\t\
+                     Billed Duration: 1{i}3 ms\tMemory Size: 128 MB\tMax Memory Used: 7{i} MB\t"
+                ),
+            )
+        }));
+        lines.sort();
         let events: Vec<(OffsetDateTime, &str)> =
             lines.iter().map(|(at, m)| (*at, m.as_str())).collect();
         log_group(&logs, function.as_str(), &events).await;
@@ -522,5 +583,6 @@ telemetry_contract!(
     without_named_components_every_function_with_data_is_read,
     a_window_in_the_future_has_no_data,
     error_rows_come_newest_first_and_at_most_limit,
+    report_rows_read_as_reports_of_a_version,
     version_totals_come_one_per_version_in_the_order_asked,
 );

@@ -17,6 +17,7 @@
 //! or unit (a line cut short), or a value that is no non-negative number is
 //! [`ReportLine::Malformed`]: skipped and counted, never guessed at.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -71,111 +72,151 @@ pub fn parse_report(message: &str) -> ReportLine {
             _ => ReportLine::NotReport,
         };
     }
-    match trimmed
-        .split(['\n', '\r'])
-        .map(str::trim_start)
-        .find(|l| l.starts_with("REPORT RequestId:"))
-    {
+    match report_line(trimmed) {
         Some(line) => text_report(&line["REPORT".len()..]),
         None => ReportLine::NotReport,
     }
 }
 
-/// What a field's value must look like.
-#[derive(Clone, Copy, PartialEq)]
-enum Unit {
-    Ms,
-    Mb,
-    Text,
+/// The first line of `text` that starts (after blanks) with `REPORT RequestId:`. Byte loops:
+/// analyze reads thousands of reports, and unoptimised test builds pay for every iterator
+/// adapter.
+fn report_line(text: &str) -> Option<&str> {
+    const PREFIX: &str = "REPORT RequestId:";
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    loop {
+        while start < bytes.len() && matches!(bytes[start], b' ' | b'\t') {
+            start += 1;
+        }
+        let mut end = start;
+        while end < bytes.len() && !matches!(bytes[end], b'\n' | b'\r') {
+            end += 1;
+        }
+        // Line breaks and blanks are ASCII: character boundaries.
+        let line = &text[start..end];
+        if line.starts_with(PREFIX) {
+            return Some(line);
+        }
+        if end >= bytes.len() {
+            return None;
+        }
+        start = end + 1;
+    }
 }
-
-/// The fields read from a text report; any other is ignored.
-const FIELDS: [(&str, Unit); 8] = [
-    ("RequestId", Unit::Text),
-    ("Duration", Unit::Ms),
-    ("Billed Duration", Unit::Ms),
-    ("Memory Size", Unit::Mb),
-    ("Max Memory Used", Unit::Mb),
-    ("Init Duration", Unit::Ms),
-    ("Status", Unit::Text),
-    ("Error Type", Unit::Text),
-];
 
 /// A word of a field's label: a capitalised word of letters (`Max`, `XRAY`).
 fn is_label_word(word: &str) -> bool {
-    word.starts_with(|c: char| c.is_ascii_uppercase())
-        && word.chars().all(|c| c.is_ascii_alphabetic())
+    let bytes = word.as_bytes();
+    !bytes.is_empty() && bytes[0].is_ascii_uppercase() && {
+        let mut i = 1;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        i == bytes.len()
+    }
+}
+
+/// One field of a text report: its label (a slice of the line, words as written) and
+/// value tokens (the value, and for a number its unit).
+struct Field<'a> {
+    /// Words joined by single spaces.
+    label: Cow<'a, str>,
+    value: [Option<&'a str>; 2],
+}
+
+/// A label as written, its words joined by single spaces.
+fn label(written: &str) -> Cow<'_, str> {
+    if written
+        .bytes()
+        .all(|b| b != b'\t' && b != b'\n' && b != b'\r')
+        && !written.contains("  ")
+    {
+        Cow::Borrowed(written)
+    } else {
+        let words: Vec<&str> = words(written).into_iter().map(|(_, w)| w).collect();
+        Cow::Owned(words.join(" "))
+    }
+}
+
+/// The words of `text` split at ASCII blanks, each with its byte offset. A plain loop over
+/// bytes: analyze reads thousands of reports, and unoptimised test builds pay for every
+/// iterator adapter.
+fn words(text: &str) -> Vec<(usize, &str)> {
+    let bytes = text.as_bytes();
+    let mut words = Vec::with_capacity(32);
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i > start {
+            // ASCII blanks are character boundaries.
+            words.push((start, &text[start..i]));
+        }
+    }
+    words
 }
 
 fn text_report(fields_text: &str) -> ReportLine {
     // A field: label words, the last ending in `:`; a value; for a number, its unit.
-    let mut fields: Vec<(String, Vec<&str>)> = Vec::new();
-    let mut pending: Vec<&str> = Vec::new();
+    let mut fields: Vec<Field<'_>> = Vec::with_capacity(12);
+    let mut label_start: Option<usize> = None;
     let mut open = false;
-    for token in fields_text.split_whitespace() {
-        let awaiting_value = open && fields.last().is_some_and(|(_, v)| v.is_empty());
+    for (at, token) in words(fields_text) {
+        let awaiting_value = open && fields.last().is_some_and(|f| f.value[0].is_none());
         if let Some(stem) = token.strip_suffix(':')
             && is_label_word(stem)
             && !awaiting_value
         {
-            pending.push(stem);
-            fields.push((pending.join(" "), Vec::new()));
-            pending.clear();
+            let start = label_start.take().unwrap_or(at);
+            fields.push(Field {
+                label: label(&fields_text[start..at + stem.len()]),
+                value: [None, None],
+            });
             open = true;
             continue;
         }
-        if open && let Some((_, value)) = fields.last_mut() {
-            if value.is_empty() {
-                value.push(token);
+        if open && let Some(field) = fields.last_mut() {
+            if field.value[0].is_none() {
+                field.value[0] = Some(token);
                 continue;
             }
             open = false;
-            if value.len() == 1 && matches!(token, "ms" | "MB") {
-                value.push(token);
+            if matches!(token, "ms" | "MB") {
+                field.value[1] = Some(token);
                 continue;
             }
         }
         if is_label_word(token) {
-            pending.push(token);
+            label_start.get_or_insert(at);
         }
         // Anything else (a stray word) is ignored.
     }
-    if !pending.is_empty() || fields.last().is_some_and(|(_, v)| v.is_empty()) {
+    if label_start.is_some() || fields.last().is_some_and(|f| f.value[0].is_none()) {
         return ReportLine::Malformed("cut short: a field without its value");
     }
-    let value = |label: &str| {
-        fields
-            .iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, v)| v.as_slice())
-    };
-    let number = |label: &str| -> Result<Option<f64>, &'static str> {
-        let Some(value) = value(label) else {
-            return Ok(None);
-        };
-        let unit = FIELDS
-            .iter()
-            .find(|(l, _)| *l == label)
-            .map_or(Unit::Text, |(_, u)| *u);
-        let expected = if unit == Unit::Ms { "ms" } else { "MB" };
-        if value.get(1) != Some(&expected) {
-            return Err("cut short: a number without its unit");
+    let value = |name: &str| fields.iter().find(|f| f.label == name).map(|f| f.value);
+    let number = |name: &str, unit: &str| -> Result<Option<f64>, &'static str> {
+        match value(name) {
+            None => Ok(None),
+            Some([Some(number), Some(u)]) if u == unit => number_value(number).map(Some),
+            Some(_) => Err("cut short: a number without its unit"),
         }
-        number_value(value[0]).map(Some)
     };
-    let text = |label: &str| {
-        value(label)
-            .and_then(|v| v.first())
-            .map(|s| (*s).to_owned())
-    };
+    let text = |name: &str| value(name).and_then(|v| v[0]).map(str::to_owned);
     let read = || -> Result<Report, &'static str> {
         Ok(Report {
             request_id: text("RequestId"),
-            duration_ms: number("Duration")?.ok_or("no Duration")?,
-            billed_duration_ms: number("Billed Duration")?.ok_or("no Billed Duration")?,
-            memory_size_mb: number("Memory Size")?.ok_or("no Memory Size")?,
-            max_memory_used_mb: number("Max Memory Used")?.ok_or("no Max Memory Used")?,
-            init_duration_ms: number("Init Duration")?,
+            duration_ms: number("Duration", "ms")?.ok_or("no Duration")?,
+            billed_duration_ms: number("Billed Duration", "ms")?.ok_or("no Billed Duration")?,
+            memory_size_mb: number("Memory Size", "MB")?.ok_or("no Memory Size")?,
+            max_memory_used_mb: number("Max Memory Used", "MB")?.ok_or("no Max Memory Used")?,
+            init_duration_ms: number("Init Duration", "ms")?,
             status: text("Status"),
             error_type: text("Error Type"),
         })
@@ -254,10 +295,12 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(values: &[f64]) -> Option<Self> {
+    fn of(mut values: Vec<f64>) -> Option<Self> {
+        // Sorted once here, `percentile`'s own sort of them is a linear pass.
+        values.sort_by(f64::total_cmp);
         Some(Self {
-            p50: percentile(values, 50.0)?,
-            p95: percentile(values, 95.0)?,
+            p50: percentile(&values, 50.0)?,
+            p95: percentile(&values, 95.0)?,
             max: values.iter().copied().reduce(f64::max)?,
         })
     }
@@ -313,10 +356,10 @@ impl ReportFacts {
         Some(Self {
             version,
             invocations: n,
-            duration_ms: Spread::of(&column(|r| r.duration_ms))?,
-            billed_duration_ms: Spread::of(&column(|r| r.billed_duration_ms))?,
+            duration_ms: Spread::of(column(|r| r.duration_ms))?,
+            billed_duration_ms: Spread::of(column(|r| r.billed_duration_ms))?,
             memory_size_mb: column(|r| r.memory_size_mb).into_iter().reduce(f64::max)?,
-            max_memory_used_mb: Spread::of(&column(|r| r.max_memory_used_mb))?,
+            max_memory_used_mb: Spread::of(column(|r| r.max_memory_used_mb))?,
             memory_pressure: reports.iter().map(|r| ratio(r)).reduce(f64::max)?,
             at_memory_limit: count(&|r| ratio(r) >= MEMORY_LIMIT_RATIO),
             cold_starts: inits.len() as u64,

@@ -374,6 +374,60 @@ impl Fleet {
     }
 
     /// The selected versions of one minute, simulated; `only` none means every version.
+    /// The log rows `lines` writes for each version of each function in scope, minute by
+    /// minute from the newest, inside the window and before now, newest first, at most
+    /// `limit` (logs are visible as soon as written: the current minute counts too).
+    fn log_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+        lines: impl Fn(MinuteKey, &VersionMinute, &LogContext<'_>) -> Vec<(OffsetDateTime, String)>,
+    ) -> Vec<LogRow> {
+        let now = self.inner.clock.now();
+        let views = self.views(query.tenant.as_ref(), &query.components);
+        let window = &query.window;
+        let (_, minutes) = window_minutes(window, now + Duration::MINUTE);
+        let mut rows = Vec::new();
+        for m in minutes.rev() {
+            if rows.len() >= limit {
+                break;
+            }
+            let mut this_minute = Vec::new();
+            for view in &views {
+                for (version, vm) in self.minute(view, m, None) {
+                    let Some(settings) = settings_of(&view.versions, version) else {
+                        continue;
+                    };
+                    let context = LogContext {
+                        settings,
+                        workload: view.workload(m),
+                    };
+                    let key = self.key(view, m, version);
+                    let stream = sim::log_stream(key);
+                    this_minute.extend(
+                        lines(key, &vm, &context)
+                            .into_iter()
+                            .filter(|(at, _)| *at >= window.start && *at < window.end && *at < now)
+                            .map(|(timestamp, message)| LogRow {
+                                timestamp,
+                                component: view.spec.name.clone(),
+                                message,
+                                log_stream: Some(stream.clone()),
+                            }),
+                    );
+                }
+            }
+            this_minute.sort_by(|a, b| {
+                b.timestamp
+                    .cmp(&a.timestamp)
+                    .then_with(|| a.component.cmp(&b.component))
+                    .then_with(|| a.message.cmp(&b.message))
+            });
+            rows.extend(this_minute.into_iter().take(limit - rows.len()));
+        }
+        rows
+    }
+
     fn minute(
         &self,
         view: &FunctionView,
@@ -716,49 +770,22 @@ impl Telemetry for Fleet {
         query: &TelemetryQuery,
         limit: usize,
     ) -> Result<Vec<LogRow>, TelemetryError> {
-        let now = self.inner.clock.now();
-        let views = self.views(query.tenant.as_ref(), &query.components);
-        let window = &query.window;
-        // Logs are visible as soon as they are written: the current minute counts too.
-        let (_, minutes) = window_minutes(window, now + Duration::MINUTE);
-        let mut rows = Vec::new();
-        for m in minutes.rev() {
-            if rows.len() >= limit {
-                break;
-            }
-            let mut this_minute = Vec::new();
-            for view in &views {
-                for (version, vm) in self.minute(view, m, None) {
-                    let Some(settings) = settings_of(&view.versions, version) else {
-                        continue;
-                    };
-                    let context = LogContext {
-                        settings,
-                        workload: view.workload(m),
-                    };
-                    let key = self.key(view, m, version);
-                    this_minute.extend(
-                        sim::error_rows(key, &vm, &context)
-                            .into_iter()
-                            .filter(|(at, _)| *at >= window.start && *at < window.end && *at < now)
-                            .map(|(timestamp, message)| LogRow {
-                                timestamp,
-                                component: view.spec.name.clone(),
-                                message,
-                                log_stream: Some(sim::log_stream(key, timestamp)),
-                            }),
-                    );
-                }
-            }
-            this_minute.sort_by(|a, b| {
-                b.timestamp
-                    .cmp(&a.timestamp)
-                    .then_with(|| a.component.cmp(&b.component))
-                    .then_with(|| a.message.cmp(&b.message))
-            });
-            rows.extend(this_minute.into_iter().take(limit - rows.len()));
+        Ok(self.log_rows(query, limit, |key, vm, context| {
+            sim::error_rows(key, vm, context)
+        }))
+    }
+
+    async fn report_rows(
+        &self,
+        query: &TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<LogRow>, TelemetryError> {
+        if query.components.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(rows)
+        Ok(self.log_rows(query, limit, |key, vm, context| {
+            sim::report_rows(key, vm, context.settings)
+        }))
     }
 }
 

@@ -104,6 +104,8 @@ pub(super) struct Invocation {
     pub duration_ms: f64,
     /// How it failed, if it did.
     pub failure: Option<Failure>,
+    /// Peak memory used, MB (at most the configured memory).
+    pub memory_used_mb: f64,
 }
 
 /// What identifies a minute of a version, and so seeds its random numbers.
@@ -216,6 +218,7 @@ pub(super) fn simulate_minute(
         samples.push(Invocation {
             duration_ms,
             failure,
+            memory_used_mb: used.min(memory),
         });
     }
     let sampled_sum: f64 = samples.iter().map(|s| s.duration_ms).sum();
@@ -465,10 +468,50 @@ fn message(
     }
 }
 
-/// The Lambda log stream a version's line of `at` is in: `2026/11/22/[3]<32 hex digits>`,
-/// one stream per function, version and day.
-pub(super) fn log_stream(key: MinuteKey, at: OffsetDateTime) -> String {
-    let day = at.unix_timestamp().div_euclid(86_400);
+/// The `REPORT` lines of one simulated minute, one per sampled invocation that ran, at
+/// deterministic instants inside the minute: the text format with the managed runtimes'
+/// `Status` suffix on failures (`Error Type: Runtime.OutOfMemory` for a kill). The model
+/// has no execution environments, so no line has an `Init Duration`.
+pub(super) fn report_rows(
+    key: MinuteKey,
+    minute: &VersionMinute,
+    settings: &LambdaSettings,
+) -> Vec<(OffsetDateTime, String)> {
+    let start = OffsetDateTime::UNIX_EPOCH + Duration::minutes(key.minute);
+    let ran = usize::try_from(minute.invocations).unwrap_or(usize::MAX);
+    minute
+        .samples
+        .iter()
+        .take(ran)
+        .enumerate()
+        .map(|(j, sample)| {
+            let mut rng = key.rng(1_000_000 + j as u64);
+            let at = start + Duration::milliseconds(rng.below(60_000) as i64);
+            let status = match sample.failure {
+                None => "",
+                Some(Failure::Timeout) => "Status: timeout\t",
+                Some(Failure::OutOfMemory) => "Status: error\tError Type: Runtime.OutOfMemory\t",
+                Some(Failure::Application { .. }) => "Status: error\tError Type: Runtime.Unknown\t",
+            };
+            let line = format!(
+                "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\t\
+                 Memory Size: {} MB\tMax Memory Used: {} MB\t{status}",
+                request_id(&mut rng),
+                sample.duration_ms,
+                sample.duration_ms.ceil() as u64,
+                settings.memory_mb,
+                sample.memory_used_mb.round() as u64,
+            );
+            (at, line)
+        })
+        .collect()
+}
+
+/// The Lambda log stream a version's lines of a minute are in: `2026/11/22/[3]<32 hex
+/// digits>`, one stream per function, version and day.
+pub(super) fn log_stream(key: MinuteKey) -> String {
+    let at = OffsetDateTime::UNIX_EPOCH + Duration::minutes(key.minute);
+    let day = key.minute.div_euclid(24 * 60);
     let mut rng = Rng::seeded(&[key.seed, key.function, u64::from(key.version), day as u64]);
     format!(
         "{:04}/{:02}/{:02}/[{}]{:016x}{:016x}",
@@ -764,6 +807,7 @@ mod tests {
             .map(|i| Invocation {
                 duration_ms: f64::from(i),
                 failure: None,
+                memory_used_mb: 64.0,
             })
             .collect();
         totals.add_minute(&[minute]);
@@ -857,6 +901,7 @@ mod tests {
                             .map(|(duration_ms, failed)| Invocation {
                                 duration_ms,
                                 failure: failed.then_some(Failure::Timeout),
+                                memory_used_mb: 64.0,
                             })
                             .collect(),
                         ..Default::default()

@@ -8,6 +8,7 @@ use selfbuild_core::cycle::{CycleMode, CycleRequest, Trigger};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, ImprovementId};
 use selfbuild_core::improvement::{DeployOutcome, DeployStatus, ImprovementItem, Verdict};
+use selfbuild_core::logfacts::{ReportLine, parse_report, version_of_stream};
 use selfbuild_core::opportunity::OpportunityKind;
 use selfbuild_core::ports::{HaltState, HaltSwitch, Llm, LlmRequest};
 
@@ -734,6 +735,48 @@ async fn out_of_memory_shows_in_metrics_and_logs_and_more_memory_fixes_it() {
         rows.iter()
             .all(|r| r.message.contains("\tERROR\tE ") && !r.message.contains("<id>")),
         "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn report_rows_say_what_each_sampled_invocation_used() {
+    // GIVEN g-api killed for memory at 256 MB
+    let (scenario, killed, _) = fleet(TENANTS);
+    let w = window(scenario.now - Duration::minutes(10), 10);
+    let rows = killed
+        .report_rows(&query(None, &["g-api"], w, 60), 200)
+        .await
+        .unwrap();
+    // THEN its REPORT lines, newest first, read as reports of version 1 at the limit
+    assert_eq!(rows.len(), 200);
+    assert!(rows.windows(2).all(|p| p[0].timestamp >= p[1].timestamp));
+    for row in &rows {
+        let ReportLine::Report(r) = parse_report(&row.message) else {
+            panic!("{}", row.message);
+        };
+        assert_eq!(
+            row.log_stream.as_deref().and_then(version_of_stream),
+            Some("1")
+        );
+        assert_eq!((r.memory_size_mb, r.max_memory_used_mb), (256.0, 256.0));
+        assert_eq!(r.error_type.as_deref(), Some("Runtime.OutOfMemory"));
+    }
+    // and the timeouts scenario's say timeout; none without a named component
+    let (scenario, timeouts, _) = fleet(TIMEOUTS);
+    let w = window(scenario.now - Duration::minutes(10), 10);
+    let rows = timeouts
+        .report_rows(&query(None, &["orders-api"], w, 60), 100_000)
+        .await
+        .unwrap();
+    let invocations = function_stats(&timeouts, "orders-api", w).await.invocations;
+    assert!(rows.len() as f64 <= invocations && !rows.is_empty());
+    assert!(rows.iter().any(|r| r.message.contains("\tStatus: timeout")));
+    assert!(
+        timeouts
+            .report_rows(&query(None, &[], w, 60), 100)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
