@@ -384,4 +384,128 @@ mod tests {
         assert_eq!(groups[1].message.as_deref(), Some("x is undefined"));
         assert_eq!(groups[1].last_seen, T0 + Duration::seconds(3));
     }
+
+    #[test]
+    fn a_report_cut_anywhere_never_gives_a_wrong_number() {
+        let full = format!(
+            "REPORT RequestId: {ID}\tDuration: 812.40 ms\tBilled Duration: 813 ms\tMemory Size: 128 MB\tMax Memory Used: 127 MB\tInit Duration: 201.05 ms\tStatus: error\tError Type: Runtime.OutOfMemory"
+        );
+        let ReportLine::Report(whole) = parse_report(&full) else {
+            panic!("the full line is a report");
+        };
+        let required_end = full.find("127 MB").unwrap() + "127 MB".len();
+        let mut reports = 0;
+        for (cut, _) in full.char_indices() {
+            match parse_report(&full[..cut]) {
+                ReportLine::Report(r) => {
+                    reports += 1;
+                    assert!(cut >= required_end, "cut at {cut}");
+                    assert_eq!(r.duration_ms, whole.duration_ms, "cut at {cut}");
+                    assert_eq!(r.billed_duration_ms, whole.billed_duration_ms);
+                    assert_eq!(r.memory_size_mb, whole.memory_size_mb);
+                    assert_eq!(r.max_memory_used_mb, whole.max_memory_used_mb);
+                    assert!(
+                        r.init_duration_ms.is_none_or(|i| i == 201.05),
+                        "cut at {cut}"
+                    );
+                    // Text values cannot tell a cut: only a prefix of the truth.
+                    for (part, truth) in
+                        [(&r.status, "error"), (&r.error_type, "Runtime.OutOfMemory")]
+                    {
+                        assert!(part.as_deref().is_none_or(|p| truth.starts_with(p)));
+                    }
+                }
+                ReportLine::Malformed(_) | ReportLine::NotReport => {}
+            }
+        }
+        // Only cuts after the required fields read as reports.
+        assert!(reports > 0);
+    }
+
+    use proptest::prelude::*;
+
+    /// Fragments of every syntax the readers know, to be joined in any order.
+    const FRAGMENTS: [&str; 40] = [
+        "REPORT RequestId: ",
+        "Duration: ",
+        "Billed Duration: ",
+        "Memory Size: ",
+        "Max Memory Used: ",
+        "Init Duration: ",
+        "Status: ",
+        "12.5",
+        "-1",
+        "NaN",
+        "1e309",
+        " ms",
+        " MB",
+        "\t",
+        "\n",
+        "\r",
+        "{",
+        "}",
+        "\"type\":\"platform.report\"",
+        "\"record\":{\"metrics\":{\"durationMs\":",
+        "\"level\":",
+        "\"ERROR\"",
+        ",",
+        "Traceback (most recent call last):",
+        "  File \"/var/task/a.py\", line ",
+        ", in ",
+        "    at f (",
+        "/var/task/i.js:3:9)",
+        "panicked at ",
+        "'",
+        "Caused by: x.Y: z",
+        "\tat a.B.c(B.java:1)",
+        "stack backtrace:",
+        "   3: ",
+        "[ERROR] ",
+        "\\ud800",
+        "\u{fffd}",
+        "é",
+        "2026/11/22/[",
+        "]",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x10_6fac),
+            ..ProptestConfig::default()
+        })]
+
+        /// Any text: no panic; what is read is within its bounds.
+        #[test]
+        fn any_text_is_read_within_bounds(
+            text in prop_oneof![
+                proptest::collection::vec(proptest::sample::select(&FRAGMENTS[..]), 0..24)
+                    .prop_map(|parts| parts.concat()),
+                any::<String>(),
+            ]
+        ) {
+            let record = record::read(&text);
+            prop_assert!(!record.message.contains('\r'));
+            let report = match parse_report(&text) {
+                ReportLine::Report(r) => {
+                    for v in [r.duration_ms, r.billed_duration_ms, r.memory_size_mb, r.max_memory_used_mb]
+                        .into_iter()
+                        .chain(r.init_duration_ms)
+                    {
+                        prop_assert!(v.is_finite() && v >= 0.0);
+                    }
+                    Some(r)
+                }
+                _ => None,
+            };
+            let _ = Failures::of(&record, report.as_ref());
+            if let Some(trace) = parse_trace(record.trace_text(), record.error_type.as_deref()) {
+                prop_assert!(trace.frames.len() <= trace::MAX_FRAMES);
+                prop_assert!(!trace.exception.is_empty());
+            }
+            if let Some(version) = version_of_stream(&text) {
+                prop_assert!(version == "$LATEST" || version.bytes().all(|b| b.is_ascii_digit()));
+            }
+        }
+    }
 }

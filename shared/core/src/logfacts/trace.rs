@@ -96,6 +96,7 @@ impl StackTrace {
 /// Reads a stack trace from `text`, with `error_type` (a record's `errorType`) naming the
 /// exception when the text does not; none when `text` holds no frames and no panic.
 pub fn parse_trace(text: &str, error_type: Option<&str>) -> Option<StackTrace> {
+    let error_type = error_type.map(str::trim).filter(|t| !t.is_empty());
     let lines: Vec<&str> = text.lines().collect();
     if let Some(trace) = rust_panic(&lines) {
         return Some(trace);
