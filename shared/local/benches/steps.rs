@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use selfbuild_core::Config;
-use selfbuild_core::analyze::analyze;
+use selfbuild_core::analyze::{ERROR_ROW_LIMIT, REPORT_ROW_LIMIT, analyze};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::error::TelemetryError;
@@ -26,6 +26,7 @@ use selfbuild_local::planner::RulePlanner;
 struct Replay {
     series: Vec<MetricSeries>,
     rows: Vec<LogRow>,
+    reports: Vec<LogRow>,
 }
 
 #[async_trait]
@@ -48,6 +49,13 @@ impl Telemetry for Replay {
         _: usize,
     ) -> Result<Vec<LogRow>, TelemetryError> {
         Ok(self.rows.clone())
+    }
+    async fn report_rows(
+        &self,
+        _: &TelemetryQuery,
+        _: usize,
+    ) -> Result<Vec<LogRow>, TelemetryError> {
+        Ok(self.reports.clone())
     }
 }
 
@@ -80,14 +88,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             window: request.analysis_window,
             period_seconds: 300,
         };
+        let series = fleet.metric_series(&query).await?;
+        let analysed = TelemetryQuery {
+            components: series
+                .iter()
+                .map(|s| s.component.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            ..query.clone()
+        };
         let replay = Replay {
-            series: fleet.metric_series(&query).await?,
-            rows: fleet.error_rows(&query, 5_000).await?,
+            rows: fleet.error_rows(&query, ERROR_ROW_LIMIT).await?,
+            reports: fleet.report_rows(&analysed, REPORT_ROW_LIMIT).await?,
+            series,
         };
         let input = format!(
-            "{} series, {} error rows",
+            "{} series, {} error rows, {} REPORT lines",
             replay.series.len(),
-            replay.rows.len()
+            replay.rows.len(),
+            replay.reports.len()
         );
 
         let mut times = Vec::with_capacity(iterations);
