@@ -397,7 +397,7 @@ async fn read_reports(
 fn mine(read: &[ReadRow<'_>], logs: &mut LogReading) -> Vec<LogTemplate> {
     let minable: Vec<&ReadRow<'_>> = read
         .iter()
-        .filter(|r| r.record.format != Some(Format::Platform))
+        .filter(|r| r.record.format != Format::Platform)
         .collect();
     let lines: Vec<LogLine> = minable
         .iter()

@@ -202,32 +202,26 @@ impl TraceGroup {
 pub fn group_traces<'a>(
     traces: impl IntoIterator<Item = (&'a StackTrace, &'a str, OffsetDateTime)>,
 ) -> Vec<TraceGroup> {
-    let mut groups: BTreeMap<String, (OffsetDateTime, TraceGroup)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, TraceGroup> = BTreeMap::new();
     for (trace, component, at) in traces {
-        let (earliest, group) = groups.entry(trace.key()).or_insert_with(|| {
-            (
-                at,
-                TraceGroup {
-                    exception: trace.exception.clone(),
-                    language: trace.language,
-                    count: 0,
-                    message: trace.message.clone(),
-                    frames: trace.frames.clone(),
-                    causes: trace.causes.clone(),
-                    components: Vec::new(),
-                    first_seen: at,
-                    last_seen: at,
-                },
-            )
+        let group = groups.entry(trace.key()).or_insert_with(|| TraceGroup {
+            exception: trace.exception.clone(),
+            language: trace.language,
+            count: 0,
+            message: trace.message.clone(),
+            frames: trace.frames.clone(),
+            causes: trace.causes.clone(),
+            components: Vec::new(),
+            first_seen: at,
+            last_seen: at,
         });
         group.count += 1;
-        if at < *earliest {
-            *earliest = at;
+        if at < group.first_seen {
             group.message = trace.message.clone();
             group.frames = trace.frames.clone();
             group.causes = trace.causes.clone();
+            group.first_seen = at;
         }
-        group.first_seen = group.first_seen.min(at);
         group.last_seen = group.last_seen.max(at);
         if let Err(i) = group
             .components
@@ -236,8 +230,7 @@ pub fn group_traces<'a>(
             group.components.insert(i, component.to_owned());
         }
     }
-    let mut groups: Vec<(String, TraceGroup)> =
-        groups.into_iter().map(|(key, (_, g))| (key, g)).collect();
+    let mut groups: Vec<(String, TraceGroup)> = groups.into_iter().collect();
     groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
     groups.into_iter().map(|(_, g)| g).collect()
 }

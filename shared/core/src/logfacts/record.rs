@@ -99,10 +99,11 @@ impl Level {
 }
 
 /// How a line was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Plain text.
+    #[default]
     Text,
     /// A JSON object of an application logger or a runtime's error.
     Json,
@@ -115,7 +116,7 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LogRecord {
     /// How it was written.
-    pub format: Option<Format>,
+    pub format: Format,
     /// Its level, when it says one.
     pub level: Option<Level>,
     /// The message: a JSON line's message field (an object as compact JSON), or a text
@@ -159,10 +160,10 @@ impl LogRecord {
     /// `Runtime.<Name>` or `signal: killed`. Platform lines never are (their failures are
     /// read as facts, see [`report`](super::report)).
     pub fn is_error(&self) -> bool {
-        if self.format == Some(Format::Platform) {
+        if self.format == Format::Platform {
             return false;
         }
-        if self.format == Some(Format::Json) {
+        if self.format == Format::Json {
             return match self.level {
                 Some(level) => level.is_error(),
                 None => self.error_type.is_some() || self.error_message.is_some(),
@@ -185,7 +186,7 @@ impl LogRecord {
         match &self.error_type {
             Some(kind) if message.is_empty() => kind.clone(),
             Some(kind) => format!("{kind}: {message}"),
-            None if message.is_empty() && self.format == Some(Format::Json) => {
+            None if message.is_empty() && self.format == Format::Json => {
                 "error without a message".to_owned()
             }
             None => message.to_owned(),
@@ -237,7 +238,7 @@ fn read_json(fields: &Map<String, Value>) -> LogRecord {
                 .map(str::to_owned)
         };
         return LogRecord {
-            format: Some(Format::Platform),
+            format: Format::Platform,
             error_type: field("errorType"),
             request_id: field("requestId"),
             platform: Some(kind),
@@ -284,7 +285,7 @@ fn read_json(fields: &Map<String, Value>) -> LogRecord {
             .unwrap_or_default(),
     };
     LogRecord {
-        format: Some(Format::Json),
+        format: Format::Json,
         level,
         message: normalize_breaks(message.trim()).into_owned(),
         error_type,
@@ -323,7 +324,7 @@ fn read_text(text: &str) -> LogRecord {
     let first_word = first_line.split_whitespace().next().unwrap_or("");
     if PLATFORM_WORDS.contains(&first_word) {
         return LogRecord {
-            format: Some(Format::Platform),
+            format: Format::Platform,
             message: text.to_owned(),
             request_id: after_request_id(first_line),
             platform: Some(first_word.to_owned()),
@@ -365,7 +366,7 @@ fn read_text(text: &str) -> LogRecord {
         .or_else(|| after_time(&words))
         .or_else(|| after_request_id(first_line));
     let mut record = LogRecord {
-        format: Some(Format::Text),
+        format: Format::Text,
         level,
         message: text.to_owned(),
         request_id,
@@ -431,7 +432,7 @@ mod tests {
         let r = read(&format!(
             "2026-11-22T05:00:03.123Z\t{ID}\tERROR\tpayment failed for order 42"
         ));
-        assert_eq!(r.format, Some(Format::Text));
+        assert_eq!(r.format, Format::Text);
         assert_eq!(r.level, Some(Level::Error));
         assert_eq!(r.request_id.as_deref(), Some(ID));
         assert!(r.is_error());
@@ -464,7 +465,7 @@ mod tests {
             r#"{"time":"2026-11-22T05:00:03.000Z","type":"platform.report","record":{"requestId":"x","status":"error","errorType":"Runtime.OutOfMemory"}}"#.to_owned(),
         ] {
             let r = read(&line);
-            assert_eq!(r.format, Some(Format::Platform), "{line}");
+            assert_eq!(r.format, Format::Platform, "{line}");
             assert!(!r.is_error(), "{line}");
         }
         let r = read(
@@ -480,7 +481,7 @@ mod tests {
         let r = read(
             r#"{"level":"ERROR","location":"charge:41","message":"Payment failed","timestamp":"2026-11-22 05:00:03,123+0000","service":"payments","cold_start":false,"function_name":"payments","function_request_id":"8f5c2a8e-3b9d-4c1e-9a7f-0d2e4b6c8a1f","exception":"Traceback (most recent call last):\n  File \"/var/task/app.py\", line 41, in charge\n    raise ValueError(\"card declined\")\nValueError: card declined","exception_name":"ValueError","xray_trace_id":"1-6740a1b3-4c2d9e8f7a6b5c4d3e2f1a0b"}"#,
         );
-        assert_eq!(r.format, Some(Format::Json));
+        assert_eq!(r.format, Format::Json);
         assert_eq!(r.level, Some(Level::Error));
         assert_eq!(r.message, "Payment failed");
         assert_eq!(r.error_type.as_deref(), Some("ValueError"));
@@ -584,7 +585,7 @@ mod tests {
             "{}{}",
         ] {
             let r = read(line);
-            assert_eq!(r.format, Some(Format::Text), "{line}");
+            assert_eq!(r.format, Format::Text, "{line}");
             assert_eq!(r.message, line.trim());
         }
         // Escapes that look like bytes in text stay text.
