@@ -10,7 +10,8 @@ use super::{ToolContext, ToolError, ToolSpec, function_name, in_range};
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "query_telemetry_insights",
     description: "Analyse recent CloudWatch metrics and logs without starting a cycle: top error \
-templates (with counts and samples), per-component metric summaries, and ranked improvement \
+templates (with counts and samples), per-component metric summaries (with the REPORT-line facts \
+per version), stack traces grouped by exception and top frame, and ranked improvement \
 opportunities with their evidence and impact score.",
     scope: Scope::Read,
     read_only: true,
@@ -62,6 +63,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         "window": report.window,
         "top_error_templates": report.templates,
         "metric_summaries": report.components,
+        "stack_traces": report.traces,
+        "logs": report.logs,
         "opportunities": report.opportunities,
     }))
 }
