@@ -50,8 +50,9 @@ pub const REPORT_ROW_LIMIT: usize = 10_000;
 /// is about, and every group brings up to 20 frames.
 pub const TRACES_PER_OPPORTUNITY: usize = 3;
 
-/// Trace groups the report keeps, most rows first.
-const REPORT_TRACES: usize = 10;
+/// Trace groups the report keeps, most rows first: each opportunity carries its own, so
+/// these are for a reader; few keep the state machine's state small.
+const REPORT_TRACES: usize = 5;
 
 /// Memory pressure (max memory used ÷ memory size, in the `REPORT` lines at the function's
 /// current memory size) from which a function is a memory opportunity: at 95 % a request
@@ -147,7 +148,7 @@ pub struct AnalysisReport {
     pub components: Vec<ComponentSummary>,
     /// Error templates, most frequent first (at most 10).
     pub templates: Vec<LogTemplate>,
-    /// Stack traces grouped by exception type and top frame, most rows first (at most 10).
+    /// Stack traces grouped by exception type and top frame, most rows first (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traces: Vec<TraceGroup>,
     /// What was read from the logs.

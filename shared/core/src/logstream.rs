@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::event::EventError;
 use crate::logfacts::record;
 use crate::logmine::{MinerState, StreamConfig, TemplateId, TemplateMiner};
-use crate::text::Excerpt;
+use crate::text::{Excerpt, prefix};
 
 /// The most bytes a delivery's JSON may have once decompressed (1 MB); the gzip reader
 /// stops there, so a decompression bomb costs at most this much memory.
@@ -157,14 +157,7 @@ pub fn error_text(message: &str) -> Option<String> {
 
 /// The start of `text`, at most [`MAX_MINED_MESSAGE_BYTES`], cut at a character boundary.
 fn cut(text: &str) -> &str {
-    if text.len() <= MAX_MINED_MESSAGE_BYTES {
-        return text;
-    }
-    let mut end = MAX_MINED_MESSAGE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    prefix(text, MAX_MINED_MESSAGE_BYTES)
 }
 
 /// A template's count in its current rate window, and its history.

@@ -58,6 +58,18 @@ impl Write for EscapeControls<'_, '_> {
     }
 }
 
+/// The start of `text`, at most `max_bytes` long, cut at a character boundary.
+pub fn prefix(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Why text an operator or agent supplied was refused; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]

@@ -22,9 +22,21 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::prefix;
+
 /// The most frames kept of one trace (innermost first): enough to reach the handler from a
 /// library frame, small enough for a prompt.
 pub const MAX_FRAMES: usize = 20;
+
+/// The most bytes kept of an exception's type, a frame's function or file: the analysis
+/// travels in the state machine's state (256 KB), and real names are far shorter.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// The most bytes kept of an exception's message: enough to tell one failure from another.
+pub const MAX_MESSAGE_BYTES: usize = 512;
+
+/// The most causes kept (the nearest).
+pub const MAX_CAUSES: usize = 5;
 
 /// The language a trace was written by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -95,22 +107,47 @@ impl StackTrace {
 
 /// Reads a stack trace from `text`, with `error_type` (a record's `errorType`) naming the
 /// exception when the text does not; none when `text` holds no frames and no panic.
+///
+/// Names are kept to [`MAX_NAME_BYTES`], the message to [`MAX_MESSAGE_BYTES`], causes to
+/// [`MAX_CAUSES`], frames to [`MAX_FRAMES`].
 pub fn parse_trace(text: &str, error_type: Option<&str>) -> Option<StackTrace> {
     let error_type = error_type.map(str::trim).filter(|t| !t.is_empty());
     let lines: Vec<&str> = text.lines().collect();
-    if let Some(trace) = rust_panic(&lines) {
-        return Some(trace);
+    let trace = if let Some(trace) = rust_panic(&lines) {
+        trace
+    } else if lines.iter().any(|l| python_frame(l).is_some()) {
+        python(&lines, error_type)?
+    } else if lines.iter().any(|l| node_frame(l).is_some()) {
+        node(&lines, error_type)?
+    } else if lines.iter().any(|l| java_frame(l).is_some()) {
+        java(&lines, error_type)?
+    } else {
+        return None;
+    };
+    Some(bounded(trace))
+}
+
+/// `trace` with every text within its bound.
+fn bounded(mut trace: StackTrace) -> StackTrace {
+    let cut = |text: &mut String, max: usize| {
+        let kept = prefix(text, max).len();
+        text.truncate(kept);
+    };
+    cut(&mut trace.exception, MAX_NAME_BYTES);
+    if let Some(message) = &mut trace.message {
+        cut(message, MAX_MESSAGE_BYTES);
     }
-    if lines.iter().any(|l| python_frame(l).is_some()) {
-        return python(&lines, error_type);
+    trace.frames.truncate(MAX_FRAMES);
+    for frame in &mut trace.frames {
+        for name in [&mut frame.function, &mut frame.file].into_iter().flatten() {
+            cut(name, MAX_NAME_BYTES);
+        }
     }
-    if lines.iter().any(|l| node_frame(l).is_some()) {
-        return node(&lines, error_type);
+    trace.causes.truncate(MAX_CAUSES);
+    for cause in &mut trace.causes {
+        cut(cause, MAX_NAME_BYTES);
     }
-    if lines.iter().any(|l| java_frame(l).is_some()) {
-        return java(&lines, error_type);
-    }
-    None
+    trace
 }
 
 /// `Type: message` or `Type`, the type the last word before the `: ` (so the runtimes'
@@ -168,7 +205,6 @@ fn python(lines: &[&str], error_type: Option<&str>) -> Option<StackTrace> {
     let last = sections.last()?;
     let mut frames: Vec<Frame> = last.iter().filter_map(|l| python_frame(l)).collect();
     frames.reverse();
-    frames.truncate(MAX_FRAMES);
     let (exception, message) = named(python_exception(last), error_type, "Exception");
     let causes = sections[..sections.len() - 1]
         .iter()
@@ -256,11 +292,10 @@ fn file_line_column(location: &str) -> Option<(&str, u32, Option<u32>)> {
 
 fn node(lines: &[&str], error_type: Option<&str>) -> Option<StackTrace> {
     let first_frame = lines.iter().position(|l| node_frame(l).is_some())?;
-    let mut frames: Vec<Frame> = lines[first_frame..]
+    let frames: Vec<Frame> = lines[first_frame..]
         .iter()
         .map_while(|l| node_frame(l))
         .collect();
-    frames.truncate(MAX_FRAMES);
     // The exception line is the last before the frames that names one (the runtime's
     // layout puts the time, request id and level before it).
     let found = lines[..first_frame]
@@ -308,11 +343,10 @@ fn java_frame(line: &str) -> Option<Frame> {
 
 fn java(lines: &[&str], error_type: Option<&str>) -> Option<StackTrace> {
     let first_frame = lines.iter().position(|l| java_frame(l).is_some())?;
-    let mut frames: Vec<Frame> = lines[first_frame..]
+    let frames: Vec<Frame> = lines[first_frame..]
         .iter()
         .map_while(|l| java_frame(l))
         .collect();
-    frames.truncate(MAX_FRAMES);
     let found = lines[..first_frame]
         .iter()
         .rev()
@@ -369,7 +403,6 @@ fn rust_panic(lines: &[&str]) -> Option<StackTrace> {
             },
         ),
     }
-    frames.truncate(MAX_FRAMES);
     Some(StackTrace {
         language: Language::Rust,
         exception: "panic".to_owned(),
@@ -607,6 +640,20 @@ mod tests {
         ] {
             assert_eq!(parse_trace(text, None), None, "{text}");
         }
+    }
+
+    #[test]
+    fn long_names_and_messages_are_cut() {
+        let long = "é".repeat(1000);
+        let t = trace(&format!(
+            "{{\"errorType\":\"{long}\",\"errorMessage\":\"{long}\",\"stackTrace\":[\"  File \\\"/var/task/{long}.py\\\", line 1, in {long}\"]}}"
+        ));
+        assert!(t.exception.len() <= MAX_NAME_BYTES && t.exception.starts_with('é'));
+        let frame = &t.frames[0];
+        assert!(frame.file.as_deref().unwrap().len() <= MAX_NAME_BYTES);
+        assert!(frame.function.as_deref().unwrap().len() <= MAX_NAME_BYTES);
+        let t = trace(&format!("Error: {long}\n    at f (/var/task/i.js:1:1)"));
+        assert!(t.message.unwrap().len() <= MAX_MESSAGE_BYTES);
     }
 
     #[test]
