@@ -186,10 +186,9 @@ impl<'a> ReadRow<'a> {
     }
 }
 
-/// A `REPORT` line read, with the component and version it is of.
-struct ReadReport {
-    component: ComponentId,
-    version: Option<String>,
+/// A `REPORT` line read, with the version it is of.
+struct ReadReport<'a> {
+    version: Option<&'a str>,
     report: Report,
 }
 
@@ -223,7 +222,7 @@ pub async fn analyze(
         error_rows: rows.len(),
         ..LogReading::default()
     };
-    let reports = read_reports(
+    let report_rows = report_rows(
         telemetry,
         &TelemetryQuery {
             components: by_component.keys().cloned().collect(),
@@ -232,6 +231,7 @@ pub async fn analyze(
         &mut logs,
     )
     .await;
+    let reports = read_reports(&report_rows, &mut logs);
     let mut templates = mine(&read, &mut logs);
     let mut traces = group_traces(
         read.iter()
@@ -253,10 +253,8 @@ pub async fn analyze(
             .iter()
             .filter(|r| &r.row.component == component)
             .collect();
-        let component_reports: Vec<&ReadReport> = reports
-            .iter()
-            .filter(|r| &r.component == component)
-            .collect();
+        let component_reports: &[ReadReport<'_>] =
+            reports.get(component).map_or(&[], Vec::as_slice);
         let counts = FailureCounts::count(
             component_rows
                 .iter()
@@ -271,18 +269,14 @@ pub async fn analyze(
             covered,
             Duration::seconds(i64::from(period_seconds)),
         );
-        let facts = facts_by_version(
-            component_reports
-                .iter()
-                .map(|r| (r.version.as_deref(), &r.report)),
-        );
+        let facts = facts_by_version(component_reports.iter().map(|r| (r.version, &r.report)));
         let summary = summarize(component, series, &counts, pattern, facts);
         let current = deployer
             .function_state(component)
             .await
             .ok()
             .map(|s| s.settings);
-        let memory = memory_facts(&component_reports, current.as_ref());
+        let memory = memory_facts(component_reports, current.as_ref());
         let top_errors: Vec<String> = templates
             .iter()
             .filter(|t| t.components.iter().any(|c| c == component.as_str()))
@@ -347,36 +341,40 @@ pub async fn analyze(
     })
 }
 
-/// The `REPORT` lines of the components in `query`, read; a source that cannot give them
-/// leaves the analysis without their facts (said in `logs`), never fails it.
-async fn read_reports(
+/// The `REPORT` lines of the components in `query`; a source that cannot give them leaves
+/// the analysis without their facts (said in `logs`), never fails it.
+async fn report_rows(
     telemetry: &dyn Telemetry,
     query: &TelemetryQuery,
     logs: &mut LogReading,
-) -> Vec<ReadReport> {
+) -> Vec<LogRow> {
     if query.components.is_empty() {
         return Vec::new();
     }
-    let rows = match telemetry.report_rows(query, REPORT_ROW_LIMIT).await {
-        Ok(rows) => rows,
-        Err(e) => {
+    telemetry
+        .report_rows(query, REPORT_ROW_LIMIT)
+        .await
+        .unwrap_or_else(|e| {
             warn!(error = %Escaped(&e), "REPORT lines not read; analysing without them");
             logs.reports_unavailable = Some(e.to_string());
-            return Vec::new();
-        }
-    };
-    let mut reports = Vec::new();
-    for row in &rows {
+            Vec::new()
+        })
+}
+
+/// The `REPORT` lines among `rows` read, by component; malformed ones counted by reason,
+/// other lines (a source may return them: moto runs no filter) passed over.
+fn read_reports<'a>(
+    rows: &'a [LogRow],
+    logs: &mut LogReading,
+) -> BTreeMap<&'a ComponentId, Vec<ReadReport<'a>>> {
+    let mut reports: BTreeMap<&ComponentId, Vec<ReadReport<'_>>> = BTreeMap::new();
+    for row in rows {
         match parse_report(&row.message) {
             ReportLine::Report(report) => {
                 logs.report_rows += 1;
-                reports.push(ReadReport {
-                    component: row.component.clone(),
-                    version: row
-                        .log_stream
-                        .as_deref()
-                        .and_then(version_of_stream)
-                        .map(str::to_owned),
+                logs.reports += 1;
+                reports.entry(&row.component).or_default().push(ReadReport {
+                    version: row.log_stream.as_deref().and_then(version_of_stream),
                     report,
                 });
             }
@@ -384,11 +382,9 @@ async fn read_reports(
                 logs.report_rows += 1;
                 *logs.reports_skipped.entry(reason.to_owned()).or_default() += 1;
             }
-            // A source may return other lines (moto runs no filter): not reports.
             ReportLine::NotReport => {}
         }
     }
-    logs.reports = reports.len();
     reports
 }
 
@@ -435,7 +431,10 @@ fn mine(read: &[ReadRow<'_>], logs: &mut LogReading) -> Vec<LogTemplate> {
 
 /// The facts of the `REPORT` lines at the function's current memory size (every line when
 /// the settings are unknown): what its memory pressure is now.
-fn memory_facts(reports: &[&ReadReport], current: Option<&LambdaSettings>) -> Option<ReportFacts> {
+fn memory_facts(
+    reports: &[ReadReport<'_>],
+    current: Option<&LambdaSettings>,
+) -> Option<ReportFacts> {
     let at_size: Vec<&Report> = reports
         .iter()
         .map(|r| &r.report)
