@@ -43,6 +43,8 @@ pub enum AuditAction {
     Approved,
     /// A human rejected.
     Rejected,
+    /// A validated code patch was stored for people to review, not deployed.
+    HeldForReview,
     /// generate refused the model's proposal.
     ProposalRefused,
     /// The halt switch stopped generate.
@@ -71,11 +73,12 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
         Self::Rejected,
+        Self::HeldForReview,
         Self::ProposalRefused,
         Self::GenerateHalted,
         Self::Deployed,
@@ -97,6 +100,7 @@ impl AuditAction {
             Self::ApprovalRequested => "approval_requested",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::HeldForReview => "held_for_review",
             Self::ProposalRefused => "proposal_refused",
             Self::GenerateHalted => "generate_halted",
             Self::Deployed => "deployed",
@@ -119,6 +123,7 @@ impl AuditAction {
             Self::ApprovalRequested => ImprovementStatus::AwaitingApproval,
             Self::Approved => ImprovementStatus::Approved,
             Self::Rejected | Self::ProposalRefused => ImprovementStatus::Rejected,
+            Self::HeldForReview => ImprovementStatus::HeldForReview,
             Self::Deployed => ImprovementStatus::Deployed,
             Self::DeployDeferred => ImprovementStatus::Deferred,
             Self::DeployHalted | Self::GenerateHalted => ImprovementStatus::Halted,
@@ -137,9 +142,11 @@ impl AuditAction {
         match self {
             Self::ProposalRefused | Self::GenerateHalted => "generate",
             Self::HaltedInFlight => "monitor",
-            Self::Validated | Self::ApprovalRequested | Self::Approved | Self::Rejected => {
-                "validate"
-            }
+            Self::Validated
+            | Self::ApprovalRequested
+            | Self::Approved
+            | Self::Rejected
+            | Self::HeldForReview => "validate",
             Self::RolledBack | Self::Inconclusive | Self::DeployFailed | Self::RollbackFailed => {
                 "rollback"
             }

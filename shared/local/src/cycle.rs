@@ -82,8 +82,10 @@ pub fn load_state_machine() -> Result<StateMachine, crate::asl::AslError> {
 
 /// The Task states' resources, served by the core step functions.
 pub struct LocalSteps {
-    /// Telemetry and deployer.
+    /// Telemetry, deployer and deployed code.
     pub fleet: Fleet,
+    /// Checks code patches.
+    pub checker: selfbuild_validate::PipelineChecker,
     /// Proposals.
     pub llm: Box<dyn Llm>,
     /// The halt switch, approvals, audit, improvement records, LLM spend and cycles.
@@ -130,6 +132,8 @@ impl TaskHandler for LocalSteps {
         let deps = StepDeps {
             telemetry: &self.fleet,
             deployer: &self.fleet,
+            code: &self.fleet,
+            checker: &self.checker,
             llm: self.llm.as_ref(),
             store: self.store.as_ref(),
             notifier: self.notifier.as_ref(),
@@ -433,8 +437,12 @@ impl CycleRun {
         let machine = load_state_machine().map_err(|e| e.to_string())?;
         let tokens = TaskTokens::new();
         let shared = Arc::new(store.clone());
+        let checker = selfbuild_validate::PipelineChecker::new(
+            crate::demo::scenario_code_settings(&scenario)?,
+        );
         let steps = LocalSteps {
             fleet,
+            checker,
             llm,
             store: shared.clone(),
             notifier: shared.clone(),

@@ -3,6 +3,7 @@
 //! test suite run against both (`tests/tests/integration/*_contract.rs`).
 
 mod clock;
+mod code;
 mod deployer;
 mod ids;
 mod keys;
@@ -14,6 +15,10 @@ mod store;
 mod telemetry;
 
 pub use clock::Clock;
+pub use code::{
+    CheckError, CodeCheck, CodeChecker, CodeFinding, CodeSource, CodeSourceError, DeployedFiles,
+    NoCodeChecker, NoCodeSource, PatchUnderReview,
+};
 pub use deployer::{DeployError, Deployer};
 pub use ids::IdSource;
 pub use keys::{KeySource, KeySourceError, StaticKeys};

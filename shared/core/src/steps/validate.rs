@@ -6,8 +6,11 @@ use serde_json::Value;
 
 use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
+use crate::change::{Change, FilePatch, RiskLevel};
+use crate::code_policy::FindingSummary;
 use crate::config::Config;
 use crate::improvement::ImprovementItem;
+use crate::ports::{CheckError, CodeCheck, CodeFinding, CodeSourceError, PatchUnderReview};
 use crate::validate::validate;
 
 /// The `validate` function's requests.
@@ -36,7 +39,15 @@ pub(super) async fn run(
 ) -> Result<Value, StepError> {
     match parse_payload::<ValidateRequest>(payload)? {
         ValidateRequest::Validate { item } => {
-            let validation = validate(&item, config);
+            let check = match item.generated.as_ref().map(|g| &g.proposal.change) {
+                Some(Change::CodePatch {
+                    component,
+                    files,
+                    handler,
+                }) => Some(check_patch(deps, &item, component, files, handler.as_deref()).await?),
+                _ => None,
+            };
+            let validation = validate(&item, config, check.as_ref());
             let detail = format!(
                 "risk {}, {:?}, {} finding(s)",
                 validation.risk.as_str(),
@@ -56,6 +67,9 @@ pub(super) async fn run(
                 None,
             )
             .await?;
+            if validation.held_for_review {
+                hold_for_review(deps, &validated).await?;
+            }
             to_value(&validation)
         }
         ValidateRequest::RequestApproval { task_token, item } => {
@@ -78,4 +92,136 @@ pub(super) async fn run(
             to_value(&pending)
         }
     }
+}
+
+/// The detail-type of the notification that a code patch waits for people to review.
+pub const REVIEW_NOTIFICATION: &str = "Code Patch Ready for Review";
+
+/// Stores a validated code patch for review and notifies: until code delivery exists it is
+/// where a code patch ends. The audit event's `after` is the review (files, risk, the
+/// approvals the policy asks, the located findings); the stored record keeps the diffs.
+async fn hold_for_review(deps: StepDeps<'_>, item: &ImprovementItem) -> Result<(), StepError> {
+    let (Some(generated), Some(validation)) = (&item.generated, &item.validation) else {
+        return Ok(());
+    };
+    let files: Vec<serde_json::Value> = match &generated.proposal.change {
+        Change::CodePatch { files, .. } => files
+            .iter()
+            .map(|f| {
+                let (added, removed) = diff_size(&f.diff);
+                serde_json::json!({
+                    "path": f.path, "language": f.language,
+                    "lines_added": added, "lines_removed": removed,
+                })
+            })
+            .collect(),
+        Change::LambdaConfig { .. } => return Ok(()),
+    };
+    let review = serde_json::json!({
+        "change": generated.proposal.change.describe(None),
+        "rationale": generated.proposal.rationale,
+        "files": files,
+        "risk": validation.risk,
+        "approvals_required": validation.approvals_required,
+        "decision": validation.decision,
+        "findings": validation.findings,
+    });
+    let detail = format!(
+        "{} held for review: risk {}, {} finding(s), {} approval(s) to ship once code delivery exists",
+        generated.proposal.change.describe(None),
+        validation.risk.as_str(),
+        validation.findings.len(),
+        validation.approvals_required
+    );
+    deps.record(
+        item,
+        AuditAction::HeldForReview,
+        None,
+        Some(review),
+        detail,
+        Some(REVIEW_NOTIFICATION),
+    )
+    .await
+}
+
+/// Lines a unified diff adds and removes; a `---`/`+++` pair is a file header, not a change.
+fn diff_size(diff: &str) -> (usize, usize) {
+    let lines: Vec<&str> = diff.lines().collect();
+    let (mut added, mut removed) = (0, 0);
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let header = line.starts_with("--- ")
+            && lines
+                .get(i + 1)
+                .is_some_and(|next| next.starts_with("+++ "));
+        if header {
+            i += 2;
+            continue;
+        }
+        if line.starts_with('+') {
+            added += 1;
+        } else if line.starts_with('-') {
+            removed += 1;
+        }
+        i += 1;
+    }
+    (added, removed)
+}
+
+/// Reads the deployed files a patch touches and runs the checker over them. A patch that
+/// cannot be read or checked is one refusing finding; only an unavailable code source fails
+/// the step (the state machine retries it).
+async fn check_patch(
+    deps: StepDeps<'_>,
+    item: &ImprovementItem,
+    component: &crate::ids::ComponentId,
+    files: &[FilePatch],
+    proposed_handler: Option<&str>,
+) -> Result<CodeCheck, StepError> {
+    let first = files.first().map_or("", |f| f.path.as_str());
+    let refusal = |rule: &str, message: String| CodeCheck {
+        findings: vec![CodeFinding {
+            summary: FindingSummary {
+                rule: rule.to_owned(),
+                risk: RiskLevel::Critical,
+                blocking: true,
+            },
+            path: first.to_owned(),
+            line: 1,
+            col: 1,
+            message,
+        }],
+        scope: crate::code_policy::PatchScope {
+            files: files.len(),
+            ..Default::default()
+        },
+    };
+    if files.is_empty() {
+        return Ok(refusal("patch_applies", "the patch has no file".into()));
+    }
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let deployed = match deps.code.deployed_files(component, &paths).await {
+        Ok(deployed) => deployed,
+        Err(e @ CodeSourceError::Unavailable(_)) => return Err(e.into()),
+        Err(e @ CodeSourceError::Rejected(_)) => {
+            return Ok(refusal(
+                "code_source",
+                format!("the deployed code of {component} could not be read: {e}"),
+            ));
+        }
+    };
+    // The deployed configuration is the truth; the proposer's word only when it has none.
+    let handler = deployed.handler.as_deref().or(proposed_handler);
+    let patch = PatchUnderReview {
+        files,
+        bases: &deployed.files,
+        handler,
+        tenant: item.tenant_id.as_ref().map(|t| t.as_str()),
+    };
+    Ok(match deps.checker.check(&patch) {
+        Ok(check) => check,
+        Err(CheckError::Malformed(m)) => refusal("patch_applies", m),
+        Err(CheckError::Unavailable(m)) => refusal("code_validation", m),
+    })
 }

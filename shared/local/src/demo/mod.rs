@@ -223,6 +223,19 @@ pub fn scenario_config(scenario: &Scenario) -> Result<Config, String> {
         .map_err(|e| format!("{}: config: {e}", scenario.name))
 }
 
+/// The code-validation settings of one scenario's cycle (`PROTECTED_PATHS`,
+/// `EGRESS_ALLOWED_HOSTS`, `IMPORT_ALLOWED_*`, …): its `config` section over the environment.
+pub fn scenario_code_settings(scenario: &Scenario) -> Result<selfbuild_validate::Settings, String> {
+    let overrides = scenario.config_values();
+    selfbuild_validate::Settings::from_lookup(|name| {
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    })
+    .map_err(|e| format!("{}: config: {e}", scenario.name))
+}
+
 fn config_over_env(overrides: &BTreeMap<String, String>) -> Result<Config, String> {
     let mut config = Config::from_lookup(|name| {
         overrides
