@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::change::{FilePatch, RiskLevel};
+use crate::change::FilePatch;
 use crate::code_policy::{FindingSummary, PatchScope};
 use crate::ids::ComponentId;
 
@@ -124,22 +124,5 @@ impl CodeSource for NoCodeSource {
         Err(CodeSourceError::Rejected(format!(
             "no code source here to read {component}'s code"
         )))
-    }
-}
-
-impl CodeFinding {
-    /// A finding with `risk` that blocks when its rule does.
-    pub fn new(rule: &str, risk: RiskLevel, path: &str, line: usize, message: String) -> Self {
-        Self {
-            summary: FindingSummary {
-                rule: rule.to_owned(),
-                risk,
-                blocking: crate::code_policy::rule_blocks(rule),
-            },
-            path: path.to_owned(),
-            line,
-            col: 1,
-            message,
-        }
     }
 }
