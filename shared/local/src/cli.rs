@@ -853,7 +853,7 @@ async fn cycle(
         .take();
     let Some(request) = started else {
         let cycle = response.get("cycle_id").and_then(Value::as_str);
-        if response.get("decision").and_then(Value::as_str) == Some("suppressed") {
+        if response.get("decision").and_then(Value::as_str) == Some("duplicate") {
             progress(format!(
                 "no cycle started: cycle {} holds this dedup window (one cycle per tenant and \
                  component per 5 minutes of the clock, {}); another needs a later --now or a \

@@ -106,6 +106,7 @@ fn table(value: &Value) -> String {
             }
             let mut text = lines.join("\n");
             for section in sections {
+                text.push('\n');
                 text.push_str(&section);
             }
             text.trim_start_matches('\n').to_owned()
