@@ -176,7 +176,7 @@ pub async fn show(store: &SqliteStore, command: ShowCommand) -> Result<Value, Cl
                 .await?
                 .ok_or_else(|| not_found("cycle", &id))?;
             let mut improvements = Vec::new();
-            for rank in 1..=u32::from(cycle.request.max_improvements.max(1)) {
+            for rank in 1..=cycle.request.max_improvements.max(1) {
                 let Ok(improvement_id) = ImprovementId::parse(&format!("{id}-{rank}")) else {
                     break;
                 };
