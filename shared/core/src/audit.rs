@@ -45,6 +45,8 @@ pub enum AuditAction {
     Rejected,
     /// A validated code patch was stored for people to review, not deployed.
     HeldForReview,
+    /// The approval window closed unanswered: rejected by the timeout.
+    ApprovalExpired,
     /// generate refused the model's proposal.
     ProposalRefused,
     /// The halt switch stopped generate.
@@ -73,12 +75,13 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
         Self::Rejected,
         Self::HeldForReview,
+        Self::ApprovalExpired,
         Self::ProposalRefused,
         Self::GenerateHalted,
         Self::Deployed,
@@ -101,6 +104,7 @@ impl AuditAction {
             Self::Approved => "approved",
             Self::Rejected => "rejected",
             Self::HeldForReview => "held_for_review",
+            Self::ApprovalExpired => "approval_expired",
             Self::ProposalRefused => "proposal_refused",
             Self::GenerateHalted => "generate_halted",
             Self::Deployed => "deployed",
@@ -122,7 +126,9 @@ impl AuditAction {
             Self::Validated => ImprovementStatus::Validated,
             Self::ApprovalRequested => ImprovementStatus::AwaitingApproval,
             Self::Approved => ImprovementStatus::Approved,
-            Self::Rejected | Self::ProposalRefused => ImprovementStatus::Rejected,
+            Self::Rejected | Self::ApprovalExpired | Self::ProposalRefused => {
+                ImprovementStatus::Rejected
+            }
             Self::HeldForReview => ImprovementStatus::HeldForReview,
             Self::Deployed => ImprovementStatus::Deployed,
             Self::DeployDeferred => ImprovementStatus::Deferred,
@@ -146,7 +152,8 @@ impl AuditAction {
             | Self::ApprovalRequested
             | Self::Approved
             | Self::Rejected
-            | Self::HeldForReview => "validate",
+            | Self::HeldForReview
+            | Self::ApprovalExpired => "validate",
             Self::RolledBack | Self::Inconclusive | Self::DeployFailed | Self::RollbackFailed => {
                 "rollback"
             }

@@ -619,6 +619,22 @@ impl CycleStore for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Cycles of every status, newest first, at most `limit` (the CLI's `list cycles`).
+    pub async fn recent_cycles(&self, limit: usize) -> Result<Vec<CycleRecord>, StoreError> {
+        self.with_conn(move |conn| {
+            let rows = bodies::<CycleRecord>(
+                conn,
+                "SELECT cycle_id, body FROM cycles ORDER BY started_ms DESC, cycle_id DESC LIMIT ?1",
+                params![sql_limit(limit)],
+                |id| format!("cycle {id}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, cycle)| cycle).collect())
+        })
+        .await
+    }
+}
+
 fn corrupt_approval(id: &str, e: &serde_json::Error) -> StoreError {
     StoreError::Corrupt {
         record: format!("pending approval {id}"),

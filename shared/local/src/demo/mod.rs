@@ -164,8 +164,14 @@ pub struct DemoOptions {
     pub seed_offset: u64,
 }
 
-/// The scenario files in `dir`, sorted.
+/// The scenario files in `dir`, sorted: on disk, or the bundled ones of that folder when it
+/// is not on disk (`events/scenarios` from another directory).
 pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    if !dir.exists()
+        && let Some(files) = crate::bundled::dir(dir)
+    {
+        return Ok(files);
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)

@@ -333,14 +333,15 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Reads and parses the scenario file at `path`.
+    /// Reads and parses the scenario file at `path` (or the bundled one of that path).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        // A relative path not on disk may name a scenario bundled in the binary.
+        let file = crate::bundled::read(path).map_err(|source| ScenarioError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&file.text, &file.name)
     }
 
     /// Checks what the types cannot: ranges, unique names, messages for a non-zero error rate.

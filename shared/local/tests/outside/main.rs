@@ -4,6 +4,7 @@
 // Test helpers fail the test by unwrapping, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
+mod newcomer;
 mod serve_limits;
 mod store_faults;
 mod support;

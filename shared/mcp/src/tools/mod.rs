@@ -344,8 +344,8 @@ impl ToolError {
         match e.error_type() {
             ErrorType::Retryable => Self::Unavailable(message),
             ErrorType::InvalidInput | ErrorType::InvalidEvent => Self::InvalidArguments(message),
-            ErrorType::NotPending => Self::NotFound(message),
-            ErrorType::Halted => Self::Conflict(message),
+            ErrorType::NotPending | ErrorType::NotFound => Self::NotFound(message),
+            ErrorType::Halted | ErrorType::ApprovalClosed => Self::Conflict(message),
             ErrorType::DependencyFailed
             | ErrorType::StoreFault
             | ErrorType::StoreCorrupt
