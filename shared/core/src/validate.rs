@@ -14,7 +14,9 @@ use crate::change::{Change, LambdaConfigChange, LambdaSettings, RiskLevel};
 use crate::code_policy::{CodePolicy, FindingSummary, PatchScope, approvals_for, overall_risk};
 use crate::config::Config;
 use crate::improvement::{Finding, ImprovementItem, Validation, ValidationDecision};
-use crate::ports::{CodeCheck, CodeFinding};
+use crate::ports::{
+    CheckError, CodeCheck, CodeChecker, CodeFinding, CodeSource, CodeSourceError, PatchUnderReview,
+};
 
 /// Lambda's memory bounds in MB.
 pub const MEMORY_MB: (u32, u32) = (128, 10_240);
@@ -181,6 +183,72 @@ fn risk_of(findings: &[Finding], scope: Option<&PatchScope>) -> RiskLevel {
             .max()
             .unwrap_or(RiskLevel::Safe),
     }
+}
+
+/// What the checker finds in the item's proposal when it is a code patch (none for any other
+/// change): the deployed files it touches are read, then checked. A patch that cannot be read
+/// or checked is one refusing finding; only an unavailable code source is an error (worth a
+/// retry).
+pub async fn check_code_patch(
+    code: &dyn CodeSource,
+    checker: &dyn CodeChecker,
+    item: &ImprovementItem,
+) -> Result<Option<CodeCheck>, CodeSourceError> {
+    let Some(Change::CodePatch {
+        component,
+        files,
+        handler,
+    }) = item.generated.as_ref().map(|g| &g.proposal.change)
+    else {
+        return Ok(None);
+    };
+    let first = files.first().map_or("", |f| f.path.as_str());
+    let refusal = |rule: &str, message: String| CodeCheck {
+        findings: vec![CodeFinding {
+            summary: FindingSummary {
+                rule: rule.to_owned(),
+                risk: RiskLevel::Critical,
+                blocking: true,
+            },
+            path: first.to_owned(),
+            line: 1,
+            col: 1,
+            message,
+        }],
+        scope: PatchScope {
+            files: files.len(),
+            ..Default::default()
+        },
+    };
+    if files.is_empty() {
+        return Ok(Some(refusal(
+            "patch_applies",
+            "the patch has no file".into(),
+        )));
+    }
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let deployed = match code.deployed_files(component, &paths).await {
+        Ok(deployed) => deployed,
+        Err(e @ CodeSourceError::Unavailable(_)) => return Err(e),
+        Err(e @ CodeSourceError::Rejected(_)) => {
+            return Ok(Some(refusal(
+                "code_source",
+                format!("the deployed code of {component} could not be read: {e}"),
+            )));
+        }
+    };
+    // The deployed configuration is the truth; the proposer's word only when it has none.
+    let patch = PatchUnderReview {
+        files,
+        bases: &deployed.files,
+        handler: deployed.handler.as_deref().or(handler.as_deref()),
+        tenant: item.tenant_id.as_ref().map(|t| t.as_str()),
+    };
+    Ok(Some(match checker.check(&patch) {
+        Ok(check) => check,
+        Err(CheckError::Malformed(m)) => refusal("patch_applies", m),
+        Err(CheckError::Unavailable(m)) => refusal("code_validation", m),
+    }))
 }
 
 fn config_findings(change: &LambdaConfigChange, current: &LambdaSettings, out: &mut Vec<Finding>) {
@@ -366,6 +434,10 @@ fn verdict(
     // A change made by a cycle without a tenant may affect every tenant.
     if item.tenant_id.is_none() {
         approvals_required = approvals_required.max(1);
+    }
+    // No approval can ship a refused change.
+    if refused {
+        approvals_required = 0;
     }
     let decision = if refused {
         ValidationDecision::Rejected

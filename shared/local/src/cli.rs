@@ -217,6 +217,25 @@ pub enum Command {
         #[arg(long)]
         handler: Option<String>,
     },
+    /// Validate a whole proposal (the `propose_change` input: a `code_patch` against the files
+    /// of a checkout, or a `lambda_config` against `--current`) as the validate step would and
+    /// print `{"decision", "risk", "approvals_required", "findings"}`; exit 0 allow, 2
+    /// needs_approval or block, 1 error.
+    Validate {
+        /// The proposal JSON file.
+        proposal: PathBuf,
+        /// The checkout a code patch's paths are relative to.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The tenant the change is scoped to [default: system-wide, which always needs an
+        /// approval].
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The function's current settings as JSON (`{"memory_mb", "timeout_seconds",
+        /// "reserved_concurrency", "environment"}`), for a `lambda_config` proposal.
+        #[arg(long)]
+        current: Option<PathBuf>,
+    },
     /// Run every scenario as a full improvement cycle offline, on event-driven virtual time,
     /// and print a summary table.
     Demo {
@@ -415,6 +434,31 @@ async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::from(crate::output::EXIT_USAGE)
             })
         }
+        Command::Validate {
+            proposal,
+            repo,
+            tenant,
+            current,
+        } => {
+            let args = crate::proposal::ProposalArgs {
+                proposal,
+                repo,
+                tenant: tenant.as_deref(),
+                current: current.as_deref(),
+            };
+            let config = Config::from_env()?;
+            let settings = selfbuild_validate::Settings::from_env()?;
+            let (decision, json) =
+                crate::proposal::validate_proposal(&args, &config, settings).await?;
+            say!("{json}");
+            Ok(
+                if decision == selfbuild_core::improvement::ValidationDecision::AutoDeploy {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(crate::output::EXIT_USAGE)
+                },
+            )
+        }
         Command::Demo {
             scenarios, seeds, ..
         } => demo(&cli.data_dir, scenarios, *seeds, cli.quiet).await,
@@ -515,10 +559,11 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
         | Command::Serve { .. }
         | Command::Logs { .. }
         | Command::Completions { .. }
-        | Command::ValidatePatch { .. } => Err(cli_error(
+        | Command::ValidatePatch { .. }
+        | Command::Validate { .. } => Err(cli_error(
             "InvalidInput",
-            "demo, cycle, serve, logs, completions and validate-patch print their own output \
-             and exit codes; run them through `selfbuild`",
+            "demo, cycle, serve, logs, completions, validate and validate-patch print their \
+             own output and exit codes; run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await

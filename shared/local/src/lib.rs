@@ -31,5 +31,6 @@ pub mod logs;
 pub mod orchestrator;
 pub mod output;
 pub mod planner;
+pub mod proposal;
 pub mod serve;
 pub mod store;

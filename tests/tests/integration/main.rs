@@ -12,6 +12,7 @@ mod faults;
 mod halt;
 mod intake;
 mod intake_strict;
+mod lambda_code;
 mod lambda_deployer;
 mod notifier;
 mod orchestrator;

@@ -23,6 +23,15 @@ pub enum CodeSourceError {
     Rejected(String),
 }
 
+impl crate::error::StableError for CodeSourceError {
+    fn error_type(&self) -> crate::error::ErrorType {
+        match self {
+            Self::Unavailable(_) => crate::error::ErrorType::Retryable,
+            Self::Rejected(_) => crate::error::ErrorType::DependencyFailed,
+        }
+    }
+}
+
 /// The files of a component's deployed code that a patch touches.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeployedFiles {

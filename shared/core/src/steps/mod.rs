@@ -70,8 +70,7 @@ impl StableError for StepError {
             Self::Llm(e) => e.error_type(),
             Self::Canary(e) => e.error_type(),
             Self::Store(e) => e.error_type(),
-            Self::Code(CodeSourceError::Unavailable(_)) => ErrorType::Retryable,
-            Self::Code(CodeSourceError::Rejected(_)) => ErrorType::DependencyFailed,
+            Self::Code(e) => e.error_type(),
             Self::RollbackDisabled(_) => ErrorType::RollbackDisabled,
             Self::Halted(_) => ErrorType::Halted,
         }

@@ -6,12 +6,10 @@ use serde_json::Value;
 
 use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
-use crate::change::{Change, FilePatch, RiskLevel};
-use crate::code_policy::FindingSummary;
+use crate::change::Change;
 use crate::config::Config;
 use crate::improvement::ImprovementItem;
-use crate::ports::{CheckError, CodeCheck, CodeFinding, CodeSourceError, PatchUnderReview};
-use crate::validate::validate;
+use crate::validate::{check_code_patch, validate};
 
 /// The `validate` function's requests.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,14 +37,7 @@ pub(super) async fn run(
 ) -> Result<Value, StepError> {
     match parse_payload::<ValidateRequest>(payload)? {
         ValidateRequest::Validate { item } => {
-            let check = match item.generated.as_ref().map(|g| &g.proposal.change) {
-                Some(Change::CodePatch {
-                    component,
-                    files,
-                    handler,
-                }) => Some(check_patch(deps, &item, component, files, handler.as_deref()).await?),
-                _ => None,
-            };
+            let check = check_code_patch(deps.code, deps.checker, &item).await?;
             let validation = validate(&item, config, check.as_ref());
             let detail = format!(
                 "risk {}, {:?}, {} finding(s)",
@@ -167,61 +158,4 @@ fn diff_size(diff: &str) -> (usize, usize) {
         i += 1;
     }
     (added, removed)
-}
-
-/// Reads the deployed files a patch touches and runs the checker over them. A patch that
-/// cannot be read or checked is one refusing finding; only an unavailable code source fails
-/// the step (the state machine retries it).
-async fn check_patch(
-    deps: StepDeps<'_>,
-    item: &ImprovementItem,
-    component: &crate::ids::ComponentId,
-    files: &[FilePatch],
-    proposed_handler: Option<&str>,
-) -> Result<CodeCheck, StepError> {
-    let first = files.first().map_or("", |f| f.path.as_str());
-    let refusal = |rule: &str, message: String| CodeCheck {
-        findings: vec![CodeFinding {
-            summary: FindingSummary {
-                rule: rule.to_owned(),
-                risk: RiskLevel::Critical,
-                blocking: true,
-            },
-            path: first.to_owned(),
-            line: 1,
-            col: 1,
-            message,
-        }],
-        scope: crate::code_policy::PatchScope {
-            files: files.len(),
-            ..Default::default()
-        },
-    };
-    if files.is_empty() {
-        return Ok(refusal("patch_applies", "the patch has no file".into()));
-    }
-    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-    let deployed = match deps.code.deployed_files(component, &paths).await {
-        Ok(deployed) => deployed,
-        Err(e @ CodeSourceError::Unavailable(_)) => return Err(e.into()),
-        Err(e @ CodeSourceError::Rejected(_)) => {
-            return Ok(refusal(
-                "code_source",
-                format!("the deployed code of {component} could not be read: {e}"),
-            ));
-        }
-    };
-    // The deployed configuration is the truth; the proposer's word only when it has none.
-    let handler = deployed.handler.as_deref().or(proposed_handler);
-    let patch = PatchUnderReview {
-        files,
-        bases: &deployed.files,
-        handler,
-        tenant: item.tenant_id.as_ref().map(|t| t.as_str()),
-    };
-    Ok(match deps.checker.check(&patch) {
-        Ok(check) => check,
-        Err(CheckError::Malformed(m)) => refusal("patch_applies", m),
-        Err(CheckError::Unavailable(m)) => refusal("code_validation", m),
-    })
 }
