@@ -215,10 +215,11 @@ impl Registry for DynamoStore {
 
 #[async_trait]
 impl AccessLog for DynamoStore {
-    async fn count_call(
+    async fn count_calls(
         &self,
         key_id: &str,
         window_start: OffsetDateTime,
+        calls: u64,
         expires_at: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let pk = format!("RATE#{key_id}");
@@ -232,7 +233,7 @@ impl AccessLog for DynamoStore {
             .update_expression("ADD #n :one SET #expires = :expires")
             .expression_attribute_names("#n", "n")
             .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":one", AttributeValue::N(calls.to_string()))
             .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
