@@ -244,7 +244,8 @@ async fn read_only_tools_answer_with_every_store_write_held_back() {
     let cases = [
         ("list_agents", json!({}), 1),
         ("list_improvements", json!({}), 1),
-        ("get_improvement", json!({"id": "c1-1"}), 1),
+        // Its three reads (record, audit trail, pending approval) are made at once.
+        ("get_improvement", json!({"id": "c1-1"}), 3),
         ("query_telemetry_insights", json!({"time_range_hours": 1}), 0),
         // The first status call reads everything; later ones the halt switch only.
         ("get_system_status", json!({}), 4),

@@ -204,9 +204,7 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
         match label {
             "ping" | "tools/list" => assert!(operations.is_empty(), "{label}: {operations:?}"),
             "list_agents" | "list_improvements" => assert_eq!(operations, ["Query"], "{label}"),
-            "get_improvement (missing id)" | "get_system_status" => {
-                assert_eq!(operations, ["GetItem"], "{label}");
-            }
+            "get_system_status" => assert_eq!(operations, ["GetItem"], "{label}"),
             _ => {}
         }
     }
