@@ -208,7 +208,8 @@ impl SqliteStore {
                         return;
                     }
                     // PASSIVE: copies what no reader needs, never waits for readers or writers.
-                    let done = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    let done =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                     if let Err(e) = done {
                         tracing::warn!(file = %path.display(), error = %e, "WAL checkpoint failed");
                     }
@@ -267,12 +268,13 @@ impl SqliteStore {
     where
         F: FnOnce(&Connection) -> Result<T, StoreError>,
     {
-        let _permit = match self.readers.permits.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => self.readers.permits.acquire().await.map_err(|_| {
-                StoreError::Unavailable("the store's readers were closed".into())
-            })?,
-        };
+        let _permit =
+            match self.readers.permits.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => self.readers.permits.acquire().await.map_err(|_| {
+                    StoreError::Unavailable("the store's readers were closed".into())
+                })?,
+            };
         let result = (|| {
             self.check_file()?;
             let mut slot = self.readers.free_slot();
@@ -1005,7 +1007,9 @@ impl AuditLog for SqliteStore {
         let cycle = cycle_id.as_str().to_owned();
         self.with_read(move |conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT body FROM audit_events WHERE cycle_id = ?1 ORDER BY at_ms, seq")
+                .prepare_cached(
+                    "SELECT body FROM audit_events WHERE cycle_id = ?1 ORDER BY at_ms, seq",
+                )
                 .map_err(sql)?;
             let bodies: Vec<String> = stmt
                 .query_map(params![cycle], |row| row.get(0))

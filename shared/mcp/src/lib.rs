@@ -22,8 +22,8 @@ use selfbuild_core::Config;
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
-    AccessLogSink, Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator,
-    Store, TaskTokens, Telemetry,
+    AccessLogSink, Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator, Store,
+    TaskTokens, Telemetry,
 };
 
 pub mod access_log;

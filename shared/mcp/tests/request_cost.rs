@@ -22,9 +22,9 @@ use selfbuild_core::error::StoreError;
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{
-    AccessLog, AccessLogSink, ApprovalStore, AuditLog, ClaimOutcome, Clock, CycleStore,
-    DedupClaim, DedupStore, HaltState, HaltSwitch, ImprovementStore, MetricRecord, MetricSink,
-    MinerStateStore, Registry, SavedMinerState, StaticKeys, UsageLedger,
+    AccessLog, AccessLogSink, ApprovalStore, AuditLog, ClaimOutcome, Clock, CycleStore, DedupClaim,
+    DedupStore, HaltState, HaltSwitch, ImprovementStore, MetricRecord, MetricSink, MinerStateStore,
+    Registry, SavedMinerState, StaticKeys, UsageLedger,
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
@@ -223,7 +223,12 @@ impl Harness {
             .expect("request");
         let answer = tokio::time::timeout(Duration::from_secs(10), async {
             let response = self.app.clone().oneshot(request).await.expect("infallible");
-            response.into_body().collect().await.expect("body").to_bytes()
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
         })
         .await
         .unwrap_or_else(|_| panic!("{tool} did not answer while store writes were held back"));
@@ -246,7 +251,11 @@ async fn read_only_tools_answer_with_every_store_write_held_back() {
         ("list_improvements", json!({}), 1),
         // Its three reads (record, audit trail, pending approval) are made at once.
         ("get_improvement", json!({"id": "c1-1"}), 3),
-        ("query_telemetry_insights", json!({"time_range_hours": 1}), 0),
+        (
+            "query_telemetry_insights",
+            json!({"time_range_hours": 1}),
+            0,
+        ),
         // The first status call reads everything; later ones the halt switch only.
         ("get_system_status", json!({}), 4),
         ("get_system_status", json!({}), 1),
@@ -295,12 +304,21 @@ async fn the_rate_limit_holds_with_its_counts_kept_in_memory() {
     let mut outcomes = Vec::new();
     for _ in 0..25 {
         let answer = h.call("list_agents", json!({})).await;
-        outcomes.push(answer.get("error").and_then(Value::as_str).unwrap_or("ok").to_owned());
+        outcomes.push(
+            answer
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("ok")
+                .to_owned(),
+        );
     }
     // THEN exactly the limit is admitted, then every call is refused
     let admitted = outcomes.iter().take_while(|o| *o == "ok").count();
     assert_eq!(admitted, 20, "{outcomes:?}");
-    assert!(outcomes[20..].iter().all(|o| o == "rate_limited"), "{outcomes:?}");
+    assert!(
+        outcomes[20..].iter().all(|o| o == "rate_limited"),
+        "{outcomes:?}"
+    );
     h.shutdown.run().await.expect("shutdown");
     h.access_log.flush().await.expect("flush");
     let logged = h
@@ -338,6 +356,11 @@ async fn a_flush_waits_for_every_entry_handed_over() {
     );
     h.store.open.send_replace(true);
     flush.await.expect("flush");
-    let log = h.store.inner.recent_tool_calls(h.now, 100).await.expect("log");
+    let log = h
+        .store
+        .inner
+        .recent_tool_calls(h.now, 100)
+        .await
+        .expect("log");
     assert_eq!(log.len(), 10);
 }

@@ -138,7 +138,10 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
         ("tools/list", ("tools/list", json!({}))),
         ("list_agents", tool("list_agents", json!({}))),
         ("list_improvements", tool("list_improvements", json!({}))),
-        ("get_improvement (missing id)", tool("get_improvement", json!({"id": "c1-1"}))),
+        (
+            "get_improvement (missing id)",
+            tool("get_improvement", json!({"id": "c1-1"})),
+        ),
         ("get_system_status", tool("get_system_status", json!({}))),
         (
             "query_telemetry_insights",
@@ -160,7 +163,11 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
             let waited = Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let done: Vec<String> = proxy.take_calls().into_iter().map(|c| c.operation).collect();
+                let done: Vec<String> = proxy
+                    .take_calls()
+                    .into_iter()
+                    .map(|c| c.operation)
+                    .collect();
                 let synced = done.iter().any(|op| op == "UpdateItem");
                 background.extend(done);
                 if method != "tools/call" || synced || waited.elapsed() > Duration::from_secs(3) {
@@ -209,7 +216,10 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
         }
     }
     // The limiter's counts did reach DynamoDB, off the path.
-    assert!(background.iter().any(|op| op == "UpdateItem"), "{background:?}");
+    assert!(
+        background.iter().any(|op| op == "UpdateItem"),
+        "{background:?}"
+    );
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     assert_eq!(text.lines().count(), calls_made, "{text}");
     assert!(
@@ -217,7 +227,9 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
             .all(|l| l.starts_with("{\"record\":\"mcp_tool_call\"")),
         "{text}"
     );
-    println!("| request | AWS calls on its path | operations | handler time on moto (median of 5) |");
+    println!(
+        "| request | AWS calls on its path | operations | handler time on moto (median of 5) |"
+    );
     println!("|---|---:|---|---:|");
     for line in report {
         println!("{line}");

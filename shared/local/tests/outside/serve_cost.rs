@@ -67,7 +67,10 @@ fn two_servers_on_one_store_hold_a_keys_limit_within_the_share() {
     let admitted = outcomes.iter().filter(|o| *o == "ok").count();
     let refused = outcomes.iter().filter(|o| *o == "rate_limited").count();
     assert_eq!(admitted + refused, 40, "{outcomes:?}");
-    assert!((20..=22).contains(&admitted), "{admitted} admitted: {outcomes:?}");
+    assert!(
+        (20..=22).contains(&admitted),
+        "{admitted} admitted: {outcomes:?}"
+    );
     // AND afterwards each server refuses: the store's count reached both
     std::thread::sleep(std::time::Duration::from_millis(300));
     for server in [&a, &b] {
@@ -96,5 +99,8 @@ fn a_graceful_stop_stores_every_access_log_entry() {
         .block_on(store.recent_tool_calls(START + time::Duration::hours(1), 100))
         .unwrap();
     assert_eq!(log.len(), 30, "{log:?}");
-    assert!(log.iter().all(|e| e.tool == "list_agents" && e.outcome == "ok"));
+    assert!(
+        log.iter()
+            .all(|e| e.tool == "list_agents" && e.outcome == "ok")
+    );
 }

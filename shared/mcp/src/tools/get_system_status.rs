@@ -122,7 +122,9 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     answer.insert(
         "halt".into(),
         match &halt {
-            Some(h) => json!({"on": true, "reason": h.reason, "actor": h.actor, "since": rfc3339(h.since)}),
+            Some(h) => {
+                json!({"on": true, "reason": h.reason, "actor": h.actor, "since": rfc3339(h.since)})
+            }
             None => json!({"on": false}),
         },
     );
