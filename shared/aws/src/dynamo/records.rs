@@ -224,6 +224,7 @@ impl AccessLog for DynamoStore {
     ) -> Result<u64, StoreError> {
         let pk = format!("RATE#{key_id}");
         let sk = window_start.unix_timestamp().to_string();
+        // ALL_NEW: an ADD of 0 (a read) changes no value, and UPDATED_NEW may then leave it out.
         let out = self
             .client
             .update_item()
@@ -235,7 +236,7 @@ impl AccessLog for DynamoStore {
             .expression_attribute_names("#expires", TTL_ATTRIBUTE)
             .expression_attribute_values(":one", AttributeValue::N(calls.to_string()))
             .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(|e| self.sdk_error("UpdateItem", &e))?;
