@@ -33,6 +33,7 @@ use selfbuild_core::ids::CycleId;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{Clock, CycleHandle, CycleStore, Orchestrator, StaticKeys};
 use selfbuild_core::text::Escaped;
+use selfbuild_mcp::access_log::BatchedAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings};
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpSocket};
@@ -192,7 +193,7 @@ fn record_failure(store: &SqliteStore, id: &CycleId, at: OffsetDateTime) {
     }
 }
 
-/// Serves until Ctrl-C.
+/// Serves until Ctrl-C (or SIGTERM), then stores what is held in memory.
 pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
     let keys = load_keys(
         options.api_keys_file.as_deref(),
@@ -204,6 +205,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         Scenario::load(&options.scenario).map_err(|e| cli_error("InvalidInput", e.to_string()))?,
     );
     let store = SqliteStore::open(&options.data_dir)?;
+    // Checkpoint fsyncs happen on a thread of their own, not on a request's commit.
+    store.checkpoint_in_background(CHECKPOINT_EVERY)?;
+    // The access log's one writer, committing in batches; flushed on shutdown.
+    let access_log = Arc::new(BatchedAccessLog::spawn(Arc::new(store.clone())));
     // This runtime's time is not paused: the clock runs at real pace.
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(options.now.unwrap_or(scenario.now)));
     let fleet = Arc::new(
@@ -219,6 +224,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
     };
     let deps = McpDeps {
         store: Arc::new(store.clone()),
+        access_log,
         orchestrator: Arc::new(orchestrator),
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),
         telemetry: fleet.clone(),
@@ -244,8 +250,32 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         .map_err(|e| cli_error("ConfigError", e.to_string()))?;
     // The one line scripts wait for before connecting.
     eprintln!("selfbuild MCP endpoint listening on http://{local}/mcp");
-    serve_connections(listener, selfbuild_mcp::app(deps), options.limits).await;
+    let (app, shutdown) = selfbuild_mcp::app_with_shutdown(deps);
+    serve_connections(listener, app, options.limits).await;
+    // Nothing held in memory is lost on a graceful stop: uncounted calls and access log
+    // entries are stored before the process exits.
+    shutdown.run().await?;
+    info!("stopped; access log flushed");
     Ok(())
+}
+
+/// How often `serve` checkpoints the store's WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Ctrl-C, or SIGTERM where there are signals (a service manager's stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Connections the kernel completes while `max_connections` are being served; std's and
@@ -269,7 +299,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn serve_connections(listener: TcpListener, app: Router, limits: ServeLimits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut stop = std::pin::pin!(stop_signal());
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => break,

@@ -5,6 +5,10 @@
 //! - [`guard`]: host, method, Bearer key, body size and tool scope checks before the protocol.
 //! - [`jsonrpc`]: the JSON-RPC message check before rmcp, and JSON-RPC errors for what fails.
 //! - [`server`]: the MCP server handler: tool listing, rate limit, access log, dispatch.
+//! - [`rate_limit`]: the per-key limit, decided in memory, counted in the store off the
+//!   request path.
+//! - [`access_log`]: the access log sinks: batches committed by one writer, or structured
+//!   log records.
 //! - [`tools`]: one file per tool.
 
 use std::sync::Arc;
@@ -16,13 +20,16 @@ use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use selfbuild_core::Config;
 use selfbuild_core::config::{ConfigError, Env};
+use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
-    Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator, Store, TaskTokens,
-    Telemetry,
+    AccessLogSink, Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator, Store,
+    TaskTokens, Telemetry,
 };
 
+pub mod access_log;
 pub mod guard;
 pub mod jsonrpc;
+pub mod rate_limit;
 pub mod server;
 pub mod tools;
 
@@ -103,6 +110,8 @@ fn split_list(value: &str) -> Vec<String> {
 pub struct McpDeps {
     /// Every store port.
     pub store: Arc<dyn Store>,
+    /// Where access log entries go (handed over; a call never waits for its entry).
+    pub access_log: Arc<dyn AccessLogSink>,
     /// Starts cycles.
     pub orchestrator: Arc<dyn Orchestrator>,
     /// Resumes executions waiting for approval.
@@ -129,8 +138,39 @@ pub struct McpDeps {
 
 /// The endpoint: POST `/` and `/mcp` speak MCP; everything passes [`guard`] first.
 pub fn app(deps: McpDeps) -> Router {
+    app_with_shutdown(deps).0
+}
+
+/// What a server calls when it stops, after the last request: the rate limit's uncounted
+/// calls are added to the store and the access log is flushed.
+#[derive(Clone)]
+pub struct Shutdown {
+    limiter: rate_limit::RateLimiter,
+    access_log: Arc<dyn AccessLogSink>,
+}
+
+impl Shutdown {
+    /// Counts and stores what is still held in memory; the first error, if any.
+    pub async fn run(&self) -> Result<(), StoreError> {
+        let counted = self.limiter.flush().await;
+        let logged = self.access_log.flush().await;
+        counted.and(logged)
+    }
+}
+
+/// [`app`], and what to call when the server stops.
+pub fn app_with_shutdown(deps: McpDeps) -> (Router, Shutdown) {
+    let limiter = rate_limit::RateLimiter::new(
+        deps.store.clone(),
+        Arc::clone(&deps.clock),
+        deps.settings.rate_limit_per_minute,
+    );
+    let shutdown = Shutdown {
+        limiter: limiter.clone(),
+        access_log: Arc::clone(&deps.access_log),
+    };
     let deps = Arc::new(deps);
-    let handler = server::SelfbuildMcp::new(Arc::clone(&deps));
+    let handler = server::SelfbuildMcp::new(Arc::clone(&deps), limiter);
     // Host checks are done by the guard (with wildcards, which rmcp's exact list lacks).
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -143,8 +183,9 @@ pub fn app(deps: McpDeps) -> Router {
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    Router::new()
+    let router = Router::new()
         .route_service("/", service.clone())
         .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(deps, guard::guard))
+        .layer(axum::middleware::from_fn_with_state(deps, guard::guard));
+    (router, shutdown)
 }

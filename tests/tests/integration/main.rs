@@ -14,6 +14,7 @@ mod intake;
 mod intake_strict;
 mod lambda_code;
 mod lambda_deployer;
+mod mcp_lambda;
 mod notifier;
 mod orchestrator;
 mod orchestrator_contract;

@@ -2,6 +2,7 @@
 //! live in `selfbuild-aws`, embedded ones in `selfbuild-local`; each port has a contract
 //! test suite run against both (`tests/tests/integration/*_contract.rs`).
 
+mod access_log;
 mod clock;
 mod code;
 mod deployer;
@@ -14,6 +15,7 @@ mod orchestrator;
 mod store;
 mod telemetry;
 
+pub use access_log::AccessLogSink;
 pub use clock::Clock;
 pub use code::{
     CheckError, CodeCheck, CodeChecker, CodeFinding, CodeSource, CodeSourceError, DeployedFiles,

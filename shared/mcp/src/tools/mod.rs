@@ -26,6 +26,8 @@ mod emergency_stop;
 mod generate_component;
 mod get_improvement;
 mod get_system_status;
+
+pub use get_system_status::{STATUS_CACHE_TTL, StatusCache};
 mod list_agents;
 mod list_improvements;
 mod query_telemetry_insights;
@@ -386,6 +388,8 @@ pub struct ToolContext<'a> {
     pub key: &'a ApiKey,
     /// When the call arrived.
     pub now: OffsetDateTime,
+    /// `get_system_status`'s recent answers.
+    pub status_cache: &'a StatusCache,
 }
 
 impl ToolContext<'_> {
