@@ -195,6 +195,25 @@ pub enum Command {
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
         max_connections: usize,
     },
+    /// Serve the MCP tools to a local client over stdin/stdout (newline-delimited JSON-RPC),
+    /// for desktop clients that start their servers as child processes (docs/mcp.md).
+    Mcp {
+        /// Speak MCP on stdin/stdout (the only transport of this command; `serve` speaks
+        /// HTTP).
+        #[arg(long, required = true)]
+        stdio: bool,
+        /// The fleet the tools read telemetry from and started cycles work on.
+        #[arg(long, default_value = "events/scenarios/timeouts.json")]
+        scenario: PathBuf,
+        /// A file with the API key list (JSON); else SELFBUILD_API_KEYS. Read only with
+        /// SELFBUILD_MCP_KEY.
+        #[arg(long, env = "SELFBUILD_API_KEYS_FILE")]
+        api_keys_file: Option<PathBuf>,
+        /// The key this session acts with (its tenant and scopes apply); without one the
+        /// session is the local administrator.
+        #[arg(long = "key", env = "SELFBUILD_MCP_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
     /// Validate one file's code patch (docs/validation.md) and print
     /// `{"decision", "risk", "findings"}`; exit 0 allow, 2 needs_approval or block, 1 error.
     ValidatePatch {
@@ -486,6 +505,22 @@ async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
             crate::serve::serve(options).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Mcp {
+            scenario,
+            api_keys_file,
+            key,
+            ..
+        } => {
+            let options = crate::serve::StdioOptions {
+                scenario: scenario.clone(),
+                api_keys_file: api_keys_file.clone(),
+                key: key.clone(),
+                data_dir: cli.data_dir.clone(),
+                now: cli.now,
+            };
+            crate::serve::serve_stdio(options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cycle {
             event, scenario, ..
         } => {
@@ -560,10 +595,11 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
         | Command::Logs { .. }
         | Command::Completions { .. }
         | Command::ValidatePatch { .. }
-        | Command::Validate { .. } => Err(cli_error(
+        | Command::Validate { .. }
+        | Command::Mcp { .. } => Err(cli_error(
             "InvalidInput",
-            "demo, cycle, serve, logs, completions, validate and validate-patch print their \
-             own output and exit codes; run them through `selfbuild`",
+            "demo, cycle, serve, mcp, logs, completions, validate and validate-patch print \
+             their own output and exit codes; run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await

@@ -19,6 +19,7 @@ use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use selfbuild_core::Config;
+use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
@@ -156,6 +157,44 @@ impl Shutdown {
         let logged = self.access_log.flush().await;
         counted.and(logged)
     }
+}
+
+/// Serves MCP over stdin/stdout (newline-delimited JSON-RPC, for desktop clients that start
+/// the server as a child process) until the client closes stdin; every request is
+/// `caller`'s. Stores what is held in memory before returning.
+pub async fn serve_stdio(deps: McpDeps, caller: ApiKey) -> Result<(), StdioError> {
+    use rmcp::ServiceExt;
+    let limiter = rate_limit::RateLimiter::new(
+        deps.store.clone(),
+        Arc::clone(&deps.clock),
+        deps.settings.rate_limit_per_minute,
+    );
+    let shutdown = Shutdown {
+        limiter: limiter.clone(),
+        access_log: Arc::clone(&deps.access_log),
+    };
+    let handler = server::SelfbuildMcp::new(Arc::new(deps), limiter).for_local_caller(caller);
+    let running = handler
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| StdioError::Transport(e.to_string()))?;
+    let ended = running
+        .waiting()
+        .await
+        .map_err(|e| StdioError::Transport(e.to_string()));
+    shutdown.run().await?;
+    ended.map(|_| ())
+}
+
+/// Why serving over stdio stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    /// The stdio transport failed (the client sent no valid `initialize`, a pipe broke).
+    #[error("MCP over stdio: {0}")]
+    Transport(String),
+    /// What was held in memory could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// [`app`], and what to call when the server stops.

@@ -36,6 +36,8 @@ pub struct SelfbuildMcp {
     deps: Arc<McpDeps>,
     limiter: RateLimiter,
     status: Arc<StatusCache>,
+    /// Who calls over a transport without HTTP (stdio): the one local caller.
+    local_caller: Option<ApiKey>,
 }
 
 impl SelfbuildMcp {
@@ -45,7 +47,28 @@ impl SelfbuildMcp {
             deps,
             limiter,
             status: Arc::new(StatusCache::default()),
+            local_caller: None,
         }
+    }
+
+    /// The handler of a transport without HTTP (stdio), where every request is `caller`'s.
+    #[must_use]
+    pub fn for_local_caller(mut self, caller: ApiKey) -> Self {
+        self.local_caller = Some(caller);
+        self
+    }
+
+    /// The request's caller: the key the HTTP guard authenticated, else the local caller.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<ApiKey, ErrorData> {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .map(|c| c.0.clone())
+            .or_else(|| self.local_caller.clone())
+            .ok_or_else(|| {
+                ErrorData::internal_error("request reached the handler unauthenticated", None)
+            })
     }
 
     /// Counts the call against the key's fixed one-minute window (in memory: see
@@ -106,17 +129,6 @@ pub(crate) fn log_tool_call(
     });
 }
 
-fn caller(context: &RequestContext<RoleServer>) -> Result<ApiKey, ErrorData> {
-    context
-        .extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Caller>())
-        .map(|c| c.0.clone())
-        .ok_or_else(|| {
-            ErrorData::internal_error("request reached the handler unauthenticated", None)
-        })
-}
-
 impl ServerHandler for SelfbuildMcp {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -154,7 +166,7 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let key = caller(&context)?;
+        let key = self.caller(&context)?;
         let name = request.name.to_string();
         let now = self.deps.clock.now();
         let Some(tool) = ToolName::parse(&name) else {
