@@ -245,6 +245,17 @@ fn sql_built_by_a_helper_is_located_at_the_execute_call() {
 }
 
 #[test]
+fn sql_built_by_a_method_is_followed_through_this_and_self() {
+    let js = "class Repo {\n  constructor(pool) {\n    this.pool = pool;\n  }\n}\nmodule.exports = { Repo };\n";
+    let after = "class Repo {\n  constructor(pool) {\n    this.pool = pool;\n  }\n\n  regionSql(region) {\n    return 'DELETE FROM sales WHERE region = ' + region;\n  }\n\n  clear(region) {\n    return this.pool.query(this.regionSql(region));\n  }\n}\nmodule.exports = { Repo };\n";
+    assert_eq!(sql_at("repo.js", js, after), [(11, 12)]);
+
+    let rs = "use sqlx::PgPool;\n\npub struct Repo {\n    pool: PgPool,\n}\n";
+    let after = "use sqlx::PgPool;\n\npub struct Repo {\n    pool: PgPool,\n}\n\nimpl Repo {\n    fn region_sql(region: &str) -> String {\n        format!(\"DELETE FROM sales WHERE region = '{region}'\")\n    }\n\n    fn tenant_sql(&self, tenant: &str) -> String {\n        format!(\"DELETE FROM sales WHERE tenant = '{tenant}'\")\n    }\n\n    pub async fn clear(&self, region: &str) -> Result<(), sqlx::Error> {\n        sqlx::query(&Self::region_sql(region)).execute(&self.pool).await?;\n        sqlx::query(&self.tenant_sql(region)).execute(&self.pool).await?;\n        Ok(())\n    }\n}\n";
+    assert_eq!(sql_at("repo.rs", rs, after), [(17, 9), (18, 9)]);
+}
+
+#[test]
 fn sql_helper_changed_alone_is_reported_at_its_callers() {
     let before = "import psycopg2\n\n\ndef _region_query(region):\n    return \"SELECT SUM(amount) FROM sales WHERE region = %s\"\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    cur.execute(_region_query(event[\"region\"]), (event[\"region\"],))\n    return cur.fetchone()\n";
     let after = before.replace("region = %s\"", "region = '\" + region + \"'\"");
