@@ -28,6 +28,7 @@ use selfbuild_core::ports::{Clock, MetricRecord, MetricSink, StaticKeys};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
+use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::jsonrpc::check;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 use serde_json::{Value, json};
@@ -92,6 +93,7 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("{e}"));
     let deps = McpDeps {
         store: Arc::new(store.clone()),
+        access_log: Arc::new(LogRecordAccessLog::new(std::io::sink())),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),
             FixedClock(scenario.now),

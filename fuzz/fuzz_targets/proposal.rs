@@ -81,7 +81,9 @@ fuzz_target!(|data: &[u8]| {
         provider: PROVIDER.into(),
         usage: LlmUsage::default(),
     });
-    let validation = validate(&item, &CONFIG);
+    // A code patch is checked by the pipeline (fuzzed by `validate_patch`); unchecked, it
+    // must be refused.
+    let validation = validate(&item, &CONFIG, None);
     if validation.decision == ValidationDecision::AutoDeploy {
         assert!((0.0..=1.0).contains(&proposal.expected_gain));
         assert!(matches!(proposal.change, Change::LambdaConfig { .. }));

@@ -7,7 +7,9 @@
 SAM_CLI_VERSION=1.170.0
 # The cfn-lint `sam validate --lint` runs (aws-sam-cli 1.170.0 requires >=1.52,<1.59).
 SAM_CFN_LINT_VERSION=1.58.0
-SAM_VENV="${SELFBUILD_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/selfbuild}/aws-sam-cli-$SAM_CLI_VERSION"
+# shellcheck source=python-tools.bash
+source "$(dirname "${BASH_SOURCE[0]}")/python-tools.bash"
+SAM_VENV="$SELFBUILD_TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION"
 SAM="$SAM_VENV/bin/sam"
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -17,10 +19,5 @@ ensure_sam_cli() {
   if [ "$("$SAM" --version 2>/dev/null)" = "SAM CLI, version $SAM_CLI_VERSION" ]; then
     return
   fi
-  log "installing aws-sam-cli==$SAM_CLI_VERSION into $SAM_VENV"
-  rm -rf "$SAM_VENV"
-  mkdir -p "$(dirname "$SAM_VENV")"
-  python3 -m venv "$SAM_VENV"
-  "$SAM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$SAM_CFN_LINT_VERSION"
+  ensure_venv "$SAM_VENV" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$SAM_CFN_LINT_VERSION"
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Real MCP clients against `selfbuild serve`: the official Python SDK and the MCP Inspector CLI.
+"""Real MCP clients against selfbuild: the official Python SDK and the MCP Inspector CLI.
 
 Usage: check_clients.py <path to the selfbuild binary>
 
 Starts `selfbuild serve` on a free loopback port with a temporary data directory and two API
-keys, runs both clients, stops the server, and exits non-zero naming what failed.
+keys, runs both clients over Streamable HTTP, stops the server; then starts `selfbuild mcp
+--stdio` as a child process of the Python SDK's stdio client and of the Inspector, as desktop
+clients do. Exits non-zero naming what failed.
 """
 
 import asyncio
@@ -27,6 +29,7 @@ EXPECTED_TOOLS = 13
 try:
     import httpx2
     from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
     from mcp.shared.exceptions import MCPError
@@ -246,6 +249,54 @@ def inspector(url: str):
     print(f"inspector cli: tools/list --strict ({len(tools)} tools), tools/call list_agents ok")
 
 
+def stdio_server(binary: str, data_dir: str) -> "StdioServerParameters":
+    return StdioServerParameters(
+        command=binary,
+        args=[
+            "--data-dir",
+            data_dir,
+            "mcp",
+            "--stdio",
+            "--scenario",
+            str(REPO / "events/scenarios/timeouts.json"),
+        ],
+        env={"PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn"},
+    )
+
+
+async def python_sdk_stdio(binary: str, data_dir: str):
+    """The SDK's stdio client starts `selfbuild mcp --stdio` itself; no key: the local admin."""
+    async with stdio_client(stdio_server(binary, data_dir)) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            check(init.server_info.name == "selfbuild", f"stdio server name: {init.server_info}")
+            tools = await session.list_tools()
+            check(len(tools.tools) == EXPECTED_TOOLS, f"stdio tools/list gave {len(tools.tools)}")
+            status = await session.call_tool("get_system_status", {})
+            check(not status.is_error, f"stdio get_system_status: {status}")
+            check(status.structured_content["halt"]["on"] is False, f"stdio status: {status.structured_content}")
+            halted = await session.call_tool("emergency_stop", {"reason": "stdio check"})
+            check(not halted.is_error, f"stdio emergency_stop (the local admin): {halted}")
+            resumed = await session.call_tool("resume", {})
+            check(not resumed.is_error, f"stdio resume: {resumed}")
+    print(f"python sdk over stdio: initialize, tools/list ({EXPECTED_TOOLS}), get_system_status, emergency_stop, resume ok")
+
+
+def inspector_stdio(binary: str, data_dir: str):
+    if not INSPECTOR.exists():
+        raise SystemExit(f"MCP Inspector is missing ({INSPECTOR}); install it with: npm ci")
+    command = [
+        str(INSPECTOR), "--cli", binary, "--data-dir", data_dir, "mcp", "--stdio",
+        "--scenario", str(REPO / "events/scenarios/timeouts.json"),
+        "--method", "tools/call", "--tool-name", "list_agents",
+    ]
+    called = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    check(called.returncode == 0, f"inspector stdio exit {called.returncode}:\n{called.stdout}\n{called.stderr}")
+    result = json.loads(called.stdout)
+    check(not result.get("isError"), f"inspector stdio list_agents: {result}")
+    print("inspector cli over stdio: tools/call list_agents ok")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -260,6 +311,12 @@ def main():
             sys.exit(f"MCP client check failed: {e}")
         finally:
             server.stop()
+    with tempfile.TemporaryDirectory() as data_dir:
+        try:
+            asyncio.run(python_sdk_stdio(sys.argv[1], data_dir))
+            inspector_stdio(sys.argv[1], data_dir)
+        except AssertionError as e:
+            sys.exit(f"MCP client check over stdio failed: {e}")
     print("MCP clients: ok")
 
 

@@ -13,6 +13,7 @@ use selfbuild_core::clock::SystemClock;
 use selfbuild_core::config::ConfigError;
 use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::idsource::OsRandom;
+use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 
 #[tokio::main]
@@ -34,6 +35,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
     let deps = McpDeps {
         store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
+        // Structured records in the function's log group, written before each answer.
+        access_log: Arc::new(LogRecordAccessLog::stdout()),
         orchestrator: sfn.clone(),
         task_tokens: sfn,
         telemetry: Arc::new(selfbuild_aws::telemetry::CloudWatchTelemetry::for_cycle(

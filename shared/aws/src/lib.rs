@@ -25,6 +25,7 @@ pub mod cloudwatch;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod lambda;
+pub mod lambda_code;
 pub mod lambda_deployer;
 pub mod llm;
 mod sdk_error;

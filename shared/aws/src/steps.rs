@@ -8,6 +8,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::emf::EmfWriter;
+use selfbuild_core::ports::{CodeChecker, CodeSource, NoCodeChecker, NoCodeSource};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use serde_json::Value;
 
@@ -19,8 +20,19 @@ use crate::llm::{BedrockLlm, ModelPrice, OpenAiCompatibleLlm, OpenAiConfig, Resi
 use crate::secrets::{SecretsManagerSecrets, field};
 use crate::telemetry::CloudWatchTelemetry;
 
-/// Runs `function` as a Lambda function until the runtime stops it.
+/// Runs `function` as a Lambda function until the runtime stops it; a code patch reaching
+/// it is refused (only the validate function checks code: [`run_checking`]).
 pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
+    run_checking(function, &NoCodeSource, &NoCodeChecker).await
+}
+
+/// [`run`] with the deployed code (Lambda's, read by `lambda_code::LambdaCodeSource`,
+/// on AWS) and a code checker: the validate function.
+pub async fn run_checking(
+    function: StepFunction,
+    code: &dyn CodeSource,
+    checker: &dyn CodeChecker,
+) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let sdk = crate::sdk_config().await;
@@ -35,6 +47,8 @@ pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     let deps = StepDeps {
         telemetry: &telemetry,
         deployer: &deployer,
+        code,
+        checker,
         llm: &llm,
         store: &store,
         notifier: &notifier,

@@ -15,9 +15,23 @@ use crate::records::{ImprovementStatus, PendingApproval};
 /// Why an approval call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
-    /// No change with this id waits for approval.
-    #[error("improvement {0} is not waiting for approval")]
-    NotPending(ImprovementId),
+    /// The improvement exists but waits for no approval (decided already, or never asked).
+    #[error("improvement {0} is not waiting for approval (it is {1})")]
+    NotPending(ImprovementId, &'static str),
+    /// No improvement has this id.
+    #[error("no improvement {0}")]
+    NotFound(ImprovementId),
+    /// The approval window closed unanswered: nothing was approved or deployed.
+    #[error(
+        "the approval window of improvement {id} closed unanswered at {closed_at}; the change \
+         was not deployed (a new cycle proposes it again if it is still needed)"
+    )]
+    Closed {
+        /// The improvement.
+        id: ImprovementId,
+        /// When the window closed (RFC 3339).
+        closed_at: String,
+    },
     /// The input is unusable (empty approver name …).
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -35,7 +49,9 @@ pub enum ApprovalError {
 impl StableError for ApprovalError {
     fn error_type(&self) -> ErrorType {
         match self {
-            Self::NotPending(_) => ErrorType::NotPending,
+            Self::NotPending(..) => ErrorType::NotPending,
+            Self::NotFound(_) => ErrorType::NotFound,
+            Self::Closed { .. } => ErrorType::ApprovalClosed,
             Self::InvalidInput(_) => ErrorType::InvalidInput,
             Self::Store(e) => e.error_type(),
             Self::Orchestrator(e) => e.error_type(),
@@ -124,10 +140,9 @@ pub async fn decide(
             "approver must not be empty".into(),
         ));
     }
-    let pending = store
-        .get_pending(improvement_id)
-        .await?
-        .ok_or_else(|| ApprovalError::NotPending(improvement_id.to_owned()))?;
+    let Some(pending) = store.get_pending(improvement_id).await? else {
+        return Err(not_waiting(improvements, audit, improvement_id).await?);
+    };
     if approved && let Some(halt) = halt.halt_state().await? {
         return Err(ApprovalError::Halted(format!(
             "the halt switch is on ({}: {}); approvals wait until `resume`",
@@ -138,7 +153,7 @@ pub async fn decide(
         let updated = store
             .add_approver(improvement_id, approver)
             .await?
-            .ok_or_else(|| ApprovalError::NotPending(improvement_id.to_owned()))?;
+            .ok_or_else(|| ApprovalError::NotPending(improvement_id.to_owned(), "decided"))?;
         let enough = updated.approvers.len() >= usize::from(updated.approvals_required);
         (
             if enough { "approved" } else { "waiting" },
@@ -195,6 +210,80 @@ pub async fn decide(
         approvers,
         approvals_required: pending.approvals_required,
     })
+}
+
+/// Why an improvement without a pending approval cannot be decided: it does not exist, its
+/// window closed ([`expire`]), or it is past approval.
+async fn not_waiting(
+    improvements: &dyn crate::ports::ImprovementStore,
+    audit: &dyn AuditLog,
+    id: &ImprovementId,
+) -> Result<ApprovalError, ApprovalError> {
+    let Some(record) = improvements.get_improvement(id).await? else {
+        return Ok(ApprovalError::NotFound(id.to_owned()));
+    };
+    let expired = audit
+        .cycle_events(&record.cycle_id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| {
+            e.improvement_id.as_ref() == Some(id) && e.action == AuditAction::ApprovalExpired
+        });
+    Ok(match expired {
+        Some(event) => ApprovalError::Closed {
+            id: id.to_owned(),
+            closed_at: event
+                .at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        },
+        None => ApprovalError::NotPending(id.to_owned(), record.status.as_str()),
+    })
+}
+
+/// Closes the approval of an improvement whose window ended unanswered (its task timed
+/// out): the pending approval goes, the improvement is rejected by the timeout and the audit
+/// says so, so a late `approve` answers that the window closed and resumes nothing. False
+/// when nothing was pending (decided in time, or closed already).
+pub async fn expire(
+    ports: ApprovalPorts<'_>,
+    improvement_id: &ImprovementId,
+) -> Result<bool, ApprovalError> {
+    let Some(pending) = ports.store.get_pending(improvement_id).await? else {
+        return Ok(false);
+    };
+    if !ports.store.remove_pending(improvement_id).await? {
+        return Ok(false);
+    }
+    let now = ports.clock.now();
+    ports
+        .audit
+        .append(&AuditEvent {
+            at: now,
+            tenant_id: pending.tenant_id.clone(),
+            cycle_id: pending.cycle_id.clone(),
+            improvement_id: Some(improvement_id.to_owned()),
+            actor: "selfbuild:approval-timeout".to_owned(),
+            action: AuditAction::ApprovalExpired,
+            before: None,
+            after: None,
+            detail: format!(
+                "{} ({}): the approval window closed with {} of {} approvals",
+                pending.change,
+                pending.risk,
+                pending.approvers.len(),
+                pending.approvals_required
+            ),
+        })
+        .await?;
+    if let Some(mut record) = ports.improvements.get_improvement(improvement_id).await? {
+        record.status = ImprovementStatus::Rejected;
+        record.updated_at = now;
+        ports.improvements.put_improvement(&record).await?;
+    }
+    info!(improvement = %improvement_id, "approval window closed unanswered");
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub enum AuditAction {
     Approved,
     /// A human rejected.
     Rejected,
+    /// A validated code patch was stored for people to review, not deployed.
+    HeldForReview,
+    /// The approval window closed unanswered: rejected by the timeout.
+    ApprovalExpired,
     /// generate refused the model's proposal.
     ProposalRefused,
     /// The halt switch stopped generate.
@@ -71,11 +75,13 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
         Self::Rejected,
+        Self::HeldForReview,
+        Self::ApprovalExpired,
         Self::ProposalRefused,
         Self::GenerateHalted,
         Self::Deployed,
@@ -97,6 +103,8 @@ impl AuditAction {
             Self::ApprovalRequested => "approval_requested",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::HeldForReview => "held_for_review",
+            Self::ApprovalExpired => "approval_expired",
             Self::ProposalRefused => "proposal_refused",
             Self::GenerateHalted => "generate_halted",
             Self::Deployed => "deployed",
@@ -118,7 +126,10 @@ impl AuditAction {
             Self::Validated => ImprovementStatus::Validated,
             Self::ApprovalRequested => ImprovementStatus::AwaitingApproval,
             Self::Approved => ImprovementStatus::Approved,
-            Self::Rejected | Self::ProposalRefused => ImprovementStatus::Rejected,
+            Self::Rejected | Self::ApprovalExpired | Self::ProposalRefused => {
+                ImprovementStatus::Rejected
+            }
+            Self::HeldForReview => ImprovementStatus::HeldForReview,
             Self::Deployed => ImprovementStatus::Deployed,
             Self::DeployDeferred => ImprovementStatus::Deferred,
             Self::DeployHalted | Self::GenerateHalted => ImprovementStatus::Halted,
@@ -137,9 +148,12 @@ impl AuditAction {
         match self {
             Self::ProposalRefused | Self::GenerateHalted => "generate",
             Self::HaltedInFlight => "monitor",
-            Self::Validated | Self::ApprovalRequested | Self::Approved | Self::Rejected => {
-                "validate"
-            }
+            Self::Validated
+            | Self::ApprovalRequested
+            | Self::Approved
+            | Self::Rejected
+            | Self::HeldForReview
+            | Self::ApprovalExpired => "validate",
             Self::RolledBack | Self::Inconclusive | Self::DeployFailed | Self::RollbackFailed => {
                 "rollback"
             }

@@ -64,14 +64,19 @@ impl LambdaConfigChange {
     }
 }
 
-/// One file a code patch touches.
+/// One file of a code patch: where it is, what language, and its unified diff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PatchedFile {
-    /// Repository-relative path.
+#[serde(deny_unknown_fields)]
+pub struct FilePatch {
+    /// Repository-relative path (`src/handlers/orders.py`).
     pub path: String,
-    /// The language, e.g. `rust`, `python`.
-    #[serde(default)]
+    /// The language (`python`, `javascript`, `typescript`, `rust`, `json`, `yaml`); none:
+    /// told from the extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// A unified diff against the file as deployed now (`--- a/<path>` / `+++ b/<path>`;
+    /// a new file from `/dev/null`).
+    pub diff: String,
 }
 
 /// What a proposal changes.
@@ -85,14 +90,16 @@ pub enum Change {
         /// What to set.
         config: LambdaConfigChange,
     },
-    /// A source change as a unified diff.
+    /// A source change: a unified diff per file.
     CodePatch {
         /// The component whose code changes.
         component: ComponentId,
-        /// The files the diff touches.
-        files: Vec<PatchedFile>,
-        /// The unified diff.
-        diff: String,
+        /// The files, each with its diff.
+        files: Vec<FilePatch>,
+        /// The target's configured handler (`orders.handler`,
+        /// `src/handlers/orders.lambda_handler`, `bootstrap`), when the proposer knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handler: Option<String>,
     },
 }
 
@@ -147,7 +154,17 @@ impl Change {
             }
             Self::CodePatch {
                 component, files, ..
-            } => format!("{component}: patch {} file(s)", files.len()),
+            } => {
+                const SHOWN: usize = 3;
+                let paths: Vec<&str> = files.iter().take(SHOWN).map(|f| f.path.as_str()).collect();
+                let more = files.len().saturating_sub(SHOWN);
+                let more = if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                };
+                format!("{component}: patch {}{more}", paths.join(", "))
+            }
         }
     }
 }

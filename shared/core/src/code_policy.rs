@@ -153,6 +153,18 @@ pub fn overall_risk(findings: &[FindingSummary], scope: &PatchScope) -> RiskLeve
     risk
 }
 
+/// Approvers a change of `risk` needs (R8): SAFE/LOW none when autonomous (else one),
+/// MEDIUM `medium_risk_approvals` (at least one when not autonomous), HIGH one, CRITICAL two.
+pub fn approvals_for(risk: RiskLevel, policy: &CodePolicy) -> u8 {
+    let not_autonomous = u8::from(!policy.autonomous);
+    match risk {
+        RiskLevel::Safe | RiskLevel::Low => not_autonomous,
+        RiskLevel::Medium => policy.medium_risk_approvals.max(not_autonomous),
+        RiskLevel::High => 1,
+        RiskLevel::Critical => 2,
+    }
+}
+
 /// Decides a patch (R8): block when a finding blocks; else SAFE/LOW allow (when autonomous),
 /// MEDIUM needs `medium_risk_approvals`, HIGH one approval, CRITICAL two.
 pub fn judge(findings: &[FindingSummary], scope: &PatchScope, policy: &CodePolicy) -> CodeVerdict {
@@ -164,13 +176,7 @@ pub fn judge(findings: &[FindingSummary], scope: &PatchScope, policy: &CodePolic
             approvals_required: 0,
         };
     }
-    let not_autonomous = u8::from(!policy.autonomous);
-    let approvals_required = match risk {
-        RiskLevel::Safe | RiskLevel::Low => not_autonomous,
-        RiskLevel::Medium => policy.medium_risk_approvals.max(not_autonomous),
-        RiskLevel::High => 1,
-        RiskLevel::Critical => 2,
-    };
+    let approvals_required = approvals_for(risk, policy);
     CodeVerdict {
         decision: if approvals_required == 0 {
             CodeDecision::Allow

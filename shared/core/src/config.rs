@@ -134,6 +134,9 @@ pub struct Config {
     pub custom_metrics_namespace: String,
     /// `LOG_GROUP_PREFIX`: a component's logs are in `<prefix><component>`.
     pub log_group_prefix: String,
+    /// `ENABLE_SELF_BUILDING`: the master switch; off, intake acknowledges alarms, schedule
+    /// ticks, log deliveries and manual requests but starts no cycle.
+    pub self_building: bool,
     /// `ENABLE_CLOUDWATCH_STREAMING`: alarm-intake mines CloudWatch Logs subscription
     /// deliveries and starts emergency cycles on new or jumping error templates (off: they
     /// are acknowledged and ignored).
@@ -219,6 +222,7 @@ impl Config {
             custom_metrics_namespace: env
                 .string("CUSTOM_METRICS_NAMESPACE", "Selfbuild/Services")?,
             log_group_prefix: env.string("LOG_GROUP_PREFIX", "/aws/lambda/")?,
+            self_building: env.flag("ENABLE_SELF_BUILDING", true)?,
             cloudwatch_streaming: env.flag("ENABLE_CLOUDWATCH_STREAMING", false)?,
             llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
         })

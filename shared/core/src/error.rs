@@ -39,11 +39,15 @@ pub enum ErrorType {
     NotPending,
     /// The configuration is invalid.
     ConfigError,
+    /// No record has this id.
+    NotFound,
+    /// The approval window closed unanswered: the change was not deployed.
+    ApprovalClosed,
 }
 
 impl ErrorType {
     /// Every error type.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Retryable,
         Self::DependencyFailed,
         Self::StoreFault,
@@ -58,6 +62,8 @@ impl ErrorType {
         Self::NoProposal,
         Self::NotPending,
         Self::ConfigError,
+        Self::NotFound,
+        Self::ApprovalClosed,
     ];
 
     /// The name, as Lambda's `errorType` carries it.
@@ -77,6 +83,8 @@ impl ErrorType {
             Self::NoProposal => "NoProposal",
             Self::NotPending => "NotPending",
             Self::ConfigError => "ConfigError",
+            Self::NotFound => "NotFound",
+            Self::ApprovalClosed => "ApprovalClosed",
         }
     }
 

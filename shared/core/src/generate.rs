@@ -60,19 +60,25 @@ pub fn proposal_schema() -> Value {
                     {
                         "type": "object",
                         "additionalProperties": false,
-                        "required": ["type", "component", "files", "diff"],
+                        "required": ["type", "component", "files"],
                         "properties": {
                             "type": {"const": "code_patch"},
                             "component": {"type": "string"},
                             "files": {
                                 "type": "array",
+                                "minItems": 1,
                                 "items": {
                                     "type": "object",
-                                    "required": ["path"],
-                                    "properties": {"path": {"type": "string"}, "language": {"type": "string"}}
+                                    "additionalProperties": false,
+                                    "required": ["path", "diff"],
+                                    "properties": {
+                                        "path": {"type": "string", "description": "repository-relative path"},
+                                        "language": {"enum": ["python", "javascript", "typescript", "tsx", "rust", "json", "yaml", "text"]},
+                                        "diff": {"type": "string", "description": "unified diff against the deployed file: --- a/<path> / +++ b/<path>, or --- /dev/null for a new file"}
+                                    }
                                 }
                             },
-                            "diff": {"type": "string", "description": "unified diff"}
+                            "handler": {"type": "string", "description": "the function's configured handler, e.g. orders.handler"}
                         }
                     }
                 ]
@@ -176,6 +182,24 @@ mod tests {
         );
         // The schema the tool is given is the one the parser expects.
         assert_eq!(proposal_schema()["required"][0], "change");
+        let patch = json!({
+            "change": {"type": "code_patch", "component": "orders-api", "handler": "app.handler",
+                "files": [{"path": "app.py", "language": "python", "diff": "--- a/app.py\n+++ b/app.py\n"}]},
+            "rationale": "r", "expected_gain": 0.2, "claimed_risk": "LOW"
+        });
+        assert!(parse_proposal("p", patch.clone()).is_ok());
+        let mut missing = patch;
+        missing["change"]["files"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("diff");
+        let Err(LlmError::InvalidAnswer(message)) = parse_proposal("p", missing) else {
+            panic!("expected InvalidAnswer");
+        };
+        assert!(
+            message.contains("`change`") && message.contains("diff"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -82,8 +82,12 @@ pub struct Finding {
     pub risk: RiskLevel,
     /// What is wrong, in words.
     pub message: String,
-    /// Where (a config field, or `file:line`).
+    /// Where (a config field, or `path:line:col`).
     pub location: Option<String>,
+    /// No approval can ship a change with this finding (R8: secrets, exfiltration, code
+    /// execution from data, syntax errors, a patch that does not apply).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocking: bool,
 }
 
 /// What happens to a validated change.
@@ -113,6 +117,10 @@ pub struct Validation {
     pub before: Option<LambdaSettings>,
     /// The settings after it (what deploy applies).
     pub after: Option<LambdaSettings>,
+    /// A code patch that passed: stored with its findings for people to review, not deployed
+    /// (code delivery is not built yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_for_review: bool,
 }
 
 /// The outcome of waiting for approval.

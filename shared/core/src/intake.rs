@@ -40,6 +40,8 @@ pub enum Decision {
     Ignored,
     /// The halt switch is on.
     Halted,
+    /// `ENABLE_SELF_BUILDING` is off: acknowledged, nothing started.
+    Disabled,
 }
 
 impl Decision {
@@ -50,6 +52,7 @@ impl Decision {
             Self::Duplicate => "duplicate",
             Self::Ignored => "ignored",
             Self::Halted => "halted",
+            Self::Disabled => "disabled",
         }
     }
 }
@@ -376,9 +379,9 @@ pub async fn request_cycle(
         _ => None,
     };
     let key = DedupKey::new(manual.tenant_id.clone(), component);
-    if let Some(halted) = intake.halted().await? {
+    if let Some((decision, halted)) = intake.stopped().await? {
         let result = IntakeOutcome {
-            decision: Decision::Halted,
+            decision,
             mode: manual.mode,
             tenant_id: key.tenant.clone(),
             component: key.component.clone(),
@@ -481,8 +484,8 @@ impl Intake<'_> {
             );
             return Ok(self.finish(result, event_time, now));
         }
-        if let Some(halted) = self.halted().await? {
-            return Ok(self.finish(outcome(Decision::Halted, halted), event_time, now));
+        if let Some((decision, halted)) = self.stopped().await? {
+            return Ok(self.finish(outcome(decision, halted), event_time, now));
         }
 
         let window = match mode {
@@ -527,9 +530,9 @@ impl Intake<'_> {
     ) -> Result<IntakeOutcome, IntakeError> {
         let now = self.deps.clock.now();
         let key = DedupKey::new(None, None);
-        if let Some(halted) = self.halted().await? {
+        if let Some((decision, halted)) = self.stopped().await? {
             let result = IntakeOutcome {
-                decision: Decision::Halted,
+                decision,
                 mode: CycleMode::Routine,
                 tenant_id: None,
                 component: None,
@@ -606,14 +609,24 @@ impl Intake<'_> {
         }
     }
 
-    /// The halt reason, if the switch is on.
-    async fn halted(&self) -> Result<Option<String>, IntakeError> {
+    /// Why intake starts nothing now: the master switch is off, or the halt switch on.
+    async fn stopped(&self) -> Result<Option<(Decision, String)>, IntakeError> {
+        if !self.config.self_building {
+            return Ok(Some((
+                Decision::Disabled,
+                "ENABLE_SELF_BUILDING is off: the event is acknowledged and no cycle starts"
+                    .to_owned(),
+            )));
+        }
         Ok(self.deps.halt.halt_state().await?.map(|h| {
-            format!(
-                "halt switch is on since {} by {}: {}",
-                rfc3339(h.since),
-                h.actor,
-                h.reason
+            (
+                Decision::Halted,
+                format!(
+                    "halt switch is on since {} by {}: {}",
+                    rfc3339(h.since),
+                    h.actor,
+                    h.reason
+                ),
             )
         }))
     }
@@ -645,9 +658,9 @@ impl Intake<'_> {
             Excerpt(&first.template),
             first.count
         );
-        if let Some(halted) = self.halted().await? {
+        if let Some((decision, halted)) = self.stopped().await? {
             let mut outcome = ignored_logs(key, halted);
-            outcome.decision = Decision::Halted;
+            outcome.decision = decision;
             return Ok(self.finish(outcome, event_time, now));
         }
         let window = TimeWindow {
@@ -1191,6 +1204,34 @@ mod tests {
             .await;
         assert_eq!(out.decision, Decision::Halted);
         assert!(world.recorder.started.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_self_building_off_intake_acknowledges_and_starts_nothing() {
+        let mut world = World::at(NOW);
+        world.config =
+            Config::from_lookup(|k| (k == "ENABLE_SELF_BUILDING").then(|| "false".into())).unwrap();
+        for text in [
+            include_str!("../../../events/alarm-metric.json"),
+            include_str!("../../../events/scheduled-24h.json"),
+        ] {
+            let out = world.one(&event(text)).await;
+            assert_eq!(out.decision, Decision::Disabled);
+            assert_eq!(out.decision.as_str(), "disabled");
+            assert!(
+                out.reason.contains("ENABLE_SELF_BUILDING"),
+                "{}",
+                out.reason
+            );
+            assert_eq!(out.cycle_id, None);
+        }
+        assert!(world.recorder.started.lock().unwrap().is_empty());
+        // Nothing was claimed either: turned back on, the same alarm starts its cycle.
+        world.config = Config::default();
+        let out = world
+            .one(&event(include_str!("../../../events/alarm-metric.json")))
+            .await;
+        assert_eq!(out.decision, Decision::Started);
     }
 
     #[tokio::test]

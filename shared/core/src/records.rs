@@ -49,6 +49,9 @@ pub enum ImprovementStatus {
     Approved,
     /// Rejected by validation, an approver or the approval timeout.
     Rejected,
+    /// A validated code patch, stored with its findings for people to review (code delivery
+    /// is not built yet).
+    HeldForReview,
     /// The canary is live and watched.
     Deployed,
     /// The deploy waits for a low-traffic window.
@@ -74,11 +77,12 @@ pub enum ImprovementStatus {
 
 impl ImprovementStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Validated,
         Self::AwaitingApproval,
         Self::Approved,
         Self::Rejected,
+        Self::HeldForReview,
         Self::Deployed,
         Self::Deferred,
         Self::Halted,
@@ -98,6 +102,7 @@ impl ImprovementStatus {
             Self::AwaitingApproval => "awaiting_approval",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::HeldForReview => "held_for_review",
             Self::Deployed => "deployed",
             Self::Deferred => "deferred",
             Self::Halted => "halted",

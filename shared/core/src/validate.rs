@@ -3,13 +3,20 @@
 //!
 //! Policy: SAFE/LOW deploy on their own (when `ENABLE_AUTONOMOUS_IMPROVEMENTS` is on),
 //! MEDIUM needs `MEDIUM_RISK_APPROVALS`, HIGH one approval, CRITICAL two; a system-wide
-//! change (made by a cycle without a tenant) always needs at least one.
+//! change (made by a cycle without a tenant) always needs at least one. A code patch is
+//! judged on what the [`CodeChecker`](crate::ports::CodeChecker) found, under
+//! [`code_policy`](crate::code_policy): blocking findings refuse it outright, scope raises
+//! its risk; one that passes is held for review until code delivery exists.
 
 use tracing::{info, instrument};
 
 use crate::change::{Change, LambdaConfigChange, LambdaSettings, RiskLevel};
+use crate::code_policy::{CodePolicy, FindingSummary, PatchScope, approvals_for, overall_risk};
 use crate::config::Config;
 use crate::improvement::{Finding, ImprovementItem, Validation, ValidationDecision};
+use crate::ports::{
+    CheckError, CodeCheck, CodeChecker, CodeFinding, CodeSource, CodeSourceError, PatchUnderReview,
+};
 
 /// Lambda's memory bounds in MB.
 pub const MEMORY_MB: (u32, u32) = (128, 10_240);
@@ -26,12 +33,25 @@ fn finding(rule: &str, risk: RiskLevel, message: String, location: Option<&str>)
         risk,
         message,
         location: location.map(str::to_owned),
+        blocking: false,
     }
 }
 
-/// Judges the item's proposal; never errors: problems are findings.
+/// The rules whose findings refuse a change outright, whatever approvers say.
+const REFUSING_RULES: [&str; 6] = [
+    "config_bounds",
+    "code_validation",
+    "tenant_scope",
+    "protected_function",
+    "target_exists",
+    "proposal_present",
+];
+
+/// Judges the item's proposal; never errors: problems are findings. `code` is what the
+/// checker found when the proposal is a code patch (none: nobody checked it, and it is
+/// refused).
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
-pub fn validate(item: &ImprovementItem, config: &Config) -> Validation {
+pub fn validate(item: &ImprovementItem, config: &Config, code: Option<&CodeCheck>) -> Validation {
     let mut findings = Vec::new();
     let before = item.opportunity.current.clone();
     let Some(generated) = &item.generated else {
@@ -41,7 +61,7 @@ pub fn validate(item: &ImprovementItem, config: &Config) -> Validation {
             "no proposal to validate".into(),
             None,
         ));
-        return verdict(item, config, findings, before, None);
+        return verdict(item, config, findings, before, None, None);
     };
     let proposal = &generated.proposal;
     let target = proposal.change.target();
@@ -78,17 +98,24 @@ pub fn validate(item: &ImprovementItem, config: &Config) -> Validation {
         ));
     }
 
+    let mut scope = None;
     let after = match &proposal.change {
         Change::CodePatch { files, .. } => {
-            findings.push(finding(
-                "code_validation",
-                RiskLevel::Critical,
-                format!(
-                    "code patches ({} file(s)) need the code validation pipeline (parsers, static and secret rules), which is not available yet; refused",
-                    files.len()
-                ),
-                files.first().map(|f| f.path.as_str()),
-            ));
+            match code {
+                Some(check) => {
+                    findings.extend(check.findings.iter().map(code_finding));
+                    scope = Some(check.scope);
+                }
+                None => findings.push(finding(
+                    "code_validation",
+                    RiskLevel::Critical,
+                    format!(
+                        "the code patch ({} file(s)) was not checked by the code validation pipeline; refused",
+                        files.len()
+                    ),
+                    files.first().map(|f| f.path.as_str()),
+                )),
+            }
             None
         }
         Change::LambdaConfig { config: change, .. } => match &before {
@@ -108,11 +135,7 @@ pub fn validate(item: &ImprovementItem, config: &Config) -> Validation {
         },
     };
 
-    let computed = findings
-        .iter()
-        .map(|f| f.risk)
-        .max()
-        .unwrap_or(RiskLevel::Safe);
+    let computed = risk_of(&findings, scope.as_ref());
     if proposal.claimed_risk < computed {
         findings.push(finding(
             "claimed_risk",
@@ -125,7 +148,107 @@ pub fn validate(item: &ImprovementItem, config: &Config) -> Validation {
             Some("claimed_risk"),
         ));
     }
-    verdict(item, config, findings, before, after)
+    verdict(item, config, findings, before, after, scope)
+}
+
+/// A checker's finding as a validation finding located at `path:line:col`.
+fn code_finding(f: &CodeFinding) -> Finding {
+    Finding {
+        rule: f.summary.rule.clone(),
+        risk: f.summary.risk,
+        message: f.message.clone(),
+        location: Some(format!("{}:{}:{}", f.path, f.line, f.col)),
+        blocking: f.summary.blocking,
+    }
+}
+
+/// The overall risk: the highest finding, or for a code patch the code policy's (scope
+/// raises it, a protected path makes it CRITICAL).
+fn risk_of(findings: &[Finding], scope: Option<&PatchScope>) -> RiskLevel {
+    match scope {
+        Some(scope) => {
+            let summaries: Vec<FindingSummary> = findings
+                .iter()
+                .map(|f| FindingSummary {
+                    rule: f.rule.clone(),
+                    risk: f.risk,
+                    blocking: f.blocking,
+                })
+                .collect();
+            overall_risk(&summaries, scope)
+        }
+        None => findings
+            .iter()
+            .map(|f| f.risk)
+            .max()
+            .unwrap_or(RiskLevel::Safe),
+    }
+}
+
+/// What the checker finds in the item's proposal when it is a code patch (none for any other
+/// change): the deployed files it touches are read, then checked. A patch that cannot be read
+/// or checked is one refusing finding; only an unavailable code source is an error (worth a
+/// retry).
+pub async fn check_code_patch(
+    code: &dyn CodeSource,
+    checker: &dyn CodeChecker,
+    item: &ImprovementItem,
+) -> Result<Option<CodeCheck>, CodeSourceError> {
+    let Some(Change::CodePatch {
+        component,
+        files,
+        handler,
+    }) = item.generated.as_ref().map(|g| &g.proposal.change)
+    else {
+        return Ok(None);
+    };
+    let first = files.first().map_or("", |f| f.path.as_str());
+    let refusal = |rule: &str, message: String| CodeCheck {
+        findings: vec![CodeFinding {
+            summary: FindingSummary {
+                rule: rule.to_owned(),
+                risk: RiskLevel::Critical,
+                blocking: true,
+            },
+            path: first.to_owned(),
+            line: 1,
+            col: 1,
+            message,
+        }],
+        scope: PatchScope {
+            files: files.len(),
+            ..Default::default()
+        },
+    };
+    if files.is_empty() {
+        return Ok(Some(refusal(
+            "patch_applies",
+            "the patch has no file".into(),
+        )));
+    }
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let deployed = match code.deployed_files(component, &paths).await {
+        Ok(deployed) => deployed,
+        Err(e @ CodeSourceError::Unavailable(_)) => return Err(e),
+        Err(e @ CodeSourceError::Rejected(_)) => {
+            return Ok(Some(refusal(
+                "code_source",
+                format!("the deployed code of {component} could not be read: {e}"),
+            )));
+        }
+    };
+    // The deployed configuration is the truth; the proposer's word only when it has none.
+    let patch = PatchUnderReview {
+        files,
+        bases: &deployed.files,
+        handler: deployed.handler.as_deref().or(handler.as_deref()),
+        tenant: item.tenant_id.as_ref().map(|t| t.as_str()),
+    };
+    Ok(Some(match checker.check(&patch) {
+        Ok(check) => check,
+        Err(CheckError::Malformed(m)) => refusal("patch_applies", m),
+        Err(CheckError::Unavailable(m)) => refusal("code_validation", m),
+    }))
 }
 
 fn config_findings(change: &LambdaConfigChange, current: &LambdaSettings, out: &mut Vec<Finding>) {
@@ -299,34 +422,22 @@ fn verdict(
     findings: Vec<Finding>,
     before: Option<LambdaSettings>,
     after: Option<LambdaSettings>,
+    scope: Option<PatchScope>,
 ) -> Validation {
-    let risk = findings
+    let risk = risk_of(&findings, scope.as_ref());
+    let is_code = scope.is_some();
+    let refused = findings
         .iter()
-        .map(|f| f.risk)
-        .max()
-        .unwrap_or(RiskLevel::Safe);
-    let refused = findings.iter().any(|f| {
-        matches!(
-            f.rule.as_str(),
-            "config_bounds"
-                | "code_validation"
-                | "tenant_scope"
-                | "protected_function"
-                | "target_exists"
-                | "proposal_present"
-        )
-    }) || after.is_none();
-    let mut approvals_required = match risk {
-        RiskLevel::Safe | RiskLevel::Low => u8::from(!config.autonomous_improvements),
-        RiskLevel::Medium => config
-            .medium_risk_approvals
-            .max(u8::from(!config.autonomous_improvements)),
-        RiskLevel::High => 1,
-        RiskLevel::Critical => 2,
-    };
+        .any(|f| f.blocking || REFUSING_RULES.contains(&f.rule.as_str()))
+        || after.is_none() && !is_code;
+    let mut approvals_required = approvals_for(risk, &CodePolicy::from_config(config));
     // A change made by a cycle without a tenant may affect every tenant.
     if item.tenant_id.is_none() {
         approvals_required = approvals_required.max(1);
+    }
+    // No approval can ship a refused change.
+    if refused {
+        approvals_required = 0;
     }
     let decision = if refused {
         ValidationDecision::Rejected
@@ -348,17 +459,20 @@ fn verdict(
         decision,
         before,
         after,
+        held_for_review: is_code && !refused,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::{PatchedFile, Proposal};
+    use crate::change::{FilePatch, Proposal};
+    use crate::code_policy::{FindingSummary, PatchScope};
     use crate::cycle::CycleMode;
     use crate::ids::{ComponentId, CycleId, TenantId};
     use crate::improvement::{Generated, LlmUsage};
     use crate::opportunity::{Opportunity, OpportunityKind, Priority};
+    use crate::ports::{CodeCheck, CodeFinding};
 
     fn item(change: Change, claimed: RiskLevel, tenant: Option<&str>) -> ImprovementItem {
         let component = ComponentId::parse("orders-api").unwrap();
@@ -424,7 +538,11 @@ mod tests {
             timeout_seconds: Some(10),
             ..Default::default()
         });
-        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        let v = validate(
+            &item(change, RiskLevel::Low, Some("acme")),
+            &autonomous(),
+            None,
+        );
         assert_eq!(v.risk, RiskLevel::Low);
         assert_eq!(v.decision, ValidationDecision::AutoDeploy);
         assert_eq!(v.after.unwrap().timeout_seconds, 10);
@@ -439,6 +557,7 @@ mod tests {
         let v = validate(
             &item(change, RiskLevel::Low, Some("acme")),
             &Config::default(),
+            None,
         );
         assert_eq!(v.decision, ValidationDecision::NeedsApproval);
         assert_eq!(v.approvals_required, 1);
@@ -450,7 +569,7 @@ mod tests {
             timeout_seconds: Some(10),
             ..Default::default()
         });
-        let v = validate(&item(change, RiskLevel::Low, None), &autonomous());
+        let v = validate(&item(change, RiskLevel::Low, None), &autonomous(), None);
         assert_eq!(v.decision, ValidationDecision::NeedsApproval);
     }
 
@@ -460,7 +579,11 @@ mod tests {
             memory_mb: Some(20_000),
             ..Default::default()
         });
-        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        let v = validate(
+            &item(change, RiskLevel::Low, Some("acme")),
+            &autonomous(),
+            None,
+        );
         assert_eq!(v.decision, ValidationDecision::Rejected);
         assert_eq!(
             v.findings[0].location.as_deref(),
@@ -471,7 +594,11 @@ mod tests {
             memory_mb: Some(1024),
             ..Default::default()
         });
-        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+        let v = validate(
+            &item(change, RiskLevel::Low, Some("acme")),
+            &autonomous(),
+            None,
+        );
         assert_eq!(v.risk, RiskLevel::High);
         assert_eq!(v.approvals_required, 1);
         assert!(v.findings.iter().any(|f| f.rule == "claimed_risk"));
@@ -488,24 +615,132 @@ mod tests {
             Some("acme"),
         );
         it.opportunity.current.as_mut().unwrap().memory_mb = 256;
-        let v = validate(&it, &autonomous());
+        let v = validate(&it, &autonomous(), None);
         assert_eq!(v.risk, RiskLevel::Medium);
         assert_eq!(v.decision, ValidationDecision::NeedsApproval);
     }
 
-    #[test]
-    fn code_patches_are_refused_with_a_clear_finding() {
-        let change = Change::CodePatch {
+    fn patch() -> Change {
+        Change::CodePatch {
             component: ComponentId::parse("orders-api").unwrap(),
-            files: vec![PatchedFile {
+            files: vec![FilePatch {
                 path: "src/handler.py".into(),
                 language: Some("python".into()),
+                diff: "--- a/src/handler.py\n+++ b/src/handler.py\n@@ -1 +1 @@\n-a\n+b\n".into(),
             }],
-            diff: "--- a\n+++ b\n".into(),
-        };
-        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &autonomous());
+            handler: None,
+        }
+    }
+
+    fn check(findings: &[(&str, RiskLevel, bool)], scope: PatchScope) -> CodeCheck {
+        CodeCheck {
+            findings: findings
+                .iter()
+                .map(|&(rule, risk, blocking)| CodeFinding {
+                    summary: FindingSummary {
+                        rule: rule.into(),
+                        risk,
+                        blocking,
+                    },
+                    path: "src/handler.py".into(),
+                    line: 7,
+                    col: 5,
+                    message: format!("{rule} here"),
+                })
+                .collect(),
+            scope,
+        }
+    }
+
+    const ONE_FILE: PatchScope = PatchScope {
+        files: 1,
+        handler_changed: false,
+        new_dependency: false,
+    };
+
+    #[test]
+    fn an_unchecked_code_patch_is_refused_with_a_clear_finding() {
+        let v = validate(
+            &item(patch(), RiskLevel::Low, Some("acme")),
+            &autonomous(),
+            None,
+        );
         assert_eq!(v.decision, ValidationDecision::Rejected);
+        assert!(!v.held_for_review);
         assert!(v.findings.iter().any(|f| f.rule == "code_validation"));
+    }
+
+    #[test]
+    fn a_clean_code_patch_passes_and_is_held_for_review() {
+        let it = item(patch(), RiskLevel::Low, Some("acme"));
+        let v = validate(&it, &autonomous(), Some(&check(&[], ONE_FILE)));
+        assert_eq!(v.decision, ValidationDecision::AutoDeploy);
+        assert_eq!(v.risk, RiskLevel::Safe);
+        assert!(v.held_for_review);
+        assert!(v.before.is_some() && v.after.is_none());
+    }
+
+    #[test]
+    fn a_blocking_finding_refuses_the_patch_whatever_its_risk() {
+        let it = item(patch(), RiskLevel::Critical, Some("acme"));
+        let v = validate(
+            &it,
+            &autonomous(),
+            Some(&check(
+                &[("code_execution", RiskLevel::Low, true)],
+                ONE_FILE,
+            )),
+        );
+        assert_eq!(v.decision, ValidationDecision::Rejected);
+        assert!(!v.held_for_review);
+        let f = &v.findings[0];
+        assert_eq!(f.location.as_deref(), Some("src/handler.py:7:5"));
+        assert!(f.blocking);
+        // The same rule reported as pre-existing (not blocking) does not refuse.
+        let v = validate(
+            &it,
+            &autonomous(),
+            Some(&check(
+                &[("code_execution", RiskLevel::Low, false)],
+                ONE_FILE,
+            )),
+        );
+        assert_eq!(v.decision, ValidationDecision::AutoDeploy);
+    }
+
+    #[test]
+    fn code_risk_follows_the_code_policy() {
+        // A protected path is CRITICAL: two approvers.
+        let it = item(patch(), RiskLevel::Low, Some("acme"));
+        let v = validate(
+            &it,
+            &autonomous(),
+            Some(&check(
+                &[("protected_path", RiskLevel::High, false)],
+                ONE_FILE,
+            )),
+        );
+        assert_eq!((v.risk, v.approvals_required), (RiskLevel::Critical, 2));
+        assert_eq!(v.decision, ValidationDecision::NeedsApproval);
+        assert!(v.held_for_review);
+        assert!(v.findings.iter().any(|f| f.rule == "claimed_risk"));
+        // A handler change lifts a clean patch to LOW; many files to MEDIUM.
+        let handler = PatchScope {
+            handler_changed: true,
+            ..ONE_FILE
+        };
+        let v = validate(&it, &autonomous(), Some(&check(&[], handler)));
+        assert_eq!(v.risk, RiskLevel::Low);
+        let many = PatchScope {
+            files: 9,
+            ..ONE_FILE
+        };
+        let v = validate(&it, &autonomous(), Some(&check(&[], many)));
+        assert_eq!((v.risk, v.approvals_required), (RiskLevel::Medium, 1));
+        // A system-wide patch always waits for a person.
+        let system = item(patch(), RiskLevel::Low, None);
+        let v = validate(&system, &autonomous(), Some(&check(&[], ONE_FILE)));
+        assert_eq!(v.decision, ValidationDecision::NeedsApproval);
     }
 
     #[test]
@@ -517,7 +752,11 @@ mod tests {
                 ..Default::default()
             },
         };
-        let v = validate(&item(other, RiskLevel::Low, Some("acme")), &autonomous());
+        let v = validate(
+            &item(other, RiskLevel::Low, Some("acme")),
+            &autonomous(),
+            None,
+        );
         assert_eq!(v.decision, ValidationDecision::Rejected);
         assert!(v.findings.iter().any(|f| f.rule == "tenant_scope"));
 
@@ -531,14 +770,22 @@ mod tests {
             timeout_seconds: Some(10),
             ..Default::default()
         });
-        let v = validate(&item(change, RiskLevel::Low, Some("acme")), &protected);
+        let v = validate(
+            &item(change, RiskLevel::Low, Some("acme")),
+            &protected,
+            None,
+        );
         assert_eq!(v.decision, ValidationDecision::Rejected);
 
         let secret = config_change(LambdaConfigChange {
             environment: [("KEY".to_owned(), "AKIAABCDEFGHIJKLMNOP".to_owned())].into(),
             ..Default::default()
         });
-        let v = validate(&item(secret, RiskLevel::Low, Some("acme")), &autonomous());
+        let v = validate(
+            &item(secret, RiskLevel::Low, Some("acme")),
+            &autonomous(),
+            None,
+        );
         assert_eq!(v.risk, RiskLevel::Critical);
         assert_eq!(v.approvals_required, 2);
     }

@@ -153,7 +153,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let start = Instant::now();
-            std::hint::black_box(validate(&item, &config));
+            std::hint::black_box(validate(&item, &config, None));
             times.push(start.elapsed());
         }
         let (p50, p99, mean) = stats(times);

@@ -193,7 +193,7 @@ pub fn parse_describe_alarms(text: &str, source: &str) -> Result<Vec<AlarmSignal
 #[async_trait]
 impl AlarmSource for FileAlarmSource {
     async fn alarms_in_alarm(&self) -> Result<Vec<AlarmSignal>, TelemetryError> {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match crate::bundled::read(&self.path).map(|t| t.text.into_owned()) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {

@@ -1,24 +1,28 @@
 //! The `selfbuild` command line.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use selfbuild_core::Config;
 use selfbuild_core::clock::{FixedClock, SystemClock};
 use selfbuild_core::emf::TracingSink;
-use selfbuild_core::error::StableError;
 use selfbuild_core::ids::ImprovementId;
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::intake::{IntakeDeps, IntakeResponse, handle_event, handle_logs};
+use selfbuild_core::intake::{IntakeDeps, handle_event};
 use selfbuild_core::ports::{Clock, HaltState, HaltSwitch};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::alarms::FileAlarmSource;
+use crate::inspect::{ListCommand, ShowCommand};
+pub use crate::invoke::Function;
 use crate::orchestrator::RecordingOrchestrator;
+pub use crate::output::{CliError, cli_error};
+use crate::output::{EXIT_FAILED, OutputFormat, read_error, render, utc};
 use crate::serve::ServeLimits;
 use crate::store::SqliteStore;
 
@@ -62,6 +66,13 @@ pub struct Cli {
     /// Fix the clock at this RFC 3339 instant (e.g. 2026-11-22T05:00:01Z).
     #[arg(long, global = true, env = "SELFBUILD_NOW", value_parser = parse_now)]
     pub now: Option<OffsetDateTime>,
+    /// How results print on stdout [default: table for status, list and show; json for the
+    /// others].
+    #[arg(long, global = true, env = "SELFBUILD_OUTPUT", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Print only the result: no progress lines (demo, cycle) and no summary on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -70,16 +81,21 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a function's handler on an event and print its JSON result.
+    /// Run a function's handler on a payload and print its JSON result: alarm-intake on an
+    /// event (events/*.json), a step on its payload (events/steps/*.json) over a scenario's
+    /// simulated fleet.
     Invoke {
         /// The function.
         function: Function,
-        /// The event file, or `-` for stdin.
+        /// The event or payload file, or `-` for stdin.
         event: PathBuf,
         /// Saved `aws cloudwatch describe-alarms` output that the poller reads
         /// [default: DATA_DIR/alarms.json].
         #[arg(long, env = "SELFBUILD_ALARMS")]
         alarms: Option<PathBuf>,
+        /// The fleet a step works on (not alarm-intake).
+        #[arg(long, default_value = "events/scenarios/timeouts.json")]
+        scenario: PathBuf,
     },
     /// Set the halt switch: no new cycles or deploys until `resume`.
     Halt {
@@ -92,8 +108,26 @@ pub enum Command {
     },
     /// Clear the halt switch.
     Resume,
-    /// Print the halt switch.
+    /// Print the halt switch, running cycles, approvals waiting, improvements by status and
+    /// the latest cycles.
     Status,
+    /// List cycles or improvements in the data directory, newest first.
+    List {
+        /// What to list.
+        #[command(subcommand)]
+        what: ListCommand,
+    },
+    /// Show one cycle or improvement with its audit trail.
+    Show {
+        /// What to show.
+        #[command(subcommand)]
+        what: ShowCommand,
+    },
+    /// Print a shell completion script (`selfbuild completions bash > …`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run one cycle from an intake event, over a scenario's fleet, on event-driven virtual
     /// time; a change that needs approval waits for a person (`approve`/`reject`).
     Cycle {
@@ -161,6 +195,25 @@ pub enum Command {
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
         max_connections: usize,
     },
+    /// Serve the MCP tools to a local client over stdin/stdout (newline-delimited JSON-RPC),
+    /// for desktop clients that start their servers as child processes (docs/mcp.md).
+    Mcp {
+        /// Speak MCP on stdin/stdout (the only transport of this command; `serve` speaks
+        /// HTTP).
+        #[arg(long, required = true)]
+        stdio: bool,
+        /// The fleet the tools read telemetry from and started cycles work on.
+        #[arg(long, default_value = "events/scenarios/timeouts.json")]
+        scenario: PathBuf,
+        /// A file with the API key list (JSON); else SELFBUILD_API_KEYS. Read only with
+        /// SELFBUILD_MCP_KEY.
+        #[arg(long, env = "SELFBUILD_API_KEYS_FILE")]
+        api_keys_file: Option<PathBuf>,
+        /// The key this session acts with (its tenant and scopes apply); without one the
+        /// session is the local administrator.
+        #[arg(long = "key", env = "SELFBUILD_MCP_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
     /// Validate one file's code patch (docs/validation.md) and print
     /// `{"decision", "risk", "findings"}`; exit 0 allow, 2 needs_approval or block, 1 error.
     ValidatePatch {
@@ -182,6 +235,25 @@ pub enum Command {
         /// The target's configured handler (`orders.handler`, `bootstrap`).
         #[arg(long)]
         handler: Option<String>,
+    },
+    /// Validate a whole proposal (the `propose_change` input: a `code_patch` against the files
+    /// of a checkout, or a `lambda_config` against `--current`) as the validate step would and
+    /// print `{"decision", "risk", "approvals_required", "findings"}`; exit 0 allow, 2
+    /// needs_approval or block, 1 error.
+    Validate {
+        /// The proposal JSON file.
+        proposal: PathBuf,
+        /// The checkout a code patch's paths are relative to.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The tenant the change is scoped to [default: system-wide, which always needs an
+        /// approval].
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The function's current settings as JSON (`{"memory_mb", "timeout_seconds",
+        /// "reserved_concurrency", "environment"}`), for a `lambda_config` proposal.
+        #[arg(long)]
+        current: Option<PathBuf>,
     },
     /// Run every scenario as a full improvement cycle offline, on event-driven virtual time,
     /// and print a summary table.
@@ -258,42 +330,10 @@ impl PatchLanguage {
     }
 }
 
-/// The functions `invoke` can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Function {
-    /// CloudWatch alarm events, the daily schedule and the poll tick.
-    AlarmIntake,
-}
-
 fn parse_now(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text, &Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
         .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2026-11-22T05:00:01Z: {e}"))
-}
-
-/// A failed command: what to print and the error type.
-#[derive(Debug)]
-pub struct CliError {
-    /// The stable error type, e.g. `InvalidEvent`.
-    pub error_type: &'static str,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl<E: StableError> From<E> for CliError {
-    fn from(e: E) -> Self {
-        Self {
-            error_type: e.error_type().as_str(),
-            message: e.to_string(),
-        }
-    }
-}
-
-/// A [`CliError`] of `error_type`.
-pub(crate) fn cli_error(error_type: &'static str, message: impl Into<String>) -> CliError {
-    CliError {
-        error_type,
-        message: message.into(),
-    }
 }
 
 /// Logs to stderr; `RUST_LOG` sets the level (default `warn`).
@@ -324,7 +364,7 @@ where
         .finish()
 }
 
-/// Refuses flags that were removed, saying what replaced them.
+/// Refuses flags that were removed, saying what replaced them (a usage error, exit 2).
 fn refuse_removed_flags(command: &Command) -> Result<(), CliError> {
     match command {
         Command::Demo {
@@ -342,163 +382,190 @@ fn refuse_removed_flags(command: &Command) -> Result<(), CliError> {
             "InvalidInput",
             "--time-scale was removed: cycles now run on event-driven virtual time (waits \
              take no real time, and the same scenario always gives the same timeline; a \
-             person's approval window runs at real pace); drop the flag",
-        )),
+             person's approval window runs at real pace)",
+        )
+        .usage()
+        .hint("drop the flag")),
         _ => Ok(()),
     }
 }
 
-/// Runs the command, printing its JSON result on stdout or an error on stderr.
+/// Prints `value` on stdout as `format` asks.
+fn print_result(value: &Value, format: OutputFormat) -> ExitCode {
+    say!("{}", render(value, format));
+    ExitCode::SUCCESS
+}
+
+/// Runs the command: its result on stdout, progress and errors on stderr; the exit status
+/// (docs/cli.md#exit-codes).
 pub async fn run(cli: Cli) -> ExitCode {
     if let Err(e) = refuse_removed_flags(&cli.command) {
-        eprintln!("error[{}]: {}", e.error_type, e.message);
-        return ExitCode::from(2);
+        return e.report();
     }
-    if let Command::Logs {
-        command:
-            LogsCommand::Mine {
-                input,
-                format,
-                column,
-                field,
-            },
-    } = &cli.command
-    {
-        return crate::logs::run_mine(input, *format, column, field);
+    match run_command(cli).await {
+        Ok(code) => code,
+        Err(e) => e.report(),
     }
-    if let Command::ValidatePatch {
-        path,
-        base,
-        diff,
-        language,
-        tenant,
-        handler,
-    } = &cli.command
-    {
-        let args = PatchArgs {
+}
+
+async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
+    // People read status, list and show; scripts read the rest.
+    let human = matches!(
+        cli.command,
+        Command::Status | Command::List { .. } | Command::Show { .. }
+    );
+    let format = cli.output.unwrap_or(if human {
+        OutputFormat::Table
+    } else {
+        OutputFormat::Json
+    });
+    match &cli.command {
+        Command::Logs {
+            command:
+                LogsCommand::Mine {
+                    input,
+                    format,
+                    column,
+                    field,
+                },
+        } => Ok(crate::logs::run_mine(input, *format, column, field)),
+        Command::ValidatePatch {
             path,
             base,
             diff,
-            language: *language,
-            tenant: tenant.as_deref(),
-            handler: handler.as_deref(),
-        };
-        return match validate_patch(&args) {
-            Ok((decision, json)) => {
-                say!("{json}");
-                if decision == selfbuild_validate::CodeDecision::Allow {
+            language,
+            tenant,
+            handler,
+        } => {
+            let args = PatchArgs {
+                path,
+                base,
+                diff,
+                language: *language,
+                tenant: tenant.as_deref(),
+                handler: handler.as_deref(),
+            };
+            let (decision, json) = validate_patch(&args)?;
+            say!("{json}");
+            Ok(if decision == selfbuild_validate::CodeDecision::Allow {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(crate::output::EXIT_USAGE)
+            })
+        }
+        Command::Validate {
+            proposal,
+            repo,
+            tenant,
+            current,
+        } => {
+            let args = crate::proposal::ProposalArgs {
+                proposal,
+                repo,
+                tenant: tenant.as_deref(),
+                current: current.as_deref(),
+            };
+            let config = Config::from_env()?;
+            let settings = selfbuild_validate::Settings::from_env()?;
+            let (decision, json) =
+                crate::proposal::validate_proposal(&args, &config, settings).await?;
+            say!("{json}");
+            Ok(
+                if decision == selfbuild_core::improvement::ValidationDecision::AutoDeploy {
                     ExitCode::SUCCESS
                 } else {
-                    ExitCode::from(2)
-                }
-            }
-            Err(e) => {
-                eprintln!("error[{}]: {}", e.error_type, e.message);
-                ExitCode::from(1)
-            }
-        };
-    }
-    if let Command::Demo {
-        scenarios, seeds, ..
-    } = &cli.command
-    {
-        return demo(&cli.data_dir, scenarios, *seeds).await;
-    }
-    if let Command::Serve {
-        addr,
-        scenario,
-        api_keys_file,
-        header_timeout,
-        body_timeout,
-        max_connections,
-        ..
-    } = &cli.command
-    {
-        let options = crate::serve::ServeOptions {
-            addr: *addr,
-            scenario: scenario.clone(),
-            api_keys_file: api_keys_file.clone(),
-            data_dir: cli.data_dir.clone(),
-            now: cli.now,
-            limits: ServeLimits {
-                header_timeout: std::time::Duration::from_secs(*header_timeout),
-                body_timeout: std::time::Duration::from_secs(*body_timeout),
-                max_connections: *max_connections,
-            },
-        };
-        return match crate::serve::serve(options).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error[{}]: {}", e.error_type, e.message);
-                ExitCode::from(1)
-            }
-        };
-    }
-    if let Command::Cycle {
-        event, scenario, ..
-    } = &cli.command
-    {
-        return match cycle(&cli.data_dir, cli.now, event, scenario).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error[{}]: {}", e.error_type, e.message);
-                ExitCode::from(1)
-            }
-        };
-    }
-    match execute(cli).await {
-        Ok(value) => {
-            let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
-            let mut out = std::io::stdout().lock();
-            if writeln!(out, "{text}").is_err() {
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
+                    ExitCode::from(crate::output::EXIT_USAGE)
+                },
+            )
         }
-        Err(e) => {
-            eprintln!("error[{}]: {}", e.error_type, e.message);
-            ExitCode::from(1)
+        Command::Demo {
+            scenarios, seeds, ..
+        } => demo(&cli.data_dir, scenarios, *seeds, cli.quiet).await,
+        Command::Serve {
+            addr,
+            scenario,
+            api_keys_file,
+            header_timeout,
+            body_timeout,
+            max_connections,
+            ..
+        } => {
+            let options = crate::serve::ServeOptions {
+                addr: *addr,
+                scenario: scenario.clone(),
+                api_keys_file: api_keys_file.clone(),
+                data_dir: cli.data_dir.clone(),
+                now: cli.now,
+                limits: ServeLimits {
+                    header_timeout: std::time::Duration::from_secs(*header_timeout),
+                    body_timeout: std::time::Duration::from_secs(*body_timeout),
+                    max_connections: *max_connections,
+                },
+            };
+            crate::serve::serve(options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mcp {
+            scenario,
+            api_keys_file,
+            key,
+            ..
+        } => {
+            let options = crate::serve::StdioOptions {
+                scenario: scenario.clone(),
+                api_keys_file: api_keys_file.clone(),
+                key: key.clone(),
+                data_dir: cli.data_dir.clone(),
+                now: cli.now,
+            };
+            crate::serve::serve_stdio(options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cycle {
+            event, scenario, ..
+        } => {
+            let summary = cycle(&cli.data_dir, cli.now, event, scenario, cli.quiet).await?;
+            Ok(print_result(&summary, format))
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "selfbuild", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let mut value = execute(cli).await?;
+            if human {
+                crate::output::normalize_times(&mut value);
+            }
+            Ok(print_result(&value, format))
         }
     }
 }
 
-/// Runs the command and returns its JSON result.
+/// Runs a command whose result is one JSON value, and returns it.
 pub async fn execute(cli: Cli) -> Result<Value, CliError> {
-    let config = Config::from_env()?;
-    let clock: Box<dyn Clock> = match cli.now {
-        Some(now) => Box::new(FixedClock(now)),
-        None => Box::new(SystemClock),
+    let clock: Arc<dyn Clock> = match cli.now {
+        Some(now) => Arc::new(FixedClock(now)),
+        None => Arc::new(SystemClock),
     };
     match cli.command {
         Command::Invoke {
-            function: Function::AlarmIntake,
+            function,
             event,
             alarms,
+            scenario,
         } => {
-            let event = read_event(&event)?;
-            let store = SqliteStore::open(&cli.data_dir)?;
-            let alarms =
-                FileAlarmSource::new(alarms.unwrap_or_else(|| cli.data_dir.join("alarms.json")));
-            let orchestrator = RecordingOrchestrator::new(store.clone(), clock.as_ref());
-            let metrics = TracingSink {
-                namespace: config.metrics_namespace.clone(),
-            };
-            let deps = IntakeDeps {
-                claims: &store,
-                halt: &store,
-                orchestrator: &orchestrator,
-                cycles: &store,
-                clock: clock.as_ref(),
-                ids: &OsRandom,
-                metrics: &metrics,
-            };
-            // A CloudWatch Logs subscription delivery, as alarm-intake on Lambda tells it apart.
-            let response = if selfbuild_core::logstream::is_delivery(&event) {
-                IntakeResponse::One(handle_logs(deps, &store, &config, &event).await?)
-            } else {
-                handle_event(deps, &alarms, &config, &event).await?
-            };
-            serde_json::to_value(response).map_err(|e| cli_error("Internal", e.to_string()))
+            let payload = read_event(&event)?;
+            let alarms = alarms.unwrap_or_else(|| cli.data_dir.join("alarms.json"));
+            crate::invoke::invoke(crate::invoke::Invocation {
+                function,
+                payload,
+                data_dir: &cli.data_dir,
+                clock,
+                alarms: &alarms,
+                scenario: &scenario,
+            })
+            .await
         }
         Command::Halt { reason, actor } => {
             // The same rule as the MCP emergency_stop: one line, as it is shown and logged.
@@ -526,10 +593,13 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
         | Command::Cycle { .. }
         | Command::Serve { .. }
         | Command::Logs { .. }
-        | Command::ValidatePatch { .. } => Err(cli_error(
+        | Command::Completions { .. }
+        | Command::ValidatePatch { .. }
+        | Command::Validate { .. }
+        | Command::Mcp { .. } => Err(cli_error(
             "InvalidInput",
-            "demo, cycle, serve, logs and validate-patch print their own output and exit codes; \
-             run them through `selfbuild`",
+            "demo, cycle, serve, mcp, logs, completions, validate and validate-patch print \
+             their own output and exit codes; run them through `selfbuild`",
         )),
         Command::Approve { id, actor, comment } => {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, true, comment).await
@@ -538,8 +608,17 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             decide_cli(&cli.data_dir, clock.as_ref(), &id, &actor, false, comment).await
         }
         Command::Status => {
+            let config = Config::from_env()?;
             let store = SqliteStore::open(&cli.data_dir)?;
-            Ok(halt_json(store.halt_state().await?.as_ref()))
+            crate::inspect::status(&store, &config).await
+        }
+        Command::List { what } => {
+            let store = SqliteStore::open(&cli.data_dir)?;
+            crate::inspect::list(&store, what).await
+        }
+        Command::Show { what } => {
+            let store = SqliteStore::open(&cli.data_dir)?;
+            crate::inspect::show(&store, what).await
         }
     }
 }
@@ -550,14 +629,14 @@ fn halt_json(halt: Option<&HaltState>) -> Value {
             "halted": true,
             "reason": h.reason,
             "actor": h.actor,
-            "since": h.since.format(&Rfc3339).ok(),
+            "since": utc(h.since),
         }),
         None => json!({"halted": false}),
     }
 }
 
-/// Reads an event from a file, or stdin for `-`, through intake's event reader (size
-/// bound, repeated keys); reads no more than that bound allows.
+/// Reads an event from a file (or the bundled copy of that path), or stdin for `-`, through
+/// intake's event reader (size bound, repeated keys); reads no more than that bound allows.
 fn read_event(path: &Path) -> Result<Value, CliError> {
     let limit = selfbuild_core::event::MAX_EVENT_TEXT_BYTES as u64 + 1;
     let (name, read) = if path == Path::new("-") {
@@ -569,9 +648,15 @@ fn read_event(path: &Path) -> Result<Value, CliError> {
             let mut bytes = Vec::new();
             file.take(limit).read_to_end(&mut bytes).map(|_| bytes)
         });
-        (path.display().to_string(), read)
+        match (read, crate::bundled::file(path)) {
+            (Err(e), Some(text)) if e.kind() == std::io::ErrorKind::NotFound => (
+                format!("{} (bundled)", path.display()),
+                Ok(text.as_bytes().to_vec()),
+            ),
+            (read, _) => (path.display().to_string(), read),
+        }
     };
-    let bytes = read.map_err(|e| cli_error("InvalidEvent", format!("{name}: {e}")))?;
+    let bytes = read.map_err(|e| read_error("InvalidEvent", path, format!("{name}: {e}"), &e))?;
     if bytes.len() as u64 == limit {
         return Err(cli_error(
             "InvalidEvent",
@@ -589,19 +674,37 @@ fn read_event(path: &Path) -> Result<Value, CliError> {
         .map_err(|e| cli_error("InvalidEvent", format!("{name}: {e}")))
 }
 
+/// Loads a scenario, with the bundled-files hint when the path is missing.
+fn load_scenario(path: &Path) -> Result<crate::fleet::Scenario, CliError> {
+    crate::fleet::Scenario::load(path).map_err(|e| match &e {
+        crate::fleet::ScenarioError::Read { source, .. } => {
+            read_error("InvalidInput", path, e.to_string(), source)
+        }
+        crate::fleet::ScenarioError::Invalid { .. } => cli_error("InvalidScenario", e.to_string()),
+    })
+}
+
 /// Runs the demo scenarios on `seeds` seeds each; exit 0 only if every run ends as its file
 /// expects.
-async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
-    let files = if scenarios.is_dir() {
-        match crate::demo::scenario_files(scenarios) {
-            Ok(files) => files,
-            Err(e) => {
-                eprintln!("error[InvalidInput]: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    } else {
+async fn demo(
+    data_dir: &Path,
+    scenarios: &Path,
+    seeds: u64,
+    quiet: bool,
+) -> Result<ExitCode, CliError> {
+    let files = if scenarios.is_dir() || crate::bundled::dir(scenarios).is_some() {
+        crate::demo::scenario_files(scenarios).map_err(|e| cli_error("InvalidInput", e))?
+    } else if scenarios.is_file() || crate::bundled::file(scenarios).is_some() {
         vec![scenarios.to_path_buf()]
+    } else {
+        return Err(cli_error(
+            "InvalidInput",
+            format!(
+                "--scenarios {}: no such file or folder",
+                scenarios.display()
+            ),
+        )
+        .hint(crate::bundled::missing_hint(scenarios)));
     };
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
@@ -612,15 +715,20 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
                 data_dir: data_dir.join("demo"),
                 seed_offset,
             };
-            let progress: Box<dyn std::io::Write + Send> = if seeds == 1 {
-                say!("▶ {}", file.display());
+            let progress: Box<dyn std::io::Write + Send> = if seeds == 1 && !quiet {
+                let bundled = if crate::bundled::is_bundled_only(file) {
+                    " (bundled)"
+                } else {
+                    ""
+                };
+                say!("▶ {}{bundled}", file.display());
                 Box::new(std::io::stdout())
             } else {
                 Box::new(std::io::sink())
             };
             match crate::demo::run_scenario(file, &options, progress).await {
                 Ok(row) => {
-                    if seeds > 1 {
+                    if seeds > 1 && !quiet {
                         say!(
                             "{} {} seed {}: {}",
                             if row.passed { "✔" } else { "✘" },
@@ -633,13 +741,15 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
                     rows.push(row);
                 }
                 Err(e) => {
-                    eprintln!("error[InvalidScenario]: {e}");
+                    cli_error("InvalidScenario", e).report();
                     failed = true;
                 }
             }
         }
     }
-    say!("");
+    if !quiet {
+        say!("");
+    }
     say!("{}", crate::demo::summary_table(&rows));
     for row in rows.iter().filter(|r| !r.passed) {
         for failure in &row.failures {
@@ -655,11 +765,11 @@ async fn demo(data_dir: &Path, scenarios: &Path, seeds: u64) -> ExitCode {
         files.len() as u64 * seeds,
         started.elapsed().as_secs_f64()
     );
-    if failed {
-        ExitCode::from(1)
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 /// `validate-patch`'s arguments.
@@ -772,16 +882,20 @@ impl selfbuild_core::ports::Orchestrator for CapturingOrchestrator {
     }
 }
 
-/// Intake on the event, then, if it started a cycle, that cycle over the scenario's fleet.
+/// Intake on the event, then, if it started a cycle, that cycle over the scenario's fleet;
+/// progress on stderr (none with `quiet`), the result returned for stdout: the cycle's
+/// summary, or intake's answer when it started none.
 async fn cycle(
     data_dir: &Path,
     now: Option<OffsetDateTime>,
     event: &Path,
     scenario: &Path,
-) -> Result<ExitCode, CliError> {
-    let scenario = crate::fleet::Scenario::load(scenario)
-        .map_err(|e| cli_error("InvalidInput", e.to_string()))?;
-    let config = crate::demo::demo_config().map_err(|e| cli_error("ConfigError", e))?;
+    quiet: bool,
+) -> Result<Value, CliError> {
+    let scenario = load_scenario(scenario)?;
+    // The environment's configuration, as `serve` and the functions read it: autonomy is off
+    // unless ENABLE_AUTONOMOUS_IMPROVEMENTS says otherwise (only `demo` turns it on).
+    let config = Config::from_env()?;
     let event = read_event(event)?;
     let store = SqliteStore::open(data_dir)?;
     // The fleet's "now" is the scenario's; intake decides at the same instant.
@@ -794,49 +908,65 @@ async fn cycle(
     let metrics = TracingSink {
         namespace: config.metrics_namespace.clone(),
     };
-    // Replayable like the demo: the same scenario and event give the same cycle id.
-    let ids = crate::demo::scenario_ids(&scenario);
+    // Fresh ids on every run, as on AWS: a re-run never mixes its records with an earlier
+    // run's (within the dedup window of the same clock, intake suppresses it instead).
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,
-        ids: &ids,
+        ids: &OsRandom,
         metrics: &metrics,
     };
     let response = handle_event(deps, &alarms, &config, &event).await?;
-    say!(
-        "intake: {}",
-        serde_json::to_string(&response).unwrap_or_default()
-    );
+    let response = serde_json::to_value(&response).unwrap_or_default();
+    let progress = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    progress(format!("intake: {response}"));
     let started = orchestrator
         .started
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     let Some(request) = started else {
-        say!("no cycle started");
-        return Ok(ExitCode::SUCCESS);
+        let cycle = response.get("cycle_id").and_then(Value::as_str);
+        if response.get("decision").and_then(Value::as_str) == Some("duplicate") {
+            progress(format!(
+                "no cycle started: cycle {} holds this dedup window (one cycle per tenant and \
+                 component per 5 minutes of the clock, {}); another needs a later --now or a \
+                 fresh --data-dir",
+                cycle.unwrap_or("?"),
+                utc(clock.0)
+            ));
+        } else {
+            progress("no cycle started".to_owned());
+        }
+        return Ok(response);
     };
-    say!("▶ cycle {}", request.cycle_id);
+    progress(format!("▶ cycle {}", request.cycle_id));
+    let out: Box<dyn std::io::Write + Send> = if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
     // A person answers here, not the scenario's recorded approver.
     let output = crate::cycle::run_cycle(
         &scenario,
         &request,
         &store,
         &config,
-        Box::new(std::io::stdout()),
+        out,
         crate::cycle::Approvers::People,
     )
     .await
     .map_err(|e| cli_error("ExecutionFailed", e))?;
-    let summary = output.get("summary").cloned().unwrap_or(Value::Null);
-    say!(
-        "{}",
-        serde_json::to_string_pretty(&summary).unwrap_or_default()
-    );
-    Ok(ExitCode::SUCCESS)
+    let mut summary = output.get("summary").cloned().unwrap_or(Value::Null);
+    crate::output::normalize_times(&mut summary);
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -82,8 +82,10 @@ pub fn load_state_machine() -> Result<StateMachine, crate::asl::AslError> {
 
 /// The Task states' resources, served by the core step functions.
 pub struct LocalSteps {
-    /// Telemetry and deployer.
+    /// Telemetry, deployer and deployed code.
     pub fleet: Fleet,
+    /// Checks code patches.
+    pub checker: selfbuild_validate::PipelineChecker,
     /// Proposals.
     pub llm: Box<dyn Llm>,
     /// The halt switch, approvals, audit, improvement records, LLM spend and cycles.
@@ -130,6 +132,8 @@ impl TaskHandler for LocalSteps {
         let deps = StepDeps {
             telemetry: &self.fleet,
             deployer: &self.fleet,
+            code: &self.fleet,
+            checker: &self.checker,
             llm: self.llm.as_ref(),
             store: self.store.as_ref(),
             notifier: self.notifier.as_ref(),
@@ -433,8 +437,12 @@ impl CycleRun {
         let machine = load_state_machine().map_err(|e| e.to_string())?;
         let tokens = TaskTokens::new();
         let shared = Arc::new(store.clone());
+        let checker = selfbuild_validate::PipelineChecker::new(
+            crate::demo::scenario_code_settings(&scenario)?,
+        );
         let steps = LocalSteps {
             fleet,
+            checker,
             llm,
             store: shared.clone(),
             notifier: shared.clone(),
@@ -453,6 +461,7 @@ impl CycleRun {
         let operator = RecordedHalt::for_scenario(&scenario)?.map(|halt| {
             tokio::spawn(halt.run(store.clone(), clock.clone(), start, Arc::clone(&out)))
         });
+        let (closing_store, closing_out) = (store.clone(), Arc::clone(&out));
         let desk = tokio::spawn(
             Desk {
                 approvers,
@@ -471,13 +480,21 @@ impl CycleRun {
             &steps,
             &tokens,
             &observer,
-            &ExecutionOptions::on(clock),
+            &ExecutionOptions::on(clock.clone()),
         )
         .await;
         desk.abort();
         if let Some(operator) = operator {
             operator.abort();
         }
+        close_unanswered(
+            &closing_store,
+            &clock,
+            &request.cycle_id,
+            start,
+            &closing_out,
+        )
+        .await;
         let output = result.map_err(|f| {
             format!(
                 "{}: execution failed: {}: {}",
@@ -607,6 +624,57 @@ fn look_line(report: &MonitorReport) -> String {
     line
 }
 
+/// Closes `approval` (core `approval::expire`: its window ended unanswered) and says so.
+async fn close_approval(
+    store: &SqliteStore,
+    clock: &VirtualClock,
+    approval: &PendingApproval,
+    indent: &str,
+    label: &str,
+    out: &Out,
+) {
+    let tokens = StoreTaskTokens(store.clone());
+    let ports = ApprovalPorts {
+        store,
+        tokens: &tokens,
+        audit: store,
+        improvements: store,
+        clock,
+        halt: store,
+    };
+    let line = match selfbuild_core::approval::expire(ports, &approval.improvement_id).await {
+        Ok(true) => format!(
+            "{indent}{label} approval window of {} closed unanswered: {} (risk {}) not deployed",
+            approval.improvement_id, approval.change, approval.risk
+        ),
+        Ok(false) => return,
+        Err(e) => format!(
+            "{indent}cannot close the approval of {}: {e}",
+            approval.improvement_id
+        ),
+    };
+    print(out, &[line]);
+}
+
+/// Closes the approvals of `cycle` still pending once its execution ended: nothing can
+/// resume them any more.
+async fn close_unanswered(
+    store: &SqliteStore,
+    clock: &VirtualClock,
+    cycle: &selfbuild_core::ids::CycleId,
+    start: OffsetDateTime,
+    out: &Out,
+) {
+    let Ok(pending) = store.pending_approvals().await else {
+        return;
+    };
+    let label = since_start(start, clock.now());
+    for approval in pending.iter().filter(|p| &p.cycle_id == cycle) {
+        close_approval(store, clock, approval, "    ", &label, out).await;
+        let _ = store.take_task_result(&approval.task_token).await;
+    }
+}
+
 /// Answers the tasks that wait for a token (approvals), as [`Approvers`] says.
 struct Desk {
     approvers: Approvers,
@@ -623,10 +691,27 @@ impl Desk {
     async fn run(self) {
         let mut changes = self.tokens.changes();
         let mut seen = HashSet::new();
+        // The approvals being waited for, by token.
+        let mut waiting = BTreeMap::new();
         loop {
-            for task in self.tokens.pending() {
-                if seen.insert(task.token.clone()) {
-                    self.answer(&task).await;
+            let pending = self.tokens.pending();
+            for task in &pending {
+                if seen.insert(task.token.clone())
+                    && let Some(approval) = self.answer(task).await
+                {
+                    waiting.insert(task.token.clone(), (approval, task.iterations.clone()));
+                }
+            }
+            // A token that stopped waiting was answered (its approval is gone from the
+            // store) or its window closed: then the approval is closed in the store.
+            let gone: Vec<String> = waiting
+                .keys()
+                .filter(|token| !pending.iter().any(|t| &t.token == *token))
+                .cloned()
+                .collect();
+            for token in gone {
+                if let Some((approval, iterations)) = waiting.remove(&token) {
+                    self.close(&token, &approval, &iterations).await;
                 }
             }
             if matches!(self.approvers, Approvers::People) && !self.tokens.pending().is_empty() {
@@ -642,8 +727,32 @@ impl Desk {
         }
     }
 
-    /// Handles a task that just started waiting.
-    async fn answer(&self, task: &PendingTask) {
+    /// After the task of `token` stopped waiting: if its approval is still pending, the
+    /// window closed unanswered; closes it ([`close_approval`]) and drops any answer queued
+    /// too late, so nothing is left for a late `approve`.
+    async fn close(&self, token: &str, approval: &PendingApproval, iterations: &[Iteration]) {
+        let indent = "  ".repeat(iterations.len() + 2);
+        let label = format!(
+            "{}{}",
+            since_start(self.start, self.clock.now()),
+            item_label(iterations)
+        );
+        close_approval(
+            &self.store,
+            &self.clock,
+            approval,
+            &indent,
+            &label,
+            &self.out,
+        )
+        .await;
+        if let Ok(Some(_)) = self.store.take_task_result(token).await {
+            tracing::warn!(improvement = %approval.improvement_id, "an answer came after the approval window closed; dropped");
+        }
+    }
+
+    /// Handles a task that just started waiting; the approval it waits for, if any.
+    async fn answer(&self, task: &PendingTask) -> Option<PendingApproval> {
         let indent = "  ".repeat(task.iterations.len() + 2);
         let pending = match self.store.pending_approvals().await {
             Ok(all) => all.into_iter().find(|p| p.task_token == task.token),
@@ -664,7 +773,7 @@ impl Desk {
                     self.deadline(task)
                 )],
             );
-            return;
+            return None;
         };
         match &self.approvers {
             Approvers::Recorded(recorded) => self.decide(recorded, task, &pending, &indent).await,
@@ -681,6 +790,7 @@ impl Desk {
             ),
             Approvers::People => print(&self.out, &self.wait_lines(task, &pending, &indent)),
         }
+        Some(pending)
     }
 
     /// The scenario's recorded answer, `after_seconds` after the request.

@@ -4,6 +4,7 @@
 //! - [`orchestrator`]: an Orchestrator that records started cycles in the store.
 //! - [`asl`]: an in-process Amazon States Language interpreter that runs the state machine.
 //! - [`alarms`]: an AlarmSource over saved `describe-alarms` output.
+//! - [`bundled`]: the files of `events/` shipped in the binary, so the CLI runs from anywhere.
 //! - [`fleet`]: simulated Lambda functions (Telemetry and Deployer) whose metrics respond to their configuration.
 //! - [`planner`]: embedded Llm adapters: the rule planner and recorded answers.
 //! - [`cycle`]: runs cycles offline: the ASL on the embedded interpreter over the core step
@@ -11,17 +12,25 @@
 //! - [`demo`]: `selfbuild demo`: every scenario as a cycle, with a summary table.
 //! - [`serve`]: `selfbuild serve`: the MCP endpoint on TCP over the embedded adapters.
 //! - [`logs`]: `selfbuild logs mine`: log records grouped into templates by the core miner.
+//! - [`inspect`]: `selfbuild status`, `list` and `show` over the store.
+//! - [`invoke`]: `selfbuild invoke`: one function's handler on a payload, on embedded adapters.
+//! - [`output`]: `--output json|table`, timestamps, `error[Type]` lines with hints, exit codes.
 //! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`,
 //!   `logs mine`, …).
 
 pub mod alarms;
 pub mod asl;
+pub mod bundled;
 pub mod cli;
 pub mod cycle;
 pub mod demo;
 pub mod fleet;
+pub mod inspect;
+pub mod invoke;
 pub mod logs;
 pub mod orchestrator;
+pub mod output;
 pub mod planner;
+pub mod proposal;
 pub mod serve;
 pub mod store;

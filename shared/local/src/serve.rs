@@ -26,13 +26,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use selfbuild_core::Config;
-use selfbuild_core::apikeys::KeySet;
+use selfbuild_core::apikeys::{ApiKey, KeySet, Scope};
 use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::OrchestratorError;
 use selfbuild_core::ids::CycleId;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{Clock, CycleHandle, CycleStore, Orchestrator, StaticKeys};
+use selfbuild_core::records::TenantScope;
 use selfbuild_core::text::Escaped;
+use selfbuild_mcp::access_log::BatchedAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings};
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpSocket};
@@ -192,20 +194,25 @@ fn record_failure(store: &SqliteStore, id: &CycleId, at: OffsetDateTime) {
     }
 }
 
-/// Serves until Ctrl-C.
-pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
-    let keys = load_keys(
-        options.api_keys_file.as_deref(),
-        std::env::var("SELFBUILD_API_KEYS").ok(),
-    )?;
+/// The endpoint's ports over the embedded adapters: the scenario's fleet, the store in
+/// `data_dir` (its WAL checkpointed in the background, its access log batched), `keys`.
+fn endpoint_deps(
+    scenario: &Path,
+    data_dir: &Path,
+    now: Option<OffsetDateTime>,
+    keys: KeySet,
+) -> Result<McpDeps, CliError> {
     let config = Arc::new(Config::from_env()?);
     let settings = McpSettings::from_env()?;
-    let scenario = Arc::new(
-        Scenario::load(&options.scenario).map_err(|e| cli_error("InvalidInput", e.to_string()))?,
-    );
-    let store = SqliteStore::open(&options.data_dir)?;
+    let scenario =
+        Arc::new(Scenario::load(scenario).map_err(|e| cli_error("InvalidInput", e.to_string()))?);
+    let store = SqliteStore::open(data_dir)?;
+    // Checkpoint fsyncs happen on a thread of their own, not on a request's commit.
+    store.checkpoint_in_background(CHECKPOINT_EVERY)?;
+    // The access log's one writer, committing in batches; flushed on shutdown.
+    let access_log = Arc::new(BatchedAccessLog::spawn(Arc::new(store.clone())));
     // This runtime's time is not paused: the clock runs at real pace.
-    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(options.now.unwrap_or(scenario.now)));
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new(now.unwrap_or(scenario.now)));
     let fleet = Arc::new(
         Fleet::new(&scenario, Arc::clone(&clock))
             .map_err(|e| cli_error("InvalidInput", e.to_string()))?,
@@ -217,8 +224,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         scenario,
         config: Arc::clone(&config),
     };
-    let deps = McpDeps {
+    Ok(McpDeps {
         store: Arc::new(store.clone()),
+        access_log,
         orchestrator: Arc::new(orchestrator),
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),
         telemetry: fleet.clone(),
@@ -232,7 +240,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         ids: Arc::new(OsRandom),
         config,
         settings,
-    };
+    })
+}
+
+/// Serves until Ctrl-C (or SIGTERM), then stores what is held in memory.
+pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
+    let keys = load_keys(
+        options.api_keys_file.as_deref(),
+        std::env::var("SELFBUILD_API_KEYS").ok(),
+    )?;
+    let deps = endpoint_deps(&options.scenario, &options.data_dir, options.now, keys)?;
     let listener = listen(options.addr).map_err(|e| {
         cli_error(
             "ConfigError",
@@ -244,8 +261,89 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         .map_err(|e| cli_error("ConfigError", e.to_string()))?;
     // The one line scripts wait for before connecting.
     eprintln!("selfbuild MCP endpoint listening on http://{local}/mcp");
-    serve_connections(listener, selfbuild_mcp::app(deps), options.limits).await;
+    let (app, shutdown) = selfbuild_mcp::app_with_shutdown(deps);
+    serve_connections(listener, app, options.limits).await;
+    // Nothing held in memory is lost on a graceful stop: uncounted calls and access log
+    // entries are stored before the process exits.
+    shutdown.run().await?;
+    info!("stopped; access log flushed");
     Ok(())
+}
+
+/// What `selfbuild mcp --stdio` was asked.
+#[derive(Debug, Clone)]
+pub struct StdioOptions {
+    /// The fleet the tools read telemetry from and started cycles work on.
+    pub scenario: PathBuf,
+    /// A file holding the key list (else `SELFBUILD_API_KEYS`); only read with a key.
+    pub api_keys_file: Option<PathBuf>,
+    /// The key the client presents (`SELFBUILD_MCP_KEY`); none: the local administrator.
+    pub key: Option<String>,
+    /// The embedded store's directory.
+    pub data_dir: PathBuf,
+    /// The clock's start (else the scenario's `now`).
+    pub now: Option<OffsetDateTime>,
+}
+
+/// The id of the caller of a stdio session started without a key.
+pub const LOCAL_CALLER: &str = "local-stdio";
+
+/// Serves MCP over stdin/stdout until the client closes stdin. Without a key the caller is
+/// the local administrator (whoever can start the process can read the store anyway);
+/// with one, the key's tenant and scopes apply as over HTTP.
+pub async fn serve_stdio(options: StdioOptions) -> Result<(), CliError> {
+    let (keys, caller) = match &options.key {
+        Some(presented) => {
+            let keys = load_keys(
+                options.api_keys_file.as_deref(),
+                std::env::var("SELFBUILD_API_KEYS").ok(),
+            )?;
+            let caller = keys.authenticate(presented).cloned().ok_or_else(|| {
+                cli_error(
+                    "ConfigError",
+                    "SELFBUILD_MCP_KEY matches no key of the key list",
+                )
+            })?;
+            (keys, caller)
+        }
+        None => {
+            let caller = ApiKey {
+                id: LOCAL_CALLER.to_owned(),
+                digest: [0; 32],
+                tenant: TenantScope::All,
+                scopes: vec![Scope::Admin],
+            };
+            (KeySet::default(), caller)
+        }
+    };
+    let deps = endpoint_deps(&options.scenario, &options.data_dir, options.now, keys)?;
+    selfbuild_mcp::serve_stdio(deps, caller)
+        .await
+        .map_err(|e| match e {
+            selfbuild_mcp::StdioError::Store(e) => CliError::from(e),
+            e @ selfbuild_mcp::StdioError::Transport(_) => cli_error("InvalidInput", e.to_string()),
+        })?;
+    info!("stdio session ended; access log flushed");
+    Ok(())
+}
+
+/// How often `serve` checkpoints the store's WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Ctrl-C, or SIGTERM where there are signals (a service manager's stop).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Connections the kernel completes while `max_connections` are being served; std's and
@@ -269,7 +367,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn serve_connections(listener: TcpListener, app: Router, limits: ServeLimits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut stop = std::pin::pin!(stop_signal());
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => break,

@@ -128,10 +128,14 @@ CREATE TABLE IF NOT EXISTS miner_states (
 /// The embedded store over a SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The one connection that writes.
     conn: Arc<Mutex<Connection>>,
     /// One turn at the connection for tasks of multi-threaded runtimes: they wait for it as
     /// tasks, not as threads blocked on the mutex.
     turn: Arc<tokio::sync::Semaphore>,
+    /// Connections that only read: in WAL mode they neither wait for the writer nor make it
+    /// wait, so reads stay off the write lock.
+    readers: Arc<Readers>,
     path: PathBuf,
     /// The file this process opened, to notice it deleted or replaced.
     opened: FileId,
@@ -152,12 +156,8 @@ impl SqliteStore {
             .map_err(|e| io_error(&format!("data directory {}", data_dir.display()), &e))?;
         let path = data_dir.join(DATABASE_FILE);
         let at = |e: rusqlite::Error| at_file(&path, sql(e));
-        let conn = Connection::open(&path).map_err(at)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(at)?;
+        let conn = open_connection(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(at)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(at)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -177,9 +177,46 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            readers: Arc::new(Readers::new(READERS)),
             path,
             opened,
         })
+    }
+
+    /// Stops the writer from checkpointing the WAL as it commits (the fsyncs of a checkpoint
+    /// then never fall on a caller's write) and checkpoints it from a thread of its own every
+    /// `every` instead, for as long as a clone of this store lives. Other processes on the
+    /// file keep SQLite's automatic checkpoints.
+    pub fn checkpoint_in_background(&self, every: std::time::Duration) -> Result<(), StoreError> {
+        let checkpointer = open_connection(&self.path)?;
+        {
+            let conn = self
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(|e| at_file(&self.path, sql(e)))?;
+        }
+        let alive = Arc::downgrade(&self.conn);
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    if alive.strong_count() == 0 {
+                        return;
+                    }
+                    // PASSIVE: copies what no reader needs, never waits for readers or writers.
+                    let done =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(e) = done {
+                        tracing::warn!(file = %path.display(), error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| io_error("the checkpoint thread", &e))?;
+        Ok(())
     }
 
     /// The database file.
@@ -224,6 +261,36 @@ impl SqliteStore {
         result.map_err(|e| at_file(&self.path, e))
     }
 
+    /// Runs `work` on a reader connection, in place: a read never waits for the write lock
+    /// (WAL), so it is not handed to another thread as a write is. At most [`READERS`] run
+    /// at once; more wait as tasks.
+    async fn with_read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        let _permit =
+            match self.readers.permits.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => self.readers.permits.acquire().await.map_err(|_| {
+                    StoreError::Unavailable("the store's readers were closed".into())
+                })?,
+            };
+        let result = (|| {
+            self.check_file()?;
+            let mut slot = self.readers.free_slot();
+            if slot.is_none() {
+                let conn = open_connection(&self.path)?;
+                conn.pragma_update(None, "query_only", true).map_err(sql)?;
+                *slot = Some(conn);
+            }
+            match slot.as_ref() {
+                Some(conn) => work(conn),
+                None => Err(StoreError::Unavailable("no reader connection".into())),
+            }
+        })();
+        result.map_err(|e| at_file(&self.path, e))
+    }
+
     /// Fails when the file at the path is no longer the one opened (deleted, or replaced by
     /// another): this process would go on with state no other process sees, e.g. a halt
     /// switch a new CLI does not find. Failing beats reopening: the old file may hold
@@ -249,6 +316,81 @@ impl SqliteStore {
             )));
         }
         Ok(())
+    }
+}
+
+/// How many reader connections a store opens (lazily, as reads overlap).
+const READERS: usize = 4;
+
+/// How many prepared statements each connection keeps (the store has about 50).
+const STATEMENT_CACHE: usize = 96;
+
+/// A connection to the file with the store's settings (busy timeout, WAL-safe sync level,
+/// statement cache).
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let at = |e: rusqlite::Error| at_file(path, sql(e));
+    let conn = Connection::open(path).map_err(at)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(at)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(at)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// The reader connections, opened on first use, and one permit per connection.
+struct Readers {
+    slots: Vec<Mutex<Option<Connection>>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Readers {
+    fn new(count: usize) -> Self {
+        Self {
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
+            permits: tokio::sync::Semaphore::new(count),
+        }
+    }
+
+    /// A slot no one uses (one exists while the caller holds a permit).
+    fn free_slot(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
+        for slot in &self.slots {
+            if let Ok(guard) = slot.try_lock() {
+                return guard;
+            }
+        }
+        self.slots[0]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Statements through the connection's cache of prepared statements: SQL text is parsed once
+/// per connection, not on every call.
+trait Cached {
+    /// `Connection::execute`, prepared once.
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    /// `Connection::query_row`, prepared once.
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
 
@@ -345,14 +487,14 @@ impl DedupStore for SqliteStore {
             // The embedded counterpart of DynamoDB TTL, never needed for correctness: lazy
             // clean-up on the clock of this claim, not the wall clock (the CLI, a scenario
             // and `serve` may each run on their own injected clock).
-            tx.execute(
+            tx.exec(
                 "DELETE FROM dedup_claims WHERE expires_at < ?1",
                 params![claim.claimed_at.unix_timestamp()],
             )
             .map_err(sql)?;
             // One conditional write: insert, or replace a claim whose window has ended.
             let won = tx
-                .execute(
+                .exec(
                     "INSERT INTO dedup_claims (dedup_key, cycle_id, claimed_at_ms, window_end_ms,
                          expires_at, suppressed_count, started, execution_ref, cycle_input)
                      VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, NULL, ?6)
@@ -379,7 +521,7 @@ impl DedupStore for SqliteStore {
                 // A claim already held by the same cycle is a retry of the winning claim: won
                 // again, not counted (the DynamoDB store's contract after a lost answer).
                 let row = tx
-                    .query_row(
+                    .row(
                         "UPDATE dedup_claims
                          SET suppressed_count = suppressed_count + (cycle_id <> ?2)
                          WHERE dedup_key = ?1
@@ -433,7 +575,7 @@ impl DedupStore for SqliteStore {
             execution_ref.to_owned(),
         );
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "UPDATE dedup_claims SET started = 1, execution_ref = ?3
                  WHERE dedup_key = ?1 AND cycle_id = ?2",
                 params![key, id, execution],
@@ -448,7 +590,7 @@ impl DedupStore for SqliteStore {
         let (key, id) = (key.as_str().to_owned(), cycle_id.as_str().to_owned());
         self.with_conn(move |conn| {
             let deleted = conn
-                .execute(
+                .exec(
                     "DELETE FROM dedup_claims WHERE dedup_key = ?1 AND cycle_id = ?2",
                     params![key, id],
                 )
@@ -462,9 +604,9 @@ impl DedupStore for SqliteStore {
 #[async_trait]
 impl HaltSwitch for SqliteStore {
     async fn halt_state(&self) -> Result<Option<HaltState>, StoreError> {
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let row = conn
-                .query_row(
+                .row(
                     "SELECT reason, actor, since_ms FROM halt_switch WHERE id = 1",
                     [],
                     |row| {
@@ -492,7 +634,7 @@ impl HaltSwitch for SqliteStore {
     async fn set_halt(&self, halt: &HaltState) -> Result<(), StoreError> {
         let halt = halt.clone();
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO halt_switch (id, reason, actor, since_ms) VALUES (1, ?1, ?2, ?3)
                  ON CONFLICT(id) DO UPDATE SET reason = excluded.reason,
                      actor = excluded.actor, since_ms = excluded.since_ms",
@@ -507,7 +649,7 @@ impl HaltSwitch for SqliteStore {
     async fn clear_halt(&self) -> Result<bool, StoreError> {
         self.with_conn(|conn| {
             let deleted = conn
-                .execute("DELETE FROM halt_switch WHERE id = 1", [])
+                .exec("DELETE FROM halt_switch WHERE id = 1", [])
                 .map_err(sql)?;
             Ok(deleted == 1)
         })
@@ -527,7 +669,7 @@ impl CycleStore for SqliteStore {
         let started = millis(cycle.started_at);
         self.with_conn(move |conn| {
             let inserted = conn
-                .execute(
+                .exec(
                     "INSERT INTO cycles (cycle_id, status, started_ms, body) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(cycle_id) DO NOTHING",
                     params![id, status, started, body],
@@ -540,9 +682,9 @@ impl CycleStore for SqliteStore {
 
     async fn get_cycle(&self, id: &CycleId) -> Result<Option<CycleRecord>, StoreError> {
         let id = id.as_str().to_owned();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let body: Option<String> = conn
-                .query_row(
+                .row(
                     "SELECT body FROM cycles WHERE cycle_id = ?1",
                     params![id],
                     |row| row.get(0),
@@ -573,7 +715,7 @@ impl CycleStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
             let body: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT body FROM cycles WHERE cycle_id = ?1",
                     params![id],
                     |row| row.get(0),
@@ -586,7 +728,7 @@ impl CycleStore for SqliteStore {
             let record = format!("cycle {id}");
             let mut cycle: CycleRecord = decode(&record, &body)?;
             cycle.status = status;
-            tx.execute(
+            tx.exec(
                 "UPDATE cycles SET status = ?2, body = ?3 WHERE cycle_id = ?1",
                 params![id, cycle_status_name(status), encode(&record, &cycle)?],
             )
@@ -603,7 +745,7 @@ impl CycleStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<CycleRecord>, StoreError> {
         let tenant = scope.tenant().map(|t| t.as_str().to_owned());
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let rows = bodies::<CycleRecord>(
                 conn,
                 "SELECT cycle_id, body FROM cycles
@@ -611,6 +753,22 @@ impl CycleStore for SqliteStore {
                    AND (?1 IS NULL OR json_extract(body, '$.request.tenant_id') = ?1)
                  ORDER BY started_ms, cycle_id LIMIT ?2",
                 params![tenant, sql_limit(limit)],
+                |id| format!("cycle {id}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, cycle)| cycle).collect())
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Cycles of every status, newest first, at most `limit` (the CLI's `list cycles`).
+    pub async fn recent_cycles(&self, limit: usize) -> Result<Vec<CycleRecord>, StoreError> {
+        self.with_conn(move |conn| {
+            let rows = bodies::<CycleRecord>(
+                conn,
+                "SELECT cycle_id, body FROM cycles ORDER BY started_ms DESC, cycle_id DESC LIMIT ?1",
+                params![sql_limit(limit)],
                 |id| format!("cycle {id}"),
             )?;
             Ok(rows.into_iter().map(|(_, cycle)| cycle).collect())
@@ -628,7 +786,7 @@ fn corrupt_approval(id: &str, e: &serde_json::Error) -> StoreError {
 
 fn read_pending(conn: &Connection, id: &str) -> Result<Option<PendingApproval>, StoreError> {
     let body: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT body FROM pending_approvals WHERE improvement_id = ?1",
             params![id],
             |row| row.get(0),
@@ -645,7 +803,7 @@ impl ApprovalStore for SqliteStore {
         let id = pending.improvement_id.to_string();
         let body = serde_json::to_string(pending).map_err(|e| corrupt_approval(&id, &e))?;
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO pending_approvals (improvement_id, body) VALUES (?1, ?2)
                  ON CONFLICT(improvement_id) DO UPDATE SET body = excluded.body",
                 params![id, body],
@@ -661,7 +819,7 @@ impl ApprovalStore for SqliteStore {
         improvement_id: &ImprovementId,
     ) -> Result<Option<PendingApproval>, StoreError> {
         let id = improvement_id.to_string();
-        self.with_conn(move |conn| read_pending(conn, &id)).await
+        self.with_read(move |conn| read_pending(conn, &id)).await
     }
 
     async fn add_approver(
@@ -681,7 +839,7 @@ impl ApprovalStore for SqliteStore {
                 pending.approvers.push(approver);
                 let body =
                     serde_json::to_string(&pending).map_err(|e| corrupt_approval(&id, &e))?;
-                tx.execute(
+                tx.exec(
                     "UPDATE pending_approvals SET body = ?2 WHERE improvement_id = ?1",
                     params![id, body],
                 )
@@ -697,7 +855,7 @@ impl ApprovalStore for SqliteStore {
         let id = improvement_id.to_string();
         self.with_conn(move |conn| {
             let deleted = conn
-                .execute(
+                .exec(
                     "DELETE FROM pending_approvals WHERE improvement_id = ?1",
                     params![id],
                 )
@@ -711,10 +869,10 @@ impl ApprovalStore for SqliteStore {
 impl SqliteStore {
     /// Every pending approval, by improvement id.
     pub async fn pending_approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let rows: Vec<(String, String)> = {
                 let mut stmt = conn
-                    .prepare("SELECT improvement_id, body FROM pending_approvals ORDER BY improvement_id")
+                    .prepare_cached("SELECT improvement_id, body FROM pending_approvals ORDER BY improvement_id")
                     .map_err(sql)?;
                 stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                     .map_err(sql)?
@@ -738,7 +896,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let (token, output) = (token.to_owned(), output.to_string());
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO task_results (task_token, output) VALUES (?1, ?2)
                  ON CONFLICT(task_token) DO NOTHING",
                 params![token, output],
@@ -760,14 +918,14 @@ impl SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
             let output: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT output FROM task_results WHERE task_token = ?1",
                     params![token],
                     |row| row.get(0),
                 )
                 .optional()
                 .map_err(sql)?;
-            tx.execute(
+            tx.exec(
                 "DELETE FROM task_results WHERE task_token = ?1",
                 params![token],
             )
@@ -793,14 +951,14 @@ impl SqliteStore {
                 .map_err(sql)?;
             let rows: Vec<(String, String)> = {
                 let mut stmt = tx
-                    .prepare("SELECT task_token, output FROM task_results")
+                    .prepare_cached("SELECT task_token, output FROM task_results")
                     .map_err(sql)?;
                 stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                     .map_err(sql)?
                     .collect::<Result<_, _>>()
                     .map_err(sql)?
             };
-            tx.execute("DELETE FROM task_results", []).map_err(sql)?;
+            tx.exec("DELETE FROM task_results", []).map_err(sql)?;
             tx.commit().map_err(sql)?;
             rows.into_iter()
                 .map(|(token, output)| {
@@ -851,7 +1009,7 @@ impl AuditLog for SqliteStore {
         })?;
         let (cycle, at) = (event.cycle_id.as_str().to_owned(), millis(event.at));
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO audit_events (cycle_id, at_ms, body) VALUES (?1, ?2, ?3)",
                 params![cycle, at, body],
             )
@@ -863,9 +1021,11 @@ impl AuditLog for SqliteStore {
 
     async fn cycle_events(&self, cycle_id: &CycleId) -> Result<Vec<AuditEvent>, StoreError> {
         let cycle = cycle_id.as_str().to_owned();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let mut stmt = conn
-                .prepare("SELECT body FROM audit_events WHERE cycle_id = ?1 ORDER BY at_ms, seq")
+                .prepare_cached(
+                    "SELECT body FROM audit_events WHERE cycle_id = ?1 ORDER BY at_ms, seq",
+                )
                 .map_err(sql)?;
             let bodies: Vec<String> = stmt
                 .query_map(params![cycle], |row| row.get(0))
@@ -896,7 +1056,7 @@ impl Notifier for SqliteStore {
     ) -> Result<(), StoreError> {
         let (kind, body) = (detail_type.to_owned(), detail.to_string());
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO notifications (detail_type, detail) VALUES (?1, ?2)",
                 params![kind, body],
             )
@@ -910,9 +1070,9 @@ impl Notifier for SqliteStore {
 impl SqliteStore {
     /// Every notification sent so far, oldest first, as (detail-type, detail).
     pub async fn notifications(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let mut stmt = conn
-                .prepare("SELECT detail_type, detail FROM notifications ORDER BY seq")
+                .prepare_cached("SELECT detail_type, detail FROM notifications ORDER BY seq")
                 .map_err(sql)?;
             let rows: Vec<(String, String)> = stmt
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -985,7 +1145,7 @@ fn bodies<T: DeserializeOwned>(
     params: impl rusqlite::Params,
     record: impl Fn(&str) -> String,
 ) -> Result<Vec<(String, T)>, StoreError> {
-    let mut stmt = conn.prepare(query).map_err(sql)?;
+    let mut stmt = conn.prepare_cached(query).map_err(sql)?;
     let rows: Vec<(String, String)> = stmt
         .query_map(params, |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(sql)?
@@ -1007,7 +1167,7 @@ impl ImprovementStore for SqliteStore {
         let tenant = record.tenant_id.as_ref().map(|t| t.as_str().to_owned());
         let status = record.status.as_str();
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO improvements (improvement_id, tenant_id, status, body)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(improvement_id) DO UPDATE SET tenant_id = excluded.tenant_id,
@@ -1025,9 +1185,9 @@ impl ImprovementStore for SqliteStore {
         id: &ImprovementId,
     ) -> Result<Option<ImprovementRecord>, StoreError> {
         let id = id.to_string();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let body: Option<String> = conn
-                .query_row(
+                .row(
                     "SELECT body FROM improvements WHERE improvement_id = ?1",
                     params![id],
                     |row| row.get(0),
@@ -1048,7 +1208,7 @@ impl ImprovementStore for SqliteStore {
         let size = query.page_size();
         let tenant = query.scope.tenant().map(|t| t.as_str().to_owned());
         let status = query.status.map(ImprovementStatus::as_str);
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             // One row more than the page tells whether another page follows.
             let mut rows = bodies::<ImprovementRecord>(
                 conn,
@@ -1079,9 +1239,9 @@ impl ImprovementStore for SqliteStore {
         scope: &TenantScope,
     ) -> Result<BTreeMap<ImprovementStatus, u64>, StoreError> {
         let tenant = scope.tenant().map(|t| t.as_str().to_owned());
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare_cached(
                     "SELECT status, COUNT(*) FROM improvements
                      WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY status",
                 )
@@ -1122,7 +1282,7 @@ impl UsageLedger for SqliteStore {
         let day = day_key(at.to_offset(UtcOffset::UTC).date());
         let providers = encode(&format!("LLM usage of {day}"), &providers)?;
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO llm_usage (day, cost_usd, calls, providers) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT(day) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd,
                      calls = calls + 1, providers = excluded.providers",
@@ -1136,9 +1296,9 @@ impl UsageLedger for SqliteStore {
 
     async fn llm_usage(&self, day: Date) -> Result<DailyUsage, StoreError> {
         let day = day_key(day);
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let row: Option<(f64, i64, String)> = conn
-                .query_row(
+                .row(
                     "SELECT cost_usd, calls, providers FROM llm_usage WHERE day = ?1",
                     params![day],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
@@ -1173,7 +1333,7 @@ impl SqliteStore {
         let name = name.to_owned();
         let body = encode(&format!("{kind} {tenant}#{name}"), record)?;
         self.with_conn(move |conn| {
-            conn.execute(
+            conn.exec(
                 &format!(
                     "INSERT INTO {table} (tenant_key, name, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(tenant_key, name) DO UPDATE SET body = excluded.body"
@@ -1194,7 +1354,7 @@ impl SqliteStore {
         scope: &TenantScope,
     ) -> Result<Vec<T>, StoreError> {
         let tenant = scope.tenant().map(|t| t.as_str().to_owned());
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let rows = bodies::<T>(
                 conn,
                 &format!(
@@ -1251,9 +1411,9 @@ impl Registry for SqliteStore {
 impl MinerStateStore for SqliteStore {
     async fn load_miner_state(&self, scope: &str) -> Result<Option<SavedMinerState>, StoreError> {
         let scope = scope.to_owned();
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let row: Option<(String, i64)> = conn
-                .query_row(
+                .row(
                     "SELECT body, version FROM miner_states WHERE scope = ?1",
                     params![scope],
                     |row| Ok((row.get(0)?, row.get(1)?)),
@@ -1286,13 +1446,13 @@ impl MinerStateStore for SqliteStore {
             // One statement decides: insert when nothing is stored and 0 was expected,
             // update when the stored version is the expected one.
             let changed = if expected == 0 {
-                conn.execute(
+                conn.exec(
                     "INSERT INTO miner_states (scope, body, version) VALUES (?1, ?2, 1)
                      ON CONFLICT(scope) DO NOTHING",
                     params![scope, body],
                 )
             } else {
-                conn.execute(
+                conn.exec(
                     "UPDATE miner_states SET body = ?2, version = version + 1
                      WHERE scope = ?1 AND version = ?3",
                     params![scope, body, expected],
@@ -1307,10 +1467,11 @@ impl MinerStateStore for SqliteStore {
 
 #[async_trait]
 impl AccessLog for SqliteStore {
-    async fn count_call(
+    async fn count_calls(
         &self,
         key_id: &str,
         window_start: OffsetDateTime,
+        calls: u64,
         expires_at: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let (key, start, expires) = (
@@ -1318,25 +1479,27 @@ impl AccessLog for SqliteStore {
             window_start.unix_timestamp(),
             expires_at.unix_timestamp(),
         );
+        let calls = i64::try_from(calls)
+            .map_err(|_| StoreError::Rejected(format!("{calls} calls are out of range")))?;
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
             // The embedded counterpart of DynamoDB TTL: windows that expired before this one
             // started are gone (the caller's window start stands in for the clock).
-            tx.execute(
+            tx.exec(
                 "DELETE FROM call_counts WHERE expires_at < ?1",
                 params![start],
             )
             .map_err(sql)?;
             let count: i64 = tx
-                .query_row(
+                .row(
                     "INSERT INTO call_counts (key_id, window_start, expires_at, count)
-                     VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT(key_id, window_start) DO UPDATE SET count = count + 1,
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(key_id, window_start) DO UPDATE SET count = count + ?4,
                          expires_at = max(expires_at, excluded.expires_at)
                      RETURNING count",
-                    params![key, start, expires],
+                    params![key, start, expires, calls],
                     |row| row.get(0),
                 )
                 .map_err(sql)?;
@@ -1347,20 +1510,35 @@ impl AccessLog for SqliteStore {
     }
 
     async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError> {
-        let body = encode(&format!("tool call of key {}", event.key_id), event)?;
-        let at = millis(event.at);
-        let expired = millis(event.at - TOOL_CALL_RETENTION);
+        self.record_tool_calls(std::slice::from_ref(event)).await
+    }
+
+    async fn record_tool_calls(&self, events: &[ToolCallEvent]) -> Result<(), StoreError> {
+        let Some(newest) = events.iter().map(|e| e.at).max() else {
+            return Ok(());
+        };
+        let rows = events
+            .iter()
+            .map(|event| {
+                let body = encode(&format!("tool call of key {}", event.key_id), event)?;
+                Ok((millis(event.at), body))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let expired = millis(newest - TOOL_CALL_RETENTION);
+        // One transaction for the batch: one commit, however many calls it holds.
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
-            tx.execute(
-                "INSERT INTO tool_calls (at_ms, body) VALUES (?1, ?2)",
-                params![at, body],
-            )
-            .map_err(sql)?;
+            for (at, body) in &rows {
+                tx.exec(
+                    "INSERT INTO tool_calls (at_ms, body) VALUES (?1, ?2)",
+                    params![at, body],
+                )
+                .map_err(sql)?;
+            }
             // Lazy clean-up, as DynamoDB's TTL does it on AWS.
-            tx.execute("DELETE FROM tool_calls WHERE at_ms < ?1", params![expired])
+            tx.exec("DELETE FROM tool_calls WHERE at_ms < ?1", params![expired])
                 .map_err(sql)?;
             tx.commit().map_err(sql)?;
             Ok(())
@@ -1375,7 +1553,7 @@ impl AccessLog for SqliteStore {
     ) -> Result<Vec<ToolCallEvent>, StoreError> {
         // What the TTL has not yet deleted on the clock of the caller.
         let expired = millis(now - TOOL_CALL_RETENTION);
-        self.with_conn(move |conn| {
+        self.with_read(move |conn| {
             let rows = bodies::<ToolCallEvent>(
                 conn,
                 "SELECT CAST(seq AS TEXT), body FROM tool_calls WHERE at_ms >= ?2
@@ -1427,7 +1605,7 @@ mod tests {
         {
             let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
             conn.execute_batch(SCHEMA_V1).unwrap();
-            conn.execute(
+            conn.exec(
                 "INSERT INTO cycles (cycle_id, status, started_ms, body)
                  VALUES ('c1', 'running', 1795323600000, ?1)",
                 params![CYCLE_V1],
@@ -1470,7 +1648,7 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         store
             .with_conn(|conn| {
-                conn.execute(
+                conn.exec(
                     "INSERT INTO improvements (improvement_id, tenant_id, status, body)
                      VALUES ('c1-1', NULL, 'validated', '{\"not\": \"a record\"}'),
                             ('c1-2', NULL, 'no_such_status', '{}')",

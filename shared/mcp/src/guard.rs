@@ -85,7 +85,7 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
     };
     if let Some((tool, message, refusal)) = check_scopes(&key, &message) {
         let now = deps.clock.now();
-        crate::server::log_tool_call(&deps, &key, tool, "denied", message, now).await;
+        crate::server::log_tool_call(&deps, &key, tool, "denied", message, now);
         return refusal;
     }
     parts.extensions.insert(Caller(key));

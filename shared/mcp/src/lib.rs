@@ -5,6 +5,10 @@
 //! - [`guard`]: host, method, Bearer key, body size and tool scope checks before the protocol.
 //! - [`jsonrpc`]: the JSON-RPC message check before rmcp, and JSON-RPC errors for what fails.
 //! - [`server`]: the MCP server handler: tool listing, rate limit, access log, dispatch.
+//! - [`rate_limit`]: the per-key limit, decided in memory, counted in the store off the
+//!   request path.
+//! - [`access_log`]: the access log sinks: batches committed by one writer, or structured
+//!   log records.
 //! - [`tools`]: one file per tool.
 
 use std::sync::Arc;
@@ -15,14 +19,18 @@ use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use selfbuild_core::Config;
+use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::config::{ConfigError, Env};
+use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
-    Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator, Store, TaskTokens,
-    Telemetry,
+    AccessLogSink, Clock, Deployer, IdSource, KeySource, MetricSink, Notifier, Orchestrator, Store,
+    TaskTokens, Telemetry,
 };
 
+pub mod access_log;
 pub mod guard;
 pub mod jsonrpc;
+pub mod rate_limit;
 pub mod server;
 pub mod tools;
 
@@ -103,6 +111,8 @@ fn split_list(value: &str) -> Vec<String> {
 pub struct McpDeps {
     /// Every store port.
     pub store: Arc<dyn Store>,
+    /// Where access log entries go (handed over; a call never waits for its entry).
+    pub access_log: Arc<dyn AccessLogSink>,
     /// Starts cycles.
     pub orchestrator: Arc<dyn Orchestrator>,
     /// Resumes executions waiting for approval.
@@ -129,8 +139,77 @@ pub struct McpDeps {
 
 /// The endpoint: POST `/` and `/mcp` speak MCP; everything passes [`guard`] first.
 pub fn app(deps: McpDeps) -> Router {
+    app_with_shutdown(deps).0
+}
+
+/// What a server calls when it stops, after the last request: the rate limit's uncounted
+/// calls are added to the store and the access log is flushed.
+#[derive(Clone)]
+pub struct Shutdown {
+    limiter: rate_limit::RateLimiter,
+    access_log: Arc<dyn AccessLogSink>,
+}
+
+impl Shutdown {
+    /// Counts and stores what is still held in memory; the first error, if any.
+    pub async fn run(&self) -> Result<(), StoreError> {
+        let counted = self.limiter.flush().await;
+        let logged = self.access_log.flush().await;
+        counted.and(logged)
+    }
+}
+
+/// Serves MCP over stdin/stdout (newline-delimited JSON-RPC, for desktop clients that start
+/// the server as a child process) until the client closes stdin; every request is
+/// `caller`'s. Stores what is held in memory before returning.
+pub async fn serve_stdio(deps: McpDeps, caller: ApiKey) -> Result<(), StdioError> {
+    use rmcp::ServiceExt;
+    let limiter = rate_limit::RateLimiter::new(
+        deps.store.clone(),
+        Arc::clone(&deps.clock),
+        deps.settings.rate_limit_per_minute,
+    );
+    let shutdown = Shutdown {
+        limiter: limiter.clone(),
+        access_log: Arc::clone(&deps.access_log),
+    };
+    let handler = server::SelfbuildMcp::new(Arc::new(deps), limiter).for_local_caller(caller);
+    let running = handler
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| StdioError::Transport(e.to_string()))?;
+    let ended = running
+        .waiting()
+        .await
+        .map_err(|e| StdioError::Transport(e.to_string()));
+    shutdown.run().await?;
+    ended.map(|_| ())
+}
+
+/// Why serving over stdio stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    /// The stdio transport failed (the client sent no valid `initialize`, a pipe broke).
+    #[error("MCP over stdio: {0}")]
+    Transport(String),
+    /// What was held in memory could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// [`app`], and what to call when the server stops.
+pub fn app_with_shutdown(deps: McpDeps) -> (Router, Shutdown) {
+    let limiter = rate_limit::RateLimiter::new(
+        deps.store.clone(),
+        Arc::clone(&deps.clock),
+        deps.settings.rate_limit_per_minute,
+    );
+    let shutdown = Shutdown {
+        limiter: limiter.clone(),
+        access_log: Arc::clone(&deps.access_log),
+    };
     let deps = Arc::new(deps);
-    let handler = server::SelfbuildMcp::new(Arc::clone(&deps));
+    let handler = server::SelfbuildMcp::new(Arc::clone(&deps), limiter);
     // Host checks are done by the guard (with wildcards, which rmcp's exact list lacks).
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -143,8 +222,9 @@ pub fn app(deps: McpDeps) -> Router {
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    Router::new()
+    let router = Router::new()
         .route_service("/", service.clone())
         .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(deps, guard::guard))
+        .layer(axum::middleware::from_fn_with_state(deps, guard::guard));
+    (router, shutdown)
 }

@@ -12,14 +12,15 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::records::ToolCallEvent;
-use selfbuild_core::text::{Escaped, Excerpt};
+use selfbuild_core::text::Excerpt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::McpDeps;
 use crate::guard::Caller;
-use crate::tools::{DEFINITIONS, ToolContext, ToolError, ToolName};
+use crate::rate_limit::{RateLimiter, Refused};
+use crate::tools::{DEFINITIONS, StatusCache, ToolContext, ToolError, ToolName};
 
 /// The protocol revisions served: the three with `initialize` and the stateless 2026 form.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -33,65 +34,82 @@ const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
 #[derive(Clone)]
 pub struct SelfbuildMcp {
     deps: Arc<McpDeps>,
+    limiter: RateLimiter,
+    status: Arc<StatusCache>,
+    /// Who calls over a transport without HTTP (stdio): the one local caller.
+    local_caller: Option<ApiKey>,
 }
 
 impl SelfbuildMcp {
-    /// A handler over `deps`.
-    pub fn new(deps: Arc<McpDeps>) -> Self {
-        Self { deps }
+    /// A handler over `deps`, limited by `limiter`.
+    pub fn new(deps: Arc<McpDeps>, limiter: RateLimiter) -> Self {
+        Self {
+            deps,
+            limiter,
+            status: Arc::new(StatusCache::default()),
+            local_caller: None,
+        }
     }
 
-    /// Counts the call against the key's fixed one-minute window.
+    /// The handler of a transport without HTTP (stdio), where every request is `caller`'s.
+    #[must_use]
+    pub fn for_local_caller(mut self, caller: ApiKey) -> Self {
+        self.local_caller = Some(caller);
+        self
+    }
+
+    /// The request's caller: the key the HTTP guard authenticated, else the local caller.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<ApiKey, ErrorData> {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .map(|c| c.0.clone())
+            .or_else(|| self.local_caller.clone())
+            .ok_or_else(|| {
+                ErrorData::internal_error("request reached the handler unauthenticated", None)
+            })
+    }
+
+    /// Counts the call against the key's fixed one-minute window (in memory: see
+    /// [`crate::rate_limit`]).
     async fn check_rate(&self, key: &ApiKey, now: OffsetDateTime) -> Result<(), ToolError> {
-        let limit = self.deps.settings.rate_limit_per_minute;
-        if limit == 0 {
-            return Ok(());
+        match self.limiter.admit(&key.id, now).await? {
+            Ok(()) => Ok(()),
+            Err(Refused { count, retry_after }) => Err(ToolError::RateLimited(format!(
+                "API key {:?} made {count} calls this minute, over its limit of {} per minute; retry after {retry_after} s",
+                key.id, self.deps.settings.rate_limit_per_minute
+            ))),
         }
-        let second = now.unix_timestamp();
-        let window_start =
-            OffsetDateTime::from_unix_timestamp(second - second.rem_euclid(60)).unwrap_or(now);
-        let window_end = window_start + time::Duration::minutes(1);
-        let count = self
-            .deps
-            .store
-            .count_call(
-                &key.id,
-                window_start,
-                window_end + time::Duration::minutes(5),
-            )
-            .await?;
-        if count > u64::from(limit) {
-            let retry_after = (window_end - now).whole_seconds().max(1);
-            return Err(ToolError::RateLimited(format!(
-                "API key {:?} made {count} calls this minute, over its limit of {limit} per minute; retry after {retry_after} s",
-                key.id
-            )));
-        }
-        Ok(())
     }
 
     async fn run_tool(
         &self,
         key: &ApiKey,
-        name: &str,
+        tool: ToolName,
         arguments: Value,
         now: OffsetDateTime,
     ) -> Result<Value, ToolError> {
-        let tool = ToolName::parse(name)
-            .ok_or_else(|| ToolError::InvalidArguments(format!("unknown tool {name:?}")))?;
         self.check_rate(key, now).await?;
         let ctx = ToolContext {
             deps: &self.deps,
             key,
             now,
+            status_cache: &self.status,
         };
-        tool.call(&ctx, arguments).await
+        let result = tool.call(&ctx, arguments).await;
+        if result.is_ok() && !tool.spec().read_only {
+            // What the status shows may have changed: the next status call reads it again.
+            self.status.invalidate();
+        }
+        result
     }
 }
 
-/// Writes one `tools/call` to the access log; a failed write is logged, never the caller's
-/// problem (the answer is already decided).
-pub(crate) async fn log_tool_call(
+/// Hands one `tools/call` to the access log; the call never waits for its entry to be
+/// stored, and a failed write is the sink's to report, never the caller's problem (the
+/// answer is already decided).
+pub(crate) fn log_tool_call(
     deps: &McpDeps,
     key: &ApiKey,
     tool: String,
@@ -101,28 +119,14 @@ pub(crate) async fn log_tool_call(
 ) {
     // The tool name is the caller's text when no tool has it.
     info!(key = ?key.id, tool = %Excerpt(&tool), outcome, "tool called");
-    let event = ToolCallEvent {
+    deps.access_log.record(ToolCallEvent {
         at,
         key_id: key.id.clone(),
         tenant_id: key.tenant.tenant().cloned(),
         tool,
         outcome: outcome.to_owned(),
         detail,
-    };
-    if let Err(e) = deps.store.record_tool_call(&event).await {
-        warn!(error = %Escaped(&e), tool = %Excerpt(&event.tool), "tool call not written to the access log");
-    }
-}
-
-fn caller(context: &RequestContext<RoleServer>) -> Result<ApiKey, ErrorData> {
-    context
-        .extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Caller>())
-        .map(|c| c.0.clone())
-        .ok_or_else(|| {
-            ErrorData::internal_error("request reached the handler unauthenticated", None)
-        })
+    });
 }
 
 impl ServerHandler for SelfbuildMcp {
@@ -162,17 +166,17 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let key = caller(&context)?;
+        let key = self.caller(&context)?;
         let name = request.name.to_string();
         let now = self.deps.clock.now();
-        if ToolName::parse(&name).is_none() {
+        let Some(tool) = ToolName::parse(&name) else {
             let message = format!("unknown tool {name:?}; tools/list names the tools");
-            log_tool_call(&self.deps, &key, name, "error", message.clone(), now).await;
+            log_tool_call(&self.deps, &key, name, "error", message.clone(), now);
             // JSON-RPC invalid params, as MCP specifies for unknown tools.
             return Err(ErrorData::invalid_params(message, None));
-        }
+        };
         let arguments = request.arguments.map_or(Value::Null, Value::Object);
-        let outcome = self.run_tool(&key, &name, arguments, now).await;
+        let outcome = self.run_tool(&key, tool, arguments, now).await;
         let (result, outcome_name, detail) = match outcome {
             Ok(value) => (CallToolResult::structured(value), "ok", String::new()),
             Err(e) => {
@@ -185,7 +189,7 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
                 (CallToolResult::structured_error(body), kind, e.to_string())
             }
         };
-        log_tool_call(&self.deps, &key, name, outcome_name, detail, now).await;
+        log_tool_call(&self.deps, &key, name, outcome_name, detail, now);
         Ok(CallToolResponse::Complete(result))
     }
 }

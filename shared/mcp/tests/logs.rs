@@ -16,6 +16,7 @@ use selfbuild_core::ports::{Clock, MetricRecord, MetricSink, StaticKeys};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
+use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -92,6 +93,7 @@ async fn operator_and_agent_text_never_breaks_a_log_line() {
     .expect("keys");
     let router = app(McpDeps {
         store: Arc::new(store.clone()),
+        access_log: Arc::new(LogRecordAccessLog::new(std::io::sink())),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),
             FixedClock(scenario.now),

@@ -15,12 +15,14 @@ use selfbuild_core::ids::{CycleId, ImprovementId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::{
-    AccessLog, ApprovalStore, Clock, ImprovementStore, MetricRecord, MetricSink, StaticKeys,
+    AccessLog, AccessLogSink, ApprovalStore, Clock, ImprovementStore, MetricRecord, MetricSink,
+    StaticKeys,
 };
 use selfbuild_core::records::{ImprovementRecord, ImprovementStatus, PendingApproval};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
+use selfbuild_mcp::access_log::BatchedAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -40,6 +42,7 @@ impl MetricSink for NoMetrics {
 struct Harness {
     app: Router,
     store: SqliteStore,
+    access_log: Arc<BatchedAccessLog>,
     /// The instant the endpoint's fixed clock reads.
     now: time::OffsetDateTime,
     _dir: tempfile::TempDir,
@@ -74,8 +77,10 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
     let scenario = Scenario::load(repo_file("events/scenarios/timeouts.json")).expect("scenario");
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(scenario.now));
     let fleet = Arc::new(Fleet::new(&scenario, Arc::clone(&clock)).expect("fleet"));
+    let access_log = Arc::new(BatchedAccessLog::spawn(Arc::new(store.clone())));
     let deps = McpDeps {
         store: Arc::new(store.clone()),
+        access_log: access_log.clone(),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),
             FixedClock(scenario.now),
@@ -94,6 +99,7 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
     Harness {
         app: app(deps),
         store,
+        access_log,
         now: scenario.now,
         _dir: dir,
     }
@@ -113,6 +119,15 @@ fn call(tool: &str, arguments: Value) -> Value {
 }
 
 impl Harness {
+    /// The access log as stored, newest first, once every entry handed over is written.
+    async fn access_log(&self, limit: usize) -> Vec<selfbuild_core::records::ToolCallEvent> {
+        self.access_log.flush().await.expect("flush");
+        self.store
+            .recent_tool_calls(self.now, limit)
+            .await
+            .expect("log")
+    }
+
     async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
@@ -329,7 +344,7 @@ async fn a_key_without_the_tools_scope_gets_403_naming_it() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let log = h.store.recent_tool_calls(h.now, 5).await.expect("log");
+    let log = h.access_log(5).await;
     let denied: Vec<(&str, &str, &str)> = log
         .iter()
         .map(|e| (e.key_id.as_str(), e.tool.as_str(), e.outcome.as_str()))
@@ -579,7 +594,7 @@ async fn malformed_messages_get_json_rpc_errors_that_say_what_is_wrong() {
         .await;
     assert_eq!(body["error"]["code"], -32601, "{body}");
     // A refused message is not a tool call: nothing in the access log.
-    let log = h.store.recent_tool_calls(h.now, 50).await.expect("log");
+    let log = h.access_log(50).await;
     assert_eq!(log.len(), 1, "{log:?}");
 }
 
@@ -947,7 +962,7 @@ async fn the_rate_limit_says_when_to_retry_and_every_call_is_logged() {
     h.err(ACME_READ, "list_agents", json!({"tenant_id": "globex"}))
         .await;
 
-    let log = h.store.recent_tool_calls(h.now, 10).await.expect("log");
+    let log = h.access_log(10).await;
     let outcomes: Vec<(&str, &str)> = log
         .iter()
         .map(|e| (e.key_id.as_str(), e.outcome.as_str()))

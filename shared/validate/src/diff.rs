@@ -110,7 +110,7 @@ pub fn creates_file(diff: &str) -> bool {
 pub fn apply(base: &str, patch: &diffy::Patch<'_, str>) -> Application {
     match diffy::apply(base, patch) {
         Ok(new_text) => Application::Applied(
-            from_hunks(patch, &new_text).unwrap_or_else(|| locate(base, new_text)),
+            from_hunks(patch, new_text).unwrap_or_else(|new_text| locate(base, new_text)),
         ),
         Err(e) => {
             // diffy numbers hunks from 1 in its message: "error applying hunk #N".
@@ -130,8 +130,32 @@ pub fn apply(base: &str, patch: &diffy::Patch<'_, str>) -> Application {
 }
 
 /// The rows the hunks add and remove, read from the hunks themselves when diffy applied each
-/// where it says it starts (the usual case); none when one landed at an offset.
-fn from_hunks(patch: &diffy::Patch<'_, str>, new_text: &str) -> Option<Applied> {
+/// where it says it starts (the usual case); the text back when one landed at an offset.
+fn from_hunks(patch: &diffy::Patch<'_, str>, new_text: String) -> Result<Applied, String> {
+    let Some(rows) = hunk_rows(patch, &new_text) else {
+        return Err(new_text);
+    };
+    let (added_rows, removal_rows, removed_old_rows, removed_at) = rows;
+    Ok(Applied {
+        new_text,
+        added_rows,
+        removal_rows,
+        removed_old_rows,
+        removed_at,
+    })
+}
+
+/// Rows added, rows where lines were removed, old rows removed, and each removed old row's
+/// new row, as the hunks say; none when a hunk's lines are not where it says.
+type HunkRows = (
+    BTreeSet<usize>,
+    BTreeSet<usize>,
+    BTreeSet<usize>,
+    BTreeMap<usize, usize>,
+);
+
+/// The rows of [`HunkRows`], read from the hunks and checked against `new_text`.
+fn hunk_rows(patch: &diffy::Patch<'_, str>, new_text: &str) -> Option<HunkRows> {
     let new_lines: Vec<&str> = new_text.split_inclusive('\n').collect();
     let mut added_rows = BTreeSet::new();
     let mut removal_rows = BTreeSet::new();
@@ -170,13 +194,7 @@ fn from_hunks(patch: &diffy::Patch<'_, str>, new_text: &str) -> Option<Applied> 
             }
         }
     }
-    Some(Applied {
-        new_text: new_text.to_owned(),
-        added_rows,
-        removal_rows,
-        removed_old_rows,
-        removed_at,
-    })
+    Some((added_rows, removal_rows, removed_old_rows, removed_at))
 }
 
 /// Which rows the change from `base` to `new_text` adds and removes: a fresh diff of the two,

@@ -7,7 +7,9 @@
 //! - `source`: a parsed file and positions; `facts`: what a file says, across languages.
 //! - `rules`: one module per rule family, reading the facts of the new (and old) file.
 //! - [`validate_file`] / [`validate_patch`]: the pipeline; core's `code_policy` decides.
+//! - [`PipelineChecker`]: the pipeline as core's `CodeChecker` port (the validate step).
 
+mod checker;
 mod facts;
 mod pipeline;
 mod rules;
@@ -18,6 +20,7 @@ pub mod finding;
 pub mod language;
 pub mod settings;
 
+pub use checker::{PipelineChecker, language_of};
 pub use finding::{Finding, Rule};
 pub use language::Language;
 pub use pipeline::{

@@ -225,9 +225,13 @@ pub fn validate_file(
     if applied.new_text.len() > MAX_FILE_BYTES {
         return Err(too_large(applied.new_text.len()));
     }
-    let new = Source::parse(&applied.new_text, language);
-    let facts = Facts::of(&new);
+    // The old file first: the new one is parsed incrementally from its tree.
     let old = (!is_new_file).then(|| Source::parse(base, language));
+    let new = match &old {
+        Some(old) => Source::parse_edited(&applied.new_text, old),
+        None => Source::parse(&applied.new_text, language),
+    };
+    let facts = Facts::of(&new);
     let old_facts = old.as_ref().map(Facts::of);
     let ctx = Ctx {
         path,

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::num::NonZeroU16;
 
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
 use crate::language::Language;
 
@@ -28,11 +28,17 @@ pub(crate) struct Source<'t> {
 impl<'t> Source<'t> {
     /// Parses `text` as `language`.
     pub fn parse(text: &'t str, language: Language) -> Self {
-        let tree = language.grammar().and_then(|grammar| {
-            let mut parser = Parser::new();
-            parser.set_language(&grammar).ok()?;
-            parser.parse(text, None)
-        });
+        Self::parse_with(text, language, None)
+    }
+
+    /// Parses `text`, a new version of `old`, reusing the subtrees of `old`'s tree that the
+    /// change leaves alone (tree-sitter's incremental parsing: the cost follows the size of
+    /// the change, not of the file).
+    pub fn parse_edited(text: &'t str, old: &Source<'_>) -> Self {
+        Self::parse_with(text, old.language, Some(old))
+    }
+
+    fn parse_with(text: &'t str, language: Language, old: Option<&Source<'_>>) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         let ascii_lines = line_starts
@@ -43,15 +49,57 @@ impl<'t> Source<'t> {
                 text.as_bytes()[start..end].is_ascii()
             })
             .collect();
-        Self {
+        let mut source = Self {
             text,
             language,
-            tree,
+            tree: None,
             line_starts,
             ascii_lines,
             field_ids: RefCell::new(Vec::new()),
             kinds: RefCell::new(Vec::new()),
+        };
+        let previous = old.and_then(|old| {
+            let mut tree = old.tree.clone()?;
+            tree.edit(&source.edit_from(old));
+            Some(tree)
+        });
+        source.tree = language.grammar().and_then(|grammar| {
+            let mut parser = Parser::new();
+            parser.set_language(&grammar).ok()?;
+            parser.parse(text, previous.as_ref())
+        });
+        source
+    }
+
+    /// The one edit that turns `old`'s text into this text: what lies between their common
+    /// prefix and their common suffix.
+    fn edit_from(&self, old: &Source<'_>) -> InputEdit {
+        let (a, b) = (old.text.as_bytes(), self.text.as_bytes());
+        let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let suffix = a[prefix..]
+            .iter()
+            .rev()
+            .zip(b[prefix..].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        let (old_end, new_end) = (a.len() - suffix, b.len() - suffix);
+        InputEdit {
+            start_byte: prefix,
+            old_end_byte: old_end,
+            new_end_byte: new_end,
+            start_position: self.point(prefix),
+            old_end_position: old.point(old_end),
+            new_end_position: self.point(new_end),
         }
+    }
+
+    /// The tree-sitter point (row, byte column) of a byte offset.
+    fn point(&self, byte: usize) -> Point {
+        let row = match self.line_starts.binary_search(&byte) {
+            Ok(r) => r,
+            Err(r) => r.saturating_sub(1),
+        };
+        Point::new(row, byte - self.line_starts.get(row).copied().unwrap_or(0))
     }
 
     /// A node's kind (as `Node::kind`, from a table by kind id).
@@ -281,6 +329,44 @@ mod tests {
         assert_eq!(s.position(x), (1, 11));
         assert_eq!(s.line(1), "b = \"é\" + x");
         assert_eq!(s.line(9), "");
+    }
+
+    #[test]
+    fn an_edited_parse_gives_the_fresh_parse_tree() {
+        let cases = [
+            (
+                Language::Python,
+                "def f(a):\n    return a + 1\n",
+                "def f(a):\n    b = [a,\n    return a + 1\n\ndef g():\n    pass\n",
+            ),
+            (Language::Python, "x = 1\ny = 2\n", "y = 2\n"),
+            (
+                Language::JavaScript,
+                "function f(a) {\n  return a;\n}\n",
+                "function f(a) {\n  const b = `${a}`;\n  return b;\n}\nf(1);\n",
+            ),
+            (
+                Language::TypeScript,
+                "const a: number = 1;\n",
+                "const a: number = 1;\nconst b: string = 'é' + a;\n",
+            ),
+            (
+                Language::Rust,
+                "fn f() -> u8 {\n    1\n}\n",
+                "fn f() -> u8 {\n    let x = 2;\n    x +\n}\n",
+            ),
+            (Language::Rust, "fn f() {}\n", ""),
+        ];
+        for (language, before, after) in cases {
+            let old = Source::parse(before, language);
+            let edited = Source::parse_edited(after, &old);
+            let fresh = Source::parse(after, language);
+            assert_eq!(
+                edited.root().map(|r| r.to_sexp()),
+                fresh.root().map(|r| r.to_sexp()),
+                "{language:?}: {before:?} → {after:?}"
+            );
+        }
     }
 
     #[test]

@@ -99,8 +99,12 @@ async fn run_on_moto(
         .map(|l| serde_json::from_value(l["recorded"].clone()).unwrap())
         .unwrap_or_default();
     let shared = Arc::new(store.clone());
+    let checker = selfbuild_validate::PipelineChecker::new(
+        selfbuild_local::demo::scenario_code_settings(&scenario).unwrap(),
+    );
     let steps = Arc::new(LocalSteps {
         fleet,
+        checker,
         llm: Box::new(RecordedLlm::new(recorded, RulePlanner)),
         store: shared.clone(),
         notifier: shared.clone(),

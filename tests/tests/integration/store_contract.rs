@@ -777,7 +777,7 @@ pub async fn calls_are_counted_per_key_and_fixed_window(store: &impl Store) {
     let window = Duration::minutes(1);
     let count = |key: &'static str, start: OffsetDateTime| async move {
         store
-            .count_call(key, start, start + 2 * window)
+            .count_calls(key, start, 1, start + 2 * window)
             .await
             .unwrap()
     };
@@ -792,6 +792,42 @@ pub async fn calls_are_counted_per_key_and_fixed_window(store: &impl Store) {
     );
     assert_eq!(count("key-1", T0 + window).await, 2);
     assert_eq!(count("key-2", T0 + window).await, 1);
+    // Several calls in one increment (a process's uncounted calls), and 0 only reads.
+    let add = |calls: u64| store.count_calls("key-1", T0 + window, calls, T0 + 3 * window);
+    assert_eq!(add(5).await.unwrap(), 7);
+    assert_eq!(add(0).await.unwrap(), 7);
+    assert_eq!(
+        store
+            .count_calls("key-3", T0, 0, T0 + 2 * window)
+            .await
+            .unwrap(),
+        0,
+        "reading a window never counted is 0"
+    );
+}
+
+pub async fn tool_calls_are_logged_in_batches(store: &impl Store) {
+    let now = T0 + Duration::days(4);
+    let call = |n: i64| ToolCallEvent {
+        at: now - Duration::seconds(n),
+        key_id: format!("batch-{n}"),
+        tenant_id: None,
+        tool: "list_agents".into(),
+        outcome: "ok".into(),
+        detail: String::new(),
+    };
+    store.record_tool_calls(&[]).await.unwrap();
+    let batch: Vec<ToolCallEvent> = (0..30).rev().map(call).collect();
+    store.record_tool_calls(&batch).await.unwrap();
+    let logged = store.recent_tool_calls(now, 100).await.unwrap();
+    let keys: Vec<&str> = logged
+        .iter()
+        .filter(|e| e.key_id.starts_with("batch-"))
+        .map(|e| e.key_id.as_str())
+        .collect();
+    assert_eq!(keys.len(), 30);
+    assert_eq!(keys[0], "batch-0", "newest first");
+    assert_eq!(keys[29], "batch-29");
 }
 
 pub async fn the_access_log_lists_the_newest_calls_first(store: &impl Store) {
@@ -958,6 +994,7 @@ contract_suite!(
     llm_usage_accumulates_per_utc_day,
     agents_and_components_are_replaced_and_scoped,
     calls_are_counted_per_key_and_fixed_window,
+    tool_calls_are_logged_in_batches,
     the_access_log_lists_the_newest_calls_first,
     miner_states_are_replaced_only_at_the_expected_version,
 );

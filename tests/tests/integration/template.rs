@@ -437,6 +437,8 @@ struct Wiring {
     modules: BTreeSet<String>,
     /// Whether it uses `selfbuild_mcp`.
     uses_mcp: bool,
+    /// Whether it uses `selfbuild_validate` (the code-patch pipeline and its settings).
+    uses_validate: bool,
 }
 
 fn wiring(package: &str, modules: &BTreeMap<String, Module>) -> Wiring {
@@ -493,11 +495,13 @@ fn wiring(package: &str, modules: &BTreeMap<String, Module>) -> Wiring {
         }
     }
     let uses_mcp = own.iter().any(|s| s.text.contains("selfbuild_mcp"));
+    let uses_validate = own.iter().any(|s| s.text.contains("selfbuild_validate"));
     Wiring {
         package: package.to_owned(),
         own,
         modules: reached,
         uses_mcp,
+        uses_validate,
     }
 }
 
@@ -517,6 +521,7 @@ struct Code {
     modules: BTreeMap<String, Module>,
     core: Vec<Source>,
     mcp: Vec<Source>,
+    validate: Vec<Source>,
 }
 
 fn code() -> &'static Code {
@@ -525,6 +530,7 @@ fn code() -> &'static Code {
         modules: aws_modules(),
         core: crate_sources("shared/core"),
         mcp: crate_sources("shared/mcp"),
+        validate: crate_sources("shared/validate"),
     })
 }
 
@@ -889,6 +895,7 @@ fn read_variables(
     modules: &BTreeMap<String, Module>,
     core: &[Source],
     mcp: &[Source],
+    validate: &[Source],
 ) -> BTreeMap<String, String> {
     let env_var = re(r#"env::var(?:_os)?\(\s*"([A-Z][A-Z0-9_]*)"\s*\)"#);
     let name_literal = re(r#""([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[A-Z]{3,})""#);
@@ -898,6 +905,9 @@ fn read_variables(
     sources.extend(core);
     if wiring.uses_mcp {
         sources.extend(mcp);
+    }
+    if wiring.uses_validate {
+        sources.extend(validate);
     }
     let mut read = BTreeMap::new();
     let mut optional_fields = BTreeMap::new();
@@ -1071,12 +1081,17 @@ fn every_function_package_is_one_arm64_cargo_lambda_function_with_json_logs_kept
 fn every_environment_variable_a_function_reads_is_set_for_it() {
     let template = template();
     let functions = template_functions(&template);
-    let Code { modules, core, mcp } = code();
+    let Code {
+        modules,
+        core,
+        mcp,
+        validate,
+    } = code();
     let mut problems = Vec::new();
     for package in function_packages() {
         let function = function_for_package(&functions, &package);
         let wiring = wiring(&package, modules);
-        let read = read_variables(&wiring, modules, core, mcp);
+        let read = read_variables(&wiring, modules, core, mcp, validate);
         assert!(
             read.contains_key("TABLE_NAME"),
             "{package}: the scan found no configuration at all: {read:?}"
@@ -1098,7 +1113,9 @@ fn every_environment_variable_a_function_reads_is_set_for_it() {
 fn every_function_policy_allows_exactly_the_actions_its_code_calls() {
     let template = template();
     let functions = template_functions(&template);
-    let Code { modules, core, mcp } = code();
+    let Code {
+        modules, core, mcp, ..
+    } = code();
     let shared: Vec<&Source> = core.iter().chain(mcp).collect();
     let mut problems = Vec::new();
     for package in function_packages() {

@@ -20,6 +20,11 @@
 //! | miner state | `MINER#<tenant or *>#<function>` | `STATE` | `body` (JSON), `version` (number, conditional) |
 //! | tool call   | `TOOLCALL#<YYYY-MM-DD>` | `<at ms, 20 digits>#<random>` | `body` (JSON), `key_id`, `tool`, `outcome`, `expires_at` (TTL) |
 //!
+//! The `mcp` function keeps its access log in CloudWatch Logs (structured records, see
+//! `selfbuild_mcp::access_log`), so it writes no tool call items; the port is still served
+//! here for other callers and the contract suite. It counts calls with one `ADD` per key
+//! per 100 ms of activity, from a background task (`selfbuild_mcp::rate_limit`).
+//!
 //! A running cycle is a second item, written with its cycle in one transaction and deleted
 //! with its completion in another, so listing running cycles is one Query, not a Scan.
 //! Improvements, agents and components each share one partition: listings are Queries in

@@ -215,14 +215,16 @@ impl Registry for DynamoStore {
 
 #[async_trait]
 impl AccessLog for DynamoStore {
-    async fn count_call(
+    async fn count_calls(
         &self,
         key_id: &str,
         window_start: OffsetDateTime,
+        calls: u64,
         expires_at: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let pk = format!("RATE#{key_id}");
         let sk = window_start.unix_timestamp().to_string();
+        // ALL_NEW: an ADD of 0 (a read) changes no value, and UPDATED_NEW may then leave it out.
         let out = self
             .client
             .update_item()
@@ -232,9 +234,9 @@ impl AccessLog for DynamoStore {
             .update_expression("ADD #n :one SET #expires = :expires")
             .expression_attribute_names("#n", "n")
             .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":one", AttributeValue::N(calls.to_string()))
             .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(|e| self.sdk_error("UpdateItem", &e))?;

@@ -2,7 +2,9 @@
 //! live in `selfbuild-aws`, embedded ones in `selfbuild-local`; each port has a contract
 //! test suite run against both (`tests/tests/integration/*_contract.rs`).
 
+mod access_log;
 mod clock;
+mod code;
 mod deployer;
 mod ids;
 mod keys;
@@ -13,7 +15,12 @@ mod orchestrator;
 mod store;
 mod telemetry;
 
+pub use access_log::AccessLogSink;
 pub use clock::Clock;
+pub use code::{
+    CheckError, CodeCheck, CodeChecker, CodeFinding, CodeSource, CodeSourceError, DeployedFiles,
+    NoCodeChecker, NoCodeSource, PatchUnderReview,
+};
 pub use deployer::{DeployError, Deployer};
 pub use ids::IdSource;
 pub use keys::{KeySource, KeySourceError, StaticKeys};

@@ -201,16 +201,26 @@ pub trait Registry: Send + Sync {
 /// Per-key accounting of MCP calls.
 #[async_trait]
 pub trait AccessLog: Send + Sync {
-    /// Counts one call of `key_id` in the fixed window starting at `window_start` and returns
-    /// the window's count including it; the counter may be deleted after `expires_at`.
-    async fn count_call(
+    /// Adds `calls` calls of `key_id` to the fixed window starting at `window_start` (one
+    /// atomic increment; 0 only reads) and returns the window's count including them; the
+    /// counter may be deleted after `expires_at`.
+    async fn count_calls(
         &self,
         key_id: &str,
         window_start: OffsetDateTime,
+        calls: u64,
         expires_at: OffsetDateTime,
     ) -> Result<u64, StoreError>;
     /// Appends a tool call to the access log.
     async fn record_tool_call(&self, event: &ToolCallEvent) -> Result<(), StoreError>;
+    /// Appends tool calls to the access log, in order (one transaction where the store has
+    /// them; by default one write each).
+    async fn record_tool_calls(&self, events: &[ToolCallEvent]) -> Result<(), StoreError> {
+        for event in events {
+            self.record_tool_call(event).await?;
+        }
+        Ok(())
+    }
     /// The newest `limit` tool calls of the week before `now` (at least), newest first.
     async fn recent_tool_calls(
         &self,

@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::improvement::{ImprovementItem, MonitorReport, Verdict};
 use crate::ports::{
-    Clock, Deployer, Llm, LlmError, MetricRecord, MetricSink, Notifier, StepStore, Telemetry, Unit,
+    Clock, CodeChecker, CodeSource, CodeSourceError, Deployer, Llm, LlmError, MetricRecord,
+    MetricSink, Notifier, StepStore, Telemetry, Unit,
 };
 use crate::records::ImprovementStatus;
 use crate::transition::{Recorder, Transition};
@@ -30,7 +31,7 @@ pub use deploy::DeployRequest;
 pub use monitor::MonitorRequest;
 pub use rollback::RollbackRequest;
 pub use summary::{CycleSummary, ImprovementSummary, ItemOutcome, summarize};
-pub use validate::ValidateRequest;
+pub use validate::{REVIEW_NOTIFICATION, ValidateRequest};
 
 /// A step failed; `error_type` is what the state machine's Retry/Catch match.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum StepError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A target's deployed code could not be read.
+    #[error(transparent)]
+    Code(#[from] CodeSourceError),
     /// Automatic rollback is turned off.
     #[error("{0}")]
     RollbackDisabled(String),
@@ -66,6 +70,7 @@ impl StableError for StepError {
             Self::Llm(e) => e.error_type(),
             Self::Canary(e) => e.error_type(),
             Self::Store(e) => e.error_type(),
+            Self::Code(e) => e.error_type(),
             Self::RollbackDisabled(_) => ErrorType::RollbackDisabled,
             Self::Halted(_) => ErrorType::Halted,
         }
@@ -91,6 +96,10 @@ pub struct StepDeps<'a> {
     pub telemetry: &'a dyn Telemetry,
     /// Lambda.
     pub deployer: &'a dyn Deployer,
+    /// The targets' deployed code, read when a code patch is validated.
+    pub code: &'a dyn CodeSource,
+    /// Parses and checks code patches (only the validate function links a real one).
+    pub checker: &'a dyn CodeChecker,
     /// Proposals.
     pub llm: &'a dyn Llm,
     /// The halt switch, approvals, audit, improvement records, LLM spend and cycles.

@@ -27,6 +27,8 @@ pub enum ItemOutcome {
     Rejected,
     /// Nobody approved in time.
     ApprovalTimedOut,
+    /// A validated code patch was stored for review, not deployed.
+    HeldForReview,
     /// Nothing to deploy (the deploy status).
     Skipped,
     /// The deploy waits for lower traffic (the deploy status).
@@ -50,13 +52,14 @@ pub enum ItemOutcome {
 
 impl ItemOutcome {
     /// Every outcome but `Unknown`.
-    pub const KNOWN: [Self; 14] = [
+    pub const KNOWN: [Self; 15] = [
         Self::Promoted,
         Self::RolledBack,
         Self::Inconclusive,
         Self::Frozen,
         Self::Rejected,
         Self::ApprovalTimedOut,
+        Self::HeldForReview,
         Self::Skipped,
         Self::Deferred,
         Self::Halted,
@@ -76,6 +79,7 @@ impl ItemOutcome {
             Self::Frozen => "frozen",
             Self::Rejected => "rejected",
             Self::ApprovalTimedOut => "approval_timed_out",
+            Self::HeldForReview => "held_for_review",
             Self::Skipped => "skipped",
             Self::Deferred => "deferred",
             Self::Halted => "halted",

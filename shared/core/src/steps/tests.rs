@@ -75,6 +75,8 @@ struct World {
     records: MemoryRecords,
     llm: Box<dyn Llm>,
     deployer: Box<dyn Deployer>,
+    code: Box<dyn CodeSource>,
+    checker: Box<dyn CodeChecker>,
     clock: FixedClock,
     config: Config,
 }
@@ -96,6 +98,8 @@ impl World {
                 }],
             }),
             deployer: Box::new(StaticDeployer(None)),
+            code: Box::new(crate::ports::NoCodeSource),
+            checker: Box::new(crate::ports::NoCodeChecker),
             clock: FixedClock(NOW),
             config: Config::default(),
         }
@@ -105,6 +109,8 @@ impl World {
         let deps = StepDeps {
             telemetry: &NoTelemetry,
             deployer: self.deployer.as_ref(),
+            code: self.code.as_ref(),
+            checker: self.checker.as_ref(),
             llm: self.llm.as_ref(),
             store: &self.records,
             notifier: &self.records,
@@ -708,4 +714,190 @@ async fn summarize_emits_the_metrics_the_operations_alarms_read() {
         metrics.iter().all(|m| m.dimensions.is_empty()),
         "fleet-wide metrics"
     );
+}
+
+/// Deployed code from a map, or a fixed failure.
+struct MapCode(Result<crate::ports::DeployedFiles, &'static str>);
+
+#[async_trait::async_trait]
+impl CodeSource for MapCode {
+    async fn deployed_files(
+        &self,
+        _: &ComponentId,
+        paths: &[&str],
+    ) -> Result<crate::ports::DeployedFiles, CodeSourceError> {
+        match &self.0 {
+            Ok(d) => {
+                let mut d = d.clone();
+                d.files.retain(|path, _| paths.contains(&path.as_str()));
+                Ok(d)
+            }
+            Err("unavailable") => Err(CodeSourceError::Unavailable("throttled".into())),
+            Err(m) => Err(CodeSourceError::Rejected((*m).into())),
+        }
+    }
+}
+
+/// A checker that finds `eval` in a new line, blocking, and records what it was given.
+#[derive(Default)]
+struct EvalChecker(std::sync::Mutex<Vec<(Option<String>, Option<String>)>>);
+
+impl CodeChecker for EvalChecker {
+    fn check(
+        &self,
+        patch: &crate::ports::PatchUnderReview<'_>,
+    ) -> Result<crate::ports::CodeCheck, crate::ports::CheckError> {
+        let file = &patch.files[0];
+        let base = patch.bases.get(&file.path).cloned().flatten();
+        self.0
+            .lock()
+            .unwrap()
+            .push((base, patch.handler.map(str::to_owned)));
+        let findings = file
+            .diff
+            .lines()
+            .position(|l| l.starts_with('+') && l.contains("eval("))
+            .map(|line| crate::ports::CodeFinding {
+                summary: crate::code_policy::FindingSummary {
+                    rule: "code_execution".into(),
+                    risk: RiskLevel::Critical,
+                    blocking: true,
+                },
+                path: file.path.clone(),
+                line,
+                col: 1,
+                message: "eval of request data".into(),
+            })
+            .into_iter()
+            .collect();
+        Ok(crate::ports::CodeCheck {
+            findings,
+            scope: crate::code_policy::PatchScope {
+                files: patch.files.len(),
+                ..Default::default()
+            },
+        })
+    }
+}
+
+fn code_item(added_line: &str) -> ImprovementItem {
+    let mut it = item();
+    let generated = it.generated.as_mut().unwrap();
+    generated.proposal.change = Change::CodePatch {
+        component: ComponentId::parse("orders-api").unwrap(),
+        files: vec![crate::change::FilePatch {
+            path: "app.py".into(),
+            language: None,
+            diff: format!("--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-x = 1\n+{added_line}\n"),
+        }],
+        handler: Some("app.proposed".into()),
+    };
+    it
+}
+
+fn deployed_code(handler: Option<&str>) -> crate::ports::DeployedFiles {
+    crate::ports::DeployedFiles {
+        handler: handler.map(str::to_owned),
+        files: [("app.py".to_owned(), Some("x = 1\n".to_owned()))].into(),
+    }
+}
+
+#[tokio::test]
+async fn a_clean_code_patch_is_checked_on_the_deployed_file_and_held_for_review() {
+    let checker = std::sync::Arc::new(EvalChecker::default());
+    let mut world = World::new();
+    world.code = Box::new(MapCode(Ok(deployed_code(Some("app.handler")))));
+    world.checker = Box::new(ArcChecker(checker.clone()));
+    world.config =
+        Config::from_lookup(|k| (k == "ENABLE_AUTONOMOUS_IMPROVEMENTS").then(|| "true".into()))
+            .unwrap();
+    let out = world
+        .run(
+            StepFunction::Validate,
+            json!({"action": "validate", "item": code_item("x = 2")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["decision"], "auto_deploy");
+    assert_eq!(out["held_for_review"], true);
+    // The checker saw the deployed text and the deployed handler, not the proposer's.
+    assert_eq!(
+        checker.0.lock().unwrap()[0],
+        (Some("x = 1\n".into()), Some("app.handler".into()))
+    );
+    assert_eq!(world.actions(), ["validated", "held_for_review"]);
+    assert_eq!(world.status(), Some(ImprovementStatus::HeldForReview));
+    let notes = world.records.notifications.lock().unwrap().clone();
+    assert!(
+        notes.iter().any(|n| n.contains(REVIEW_NOTIFICATION)),
+        "{notes:?}"
+    );
+    let events = world.records.events.lock().unwrap();
+    let review = events[1].after.as_ref().unwrap();
+    assert_eq!(review["files"][0]["path"], "app.py");
+    assert_eq!(review["files"][0]["lines_added"], 1);
+    assert_eq!(review["files"][0]["lines_removed"], 1);
+}
+
+#[tokio::test]
+async fn a_patch_with_a_blocking_finding_is_rejected_and_not_held() {
+    let mut world = World::new();
+    world.code = Box::new(MapCode(Ok(deployed_code(None))));
+    world.checker = Box::new(EvalChecker::default());
+    let out = world
+        .run(
+            StepFunction::Validate,
+            json!({"action": "validate", "item": code_item("x = eval(event['q'])")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["decision"], "rejected");
+    assert!(out.get("held_for_review").is_none());
+    assert_eq!(out["findings"][0]["rule"], "code_execution");
+    assert_eq!(out["findings"][0]["location"], "app.py:4:1");
+    assert_eq!(out["findings"][0]["blocking"], true);
+    assert_eq!(world.actions(), ["validated"]);
+}
+
+#[tokio::test]
+async fn unreadable_code_is_a_refusal_and_an_unavailable_source_a_retry() {
+    let mut world = World::new();
+    world.checker = Box::new(EvalChecker::default());
+    world.code = Box::new(MapCode(Err("image package")));
+    let payload = json!({"action": "validate", "item": code_item("x = 2")});
+    let out = world
+        .run(StepFunction::Validate, payload.clone())
+        .await
+        .unwrap();
+    assert_eq!(out["decision"], "rejected");
+    assert_eq!(out["findings"][0]["rule"], "code_source");
+    world.code = Box::new(MapCode(Err("unavailable")));
+    let err = world
+        .run(StepFunction::Validate, payload)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::Retryable);
+    // Without a checker (any function but validate) the patch is refused, never passed.
+    world.code = Box::new(MapCode(Ok(deployed_code(None))));
+    world.checker = Box::new(crate::ports::NoCodeChecker);
+    let out = world
+        .run(
+            StepFunction::Validate,
+            json!({"action": "validate", "item": code_item("x = 2")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["decision"], "rejected");
+    assert_eq!(out["findings"][0]["rule"], "code_validation");
+}
+
+struct ArcChecker(std::sync::Arc<EvalChecker>);
+
+impl CodeChecker for ArcChecker {
+    fn check(
+        &self,
+        patch: &crate::ports::PatchUnderReview<'_>,
+    ) -> Result<crate::ports::CodeCheck, crate::ports::CheckError> {
+        self.0.check(patch)
+    }
 }

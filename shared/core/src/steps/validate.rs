@@ -6,9 +6,10 @@ use serde_json::Value;
 
 use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
+use crate::change::Change;
 use crate::config::Config;
 use crate::improvement::ImprovementItem;
-use crate::validate::validate;
+use crate::validate::{check_code_patch, validate};
 
 /// The `validate` function's requests.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +37,8 @@ pub(super) async fn run(
 ) -> Result<Value, StepError> {
     match parse_payload::<ValidateRequest>(payload)? {
         ValidateRequest::Validate { item } => {
-            let validation = validate(&item, config);
+            let check = check_code_patch(deps.code, deps.checker, &item).await?;
+            let validation = validate(&item, config, check.as_ref());
             let detail = format!(
                 "risk {}, {:?}, {} finding(s)",
                 validation.risk.as_str(),
@@ -56,6 +58,9 @@ pub(super) async fn run(
                 None,
             )
             .await?;
+            if validation.held_for_review {
+                hold_for_review(deps, &validated).await?;
+            }
             to_value(&validation)
         }
         ValidateRequest::RequestApproval { task_token, item } => {
@@ -78,4 +83,79 @@ pub(super) async fn run(
             to_value(&pending)
         }
     }
+}
+
+/// The detail-type of the notification that a code patch waits for people to review.
+pub const REVIEW_NOTIFICATION: &str = "Code Patch Ready for Review";
+
+/// Stores a validated code patch for review and notifies: until code delivery exists it is
+/// where a code patch ends. The audit event's `after` is the review (files, risk, the
+/// approvals the policy asks, the located findings); the stored record keeps the diffs.
+async fn hold_for_review(deps: StepDeps<'_>, item: &ImprovementItem) -> Result<(), StepError> {
+    let (Some(generated), Some(validation)) = (&item.generated, &item.validation) else {
+        return Ok(());
+    };
+    let files: Vec<serde_json::Value> = match &generated.proposal.change {
+        Change::CodePatch { files, .. } => files
+            .iter()
+            .map(|f| {
+                let (added, removed) = diff_size(&f.diff);
+                serde_json::json!({
+                    "path": f.path, "language": f.language,
+                    "lines_added": added, "lines_removed": removed,
+                })
+            })
+            .collect(),
+        Change::LambdaConfig { .. } => return Ok(()),
+    };
+    let review = serde_json::json!({
+        "change": generated.proposal.change.describe(None),
+        "rationale": generated.proposal.rationale,
+        "files": files,
+        "risk": validation.risk,
+        "approvals_required": validation.approvals_required,
+        "decision": validation.decision,
+        "findings": validation.findings,
+    });
+    let detail = format!(
+        "{} held for review: risk {}, {} finding(s), {} approval(s) to ship once code delivery exists",
+        generated.proposal.change.describe(None),
+        validation.risk.as_str(),
+        validation.findings.len(),
+        validation.approvals_required
+    );
+    deps.record(
+        item,
+        AuditAction::HeldForReview,
+        None,
+        Some(review),
+        detail,
+        Some(REVIEW_NOTIFICATION),
+    )
+    .await
+}
+
+/// Lines a unified diff adds and removes; a `---`/`+++` pair is a file header, not a change.
+fn diff_size(diff: &str) -> (usize, usize) {
+    let lines: Vec<&str> = diff.lines().collect();
+    let (mut added, mut removed) = (0, 0);
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let header = line.starts_with("--- ")
+            && lines
+                .get(i + 1)
+                .is_some_and(|next| next.starts_with("+++ "));
+        if header {
+            i += 2;
+            continue;
+        }
+        if line.starts_with('+') {
+            added += 1;
+        } else if line.starts_with('-') {
+            removed += 1;
+        }
+        i += 1;
+    }
+    (added, removed)
 }

@@ -164,8 +164,14 @@ pub struct DemoOptions {
     pub seed_offset: u64,
 }
 
-/// The scenario files in `dir`, sorted.
+/// The scenario files in `dir`, sorted: on disk, or the bundled ones of that folder when it
+/// is not on disk (`events/scenarios` from another directory).
 pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    if !dir.exists()
+        && let Some(files) = crate::bundled::dir(dir)
+    {
+        return Ok(files);
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -221,6 +227,19 @@ pub fn demo_config() -> Result<Config, String> {
 pub fn scenario_config(scenario: &Scenario) -> Result<Config, String> {
     config_over_env(&scenario.config_values())
         .map_err(|e| format!("{}: config: {e}", scenario.name))
+}
+
+/// The code-validation settings of one scenario's cycle (`PROTECTED_PATHS`,
+/// `EGRESS_ALLOWED_HOSTS`, `IMPORT_ALLOWED_*`, …): its `config` section over the environment.
+pub fn scenario_code_settings(scenario: &Scenario) -> Result<selfbuild_validate::Settings, String> {
+    let overrides = scenario.config_values();
+    selfbuild_validate::Settings::from_lookup(|name| {
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    })
+    .map_err(|e| format!("{}: config: {e}", scenario.name))
 }
 
 fn config_over_env(overrides: &BTreeMap<String, String>) -> Result<Config, String> {

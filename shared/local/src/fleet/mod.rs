@@ -24,7 +24,9 @@ use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, ImprovementId, TenantId};
-use selfbuild_core::ports::{Clock, DeployError, Deployer, Telemetry};
+use selfbuild_core::ports::{
+    Clock, CodeSource, CodeSourceError, DeployError, DeployedFiles, Deployer, Telemetry,
+};
 use selfbuild_core::telemetry::{
     DataPoint, DurationQuery, LogRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
     TelemetryQuery, VersionTotals,
@@ -786,6 +788,38 @@ impl Telemetry for Fleet {
         Ok(self.log_rows(query, limit, |key, vm, context| {
             sim::report_rows(key, vm, context.settings)
         }))
+    }
+}
+
+#[async_trait]
+impl CodeSource for Fleet {
+    async fn deployed_files(
+        &self,
+        component: &ComponentId,
+        paths: &[&str],
+    ) -> Result<DeployedFiles, CodeSourceError> {
+        let state = self.lock();
+        let spec = state
+            .functions
+            .iter()
+            .find(|f| &f.spec.name == component)
+            .map(|f| f.spec.clone())
+            .ok_or_else(|| {
+                CodeSourceError::Rejected(format!("{component} is not a function of this fleet"))
+            })?;
+        let code = spec.code.as_ref().ok_or_else(|| {
+            CodeSourceError::Rejected(format!("the scenario gives no code for {component}"))
+        })?;
+        Ok(DeployedFiles {
+            handler: code.handler.clone(),
+            files: paths
+                .iter()
+                .map(|&p| {
+                    let text = code.files.get(p.trim_start_matches("./")).cloned();
+                    (p.to_owned(), text)
+                })
+                .collect(),
+        })
     }
 }
 

@@ -129,6 +129,21 @@ pub struct FunctionSpec {
     /// order; each overrides the fields it names from the minute containing `at` on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workload_changes: Vec<WorkloadChange>,
+    /// The deployed code, what a code patch is made against; none: the function's code
+    /// cannot be read (a code patch to it is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<FunctionCode>,
+}
+
+/// A function's deployed code: its handler and its files by repository path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionCode {
+    /// The configured handler (`app.handler`, `bootstrap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Each file's text by its repository path.
+    pub files: BTreeMap<String, String>,
 }
 
 /// A change of a function's workload at one instant; absent fields stay as they were.
@@ -318,14 +333,15 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Reads and parses the scenario file at `path`.
+    /// Reads and parses the scenario file at `path` (or the bundled one of that path).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        // A relative path not on disk may name a scenario bundled in the binary.
+        let file = crate::bundled::read(path).map_err(|source| ScenarioError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&file.text, &file.name)
     }
 
     /// Checks what the types cannot: ranges, unique names, messages for a non-zero error rate.

@@ -229,7 +229,7 @@ fn a_serve_whose_database_was_deleted_says_so_instead_of_answering_from_it() {
     // THEN the server does not answer from the deleted file: it names the fault
     assert_tool_fails(&server, "was deleted");
     // AND when a new CLI creates a fresh, unhalted one, the server does not take it silently
-    let out = run(selfbuild(dir.path()).arg("status"));
+    let out = run(selfbuild(dir.path()).args(["--output", "json", "status"]));
     let (stdout, _) = text(&out);
     assert!(stdout.contains("\"halted\": false"), "{stdout}");
     assert_tool_fails(&server, "was replaced");

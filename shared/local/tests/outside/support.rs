@@ -57,6 +57,11 @@ impl Server {
     /// Starts `selfbuild serve` on a free port over `data_dir` with `flags`, and waits for it
     /// to listen.
     pub fn start(data_dir: &Path, flags: &[&str]) -> Self {
+        Self::start_with_env(data_dir, flags, &[])
+    }
+
+    /// [`Server::start`] with extra environment, e.g. `MCP_RATE_LIMIT_PER_MINUTE`.
+    pub fn start_with_env(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let keys = json!([{
             "id": "outside",
             "sha256": selfbuild_core::apikeys::key_digest_hex(KEY),
@@ -67,6 +72,7 @@ impl Server {
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(flags)
             .env("SELFBUILD_API_KEYS", keys.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -106,6 +112,18 @@ impl Server {
         let (head, body) = answer.split_once("\r\n\r\n").unwrap();
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
         (status, serde_json::from_str(body).unwrap())
+    }
+}
+
+impl Server {
+    /// Stops the server as Ctrl-C does (SIGINT) and waits for it: whether it exited cleanly.
+    pub fn stop_gracefully(&mut self) -> bool {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -INT failed");
+        self.child.wait().unwrap().success()
     }
 }
 

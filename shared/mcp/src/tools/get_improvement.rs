@@ -29,18 +29,22 @@ pub(crate) struct Args {
 pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
     let id = improvement_id("id", &args.id)?;
     let store = &ctx.deps.store;
-    let record = store
-        .get_improvement(&id)
-        .await?
+    // The three reads at once (the id names its cycle): one round trip of waiting, and the
+    // same reads whether or not the record exists or is visible.
+    let cycle = id.cycle_id();
+    let (record, events, pending) = tokio::try_join!(
+        store.get_improvement(&id),
+        store.cycle_events(&cycle),
+        store.get_pending(&id),
+    )?;
+    let record = record
         .filter(|r| ctx.sees(r.tenant_id.as_ref()))
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
-    let trail: Vec<_> = store
-        .cycle_events(&record.cycle_id)
-        .await?
+    let trail: Vec<_> = events
         .into_iter()
         .filter(|e| e.improvement_id.as_ref() == Some(&id))
         .collect();
-    let pending = store.get_pending(&id).await?.map(|p| {
+    let pending = pending.map(|p| {
         json!({
             "approvals_required": p.approvals_required,
             "approvers": p.approvers,

@@ -1,11 +1,17 @@
 //! `get_system_status`: halt switch, running cycles, improvements by status, component health,
 //! LLM circuit breakers, today's LLM spend and the evolution level.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
+use selfbuild_core::ids::TenantId;
 use selfbuild_core::records::{ImprovementStatus, TenantScope};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
 
 use super::{ToolContext, ToolError, ToolSpec, rfc3339};
 
@@ -13,7 +19,8 @@ pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "get_system_status",
     description: "The state of selfbuild: halt switch, running cycles, improvements by status, \
 component health over the last hour (error and throttle rates), LLM circuit breakers, LLM \
-spend today against the per-request budget, and the evolution level (promoted improvements).",
+spend today against the per-request budget, and the evolution level (promoted improvements). \
+The halt switch is read on every call; the rest may be up to 5 s old (as_of, age_seconds).",
     scope: Scope::Read,
     read_only: true,
     destructive: false,
@@ -37,10 +44,101 @@ fn yes() -> bool {
 const DEGRADED_ERROR_RATE: f64 = 0.05;
 const DEGRADED_THROTTLE_RATE: f64 = 0.01;
 
+/// How long a status answer is reused: the answer says how old it is (`as_of`,
+/// `age_seconds`). The halt switch is read on every call; a tool call of this endpoint that
+/// changes something makes the next status call read everything again.
+pub const STATUS_CACHE_TTL: time::Duration = time::Duration::seconds(5);
+
+/// Status answers of the last [`STATUS_CACHE_TTL`], per tenant scope and health option.
+#[derive(Default)]
+pub struct StatusCache {
+    /// Bumped by every change made through the endpoint; an answer of an older one is stale.
+    generation: AtomicU64,
+    entries: Mutex<HashMap<(Option<TenantId>, bool), Cached>>,
+    /// One refresh at a time; the others wait for its answer.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    as_of: OffsetDateTime,
+    generation: u64,
+    body: Arc<Map<String, Value>>,
+}
+
+impl StatusCache {
+    /// Makes every cached answer stale.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn fresh(&self, key: &(Option<TenantId>, bool), now: OffsetDateTime) -> Option<Cached> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|c| {
+                c.generation == generation && c.as_of <= now && now - c.as_of < STATUS_CACHE_TTL
+            })
+            .cloned()
+    }
+
+    fn put(&self, key: (Option<TenantId>, bool), cached: Cached) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, cached);
+    }
+}
+
 pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
+    // The switch that stops everything is never answered from a cache.
+    let halt = ctx.deps.store.halt_state().await?;
+    let cache = ctx.status_cache;
+    let key = (ctx.key.tenant.tenant().cloned(), args.include_health);
+    let cached = match cache.fresh(&key, ctx.now) {
+        Some(cached) => cached,
+        None => {
+            let _refresh = cache.refresh.lock().await;
+            match cache.fresh(&key, ctx.now) {
+                Some(cached) => cached,
+                None => {
+                    let generation = cache.generation.load(Ordering::SeqCst);
+                    let cached = Cached {
+                        as_of: ctx.now,
+                        generation,
+                        body: Arc::new(summary(ctx, &args).await?),
+                    };
+                    cache.put(key, cached.clone());
+                    cached
+                }
+            }
+        }
+    };
+    let mut answer = Map::with_capacity(cached.body.len() + 3);
+    answer.insert(
+        "halt".into(),
+        match &halt {
+            Some(h) => {
+                json!({"on": true, "reason": h.reason, "actor": h.actor, "since": rfc3339(h.since)})
+            }
+            None => json!({"on": false}),
+        },
+    );
+    answer.extend(cached.body.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let age = (ctx.now - cached.as_of).as_seconds_f64();
+    answer.insert("as_of".into(), json!(rfc3339(cached.as_of)));
+    answer.insert("age_seconds".into(), json!((age * 1000.0).round() / 1000.0));
+    Ok(Value::Object(answer))
+}
+
+/// Everything but the halt switch, read from the store and telemetry.
+async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value>, ToolError> {
     let deps = ctx.deps;
     let scope = ctx.key.tenant.clone();
-    let halt = deps.store.halt_state().await?;
     let running = deps.store.running_cycles(&scope, 50).await?;
     let counts = deps.store.improvement_counts(&scope).await?;
     let usage = deps.store.llm_usage(ctx.now.date()).await?;
@@ -57,11 +155,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     } else {
         Value::Null
     };
-    Ok(json!({
-        "halt": match &halt {
-            Some(h) => json!({"on": true, "reason": h.reason, "actor": h.actor, "since": rfc3339(h.since)}),
-            None => json!({"on": false}),
-        },
+    let body = json!({
         "running_cycles": running.iter().map(|c| json!({
             "cycle_id": c.request.cycle_id,
             "tenant_id": c.request.tenant_id,
@@ -82,7 +176,11 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
             "autonomous_improvements": deps.config.autonomous_improvements,
             "improvement_rollback": deps.config.improvement_rollback,
         },
-    }))
+    });
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Ok(Map::new()),
+    }
 }
 
 /// Per component over the last hour; a telemetry failure is reported, not raised.

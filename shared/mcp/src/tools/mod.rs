@@ -26,6 +26,8 @@ mod emergency_stop;
 mod generate_component;
 mod get_improvement;
 mod get_system_status;
+
+pub use get_system_status::{STATUS_CACHE_TTL, StatusCache};
 mod list_agents;
 mod list_improvements;
 mod query_telemetry_insights;
@@ -344,8 +346,8 @@ impl ToolError {
         match e.error_type() {
             ErrorType::Retryable => Self::Unavailable(message),
             ErrorType::InvalidInput | ErrorType::InvalidEvent => Self::InvalidArguments(message),
-            ErrorType::NotPending => Self::NotFound(message),
-            ErrorType::Halted => Self::Conflict(message),
+            ErrorType::NotPending | ErrorType::NotFound => Self::NotFound(message),
+            ErrorType::Halted | ErrorType::ApprovalClosed => Self::Conflict(message),
             ErrorType::DependencyFailed
             | ErrorType::StoreFault
             | ErrorType::StoreCorrupt
@@ -386,6 +388,8 @@ pub struct ToolContext<'a> {
     pub key: &'a ApiKey,
     /// When the call arrived.
     pub now: OffsetDateTime,
+    /// `get_system_status`'s recent answers.
+    pub status_cache: &'a StatusCache,
 }
 
 impl ToolContext<'_> {

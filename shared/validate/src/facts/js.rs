@@ -74,7 +74,15 @@ impl Extractor<'_, '_> {
         let mut inner = ctx;
         let kind = self.src.kind(node);
         if FUNCTION_KINDS.contains(&kind) {
-            inner.function = Some(self.function(node, !ctx.in_fn));
+            let index = self.function(node, !ctx.in_fn);
+            // An arrow's expression body is what it returns.
+            if kind == "arrow_function"
+                && let Some(body) = self.src.field(node, "body")
+                && self.src.kind(body) != "statement_block"
+            {
+                self.returned(body, body, index);
+            }
+            inner.function = Some(index);
             inner.in_loop = false;
             inner.in_fn = ctx.in_fn || kind != "method_definition";
             return inner;
@@ -95,6 +103,11 @@ impl Extractor<'_, '_> {
             }
             "export_statement" => self.export(node),
             "variable_declarator" => self.declarator(node),
+            "return_statement" => {
+                if let (Some(index), Some(value)) = (ctx.function, inner_expression(node)) {
+                    self.returned(node, value, index);
+                }
+            }
             "assignment_expression" => self.assignment(node),
             "augmented_assignment_expression" => self.augmented(node),
             "call_expression" | "new_expression" => {
@@ -177,6 +190,17 @@ impl Extractor<'_, '_> {
                 Val::Str(s) => s,
                 _ => self.text(k),
             },
+        }
+    }
+
+    /// A value function `index` returns (at `node`), for data flow through calls.
+    fn returned(&mut self, node: Node<'_>, value: Node<'_>, index: usize) {
+        self.deps.clear();
+        let value = self.val(value, 0);
+        self.deps.clear();
+        let loc = self.src.loc(node);
+        if let Some(f) = self.facts.functions.get_mut(index) {
+            f.add_return(value, loc);
         }
     }
 
@@ -375,6 +399,7 @@ impl Extractor<'_, '_> {
             params,
             loc: name_loc,
             rows: (node.start_position().row, node.end_position().row),
+            returns: Vec::new(),
         });
         self.facts.functions.len() - 1
     }
@@ -392,6 +417,8 @@ impl Extractor<'_, '_> {
             "identifier" => {
                 let n = self.text(name);
                 match &v {
+                    // A function: calls of it are calls of the name (its facts are its own).
+                    _ if FUNCTION_KINDS.contains(&self.src.kind(value)) => {}
                     // A module (require) or a path into one: an alias, not a value.
                     Val::Ref(p) if self.src.kind(value) != "identifier" || !p.is_empty() => {
                         if is_module_value(self.src, value) {

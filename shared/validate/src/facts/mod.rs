@@ -21,6 +21,8 @@ use crate::source::{Loc, Source};
 const MAX_DEPTH: usize = 40;
 /// How many elements of a list or map are kept.
 const MAX_ITEMS: usize = 64;
+/// How many returned values of a function are kept.
+const MAX_RETURNS: usize = 8;
 
 /// A classified expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,9 +249,32 @@ pub(crate) struct Function {
     pub loc: Loc,
     /// Its first and last rows.
     pub rows: (usize, usize),
+    /// What it returns (`return` statements, an arrow's or a Rust block's tail expression),
+    /// classified, with where each is; at most [`MAX_RETURNS`].
+    pub returns: Vec<(Val, Loc)>,
 }
 
 impl Function {
+    /// Records a returned value (kept up to [`MAX_RETURNS`]).
+    pub fn add_return(&mut self, value: Val, loc: Loc) {
+        if self.returns.len() < MAX_RETURNS {
+            self.returns
+                .push((value.truncated(BOUND_DEPTH, BOUND_ITEMS), loc));
+        }
+    }
+
+    /// A parameter's bare name (`region: &str`, `mut r`, `limit=50`, `id?: string` → the
+    /// identifier), for matching references to it.
+    pub fn param_name(&self, index: usize) -> Option<&str> {
+        let text = self.params.get(index)?.name.as_str();
+        let end = text.find([':', '=', '?']).unwrap_or(text.len());
+        let name = text[..end]
+            .trim()
+            .trim_start_matches(['*', '&', '.'])
+            .trim_start_matches("mut ")
+            .trim();
+        (!name.is_empty()).then_some(name)
+    }
     /// Parameters a caller must pass.
     pub fn required(&self) -> usize {
         self.params

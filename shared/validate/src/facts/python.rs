@@ -103,6 +103,7 @@ impl Extractor<'_, '_> {
             }
             "assignment" => self.assignment(node),
             "augmented_assignment" => self.augmented(node),
+            "return_statement" => self.returned(node, ctx),
             "call" => self.call(node, ctx),
             "pair" => {
                 if let (Some(k), Some(v)) =
@@ -138,6 +139,26 @@ impl Extractor<'_, '_> {
             _ => {}
         }
         inner
+    }
+
+    /// A `return` of the enclosing function: its value, for data flow through calls.
+    fn returned(&mut self, node: Node<'_>, ctx: Ctx) {
+        let Some(index) = ctx.function else {
+            return;
+        };
+        let Some(value) = named_children(node)
+            .into_iter()
+            .find(|c| self.src.kind(c) != "comment")
+        else {
+            return;
+        };
+        self.deps.clear();
+        let value = self.val(value, 0);
+        self.deps.clear();
+        let loc = self.src.loc(node);
+        if let Some(f) = self.facts.functions.get_mut(index) {
+            f.add_return(value, loc);
+        }
     }
 
     fn named(&mut self, name: String, value: Val, node: Node<'_>, compared: bool) {
@@ -315,6 +336,7 @@ impl Extractor<'_, '_> {
             params,
             loc: self.src.loc(name_node),
             rows: (node.start_position().row, node.end_position().row),
+            returns: Vec::new(),
         });
         self.facts.functions.len() - 1
     }

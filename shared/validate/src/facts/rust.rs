@@ -35,6 +35,16 @@ pub(super) fn extract(src: &Source<'_>) -> Facts {
     x.facts
 }
 
+/// Whether a block's last child of this kind is an expression (its value), not a statement,
+/// an item or a comment.
+fn is_tail_expression(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "expression_statement" | "let_declaration" | "line_comment" | "block_comment"
+    ) && !kind.ends_with("_item")
+        && !kind.ends_with("_declaration")
+}
+
 /// Crates every file has: not imports of a dependency.
 const BUILT_IN_ROOTS: [&str; 6] = ["std", "core", "alloc", "crate", "self", "super"];
 
@@ -45,6 +55,18 @@ impl Extractor<'_, '_> {
 
     fn visit(&mut self, node: Node<'_>, ctx: Ctx, parent: &str) -> Ctx {
         let mut inner = ctx;
+        // A function body's tail expression is what it returns.
+        if parent == "block"
+            && let Some(index) = ctx.function
+            && node.next_named_sibling().is_none()
+            && is_tail_expression(self.src.kind(node))
+            && node
+                .parent()
+                .and_then(|b| b.parent())
+                .is_some_and(|f| self.src.kind(f) == "function_item")
+        {
+            self.returned(node, node, index);
+        }
         match self.src.kind(node) {
             "use_declaration" => {
                 let public = named_children(node)
@@ -83,6 +105,11 @@ impl Extractor<'_, '_> {
             }
             "for_expression" | "while_expression" | "loop_expression" => inner.in_loop = true,
             "let_declaration" => self.let_declaration(node),
+            "return_expression" => {
+                if let (Some(index), Some(value)) = (ctx.function, named_children(node).first()) {
+                    self.returned(node, *value, index);
+                }
+            }
             "assignment_expression" => {
                 if let (Some(l), Some(r)) =
                     (self.src.field(node, "left"), self.src.field(node, "right"))
@@ -332,8 +359,20 @@ impl Extractor<'_, '_> {
             params,
             loc: self.src.loc(name_node),
             rows: (node.start_position().row, node.end_position().row),
+            returns: Vec::new(),
         });
         self.facts.functions.len() - 1
+    }
+
+    /// A value function `index` returns (at `node`), for data flow through calls.
+    fn returned(&mut self, node: Node<'_>, value: Node<'_>, index: usize) {
+        self.deps.clear();
+        let value = self.val(value, 0);
+        self.deps.clear();
+        let loc = self.src.loc(node);
+        if let Some(f) = self.facts.functions.get_mut(index) {
+            f.add_return(value, loc);
+        }
     }
 
     fn let_declaration(&mut self, node: Node<'_>) {

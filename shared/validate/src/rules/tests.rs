@@ -209,6 +209,74 @@ fn sql_built_from_strings_is_located_at_the_execute_call() {
     assert_eq!(of(&f, Rule::SqlInjection), [(5, 10, RiskLevel::Critical)]);
 }
 
+/// The SQL findings on what the patch changes, as (line, col).
+fn sql_at(path: &str, before: &str, after: &str) -> Vec<(usize, usize)> {
+    let f = Case::new(path, before, after).run();
+    new_only(&f)
+        .iter()
+        .filter(|f| f.rule == Rule::SqlInjection)
+        .map(|f| (f.line, f.col))
+        .collect()
+}
+
+#[test]
+fn sql_built_by_a_helper_is_located_at_the_execute_call() {
+    let before = "import psycopg2\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    return cur.fetchone()\n";
+    let after = "import psycopg2\n\n\ndef _region_query(region):\n    return \"SELECT SUM(amount) FROM sales WHERE region = '\" + region + \"'\"\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    cur.execute(_region_query(event[\"region\"]))\n    return cur.fetchone()\n";
+    assert_eq!(sql_at("h.py", before, after), [(10, 5)]);
+    // Through a binding, and a method called through `self`.
+    let after = "import psycopg2\n\n\nclass Repo:\n    def _q(self, region):\n        return f\"DELETE FROM sales WHERE region = '{region.upper()}'\"\n\n    def clear(self, cur, region):\n        sql = self._q(region)\n        cur.execute(sql)\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    return cur.fetchone()\n";
+    assert_eq!(sql_at("h.py", before, after), [(10, 9)]);
+
+    let js = "const { Pool } = require('pg');\nconst pool = new Pool();\n\nexports.handler = async (event) => {\n  return [];\n};\n";
+    let after = "const { Pool } = require('pg');\nconst pool = new Pool();\n\nfunction regionQuery(region) {\n  return `SELECT SUM(amount) FROM sales WHERE region = '${region}'`;\n}\n\nexports.handler = async (event) => {\n  const res = await pool.query(regionQuery(event.queryStringParameters.region));\n  return res.rows;\n};\n";
+    assert_eq!(sql_at("h.js", js, after), [(9, 21)]);
+
+    let ts = "import { Pool } from 'pg';\nconst pool = new Pool();\n\nexport async function handler(event: { region: string }) {\n  return [];\n}\n";
+    let after = "import { Pool } from 'pg';\nconst pool = new Pool();\n\nconst regionQuery = (region: string): string =>\n  'SELECT SUM(amount) FROM sales WHERE region = \\'' + region + '\\'';\n\nexport async function handler(event: { region: string }) {\n  const sql = regionQuery(event.region);\n  return pool.query(sql);\n}\n";
+    assert_eq!(sql_at("h.ts", ts, after), [(9, 10)]);
+
+    let rs = "use sqlx::PgPool;\n\npub async fn handler(pool: &PgPool, region: String) -> Result<(), sqlx::Error> {\n    Ok(())\n}\n";
+    let after = "use sqlx::PgPool;\n\nfn region_query(region: &str) -> String {\n    format!(\"SELECT SUM(amount) FROM sales WHERE region = '{region}'\")\n}\n\npub async fn handler(pool: &PgPool, region: String) -> Result<(), sqlx::Error> {\n    sqlx::query(&region_query(&region)).execute(pool).await?;\n    Ok(())\n}\n";
+    assert_eq!(sql_at("h.rs", rs, after), [(8, 5)]);
+    // `return` in Rust, with `format!` arguments.
+    let after = "use sqlx::PgPool;\n\nfn region_query(region: &str) -> String {\n    return format!(\"DELETE FROM sales WHERE region = '{}'\", region);\n}\n\npub async fn handler(pool: &PgPool, region: String) -> Result<(), sqlx::Error> {\n    let sql = region_query(&region);\n    sqlx::query(&sql).execute(pool).await?;\n    Ok(())\n}\n";
+    assert_eq!(sql_at("h.rs", rs, after), [(9, 5)]);
+}
+
+#[test]
+fn sql_built_by_a_method_is_followed_through_this_and_self() {
+    let js = "class Repo {\n  constructor(pool) {\n    this.pool = pool;\n  }\n}\nmodule.exports = { Repo };\n";
+    let after = "class Repo {\n  constructor(pool) {\n    this.pool = pool;\n  }\n\n  regionSql(region) {\n    return 'DELETE FROM sales WHERE region = ' + region;\n  }\n\n  clear(region) {\n    return this.pool.query(this.regionSql(region));\n  }\n}\nmodule.exports = { Repo };\n";
+    assert_eq!(sql_at("repo.js", js, after), [(11, 12)]);
+
+    let rs = "use sqlx::PgPool;\n\npub struct Repo {\n    pool: PgPool,\n}\n";
+    let after = "use sqlx::PgPool;\n\npub struct Repo {\n    pool: PgPool,\n}\n\nimpl Repo {\n    fn region_sql(region: &str) -> String {\n        format!(\"DELETE FROM sales WHERE region = '{region}'\")\n    }\n\n    fn tenant_sql(&self, tenant: &str) -> String {\n        format!(\"DELETE FROM sales WHERE tenant = '{tenant}'\")\n    }\n\n    pub async fn clear(&self, region: &str) -> Result<(), sqlx::Error> {\n        sqlx::query(&Self::region_sql(region)).execute(&self.pool).await?;\n        sqlx::query(&self.tenant_sql(region)).execute(&self.pool).await?;\n        Ok(())\n    }\n}\n";
+    assert_eq!(sql_at("repo.rs", rs, after), [(17, 9), (18, 9)]);
+}
+
+#[test]
+fn sql_helper_changed_alone_is_reported_at_its_callers() {
+    let before = "import psycopg2\n\n\ndef _region_query(region):\n    return \"SELECT SUM(amount) FROM sales WHERE region = %s\"\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    cur.execute(_region_query(event[\"region\"]), (event[\"region\"],))\n    return cur.fetchone()\n";
+    let after = before.replace("region = %s\"", "region = '\" + region + \"'\"");
+    assert_eq!(sql_at("h.py", before, &after), [(10, 5)]);
+}
+
+#[test]
+fn sql_helpers_with_placeholders_or_allow_listed_names_are_fine() {
+    let before = "import psycopg2\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    return cur.fetchone()\n";
+    let after = "import psycopg2\n\nTABLES = {\"daily\": \"sales_daily\", \"monthly\": \"sales_monthly\"}\n\n\ndef _region_query(region):\n    return \"SELECT SUM(amount) FROM sales WHERE region = %s\"\n\n\ndef _total_query(period):\n    return \"SELECT SUM(amount) FROM \" + TABLES[period] + \" WHERE region = %s\"\n\n\ndef _count_query(period):\n    return \"SELECT COUNT(*) FROM {} WHERE region = %s\".format(TABLES.get(period, \"sales_daily\"))\n\n\ndef handler(event, context):\n    cur = psycopg2.connect().cursor()\n    cur.execute(_region_query(event[\"region\"]), (event[\"region\"],))\n    cur.execute(_total_query(event[\"period\"]), (event[\"region\"],))\n    cur.execute(_count_query(event[\"period\"]), (event[\"region\"],))\n    return cur.fetchone()\n";
+    assert_eq!(sql_at("h.py", before, after), []);
+
+    let js = "const { Pool } = require('pg');\nconst pool = new Pool();\n\nexports.handler = async (event) => {\n  return [];\n};\n";
+    let after = "const { Pool } = require('pg');\nconst pool = new Pool();\nconst TABLES = { daily: 'sales_daily', monthly: 'sales_monthly' };\n\nfunction regionQuery(region) {\n  return 'SELECT SUM(amount) FROM sales WHERE region = $1';\n}\n\nfunction totalQuery(period) {\n  return `SELECT SUM(amount) FROM ${TABLES[period]} WHERE region = $1`;\n}\n\nexports.handler = async (event) => {\n  const r = event.region;\n  await pool.query(regionQuery(r), [r]);\n  return pool.query(totalQuery(event.period), [r]);\n};\n";
+    assert_eq!(sql_at("h.js", js, after), []);
+
+    let rs = "use sqlx::PgPool;\n\npub async fn handler(pool: &PgPool, region: String) -> Result<(), sqlx::Error> {\n    Ok(())\n}\n";
+    let after = "use sqlx::PgPool;\n\nfn region_query(_region: &str) -> &'static str {\n    \"SELECT SUM(amount) FROM sales WHERE region = $1\"\n}\n\nfn total_query(period: &str) -> String {\n    let table = match period {\n        \"daily\" => \"sales_daily\",\n        _ => \"sales_monthly\",\n    };\n    format!(\"SELECT SUM(amount) FROM {table} WHERE region = $1\")\n}\n\npub async fn handler(pool: &PgPool, region: String) -> Result<(), sqlx::Error> {\n    sqlx::query(region_query(&region)).bind(&region).execute(pool).await?;\n    sqlx::query(&total_query(&region)).bind(&region).execute(pool).await?;\n    Ok(())\n}\n";
+    assert_eq!(sql_at("h.rs", rs, after), []);
+}
+
 #[test]
 fn unsafe_deserialization_is_located() {
     let after = py_after("    import pickle\n    obj = pickle.loads(event[\"body\"])\n");

@@ -251,7 +251,6 @@ def load_rows(conn, rows):''')]),
 
 def load_rows(conn, rows):''')]),
     dict(id="py-sql-helper-interprocedural", kind="unsafe", category="sql", base="py_reports", expect="needs_approval",
-         known_gap="the SQL is built in a helper function and returned: data flow is followed within a function's bindings, not through calls",
          note="a query string built by a helper, executed by its caller",
          edits=[('''def load_rows(conn, rows):''', '''def _region_query(region):
     return "SELECT SUM(amount) FROM sales WHERE region = '" + region + "'"

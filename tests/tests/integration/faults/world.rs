@@ -362,6 +362,7 @@ impl World {
                 decision: ValidationDecision::AutoDeploy,
                 before: Some(before),
                 after: Some(after.clone()),
+                held_for_review: false,
             }),
             approval: None,
             deploy: None,
@@ -456,6 +457,8 @@ impl World {
         let deps = StepDeps {
             telemetry: &self.telemetry,
             deployer: &self.deployer,
+            code: &selfbuild_core::ports::NoCodeSource,
+            checker: &selfbuild_core::ports::NoCodeChecker,
             llm: &self.llm,
             store: &self.store,
             notifier: &NoNotifier,
