@@ -180,6 +180,7 @@ fn item_for(
             priority: Priority::Low,
             current,
             top_errors: vec![],
+            stack_traces: vec![],
         },
         generated: Some(Generated {
             improvement_id,
