@@ -3,13 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Why a diff cannot be read (an error, not a finding: there is nothing to judge).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DiffError {
-    /// The text is not a unified diff.
-    #[error("malformed diff: {0}")]
-    Malformed(String),
-}
+pub use selfbuild_core::change::code_patch::{DiffError, creates_file, parse};
 
 /// A diff applied to its base.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,72 +32,6 @@ pub enum Application {
         /// Its `-` start line.
         old_line: usize,
     },
-}
-
-fn header_path(line: &str) -> Option<&str> {
-    let rest = line.get(4..)?;
-    let rest = rest.split('\t').next().unwrap_or(rest).trim_end();
-    if rest == "/dev/null" {
-        return None;
-    }
-    Some(
-        rest.strip_prefix("a/")
-            .or_else(|| rest.strip_prefix("b/"))
-            .unwrap_or(rest),
-    )
-}
-
-/// Checks that the diff is one file's unified diff: one `---`/`+++` header pair, a hunk, not
-/// `/dev/null` on both sides.
-fn check_shape(diff: &str) -> Result<(), DiffError> {
-    let lines: Vec<&str> = diff.lines().collect();
-    let minus: Vec<usize> = (0..lines.len())
-        .filter(|&i| {
-            lines[i].starts_with("--- ") && lines.get(i + 1).is_some_and(|n| n.starts_with("+++ "))
-        })
-        .collect();
-    match minus.len() {
-        0 => {
-            return Err(DiffError::Malformed(
-                "no `--- a/<path>` / `+++ b/<path>` header".into(),
-            ));
-        }
-        1 => {}
-        n => {
-            return Err(DiffError::Malformed(format!(
-                "{n} file headers; give one file's diff at a time"
-            )));
-        }
-    }
-    let at = minus[0];
-    if !lines[at + 2..].iter().any(|l| l.starts_with("@@ ")) {
-        return Err(DiffError::Malformed("no hunk (`@@ -l,n +l,n @@`)".into()));
-    }
-    if header_path(lines[at]).is_none() && header_path(lines[at + 1]).is_none() {
-        return Err(DiffError::Malformed("both headers are /dev/null".into()));
-    }
-    Ok(())
-}
-
-/// Parses `diff` (one file's unified diff). The header's names are not held against
-/// `path`: `diff -u before.py after.py` names temporary files, and the caller knows which
-/// file it validates.
-pub fn parse<'a>(diff: &'a str, _path: &str) -> Result<diffy::Patch<'a, str>, DiffError> {
-    check_shape(diff)?;
-    // From the first header on: git's `diff --git`/`index` lines are not diffy's.
-    let start = diff.find("--- ").unwrap_or(0);
-    let body = &diff[start..];
-    let patch = diffy::Patch::from_str(body).map_err(|e| DiffError::Malformed(e.to_string()))?;
-    if patch.hunks().is_empty() {
-        return Err(DiffError::Malformed("no hunk".into()));
-    }
-    Ok(patch)
-}
-
-/// Whether the diff creates the file (`--- /dev/null`).
-pub fn creates_file(diff: &str) -> bool {
-    diff.lines()
-        .any(|l| l.starts_with("--- ") && header_path(l).is_none() && l.contains("/dev/null"))
 }
 
 /// Applies `patch` to `base` (empty for a new file) and locates what it changes.

@@ -1,83 +1,15 @@
-//! Changes: what generate proposes, validate judges and deploy ships.
-
-use std::collections::BTreeMap;
+//! Changes: what generate proposes, validate judges and deploy ships; each kind in its own
+//! file with its rules and how it applies.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ComponentId;
 
-/// A Lambda function's tunable configuration (what a `lambda_config` change sets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LambdaSettings {
-    /// Memory in MB (128–10240).
-    pub memory_mb: u32,
-    /// Timeout in seconds (1–900).
-    pub timeout_seconds: u32,
-    /// Reserved concurrency; none means unreserved.
-    pub reserved_concurrency: Option<u32>,
-    /// Environment variables.
-    pub environment: BTreeMap<String, String>,
-}
+pub mod code_patch;
+mod lambda_config;
 
-/// A configuration change to one Lambda function; absent fields stay as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LambdaConfigChange {
-    /// New memory size in MB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u32>,
-    /// New timeout in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<u32>,
-    /// New reserved concurrency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserved_concurrency: Option<u32>,
-    /// Environment variables to set (merged over the current ones).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub environment: BTreeMap<String, String>,
-}
-
-impl LambdaConfigChange {
-    /// The settings after applying this change to `current`.
-    pub fn apply(&self, current: &LambdaSettings) -> LambdaSettings {
-        let mut next = current.clone();
-        if let Some(m) = self.memory_mb {
-            next.memory_mb = m;
-        }
-        if let Some(t) = self.timeout_seconds {
-            next.timeout_seconds = t;
-        }
-        if let Some(c) = self.reserved_concurrency {
-            next.reserved_concurrency = Some(c);
-        }
-        next.environment
-            .extend(self.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
-        next
-    }
-
-    /// True when the change sets nothing.
-    pub fn is_empty(&self) -> bool {
-        self.memory_mb.is_none()
-            && self.timeout_seconds.is_none()
-            && self.reserved_concurrency.is_none()
-            && self.environment.is_empty()
-    }
-}
-
-/// One file of a code patch: where it is, what language, and its unified diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePatch {
-    /// Repository-relative path (`src/handlers/orders.py`).
-    pub path: String,
-    /// The language (`python`, `javascript`, `typescript`, `rust`, `json`, `yaml`); none:
-    /// told from the extension.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language: Option<String>,
-    /// A unified diff against the file as deployed now (`--- a/<path>` / `+++ b/<path>`;
-    /// a new file from `/dev/null`).
-    pub diff: String,
-}
+pub use code_patch::FilePatch;
+pub use lambda_config::{LambdaConfigChange, LambdaSettings};
 
 /// What a proposal changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
