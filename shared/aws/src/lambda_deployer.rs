@@ -88,7 +88,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ProvideErrorKind;
-use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::change::{DeploySpec, LambdaSettings};
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
@@ -177,12 +177,14 @@ impl Deployer for LambdaDeployer {
             self.configuration(function, Some(&stable)),
             self.reserved_concurrency(function)
         );
+        let config = config?;
         Ok(FunctionState {
             function: function.clone(),
-            settings: config?.settings(reserved?),
+            settings: config.settings(reserved?),
             alias: LIVE_ALIAS.to_owned(),
             stable_version: stable,
             canary: canary_of(&alias),
+            code_sha256: config.code_sha256,
         })
     }
 
@@ -190,9 +192,17 @@ impl Deployer for LambdaDeployer {
         &self,
         improvement_id: &ImprovementId,
         function: &ComponentId,
-        settings: &LambdaSettings,
+        spec: &DeploySpec,
         weight: f64,
     ) -> Result<CanaryDeployment, DeployError> {
+        let settings = match spec {
+            DeploySpec::Config(settings) => settings,
+            DeploySpec::Code { .. } => {
+                return Err(DeployError::Rejected(format!(
+                    "{function}: shipping a code patch to Lambda is not built yet"
+                )));
+            }
+        };
         if !(weight > 0.0 && weight <= 1.0) {
             return Err(DeployError::Rejected(format!(
                 "canary weight must be in (0, 1], got {weight}"
@@ -317,6 +327,7 @@ impl Deployer for LambdaDeployer {
             improvement_id: improvement_id.clone(),
             baseline,
             settings: settings.clone(),
+            code: None,
             canary_version: canary.version,
             weight,
             deployed_at,
@@ -406,6 +417,7 @@ impl Deployer for LambdaDeployer {
             alias: LIVE_ALIAS.to_owned(),
             stable_version: note.stable,
             canary: None,
+            code_sha256: stable.code_sha256,
         }))
     }
 }
@@ -513,6 +525,7 @@ impl LambdaDeployer {
             improvement_id: improvement_id.clone(),
             baseline: self.baseline(function, &version_note).await?,
             settings: settings.clone(),
+            code: None,
             canary_version: note.canary,
             weight,
             deployed_at: note.since,
@@ -532,6 +545,7 @@ impl LambdaDeployer {
             alias: LIVE_ALIAS.to_owned(),
             stable_version: note.stable.clone(),
             canary: None,
+            code_sha256: stable.code_sha256,
         })
     }
 
@@ -544,6 +558,7 @@ impl LambdaDeployer {
     ) -> Result<VersionConfig, DeployError> {
         let description = note.to_description()?;
         let target = VersionConfig {
+            code_sha256: None,
             version: LATEST.to_owned(),
             memory_mb: settings.memory_mb,
             timeout_seconds: settings.timeout_seconds,
@@ -1058,6 +1073,8 @@ struct VersionConfig {
     timeout_seconds: u32,
     environment: BTreeMap<String, String>,
     description: String,
+    /// The package hash; none for an output that omits it.
+    code_sha256: Option<String>,
 }
 
 impl VersionConfig {
@@ -1067,6 +1084,7 @@ impl VersionConfig {
         timeout: Option<i32>,
         environment: Option<&EnvironmentResponse>,
         description: Option<&str>,
+        code_sha256: Option<&str>,
     ) -> Result<Self, String> {
         let count = |value: Option<i32>, name: &str| {
             value
@@ -1082,6 +1100,7 @@ impl VersionConfig {
                 .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
             description: description.unwrap_or_default().to_owned(),
+            code_sha256: code_sha256.map(str::to_owned),
         })
     }
 
@@ -1123,6 +1142,7 @@ macro_rules! version_config_from {
                     c.timeout(),
                     c.environment(),
                     c.description(),
+                    c.code_sha256(),
                 )
             }
         }
@@ -1234,6 +1254,7 @@ mod tests {
 
     fn target() -> VersionConfig {
         VersionConfig {
+            code_sha256: None,
             version: LATEST.to_owned(),
             memory_mb: 512,
             timeout_seconds: 10,
@@ -1499,7 +1520,12 @@ mod tests {
         let settings = target().settings(None);
         for weight in [0.0, -0.1, 1.5, f64::NAN] {
             let err = deployer(client.clone())
-                .deploy_canary(&"i-1".parse().unwrap(), &function(), &settings, weight)
+                .deploy_canary(
+                    &"i-1".parse().unwrap(),
+                    &function(),
+                    &selfbuild_core::change::DeploySpec::Config(settings.clone()),
+                    weight,
+                )
                 .await
                 .unwrap_err();
             assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err:?}");

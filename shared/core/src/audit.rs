@@ -61,6 +61,8 @@ pub enum AuditAction {
     DeploySkipped,
     /// The halt switch found a canary in flight.
     HaltedInFlight,
+    /// Deployed code is in no source repository until the stored patch is merged there.
+    SourceDrifted,
     /// The canary took all traffic.
     Promoted,
     /// The baseline was restored after a degradation or by hand.
@@ -75,7 +77,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
@@ -89,6 +91,7 @@ impl AuditAction {
         Self::DeployHalted,
         Self::DeploySkipped,
         Self::HaltedInFlight,
+        Self::SourceDrifted,
         Self::Promoted,
         Self::RolledBack,
         Self::Inconclusive,
@@ -112,6 +115,7 @@ impl AuditAction {
             Self::DeployHalted => "deploy_halted",
             Self::DeploySkipped => "deploy_skipped",
             Self::HaltedInFlight => "halted_in_flight",
+            Self::SourceDrifted => "source_drifted",
             Self::Promoted => "promoted",
             Self::RolledBack => "rolled_back",
             Self::Inconclusive => "inconclusive",
@@ -139,7 +143,7 @@ impl AuditAction {
             Self::Inconclusive => ImprovementStatus::Inconclusive,
             Self::DeployFailed => ImprovementStatus::DeployFailed,
             Self::RollbackFailed => ImprovementStatus::RollbackFailed,
-            Self::HaltedInFlight => return None,
+            Self::HaltedInFlight | Self::SourceDrifted => return None,
         })
     }
 
@@ -161,6 +165,7 @@ impl AuditAction {
             | Self::DeployDeferred
             | Self::DeployHalted
             | Self::DeploySkipped
+            | Self::SourceDrifted
             | Self::Promoted => "deploy",
         }
     }

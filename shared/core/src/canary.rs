@@ -5,6 +5,7 @@ use time::Duration;
 use tracing::{info, instrument, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
+use crate::change::{Change, CodeRelease, DeploySpec};
 use crate::config::{Config, HaltInFlight};
 use crate::cycle::TimeWindow;
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
@@ -65,6 +66,41 @@ pub struct CanaryDeps<'a> {
     pub clock: &'a dyn Clock,
 }
 
+/// What the item ships: the validated settings, or its code patch onto the code it was
+/// judged against with the settings unchanged.
+fn deploy_spec(item: &ImprovementItem) -> Result<DeploySpec, CanaryError> {
+    let validation = item.validation.as_ref().ok_or_else(|| {
+        CanaryError::InvalidInput("validation: the item was not validated".into())
+    })?;
+    let settings = validation.after.clone().ok_or_else(|| {
+        CanaryError::InvalidInput("validation.after: no validated settings to deploy".into())
+    })?;
+    match item.generated.as_ref().map(|g| &g.proposal.change) {
+        Some(Change::CodePatch { files, .. }) => {
+            let base = validation.code_base.clone().ok_or_else(|| {
+                CanaryError::InvalidInput(
+                    "validation.code_base: a code patch without the code it was judged against"
+                        .into(),
+                )
+            })?;
+            if validation.held_for_review || !base.is_deliverable() {
+                return Err(CanaryError::InvalidInput(format!(
+                    "a code patch to {} code is held for review, never deployed",
+                    base.runtime.as_deref().unwrap_or("unknown-runtime")
+                )));
+            }
+            Ok(DeploySpec::Code {
+                settings,
+                release: CodeRelease {
+                    files: files.clone(),
+                    base,
+                },
+            })
+        }
+        _ => Ok(DeploySpec::Config(settings)),
+    }
+}
+
 /// Deploys the validated settings as a canary, unless halted, a dry run, or traffic is high.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn deploy(
@@ -80,13 +116,7 @@ pub async fn deploy(
         reason,
         monitor_interval_seconds: interval,
     };
-    let after = item
-        .validation
-        .as_ref()
-        .and_then(|v| v.after.clone())
-        .ok_or_else(|| {
-            CanaryError::InvalidInput("validation.after: no validated settings to deploy".into())
-        })?;
+    let spec = deploy_spec(item)?;
     if let Some(halt) = deps.halt.halt_state().await? {
         return Ok(outcome(
             DeployStatus::Halted,
@@ -131,7 +161,7 @@ pub async fn deploy(
         .deploy_canary(
             &item.improvement_id(),
             function,
-            &after,
+            &spec,
             config.canary_weight,
         )
         .await?;
@@ -1001,8 +1031,10 @@ mod tests {
         item.deploy = Some(DeployOutcome {
             status: DeployStatus::Deployed,
             deployment: Some(CanaryDeployment {
+                code: None,
                 improvement_id: "c1-1".parse().unwrap(),
                 baseline: FunctionState {
+                    code_sha256: None,
                     function,
                     settings: settings.clone(),
                     alias: "live".into(),

@@ -25,6 +25,21 @@ pub struct FunctionState {
     pub stable_version: String,
     /// An additional version and its traffic weight (0–1), if the alias splits traffic.
     pub canary: Option<(String, f64)>,
+    /// The stable version's package hash (Lambda's `CodeSha256`), when the platform has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+}
+
+/// The code a canary version runs when it ships a patch: hashes before and after, and the
+/// files changed, so the drift from the source repository can be found and merged back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeVersion {
+    /// The package hash the patch was applied to.
+    pub base_code_sha256: String,
+    /// The new version's package hash.
+    pub code_sha256: String,
+    /// The package paths the patch changed, created or deleted.
+    pub files: Vec<String>,
 }
 
 /// A canary in flight: enough to monitor, promote or restore exactly.
@@ -36,6 +51,9 @@ pub struct CanaryDeployment {
     pub baseline: FunctionState,
     /// The settings of the new version.
     pub settings: LambdaSettings,
+    /// The code patch the new version carries; none for a configuration change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeVersion>,
     /// The new version.
     pub canary_version: String,
     /// Its share of traffic, 0–1.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::change::{LambdaSettings, Proposal, RiskLevel};
+use crate::change::{CodeBase, LambdaSettings, Proposal, RiskLevel};
 use crate::cycle::CycleMode;
 use crate::deployment::CanaryDeployment;
 use crate::ids::{CycleId, ImprovementId, TenantId};
@@ -117,8 +117,11 @@ pub struct Validation {
     pub before: Option<LambdaSettings>,
     /// The settings after it (what deploy applies).
     pub after: Option<LambdaSettings>,
-    /// A code patch that passed: stored with its findings for people to review, not deployed
-    /// (code delivery is not built yet).
+    /// The deployed code a code patch was judged against; none for other changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_base: Option<CodeBase>,
+    /// A code patch that passed but that selfbuild does not ship itself (a compiled runtime, a
+    /// container image, an unknown runtime): stored with its findings for people to review.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held_for_review: bool,
 }

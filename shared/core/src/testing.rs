@@ -34,6 +34,7 @@ impl Deployer for StaticDeployer {
             .clone()
             .ok_or_else(|| DeployError::Rejected(format!("{function} is not deployed")))?;
         Ok(FunctionState {
+            code_sha256: None,
             function: function.clone(),
             settings,
             alias: "live".into(),
@@ -45,7 +46,7 @@ impl Deployer for StaticDeployer {
         &self,
         _: &ImprovementId,
         _: &ComponentId,
-        _: &LambdaSettings,
+        _: &crate::change::DeploySpec,
         _: f64,
     ) -> Result<CanaryDeployment, DeployError> {
         Err(DeployError::Rejected("read-only test deployer".into()))

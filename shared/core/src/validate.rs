@@ -10,7 +10,7 @@
 
 use tracing::{info, instrument};
 
-use crate::change::{Change, LambdaConfigChange, LambdaSettings, RiskLevel};
+use crate::change::{Change, CodeBase, LambdaConfigChange, LambdaSettings, RiskLevel};
 use crate::code_policy::{CodePolicy, FindingSummary, PatchScope, approvals_for, overall_risk};
 use crate::config::Config;
 use crate::improvement::{Finding, ImprovementItem, Validation, ValidationDecision};
@@ -104,7 +104,17 @@ pub fn validate(item: &ImprovementItem, config: &Config, code: Option<&CodeCheck
             match code {
                 Some(check) => {
                     findings.extend(check.findings.iter().map(code_finding));
-                    scope = Some(check.scope);
+                    scope = Some((check.scope, check.base.clone()));
+                    // A shipped patch keeps the function's settings: without them there is
+                    // nothing to publish the new code with.
+                    if check.base.is_deliverable() && before.is_none() {
+                        findings.push(finding(
+                            "target_exists",
+                            RiskLevel::Critical,
+                            format!("{target} is not a deployed Lambda function with known settings"),
+                            Some("change.component"),
+                        ));
+                    }
                 }
                 None => findings.push(finding(
                     "code_validation",
@@ -116,7 +126,7 @@ pub fn validate(item: &ImprovementItem, config: &Config, code: Option<&CodeCheck
                     files.first().map(|f| f.path.as_str()),
                 )),
             }
-            None
+            before.clone()
         }
         Change::LambdaConfig { config: change, .. } => match &before {
             None => {
@@ -135,7 +145,7 @@ pub fn validate(item: &ImprovementItem, config: &Config, code: Option<&CodeCheck
         },
     };
 
-    let computed = risk_of(&findings, scope.as_ref());
+    let computed = risk_of(&findings, scope.as_ref().map(|(s, _)| s));
     if proposal.claimed_risk < computed {
         findings.push(finding(
             "claimed_risk",
@@ -219,6 +229,7 @@ pub async fn check_code_patch(
             files: files.len(),
             ..Default::default()
         },
+        base: CodeBase::default(),
     };
     if files.is_empty() {
         return Ok(Some(refusal(
@@ -244,11 +255,13 @@ pub async fn check_code_patch(
         handler: deployed.handler.as_deref().or(handler.as_deref()),
         tenant: item.tenant_id.as_ref().map(|t| t.as_str()),
     };
-    Ok(Some(match checker.check(&patch) {
+    let mut check = match checker.check(&patch) {
         Ok(check) => check,
         Err(CheckError::Malformed(m)) => refusal("patch_applies", m),
         Err(CheckError::Unavailable(m)) => refusal("code_validation", m),
-    }))
+    };
+    check.base = deployed.base;
+    Ok(Some(check))
 }
 
 fn config_findings(change: &LambdaConfigChange, current: &LambdaSettings, out: &mut Vec<Finding>) {
@@ -422,10 +435,11 @@ fn verdict(
     findings: Vec<Finding>,
     before: Option<LambdaSettings>,
     after: Option<LambdaSettings>,
-    scope: Option<PatchScope>,
+    code: Option<(PatchScope, CodeBase)>,
 ) -> Validation {
-    let risk = risk_of(&findings, scope.as_ref());
-    let is_code = scope.is_some();
+    let risk = risk_of(&findings, code.as_ref().map(|(s, _)| s));
+    let code_base = code.map(|(_, base)| base);
+    let is_code = code_base.is_some();
     let refused = findings
         .iter()
         .any(|f| f.blocking || REFUSING_RULES.contains(&f.rule.as_str()))
@@ -459,7 +473,8 @@ fn verdict(
         decision,
         before,
         after,
-        held_for_review: is_code && !refused,
+        held_for_review: !refused && code_base.as_ref().is_some_and(|b| !b.is_deliverable()),
+        code_base,
     }
 }
 
@@ -634,6 +649,7 @@ mod tests {
 
     fn check(findings: &[(&str, RiskLevel, bool)], scope: PatchScope) -> CodeCheck {
         CodeCheck {
+            base: Default::default(),
             findings: findings
                 .iter()
                 .map(|&(rule, risk, blocking)| CodeFinding {
@@ -671,13 +687,41 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_code_patch_passes_and_is_held_for_review() {
+    fn a_clean_patch_to_compiled_or_unknown_code_passes_and_is_held_for_review() {
         let it = item(patch(), RiskLevel::Low, Some("acme"));
-        let v = validate(&it, &autonomous(), Some(&check(&[], ONE_FILE)));
-        assert_eq!(v.decision, ValidationDecision::AutoDeploy);
-        assert_eq!(v.risk, RiskLevel::Safe);
-        assert!(v.held_for_review);
-        assert!(v.before.is_some() && v.after.is_none());
+        for runtime in [None, Some("provided.al2023"), Some("java21")] {
+            let mut checked = check(&[], ONE_FILE);
+            checked.base.runtime = runtime.map(str::to_owned);
+            let v = validate(&it, &autonomous(), Some(&checked));
+            assert_eq!(v.decision, ValidationDecision::AutoDeploy, "{runtime:?}");
+            assert_eq!(v.risk, RiskLevel::Safe);
+            assert!(v.held_for_review, "{runtime:?}");
+        }
+    }
+
+    #[test]
+    fn a_clean_patch_to_python_or_node_code_ships_with_the_settings_unchanged() {
+        let it = item(patch(), RiskLevel::Low, Some("acme"));
+        for runtime in ["python3.12", "nodejs22.x"] {
+            let mut checked = check(&[], ONE_FILE);
+            checked.base = CodeBase {
+                code_sha256: Some("abc=".into()),
+                runtime: Some(runtime.into()),
+            };
+            let v = validate(&it, &autonomous(), Some(&checked));
+            assert_eq!(v.decision, ValidationDecision::AutoDeploy, "{runtime}");
+            assert!(!v.held_for_review, "{runtime}");
+            assert_eq!(v.after, v.before);
+            assert_eq!(v.code_base, Some(checked.base.clone()));
+        }
+        // Without the function's settings there is nothing to publish the code with.
+        let mut unknown = item(patch(), RiskLevel::Low, Some("acme"));
+        unknown.opportunity.current = None;
+        let mut checked = check(&[], ONE_FILE);
+        checked.base.runtime = Some("python3.12".into());
+        let v = validate(&unknown, &autonomous(), Some(&checked));
+        assert_eq!(v.decision, ValidationDecision::Rejected);
+        assert!(v.findings.iter().any(|f| f.rule == "target_exists"));
     }
 
     #[test]

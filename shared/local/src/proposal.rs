@@ -87,6 +87,7 @@ impl CodeSource for CheckoutCode {
             .map(|&p| Ok((p.to_owned(), self.file(p)?)))
             .collect::<Result<_, CodeSourceError>>()?;
         Ok(DeployedFiles {
+            base: Default::default(),
             handler: None,
             files,
         })

@@ -59,6 +59,7 @@ impl CodeChecker for PipelineChecker {
         let report = validate_patch(&inputs, &context, &self.settings)
             .map_err(|e| CheckError::Malformed(e.to_string()))?;
         Ok(CodeCheck {
+            base: Default::default(),
             findings: report
                 .findings()
                 .map(|f| CodeFinding {

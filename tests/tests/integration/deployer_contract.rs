@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use selfbuild_aws::LambdaDeployer;
-use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::change::{DeploySpec, LambdaSettings};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
@@ -101,6 +101,7 @@ fn canary(reserved: Option<u32>) -> LambdaSettings {
 /// What a new function reports: version 1 on `settings`, alone behind the alias.
 fn fresh(function: &ComponentId, settings: &LambdaSettings) -> FunctionState {
     FunctionState {
+        code_sha256: None,
         function: function.clone(),
         settings: settings.clone(),
         alias: LIVE_ALIAS.to_owned(),
@@ -146,7 +147,12 @@ pub async fn a_deploy_is_a_new_version_beside_the_stable_one_and_idempotent_per_
     let versions_before = h.published_versions(&d, &f).await;
 
     let first = d
-        .deploy_canary(&improvement_id("imp-1"), &f, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     assert_eq!(first.improvement_id, "imp-1");
@@ -158,7 +164,12 @@ pub async fn a_deploy_is_a_new_version_beside_the_stable_one_and_idempotent_per_
 
     // WHEN the same deploy is made again THEN the same deployment, nothing new published or routed
     let again = d
-        .deploy_canary(&improvement_id("imp-1"), &f, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     assert_eq!(again, first);
@@ -185,7 +196,12 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
     let (d, f) = h.function("other-settings", &initial(None)).await;
     let next = canary(None);
     let deployed = d
-        .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     let during = d.function_state(&f).await.unwrap();
@@ -196,8 +212,13 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
         ..next.clone()
     };
     rejected(
-        d.deploy_canary(&improvement_id("imp-0"), &f, &more_memory, 0.1)
-            .await,
+        d.deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(more_memory.clone()),
+            0.1,
+        )
+        .await,
         "other settings",
     );
     let reserved = LambdaSettings {
@@ -205,22 +226,37 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
         ..next.clone()
     };
     rejected(
-        d.deploy_canary(&improvement_id("imp-0"), &f, &reserved, 0.1)
-            .await,
+        d.deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(reserved.clone()),
+            0.1,
+        )
+        .await,
         "another reservation",
     );
     rejected(
-        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.2)
-            .await,
+        d.deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.2,
+        )
+        .await,
         "another weight",
     );
     // Nothing changed.
     assert_eq!(d.function_state(&f).await.unwrap(), during);
     assert_eq!(h.published_versions(&d, &f).await, versions);
     assert_eq!(
-        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.1)
-            .await
-            .unwrap(),
+        d.deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.1
+        )
+        .await
+        .unwrap(),
         deployed
     );
 }
@@ -228,14 +264,24 @@ pub async fn a_deploy_of_the_same_improvement_with_other_settings_or_weight_is_r
 pub async fn a_second_improvement_is_refused_while_a_canary_is_routed<H: DeployerHarness>(h: &H) {
     let (d, f) = h.function("busy", &initial(None)).await;
     let first = d
-        .deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.1)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f,
+            &DeploySpec::Config(canary(None).clone()),
+            0.1,
+        )
         .await
         .unwrap();
     let during = d.function_state(&f).await.unwrap();
     let versions = h.published_versions(&d, &f).await;
     let message = rejected(
-        d.deploy_canary(&improvement_id("imp-2"), &f, &canary(Some(4)), 0.1)
-            .await,
+        d.deploy_canary(
+            &improvement_id("imp-2"),
+            &f,
+            &DeploySpec::Config(canary(Some(4)).clone()),
+            0.1,
+        )
+        .await,
         "a second canary",
     );
     assert!(message.contains(&first.canary_version), "{message}");
@@ -247,7 +293,12 @@ pub async fn promote_routes_everything_to_the_canary_and_is_idempotent<H: Deploy
     let (d, f) = h.function("promote", &initial(Some(5))).await;
     let next = canary(Some(25));
     let deployed = d
-        .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.25)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.25,
+        )
         .await
         .unwrap();
 
@@ -264,9 +315,14 @@ pub async fn promote_routes_everything_to_the_canary_and_is_idempotent<H: Deploy
     );
     // A retried deploy of the promoted improvement changes nothing.
     assert_eq!(
-        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.25)
-            .await
-            .unwrap(),
+        d.deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.25
+        )
+        .await
+        .unwrap(),
         deployed
     );
     assert_eq!(
@@ -280,7 +336,12 @@ pub async fn rollback_restores_the_exact_baseline_and_is_idempotent<H: DeployerH
     let (d, f) = h.function("rollback", &start).await;
     let before = d.function_state(&f).await.unwrap();
     let deployed = d
-        .deploy_canary(&improvement_id("imp-0"), &f, &canary(Some(9)), 0.1)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(canary(Some(9)).clone()),
+            0.1,
+        )
         .await
         .unwrap();
 
@@ -299,7 +360,12 @@ pub async fn rollback_after_promotion_restores_the_baseline_and_promote_is_then_
     let (d, f) = h.function("promoted-rollback", &initial(None)).await;
     let before = d.function_state(&f).await.unwrap();
     let deployed = d
-        .deploy_canary(&improvement_id("imp-0"), &f, &canary(Some(25)), 0.25)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(canary(Some(25)).clone()),
+            0.25,
+        )
         .await
         .unwrap();
     d.promote(&deployed).await.unwrap();
@@ -318,16 +384,26 @@ pub async fn a_rolled_back_improvement_deployed_again_changes_nothing<H: Deploye
     let before = d.function_state(&f).await.unwrap();
     let next = canary(Some(3));
     let deployed = d
-        .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.5)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.5,
+        )
         .await
         .unwrap();
     d.rollback(&deployed).await.unwrap();
     let versions = h.published_versions(&d, &f).await;
 
     assert_eq!(
-        d.deploy_canary(&improvement_id("imp-0"), &f, &next, 0.5)
-            .await
-            .unwrap(),
+        d.deploy_canary(
+            &improvement_id("imp-0"),
+            &f,
+            &DeploySpec::Config(next.clone()),
+            0.5
+        )
+        .await
+        .unwrap(),
         deployed
     );
     assert_eq!(d.function_state(&f).await.unwrap(), before);
@@ -363,7 +439,12 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
 
         // WHEN it is retried
         let deployed = d
-            .deploy_canary(&improvement_id("imp-0"), &f, &next, 0.2)
+            .deploy_canary(
+                &improvement_id("imp-0"),
+                &f,
+                &DeploySpec::Config(next.clone()),
+                0.2,
+            )
             .await
             .unwrap();
 
@@ -399,13 +480,23 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     let (d, f) = h.function("later", &initial(None)).await;
     let before = d.function_state(&f).await.unwrap();
     let older = d
-        .deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.5)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f,
+            &DeploySpec::Config(canary(None).clone()),
+            0.5,
+        )
         .await
         .unwrap();
     d.rollback(&older).await.unwrap();
     let newer_settings = canary(Some(3));
     let newer = d
-        .deploy_canary(&improvement_id("imp-2"), &f, &newer_settings, 0.5)
+        .deploy_canary(
+            &improvement_id("imp-2"),
+            &f,
+            &DeploySpec::Config(newer_settings.clone()),
+            0.5,
+        )
         .await
         .unwrap();
     assert_eq!(newer.baseline, before);
@@ -419,8 +510,13 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     );
     assert!(message.contains("deployed again"), "{message}");
     rejected(
-        d.deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.5)
-            .await,
+        d.deploy_canary(
+            &improvement_id("imp-1"),
+            &f,
+            &DeploySpec::Config(canary(None).clone()),
+            0.5,
+        )
+        .await,
         "a retry of the older improvement",
     );
     assert_eq!(d.function_state(&f).await.unwrap(), during);
@@ -428,8 +524,13 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     d.rollback(&newer).await.unwrap();
     assert_eq!(d.function_state(&f).await.unwrap(), before);
     rejected(
-        d.deploy_canary(&improvement_id("imp-1"), &f, &canary(None), 0.5)
-            .await,
+        d.deploy_canary(
+            &improvement_id("imp-1"),
+            &f,
+            &DeploySpec::Config(canary(None).clone()),
+            0.5,
+        )
+        .await,
         "a retry of the older improvement after the newer one's rollback",
     );
     assert_eq!(d.function_state(&f).await.unwrap(), before);
@@ -446,16 +547,26 @@ pub async fn unknown_functions_and_weights_outside_zero_to_one_are_refused<H: De
     );
     assert!(message.contains(ghost.as_str()), "{message}");
     let message = rejected(
-        d.deploy_canary(&improvement_id("x-1"), &ghost, &canary(None), 0.1)
-            .await,
+        d.deploy_canary(
+            &improvement_id("x-1"),
+            &ghost,
+            &DeploySpec::Config(canary(None).clone()),
+            0.1,
+        )
+        .await,
         "deploy to an unknown function",
     );
     assert!(message.contains(ghost.as_str()), "{message}");
     let before = d.function_state(&f).await.unwrap();
     for weight in [0.0, -0.1, 1.5, f64::NAN] {
         rejected(
-            d.deploy_canary(&improvement_id("x-1"), &f, &canary(None), weight)
-                .await,
+            d.deploy_canary(
+                &improvement_id("x-1"),
+                &f,
+                &DeploySpec::Config(canary(None).clone()),
+                weight,
+            )
+            .await,
             &format!("weight {weight}"),
         );
     }
@@ -521,7 +632,12 @@ impl DeployerHarness for FleetHarness {
         let fleet = Self::fleet(name, initial, true);
         let function = ComponentId::parse(name).unwrap();
         let err = fleet
-            .deploy_canary(improvement, &function, settings, weight)
+            .deploy_canary(
+                improvement,
+                &function,
+                &DeploySpec::Config((settings).clone()),
+                weight,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, DeployError::Unavailable(_)), "{err}");
@@ -597,7 +713,12 @@ impl DeployerHarness for LambdaHarness {
             Partial::SettingsApplied => function.update_latest(settings).await,
             Partial::PublishedNotRouted | Partial::ReservedNotRouted => {
                 deployer
-                    .deploy_canary(improvement, &function.function, settings, weight)
+                    .deploy_canary(
+                        improvement,
+                        &function.function,
+                        &DeploySpec::Config((settings).clone()),
+                        weight,
+                    )
                     .await
                     .unwrap();
                 function.point_alias_at("1").await;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use selfbuild_aws::LambdaDeployer;
-use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::change::{DeploySpec, LambdaSettings};
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{DeployError, Deployer};
@@ -80,6 +80,7 @@ async fn function_state_reads_the_version_behind_the_alias_and_the_reservation()
     assert_eq!(
         state,
         FunctionState {
+            code_sha256: None,
             function: f.function.clone(),
             settings: initial,
             alias: LIVE_ALIAS.to_owned(),
@@ -102,7 +103,12 @@ async fn a_canary_is_a_new_version_weighted_beside_the_stable_one_and_a_retry_ch
 
     let first = f
         .deployer
-        .deploy_canary(&improvement_id("imp-1"), &f.function, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     assert_eq!(first.baseline, before);
@@ -120,7 +126,12 @@ async fn a_canary_is_a_new_version_weighted_beside_the_stable_one_and_a_retry_ch
     // WHEN the deploy is retried THEN nothing is published or routed again
     let again = f
         .deployer
-        .deploy_canary(&improvement_id("imp-1"), &f.function, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     assert_eq!(again, first);
@@ -143,7 +154,12 @@ async fn a_canary_is_a_new_version_weighted_beside_the_stable_one_and_a_retry_ch
     };
     let err = f
         .deployer
-        .deploy_canary(&improvement_id("imp-1"), &f.function, &other, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f.function,
+            &DeploySpec::Config(other.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -152,13 +168,23 @@ async fn a_canary_is_a_new_version_weighted_beside_the_stable_one_and_a_retry_ch
     );
     let err = f
         .deployer
-        .deploy_canary(&improvement_id("imp-1"), &f.function, &next, 0.2)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.2,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, DeployError::Rejected(_)), "{err}");
     let err = f
         .deployer
-        .deploy_canary(&improvement_id("imp-2"), &f.function, &other, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-2"),
+            &f.function,
+            &DeploySpec::Config(other.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -181,7 +207,12 @@ async fn promote_then_rollback_restores_the_exact_baseline() {
     };
     let d = f
         .deployer
-        .deploy_canary(&improvement_id("imp-0"), &f.function, &next, 0.25)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.25,
+        )
         .await
         .unwrap();
 
@@ -214,7 +245,12 @@ async fn promote_then_rollback_restores_the_exact_baseline() {
     // A retried deploy of the rolled-back improvement changes nothing either.
     let again = f
         .deployer
-        .deploy_canary(&improvement_id("imp-0"), &f.function, &next, 0.25)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.25,
+        )
         .await
         .unwrap();
     assert_eq!(again, d);
@@ -235,7 +271,12 @@ async fn a_retry_before_routing_reuses_the_version_and_the_reservation_it_record
     };
     let first = f
         .deployer
-        .deploy_canary(&improvement_id("imp-0"), &f.function, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     // GIVEN an attempt that stopped after the reservation changed, before the alias routed:
@@ -246,7 +287,12 @@ async fn a_retry_before_routing_reuses_the_version_and_the_reservation_it_record
     // WHEN it is retried
     let again = f
         .deployer
-        .deploy_canary(&improvement_id("imp-0"), &f.function, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("imp-0"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap();
 
@@ -277,13 +323,23 @@ async fn a_later_deploy_must_be_rolled_back_first() {
     };
     let d1 = f
         .deployer
-        .deploy_canary(&improvement_id("imp-1"), &f.function, &next, 0.5)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.5,
+        )
         .await
         .unwrap();
     f.deployer.rollback(&d1).await.unwrap();
     let d2 = f
         .deployer
-        .deploy_canary(&improvement_id("imp-2"), &f.function, &next, 0.5)
+        .deploy_canary(
+            &improvement_id("imp-2"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.5,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -302,7 +358,12 @@ async fn a_later_deploy_must_be_rolled_back_first() {
     // The alias now records imp-2; a stray retry of imp-1 does not revive version 2.
     let err = f
         .deployer
-        .deploy_canary(&improvement_id("imp-1"), &f.function, &next, 0.5)
+        .deploy_canary(
+            &improvement_id("imp-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.5,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("later versions"), "{err}");
@@ -320,7 +381,12 @@ async fn unknown_functions_and_functions_without_a_published_alias_are_rejected(
         "{err}"
     );
     let err = deployer
-        .deploy_canary(&improvement_id("x-1"), &ghost, &settings(256, 3, None), 0.1)
+        .deploy_canary(
+            &improvement_id("x-1"),
+            &ghost,
+            &DeploySpec::Config(settings(256, 3, None).clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -338,7 +404,12 @@ async fn unknown_functions_and_functions_without_a_published_alias_are_rejected(
     let next = settings(512, 3, None);
     let err = f
         .deployer
-        .deploy_canary(&improvement_id("x-1"), &f.function, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("x-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, DeployError::Rejected(_)), "{err}");
@@ -346,7 +417,12 @@ async fn unknown_functions_and_functions_without_a_published_alias_are_rejected(
     f.create_alias("$LATEST").await;
     let err = f
         .deployer
-        .deploy_canary(&improvement_id("x-1"), &f.function, &next, 0.1)
+        .deploy_canary(
+            &improvement_id("x-1"),
+            &f.function,
+            &DeploySpec::Config(next.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(

@@ -407,7 +407,12 @@ impl FleetHarness {
             ..fleet.function_state(&busy()).await.unwrap().settings
         };
         fleet
-            .deploy_canary(&improvement_id("imp-0"), &busy(), &canary, 0.5)
+            .deploy_canary(
+                &improvement_id("imp-0"),
+                &busy(),
+                &selfbuild_core::change::DeploySpec::Config(canary.clone()),
+                0.5,
+            )
             .await
             .unwrap();
         let now = T0 + Duration::minutes(30);

@@ -5,6 +5,7 @@ mod package;
 
 use async_trait::async_trait;
 use aws_sdk_lambda::types::PackageType;
+use selfbuild_core::change::CodeBase;
 use selfbuild_core::deployment::LIVE_ALIAS;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{CodeSource, CodeSourceError, DeployedFiles};
@@ -64,12 +65,24 @@ impl CodeSource for LambdaCodeSource {
             )));
         }
         let handler = configuration.and_then(|c| c.handler()).map(str::to_owned);
+        let base = CodeBase {
+            code_sha256: configuration
+                .and_then(|c| c.code_sha256())
+                .map(str::to_owned),
+            runtime: configuration
+                .and_then(|c| c.runtime())
+                .map(|r| r.as_str().to_owned()),
+        };
         let location = function.code().and_then(|c| c.location()).ok_or_else(|| {
             CodeSourceError::Rejected(format!("GetFunction on {component} has no Code.Location"))
         })?;
         let package = self.packages.fetch(component, location).await?;
         let files = files_in_package(&package, paths)
             .map_err(|e| CodeSourceError::Rejected(format!("{component}: {e}")))?;
-        Ok(DeployedFiles { handler, files })
+        Ok(DeployedFiles {
+            handler,
+            files,
+            base,
+        })
     }
 }

@@ -19,6 +19,38 @@ pub struct FilePatch {
     pub diff: String,
 }
 
+/// The deployed code a patch was judged against: what delivery checks it still ships onto.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CodeBase {
+    /// The platform's hash of the deployed package (Lambda's `CodeSha256`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+    /// The runtime (`python3.12`, `nodejs22.x`, `provided.al2023`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+impl CodeBase {
+    /// Whether selfbuild can ship a patch to this code itself: an interpreted runtime whose
+    /// zip package holds the source (Python, Node.js). Compiled runtimes, container images
+    /// and an unknown runtime get a reviewable artifact instead.
+    pub fn is_deliverable(&self) -> bool {
+        self.runtime
+            .as_deref()
+            .is_some_and(|r| r.starts_with("python") || r.starts_with("nodejs"))
+    }
+}
+
+/// A code patch as delivery ships it: the files' diffs onto the code they were judged
+/// against, with the function's settings unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRelease {
+    /// The files and their diffs.
+    pub files: Vec<FilePatch>,
+    /// The deployed code validation read; delivery refuses when the live code is no longer it.
+    pub base: CodeBase,
+}
+
 /// Why a diff cannot be read (an error, not a finding: there is nothing to judge).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DiffError {

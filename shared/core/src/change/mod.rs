@@ -8,7 +8,7 @@ use crate::ids::ComponentId;
 pub mod code_patch;
 mod lambda_config;
 
-pub use code_patch::FilePatch;
+pub use code_patch::{CodeBase, CodeRelease, FilePatch};
 pub use lambda_config::{LambdaConfigChange, LambdaSettings};
 
 /// What a proposal changes.
@@ -97,6 +97,37 @@ impl Change {
                 };
                 format!("{component}: patch {}{more}", paths.join(", "))
             }
+        }
+    }
+}
+
+/// What a deploy ships as the canary version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeploySpec {
+    /// These settings on the function's current code.
+    Config(LambdaSettings),
+    /// A patch onto the function's code, with these (unchanged) settings.
+    Code {
+        /// The settings the new version keeps.
+        settings: LambdaSettings,
+        /// The patch and the code it was judged against.
+        release: CodeRelease,
+    },
+}
+
+impl DeploySpec {
+    /// The settings of the new version.
+    pub fn settings(&self) -> &LambdaSettings {
+        match self {
+            Self::Config(settings) | Self::Code { settings, .. } => settings,
+        }
+    }
+
+    /// The code patch, when this deploy ships one.
+    pub fn release(&self) -> Option<&CodeRelease> {
+        match self {
+            Self::Config(_) => None,
+            Self::Code { release, .. } => Some(release),
         }
     }
 }

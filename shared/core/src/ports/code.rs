@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::change::FilePatch;
+use crate::change::{CodeBase, FilePatch};
 use crate::code_policy::{FindingSummary, PatchScope};
 use crate::ids::ComponentId;
 
@@ -39,6 +39,9 @@ pub struct DeployedFiles {
     pub handler: Option<String>,
     /// Each requested path: its text, or none when the deployed code has no such file.
     pub files: BTreeMap<String, Option<String>>,
+    /// The package's hash and runtime: what delivery ships onto.
+    #[serde(default)]
+    pub base: CodeBase,
 }
 
 /// Reads a component's deployed code.
@@ -88,6 +91,9 @@ pub struct CodeCheck {
     pub findings: Vec<CodeFinding>,
     /// How far the patch reaches.
     pub scope: PatchScope,
+    /// The deployed code the patch was checked against (set by the caller that read it).
+    #[serde(default)]
+    pub base: CodeBase,
 }
 
 /// Why a patch could not be checked at all (as opposed to a finding in a patch that could).

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::change::LambdaSettings;
+use crate::change::DeploySpec;
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::ids::{ComponentId, ImprovementId};
 
@@ -37,17 +37,19 @@ pub trait Deployer: Send + Sync {
     /// function (Lambda: the canary's from its deploy on); see [`FunctionState::settings`].
     async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError>;
 
-    /// Applies `settings` as a new version and routes `weight` of the alias to it.
+    /// Publishes `spec` (settings, or a code patch onto the code it was judged against) as a
+    /// new version and routes `weight` of the alias to it.
     /// Idempotent per `improvement_id`: a retry after any partial step ends in the same state,
     /// and a retry after it was routed (promoted or rolled back since) changes nothing and
     /// returns the same deployment. Refused: other settings or weight for the same
-    /// improvement, a second canary while one is routed, and a retry once a later
-    /// improvement's version was published for the function.
+    /// improvement, a second canary while one is routed, a retry once a later
+    /// improvement's version was published for the function, and a patch whose base is not
+    /// the live code (it changed since validation) or that does not apply to it.
     async fn deploy_canary(
         &self,
         improvement_id: &ImprovementId,
         function: &ComponentId,
-        settings: &LambdaSettings,
+        spec: &DeploySpec,
         weight: f64,
     ) -> Result<CanaryDeployment, DeployError>;
 

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
 use crate::canary::{deploy, promote};
+use crate::change::Change;
 use crate::config::Config;
 use crate::improvement::{DeployStatus, ImprovementItem, PromoteOutcome, PromoteStatus};
 use crate::ports::Unit;
@@ -28,6 +29,9 @@ pub enum DeployRequest {
     },
 }
 
+/// The detail-type of the notification that deployed code is not in the source repository.
+pub const DRIFT_NOTIFICATION: &str = "Source Repository Drifted";
+
 /// Runs the `deploy` function on `payload`.
 pub(super) async fn run(
     deps: StepDeps<'_>,
@@ -48,7 +52,18 @@ pub(super) async fn run(
             };
             let deployment = outcome.deployment.as_ref();
             let before = deployment.and_then(|d| serde_json::to_value(&d.baseline).ok());
-            let after = deployment.and_then(|d| serde_json::to_value(&d.settings).ok());
+            let after = deployment.and_then(|d| match &d.code {
+                None => serde_json::to_value(&d.settings).ok(),
+                // The record of what now runs and is in no repository: hashes and the diffs.
+                Some(code) => Some(serde_json::json!({
+                    "settings": d.settings,
+                    "code": code,
+                    "files": item.generated.as_ref().map(|g| match &g.proposal.change {
+                        Change::CodePatch { files, .. } => serde_json::json!(files),
+                        Change::LambdaConfig { .. } => Value::Null,
+                    }),
+                })),
+            });
             // The record keeps the deployment, so a later rollback can restore its baseline.
             let mut deployed = (*item).clone();
             deployed.deploy = Some(outcome.clone());
@@ -61,6 +76,23 @@ pub(super) async fn run(
                 notify,
             )
             .await?;
+            if let Some(code) = deployment.and_then(|d| d.code.as_ref()) {
+                deps.record(
+                    &deployed,
+                    AuditAction::SourceDrifted,
+                    None,
+                    serde_json::to_value(code).ok(),
+                    format!(
+                        "{} now runs code ({}) that is in no source repository: merge the stored \
+                         patch there ({}), or the next build from the repository undoes it",
+                        item.opportunity.component,
+                        code.code_sha256,
+                        code.files.join(", ")
+                    ),
+                    Some(DRIFT_NOTIFICATION),
+                )
+                .await?;
+            }
             to_value(&outcome)
         }
         DeployRequest::Promote { item } => {

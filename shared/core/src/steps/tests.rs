@@ -178,7 +178,7 @@ impl Deployer for SplitDeployer {
         &self,
         _: &ImprovementId,
         _: &ComponentId,
-        _: &LambdaSettings,
+        _: &crate::change::DeploySpec,
         _: f64,
     ) -> Result<CanaryDeployment, DeployError> {
         Err(DeployError::Rejected("not in this test".into()))
@@ -203,6 +203,7 @@ impl Deployer for SplitDeployer {
 
 fn baseline(function: &ComponentId) -> FunctionState {
     FunctionState {
+        code_sha256: None,
         function: function.clone(),
         settings: item().opportunity.current.unwrap(),
         alias: "live".into(),
@@ -218,6 +219,7 @@ fn deployed() -> ImprovementItem {
     item.deploy = Some(crate::improvement::DeployOutcome {
         status: DeployStatus::Deployed,
         deployment: Some(CanaryDeployment {
+            code: None,
             improvement_id: "c1-1".parse().unwrap(),
             baseline: baseline(&function),
             settings: LambdaSettings {
@@ -771,6 +773,7 @@ impl CodeChecker for EvalChecker {
             .into_iter()
             .collect();
         Ok(crate::ports::CodeCheck {
+            base: Default::default(),
             findings,
             scope: crate::code_policy::PatchScope {
                 files: patch.files.len(),
@@ -797,6 +800,7 @@ fn code_item(added_line: &str) -> ImprovementItem {
 
 fn deployed_code(handler: Option<&str>) -> crate::ports::DeployedFiles {
     crate::ports::DeployedFiles {
+        base: Default::default(),
         handler: handler.map(str::to_owned),
         files: [("app.py".to_owned(), Some("x = 1\n".to_owned()))].into(),
     }

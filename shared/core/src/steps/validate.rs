@@ -88,8 +88,8 @@ pub(super) async fn run(
 /// The detail-type of the notification that a code patch waits for people to review.
 pub const REVIEW_NOTIFICATION: &str = "Code Patch Ready for Review";
 
-/// Stores a validated code patch for review and notifies: until code delivery exists it is
-/// where a code patch ends. The audit event's `after` is the review (files, risk, the
+/// Stores a validated code patch for review and notifies: where a patch to code selfbuild
+/// does not ship itself (a compiled runtime, a container image) ends. The audit event's `after` is the review (files, risk, the
 /// approvals the policy asks, the located findings); the stored record keeps the diffs.
 async fn hold_for_review(deps: StepDeps<'_>, item: &ImprovementItem) -> Result<(), StepError> {
     let (Some(generated), Some(validation)) = (&item.generated, &item.validation) else {
@@ -118,8 +118,13 @@ async fn hold_for_review(deps: StepDeps<'_>, item: &ImprovementItem) -> Result<(
         "findings": validation.findings,
     });
     let detail = format!(
-        "{} held for review: risk {}, {} finding(s), {} approval(s) to ship once code delivery exists",
+        "{} held for review ({} code is not shipped by selfbuild): risk {}, {} finding(s), {} approval(s) asked",
         generated.proposal.change.describe(None),
+        validation
+            .code_base
+            .as_ref()
+            .and_then(|b| b.runtime.as_deref())
+            .unwrap_or("unknown-runtime"),
         validation.risk.as_str(),
         validation.findings.len(),
         validation.approvals_required

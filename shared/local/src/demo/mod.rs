@@ -461,6 +461,7 @@ mod tests {
             function: ComponentId::parse(name).unwrap(),
             initial_settings: settings(1024),
             end_state: FunctionState {
+                code_sha256: None,
                 function: ComponentId::parse(name).unwrap(),
                 settings: settings(memory_mb),
                 alias: "live".into(),

@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::change::code_patch::{FileEdit, apply_to_package};
+use selfbuild_core::change::{CodeBase, CodeRelease, DeploySpec, LambdaSettings};
 use selfbuild_core::cycle::TimeWindow;
-use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
+use selfbuild_core::deployment::{CanaryDeployment, CodeVersion, FunctionState, LIVE_ALIAS};
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, ImprovementId, TenantId};
 use selfbuild_core::ports::{
@@ -34,8 +35,8 @@ use selfbuild_core::telemetry::{
 use time::{Duration, OffsetDateTime};
 
 pub use scenario::{
-    Fault, FaultError, FaultOperation, FunctionSpec, RequestClass, Scenario, ScenarioError,
-    Workload, WorkloadChange,
+    Fault, FaultError, FaultOperation, FunctionCode, FunctionSpec, RequestClass, Scenario,
+    ScenarioError, Workload, WorkloadChange,
 };
 use sim::{LogContext, MinuteKey, PeriodTotals, VersionMinute};
 
@@ -92,8 +93,8 @@ struct FunctionModel {
     /// The workload from each minute on (the first from `i64::MIN`).
     workloads: Arc<[(i64, Workload)]>,
     name_hash: u64,
-    /// Settings of version `i + 1`.
-    versions: Vec<LambdaSettings>,
+    /// Version `i + 1`.
+    versions: Vec<Version>,
     routing: Routing,
     /// Changes after the scenario started, in time order.
     history: Vec<RoutingChange>,
@@ -114,7 +115,14 @@ impl FunctionModel {
             alias: LIVE_ALIAS.to_owned(),
             stable_version: self.routing.stable_version.to_string(),
             canary: self.routing.canary.map(|(v, w)| (v.to_string(), w)),
+            code_sha256: self
+                .code(self.routing.stable_version)
+                .map(|c| c.code_sha256()),
         }
+    }
+
+    fn code(&self, version: u32) -> Option<&Arc<FunctionCode>> {
+        version_of(&self.versions, version).and_then(|v| v.code.as_ref())
     }
 
     fn route(&mut self, at: OffsetDateTime, routing: Routing) {
@@ -140,7 +148,7 @@ struct FunctionView {
     spec: Arc<FunctionSpec>,
     workloads: Arc<[(i64, Workload)]>,
     name_hash: u64,
-    versions: Vec<LambdaSettings>,
+    versions: Vec<Version>,
     history: Vec<RoutingChange>,
 }
 
@@ -214,7 +222,10 @@ impl Fleet {
                     })
                     .collect(),
                 name_hash: sim::hash_str(spec.name.as_str()),
-                versions: vec![spec.settings.clone()],
+                versions: vec![Version {
+                    settings: spec.settings.clone(),
+                    code: spec.code.clone().map(Arc::new),
+                }],
                 routing: Routing::INITIAL,
                 history: Vec::new(),
                 spec: Arc::new(spec.clone()),
@@ -695,9 +706,68 @@ fn shares_in_minute(history: &[RoutingChange], minute: i64) -> Vec<(u32, f64)> {
     shares
 }
 
-/// The settings of `version` (versions count from 1).
-fn settings_of(versions: &[LambdaSettings], version: u32) -> Option<&LambdaSettings> {
+/// The package paths a release changes, in order.
+fn patched_paths(release: &CodeRelease) -> Vec<String> {
+    release.files.iter().map(|f| f.path.clone()).collect()
+}
+
+/// `stable` with `release` applied, and what the canary records of it; refused when the
+/// stable code is not the code the patch was judged against, or the patch does not apply.
+fn patched(
+    function: &ComponentId,
+    stable: Option<&FunctionCode>,
+    release: &CodeRelease,
+) -> Result<(FunctionCode, CodeVersion), DeployError> {
+    let stable = stable.ok_or_else(|| {
+        DeployError::Rejected(format!("{function} has no code to patch in this scenario"))
+    })?;
+    let base_code_sha256 = stable.code_sha256();
+    if release.base.code_sha256.as_deref() != Some(base_code_sha256.as_str()) {
+        return Err(DeployError::Rejected(format!(
+            "{function}'s live code is {base_code_sha256}, not {} that the patch was validated \
+             against; validate it again",
+            release.base.code_sha256.as_deref().unwrap_or("(unknown)")
+        )));
+    }
+    let edits = apply_to_package(&release.files, |path| {
+        stable.files.get(path).map(|t| t.as_bytes().to_vec())
+    })
+    .map_err(|e| DeployError::Rejected(format!("{function}: {e}")))?;
+    let mut code = stable.clone();
+    for (path, edit) in edits {
+        match edit {
+            FileEdit::Write(text) => {
+                code.files.insert(path, text);
+            }
+            FileEdit::Delete => {
+                code.files.remove(&path);
+            }
+        }
+    }
+    let version = CodeVersion {
+        base_code_sha256,
+        code_sha256: code.code_sha256(),
+        files: patched_paths(release),
+    };
+    Ok((code, version))
+}
+
+/// A published version of a function: its settings and its code.
+#[derive(Debug, Clone)]
+struct Version {
+    settings: LambdaSettings,
+    /// None when the scenario gives the function no code.
+    code: Option<Arc<FunctionCode>>,
+}
+
+/// `version` of `versions` (versions count from 1).
+fn version_of(versions: &[Version], version: u32) -> Option<&Version> {
     versions.get(usize::try_from(version).ok()?.checked_sub(1)?)
+}
+
+/// The settings of `version` (versions count from 1).
+fn settings_of(versions: &[Version], version: u32) -> Option<&LambdaSettings> {
+    version_of(versions, version).map(|v| &v.settings)
 }
 
 fn parse_version(version: &str) -> Option<u32> {
@@ -799,18 +869,25 @@ impl CodeSource for Fleet {
         paths: &[&str],
     ) -> Result<DeployedFiles, CodeSourceError> {
         let state = self.lock();
-        let spec = state
+        let model = state
             .functions
             .iter()
             .find(|f| &f.spec.name == component)
-            .map(|f| f.spec.clone())
             .ok_or_else(|| {
                 CodeSourceError::Rejected(format!("{component} is not a function of this fleet"))
             })?;
-        let code = spec.code.as_ref().ok_or_else(|| {
-            CodeSourceError::Rejected(format!("the scenario gives no code for {component}"))
-        })?;
+        // What the alias serves as stable: a promoted patch is the code the next one is cut on.
+        let code = model
+            .code(model.routing.stable_version)
+            .cloned()
+            .ok_or_else(|| {
+                CodeSourceError::Rejected(format!("the scenario gives no code for {component}"))
+            })?;
         Ok(DeployedFiles {
+            base: CodeBase {
+                code_sha256: Some(code.code_sha256()),
+                runtime: code.runtime.clone(),
+            },
             handler: code.handler.clone(),
             files: paths
                 .iter()
@@ -833,9 +910,10 @@ impl Deployer for Fleet {
         &self,
         improvement_id: &ImprovementId,
         function: &ComponentId,
-        settings: &LambdaSettings,
+        spec: &DeploySpec,
         weight: f64,
     ) -> Result<CanaryDeployment, DeployError> {
+        let settings = spec.settings();
         if !(weight > 0.0 && weight <= 1.0) {
             return Err(DeployError::Rejected(format!(
                 "canary weight must be in (0, 1], got {weight}"
@@ -846,9 +924,15 @@ impl Deployer for Fleet {
         Self::inject_fault(&mut state, FaultOperation::DeployCanary, function)?;
         if let Some(record) = state.deployments.get(improvement_id) {
             let d = &record.deployment;
-            if &d.baseline.function != function || &d.settings != settings || d.weight != weight {
+            let same_code =
+                d.code.as_ref().map(|c| &c.files) == spec.release().map(patched_paths).as_ref();
+            if &d.baseline.function != function
+                || &d.settings != settings
+                || d.weight != weight
+                || !same_code
+            {
                 return Err(DeployError::Rejected(format!(
-                    "improvement {improvement_id} was deployed to {} with other settings or weight",
+                    "improvement {improvement_id} was deployed to {} with other settings, code or weight",
                     d.baseline.function
                 )));
             }
@@ -874,7 +958,18 @@ impl Deployer for Fleet {
             )));
         }
         let baseline = model.state();
-        model.versions.push(settings.clone());
+        let stable_code = model.code(model.routing.stable_version).cloned();
+        let (code, code_version) = match spec.release() {
+            None => (stable_code, None),
+            Some(release) => {
+                let (code, version) = patched(function, stable_code.as_deref(), release)?;
+                (Some(Arc::new(code)), Some(version))
+            }
+        };
+        model.versions.push(Version {
+            settings: settings.clone(),
+            code,
+        });
         let version = u32::try_from(model.versions.len())
             .map_err(|_| DeployError::Rejected(format!("{function} has too many versions")))?;
         let stable_version = model.routing.stable_version;
@@ -889,6 +984,7 @@ impl Deployer for Fleet {
             improvement_id: improvement_id.to_owned(),
             baseline,
             settings: settings.clone(),
+            code: code_version,
             canary_version: version.to_string(),
             weight,
             deployed_at: now,

@@ -142,8 +142,29 @@ pub struct FunctionCode {
     /// The configured handler (`app.handler`, `bootstrap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// The runtime (`python3.12`, `nodejs22.x`, `provided.al2023`); none: unknown, and a
+    /// patch to the code is held for review rather than shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// Each file's text by its repository path.
     pub files: BTreeMap<String, String>,
+}
+
+impl FunctionCode {
+    /// The package's hash, as Lambda's `CodeSha256` would name it: base64 of the SHA-256
+    /// of the files in path order (each path and text length-prefixed).
+    pub fn code_sha256(&self) -> String {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (path, text) in &self.files {
+            for part in [path.as_bytes(), text.as_bytes()] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        }
+        base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
+    }
 }
 
 /// A change of a function's workload at one instant; absent fields stay as they were.

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use selfbuild_core::analyze::analyze;
 use selfbuild_core::canary::{CanaryDeps, monitor};
-use selfbuild_core::change::{Change, Proposal};
+use selfbuild_core::change::{Change, DeploySpec, Proposal};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::config::Config;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, Trigger};
@@ -303,7 +303,12 @@ async fn raising_timeout_and_memory_ends_the_timeouts() {
         ..current
     };
     let deployment = fleet
-        .deploy_canary(&improvement("fix-timeouts-1"), &f, &fixed, 1.0)
+        .deploy_canary(
+            &improvement("fix-timeouts-1"),
+            &f,
+            &DeploySpec::Config(fixed.clone()),
+            1.0,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -372,7 +377,7 @@ async fn cutting_memory_of_a_cpu_bound_function_degrades_its_canary() {
         .deploy_canary(
             &improvement("cut-memory-1"),
             &f,
-            &config.apply(&current),
+            &DeploySpec::Config(config.apply(&current).clone()),
             0.1,
         )
         .await
@@ -424,7 +429,12 @@ async fn throttling_follows_the_reserved_concurrency() {
         ..current.clone()
     };
     let d = fleet
-        .deploy_canary(&improvement("raise-reservation-1"), &f, &raised, 0.1)
+        .deploy_canary(
+            &improvement("raise-reservation-1"),
+            &f,
+            &DeploySpec::Config(raised.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -450,7 +460,12 @@ async fn throttling_follows_the_reserved_concurrency() {
         ..current
     };
     let d = fleet
-        .deploy_canary(&improvement("lower-reservation-1"), &f, &lowered, 0.5)
+        .deploy_canary(
+            &improvement("lower-reservation-1"),
+            &f,
+            &DeploySpec::Config(lowered.clone()),
+            0.5,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -470,7 +485,12 @@ async fn a_ten_percent_canary_gets_a_tenth_of_the_invocations() {
     let f = id("orders-api");
     let settings = fleet.function_state(&f).await.unwrap().settings;
     let d = fleet
-        .deploy_canary(&improvement("same-again-1"), &f, &settings, 0.1)
+        .deploy_canary(
+            &improvement("same-again-1"),
+            &f,
+            &DeploySpec::Config(settings.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(60));
@@ -500,7 +520,12 @@ async fn a_routing_change_mid_minute_splits_that_minute() {
     clock.advance(Duration::seconds(30));
     let settings = fleet.function_state(&f).await.unwrap().settings;
     fleet
-        .deploy_canary(&improvement("half-1"), &f, &settings, 1.0)
+        .deploy_canary(
+            &improvement("half-1"),
+            &f,
+            &DeploySpec::Config(settings.clone()),
+            1.0,
+        )
         .await
         .unwrap();
     let history = fleet.routing_history(&f).unwrap();
@@ -531,7 +556,12 @@ async fn past_windows_keep_the_routing_they_had() {
         ..fleet.function_state(&f).await.unwrap().settings
     };
     let d = fleet
-        .deploy_canary(&improvement("fix-1"), &f, &fixed, 1.0)
+        .deploy_canary(
+            &improvement("fix-1"),
+            &f,
+            &DeploySpec::Config(fixed.clone()),
+            1.0,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(20));
@@ -708,7 +738,12 @@ async fn out_of_memory_shows_in_metrics_and_logs_and_more_memory_fixes_it() {
         ..fleet.function_state(&f).await.unwrap().settings
     };
     let d = fleet
-        .deploy_canary(&improvement("more-memory-1"), &f, &settings, 1.0)
+        .deploy_canary(
+            &improvement("more-memory-1"),
+            &f,
+            &DeploySpec::Config(settings.clone()),
+            1.0,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -850,12 +885,22 @@ async fn deploys_are_idempotent_per_improvement() {
         ..fleet.function_state(&f).await.unwrap().settings
     };
     let first = fleet
-        .deploy_canary(&improvement("imp-1"), &f, &settings, 0.1)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(settings.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(1));
     let again = fleet
-        .deploy_canary(&improvement("imp-1"), &f, &settings, 0.1)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(settings.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     assert_eq!(first, again);
@@ -870,12 +915,22 @@ async fn deploys_are_idempotent_per_improvement() {
         ..settings.clone()
     };
     let err = fleet
-        .deploy_canary(&improvement("imp-1"), &f, &other, 0.1)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(other.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, DeployError::Rejected(_)), "{err}");
     let err = fleet
-        .deploy_canary(&improvement("imp-2"), &f, &other, 0.1)
+        .deploy_canary(
+            &improvement("imp-2"),
+            &f,
+            &DeploySpec::Config(other.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -904,7 +959,12 @@ async fn deploys_are_idempotent_per_improvement() {
     // A retried deploy of the rolled-back improvement changes nothing either.
     assert_eq!(
         fleet
-            .deploy_canary(&improvement("imp-1"), &f, &settings, 0.1)
+            .deploy_canary(
+                &improvement("imp-1"),
+                &f,
+                &DeploySpec::Config(settings.clone()),
+                0.1
+            )
             .await
             .unwrap(),
         first
@@ -923,7 +983,12 @@ async fn rollback_restores_the_exact_baseline() {
         ..before.settings.clone()
     };
     let d = fleet
-        .deploy_canary(&improvement("imp-1"), &f, &changed, 0.25)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(changed.clone()),
+            0.25,
+        )
         .await
         .unwrap();
     assert_eq!(d.baseline, before);
@@ -937,7 +1002,12 @@ async fn rollback_restores_the_exact_baseline() {
     assert_eq!(history[1].routing, Routing::INITIAL);
     // The next deploy publishes a new version; rolling back the older one is refused now.
     let d2 = fleet
-        .deploy_canary(&improvement("imp-2"), &f, &changed, 0.25)
+        .deploy_canary(
+            &improvement("imp-2"),
+            &f,
+            &DeploySpec::Config(changed.clone()),
+            0.25,
+        )
         .await
         .unwrap();
     assert_eq!(d2.canary_version, "3");
@@ -962,7 +1032,12 @@ async fn undoing_a_deploy_rolls_back_what_it_did_and_nothing_else() {
         ..before.settings.clone()
     };
     fleet
-        .deploy_canary(&improvement("imp-1"), &f, &changed, 0.25)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(changed.clone()),
+            0.25,
+        )
         .await
         .unwrap();
     // Another function's undo of the same id touches nothing here.
@@ -992,7 +1067,12 @@ async fn bad_deploys_are_rejected() {
     let f = id("orders-api");
     let settings = fleet.function_state(&f).await.unwrap().settings;
     let err = fleet
-        .deploy_canary(&improvement("x-1"), &id("ghost"), &settings, 0.1)
+        .deploy_canary(
+            &improvement("x-1"),
+            &id("ghost"),
+            &DeploySpec::Config(settings.clone()),
+            0.1,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -1003,7 +1083,12 @@ async fn bad_deploys_are_rejected() {
     assert!(err.to_string().contains("ghost"), "{err}");
     for weight in [0.0, -0.1, 1.5, f64::NAN] {
         let err = fleet
-            .deploy_canary(&improvement("x-1"), &f, &settings, weight)
+            .deploy_canary(
+                &improvement("x-1"),
+                &f,
+                &DeploySpec::Config(settings.clone()),
+                weight,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err}");
@@ -1098,7 +1183,7 @@ async fn run_scenario(text: &str) -> (OpportunityKind, Verdict, Vec<String>) {
         .deploy_canary(
             &item.improvement_id(),
             function,
-            &after,
+            &DeploySpec::Config(after.clone()),
             config.canary_weight,
         )
         .await
@@ -1201,7 +1286,12 @@ async fn faults_fail_the_calls_they_name_then_let_them_through() {
     };
     for _ in 0..2 {
         let err = fleet
-            .deploy_canary(&improvement("imp-1"), &f, &changed, 0.1)
+            .deploy_canary(
+                &improvement("imp-1"),
+                &f,
+                &DeploySpec::Config(changed.clone()),
+                0.1,
+            )
             .await;
         assert!(
             matches!(err, Err(DeployError::Unavailable(ref m)) if m.contains("injected")),
@@ -1211,13 +1301,23 @@ async fn faults_fail_the_calls_they_name_then_let_them_through() {
     // Nothing changed while the calls failed; the third goes through.
     assert_eq!(fleet.function_state(&f).await.unwrap(), before);
     let d = fleet
-        .deploy_canary(&improvement("imp-1"), &f, &changed, 0.1)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(changed.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(5));
     fleet.rollback(&d).await.unwrap();
     let d2 = fleet
-        .deploy_canary(&improvement("imp-2"), &f, &changed, 0.1)
+        .deploy_canary(
+            &improvement("imp-2"),
+            &f,
+            &DeploySpec::Config(changed.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -1255,7 +1355,12 @@ async fn outcomes_report_each_canary_span_and_its_failures() {
         ..before.settings.clone()
     };
     let d = fleet
-        .deploy_canary(&improvement("imp-1"), &f, &cut, 0.1)
+        .deploy_canary(
+            &improvement("imp-1"),
+            &f,
+            &DeploySpec::Config(cut.clone()),
+            0.1,
+        )
         .await
         .unwrap();
     clock.advance(Duration::minutes(30));
@@ -1283,4 +1388,81 @@ async fn outcomes_report_each_canary_span_and_its_failures() {
 
 fn improvement(text: &str) -> ImprovementId {
     text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_code_patch_ships_onto_the_code_it_was_judged_against_and_rolls_back() {
+    use selfbuild_core::change::{CodeBase, CodeRelease, FilePatch};
+    use selfbuild_core::ports::CodeSource;
+    let (_, fleet, _) = fleet(include_str!(
+        "../../../../events/scenarios/safety/nd-code-patch-held-for-review.json"
+    ));
+    let f = id("orders-api");
+    let before = fleet.function_state(&f).await.unwrap();
+    let deployed = fleet.deployed_files(&f, &["src/orders.py"]).await.unwrap();
+    assert_eq!(deployed.base.code_sha256, before.code_sha256);
+    let old = deployed.files["src/orders.py"].clone().unwrap();
+    let new = old.replace("item[\"lines\"]", "item.get(\"lines\", [])");
+    let diff = format!(
+        "--- a/src/orders.py\n+++ b/src/orders.py\n{}",
+        diffy::create_patch(&old, &new)
+            .to_string()
+            .split_once("@@")
+            .map(|(_, hunks)| format!("@@{hunks}"))
+            .unwrap()
+    );
+    let release = |base: CodeBase| DeploySpec::Code {
+        settings: before.settings.clone(),
+        release: CodeRelease {
+            files: vec![FilePatch {
+                path: "src/orders.py".into(),
+                language: None,
+                diff: diff.clone(),
+            }],
+            base,
+        },
+    };
+    // Judged against other code: refused, nothing published.
+    let stale = release(CodeBase {
+        code_sha256: Some("not-the-live-code".into()),
+        runtime: Some("python3.12".into()),
+    });
+    let err = fleet
+        .deploy_canary(&improvement("imp-1"), &f, &stale, 0.1)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("validate it again"), "{err}");
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+
+    let spec = release(deployed.base.clone());
+    let d = fleet
+        .deploy_canary(&improvement("imp-1"), &f, &spec, 0.1)
+        .await
+        .unwrap();
+    let code = d.code.clone().expect("a code version");
+    assert_eq!(Some(code.base_code_sha256.clone()), before.code_sha256);
+    assert_ne!(code.code_sha256, code.base_code_sha256);
+    assert_eq!(code.files, ["src/orders.py"]);
+    // A retry is the same deployment; the stable version still serves the old code.
+    assert_eq!(
+        fleet
+            .deploy_canary(&improvement("imp-1"), &f, &spec, 0.1)
+            .await
+            .unwrap(),
+        d
+    );
+    let served = fleet.deployed_files(&f, &["src/orders.py"]).await.unwrap();
+    assert_eq!(served.files["src/orders.py"].as_deref(), Some(old.as_str()));
+    // Promoted, the patched code is what the next patch is cut on; rolled back, the old.
+    fleet.promote(&d).await.unwrap();
+    let served = fleet.deployed_files(&f, &["src/orders.py"]).await.unwrap();
+    assert_eq!(served.files["src/orders.py"].as_deref(), Some(new.as_str()));
+    assert_eq!(
+        served.base.code_sha256.as_deref(),
+        Some(code.code_sha256.as_str())
+    );
+    fleet.rollback(&d).await.unwrap();
+    assert_eq!(fleet.function_state(&f).await.unwrap(), before);
+    let served = fleet.deployed_files(&f, &["src/orders.py"]).await.unwrap();
+    assert_eq!(served.files["src/orders.py"].as_deref(), Some(old.as_str()));
 }

@@ -356,6 +356,7 @@ impl World {
                 usage: LlmUsage::default(),
             }),
             validation: Some(Validation {
+                code_base: None,
                 risk: RiskLevel::Low,
                 findings: vec![],
                 approvals_required: 0,
