@@ -5,17 +5,17 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_aws::cloudwatch::CloudWatchAlarms;
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::lambda::diagnostic;
+use selfbuild_aws::observability::ColdStart;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
-use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::event::EventJson;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::{IntakeDeps, handle_delivery};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    selfbuild_aws::observability::init_logging();
     let config = Config::from_env()?;
     let state_machine_arn = config.require_state_machine_arn()?.to_owned();
 
@@ -24,7 +24,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = DynamoStore::new(&sdk, config.table_name.clone());
     let orchestrator = StepFunctionsOrchestrator::new(&sdk, state_machine_arn);
     let alarms = CloudWatchAlarms::new(&sdk);
-    let metrics = EmfWriter::new(config.metrics_namespace.clone(), std::io::stdout());
+    let metrics = selfbuild_aws::observability::metrics(&config);
+    let cold_start = &ColdStart::from_env();
     let clock = SystemClock;
     let deps = IntakeDeps {
         claims: &store,
@@ -41,6 +42,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventJson>| async move {
+            cold_start.invoked(deps.metrics, deps.clock);
             handle_delivery(deps, store, alarms, config, event.payload)
                 .await
                 .map_err(|e| diagnostic(&e))

@@ -3,22 +3,24 @@
 
 use std::sync::Arc;
 
+use lambda_http::tower::ServiceExt;
+use lambda_http::{Request, service_fn};
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
 use selfbuild_aws::lambda_deployer::LambdaDeployer;
+use selfbuild_aws::observability::ColdStart;
 use selfbuild_aws::secrets::SecretsManagerKeys;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
 use selfbuild_core::config::ConfigError;
-use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    selfbuild_aws::observability::init_logging();
     let config = Config::from_env()?;
     let settings = McpSettings::from_env()?;
     let state_machine_arn = config.require_state_machine_arn()?.to_owned();
@@ -29,6 +31,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             name: "API_KEYS_SECRET_ID",
         })?;
 
+    let metrics = Arc::new(selfbuild_aws::observability::metrics(&config));
     // Clients are built once per container, outside the handler.
     let sdk = selfbuild_aws::sdk_config().await;
     // One client starts executions and resumes the ones waiting for approval.
@@ -47,10 +50,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             &sdk,
             config.event_bus_name.clone(),
         )),
-        metrics: Arc::new(EmfWriter::new(
-            config.metrics_namespace.clone(),
-            std::io::stdout(),
-        )),
+        metrics: metrics.clone(),
         keys: Arc::new(SecretsManagerKeys::new(
             &sdk,
             keys_secret,
@@ -61,5 +61,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         config: Arc::new(config),
         settings,
     };
-    lambda_http::run(app(deps)).await
+    let router = app(deps);
+    let cold_start = Arc::new(ColdStart::from_env());
+    lambda_http::run(service_fn(move |request: Request| {
+        cold_start.invoked(metrics.as_ref(), &SystemClock);
+        router.clone().oneshot(request)
+    }))
+    .await
 }

@@ -28,6 +28,7 @@ pub mod lambda;
 pub mod lambda_code;
 pub mod lambda_deployer;
 pub mod llm;
+pub mod observability;
 mod sdk_error;
 pub mod secrets;
 pub mod sfn;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
-use selfbuild_core::emf::EmfWriter;
 use selfbuild_core::ports::{CodeChecker, CodeSource, NoCodeChecker, NoCodeSource};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use serde_json::Value;
@@ -17,6 +16,7 @@ use crate::eventbridge::EventBridgeNotifier;
 use crate::lambda::diagnostic;
 use crate::lambda_deployer::LambdaDeployer;
 use crate::llm::{BedrockLlm, ModelPrice, OpenAiCompatibleLlm, OpenAiConfig, ResilientLlm};
+use crate::observability::ColdStart;
 use crate::secrets::{SecretsManagerSecrets, field};
 use crate::telemetry::CloudWatchTelemetry;
 
@@ -33,7 +33,7 @@ pub async fn run_checking(
     code: &dyn CodeSource,
     checker: &dyn CodeChecker,
 ) -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::observability::init_logging();
     let config = Config::from_env()?;
     let sdk = crate::sdk_config().await;
     let store = DynamoStore::new(&sdk, config.table_name.clone());
@@ -43,7 +43,8 @@ pub async fn run_checking(
     let llm = cycle_llm(&sdk, &config, function == StepFunction::Generate).await?;
     let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());
     let clock = SystemClock;
-    let metrics = EmfWriter::new(config.metrics_namespace.clone(), std::io::stdout());
+    let metrics = crate::observability::metrics(&config);
+    let cold_start = &ColdStart::from_env();
     let deps = StepDeps {
         telemetry: &telemetry,
         deployer: &deployer,
@@ -57,6 +58,7 @@ pub async fn run_checking(
     };
     let config = &config;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        cold_start.invoked(deps.metrics, deps.clock);
         run_step(function, deps, config, &event.payload)
             .await
             .map_err(|e| diagnostic(&e))

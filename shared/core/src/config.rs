@@ -75,6 +75,8 @@ pub struct Config {
     pub max_concurrent_improvements: u32,
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of the EMF metrics selfbuild emits.
     pub metrics_namespace: String,
+    /// `POWERTOOLS_SERVICE_NAME`: the `service` dimension of those metrics, as Powertools names it.
+    pub service_name: String,
     /// `ENABLE_AUTONOMOUS_IMPROVEMENTS`: deploy SAFE/LOW changes without a human (off: every
     /// change waits for approval).
     pub autonomous_improvements: bool,
@@ -176,6 +178,7 @@ impl Config {
             max_improvements: env.number("MAX_IMPROVEMENTS", 3, 1, 10)?,
             max_concurrent_improvements: env.number("MAX_CONCURRENT_IMPROVEMENTS", 3, 1, 10)?,
             metrics_namespace: env.string("METRICS_NAMESPACE", "Selfbuild")?,
+            service_name: env.string("POWERTOOLS_SERVICE_NAME", "selfbuild")?,
             autonomous_improvements: env.flag("ENABLE_AUTONOMOUS_IMPROVEMENTS", false)?,
             improvement_rollback: env.flag("ENABLE_IMPROVEMENT_ROLLBACK", true)?,
             component_generation: env.flag("ENABLE_COMPONENT_GENERATION", true)?,

@@ -1077,6 +1077,16 @@ fn every_function_package_is_one_arm64_cargo_lambda_function_with_json_logs_kept
     }
 }
 
+/// Variables a function reads that the template does not set: Lambda's reserved variables
+/// (the log level and format come from `LoggingConfig`), and `RUST_LOG`, a developer's
+/// override that is absent on purpose.
+const NOT_FROM_THE_TEMPLATE: &[&str] = &[
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_LOG_FORMAT",
+    "AWS_LAMBDA_LOG_LEVEL",
+    "RUST_LOG",
+];
+
 #[test]
 fn every_environment_variable_a_function_reads_is_set_for_it() {
     let template = template();
@@ -1098,7 +1108,7 @@ fn every_environment_variable_a_function_reads_is_set_for_it() {
         );
         let set = template_environment(&template, function);
         for (name, source) in &read {
-            if !set.contains(name) {
+            if !set.contains(name) && !NOT_FROM_THE_TEMPLATE.contains(&name.as_str()) {
                 problems.push(format!(
                     "{} ({package}) does not set {name}, read in {source}",
                     function.logical_id
