@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ComponentId;
@@ -20,14 +21,16 @@ pub struct LambdaSettings {
 }
 
 /// A configuration change to one Lambda function; absent fields stay as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaConfigChange {
     /// New memory size in MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 128, max = 10240))]
     pub memory_mb: Option<u32>,
     /// New timeout in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 900))]
     pub timeout_seconds: Option<u32>,
     /// New reserved concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,27 +68,35 @@ impl LambdaConfigChange {
 }
 
 /// One file of a code patch: where it is, what language, and its unified diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilePatch {
     /// Repository-relative path (`src/handlers/orders.py`).
+    #[schemars(
+        description = "The file's path inside the function's deployment package, as the prompt shows it (`app.py`, `src/handlers/orders.py`); no leading `/` or `/var/task/`."
+    )]
     pub path: String,
     /// The language (`python`, `javascript`, `typescript`, `rust`, `json`, `yaml`); none:
     /// told from the extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["python", "javascript", "typescript", "tsx", "rust", "json", "yaml", "text", null]))]
     pub language: Option<String>,
     /// A unified diff against the file as deployed now (`--- a/<path>` / `+++ b/<path>`;
     /// a new file from `/dev/null`).
+    #[schemars(
+        description = "A unified diff of this one file against its text as the prompt shows it (without the line-number prefixes): `--- a/<path>`, `+++ b/<path>`, then `@@ -l,n +l,n @@` hunks with 3 lines of context; `--- /dev/null` for a new file. Small and focused."
+    )]
     pub diff: String,
 }
 
 /// What a proposal changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     /// Configuration of a Lambda function.
     LambdaConfig {
         /// The function.
+        #[schemars(with = "String")]
         function: ComponentId,
         /// What to set.
         config: LambdaConfigChange,
@@ -93,8 +104,10 @@ pub enum Change {
     /// A source change: a unified diff per file.
     CodePatch {
         /// The component whose code changes.
+        #[schemars(with = "String")]
         component: ComponentId,
         /// The files, each with its diff.
+        #[schemars(length(min = 1))]
         files: Vec<FilePatch>,
         /// The target's configured handler (`orders.handler`,
         /// `src/handlers/orders.lambda_handler`, `bootstrap`), when the proposer knows it.
@@ -170,7 +183,9 @@ impl Change {
 }
 
 /// Risk, lowest to highest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RiskLevel {
     /// No plausible harm.
@@ -199,13 +214,16 @@ impl RiskLevel {
 }
 
 /// What the LLM (or planner) proposes for one opportunity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// The tool schema asks for nothing else; the parser tolerates extra members.
+#[schemars(deny_unknown_fields)]
 pub struct Proposal {
     /// The change.
     pub change: Change,
     /// Why this change fixes the opportunity.
     pub rationale: String,
     /// Expected improvement of the opportunity's metric, 0–1 (0.3 = 30 % better).
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub expected_gain: f64,
     /// The risk the proposer claims.
     pub claimed_risk: RiskLevel,

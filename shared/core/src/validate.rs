@@ -511,6 +511,7 @@ mod tests {
                 },
                 provider: "test".into(),
                 usage: LlmUsage::default(),
+                repair_rounds: 0,
             }),
             validation: None,
             approval: None,

@@ -63,6 +63,7 @@ fn item() -> ImprovementItem {
             proposal: proposal(),
             provider: "test".into(),
             usage: LlmUsage::default(),
+            repair_rounds: 0,
         }),
         validation: None,
         approval: None,
