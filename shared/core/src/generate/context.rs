@@ -88,7 +88,7 @@ pub fn package_path(language: Language, file: &str) -> Option<String> {
 /// frames innermost first; a file named again gains the later frames.
 pub fn code_refs(traces: &[TraceGroup]) -> Vec<CodeRef> {
     let mut ordered: Vec<&TraceGroup> = traces.iter().collect();
-    ordered.sort_by(|a, b| b.count.cmp(&a.count));
+    ordered.sort_by_key(|g| std::cmp::Reverse(g.count));
     let mut refs: Vec<CodeRef> = Vec::new();
     for group in ordered {
         for frame in &group.frames {
