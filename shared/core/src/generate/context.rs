@@ -305,10 +305,11 @@ fn windows(code_ref: &CodeRef, lines: &[&str], budget_chars: usize) -> Vec<Excer
     let mut left = budget_chars;
     let mut excerpts = Vec::new();
     for (first, last, anchor, function) in spans {
-        let (first, last) = fit(lines, first, last, anchor, left);
-        if last + 1 < first + MIN_WINDOW_LINES.min(lines.len()) {
+        let Some((first, last)) = fit(lines, (first, last), anchor, left)
+            .filter(|(first, last)| last - first + 1 >= MIN_WINDOW_LINES.min(lines.len()))
+        else {
             break;
-        }
+        };
         let text = numbered(lines, first + 1, last + 1);
         left = left.saturating_sub(text.chars().count());
         excerpts.push(Excerpt {
@@ -322,13 +323,19 @@ fn windows(code_ref: &CodeRef, lines: &[&str], budget_chars: usize) -> Vec<Excer
 }
 
 /// The largest part of `first..=last` around `anchor` whose numbered text fits `budget`
-/// characters: lines nearest the anchor first, the anchor's side before it first.
-fn fit(lines: &[&str], first: usize, last: usize, anchor: usize, budget: usize) -> (usize, usize) {
+/// characters, growing from the anchor a line after then a line before; none when not even
+/// the anchor's line fits.
+fn fit(
+    lines: &[&str],
+    (first, last): (usize, usize),
+    anchor: usize,
+    budget: usize,
+) -> Option<(usize, usize)> {
     let anchor = anchor.clamp(first, last);
     let cost = |i: usize| numbered(lines, i + 1, i + 1).chars().count();
     let mut used = cost(anchor);
     if used > budget {
-        return (1, 0); // empty
+        return None;
     }
     let (mut lo, mut hi) = (anchor, anchor);
     loop {
@@ -344,7 +351,7 @@ fn fit(lines: &[&str], first: usize, last: usize, anchor: usize, budget: usize) 
             grew = true;
         }
         if !grew {
-            return (lo, hi);
+            return Some((lo, hi));
         }
     }
 }
@@ -391,7 +398,7 @@ fn definition(lines: &[&str], from: usize, function: &str) -> Option<usize> {
     if function.is_empty() || !function.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return None;
     }
-    let forms = [
+    let declared = [
         format!("def {function}("),
         format!("function {function}("),
         format!("function* {function}("),
@@ -399,16 +406,16 @@ fn definition(lines: &[&str], from: usize, function: &str) -> Option<usize> {
         format!("fn {function}<"),
         format!("{function} = "),
         format!("{function}: function"),
-        format!("{function}("), // a method: `async handler(event) {`
     ];
+    // A class or object method: `handler(event) {`, `async handler(event) {`.
+    let method = format!("{function}(");
     let lowest = from.saturating_sub(DEFINITION_SEARCH);
     (lowest..=from.min(lines.len().saturating_sub(1)))
         .rev()
         .find(|&i| {
-            let line = lines[i].trim_start();
-            forms[..7].iter().any(|f| line.contains(f.as_str()))
-                || (line.starts_with(forms[7].as_str()) && line.trim_end().ends_with('{'))
-                || line.starts_with(&format!("async {}", forms[7]))
+            let line = lines[i].trim();
+            declared.iter().any(|d| line.contains(d.as_str()))
+                || (line.trim_start_matches("async ").starts_with(&method) && line.ends_with('{'))
         })
 }
 
