@@ -6,6 +6,8 @@
 
 pub mod context;
 
+use std::sync::LazyLock;
+
 use schemars::generate::SchemaSettings;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -50,6 +52,12 @@ pub fn parse_proposal(provider: &str, input: Value) -> Result<Proposal, LlmError
 /// are sent), and `$schema`, `title` and schemars' `format` names (`uint32`, `double`,
 /// which are no JSON Schema formats; the ranges say the same) are left out.
 pub fn proposal_schema() -> Value {
+    // Derived once per process: every request carries it.
+    static SCHEMA: LazyLock<Value> = LazyLock::new(derived_schema);
+    SCHEMA.clone()
+}
+
+fn derived_schema() -> Value {
     let schema = SchemaSettings::draft07()
         .with(|s| s.inline_subschemas = true)
         .into_generator()
