@@ -1181,3 +1181,62 @@ async fn without_a_checker_or_with_a_clean_patch_there_is_no_repair_round() {
         .unwrap();
     assert_eq!(requests.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_big_traced_file_and_the_handler_module_fit_the_code_budget() {
+    // GIVEN a 4,000-line module failing at line 3,000 and a handler module in no frame
+    let big: String = (1..=4000)
+        .map(|i| format!("    total_{i} = order['items'][{i}]['price'] * order['qty']\n"))
+        .collect();
+    let deployed = crate::ports::DeployedFiles {
+        handler: Some("orders.handler".into()),
+        files: [
+            ("lib/cart.py".to_owned(), Some(big)),
+            (
+                "orders.py".to_owned(),
+                Some("from lib import cart\n\ndef handler(event, context):\n    return cart.total(event)\n".to_owned()),
+            ),
+        ]
+        .into(),
+    };
+    let (mut world, requests) = code_world([(proposal(), 0.1)]);
+    world.code = Box::new(MapCode(Ok(deployed)));
+    let mut item = traced();
+    item.opportunity.stack_traces[0].frames[0].file = Some("/var/task/lib/cart.py".into());
+    item.opportunity.stack_traces[0].frames[0].line = Some(3000);
+    // WHEN generate runs
+    world
+        .run(StepFunction::Generate, serde_json::to_value(item).unwrap())
+        .await
+        .unwrap();
+    // THEN the traced file comes first as a window around line 3000, the handler's module
+    // (read on a second call) after it, all within the budget
+    let prompt: Value = serde_json::from_str(&requests.lock().unwrap()[0].prompt).unwrap();
+    let files = prompt["code"]["files"].as_array().unwrap();
+    assert_eq!(files[0]["path"], "lib/cart.py");
+    assert_eq!(files[0]["whole"], false);
+    let window = &files[0]["excerpts"][0];
+    assert!(window["first_line"].as_u64().unwrap() <= 3000);
+    assert!(window["last_line"].as_u64().unwrap() >= 3000);
+    assert!(
+        window["text"]
+            .as_str()
+            .unwrap()
+            .contains("3000|     total_3000 = ")
+    );
+    assert_eq!(files[1]["path"], "orders.py");
+    assert_eq!(files[1]["whole"], true);
+    let tokens: usize = files
+        .iter()
+        .flat_map(|f| f["excerpts"].as_array().unwrap())
+        .map(|e| crate::generate::context::estimated_tokens(e["text"].as_str().unwrap()))
+        .sum();
+    assert!(
+        tokens <= crate::generate::CODE_TOKEN_BUDGET,
+        "{tokens} tokens"
+    );
+    assert!(
+        tokens < 4000 * 15 / 4,
+        "a window, not the file: {tokens} tokens"
+    );
+}
