@@ -272,13 +272,13 @@ fn windows(code_ref: &CodeRef, lines: &[&str], budget_chars: usize) -> Vec<Excer
         let anchor = match frame.line {
             Some(line) => (line as usize).clamp(1, lines.len()) - 1,
             // A frame without a line (the handler's module): its function's definition.
-            None => match function.and_then(|f| definition(lines, lines.len() - 1, f)) {
+            None => match function.and_then(|f| first_definition(lines, f)) {
                 Some(at) => at,
                 None => continue,
             },
         };
         let start = function
-            .and_then(|f| definition(lines, anchor, f))
+            .and_then(|f| definition_above(lines, anchor, f))
             .unwrap_or_else(|| anchor.saturating_sub(WINDOW_BEFORE));
         let end = (anchor + WINDOW_AFTER).min(lines.len() - 1);
         let function = function.map(str::to_owned);
@@ -305,8 +305,10 @@ fn windows(code_ref: &CodeRef, lines: &[&str], budget_chars: usize) -> Vec<Excer
     let mut left = budget_chars;
     let mut excerpts = Vec::new();
     for (first, last, anchor, function) in spans {
+        // A window cut below a few lines says too little, unless the span is that short.
+        let enough = MIN_WINDOW_LINES.min(last - first + 1);
         let Some((first, last)) = fit(lines, (first, last), anchor, left)
-            .filter(|(first, last)| last - first + 1 >= MIN_WINDOW_LINES.min(lines.len()))
+            .filter(|(first, last)| last - first + 1 >= enough)
         else {
             break;
         };
@@ -393,11 +395,26 @@ fn short_function(function: &str) -> &str {
 }
 
 /// The nearest line at or above `from` (within [`DEFINITION_SEARCH`] lines) that defines
-/// `function` in Python, JavaScript or Rust.
-fn definition(lines: &[&str], from: usize, function: &str) -> Option<usize> {
+/// `function`.
+fn definition_above(lines: &[&str], from: usize, function: &str) -> Option<usize> {
+    let from = from.min(lines.len().checked_sub(1)?);
+    (from.saturating_sub(DEFINITION_SEARCH)..=from)
+        .rev()
+        .find(|&i| defines(lines[i], function))
+}
+
+/// The first line of the file that defines `function`.
+fn first_definition(lines: &[&str], function: &str) -> Option<usize> {
+    lines.iter().position(|line| defines(line, function))
+}
+
+/// Whether `line` defines `function` in Python, JavaScript or Rust (`def f(`,
+/// `function f(`, `f = `, `fn f(`, a method `f(…) {`).
+fn defines(line: &str, function: &str) -> bool {
     if function.is_empty() || !function.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return None;
+        return false;
     }
+    let line = line.trim();
     let declared = [
         format!("def {function}("),
         format!("function {function}("),
@@ -407,16 +424,11 @@ fn definition(lines: &[&str], from: usize, function: &str) -> Option<usize> {
         format!("{function} = "),
         format!("{function}: function"),
     ];
-    // A class or object method: `handler(event) {`, `async handler(event) {`.
-    let method = format!("{function}(");
-    let lowest = from.saturating_sub(DEFINITION_SEARCH);
-    (lowest..=from.min(lines.len().saturating_sub(1)))
-        .rev()
-        .find(|&i| {
-            let line = lines[i].trim();
-            declared.iter().any(|d| line.contains(d.as_str()))
-                || (line.trim_start_matches("async ").starts_with(&method) && line.ends_with('{'))
-        })
+    declared.iter().any(|d| line.contains(d.as_str()))
+        || (line
+            .trim_start_matches("async ")
+            .starts_with(&format!("{function}("))
+            && line.ends_with('{'))
 }
 
 /// The language of the item's traces, when they agree on one.
@@ -736,6 +748,26 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_without_a_line_shows_its_function_wherever_it_is_defined() {
+        let mut text = big_file(100);
+        text.push_str("exports.handler = async (event) => {\n  return f0(event);\n};\n");
+        let lines: Vec<&str> = text.lines().collect();
+        let handler = CodeRef {
+            path: "index.js".into(),
+            frames: vec![FrameLine {
+                line: None,
+                function: Some("handler".into()),
+            }],
+        };
+        let excerpts = windows(&handler, &lines, 4_000);
+        assert_eq!(excerpts[0].first_line, 1001, "{excerpts:?}");
+        assert!(excerpts[0].text.contains("1001| exports.handler = async"));
+        assert!(defines("  async handler(event) {", "handler"));
+        assert!(defines("export async function handler(event) {", "handler"));
+        assert!(!defines("    return handler(event)", "handler"));
+    }
+
+    #[test]
     fn a_window_too_big_for_what_is_left_is_cut_around_its_frame_line() {
         let lines: Vec<&str> = (0..100).map(|_| "x = compute(1, 2, 3)").collect();
         let code_ref = CodeRef {
@@ -754,5 +786,57 @@ mod tests {
             windows(&code_ref, &lines, 20).is_empty(),
             "too small to show"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 128,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6e_c0de),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any files, frames and budget: no panic, the shown code within the budget, every
+        /// excerpt inside its file.
+        #[test]
+        fn shown_code_stays_within_the_budget(
+            files in proptest::collection::vec(
+                proptest::collection::vec("[a-zé_ (){}:=.'\"]{0,80}", 0..150), 1..4),
+            frames in proptest::collection::vec(
+                (0usize..4, proptest::option::of(0u32..400), proptest::option::of("[a-z_]{0,6}")),
+                0..8),
+            budget in 0usize..2_000,
+        ) {
+            let texts: BTreeMap<String, String> = files
+                .iter()
+                .enumerate()
+                .map(|(i, lines)| (format!("f{i}.py"), lines.join("\n")))
+                .collect();
+            let refs: Vec<CodeRef> = (0..4)
+                .map(|i| CodeRef {
+                    path: format!("f{i}.py"),
+                    frames: frames
+                        .iter()
+                        .filter(|(file, _, _)| *file == i)
+                        .map(|(_, line, function)| FrameLine {
+                            line: *line,
+                            function: function.clone(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            let (shown, _) = shown_files(&refs, &texts, budget);
+            let chars: usize = shown
+                .iter()
+                .flat_map(|f| &f.excerpts)
+                .map(|e| e.text.chars().count())
+                .sum();
+            proptest::prop_assert!(chars <= budget * CHARS_PER_TOKEN, "{} > {}", chars, budget * 4);
+            for file in &shown {
+                for e in &file.excerpts {
+                    proptest::prop_assert!(1 <= e.first_line && e.first_line <= e.last_line);
+                    proptest::prop_assert!(e.last_line <= file.total_lines);
+                }
+            }
+        }
     }
 }
