@@ -20,14 +20,15 @@ use crate::observability::ColdStart;
 use crate::secrets::{SecretsManagerSecrets, field};
 use crate::telemetry::CloudWatchTelemetry;
 
-/// Runs `function` as a Lambda function until the runtime stops it; a code patch reaching
-/// it is refused (only the validate function checks code: [`run_checking`]).
+/// Runs `function` as a Lambda function until the runtime stops it, without code: a code
+/// patch reaching it is refused (only the validate function checks code: [`run_checking`]).
 pub async fn run(function: StepFunction) -> Result<(), lambda_runtime::Error> {
     run_checking(function, &NoCodeSource, &NoCodeChecker).await
 }
 
 /// [`run`] with the deployed code (Lambda's, read by `lambda_code::LambdaCodeSource`,
-/// on AWS) and a code checker: the validate function.
+/// on AWS) and a code checker: the validate function; generate reads the code for its
+/// prompt with [`NoCodeChecker`].
 pub async fn run_checking(
     function: StepFunction,
     code: &dyn CodeSource,

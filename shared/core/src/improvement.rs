@@ -60,6 +60,17 @@ pub struct LlmUsage {
     pub cost_usd: f64,
 }
 
+impl LlmUsage {
+    /// The usage of two calls together.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            cost_usd: self.cost_usd + other.cost_usd,
+        }
+    }
+}
+
 /// generate's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generated {
@@ -69,8 +80,16 @@ pub struct Generated {
     pub proposal: Proposal,
     /// Which provider answered (`bedrock:<model>`, `rule-planner`, `recorded`, …).
     pub provider: String,
-    /// What it cost.
+    /// What it cost (every answer, a repair round's included).
     pub usage: LlmUsage,
+    /// 1 when a code patch that failed the checks was sent back once with the findings and
+    /// this proposal is the answer; 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repair_rounds: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// One thing validation found.

@@ -526,6 +526,7 @@ mod tests {
                 },
                 provider: "test".into(),
                 usage: LlmUsage::default(),
+                repair_rounds: 0,
             }),
             validation: None,
             approval: None,

@@ -12,10 +12,10 @@ use selfbuild_core::analyze::{ERROR_ROW_LIMIT, REPORT_ROW_LIMIT, analyze};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::error::TelemetryError;
-use selfbuild_core::generate::generate;
+use selfbuild_core::generate::{GenerateDeps, PromptContext, generate};
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::improvement::ImprovementItem;
-use selfbuild_core::ports::{Clock, Telemetry};
+use selfbuild_core::ports::{Clock, NoCodeChecker, NoCodeSource, Telemetry};
 use selfbuild_core::telemetry::{LogRow, MetricSeries, TelemetryQuery, VersionTotals};
 use selfbuild_core::validate::validate;
 use selfbuild_local::demo::{demo_config, scenario_request};
@@ -141,7 +141,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let start = Instant::now();
-            item.generated = Some(generate(&RulePlanner, &item, config.llm_budget_usd).await?);
+            let deps = GenerateDeps {
+                llm: &RulePlanner,
+                code: &NoCodeSource,
+                checker: &NoCodeChecker,
+            };
+            let context = PromptContext::default();
+            item.generated = Some(generate(deps, &item, &context, config.llm_budget_usd).await?);
             times.push(start.elapsed());
         }
         let (p50, p99, mean) = stats(times);

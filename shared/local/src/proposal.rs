@@ -188,6 +188,7 @@ fn item_for(
             proposal,
             provider: "cli".into(),
             usage: LlmUsage::default(),
+            repair_rounds: 0,
         }),
         validation: None,
         approval: None,

@@ -2,20 +2,28 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One file of a code patch: where it is, what language, and its unified diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilePatch {
     /// Repository-relative path (`src/handlers/orders.py`).
+    #[schemars(
+        description = "The file's path inside the function's deployment package, as the prompt shows it (`app.py`, `src/handlers/orders.py`); no leading `/` or `/var/task/`."
+    )]
     pub path: String,
     /// The language (`python`, `javascript`, `typescript`, `rust`, `json`, `yaml`); none:
     /// told from the extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["python", "javascript", "typescript", "tsx", "rust", "json", "yaml", "text", null]))]
     pub language: Option<String>,
     /// A unified diff against the file as deployed now (`--- a/<path>` / `+++ b/<path>`;
     /// a new file from `/dev/null`).
+    #[schemars(
+        description = "A unified diff of this one file against its text as the prompt shows it (without the line-number prefixes): `--- a/<path>`, `+++ b/<path>`, then `@@ -l,n +l,n @@` hunks with 3 lines of context; `--- /dev/null` for a new file. Small and focused."
+    )]
     pub diff: String,
 }
 

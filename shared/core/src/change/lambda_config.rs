@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A Lambda function's tunable configuration (what a `lambda_config` change sets).
@@ -18,14 +19,16 @@ pub struct LambdaSettings {
 }
 
 /// A configuration change to one Lambda function; absent fields stay as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaConfigChange {
     /// New memory size in MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 128, max = 10240))]
     pub memory_mb: Option<u32>,
     /// New timeout in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 900))]
     pub timeout_seconds: Option<u32>,
     /// New reserved concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]

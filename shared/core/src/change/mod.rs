@@ -1,6 +1,7 @@
 //! Changes: what generate proposes, validate judges and deploy ships; each kind in its own
 //! file with its rules and how it applies.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ComponentId;
@@ -12,12 +13,13 @@ pub use code_patch::{CodeBase, CodeRelease, FilePatch};
 pub use lambda_config::{LambdaConfigChange, LambdaSettings};
 
 /// What a proposal changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     /// Configuration of a Lambda function.
     LambdaConfig {
         /// The function.
+        #[schemars(with = "String")]
         function: ComponentId,
         /// What to set.
         config: LambdaConfigChange,
@@ -25,8 +27,10 @@ pub enum Change {
     /// A source change: a unified diff per file.
     CodePatch {
         /// The component whose code changes.
+        #[schemars(with = "String")]
         component: ComponentId,
         /// The files, each with its diff.
+        #[schemars(length(min = 1))]
         files: Vec<FilePatch>,
         /// The target's configured handler (`orders.handler`,
         /// `src/handlers/orders.lambda_handler`, `bootstrap`), when the proposer knows it.
@@ -133,7 +137,9 @@ impl DeploySpec {
 }
 
 /// Risk, lowest to highest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RiskLevel {
     /// No plausible harm.
@@ -162,13 +168,16 @@ impl RiskLevel {
 }
 
 /// What the LLM (or planner) proposes for one opportunity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// The tool schema asks for nothing else; the parser tolerates extra members.
+#[schemars(deny_unknown_fields)]
 pub struct Proposal {
     /// The change.
     pub change: Change,
     /// Why this change fixes the opportunity.
     pub rationale: String,
     /// Expected improvement of the opportunity's metric, 0–1 (0.3 = 30 % better).
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub expected_gain: f64,
     /// The risk the proposer claims.
     pub claimed_risk: RiskLevel,

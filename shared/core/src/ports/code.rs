@@ -111,6 +111,11 @@ pub enum CheckError {
 pub trait CodeChecker: Send + Sync {
     /// Checks `patch`.
     fn check(&self, patch: &PatchUnderReview<'_>) -> Result<CodeCheck, CheckError>;
+
+    /// Whether this process can check at all (generate skips its repair round when not).
+    fn is_available(&self) -> bool {
+        true
+    }
 }
 
 /// The checker of a function that never validates code: every check is unavailable.
@@ -122,6 +127,10 @@ impl CodeChecker for NoCodeChecker {
         Err(CheckError::Unavailable(
             "this function has no code checker; code patches are validated by the validate function".into(),
         ))
+    }
+
+    fn is_available(&self) -> bool {
+        false
     }
 }
 

@@ -1,5 +1,6 @@
-//! `generate` (R7): a proposal from the LLM within the budget, unless halted; a refused
-//! proposal is audited and recorded.
+//! `generate` (R7): a proposal from the LLM within the budget, unless halted, with the
+//! target's code and the component's history in the prompt; a refused proposal is audited
+//! and recorded, and what the answers cost is added to the day's spend either way.
 
 use serde_json::Value;
 
@@ -7,7 +8,7 @@ use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
 use crate::config::Config;
 use crate::error::StableError;
-use crate::generate::generate;
+use crate::generate::{GenerateDeps, GenerateError, generate, prompt_context};
 use crate::improvement::ImprovementItem;
 use crate::ports::{LlmError, Unit};
 use crate::records::CircuitState;
@@ -37,18 +38,43 @@ pub(super) async fn run(
         .await?;
         return Err(StepError::Halted(detail));
     }
-    let generated = generate(deps.llm, &item, config.llm_budget_usd).await;
+    let context = prompt_context(deps.code, deps.store, &item).await;
+    let generate_deps = GenerateDeps {
+        llm: deps.llm,
+        code: deps.code,
+        checker: deps.checker,
+    };
+    let generated = generate(generate_deps, &item, &context, config.llm_budget_usd).await;
     let providers = deps.llm.provider_health();
     let open = providers
         .iter()
         .filter(|p| p.state == CircuitState::Open)
         .count();
     deps.metric("CircuitBreakerOpen", Unit::Count, open as f64);
-    let generated = match generated {
-        Ok(generated) => generated,
+    let spent = match &generated {
+        Ok(generated) => generated.usage,
+        Err(failure) => failure.spent,
+    };
+    // Spend is incurred whether or not a proposal came of it.
+    if spent.cost_usd > 0.0 || generated.is_ok() {
+        deps.metric("LlmCostUsd", Unit::None, spent.cost_usd);
+        // A ledger failure must not lose the proposal.
+        if let Err(e) = deps
+            .store
+            .record_llm_usage(deps.clock.now(), spent.cost_usd, &providers)
+            .await
+        {
+            tracing::warn!(error = %Escaped(&e), "LLM usage not recorded");
+        }
+    }
+    match generated {
+        Ok(generated) => to_value(&generated),
         // A refused proposal leaves an audit event and a record, as one refused in
         // validate does.
-        Err(e @ (LlmError::InvalidAnswer(_) | LlmError::NoProposal(_))) => {
+        Err(GenerateError {
+            error: e @ (LlmError::InvalidAnswer(_) | LlmError::NoProposal(_)),
+            ..
+        }) => {
             let detail = format!("{}: {e}", e.error_type());
             deps.record(
                 &item,
@@ -59,18 +85,8 @@ pub(super) async fn run(
                 None,
             )
             .await?;
-            return Err(e.into());
+            Err(e.into())
         }
-        Err(e) => return Err(e.into()),
-    };
-    deps.metric("LlmCostUsd", Unit::None, generated.usage.cost_usd);
-    // Spend is already incurred: a ledger failure must not lose the proposal.
-    if let Err(e) = deps
-        .store
-        .record_llm_usage(deps.clock.now(), generated.usage.cost_usd, &providers)
-        .await
-    {
-        tracing::warn!(error = %Escaped(&e), "LLM usage not recorded");
+        Err(failure) => Err(failure.error.into()),
     }
-    to_value(&generated)
 }

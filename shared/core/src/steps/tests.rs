@@ -63,6 +63,7 @@ fn item() -> ImprovementItem {
             proposal: proposal(),
             provider: "test".into(),
             usage: LlmUsage::default(),
+            repair_rounds: 0,
         }),
         validation: None,
         approval: None,
@@ -904,4 +905,343 @@ impl CodeChecker for ArcChecker {
     ) -> Result<crate::ports::CodeCheck, crate::ports::CheckError> {
         self.0.check(patch)
     }
+}
+
+/// Answers from a script, in order, and keeps every request it was sent.
+#[derive(Default)]
+struct ScriptedLlm {
+    answers: std::sync::Mutex<std::collections::VecDeque<(Proposal, f64)>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<crate::ports::LlmRequest>>>,
+}
+
+impl ScriptedLlm {
+    fn new(
+        answers: impl IntoIterator<Item = (Proposal, f64)>,
+    ) -> (
+        Self,
+        std::sync::Arc<std::sync::Mutex<Vec<crate::ports::LlmRequest>>>,
+    ) {
+        let llm = Self {
+            answers: std::sync::Mutex::new(answers.into_iter().collect()),
+            ..Self::default()
+        };
+        let requests = llm.requests.clone();
+        (llm, requests)
+    }
+}
+
+#[async_trait::async_trait]
+impl Llm for ScriptedLlm {
+    async fn propose(
+        &self,
+        request: &crate::ports::LlmRequest,
+    ) -> Result<crate::ports::LlmAnswer, LlmError> {
+        self.requests.lock().unwrap().push(request.clone());
+        let (proposal, cost_usd) = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .ok_or_else(|| LlmError::Unavailable("the script has no more answers".into()))?;
+        Ok(crate::ports::LlmAnswer {
+            proposal,
+            usage: LlmUsage {
+                input_tokens: 100,
+                output_tokens: 10,
+                cost_usd,
+            },
+            provider: "scripted".into(),
+        })
+    }
+}
+
+/// A code patch to `app.py` adding `added_line`.
+fn patch(added_line: &str) -> Proposal {
+    code_item(added_line).generated.unwrap().proposal
+}
+
+/// `item()` before generate, its error traced to `/var/task/app.py` line 1.
+fn traced() -> ImprovementItem {
+    let mut it = item();
+    it.generated = None;
+    it.opportunity.kind = crate::opportunity::OpportunityKind::ErrorBurst;
+    it.opportunity.stack_traces = serde_json::from_value(json!([{
+        "exception": "KeyError", "language": "python", "count": 12, "message": "'q'",
+        "frames": [{"function": "handler", "file": "/var/task/app.py", "line": 1},
+                   {"function": "run", "file": "/var/runtime/bootstrap.py", "line": 60}],
+        "components": ["orders-api"],
+        "first_seen": "2026-11-22T04:00:00Z", "last_seen": "2026-11-22T04:05:00Z"
+    }]))
+    .unwrap();
+    it
+}
+
+/// A world whose LLM answers `answers` and whose orders-api runs `app.py` (`x = 1`).
+fn code_world(
+    answers: impl IntoIterator<Item = (Proposal, f64)>,
+) -> (
+    World,
+    std::sync::Arc<std::sync::Mutex<Vec<crate::ports::LlmRequest>>>,
+) {
+    let (llm, requests) = ScriptedLlm::new(answers);
+    let world = World {
+        llm: Box::new(llm),
+        code: Box::new(MapCode(Ok(deployed_code(Some("app.handler"))))),
+        checker: Box::new(EvalChecker::default()),
+        ..World::new()
+    };
+    (world, requests)
+}
+
+#[tokio::test]
+async fn the_prompt_carries_the_traced_code_the_handler_and_the_history() {
+    // GIVEN an earlier change of orders-api on record, and one of another component
+    let (world, requests) = code_world([(proposal(), 0.1)]);
+    let mut earlier = item();
+    earlier.cycle_id = CycleId::parse("c0").unwrap();
+    let record = crate::records::ImprovementRecord::of_item(
+        &earlier,
+        ImprovementStatus::RolledBack,
+        NOW - time::Duration::days(1),
+    );
+    let mut other = record.clone();
+    other.improvement_id = "c0-2".parse().unwrap();
+    other.component = "billing".into();
+    crate::ports::ImprovementStore::put_improvement(&world.records, &record)
+        .await
+        .unwrap();
+    crate::ports::ImprovementStore::put_improvement(&world.records, &other)
+        .await
+        .unwrap();
+    // WHEN generate runs on an error traced to app.py
+    world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(traced()).unwrap(),
+        )
+        .await
+        .unwrap();
+    // THEN the prompt shows app.py numbered, the handler and the component's history
+    let requests = requests.lock().unwrap();
+    let prompt: Value = serde_json::from_str(&requests[0].prompt).unwrap();
+    assert_eq!(prompt["code"]["language"], "python");
+    assert_eq!(prompt["code"]["handler"], "app.handler");
+    assert_eq!(prompt["code"]["files"][0]["path"], "app.py");
+    assert_eq!(
+        prompt["code"]["files"][0]["excerpts"][0]["text"],
+        "1| x = 1\n"
+    );
+    let history = prompt["change_history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["improvement_id"], "c0-1");
+    assert_eq!(history[0]["status"], "rolled_back");
+    assert!(requests[0].system.contains("code_patch"));
+}
+
+#[tokio::test]
+async fn unreadable_code_leaves_the_prompt_without_code_and_the_item_generated() {
+    for failure in ["image package", "unavailable"] {
+        let (mut world, requests) = code_world([(proposal(), 0.1)]);
+        world.code = Box::new(MapCode(Err(failure)));
+        let out = world
+            .run(
+                StepFunction::Generate,
+                serde_json::to_value(traced()).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["proposal"]["change"]["type"], "lambda_config");
+        let prompt: Value = serde_json::from_str(&requests.lock().unwrap()[0].prompt).unwrap();
+        assert!(prompt.get("code").is_none(), "{failure}: {prompt}");
+        assert!(prompt["opportunity"]["stack_traces"].is_array());
+    }
+}
+
+#[tokio::test]
+async fn a_patch_that_fails_the_checks_is_repaired_once_and_both_answers_are_paid() {
+    // GIVEN a model whose first patch evals request data and whose second does not
+    let (world, requests) = code_world([
+        (patch("x = eval(event['q'])"), 0.5),
+        (patch("x = event.get('q')"), 0.25),
+    ]);
+    // WHEN generate runs
+    let out = world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(traced()).unwrap(),
+        )
+        .await
+        .unwrap();
+    // THEN the second answer is kept, the round is counted, the costs are summed
+    let generated: Generated = serde_json::from_value(out).unwrap();
+    assert_eq!(generated.repair_rounds, 1);
+    assert_eq!(generated.usage.cost_usd, 0.75);
+    assert_eq!(generated.usage.input_tokens, 200);
+    let Change::CodePatch { files, .. } = &generated.proposal.change else {
+        panic!("expected the repaired patch");
+    };
+    assert!(files[0].diff.contains("event.get('q')"));
+    // The follow-up carried the previous diff and the findings, within what was left.
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].budget_usd, world.config.llm_budget_usd - 0.5);
+    let repair: Value = serde_json::from_str(&requests[1].prompt).unwrap();
+    assert!(
+        repair["previous_patch"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("eval(event['q'])")
+    );
+    assert_eq!(repair["findings"][0]["rule"], "code_execution");
+    assert_eq!(repair["findings"][0]["location"], "app.py:4");
+    assert_eq!(repair["findings"][0]["message"], "eval of request data");
+    assert_eq!(
+        repair["original_request"]["code"]["files"][0]["path"],
+        "app.py"
+    );
+    let usage = world.records.usage.lock().unwrap()[&date!(2026 - 11 - 22)].clone();
+    assert_eq!(usage.cost_usd, 0.75);
+}
+
+#[tokio::test]
+async fn a_repair_that_still_fails_is_kept_for_validate_to_refuse_with_its_findings() {
+    let (world, requests) = code_world([
+        (patch("x = eval(event['q'])"), 0.5),
+        (patch("x = eval(event['q'] or '1')"), 0.5),
+    ]);
+    let out = world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(traced()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(requests.lock().unwrap().len(), 2, "one repair round only");
+    let generated: Generated = serde_json::from_value(out).unwrap();
+    assert_eq!(generated.repair_rounds, 1);
+    let mut item = traced();
+    item.generated = Some(generated);
+    let validation = world
+        .run(
+            StepFunction::Validate,
+            json!({"action": "validate", "item": item}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(validation["decision"], "rejected");
+    assert_eq!(validation["findings"][0]["rule"], "code_execution");
+    // The record keeps the findings and that the patch had its repair round.
+    let records = world.records.improvements.lock().unwrap();
+    let stored = &records[&"c1-1".parse::<ImprovementId>().unwrap()].item;
+    assert_eq!(stored.generated.as_ref().unwrap().repair_rounds, 1);
+    assert_eq!(
+        stored.validation.as_ref().unwrap().findings[0].rule,
+        "code_execution"
+    );
+}
+
+#[tokio::test]
+async fn a_repair_over_the_budget_fails_the_item_and_its_spend_is_kept() {
+    let (mut world, _) = code_world([
+        (patch("x = eval(event['q'])"), 0.5),
+        (patch("x = event.get('q')"), 0.6),
+    ]);
+    world.config.llm_budget_usd = 1.0;
+    let err = world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(traced()).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::BudgetExceeded);
+    assert!(err.to_string().contains("$1.1000"), "{err}");
+    let usage = world.records.usage.lock().unwrap()[&date!(2026 - 11 - 22)].clone();
+    assert!((usage.cost_usd - 1.1).abs() < 1e-9, "{}", usage.cost_usd);
+}
+
+#[tokio::test]
+async fn without_a_checker_or_with_a_clean_patch_there_is_no_repair_round() {
+    // No checker in this process (every function but validate on AWS).
+    let (mut world, requests) = code_world([(patch("x = eval(event['q'])"), 0.5)]);
+    world.checker = Box::new(crate::ports::NoCodeChecker);
+    let out = world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(traced()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(requests.lock().unwrap().len(), 1);
+    assert!(out.get("repair_rounds").is_none(), "{out}");
+    // A patch the checker passes goes on as it is.
+    let (world, requests) = code_world([(patch("x = 2"), 0.5)]);
+    world
+        .run(
+            StepFunction::Generate,
+            serde_json::to_value(traced()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(requests.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_big_traced_file_and_the_handler_module_fit_the_code_budget() {
+    // GIVEN a 4,000-line module failing at line 3,000 and a handler module in no frame
+    let big: String = (1..=4000)
+        .map(|i| format!("    total_{i} = order['items'][{i}]['price'] * order['qty']\n"))
+        .collect();
+    let deployed = crate::ports::DeployedFiles {
+        base: Default::default(),
+        handler: Some("orders.handler".into()),
+        files: [
+            ("lib/cart.py".to_owned(), Some(big)),
+            (
+                "orders.py".to_owned(),
+                Some("from lib import cart\n\ndef handler(event, context):\n    return cart.total(event)\n".to_owned()),
+            ),
+        ]
+        .into(),
+    };
+    let (mut world, requests) = code_world([(proposal(), 0.1)]);
+    world.code = Box::new(MapCode(Ok(deployed)));
+    let mut item = traced();
+    item.opportunity.stack_traces[0].frames[0].file = Some("/var/task/lib/cart.py".into());
+    item.opportunity.stack_traces[0].frames[0].line = Some(3000);
+    // WHEN generate runs
+    world
+        .run(StepFunction::Generate, serde_json::to_value(item).unwrap())
+        .await
+        .unwrap();
+    // THEN the traced file comes first as a window around line 3000, the handler's module
+    // (read on a second call) after it, all within the budget
+    let prompt: Value = serde_json::from_str(&requests.lock().unwrap()[0].prompt).unwrap();
+    let files = prompt["code"]["files"].as_array().unwrap();
+    assert_eq!(files[0]["path"], "lib/cart.py");
+    assert_eq!(files[0]["whole"], false);
+    let window = &files[0]["excerpts"][0];
+    assert!(window["first_line"].as_u64().unwrap() <= 3000);
+    assert!(window["last_line"].as_u64().unwrap() >= 3000);
+    assert!(
+        window["text"]
+            .as_str()
+            .unwrap()
+            .contains("3000|     total_3000 = ")
+    );
+    assert_eq!(files[1]["path"], "orders.py");
+    assert_eq!(files[1]["whole"], true);
+    let tokens: usize = files
+        .iter()
+        .flat_map(|f| f["excerpts"].as_array().unwrap())
+        .map(|e| crate::generate::context::estimated_tokens(e["text"].as_str().unwrap()))
+        .sum();
+    assert!(
+        tokens <= crate::generate::CODE_TOKEN_BUDGET,
+        "{tokens} tokens"
+    );
+    assert!(
+        tokens < 4000 * 15 / 4,
+        "a window, not the file: {tokens} tokens"
+    );
 }

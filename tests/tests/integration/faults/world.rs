@@ -354,6 +354,7 @@ impl World {
                 },
                 provider: "test".into(),
                 usage: LlmUsage::default(),
+                repair_rounds: 0,
             }),
             validation: Some(Validation {
                 code_base: None,
