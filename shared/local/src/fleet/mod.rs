@@ -40,7 +40,7 @@ use time::{Duration, OffsetDateTime};
 
 pub use runner::{
     CodeFailure, CodeRunner, Interpreter, MAX_TIMEOUT_SECONDS, RunError, RunOutcome, RunRequest,
-    is_package_path, network_isolated,
+    network_isolated,
 };
 pub use scenario::{
     Fault, FaultError, FaultOperation, FunctionCode, FunctionSpec, RequestClass, SampleEvent,

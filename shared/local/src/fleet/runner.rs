@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -30,6 +30,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use selfbuild_core::change::LambdaSettings;
+use selfbuild_core::change::code_patch::{PatchError, check_package_path};
 use serde::Deserialize;
 
 use super::scenario::{FunctionCode, SampleEvent};
@@ -143,9 +144,9 @@ pub enum RunError {
         /// How to install it.
         install: &'static str,
     },
-    /// A file's path would land outside the package.
-    #[error("file {0:?} is not a relative path inside the package")]
-    PathOutside(String),
+    /// A file's path would land outside the package (core's rule for package paths).
+    #[error("file {0}")]
+    PathOutside(#[source] PatchError),
     /// The scratch directory or the process failed.
     #[error("cannot run the handler: {what}: {source}")]
     Io {
@@ -173,15 +174,6 @@ pub struct RunRequest<'a> {
     pub settings: &'a LambdaSettings,
     /// The event.
     pub event: &'a SampleEvent,
-}
-
-/// `path` is relative and stays inside the directory it is joined to.
-pub fn is_package_path(path: &str) -> bool {
-    !path.is_empty()
-        && !path.contains('\\')
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// Runs handlers, each (code, settings it sees, event) once.
@@ -258,8 +250,8 @@ impl CodeRunner {
             .handler
             .as_deref()
             .ok_or(RunError::Missing("handler"))?;
-        if let Some(path) = code.files.keys().find(|p| !is_package_path(p)) {
-            return Err(RunError::PathOutside(path.clone()));
+        for path in code.files.keys() {
+            check_package_path(path).map_err(RunError::PathOutside)?;
         }
         let interpreter = self.check_runtime(runtime)?;
         let key = cache_key(request, runtime, handler);

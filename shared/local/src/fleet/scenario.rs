@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use selfbuild_core::change::LambdaSettings;
 
-use super::runner::{Interpreter, is_package_path};
+use selfbuild_core::change::code_patch::check_package_path;
+
+use super::runner::Interpreter;
 use selfbuild_core::event::EventJson;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -524,11 +526,8 @@ impl Scenario {
 /// Checks a function's code: paths inside the package; an event mix only with a handler and
 /// a runtime the fleet runs, its names unique, its weights positive.
 fn check_code(code: &FunctionCode, prefix: &str) -> Result<(), (String, String)> {
-    if let Some(path) = code.files.keys().find(|p| !is_package_path(p)) {
-        return Err((
-            format!("{prefix}.files"),
-            format!("{path:?} is not a relative path inside the package"),
-        ));
+    for path in code.files.keys() {
+        check_package_path(path).map_err(|e| (format!("{prefix}.files"), e.to_string()))?;
     }
     if code.events.is_empty() {
         return Ok(());

@@ -795,6 +795,158 @@ mod tests {
         assert!((share - 0.1).abs() < 0.01, "{share}");
     }
 
+    fn behaviour(outcomes: &[(f64, RunOutcome)]) -> CodeBehaviour {
+        CodeBehaviour::new(
+            Interpreter::Python,
+            outcomes
+                .iter()
+                .enumerate()
+                .map(|(i, (w, o))| (format!("e{i}"), *w, o.clone()))
+                .collect(),
+        )
+    }
+
+    fn key_error() -> RunOutcome {
+        RunOutcome::Failed(CodeFailure {
+            error_type: "KeyError".into(),
+            message: "'shipping'".into(),
+            trace: vec![
+                "Traceback (most recent call last):".into(),
+                "  File \"/var/task/orders.py\", line 11, in shipping_cost".into(),
+                "    address = order[\"shipping\"]".into(),
+            ],
+        })
+    }
+
+    #[test]
+    fn a_versions_errors_are_the_share_of_events_its_code_fails_on() {
+        // Weights 6 : 3 : 1, the code failing on the last and timing out on none.
+        let code = behaviour(&[
+            (6.0, RunOutcome::Succeeded),
+            (3.0, RunOutcome::Succeeded),
+            (1.0, key_error()),
+        ]);
+        let w = workload();
+        let (mut failed, mut ran) = (0_u64, 0_u64);
+        for minute in 0..200 {
+            let m = simulate_minute(key(minute), 1.0, &settings(1024, 30, None), &w, Some(&code));
+            assert_eq!(
+                m,
+                simulate_minute(key(minute), 1.0, &settings(1024, 30, None), &w, Some(&code))
+            );
+            failed += m
+                .samples
+                .iter()
+                .filter(|s| s.failure == Some(Failure::Code { event: 2 }))
+                .count() as u64;
+            ran += m.samples.len() as u64;
+            assert!(
+                m.samples
+                    .iter()
+                    .all(|s| matches!(s.failure, None | Some(Failure::Code { event: 2 })))
+            );
+        }
+        let share = failed as f64 / ran as f64;
+        assert!((share - 0.1).abs() < 0.01, "{share}");
+        // Code that succeeds on every event never fails, whatever the workload says.
+        let healthy = behaviour(&[(1.0, RunOutcome::Succeeded)]);
+        let noisy = Workload {
+            base_error_rate: 0.5,
+            error_messages: vec!["E".into()],
+            ..workload()
+        };
+        let m = simulate_minute(
+            key(1),
+            1.0,
+            &settings(1024, 30, None),
+            &noisy,
+            Some(&healthy),
+        );
+        assert_eq!(m.errors, 0);
+        // A handler that ran past its timeout times out at the configured timeout.
+        let spinning = behaviour(&[(1.0, RunOutcome::TimedOut { seconds: 3 })]);
+        let m = simulate_minute(key(1), 1.0, &settings(1024, 3, None), &w, Some(&spinning));
+        assert!(
+            m.samples
+                .iter()
+                .all(|s| s.failure == Some(Failure::Timeout) && s.duration_ms == 3000.0)
+        );
+    }
+
+    #[test]
+    fn a_code_failure_is_logged_as_its_runtime_logs_it_and_reads_as_its_trace() {
+        use selfbuild_core::logfacts::{Language, parse_trace, record};
+        let s = settings(128, 3, None);
+        let w = workload();
+        let failure = match key_error() {
+            RunOutcome::Failed(f) => f,
+            _ => unreachable!(),
+        };
+        let node_failure = CodeFailure {
+            error_type: "TypeError".into(),
+            message: "Cannot read properties of null (reading 'currency')".into(),
+            trace: vec![
+                "TypeError: Cannot read properties of null (reading 'currency')".into(),
+                "    at handler (file:///var/task/src/cart.mjs:11:47)".into(),
+            ],
+        };
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(3_123);
+        for (interpreter, failure, language, file, function) in [
+            (
+                Interpreter::Python,
+                failure,
+                Language::Python,
+                "/var/task/orders.py",
+                "shipping_cost",
+            ),
+            (
+                Interpreter::Node,
+                node_failure,
+                Language::Node,
+                "file:///var/task/src/cart.mjs",
+                "handler",
+            ),
+        ] {
+            let code = CodeBehaviour {
+                interpreter,
+                events: vec![EventBehaviour {
+                    name: "e".into(),
+                    share: 1.0,
+                    outcome: RunOutcome::Failed(failure.clone()),
+                }],
+            };
+            let context = LogContext {
+                settings: &s,
+                workload: &w,
+                code: Some(&code),
+            };
+            let row = message(
+                &mut Rng::seeded(&[1]),
+                at,
+                Failure::Code { event: 0 },
+                5.0,
+                &context,
+            );
+            let read = record::read(&row);
+            assert!(read.is_error(), "{row}");
+            assert!(read.request_id.is_some(), "{row}");
+            let trace = parse_trace(read.trace_text(), read.error_type.as_deref())
+                .unwrap_or_else(|| panic!("no trace in {row}"));
+            assert_eq!(trace.language, language, "{row}");
+            assert_eq!(trace.exception, failure.error_type, "{row}");
+            assert_eq!(
+                trace.message.as_deref(),
+                Some(failure.message.as_str()),
+                "{row}"
+            );
+            let top = trace.top_frame().unwrap();
+            assert_eq!(
+                (top.file.as_deref(), top.function.as_deref()),
+                (Some(file), Some(function))
+            );
+        }
+    }
+
     fn settings(memory_mb: u32, timeout_seconds: u32, reserved: Option<u32>) -> LambdaSettings {
         LambdaSettings {
             memory_mb,

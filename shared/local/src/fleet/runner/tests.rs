@@ -234,7 +234,7 @@ fn a_path_outside_the_package_is_refused_before_anything_runs() {
         "/etc/escape.py",
         "a/../../b.py",
         "",
-        "a\\b.py",
+        "C:/escape.py",
     ] {
         let code = code(
             "python3.12",
@@ -249,7 +249,7 @@ fn a_path_outside_the_package_is_refused_before_anything_runs() {
         )
         .unwrap_err();
         assert!(
-            matches!(err, RunError::PathOutside(ref p) if p == path),
+            matches!(err, RunError::PathOutside(PatchError::BadPath { path: ref p, .. }) if p == path),
             "{path}: {err}"
         );
     }
