@@ -473,7 +473,7 @@ fn execute(
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()
-                .map(|l| clean(l))
+                .map(clean)
                 .collect(),
         }),
     })

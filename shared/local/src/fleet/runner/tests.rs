@@ -227,6 +227,22 @@ fn a_missing_module_or_function_is_the_runtimes_error() {
 }
 
 #[test]
+fn a_handler_that_exits_the_process_is_a_runtime_exit_with_its_last_words() {
+    let code = code(
+        "python3.12",
+        "quit.handler",
+        &[(
+            "quit.py",
+            "import os\nimport sys\n\n\ndef handler(event, context):\n    sys.stderr.write('giving up on ' + os.getcwd() + '\\n')\n    sys.stderr.flush()\n    os._exit(3)\n",
+        )],
+    );
+    let failure = failed(run(&code, serde_json::json!({})));
+    assert_eq!(failure.error_type, "Runtime.ExitError");
+    assert!(failure.message.contains('3'), "{failure:?}");
+    assert_eq!(failure.trace, ["giving up on /var/task"]);
+}
+
+#[test]
 fn a_path_outside_the_package_is_refused_before_anything_runs() {
     let runner = CodeRunner::new();
     for path in [
