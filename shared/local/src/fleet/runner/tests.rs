@@ -53,7 +53,7 @@ fn run(code: &FunctionCode, event_json: serde_json::Value) -> RunOutcome {
     run_with(
         &CodeRunner::new(),
         code,
-        &settings(3, &[]),
+        &settings(10, &[]),
         &event(event_json),
     )
     .unwrap()
@@ -260,7 +260,7 @@ fn a_path_outside_the_package_is_refused_before_anything_runs() {
         let err = run_with(
             &runner,
             &code,
-            &settings(3, &[]),
+            &settings(10, &[]),
             &event(serde_json::json!({})),
         )
         .unwrap_err();
@@ -277,7 +277,7 @@ fn a_cached_outcome_is_not_run_again_and_another_event_or_code_is() {
     let runner = CodeRunner::new();
     let code = code("python3.12", "orders.handler", &[("orders.py", ORDERS_PY)]);
     let ok = event(serde_json::json!({"body": "{\"lines\": []}"}));
-    let s = settings(3, &[]);
+    let s = settings(10, &[]);
     for _ in 0..3 {
         assert_eq!(
             run_with(&runner, &code, &s, &ok).unwrap(),
@@ -305,7 +305,7 @@ fn a_missing_interpreter_is_an_error_naming_the_install_command() {
     let err = run_with(
         &runner,
         &code,
-        &settings(3, &[]),
+        &settings(10, &[]),
         &event(serde_json::json!({})),
     )
     .unwrap_err();
@@ -344,7 +344,7 @@ def handler(event, context):
 ";
     let code = code("python3.12", "probe.handler", &[("probe.py", probe)]);
     let s = settings(
-        3,
+        10,
         &[
             ("TABLE_NAME", "orders"),
             ("AWS_ENDPOINT_URL", "http://localhost:4566"),
