@@ -681,6 +681,8 @@ fn load_scenario(path: &Path) -> Result<crate::fleet::Scenario, CliError> {
             read_error("InvalidInput", path, e.to_string(), source)
         }
         crate::fleet::ScenarioError::Invalid { .. } => cli_error("InvalidScenario", e.to_string()),
+        // Loading runs no code; a fleet built from the scenario may fail so.
+        crate::fleet::ScenarioError::Run { .. } => cli_error("ExecutionFailed", e.to_string()),
     })
 }
 

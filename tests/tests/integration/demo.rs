@@ -30,10 +30,10 @@ async fn every_scenario_ends_as_its_file_expects() {
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         rows.push(row);
     }
-    assert!(rows.len() >= 3, "at least the three bundled scenarios");
+    assert!(rows.len() >= 7, "at least the seven bundled scenarios");
     assert!(rows.iter().all(|r| r.passed), "\n{}", summary_table(&rows));
 
-    // Every transition left an audit event, and deploys and rollbacks were announced.
+    // Every transition left an audit event, and deploys, rollbacks and reviews were announced.
     for row in &rows {
         let store = SqliteStore::open(&dir.path().join(&row.scenario)).unwrap();
         let cycle = CycleId::parse(&row.cycle_id).unwrap();
@@ -44,11 +44,43 @@ async fn every_scenario_ends_as_its_file_expects() {
             .into_iter()
             .map(|e| e.action.as_str().to_owned())
             .collect();
-        assert!(
-            actions.contains(&"validated".to_owned()),
+        let kinds: Vec<String> = store
+            .notifications()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            actions.first().map(String::as_str),
+            Some("validated"),
             "{}: {actions:?}",
             row.scenario
         );
+        match row.outcome.as_str() {
+            // A code patch selfbuild does not ship: stored for review, announced, never deployed.
+            "held_for_review" => {
+                assert_eq!(
+                    actions,
+                    ["validated", "held_for_review"],
+                    "{}",
+                    row.scenario
+                );
+                assert!(
+                    kinds.contains(&"Code Patch Ready for Review".to_owned()),
+                    "{}: {kinds:?}",
+                    row.scenario
+                );
+                continue;
+            }
+            // Blocked by validation: nothing else happened.
+            "rejected" => {
+                assert_eq!(actions, ["validated"], "{}", row.scenario);
+                assert!(!row.findings.is_empty(), "{}", row.scenario);
+                continue;
+            }
+            _ => {}
+        }
         assert!(
             actions.contains(&"deployed".to_owned()),
             "{}: {actions:?}",
@@ -72,13 +104,6 @@ async fn every_scenario_ends_as_its_file_expects() {
                 row.scenario
             );
         }
-        let kinds: Vec<String> = store
-            .notifications()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
         assert!(
             kinds.contains(&"Improvement Deployed".to_owned()),
             "{kinds:?}"

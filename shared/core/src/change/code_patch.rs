@@ -197,6 +197,31 @@ pub enum FileEdit {
     Delete,
 }
 
+/// Lines a unified diff adds and removes; a `---`/`+++` pair is a file header, not a change.
+pub fn diff_size(diff: &str) -> (usize, usize) {
+    let lines: Vec<&str> = diff.lines().collect();
+    let (mut added, mut removed) = (0, 0);
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let header = line.starts_with("--- ")
+            && lines
+                .get(i + 1)
+                .is_some_and(|next| next.starts_with("+++ "));
+        if header {
+            i += 2;
+            continue;
+        }
+        if line.starts_with('+') {
+            added += 1;
+        } else if line.starts_with('-') {
+            removed += 1;
+        }
+        i += 1;
+    }
+    (added, removed)
+}
+
 /// Checks that `path` is a relative path inside the package (no `..`, not absolute).
 pub fn check_package_path(path: &str) -> Result<(), PatchError> {
     let bad = |reason| {

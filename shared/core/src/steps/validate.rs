@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{StepDeps, StepError, parse_payload, to_value};
 use crate::audit::AuditAction;
 use crate::change::Change;
+use crate::change::code_patch::diff_size;
 use crate::config::Config;
 use crate::improvement::ImprovementItem;
 use crate::validate::{check_code_patch, validate};
@@ -138,29 +139,4 @@ async fn hold_for_review(deps: StepDeps<'_>, item: &ImprovementItem) -> Result<(
         Some(REVIEW_NOTIFICATION),
     )
     .await
-}
-
-/// Lines a unified diff adds and removes; a `---`/`+++` pair is a file header, not a change.
-fn diff_size(diff: &str) -> (usize, usize) {
-    let lines: Vec<&str> = diff.lines().collect();
-    let (mut added, mut removed) = (0, 0);
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        let header = line.starts_with("--- ")
-            && lines
-                .get(i + 1)
-                .is_some_and(|next| next.starts_with("+++ "));
-        if header {
-            i += 2;
-            continue;
-        }
-        if line.starts_with('+') {
-            added += 1;
-        } else if line.starts_with('-') {
-            removed += 1;
-        }
-        i += 1;
-    }
-    (added, removed)
 }

@@ -8,10 +8,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use selfbuild_core::Config;
+use selfbuild_core::change::Change;
+use selfbuild_core::change::RiskLevel;
+use selfbuild_core::change::code_patch::diff_size;
 use selfbuild_core::cycle::{CycleMode, CycleRequest, TimeWindow, Trigger};
 use selfbuild_core::ids::{CycleId, DedupKey};
 use selfbuild_core::idsource::SeededIds;
-use selfbuild_core::ports::IdSource;
+use selfbuild_core::improvement::Finding;
+use selfbuild_core::ports::{IdSource, ImprovementStore};
+use selfbuild_core::records::ImprovementRecord;
 use selfbuild_core::steps::ItemOutcome;
 use selfbuild_core::text::Excerpt;
 use serde_json::Value;
@@ -37,6 +42,11 @@ pub struct ScenarioResult {
     pub opportunity: String,
     /// The change, in words.
     pub change: String,
+    /// A code patch's files with the lines each adds and removes (`orders.py +4/-1`); `-`
+    /// for a configuration change.
+    pub files: String,
+    /// What validation found (SAFE notes left out), e.g. `2× secret CRITICAL blocking`.
+    pub findings: Vec<String>,
     /// The risk validation found.
     pub risk: String,
     /// auto_deploy, needs_approval or rejected.
@@ -210,12 +220,76 @@ pub async fn run_scenario(
     let config = scenario_config(&scenario)?;
     let request = scenario_request(&scenario, &config);
     let run = run_cycle_on_fleet(&scenario, &request, &store, &config, progress, approvers).await?;
-    Ok(result_row(
-        &scenario,
-        &expectation,
-        &run,
-        request.requested_at,
-    ))
+    let mut row = result_row(&scenario, &expectation, &run, request.requested_at);
+    if let Some(record) = first_record(&run, &store).await? {
+        row.files = patch_files(&record);
+        row.findings = finding_summary(
+            record
+                .item
+                .validation
+                .as_ref()
+                .map_or(&[][..], |v| &v.findings),
+        );
+    }
+    Ok(row)
+}
+
+/// The stored record of the run's first improvement, if it has one.
+async fn first_record(
+    run: &FleetRun,
+    store: &SqliteStore,
+) -> Result<Option<ImprovementRecord>, String> {
+    let Some(id) = run
+        .output
+        .pointer("/summary/improvements/0/improvement_id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse().ok())
+    else {
+        return Ok(None);
+    };
+    store.get_improvement(&id).await.map_err(|e| e.to_string())
+}
+
+/// A code patch's files, each with the lines it adds and removes; `-` for other changes.
+fn patch_files(record: &ImprovementRecord) -> String {
+    let change = record.item.generated.as_ref().map(|g| &g.proposal.change);
+    let Some(Change::CodePatch { files, .. }) = change else {
+        return "-".to_owned();
+    };
+    files
+        .iter()
+        .map(|f| {
+            let (added, removed) = diff_size(&f.diff);
+            format!("{} +{added}/-{removed}", f.path)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The findings by rule, risk and whether they block, most severe first, with a count
+/// when a rule fired more than once; SAFE notes (an honest claimed risk) left out.
+fn finding_summary(findings: &[Finding]) -> Vec<String> {
+    let mut counted: Vec<((RiskLevel, bool, &str), usize)> = Vec::new();
+    for f in findings.iter().filter(|f| f.risk > RiskLevel::Safe) {
+        let key = (f.risk, f.blocking, f.rule.as_str());
+        match counted.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((key, 1)),
+        }
+    }
+    counted.sort_by(|((ra, ba, _), _), ((rb, bb, _), _)| rb.cmp(ra).then(bb.cmp(ba)));
+    counted
+        .into_iter()
+        .map(|((risk, blocking, rule), n)| {
+            let count = if n > 1 {
+                format!("{n}× ")
+            } else {
+                String::new()
+            };
+            let blocks = if blocking { " blocking" } else { "" };
+            format!("{count}{rule} {}{blocks}", risk.as_str())
+        })
+        .collect()
 }
 
 /// The configuration cycles run with offline: the environment's, with autonomy on.
@@ -342,6 +416,8 @@ fn result_row(
         cycle_id: text(output.get("cycle_id")),
         opportunity: text(first.get("opportunity")),
         change: text(first.get("change")),
+        files: "-".to_owned(),
+        findings: Vec::new(),
         risk: text(first.get("risk")),
         decision,
         passed: failures.is_empty(),
@@ -533,6 +609,81 @@ mod tests {
             failures.iter().any(|f| f.starts_with("o: changed")),
             "{failures:?}"
         );
+    }
+
+    /// The scenarios whose functions run real code, each as a whole cycle on the seeds the
+    /// safety sweep uses: each ends as its file expects (the patched canary of the Python fix
+    /// fails no request; the Node fix's canary is rolled back within its bounds; the leaking
+    /// patch and the Rust patch never reach the fleet), and the row shows the patch's files
+    /// and findings.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scenarios_with_code_end_as_expected_on_five_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/scenarios");
+        let cases = [
+            ("code-fix-python-promoted", "promoted", "orders.py +4/-1"),
+            (
+                "code-fix-node-rolled-back",
+                "rolled_back",
+                "src/cart.mjs +4/-2",
+            ),
+            ("code-fix-leaks-key-blocked", "rejected", "signer.py +18/-1"),
+            (
+                "code-fix-compiled-held-for-review",
+                "held_for_review",
+                "src/main.rs +6/-1",
+            ),
+        ];
+        for (name, outcome, files) in cases {
+            let mut seeds = BTreeMap::new();
+            for seed_offset in 0..5 {
+                let options = DemoOptions {
+                    data_dir: dir.path().to_path_buf(),
+                    seed_offset,
+                };
+                let file = scenarios.join(format!("{name}.json"));
+                let row = run_scenario(&file, &options, Box::new(std::io::sink()))
+                    .await
+                    .unwrap();
+                assert!(row.passed, "{name} seed {}: {:?}", row.seed, row.failures);
+                assert_eq!((row.outcome.as_str(), row.files.as_str()), (outcome, files));
+                seeds.insert(row.seed, row.findings);
+            }
+            assert_eq!(seeds.len(), 5, "{name}: five different seeds");
+            let findings: Vec<String> = seeds.into_values().flatten().collect();
+            if name == "code-fix-leaks-key-blocked" {
+                for rule in ["secret CRITICAL blocking", "tls_verification HIGH"] {
+                    assert!(findings.iter().any(|f| f.contains(rule)), "{findings:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn findings_are_counted_by_rule_most_severe_first_without_safe_notes() {
+        let finding = |rule: &str, risk: RiskLevel, blocking: bool| Finding {
+            rule: rule.into(),
+            risk,
+            message: String::new(),
+            location: None,
+            blocking,
+        };
+        let findings = [
+            finding("tls_verification", RiskLevel::High, false),
+            finding("claimed_risk", RiskLevel::Safe, false),
+            finding("secret", RiskLevel::Critical, true),
+            finding("secret", RiskLevel::Critical, true),
+            finding("import_allowlist", RiskLevel::Medium, false),
+        ];
+        assert_eq!(
+            finding_summary(&findings),
+            [
+                "2× secret CRITICAL blocking",
+                "tls_verification HIGH",
+                "import_allowlist MEDIUM"
+            ]
+        );
+        assert!(finding_summary(&findings[1..2]).is_empty());
     }
 
     #[test]

@@ -42,11 +42,13 @@ pub fn summary_table(rows: &[ScenarioResult]) -> String {
         "scenario",
         "opportunity",
         "change",
+        "files",
         "risk",
         "decision",
         "outcome",
         "virtual time",
         "expected",
+        "findings",
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -55,6 +57,7 @@ pub fn summary_table(rows: &[ScenarioResult]) -> String {
                 r.scenario.clone(),
                 r.opportunity.clone(),
                 r.change.clone(),
+                r.files.clone(),
                 r.risk.clone(),
                 r.decision.clone(),
                 r.outcome.clone(),
@@ -65,6 +68,10 @@ pub fn summary_table(rows: &[ScenarioResult]) -> String {
                     r.virtual_seconds % 60
                 ),
                 format!("{} {}", if r.passed { "✔" } else { "✘" }, r.expected),
+                match r.findings.as_slice() {
+                    [] => "-".to_owned(),
+                    findings => findings.join(", "),
+                },
             ]
         })
         .collect();

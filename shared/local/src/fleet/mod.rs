@@ -5,6 +5,9 @@
 //!
 //! - [`Scenario`] (in `scenario.rs`): the file format of `events/scenarios/*.json`.
 //! - `sim.rs`: the per-minute model of one version (formulas on `simulate_minute`).
+//! - [`CodeRunner`] (in `runner.rs`): a version's handler run on each event of its
+//!   function's mix with the local `python3` / `node`; what the code really did is the
+//!   version's application errors (version 1 at start, each canary when it is deployed).
 //! - [`Fleet`]: versions, the `live` alias and its routing history per function.
 //!
 //! Telemetry is computed on demand from the routing history, so any past window is seen
@@ -12,6 +15,7 @@
 //! version 1 at 100 %). Only minutes that have ended by the clock's `now` have data, and
 //! only the last 15 days of them, like CloudWatch's one-minute data.
 
+mod runner;
 mod scenario;
 mod sim;
 
@@ -34,11 +38,15 @@ use selfbuild_core::telemetry::{
 };
 use time::{Duration, OffsetDateTime};
 
-pub use scenario::{
-    Fault, FaultError, FaultOperation, FunctionCode, FunctionSpec, RequestClass, Scenario,
-    ScenarioError, Workload, WorkloadChange,
+pub use runner::{
+    CodeFailure, CodeRunner, Interpreter, MAX_TIMEOUT_SECONDS, RunError, RunOutcome, RunRequest,
+    network_isolated,
 };
-use sim::{LogContext, MinuteKey, PeriodTotals, VersionMinute};
+pub use scenario::{
+    Fault, FaultError, FaultOperation, FunctionCode, FunctionSpec, RequestClass, SampleEvent,
+    Scenario, ScenarioError, Workload, WorkloadChange,
+};
+use sim::{CodeBehaviour, LogContext, MinuteKey, PeriodTotals, VersionMinute};
 
 /// How far back telemetry reaches, in minutes (CloudWatch keeps one-minute data 15 days).
 const RETENTION_MINUTES: i64 = 15 * 24 * 60;
@@ -182,6 +190,8 @@ impl State {
 
 struct Inner {
     seed: u64,
+    /// Runs each version's code on its function's events.
+    runner: Arc<CodeRunner>,
     clock: Arc<dyn Clock>,
     /// How long after a minute ends its telemetry becomes visible.
     telemetry_delay: Duration,
@@ -204,13 +214,29 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// The fleet of `scenario`, every function on version 1, reading time from `clock`.
+    /// The fleet of `scenario`, every function on version 1, reading time from `clock`;
+    /// functions with an event mix have their code run by the process-wide runner.
     pub fn new(scenario: &Scenario, clock: Arc<dyn Clock>) -> Result<Self, ScenarioError> {
+        Self::with_runner(scenario, clock, CodeRunner::shared())
+    }
+
+    /// [`Fleet::new`] with the code run by `runner`.
+    pub fn with_runner(
+        scenario: &Scenario,
+        clock: Arc<dyn Clock>,
+        runner: Arc<CodeRunner>,
+    ) -> Result<Self, ScenarioError> {
         scenario.validate(&scenario.name)?;
-        let functions = scenario
-            .functions
-            .iter()
-            .map(|spec| FunctionModel {
+        let mut functions = Vec::with_capacity(scenario.functions.len());
+        for spec in &scenario.functions {
+            let code = spec.code.clone().map(Arc::new);
+            let behaviour = behaviour(&runner, &spec.name, code.as_deref(), &spec.settings)
+                .map_err(|source| ScenarioError::Run {
+                    scenario: scenario.name.clone(),
+                    function: spec.name.clone(),
+                    source,
+                })?;
+            functions.push(FunctionModel {
                 workloads: spec
                     .workload_timeline()
                     .into_iter()
@@ -224,16 +250,18 @@ impl Fleet {
                 name_hash: sim::hash_str(spec.name.as_str()),
                 versions: vec![Version {
                     settings: spec.settings.clone(),
-                    code: spec.code.clone().map(Arc::new),
+                    code,
+                    behaviour,
                 }],
                 routing: Routing::INITIAL,
                 history: Vec::new(),
                 spec: Arc::new(spec.clone()),
-            })
-            .collect();
+            });
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 seed: scenario.seed,
+                runner,
                 clock,
                 telemetry_delay: Duration::minutes(i64::from(scenario.telemetry_delay_minutes)),
                 state: Mutex::new(State {
@@ -408,12 +436,13 @@ impl Fleet {
             let mut this_minute = Vec::new();
             for view in &views {
                 for (version, vm) in self.minute(view, m, None) {
-                    let Some(settings) = settings_of(&view.versions, version) else {
+                    let Some(published) = version_of(&view.versions, version) else {
                         continue;
                     };
                     let context = LogContext {
-                        settings,
+                        settings: &published.settings,
                         workload: view.workload(m),
+                        code: published.behaviour.as_deref(),
                     };
                     let key = self.key(view, m, version);
                     let stream = sim::log_stream(key);
@@ -451,11 +480,17 @@ impl Fleet {
             .into_iter()
             .filter(|(v, _)| only.is_none_or(|o| o == *v))
             .filter_map(|(version, share)| {
-                let settings = settings_of(&view.versions, version)?;
+                let published = version_of(&view.versions, version)?;
                 let key = self.key(view, minute, version);
                 Some((
                     version,
-                    sim::simulate_minute(key, share, settings, view.workload(minute)),
+                    sim::simulate_minute(
+                        key,
+                        share,
+                        &published.settings,
+                        view.workload(minute),
+                        published.behaviour.as_deref(),
+                    ),
                 ))
             })
             .collect()
@@ -752,12 +787,43 @@ fn patched(
     Ok((code, version))
 }
 
-/// A published version of a function: its settings and its code.
+/// A published version of a function: its settings, its code and what its code does.
 #[derive(Debug, Clone)]
 struct Version {
     settings: LambdaSettings,
     /// None when the scenario gives the function no code.
     code: Option<Arc<FunctionCode>>,
+    /// How its code handled each event of the mix; none without an event mix.
+    behaviour: Option<Arc<CodeBehaviour>>,
+}
+
+/// How `code` with `settings` handles each of its events, each run once (or taken from the
+/// runner's cache); none when the code has no event mix.
+fn behaviour(
+    runner: &CodeRunner,
+    function: &ComponentId,
+    code: Option<&FunctionCode>,
+    settings: &LambdaSettings,
+) -> Result<Option<Arc<CodeBehaviour>>, RunError> {
+    let Some(code) = code.filter(|c| !c.events.is_empty()) else {
+        return Ok(None);
+    };
+    let runtime = code
+        .runtime
+        .as_deref()
+        .ok_or(RunError::Missing("runtime"))?;
+    let interpreter = runner.check_runtime(runtime)?;
+    let mut events = Vec::with_capacity(code.events.len());
+    for event in &code.events {
+        let outcome = runner.run(&RunRequest {
+            function: function.as_str(),
+            code,
+            settings,
+            event,
+        })?;
+        events.push((event.name.clone(), event.weight, outcome));
+    }
+    Ok(Some(Arc::new(CodeBehaviour::new(interpreter, events))))
 }
 
 /// `version` of `versions` (versions count from 1).
@@ -966,9 +1032,15 @@ impl Deployer for Fleet {
                 (Some(Arc::new(code)), Some(version))
             }
         };
+        let behaviour = behaviour(&self.inner.runner, function, code.as_deref(), settings)
+            .map_err(|e| {
+                DeployError::Rejected(format!("{function}: the new version's code: {e}"))
+            })?;
+        let model = state.function_mut(function)?;
         model.versions.push(Version {
             settings: settings.clone(),
             code,
+            behaviour,
         });
         let version = u32::try_from(model.versions.len())
             .map_err(|_| DeployError::Rejected(format!("{function} has too many versions")))?;

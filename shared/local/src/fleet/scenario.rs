@@ -6,6 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use selfbuild_core::change::LambdaSettings;
+
+use selfbuild_core::change::code_patch::check_package_path;
+
+use super::runner::Interpreter;
 use selfbuild_core::event::EventJson;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -135,8 +139,9 @@ pub struct FunctionSpec {
     pub code: Option<FunctionCode>,
 }
 
-/// A function's deployed code: its handler and its files by repository path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A function's deployed code: its handler and its files by repository path, and the
+/// events it is run on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionCode {
     /// The configured handler (`app.handler`, `bootstrap`).
@@ -146,8 +151,25 @@ pub struct FunctionCode {
     /// patch to the code is held for review rather than shipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
-    /// Each file's text by its repository path.
+    /// Each file's text by its path in the package.
     pub files: BTreeMap<String, String>,
+    /// The requests the function gets, each a sample event with its weight; when given (a
+    /// Python or Node.js runtime), each version's handler really runs on each of them and
+    /// its failures are the function's application errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<SampleEvent>,
+}
+
+/// One kind of request in a function's event mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleEvent {
+    /// A short name (`order-found`), unique in the mix.
+    pub name: String,
+    /// Its relative weight (> 0); the mix's weights need not add up to 1.
+    pub weight: f64,
+    /// The event the handler is called with.
+    pub event: serde_json::Value,
 }
 
 impl FunctionCode {
@@ -299,6 +321,17 @@ pub enum ScenarioError {
         /// What is wrong with it.
         message: String,
     },
+    /// A function's code could not be run on its events (no interpreter, no scratch space).
+    #[error("{scenario}: {function}: {source}")]
+    Run {
+        /// The scenario's name.
+        scenario: String,
+        /// The function.
+        function: ComponentId,
+        /// Why.
+        #[source]
+        source: super::runner::RunError,
+    },
 }
 
 #[derive(Deserialize)]
@@ -403,6 +436,11 @@ impl Scenario {
                     format!("must be 1-900, got {}", s.timeout_seconds),
                 ));
             }
+            if let Some(code) = &f.code {
+                check_code(code, &at_field("code"))
+                    .map_err(|(field, message)| fail(field, message))?;
+            }
+            let runs_code = f.code.as_ref().is_some_and(|c| !c.events.is_empty());
             for (j, (at, workload)) in f.workload_timeline().iter().enumerate() {
                 let prefix = match j {
                     0 => at_field("workload"),
@@ -410,6 +448,13 @@ impl Scenario {
                 };
                 check_workload(workload, &prefix)
                     .map_err(|(field, message)| fail(field, message))?;
+                if runs_code && workload.base_error_rate > 0.0 {
+                    return Err(fail(
+                        format!("{prefix}.base_error_rate"),
+                        "must be 0 when code.events is given: the errors are those of the code"
+                            .into(),
+                    ));
+                }
                 if let (Some(at), Some(change)) =
                     (at, j.checked_sub(2).and_then(|k| f.workload_changes.get(k)))
                     && *at <= change.at
@@ -476,6 +521,58 @@ impl Scenario {
     pub fn function(&self, name: &ComponentId) -> Option<&FunctionSpec> {
         self.functions.iter().find(|f| &f.name == name)
     }
+}
+
+/// Checks a function's code: paths inside the package; an event mix only with a handler and
+/// a runtime the fleet runs, its names unique, its weights positive.
+fn check_code(code: &FunctionCode, prefix: &str) -> Result<(), (String, String)> {
+    for path in code.files.keys() {
+        check_package_path(path).map_err(|e| (format!("{prefix}.files"), e.to_string()))?;
+    }
+    if code.events.is_empty() {
+        return Ok(());
+    }
+    match code.runtime.as_deref() {
+        None => {
+            return Err((
+                format!("{prefix}.runtime"),
+                "is needed to run the code on its events".into(),
+            ));
+        }
+        Some(runtime) if Interpreter::of_runtime(runtime).is_none() => {
+            return Err((
+                format!("{prefix}.events"),
+                format!(
+                    "runtime {runtime} cannot be run locally (only python3.x and nodejs*.x): \
+                     leave out the events and model its errors in the workload"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    if code.handler.as_deref().is_none_or(|h| h.trim().is_empty()) {
+        return Err((
+            format!("{prefix}.handler"),
+            "is needed to run the code on its events".into(),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (j, event) in code.events.iter().enumerate() {
+        let field = |name: &str| format!("{prefix}.events[{j}].{name}");
+        if event.name.trim().is_empty() {
+            return Err((field("name"), "must not be empty".into()));
+        }
+        if !names.insert(event.name.as_str()) {
+            return Err((field("name"), format!("{} is listed twice", event.name)));
+        }
+        if !(event.weight.is_finite() && event.weight > 0.0) {
+            return Err((
+                field("weight"),
+                format!("must be above 0, got {}", event.weight),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks one workload; an error names the field under `prefix`.
@@ -710,6 +807,56 @@ mod tests {
         assert_eq!(field, "functions[1].name");
         let (field, _) = invalid(&format!("{MINIMAL} {{}}"));
         assert_eq!(field, ".");
+    }
+
+    #[test]
+    fn an_event_mix_is_read_and_checked_naming_the_field() {
+        let with = |code: &str| {
+            MINIMAL.replace(
+                r#""memory_used_mb": 60}}]"#,
+                &format!(r#""memory_used_mb": 60}}, "code": {code}}}]"#),
+            )
+        };
+        let good = r#"{"handler": "orders.handler", "runtime": "python3.12",
+            "files": {"orders.py": "def handler(e, c):\n    return 1\n"},
+            "events": [{"name": "found", "weight": 9, "event": {"id": 1}},
+                       {"name": "missing", "weight": 1, "event": {}}]}"#;
+        let s = Scenario::parse(&with(good), "code.json").unwrap();
+        let code = s.functions[0].code.as_ref().unwrap();
+        assert_eq!(code.events.len(), 2);
+        assert_eq!(code.events[0].event, serde_json::json!({"id": 1}));
+
+        let (field, message) = invalid(&with(&good.replace(r#""weight": 1,"#, r#""weight": 0,"#)));
+        assert_eq!(field, "functions[0].code.events[1].weight");
+        assert!(message.contains("above 0"), "{message}");
+        let (field, _) = invalid(&with(
+            &good.replace(r#""name": "missing""#, r#""name": "found""#),
+        ));
+        assert_eq!(field, "functions[0].code.events[1].name");
+        let (field, message) = invalid(&with(
+            &good.replace(r#""weight": 9,"#, r#""weight": 9, "share": 1,"#),
+        ));
+        assert_eq!(field, "functions[0].code.events[0].share");
+        assert!(message.contains("unknown field"), "{message}");
+        let (field, message) = invalid(&with(&good.replace("python3.12", "provided.al2023")));
+        assert_eq!(field, "functions[0].code.events");
+        assert!(
+            message.contains("provided.al2023 cannot be run locally"),
+            "{message}"
+        );
+        let (field, _) = invalid(&with(&good.replace(r#""handler": "orders.handler", "#, "")));
+        assert_eq!(field, "functions[0].code.handler");
+        let (field, message) = invalid(&with(&good.replace(r#""orders.py""#, r#""../orders.py""#)));
+        assert_eq!(field, "functions[0].code.files");
+        assert!(message.contains("../orders.py"), "{message}");
+        let (field, _) = invalid(&with(good).replace(
+            r#""memory_used_mb": 60}"#,
+            r#""memory_used_mb": 60, "base_error_rate": 0.1, "error_messages": ["E"]}"#,
+        ));
+        assert_eq!(field, "functions[0].workload.base_error_rate");
+        // Without events, a compiled runtime is fine: its code is only read, never run.
+        let compiled = r#"{"handler": "bootstrap", "runtime": "provided.al2023", "files": {"src/main.rs": "fn main() {}\n"}}"#;
+        assert!(Scenario::parse(&with(compiled), "rust.json").is_ok());
     }
 
     #[test]

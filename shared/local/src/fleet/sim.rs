@@ -7,6 +7,7 @@ use selfbuild_core::change::LambdaSettings;
 use selfbuild_core::telemetry::MetricName;
 use time::{Duration, OffsetDateTime};
 
+use super::runner::{CodeFailure, Interpreter, RunOutcome};
 use super::scenario::{RequestClass, Workload};
 
 /// Invocations simulated one by one per minute and version; counts are scaled up from them.
@@ -95,6 +96,61 @@ pub(super) enum Failure {
         /// Index into the workload's error messages.
         message: usize,
     },
+    /// The version's code, really run, failed on this event of its mix.
+    Code {
+        /// Index into the version's [`CodeBehaviour`] events.
+        event: usize,
+    },
+}
+
+/// How a version's code handles each event of its function's mix, as really run.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CodeBehaviour {
+    /// The runtime's language, which decides how its failures are logged.
+    pub interpreter: Interpreter,
+    /// The events in the mix's order.
+    pub events: Vec<EventBehaviour>,
+}
+
+/// One event of a mix and how the code ended on it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EventBehaviour {
+    /// The event's name.
+    pub name: String,
+    /// Its share of the requests (the shares add up to 1).
+    pub share: f64,
+    /// How the handler ended on it.
+    pub outcome: RunOutcome,
+}
+
+impl CodeBehaviour {
+    /// The behaviour of `events`, (name, weight, outcome); weights become shares.
+    pub(super) fn new(interpreter: Interpreter, events: Vec<(String, f64, RunOutcome)>) -> Self {
+        let total: f64 = events.iter().map(|(_, w, _)| *w).sum();
+        Self {
+            interpreter,
+            events: events
+                .into_iter()
+                .map(|(name, weight, outcome)| EventBehaviour {
+                    name,
+                    share: weight / total,
+                    outcome,
+                })
+                .collect(),
+        }
+    }
+
+    /// The event a uniform draw in `[0, 1)` picks, by share.
+    fn pick(&self, draw: f64) -> usize {
+        let mut left = draw;
+        for (i, event) in self.events.iter().enumerate() {
+            if left < event.share {
+                return i;
+            }
+            left -= event.share;
+        }
+        self.events.len().saturating_sub(1)
+    }
 }
 
 /// One simulated invocation.
@@ -157,7 +213,7 @@ pub(super) struct VersionMinute {
 }
 
 /// Simulates minute `key.minute` of a version with `settings` that gets `share` of the
-/// function's traffic.
+/// function's traffic; with `code`, its application errors are those of its real code.
 ///
 /// - requests n ~ Poisson(invocations_per_minute × share);
 /// - each of min(n, 1000) sampled invocations runs
@@ -165,7 +221,9 @@ pub(super) struct VersionMinute {
 ///   and uses `memory_used_mb × exp(memory_jitter × z')` MB (with a `request_mix`, the costs
 ///   of a kind drawn by share);
 /// - memory above `memory_mb` kills it (out of memory), else a duration above the timeout
-///   ends it at the timeout, else it fails with probability `base_error_rate`;
+///   ends it at the timeout, else it fails with probability `base_error_rate`, or, when
+///   the version's code was run on an event mix, its event is drawn by weight and it fails
+///   (or times out) as the code did on that event;
 /// - concurrency c = n × mean duration / 60 000; the version may use `share` of its
 ///   reservation (or of the account's 1000), so it sees the throttling it would see with all
 ///   the traffic: the excess fraction `(c − limit) / c` of the requests is throttled;
@@ -175,6 +233,7 @@ pub(super) fn simulate_minute(
     share: f64,
     settings: &LambdaSettings,
     workload: &Workload,
+    code: Option<&CodeBehaviour>,
 ) -> VersionMinute {
     let mut rng = key.rng(0);
     let requests = rng.poisson(workload.invocations_per_minute * share);
@@ -207,6 +266,14 @@ pub(super) fn simulate_minute(
             (duration.min(timeout_ms), Some(Failure::OutOfMemory))
         } else if duration > timeout_ms {
             (timeout_ms, Some(Failure::Timeout))
+        } else if let Some(code) = code {
+            // The same draw picks the event, so runs without code draw as they always did.
+            let event = code.pick(error_draw);
+            match code.events.get(event).map(|e| &e.outcome) {
+                Some(RunOutcome::Failed(_)) => (duration, Some(Failure::Code { event })),
+                Some(RunOutcome::TimedOut { .. }) => (timeout_ms, Some(Failure::Timeout)),
+                Some(RunOutcome::Succeeded) | None => (duration, None),
+            }
         } else if error_draw < workload.base_error_rate {
             let count = workload.error_messages.len().max(1) as u64;
             let message = rng.below(count) as usize;
@@ -397,6 +464,8 @@ pub(super) struct LogContext<'a> {
     pub settings: &'a LambdaSettings,
     /// The function's workload.
     pub workload: &'a Workload,
+    /// How the version's code, really run, handles its events.
+    pub code: Option<&'a CodeBehaviour>,
 }
 
 /// The error log rows of one simulated minute: `minute.errors` rows, their kinds drawn in
@@ -465,6 +534,51 @@ fn message(
             }
             text
         }
+        Failure::Code { event } => {
+            match (context.code, context.code.and_then(|c| c.events.get(event))) {
+                (
+                    Some(code),
+                    Some(EventBehaviour {
+                        outcome: RunOutcome::Failed(failure),
+                        ..
+                    }),
+                ) => code_failure_row(code.interpreter, &stamp, &request, failure),
+                _ => format!("{stamp}\t{request}\tERROR\tError: internal error"),
+            }
+        }
+    }
+}
+
+/// The log row a runtime writes for an uncaught error: Python's `[ERROR]` layout with the
+/// exception line and the traceback's frames; Node.js' `Invoke Error` with its JSON error
+/// (`errorType`, `errorMessage`, `stack`).
+fn code_failure_row(
+    interpreter: Interpreter,
+    stamp: &str,
+    request: &str,
+    failure: &CodeFailure,
+) -> String {
+    match interpreter {
+        Interpreter::Python => {
+            let mut text = format!("[ERROR]\t{stamp}\t{request}\t{}", failure.error_type);
+            if !failure.message.is_empty() {
+                text.push_str(": ");
+                text.push_str(&failure.message);
+            }
+            for line in &failure.trace {
+                text.push('\n');
+                text.push_str(line);
+            }
+            text
+        }
+        Interpreter::Node => {
+            let error = serde_json::json!({
+                "errorType": failure.error_type,
+                "errorMessage": failure.message,
+                "stack": failure.trace,
+            });
+            format!("{stamp}\t{request}\tERROR\tInvoke Error \t{error}")
+        }
     }
 }
 
@@ -491,7 +605,9 @@ pub(super) fn report_rows(
                 None => "",
                 Some(Failure::Timeout) => "Status: timeout\t",
                 Some(Failure::OutOfMemory) => "Status: error\tError Type: Runtime.OutOfMemory\t",
-                Some(Failure::Application { .. }) => "Status: error\tError Type: Runtime.Unknown\t",
+                Some(Failure::Application { .. } | Failure::Code { .. }) => {
+                    "Status: error\tError Type: Runtime.Unknown\t"
+                }
             };
             let line = format!(
                 "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\t\
@@ -664,7 +780,7 @@ mod tests {
         ];
         let (mut cheap, mut costly, mut oom) = (0, 0, 0);
         for minute in 0..200 {
-            let m = simulate_minute(key(minute), 1.0, &settings(512, 60, None), &w);
+            let m = simulate_minute(key(minute), 1.0, &settings(512, 60, None), &w, None);
             for s in &m.samples {
                 match s.failure {
                     Some(Failure::OutOfMemory) => oom += 1,
@@ -677,6 +793,158 @@ mod tests {
         assert_eq!(costly, 0);
         let share = f64::from(oom) / f64::from(oom + cheap);
         assert!((share - 0.1).abs() < 0.01, "{share}");
+    }
+
+    fn behaviour(outcomes: &[(f64, RunOutcome)]) -> CodeBehaviour {
+        CodeBehaviour::new(
+            Interpreter::Python,
+            outcomes
+                .iter()
+                .enumerate()
+                .map(|(i, (w, o))| (format!("e{i}"), *w, o.clone()))
+                .collect(),
+        )
+    }
+
+    fn key_error() -> RunOutcome {
+        RunOutcome::Failed(CodeFailure {
+            error_type: "KeyError".into(),
+            message: "'shipping'".into(),
+            trace: vec![
+                "Traceback (most recent call last):".into(),
+                "  File \"/var/task/orders.py\", line 11, in shipping_cost".into(),
+                "    address = order[\"shipping\"]".into(),
+            ],
+        })
+    }
+
+    #[test]
+    fn a_versions_errors_are_the_share_of_events_its_code_fails_on() {
+        // Weights 6 : 3 : 1, the code failing on the last and timing out on none.
+        let code = behaviour(&[
+            (6.0, RunOutcome::Succeeded),
+            (3.0, RunOutcome::Succeeded),
+            (1.0, key_error()),
+        ]);
+        let w = workload();
+        let (mut failed, mut ran) = (0_u64, 0_u64);
+        for minute in 0..200 {
+            let m = simulate_minute(key(minute), 1.0, &settings(1024, 30, None), &w, Some(&code));
+            assert_eq!(
+                m,
+                simulate_minute(key(minute), 1.0, &settings(1024, 30, None), &w, Some(&code))
+            );
+            failed += m
+                .samples
+                .iter()
+                .filter(|s| s.failure == Some(Failure::Code { event: 2 }))
+                .count() as u64;
+            ran += m.samples.len() as u64;
+            assert!(
+                m.samples
+                    .iter()
+                    .all(|s| matches!(s.failure, None | Some(Failure::Code { event: 2 })))
+            );
+        }
+        let share = failed as f64 / ran as f64;
+        assert!((share - 0.1).abs() < 0.01, "{share}");
+        // Code that succeeds on every event never fails, whatever the workload says.
+        let healthy = behaviour(&[(1.0, RunOutcome::Succeeded)]);
+        let noisy = Workload {
+            base_error_rate: 0.5,
+            error_messages: vec!["E".into()],
+            ..workload()
+        };
+        let m = simulate_minute(
+            key(1),
+            1.0,
+            &settings(1024, 30, None),
+            &noisy,
+            Some(&healthy),
+        );
+        assert_eq!(m.errors, 0);
+        // A handler that ran past its timeout times out at the configured timeout.
+        let spinning = behaviour(&[(1.0, RunOutcome::TimedOut { seconds: 3 })]);
+        let m = simulate_minute(key(1), 1.0, &settings(1024, 3, None), &w, Some(&spinning));
+        assert!(
+            m.samples
+                .iter()
+                .all(|s| s.failure == Some(Failure::Timeout) && s.duration_ms == 3000.0)
+        );
+    }
+
+    #[test]
+    fn a_code_failure_is_logged_as_its_runtime_logs_it_and_reads_as_its_trace() {
+        use selfbuild_core::logfacts::{Language, parse_trace, record};
+        let s = settings(128, 3, None);
+        let w = workload();
+        let failure = match key_error() {
+            RunOutcome::Failed(f) => f,
+            _ => unreachable!(),
+        };
+        let node_failure = CodeFailure {
+            error_type: "TypeError".into(),
+            message: "Cannot read properties of null (reading 'currency')".into(),
+            trace: vec![
+                "TypeError: Cannot read properties of null (reading 'currency')".into(),
+                "    at handler (file:///var/task/src/cart.mjs:11:47)".into(),
+            ],
+        };
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(3_123);
+        for (interpreter, failure, language, file, function) in [
+            (
+                Interpreter::Python,
+                failure,
+                Language::Python,
+                "/var/task/orders.py",
+                "shipping_cost",
+            ),
+            (
+                Interpreter::Node,
+                node_failure,
+                Language::Node,
+                "file:///var/task/src/cart.mjs",
+                "handler",
+            ),
+        ] {
+            let code = CodeBehaviour {
+                interpreter,
+                events: vec![EventBehaviour {
+                    name: "e".into(),
+                    share: 1.0,
+                    outcome: RunOutcome::Failed(failure.clone()),
+                }],
+            };
+            let context = LogContext {
+                settings: &s,
+                workload: &w,
+                code: Some(&code),
+            };
+            let row = message(
+                &mut Rng::seeded(&[1]),
+                at,
+                Failure::Code { event: 0 },
+                5.0,
+                &context,
+            );
+            let read = record::read(&row);
+            assert!(read.is_error(), "{row}");
+            assert!(read.request_id.is_some(), "{row}");
+            let trace = parse_trace(read.trace_text(), read.error_type.as_deref())
+                .unwrap_or_else(|| panic!("no trace in {row}"));
+            assert_eq!(trace.language, language, "{row}");
+            assert_eq!(trace.exception, failure.error_type, "{row}");
+            assert_eq!(
+                trace.message.as_deref(),
+                Some(failure.message.as_str()),
+                "{row}"
+            );
+            let top = trace.top_frame().unwrap();
+            assert_eq!(
+                (top.file.as_deref(), top.function.as_deref()),
+                (Some(file), Some(function))
+            );
+        }
     }
 
     fn settings(memory_mb: u32, timeout_seconds: u32, reserved: Option<u32>) -> LambdaSettings {
@@ -725,11 +993,11 @@ mod tests {
             duration_jitter: 0.0,
             ..workload()
         };
-        let at_128 = simulate_minute(key(1), 1.0, &settings(128, 10, None), &w);
+        let at_128 = simulate_minute(key(1), 1.0, &settings(128, 10, None), &w, None);
         let mean = at_128.duration_sum_ms / at_128.invocations as f64;
         assert!((mean - (250.0 + 2400.0)).abs() < 1e-6, "{mean}");
         assert_eq!(at_128.errors, 0);
-        let short = simulate_minute(key(1), 1.0, &settings(128, 2, None), &w);
+        let short = simulate_minute(key(1), 1.0, &settings(128, 2, None), &w, None);
         assert_eq!(short.errors, short.invocations);
         assert!(
             short
@@ -745,11 +1013,11 @@ mod tests {
             memory_used_mb: 300.0,
             ..workload()
         };
-        let m = simulate_minute(key(2), 1.0, &settings(256, 30, None), &w);
+        let m = simulate_minute(key(2), 1.0, &settings(256, 30, None), &w, None);
         assert!(m.invocations > 0);
         assert_eq!(m.errors, m.invocations);
         assert_eq!(m.memory_utilization, Some(100.0));
-        let ok = simulate_minute(key(2), 1.0, &settings(512, 30, None), &w);
+        let ok = simulate_minute(key(2), 1.0, &settings(512, 30, None), &w, None);
         assert_eq!(ok.errors, 0);
         assert!((ok.memory_utilization.unwrap() - 300.0 / 512.0 * 100.0).abs() < 1e-9);
     }
@@ -764,17 +1032,17 @@ mod tests {
             duration_jitter: 0.0,
             ..workload()
         };
-        let m = simulate_minute(key(3), 1.0, &settings(512, 10, Some(5)), &w);
+        let m = simulate_minute(key(3), 1.0, &settings(512, 10, Some(5)), &w, None);
         let fraction = m.throttles as f64 / m.requests as f64;
         assert!((fraction - 2.0 / 3.0).abs() < 0.01, "{fraction}");
         assert!((m.concurrency - 5.0).abs() < 0.1, "{}", m.concurrency);
         // A 10 % share may use 10 % of the reservation: the same fraction is throttled.
-        let canary = simulate_minute(key(3), 0.1, &settings(512, 10, Some(5)), &w);
+        let canary = simulate_minute(key(3), 0.1, &settings(512, 10, Some(5)), &w, None);
         let fraction = canary.throttles as f64 / canary.requests as f64;
         assert!((fraction - 2.0 / 3.0).abs() < 0.06, "{fraction}");
-        let enough = simulate_minute(key(3), 1.0, &settings(512, 10, Some(20)), &w);
+        let enough = simulate_minute(key(3), 1.0, &settings(512, 10, Some(20)), &w, None);
         assert_eq!(enough.throttles, 0);
-        let none = simulate_minute(key(3), 1.0, &settings(512, 10, Some(0)), &w);
+        let none = simulate_minute(key(3), 1.0, &settings(512, 10, Some(0)), &w, None);
         assert_eq!((none.invocations, none.throttles), (0, none.requests));
         assert_eq!(none.memory_utilization, None);
     }
@@ -787,7 +1055,7 @@ mod tests {
             error_messages: vec!["E".into()],
             ..workload()
         };
-        let m = simulate_minute(key(4), 1.0, &settings(1024, 30, None), &w);
+        let m = simulate_minute(key(4), 1.0, &settings(1024, 30, None), &w, None);
         assert_eq!(m.samples.len(), 1000);
         assert!((4700..5300).contains(&m.invocations), "{}", m.invocations);
         let rate = m.errors as f64 / m.invocations as f64;
@@ -838,6 +1106,7 @@ mod tests {
         let context = LogContext {
             settings: &s,
             workload: &w,
+            code: None,
         };
         let at = OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(3_123);
         let mut rng = Rng::seeded(&[1]);
@@ -998,7 +1267,7 @@ mod tests {
                 reserved in proptest::option::of(0_u32..50),
             ) {
                 let settings = settings(memory_mb, timeout_seconds, reserved);
-                let m = simulate_minute(key(minute), share, &settings, &workload);
+                let m = simulate_minute(key(minute), share, &settings, &workload, None);
                 prop_assert_eq!(m.invocations + m.throttles, m.requests);
                 prop_assert!(m.errors <= m.invocations);
                 prop_assert_eq!(m.samples.len() as u64, m.requests.min(MAX_SAMPLES));
@@ -1009,7 +1278,7 @@ mod tests {
                 prop_assert_eq!(m.memory_utilization.is_some(), m.invocations > 0);
                 prop_assert!(m.memory_utilization.is_none_or(|u| (0.0..=100.0).contains(&u)));
                 // The same key gives the same minute.
-                prop_assert_eq!(simulate_minute(key(minute), share, &settings, &workload), m);
+                prop_assert_eq!(simulate_minute(key(minute), share, &settings, &workload, None), m);
             }
         }
     }

@@ -1466,3 +1466,139 @@ async fn a_code_patch_ships_onto_the_code_it_was_judged_against_and_rolls_back()
     let served = fleet.deployed_files(&f, &["src/orders.py"]).await.unwrap();
     assert_eq!(served.files["src/orders.py"].as_deref(), Some(old.as_str()));
 }
+
+const PYTHON_FIX: &str = include_str!("../../../../events/scenarios/code-fix-python-promoted.json");
+const NODE_FIX: &str = include_str!("../../../../events/scenarios/code-fix-node-rolled-back.json");
+
+/// The scenario's recorded code patch, as deploy would ship it onto the live code.
+async fn recorded_patch(scenario: &Scenario, fleet: &Fleet, function: &str) -> DeploySpec {
+    use selfbuild_core::change::{CodeRelease, FilePatch};
+    let answer = &scenario.llm.as_ref().unwrap()["recorded"][0]["proposal"]["change"];
+    let files: Vec<FilePatch> = serde_json::from_value(answer["files"].clone()).unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let deployed = fleet.deployed_files(&id(function), &paths).await.unwrap();
+    let state = fleet.function_state(&id(function)).await.unwrap();
+    DeploySpec::Code {
+        settings: state.settings,
+        release: CodeRelease {
+            files,
+            base: deployed.base,
+        },
+    }
+}
+
+/// Each error row of `function` over `w`, read as a record and its stack trace.
+async fn traces(
+    fleet: &Fleet,
+    function: &str,
+    w: TimeWindow,
+) -> Vec<selfbuild_core::logfacts::StackTrace> {
+    use selfbuild_core::logfacts::{parse_trace, record};
+    let rows = fleet
+        .error_rows(&query(None, &[function], w, 60), 500)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    rows.iter()
+        .map(|row| {
+            let read = record::read(&row.message);
+            parse_trace(read.trace_text(), read.error_type.as_deref())
+                .unwrap_or_else(|| panic!("no trace in {}", row.message))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_python_functions_errors_are_its_code_failing_and_a_patch_that_fixes_it_has_none() {
+    let (scenario, fleet, clock) = fleet(PYTHON_FIX);
+    let f = "checkout-api";
+    let hours = window(scenario.now - Duration::HOUR * 2, 120);
+    // 8 % of the events are store pickups, which the handler fails on.
+    let before = function_stats(&fleet, f, hours).await;
+    assert!((before.error_rate() - 0.08).abs() < 0.015, "{before:?}");
+    for trace in traces(&fleet, f, hours).await {
+        assert_eq!(
+            (trace.exception.as_str(), trace.message.as_deref()),
+            ("KeyError", Some("'shipping'"))
+        );
+        let top = trace.top_frame().unwrap();
+        assert_eq!(top.file.as_deref(), Some("/var/task/orders.py"));
+        assert_eq!(top.function.as_deref(), Some("shipping_cost"));
+        assert_eq!(trace.frames[1].function.as_deref(), Some("handler"));
+    }
+    // Half the traffic on the patched code for an hour: it fails on nothing, stable as before.
+    let spec = recorded_patch(&scenario, &fleet, f).await;
+    fleet
+        .deploy_canary(&improvement("imp-1"), &id(f), &spec, 0.5)
+        .await
+        .unwrap();
+    clock.advance(Duration::HOUR);
+    let hour = window(scenario.now, 60);
+    let canary = version_stats(&fleet, f, "2", hour).await;
+    let stable = version_stats(&fleet, f, "1", hour).await;
+    assert!(canary.invocations > 2000.0, "{canary:?}");
+    assert_eq!(canary.errors, 0.0, "{canary:?}");
+    assert!((stable.error_rate() - 0.08).abs() < 0.025, "{stable:?}");
+}
+
+#[tokio::test]
+async fn a_node_patch_that_breaks_another_event_class_fails_on_it() {
+    let (scenario, fleet, clock) = fleet(NODE_FIX);
+    let f = "cart-quote";
+    let spec = recorded_patch(&scenario, &fleet, f).await;
+    fleet
+        .deploy_canary(&improvement("imp-1"), &id(f), &spec, 0.5)
+        .await
+        .unwrap();
+    clock.advance(Duration::HOUR);
+    let hour = window(scenario.now, 60);
+    let stable = version_stats(&fleet, f, "1", hour).await;
+    let canary = version_stats(&fleet, f, "2", hour).await;
+    // Stable fails on the 5 % empty carts; the canary fixes those and fails on the 40 %
+    // of quotes without a query string.
+    assert!((stable.error_rate() - 0.05).abs() < 0.02, "{stable:?}");
+    assert!((canary.error_rate() - 0.40).abs() < 0.04, "{canary:?}");
+    let messages: std::collections::BTreeSet<(String, Option<String>, Option<u32>)> =
+        traces(&fleet, f, hour)
+            .await
+            .into_iter()
+            .map(|t| {
+                let line = t.top_frame().and_then(|f| f.line);
+                assert_eq!(
+                    t.top_frame().and_then(|f| f.file.as_deref()),
+                    Some("file:///var/task/src/cart.mjs")
+                );
+                (t.exception, t.message, line)
+            })
+            .collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                "TypeError".to_owned(),
+                Some("Cannot read properties of undefined (reading 'reduce')".to_owned()),
+                Some(9)
+            ),
+            (
+                "TypeError".to_owned(),
+                Some("Cannot read properties of null (reading 'currency')".to_owned()),
+                Some(11)
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    );
+}
+
+#[tokio::test]
+async fn a_fleet_whose_interpreter_is_missing_is_refused_naming_the_install_command() {
+    let scenario = Scenario::parse(PYTHON_FIX, "py.json").unwrap();
+    let runner = Arc::new(CodeRunner::with_programs("python3-not-installed", "node"));
+    let err =
+        Fleet::with_runner(&scenario, Arc::new(FixedClock(scenario.now)), runner).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("checkout-api") && text.contains("apt-get install python3"),
+        "{text}"
+    );
+}

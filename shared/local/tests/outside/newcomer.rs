@@ -38,8 +38,13 @@ fn the_demo_runs_from_any_directory_on_the_bundled_scenarios() {
     let output = run(elsewhere(dir.path()).args(["demo", "--quiet"]));
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("3 of 3 runs as expected"), "{stdout}");
+    assert!(stdout.contains("7 of 7 runs as expected"), "{stdout}");
     assert!(stdout.contains("timeouts-fixed-by-config"), "{stdout}");
+    // The scenarios whose code runs carry it in the binary too.
+    assert!(
+        stdout.contains("code-fix-python-promoted") && stdout.contains("orders.py +4/-1"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("T+00:00:00"),
         "--quiet prints no progress: {stdout}"
