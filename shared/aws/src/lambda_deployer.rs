@@ -442,7 +442,7 @@ impl Deployer for LambdaDeployer {
             return Ok(None);
         };
         let stable = self.configuration(function, Some(&note.stable)).await?;
-        self.restore_latest(function, &note.stable, &stable, note.code.is_some())
+        self.restore_latest(function, &note.stable, &stable, note.code.is_some(), "")
             .await?;
         info!(
             function = %function,
@@ -515,16 +515,12 @@ impl LambdaDeployer {
                      the function-wide reserved concurrency may still be the canary's"
                 ))
             })?;
-        self.restore_latest(function, stable_version, &stable, ships_code)
-            .await
-            .map_err(|e| {
-                e.leaving(&format!(
-                    "alias `{LIVE_ALIAS}` sends all traffic to version {stable_version} again and \
-                     the reserved concurrency is restored; {LATEST} may still carry the canary's \
-                     {} (it serves no alias traffic)",
-                    carried(ships_code)
-                ))
-            })?;
+        let restored = format!(
+            "alias `{LIVE_ALIAS}` sends all traffic to version {stable_version} again and the \
+             reserved concurrency is restored; "
+        );
+        self.restore_latest(function, stable_version, &stable, ships_code, &restored)
+            .await?;
         info!(
             function = %function,
             improvement = %improvement_id,
@@ -818,26 +814,39 @@ impl LambdaDeployer {
     }
 
     /// Puts the package of the stable version back on `$LATEST` if the canary shipped code
-    /// and `$LATEST` does not carry that package, then its settings and description.
+    /// and `$LATEST` does not carry that package, then its settings and description. A
+    /// failure says what is left, after `restored` (what the caller restored before).
     async fn restore_latest(
         &self,
         function: &ComponentId,
         stable_version: &str,
         stable: &VersionConfig,
         ships_code: bool,
+        restored: &str,
     ) -> Result<(), DeployError> {
+        let left = |what: &str| {
+            format!(
+                "{restored}{LATEST} still carries the canary's {what} (it serves no alias traffic)"
+            )
+        };
         let mut latest = self.configuration(function, None).await?;
         // Code first: `$LATEST` keeps the note until its code is back, so a retry finds it.
         if ships_code && latest.code_sha256 != stable.code_sha256 {
-            let (config, location) = self.code_of(function, stable_version).await?;
-            let package = self.download(function, &config, &location).await?;
-            latest = self
-                .update_latest_code(function, &package, latest.revision_id.as_deref())
-                .await?;
+            let restore_code = async {
+                let (config, location) = self.code_of(function, stable_version).await?;
+                let package = self.download(function, &config, &location).await?;
+                self.update_latest_code(function, &package, latest.revision_id.as_deref())
+                    .await
+            };
+            latest = restore_code
+                .await
+                .map_err(|e| e.leaving(&left(carried(true))))?;
             info!(function = %function, stable = %stable_version, "stable code restored on $LATEST");
         }
         if !latest.same_as(stable) {
-            self.update_latest(function, stable).await?;
+            self.update_latest(function, stable)
+                .await
+                .map_err(|e| e.leaving(&left(carried(false))))?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use selfbuild_aws::LambdaDeployer;
+use selfbuild_aws::lambda_code::rewrite::code_sha256;
 use selfbuild_core::change::{DeploySpec, LambdaSettings};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
@@ -24,7 +25,7 @@ use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::ports::{DeployError, Deployer};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_tests::improvement_id;
-use selfbuild_tests::lambda_fixture::MotoFunction;
+use selfbuild_tests::lambda_fixture::{MotoFunction, bootstrap_zip};
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -70,6 +71,10 @@ pub trait DeployerHarness {
 
     /// How many versions of `function` are published.
     async fn published_versions(&self, deployer: &Self::D, function: &ComponentId) -> usize;
+
+    /// The package hash `function_state` reports for a function [`DeployerHarness::function`]
+    /// made (none where the function has no code).
+    fn code_sha256(&self) -> Option<String>;
 }
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -99,9 +104,13 @@ fn canary(reserved: Option<u32>) -> LambdaSettings {
 }
 
 /// What a new function reports: version 1 on `settings`, alone behind the alias.
-fn fresh(function: &ComponentId, settings: &LambdaSettings) -> FunctionState {
+fn fresh<H: DeployerHarness>(
+    h: &H,
+    function: &ComponentId,
+    settings: &LambdaSettings,
+) -> FunctionState {
     FunctionState {
-        code_sha256: None,
+        code_sha256: h.code_sha256(),
         function: function.clone(),
         settings: settings.clone(),
         alias: LIVE_ALIAS.to_owned(),
@@ -133,7 +142,7 @@ fn reserved_during_canary<H: DeployerHarness>(
 pub async fn a_new_function_is_version_1_alone_behind_the_alias<H: DeployerHarness>(h: &H) {
     let settings = initial(Some(5));
     let (d, f) = h.function("state", &settings).await;
-    assert_eq!(d.function_state(&f).await.unwrap(), fresh(&f, &settings));
+    assert_eq!(d.function_state(&f).await.unwrap(), fresh(h, &f, &settings));
 }
 
 pub async fn a_deploy_is_a_new_version_beside_the_stable_one_and_idempotent_per_improvement<
@@ -310,7 +319,7 @@ pub async fn promote_routes_everything_to_the_canary_and_is_idempotent<H: Deploy
         FunctionState {
             stable_version: deployed.canary_version.clone(),
             settings: next.clone(),
-            ..fresh(&f, &next)
+            ..fresh(h, &f, &next)
         }
     );
     // A retried deploy of the promoted improvement changes nothing.
@@ -349,7 +358,7 @@ pub async fn rollback_restores_the_exact_baseline_and_is_idempotent<H: DeployerH
     assert_eq!(d.function_state(&f).await.unwrap(), before);
     d.rollback(&deployed).await.unwrap();
     assert_eq!(d.function_state(&f).await.unwrap(), before);
-    assert_eq!(before, fresh(&f, &start));
+    assert_eq!(before, fresh(h, &f, &start));
 }
 
 pub async fn rollback_after_promotion_restores_the_baseline_and_promote_is_then_refused<
@@ -449,7 +458,7 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
             .unwrap();
 
         // THEN it routes the canary against the baseline from before the first attempt
-        assert_eq!(deployed.baseline, fresh(&f, &start), "{partial:?}");
+        assert_eq!(deployed.baseline, fresh(h, &f, &start), "{partial:?}");
         assert_eq!(deployed.settings, next, "{partial:?}");
         assert_eq!(
             d.function_state(&f).await.unwrap().canary,
@@ -466,7 +475,7 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
         d.rollback(&deployed).await.unwrap();
         assert_eq!(
             d.function_state(&f).await.unwrap(),
-            fresh(&f, &start),
+            fresh(h, &f, &start),
             "{partial:?}"
         );
     }
@@ -649,6 +658,10 @@ impl DeployerHarness for FleetHarness {
             .take_while(|v: &usize| fleet.version_settings(function, &v.to_string()).is_some())
             .count()
     }
+
+    fn code_sha256(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `LambdaDeployer` on the shared moto server, kept up while the check runs; function
@@ -739,6 +752,10 @@ impl DeployerHarness for LambdaHarness {
             .iter()
             .filter(|v| *v != "$LATEST")
             .count()
+    }
+
+    fn code_sha256(&self) -> Option<String> {
+        Some(code_sha256(&bootstrap_zip()))
     }
 }
 
