@@ -21,9 +21,9 @@ use selfbuild_tests::improvement_id;
 use selfbuild_tests::lambda_fixture::{MotoFunction, stored_zip};
 use selfbuild_tests::moto::MotoServer;
 
-use crate::lambda_code::{ORDERS_PY, package_host, python_function};
+use crate::lambda_code::{package_host, python_function};
 
-/// A patch of `orders.py` (as [`ORDERS_PY`] has it) and a new module.
+/// A patch of `orders.py` (as `lambda_code::python_function` deploys it) and a new module.
 fn fix() -> Vec<FilePatch> {
     vec![
         FilePatch {
