@@ -7,8 +7,13 @@
 //!    alias, or whose alias points at `$LATEST`, is refused (see below).
 //! 2. `UpdateFunctionConfiguration` of `$LATEST` (memory, timeout, environment, and a
 //!    description naming the improvement), then `GetFunctionConfiguration` until its
-//!    `LastUpdateStatus` is `Successful`.
-//! 3. `PublishVersion` with that description.
+//!    `LastUpdateStatus` is `Successful`. For a code patch, first `GetFunction` on the stable
+//!    version (its `CodeSha256` must be the one the patch was validated against), its
+//!    package fetched and patched ([`crate::lambda_code::rewrite`]), and after the settings
+//!    `UpdateFunctionCode` with the new zip and the `RevisionId` just read, waited for the
+//!    same way.
+//! 3. `PublishVersion` with that description and `CodeSha256`: the patched package's, or
+//!    for a configuration change the stable version's, so no other code is ever published.
 //! 4. `PutFunctionConcurrency` / `DeleteFunctionConcurrency` if the reservation changes.
 //!    Reserved concurrency belongs to the function, not to a version: from this step on it
 //!    applies to the stable version's traffic too, and only a rollback restores it.
@@ -30,7 +35,9 @@
 //!
 //! - the canary version's description, written once by `PublishVersion` (step 3) and
 //!   found again with `ListVersionsByFunction`: the improvement id, the stable version it was
-//!   cut against, and the reserved concurrency before and after. The reservation is
+//!   cut against, the reserved concurrency before and after, and for a code patch the new
+//!   package's `CodeSha256` (a retry patches the stable package again, which gives the same
+//!   bytes, and refuses another patch). The reservation is
 //!   function-wide and changed in step 4, so after a first attempt the old value is gone.
 //! - the alias's description, written in the same `UpdateAlias` call that routes traffic
 //!   (step 5): the improvement, the canary version, the weight and the time routing began.
@@ -50,8 +57,10 @@
 //! from the same notes: the alias naming it (routed: a full rollback), a version published
 //! for it (the reservation and `$LATEST` restored; refused when later versions exist), or
 //! `$LATEST` still carrying its note (only `$LATEST` restored); none of these, nothing to do.
-//! A restore goes traffic first, then the reservation, then `$LATEST`, and each failure says
-//! which of them are restored.
+//! A restore goes traffic first, then the reservation, then `$LATEST` (after a code patch its
+//! code first: the stable version's package uploaded again, then its settings and
+//! description, so the note stays until the code is back), and each failure says which of
+//! them are restored.
 //!
 //! # A function without the alias
 //!
@@ -152,7 +161,8 @@ impl std::fmt::Debug for LambdaDeployer {
 }
 
 impl LambdaDeployer {
-    /// A deployer with a Lambda client built from `config`.
+    /// A deployer with a Lambda client built from `config`, fetching deployment packages
+    /// from the host each presigned `Code.Location` names.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self::from_client(Client::new(config))
     }

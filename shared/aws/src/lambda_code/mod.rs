@@ -1,6 +1,7 @@
 //! A Lambda function's deployed code: `GetFunction` on the `live` alias gives the handler
-//! and a presigned URL of the deployment package, which [`package`] fetches and reads;
-//! [`rewrite`] applies a code patch to a package and writes the new zip the deployer ships.
+//! and a presigned URL of the deployment package, which [`PackageFetcher`] fetches and
+//! [`files_in_package`] reads; [`rewrite`] applies a code patch to a package and writes the
+//! new zip the deployer ships.
 
 mod package;
 pub mod rewrite;
