@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use selfbuild_aws::LambdaDeployer;
+use selfbuild_aws::lambda_code::PackageFetcher;
 use selfbuild_aws::lambda_code::rewrite::code_sha256;
-use selfbuild_core::change::{DeploySpec, LambdaSettings};
+use selfbuild_core::change::{CodeBase, CodeRelease, DeploySpec, FilePatch, LambdaSettings};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
@@ -29,6 +30,9 @@ use selfbuild_tests::lambda_fixture::{MotoFunction, bootstrap_zip};
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
 use time::macros::datetime;
+
+use crate::lambda_code::{ORDERS_PY, package_host, python_function};
+use crate::lambda_code_deployer::{fix, other_fix};
 
 const T0: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
 
@@ -75,6 +79,10 @@ pub trait DeployerHarness {
     /// The package hash `function_state` reports for a function [`DeployerHarness::function`]
     /// made (none where the function has no code).
     fn code_sha256(&self) -> Option<String>;
+
+    /// A new Python function (`python3.12`, `orders.py` as [`ORDERS_PY`]) with version 1
+    /// behind the alias `live`, and a deployer that can read and patch its code.
+    async fn code_function(&self, name: &str) -> (Self::D, ComponentId);
 }
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -545,6 +553,76 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     assert_eq!(d.function_state(&f).await.unwrap(), before);
 }
 
+pub async fn a_code_patch_ships_onto_the_code_it_was_judged_against_and_rolls_back<
+    H: DeployerHarness,
+>(
+    h: &H,
+) {
+    let (d, f) = h.code_function("code").await;
+    let before = d.function_state(&f).await.unwrap();
+    let base = CodeBase {
+        code_sha256: before.code_sha256.clone(),
+        runtime: Some("python3.12".into()),
+    };
+    let spec = |files: Vec<FilePatch>, base: CodeBase| DeploySpec::Code {
+        settings: before.settings.clone(),
+        release: CodeRelease { files, base },
+    };
+    // Judged against other code: refused, nothing published.
+    let stale = CodeBase {
+        code_sha256: Some("not-the-live-code".into()),
+        ..base.clone()
+    };
+    rejected(
+        d.deploy_canary(&improvement_id("code-0"), &f, &spec(fix(), stale), 0.1)
+            .await,
+        "a patch judged against other code",
+    );
+    assert_eq!(d.function_state(&f).await.unwrap(), before);
+    assert_eq!(h.published_versions(&d, &f).await, 1);
+
+    let patch = spec(fix(), base.clone());
+    let deployed = d
+        .deploy_canary(&improvement_id("code-1"), &f, &patch, 0.1)
+        .await
+        .unwrap();
+    let code = deployed.code.clone().expect("a code version");
+    assert_eq!(Some(&code.base_code_sha256), before.code_sha256.as_ref());
+    assert_ne!(code.code_sha256, code.base_code_sha256);
+    assert_eq!(code.files, ["orders.py", "lib/ids.py"]);
+    assert_eq!(deployed.baseline, before);
+    assert_eq!(
+        d.function_state(&f).await.unwrap().canary,
+        Some((deployed.canary_version.clone(), 0.1))
+    );
+    // A retry is the same deployment; another patch for the improvement is refused.
+    assert_eq!(
+        d.deploy_canary(&improvement_id("code-1"), &f, &patch, 0.1)
+            .await
+            .unwrap(),
+        deployed
+    );
+    rejected(
+        d.deploy_canary(
+            &improvement_id("code-1"),
+            &f,
+            &spec(other_fix(), base.clone()),
+            0.1,
+        )
+        .await,
+        "another patch for the same improvement",
+    );
+    assert_eq!(h.published_versions(&d, &f).await, 2);
+    // Promoted, the patched code is the stable code; rolled back, the code before.
+    d.promote(&deployed).await.unwrap();
+    assert_eq!(
+        d.function_state(&f).await.unwrap().code_sha256,
+        Some(code.code_sha256.clone())
+    );
+    d.rollback(&deployed).await.unwrap();
+    assert_eq!(d.function_state(&f).await.unwrap(), before);
+}
+
 pub async fn unknown_functions_and_weights_outside_zero_to_one_are_refused<H: DeployerHarness>(
     h: &H,
 ) {
@@ -591,6 +669,16 @@ pub struct FleetHarness;
 
 impl FleetHarness {
     fn fleet(name: &str, initial: &LambdaSettings, fails_first_deploy: bool) -> Fleet {
+        Self::fleet_with_code(name, initial, fails_first_deploy, None)
+    }
+
+    /// [`FleetHarness::fleet`], the function running `code` (a scenario's `functions[].code`).
+    fn fleet_with_code(
+        name: &str,
+        initial: &LambdaSettings,
+        fails_first_deploy: bool,
+        code: Option<serde_json::Value>,
+    ) -> Fleet {
         let faults = if fails_first_deploy {
             serde_json::json!([{"operation": "deploy_canary", "function": name, "failures": 1}])
         } else {
@@ -607,6 +695,10 @@ impl FleetHarness {
             "expect": {},
             "faults": faults,
         });
+        let mut scenario = scenario;
+        if let Some(code) = code {
+            scenario["functions"][0]["code"] = code;
+        }
         let scenario = Scenario::parse(&scenario.to_string(), "deployer contract").unwrap();
         Fleet::new(&scenario, Arc::new(FixedClock(T0))).unwrap()
     }
@@ -661,6 +753,18 @@ impl DeployerHarness for FleetHarness {
 
     fn code_sha256(&self) -> Option<String> {
         None
+    }
+
+    async fn code_function(&self, name: &str) -> (Fleet, ComponentId) {
+        let code = serde_json::json!({
+            "handler": "orders.handler",
+            "runtime": "python3.12",
+            "files": {"orders.py": ORDERS_PY},
+        });
+        (
+            Self::fleet_with_code(name, &initial(None), false, Some(code)),
+            ComponentId::parse(name).unwrap(),
+        )
     }
 }
 
@@ -757,6 +861,18 @@ impl DeployerHarness for LambdaHarness {
     fn code_sha256(&self) -> Option<String> {
         Some(code_sha256(&bootstrap_zip()))
     }
+
+    /// The package is served by a local listener standing in for S3 (see `lambda_code`).
+    async fn code_function(&self, name: &str) -> (LambdaDeployer, ComponentId) {
+        let n = NEXT_FUNCTION.fetch_add(1, Ordering::Relaxed);
+        let (function, zip) = python_function(&self._moto, &format!("contract-{n}-{name}")).await;
+        let (base, _) = package_host(200, zip).await;
+        let lambda = MotoFunction::existing(&function).await.lambda;
+        let deployer = LambdaDeployer::from_client(lambda)
+            .with_clock(Arc::new(FixedClock(T0)))
+            .with_packages(PackageFetcher::new().with_base_url(base.parse().unwrap()));
+        (deployer, function)
+    }
 }
 
 macro_rules! deployer_contract {
@@ -793,4 +909,5 @@ deployer_contract!(
     a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_back_exactly,
     after_a_later_deploy_an_older_improvement_is_neither_rolled_back_nor_revived,
     unknown_functions_and_weights_outside_zero_to_one_are_refused,
+    a_code_patch_ships_onto_the_code_it_was_judged_against_and_rolls_back,
 );

@@ -18,7 +18,8 @@ use selfbuild_tests::moto::MotoServer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-const ORDERS_PY: &str = "def handler(event, context):\n    return {\"statusCode\": 200}\n";
+pub(crate) const ORDERS_PY: &str =
+    "def handler(event, context):\n    return {\"statusCode\": 200}\n";
 
 /// A listener answering every GET with `status` and `body`; the request paths it saw.
 pub(crate) async fn package_host(status: u16, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {

@@ -24,7 +24,7 @@ use selfbuild_tests::moto::MotoServer;
 use crate::lambda_code::{package_host, python_function};
 
 /// A patch of `orders.py` (as `lambda_code::python_function` deploys it) and a new module.
-fn fix() -> Vec<FilePatch> {
+pub(crate) fn fix() -> Vec<FilePatch> {
     vec![
         FilePatch {
             path: "orders.py".into(),
@@ -44,7 +44,7 @@ fn fix() -> Vec<FilePatch> {
 }
 
 /// Another patch of `orders.py`.
-fn other_fix() -> Vec<FilePatch> {
+pub(crate) fn other_fix() -> Vec<FilePatch> {
     vec![FilePatch {
         path: "orders.py".into(),
         language: None,
