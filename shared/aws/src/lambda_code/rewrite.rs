@@ -6,7 +6,10 @@
 //! entries keep their unix permissions and compression; new files get 0o644; deleted ones are
 //! left out; directory entries stay. Every written entry carries the same fixed time, so the
 //! same patch on the same package gives the same bytes, and so the same `CodeSha256`: a retried
-//! deploy recognises the version it published before.
+//! deploy recognises the version it published before. Python bytecode compiled from a changed
+//! or deleted module (`__pycache__/<module>.*.pyc`, or a `<module>.pyc` beside it) is left out
+//! too: Python trusts a `.pyc` whose recorded source time and size match, which a same-length
+//! edit in a package with fixed timestamps would, and would run the old code.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
@@ -89,10 +92,14 @@ pub fn rewrite_package(
         .iter()
         .map(|(path, edit)| (entry_name(path), edit))
         .collect();
+    let stale: Vec<(String, String)> = pending.keys().filter_map(|p| bytecode_of(p)).collect();
     let mut out = ZipWriter::new(Cursor::new(Vec::new()));
     for index in 0..archive.len() {
         let entry = archive.by_index_raw(index).map_err(unreadable)?;
         let name = entry.name().map_err(unreadable)?.into_owned();
+        if !pending.contains_key(entry_name(&name)) && is_stale_bytecode(&name, &stale) {
+            continue;
+        }
         let Some(edit) = pending.remove(entry_name(&name)) else {
             out.raw_copy_file(entry).map_err(unwritable(&name))?;
             continue;
@@ -223,6 +230,29 @@ fn written_options(mode: u32, was: CompressionMethod) -> SimpleFileOptions {
         .compression_method(compression)
         .last_modified_time(DateTime::default())
         .unix_permissions(mode)
+}
+
+/// For a Python module `dir/name.py`: the prefix of its cached bytecode
+/// (`dir/__pycache__/name.`) and its legacy bytecode file (`dir/name.pyc`).
+fn bytecode_of(path: &str) -> Option<(String, String)> {
+    let module = path.strip_suffix(".py")?;
+    let (dir, name) = module
+        .rsplit_once('/')
+        .map_or(("", module), |(d, n)| (d, n));
+    let dir = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    Some((format!("{dir}__pycache__/{name}."), format!("{module}.pyc")))
+}
+
+/// Whether the entry `name` is bytecode of a module in `stale`.
+fn is_stale_bytecode(name: &str, stale: &[(String, String)]) -> bool {
+    let name = entry_name(name);
+    stale.iter().any(|(cached, legacy)| {
+        (name.starts_with(cached.as_str()) && name.ends_with(".pyc")) || name == legacy
+    })
 }
 
 /// The name of `path` in the zip: patches may write `./app.py` for `app.py`.
@@ -475,6 +505,41 @@ mod tests {
         assert!(
             matches!(&err, RewriteError::Patch(PatchError::Missing { path }) if path == "gone.py"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn bytecode_of_a_changed_or_deleted_module_is_left_out_and_other_bytecode_kept() {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, body) in [
+            ("app.py", APP.as_bytes()),
+            ("__pycache__/app.cpython-312.pyc", b"stale".as_slice()),
+            ("__pycache__/app_helpers.cpython-312.pyc", b"other module"),
+            ("lib/util.py", b"X = 1\n"),
+            ("lib/util.pyc", b"legacy"),
+            ("lib/__pycache__/util.cpython-312.opt-1.pyc", b"stale"),
+            ("lib/__pycache__/other.cpython-312.pyc", b"kept"),
+        ] {
+            zip.start_file(name, SimpleFileOptions::default()).unwrap();
+            zip.write_all(body).unwrap();
+        }
+        let package = zip.finish().unwrap().into_inner();
+        let patched = patch_package(
+            &package,
+            &[
+                diff("app.py", APP, FIXED),
+                deleted("lib/util.py", "X = 1\n"),
+            ],
+        )
+        .unwrap();
+        let names: Vec<String> = entries(&patched.zip).into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            names,
+            [
+                "app.py",
+                "__pycache__/app_helpers.cpython-312.pyc",
+                "lib/__pycache__/other.cpython-312.pyc"
+            ]
         );
     }
 
