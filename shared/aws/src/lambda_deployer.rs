@@ -37,8 +37,8 @@
 //!   found again with `ListVersionsByFunction`: the improvement id, the stable version it was
 //!   cut against, the reserved concurrency before and after, and for a code patch the new
 //!   package's `CodeSha256` (a retry patches the stable package again, which gives the same
-//!   bytes, and refuses another patch). The reservation is
-//!   function-wide and changed in step 4, so after a first attempt the old value is gone.
+//!   bytes, and refuses another patch). The reservation is function-wide and changed in
+//!   step 4, so after a first attempt the old value is gone.
 //! - the alias's description, written in the same `UpdateAlias` call that routes traffic
 //!   (step 5): the improvement, the canary version, the weight and the time routing began.
 //!   Aliases carry no timestamp, and after a promotion the alias no longer names the stable

@@ -236,9 +236,7 @@ fn written_options(mode: u32, was: CompressionMethod) -> SimpleFileOptions {
 /// (`dir/__pycache__/name.`) and its legacy bytecode file (`dir/name.pyc`).
 fn bytecode_of(path: &str) -> Option<(String, String)> {
     let module = path.strip_suffix(".py")?;
-    let (dir, name) = module
-        .rsplit_once('/')
-        .map_or(("", module), |(d, n)| (d, n));
+    let (dir, name) = module.rsplit_once('/').unwrap_or(("", module));
     let dir = if dir.is_empty() {
         String::new()
     } else {
