@@ -1601,6 +1601,18 @@ mod tests {
         }
     }
 
+    /// A deployer with short pauses and a budget no loaded machine exhausts: for waits that
+    /// must end in success.
+    fn patient_deployer(client: Client) -> LambdaDeployer {
+        LambdaDeployer {
+            pacing: Pacing {
+                budget: Duration::from_secs(60),
+                ..FAST
+            },
+            ..deployer(client)
+        }
+    }
+
     fn target() -> VersionConfig {
         VersionConfig {
             code_sha256: None,
@@ -1799,7 +1811,7 @@ mod tests {
             .build();
         let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&update, &poll]);
         // WHEN $LATEST is updated THEN it succeeds once the update has
-        deployer(client)
+        patient_deployer(client)
             .update_latest(&function(), &target())
             .await
             .unwrap();
@@ -1974,7 +1986,7 @@ mod tests {
             .output(|| latest_with("new-code", "d"))
             .build();
         let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&upload, &poll]);
-        let latest = deployer(client)
+        let latest = patient_deployer(client)
             .update_latest_code(&function(), b"zip", None)
             .await
             .unwrap();
