@@ -41,10 +41,7 @@ impl MotoFunction {
             .role(role)
             .code(
                 FunctionCode::builder()
-                    .zip_file(Blob::new(stored_zip(
-                        "bootstrap",
-                        b"#!/bin/sh\necho '{}'\n",
-                    )))
+                    .zip_file(Blob::new(bootstrap_zip()))
                     .build(),
             )
             .memory_size(i32::try_from(initial.memory_mb).expect("a memory size"))
@@ -242,6 +239,11 @@ impl MotoFunction {
             .filter_map(|v| v.version().map(str::to_owned))
             .collect()
     }
+}
+
+/// The package every [`MotoFunction`] is created with: a `bootstrap` script.
+pub fn bootstrap_zip() -> Vec<u8> {
+    stored_zip("bootstrap", b"#!/bin/sh\necho '{}'\n")
 }
 
 /// Creates an IAM role in moto, whose Lambda `CreateFunction` wants one that exists, and

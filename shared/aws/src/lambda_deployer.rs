@@ -7,8 +7,13 @@
 //!    alias, or whose alias points at `$LATEST`, is refused (see below).
 //! 2. `UpdateFunctionConfiguration` of `$LATEST` (memory, timeout, environment, and a
 //!    description naming the improvement), then `GetFunctionConfiguration` until its
-//!    `LastUpdateStatus` is `Successful`.
-//! 3. `PublishVersion` with that description.
+//!    `LastUpdateStatus` is `Successful`. For a code patch, first `GetFunction` on the stable
+//!    version (its `CodeSha256` must be the one the patch was validated against), its
+//!    package fetched and patched ([`crate::lambda_code::rewrite`]), and after the settings
+//!    `UpdateFunctionCode` with the new zip and the `RevisionId` just read, waited for the
+//!    same way.
+//! 3. `PublishVersion` with that description and `CodeSha256`: the patched package's, or
+//!    for a configuration change the stable version's, so no other code is ever published.
 //! 4. `PutFunctionConcurrency` / `DeleteFunctionConcurrency` if the reservation changes.
 //!    Reserved concurrency belongs to the function, not to a version: from this step on it
 //!    applies to the stable version's traffic too, and only a rollback restores it.
@@ -30,8 +35,10 @@
 //!
 //! - the canary version's description, written once by `PublishVersion` (step 3) and
 //!   found again with `ListVersionsByFunction`: the improvement id, the stable version it was
-//!   cut against, and the reserved concurrency before and after. The reservation is
-//!   function-wide and changed in step 4, so after a first attempt the old value is gone.
+//!   cut against, the reserved concurrency before and after, and for a code patch the new
+//!   package's `CodeSha256` (a retry patches the stable package again, which gives the same
+//!   bytes, and refuses another patch). The reservation is function-wide and changed in
+//!   step 4, so after a first attempt the old value is gone.
 //! - the alias's description, written in the same `UpdateAlias` call that routes traffic
 //!   (step 5): the improvement, the canary version, the weight and the time routing began.
 //!   Aliases carry no timestamp, and after a promotion the alias no longer names the stable
@@ -50,8 +57,10 @@
 //! from the same notes: the alias naming it (routed: a full rollback), a version published
 //! for it (the reservation and `$LATEST` restored; refused when later versions exist), or
 //! `$LATEST` still carrying its note (only `$LATEST` restored); none of these, nothing to do.
-//! A restore goes traffic first, then the reservation, then `$LATEST`, and each failure says
-//! which of them are restored.
+//! A restore goes traffic first, then the reservation, then `$LATEST` (after a code patch its
+//! code first: the stable version's package uploaded again, then its settings and
+//! description, so the note stays until the code is back), and each failure says which of
+//! them are restored.
 //!
 //! # A function without the alias
 //!
@@ -71,6 +80,7 @@ use async_trait::async_trait;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::operation::delete_function_concurrency::DeleteFunctionConcurrencyError;
 use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
+use aws_sdk_lambda::operation::get_function::GetFunctionError;
 use aws_sdk_lambda::operation::get_function_concurrency::GetFunctionConcurrencyError;
 use aws_sdk_lambda::operation::get_function_configuration::{
     GetFunctionConfigurationError, GetFunctionConfigurationOutput,
@@ -79,24 +89,28 @@ use aws_sdk_lambda::operation::list_versions_by_function::ListVersionsByFunction
 use aws_sdk_lambda::operation::publish_version::{PublishVersionError, PublishVersionOutput};
 use aws_sdk_lambda::operation::put_function_concurrency::PutFunctionConcurrencyError;
 use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
+use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
+use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     AliasRoutingConfiguration, Environment, EnvironmentResponse, FunctionConfiguration,
-    LastUpdateStatus,
+    LastUpdateStatus, PackageType,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ProvideErrorKind;
-use selfbuild_core::change::{DeploySpec, LambdaSettings};
+use selfbuild_core::change::{CodeRelease, DeploySpec, LambdaSettings};
 use selfbuild_core::clock::SystemClock;
-use selfbuild_core::deployment::{CanaryDeployment, FunctionState, LIVE_ALIAS};
+use selfbuild_core::deployment::{CanaryDeployment, CodeVersion, FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
-use selfbuild_core::ports::{Clock, DeployError, Deployer};
+use selfbuild_core::ports::{Clock, CodeSourceError, DeployError, Deployer};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
+use crate::lambda_code::PackageFetcher;
+use crate::lambda_code::rewrite::{self, PatchedPackage};
 use crate::sdk_error::{ErrorChain, is_transient};
 
 /// The version name Lambda gives the unpublished, editable configuration.
@@ -126,13 +140,16 @@ impl Pacing {
     };
 }
 
-/// Ships Lambda configuration changes as canaries behind the alias [`LIVE_ALIAS`].
+/// Ships Lambda configuration changes and code patches as canaries behind the alias
+/// [`LIVE_ALIAS`].
 #[derive(Clone)]
 pub struct LambdaDeployer {
     client: Client,
     pacing: Pacing,
     /// Stamps `deployed_at`; the process's one clock.
     clock: Arc<dyn Clock>,
+    /// Fetches the packages a code patch is applied to and a rollback restores.
+    packages: PackageFetcher,
 }
 
 impl std::fmt::Debug for LambdaDeployer {
@@ -144,7 +161,8 @@ impl std::fmt::Debug for LambdaDeployer {
 }
 
 impl LambdaDeployer {
-    /// A deployer with a Lambda client built from `config`.
+    /// A deployer with a Lambda client built from `config`, fetching deployment packages
+    /// from the host each presigned `Code.Location` names.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self::from_client(Client::new(config))
     }
@@ -155,6 +173,7 @@ impl LambdaDeployer {
             client,
             pacing: Pacing::DEFAULT,
             clock: Arc::new(SystemClock),
+            packages: PackageFetcher::new(),
         }
     }
 
@@ -162,6 +181,14 @@ impl LambdaDeployer {
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same deployer, fetching deployment packages with `packages` instead of from the
+    /// host each presigned `Code.Location` names (e.g. one with a base URL).
+    #[must_use]
+    pub fn with_packages(mut self, packages: PackageFetcher) -> Self {
+        self.packages = packages;
         self
     }
 }
@@ -195,14 +222,8 @@ impl Deployer for LambdaDeployer {
         spec: &DeploySpec,
         weight: f64,
     ) -> Result<CanaryDeployment, DeployError> {
-        let settings = match spec {
-            DeploySpec::Config(settings) => settings,
-            DeploySpec::Code { .. } => {
-                return Err(DeployError::Rejected(format!(
-                    "{function}: shipping a code patch to Lambda is not built yet"
-                )));
-            }
-        };
+        let settings = spec.settings();
+        let release = spec.release();
         if !(weight > 0.0 && weight <= 1.0) {
             return Err(DeployError::Rejected(format!(
                 "canary weight must be in (0, 1], got {weight}"
@@ -213,7 +234,7 @@ impl Deployer for LambdaDeployer {
             AliasNote::parse(alias.description()).filter(|n| n.improvement_id == *improvement_id)
         {
             return self
-                .deployed(improvement_id, function, settings, weight, note)
+                .deployed(improvement_id, function, spec, weight, note)
                 .await;
         }
         let stable = stable_version(function, &alias)?;
@@ -229,7 +250,7 @@ impl Deployer for LambdaDeployer {
                  promote or roll it back first"
             )));
         }
-        let (canary, note) = match self.published(function, improvement_id).await? {
+        let (canary, note, code) = match self.published(function, improvement_id).await? {
             Some((canary, note)) => {
                 if note.stable != stable {
                     return Err(DeployError::Rejected(format!(
@@ -241,31 +262,49 @@ impl Deployer for LambdaDeployer {
                 if !canary.runs(settings) || note.reserved != settings.reserved_concurrency {
                     return Err(other_settings(improvement_id, function));
                 }
+                let code = self
+                    .same_code(improvement_id, function, &note, &canary, release)
+                    .await?;
                 debug!(
                     function = %function,
                     version = %canary.version,
                     "canary version already published"
                 );
-                (canary, note)
+                (canary, note, code)
             }
             None => {
+                // A patch is checked against the live code and applied before anything changes.
+                let (base, patched) = match release {
+                    Some(release) => {
+                        let (base, patched) = self.patched(function, &stable, release).await?;
+                        (base, Some(patched))
+                    }
+                    None => (self.configuration(function, Some(&stable)).await?, None),
+                };
                 let note = VersionNote {
                     improvement_id: improvement_id.clone(),
                     stable: stable.clone(),
                     reserved_before: self.reserved_concurrency(function).await?,
                     reserved: settings.reserved_concurrency,
+                    code: patched.as_ref().map(|p| p.code_sha256.clone()),
                 };
                 let canary = self
-                    .publish_canary(function, settings, &note)
+                    .publish_canary(function, settings, &note, &base, patched.as_ref())
                     .await
                     .map_err(|e| {
                         e.leaving(&format!(
-                            "{LATEST} of {function} may carry the canary's settings (it serves \
-                             no alias traffic); nothing is published or routed; alias \
-                             `{LIVE_ALIAS}` sends all traffic to version {stable}"
+                            "{LATEST} of {function} may carry the canary's {} (it serves no \
+                             alias traffic); nothing is published or routed; alias \
+                             `{LIVE_ALIAS}` sends all traffic to version {stable}",
+                            carried(release.is_some())
                         ))
                     })?;
-                (canary, note)
+                let code = release.zip(patched).map(|(release, patched)| CodeVersion {
+                    base_code_sha256: base.code_sha256.clone().unwrap_or_default(),
+                    code_sha256: patched.code_sha256,
+                    files: patched_paths(release),
+                });
+                (canary, note, code)
             }
         };
         // From here on a version is published: a failure says what is left, which a retry of
@@ -274,8 +313,9 @@ impl Deployer for LambdaDeployer {
             format!(
                 "version {} of {function} is published for improvement {improvement_id}, not \
                  routed: alias `{LIVE_ALIAS}` sends all traffic to version {stable}; \
-                 {reservation}; {LATEST} carries the canary's settings",
-                canary.version
+                 {reservation}; {LATEST} carries the canary's {}",
+                canary.version,
+                carried(code.is_some())
             )
         };
         let before = reservation(note.reserved_before);
@@ -320,6 +360,7 @@ impl Deployer for LambdaDeployer {
             improvement = %improvement_id,
             stable = %stable,
             canary = %canary.version,
+            code = code.is_some(),
             weight,
             "canary routed"
         );
@@ -327,7 +368,7 @@ impl Deployer for LambdaDeployer {
             improvement_id: improvement_id.clone(),
             baseline,
             settings: settings.clone(),
-            code: None,
+            code,
             canary_version: canary.version,
             weight,
             deployed_at,
@@ -358,6 +399,7 @@ impl Deployer for LambdaDeployer {
             &deployment.improvement_id,
             &deployment.baseline,
             &deployment.canary_version,
+            deployment.code.is_some(),
         )
         .await
     }
@@ -377,7 +419,8 @@ impl Deployer for LambdaDeployer {
                 .filter(|n| n.improvement_id == *improvement_id)
                 .ok_or_else(|| not_published_for(function, &note.canary, improvement_id))?;
             let baseline = self.baseline(function, &version_note).await?;
-            self.restore(improvement_id, &baseline, &note.canary)
+            let ships_code = version_note.code.is_some();
+            self.restore(improvement_id, &baseline, &note.canary, ships_code)
                 .await?;
             return Ok(Some(baseline));
         }
@@ -391,8 +434,13 @@ impl Deployer for LambdaDeployer {
                 )));
             }
             let baseline = self.baseline(function, &note).await?;
-            self.restore(improvement_id, &baseline, &canary.version)
-                .await?;
+            self.restore(
+                improvement_id,
+                &baseline,
+                &canary.version,
+                note.code.is_some(),
+            )
+            .await?;
             return Ok(Some(baseline));
         }
         // Only `$LATEST` changed: it still carries the note it was given.
@@ -404,7 +452,8 @@ impl Deployer for LambdaDeployer {
             return Ok(None);
         };
         let stable = self.configuration(function, Some(&note.stable)).await?;
-        self.update_latest(function, &stable).await?;
+        self.restore_latest(function, &note.stable, &stable, note.code.is_some(), "")
+            .await?;
         info!(
             function = %function,
             improvement = %improvement_id,
@@ -424,13 +473,14 @@ impl Deployer for LambdaDeployer {
 
 impl LambdaDeployer {
     /// Restores `baseline` exactly after the canary `canary_version` of `improvement_id`:
-    /// traffic first, then the function-wide reservation, then `$LATEST`. Refused when a later
-    /// deploy routes traffic.
+    /// traffic first, then the function-wide reservation, then `$LATEST` (its code too when
+    /// the canary `ships_code`). Refused when a later deploy routes traffic.
     async fn restore(
         &self,
         improvement_id: &ImprovementId,
         baseline: &FunctionState,
         canary_version: &str,
+        ships_code: bool,
     ) -> Result<(), DeployError> {
         let function = &baseline.function;
         let canary_version = version_number(canary_version).ok_or_else(|| {
@@ -475,16 +525,12 @@ impl LambdaDeployer {
                      the function-wide reserved concurrency may still be the canary's"
                 ))
             })?;
-        let latest = self.configuration(function, None).await?;
-        if !latest.same_as(&stable) {
-            self.update_latest(function, &stable).await.map_err(|e| {
-                e.leaving(&format!(
-                    "alias `{LIVE_ALIAS}` sends all traffic to version {stable_version} again and \
-                     the reserved concurrency is restored; {LATEST} still carries the canary's \
-                     settings (it serves no alias traffic)"
-                ))
-            })?;
-        }
+        let restored = format!(
+            "alias `{LIVE_ALIAS}` sends all traffic to version {stable_version} again and the \
+             reserved concurrency is restored; "
+        );
+        self.restore_latest(function, stable_version, &stable, ships_code, &restored)
+            .await?;
         info!(
             function = %function,
             improvement = %improvement_id,
@@ -501,10 +547,11 @@ impl LambdaDeployer {
         &self,
         improvement_id: &ImprovementId,
         function: &ComponentId,
-        settings: &LambdaSettings,
+        spec: &DeploySpec,
         weight: f64,
         note: AliasNote,
     ) -> Result<CanaryDeployment, DeployError> {
+        let settings = spec.settings();
         let canary = self.configuration(function, Some(&note.canary)).await?;
         let version_note = VersionNote::parse(&canary.description)
             .filter(|n| n.improvement_id == *improvement_id)
@@ -515,6 +562,15 @@ impl LambdaDeployer {
         {
             return Err(other_settings(improvement_id, function));
         }
+        let code = self
+            .same_code(
+                improvement_id,
+                function,
+                &version_note,
+                &canary,
+                spec.release(),
+            )
+            .await?;
         debug!(
             function = %function,
             improvement = %improvement_id,
@@ -525,11 +581,144 @@ impl LambdaDeployer {
             improvement_id: improvement_id.clone(),
             baseline: self.baseline(function, &version_note).await?,
             settings: settings.clone(),
-            code: None,
+            code,
             canary_version: note.canary,
             weight,
             deployed_at: note.since,
         })
+    }
+
+    /// The code of a version published before for `improvement_id`, checked to be what
+    /// `release` gives (none for a configuration change): the same patch on the same base
+    /// gives the same package, so the same `CodeSha256`. Another patch, or a patch where a
+    /// configuration change was published (or the reverse), is refused.
+    async fn same_code(
+        &self,
+        improvement_id: &ImprovementId,
+        function: &ComponentId,
+        note: &VersionNote,
+        canary: &VersionConfig,
+        release: Option<&CodeRelease>,
+    ) -> Result<Option<CodeVersion>, DeployError> {
+        let (release, published) = match (release, &note.code) {
+            (None, None) => return Ok(None),
+            (Some(release), Some(published)) => (release, published),
+            _ => return Err(other_settings(improvement_id, function)),
+        };
+        if canary.code_sha256.as_ref() != Some(published) {
+            return Err(DeployError::Rejected(format!(
+                "version {} of {function} was published for improvement {improvement_id} with \
+                 code {published}, but carries {}",
+                canary.version,
+                canary.code_sha256.as_deref().unwrap_or("no CodeSha256")
+            )));
+        }
+        let (base, patched) = self.patched(function, &note.stable, release).await?;
+        if patched.code_sha256 != *published {
+            return Err(other_settings(improvement_id, function));
+        }
+        Ok(Some(CodeVersion {
+            base_code_sha256: base.code_sha256.unwrap_or_default(),
+            code_sha256: patched.code_sha256,
+            files: patched_paths(release),
+        }))
+    }
+
+    /// `release` applied to the package of `version`, which must be the code the patch was
+    /// validated against; that version's configuration and the patched package.
+    async fn patched(
+        &self,
+        function: &ComponentId,
+        version: &str,
+        release: &CodeRelease,
+    ) -> Result<(VersionConfig, PatchedPackage), DeployError> {
+        let (base, location) = self.code_of(function, version).await?;
+        let Some(validated) = release.base.code_sha256.as_deref() else {
+            return Err(DeployError::Rejected(format!(
+                "the patch for {function} names no CodeSha256 it was validated against; \
+                 validate it again"
+            )));
+        };
+        if base.code_sha256.as_deref() != Some(validated) {
+            return Err(DeployError::Rejected(format!(
+                "the live code of {function} changed since validation (version {version} has \
+                 CodeSha256 {}, the patch was validated against {validated}); validate again",
+                base.code_sha256.as_deref().unwrap_or("none")
+            )));
+        }
+        let package = self.download(function, &base, &location).await?;
+        let patched = rewrite::patch_package(&package, &release.files).map_err(|e| {
+            DeployError::Rejected(format!(
+                "the patch does not apply to version {version} of {function}: {e}"
+            ))
+        })?;
+        debug!(
+            function = %function,
+            base = %validated,
+            code = %patched.code_sha256,
+            "patched package built"
+        );
+        Ok((base, patched))
+    }
+
+    /// The configuration of `version` and the presigned URL of its package (`GetFunction`).
+    /// Container images are refused: selfbuild patches zip packages only.
+    async fn code_of(
+        &self,
+        function: &ComponentId,
+        version: &str,
+    ) -> Result<(VersionConfig, String), DeployError> {
+        let got = self
+            .client
+            .get_function()
+            .function_name(function.as_str())
+            .qualifier(version)
+            .send()
+            .await
+            .map_err(|e| failure(function, "GetFunction", &e))?;
+        let configuration = got
+            .configuration()
+            .ok_or_else(|| malformed(function, "GetFunction", "no Configuration"))?;
+        if configuration.package_type() == Some(&PackageType::Image) {
+            return Err(DeployError::Rejected(format!(
+                "version {version} of {function} is a container image; selfbuild ships code \
+                 patches to zip packages only"
+            )));
+        }
+        let config = VersionConfig::try_from(configuration)
+            .map_err(|e| malformed(function, "GetFunction", &e))?;
+        let location = got
+            .code()
+            .and_then(|c| c.location())
+            .ok_or_else(|| malformed(function, "GetFunction", "no Code.Location"))?;
+        Ok((config, location.to_owned()))
+    }
+
+    /// The package at `location`, checked to be the one `config`'s `CodeSha256` names.
+    async fn download(
+        &self,
+        function: &ComponentId,
+        config: &VersionConfig,
+        location: &str,
+    ) -> Result<Vec<u8>, DeployError> {
+        let package = self
+            .packages
+            .fetch(function, location)
+            .await
+            .map_err(|e| match e {
+                CodeSourceError::Unavailable(m) => DeployError::Unavailable(m),
+                CodeSourceError::Rejected(m) => DeployError::Rejected(m),
+            })?;
+        let fetched = rewrite::code_sha256(&package);
+        if config.code_sha256.as_deref() != Some(fetched.as_str()) {
+            return Err(DeployError::Rejected(format!(
+                "the package fetched for version {} of {function} has CodeSha256 {fetched}, \
+                 not the version's {}",
+                config.version,
+                config.code_sha256.as_deref().unwrap_or("none")
+            )));
+        }
+        Ok(package)
     }
 
     /// What the function was when the canary described by `note` was cut.
@@ -549,44 +738,165 @@ impl LambdaDeployer {
         })
     }
 
-    /// Sets `$LATEST` to `settings` and publishes it as a version described by `note`.
+    /// Sets `$LATEST` to `settings` (and to the `patched` package, if any) and publishes it
+    /// as a version described by `note`. The version is published only with the code it
+    /// should carry: the patched package, or else the code of `base` (the stable version), so
+    /// code left on `$LATEST` by someone else is never published as a configuration change.
     async fn publish_canary(
         &self,
         function: &ComponentId,
         settings: &LambdaSettings,
         note: &VersionNote,
+        base: &VersionConfig,
+        patched: Option<&PatchedPackage>,
     ) -> Result<VersionConfig, DeployError> {
         let description = note.to_description()?;
         let target = VersionConfig {
             code_sha256: None,
+            revision_id: None,
             version: LATEST.to_owned(),
             memory_mb: settings.memory_mb,
             timeout_seconds: settings.timeout_seconds,
             environment: settings.environment.clone(),
             description: description.clone(),
         };
-        self.update_latest(function, &target).await?;
+        // Settings (with the note) first: `$LATEST` carries new code only while it carries
+        // the note too, which is how `undo_deploy` finds it.
+        let latest = self.update_latest(function, &target).await?;
+        let mut latest = VersionConfig::try_from(&latest)
+            .map_err(|e| malformed(function, "GetFunctionConfiguration", &e))?;
+        if let Some(patched) = patched {
+            latest = self
+                .update_latest_code(function, &patched.zip, latest.revision_id.as_deref())
+                .await?;
+        }
+        let expected = patched.map_or(base.code_sha256.as_deref(), |p| {
+            Some(p.code_sha256.as_str())
+        });
+        if let Some(expected) = expected
+            && latest.code_sha256.as_deref() != Some(expected)
+        {
+            let message = format!(
+                "{LATEST} of {function} carries code {}, not the {expected} this deploy \
+                 publishes",
+                latest
+                    .code_sha256
+                    .as_deref()
+                    .unwrap_or("without a CodeSha256")
+            );
+            // A configuration change does not touch the code: what is there was left by
+            // another deploy or by hand, and stays until a rollback or a deploy replaces it.
+            return Err(if patched.is_some() {
+                DeployError::Unavailable(format!("{message}: it changed meanwhile"))
+            } else {
+                DeployError::Rejected(format!(
+                    "{message} (the stable version {}'s): undo the change that left it there \
+                     or deploy it as a version first",
+                    base.version
+                ))
+            });
+        }
         let published = self
             .patiently(|| {
                 self.client
                     .publish_version()
                     .function_name(function.as_str())
                     .description(&description)
+                    .set_code_sha256(expected.map(str::to_owned))
                     .send()
             })
             .await
             .map_err(|e| failure(function, "PublishVersion", &e))?;
         let published = VersionConfig::try_from(&published)
             .map_err(|e| malformed(function, "PublishVersion", &e))?;
-        if published.description != description || !published.runs(settings) {
+        if published.description != description
+            || !published.runs(settings)
+            || expected.is_some_and(|code| published.code_sha256.as_deref() != Some(code))
+        {
             return Err(DeployError::Rejected(format!(
-                "PublishVersion on {function} returned version {}, not the configuration just \
-                 set: {LATEST} changed meanwhile",
+                "PublishVersion on {function} returned version {}, not the configuration and \
+                 code just set: {LATEST} changed meanwhile",
                 published.version
             )));
         }
         info!(function = %function, version = %published.version, "canary version published");
         Ok(published)
+    }
+
+    /// Puts the package of the stable version back on `$LATEST` if the canary shipped code
+    /// and `$LATEST` does not carry that package, then its settings and description. A
+    /// failure says what is left, after `restored` (what the caller restored before).
+    async fn restore_latest(
+        &self,
+        function: &ComponentId,
+        stable_version: &str,
+        stable: &VersionConfig,
+        ships_code: bool,
+        restored: &str,
+    ) -> Result<(), DeployError> {
+        let left = |what: &str| {
+            format!(
+                "{restored}{LATEST} still carries the canary's {what} (it serves no alias traffic)"
+            )
+        };
+        let mut latest = self.configuration(function, None).await?;
+        // Code first: `$LATEST` keeps the note until its code is back, so a retry finds it.
+        if ships_code && latest.code_sha256 != stable.code_sha256 {
+            let restore_code = async {
+                let (config, location) = self.code_of(function, stable_version).await?;
+                let package = self.download(function, &config, &location).await?;
+                self.update_latest_code(function, &package, latest.revision_id.as_deref())
+                    .await
+            };
+            latest = restore_code
+                .await
+                .map_err(|e| e.leaving(&left(carried(true))))?;
+            info!(function = %function, stable = %stable_version, "stable code restored on $LATEST");
+        }
+        if !latest.same_as(stable) {
+            self.update_latest(function, stable)
+                .await
+                .map_err(|e| e.leaving(&left(carried(false))))?;
+        }
+        Ok(())
+    }
+
+    /// Uploads `zip` as `$LATEST`'s code, conditional on `$LATEST` still being at `revision`
+    /// (so a concurrent change is detected rather than overwritten), and waits until Lambda
+    /// has applied it; `$LATEST` as it is then.
+    async fn update_latest_code(
+        &self,
+        function: &ComponentId,
+        zip: &[u8],
+        revision: Option<&str>,
+    ) -> Result<VersionConfig, DeployError> {
+        self.patiently(|| {
+            self.client
+                .update_function_code()
+                .function_name(function.as_str())
+                .zip_file(Blob::new(zip.to_vec()))
+                .set_revision_id(revision.map(str::to_owned))
+                .send()
+        })
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(UpdateFunctionCodeError::is_precondition_failed_exception)
+            {
+                DeployError::Unavailable(format!(
+                    "UpdateFunctionCode on {function}: {LATEST} changed since it was read (at \
+                     revision {}), so another deploy or a hand edit may be under way; its code \
+                     was not overwritten: {}",
+                    revision.unwrap_or("unknown"),
+                    ErrorChain(&e)
+                ))
+            } else {
+                failure(function, "UpdateFunctionCode", &e)
+            }
+        })?;
+        let updated = self.wait_until_updated(function).await?;
+        VersionConfig::try_from(&updated)
+            .map_err(|e| malformed(function, "GetFunctionConfiguration", &e))
     }
 
     /// The alias [`LIVE_ALIAS`]; a missing alias (or function) is refused, naming both.
@@ -751,12 +1061,12 @@ impl LambdaDeployer {
     }
 
     /// Sets `$LATEST`'s memory, timeout, environment and description to `target`'s and waits
-    /// until Lambda has applied them.
+    /// until Lambda has applied them; `$LATEST`'s configuration then.
     async fn update_latest(
         &self,
         function: &ComponentId,
         target: &VersionConfig,
-    ) -> Result<(), DeployError> {
+    ) -> Result<GetFunctionConfigurationOutput, DeployError> {
         let out_of_range = |what: &str, value: u32| {
             DeployError::Rejected(format!("{what} {value} for {function} is out of range"))
         };
@@ -789,8 +1099,12 @@ impl LambdaDeployer {
         self.wait_until_updated(function).await
     }
 
-    /// Polls `$LATEST` until its `LastUpdateStatus` is `Successful` (or absent).
-    async fn wait_until_updated(&self, function: &ComponentId) -> Result<(), DeployError> {
+    /// Polls `$LATEST` until its `LastUpdateStatus` is `Successful` (or absent); its
+    /// configuration then.
+    async fn wait_until_updated(
+        &self,
+        function: &ComponentId,
+    ) -> Result<GetFunctionConfigurationOutput, DeployError> {
         let mut backoff = Backoff::new(self.pacing);
         loop {
             let config = self
@@ -801,7 +1115,7 @@ impl LambdaDeployer {
                 .await
                 .map_err(|e| failure(function, "GetFunctionConfiguration", &e))?;
             match config.last_update_status() {
-                None | Some(LastUpdateStatus::Successful) => return Ok(()),
+                None | Some(LastUpdateStatus::Successful) => return Ok(config),
                 Some(LastUpdateStatus::Failed) => {
                     return Err(DeployError::Rejected(format!(
                         "updating {function} failed ({}): {}",
@@ -821,7 +1135,7 @@ impl LambdaDeployer {
                     );
                     if !backoff.pause().await {
                         return Err(DeployError::Unavailable(format!(
-                            "{function}'s configuration update is still {} after {} s",
+                            "{function}'s update is still {} after {} s",
                             status.as_str(),
                             backoff.elapsed().as_secs()
                         )));
@@ -931,11 +1245,21 @@ trait Modeled: ProvideErrorKind + std::error::Error + Send + Sync + 'static {
 }
 
 impl Modeled for GetAliasError {}
+impl Modeled for GetFunctionError {}
 impl Modeled for GetFunctionConfigurationError {}
 impl Modeled for GetFunctionConcurrencyError {}
 impl Modeled for ListVersionsByFunctionError {}
 
 impl Modeled for UpdateFunctionConfigurationError {
+    fn in_conflict(&self) -> bool {
+        self.is_resource_conflict_exception()
+    }
+    fn stale_revision(&self) -> bool {
+        self.is_precondition_failed_exception()
+    }
+}
+
+impl Modeled for UpdateFunctionCodeError {
     fn in_conflict(&self) -> bool {
         self.is_resource_conflict_exception()
     }
@@ -1029,8 +1353,23 @@ fn reservation(reserved: Option<u32>) -> String {
 
 fn other_settings(improvement_id: &ImprovementId, function: &ComponentId) -> DeployError {
     DeployError::Rejected(format!(
-        "improvement {improvement_id} was deployed to {function} with other settings or weight"
+        "improvement {improvement_id} was deployed to {function} with other settings, code or \
+         weight"
     ))
+}
+
+/// What a canary put on `$LATEST`, in words.
+fn carried(code: bool) -> &'static str {
+    if code {
+        "settings and code"
+    } else {
+        "settings"
+    }
+}
+
+/// The package paths a patch changes, creates or deletes.
+fn patched_paths(release: &CodeRelease) -> Vec<String> {
+    release.files.iter().map(|f| f.path.clone()).collect()
 }
 
 /// The alias's version, which a deploy keeps as the stable one.
@@ -1075,6 +1414,8 @@ struct VersionConfig {
     description: String,
     /// The package hash; none for an output that omits it.
     code_sha256: Option<String>,
+    /// The revision, which conditional updates name; none for an output that omits it.
+    revision_id: Option<String>,
 }
 
 impl VersionConfig {
@@ -1085,6 +1426,7 @@ impl VersionConfig {
         environment: Option<&EnvironmentResponse>,
         description: Option<&str>,
         code_sha256: Option<&str>,
+        revision_id: Option<&str>,
     ) -> Result<Self, String> {
         let count = |value: Option<i32>, name: &str| {
             value
@@ -1101,6 +1443,7 @@ impl VersionConfig {
                 .unwrap_or_default(),
             description: description.unwrap_or_default().to_owned(),
             code_sha256: code_sha256.map(str::to_owned),
+            revision_id: revision_id.map(str::to_owned),
         })
     }
 
@@ -1143,6 +1486,7 @@ macro_rules! version_config_from {
                     c.environment(),
                     c.description(),
                     c.code_sha256(),
+                    c.revision_id(),
                 )
             }
         }
@@ -1167,6 +1511,10 @@ struct VersionNote {
     reserved_before: Option<u32>,
     /// The reserved concurrency the deploy sets.
     reserved: Option<u32>,
+    /// The `CodeSha256` of the patched package the version ships; none for a configuration
+    /// change (and in notes written before code patches shipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
 }
 
 /// What the alias records in its description, in the call that starts routing to a canary.
@@ -1249,12 +1597,26 @@ mod tests {
             client,
             pacing: FAST,
             clock: Arc::new(SystemClock),
+            packages: PackageFetcher::new(),
+        }
+    }
+
+    /// A deployer with short pauses and a budget no loaded machine exhausts: for waits that
+    /// must end in success.
+    fn patient_deployer(client: Client) -> LambdaDeployer {
+        LambdaDeployer {
+            pacing: Pacing {
+                budget: Duration::from_secs(60),
+                ..FAST
+            },
+            ..deployer(client)
         }
     }
 
     fn target() -> VersionConfig {
         VersionConfig {
             code_sha256: None,
+            revision_id: None,
             version: LATEST.to_owned(),
             memory_mb: 512,
             timeout_seconds: 10,
@@ -1286,6 +1648,8 @@ mod tests {
             stable: "12345".into(),
             reserved_before: None,
             reserved: Some(1000),
+            // A CodeSha256 is base64 of 32 bytes: 44 characters.
+            code: Some(rewrite::code_sha256(b"package")),
         };
         let text = version.to_description().unwrap();
         assert!(
@@ -1316,11 +1680,23 @@ mod tests {
             stable: "9".repeat(MAX_DESCRIPTION),
             reserved_before: None,
             reserved: None,
+            code: None,
         };
         assert!(matches!(
             too_long.to_description(),
             Err(DeployError::Rejected(m)) if m.contains("too long")
         ));
+    }
+
+    #[test]
+    fn a_version_note_written_before_code_patches_still_reads() {
+        let note = VersionNote::parse(
+            r#"{"selfbuild":"i-1","stable":"3","reserved_before":null,"reserved":5}"#,
+        )
+        .unwrap();
+        assert_eq!(note.code, None);
+        assert_eq!(note.reserved, Some(5));
+        assert!(!note.to_description().unwrap().contains("code"));
     }
 
     #[test]
@@ -1435,7 +1811,7 @@ mod tests {
             .build();
         let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&update, &poll]);
         // WHEN $LATEST is updated THEN it succeeds once the update has
-        deployer(client)
+        patient_deployer(client)
             .update_latest(&function(), &target())
             .await
             .unwrap();
@@ -1530,5 +1906,161 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, DeployError::Rejected(_)), "{weight}: {err:?}");
         }
+    }
+
+    fn latest_with(code: &str, description: &str) -> GetFunctionConfigurationOutput {
+        GetFunctionConfigurationOutput::builder()
+            .version(LATEST)
+            .memory_size(512)
+            .timeout(10)
+            .description(description)
+            .code_sha256(code)
+            .revision_id("rev-1")
+            .last_update_status(LastUpdateStatus::Successful)
+            .build()
+    }
+
+    fn note() -> VersionNote {
+        VersionNote {
+            improvement_id: "i-1".parse().unwrap(),
+            stable: "1".into(),
+            reserved_before: None,
+            reserved: None,
+            code: None,
+        }
+    }
+
+    fn stable_config() -> VersionConfig {
+        VersionConfig {
+            code_sha256: Some("stable-code".into()),
+            version: "1".into(),
+            ..target()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_upload_names_the_revision_read_and_a_changed_revision_is_unavailable() {
+        // GIVEN $LATEST changed after its revision was read
+        let stale = mock!(Client::update_function_code)
+            .match_requests(|r| r.revision_id() == Some("rev-1") && r.zip_file().is_some())
+            .then_error(|| {
+                UpdateFunctionCodeError::PreconditionFailedException(
+                    aws_sdk_lambda::types::error::PreconditionFailedException::builder()
+                        .message("The Revision Id provided does not match the latest Revision Id")
+                        .build(),
+                )
+            });
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&stale]);
+        // WHEN the patched package is uploaded conditionally on that revision
+        let err = deployer(client)
+            .update_latest_code(&function(), b"zip", Some("rev-1"))
+            .await
+            .unwrap_err();
+        // THEN nothing is overwritten and the error says why, as worth retrying
+        assert_eq!(stale.num_calls(), 1);
+        assert!(
+            matches!(&err, DeployError::Unavailable(m)
+                if m.contains("changed since it was read") && m.contains("rev-1")
+                    && m.contains("not overwritten")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_code_upload_waits_until_lambda_has_applied_it() {
+        let upload = mock!(Client::update_function_code)
+            .sequence()
+            .error(|| {
+                UpdateFunctionCodeError::ResourceConflictException(
+                    ResourceConflictException::builder().build(),
+                )
+            })
+            .output(|| {
+                aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeOutput::builder()
+                    .build()
+            })
+            .build();
+        let poll = mock!(Client::get_function_configuration)
+            .sequence()
+            .output(|| status(LastUpdateStatus::InProgress))
+            .output(|| latest_with("new-code", "d"))
+            .build();
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&upload, &poll]);
+        let latest = patient_deployer(client)
+            .update_latest_code(&function(), b"zip", None)
+            .await
+            .unwrap();
+        assert_eq!(latest.code_sha256.as_deref(), Some("new-code"));
+        assert_eq!((upload.num_calls(), poll.num_calls()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_configuration_change_is_published_only_with_the_stable_code() {
+        let description = note().to_description().unwrap();
+        let update = mock!(Client::update_function_configuration)
+            .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
+        let poll = mock!(Client::get_function_configuration)
+            .then_output(move || latest_with("stable-code", &description));
+        let description = note().to_description().unwrap();
+        let publish = mock!(Client::publish_version)
+            .match_requests(|r| r.code_sha256() == Some("stable-code"))
+            .then_output(move || {
+                PublishVersionOutput::builder()
+                    .version("2")
+                    .memory_size(512)
+                    .timeout(10)
+                    .environment(
+                        EnvironmentResponse::builder()
+                            .variables("MODE", "fast")
+                            .build(),
+                    )
+                    .description(&description)
+                    .code_sha256("stable-code")
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_lambda,
+            RuleMode::MatchAny,
+            [&update, &poll, &publish]
+        );
+        let settings = target().settings(None);
+        let published = deployer(client)
+            .publish_canary(&function(), &settings, &note(), &stable_config(), None)
+            .await
+            .unwrap();
+        assert_eq!(published.version, "2");
+        assert_eq!(publish.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn stray_code_on_latest_is_never_published_as_a_configuration_change() {
+        let description = note().to_description().unwrap();
+        let update = mock!(Client::update_function_configuration)
+            .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
+        let poll = mock!(Client::get_function_configuration)
+            .then_output(move || latest_with("leftover-code", &description));
+        let publish =
+            mock!(Client::publish_version).then_output(|| PublishVersionOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_lambda,
+            RuleMode::MatchAny,
+            [&update, &poll, &publish]
+        );
+        let err = deployer(client)
+            .publish_canary(
+                &function(),
+                &target().settings(None),
+                &note(),
+                &stable_config(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeployError::Rejected(m)
+                if m.contains("leftover-code") && m.contains("stable-code")),
+            "{err:?}"
+        );
+        assert_eq!(publish.num_calls(), 0);
     }
 }

@@ -17,17 +17,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use selfbuild_aws::LambdaDeployer;
-use selfbuild_core::change::{DeploySpec, LambdaSettings};
+use selfbuild_aws::lambda_code::PackageFetcher;
+use selfbuild_aws::lambda_code::rewrite::code_sha256;
+use selfbuild_core::change::{CodeBase, CodeRelease, DeploySpec, FilePatch, LambdaSettings};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::ports::{DeployError, Deployer};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_tests::improvement_id;
-use selfbuild_tests::lambda_fixture::MotoFunction;
+use selfbuild_tests::lambda_fixture::{MotoFunction, bootstrap_zip};
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
 use time::macros::datetime;
+
+use crate::lambda_code::{ORDERS_PY, package_host, python_function};
+use crate::lambda_code_deployer::{fix, other_fix};
 
 const T0: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
 
@@ -70,6 +75,14 @@ pub trait DeployerHarness {
 
     /// How many versions of `function` are published.
     async fn published_versions(&self, deployer: &Self::D, function: &ComponentId) -> usize;
+
+    /// The package hash `function_state` reports for a function [`DeployerHarness::function`]
+    /// made (none where the function has no code).
+    fn code_sha256(&self) -> Option<String>;
+
+    /// A new Python function (`python3.12`, `orders.py` as [`ORDERS_PY`]) with version 1
+    /// behind the alias `live`, and a deployer that can read and patch its code.
+    async fn code_function(&self, name: &str) -> (Self::D, ComponentId);
 }
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -99,9 +112,13 @@ fn canary(reserved: Option<u32>) -> LambdaSettings {
 }
 
 /// What a new function reports: version 1 on `settings`, alone behind the alias.
-fn fresh(function: &ComponentId, settings: &LambdaSettings) -> FunctionState {
+fn fresh<H: DeployerHarness>(
+    h: &H,
+    function: &ComponentId,
+    settings: &LambdaSettings,
+) -> FunctionState {
     FunctionState {
-        code_sha256: None,
+        code_sha256: h.code_sha256(),
         function: function.clone(),
         settings: settings.clone(),
         alias: LIVE_ALIAS.to_owned(),
@@ -133,7 +150,7 @@ fn reserved_during_canary<H: DeployerHarness>(
 pub async fn a_new_function_is_version_1_alone_behind_the_alias<H: DeployerHarness>(h: &H) {
     let settings = initial(Some(5));
     let (d, f) = h.function("state", &settings).await;
-    assert_eq!(d.function_state(&f).await.unwrap(), fresh(&f, &settings));
+    assert_eq!(d.function_state(&f).await.unwrap(), fresh(h, &f, &settings));
 }
 
 pub async fn a_deploy_is_a_new_version_beside_the_stable_one_and_idempotent_per_improvement<
@@ -310,7 +327,7 @@ pub async fn promote_routes_everything_to_the_canary_and_is_idempotent<H: Deploy
         FunctionState {
             stable_version: deployed.canary_version.clone(),
             settings: next.clone(),
-            ..fresh(&f, &next)
+            ..fresh(h, &f, &next)
         }
     );
     // A retried deploy of the promoted improvement changes nothing.
@@ -349,7 +366,7 @@ pub async fn rollback_restores_the_exact_baseline_and_is_idempotent<H: DeployerH
     assert_eq!(d.function_state(&f).await.unwrap(), before);
     d.rollback(&deployed).await.unwrap();
     assert_eq!(d.function_state(&f).await.unwrap(), before);
-    assert_eq!(before, fresh(&f, &start));
+    assert_eq!(before, fresh(h, &f, &start));
 }
 
 pub async fn rollback_after_promotion_restores_the_baseline_and_promote_is_then_refused<
@@ -449,7 +466,7 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
             .unwrap();
 
         // THEN it routes the canary against the baseline from before the first attempt
-        assert_eq!(deployed.baseline, fresh(&f, &start), "{partial:?}");
+        assert_eq!(deployed.baseline, fresh(h, &f, &start), "{partial:?}");
         assert_eq!(deployed.settings, next, "{partial:?}");
         assert_eq!(
             d.function_state(&f).await.unwrap().canary,
@@ -466,7 +483,7 @@ pub async fn a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_ba
         d.rollback(&deployed).await.unwrap();
         assert_eq!(
             d.function_state(&f).await.unwrap(),
-            fresh(&f, &start),
+            fresh(h, &f, &start),
             "{partial:?}"
         );
     }
@@ -536,6 +553,76 @@ pub async fn after_a_later_deploy_an_older_improvement_is_neither_rolled_back_no
     assert_eq!(d.function_state(&f).await.unwrap(), before);
 }
 
+pub async fn a_code_patch_ships_onto_the_code_it_was_judged_against_and_rolls_back<
+    H: DeployerHarness,
+>(
+    h: &H,
+) {
+    let (d, f) = h.code_function("code").await;
+    let before = d.function_state(&f).await.unwrap();
+    let base = CodeBase {
+        code_sha256: before.code_sha256.clone(),
+        runtime: Some("python3.12".into()),
+    };
+    let spec = |files: Vec<FilePatch>, base: CodeBase| DeploySpec::Code {
+        settings: before.settings.clone(),
+        release: CodeRelease { files, base },
+    };
+    // Judged against other code: refused, nothing published.
+    let stale = CodeBase {
+        code_sha256: Some("not-the-live-code".into()),
+        ..base.clone()
+    };
+    rejected(
+        d.deploy_canary(&improvement_id("code-0"), &f, &spec(fix(), stale), 0.1)
+            .await,
+        "a patch judged against other code",
+    );
+    assert_eq!(d.function_state(&f).await.unwrap(), before);
+    assert_eq!(h.published_versions(&d, &f).await, 1);
+
+    let patch = spec(fix(), base.clone());
+    let deployed = d
+        .deploy_canary(&improvement_id("code-1"), &f, &patch, 0.1)
+        .await
+        .unwrap();
+    let code = deployed.code.clone().expect("a code version");
+    assert_eq!(Some(&code.base_code_sha256), before.code_sha256.as_ref());
+    assert_ne!(code.code_sha256, code.base_code_sha256);
+    assert_eq!(code.files, ["orders.py", "lib/ids.py"]);
+    assert_eq!(deployed.baseline, before);
+    assert_eq!(
+        d.function_state(&f).await.unwrap().canary,
+        Some((deployed.canary_version.clone(), 0.1))
+    );
+    // A retry is the same deployment; another patch for the improvement is refused.
+    assert_eq!(
+        d.deploy_canary(&improvement_id("code-1"), &f, &patch, 0.1)
+            .await
+            .unwrap(),
+        deployed
+    );
+    rejected(
+        d.deploy_canary(
+            &improvement_id("code-1"),
+            &f,
+            &spec(other_fix(), base.clone()),
+            0.1,
+        )
+        .await,
+        "another patch for the same improvement",
+    );
+    assert_eq!(h.published_versions(&d, &f).await, 2);
+    // Promoted, the patched code is the stable code; rolled back, the code before.
+    d.promote(&deployed).await.unwrap();
+    assert_eq!(
+        d.function_state(&f).await.unwrap().code_sha256,
+        Some(code.code_sha256.clone())
+    );
+    d.rollback(&deployed).await.unwrap();
+    assert_eq!(d.function_state(&f).await.unwrap(), before);
+}
+
 pub async fn unknown_functions_and_weights_outside_zero_to_one_are_refused<H: DeployerHarness>(
     h: &H,
 ) {
@@ -582,6 +669,16 @@ pub struct FleetHarness;
 
 impl FleetHarness {
     fn fleet(name: &str, initial: &LambdaSettings, fails_first_deploy: bool) -> Fleet {
+        Self::fleet_with_code(name, initial, fails_first_deploy, None)
+    }
+
+    /// [`FleetHarness::fleet`], the function running `code` (a scenario's `functions[].code`).
+    fn fleet_with_code(
+        name: &str,
+        initial: &LambdaSettings,
+        fails_first_deploy: bool,
+        code: Option<serde_json::Value>,
+    ) -> Fleet {
         let faults = if fails_first_deploy {
             serde_json::json!([{"operation": "deploy_canary", "function": name, "failures": 1}])
         } else {
@@ -598,6 +695,10 @@ impl FleetHarness {
             "expect": {},
             "faults": faults,
         });
+        let mut scenario = scenario;
+        if let Some(code) = code {
+            scenario["functions"][0]["code"] = code;
+        }
         let scenario = Scenario::parse(&scenario.to_string(), "deployer contract").unwrap();
         Fleet::new(&scenario, Arc::new(FixedClock(T0))).unwrap()
     }
@@ -648,6 +749,22 @@ impl DeployerHarness for FleetHarness {
         (1..)
             .take_while(|v: &usize| fleet.version_settings(function, &v.to_string()).is_some())
             .count()
+    }
+
+    fn code_sha256(&self) -> Option<String> {
+        None
+    }
+
+    async fn code_function(&self, name: &str) -> (Fleet, ComponentId) {
+        let code = serde_json::json!({
+            "handler": "orders.handler",
+            "runtime": "python3.12",
+            "files": {"orders.py": ORDERS_PY},
+        });
+        (
+            Self::fleet_with_code(name, &initial(None), false, Some(code)),
+            ComponentId::parse(name).unwrap(),
+        )
     }
 }
 
@@ -740,6 +857,22 @@ impl DeployerHarness for LambdaHarness {
             .filter(|v| *v != "$LATEST")
             .count()
     }
+
+    fn code_sha256(&self) -> Option<String> {
+        Some(code_sha256(&bootstrap_zip()))
+    }
+
+    /// The package is served by a local listener standing in for S3 (see `lambda_code`).
+    async fn code_function(&self, name: &str) -> (LambdaDeployer, ComponentId) {
+        let n = NEXT_FUNCTION.fetch_add(1, Ordering::Relaxed);
+        let (function, zip) = python_function(&self._moto, &format!("contract-{n}-{name}")).await;
+        let (base, _) = package_host(200, zip).await;
+        let lambda = MotoFunction::existing(&function).await.lambda;
+        let deployer = LambdaDeployer::from_client(lambda)
+            .with_clock(Arc::new(FixedClock(T0)))
+            .with_packages(PackageFetcher::new().with_base_url(base.parse().unwrap()));
+        (deployer, function)
+    }
 }
 
 macro_rules! deployer_contract {
@@ -776,4 +909,5 @@ deployer_contract!(
     a_deploy_that_stopped_part_way_is_finished_by_a_retry_and_rolled_back_exactly,
     after_a_later_deploy_an_older_improvement_is_neither_rolled_back_nor_revived,
     unknown_functions_and_weights_outside_zero_to_one_are_refused,
+    a_code_patch_ships_onto_the_code_it_was_judged_against_and_rolls_back,
 );

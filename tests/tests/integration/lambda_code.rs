@@ -18,10 +18,11 @@ use selfbuild_tests::moto::MotoServer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-const ORDERS_PY: &str = "def handler(event, context):\n    return {\"statusCode\": 200}\n";
+pub(crate) const ORDERS_PY: &str =
+    "def handler(event, context):\n    return {\"statusCode\": 200}\n";
 
 /// A listener answering every GET with `status` and `body`; the request paths it saw.
-async fn package_host(status: u16, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn package_host(status: u16, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
     let url = format!("http://{}", listener.local_addr().expect("an address"));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -44,7 +45,7 @@ async fn package_host(status: u16, body: Vec<u8>) -> (String, Arc<Mutex<Vec<Stri
 }
 
 /// `orders-api-<suffix>` on moto: a Python zip with `orders.py`, version 1 behind `live`.
-async fn python_function(moto: &MotoServer, suffix: &str) -> (ComponentId, Vec<u8>) {
+pub(crate) async fn python_function(moto: &MotoServer, suffix: &str) -> (ComponentId, Vec<u8>) {
     let name = format!("orders-api-{suffix}");
     let sdk = moto.sdk_config().await;
     let lambda = aws_sdk_lambda::Client::new(&sdk);

@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 
 use selfbuild_aws::LambdaDeployer;
+use selfbuild_aws::lambda_code::rewrite::code_sha256;
 use selfbuild_core::change::{DeploySpec, LambdaSettings};
 use selfbuild_core::deployment::{FunctionState, LIVE_ALIAS};
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{DeployError, Deployer};
 use selfbuild_tests::improvement_id;
-use selfbuild_tests::lambda_fixture::MotoFunction;
+use selfbuild_tests::lambda_fixture::{MotoFunction, bootstrap_zip};
 
 /// A function on moto with version 1 behind the alias `live`, and a deployer for it.
 struct Fixture {
@@ -80,7 +81,7 @@ async fn function_state_reads_the_version_behind_the_alias_and_the_reservation()
     assert_eq!(
         state,
         FunctionState {
-            code_sha256: None,
+            code_sha256: Some(code_sha256(&bootstrap_zip())),
             function: f.function.clone(),
             settings: initial,
             alias: LIVE_ALIAS.to_owned(),

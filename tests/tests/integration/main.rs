@@ -13,6 +13,7 @@ mod halt;
 mod intake;
 mod intake_strict;
 mod lambda_code;
+mod lambda_code_deployer;
 mod lambda_deployer;
 mod mcp_lambda;
 mod notifier;

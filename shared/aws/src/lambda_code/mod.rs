@@ -1,7 +1,10 @@
 //! A Lambda function's deployed code: `GetFunction` on the `live` alias gives the handler
-//! and a presigned URL of the deployment package, which [`package`] fetches and reads.
+//! and a presigned URL of the deployment package, which [`PackageFetcher`] fetches and
+//! [`files_in_package`] reads; [`rewrite`] applies a code patch to a package and writes the
+//! new zip the deployer ships.
 
 mod package;
+pub mod rewrite;
 
 use async_trait::async_trait;
 use aws_sdk_lambda::types::PackageType;
