@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         proposal: proposal.clone(),
         provider: PROVIDER.into(),
         usage: LlmUsage::default(),
+        repair_rounds: 0,
     });
     // A code patch is checked by the pipeline (fuzzed by `validate_patch`); unchecked, it
     // must be refused.
