@@ -10,6 +10,6 @@ use selfbuild_core::steps::StepFunction;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = selfbuild_aws::sdk_config().await;
-    let code = LambdaCodeSource::new(&sdk, PackageFetcher::new());
+    let code = LambdaCodeSource::new(&sdk, PackageFetcher::from_env()?);
     selfbuild_aws::steps::run_checking(StepFunction::Generate, &code, &NoCodeChecker).await
 }

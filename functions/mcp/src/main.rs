@@ -7,6 +7,7 @@ use lambda_http::tower::ServiceExt;
 use lambda_http::{Request, service_fn};
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
+use selfbuild_aws::lambda_code::PackageFetcher;
 use selfbuild_aws::lambda_deployer::LambdaDeployer;
 use selfbuild_aws::observability::ColdStart;
 use selfbuild_aws::secrets::SecretsManagerKeys;
@@ -45,7 +46,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         telemetry: Arc::new(selfbuild_aws::telemetry::CloudWatchTelemetry::for_cycle(
             &sdk, &config,
         )),
-        deployer: Arc::new(LambdaDeployer::new(&sdk)),
+        deployer: Arc::new(LambdaDeployer::new(&sdk).with_packages(PackageFetcher::from_env()?)),
         notifier: Arc::new(EventBridgeNotifier::new(
             &sdk,
             config.event_bus_name.clone(),

@@ -9,6 +9,6 @@ use selfbuild_validate::{PipelineChecker, Settings};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let checker = PipelineChecker::new(Settings::from_env()?);
     let sdk = selfbuild_aws::sdk_config().await;
-    let code = LambdaCodeSource::new(&sdk, PackageFetcher::new());
+    let code = LambdaCodeSource::new(&sdk, PackageFetcher::from_env()?);
     selfbuild_aws::steps::run_checking(StepFunction::Validate, &code, &checker).await
 }

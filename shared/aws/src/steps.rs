@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::dynamo::DynamoStore;
 use crate::eventbridge::EventBridgeNotifier;
 use crate::lambda::diagnostic;
+use crate::lambda_code::PackageFetcher;
 use crate::lambda_deployer::LambdaDeployer;
 use crate::llm::{BedrockLlm, ModelPrice, OpenAiCompatibleLlm, OpenAiConfig, ResilientLlm};
 use crate::observability::ColdStart;
@@ -39,7 +40,7 @@ pub async fn run_checking(
     let sdk = crate::sdk_config().await;
     let store = DynamoStore::new(&sdk, config.table_name.clone());
     let telemetry = CloudWatchTelemetry::for_cycle(&sdk, &config);
-    let deployer = LambdaDeployer::new(&sdk);
+    let deployer = LambdaDeployer::new(&sdk).with_packages(PackageFetcher::from_env()?);
     // Only generate asks the LLM: the others skip reading the fallback secret at init.
     let llm = cycle_llm(&sdk, &config, function == StepFunction::Generate).await?;
     let notifier = EventBridgeNotifier::new(&sdk, config.event_bus_name.clone());

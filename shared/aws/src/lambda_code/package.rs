@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::time::Duration;
 
+use selfbuild_core::config::ConfigError;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::CodeSourceError;
 use tracing::debug;
@@ -34,6 +35,31 @@ impl PackageFetcher {
                 .unwrap_or_default(),
             base_url: None,
         }
+    }
+
+    /// [`new`](Self::new), moved onto `CODE_PACKAGE_ENDPOINT_URL` when that is set (an S3
+    /// interface endpoint, or a local stand-in where `Code.Location` names a host that does
+    /// not resolve); a value that is not an http(s) URL is an error naming the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        const NAME: &str = "CODE_PACKAGE_ENDPOINT_URL";
+        let Some(value) = lookup(NAME).filter(|v| !v.trim().is_empty()) else {
+            return Ok(Self::new());
+        };
+        let invalid = |problem: String| ConfigError::Invalid {
+            name: NAME,
+            value: value.clone(),
+            problem,
+        };
+        let base = reqwest::Url::parse(value.trim()).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(invalid("must be an http(s) URL with a host".into()));
+        }
+        Ok(Self::new().with_base_url(base))
     }
 
     /// Fetches from `base` (scheme, host and port) instead of the host in `Code.Location`,
@@ -152,6 +178,29 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn the_endpoint_variable_moves_fetches_and_a_bad_one_is_named() {
+        let with = |value: &str| {
+            let value = value.to_owned();
+            PackageFetcher::from_lookup(move |_| Some(value.clone()))
+        };
+        let location = "https://awslambda-us-east-1-tasks.s3.us-east-1.amazonaws.com/snapshots/1/f?X-Amz-Signature=s";
+        let moved = with("http://127.0.0.1:9000")
+            .unwrap()
+            .url(location)
+            .unwrap();
+        assert_eq!(
+            moved.as_str(),
+            "http://127.0.0.1:9000/snapshots/1/f?X-Amz-Signature=s"
+        );
+        let kept = with("  ").unwrap().url(location).unwrap();
+        assert_eq!(kept.as_str(), location);
+        for bad in ["not a url", "file:///tmp/x", "ftp://host/"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("CODE_PACKAGE_ENDPOINT_URL"), "{err}");
+        }
+    }
 
     fn package(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
