@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use selfbuild_core::change::code_patch::failed_hunk;
 pub use selfbuild_core::change::code_patch::{DiffError, creates_file, parse};
 
 /// A diff applied to its base.
@@ -41,17 +42,7 @@ pub fn apply(base: &str, patch: &diffy::Patch<'_, str>) -> Application {
             from_hunks(patch, new_text).unwrap_or_else(|new_text| locate(base, new_text)),
         ),
         Err(e) => {
-            // diffy numbers hunks from 1 in its message: "error applying hunk #N".
-            let hunk = e
-                .to_string()
-                .rsplit('#')
-                .next()
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(1usize);
-            let old_line = patch
-                .hunks()
-                .get(hunk.saturating_sub(1))
-                .map_or(1, |h| h.old_range().start().max(1));
+            let (hunk, old_line) = failed_hunk(patch, &e);
             Application::Failed { hunk, old_line }
         }
     }

@@ -133,6 +133,22 @@ pub fn creates_file(diff: &str) -> bool {
         .any(|l| l.starts_with("--- ") && header_path(l).is_none() && l.contains("/dev/null"))
 }
 
+/// The hunk `error` says did not apply (1-based) and the old-file line it says it starts at.
+pub fn failed_hunk(patch: &diffy::Patch<'_, str>, error: &diffy::ApplyError) -> (usize, usize) {
+    // diffy numbers hunks from 1 in its message: "error applying hunk #N".
+    let hunk = error
+        .to_string()
+        .rsplit('#')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(1usize);
+    let old_line = patch
+        .hunks()
+        .get(hunk.saturating_sub(1))
+        .map_or(1, |h| h.old_range().start().max(1));
+    (hunk, old_line)
+}
+
 /// Whether the diff deletes the file (`+++ /dev/null`).
 pub fn deletes_file(diff: &str) -> bool {
     diff.lines()
@@ -284,17 +300,7 @@ pub fn apply_to_package(
             })?,
         };
         let new_text = diffy::apply(&base, &patch).map_err(|e| {
-            // diffy numbers hunks from 1 in its message: "error applying hunk #N".
-            let hunk = e
-                .to_string()
-                .rsplit('#')
-                .next()
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(1usize);
-            let old_line = patch
-                .hunks()
-                .get(hunk.saturating_sub(1))
-                .map_or(1, |h| h.old_range().start().max(1));
+            let (hunk, old_line) = failed_hunk(&patch, &e);
             PatchError::DoesNotApply {
                 path: path.to_owned(),
                 hunk,
