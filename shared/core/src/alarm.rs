@@ -307,7 +307,7 @@ impl AlarmPattern {
 
     /// True when `name` matches the whole glob, ignoring case.
     pub fn matches(&self, name: &str) -> bool {
-        glob_match(self.glob.as_bytes(), name.to_ascii_lowercase().as_bytes())
+        crate::text::glob_matches(&self.glob, name)
     }
 
     /// The literal text of a `*text` or `text*` pattern, for stripping it from alarm names.
@@ -315,27 +315,6 @@ impl AlarmPattern {
         let trimmed = self.glob.trim_matches('*');
         (!trimmed.contains(['*', '?'])).then(|| trimmed.to_owned())
     }
-}
-
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

@@ -70,6 +70,32 @@ pub fn prefix(text: &str, max_bytes: usize) -> &str {
     &text[..end]
 }
 
+/// Whether `text` matches the whole of `pattern`, ignoring ASCII case: `*` stands for any run
+/// of characters, `?` for one (alarm-name patterns, `MCP_ALLOWED_HOSTS`).
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let text: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was and how much text it has taken: backtracking moves only there.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
 /// Why text an operator or agent supplied was refused; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -107,6 +133,29 @@ pub fn single_line(field: &str, value: &str, max_chars: usize) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_the_whole_text_ignoring_case() {
+        assert!(glob_matches("orders-*", "Orders-API"));
+        assert!(glob_matches("*-api", "orders-api"));
+        assert!(glob_matches("a?c", "abc"));
+        assert!(
+            glob_matches("a?c", "aéc"),
+            "? is one character, not one byte"
+        );
+        assert!(glob_matches(
+            "*.lambda-url.*.on.aws",
+            "abc.lambda-url.us-east-1.on.aws"
+        ));
+        assert!(glob_matches("a*b*c", "axxbyybzzc"));
+        assert!(!glob_matches("a*b*c", "axxbyyb"));
+        assert!(!glob_matches("*.lambda-url.*.on.aws", "evil.example.com"));
+        assert!(!glob_matches("localhost", "localhost.evil"));
+        assert!(!glob_matches("orders", "orders-api"));
+        assert!(glob_matches("", ""));
+        assert!(!glob_matches("", "x"));
+        assert!(glob_matches("**", ""));
+    }
 
     #[test]
     fn an_excerpt_is_quoted_escaped_and_short() {

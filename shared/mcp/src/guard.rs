@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::ports::KeySourceError;
+use selfbuild_core::text::glob_matches;
 use serde_json::Value;
 use tracing::{error, warn};
 
@@ -125,7 +126,7 @@ fn check_host(allowed: &[String], request: &Request) -> Option<Response> {
     let without_port = strip_port(host);
     if allowed
         .iter()
-        .any(|p| glob_match(p, host) || glob_match(p, without_port))
+        .any(|p| glob_matches(p, host) || glob_matches(p, without_port))
     {
         return None;
     }
@@ -147,28 +148,6 @@ fn strip_port(host: &str) -> &str {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     }
-}
-
-/// Case-insensitive match where `*` stands for any run of characters.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let text = text.to_ascii_lowercase();
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 async fn authenticate(deps: &McpDeps, authorization: Option<&str>) -> Result<ApiKey, Response> {
@@ -256,17 +235,17 @@ mod tests {
 
     #[test]
     fn hosts_match_with_wildcards_and_without_ports() {
-        assert!(glob_match(
+        assert!(glob_matches(
             "*.lambda-url.*.on.aws",
             "abc123.lambda-url.eu-west-1.on.aws"
         ));
-        assert!(!glob_match("*.lambda-url.*.on.aws", "evil.example.com"));
-        assert!(!glob_match(
+        assert!(!glob_matches("*.lambda-url.*.on.aws", "evil.example.com"));
+        assert!(!glob_matches(
             "*.lambda-url.*.on.aws",
             "x.lambda-url.on.aws.evil.com"
         ));
-        assert!(glob_match("localhost", "LOCALHOST"));
-        assert!(!glob_match("localhost", "localhost.evil"));
+        assert!(glob_matches("localhost", "LOCALHOST"));
+        assert!(!glob_matches("localhost", "localhost.evil"));
         assert_eq!(strip_port("127.0.0.1:8787"), "127.0.0.1");
         assert_eq!(strip_port("[::1]:8787"), "[::1]");
         assert_eq!(strip_port("example.com"), "example.com");
