@@ -15,7 +15,7 @@ SELFBUILD_TOOLS_DIR="${SELFBUILD_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/self
 PYTHON_TOOLS_VENV="$SELFBUILD_TOOLS_DIR/python-tools"
 # The pins, in one place.
 PYTHON_TOOLS_REQUIREMENTS=(
-  "moto[server]==5.2.1"
+  "moto[server]==5.2.6"
   "mcp==2.3.0"
   "cfn-lint==1.51.0"
   "cargo-lambda==1.9.2"

@@ -510,10 +510,18 @@ fn service_of(request: &Request) -> String {
         .to_owned()
 }
 
-/// The operation: `X-Amz-Target`, `Action=` in a form body, or Lambda's method and path.
+/// The operation: `X-Amz-Target`, the path of Smithy RPC v2 CBOR, `Action=` in a form body,
+/// or Lambda's method and path.
 fn operation_of(request: &Request) -> String {
     if let Some(target) = header(&request.head, "x-amz-target") {
         return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    if protocol_is_cbor(request) {
+        // `/service/GraniteServiceVersion20100801/operation/GetMetricData`
+        let path = request.path.split('?').next().unwrap_or_default();
+        if let Some((_, op)) = path.rsplit_once("/operation/") {
+            return op.to_owned();
+        }
     }
     let form = header(&request.head, "content-type")
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
@@ -577,6 +585,39 @@ fn json_error(request: &Request, status: u16, code: &str, message: &str) -> Resp
     }
 }
 
+/// The error Smithy RPC v2 CBOR writes (CloudWatch from aws-sdk-cloudwatch 1.100 on): a CBOR
+/// map with `__type` and `message`.
+fn cbor_error(status: u16, code: &str, message: &str) -> Response {
+    let mut body = vec![0xA2];
+    for text in ["__type", code, "message", message] {
+        cbor_text(&mut body, text);
+    }
+    Response {
+        status,
+        headers: vec![
+            ("content-type".into(), "application/cbor".into()),
+            ("smithy-protocol".into(), "rpc-v2-cbor".into()),
+            ("x-amzn-requestid".into(), "fault-proxy".into()),
+        ],
+        body,
+    }
+}
+
+/// Appends `text` as a CBOR text string (major type 3).
+fn cbor_text(out: &mut Vec<u8>, text: &str) {
+    let len = text.len();
+    match u8::try_from(len) {
+        Ok(short) if short < 24 => out.push(0x60 | short),
+        Ok(byte) => out.extend([0x78, byte]),
+        Err(_) => {
+            let long = u32::try_from(len).unwrap_or(u32::MAX);
+            out.push(0x7A);
+            out.extend(long.to_be_bytes());
+        }
+    }
+    out.extend(text.as_bytes());
+}
+
 /// The error the Query protocol writes (CloudWatch): an XML `ErrorResponse`.
 fn query_error(status: u16, code: &str, message: &str) -> Response {
     let kind = if status >= 500 { "Receiver" } else { "Sender" };
@@ -612,6 +653,10 @@ fn lambda_error(status: u16, code: &str, body: serde_json::Value, retry_after: b
     }
 }
 
+fn protocol_is_cbor(request: &Request) -> bool {
+    header(&request.head, "smithy-protocol").is_some_and(|p| p.eq_ignore_ascii_case("rpc-v2-cbor"))
+}
+
 fn protocol_is_query(request: &Request) -> bool {
     header(&request.head, "x-amz-target").is_none()
         && header(&request.head, "content-type")
@@ -631,6 +676,7 @@ fn error(service: &str, request: &Request, status: u16, code: &str) -> Response 
                 false,
             )
         }
+        _ if protocol_is_cbor(request) => cbor_error(status, code, &message),
         _ if protocol_is_query(request) => query_error(status, code, &message),
         _ => json_error(request, status, code, &message),
     }
@@ -661,6 +707,7 @@ fn throttle(service: &str, request: &Request, alt: bool) -> Response {
             "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
             "The level of configured provisioned throughput for the table was exceeded.",
         ),
+        _ if protocol_is_cbor(request) => cbor_error(400, "Throttling", "Rate exceeded"),
         _ if protocol_is_query(request) => query_error(400, "Throttling", "Rate exceeded"),
         _ => json_error(request, 400, "ThrottlingException", "Rate exceeded"),
     }
@@ -680,6 +727,9 @@ fn server_error(service: &str, request: &Request) -> Response {
             "com.amazonaws.dynamodb.v20120810#InternalServerError",
             "Internal server error",
         ),
+        _ if protocol_is_cbor(request) => {
+            cbor_error(500, "InternalFailure", "fault proxy: internal error")
+        }
         _ if protocol_is_query(request) => {
             query_error(500, "InternalFailure", "fault proxy: internal error")
         }
@@ -751,6 +801,15 @@ mod tests {
         ));
         assert_eq!(
             (service_of(&cw), operation_of(&cw)),
+            ("monitoring".into(), "GetMetricData".into())
+        );
+        let cbor = request(&format!(
+            "POST /service/GraniteServiceVersion20100801/operation/GetMetricData HTTP/1.1\r\n\
+             {AUTH}/monitoring/aws4_request\r\nsmithy-protocol: rpc-v2-cbor\r\n\
+             Content-Type: application/cbor\r\n\r\n"
+        ));
+        assert_eq!(
+            (service_of(&cbor), operation_of(&cbor)),
             ("monitoring".into(), "GetMetricData".into())
         );
         for (method, path, op) in [

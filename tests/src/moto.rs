@@ -13,7 +13,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 
 /// The moto version the test command installs.
-pub const MOTO_VERSION: &str = "5.2.1";
+pub const MOTO_VERSION: &str = "5.2.6";
 
 /// How to install moto, for the failure message.
 pub fn install_hint() -> String {

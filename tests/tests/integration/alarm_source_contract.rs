@@ -4,7 +4,7 @@
 //!
 //! Where the adapters' backends differ, the harness says so and the check asserts each side:
 //!
-//! - **Composite alarms** ([`AlarmHarness::COMPOSITE_ALARMS`]): moto 5.2.1 has no
+//! - **Composite alarms** ([`AlarmHarness::COMPOSITE_ALARMS`]): moto 5.2.6 has no
 //!   `PutCompositeAlarm` (NotImplemented), so on moto the check asserts that it still cannot
 //!   create one (when moto learns to, the check fails and the flag is flipped); the
 //!   conversion of CloudWatch's composite alarms is unit-tested in selfbuild-aws on

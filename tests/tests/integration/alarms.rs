@@ -27,7 +27,7 @@ async fn cloudwatch_lists_the_alarms_in_alarm_with_their_dimensions() {
     put_lambda_alarm(&client, "search-errors", "search").await;
     set_state(&client, "orders-HighErrorRate", StateValue::Alarm).await;
     set_state(&client, "search-errors", StateValue::Ok).await;
-    // moto 5.2.1 has no PutCompositeAlarm (NotImplemented); composite conversion is unit-tested
+    // moto 5.2.6 has no PutCompositeAlarm (NotImplemented); composite conversion is unit-tested
     // in selfbuild-aws with SDK-built DescribeAlarms output.
 
     let alarms = CloudWatchAlarms::new(&sdk).alarms_in_alarm().await.unwrap();

@@ -2,7 +2,7 @@
 //! `UpdateFunctionCode` / `PublishVersion` / `UpdateAlias` on moto's control plane, the
 //! package fetched from a local listener standing in for S3 (as in `lambda_code`).
 //!
-//! What moto 5.2.1 does not check, the unit tests in `selfbuild_aws::lambda_deployer` cover
+//! What moto 5.2.6 does not check, the unit tests in `selfbuild_aws::lambda_deployer` cover
 //! with a mocked client: it ignores `RevisionId` on `UpdateFunctionCode` (and returns none
 //! for a function), ignores `CodeSha256` on `PublishVersion`, and reports every update
 //! `Successful` at once.

@@ -1,7 +1,7 @@
 //! The Deployer adapter over Lambda, on moto's Lambda control plane (no Docker: nothing is
 //! invoked). Each test creates its own function, publishes version 1 and points `live` at it.
 //!
-//! What moto 5.2.1 does not stage, the unit tests in `selfbuild_aws::lambda_deployer` cover
+//! What moto 5.2.6 does not stage, the unit tests in `selfbuild_aws::lambda_deployer` cover
 //! with a mocked client: an update still `InProgress`, `ResourceConflictException`, a
 //! `Failed` update.
 

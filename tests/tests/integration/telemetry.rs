@@ -1,4 +1,4 @@
-//! The Telemetry port on CloudWatch `GetMetricData` and Logs Insights, against moto 5.2.1.
+//! The Telemetry port on CloudWatch `GetMetricData` and Logs Insights, against moto 5.2.6.
 //!
 //! moto checks: the requests are accepted (Query protocol for CloudWatch, awsJson1_1 for
 //! Logs), Sum/Average/Maximum per period, the dimension sets each scope asks for, function
@@ -258,7 +258,7 @@ async fn version_totals_split_by_executed_version_and_pool_the_window() {
     assert_eq!(totals[2].invocations, 0.0);
 }
 
-/// moto 5.2.1 cannot compute percentiles and answers a `p99` query with HTTP 500: a 5xx is
+/// moto 5.2.6 cannot compute percentiles and answers a `p99` query with HTTP 500: a 5xx is
 /// `Unavailable`. (The request carrying `p99` is unit-tested in selfbuild-aws.)
 #[tokio::test]
 async fn moto_refuses_percentiles_and_a_5xx_is_unavailable() {

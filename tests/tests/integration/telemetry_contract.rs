@@ -4,7 +4,7 @@
 //!
 //! Where the adapters' backends differ, the harness says so and the check asserts each side:
 //!
-//! - **Percentiles** ([`TelemetryHarness::PERCENTILES`]): moto 5.2.1 answers a `p99` query
+//! - **Percentiles** ([`TelemetryHarness::PERCENTILES`]): moto 5.2.6 answers a `p99` query
 //!   with HTTP 500, so on moto the adapter runs with percentiles off and the checks assert
 //!   what the port promises then: no `DurationP99` series, and version totals without
 //!   quantiles, slow counts or percentile values (never made-up zeros). The percentile

@@ -108,12 +108,12 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// `{"Ref": "X"}`, `!GetAtt A.B` → `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` → `{"Fn::Sub": s}`).
 fn template() -> Value {
     let text = read(&root().join(TEMPLATE));
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     yaml_to_json(yaml)
 }
 
-fn yaml_to_json(value: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
+fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
     match value {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
@@ -133,7 +133,7 @@ fn yaml_to_json(value: serde_yaml::Value) -> Value {
                 .map(|(k, v)| {
                     let key = match k {
                         Y::String(s) => s,
-                        other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
+                        other => serde_yaml_ng::to_string(&other).unwrap().trim().to_owned(),
                     };
                     (key, yaml_to_json(v))
                 })

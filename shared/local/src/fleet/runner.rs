@@ -329,7 +329,11 @@ fn cache_key(request: &RunRequest<'_>, runtime: &str, handler: &str) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    format!("{:x}", hasher.finalize())
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn timeout_seconds(settings: &LambdaSettings) -> u32 {

@@ -1,6 +1,6 @@
 //! `syntax`: the new file parses. Tree-sitter's ERROR and MISSING nodes for Python,
 //! JavaScript, TypeScript and Rust (plus the Python checks tree-sitter is too lenient for);
-//! serde_json and serde_yaml for JSON and YAML.
+//! serde_json and serde_yaml_ng for JSON and YAML.
 
 use selfbuild_core::change::RiskLevel;
 use serde::Deserialize;
@@ -134,8 +134,8 @@ fn json(src: &Source<'_>) -> Vec<SyntaxError> {
 }
 
 fn yaml(src: &Source<'_>) -> Vec<SyntaxError> {
-    for document in serde_yaml::Deserializer::from_str(src.text) {
-        if let Err(e) = serde_yaml::Value::deserialize(document) {
+    for document in serde_yaml_ng::Deserializer::from_str(src.text) {
+        if let Err(e) = serde_yaml_ng::Value::deserialize(document) {
             let (row, col) = e
                 .location()
                 .map_or((0, 1), |l| (l.line().saturating_sub(1), l.column().max(1)));
