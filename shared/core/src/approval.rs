@@ -218,44 +218,92 @@ async fn not_waiting(
     improvements: &dyn crate::ports::ImprovementStore,
     audit: &dyn AuditLog,
     id: &ImprovementId,
-) -> Result<ApprovalError, ApprovalError> {
-    let Some(record) = improvements.get_improvement(id).await? else {
-        return Ok(ApprovalError::NotFound(id.to_owned()));
-    };
-    let expired = audit
-        .cycle_events(&record.cycle_id)
+) -> Result<ApprovalError, StoreError> {
+    if let Some(closed_at) = window_closed_at(audit, id).await? {
+        return Ok(ApprovalError::Closed {
+            id: id.to_owned(),
+            closed_at: closed_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        });
+    }
+    Ok(match improvements.get_improvement(id).await? {
+        Some(record) => ApprovalError::NotPending(id.to_owned(), record.status.as_str()),
+        None => ApprovalError::NotFound(id.to_owned()),
+    })
+}
+
+/// When the approval window of `id` closed unanswered (its `approval_expired` event), if it did.
+async fn window_closed_at(
+    audit: &dyn AuditLog,
+    id: &ImprovementId,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    Ok(audit
+        .cycle_events(&id.cycle_id())
         .await?
         .into_iter()
         .rev()
-        .find(|e| {
-            e.improvement_id.as_ref() == Some(id) && e.action == AuditAction::ApprovalExpired
-        });
-    Ok(match expired {
-        Some(event) => ApprovalError::Closed {
-            id: id.to_owned(),
-            closed_at: event
-                .at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        },
-        None => ApprovalError::NotPending(id.to_owned(), record.status.as_str()),
-    })
+        .find(|e| e.improvement_id.as_ref() == Some(id) && e.action == AuditAction::ApprovalExpired)
+        .map(|e| e.at))
+}
+
+/// What closing an approval window did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expiry {
+    /// It was pending and is closed now: the improvement is rejected by the timeout.
+    Closed,
+    /// An earlier call closed it (the state machine's timeout task, or the offline runner).
+    AlreadyClosed,
+    /// Nothing was pending: decided in time, or never waiting.
+    NotPending,
+}
+
+/// The ports [`expire`] needs.
+#[derive(Clone, Copy)]
+pub struct ExpiryPorts<'a> {
+    /// Pending approvals.
+    pub store: &'a dyn ApprovalStore,
+    /// Records the expiry.
+    pub audit: &'a dyn AuditLog,
+    /// Improvement records, moved to rejected.
+    pub improvements: &'a dyn crate::ports::ImprovementStore,
+    /// The time.
+    pub clock: &'a dyn crate::ports::Clock,
+}
+
+impl<'a> ApprovalPorts<'a> {
+    /// The ports that closing a window needs.
+    pub fn expiry(&self) -> ExpiryPorts<'a> {
+        ExpiryPorts {
+            store: self.store,
+            audit: self.audit,
+            improvements: self.improvements,
+            clock: self.clock,
+        }
+    }
 }
 
 /// Closes the approval of an improvement whose window ended unanswered (its task timed
 /// out): the pending approval goes, the improvement is rejected by the timeout and the audit
-/// says so, so a late `approve` answers that the window closed and resumes nothing. False
-/// when nothing was pending (decided in time, or closed already).
+/// says so, so a late `approve` answers that the window closed and resumes nothing.
+/// Idempotent: a second call (a retried task, the offline runner after the state machine)
+/// finds it [`Expiry::AlreadyClosed`].
 pub async fn expire(
-    ports: ApprovalPorts<'_>,
+    ports: ExpiryPorts<'_>,
     improvement_id: &ImprovementId,
-) -> Result<bool, ApprovalError> {
-    let Some(pending) = ports.store.get_pending(improvement_id).await? else {
-        return Ok(false);
+) -> Result<Expiry, StoreError> {
+    let pending = match ports.store.get_pending(improvement_id).await? {
+        Some(pending) if ports.store.remove_pending(improvement_id).await? => pending,
+        _ => {
+            let closed = window_closed_at(ports.audit, improvement_id).await?;
+            return Ok(if closed.is_some() {
+                Expiry::AlreadyClosed
+            } else {
+                Expiry::NotPending
+            });
+        }
     };
-    if !ports.store.remove_pending(improvement_id).await? {
-        return Ok(false);
-    }
     let now = ports.clock.now();
     ports
         .audit
@@ -283,7 +331,7 @@ pub async fn expire(
         ports.improvements.put_improvement(&record).await?;
     }
     info!(improvement = %improvement_id, "approval window closed unanswered");
-    Ok(true)
+    Ok(Expiry::Closed)
 }
 
 #[cfg(test)]
@@ -379,5 +427,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(approved.status, "approved");
+    }
+
+    #[tokio::test]
+    async fn an_expired_window_closes_once_and_a_late_approval_is_told_so() {
+        let records = MemoryRecords::default();
+        let tokens = Resumed::default();
+        let clock = FixedClock(datetime!(2026-11-23 05:00 UTC));
+        let ports = ApprovalPorts {
+            store: &records,
+            tokens: &tokens,
+            audit: &records,
+            improvements: &records,
+            clock: &clock,
+            halt: &records,
+        };
+        records.put_pending(&pending("c1-1")).await.unwrap();
+
+        assert_eq!(
+            expire(ports.expiry(), &id("c1-1")).await.unwrap(),
+            Expiry::Closed
+        );
+        // A retried task, or the offline runner after the state machine: nothing twice.
+        assert_eq!(
+            expire(ports.expiry(), &id("c1-1")).await.unwrap(),
+            Expiry::AlreadyClosed
+        );
+        let expired: Vec<_> = records
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == AuditAction::ApprovalExpired)
+            .map(|e| e.actor.clone())
+            .collect();
+        assert_eq!(expired, ["selfbuild:approval-timeout"]);
+        let err = decide(ports, &id("c1-1"), "alice", true, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApprovalError::Closed { .. }), "{err}");
+        assert!(tokens.0.lock().unwrap().is_empty());
+        // Never waiting: nothing to close.
+        assert_eq!(
+            expire(ports.expiry(), &id("c1-9")).await.unwrap(),
+            Expiry::NotPending
+        );
     }
 }

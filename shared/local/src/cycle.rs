@@ -31,13 +31,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfbuild_core::Config;
-use selfbuild_core::approval::{ApprovalPorts, decide};
+use selfbuild_core::approval::{ApprovalPorts, Expiry, decide};
 use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::error::StableError;
-use selfbuild_core::improvement::MonitorReport;
+use selfbuild_core::improvement::{ImprovementItem, MonitorReport};
 use selfbuild_core::ports::{Clock, Llm, MetricSink, Notifier, StepStore};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
-use selfbuild_core::records::PendingApproval;
+use selfbuild_core::records::{ImprovementRecord, ImprovementStatus, PendingApproval};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
 use selfbuild_core::text::Escaped;
 use serde::Deserialize;
@@ -571,6 +571,10 @@ impl Observer for Progress {
     }
 
     fn on_state_exited(&self, state: StateRef<'_>, output: &Value) {
+        if state.name == "ApprovalTimedOut" {
+            self.window_closed(state, output);
+            return;
+        }
         // Each look's verdict and the rates behind it, as the stored report has them.
         if state.name != "MonitorCanary" {
             return;
@@ -583,6 +587,40 @@ impl Observer for Progress {
         };
         let indent = "  ".repeat(state.iterations.len() + 2);
         print(&self.out, &[format!("{indent}↳ {}", look_line(&report))]);
+    }
+}
+
+impl Progress {
+    /// The state machine's timeout task closed an approval window: says so, as
+    /// [`close_approval`] does when the runner closes it.
+    fn window_closed(&self, state: StateRef<'_>, output: &Value) {
+        if output
+            .pointer("/approval_expiry/expiry")
+            .and_then(Value::as_str)
+            != Some("closed")
+        {
+            return;
+        }
+        let Ok(item) = serde_json::from_value::<ImprovementItem>(output.clone()) else {
+            return;
+        };
+        let record =
+            ImprovementRecord::of_item(&item, ImprovementStatus::Rejected, self.clock.now());
+        let indent = "  ".repeat(state.iterations.len() + 2);
+        let label = format!(
+            "{}{}",
+            since_start(self.start, self.clock.now()),
+            item_label(state.iterations)
+        );
+        print(
+            &self.out,
+            &[format!(
+                "{indent}{label} approval window of {} closed unanswered: {} (risk {}) not deployed",
+                record.improvement_id,
+                record.change.unwrap_or_default(),
+                record.risk.map_or("unknown", |r| r.as_str())
+            )],
+        );
     }
 }
 
@@ -642,12 +680,15 @@ async fn close_approval(
         clock,
         halt: store,
     };
-    let line = match selfbuild_core::approval::expire(ports, &approval.improvement_id).await {
-        Ok(true) => format!(
+    let line = match selfbuild_core::approval::expire(ports.expiry(), &approval.improvement_id)
+        .await
+    {
+        // Closed by the state machine's ApprovalTimedOut task: its observer said so.
+        Ok(Expiry::AlreadyClosed | Expiry::NotPending) => return,
+        Ok(Expiry::Closed) => format!(
             "{indent}{label} approval window of {} closed unanswered: {} (risk {}) not deployed",
             approval.improvement_id, approval.change, approval.risk
         ),
-        Ok(false) => return,
         Err(e) => format!(
             "{indent}cannot close the approval of {}: {e}",
             approval.improvement_id

@@ -31,7 +31,7 @@ pub enum Function {
     Analyze,
     /// A proposal for one opportunity (events/steps/generate.json).
     Generate,
-    /// validate, request_approval (events/steps/validate*.json).
+    /// validate, request_approval, expire_approval (events/steps/validate*.json).
     Validate,
     /// deploy, promote (events/steps/deploy*.json).
     Deploy,

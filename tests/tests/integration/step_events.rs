@@ -21,6 +21,10 @@ fn every_step_payload_parses_as_its_functions_request() {
         parse_payload(&load("steps/validate-request-approval.json")).unwrap(),
         ValidateRequest::RequestApproval { .. }
     ));
+    assert!(matches!(
+        parse_payload(&load("steps/validate-expire-approval.json")).unwrap(),
+        ValidateRequest::ExpireApproval { .. }
+    ));
     for (file, promote) in [
         ("steps/deploy.json", false),
         ("steps/deploy-promote.json", true),

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{StepDeps, StepError, parse_payload, to_value};
+use crate::approval::ExpiryPorts;
 use crate::audit::AuditAction;
 use crate::change::Change;
 use crate::change::code_patch::diff_size;
@@ -25,6 +26,11 @@ pub enum ValidateRequest {
     RequestApproval {
         /// The token the state machine waits on.
         task_token: String,
+        /// The Map item.
+        item: Box<ImprovementItem>,
+    },
+    /// Close the approval whose window ended unanswered (the state machine's timeout).
+    ExpireApproval {
         /// The Map item.
         item: Box<ImprovementItem>,
     },
@@ -82,6 +88,16 @@ pub(super) async fn run(
             )
             .await?;
             to_value(&pending)
+        }
+        ValidateRequest::ExpireApproval { item } => {
+            let ports = ExpiryPorts {
+                store: deps.store,
+                audit: deps.store,
+                improvements: deps.store,
+                clock: deps.clock,
+            };
+            let expiry = crate::approval::expire(ports, &item.improvement_id()).await?;
+            Ok(serde_json::json!({ "expiry": expiry }))
         }
     }
 }

@@ -259,6 +259,7 @@ fn every_step_payload_runs_offline() {
         ("generate", "events/steps/generate.json"),
         ("validate", "events/steps/validate.json"),
         ("validate", "events/steps/validate-request-approval.json"),
+        ("validate", "events/steps/validate-expire-approval.json"),
         ("deploy", "events/steps/deploy.json"),
         ("monitor", "events/steps/monitor-summarize.json"),
     ] {
