@@ -138,12 +138,12 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let looks = looks(record, input.events);
     let mut page = String::with_capacity(64 * 1024);
     let id = esc(record.improvement_id.as_str());
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>selfbuild report {id}</title><style>{STYLE}</style></head><body>\n\
-         <h1>Improvement <code>{id}</code></h1>\n"
+         <h1>Improvement <code>{id}</code></h1>"
     );
     summary(&mut page, record);
     decision(&mut page, input, &looks);
@@ -173,7 +173,7 @@ pre.diff{background:#fafafa;border:1px solid #e3e3e3;padding:6px;overflow-x:auto
 pre.diff .add{background:#e3f6e3;color:#14521f}pre.diff .del{background:#fbe3e3;color:#7d1414}\
 pre.diff .hunk{color:#5a3f99}pre.diff span{display:block}\
 .changed td{background:#fff7d6}svg{display:block;margin:4px 0 2px}\
-.caption{font-size:12.5px;color:#444;margin:0 0 14px}.muted{color:#777}";
+.caption{font-size:12.5px;color:#444;margin:0 0 14px}.muted{color:#777}td.t{white-space:nowrap}";
 
 /// `text` safe inside HTML text and attribute values; control characters other than newline
 /// and tab shown as U+FFFD.
@@ -294,10 +294,11 @@ fn decision(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport])
             .filter(|r| !r.is_empty())
             .or_else(|| last_event.map(|e| e.detail.clone()))
             .unwrap_or_default();
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<p class=\"note\">The canary never ran: the improvement is <b>{}</b>, so there \
-             is no look to chart.{}</p>\n",
+            "<p class=\"note\">The canary never ran: {} (status <b>{}</b>), so there is no \
+             look to chart.{}</p>",
+            never_ran(record),
             record.status.as_str(),
             if why.is_empty() {
                 String::new()
@@ -308,9 +309,9 @@ fn decision(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport])
         return;
     };
     let final_report = item.monitor.as_ref().unwrap_or(last);
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p class=\"rule\">Last look {}: <b style=\"color:{}\">{}</b>{}: {}</p>\n",
+        "<p class=\"rule\">Last look {}: <b style=\"color:{}\">{}</b>{}: {}</p>",
         utc(final_report.checked_at),
         verdict_colour(final_report.verdict),
         verdict_name(final_report.verdict),
@@ -331,24 +332,56 @@ fn decision(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport])
                 | AuditAction::HaltedInFlight
         )
     }) {
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<p>Then <b>{}</b> by {} at {}: {}</p>\n",
+            "<p>Then <b>{}</b> by {} at {}: {}</p>",
             event.action.as_str(),
             esc(&event.actor),
             utc(event.at),
             esc(&event.detail)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<p class=\"caption\">Each metric is a one-sided test that the canary's rate exceeds \
          (1 + {:.0} %) × stable's (<code>DEGRADATION_THRESHOLD</code>), at each look's share \
-         of the α budget; {} look{} charted below.</p>\n",
+         of the α budget; {} look{} charted below.</p>",
         input.degradation_threshold * 100.0,
         looks.len(),
         if looks.len() == 1 { "" } else { "s" }
     );
+}
+
+/// Why an improvement without looks never reached a canary, in words.
+fn never_ran(record: &ImprovementRecord) -> String {
+    use selfbuild_core::improvement::{DeployStatus, ValidationDecision};
+    use selfbuild_core::records::ImprovementStatus;
+    let item = &record.item;
+    if let Some(v) = &item.validation {
+        if v.decision == ValidationDecision::Rejected {
+            return "validation rejected the change".to_owned();
+        }
+        if v.held_for_review {
+            return "the patch is held for people to review, not shipped".to_owned();
+        }
+    }
+    if item.approval.as_ref().is_some_and(|a| !a.approved) {
+        return "it was not approved".to_owned();
+    }
+    if let Some(d) = &item.deploy {
+        return match d.status {
+            DeployStatus::Deployed => "it was deployed, but no look was recorded",
+            DeployStatus::Deferred => "the deploy was deferred",
+            DeployStatus::Halted => "the halt switch stopped the deploy",
+            DeployStatus::Skipped => "nothing was deployed",
+        }
+        .to_owned();
+    }
+    match record.status {
+        ImprovementStatus::AwaitingApproval => "it waits for approval".to_owned(),
+        ImprovementStatus::Halted => "the halt switch stopped it".to_owned(),
+        status => format!("it went no further than {}", status.as_str()),
+    }
 }
 
 /// One point of a series: the value and its interval.
@@ -692,13 +725,13 @@ fn charts(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport]) {
                 .collect(),
             format: percent,
         };
-        let _ = write!(page, "<h3>{}</h3>\n{}\n", esc(&title), svg(&chart));
+        let _ = writeln!(page, "<h3>{}</h3>\n{}", esc(&title), svg(&chart));
         if let Some(m) = per_look.iter().rev().flatten().next() {
             let p = |v: Option<f64>| v.map_or("-".to_owned(), |p| format!("{p:.3}"));
-            let _ = write!(
+            let _ = writeln!(
                 page,
                 "<p class=\"caption\">Last look: stable {} ({} of {}), canary {} ({} of {}); \
-                 p(worse) {}, p(better) {}, α this look {:.4}{}. Rule: {}</p>\n",
+                 p(worse) {}, p(better) {}, α this look {:.4}{}. Rule: {}</p>",
                 percent(m.baseline),
                 m.baseline_events,
                 m.baseline_total,
@@ -736,10 +769,10 @@ fn charts(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport]) {
         flagged: Vec::new(),
         format: |v| format!("{v:.3}"),
     };
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<h3>α spent</h3>\n{}\n<p class=\"caption\">The significance budget spent up to each \
-         look; each look tests its metrics at its share.</p>\n",
+         look; each look tests its metrics at its share.</p>",
         svg(&alpha)
     );
 }
@@ -836,11 +869,11 @@ fn latency_charts(
             flagged: Vec::new(),
             format: millis,
         };
-        let _ = write!(
+        let _ = writeln!(
             page,
             "<h3>{}</h3>\n{}\n<p class=\"caption\">Pooled durations since the deploy, with 95 % \
              distribution-free intervals; the share of requests above the dashed line is the \
-             {} judged above.</p>\n",
+             {} judged above.</p>",
             esc(&title),
             svg(&chart),
             if tail { "slow_rate" } else { "body share" }
@@ -859,10 +892,10 @@ fn look_table(page: &mut String, looks: &[MonitorReport], deployed: Option<Offse
             format!("{:.0} min", (look.checked_at - d).as_seconds_f64() / 60.0)
         });
         let alpha: f64 = look.metrics.iter().map(|m| m.alpha).sum();
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{since}</td><td>{:.0}</td><td>{:.0}</td>\
-             <td>{alpha:.4}</td><td>{:.4}</td><td style=\"color:{}\">{}{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"t\">{}</td><td>{since}</td><td>{:.0}</td><td>{:.0}</td>\
+             <td>{alpha:.4}</td><td>{:.4}</td><td style=\"color:{}\">{}{}</td><td>{}</td></tr>",
             i + 1,
             utc(look.checked_at),
             look.canary_requests,
@@ -916,9 +949,9 @@ fn change(page: &mut String, record: &ImprovementRecord) {
         return;
     };
     let proposal = &generated.proposal;
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p>{}</p>\n<p class=\"caption\">Claimed risk {}, expected gain {:.0} %.</p>\n",
+        "<p>{}</p>\n<p class=\"caption\">Claimed risk {}, expected gain {:.0} %.</p>",
         esc(&proposal.rationale),
         proposal.claimed_risk.as_str(),
         proposal.expected_gain * 100.0
@@ -933,9 +966,9 @@ fn change(page: &mut String, record: &ImprovementRecord) {
                 .and_then(|v| v.after.clone())
                 .or_else(|| before.as_ref().map(|b| config.apply(b)));
             let (Some(before), Some(after)) = (before, after) else {
-                let _ = write!(
+                let _ = writeln!(
                     page,
-                    "<pre>{}</pre>\n",
+                    "<pre>{}</pre>",
                     esc(&serde_json::to_string_pretty(config).unwrap_or_default())
                 );
                 return;
@@ -943,9 +976,9 @@ fn change(page: &mut String, record: &ImprovementRecord) {
             page.push_str("<table><tr><th>setting</th><th>before</th><th>after</th></tr>\n");
             for (name, was, now) in settings_rows(&before, &after) {
                 let class = if was == now { "" } else { " class=\"changed\"" };
-                let _ = write!(
+                let _ = writeln!(
                     page,
-                    "<tr{class}><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                    "<tr{class}><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
                     esc(&name),
                     esc(&was),
                     esc(&now)
@@ -973,7 +1006,13 @@ fn change(page: &mut String, record: &ImprovementRecord) {
                     } else {
                         "ctx"
                     };
-                    let _ = write!(page, "<span class=\"{class}\">{}</span>", esc(line));
+                    // An empty block would take no height.
+                    let text = if line.is_empty() {
+                        " ".to_owned()
+                    } else {
+                        esc(line)
+                    };
+                    let _ = write!(page, "<span class=\"{class}\">{text}</span>");
                 }
                 page.push_str("</pre>\n");
             }
@@ -992,9 +1031,9 @@ fn validation(page: &mut String, record: &ImprovementRecord) {
         .ok()
         .and_then(|d| d.as_str().map(str::to_owned))
         .unwrap_or_default();
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p>Risk <b>{}</b>, decision <b>{}</b>, {} approval{} required{}.</p>\n",
+        "<p>Risk <b>{}</b>, decision <b>{}</b>, {} approval{} required{}.</p>",
         v.risk.as_str(),
         esc(&decision),
         v.approvals_required,
@@ -1006,9 +1045,9 @@ fn validation(page: &mut String, record: &ImprovementRecord) {
         }
     );
     if let Some(a) = &item.approval {
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<p>{} by {}{}</p>\n",
+            "<p>{} by {}{}</p>",
             if a.approved { "Approved" } else { "Rejected" },
             esc(&a.approvers.join(", ")),
             a.comment
@@ -1022,9 +1061,9 @@ fn validation(page: &mut String, record: &ImprovementRecord) {
     }
     page.push_str("<table><tr><th>rule</th><th>risk</th><th>where</th><th>what</th></tr>\n");
     for f in &v.findings {
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<tr><td><code>{}</code></td><td>{}{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+            "<tr><td><code>{}</code></td><td>{}{}</td><td><code>{}</code></td><td>{}</td></tr>",
             esc(&f.rule),
             f.risk.as_str(),
             if f.blocking { " blocking" } else { "" },
@@ -1044,9 +1083,9 @@ fn timeline(page: &mut String, events: &[AuditEvent], id: &selfbuild_core::ids::
         .iter()
         .filter(|e| e.improvement_id.as_ref() == Some(id))
     {
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+            "<tr><td class=\"t\">{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
             utc(e.at),
             esc(&e.actor),
             e.action.as_str(),
@@ -1284,7 +1323,8 @@ mod tests {
         }];
         let html = page(&record, &events);
         assert!(html.contains(
-            "The canary never ran: the improvement is <b>rejected</b>, so there is no look to chart. blocked: a secret in the diff"
+            "The canary never ran: validation rejected the change (status <b>rejected</b>), so \
+             there is no look to chart. blocked: a secret in the diff"
         ));
         assert!(!html.contains("<svg"));
         for colour in [hex(STABLE_RGB), hex(CANARY_RGB)] {

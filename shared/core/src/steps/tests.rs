@@ -496,6 +496,23 @@ async fn every_look_is_audited_with_its_report_and_the_look_before_it() {
 }
 
 #[tokio::test]
+async fn a_look_whose_audit_cannot_be_written_still_decides() {
+    let (mut world, calls) = split_world();
+    world.telemetry = Box::new(SteadyTelemetry);
+    *world.records.audit_down.lock().unwrap() = true;
+    let report = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "monitor", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report["verdict"], "healthy", "{report}");
+    assert!(world.actions().is_empty());
+    assert!(calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn with_freeze_a_halted_look_leaves_the_split_and_records_it() {
     let (mut world, calls) = split_world();
     world.config.halt_in_flight = crate::config::HaltInFlight::Freeze;
