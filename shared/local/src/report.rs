@@ -311,15 +311,10 @@ fn decision(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport])
     let final_report = item.monitor.as_ref().unwrap_or(last);
     let _ = writeln!(
         page,
-        "<p class=\"rule\">Last look {}: <b style=\"color:{}\">{}</b>{}: {}</p>",
+        "<p class=\"rule\">Last look {}: <b style=\"color:{}\">{}</b>: {}</p>",
         utc(final_report.checked_at),
         verdict_colour(final_report.verdict),
         verdict_name(final_report.verdict),
-        if final_report.window_over {
-            ", window over"
-        } else {
-            ""
-        },
         esc(&final_report.reason)
     );
     if let Some(event) = last_event.filter(|e| {
@@ -1173,7 +1168,10 @@ mod tests {
         ];
         item.monitor = Some(looks[3].clone());
         let events = vec![
-            event(&item, AuditAction::Validated, None, None),
+            AuditEvent {
+                at: datetime!(2026-11-22 09:08 UTC),
+                ..event(&item, AuditAction::Validated, None, None)
+            },
             event(&item, AuditAction::CanaryChecked, Some(&looks[0]), None),
             event(
                 &item,
@@ -1254,9 +1252,7 @@ mod tests {
             1
         );
         // The rule that fired, and what followed.
-        assert!(
-            html.contains("<b style=\"color:#c62828\">degraded</b>, window over: look at 15 min")
-        );
+        assert!(html.contains("<b style=\"color:#c62828\">degraded</b>: look at 15 min"));
         assert!(html.contains("Then <b>rolled_back</b>"));
         assert!(html.contains("error_rate: the &lt;b&gt;rule&lt;/b&gt;"));
         // The change's settings before and after, the findings, the timeline.
@@ -1351,6 +1347,40 @@ mod tests {
             esc("<a href=\"x\">'&'</a>\u{1b}[31m\n"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\u{fffd}[31m\n"
         );
+    }
+
+    #[tokio::test]
+    async fn the_cli_writes_the_page_beside_the_store_and_names_unknown_ids() {
+        use selfbuild_core::ports::{AuditLog, ImprovementStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (record, events) = rolled_back();
+        store.put_improvement(&record).await.unwrap();
+        for event in &events {
+            store.append(event).await.unwrap();
+        }
+        let id = record.improvement_id.as_str();
+        let out = crate::inspect::report(&store, dir.path(), id, None, 0.1)
+            .await
+            .unwrap();
+        let path = dir.path().join("reports").join(format!("{id}.html"));
+        assert_eq!(out["report"], path.display().to_string());
+        assert_eq!(out["looks"], 3);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            page(&record, &events)
+        );
+
+        let unknown = format!("{}-7", record.cycle_id);
+        let e = crate::inspect::report(&store, dir.path(), &unknown, None, 0.1)
+            .await
+            .unwrap_err();
+        assert_eq!((e.error_type, e.code), ("NotFound", 1));
+        assert!(e.hint.unwrap().contains("selfbuild list improvements"));
+        let e = crate::inspect::report(&store, dir.path(), "not an id", None, 0.1)
+            .await
+            .unwrap_err();
+        assert_eq!((e.error_type, e.code), ("InvalidInput", 2));
     }
 
     #[test]

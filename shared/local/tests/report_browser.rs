@@ -191,11 +191,12 @@ async fn report_of(scenario: &str, dir: &Path) -> (String, PathBuf) {
         .await
         .unwrap_or_else(|e| panic!("{scenario}: {e}"));
     assert!(row.passed, "{scenario}: {:?}", row.failures);
-    let page = row
-        .reports
-        .first()
-        .cloned()
-        .unwrap_or_else(|| panic!("{scenario}: no report"));
+    // Relative to the demo's data directory.
+    let page = dir.join(
+        row.reports
+            .first()
+            .unwrap_or_else(|| panic!("{scenario}: no report")),
+    );
     (row.outcome, page)
 }
 

@@ -65,7 +65,8 @@ pub struct ScenarioResult {
     pub group: Option<SafetyGroup>,
     /// The expectations that did not hold, in words.
     pub failures: Vec<String>,
-    /// The HTML report of each of the run's improvements (`selfbuild report`).
+    /// The HTML report of each of the run's improvements (`selfbuild report`), relative to
+    /// [`DemoOptions::data_dir`], so a row reads the same wherever the demo runs.
     pub reports: Vec<PathBuf>,
 }
 
@@ -223,7 +224,14 @@ pub async fn run_scenario(
     let request = scenario_request(&scenario, &config);
     let run = run_cycle_on_fleet(&scenario, &request, &store, &config, progress, approvers).await?;
     let mut row = result_row(&scenario, &expectation, &run, request.requested_at);
-    row.reports = write_reports(&run, &store, &dir, config.degradation_threshold).await?;
+    row.reports = write_reports(&run, &store, &dir, config.degradation_threshold)
+        .await?
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&options.data_dir)
+                .map_or(p.clone(), Path::to_path_buf)
+        })
+        .collect();
     if let Some(record) = first_record(&run, &store).await? {
         row.files = patch_files(&record);
         row.findings = finding_summary(
