@@ -989,30 +989,64 @@ fn change(page: &mut String, record: &ImprovementRecord) {
                     "<h3><code>{}</code> +{added}/-{removed}</h3>\n<pre class=\"diff\">",
                     esc(&file.path)
                 );
+                // A line validation found a secret on is not repeated on a page people share.
+                let secrets = secret_lines(record, &file.path);
+                let mut new_line: u64 = 0;
                 for line in file.diff.lines() {
+                    let mut text = esc(line);
                     let class = if line.starts_with("+++") || line.starts_with("---") {
                         "file"
                     } else if line.starts_with('+') {
+                        if secrets.contains(&new_line) {
+                            text = format!(
+                                "+[line {new_line} withheld: validation found a secret in it]"
+                            );
+                        }
+                        new_line += 1;
                         "add"
                     } else if line.starts_with('-') {
                         "del"
                     } else if line.starts_with("@@") {
+                        new_line = hunk_start(line).unwrap_or(new_line);
                         "hunk"
                     } else {
+                        if line.starts_with(' ') || line.is_empty() {
+                            new_line += 1;
+                        }
                         "ctx"
                     };
                     // An empty block would take no height.
-                    let text = if line.is_empty() {
-                        " ".to_owned()
-                    } else {
-                        esc(line)
-                    };
+                    if text.is_empty() {
+                        text.push(' ');
+                    }
                     let _ = write!(page, "<span class=\"{class}\">{text}</span>");
                 }
                 page.push_str("</pre>\n");
             }
         }
     }
+}
+
+/// The new file's line numbers of `path` where validation found a secret (a `secret`
+/// finding at `path:line:col`).
+fn secret_lines(record: &ImprovementRecord, path: &str) -> std::collections::BTreeSet<u64> {
+    let findings = record
+        .item
+        .validation
+        .as_ref()
+        .map_or(&[][..], |v| v.findings.as_slice());
+    findings
+        .iter()
+        .filter(|f| f.rule == "secret")
+        .filter_map(|f| f.location.as_deref()?.strip_prefix(path)?.strip_prefix(':'))
+        .filter_map(|rest| rest.split(':').next()?.parse().ok())
+        .collect()
+}
+
+/// The first new-file line of a hunk header `@@ -a,b +c,d @@`.
+fn hunk_start(header: &str) -> Option<u64> {
+    let new = header.split_whitespace().find(|w| w.starts_with('+'))?;
+    new[1..].split(',').next()?.parse().ok()
 }
 
 fn validation(page: &mut String, record: &ImprovementRecord) {
@@ -1381,6 +1415,35 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!((e.error_type, e.code), ("InvalidInput", 2));
+    }
+
+    #[test]
+    fn a_line_with_a_secret_finding_is_withheld_from_the_diff() {
+        let mut item = deployed_item();
+        let mut generated = item.generated.clone().unwrap();
+        generated.proposal.change = serde_json::from_value(json!({
+            "type": "code_patch", "component": "orders-api",
+            "files": [{"path": "app.py", "diff":
+                "--- a/app.py\n+++ b/app.py\n@@ -3,2 +3,3 @@\n import os\n+KEY = \"AKIAEXAMPLEEXAMPLE12\"\n+OTHER = 1\n x = 2\n"}]
+        }))
+        .unwrap();
+        item.generated = Some(generated);
+        let validation = item.validation.as_mut().unwrap();
+        validation.findings[0].rule = "secret".into();
+        validation.findings[0].location = Some("app.py:4:7".into());
+        let record = ImprovementRecord::of_item(
+            &item,
+            ImprovementStatus::Rejected,
+            datetime!(2026-11-22 10:00 UTC),
+        );
+        let html = page(&record, &[]);
+        assert!(!html.contains("AKIAEXAMPLE"), "the secret is on the page");
+        assert!(html.contains(
+            "<span class=\"add\">+[line 4 withheld: validation found a secret in it]</span>"
+        ));
+        assert!(html.contains("<span class=\"add\">+OTHER = 1</span>"));
+        assert_eq!(hunk_start("@@ -1 +12,3 @@ def f():"), Some(12));
+        assert_eq!(hunk_start("@@ garbage"), None);
     }
 
     #[test]
