@@ -61,6 +61,8 @@ pub enum AuditAction {
     DeploySkipped,
     /// The halt switch found a canary in flight.
     HaltedInFlight,
+    /// One look at the canary: its report (`after`) and the look before it (`before`).
+    CanaryChecked,
     /// Deployed code is in no source repository until the stored patch is merged there.
     SourceDrifted,
     /// The canary took all traffic.
@@ -77,7 +79,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
@@ -91,6 +93,7 @@ impl AuditAction {
         Self::DeployHalted,
         Self::DeploySkipped,
         Self::HaltedInFlight,
+        Self::CanaryChecked,
         Self::SourceDrifted,
         Self::Promoted,
         Self::RolledBack,
@@ -115,6 +118,7 @@ impl AuditAction {
             Self::DeployHalted => "deploy_halted",
             Self::DeploySkipped => "deploy_skipped",
             Self::HaltedInFlight => "halted_in_flight",
+            Self::CanaryChecked => "canary_checked",
             Self::SourceDrifted => "source_drifted",
             Self::Promoted => "promoted",
             Self::RolledBack => "rolled_back",
@@ -143,7 +147,7 @@ impl AuditAction {
             Self::Inconclusive => ImprovementStatus::Inconclusive,
             Self::DeployFailed => ImprovementStatus::DeployFailed,
             Self::RollbackFailed => ImprovementStatus::RollbackFailed,
-            Self::HaltedInFlight | Self::SourceDrifted => return None,
+            Self::HaltedInFlight | Self::CanaryChecked | Self::SourceDrifted => return None,
         })
     }
 
@@ -151,7 +155,7 @@ impl AuditAction {
     pub fn step_function(self) -> &'static str {
         match self {
             Self::ProposalRefused | Self::GenerateHalted => "generate",
-            Self::HaltedInFlight => "monitor",
+            Self::HaltedInFlight | Self::CanaryChecked => "monitor",
             Self::Validated
             | Self::ApprovalRequested
             | Self::Approved

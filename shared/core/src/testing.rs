@@ -79,6 +79,8 @@ pub(crate) struct MemoryRecords {
     pub finished: Mutex<Vec<(CycleId, CycleStatus)>>,
     pub pending: Mutex<BTreeMap<ImprovementId, PendingApproval>>,
     pub metrics: Mutex<Vec<crate::ports::MetricRecord>>,
+    /// Every audit append fails (the store is unreachable).
+    pub audit_down: Mutex<bool>,
 }
 
 impl crate::ports::MetricSink for MemoryRecords {
@@ -96,6 +98,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl AuditLog for MemoryRecords {
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        if *lock(&self.audit_down) {
+            return Err(StoreError::Unavailable(
+                "audit store down in this test".into(),
+            ));
+        }
         lock(&self.events).push(event.clone());
         Ok(())
     }

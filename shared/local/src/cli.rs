@@ -66,8 +66,8 @@ pub struct Cli {
     /// Fix the clock at this RFC 3339 instant (e.g. 2026-11-22T05:00:01Z).
     #[arg(long, global = true, env = "SELFBUILD_NOW", value_parser = parse_now)]
     pub now: Option<OffsetDateTime>,
-    /// How results print on stdout [default: table for status, list and show; json for the
-    /// others].
+    /// How results print on stdout [default: table for status, list, show and report; json
+    /// for the others].
     #[arg(long, global = true, env = "SELFBUILD_OUTPUT", value_enum)]
     pub output: Option<OutputFormat>,
     /// Print only the result: no progress lines (demo, cycle) and no summary on stderr.
@@ -122,6 +122,16 @@ pub enum Command {
         /// What to show.
         #[command(subcommand)]
         what: ShowCommand,
+    },
+    /// Write one improvement as a self-contained HTML page (charts of canary vs stable at
+    /// every look, the rule that fired, the change and its findings, the audit timeline) and
+    /// print where it is.
+    Report {
+        /// The improvement id (`<cycle>-<rank>`).
+        id: String,
+        /// Where to write the page [default: DATA_DIR/reports/<id>.html].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print a shell completion script (`selfbuild completions bash > …`).
     Completions {
@@ -409,10 +419,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
-    // People read status, list and show; scripts read the rest.
+    // People read status, list, show and report; scripts read the rest.
     let human = matches!(
         cli.command,
-        Command::Status | Command::List { .. } | Command::Show { .. }
+        Command::Status | Command::List { .. } | Command::Show { .. } | Command::Report { .. }
     );
     let format = cli.output.unwrap_or(if human {
         OutputFormat::Table
@@ -620,6 +630,19 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let store = SqliteStore::open(&cli.data_dir)?;
             crate::inspect::show(&store, what).await
         }
+        Command::Report { id, out } => {
+            // The threshold line is drawn where the environment's configuration puts it.
+            let config = Config::from_env()?;
+            let store = SqliteStore::open(&cli.data_dir)?;
+            crate::inspect::report(
+                &store,
+                &cli.data_dir,
+                &id,
+                out.as_deref(),
+                config.degradation_threshold,
+            )
+            .await
+        }
     }
 }
 
@@ -760,6 +783,22 @@ async fn demo(
     }
     if seeds > 1 || rows.iter().any(|r| r.group.is_some()) {
         say!("\n{}", crate::demo::safety_table(&rows));
+    }
+    let reports = rows.iter().map(|r| r.reports.len()).sum::<usize>();
+    if reports > 0 && !quiet {
+        say!(
+            "\nreports: {reports} HTML pages, one per improvement, at {}",
+            data_dir
+                .join("demo")
+                .join(if seeds > 1 {
+                    "<scenario>[-s<seed>]"
+                } else {
+                    "<scenario>"
+                })
+                .join("reports")
+                .join("<improvement-id>.html")
+                .display()
+        );
     }
     say!(
         "\n{} of {} runs as expected, in {:.1} s of real time",

@@ -1,4 +1,4 @@
-//! `selfbuild status`, `list` and `show`: what happened in a data directory, read through the
+//! `selfbuild status`, `list`, `show` and `report`: what happened in a data directory, read through the
 //! same store queries the MCP tools use (`get_system_status`, `list_improvements`,
 //! `get_improvement`).
 
@@ -228,6 +228,47 @@ pub async fn show(store: &SqliteStore, command: ShowCommand) -> Result<Value, Cl
             }))
         }
     }
+}
+
+/// `report`: writes the improvement's HTML page to `out` (default
+/// `<data-dir>/reports/<id>.html`) and says where, with the number of looks it charts.
+pub async fn report(
+    store: &SqliteStore,
+    data_dir: &std::path::Path,
+    id: &str,
+    out: Option<&std::path::Path>,
+    degradation_threshold: f64,
+) -> Result<Value, CliError> {
+    let improvement_id =
+        ImprovementId::parse(id).map_err(|e| cli_error("InvalidInput", e.to_string()).usage())?;
+    let out = out.map_or_else(
+        || {
+            data_dir
+                .join("reports")
+                .join(format!("{improvement_id}.html"))
+        },
+        std::path::Path::to_path_buf,
+    );
+    let looks = crate::report::write_report(store, &improvement_id, &out, degradation_threshold)
+        .await
+        .map_err(|e| match e {
+            crate::report::ReportError::Store(e) => CliError::from(e),
+            e @ crate::report::ReportError::Write { .. } => {
+                cli_error("InvalidInput", format!("--out {e}"))
+            }
+        })?
+        .ok_or_else(|| {
+            cli_error(
+                "NotFound",
+                format!("no improvement {id} in {}", store.path().display()),
+            )
+            .hint("`selfbuild list improvements` shows the ids; --data-dir picks another store")
+        })?;
+    Ok(json!({
+        "improvement_id": improvement_id,
+        "looks": looks,
+        "report": out.display().to_string(),
+    }))
 }
 
 fn audit_line(event: &selfbuild_core::audit::AuditEvent) -> Value {

@@ -13,6 +13,7 @@
 //! - [`serve`]: `selfbuild serve`: the MCP endpoint on TCP over the embedded adapters.
 //! - [`logs`]: `selfbuild logs mine`: log records grouped into templates by the core miner.
 //! - [`inspect`]: `selfbuild status`, `list` and `show` over the store.
+//! - [`report`]: `selfbuild report`: one improvement as a self-contained HTML page with charts.
 //! - [`invoke`]: `selfbuild invoke`: one function's handler on a payload, on embedded adapters.
 //! - [`output`]: `--output json|table`, timestamps, `error[Type]` lines with hints, exit codes.
 //! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`,
@@ -32,5 +33,6 @@ pub mod orchestrator;
 pub mod output;
 pub mod planner;
 pub mod proposal;
+pub mod report;
 pub mod serve;
 pub mod store;

@@ -189,6 +189,38 @@ impl StepDeps<'_> {
         .await
     }
 
+    /// Audits one look (`canary_checked`: the report as `after`, the time of the look the
+    /// state machine kept before it as `before`, so a report can tell a retried look from the
+    /// one that counted). Only logged when the write fails: a look's record is for people,
+    /// and a store outage must not roll a canary back.
+    async fn canary_checked(&self, item: &ImprovementItem, report: &MonitorReport) {
+        let before = item
+            .monitor
+            .as_ref()
+            .and_then(|m| {
+                m.checked_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .map(|at| serde_json::json!({ "checked_at": at }));
+        let verdict = serde_json::to_value(report.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let detail = format!(
+            "{verdict} after {:.0} canary and {:.0} stable requests: {}",
+            report.canary_requests, report.stable_requests, report.reason
+        );
+        let transition = Transition {
+            before,
+            after: serde_json::to_value(report).ok(),
+            ..Transition::by_step(AuditAction::CanaryChecked, detail)
+        };
+        if let Err(e) = self.recorder().record(item, transition).await {
+            tracing::warn!(error = %crate::text::Escaped(&e), "the look's audit event was not written");
+        }
+    }
+
     /// The item's function as deployed now, for an audit event's before/after.
     async fn function_state_for_audit(&self, item: &ImprovementItem) -> Option<Value> {
         function_state_for_audit(self.deployer, item).await

@@ -1,5 +1,6 @@
-//! `monitor` (R11) and `summarize`: one look at the canary (a halt in flight audited), and
-//! the finished cycle's summary.
+//! `monitor` (R11) and `summarize`: one look at the canary (audited as `canary_checked` for
+//! `selfbuild report`'s charts; a halt in flight as `halted_in_flight`), and the finished
+//! cycle's summary.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -39,6 +40,8 @@ pub(super) async fn run(
             let report = monitor(deps.canary(), config, &item).await?;
             if matches!(report.verdict, Verdict::Halted | Verdict::Frozen) {
                 deps.halted_in_flight(&item, &report).await?;
+            } else {
+                deps.canary_checked(&item, &report).await;
             }
             to_value(&report)
         }

@@ -8,7 +8,7 @@ use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::ids::{ComponentId, CycleId, ImprovementId, TenantId};
 use crate::improvement::{DeployStatus, Generated, LlmUsage};
 use crate::opportunity::{Opportunity, OpportunityKind, Priority};
-use crate::ports::{DeployError, HaltState, HaltSwitch};
+use crate::ports::{DeployError, HaltState, HaltSwitch, Telemetry};
 use crate::records::{CircuitState, ProviderHealth};
 use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
 use serde_json::json;
@@ -74,6 +74,7 @@ fn item() -> ImprovementItem {
 
 struct World {
     records: MemoryRecords,
+    telemetry: Box<dyn Telemetry>,
     llm: Box<dyn Llm>,
     deployer: Box<dyn Deployer>,
     code: Box<dyn CodeSource>,
@@ -86,6 +87,7 @@ impl World {
     fn new() -> Self {
         Self {
             records: MemoryRecords::default(),
+            telemetry: Box::new(NoTelemetry),
             llm: Box::new(FixedLlm {
                 proposal: proposal(),
                 usage: LlmUsage {
@@ -108,7 +110,7 @@ impl World {
 
     async fn run(&self, function: StepFunction, payload: Value) -> Result<Value, StepError> {
         let deps = StepDeps {
-            telemetry: &NoTelemetry,
+            telemetry: self.telemetry.as_ref(),
             deployer: self.deployer.as_ref(),
             code: self.code.as_ref(),
             checker: self.checker.as_ref(),
@@ -405,6 +407,109 @@ async fn while_halted_a_look_rolls_back_without_reading_telemetry() {
         rolled_back.after,
         Some(serde_json::to_value(baseline(&function)).unwrap())
     );
+}
+
+/// Both versions with the same traffic shape: `stable` and `canary` requests, 1 % failing.
+struct SteadyTelemetry;
+
+#[async_trait::async_trait]
+impl Telemetry for SteadyTelemetry {
+    async fn metric_series(
+        &self,
+        query: &crate::telemetry::TelemetryQuery,
+    ) -> Result<Vec<crate::telemetry::MetricSeries>, crate::error::TelemetryError> {
+        NoTelemetry.metric_series(query).await
+    }
+    async fn version_totals(
+        &self,
+        _: &ComponentId,
+        versions: &[String],
+        _: &crate::cycle::TimeWindow,
+        _: &crate::telemetry::DurationQuery,
+    ) -> Result<Vec<crate::telemetry::VersionTotals>, crate::error::TelemetryError> {
+        Ok(versions
+            .iter()
+            .zip([900.0, 100.0])
+            .map(|(version, invocations)| crate::telemetry::VersionTotals {
+                version: version.clone(),
+                invocations,
+                errors: invocations / 100.0,
+                throttles: 0.0,
+                duration_ms: None,
+                slower_than: Vec::new(),
+                percentiles: Vec::new(),
+                successes: None,
+            })
+            .collect())
+    }
+    async fn error_rows(
+        &self,
+        query: &crate::telemetry::TelemetryQuery,
+        limit: usize,
+    ) -> Result<Vec<crate::telemetry::LogRow>, crate::error::TelemetryError> {
+        NoTelemetry.error_rows(query, limit).await
+    }
+}
+
+#[tokio::test]
+async fn every_look_is_audited_with_its_report_and_the_look_before_it() {
+    let (mut world, calls) = split_world();
+    world.telemetry = Box::new(SteadyTelemetry);
+    let first = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "monitor", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first["verdict"], "healthy", "{first}");
+    let mut item = deployed();
+    item.monitor = Some(parse_payload(&first).unwrap());
+    world.clock = FixedClock(NOW + time::Duration::minutes(5));
+    let second = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "monitor", "item": item}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.actions(), ["canary_checked", "canary_checked"]);
+    let events = world.records.events.lock().unwrap().clone();
+    assert_eq!(events[0].after.as_ref(), Some(&first));
+    assert_eq!(events[0].before, None);
+    assert_eq!(events[1].after.as_ref(), Some(&second));
+    assert_eq!(
+        events[1].before,
+        Some(json!({"checked_at": "2026-11-22T05:00:00Z"}))
+    );
+    assert_eq!(events[1].actor, "selfbuild:monitor");
+    assert!(
+        events[1]
+            .detail
+            .starts_with("healthy after 100 canary and 900 stable requests: "),
+        "{}",
+        events[1].detail
+    );
+    // A look changes no status and touches nothing.
+    assert_eq!(world.status(), None);
+    assert!(calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_look_whose_audit_cannot_be_written_still_decides() {
+    let (mut world, calls) = split_world();
+    world.telemetry = Box::new(SteadyTelemetry);
+    *world.records.audit_down.lock().unwrap() = true;
+    let report = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "monitor", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report["verdict"], "healthy", "{report}");
+    assert!(world.actions().is_empty());
+    assert!(calls.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -65,6 +65,9 @@ pub struct ScenarioResult {
     pub group: Option<SafetyGroup>,
     /// The expectations that did not hold, in words.
     pub failures: Vec<String>,
+    /// The HTML report of each of the run's improvements (`selfbuild report`), relative to
+    /// [`DemoOptions::data_dir`], so a row reads the same wherever the demo runs.
+    pub reports: Vec<PathBuf>,
 }
 
 /// What a scenario asserts about safety, for the sweep's table.
@@ -221,6 +224,14 @@ pub async fn run_scenario(
     let request = scenario_request(&scenario, &config);
     let run = run_cycle_on_fleet(&scenario, &request, &store, &config, progress, approvers).await?;
     let mut row = result_row(&scenario, &expectation, &run, request.requested_at);
+    row.reports = write_reports(&run, &store, &dir, config.degradation_threshold)
+        .await?
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&options.data_dir)
+                .map_or(p.clone(), Path::to_path_buf)
+        })
+        .collect();
     if let Some(record) = first_record(&run, &store).await? {
         row.files = patch_files(&record);
         row.findings = finding_summary(
@@ -232,6 +243,35 @@ pub async fn run_scenario(
         );
     }
     Ok(row)
+}
+
+/// Writes the report of each of the run's stored improvements to
+/// `<dir>/reports/<improvement-id>.html`, where `selfbuild report` puts it by default.
+async fn write_reports(
+    run: &FleetRun,
+    store: &SqliteStore,
+    dir: &Path,
+    degradation_threshold: f64,
+) -> Result<Vec<PathBuf>, String> {
+    let ids = run
+        .output
+        .pointer("/summary/improvements")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|i| i.get("improvement_id").and_then(Value::as_str))
+        .filter_map(|id| id.parse::<selfbuild_core::ids::ImprovementId>().ok());
+    let mut written = Vec::new();
+    for id in ids {
+        let out = dir.join("reports").join(format!("{id}.html"));
+        let looks = crate::report::write_report(store, &id, &out, degradation_threshold)
+            .await
+            .map_err(|e| format!("report of {id}: {e}"))?;
+        if looks.is_some() {
+            written.push(out);
+        }
+    }
+    Ok(written)
 }
 
 /// The stored record of the run's first improvement, if it has one.
@@ -430,6 +470,7 @@ fn result_row(
         seed: scenario.seed,
         group: expectation.group,
         failures,
+        reports: Vec::new(),
     }
 }
 
