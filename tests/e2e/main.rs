@@ -14,7 +14,8 @@
 //! command when either is missing.
 //!
 //! Two cycles run at once, both acme's (a tenant, so a LOW-risk change deploys itself), each
-//! started by its own alarm (dedup is per tenant and component), each a [`Case`]:
+//! a [`Case`] started by its own alarm on its own [`Stack`] (moto, router, watches): moto 5.2.1
+//! starts one execution per process. Bedrock's recorded listener is shared.
 //!
 //! - **config**: `orders-api` (provided.al2023, 128 MB, 3 s, version 1 behind `live`) served
 //!   1,000 invocations a minute with 50 errors, all "Task timed out", for the last 8 minutes.
@@ -37,9 +38,9 @@
 //! the requested location; the patched zip is computed with the deploy step's own
 //! `patch_package` and served only because its hash is the one moto reports for version 2.
 //! moto ignores `RevisionId` on `UpdateFunctionCode` and `CodeSha256` on `PublishVersion`, and
-//! gives every version the location of the latest upload (one code record for all), so a
-//! stale-code refusal cannot happen here; `selfbuild_aws::lambda_deployer`'s unit tests check
-//! those with a mocked client.
+//! gives every version the location of the latest upload (one code record for all): the
+//! deployer's refusals of code changed under it are not exercised here;
+//! `selfbuild_aws::lambda_deployer`'s unit tests check them with a mocked client.
 
 #![allow(clippy::unwrap_used)]
 
