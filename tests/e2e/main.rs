@@ -810,7 +810,10 @@ impl Stack {
             }
             Fix::Code { file, line } => {
                 // Shipped as code: the record keeps both hashes, drift is on the trail.
-                position("source_drifted");
+                assert!(
+                    position("deployed") < position("source_drifted"),
+                    "{actions:?}"
+                );
                 let proposal = case.recorded_proposal();
                 let Change::CodePatch { files, .. } = &proposal.change else {
                     panic!("{} records no code patch", case.recording);
