@@ -964,9 +964,9 @@ async fn alarms_run_a_config_and_a_code_cycle_through_the_real_binaries_on_moto(
     let mut lines = Vec::new();
     for ((case, stack, started), finished) in runs.iter().zip([&config_finished, &code_finished]) {
         let actions = stack.check(case, &bedrock, started, finished).await;
-        // Only the config cycle's record: `get_improvement` of the code cycle's record got no
-        // answer through cargo-lambda's function URL emulation (HTTP 500 after its timeout,
-        // though the function logged the call `ok`); not yet understood.
+        // On one stack, as before: in one of three runs with it on both, `get_improvement` on
+        // the code stack got no answer through cargo-lambda's function URL emulation (HTTP 500
+        // after its timeout, though the function logged the call `ok`); not yet understood.
         if matches!(case.fix, Fix::Config { .. }) {
             stack.check_mcp(started).await;
         }
