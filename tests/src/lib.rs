@@ -6,7 +6,10 @@
 //! - [`cargo_lambda`]: `cargo lambda watch` processes running the real function binaries.
 //! - [`fault_proxy`]: a proxy in front of moto that throttles, fails, delays or drops a share
 //!   of calls (or lets them take effect and fails the answer), and logs every call.
-//! - [`recorded`]: a listener answering with a recorded HTTP response (Bedrock stand-in).
+//! - [`recorded`]: a listener answering with recorded HTTP responses, routed by request
+//!   body (Bedrock stand-in).
+//! - [`package_host`]: listeners standing in for the host of `GetFunction`'s `Code.Location`
+//!   (deployment packages).
 //! - [`lambda_fixture`]: an IAM role and a ZIP archive for functions on moto's Lambda, and
 //!   [`lambda_fixture::MotoFunction`], a function behind the alias `live`.
 //! - [`cloudwatch_fixture`]: alarms, metric data and log events on moto.
@@ -21,6 +24,7 @@ pub mod http;
 pub mod lambda_fixture;
 pub mod lambda_router;
 pub mod moto;
+pub mod package_host;
 pub mod recorded;
 
 /// An improvement id from a test's literal; panics on one that is not `<cycle>-<rank>`.

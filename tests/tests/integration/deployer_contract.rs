@@ -28,10 +28,11 @@ use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_tests::improvement_id;
 use selfbuild_tests::lambda_fixture::{MotoFunction, bootstrap_zip};
 use selfbuild_tests::moto::MotoServer;
+use selfbuild_tests::package_host;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::lambda_code::{ORDERS_PY, package_host, python_function};
+use crate::lambda_code::{ORDERS_PY, python_function};
 use crate::lambda_code_deployer::{fix, other_fix};
 
 const T0: OffsetDateTime = datetime!(2026-11-22 05:00:00 UTC);
@@ -866,7 +867,7 @@ impl DeployerHarness for LambdaHarness {
     async fn code_function(&self, name: &str) -> (LambdaDeployer, ComponentId) {
         let n = NEXT_FUNCTION.fetch_add(1, Ordering::Relaxed);
         let (function, zip) = python_function(&self._moto, &format!("contract-{n}-{name}")).await;
-        let (base, _) = package_host(200, zip).await;
+        let (base, _) = package_host::fixed(200, zip).await;
         let lambda = MotoFunction::existing(&function).await.lambda;
         let deployer = LambdaDeployer::from_client(lambda)
             .with_clock(Arc::new(FixedClock(T0)))

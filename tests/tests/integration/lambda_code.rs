@@ -4,45 +4,18 @@
 //! pointed at the listener with its base URL, as it would be at a VPC endpoint), and the
 //! files a patch touches read from the zip.
 
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use selfbuild_aws::lambda_code::{LambdaCodeSource, PackageFetcher};
 use selfbuild_core::deployment::LIVE_ALIAS;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::ports::{CodeSource, CodeSourceError};
-use selfbuild_tests::http::read_request;
 use selfbuild_tests::lambda_fixture::{create_role, stored_zip};
 use selfbuild_tests::moto::MotoServer;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use selfbuild_tests::package_host;
 
 pub(crate) const ORDERS_PY: &str =
     "def handler(event, context):\n    return {\"statusCode\": 200}\n";
-
-/// A listener answering every GET with `status` and `body`; the request paths it saw.
-pub(crate) async fn package_host(status: u16, body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let url = format!("http://{}", listener.local_addr().expect("an address"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let paths = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let Ok(Some(request)) = read_request(&mut stream).await else {
-                continue;
-            };
-            paths.lock().expect("paths").push(request.path);
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/zip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body).await;
-        }
-    });
-    (url, seen)
-}
 
 /// `orders-api-<suffix>` on moto: a Python zip with `orders.py`, version 1 behind `live`.
 pub(crate) async fn python_function(moto: &MotoServer, suffix: &str) -> (ComponentId, Vec<u8>) {
@@ -86,7 +59,7 @@ pub(crate) async fn python_function(moto: &MotoServer, suffix: &str) -> (Compone
 async fn the_live_package_is_read_from_the_location_getfunction_gives() {
     let moto = MotoServer::shared();
     let (function, zip) = python_function(&moto, "code-1").await;
-    let (base, seen) = package_host(200, zip).await;
+    let (base, seen) = package_host::fixed(200, zip).await;
     let source = LambdaCodeSource::new(
         &moto.sdk_config().await,
         PackageFetcher::new().with_base_url(base.parse().expect("a URL")),
@@ -110,7 +83,7 @@ async fn a_failing_package_host_or_a_missing_function_is_an_error_of_the_right_k
     let (function, _) = python_function(&moto, "code-2").await;
     let sdk = moto.sdk_config().await;
     for (status, unavailable) in [(503, true), (403, false)] {
-        let (base, _) = package_host(status, b"nope".to_vec()).await;
+        let (base, _) = package_host::fixed(status, b"nope".to_vec()).await;
         let source = LambdaCodeSource::new(
             &sdk,
             PackageFetcher::new().with_base_url(base.parse().expect("a URL")),
@@ -127,7 +100,7 @@ async fn a_failing_package_host_or_a_missing_function_is_an_error_of_the_right_k
         assert!(err.to_string().contains(&status.to_string()), "{err}");
     }
     // Not a zip: refused, naming the function.
-    let (base, _) = package_host(200, b"not a zip".to_vec()).await;
+    let (base, _) = package_host::fixed(200, b"not a zip".to_vec()).await;
     let source = LambdaCodeSource::new(
         &sdk,
         PackageFetcher::new().with_base_url(base.parse().expect("a URL")),

@@ -20,8 +20,9 @@ use selfbuild_core::ports::{DeployError, Deployer};
 use selfbuild_tests::improvement_id;
 use selfbuild_tests::lambda_fixture::{MotoFunction, stored_zip};
 use selfbuild_tests::moto::MotoServer;
+use selfbuild_tests::package_host;
 
-use crate::lambda_code::{package_host, python_function};
+use crate::lambda_code::python_function;
 
 /// A patch of `orders.py` (as `lambda_code::python_function` deploys it) and a new module.
 pub(crate) fn fix() -> Vec<FilePatch> {
@@ -71,7 +72,7 @@ impl CodeFixture {
     async fn new(suffix: &str) -> Self {
         let moto = MotoServer::shared();
         let (function, zip) = python_function(&moto, suffix).await;
-        let (base, fetched) = package_host(200, zip.clone()).await;
+        let (base, fetched) = package_host::fixed(200, zip.clone()).await;
         let moto_function = MotoFunction::existing(&function).await;
         let deployer = LambdaDeployer::from_client(moto_function.lambda.clone())
             .with_packages(PackageFetcher::new().with_base_url(base.parse().unwrap()));
