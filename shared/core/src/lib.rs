@@ -20,6 +20,7 @@
 //! - [`approval`]: pending approvals, approvers, resuming a waiting execution (R9).
 //! - [`steps`]: each cycle function's request types and entry point.
 //! - [`improvement`]: the Map item each step adds its result to.
+//! - [`health`]: the self health pass: checks, heal plan, disabling after failed heals (R20).
 //! - [`intake`]: the alarm-intake handler (R1–R4).
 //! - [`logstream`]: CloudWatch Logs subscription deliveries: decoding, error lines, the
 //!   per-function miner state and the new-template / rate-jump rule (R3 real time).
@@ -53,6 +54,7 @@ pub mod emf;
 pub mod error;
 pub mod event;
 pub mod generate;
+pub mod health;
 pub mod ids;
 pub mod idsource;
 pub mod improvement;
