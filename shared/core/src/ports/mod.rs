@@ -6,6 +6,7 @@ mod access_log;
 mod clock;
 mod code;
 mod deployer;
+mod health;
 mod ids;
 mod keys;
 mod llm;
@@ -22,6 +23,7 @@ pub use code::{
     NoCodeChecker, NoCodeSource, PatchUnderReview,
 };
 pub use deployer::{DeployError, Deployer};
+pub use health::{ExecutionMonitor, HealthStore};
 pub use ids::IdSource;
 pub use keys::{KeySource, KeySourceError, StaticKeys};
 pub use llm::{Llm, LlmAnswer, LlmError, LlmRequest};

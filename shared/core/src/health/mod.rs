@@ -1,6 +1,8 @@
 //! The self health pass (R20): observed facts → a [`HealthReport`] with a heal plan, and the
 //! per-component rule that disables a component after [`MAX_FAILED_HEALS`] failed heals.
-//! Pure: the adapters observe and act, this module decides.
+//! The rules are pure; [`pass`] runs one pass over the ports (observe, decide, heal, record).
+
+pub mod pass;
 
 use std::time::Duration;
 
@@ -191,8 +193,9 @@ pub struct Observations {
     pub now: OffsetDateTime,
     /// When the previous pass ran, if one did.
     pub last_pass_at: Option<OffsetDateTime>,
-    /// Executions of the cycle state machine (running, and ended recently).
-    pub executions: Vec<ExecutionFact>,
+    /// Executions of the cycle state machine (running, and ended recently), or why they
+    /// could not be listed.
+    pub executions: Result<Vec<ExecutionFact>, String>,
     /// selfbuild's functions; none where not observable.
     pub functions: Option<Vec<FunctionFact>>,
     /// Messages in the DLQ; none where not observable.
@@ -400,7 +403,8 @@ pub fn assess(obs: &Observations, limits: &Thresholds) -> HealthReport {
 
     // Executions.
     let (mut failed, mut stuck) = (Vec::new(), Vec::new());
-    for e in &obs.executions {
+    let executions = obs.executions.as_deref().unwrap_or_default();
+    for e in executions {
         let ended = e.stopped_at.unwrap_or(e.started_at);
         match e.status {
             ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted
@@ -434,13 +438,19 @@ pub fn assess(obs: &Observations, limits: &Thresholds) -> HealthReport {
         }
     }
     let limit_text = format!("{} s", limits.max_cycle_age.as_secs());
-    checks.push(if failed.is_empty() && stuck.is_empty() {
+    checks.push(if let Err(e) = &obs.executions {
+        check(
+            CheckName::Executions,
+            CheckStatus::Failed,
+            format!("cannot list executions: {e}"),
+        )
+    } else if failed.is_empty() && stuck.is_empty() {
         check(
             CheckName::Executions,
             CheckStatus::Ok,
             format!(
                 "{} execution(s) seen; none failed since {}, none running longer than {limit_text}",
-                obs.executions.len(),
+                executions.len(),
                 rfc3339(since)
             ),
         )
@@ -670,6 +680,38 @@ pub fn assess(obs: &Observations, limits: &Thresholds) -> HealthReport {
     }
 }
 
+/// What a health event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthEventKind {
+    /// A heal was attempted.
+    HealAttempted,
+    /// A component was disabled after failed heals.
+    Disabled,
+    /// An operator re-enabled a component.
+    Enabled,
+}
+
+/// One audited health action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthEvent {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The component, none for the DLQ.
+    pub component: Option<String>,
+    /// What happened.
+    pub kind: HealthEventKind,
+    /// `selfbuild:health` or the operator.
+    pub actor: String,
+    /// The heal, for an attempt.
+    pub heal: Option<HealAction>,
+    /// Whether the attempt's call succeeded, for an attempt.
+    pub succeeded: Option<bool>,
+    /// In words.
+    pub detail: String,
+}
+
 fn check(name: CheckName, status: CheckStatus, detail: String) -> Check {
     Check {
         name,
@@ -706,7 +748,7 @@ mod tests {
         Observations {
             now: NOW,
             last_pass_at: Some(NOW - Duration::from_secs(300)),
-            executions: Vec::new(),
+            executions: Ok(Vec::new()),
             functions: Some(Vec::new()),
             dlq_depth: Some(0),
             store: Ok(()),
@@ -762,7 +804,7 @@ mod tests {
     #[test]
     fn the_approval_timeout_matches_the_state_machine() {
         let asl: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../statemachine/improvement-cycle.asl.json"
+            "../../../../statemachine/improvement-cycle.asl.json"
         ))
         .unwrap();
         let text = asl.to_string();
@@ -782,11 +824,16 @@ mod tests {
     fn a_running_execution_exactly_at_the_limit_is_not_stuck_one_second_more_is() {
         let limit = limits().max_cycle_age;
         let mut o = obs();
-        o.executions = vec![execution("c1", ExecutionStatus::Running, NOW - limit, None)];
+        o.executions = Ok(vec![execution(
+            "c1",
+            ExecutionStatus::Running,
+            NOW - limit,
+            None,
+        )]);
         let report = assess(&o, &limits());
         assert!(report.healthy, "{report:#?}");
 
-        o.executions[0].started_at = NOW - limit - Duration::from_secs(1);
+        o.executions.as_mut().unwrap()[0].started_at = NOW - limit - Duration::from_secs(1);
         let report = assess(&o, &limits());
         assert!(!report.healthy);
         assert_eq!(
@@ -812,15 +859,15 @@ mod tests {
             ExecutionStatus::TimedOut,
             ExecutionStatus::Aborted,
         ] {
-            o.executions = vec![execution(
+            o.executions = Ok(vec![execution(
                 "c2",
                 status,
                 NOW - Duration::from_secs(900),
                 Some(last),
-            )];
+            )]);
             let report = assess(&o, &limits());
             assert!(report.healthy, "ended at the last pass: seen then");
-            o.executions[0].stopped_at = Some(last + Duration::from_secs(1));
+            o.executions.as_mut().unwrap()[0].stopped_at = Some(last + Duration::from_secs(1));
             let report = assess(&o, &limits());
             assert!(matches!(
                 report.components[0].heals[0],
@@ -833,14 +880,15 @@ mod tests {
     fn the_first_pass_looks_back_one_hour() {
         let mut o = obs();
         o.last_pass_at = None;
-        o.executions = vec![execution(
+        o.executions = Ok(vec![execution(
             "c3",
             ExecutionStatus::Failed,
             NOW - Duration::from_secs(7200),
             Some(NOW - FIRST_PASS_LOOKBACK),
-        )];
+        )]);
         assert!(assess(&o, &limits()).healthy);
-        o.executions[0].stopped_at = Some(NOW - FIRST_PASS_LOOKBACK + Duration::from_secs(1));
+        o.executions.as_mut().unwrap()[0].stopped_at =
+            Some(NOW - FIRST_PASS_LOOKBACK + Duration::from_secs(1));
         assert!(!assess(&o, &limits()).healthy);
     }
 
@@ -1016,12 +1064,12 @@ mod tests {
     #[test]
     fn the_report_disables_after_three_and_says_so() {
         let mut o = obs();
-        o.executions = vec![execution(
+        o.executions = Ok(vec![execution(
             "c4",
             ExecutionStatus::Failed,
             NOW - Duration::from_secs(600),
             Some(NOW - Duration::from_secs(60)),
-        )];
+        )]);
         o.ledger = vec![after_attempt("orders", 2, true)];
         let r = assess(&o, &limits());
         assert_eq!(
@@ -1042,12 +1090,12 @@ mod tests {
     #[test]
     fn the_report_has_stable_field_names() {
         let mut o = obs();
-        o.executions = vec![execution(
+        o.executions = Ok(vec![execution(
             "c5",
             ExecutionStatus::Failed,
             NOW - Duration::from_secs(600),
             Some(NOW - Duration::from_secs(60)),
-        )];
+        )]);
         let json = serde_json::to_value(assess(&o, &limits())).unwrap();
         assert_eq!(json["healthy"], false);
         assert_eq!(json["checks"][0]["name"], "executions");
