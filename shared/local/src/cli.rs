@@ -108,6 +108,19 @@ pub enum Command {
     },
     /// Clear the halt switch.
     Resume,
+    /// Run one self health pass over the data directory: executions failed since the last
+    /// pass or running too long, the store, the LLM breakers; heal what it can, disable a
+    /// component after 3 failed heals; store and print the report. Exit status 1 when it
+    /// found problems.
+    Health,
+    /// Re-enable a component the health pass disabled (its failed heals back to 0); audited.
+    EnableComponent {
+        /// The component's name.
+        name: String,
+        /// Who is re-enabling it.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+    },
     /// Print the halt switch, running cycles, approvals waiting, improvements by status and
     /// the latest cycles.
     Status,
@@ -422,8 +435,13 @@ async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
     // People read status, list, show and report; scripts read the rest.
     let human = matches!(
         cli.command,
-        Command::Status | Command::List { .. } | Command::Show { .. } | Command::Report { .. }
+        Command::Status
+            | Command::List { .. }
+            | Command::Show { .. }
+            | Command::Report { .. }
+            | Command::Health
     );
+    let is_health = matches!(cli.command, Command::Health);
     let format = cli.output.unwrap_or(if human {
         OutputFormat::Table
     } else {
@@ -544,10 +562,17 @@ async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
         }
         _ => {
             let mut value = execute(cli).await?;
+            // Health answers 1 when it found problems (docs/cli.md#exit-codes).
+            let problems = is_health && value["healthy"] != Value::Bool(true);
             if human {
                 crate::output::normalize_times(&mut value);
             }
-            Ok(print_result(&value, format))
+            let code = print_result(&value, format);
+            Ok(if problems {
+                ExitCode::from(EXIT_FAILED)
+            } else {
+                code
+            })
         }
     }
 }
@@ -598,6 +623,22 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let store = SqliteStore::open(&cli.data_dir)?;
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
+        }
+        Command::Health => {
+            let config = Config::from_env()?;
+            let store = SqliteStore::open(&cli.data_dir)?;
+            let (report, metrics) = crate::health::health_pass(&store, clock, &config).await;
+            Ok(crate::health::report_json(&report, &metrics))
+        }
+        Command::EnableComponent { name, actor } => {
+            let text = |field, value: &str, max| {
+                selfbuild_core::text::single_line(field, value, max)
+                    .map_err(|e| cli_error("InvalidInput", e.to_string()))
+            };
+            let name = text("name", &name, 200)?;
+            let actor = text("--actor", &actor, 200)?;
+            let store = SqliteStore::open(&cli.data_dir)?;
+            Ok(crate::health::enable_component(&store, &name, &actor, clock.now()).await?)
         }
         Command::Demo { .. }
         | Command::Cycle { .. }

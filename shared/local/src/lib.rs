@@ -12,6 +12,7 @@
 //! - [`demo`]: `selfbuild demo`: every scenario as a cycle, with a summary table.
 //! - [`serve`]: `selfbuild serve`: the MCP endpoint on TCP over the embedded adapters.
 //! - [`logs`]: `selfbuild logs mine`: log records grouped into templates by the core miner.
+//! - [`health`]: `selfbuild health` (one self health pass) and `enable-component`.
 //! - [`inspect`]: `selfbuild status`, `list` and `show` over the store.
 //! - [`report`]: `selfbuild report`: one improvement as a self-contained HTML page with charts.
 //! - [`invoke`]: `selfbuild invoke`: one function's handler on a payload, on embedded adapters.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod cycle;
 pub mod demo;
 pub mod fleet;
+pub mod health;
 pub mod inspect;
 pub mod invoke;
 pub mod logs;

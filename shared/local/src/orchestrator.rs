@@ -4,7 +4,12 @@
 use async_trait::async_trait;
 use selfbuild_core::cycle::{CycleRecord, CycleRequest, CycleStatus};
 use selfbuild_core::error::{OrchestratorError, StoreError};
-use selfbuild_core::ports::{Clock, CycleHandle, CycleStore, Orchestrator};
+use selfbuild_core::health::{ExecutionFact, ExecutionStatus, FLEET};
+use selfbuild_core::ids::CycleId;
+use selfbuild_core::ports::{Clock, CycleHandle, CycleStore, ExecutionMonitor, Orchestrator};
+use time::OffsetDateTime;
+
+use crate::store::SqliteStore;
 
 /// Starts cycles by recording them in a [`CycleStore`].
 pub struct RecordingOrchestrator<S, C> {
@@ -43,5 +48,95 @@ impl<S: CycleStore, C: Clock> Orchestrator for RecordingOrchestrator<S, C> {
             execution_ref,
             already_started: !created,
         })
+    }
+}
+
+/// The embedded executions are the store's cycle records: a redrive puts a failed or stopped
+/// cycle back to running (its age counting from then), a stop ends it `aborted`.
+#[async_trait]
+impl<C: Clock> ExecutionMonitor for RecordingOrchestrator<SqliteStore, C> {
+    async fn executions(
+        &self,
+        since: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ExecutionFact>, OrchestratorError> {
+        let rows = self
+            .store
+            .cycle_executions(since, limit)
+            .await
+            .map_err(orchestrator_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ExecutionFact {
+                execution_ref: row.cycle.execution_ref.clone(),
+                cycle_id: row.cycle.request.cycle_id.as_str().to_owned(),
+                component: row
+                    .cycle
+                    .request
+                    .components
+                    .first()
+                    .map_or(FLEET, |c| c.as_str())
+                    .to_owned(),
+                status: match row.state.as_str() {
+                    "running" => ExecutionStatus::Running,
+                    "succeeded" => ExecutionStatus::Succeeded,
+                    "aborted" => ExecutionStatus::Aborted,
+                    _ => ExecutionStatus::Failed,
+                },
+                started_at: row.cycle.started_at,
+                stopped_at: row.finished_at,
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, execution_ref: &str) -> Result<(), OrchestratorError> {
+        let id = cycle_of(execution_ref)?;
+        let redriven = self
+            .store
+            .redrive_cycle(&id, self.clock.now())
+            .await
+            .map_err(orchestrator_error)?;
+        if redriven {
+            Ok(())
+        } else {
+            Err(OrchestratorError::Rejected(format!(
+                "{execution_ref} is not a failed or stopped execution"
+            )))
+        }
+    }
+
+    async fn stop(&self, execution_ref: &str, _cause: &str) -> Result<(), OrchestratorError> {
+        let id = cycle_of(execution_ref)?;
+        let stopped = self
+            .store
+            .stop_cycle(&id, self.clock.now())
+            .await
+            .map_err(orchestrator_error)?;
+        if stopped {
+            Ok(())
+        } else {
+            Err(OrchestratorError::Rejected(format!(
+                "{execution_ref} is not a running execution"
+            )))
+        }
+    }
+}
+
+/// The cycle of an embedded execution reference (`local:<cycle>`).
+fn cycle_of(execution_ref: &str) -> Result<CycleId, OrchestratorError> {
+    let id = execution_ref.strip_prefix("local:").ok_or_else(|| {
+        OrchestratorError::Rejected(format!(
+            "{execution_ref} is not an embedded execution (local:<cycle>)"
+        ))
+    })?;
+    CycleId::parse(id).map_err(|e| OrchestratorError::Rejected(e.to_string()))
+}
+
+fn orchestrator_error(e: StoreError) -> OrchestratorError {
+    match e {
+        StoreError::Unavailable(m) => OrchestratorError::Unavailable(m),
+        StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
+            OrchestratorError::Rejected(e.to_string())
+        }
     }
 }

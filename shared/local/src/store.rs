@@ -10,10 +10,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
+use selfbuild_core::health::{ComponentHealth, HealthEvent, HealthReport};
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
-    HaltState, HaltSwitch, HeldClaim, ImprovementStore, MinerStateStore, Notifier, Registry,
+    HaltState, HaltSwitch, HealthStore, HeldClaim, ImprovementStore, MinerStateStore, Notifier, Registry,
     SavedMinerState, UsageLedger,
 };
 use selfbuild_core::records::{
@@ -29,9 +30,10 @@ use time::{Date, OffsetDateTime, UtcOffset};
 pub const DATABASE_FILE: &str = "selfbuild.db";
 
 /// 2 added improvements, llm_usage, agents, components, call_counts and tool_calls; 3 added
-/// miner_states. An older file is upgraded in place (the statements below only create what
-/// is missing).
-const SCHEMA_VERSION: i64 = 3;
+/// miner_states; 4 added component_health, health_events, health_reports and
+/// `cycles.finished_ms`. An older file is upgraded in place (the statements below only
+/// create what is missing).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dedup_claims (
@@ -123,6 +125,21 @@ CREATE TABLE IF NOT EXISTS miner_states (
     body    TEXT NOT NULL,
     version INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS component_health (
+    component TEXT PRIMARY KEY,
+    body      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health_events (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms     INTEGER NOT NULL,
+    component TEXT,
+    body      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS health_events_by_component ON health_events (component, seq);
+CREATE TABLE IF NOT EXISTS health_reports (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
+);
 ";
 
 /// The embedded store over a SQLite file.
@@ -171,6 +188,7 @@ impl SqliteStore {
             });
         }
         conn.execute_batch(SCHEMA).map_err(at)?;
+        add_finished_column(&conn).map_err(|e| at_file(&path, e))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(at)?;
         let opened = FileId::of(&path).map_err(|e| io_error(&path.display().to_string(), &e))?;
@@ -317,6 +335,24 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Adds `cycles.finished_ms` (version 4) to a file that lacks it; the health pass reads
+/// when a cycle ended from it.
+fn add_finished_column(conn: &Connection) -> Result<(), StoreError> {
+    let has: bool = conn
+        .row(
+            "SELECT COUNT(*) FROM pragma_table_info('cycles') WHERE name = 'finished_ms'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(sql)?
+        > 0;
+    if !has {
+        conn.execute_batch("ALTER TABLE cycles ADD COLUMN finished_ms INTEGER")
+            .map_err(sql)?;
+    }
+    Ok(())
 }
 
 /// How many reader connections a store opens (lazily, as reads overlap).
@@ -706,10 +742,11 @@ impl CycleStore for SqliteStore {
         &self,
         id: &CycleId,
         status: CycleStatus,
-        _at: OffsetDateTime,
+        at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        // The record has no finish time; the summary and the audit log keep it.
+        // The record has no finish time; the column keeps it for the health pass.
         let id = id.as_str().to_owned();
+        let finished = millis(at);
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -729,8 +766,13 @@ impl CycleStore for SqliteStore {
             let mut cycle: CycleRecord = decode(&record, &body)?;
             cycle.status = status;
             tx.exec(
-                "UPDATE cycles SET status = ?2, body = ?3 WHERE cycle_id = ?1",
-                params![id, cycle_status_name(status), encode(&record, &cycle)?],
+                "UPDATE cycles SET status = ?2, body = ?3, finished_ms = ?4 WHERE cycle_id = ?1",
+                params![
+                    id,
+                    cycle_status_name(status),
+                    encode(&record, &cycle)?,
+                    finished
+                ],
             )
             .map_err(sql)?;
             tx.commit().map_err(sql)?;
@@ -1562,6 +1604,240 @@ impl AccessLog for SqliteStore {
                 |seq| format!("tool call {seq}"),
             )?;
             Ok(rows.into_iter().map(|(_, event)| event).collect())
+        })
+        .await
+    }
+}
+
+/// A cycle row as the embedded executions show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CycleExecution {
+    /// The record.
+    pub cycle: CycleRecord,
+    /// `running`, `succeeded`, `failed` or `aborted` (stopped by the health pass).
+    pub state: String,
+    /// When it ended, when known.
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+impl SqliteStore {
+    /// Running cycles and those that ended at or after `since` (an unknown end counts by its
+    /// start), oldest first, at most `limit`.
+    pub async fn cycle_executions(
+        &self,
+        since: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<CycleExecution>, StoreError> {
+        let since = millis(since);
+        self.with_read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT cycle_id, status, finished_ms, body FROM cycles
+                     WHERE status = 'running' OR COALESCE(finished_ms, started_ms) >= ?1
+                     ORDER BY started_ms, cycle_id LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows: Vec<(String, String, Option<i64>, String)> = stmt
+                .query_map(params![since, sql_limit(limit)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            rows.into_iter()
+                .map(|(id, state, finished, body)| {
+                    let record = format!("cycle {id}");
+                    Ok(CycleExecution {
+                        cycle: decode(&record, &body)?,
+                        state,
+                        finished_at: finished.map(|ms| from_millis(&record, ms)).transpose()?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Puts a failed or stopped cycle back to running as of `at` (the embedded redrive);
+    /// false if there is no such ended cycle.
+    pub async fn redrive_cycle(&self, id: &CycleId, at: OffsetDateTime) -> Result<bool, StoreError> {
+        self.set_cycle_state(id, &["failed", "aborted"], "running", CycleStatus::Running, at)
+            .await
+    }
+
+    /// Ends a running cycle as stopped at `at`; false if there is no such running cycle.
+    pub async fn stop_cycle(&self, id: &CycleId, at: OffsetDateTime) -> Result<bool, StoreError> {
+        self.set_cycle_state(id, &["running"], "aborted", CycleStatus::Failed, at)
+            .await
+    }
+
+    async fn set_cycle_state(
+        &self,
+        id: &CycleId,
+        from: &'static [&'static str],
+        to: &'static str,
+        status: CycleStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let row: Option<(String, String)> = tx
+                .row(
+                    "SELECT status, body FROM cycles WHERE cycle_id = ?1",
+                    params![id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some((state, body)) = row else {
+                return Ok(false);
+            };
+            if !from.contains(&state.as_str()) {
+                return Ok(false);
+            }
+            let record = format!("cycle {id}");
+            let mut cycle: CycleRecord = decode(&record, &body)?;
+            cycle.status = status;
+            let running = status == CycleStatus::Running;
+            if running {
+                // A redriven execution's age counts from its redrive.
+                cycle.started_at = at;
+            }
+            tx.exec(
+                "UPDATE cycles SET status = ?2, body = ?3,
+                     started_ms = CASE WHEN ?5 THEN ?4 ELSE started_ms END,
+                     finished_ms = CASE WHEN ?5 THEN NULL ELSE ?4 END
+                 WHERE cycle_id = ?1",
+                params![id, to, encode(&record, &cycle)?, millis(at), running],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl HealthStore for SqliteStore {
+    async fn component_health(&self) -> Result<Vec<ComponentHealth>, StoreError> {
+        self.with_read(|conn| {
+            let rows = bodies::<ComponentHealth>(
+                conn,
+                "SELECT component, body FROM component_health ORDER BY component",
+                [],
+                |c| format!("heal ledger of {c}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, l)| l).collect())
+        })
+        .await
+    }
+
+    async fn put_component_health(&self, ledger: &ComponentHealth) -> Result<(), StoreError> {
+        let name = ledger.component.clone();
+        let body = encode(&format!("heal ledger of {name}"), ledger)?;
+        self.with_conn(move |conn| {
+            conn.exec(
+                "INSERT INTO component_health (component, body) VALUES (?1, ?2)
+                 ON CONFLICT(component) DO UPDATE SET body = excluded.body",
+                params![name, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enable_component(&self, component: &str) -> Result<bool, StoreError> {
+        let name = component.to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let body: Option<String> = tx
+                .row(
+                    "SELECT body FROM component_health WHERE component = ?1",
+                    params![name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let was_disabled = match body {
+                Some(b) => decode::<ComponentHealth>(&format!("heal ledger of {name}"), &b)?
+                    .disabled
+                    .is_some(),
+                None => false,
+            };
+            tx.exec(
+                "DELETE FROM component_health WHERE component = ?1",
+                params![name],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(was_disabled)
+        })
+        .await
+    }
+
+    async fn append_health_event(&self, event: &HealthEvent) -> Result<(), StoreError> {
+        let body = encode("health event", event)?;
+        let (at, component) = (millis(event.at), event.component.clone());
+        self.with_conn(move |conn| {
+            conn.exec(
+                "INSERT INTO health_events (at_ms, component, body) VALUES (?1, ?2, ?3)",
+                params![at, component, body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn health_events(
+        &self,
+        component: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HealthEvent>, StoreError> {
+        let component = component.map(str::to_owned);
+        self.with_read(move |conn| {
+            let rows = bodies::<HealthEvent>(
+                conn,
+                "SELECT seq, body FROM health_events
+                 WHERE (?1 IS NULL OR component = ?1) ORDER BY seq DESC LIMIT ?2",
+                params![component, sql_limit(limit)],
+                |seq| format!("health event {seq}"),
+            )?;
+            Ok(rows.into_iter().map(|(_, e)| e).collect())
+        })
+        .await
+    }
+
+    async fn save_health_report(&self, report: &HealthReport) -> Result<(), StoreError> {
+        let body = encode("health report", report)?;
+        self.with_conn(move |conn| {
+            conn.exec(
+                "INSERT INTO health_reports (id, body) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                params![body],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_health_report(&self) -> Result<Option<HealthReport>, StoreError> {
+        self.with_read(|conn| {
+            let body: Option<String> = conn
+                .row("SELECT body FROM health_reports WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sql)?;
+            body.map(|b| decode("health report", &b)).transpose()
         })
         .await
     }
