@@ -76,7 +76,8 @@ pub async fn health_pass(
 
 /// The CLI's answer: the report with the metrics emitted.
 pub fn report_json(report: &HealthReport, metrics: &[String]) -> Value {
-    let mut value = serde_json::to_value(report).unwrap_or_else(|e| json!({"error": e.to_string()}));
+    let mut value =
+        serde_json::to_value(report).unwrap_or_else(|e| json!({"error": e.to_string()}));
     if let Some(map) = value.as_object_mut() {
         map.insert("metrics_emitted".into(), json!(metrics));
     }

@@ -14,8 +14,8 @@ use selfbuild_core::health::{ComponentHealth, HealthEvent, HealthReport};
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
-    HaltState, HaltSwitch, HealthStore, HeldClaim, ImprovementStore, MinerStateStore, Notifier, Registry,
-    SavedMinerState, UsageLedger,
+    HaltState, HaltSwitch, HealthStore, HeldClaim, ImprovementStore, MinerStateStore, Notifier,
+    Registry, SavedMinerState, UsageLedger,
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
@@ -1660,9 +1660,19 @@ impl SqliteStore {
 
     /// Puts a failed or stopped cycle back to running as of `at` (the embedded redrive);
     /// false if there is no such ended cycle.
-    pub async fn redrive_cycle(&self, id: &CycleId, at: OffsetDateTime) -> Result<bool, StoreError> {
-        self.set_cycle_state(id, &["failed", "aborted"], "running", CycleStatus::Running, at)
-            .await
+    pub async fn redrive_cycle(
+        &self,
+        id: &CycleId,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.set_cycle_state(
+            id,
+            &["failed", "aborted"],
+            "running",
+            CycleStatus::Running,
+            at,
+        )
+        .await
     }
 
     /// Ends a running cycle as stopped at `at`; false if there is no such running cycle.
@@ -1805,7 +1815,7 @@ impl HealthStore for SqliteStore {
         self.with_read(move |conn| {
             let rows = bodies::<HealthEvent>(
                 conn,
-                "SELECT seq, body FROM health_events
+                "SELECT CAST(seq AS TEXT), body FROM health_events
                  WHERE (?1 IS NULL OR component = ?1) ORDER BY seq DESC LIMIT ?2",
                 params![component, sql_limit(limit)],
                 |seq| format!("health event {seq}"),
