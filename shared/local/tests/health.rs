@@ -31,10 +31,10 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
 fn cycle(id: &str, component: &str, started: OffsetDateTime) -> CycleRecord {
     CycleRecord {
         request: CycleRequest {
-            cycle_id: CycleId::parse(id).unwrap(),
+            cycle_id: CycleId::parse(id).expect("cycle id"),
             mode: CycleMode::Routine,
             tenant_id: None,
-            components: vec![ComponentId::parse(component).unwrap()],
+            components: vec![ComponentId::parse(component).expect("component")],
             analysis_window: TimeWindow {
                 start: started - Duration::from_secs(3600),
                 end: started,
@@ -56,7 +56,7 @@ fn cycle(id: &str, component: &str, started: OffsetDateTime) -> CycleRecord {
 fn selfbuild(data: &Path, now: OffsetDateTime, args: &[&str]) -> (i32, Value) {
     let now = now
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+        .expect("RFC 3339");
     let output = Command::new(env!("CARGO_BIN_EXE_selfbuild"))
         .arg("--data-dir")
         .arg(data)
@@ -76,7 +76,7 @@ fn selfbuild(data: &Path, now: OffsetDateTime, args: &[&str]) -> (i32, Value) {
 fn plan<'a>(report: &'a Value, component: &str) -> &'a Value {
     report["components"]
         .as_array()
-        .unwrap()
+        .expect("components")
         .iter()
         .find(|p| p["component"] == component)
         .unwrap_or_else(|| panic!("no plan for {component}: {report:#}"))
