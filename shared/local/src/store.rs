@@ -1918,6 +1918,21 @@ mod tests {
                 .calls,
             1
         );
+        // The version-4 column: the cycle's end is kept for the health pass.
+        let id = running[0].request.cycle_id.clone();
+        let ended = running[0].started_at + time::Duration::minutes(5);
+        assert!(
+            store
+                .finish_cycle(&id, CycleStatus::Failed, ended)
+                .await
+                .unwrap()
+        );
+        let rows = store
+            .cycle_executions(running[0].started_at, 10)
+            .await
+            .unwrap();
+        assert_eq!(rows[0].finished_at, Some(ended));
+        assert_eq!(rows[0].state, "failed");
         let version: i64 = store
             .with_conn(|conn| {
                 conn.pragma_query_value(None, "user_version", |row| row.get(0))
