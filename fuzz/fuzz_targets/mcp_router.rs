@@ -93,6 +93,7 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("{e}"));
     let deps = McpDeps {
         store: Arc::new(store.clone()),
+        health: None,
         access_log: Arc::new(LogRecordAccessLog::new(std::io::sink())),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),

@@ -39,6 +39,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
     let deps = McpDeps {
         store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
+        // The DynamoDB HealthStore is not built yet (docs/health.md).
+        health: None,
         // Structured records in the function's log group, written before each answer.
         access_log: Arc::new(LogRecordAccessLog::stdout()),
         orchestrator: sfn.clone(),

@@ -226,6 +226,7 @@ fn endpoint_deps(
     };
     Ok(McpDeps {
         store: Arc::new(store.clone()),
+        health: Some(Arc::new(store.clone())),
         access_log,
         orchestrator: Arc::new(orchestrator),
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),

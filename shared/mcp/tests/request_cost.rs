@@ -179,6 +179,7 @@ fn harness(rate_limit_per_minute: u32) -> Harness {
     .expect("keys");
     let (app, shutdown) = app_with_shutdown(McpDeps {
         store: store.clone(),
+        health: None,
         access_log: access_log.clone(),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             sqlite.clone(),

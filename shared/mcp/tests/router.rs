@@ -80,6 +80,7 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
     let access_log = Arc::new(BatchedAccessLog::spawn(Arc::new(store.clone())));
     let deps = McpDeps {
         store: Arc::new(store.clone()),
+        health: Some(Arc::new(store.clone())),
         access_log: access_log.clone(),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),
@@ -1228,4 +1229,56 @@ async fn an_improvement_whose_rollback_failed_can_be_rolled_back_by_hand() {
     );
     let detail = h.ok(ADMIN, "get_improvement", json!({"id": id})).await;
     assert_eq!(detail["improvement"]["status"], "rolled_back");
+}
+
+#[tokio::test]
+async fn get_system_status_shows_the_last_health_report_whole_only_to_a_star_key() {
+    use selfbuild_core::health::{Check, CheckName, CheckStatus, HealthReport};
+    use selfbuild_core::ports::HealthStore;
+    let h = harness();
+    let report = HealthReport {
+        at: h.now,
+        healthy: false,
+        checks: vec![Check {
+            name: CheckName::Executions,
+            status: CheckStatus::Degraded,
+            detail: "ended badly: globex-orders-1 Failed".into(),
+        }],
+        heal_plan: Vec::new(),
+        components: Vec::new(),
+        disabled: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    h.store.save_health_report(&report).await.expect("saved");
+
+    let admin = h
+        .ok(ADMIN, "get_system_status", json!({"include_health": false}))
+        .await;
+    assert_eq!(admin["last_health"]["healthy"], false);
+    assert_eq!(
+        admin["last_health"]["checks"][0]["detail"],
+        "ended badly: globex-orders-1 Failed"
+    );
+    let acme = h
+        .ok(
+            ACME_READ,
+            "get_system_status",
+            json!({"include_health": false}),
+        )
+        .await;
+    assert_eq!(acme["last_health"]["healthy"], false);
+    assert_eq!(acme["last_health"]["checks"][0]["status"], "degraded");
+    assert!(
+        acme["last_health"]["checks"][0].get("detail").is_none(),
+        "{acme}"
+    );
+}
+
+#[tokio::test]
+async fn get_system_status_says_null_before_any_health_pass() {
+    let h = harness();
+    let status = h
+        .ok(ADMIN, "get_system_status", json!({"include_health": false}))
+        .await;
+    assert_eq!(status["last_health"], Value::Null, "{status}");
 }

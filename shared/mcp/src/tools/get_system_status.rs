@@ -155,6 +155,7 @@ async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value
     } else {
         Value::Null
     };
+    let last_health = last_health(ctx, &scope).await;
     let body = json!({
         "running_cycles": running.iter().map(|c| json!({
             "cycle_id": c.request.cycle_id,
@@ -171,6 +172,7 @@ async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value
             "llm_calls_today": usage.calls,
             "per_request_limit_usd": deps.config.llm_budget_usd,
         },
+        "last_health": last_health,
         "evolution_level": counts.get(&ImprovementStatus::Promoted).copied().unwrap_or(0),
         "features": {
             "autonomous_improvements": deps.config.autonomous_improvements,
@@ -180,6 +182,32 @@ async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value
     match body {
         Value::Object(map) => Ok(map),
         _ => Ok(Map::new()),
+    }
+}
+
+/// The last self health report: whole for a `*` key; for a tenant's key only when it ran and
+/// whether it found problems, with each check's status (the details name other tenants'
+/// cycles). Null where no pass ran or the store keeps no reports; a read failure is reported.
+async fn last_health(ctx: &ToolContext<'_>, scope: &TenantScope) -> Value {
+    let Some(health) = ctx.deps.health.as_ref() else {
+        return Value::Null;
+    };
+    match health.last_health_report().await {
+        Ok(None) => Value::Null,
+        Ok(Some(report)) => match scope {
+            TenantScope::All => {
+                serde_json::to_value(&report).unwrap_or_else(|e| json!({"error": e.to_string()}))
+            }
+            TenantScope::Only(_) => json!({
+                "at": rfc3339(report.at),
+                "healthy": report.healthy,
+                "checks": report.checks.iter().map(|c| json!({
+                    "name": c.name,
+                    "status": c.status,
+                })).collect::<Vec<_>>(),
+            }),
+        },
+        Err(e) => json!({"error": e.to_string()}),
     }
 }
 
