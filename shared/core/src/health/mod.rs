@@ -95,6 +95,19 @@ pub enum ExecutionStatus {
     Aborted,
 }
 
+impl ExecutionStatus {
+    /// The Step Functions name (`FAILED`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+        }
+    }
+}
+
 /// One cycle execution as the orchestrator reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionFact {
@@ -410,7 +423,7 @@ pub fn assess(obs: &Observations, limits: &Thresholds) -> HealthReport {
             ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted
                 if ended > since =>
             {
-                failed.push(format!("{} {:?}", e.cycle_id, e.status));
+                failed.push(format!("{} {}", e.cycle_id, e.status.as_str()));
                 problems
                     .entry(e.component.clone())
                     .or_default()
@@ -1085,6 +1098,19 @@ mod tests {
         let r = assess(&o, &limits());
         assert_eq!(r.components[0].step, ComponentStep::Skip);
         assert!(r.checks[5].detail.contains("orders: disabled"));
+    }
+
+    #[test]
+    fn execution_status_names_are_the_step_functions_ones() {
+        for status in [
+            ExecutionStatus::Running,
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Failed,
+            ExecutionStatus::TimedOut,
+            ExecutionStatus::Aborted,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
     }
 
     #[test]
