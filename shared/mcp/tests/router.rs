@@ -1102,6 +1102,14 @@ async fn an_approval_through_mcp_resumes_the_waiting_cycle() {
         .find(|e| e["action"] == "approved")
         .expect("approved");
     assert_eq!(approval["actor"], "key:ops2");
+    // Looks come compact: the verdict and each rate, not the whole report.
+    let look = trail
+        .iter()
+        .find(|e| e["action"] == "canary_checked")
+        .expect("a look");
+    assert!(look["look"]["verdict"].is_string(), "{look}");
+    assert!(look["look"]["metrics"][0]["canary"].is_number(), "{look}");
+    assert!(look.get("after").is_none(), "{look}");
 
     let status = h
         .ok(ADMIN, "get_system_status", json!({"include_health": false}))
