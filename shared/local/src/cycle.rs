@@ -32,7 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use selfbuild_core::Config;
 use selfbuild_core::approval::{ApprovalPorts, Expiry, decide};
-use selfbuild_core::cycle::CycleRequest;
+use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::StableError;
 use selfbuild_core::improvement::{ImprovementItem, MonitorReport};
 use selfbuild_core::ports::{Clock, Llm, MetricSink, Notifier, StepStore};
@@ -665,7 +665,7 @@ fn look_line(report: &MonitorReport) -> String {
 /// Closes `approval` (core `approval::expire`: its window ended unanswered) and says so.
 async fn close_approval(
     store: &SqliteStore,
-    clock: &VirtualClock,
+    clock: &dyn Clock,
     approval: &PendingApproval,
     indent: &str,
     label: &str,
@@ -701,7 +701,7 @@ async fn close_approval(
 /// resume them any more.
 async fn close_unanswered(
     store: &SqliteStore,
-    clock: &VirtualClock,
+    clock: &dyn Clock,
     cycle: &selfbuild_core::ids::CycleId,
     start: OffsetDateTime,
     out: &Out,
@@ -714,6 +714,27 @@ async fn close_unanswered(
         close_approval(store, clock, approval, "    ", &label, out).await;
         let _ = store.take_task_result(&approval.task_token).await;
     }
+}
+
+/// Ends a cycle whose process is stopping before its execution did (Ctrl-C, SIGTERM): the
+/// cycle is recorded `failed` and its pending approvals are closed, since nothing can resume
+/// them any more, so `status` shows no cycle running and a later `approve` says the window
+/// closed. Returns what it could not record.
+pub async fn abandon(
+    store: &SqliteStore,
+    clock: &dyn Clock,
+    cycle: &selfbuild_core::ids::CycleId,
+    start: OffsetDateTime,
+    out: Box<dyn Write + Send>,
+) -> Result<(), String> {
+    use selfbuild_core::ports::CycleStore as _;
+    let out: Out = Arc::new(Mutex::new(out));
+    close_unanswered(store, clock, cycle, start, &out).await;
+    store
+        .finish_cycle(cycle, CycleStatus::Failed, clock.now())
+        .await
+        .map(drop)
+        .map_err(|e| format!("cycle {cycle} stays recorded as running: {e}"))
 }
 
 /// Answers the tasks that wait for a token (approvals), as [`Approvers`] says.

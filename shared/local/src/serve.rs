@@ -331,7 +331,7 @@ pub async fn serve_stdio(options: StdioOptions) -> Result<(), CliError> {
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Ctrl-C, or SIGTERM where there are signals (a service manager's stop).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
