@@ -188,6 +188,8 @@ fn harness(rate_limit_per_minute: u32) -> Harness {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(sqlite),
+        llm: Arc::new(selfbuild_local::planner::RulePlanner),
+        checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys))),
         clock,

@@ -378,6 +378,21 @@ impl DraftOutcome {
     }
 }
 
+/// Rules whose findings decline a draft though they only hold a patch for review: new code
+/// written from scratch has no reason to turn TLS verification off.
+pub const DRAFT_BLOCKING_RULES: [&str; 1] = ["tls_verification"];
+
+/// Whether a finding declines a draft: it blocks a patch ([`rule_blocks`]), is CRITICAL, or
+/// is of a [`DRAFT_BLOCKING_RULES`] rule. Other findings raise the risk for the approver.
+///
+/// [`rule_blocks`]: crate::code_policy::rule_blocks
+pub fn declines_a_draft(finding: &crate::code_policy::FindingSummary) -> bool {
+    finding.blocking
+        || crate::code_policy::rule_blocks(&finding.rule)
+        || finding.risk == RiskLevel::Critical
+        || DRAFT_BLOCKING_RULES.contains(&finding.rule.as_str())
+}
+
 /// The most blocking findings a declined draft's reason names.
 const REASON_FINDINGS: usize = 3;
 
@@ -419,6 +434,9 @@ pub async fn draft_component(
     };
     let mut findings = draft::check_draft(&draft, plan);
     let validation = check_code(deps.checker, &draft, tenant, &mut findings);
+    for finding in &mut findings {
+        finding.summary.blocking |= declines_a_draft(&finding.summary);
+    }
     let blocking: Vec<&CodeFinding> = findings.iter().filter(|f| f.summary.blocking).collect();
     let risk = findings
         .iter()
@@ -719,6 +737,22 @@ mod tests {
             assert!(
                 matches!(got.validation, Validation::Blocked { findings } if findings.len() == 1)
             );
+        }
+
+        #[test]
+        fn tls_off_and_critical_findings_decline_a_draft_other_high_ones_do_not() {
+            let finding = |rule: &str, risk| FindingSummary {
+                rule: rule.into(),
+                risk,
+                blocking: false,
+            };
+            assert!(declines_a_draft(&finding(
+                "tls_verification",
+                RiskLevel::High
+            )));
+            assert!(declines_a_draft(&finding("secret", RiskLevel::High)));
+            assert!(declines_a_draft(&finding("anything", RiskLevel::Critical)));
+            assert!(!declines_a_draft(&finding("egress_host", RiskLevel::High)));
         }
 
         #[tokio::test]
