@@ -542,6 +542,45 @@ mod tests {
         }
     }
 
+    /// Answers tool calls from the same script as proposals.
+    struct ToolScripted(Arc<Scripted>);
+
+    #[async_trait]
+    impl Llm for ToolScripted {
+        async fn propose(&self, _: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+            Err(LlmError::NoProposal("tool calls only".into()))
+        }
+
+        async fn call_tool(&self, _: &ToolRequest) -> Result<ToolAnswer, LlmError> {
+            // The script decides the outcome; an Ok becomes a tool input.
+            match self.0.propose(&request()).await {
+                Ok(answer) => Ok(ToolAnswer {
+                    input: serde_json::json!({"from": answer.provider}),
+                    usage: answer.usage,
+                    provider: answer.provider,
+                    truncated: false,
+                }),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn tool_calls_share_the_retries_breakers_and_fallback_of_proposals() {
+        let clock = Arc::new(ManualTimer::new());
+        let primary = Scripted::new("primary", (0..3).map(|_| unavailable()).collect());
+        let fallback = Scripted::new("fallback", vec![Ok(())]);
+        let llm = ResilientLlm::new("primary", Arc::new(ToolScripted(primary.clone())))
+            .with_fallback("fallback", Arc::new(ToolScripted(fallback.clone())))
+            .with_timer(clock.clone());
+        let tool = request().tool_request();
+        let answer = llm.call_tool(&tool).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.input, serde_json::json!({"from": "fallback"}));
+        assert_eq!(primary.calls(), 3);
+        // The primary's circuit is open for proposals too.
+        assert_eq!(llm.breaker_states()[0].1, BreakerState::Open);
+    }
+
     fn unavailable() -> Result<(), LlmError> {
         Err(LlmError::Unavailable("throttled".into()))
     }
