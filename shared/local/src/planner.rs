@@ -249,3 +249,48 @@ impl<F: Llm> Llm for RecordedLlm<F> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfbuild_core::ports::ForcedTool;
+    use serde_json::json;
+
+    fn draft_request(subject: &str) -> ToolRequest {
+        ToolRequest {
+            system: String::new(),
+            prompt: String::new(),
+            tool: ForcedTool {
+                name: COMPONENT_TOOL_NAME.into(),
+                description: String::new(),
+                input_schema: json!({}),
+            },
+            subject: subject.into(),
+            budget_usd: 1.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_drafts_are_replayed_by_name_and_others_need_an_llm() {
+        let llm = RecordedLlm::new(Vec::new(), RulePlanner).with_drafts(vec![RecordedDraft {
+            component: "acme-refunds".into(),
+            draft: json!({"handler": "app.handler"}),
+            input_tokens: 1_000_000,
+            output_tokens: 0,
+        }]);
+        let answer = llm
+            .call_tool(&draft_request("acme-refunds"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.input, json!({"handler": "app.handler"}));
+        assert_eq!(
+            (answer.provider.as_str(), answer.usage.cost_usd),
+            ("recorded", 3.0)
+        );
+        let refused = llm.call_tool(&draft_request("other")).await;
+        assert!(
+            matches!(&refused, Err(LlmError::NoProposal(m)) if m.starts_with("other: component generation needs an LLM")),
+            "{refused:?}"
+        );
+    }
+}
