@@ -35,8 +35,9 @@ pub const KNOWN_RUNTIMES: [&str; 5] = [
 /// The most files a draft may have.
 pub const MAX_FILES: usize = 20;
 
-/// The most bytes a draft's files may hold in all.
-pub const MAX_DRAFT_BYTES: usize = 256 * 1024;
+/// The most bytes a draft's files may hold in all: the record, JSON-escaped with its findings,
+/// must fit one DynamoDB item (400 KB).
+pub const MAX_DRAFT_BYTES: usize = 128 * 1024;
 
 /// The most characters of the request's description and context a prompt carries (each).
 pub const MAX_REQUEST_CHARS: usize = 4000;
@@ -109,7 +110,7 @@ const RULES: [&str; 6] = [
     "least privilege: only the permissions of the specification, on named resources",
     "no secrets in code, environment or template; TLS verification stays on",
     "log with structured fields; never log event payloads containing personal data",
-    "at most 20 files and 256 KiB in all",
+    "at most 20 files and 128 KiB in all",
 ];
 
 /// The request that asks the LLM for a draft of the accepted `plan`, within `budget_usd`.
@@ -197,7 +198,10 @@ pub const SAM_PATH: &str = "sam-resource.yaml";
 /// `plan`'s specification, no wildcard actions or admin policies). Every finding blocks.
 pub fn check_draft(draft: &ComponentDraft, plan: &ComponentPlan) -> Vec<CodeFinding> {
     let mut findings = Vec::new();
-    check_files(draft, &mut findings);
+    if !check_files(draft, &mut findings) {
+        // Too large to read further.
+        return findings;
+    }
     if !KNOWN_RUNTIMES.contains(&draft.runtime.as_str()) {
         findings.push(blocking(
             "component_runtime",
@@ -215,7 +219,8 @@ pub fn check_draft(draft: &ComponentDraft, plan: &ComponentPlan) -> Vec<CodeFind
     findings
 }
 
-fn check_files(draft: &ComponentDraft, findings: &mut Vec<CodeFinding>) {
+/// Checks the files; false when the draft is too large to read further.
+fn check_files(draft: &ComponentDraft, findings: &mut Vec<CodeFinding>) -> bool {
     if draft.files.is_empty() || draft.files.len() > MAX_FILES {
         findings.push(blocking(
             "component_files",
@@ -223,13 +228,15 @@ fn check_files(draft: &ComponentDraft, findings: &mut Vec<CodeFinding>) {
             format!("{} files: a draft has 1–{MAX_FILES}", draft.files.len()),
         ));
     }
-    let bytes: usize = draft.files.iter().map(|f| f.content.len()).sum();
+    let bytes: usize =
+        draft.files.iter().map(|f| f.content.len()).sum::<usize>() + draft.sam_resource.len();
     if bytes > MAX_DRAFT_BYTES {
         findings.push(blocking(
             "component_files",
             "",
-            format!("{bytes} bytes of files, over {MAX_DRAFT_BYTES}"),
+            format!("{bytes} bytes of files and SAM resource, over {MAX_DRAFT_BYTES}"),
         ));
+        return false;
     }
     let mut seen = BTreeSet::new();
     for file in &draft.files {
@@ -256,6 +263,7 @@ fn check_files(draft: &ComponentDraft, findings: &mut Vec<CodeFinding>) {
             ));
         }
     }
+    true
 }
 
 /// `Ok` when the handler names a function defined in the file it points at.
