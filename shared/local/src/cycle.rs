@@ -50,7 +50,7 @@ use crate::asl::{
     TaskError, TaskHandler, TaskTokens, VirtualClock, run_execution,
 };
 use crate::fleet::{Fleet, FunctionOutcome, Scenario};
-use crate::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
+use crate::planner::scenario_llm;
 use crate::store::{SqliteStore, StoreTaskTokens};
 
 /// The state machine definition, compiled in so the CLI runs from anywhere.
@@ -429,10 +429,7 @@ impl CycleRun {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let fleet = Fleet::new(&scenario, Arc::clone(&shared_clock)).map_err(|e| e.to_string())?;
         let watched = fleet.clone();
-        let llm: Box<dyn Llm> = match recorded_answers(&scenario)? {
-            Some(answers) => Box::new(RecordedLlm::new(answers, RulePlanner)),
-            None => Box::new(RulePlanner),
-        };
+        let llm: Box<dyn Llm> = Box::new(scenario_llm(&scenario)?);
         let input = serde_json::to_value(&request).map_err(|e| e.to_string())?;
         let machine = load_state_machine().map_err(|e| e.to_string())?;
         let tokens = TaskTokens::new();
@@ -506,22 +503,6 @@ impl CycleRun {
             functions: watched.outcomes(),
         })
     }
-}
-
-fn recorded_answers(scenario: &Scenario) -> Result<Option<Vec<RecordedAnswer>>, String> {
-    let Some(recorded) = scenario.llm.as_ref().and_then(|l| l.get("recorded")) else {
-        return Ok(None);
-    };
-    serde_path_to_error::deserialize(recorded)
-        .map(Some)
-        .map_err(|e| {
-            format!(
-                "{}: llm.recorded.{}: {}",
-                scenario.name,
-                e.path(),
-                e.inner()
-            )
-        })
 }
 
 /// Where progress lines go; shared by the observer and the approval desk.
