@@ -11,12 +11,13 @@
 //!
 //! Not part of `cargo test --workspace` (the target has `test = false`): `scripts/e2e` builds
 //! the function binaries and runs `cargo test -p selfbuild-tests --test e2e`. It needs
-//! `moto_server` (moto[server] 5.2.1) and cargo-lambda 1.9.2, and fails naming the install
+//! `moto_server` (moto[server] 5.2.6) and cargo-lambda 1.9.2, and fails naming the install
 //! command when either is missing.
 //!
 //! Two cycles run at once, both acme's (a tenant, so a LOW-risk change deploys itself), each
-//! a [`Case`] started by its own alarm on its own [`Stack`] (moto, router, watches): moto 5.2.1
-//! starts one execution per process. Bedrock's recorded listener is shared.
+//! a [`Case`] started by its own alarm on its own [`Stack`] (moto, router, watches), so the
+//! cases share nothing but Bedrock's recorded listener (moto before 5.2.6 could also start only
+//! one execution per process).
 //!
 //! - **config**: `orders-api` (provided.al2023, 128 MB, 3 s, version 1 behind `live`) served
 //!   1,000 invocations a minute with 50 errors, all "Task timed out", for the last 8 minutes.
@@ -33,7 +34,7 @@
 //! its window ends and the canary is promoted. moto cannot compute `p99` (it answers 500 when
 //! Duration data matches), so no Duration metric is published and p99 stays empty.
 //!
-//! What moto 5.2.1 cannot show here, and the test works around in its set-up only: it keeps no
+//! What moto 5.2.6 cannot show here, and the test works around in its set-up only: it keeps no
 //! package a client can download (`Code.Location` names an S3 host that does not exist), so
 //! [`MotoPackages`] serves the zips the test hands it, by the `CodeSha256` moto reports for
 //! the requested location; the patched zip is computed with the deploy step's own
@@ -399,9 +400,9 @@ impl World {
     }
 }
 
-/// One case's own moto (moto 5.2.1 runs one execution per process: starting a second one
-/// deep-copies the backend, running execution and its lock included, and fails), with the
-/// router, the real binaries, the table, the target and the state machine; Bedrock is shared.
+/// One case's own moto (the cases share no state; moto 5.2.1 also ran only one execution per
+/// process: a second one deep-copied the backend, running execution and its lock included, and
+/// failed), with the router, the real binaries, the table, the target and the state machine; Bedrock is shared.
 struct Stack {
     sdk: aws_config::SdkConfig,
     lambda: aws_sdk_lambda::Client,

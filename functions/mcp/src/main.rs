@@ -1,5 +1,7 @@
 //! mcp Lambda: wiring only. The endpoint is `selfbuild_mcp::app`, served behind the function
-//! URL by `lambda_http`.
+//! URL by `lambda_http`. `generate_component` drafts with the cycle's LLM (Bedrock, then the
+//! OpenAI-compatible fallback) and checks the draft with `selfbuild-validate`, linked here so
+//! that no drafted component is recorded unvalidated.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use selfbuild_core::config::ConfigError;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
+use selfbuild_validate::{PipelineChecker, Settings};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -32,11 +35,14 @@ async fn main() -> Result<(), lambda_http::Error> {
             name: "API_KEYS_SECRET_ID",
         })?;
 
+    let checker = PipelineChecker::new(Settings::from_env()?);
     let metrics = Arc::new(selfbuild_aws::observability::metrics(&config));
     // Clients are built once per container, outside the handler.
     let sdk = selfbuild_aws::sdk_config().await;
     // One client starts executions and resumes the ones waiting for approval.
     let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
+    // The fallback's secret is read now only when component generation is on.
+    let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config, config.component_generation).await?;
     let deps = McpDeps {
         store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
         // The DynamoDB HealthStore is not built yet (docs/health.md).
@@ -53,6 +59,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             &sdk,
             config.event_bus_name.clone(),
         )),
+        llm: Arc::new(llm),
+        checker: Arc::new(checker),
         metrics: metrics.clone(),
         keys: Arc::new(SecretsManagerKeys::new(
             &sdk,

@@ -14,6 +14,7 @@
 //! - [`generate`]: prompts and proposals from the LLM (R7).
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
 //! - [`code_policy`]: the R8 policy for code patches: blocking rules, scope, decision.
+//! - [`component`]: new components (R18): the rules' decision, the LLM's draft and its checks.
 //! - [`canary`]: deploy, monitor, promote and rollback (R10–R12).
 //! - [`audit`]: audit events and notifications (R13).
 //! - [`apikeys`]: MCP API keys: digests, tenant and scopes, constant-time checks (R17).

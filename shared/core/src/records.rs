@@ -286,6 +286,8 @@ pub enum ComponentStatus {
     AwaitingApproval,
     /// Declined; see the reason.
     Declined,
+    /// No draft came (the LLM failed or refused); see the reason.
+    Failed,
 }
 
 /// A component requested through MCP `generate_component`.

@@ -967,6 +967,34 @@ impl selfbuild_core::ports::Orchestrator for CapturingOrchestrator {
 /// Intake on the event, then, if it started a cycle, that cycle over the scenario's fleet;
 /// progress on stderr (none with `quiet`), the result returned for stdout: the cycle's
 /// summary, or intake's answer when it started none.
+/// Ctrl-C or SIGTERM during `cycle`: the cycle is recorded failed and its approvals closed
+/// ([`crate::cycle::abandon`]), then the process exits 130 at once (the cycle's thread, which
+/// may wait hours for a person, is not waited for).
+async fn interrupted(
+    store: &SqliteStore,
+    clock: &FixedClock,
+    request: &selfbuild_core::cycle::CycleRequest,
+    quiet: bool,
+) -> ! {
+    let out: Box<dyn std::io::Write + Send> = if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let id = &request.cycle_id;
+    let error = match crate::cycle::abandon(store, clock, id, request.requested_at, out).await {
+        Ok(()) => cli_error(
+            "Interrupted",
+            format!("cycle {id} interrupted: recorded failed, its pending approvals closed"),
+        ),
+        Err(e) => cli_error("Interrupted", format!("cycle {id} interrupted: {e}")),
+    };
+    error
+        .hint("run `selfbuild cycle` again for a new cycle (a later --now past the 5-minute dedup window)")
+        .report();
+    std::process::exit(130)
+}
+
 async fn cycle(
     data_dir: &Path,
     now: Option<OffsetDateTime>,
@@ -1036,16 +1064,18 @@ async fn cycle(
         Box::new(std::io::stderr())
     };
     // A person answers here, not the scenario's recorded approver.
-    let output = crate::cycle::run_cycle(
+    let run = crate::cycle::run_cycle(
         &scenario,
         &request,
         &store,
         &config,
         out,
         crate::cycle::Approvers::People,
-    )
-    .await
-    .map_err(|e| cli_error("ExecutionFailed", e))?;
+    );
+    let output = tokio::select! {
+        output = run => output.map_err(|e| cli_error("ExecutionFailed", e))?,
+        () = crate::serve::stop_signal() => interrupted(&store, &clock, &request, quiet).await,
+    };
     let mut summary = output.get("summary").cloned().unwrap_or(Value::Null);
     crate::output::normalize_times(&mut summary);
     Ok(summary)

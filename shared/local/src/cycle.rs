@@ -32,7 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use selfbuild_core::Config;
 use selfbuild_core::approval::{ApprovalPorts, Expiry, decide};
-use selfbuild_core::cycle::CycleRequest;
+use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::StableError;
 use selfbuild_core::improvement::{ImprovementItem, MonitorReport};
 use selfbuild_core::ports::{Clock, Llm, MetricSink, Notifier, StepStore};
@@ -50,7 +50,7 @@ use crate::asl::{
     TaskError, TaskHandler, TaskTokens, VirtualClock, run_execution,
 };
 use crate::fleet::{Fleet, FunctionOutcome, Scenario};
-use crate::planner::{RecordedAnswer, RecordedLlm, RulePlanner};
+use crate::planner::scenario_llm;
 use crate::store::{SqliteStore, StoreTaskTokens};
 
 /// The state machine definition, compiled in so the CLI runs from anywhere.
@@ -429,10 +429,7 @@ impl CycleRun {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let fleet = Fleet::new(&scenario, Arc::clone(&shared_clock)).map_err(|e| e.to_string())?;
         let watched = fleet.clone();
-        let llm: Box<dyn Llm> = match recorded_answers(&scenario)? {
-            Some(answers) => Box::new(RecordedLlm::new(answers, RulePlanner)),
-            None => Box::new(RulePlanner),
-        };
+        let llm: Box<dyn Llm> = Box::new(scenario_llm(&scenario)?);
         let input = serde_json::to_value(&request).map_err(|e| e.to_string())?;
         let machine = load_state_machine().map_err(|e| e.to_string())?;
         let tokens = TaskTokens::new();
@@ -506,22 +503,6 @@ impl CycleRun {
             functions: watched.outcomes(),
         })
     }
-}
-
-fn recorded_answers(scenario: &Scenario) -> Result<Option<Vec<RecordedAnswer>>, String> {
-    let Some(recorded) = scenario.llm.as_ref().and_then(|l| l.get("recorded")) else {
-        return Ok(None);
-    };
-    serde_path_to_error::deserialize(recorded)
-        .map(Some)
-        .map_err(|e| {
-            format!(
-                "{}: llm.recorded.{}: {}",
-                scenario.name,
-                e.path(),
-                e.inner()
-            )
-        })
 }
 
 /// Where progress lines go; shared by the observer and the approval desk.
@@ -665,7 +646,7 @@ fn look_line(report: &MonitorReport) -> String {
 /// Closes `approval` (core `approval::expire`: its window ended unanswered) and says so.
 async fn close_approval(
     store: &SqliteStore,
-    clock: &VirtualClock,
+    clock: &dyn Clock,
     approval: &PendingApproval,
     indent: &str,
     label: &str,
@@ -701,7 +682,7 @@ async fn close_approval(
 /// resume them any more.
 async fn close_unanswered(
     store: &SqliteStore,
-    clock: &VirtualClock,
+    clock: &dyn Clock,
     cycle: &selfbuild_core::ids::CycleId,
     start: OffsetDateTime,
     out: &Out,
@@ -714,6 +695,27 @@ async fn close_unanswered(
         close_approval(store, clock, approval, "    ", &label, out).await;
         let _ = store.take_task_result(&approval.task_token).await;
     }
+}
+
+/// Ends a cycle whose process is stopping before its execution did (Ctrl-C, SIGTERM): the
+/// cycle is recorded `failed` and its pending approvals are closed, since nothing can resume
+/// them any more, so `status` shows no cycle running and a later `approve` says the window
+/// closed. Returns what it could not record.
+pub async fn abandon(
+    store: &SqliteStore,
+    clock: &dyn Clock,
+    cycle: &selfbuild_core::ids::CycleId,
+    start: OffsetDateTime,
+    out: Box<dyn Write + Send>,
+) -> Result<(), String> {
+    use selfbuild_core::ports::CycleStore as _;
+    let out: Out = Arc::new(Mutex::new(out));
+    close_unanswered(store, clock, cycle, start, &out).await;
+    store
+        .finish_cycle(cycle, CycleStatus::Failed, clock.now())
+        .await
+        .map(drop)
+        .map_err(|e| format!("cycle {cycle} stays recorded as running: {e}"))
 }
 
 /// Answers the tasks that wait for a token (approvals), as [`Approvers`] says.

@@ -1,13 +1,17 @@
 //! Embedded Llm adapters: a deterministic rule planner, and recorded answers that replay
-//! what a model said for a component (so a scenario can carry a bad proposal on purpose).
+//! what a model said for a component (so a scenario can carry a bad proposal on purpose) or
+//! the draft it wrote for a new component (`generate_component` offline, where no model is).
 
 use async_trait::async_trait;
 use selfbuild_core::change::{Change, LambdaConfigChange, Proposal, RiskLevel};
+use selfbuild_core::component::COMPONENT_TOOL_NAME;
 use selfbuild_core::generate::parse_proposal;
 use selfbuild_core::improvement::LlmUsage;
 use selfbuild_core::opportunity::OpportunityKind;
-use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
+use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest, ToolAnswer, ToolRequest};
 use serde::Deserialize;
+
+use crate::fleet::Scenario;
 
 /// Proposes the textbook configuration fix for each kind of opportunity.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,6 +30,16 @@ fn next_memory(current: u32) -> u32 {
 
 #[async_trait]
 impl Llm for RulePlanner {
+    /// Refused: rules write no code, so a new component needs a model or a recorded draft.
+    async fn call_tool(&self, request: &ToolRequest) -> Result<ToolAnswer, LlmError> {
+        Err(LlmError::NoProposal(format!(
+            "{}: component generation needs an LLM, and offline there is none: record a draft \
+             for it under `llm.components` in the scenario (docs/mcp.md), or use the endpoint \
+             on AWS (BEDROCK_MODEL_ID)",
+            request.subject
+        )))
+    }
+
     async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
         let o = &request.item.opportunity;
         let current = o.current.as_ref().ok_or_else(|| {
@@ -126,17 +140,67 @@ pub struct RecordedAnswer {
     pub output_tokens: u64,
 }
 
-/// Replays recorded answers; components without one go to the fallback.
+/// One recorded draft: what a model wrote for a new component (`generate_component`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedDraft {
+    /// The component's name (`requirements.name`).
+    pub component: String,
+    /// The `draft_component` tool input, as the model gave it.
+    pub draft: serde_json::Value,
+    /// Tokens the call used (for cost accounting).
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Tokens the answer used.
+    #[serde(default)]
+    pub output_tokens: u64,
+}
+
+/// Replays recorded answers and drafts; components without one go to the fallback.
 pub struct RecordedLlm<F> {
     answers: Vec<RecordedAnswer>,
+    drafts: Vec<RecordedDraft>,
     fallback: F,
 }
 
 impl<F: Llm> RecordedLlm<F> {
     /// Answers from `answers`, else from `fallback`.
     pub fn new(answers: Vec<RecordedAnswer>, fallback: F) -> Self {
-        Self { answers, fallback }
+        Self {
+            answers,
+            drafts: Vec::new(),
+            fallback,
+        }
     }
+
+    /// The same, with recorded component drafts.
+    pub fn with_drafts(mut self, drafts: Vec<RecordedDraft>) -> Self {
+        self.drafts = drafts;
+        self
+    }
+}
+
+/// The scenario's LLM: its recorded answers (`llm.recorded`) and drafts (`llm.components`)
+/// over the rule planner; a malformed entry is an error naming its field.
+pub fn scenario_llm(scenario: &Scenario) -> Result<RecordedLlm<RulePlanner>, String> {
+    fn list<T: serde::de::DeserializeOwned>(
+        scenario: &Scenario,
+        key: &str,
+    ) -> Result<Vec<T>, String> {
+        let Some(value) = scenario.llm.as_ref().and_then(|l| l.get(key)) else {
+            return Ok(Vec::new());
+        };
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| format!("{}: llm.{key}.{}: {}", scenario.name, e.path(), e.inner()))
+    }
+    Ok(RecordedLlm::new(list(scenario, "recorded")?, RulePlanner)
+        .with_drafts(list(scenario, "components")?))
+}
+
+/// What `input_tokens` and `output_tokens` cost at Claude-class prices.
+fn recorded_cost(input_tokens: u64, output_tokens: u64) -> f64 {
+    input_tokens as f64 / 1e6 * PRICE_PER_MILLION.0
+        + output_tokens as f64 / 1e6 * PRICE_PER_MILLION.1
 }
 
 /// Claude-class prices per million tokens (input, output), for recorded answers' cost.
@@ -154,8 +218,7 @@ impl<F: Llm> Llm for RecordedLlm<F> {
             &format!("recorded answer for {component}"),
             answer.proposal.clone(),
         )?;
-        let cost_usd = answer.input_tokens as f64 / 1e6 * PRICE_PER_MILLION.0
-            + answer.output_tokens as f64 / 1e6 * PRICE_PER_MILLION.1;
+        let cost_usd = recorded_cost(answer.input_tokens, answer.output_tokens);
         Ok(LlmAnswer {
             proposal,
             usage: LlmUsage {
@@ -165,5 +228,69 @@ impl<F: Llm> Llm for RecordedLlm<F> {
             },
             provider: "recorded".to_owned(),
         })
+    }
+
+    async fn call_tool(&self, request: &ToolRequest) -> Result<ToolAnswer, LlmError> {
+        let recorded = (request.tool.name == COMPONENT_TOOL_NAME)
+            .then(|| self.drafts.iter().find(|d| d.component == request.subject))
+            .flatten();
+        let Some(recorded) = recorded else {
+            return self.fallback.call_tool(request).await;
+        };
+        Ok(ToolAnswer {
+            input: recorded.draft.clone(),
+            usage: LlmUsage {
+                input_tokens: recorded.input_tokens,
+                output_tokens: recorded.output_tokens,
+                cost_usd: recorded_cost(recorded.input_tokens, recorded.output_tokens),
+            },
+            provider: "recorded".to_owned(),
+            truncated: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfbuild_core::ports::ForcedTool;
+    use serde_json::json;
+
+    fn draft_request(subject: &str) -> ToolRequest {
+        ToolRequest {
+            system: String::new(),
+            prompt: String::new(),
+            tool: ForcedTool {
+                name: COMPONENT_TOOL_NAME.into(),
+                description: String::new(),
+                input_schema: json!({}),
+            },
+            subject: subject.into(),
+            budget_usd: 1.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_drafts_are_replayed_by_name_and_others_need_an_llm() {
+        let llm = RecordedLlm::new(Vec::new(), RulePlanner).with_drafts(vec![RecordedDraft {
+            component: "acme-refunds".into(),
+            draft: json!({"handler": "app.handler"}),
+            input_tokens: 1_000_000,
+            output_tokens: 0,
+        }]);
+        let answer = llm
+            .call_tool(&draft_request("acme-refunds"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.input, json!({"handler": "app.handler"}));
+        assert_eq!(
+            (answer.provider.as_str(), answer.usage.cost_usd),
+            ("recorded", 3.0)
+        );
+        let refused = llm.call_tool(&draft_request("other")).await;
+        assert!(
+            matches!(&refused, Err(LlmError::NoProposal(m)) if m.starts_with("other: component generation needs an LLM")),
+            "{refused:?}"
+        );
     }
 }

@@ -217,6 +217,13 @@ fn endpoint_deps(
         Fleet::new(&scenario, Arc::clone(&clock))
             .map_err(|e| cli_error("InvalidInput", e.to_string()))?,
     );
+    // Offline there is no model: the scenario's recorded drafts, else a refusal that says so.
+    let llm = Arc::new(
+        crate::planner::scenario_llm(&scenario).map_err(|e| cli_error("InvalidInput", e))?,
+    );
+    let checker = Arc::new(selfbuild_validate::PipelineChecker::new(
+        crate::demo::scenario_code_settings(&scenario).map_err(|e| cli_error("InvalidInput", e))?,
+    ));
     let orchestrator = BackgroundCycles {
         recorder: RecordingOrchestrator::new(store.clone(), Arc::clone(&clock)),
         clock: Arc::clone(&clock),
@@ -233,6 +240,8 @@ fn endpoint_deps(
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store),
+        llm,
+        checker,
         metrics: Arc::new(selfbuild_core::emf::TracingSink {
             namespace: config.metrics_namespace.clone(),
         }),
@@ -332,7 +341,7 @@ pub async fn serve_stdio(options: StdioOptions) -> Result<(), CliError> {
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Ctrl-C, or SIGTERM where there are signals (a service manager's stop).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

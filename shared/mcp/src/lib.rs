@@ -23,8 +23,8 @@ use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
-    AccessLogSink, Clock, Deployer, HealthStore, IdSource, KeySource, MetricSink, Notifier,
-    Orchestrator, Store, TaskTokens, Telemetry,
+    AccessLogSink, Clock, CodeChecker, Deployer, HealthStore, IdSource, KeySource, Llm, MetricSink,
+    Notifier, Orchestrator, Store, TaskTokens, Telemetry,
 };
 
 pub mod access_log;
@@ -125,6 +125,11 @@ pub struct McpDeps {
     pub deployer: Arc<dyn Deployer>,
     /// Events for other agents.
     pub notifier: Arc<dyn Notifier>,
+    /// Drafts new components (`generate_component`).
+    pub llm: Arc<dyn Llm>,
+    /// Checks a drafted component's code; [`NoCodeChecker`](selfbuild_core::ports::NoCodeChecker)
+    /// leaves its validation pending.
+    pub checker: Arc<dyn CodeChecker>,
     /// Where intake latency goes (EMF on Lambda).
     pub metrics: Arc<dyn MetricSink>,
     /// The API keys.

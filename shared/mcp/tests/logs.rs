@@ -103,6 +103,8 @@ async fn operator_and_agent_text_never_breaks_a_log_line() {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store),
+        llm: Arc::new(selfbuild_local::planner::RulePlanner),
+        checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys))),
         clock,

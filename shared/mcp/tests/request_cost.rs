@@ -189,6 +189,8 @@ fn harness(rate_limit_per_minute: u32) -> Harness {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(sqlite),
+        llm: Arc::new(selfbuild_local::planner::RulePlanner),
+        checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys))),
         clock,
@@ -250,6 +252,8 @@ async fn read_only_tools_answer_with_every_store_write_held_back() {
     let cases = [
         ("list_agents", json!({}), 1),
         ("list_improvements", json!({}), 1),
+        // One listing of the tenant's components (here none: not_found).
+        ("get_component", json!({"name": "orders-report"}), 1),
         // Its three reads (record, audit trail, pending approval) are made at once.
         ("get_improvement", json!({"id": "c1-1"}), 3),
         (
@@ -283,7 +287,7 @@ async fn read_only_tools_answer_with_every_store_write_held_back() {
         .recent_tool_calls(h.now, 100)
         .await
         .expect("log");
-    assert_eq!(log.len(), 7, "{log:?}");
+    assert_eq!(log.len(), 8, "{log:?}");
     let window = OffsetDateTime::from_unix_timestamp(
         h.now.unix_timestamp() - h.now.unix_timestamp().rem_euclid(60),
     )
@@ -294,7 +298,7 @@ async fn read_only_tools_answer_with_every_store_write_held_back() {
         .count_calls("cost", window, 0, window + time::Duration::hours(1))
         .await
         .expect("count");
-    assert_eq!(counted, 7);
+    assert_eq!(counted, 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

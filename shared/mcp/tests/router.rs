@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -15,8 +16,8 @@ use selfbuild_core::ids::{CycleId, ImprovementId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::{
-    AccessLog, AccessLogSink, ApprovalStore, Clock, ImprovementStore, MetricRecord, MetricSink,
-    StaticKeys,
+    AccessLog, AccessLogSink, ApprovalStore, Clock, ImprovementStore, Llm, LlmError, MetricRecord,
+    MetricSink, StaticKeys, ToolAnswer, ToolRequest, UsageLedger,
 };
 use selfbuild_core::records::{ImprovementRecord, ImprovementStatus, PendingApproval};
 use selfbuild_local::fleet::{Fleet, Scenario};
@@ -24,6 +25,7 @@ use selfbuild_local::orchestrator::RecordingOrchestrator;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
 use selfbuild_mcp::access_log::BatchedAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
+use selfbuild_validate::{PipelineChecker, Settings};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -39,8 +41,61 @@ impl MetricSink for NoMetrics {
     fn record(&self, _metric: MetricRecord) {}
 }
 
+/// Drafts components from a fixed answer (or fails with it) and counts its calls.
+struct DraftLlm {
+    answer: Result<Value, String>,
+    calls: AtomicUsize,
+}
+
+impl DraftLlm {
+    fn answering(answer: Result<Value, String>) -> Arc<Self> {
+        Arc::new(Self {
+            answer,
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Llm for DraftLlm {
+    async fn call_tool(&self, request: &ToolRequest) -> Result<ToolAnswer, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(request.tool.name, "draft_component");
+        match &self.answer {
+            Ok(input) => Ok(ToolAnswer {
+                input: input.clone(),
+                usage: selfbuild_core::improvement::LlmUsage {
+                    input_tokens: 2000,
+                    output_tokens: 800,
+                    cost_usd: 0.018,
+                },
+                provider: "draft-llm".into(),
+                truncated: false,
+            }),
+            Err(message) => Err(LlmError::Unavailable(message.clone())),
+        }
+    }
+}
+
+/// A draft the real checker passes: a Python handler and its SAM resource.
+fn good_draft() -> Value {
+    json!({
+        "files": [{"path": "app.py", "content": "import json\n\n\ndef handler(event, context):\n    refunds = [r for r in event.get(\"Records\", []) if r.get(\"eventName\") == \"CANCELLED\"]\n    return {\"refunds\": len(refunds)}\n"}],
+        "runtime": "python3.12",
+        "handler": "app.handler",
+        "sam_resource": "AcmeRefunds:\n  Type: AWS::Serverless::Function\n  Properties:\n    Handler: app.handler\n    Runtime: python3.12\n    MemorySize: 256\n    Timeout: 60\n    Policies:\n      - DynamoDBReadPolicy:\n          TableName: orders\n",
+        "rationale": "Counts cancelled orders of each batch.",
+        "claimed_risk": "MEDIUM",
+    })
+}
+
 struct Harness {
     app: Router,
+    llm: Arc<DraftLlm>,
     store: SqliteStore,
     access_log: Arc<BatchedAccessLog>,
     /// The instant the endpoint's fixed clock reads.
@@ -72,6 +127,10 @@ fn keys() -> KeySet {
 }
 
 fn harness_with(settings: McpSettings, config: Config) -> Harness {
+    harness_drafting(settings, config, DraftLlm::answering(Ok(good_draft())))
+}
+
+fn harness_drafting(settings: McpSettings, config: Config, llm: Arc<DraftLlm>) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path()).expect("store");
     let scenario = Scenario::load(repo_file("events/scenarios/timeouts.json")).expect("scenario");
@@ -90,6 +149,8 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store.clone()),
+        llm: llm.clone(),
+        checker: Arc::new(PipelineChecker::new(Settings::defaults())),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys()))),
         clock,
@@ -99,6 +160,7 @@ fn harness_with(settings: McpSettings, config: Config) -> Harness {
     };
     Harness {
         app: app(deps),
+        llm,
         store,
         access_log,
         now: scenario.now,
@@ -257,6 +319,7 @@ async fn tools_list_has_every_tool_with_schemas_and_annotations() {
             "get_system_status",
             "query_telemetry_insights",
             "generate_component",
+            "get_component",
             "list_improvements",
             "get_improvement",
             "approve_improvement",
@@ -279,8 +342,25 @@ async fn tools_list_has_every_tool_with_schemas_and_annotations() {
         (json!(1), json!(168))
     );
     assert_eq!(trigger["annotations"]["readOnlyHint"], false);
-    assert_eq!(tools[1]["annotations"]["readOnlyHint"], true);
-    assert_eq!(tools[8]["annotations"]["destructiveHint"], true);
+    let named = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed"))
+    };
+    assert_eq!(
+        named("get_system_status")["annotations"]["readOnlyHint"],
+        true
+    );
+    assert_eq!(named("get_component")["annotations"]["readOnlyHint"], true);
+    assert_eq!(
+        named("generate_component")["annotations"]["readOnlyHint"],
+        false
+    );
+    assert_eq!(
+        named("rollback_improvement")["annotations"]["destructiveHint"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -903,6 +983,14 @@ async fn critical_changes_need_two_different_approvers() {
     assert_eq!(e["error"], "not_found");
 }
 
+const REFUNDS: &str = r#"{"component_type": "event_consumer",
+    "requirements": {"name": "acme-refunds", "description": "issues refunds for cancelled orders", "capabilities": ["read_dynamodb", "payment_refund"]},
+    "context": {"traffic": "50/min"}}"#;
+
+fn refunds() -> Value {
+    serde_json::from_str(REFUNDS).expect("request")
+}
+
 #[tokio::test]
 async fn generate_component_declines_or_registers() {
     let h = harness();
@@ -923,19 +1011,177 @@ async fn generate_component_declines_or_registers() {
         .await;
     assert_eq!(critical["decision"], "declined");
     assert_eq!(critical["risk"], "CRITICAL");
-    let high = h
-        .ok(ACME_ALL, "generate_component", json!({"component_type": "event_consumer",
-            "requirements": {"name": "acme-refunds", "description": "issues refunds for cancelled orders", "capabilities": ["read_dynamodb", "payment_refund"]},
-            "context": {"traffic": "50/min"}}))
-        .await;
+    // Declined by the rules: nothing was asked of the LLM.
+    assert_eq!(h.llm.calls(), 0);
+    let high = h.ok(ACME_ALL, "generate_component", refunds()).await;
     assert_eq!(high["decision"], "accepted", "{high}");
     assert_eq!(high["component"]["status"], "awaiting_approval");
     assert_eq!(high["component"]["tenant_id"], "acme");
+    assert_eq!(high["component"]["risk"], "HIGH");
+    assert_eq!(high["validation"]["status"], "passed", "{high}");
+    assert_eq!(h.llm.calls(), 1);
+    // The code and the SAM resource are read back with get_component.
+    let read = h
+        .ok(ACME_READ, "get_component", json!({"name": "acme-refunds"}))
+        .await;
+    let component = &read["component"];
+    assert_eq!(component["status"], "awaiting_approval");
+    assert_eq!(component["detail"]["draft"], good_draft());
+    assert_eq!(component["detail"]["provider"], "draft-llm");
+    assert_eq!(component["detail"]["requested_by"], "acme-all");
+    assert_eq!(component["detail"]["specification"]["memory_mb"], 256);
+    // The call's cost is in the day's LLM spend.
+    let usage = h.store.llm_usage(h.now.date()).await.expect("usage");
+    assert_eq!((usage.calls, usage.cost_usd), (1, 0.018));
     let e = h
         .err(ACME_ALL, "generate_component", json!({"component_type": "mainframe", "requirements": {"name": "a", "description": "b", "capabilities": []}}))
         .await;
     assert!(
         e["message"].as_str().expect("m").contains("component_type"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_draft_with_a_leaked_key_or_tls_off_is_declined_with_its_findings() {
+    for (code, rule) in [
+        (
+            "import json\n\nKEY = \"AKIA4QHZ7RMWTX2NV6YB\"\n\n\ndef handler(event, context):\n    return {\"key\": KEY}\n",
+            "secret",
+        ),
+        (
+            "import ssl\nimport urllib.request\n\n\ndef handler(event, context):\n    ctx = ssl.create_default_context()\n    ctx.check_hostname = False\n    ctx.verify_mode = ssl.CERT_NONE\n    return urllib.request.urlopen(\"https://refunds.example.com\", context=ctx).read().decode()\n",
+            "tls",
+        ),
+        (
+            "import requests\n\n\ndef handler(event, context):\n    return requests.get(\"https://refunds.example.com\", verify=False, timeout=5).json()\n",
+            "tls",
+        ),
+    ] {
+        let mut draft = good_draft();
+        draft["files"][0]["content"] = json!(code);
+        let h = harness_drafting(
+            McpSettings::default(),
+            Config::from_lookup(|_| None).expect("config"),
+            DraftLlm::answering(Ok(draft)),
+        );
+        let answer = h.ok(ACME_ALL, "generate_component", refunds()).await;
+        assert_eq!(answer["decision"], "declined", "{answer}");
+        assert_eq!(answer["validation"]["status"], "blocked");
+        let findings = answer["validation"]["findings"]
+            .as_array()
+            .expect("findings");
+        assert!(
+            findings.iter().any(|f| f["blocking"] == true
+                && f["path"] == "app.py"
+                && f["rule"].as_str().is_some_and(|r| r.contains(rule))),
+            "{rule}: {answer}"
+        );
+        assert!(
+            answer["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("blocking finding")
+        );
+        assert!(
+            !answer["suggested_alternatives"]
+                .as_array()
+                .expect("alternatives")
+                .is_empty()
+        );
+        // The declined draft and its findings are kept.
+        let read = h
+            .ok(ACME_ALL, "get_component", json!({"name": "acme-refunds"}))
+            .await;
+        assert_eq!(read["component"]["status"], "declined");
+        assert_eq!(
+            read["component"]["detail"]["validation"]["status"],
+            "blocked"
+        );
+        assert_eq!(
+            read["component"]["detail"]["draft"]["files"][0]["content"],
+            code
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_llm_failure_is_recorded_with_the_reason_and_alternatives() {
+    let h = harness_drafting(
+        McpSettings::default(),
+        Config::from_lookup(|_| None).expect("config"),
+        DraftLlm::answering(Err("throttled by Bedrock".into())),
+    );
+    let answer = h.ok(ACME_ALL, "generate_component", refunds()).await;
+    assert_eq!(answer["decision"], "failed", "{answer}");
+    assert_eq!(answer["component"]["status"], "failed");
+    let reason = answer["reason"].as_str().expect("reason");
+    assert!(reason.contains("throttled by Bedrock"), "{reason}");
+    assert!(
+        answer["suggested_alternatives"][0]
+            .as_str()
+            .is_some_and(|a| a.starts_with("retry later"))
+    );
+    let read = h
+        .ok(ACME_ALL, "get_component", json!({"name": "acme-refunds"}))
+        .await;
+    assert_eq!(read["component"]["detail"]["reason"], reason);
+    assert!(read["component"]["detail"].get("draft").is_none());
+    // Nothing was spent: nothing is added to the day's usage.
+    let usage = h.store.llm_usage(h.now.date()).await.expect("usage");
+    assert_eq!(usage.calls, 0);
+}
+
+#[tokio::test]
+async fn turned_off_component_generation_declines_without_asking_the_llm() {
+    let config = Config::from_lookup(|name| {
+        (name == "ENABLE_COMPONENT_GENERATION").then(|| "false".to_owned())
+    })
+    .expect("config");
+    let h = harness_with(McpSettings::default(), config);
+    let answer = h.ok(ACME_ALL, "generate_component", refunds()).await;
+    assert_eq!(answer["decision"], "declined");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ENABLE_COMPONENT_GENERATION")),
+        "{answer}"
+    );
+    assert_eq!(h.llm.calls(), 0);
+    let e = h
+        .err(ACME_ALL, "get_component", json!({"name": "acme-refunds"}))
+        .await;
+    assert_eq!(e["error"], "not_found");
+}
+
+#[tokio::test]
+async fn get_component_shows_a_tenant_only_its_own_components() {
+    let h = harness();
+    h.ok(ACME_ALL, "generate_component", refunds()).await;
+    let e = h
+        .err(GLOBEX, "get_component", json!({"name": "acme-refunds"}))
+        .await;
+    assert_eq!(e["error"], "not_found", "{e}");
+    let e = h
+        .err(
+            GLOBEX,
+            "get_component",
+            json!({"name": "acme-refunds", "tenant_id": "acme"}),
+        )
+        .await;
+    assert_eq!(e["error"], "forbidden", "{e}");
+    let admin = h
+        .ok(ADMIN, "get_component", json!({"name": "acme-refunds"}))
+        .await;
+    assert_eq!(admin["component"]["tenant_id"], "acme");
+    let e = h
+        .err(ADMIN, "get_component", json!({"name": "not a name"}))
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .starts_with("invalid arguments: name:"),
         "{e}"
     );
 }
@@ -1103,6 +1349,14 @@ async fn an_approval_through_mcp_resumes_the_waiting_cycle() {
         .find(|e| e["action"] == "approved")
         .expect("approved");
     assert_eq!(approval["actor"], "key:ops2");
+    // Looks come compact: the verdict and each rate, not the whole report.
+    let look = trail
+        .iter()
+        .find(|e| e["action"] == "canary_checked")
+        .expect("a look");
+    assert!(look["look"]["verdict"].is_string(), "{look}");
+    assert!(look["look"]["metrics"][0]["canary"].is_number(), "{look}");
+    assert!(look.get("after").is_none(), "{look}");
 
     let status = h
         .ok(ADMIN, "get_system_status", json!({"include_health": false}))

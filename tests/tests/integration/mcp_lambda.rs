@@ -100,6 +100,8 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
         telemetry: Arc::new(CloudWatchTelemetry::new(&sdk, settings)),
         deployer: Arc::new(LambdaDeployer::new(&sdk)),
         notifier: Arc::new(EventBridgeNotifier::new(&sdk, "default")),
+        llm: Arc::new(selfbuild_local::planner::RulePlanner),
+        checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(SecretsManagerKeys::new(
             &sdk,

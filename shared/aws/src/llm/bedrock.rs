@@ -1,4 +1,4 @@
-//! The Llm port over Bedrock's Converse API, with the `propose_change` tool forced.
+//! The Llm port over Bedrock's Converse API, with the request's tool forced.
 
 use std::collections::HashMap;
 
@@ -18,13 +18,11 @@ use aws_smithy_types::{Document, Number};
 use serde_json::Value;
 use tracing::{debug, info, instrument, warn};
 
-use super::{
-    ModelPrice, TOOL_DESCRIPTION, TOOL_NAME, TokenLimits, charge, parse_proposal, plan_budget,
-};
+use super::{ModelPrice, TokenLimits, charge, plan_budget};
 use crate::sdk_error::{ErrorChain, is_transient};
-use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
+use selfbuild_core::ports::{Llm, LlmError, ToolAnswer, ToolRequest};
 
-/// Asks a Bedrock model for a proposal through Converse with one forced tool call.
+/// Asks a Bedrock model for one forced tool call through Converse.
 #[derive(Debug, Clone)]
 pub struct BedrockLlm {
     client: Client,
@@ -89,8 +87,9 @@ impl BedrockLlm {
 #[async_trait]
 impl Llm for BedrockLlm {
     #[instrument(skip_all, fields(model = %self.model))]
-    async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+    async fn call_tool(&self, request: &ToolRequest) -> Result<ToolAnswer, LlmError> {
         let provider = self.provider_name();
+        let tool_name = request.tool.name.as_str();
         let plan = plan_budget(&provider, request, self.price, self.limits)?;
         debug!(
             input_tokens = plan.input_tokens,
@@ -99,16 +98,18 @@ impl Llm for BedrockLlm {
             "calling Converse"
         );
         let tool = ToolSpecification::builder()
-            .name(TOOL_NAME)
-            .description(TOOL_DESCRIPTION)
-            .input_schema(ToolInputSchema::Json(to_document(&request.proposal_schema)))
+            .name(tool_name)
+            .description(&request.tool.description)
+            .input_schema(ToolInputSchema::Json(to_document(
+                &request.tool.input_schema,
+            )))
             .build()
             .map_err(|e| LlmError::NoProposal(format!("{provider}: tool specification: {e}")))?;
         let tool_config = ToolConfiguration::builder()
             .tools(Tool::ToolSpec(tool))
             .tool_choice(ToolChoice::Tool(
                 SpecificToolChoice::builder()
-                    .name(TOOL_NAME)
+                    .name(tool_name)
                     .build()
                     .map_err(|e| LlmError::NoProposal(format!("{provider}: tool choice: {e}")))?,
             ))
@@ -141,22 +142,25 @@ impl Llm for BedrockLlm {
         let answer = answer(&provider, self.price, request, output)?;
         info!(
             provider = %answer.provider,
+            tool = tool_name,
+            subject = %request.subject,
             input_tokens = answer.usage.input_tokens,
             output_tokens = answer.usage.output_tokens,
             cost_usd = answer.usage.cost_usd,
-            "Bedrock proposed a change"
+            "Bedrock answered"
         );
         Ok(answer)
     }
 }
 
-/// The proposal and usage of a Converse output.
+/// The tool input and usage of a Converse output.
 fn answer(
     provider: &str,
     price: ModelPrice,
-    request: &LlmRequest,
+    request: &ToolRequest,
     output: ConverseOutput,
-) -> Result<LlmAnswer, LlmError> {
+) -> Result<ToolAnswer, LlmError> {
+    let tool_name = request.tool.name.as_str();
     let (input_tokens, output_tokens) = output.usage().map_or((0, 0), |u| {
         (
             u64::try_from(u.input_tokens()).unwrap_or(0),
@@ -181,28 +185,22 @@ fn answer(
                 format!("{provider}: the answer was filtered ({})", stop.as_str()),
             ),
             _ => LlmError::InvalidAnswer(format!(
-                "{provider}: no {TOOL_NAME} tool call in the answer (stop reason {})",
+                "{provider}: no {tool_name} tool call in the answer (stop reason {})",
                 stop.as_str()
             )),
         });
     };
-    if tool_use.name != TOOL_NAME {
+    if tool_use.name != tool_name {
         return Err(LlmError::InvalidAnswer(format!(
-            "{provider}: the answer called tool `{}`, not {TOOL_NAME}",
+            "{provider}: the answer called tool `{}`, not {tool_name}",
             tool_use.name
         )));
     }
-    let proposal =
-        parse_proposal(provider, to_json(&tool_use.input)).map_err(|e| match (e, &stop) {
-            (LlmError::InvalidAnswer(m), StopReason::MaxTokens) => {
-                LlmError::InvalidAnswer(format!("{m} (the answer was cut off at maxTokens)"))
-            }
-            (e, _) => e,
-        })?;
-    Ok(LlmAnswer {
-        proposal,
+    Ok(ToolAnswer {
+        input: to_json(&tool_use.input),
         usage,
         provider: provider.to_owned(),
+        truncated: stop == StopReason::MaxTokens,
     })
 }
 

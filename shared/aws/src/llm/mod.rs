@@ -1,5 +1,8 @@
-//! The Llm port over real providers: each asks for a proposal through one forced tool call,
-//! `propose_change`, whose input schema is [`proposal_schema`](selfbuild_core::generate::proposal_schema).
+//! The Llm port over real providers: each answers one forced tool call
+//! ([`Llm::call_tool`](selfbuild_core::ports::Llm::call_tool)) whose name, description and input
+//! schema come with the request: `propose_change` for a proposal (its schema is
+//! [`proposal_schema`](selfbuild_core::generate::proposal_schema)), `draft_component` for a new
+//! component. A proposal is the tool input parsed by the port's default `propose`.
 //!
 //! - [`bedrock`]: [`BedrockLlm`], the Bedrock Converse API.
 //! - [`openai`]: [`OpenAiCompatibleLlm`], any `POST /chat/completions` endpoint with tools.
@@ -8,7 +11,7 @@
 //! What they share lives here: the price of a model ([`ModelPrice`]), the budget arithmetic
 //! that turns a request's `budget_usd` into a `maxTokens` before any call ([`TokenLimits`]).
 //! A tool call's input becomes a proposal through the provider-independent
-//! [`parse_proposal`] of `selfbuild-core`.
+//! [`parse_proposal`](selfbuild_core::generate::parse_proposal) of `selfbuild-core`.
 
 pub mod bedrock;
 pub mod openai;
@@ -22,16 +25,10 @@ pub use resilient::{
 
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::improvement::LlmUsage;
-use selfbuild_core::ports::{LlmError, LlmRequest};
+use selfbuild_core::ports::{LlmError, ToolRequest};
 
-/// The name of the one tool every provider is forced to call.
+/// The name of the tool a proposal request forces.
 pub use selfbuild_core::generate::PROPOSAL_TOOL_NAME as TOOL_NAME;
-pub(crate) use selfbuild_core::generate::parse_proposal;
-
-/// What the tool is for, as the model reads it.
-const TOOL_DESCRIPTION: &str = "Propose exactly one change that fixes the opportunity: \
-a Lambda configuration change or a code patch, with its rationale, expected gain (0-1) and \
-an honest risk level.";
 
 /// What a model costs, in US dollars per million tokens.
 ///
@@ -156,13 +153,14 @@ pub(crate) struct BudgetPlan {
 /// `limits.min_output_tokens`, so nothing is sent.
 pub(crate) fn plan_budget(
     provider: &str,
-    request: &LlmRequest,
+    request: &ToolRequest,
     price: ModelPrice,
     limits: TokenLimits,
 ) -> Result<BudgetPlan, LlmError> {
     let chars = request.system.chars().count()
         + request.prompt.chars().count()
-        + request.proposal_schema.to_string().chars().count();
+        + request.tool.description.chars().count()
+        + request.tool.input_schema.to_string().chars().count();
     let input_tokens = chars.div_ceil(4) as u64;
     let input_usd = price.cost_usd(input_tokens, 0);
     let per_output_token = price.output_per_mtok / 1e6;
@@ -192,7 +190,7 @@ pub(crate) fn plan_budget(
 /// The usage of an answer, or `BudgetExceeded` when it cost more than the budget.
 pub(crate) fn charge(
     provider: &str,
-    request: &LlmRequest,
+    request: &ToolRequest,
     price: ModelPrice,
     input_tokens: u64,
     output_tokens: u64,
@@ -273,12 +271,16 @@ mod tests {
         }
     }
 
-    fn request(prompt_chars: usize, budget_usd: f64) -> LlmRequest {
-        LlmRequest {
+    fn request(prompt_chars: usize, budget_usd: f64) -> ToolRequest {
+        ToolRequest {
             system: String::new(),
             prompt: "x".repeat(prompt_chars),
-            proposal_schema: Value::Null,
-            item: sample_item(),
+            tool: selfbuild_core::ports::ForcedTool {
+                name: "t".into(),
+                description: String::new(),
+                input_schema: Value::Null,
+            },
+            subject: "orders-api".into(),
             budget_usd,
         }
     }

@@ -1,5 +1,5 @@
 //! The Llm port over an OpenAI-compatible `POST {base_url}/chat/completions` endpoint, with the
-//! `propose_change` function forced through `tool_choice`.
+//! request's function forced through `tool_choice`.
 
 use std::time::Duration;
 
@@ -9,11 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, info, instrument, warn};
 
-use super::{
-    ModelPrice, TOOL_DESCRIPTION, TOOL_NAME, TokenLimits, charge, parse_proposal, plan_budget,
-    truncate,
-};
-use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
+use super::{ModelPrice, TokenLimits, charge, plan_budget, truncate};
+use selfbuild_core::ports::{Llm, LlmError, ToolAnswer, ToolRequest};
 
 /// Where and how to reach an OpenAI-compatible endpoint.
 #[derive(Clone)]
@@ -39,8 +36,7 @@ impl std::fmt::Debug for OpenAiConfig {
     }
 }
 
-/// Asks an OpenAI-compatible chat-completions endpoint for a proposal through one forced
-/// function call.
+/// Asks an OpenAI-compatible chat-completions endpoint for one forced function call.
 #[derive(Debug, Clone)]
 pub struct OpenAiCompatibleLlm {
     http: reqwest::Client,
@@ -95,8 +91,9 @@ impl OpenAiCompatibleLlm {
 #[async_trait]
 impl Llm for OpenAiCompatibleLlm {
     #[instrument(skip_all, fields(model = %self.config.model))]
-    async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+    async fn call_tool(&self, request: &ToolRequest) -> Result<ToolAnswer, LlmError> {
         let provider = self.provider_name();
+        let tool_name = request.tool.name.as_str();
         let plan = plan_budget(&provider, request, self.config.price, self.limits)?;
         // `max_tokens`, not `max_completion_tokens`: every compatible server knows the former.
         let body = json!({
@@ -108,12 +105,12 @@ impl Llm for OpenAiCompatibleLlm {
             "tools": [{
                 "type": "function",
                 "function": {
-                    "name": TOOL_NAME,
-                    "description": TOOL_DESCRIPTION,
-                    "parameters": request.proposal_schema,
+                    "name": tool_name,
+                    "description": request.tool.description,
+                    "parameters": request.tool.input_schema,
                 },
             }],
-            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
+            "tool_choice": {"type": "function", "function": {"name": tool_name}},
             "max_tokens": plan.max_tokens,
         });
         debug!(
@@ -161,18 +158,21 @@ impl Llm for OpenAiCompatibleLlm {
             input_tokens,
             output_tokens,
         )?;
-        let proposal = parse_proposal(&provider, tool_input(&provider, completion)?)?;
+        let (input, truncated) = tool_input(&provider, tool_name, completion)?;
         info!(
             provider = %provider,
+            tool = tool_name,
+            subject = %request.subject,
             input_tokens,
             output_tokens,
             cost_usd = usage.cost_usd,
-            "the OpenAI-compatible endpoint proposed a change"
+            "the OpenAI-compatible endpoint answered"
         );
-        Ok(LlmAnswer {
-            proposal,
+        Ok(ToolAnswer {
+            input,
             usage,
             provider,
+            truncated,
         })
     }
 }
@@ -219,8 +219,13 @@ struct Usage {
     completion_tokens: u64,
 }
 
-/// `choices[0].message.tool_calls[0].function.arguments`, parsed.
-fn tool_input(provider: &str, completion: Completion) -> Result<Value, LlmError> {
+/// `choices[0].message.tool_calls[0].function.arguments`, parsed, and whether the answer was
+/// cut off at `max_tokens`.
+fn tool_input(
+    provider: &str,
+    tool_name: &str,
+    completion: Completion,
+) -> Result<(Value, bool), LlmError> {
     let invalid = |what: String| LlmError::InvalidAnswer(format!("{provider}: {what}"));
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(invalid("the response has no choices".into()));
@@ -233,25 +238,28 @@ fn tool_input(provider: &str, completion: Completion) -> Result<Value, LlmError>
             .map(|c| format!(": {:?}", truncate(&c, 200)))
             .unwrap_or_default();
         return Err(invalid(format!(
-            "no {TOOL_NAME} tool call in the answer (finish reason {finish:?}){said}"
+            "no {tool_name} tool call in the answer (finish reason {finish:?}){said}"
         )));
     };
-    if call.function.name != TOOL_NAME {
+    if call.function.name != tool_name {
         return Err(invalid(format!(
-            "the answer called tool `{}`, not {TOOL_NAME}",
+            "the answer called tool `{}`, not {tool_name}",
             call.function.name
         )));
     }
+    let truncated = finish == "length";
     match call.function.arguments {
-        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
-            let cut = if finish == "length" {
-                " (the answer was cut off at max_tokens)"
-            } else {
-                ""
-            };
-            invalid(format!("the {TOOL_NAME} arguments are not JSON: {e}{cut}"))
-        }),
-        other => Ok(other),
+        Value::String(text) => serde_json::from_str(&text)
+            .map(|input| (input, truncated))
+            .map_err(|e| {
+                let cut = if truncated {
+                    " (the answer was cut off at max_tokens)"
+                } else {
+                    ""
+                };
+                invalid(format!("the {tool_name} arguments are not JSON: {e}{cut}"))
+            }),
+        other => Ok((other, truncated)),
     }
 }
 
@@ -341,7 +349,7 @@ mod tests {
                     content: None,
                     tool_calls: vec![ToolCall {
                         function: FunctionCall {
-                            name: TOOL_NAME.into(),
+                            name: "propose_change".into(),
                             arguments,
                         },
                     }],
@@ -350,15 +358,20 @@ mod tests {
             }],
             usage: None,
         };
-        let text =
-            tool_input("p", completion(json!("{\"a\":1}"))).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(text, json!({"a": 1}));
-        let object = tool_input("p", completion(json!({"a": 1}))).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(object, json!({"a": 1}));
+        let input = |arguments| tool_input("p", "propose_change", completion(arguments));
+        let text = input(json!("{\"a\":1}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, (json!({"a": 1}), false));
+        let object = input(json!({"a": 1})).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(object, (json!({"a": 1}), false));
         assert!(matches!(
-            tool_input("p", completion(json!("{\"a\":"))),
+            input(json!("{\"a\":")),
             Err(LlmError::InvalidAnswer(_))
         ));
+        let other = tool_input("p", "draft_component", completion(json!({"a": 1})));
+        assert!(
+            matches!(&other, Err(LlmError::InvalidAnswer(m)) if m.contains("not draft_component")),
+            "{other:?}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! | the provider's last answer | next step |
 //! | --- | --- |
-//! | a proposal | returned, with the provider that answered |
+//! | a proposal (a tool input) | returned, with the provider that answered |
 //! | `BudgetExceeded` | stop: the budget is the request's, another provider would not lift it |
 //! | `Unavailable` (retries spent, or circuit open) | the next provider |
 //! | `InvalidAnswer` | the next provider: another model may answer within the schema |
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest};
+use selfbuild_core::ports::{Llm, LlmAnswer, LlmError, LlmRequest, ToolAnswer, ToolRequest};
 use selfbuild_core::records::ProviderHealth;
 use selfbuild_core::text::Escaped;
 use tracing::{info, warn};
@@ -318,7 +318,11 @@ impl ResilientLlm {
     }
 
     /// One provider with retries: its last result, or `Unavailable` when its circuit refused.
-    async fn call(&self, provider: &Provider, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+    async fn call<R: Attempt>(
+        &self,
+        provider: &Provider,
+        request: &R,
+    ) -> Result<R::Answer, LlmError> {
         let mut attempt = 1;
         loop {
             let permit = lock(&provider.breaker).acquire(self.timer.now(), &self.breaker);
@@ -328,7 +332,7 @@ impl ResilientLlm {
                     provider.name
                 )));
             }
-            let result = provider.llm.propose(request).await;
+            let result = request.attempt(provider.llm.as_ref()).await;
             let outcome = match &result {
                 Ok(_) | Err(LlmError::InvalidAnswer(_) | LlmError::NoProposal(_)) => {
                     Outcome::Reached
@@ -357,6 +361,48 @@ impl ResilientLlm {
             }
         }
     }
+
+    /// Each provider in turn until one answers: see the module's table.
+    async fn first_answer<R: Attempt>(&self, request: &R) -> Result<R::Answer, LlmError> {
+        let mut failures = Vec::new();
+        for provider in &self.providers {
+            match self.call(provider, request).await {
+                Ok(answer) => return Ok(answer),
+                Err(e @ LlmError::BudgetExceeded(_)) => return Err(e),
+                Err(e) => {
+                    warn!(provider = %provider.name, error = %Escaped(&e), "provider gave no answer; trying the next");
+                    failures.push(e);
+                }
+            }
+        }
+        Err(combine(failures))
+    }
+}
+
+/// What an `async_trait` method returns.
+type Pending<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, LlmError>> + Send + 'a>>;
+
+/// A request that one provider is asked: a proposal or a forced tool call.
+trait Attempt: Sync {
+    /// What a provider answers.
+    type Answer: Send;
+    /// Asks `llm` once.
+    fn attempt<'a>(&'a self, llm: &'a dyn Llm) -> Pending<'a, Self::Answer>;
+}
+
+impl Attempt for LlmRequest {
+    type Answer = LlmAnswer;
+    fn attempt<'a>(&'a self, llm: &'a dyn Llm) -> Pending<'a, Self::Answer> {
+        llm.propose(self)
+    }
+}
+
+impl Attempt for ToolRequest {
+    type Answer = ToolAnswer;
+    fn attempt<'a>(&'a self, llm: &'a dyn Llm) -> Pending<'a, Self::Answer> {
+        llm.call_tool(self)
+    }
 }
 
 impl Provider {
@@ -379,18 +425,11 @@ impl Llm for ResilientLlm {
     }
 
     async fn propose(&self, request: &LlmRequest) -> Result<LlmAnswer, LlmError> {
-        let mut failures = Vec::new();
-        for provider in &self.providers {
-            match self.call(provider, request).await {
-                Ok(answer) => return Ok(answer),
-                Err(e @ LlmError::BudgetExceeded(_)) => return Err(e),
-                Err(e) => {
-                    warn!(provider = %provider.name, error = %Escaped(&e), "provider gave no proposal; trying the next");
-                    failures.push(e);
-                }
-            }
-        }
-        Err(combine(failures))
+        self.first_answer(request).await
+    }
+
+    async fn call_tool(&self, request: &ToolRequest) -> Result<ToolAnswer, LlmError> {
+        self.first_answer(request).await
     }
 }
 
@@ -501,6 +540,45 @@ mod tests {
                 Err(e) => Err(e),
             }
         }
+    }
+
+    /// Answers tool calls from the same script as proposals.
+    struct ToolScripted(Arc<Scripted>);
+
+    #[async_trait]
+    impl Llm for ToolScripted {
+        async fn propose(&self, _: &LlmRequest) -> Result<LlmAnswer, LlmError> {
+            Err(LlmError::NoProposal("tool calls only".into()))
+        }
+
+        async fn call_tool(&self, _: &ToolRequest) -> Result<ToolAnswer, LlmError> {
+            // The script decides the outcome; an Ok becomes a tool input.
+            match self.0.propose(&request()).await {
+                Ok(answer) => Ok(ToolAnswer {
+                    input: serde_json::json!({"from": answer.provider}),
+                    usage: answer.usage,
+                    provider: answer.provider,
+                    truncated: false,
+                }),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn tool_calls_share_the_retries_breakers_and_fallback_of_proposals() {
+        let clock = Arc::new(ManualTimer::new());
+        let primary = Scripted::new("primary", (0..3).map(|_| unavailable()).collect());
+        let fallback = Scripted::new("fallback", vec![Ok(())]);
+        let llm = ResilientLlm::new("primary", Arc::new(ToolScripted(primary.clone())))
+            .with_fallback("fallback", Arc::new(ToolScripted(fallback.clone())))
+            .with_timer(clock.clone());
+        let tool = request().tool_request();
+        let answer = llm.call_tool(&tool).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.input, serde_json::json!({"from": "fallback"}));
+        assert_eq!(primary.calls(), 3);
+        // The primary's circuit is open for proposals too.
+        assert_eq!(llm.breaker_states()[0].1, BreakerState::Open);
     }
 
     fn unavailable() -> Result<(), LlmError> {

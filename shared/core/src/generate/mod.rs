@@ -29,6 +29,11 @@ pub use context::{CODE_TOKEN_BUDGET, CodeContext, read_code};
 /// The name of the one tool every LLM provider is forced to call; its input is a [`Proposal`].
 pub const PROPOSAL_TOOL_NAME: &str = "propose_change";
 
+/// What the [`PROPOSAL_TOOL_NAME`] tool is for, as the model reads it.
+pub const PROPOSAL_TOOL_DESCRIPTION: &str = "Propose exactly one change that fixes the \
+opportunity: a Lambda configuration change or a code patch, with its rationale, expected gain \
+(0-1) and an honest risk level.";
+
 /// Parses the input of a forced [`PROPOSAL_TOOL_NAME`] call into a proposal, for any provider;
 /// a mismatch is an `InvalidAnswer` that starts with `provider` and names the field
 /// (`change.config`, `expected_gain`, …). Ranges are [`validate`](crate::validate)'s job.
@@ -53,15 +58,17 @@ pub fn parse_proposal(provider: &str, input: Value) -> Result<Proposal, LlmError
 /// which are no JSON Schema formats; the ranges say the same) are left out.
 pub fn proposal_schema() -> Value {
     // Derived once per process: every request carries it.
-    static SCHEMA: LazyLock<Value> = LazyLock::new(derived_schema);
+    static SCHEMA: LazyLock<Value> = LazyLock::new(tool_input_schema::<Proposal>);
     SCHEMA.clone()
 }
 
-fn derived_schema() -> Value {
+/// The JSON Schema of `T` as a forced tool's input schema: subschemas inlined, no
+/// `$schema`, `title` or schemars' `format` names (see [`proposal_schema`]).
+pub fn tool_input_schema<T: schemars::JsonSchema>() -> Value {
     let schema = SchemaSettings::draft07()
         .with(|s| s.inline_subschemas = true)
         .into_generator()
-        .into_root_schema_for::<Proposal>();
+        .into_root_schema_for::<T>();
     let mut value = schema.to_value();
     if let Value::Object(root) = &mut value {
         root.remove("$schema");

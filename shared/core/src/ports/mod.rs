@@ -26,7 +26,7 @@ pub use deployer::{DeployError, Deployer};
 pub use health::{ExecutionMonitor, HealthStore};
 pub use ids::IdSource;
 pub use keys::{KeySource, KeySourceError, StaticKeys};
-pub use llm::{Llm, LlmAnswer, LlmError, LlmRequest};
+pub use llm::{ForcedTool, Llm, LlmAnswer, LlmError, LlmRequest, ToolAnswer, ToolRequest};
 pub use metrics::{MetricRecord, MetricSink, Unit};
 pub use notifier::Notifier;
 pub use orchestrator::{CycleHandle, Orchestrator, TaskTokens};

@@ -251,6 +251,58 @@ fn a_cycle_from_elsewhere_waits_for_a_second_terminal_then_prints_its_summary() 
     assert!(text(&shown).0.contains("approved"), "{}", text(&shown).0);
 }
 
+#[cfg(unix)]
+#[test]
+fn an_interrupted_cycle_is_recorded_failed_and_its_approval_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cycle = elsewhere(dir.path())
+        .args(["cycle", "--event", "events/alarm-metric.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(cycle.stderr.take().unwrap());
+    let mut seen = String::new();
+    let id = loop {
+        let mut line = String::new();
+        assert!(
+            progress.read_line(&mut line).unwrap() > 0,
+            "no wait line: {seen}"
+        );
+        seen.push_str(&line);
+        if let Some(rest) = line.trim().strip_prefix("approve: selfbuild") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "approve").unwrap();
+            break words[at + 1].to_owned();
+        }
+    };
+    // Ctrl-C, as a person at the first terminal would.
+    let killed = Command::new("kill")
+        .args(["-INT", &cycle.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = cycle.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut progress, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("error[Interrupted]: cycle "), "{rest}");
+    assert!(rest.contains("closed unanswered"), "{rest}");
+
+    let status = run(elsewhere(dir.path()).args(["--output", "json", "status"]));
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["running_cycles"], serde_json::json!([]), "{status}");
+    assert_eq!(
+        status["awaiting_approval"],
+        serde_json::json!([]),
+        "{status}"
+    );
+    let late = run(elsewhere(dir.path()).args(["approve", &id, "--actor", "alice"]));
+    let (_, stderr) = text(&late);
+    assert_eq!(late.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error[ApprovalClosed]"), "{stderr}");
+}
+
 #[test]
 fn every_step_payload_runs_offline() {
     let dir = tempfile::tempdir().unwrap();

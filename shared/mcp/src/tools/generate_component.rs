@@ -1,12 +1,16 @@
-//! `generate_component` (R18): a thin adapter over [`selfbuild_core::component::decide`]:
-//! declined with a reason and alternatives, or registered with a specification and a status.
+//! `generate_component` (R18): a thin adapter over [`selfbuild_core::component`]: [`decide`]
+//! declines with a reason and alternatives before anything is spent; an accepted request is
+//! drafted by the LLM and checked ([`draft_component`]), its spend added to the day's, and
+//! recorded awaiting approval, declined with findings, or failed with the reason.
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::component::{
-    ComponentDecision, ComponentRequest, ComponentType, Conditions, Requirements, decide,
+    ComponentDecision, ComponentRequest, ComponentType, Conditions, DraftDeps, Requirements,
+    decide, draft_component,
 };
-use selfbuild_core::records::{ComponentRecord, TenantScope};
+use selfbuild_core::records::{ComponentRecord, ComponentStatus, TenantScope};
+use selfbuild_core::text::Escaped;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -16,9 +20,11 @@ pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "generate_component",
     description: "Request a new component (lambda_function, step_function_task, event_consumer \
 or scheduled_job) from requirements: name, description and capabilities. The request is \
-checked for completeness, risk (from the capabilities) and current load; it is declined with \
-the reason and suggested alternatives, or registered with its specification and status \
-(registered, or awaiting_approval for high-risk capabilities).",
+checked for completeness, risk (from the capabilities) and current load, and declined with \
+the reason and suggested alternatives; otherwise the LLM writes its code, handler, runtime \
+and SAM resource, which are validated like a code patch. The component is recorded \
+awaiting_approval (never deployed by this tool), declined with the findings, or failed with \
+the reason and alternatives; get_component returns its code.",
     scope: Scope::Trigger,
     read_only: false,
     destructive: false,
@@ -83,18 +89,63 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
             Ok(answer)
         }
         ComponentDecision::Accepted(plan) => {
+            let deps = DraftDeps {
+                llm: ctx.deps.llm.as_ref(),
+                checker: ctx.deps.checker.as_ref(),
+            };
+            let tenant = tenant_id.as_ref().map(|t| t.as_str());
+            let outcome =
+                draft_component(deps, &request, &plan, tenant, config.llm_budget_usd).await;
+            // Spend is incurred whatever became of the draft; a ledger failure must not
+            // lose the component.
+            if outcome.provider.is_some() || outcome.usage.cost_usd > 0.0 {
+                let providers = ctx.deps.llm.provider_health();
+                if let Err(e) = store
+                    .record_llm_usage(ctx.now, outcome.usage.cost_usd, &providers)
+                    .await
+                {
+                    tracing::warn!(error = %Escaped(&e), "LLM usage not recorded");
+                }
+            }
+            let decision = match outcome.status {
+                ComponentStatus::Declined => "declined",
+                ComponentStatus::Failed => "failed",
+                ComponentStatus::Registered | ComponentStatus::AwaitingApproval => "accepted",
+            };
             let mut detail = plan.detail;
             detail["requested_by"] = json!(ctx.key.id);
+            let generated = serde_json::to_value(&outcome)
+                .map_err(|e| ToolError::Failed(format!("component draft: {e}")))?;
+            if let (Value::Object(detail), Value::Object(generated)) = (&mut detail, generated) {
+                // The draft's risk replaces the rule-derived one; status goes on the record.
+                detail.extend(generated.into_iter().filter(|(k, _)| k != "status"));
+            }
             let record = ComponentRecord {
                 name: plan.name.as_str().to_owned(),
                 component_type: request.component_type.as_str().to_owned(),
                 tenant_id,
-                status: plan.status,
+                status: outcome.status,
                 detail,
                 created_at: ctx.now,
             };
             store.put_component(&record).await?;
-            Ok(json!({"decision": "accepted", "component": record}))
+            let mut answer = json!({
+                "decision": decision,
+                "component": {
+                    "name": record.name,
+                    "component_type": record.component_type,
+                    "tenant_id": record.tenant_id,
+                    "status": record.status,
+                    "risk": outcome.risk.as_str(),
+                },
+                "validation": outcome.validation,
+                "llm_usage": outcome.usage,
+            });
+            if let Some(reason) = &outcome.reason {
+                answer["reason"] = json!(reason);
+                answer["suggested_alternatives"] = json!(outcome.suggested_alternatives);
+            }
+            Ok(answer)
         }
     }
 }

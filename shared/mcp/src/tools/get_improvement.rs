@@ -3,6 +3,7 @@
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
+use selfbuild_core::audit::{AuditAction, AuditEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,9 +41,10 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     let record = record
         .filter(|r| ctx.sees(r.tenant_id.as_ref()))
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
-    let trail: Vec<_> = events
+    let trail: Vec<Value> = events
         .into_iter()
         .filter(|e| e.improvement_id.as_ref() == Some(&id))
+        .map(trail_entry)
         .collect();
     let pending = pending.map(|p| {
         json!({
@@ -65,4 +67,45 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         "monitor": item.monitor,
         "audit_trail": trail,
     }))
+}
+
+/// An audit event as the trail shows it: a look at the canary (`canary_checked`, up to ~13 an
+/// hour, ~3.5 kB each) in a few fields, since `monitor` has the latest report in full and
+/// `selfbuild report` charts them all.
+fn trail_entry(event: AuditEvent) -> Value {
+    if event.action != AuditAction::CanaryChecked {
+        return json!(event);
+    }
+    let look = event.after.as_ref();
+    let field = |name: &str| {
+        look.and_then(|l| l.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let metrics: Vec<Value> = look
+        .and_then(|l| l.get("metrics"))
+        .and_then(Value::as_array)
+        .map(|metrics| {
+            metrics
+                .iter()
+                .map(|m| {
+                    json!({"metric": m.get("metric"), "canary": m.get("canary"),
+                           "baseline": m.get("baseline"), "degraded": m.get("degraded")})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "at": super::rfc3339(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "detail": event.detail,
+        "look": {
+            "verdict": field("verdict"),
+            "window_over": field("window_over"),
+            "canary_requests": field("canary_requests"),
+            "stable_requests": field("stable_requests"),
+            "metrics": metrics,
+        },
+    })
 }

@@ -24,6 +24,7 @@ use crate::McpDeps;
 mod approve_improvement;
 mod emergency_stop;
 mod generate_component;
+mod get_component;
 mod get_improvement;
 mod get_system_status;
 
@@ -63,8 +64,10 @@ pub enum ToolName {
     GetSystemStatus,
     /// Error templates, metric summaries and ranked opportunities.
     QueryTelemetryInsights,
-    /// Validates a component request, then generates and validates it.
+    /// Decides a component request, then has it drafted by the LLM and validated.
     GenerateComponent,
+    /// One requested component with its draft and findings.
+    GetComponent,
     /// Improvements, filtered and paged.
     ListImprovements,
     /// One improvement with its audit trail.
@@ -87,11 +90,12 @@ pub enum ToolName {
 
 impl ToolName {
     /// Every tool, in listing order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::TriggerImprovementCycle,
         Self::GetSystemStatus,
         Self::QueryTelemetryInsights,
         Self::GenerateComponent,
+        Self::GetComponent,
         Self::ListImprovements,
         Self::GetImprovement,
         Self::ApproveImprovement,
@@ -110,6 +114,7 @@ impl ToolName {
             Self::GetSystemStatus => &get_system_status::SPEC,
             Self::QueryTelemetryInsights => &query_telemetry_insights::SPEC,
             Self::GenerateComponent => &generate_component::SPEC,
+            Self::GetComponent => &get_component::SPEC,
             Self::ListImprovements => &list_improvements::SPEC,
             Self::GetImprovement => &get_improvement::SPEC,
             Self::ApproveImprovement => &approve_improvement::SPEC,
@@ -143,6 +148,7 @@ impl ToolName {
             Self::GetSystemStatus => schema::<get_system_status::Args>(),
             Self::QueryTelemetryInsights => schema::<query_telemetry_insights::Args>(),
             Self::GenerateComponent => schema::<generate_component::Args>(),
+            Self::GetComponent => schema::<get_component::Args>(),
             Self::ListImprovements => schema::<list_improvements::Args>(),
             Self::GetImprovement => schema::<get_improvement::Args>(),
             Self::ApproveImprovement => schema::<approve_improvement::Args>(),
@@ -167,6 +173,7 @@ impl ToolName {
                 parse_args::<query_telemetry_insights::Args>(args).map(drop)
             }
             Self::GenerateComponent => parse_args::<generate_component::Args>(args).map(drop),
+            Self::GetComponent => parse_args::<get_component::Args>(args).map(drop),
             Self::ListImprovements => parse_args::<list_improvements::Args>(args).map(drop),
             Self::GetImprovement => parse_args::<get_improvement::Args>(args).map(drop),
             Self::ApproveImprovement => parse_args::<approve_improvement::Args>(args).map(drop),
@@ -206,6 +213,7 @@ impl ToolName {
                 query_telemetry_insights::call(ctx, parse_args(args)?).await
             }
             Self::GenerateComponent => generate_component::call(ctx, parse_args(args)?).await,
+            Self::GetComponent => get_component::call(ctx, parse_args(args)?).await,
             Self::ListImprovements => list_improvements::call(ctx, parse_args(args)?).await,
             Self::GetImprovement => get_improvement::call(ctx, parse_args(args)?).await,
             Self::ApproveImprovement => approve_improvement::call(ctx, parse_args(args)?).await,
