@@ -222,7 +222,8 @@ fn verdict_colour(verdict: Verdict) -> &'static str {
 }
 
 fn percent(rate: f64) -> String {
-    format!("{:.2} %", rate * 100.0)
+    // + 0.0 prints a negative zero as 0.
+    format!("{:.2} %", rate * 100.0 + 0.0)
 }
 
 fn millis(ms: f64) -> String {
@@ -728,11 +729,11 @@ fn charts(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport]) {
                 "<p class=\"caption\">Last look: stable {} ({} of {}), canary {} ({} of {}); \
                  p(worse) {}, p(better) {}, α this look {:.4}{}. Rule: {}</p>",
                 percent(m.baseline),
-                m.baseline_events,
-                m.baseline_total,
+                m.baseline_events + 0.0,
+                m.baseline_total + 0.0,
                 percent(m.canary),
-                m.canary_events,
-                m.canary_total,
+                m.canary_events + 0.0,
+                m.canary_total + 0.0,
                 p(m.p_value),
                 p(m.p_better),
                 m.alpha,
@@ -1241,6 +1242,12 @@ mod tests {
             events,
             degradation_threshold: 0.1,
         })
+    }
+
+    #[test]
+    fn a_negative_zero_prints_as_zero() {
+        assert_eq!(percent(-0.0), "0.00 %");
+        assert_eq!(format!("{}", -0.0_f64 + 0.0), "0");
     }
 
     #[test]
