@@ -24,9 +24,10 @@ use selfbuild_core::Config;
 use selfbuild_core::apikeys::{KeySet, key_digest_hex};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::ports::{Clock, MetricRecord, MetricSink, StaticKeys};
+use selfbuild_core::ports::{Clock, MetricRecord, MetricSink, NoCodeChecker, StaticKeys};
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_local::orchestrator::RecordingOrchestrator;
+use selfbuild_local::planner::scenario_llm;
 use selfbuild_local::store::{SqliteStore, StoreTaskTokens};
 use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::jsonrpc::check;
@@ -103,6 +104,10 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store),
+        // The scenario's recorded drafts (none: generate_component says an LLM is needed);
+        // no checker, so a draft's validation stays pending.
+        llm: Arc::new(scenario_llm(&scenario).unwrap_or_else(|e| panic!("{e}"))),
+        checker: Arc::new(NoCodeChecker),
         metrics: Arc::new(NoMetrics),
         keys: Arc::new(StaticKeys(Arc::new(keys))),
         clock,
