@@ -595,11 +595,11 @@ impl Progress {
         );
         print(
             &self.out,
-            &[format!(
-                "{indent}{label} approval window of {} closed unanswered: {} (risk {}) not deployed",
-                record.improvement_id,
-                record.change.unwrap_or_default(),
-                record.risk.map_or("unknown", |r| r.as_str())
+            &[window_closed_line(
+                &format!("{indent}{label}"),
+                &record.improvement_id,
+                &record.change.unwrap_or_default(),
+                record.risk.map_or("unknown", |r| r.as_str()),
             )],
         );
     }
@@ -643,6 +643,18 @@ fn look_line(report: &MonitorReport) -> String {
     line
 }
 
+/// The progress line of an approval window that closed unanswered.
+fn window_closed_line(
+    prefix: &str,
+    id: &selfbuild_core::ids::ImprovementId,
+    change: &str,
+    risk: &str,
+) -> String {
+    format!(
+        "{prefix} approval window of {id} closed unanswered: {change} (risk {risk}) not deployed"
+    )
+}
+
 /// Closes `approval` (core `approval::expire`: its window ended unanswered) and says so.
 async fn close_approval(
     store: &SqliteStore,
@@ -661,20 +673,21 @@ async fn close_approval(
         clock,
         halt: store,
     };
-    let line = match selfbuild_core::approval::expire(ports.expiry(), &approval.improvement_id)
-        .await
-    {
-        // Closed by the state machine's ApprovalTimedOut task: its observer said so.
-        Ok(Expiry::AlreadyClosed | Expiry::NotPending) => return,
-        Ok(Expiry::Closed) => format!(
-            "{indent}{label} approval window of {} closed unanswered: {} (risk {}) not deployed",
-            approval.improvement_id, approval.change, approval.risk
-        ),
-        Err(e) => format!(
-            "{indent}cannot close the approval of {}: {e}",
-            approval.improvement_id
-        ),
-    };
+    let line =
+        match selfbuild_core::approval::expire(ports.expiry(), &approval.improvement_id).await {
+            // Closed by the state machine's ApprovalTimedOut task: its observer said so.
+            Ok(Expiry::AlreadyClosed | Expiry::NotPending) => return,
+            Ok(Expiry::Closed) => window_closed_line(
+                &format!("{indent}{label}"),
+                &approval.improvement_id,
+                &approval.change,
+                &approval.risk,
+            ),
+            Err(e) => format!(
+                "{indent}cannot close the approval of {}: {e}",
+                approval.improvement_id
+            ),
+        };
     print(out, &[line]);
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{ComponentPlan, ComponentRequest};
 use crate::change::{FilePatch, RiskLevel};
 use crate::code_policy::FindingSummary;
-use crate::generate::tool_input_schema;
+use crate::generate::{parse_tool_input, tool_input_schema};
 use crate::ports::{CodeFinding, ForcedTool, LlmError, ToolRequest};
 use crate::text::Excerpt;
 
@@ -161,18 +161,7 @@ fn cut(text: &str, max: usize) -> String {
 /// Parses the input of a forced [`COMPONENT_TOOL_NAME`] call; a mismatch is an
 /// `InvalidAnswer` that starts with `provider` and names the field.
 pub fn parse_draft(provider: &str, input: Value) -> Result<ComponentDraft, LlmError> {
-    serde_path_to_error::deserialize(input).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
-        LlmError::InvalidAnswer(format!(
-            "{provider}: the {COMPONENT_TOOL_NAME} input{at} is not a component draft: {}",
-            e.inner()
-        ))
-    })
+    parse_tool_input(provider, COMPONENT_TOOL_NAME, "a component draft", input)
 }
 
 /// A blocking finding of rule `rule` about `path`.

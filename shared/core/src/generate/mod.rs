@@ -38,6 +38,17 @@ opportunity: a Lambda configuration change or a code patch, with its rationale, 
 /// a mismatch is an `InvalidAnswer` that starts with `provider` and names the field
 /// (`change.config`, `expected_gain`, …). Ranges are [`validate`](crate::validate)'s job.
 pub fn parse_proposal(provider: &str, input: Value) -> Result<Proposal, LlmError> {
+    parse_tool_input(provider, PROPOSAL_TOOL_NAME, "a proposal", input)
+}
+
+/// Parses the input of a forced `tool` call as `T` (`what` names it in the error); a mismatch
+/// is an `InvalidAnswer` that starts with `provider` and names the field.
+pub fn parse_tool_input<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    tool: &str,
+    what: &str,
+    input: Value,
+) -> Result<T, LlmError> {
     serde_path_to_error::deserialize(input).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." {
@@ -46,7 +57,7 @@ pub fn parse_proposal(provider: &str, input: Value) -> Result<Proposal, LlmError
             format!(" at `{path}`")
         };
         LlmError::InvalidAnswer(format!(
-            "{provider}: the {PROPOSAL_TOOL_NAME} input{at} is not a proposal: {}",
+            "{provider}: the {tool} input{at} is not {what}: {}",
             e.inner()
         ))
     })

@@ -171,6 +171,25 @@ fn approve_after_the_window_closed_says_so_and_resumes_nothing() {
     );
 }
 
+/// Reads `cycle`'s progress up to the wait line's approve command: the improvement id, and
+/// everything read.
+fn read_to_approve_line(progress: &mut impl BufRead) -> (String, String) {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            progress.read_line(&mut line).unwrap() > 0,
+            "no wait line: {seen}"
+        );
+        seen.push_str(&line);
+        if let Some(rest) = line.trim().strip_prefix("approve: selfbuild") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "approve").unwrap();
+            return (words[at + 1].to_owned(), seen);
+        }
+    }
+}
+
 #[test]
 fn a_cycle_from_elsewhere_waits_for_a_second_terminal_then_prints_its_summary() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,20 +201,7 @@ fn a_cycle_from_elsewhere_waits_for_a_second_terminal_then_prints_its_summary() 
         .unwrap();
     // Progress on stderr: read up to the wait line's approve command.
     let mut progress = BufReader::new(cycle.stderr.take().unwrap());
-    let mut seen = String::new();
-    let id = loop {
-        let mut line = String::new();
-        assert!(
-            progress.read_line(&mut line).unwrap() > 0,
-            "no wait line: {seen}"
-        );
-        seen.push_str(&line);
-        if let Some(rest) = line.trim().strip_prefix("approve: selfbuild") {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let at = words.iter().position(|w| *w == "approve").unwrap();
-            break words[at + 1].to_owned();
-        }
-    };
+    let (id, seen) = read_to_approve_line(&mut progress);
     assert!(seen.contains("waiting for approval until"), "{seen}");
     assert!(
         seen.contains("risk: "),
@@ -262,20 +268,7 @@ fn an_interrupted_cycle_is_recorded_failed_and_its_approval_closed() {
         .spawn()
         .unwrap();
     let mut progress = BufReader::new(cycle.stderr.take().unwrap());
-    let mut seen = String::new();
-    let id = loop {
-        let mut line = String::new();
-        assert!(
-            progress.read_line(&mut line).unwrap() > 0,
-            "no wait line: {seen}"
-        );
-        seen.push_str(&line);
-        if let Some(rest) = line.trim().strip_prefix("approve: selfbuild") {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let at = words.iter().position(|w| *w == "approve").unwrap();
-            break words[at + 1].to_owned();
-        }
-    };
+    let (id, seen) = read_to_approve_line(&mut progress);
     // Ctrl-C, as a person at the first terminal would.
     let killed = Command::new("kill")
         .args(["-INT", &cycle.id().to_string()])
