@@ -153,6 +153,8 @@ pub struct SqliteStore {
     /// Connections that only read: in WAL mode they neither wait for the writer nor make it
     /// wait, so reads stay off the write lock.
     readers: Arc<Readers>,
+    /// This process's copy of the agents table (`list_agents` answers from it).
+    agents: Arc<Mutex<AgentsCopy>>,
     path: PathBuf,
     /// The file this process opened, to notice it deleted or replaced.
     opened: FileId,
@@ -196,6 +198,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             turn: Arc::new(tokio::sync::Semaphore::new(1)),
             readers: Arc::new(Readers::new(READERS)),
+            agents: Arc::new(Mutex::new(AgentsCopy::default())),
             path,
             opened,
         })
@@ -353,6 +356,25 @@ fn add_finished_column(conn: &Connection) -> Result<(), StoreError> {
             .map_err(sql)?;
     }
     Ok(())
+}
+
+/// How long `list_agents` answers from this process's copy of the agents table before it
+/// asks the file whether another process has written to it since (`PRAGMA data_version`):
+/// an agent another process registers is listed here at most this long after its commit.
+/// A registration through this store (any clone) is listed at once.
+pub const AGENTS_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The agents table as last read, with the connection that tells whether it changed since.
+#[derive(Default)]
+struct AgentsCopy {
+    /// A reader connection of its own: `PRAGMA data_version` is per connection.
+    conn: Option<Connection>,
+    /// The connection's data version when `rows` were read; none: read them again.
+    version: Option<i64>,
+    /// When the file was last seen at `version`.
+    checked: Option<tokio::time::Instant>,
+    /// Every agent with its tenant key, by tenant key then name.
+    rows: Arc<Vec<(String, AgentRecord)>>,
 }
 
 /// How many reader connections a store opens (lazily, as reads overlap).
@@ -1412,21 +1434,96 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Every agent, from this process's copy: read again when a registration went through
+    /// this store, or when the file changed since (asked at most every [`AGENTS_RECHECK`]).
+    fn agents_copy(&self) -> Result<Arc<Vec<(String, AgentRecord)>>, StoreError> {
+        let mut copy = lock(&self.agents);
+        let now = tokio::time::Instant::now();
+        let fresh = copy
+            .checked
+            .is_some_and(|checked| now.saturating_duration_since(checked) < AGENTS_RECHECK);
+        if copy.version.is_some() && fresh {
+            return Ok(Arc::clone(&copy.rows));
+        }
+        let result = (|| {
+            self.check_file()?;
+            if copy.conn.is_none() {
+                let conn = open_connection(&self.path)?;
+                conn.pragma_update(None, "query_only", true).map_err(sql)?;
+                copy.conn = Some(conn);
+            }
+            let Some(conn) = copy.conn.as_ref() else {
+                return Err(StoreError::Unavailable("no reader connection".into()));
+            };
+            // The version first: a commit between the two reads makes the next check read
+            // the rows again rather than keep them.
+            let version: i64 = conn
+                .row("PRAGMA data_version", [], |row| row.get(0))
+                .map_err(sql)?;
+            if copy.version == Some(version) {
+                return Ok(None);
+            }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT tenant_key, tenant_key || '#' || name, body FROM agents
+                     ORDER BY tenant_key, name",
+                )
+                .map_err(sql)?;
+            let rows: Vec<(String, String, String)> = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            let rows = rows
+                .into_iter()
+                .map(|(tenant, key, body)| Ok((tenant, decode(&format!("agent {key}"), &body)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(Some((version, rows)))
+        })();
+        match result.map_err(|e| at_file(&self.path, e))? {
+            None => {}
+            Some((version, rows)) => {
+                copy.version = Some(version);
+                copy.rows = Arc::new(rows);
+            }
+        }
+        copy.checked = Some(now);
+        Ok(Arc::clone(&copy.rows))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[async_trait]
 impl Registry for SqliteStore {
     async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        self.put_registered(
-            "agents",
-            "agent",
-            agent.tenant_id.as_ref(),
-            &agent.name,
-            agent,
-        )
-        .await
+        let stored = self
+            .put_registered(
+                "agents",
+                "agent",
+                agent.tenant_id.as_ref(),
+                &agent.name,
+                agent,
+            )
+            .await;
+        // Listed at once here, whatever the outcome: the copy is read again on next use.
+        lock(&self.agents).version = None;
+        stored
     }
 
     async fn list_agents(&self, scope: &TenantScope) -> Result<Vec<AgentRecord>, StoreError> {
-        self.list_registered("agents", "agent", scope).await
+        let rows = self.agents_copy()?;
+        let tenant = scope.tenant().map(TenantId::as_str);
+        Ok(rows
+            .iter()
+            .filter(|(key, _)| tenant.is_none_or(|t| t == key))
+            .map(|(_, agent)| agent.clone())
+            .collect())
     }
 
     async fn put_component(&self, component: &ComponentRecord) -> Result<(), StoreError> {
@@ -1562,7 +1659,11 @@ impl AccessLog for SqliteStore {
         let rows = events
             .iter()
             .map(|event| {
-                let body = encode(&format!("tool call of key {}", event.key_id), event)?;
+                // The record's name is only built for an error.
+                let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+                    record: format!("tool call of key {}", event.key_id),
+                    problem: format!("cannot be written: {e}"),
+                })?;
                 Ok((millis(event.at), body))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -1572,12 +1673,28 @@ impl AccessLog for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
-            for (at, body) in &rows {
-                tx.exec(
-                    "INSERT INTO tool_calls (at_ms, body) VALUES (?1, ?2)",
-                    params![at, body],
-                )
-                .map_err(sql)?;
+            // Whole chunks through one statement of many rows (a statement's fixed cost
+            // once per chunk), the rest one row at a time.
+            let mut chunks = rows.chunks_exact(INSERT_CHUNK);
+            if chunks.len() > 0 {
+                let mut insert = tx.prepare_cached(&INSERT_CHUNK_SQL).map_err(sql)?;
+                for chunk in chunks.by_ref() {
+                    let values = chunk.iter().flat_map(|(at, body)| {
+                        [at as &dyn rusqlite::ToSql, body as &dyn rusqlite::ToSql]
+                    });
+                    insert
+                        .execute(rusqlite::params_from_iter(values))
+                        .map_err(sql)?;
+                }
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO tool_calls (at_ms, body) VALUES (?1, ?2)")
+                    .map_err(sql)?;
+                for (at, body) in rest {
+                    insert.execute(params![at, body]).map_err(sql)?;
+                }
             }
             // Lazy clean-up, as DynamoDB's TTL does it on AWS.
             tx.exec("DELETE FROM tool_calls WHERE at_ms < ?1", params![expired])
@@ -1608,6 +1725,15 @@ impl AccessLog for SqliteStore {
         .await
     }
 }
+
+/// Access log rows one `INSERT` statement stores.
+const INSERT_CHUNK: usize = 32;
+
+/// `INSERT` of [`INSERT_CHUNK`] access log rows.
+static INSERT_CHUNK_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rows = vec!["(?, ?)"; INSERT_CHUNK].join(", ");
+    format!("INSERT INTO tool_calls (at_ms, body) VALUES {rows}")
+});
 
 /// A cycle row as the embedded executions show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -1856,6 +1982,105 @@ impl HealthStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agent(name: &str, tenant: Option<&str>) -> AgentRecord {
+        AgentRecord {
+            name: name.into(),
+            url: format!("https://{name}.example"),
+            capabilities: vec!["read".into()],
+            tenant_id: tenant.map(|t| TenantId::parse(t).unwrap()),
+            registered_by: "k1".into(),
+            registered_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    async fn agent_names(store: &SqliteStore, scope: &TenantScope) -> Vec<String> {
+        let agents = store.list_agents(scope).await.unwrap();
+        agents.into_iter().map(|a| a.name).collect()
+    }
+
+    // Paused time: the recheck interval passes only when the test advances the clock.
+    #[tokio::test(start_paused = true)]
+    async fn agents_registered_by_another_process_are_listed_within_the_recheck() {
+        // GIVEN this process's store, and another one on the same file (another `serve`)
+        let dir = tempfile::tempdir().unwrap();
+        let here = SqliteStore::open(dir.path()).unwrap();
+        let elsewhere = SqliteStore::open(dir.path()).unwrap();
+        assert!(agent_names(&here, &TenantScope::All).await.is_empty());
+        assert!(agent_names(&elsewhere, &TenantScope::All).await.is_empty());
+
+        // WHEN the other one registers an agent
+        elsewhere.register_agent(&agent("a", None)).await.unwrap();
+
+        // THEN this one answers from its copy until the recheck is due, then lists it
+        assert!(agent_names(&here, &TenantScope::All).await.is_empty());
+        tokio::time::advance(AGENTS_RECHECK).await;
+        assert_eq!(agent_names(&here, &TenantScope::All).await, ["a"]);
+        assert_eq!(agent_names(&elsewhere, &TenantScope::All).await, ["a"]);
+
+        // AND a registration through this store (a clone) is listed here at once, by tenant
+        here.clone()
+            .register_agent(&agent("b", Some("t1")))
+            .await
+            .unwrap();
+        here.register_agent(&agent("c", Some("t2"))).await.unwrap();
+        assert_eq!(agent_names(&here, &TenantScope::All).await, ["a", "b", "c"]);
+        let t1 = TenantScope::Only(TenantId::parse("t1").unwrap());
+        assert_eq!(agent_names(&here, &t1).await, ["b"]);
+        // AND the other process lists them once its own recheck is due
+        assert_eq!(agent_names(&elsewhere, &TenantScope::All).await, ["a"]);
+        tokio::time::advance(AGENTS_RECHECK).await;
+        assert_eq!(agent_names(&elsewhere, &t1).await, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_several_chunks_is_stored_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let events: Vec<ToolCallEvent> = (0..2 * INSERT_CHUNK + 6)
+            .map(|i| ToolCallEvent {
+                at,
+                key_id: format!("k{i}"),
+                tenant_id: None,
+                tool: "list_agents".into(),
+                outcome: "ok".into(),
+                detail: String::new(),
+            })
+            .collect();
+        store.record_tool_calls(&events).await.unwrap();
+        store.record_tool_calls(&events[..3]).await.unwrap();
+        let stored = store.recent_tool_calls(at, 1000).await.unwrap();
+        // Newest first: the second batch, then the first from its last entry back.
+        let keys: Vec<&str> = stored.iter().map(|e| e.key_id.as_str()).collect();
+        let expected: Vec<String> = (0..3)
+            .rev()
+            .chain((0..events.len()).rev())
+            .map(|i| format!("k{i}"))
+            .collect();
+        assert_eq!(keys, expected);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_agent_is_corrupt_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .with_conn(|conn| {
+                conn.exec(
+                    "INSERT INTO agents (tenant_key, name, body) VALUES ('*', 'x', '{}')",
+                    [],
+                )
+                .map_err(sql)
+            })
+            .await
+            .unwrap();
+        let err = store.list_agents(&TenantScope::All).await.unwrap_err();
+        let StoreError::Corrupt { record, .. } = &err else {
+            panic!("expected Corrupt, got {err:?}");
+        };
+        assert_eq!(record, "agent *#x");
+    }
 
     /// The schema as version 1 created it.
     const SCHEMA_V1: &str = "

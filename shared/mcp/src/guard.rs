@@ -126,7 +126,7 @@ fn check_host(allowed: &[String], request: &Request) -> Option<Response> {
     let without_port = strip_port(host);
     if allowed
         .iter()
-        .any(|p| glob_matches(p, host) || glob_matches(p, without_port))
+        .any(|p| host_matches(p, host) || host_matches(p, without_port))
     {
         return None;
     }
@@ -137,6 +137,15 @@ fn check_host(allowed: &[String], request: &Request) -> Option<Response> {
         FORBIDDEN_CODE,
         format!("Host {host:?} is not allowed (MCP_ALLOWED_HOSTS)"),
     ))
+}
+
+/// [`glob_matches`], without its allocations for a pattern with no wildcard (most are).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern.contains(['*', '?']) {
+        glob_matches(pattern, host)
+    } else {
+        pattern.eq_ignore_ascii_case(host)
+    }
 }
 
 /// `host:port` → `host`; `[::1]:8787` → `[::1]`.
@@ -246,6 +255,21 @@ mod tests {
         ));
         assert!(glob_matches("localhost", "LOCALHOST"));
         assert!(!glob_matches("localhost", "localhost.evil"));
+        for (pattern, host) in [
+            ("localhost", "LocalHost"),
+            ("localhost", "localhost.evil"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "[::1]"),
+            ("héllo", "HÉLLO"),
+            ("*.lambda-url.*.on.aws", "a.lambda-url.x.on.aws"),
+            ("h?st", "host"),
+        ] {
+            assert_eq!(
+                host_matches(pattern, host),
+                glob_matches(pattern, host),
+                "{pattern} {host}"
+            );
+        }
         assert_eq!(strip_port("127.0.0.1:8787"), "127.0.0.1");
         assert_eq!(strip_port("[::1]:8787"), "[::1]");
         assert_eq!(strip_port("example.com"), "example.com");
