@@ -1436,7 +1436,8 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Every agent, from this process's copy: read again when a registration went through
-    /// this store, or when the file changed since (asked at most every [`AGENTS_RECHECK`]).
+    /// this store, or when the file changed since (asked at most every [`AGENTS_RECHECK`],
+    /// when the file is also checked to be the one opened).
     fn agents_copy(&self) -> Result<Arc<Vec<(String, AgentRecord)>>, StoreError> {
         let mut copy = lock(&self.agents);
         let now = tokio::time::Instant::now();
