@@ -1,11 +1,13 @@
 //! The store: dedup claims, the halt switch, cycles, approvals, audit events, improvement
-//! records, LLM spend, the registry and the access log (DynamoDB on AWS, SQLite offline).
+//! records, LLM spend, the registry and the access log (DynamoDB on AWS, SQLite offline);
+//! [`Store`] also takes in the health pass's [`HealthStore`].
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
 
+use super::HealthStore;
 use crate::audit::AuditEvent;
 use crate::cycle::{CycleRecord, CycleStatus};
 use crate::error::StoreError;
@@ -294,6 +296,7 @@ pub trait Store:
     + Registry
     + AccessLog
     + MinerStateStore
+    + HealthStore
 {
 }
 
@@ -308,6 +311,7 @@ impl<T> Store for T where
         + Registry
         + AccessLog
         + MinerStateStore
+        + HealthStore
 {
 }
 
