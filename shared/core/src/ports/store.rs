@@ -315,13 +315,20 @@ impl<T> Store for T where
 {
 }
 
-/// The store ports the cycle's steps use, as one.
+/// The store ports the cycle's steps use, as one (the heal ledgers: analyze leaves disabled
+/// components out).
 pub trait StepStore:
-    HaltSwitch + CycleStore + ApprovalStore + AuditLog + ImprovementStore + UsageLedger
+    HaltSwitch + CycleStore + ApprovalStore + AuditLog + ImprovementStore + UsageLedger + HealthStore
 {
 }
 
 impl<T> StepStore for T where
-    T: HaltSwitch + CycleStore + ApprovalStore + AuditLog + ImprovementStore + UsageLedger
+    T: HaltSwitch
+        + CycleStore
+        + ApprovalStore
+        + AuditLog
+        + ImprovementStore
+        + UsageLedger
+        + HealthStore
 {
 }
