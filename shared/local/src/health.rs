@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use selfbuild_core::Config;
 use selfbuild_core::error::StoreError;
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
-use selfbuild_core::health::{HealthEvent, HealthEventKind, HealthReport, Thresholds};
-use selfbuild_core::ports::{Clock, HealthStore, MetricRecord, MetricSink};
+use selfbuild_core::health::{HealthReport, Thresholds};
+use selfbuild_core::ports::{Clock, MetricRecord, MetricSink};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -91,21 +91,7 @@ pub async fn enable_component(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<Value, StoreError> {
-    let was_disabled = store.enable_component(component).await?;
-    store
-        .append_health_event(&HealthEvent {
-            at: now,
-            component: Some(component.to_owned()),
-            kind: HealthEventKind::Enabled,
-            actor: actor.to_owned(),
-            heal: None,
-            succeeded: None,
-            detail: if was_disabled {
-                "re-enabled; failed heals back to 0".to_owned()
-            } else {
-                "was not disabled; failed heals back to 0".to_owned()
-            },
-        })
-        .await?;
-    Ok(json!({"component": component, "enabled": true, "was_disabled": was_disabled}))
+    let enabled =
+        selfbuild_core::health::pass::enable_component(store, component, actor, now).await?;
+    Ok(json!(enabled))
 }

@@ -298,6 +298,48 @@ async fn restart(
     ))
 }
 
+/// A component re-enabled by an operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Enabled {
+    /// The component.
+    pub component: String,
+    /// Always true: it is enabled now.
+    pub enabled: bool,
+    /// Whether it was disabled before.
+    pub was_disabled: bool,
+}
+
+/// Re-enables `component` (its ledger cleared, so it starts again from 0 failed heals) and
+/// audits who did it as a health event `enabled`; the CLI and the MCP tool both call this.
+pub async fn enable_component(
+    health: &dyn HealthStore,
+    component: &str,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Enabled, crate::error::StoreError> {
+    let was_disabled = health.enable_component(component).await?;
+    health
+        .append_health_event(&HealthEvent {
+            at: now,
+            component: Some(component.to_owned()),
+            kind: HealthEventKind::Enabled,
+            actor: actor.to_owned(),
+            heal: None,
+            succeeded: None,
+            detail: if was_disabled {
+                "re-enabled; failed heals back to 0".to_owned()
+            } else {
+                "was not disabled; failed heals back to 0".to_owned()
+            },
+        })
+        .await?;
+    Ok(Enabled {
+        component: component.to_owned(),
+        enabled: true,
+        was_disabled,
+    })
+}
+
 /// `<cycle>-r<unix seconds>`, the cycle part cut so the id stays within 80 characters.
 pub fn restart_id(cycle: &CycleId, now: OffsetDateTime) -> Result<CycleId, String> {
     let stem: String = cycle.as_str().chars().take(64).collect();
