@@ -852,7 +852,10 @@ pub async fn roll_back_recorded(
 #[derive(Debug, Clone)]
 pub enum RequestedRollback {
     /// Rolled back now.
-    Done(RolledBack),
+    Done {
+        /// Whether a deployment was there to restore.
+        restored: bool,
+    },
     /// It was rolled back before; nothing done.
     AlreadyRolledBack,
     /// Its status allows no rollback (never deployed, rejected, …); nothing done.
@@ -884,7 +887,9 @@ pub async fn roll_back_requested(
         RollbackCause::Requested { actor, reason },
     )
     .await?;
-    Ok(RequestedRollback::Done(done))
+    Ok(RequestedRollback::Done {
+        restored: done.restored,
+    })
 }
 
 /// Audits a rollback (or the undo of a failed deploy) that failed, with the function as the

@@ -328,7 +328,7 @@ fn promoted(at: OffsetDateTime) -> ImprovementRecord {
         "improvement_id": "c0-1", "cycle_id": "c0", "tenant_id": "acme",
         "component": "orders-api", "status": "promoted", "risk": "LOW",
         "change": "timeout 3 s → 10 s",
-        "updated_at": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "updated_at": at.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339"),
         "item": {
             "cycle_id": "c0", "tenant_id": "acme", "mode": "routine",
             "opportunity": {
@@ -345,18 +345,18 @@ fn promoted(at: OffsetDateTime) -> ImprovementRecord {
 /// A failed cycle of `component` that ended at `ended`.
 async fn failed_cycle(store: &SqliteStore, id: &str, component: &str, ended: OffsetDateTime) {
     let c = cycle(id, component, ended - Duration::from_secs(120));
-    store.create_cycle(&c).await.unwrap();
+    store.create_cycle(&c).await.expect("cycle created");
     store
         .finish_cycle(&c.request.cycle_id, CycleStatus::Failed, ended)
         .await
-        .unwrap();
+        .expect("cycle finished");
 }
 
 /// An analyze payload for a cycle of orders-api over the ten minutes before `at`.
 fn analyze_payload(dir: &Path, id: &str, at: OffsetDateTime) -> std::path::PathBuf {
     let rfc = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
+            .expect("RFC 3339")
     };
     let payload = serde_json::json!({
         "cycle_id": id, "mode": "routine", "tenant_id": "acme",
@@ -367,7 +367,7 @@ fn analyze_payload(dir: &Path, id: &str, at: OffsetDateTime) -> std::path::PathB
         "dedup_key": "acme#orders-api", "requested_at": rfc(at)
     });
     let path = dir.join(format!("{id}.json"));
-    std::fs::write(&path, payload.to_string()).unwrap();
+    std::fs::write(&path, payload.to_string()).expect("payload written");
     path
 }
 

@@ -303,10 +303,9 @@ async fn roll_back(
     .await
     .map_err(|e| e.to_string())?
     {
-        RequestedRollback::Done(done) => Ok(format!(
-            "rolled back {id}; baseline restored: {}",
-            done.restored
-        )),
+        RequestedRollback::Done { restored } => {
+            Ok(format!("rolled back {id}; baseline restored: {restored}"))
+        }
         // Nothing of selfbuild's is left to undo: this heal cannot help.
         RequestedRollback::AlreadyRolledBack => Err(format!("{id} was already rolled back")),
         RequestedRollback::NotRollbackable(status) => Err(format!(

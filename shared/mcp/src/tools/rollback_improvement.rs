@@ -57,7 +57,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     )
     .await?
     {
-        RequestedRollback::Done(done) => done.restored,
+        RequestedRollback::Done { restored } => restored,
         RequestedRollback::AlreadyRolledBack => {
             return Ok(
                 json!({"improvement_id": id, "status": "rolled_back", "restored": false,
