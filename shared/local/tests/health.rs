@@ -532,3 +532,58 @@ fn a_failing_component_is_rolled_back_healed_disabled_skipped_and_enabled_again(
     assert_eq!(analysis["has_opportunities"], true, "{analysis:#}");
     assert_eq!(analysis["opportunities"][0]["component"], "orders-api");
 }
+
+#[test]
+fn an_embedded_cycle_on_a_disabled_component_ends_with_the_skip_in_its_summary() {
+    // GIVEN orders-api disabled by the health pass
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    block(
+        store.put_component_health(&selfbuild_core::health::ComponentHealth {
+            component: "orders-api".into(),
+            failed_heals: 3,
+            heal_pending: false,
+            disabled: Some(selfbuild_core::health::Disabled {
+                reason: "3 failed heals (limit 3)".into(),
+                since: SCENARIO_NOW,
+            }),
+        }),
+    )
+    .unwrap();
+    // WHEN its alarm starts a cycle on the state machine (the embedded runner)
+    let event = format!(
+        "{}/../../events/alarm-metric.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let scenario = timeouts_scenario();
+    let (code, summary) = selfbuild(
+        dir.path(),
+        SCENARIO_NOW,
+        &[
+            "--quiet",
+            "cycle",
+            "--event",
+            &event,
+            "--scenario",
+            &scenario,
+        ],
+    );
+    // THEN it ends without a change and its summary says what it skipped and why
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(
+        summary["improvements"],
+        serde_json::json!([]),
+        "{summary:#}"
+    );
+    assert_eq!(summary["failure"], Value::Null);
+    assert_eq!(
+        summary["skipped"][0]["component"], "orders-api",
+        "{summary:#}"
+    );
+    assert!(
+        summary["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("selfbuild enable-component orders-api")
+    );
+}
