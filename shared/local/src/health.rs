@@ -2,8 +2,9 @@
 //! directory on the embedded adapters, and re-enabling a component it disabled.
 //!
 //! Observed here: the embedded executions (cycle records), the store, the LLM breakers the
-//! generate step last recorded, the heal ledgers. Not observable offline (reported
-//! `skipped`): selfbuild's own functions' metrics, a DLQ, registered components' error rates.
+//! generate step last recorded, the heal ledgers, and with a scenario's fleet its functions
+//! as the registered components. Not observable offline (reported `skipped`): selfbuild's own
+//! functions' metrics, a DLQ, and components when no fleet is given.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
