@@ -19,7 +19,7 @@ pub enum Scope {
     Read,
     /// Start cycles, request components, register agents.
     Trigger,
-    /// Approve, reject and roll back improvements.
+    /// Approve, reject and roll back improvements; re-enable disabled components.
     Approve,
     /// The halt switch; implies every other scope.
     Admin,

@@ -3,6 +3,7 @@
 //! counting proxy: the AWS calls each tool makes on its path, and none of them a write for a
 //! read-only tool (issue 19), the rate limiter's background increment set apart. Prints each tool's calls and handler time (median of 5, against
 //! moto: for comparing tools, not a Lambda figure); `scripts/bench-mcp` copies the lines.
+//! Also: disabled components and their re-enabling on DynamoDB.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -92,8 +93,6 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
     ));
     let router = app(McpDeps {
         store: Arc::new(store),
-        // The DynamoDB HealthStore is not built yet.
-        health: None,
         access_log: Arc::new(LogRecordAccessLog::new(lines.clone())),
         orchestrator: sfn.clone(),
         task_tokens: sfn,
@@ -238,4 +237,99 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
     for line in report {
         println!("{line}");
     }
+}
+
+/// On DynamoDB as the `mcp` function wires it: `get_system_status` lists the components the
+/// health pass disabled and shows the last report; `enable_component` clears the ledger and
+/// audits the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_components_show_and_are_enabled_on_dynamodb() {
+    use selfbuild_core::apikeys::KeySet;
+    use selfbuild_core::health::{ComponentHealth, Disabled, HealthEventKind, HealthReport};
+    use selfbuild_core::ports::{HealthStore, StaticKeys};
+
+    let moto = MotoServer::shared();
+    let sdk = moto.sdk_config().await;
+    let store = DynamoStore::new(&sdk, "mcp-lambda-health");
+    store.create_table().await.unwrap();
+    let now = time::macros::datetime!(2026-12-05 12:00 UTC);
+    store
+        .put_component_health(&ComponentHealth {
+            component: "orders".into(),
+            failed_heals: 3,
+            heal_pending: false,
+            disabled: Some(Disabled {
+                reason: "3 failed heals (limit 3)".into(),
+                since: now,
+            }),
+        })
+        .await
+        .unwrap();
+    store
+        .save_health_report(&HealthReport {
+            at: now,
+            healthy: false,
+            checks: Vec::new(),
+            heal_plan: Vec::new(),
+            components: Vec::new(),
+            disabled: Vec::new(),
+            outcomes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let keys = KeySet::parse(&json!([{"id": "ops", "sha256": key_digest_hex(KEY), "tenant": "*", "scopes": ["read", "approve"]}]))
+        .unwrap();
+    let sfn = Arc::new(StepFunctionsOrchestrator::new(
+        &sdk,
+        "arn:aws:states:us-east-1:123456789012:stateMachine:not-used",
+    ));
+    let router = app(McpDeps {
+        store: Arc::new(store.clone()),
+        access_log: Arc::new(LogRecordAccessLog::new(std::io::sink())),
+        orchestrator: sfn.clone(),
+        task_tokens: sfn,
+        telemetry: Arc::new(CloudWatchTelemetry::new(&sdk, TelemetrySettings::default())),
+        deployer: Arc::new(LambdaDeployer::new(&sdk)),
+        notifier: Arc::new(EventBridgeNotifier::new(&sdk, "default")),
+        llm: Arc::new(selfbuild_local::planner::RulePlanner),
+        checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
+        metrics: Arc::new(NoMetrics),
+        keys: Arc::new(StaticKeys(Arc::new(keys))),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(OsRandom),
+        config: Arc::new(Config::from_lookup(|_| None).unwrap()),
+        settings: McpSettings::default(),
+    });
+    let call = |name: &str, arguments: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}});
+        let request = Request::post("/mcp")
+            .header("host", "abc.lambda-url.us-east-1.on.aws")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let answer: Value = serde_json::from_slice(&bytes).unwrap();
+            answer["result"]["structuredContent"].clone()
+        }
+    };
+    let status = call("get_system_status", json!({"include_health": false})).await;
+    assert_eq!(status["last_health"]["healthy"], false, "{status}");
+    assert_eq!(
+        status["disabled_components"][0]["component"], "orders",
+        "{status}"
+    );
+    let enabled = call("enable_component", json!({"component": "orders"})).await;
+    assert_eq!(enabled["was_disabled"], true, "{enabled}");
+    let status = call("get_system_status", json!({"include_health": false})).await;
+    assert_eq!(status["disabled_components"], json!([]), "{status}");
+    let events = store.health_events(Some("orders"), 1).await.unwrap();
+    assert_eq!(events[0].kind, HealthEventKind::Enabled);
+    assert_eq!(events[0].actor, "key:ops");
 }
