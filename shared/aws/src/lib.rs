@@ -6,6 +6,8 @@
 //! - [`cloudwatch`]: [`CloudWatchAlarms`], the alarms in ALARM from CloudWatch `DescribeAlarms`.
 //! - [`telemetry`]: [`telemetry::CloudWatchTelemetry`], metric series from CloudWatch
 //!   `GetMetricData` and error rows from CloudWatch Logs Insights.
+//! - [`dlq`]: [`dlq::SqsDeadLetters`], intake's dead-letter queue (SQS): its depth, and each
+//!   message re-sent once to alarm-intake.
 //! - [`eventbridge`]: [`eventbridge::EventBridgeNotifier`], notifications for other agents on an event bus.
 //! - [`secrets`]: JSON secrets from Secrets Manager, cached per container.
 //! - [`steps`]: the cycle's Lambda functions on their AWS adapters ([`steps::run`]).
@@ -22,6 +24,7 @@
 //! SDK honours by itself; there is no local switch in code.
 
 pub mod cloudwatch;
+pub mod dlq;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod lambda;

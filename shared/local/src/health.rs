@@ -59,6 +59,7 @@ pub async fn health_pass(
         usage: store,
         notifier: store,
         metrics: &metrics,
+        dead_letters: None,
     };
     let report = run_pass(
         &ports,

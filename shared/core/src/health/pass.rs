@@ -13,8 +13,8 @@ use super::{
 use crate::cycle::CycleRequest;
 use crate::ids::CycleId;
 use crate::ports::{
-    CycleStore, ExecutionMonitor, HealthStore, MetricRecord, MetricSink, Notifier, Orchestrator,
-    Unit, UsageLedger,
+    CycleStore, DeadLetters, ExecutionMonitor, HealthStore, MetricRecord, MetricSink, Notifier,
+    Orchestrator, Unit, UsageLedger,
 };
 
 /// The actor health events and notifications name.
@@ -39,6 +39,8 @@ pub struct PassPorts<'a> {
     pub notifier: &'a dyn Notifier,
     /// Receives [`SELF_HEALING_EXHAUSTED_METRIC`].
     pub metrics: &'a dyn MetricSink,
+    /// Re-sends intake's dead letters; none where there is no queue.
+    pub dead_letters: Option<&'a dyn DeadLetters>,
 }
 
 /// What the caller observed with adapters the pass does not know; none where not observable.
@@ -239,9 +241,8 @@ async fn heal(
             cycle_id,
             ..
         } => restart(ports, now, limits, execution_ref, cycle_id).await,
-        HealAction::ResendDlq { .. } | HealAction::RollBack { .. } => {
-            Err("no adapter carries out this heal yet".to_owned())
-        }
+        HealAction::ResendDlq { .. } => resend_dlq(ports).await,
+        HealAction::RollBack { .. } => Err("no adapter carries out this heal yet".to_owned()),
     };
     match result {
         Ok(detail) => HealOutcome {
@@ -254,6 +255,22 @@ async fn heal(
             succeeded: false,
             detail,
         },
+    }
+}
+
+/// Re-sends the dead letters once; a failure when any was left (see [`super::dlq`]).
+async fn resend_dlq(ports: &PassPorts<'_>) -> Result<String, String> {
+    let dead_letters = ports
+        .dead_letters
+        .ok_or_else(|| "no dead-letter queue adapter here to re-send from".to_owned())?;
+    let resent = dead_letters
+        .resend(super::dlq::RESEND_LIMIT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if resent.all_done() {
+        Ok(resent.describe())
+    } else {
+        Err(resent.describe())
     }
 }
 
