@@ -21,6 +21,7 @@ use tracing::{info, instrument, warn};
 use crate::change::LambdaSettings;
 use crate::cycle::{CycleMode, CycleRequest, TimeWindow};
 use crate::error::TelemetryError;
+use crate::health::skip::SkippedComponent;
 use crate::ids::{ComponentId, CycleId};
 use crate::logfacts::report::MEMORY_LIMIT_RATIO;
 use crate::logfacts::timeouts::TIMEOUT_CLUSTER_SHARE;
@@ -158,6 +159,26 @@ pub struct AnalysisReport {
     pub opportunities: Vec<Opportunity>,
     /// Whether there is anything to do (the state machine's Choice reads this).
     pub has_opportunities: bool,
+    /// Disabled components the cycle left out (the health pass disabled them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedComponent>,
+}
+
+impl AnalysisReport {
+    /// The report of a cycle with nothing left to analyse: no telemetry read, nothing to do.
+    pub fn nothing_to_analyse(request: &CycleRequest, skipped: Vec<SkippedComponent>) -> Self {
+        Self {
+            cycle_id: request.cycle_id.clone(),
+            window: request.analysis_window,
+            components: Vec::new(),
+            templates: Vec::new(),
+            traces: Vec::new(),
+            logs: LogReading::default(),
+            opportunities: Vec::new(),
+            has_opportunities: false,
+            skipped,
+        }
+    }
 }
 
 /// One error row read.
@@ -193,11 +214,22 @@ struct ReadReport<'a> {
 }
 
 /// Reads the window's telemetry and ranks what to improve.
-#[instrument(skip_all, fields(cycle = %request.cycle_id))]
 pub async fn analyze(
     telemetry: &dyn Telemetry,
     deployer: &dyn Deployer,
     request: &CycleRequest,
+) -> Result<AnalysisReport, TelemetryError> {
+    analyze_excluding(telemetry, deployer, request, &BTreeSet::new()).await
+}
+
+/// [`analyze`], with no opportunity for the `excluded` components (disabled ones): they
+/// take no place among the `max_improvements`.
+#[instrument(skip_all, fields(cycle = %request.cycle_id))]
+pub async fn analyze_excluding(
+    telemetry: &dyn Telemetry,
+    deployer: &dyn Deployer,
+    request: &CycleRequest,
+    excluded: &BTreeSet<ComponentId>,
 ) -> Result<AnalysisReport, TelemetryError> {
     let window = request.analysis_window;
     let period_seconds = match request.mode {
@@ -313,6 +345,7 @@ pub async fn analyze(
             .total_cmp(&a.impact_score)
             .then_with(|| a.id.cmp(&b.id))
     });
+    opportunities.retain(|o| !excluded.contains(&o.component));
     // One change per component per cycle: two changes to one function would confound the canary.
     let mut seen = BTreeSet::new();
     opportunities.retain(|o| seen.insert(o.component.clone()));
@@ -338,6 +371,7 @@ pub async fn analyze(
         logs,
         has_opportunities: !opportunities.is_empty(),
         opportunities,
+        skipped: Vec::new(),
     })
 }
 

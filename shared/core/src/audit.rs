@@ -75,11 +75,13 @@ pub enum AuditAction {
     DeployFailed,
     /// A rollback, or the undo of a failed deploy, failed; the event says what it left.
     RollbackFailed,
+    /// The cycle left out a component the health pass disabled.
+    ComponentSkipped,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
@@ -100,6 +102,7 @@ impl AuditAction {
         Self::Inconclusive,
         Self::DeployFailed,
         Self::RollbackFailed,
+        Self::ComponentSkipped,
     ];
 
     /// The snake_case name, as stored.
@@ -125,6 +128,7 @@ impl AuditAction {
             Self::Inconclusive => "inconclusive",
             Self::DeployFailed => "deploy_failed",
             Self::RollbackFailed => "rollback_failed",
+            Self::ComponentSkipped => "component_skipped",
         }
     }
 
@@ -147,13 +151,17 @@ impl AuditAction {
             Self::Inconclusive => ImprovementStatus::Inconclusive,
             Self::DeployFailed => ImprovementStatus::DeployFailed,
             Self::RollbackFailed => ImprovementStatus::RollbackFailed,
-            Self::HaltedInFlight | Self::CanaryChecked | Self::SourceDrifted => return None,
+            Self::HaltedInFlight
+            | Self::CanaryChecked
+            | Self::SourceDrifted
+            | Self::ComponentSkipped => return None,
         })
     }
 
     /// The step function that performs the action when selfbuild does.
     pub fn step_function(self) -> &'static str {
         match self {
+            Self::ComponentSkipped => "analyze",
             Self::ProposalRefused | Self::GenerateHalted => "generate",
             Self::HaltedInFlight | Self::CanaryChecked => "monitor",
             Self::Validated

@@ -11,10 +11,11 @@ use crate::change::{LambdaSettings, Proposal};
 use crate::cycle::{CycleRecord, CycleStatus, TimeWindow};
 use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::error::{StoreError, TelemetryError};
+use crate::health::{ComponentHealth, HealthEvent, HealthReport};
 use crate::ids::{ComponentId, CycleId, ImprovementId};
 use crate::improvement::LlmUsage;
 use crate::ports::{
-    ApprovalStore, AuditLog, CycleStore, DeployError, Deployer, HaltState, HaltSwitch,
+    ApprovalStore, AuditLog, CycleStore, DeployError, Deployer, HaltState, HaltSwitch, HealthStore,
     ImprovementStore, Llm, LlmAnswer, LlmError, LlmRequest, Notifier, Telemetry, UsageLedger,
 };
 use crate::records::{
@@ -81,6 +82,12 @@ pub(crate) struct MemoryRecords {
     pub metrics: Mutex<Vec<crate::ports::MetricRecord>>,
     /// Every audit append fails (the store is unreachable).
     pub audit_down: Mutex<bool>,
+    /// Heal ledgers by component.
+    pub ledgers: Mutex<BTreeMap<String, ComponentHealth>>,
+    /// Health events, oldest first.
+    pub health_events: Mutex<Vec<HealthEvent>>,
+    /// The last health report.
+    pub health_report: Mutex<Option<HealthReport>>,
 }
 
 impl crate::ports::MetricSink for MemoryRecords {
@@ -247,6 +254,46 @@ impl ApprovalStore for MemoryRecords {
     }
     async fn remove_pending(&self, id: &ImprovementId) -> Result<bool, StoreError> {
         Ok(lock(&self.pending).remove(id).is_some())
+    }
+}
+
+#[async_trait]
+impl HealthStore for MemoryRecords {
+    async fn component_health(&self) -> Result<Vec<ComponentHealth>, StoreError> {
+        Ok(lock(&self.ledgers).values().cloned().collect())
+    }
+    async fn put_component_health(&self, ledger: &ComponentHealth) -> Result<(), StoreError> {
+        lock(&self.ledgers).insert(ledger.component.clone(), ledger.clone());
+        Ok(())
+    }
+    async fn enable_component(&self, component: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.ledgers)
+            .remove(component)
+            .is_some_and(|l| l.disabled.is_some()))
+    }
+    async fn append_health_event(&self, event: &HealthEvent) -> Result<(), StoreError> {
+        lock(&self.health_events).push(event.clone());
+        Ok(())
+    }
+    async fn health_events(
+        &self,
+        component: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HealthEvent>, StoreError> {
+        Ok(lock(&self.health_events)
+            .iter()
+            .rev()
+            .filter(|e| component.is_none_or(|c| e.component.as_deref() == Some(c)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    async fn save_health_report(&self, report: &HealthReport) -> Result<(), StoreError> {
+        *lock(&self.health_report) = Some(report.clone());
+        Ok(())
+    }
+    async fn last_health_report(&self) -> Result<Option<HealthReport>, StoreError> {
+        Ok(lock(&self.health_report).clone())
     }
 }
 

@@ -9,6 +9,9 @@ use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
 };
 use selfbuild_core::error::StoreError;
+use selfbuild_core::health::{
+    ComponentHealth, Disabled, HealAction, HealthEvent, HealthEventKind, HealthReport,
+};
 use selfbuild_core::ids::{ComponentId, CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
@@ -896,6 +899,159 @@ pub async fn miner_states_are_replaced_only_at_the_expected_version(store: &impl
     assert_eq!(saved.body.len(), big.len());
 }
 
+fn ledger(component: &str, failed_heals: u32, disabled: bool) -> ComponentHealth {
+    ComponentHealth {
+        component: component.into(),
+        failed_heals,
+        heal_pending: !disabled,
+        disabled: disabled.then(|| Disabled {
+            reason: "3 failed heals".into(),
+            since: T0,
+        }),
+    }
+}
+
+/// Heal ledgers are one per component, listed by name; re-enabling clears one and says
+/// whether it was disabled.
+pub async fn heal_ledgers_are_replaced_and_cleared(store: &impl Store) {
+    assert!(store.component_health().await.unwrap().is_empty());
+    store
+        .put_component_health(&ledger("orders", 1, false))
+        .await
+        .unwrap();
+    store
+        .put_component_health(&ledger("*", 0, false))
+        .await
+        .unwrap();
+    store
+        .put_component_health(&ledger("billing", 2, false))
+        .await
+        .unwrap();
+    store
+        .put_component_health(&ledger("orders", 3, true))
+        .await
+        .unwrap();
+    let listed = store.component_health().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|l| l.component.as_str()).collect();
+    assert_eq!(names, ["*", "billing", "orders"]);
+    assert_eq!(listed[2], ledger("orders", 3, true));
+    // Disabled: cleared, and it says so; again, or never kept: cleared and not disabled.
+    assert!(store.enable_component("orders").await.unwrap());
+    assert!(!store.enable_component("orders").await.unwrap());
+    assert!(!store.enable_component("billing").await.unwrap());
+    assert!(!store.enable_component("never-seen").await.unwrap());
+    let names: Vec<String> = store
+        .component_health()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.component)
+        .collect();
+    assert_eq!(names, ["*"]);
+}
+
+fn health_event(at: OffsetDateTime, component: Option<&str>, kind: HealthEventKind) -> HealthEvent {
+    HealthEvent {
+        at,
+        component: component.map(str::to_owned),
+        kind,
+        actor: "selfbuild:health".into(),
+        heal: component.map(|c| HealAction::Redrive {
+            execution_ref: format!("arn:{c}"),
+            cycle_id: "c1".into(),
+            component: c.into(),
+        }),
+        succeeded: Some(true),
+        detail: format!("{kind:?} at {at}"),
+    }
+}
+
+/// Health events come back newest first, those of one millisecond in append order
+/// reversed, of one component or all, at most `limit`.
+pub async fn health_events_list_newest_first_per_component(store: &impl Store) {
+    assert!(store.health_events(None, 10).await.unwrap().is_empty());
+    let events = [
+        health_event(T0, Some("orders"), HealthEventKind::HealAttempted),
+        health_event(T0, None, HealthEventKind::HealAttempted),
+        health_event(T0, Some("billing"), HealthEventKind::HealAttempted),
+        health_event(
+            T0 + Duration::seconds(300),
+            Some("orders"),
+            HealthEventKind::Disabled,
+        ),
+        health_event(
+            T0 + Duration::seconds(300),
+            Some("orders"),
+            HealthEventKind::HealAttempted,
+        ),
+        health_event(
+            T0 + Duration::seconds(600),
+            Some("orders"),
+            HealthEventKind::Enabled,
+        ),
+    ];
+    for event in &events {
+        store.append_health_event(event).await.unwrap();
+    }
+    let all = store.health_events(None, 10).await.unwrap();
+    let expected: Vec<HealthEvent> = events.iter().rev().cloned().collect();
+    assert_eq!(all, expected);
+    let orders = store.health_events(Some("orders"), 10).await.unwrap();
+    assert_eq!(
+        orders,
+        vec![
+            events[5].clone(),
+            events[4].clone(),
+            events[3].clone(),
+            events[0].clone()
+        ]
+    );
+    assert_eq!(
+        store.health_events(Some("orders"), 2).await.unwrap(),
+        vec![events[5].clone(), events[4].clone()]
+    );
+    assert_eq!(
+        store.health_events(Some("billing"), 10).await.unwrap(),
+        vec![events[2].clone()]
+    );
+    assert!(
+        store
+            .health_events(Some("nobody"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.health_events(None, 0).await.unwrap().is_empty());
+}
+
+/// The last health report is the one saved last.
+pub async fn the_last_health_report_is_replaced(store: &impl Store) {
+    assert_eq!(store.last_health_report().await.unwrap(), None);
+    let first = HealthReport {
+        at: T0,
+        healthy: true,
+        checks: Vec::new(),
+        heal_plan: Vec::new(),
+        components: Vec::new(),
+        disabled: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    store.save_health_report(&first).await.unwrap();
+    assert_eq!(
+        store.last_health_report().await.unwrap(),
+        Some(first.clone())
+    );
+    let second = HealthReport {
+        at: T0 + Duration::seconds(300),
+        healthy: false,
+        heal_plan: vec![HealAction::ResendDlq { messages: 2 }],
+        disabled: vec![ledger("orders", 3, true)],
+        ..first
+    };
+    store.save_health_report(&second).await.unwrap();
+    assert_eq!(store.last_health_report().await.unwrap(), Some(second));
+}
+
 pub async fn concurrent_claims_have_exactly_one_winner<S: Store + 'static>(stores: Vec<Arc<S>>) {
     let k = key("contended");
     let mut tasks = Vec::new();
@@ -997,6 +1153,9 @@ contract_suite!(
     tool_calls_are_logged_in_batches,
     the_access_log_lists_the_newest_calls_first,
     miner_states_are_replaced_only_at_the_expected_version,
+    heal_ledgers_are_replaced_and_cleared,
+    health_events_list_newest_first_per_component,
+    the_last_health_report_is_replaced,
 );
 
 /// A missing table is a configuration error, not something to retry.

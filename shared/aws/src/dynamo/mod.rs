@@ -1,6 +1,6 @@
 //! Every store port over one DynamoDB table: dedup claims, the halt switch, cycles,
-//! approvals, the audit log, improvement records, LLM usage, the MCP registry and the MCP
-//! access accounting.
+//! approvals, the audit log, improvement records, LLM usage, the MCP registry, the MCP
+//! access accounting and the self health pass's records.
 //!
 //! Single-table design with string keys `pk` and `sk`:
 //!
@@ -19,6 +19,10 @@
 //! | call count  | `RATE#<key id>` | `<window start, unix s>` | `n` (ADDed), `expires_at` (TTL) |
 //! | miner state | `MINER#<tenant or *>#<function>` | `STATE` | `body` (JSON), `version` (number, conditional) |
 //! | tool call   | `TOOLCALL#<YYYY-MM-DD>` | `<at ms, 20 digits>#<random>` | `body` (JSON), `key_id`, `tool`, `outcome`, `expires_at` (TTL) |
+//! | heal ledger | `HEALTH`        | `LEDGER#<component>` | `body` (JSON), `component`, `disabled` (BOOL) |
+//! | last health report | `HEALTH` | `REPORT` | `body` (JSON), `healthy` (BOOL) |
+//! | health event number | `HEALTH` | `EVENT_SEQ` | `n` (ADDed) |
+//! | health event | `HEALTH_EVENT` | `<at ms, 20 digits>#<number, 20 digits>` | `body` (JSON), `kind`, `component`? |
 //!
 //! The `mcp` function keeps its access log in CloudWatch Logs (structured records, see
 //! `selfbuild_mcp::access_log`), so it writes no tool call items; the port is still served
@@ -35,8 +39,9 @@
 //! Every decision is a conditional write; the TTL only tidies up and is never relied on.
 //!
 //! The ports are implemented one area per file: `claims` (dedup claims, the halt switch),
-//! `cycles` (cycles, the audit log), `approvals`, and `records` (improvements, LLM usage,
-//! the registry, the access log); the table, its keys and item codecs are here.
+//! `cycles` (cycles, the audit log), `approvals`, `records` (improvements, LLM usage,
+//! the registry, the access log), `miners` and `health` (heal ledgers, health events, the
+//! last health report); the table, its keys and item codecs are here.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,11 +66,12 @@ use aws_smithy_types::retry::ProvideErrorKind;
 use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
+use selfbuild_core::health::{ComponentHealth, HealthEvent, HealthEventKind, HealthReport};
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId, TenantId};
 use selfbuild_core::ports::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
-    HaltState, HaltSwitch, HeldClaim, ImprovementStore, MinerStateStore, Registry, SavedMinerState,
-    UsageLedger,
+    HaltState, HaltSwitch, HealthStore, HeldClaim, ImprovementStore, MinerStateStore, Registry,
+    SavedMinerState, UsageLedger,
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord, Page,
@@ -82,6 +88,7 @@ use crate::sdk_error::{ErrorChain, is_transient};
 mod approvals;
 mod claims;
 mod cycles;
+mod health;
 mod miners;
 mod records;
 

@@ -1,11 +1,13 @@
 //! The store: dedup claims, the halt switch, cycles, approvals, audit events, improvement
-//! records, LLM spend, the registry and the access log (DynamoDB on AWS, SQLite offline).
+//! records, LLM spend, the registry and the access log (DynamoDB on AWS, SQLite offline);
+//! [`Store`] also takes in the health pass's [`HealthStore`].
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
 
+use super::HealthStore;
 use crate::audit::AuditEvent;
 use crate::cycle::{CycleRecord, CycleStatus};
 use crate::error::StoreError;
@@ -294,6 +296,7 @@ pub trait Store:
     + Registry
     + AccessLog
     + MinerStateStore
+    + HealthStore
 {
 }
 
@@ -308,16 +311,24 @@ impl<T> Store for T where
         + Registry
         + AccessLog
         + MinerStateStore
+        + HealthStore
 {
 }
 
-/// The store ports the cycle's steps use, as one.
+/// The store ports the cycle's steps use, as one (the heal ledgers: analyze leaves disabled
+/// components out).
 pub trait StepStore:
-    HaltSwitch + CycleStore + ApprovalStore + AuditLog + ImprovementStore + UsageLedger
+    HaltSwitch + CycleStore + ApprovalStore + AuditLog + ImprovementStore + UsageLedger + HealthStore
 {
 }
 
 impl<T> StepStore for T where
-    T: HaltSwitch + CycleStore + ApprovalStore + AuditLog + ImprovementStore + UsageLedger
+    T: HaltSwitch
+        + CycleStore
+        + ApprovalStore
+        + AuditLog
+        + ImprovementStore
+        + UsageLedger
+        + HealthStore
 {
 }

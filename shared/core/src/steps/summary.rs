@@ -6,6 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{StepDeps, StepError, parse_payload};
+use crate::health::skip::SkippedComponent;
 use crate::ids::ImprovementId;
 use crate::improvement::{Generated, ImprovementItem, Validation};
 use crate::ports::Unit;
@@ -150,6 +151,9 @@ pub struct CycleSummary {
     pub inconclusive: usize,
     /// A step that failed the whole cycle (analysis), if any.
     pub failure: Option<Value>,
+    /// Disabled components the cycle left out, with why and how to re-enable them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedComponent>,
 }
 
 /// Builds the summary from the execution state the state machine passes at the end.
@@ -163,6 +167,10 @@ pub fn summarize(cycle: &Value, now: OffsetDateTime) -> Result<CycleSummary, Ste
         .pointer("/analysis/opportunities")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
+    let skipped = match cycle.pointer("/analysis/skipped") {
+        Some(raw) => parse_payload(raw)?,
+        None => Vec::new(),
+    };
     let mut improvements = Vec::new();
     for raw in cycle
         .get("improvements")
@@ -206,6 +214,7 @@ pub fn summarize(cycle: &Value, now: OffsetDateTime) -> Result<CycleSummary, Ste
         opportunities,
         improvements,
         failure: cycle.get("failure").cloned(),
+        skipped,
     })
 }
 

@@ -1350,3 +1350,139 @@ async fn a_big_traced_file_and_the_handler_module_fit_the_code_budget() {
         "a window, not the file: {tokens} tokens"
     );
 }
+
+fn cycle_request(components: &[&str]) -> Value {
+    json!({
+        "cycle_id": "c1", "mode": "routine", "tenant_id": null,
+        "components": components,
+        "analysis_window": {"start": "2026-11-22T04:00:00Z", "end": "2026-11-22T05:00:00Z"},
+        "max_improvements": 3, "max_concurrency": 1, "dry_run": false,
+        "trigger": {"kind": "schedule", "rule": null},
+        "dedup_key": "*#*", "requested_at": "2026-11-22T05:00:00Z"
+    })
+}
+
+fn disable(world: &World, component: &str) {
+    world.records.ledgers.lock().unwrap().insert(
+        component.into(),
+        crate::health::ComponentHealth {
+            component: component.into(),
+            failed_heals: 3,
+            heal_pending: false,
+            disabled: Some(crate::health::Disabled {
+                reason: "3 failed heals (limit 3)".into(),
+                since: datetime!(2026-11-22 04:30 UTC),
+            }),
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_cycle_on_a_disabled_component_ends_without_reading_telemetry_and_says_why() {
+    // GIVEN orders disabled by the health pass (and telemetry that fails if read)
+    let world = World::new();
+    disable(&world, "orders");
+    // WHEN a cycle on orders analyses
+    let analysis = world
+        .run(StepFunction::Analyze, cycle_request(&["orders"]))
+        .await
+        .unwrap();
+    // THEN nothing to do, the skip reported and audited with how to re-enable
+    assert_eq!(analysis["has_opportunities"], false);
+    assert_eq!(analysis["skipped"][0]["component"], "orders");
+    let events = world.records.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, AuditAction::ComponentSkipped);
+    assert_eq!(events[0].actor, "selfbuild:analyze");
+    for part in [
+        "orders is disabled since 2026-11-22T04:30:00Z",
+        "3 failed heals",
+        "selfbuild enable-component orders",
+        "enable_component",
+    ] {
+        assert!(
+            events[0].detail.contains(part),
+            "{part:?}: {}",
+            events[0].detail
+        );
+    }
+    // AND the summary names it; the cycle ends without a change, succeeded
+    let summary = world
+        .run(
+            StepFunction::Monitor,
+            json!({"action": "summarize", "cycle": {"cycle_id": "c1", "analysis": analysis}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary["skipped"][0]["component"], "orders");
+    assert_eq!(summary["improvements"], json!([]));
+    assert_eq!(
+        world.records.finished.lock().unwrap().clone(),
+        [(CycleId::parse("c1").unwrap(), CycleStatus::Succeeded)]
+    );
+    // AND once re-enabled, the same cycle reads telemetry again (NoTelemetry fails it)
+    world.records.ledgers.lock().unwrap().clear();
+    let err = world
+        .run(StepFunction::Analyze, cycle_request(&["orders"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StepError::Telemetry(_)), "{err:?}");
+}
+
+/// Invocations only, of `orders`: an analysis with a component and nothing to improve.
+struct QuietOrders;
+
+#[async_trait::async_trait]
+impl Telemetry for QuietOrders {
+    async fn metric_series(
+        &self,
+        _: &crate::telemetry::TelemetryQuery,
+    ) -> Result<Vec<crate::telemetry::MetricSeries>, crate::error::TelemetryError> {
+        Ok(vec![crate::telemetry::MetricSeries {
+            component: ComponentId::parse("orders").unwrap(),
+            metric: crate::telemetry::MetricName::Invocations,
+            version: None,
+            points: vec![crate::telemetry::DataPoint {
+                timestamp: datetime!(2026-11-22 04:00 UTC),
+                value: 100.0,
+            }],
+        }])
+    }
+    async fn version_totals(
+        &self,
+        c: &ComponentId,
+        v: &[String],
+        w: &crate::cycle::TimeWindow,
+        d: &crate::telemetry::DurationQuery,
+    ) -> Result<Vec<crate::telemetry::VersionTotals>, crate::error::TelemetryError> {
+        NoTelemetry.version_totals(c, v, w, d).await
+    }
+    async fn error_rows(
+        &self,
+        _: &crate::telemetry::TelemetryQuery,
+        _: usize,
+    ) -> Result<Vec<crate::telemetry::LogRow>, crate::error::TelemetryError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_wide_cycle_names_the_disabled_components_it_had_in_scope() {
+    // GIVEN orders and payments disabled; the telemetry knows orders only
+    let mut world = World::new();
+    world.telemetry = Box::new(QuietOrders);
+    disable(&world, "orders");
+    disable(&world, "payments");
+    // WHEN a fleet-wide cycle analyses
+    let analysis = world
+        .run(StepFunction::Analyze, cycle_request(&[]))
+        .await
+        .unwrap();
+    // THEN it analysed, and skipped (and audited) orders, not payments it never saw
+    assert_eq!(analysis["components"][0]["component"], "orders");
+    assert_eq!(analysis["skipped"].as_array().map(Vec::len), Some(1));
+    assert_eq!(analysis["skipped"][0]["component"], "orders");
+    let events = world.records.events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].detail.starts_with("orders is disabled"));
+}
