@@ -58,6 +58,11 @@ const LISTED: [SfnStatus; 5] = [
     SfnStatus::Succeeded,
 ];
 
+/// The error a stuck execution is stopped with; an execution that ended ABORTED with it was
+/// stopped by the health pass (its cycle restarted under a new name) and is not reported, so
+/// that no later pass redrives it.
+pub const STOPPED_AS_STUCK: &str = "selfbuild.Stuck";
+
 /// Step Functions' limit on a `StopExecution` cause, in characters.
 const MAX_CAUSE_CHARS: usize = 32_768;
 
@@ -203,9 +208,10 @@ impl Orchestrator for StepFunctionsOrchestrator {
 
 /// The cycle's executions for the health pass. Per call: one `ListExecutions` listing per
 /// status (RUNNING, FAILED, TIMED_OUT, ABORTED, SUCCEEDED; pages of 100, newest first; the
-/// ended ones stop at a page starting before `since` minus the history horizon), and one
+/// ended ones stop at a page starting before `since` minus the history horizon), one
 /// `DescribeExecution` per execution this container has not seen before (the component is in
-/// its input, which never changes). `redrive` is `RedriveExecution`, `stop` is
+/// its input, which never changes), and one per ABORTED execution ended since `since` (one
+/// the health pass stopped as stuck, [`STOPPED_AS_STUCK`], is left out). `redrive` is `RedriveExecution`, `stop` is
 /// `StopExecution` with the cause.
 #[async_trait]
 impl ExecutionMonitor for StepFunctionsOrchestrator {
@@ -249,6 +255,11 @@ impl ExecutionMonitor for StepFunctionsOrchestrator {
                     let Some(status) = fact_status(item.status()) else {
                         continue;
                     };
+                    if status == ExecutionStatus::Aborted
+                        && self.stopped_as_stuck(item.execution_arn()).await?
+                    {
+                        continue;
+                    }
                     let Some(component) = self.component_of(item.execution_arn()).await? else {
                         continue;
                     };
@@ -297,7 +308,7 @@ impl ExecutionMonitor for StepFunctionsOrchestrator {
         self.client
             .stop_execution()
             .execution_arn(execution_ref)
-            .error("selfbuild.Stuck")
+            .error(STOPPED_AS_STUCK)
             .cause(cause)
             .send()
             .await
@@ -352,6 +363,29 @@ impl StepFunctionsOrchestrator {
         }
         cache.insert(execution_arn.to_owned(), component.clone());
         Ok(Some(component))
+    }
+
+    /// Whether an aborted execution was stopped by the health pass (one `DescribeExecution`
+    /// per aborted execution that ended since the last pass).
+    async fn stopped_as_stuck(&self, execution_arn: &str) -> Result<bool, OrchestratorError> {
+        let described = self
+            .client
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await;
+        match described {
+            Ok(out) => Ok(out.error() == Some(STOPPED_AS_STUCK)),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DescribeExecutionError::ExecutionDoesNotExist(_))
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(describe_error(&self.state_machine_arn, &e)),
+        }
     }
 
     fn cached(&self, execution_arn: &str) -> Option<String> {
@@ -548,6 +582,90 @@ mod tests {
             matches!(&err, OrchestratorError::Rejected(m) if m.starts_with("RedriveExecution on arn")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn ended_executions_since_are_listed_and_one_stopped_as_stuck_is_not() {
+        use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+        use aws_sdk_sfn::operation::list_executions::ListExecutionsOutput;
+        use aws_sdk_sfn::types::ExecutionListItem;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        use time::macros::datetime;
+
+        let since = datetime!(2026-12-05 12:00 UTC);
+        let at = |t: OffsetDateTime| DateTime::from_secs(t.unix_timestamp());
+        let item = move |name: &str, status: SfnStatus, stopped: OffsetDateTime| {
+            ExecutionListItem::builder()
+                .execution_arn(format!("{MACHINE}:{name}").replace("stateMachine", "execution"))
+                .state_machine_arn(MACHINE)
+                .name(name)
+                .status(status)
+                .start_date(at(stopped - Duration::from_secs(600)))
+                .stop_date(at(stopped))
+                .build()
+                .unwrap()
+        };
+        let later = since + Duration::from_secs(60);
+        let aborted = mock!(Client::list_executions)
+            .match_requests(|r| r.status_filter() == Some(&SfnStatus::Aborted))
+            .then_output(move || {
+                ListExecutionsOutput::builder()
+                    .set_executions(Some(vec![
+                        item("stopped-by-us", SfnStatus::Aborted, later),
+                        item("stopped-by-a-person", SfnStatus::Aborted, later),
+                        item(
+                            "ended-before",
+                            SfnStatus::Aborted,
+                            since - Duration::from_secs(1),
+                        ),
+                    ]))
+                    .build()
+                    .unwrap()
+            });
+        let others = mock!(Client::list_executions).then_output(|| {
+            ListExecutionsOutput::builder()
+                .set_executions(Some(Vec::new()))
+                .build()
+                .unwrap()
+        });
+        let request = include_str!("../../../events/steps/analyze.json");
+        let describe = mock!(Client::describe_execution).then_output(move || {
+            DescribeExecutionOutput::builder()
+                .execution_arn("x")
+                .state_machine_arn(MACHINE)
+                .status(SfnStatus::Aborted)
+                .start_date(DateTime::from_secs(0))
+                .input(request)
+                .build()
+                .unwrap()
+        });
+        let by_us = mock!(Client::describe_execution)
+            .match_requests(|r| {
+                r.execution_arn()
+                    .is_some_and(|a| a.ends_with(":stopped-by-us"))
+            })
+            .then_output(|| {
+                DescribeExecutionOutput::builder()
+                    .execution_arn("x")
+                    .state_machine_arn(MACHINE)
+                    .status(SfnStatus::Aborted)
+                    .start_date(DateTime::from_secs(0))
+                    .error(STOPPED_AS_STUCK)
+                    .build()
+                    .unwrap()
+            });
+        let client = mock_client!(
+            aws_sdk_sfn,
+            RuleMode::MatchAny,
+            [&by_us, &describe, &aborted, &others]
+        );
+        let monitor = StepFunctionsOrchestrator::from_client(client, MACHINE);
+        let facts = monitor.executions(since, 100).await.unwrap();
+        // Only the one a person stopped, ended after `since`, counts.
+        let names: Vec<&str> = facts.iter().map(|f| f.cycle_id.as_str()).collect();
+        assert_eq!(names, vec!["stopped-by-a-person"], "{facts:#?}");
+        assert_eq!(facts[0].component, "orders-api");
+        assert_eq!(facts[0].status, ExecutionStatus::Aborted);
     }
 
     #[test]
