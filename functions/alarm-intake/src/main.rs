@@ -8,7 +8,7 @@ use selfbuild_aws::cloudwatch::CloudWatchAlarms;
 use selfbuild_aws::dlq::SqsDeadLetters;
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
-use selfbuild_aws::health::{HealthSources, is_poll, pass_after_poll};
+use selfbuild_aws::health::{HealthSources, PollHealth, handle_then_pass};
 use selfbuild_aws::lambda::diagnostic;
 use selfbuild_aws::observability::ColdStart;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
@@ -20,7 +20,7 @@ use selfbuild_core::health::Thresholds;
 use selfbuild_core::health::pass::PassPorts;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::idsource::OsRandom;
-use selfbuild_core::intake::{IntakeDeps, handle_delivery};
+use selfbuild_core::intake::IntakeDeps;
 use selfbuild_core::ports::DeadLetters;
 
 #[tokio::main]
@@ -60,33 +60,32 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ids: &OsRandom,
         metrics: &metrics,
     };
-    let health_ports = PassPorts {
-        executions: &orchestrator,
-        orchestrator: &orchestrator,
-        cycles: &store,
-        health: &store,
-        usage: &store,
-        notifier: &notifier,
-        metrics: &metrics,
-        dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
+    let health = PollHealth {
+        ports: PassPorts {
+            executions: &orchestrator,
+            orchestrator: &orchestrator,
+            cycles: &store,
+            health: &store,
+            usage: &store,
+            notifier: &notifier,
+            metrics: &metrics,
+            dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
+        },
+        sources: HealthSources {
+            telemetry: &telemetry,
+            own_functions: &own_functions,
+            dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
+        },
+        limits,
     };
-    let sources = HealthSources {
-        telemetry: &telemetry,
-        own_functions: &own_functions,
-        dead_letters: health_ports.dead_letters,
-    };
-    let (config, alarms, store) = (&config, &alarms, &store);
-    let (health_ports, sources, limits) = (&health_ports, &sources, &limits);
+    let (config, alarms, store, health) = (&config, &alarms, &store, &health);
 
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventJson>| async move {
             cold_start.invoked(deps.metrics, deps.clock);
-            let poll = event.payload.peek().is_some_and(is_poll);
-            let answer = handle_delivery(deps, store, alarms, config, event.payload).await;
-            if poll {
-                pass_after_poll(health_ports, sources, deps.clock.now(), limits).await;
-            }
-            answer.map_err(|e| diagnostic(&e))
+            handle_then_pass(deps, store, alarms, config, event.payload, health)
+                .await
+                .map_err(|e| diagnostic(&e))
         },
     ))
     .await

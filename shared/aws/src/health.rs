@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
+use selfbuild_core::Config;
 use selfbuild_core::cycle::TimeWindow;
-use selfbuild_core::event::{IntakeEvent, parse_event};
+use selfbuild_core::event::{EventJson, IntakeEvent, parse_event};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
 use selfbuild_core::health::{CheckStatus, FunctionFact, HealthReport, Thresholds};
 use selfbuild_core::ids::ComponentId;
-use selfbuild_core::ports::DeadLetters;
+use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
+use selfbuild_core::ports::{AlarmSource, DeadLetters, MinerStateStore};
 use selfbuild_core::telemetry::{MetricName, MetricSeries};
 use selfbuild_core::text::Escaped;
 use serde_json::Value;
@@ -169,6 +171,41 @@ pub async fn pass_after_poll(
             None
         }
     }
+}
+
+/// The health pass a poll tick runs: its ports, what it reads besides them, its thresholds.
+pub struct PollHealth<'a> {
+    /// The pass's ports.
+    pub ports: PassPorts<'a>,
+    /// What it reads besides them.
+    pub sources: HealthSources<'a>,
+    /// Its thresholds.
+    pub limits: Thresholds,
+}
+
+/// alarm-intake's handler: the delivery through intake, then for a poll tick one health pass,
+/// whatever intake answered and whatever `ENABLE_SELF_BUILDING` says; intake's answer is
+/// returned unchanged.
+pub async fn handle_then_pass(
+    deps: IntakeDeps<'_>,
+    miners: &dyn MinerStateStore,
+    alarms: &dyn AlarmSource,
+    config: &Config,
+    event: EventJson,
+    health: &PollHealth<'_>,
+) -> Result<IntakeResponse, IntakeError> {
+    let poll = event.peek().is_some_and(is_poll);
+    let answer = handle_delivery(deps, miners, alarms, config, event).await;
+    if poll {
+        pass_after_poll(
+            &health.ports,
+            &health.sources,
+            deps.clock.now(),
+            &health.limits,
+        )
+        .await;
+    }
+    answer
 }
 
 #[cfg(test)]

@@ -209,12 +209,9 @@ async fn a_pass_on_moto_sees_a_failed_execution_and_redrives_it() {
 
 #[tokio::test]
 async fn a_running_execution_is_stopped_on_moto_with_the_cause() {
-    let moto = MotoServer::start();
-    moto.control(
-        "/moto-api/config",
-        r#"{"stepfunctions":{"execute_state_machine":true}}"#,
-    );
-    let sdk = moto.sdk_config().await;
+    // moto's default mode: an execution runs until stopped (its engine may race a stop).
+    let moto = MotoServer::shared();
+    let sdk = moto.sdk_config_in("eu-north-1").await;
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let machine = state_machine(
         &sfn,
@@ -497,4 +494,141 @@ async fn own_functions_errors_and_throttles_come_from_get_metric_data() {
         quiet.iter().all(|f| f.errors == 0.0 && f.throttles == 0.0),
         "{quiet:?}"
     );
+}
+
+/// An alarm source that cannot be read: the poll itself fails.
+struct AlarmsDown;
+
+#[async_trait]
+impl selfbuild_core::ports::AlarmSource for AlarmsDown {
+    async fn alarms_in_alarm(
+        &self,
+    ) -> Result<Vec<selfbuild_core::alarm::AlarmSignal>, selfbuild_core::error::TelemetryError>
+    {
+        Err(selfbuild_core::error::TelemetryError::Unavailable(
+            "DescribeAlarms: down".into(),
+        ))
+    }
+}
+
+fn event(name: &str) -> selfbuild_core::event::EventJson {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fails() {
+    use selfbuild_aws::cloudwatch::CloudWatchAlarms;
+    use selfbuild_aws::dynamo::DynamoStore;
+    use selfbuild_aws::eventbridge::EventBridgeNotifier;
+    use selfbuild_aws::health::{PollHealth, handle_then_pass};
+    use selfbuild_core::clock::FixedClock;
+    use selfbuild_core::idsource::OsRandom;
+    use selfbuild_core::intake::{Decision, IntakeDeps, IntakeResponse};
+    use selfbuild_core::ports::HealthStore;
+
+    let moto = MotoServer::shared();
+    // A region of its own: no alarms in ALARM there.
+    let sdk = moto.sdk_config_in("ap-south-2").await;
+    let store = DynamoStore::new(&sdk, "poll-health");
+    store.create_table().await.unwrap();
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let machine = state_machine(
+        &sfn,
+        "poll-health-cycle",
+        r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#,
+    )
+    .await;
+    let orchestrator = StepFunctionsOrchestrator::new(&sdk, machine);
+    let notifier = EventBridgeNotifier::new(&sdk, "default");
+    let telemetry = CloudWatchTelemetry::new(&sdk, TelemetrySettings::default());
+    let metrics = sink();
+    let config =
+        Config::from_lookup(|k| (k == "ENABLE_SELF_BUILDING").then(|| "false".into())).unwrap();
+    let health = PollHealth {
+        ports: PassPorts {
+            executions: &orchestrator,
+            orchestrator: &orchestrator,
+            cycles: &store,
+            health: &store,
+            usage: &store,
+            notifier: &notifier,
+            metrics: &metrics,
+            dead_letters: None,
+        },
+        sources: HealthSources {
+            telemetry: &telemetry,
+            own_functions: &[],
+            dead_letters: None,
+        },
+        limits: limits(),
+    };
+    let alarms = CloudWatchAlarms::new(&sdk);
+    let first = FixedClock(time::macros::datetime!(2026-12-05 12:00 UTC));
+    let deps = |clock: &'static FixedClock| IntakeDeps {
+        claims: &store,
+        halt: &store,
+        orchestrator: &orchestrator,
+        cycles: &store,
+        clock,
+        ids: &OsRandom,
+        metrics: &metrics,
+    };
+    let first: &'static FixedClock = Box::leak(Box::new(first));
+
+    // The daily tick: acknowledged (self-building off), no pass.
+    let answer = handle_then_pass(
+        deps(first),
+        &store,
+        &alarms,
+        &config,
+        event("scheduled-24h.json"),
+        &health,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(answer, IntakeResponse::One(ref o) if o.decision == Decision::Disabled));
+    assert!(store.last_health_report().await.unwrap().is_none());
+
+    // A poll tick: intake starts nothing, the pass runs and is stored.
+    let answer = handle_then_pass(
+        deps(first),
+        &store,
+        &alarms,
+        &config,
+        event("scheduled-poll.json"),
+        &health,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(answer, IntakeResponse::Many(ref v) if v.is_empty()));
+    let report = store
+        .last_health_report()
+        .await
+        .unwrap()
+        .expect("a pass ran");
+    assert_eq!(report.at, first.0);
+    assert!(report.healthy, "{report:#?}");
+
+    // A poll that fails: intake's error stands, and the pass still runs.
+    let later: &'static FixedClock =
+        Box::leak(Box::new(FixedClock(first.0 + time::Duration::minutes(5))));
+    let failed = handle_then_pass(
+        deps(later),
+        &store,
+        &AlarmsDown,
+        &config,
+        event("scheduled-poll.json"),
+        &health,
+    )
+    .await;
+    assert!(failed.is_err(), "{failed:?}");
+    let report = store
+        .last_health_report()
+        .await
+        .unwrap()
+        .expect("a pass ran");
+    assert_eq!(report.at, later.0);
 }
