@@ -94,7 +94,6 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("{e}"));
     let deps = McpDeps {
         store: Arc::new(store.clone()),
-        health: None,
         access_log: Arc::new(LogRecordAccessLog::new(std::io::sink())),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),

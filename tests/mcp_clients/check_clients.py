@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "sb-admin-" + os.urandom(8).hex()
 READ_KEY = "sb-read-" + os.urandom(8).hex()
-EXPECTED_TOOLS = 14
+EXPECTED_TOOLS = 15
 
 try:
     import httpx2

@@ -8,7 +8,7 @@ use selfbuild_aws::cloudwatch::CloudWatchAlarms;
 use selfbuild_aws::dlq::SqsDeadLetters;
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
-use selfbuild_aws::health::{HealthSources, PollHealth, handle_then_pass};
+use selfbuild_aws::health::{HealthSources, NoRollbackHere, PollHealth, handle_then_pass};
 use selfbuild_aws::lambda::diagnostic;
 use selfbuild_aws::observability::ColdStart;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
@@ -69,6 +69,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             usage: &store,
             notifier: &notifier,
             metrics: &metrics,
+            deployer: &NoRollbackHere,
+            improvements: &store,
+            audit: &store,
             dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
         },
         sources: HealthSources {

@@ -45,8 +45,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config, config.component_generation).await?;
     let deps = McpDeps {
         store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
-        // The DynamoDB HealthStore is not built yet (docs/health.md).
-        health: None,
         // Structured records in the function's log group, written before each answer.
         access_log: Arc::new(LogRecordAccessLog::stdout()),
         orchestrator: sfn.clone(),

@@ -9,14 +9,17 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use selfbuild_core::Config;
+use selfbuild_core::change::DeploySpec;
 use selfbuild_core::cycle::TimeWindow;
+use selfbuild_core::deployment::{CanaryDeployment, FunctionState};
 use selfbuild_core::event::{EventJson, IntakeEvent, parse_event};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
 use selfbuild_core::health::{CheckStatus, FunctionFact, HealthReport, Thresholds};
-use selfbuild_core::ids::ComponentId;
+use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
-use selfbuild_core::ports::{AlarmSource, DeadLetters, MinerStateStore};
+use selfbuild_core::ports::{AlarmSource, DeadLetters, DeployError, Deployer, MinerStateStore};
 use selfbuild_core::telemetry::{MetricName, MetricSeries};
 use selfbuild_core::text::Escaped;
 use serde_json::Value;
@@ -170,6 +173,48 @@ pub async fn pass_after_poll(
             );
             None
         }
+    }
+}
+
+/// The pass's deployer on AWS while registered components are not observed there: no
+/// rollback heal is then planned, and one that reached it would fail saying why (alarm-intake
+/// keeps no deploy permissions for it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRollbackHere;
+
+fn not_here(function: &ComponentId) -> DeployError {
+    DeployError::Rejected(format!(
+        "the health pass on AWS does not observe components yet, so it does not roll back \
+         {function}; use MCP rollback_improvement"
+    ))
+}
+
+#[async_trait]
+impl Deployer for NoRollbackHere {
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        Err(not_here(function))
+    }
+    async fn deploy_canary(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+        _: &DeploySpec,
+        _: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        Err(not_here(function))
+    }
+    async fn promote(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(not_here(&d.baseline.function))
+    }
+    async fn rollback(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(not_here(&d.baseline.function))
+    }
+    async fn undo_deploy(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        Err(not_here(function))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::improvement::{
 use crate::ports::{
     Clock, DeployError, Deployer, HaltState, HaltSwitch, MetricRecord, MetricSink, Telemetry, Unit,
 };
-use crate::records::ImprovementStatus;
+use crate::records::{ImprovementRecord, ImprovementStatus};
 use crate::stats::{
     RateTest, alpha_spent, proportion_ratio_test, quantile_interval_levels, rate_test,
     relative_change, wilson_interval,
@@ -846,6 +846,50 @@ pub async fn roll_back_recorded(
         });
     }
     Ok(RolledBack { restored, event })
+}
+
+/// What a requested rollback of a recorded improvement came to.
+#[derive(Debug, Clone)]
+pub enum RequestedRollback {
+    /// Rolled back now.
+    Done {
+        /// Whether a deployment was there to restore.
+        restored: bool,
+    },
+    /// It was rolled back before; nothing done.
+    AlreadyRolledBack,
+    /// Its status allows no rollback (never deployed, rejected, …); nothing done.
+    NotRollbackable(ImprovementStatus),
+}
+
+/// Rolls back a recorded improvement on request (MCP `rollback_improvement`, the health
+/// pass's `RollBack` heal): a deployed, frozen, promoted or `rollback_failed` one is rolled
+/// back through [`roll_back_recorded`]; an already rolled back one is left as it is.
+pub async fn roll_back_requested(
+    deployer: &dyn Deployer,
+    recorder: Recorder<'_>,
+    metrics: &dyn MetricSink,
+    record: &ImprovementRecord,
+    actor: &str,
+    reason: &str,
+) -> Result<RequestedRollback, CanaryError> {
+    match record.status {
+        status if status.can_be_rolled_back() => {}
+        ImprovementStatus::RolledBack => return Ok(RequestedRollback::AlreadyRolledBack),
+        other => return Ok(RequestedRollback::NotRollbackable(other)),
+    }
+    let done = roll_back_recorded(
+        deployer,
+        recorder,
+        metrics,
+        &record.item,
+        Some(record.status),
+        RollbackCause::Requested { actor, reason },
+    )
+    .await?;
+    Ok(RequestedRollback::Done {
+        restored: done.restored,
+    })
 }
 
 /// Audits a rollback (or the undo of a failed deploy) that failed, with the function as the

@@ -112,7 +112,13 @@ pub enum Command {
     /// pass or running too long, the store, the LLM breakers; heal what it can, disable a
     /// component after 3 failed heals; store and print the report. Exit status 1 when it
     /// found problems.
-    Health,
+    Health {
+        /// A scenario whose fleet's functions are observed as the registered components
+        /// (error rates, when errors began); a rollback heal acts on that fleet. Without it
+        /// components are not observed.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
     /// Re-enable a component the health pass disabled (its failed heals back to 0); audited.
     EnableComponent {
         /// The component's name.
@@ -439,9 +445,9 @@ async fn run_command(cli: Cli) -> Result<ExitCode, CliError> {
             | Command::List { .. }
             | Command::Show { .. }
             | Command::Report { .. }
-            | Command::Health
+            | Command::Health { .. }
     );
-    let is_health = matches!(cli.command, Command::Health);
+    let is_health = matches!(cli.command, Command::Health { .. });
     let format = cli.output.unwrap_or(if human {
         OutputFormat::Table
     } else {
@@ -624,10 +630,18 @@ pub async fn execute(cli: Cli) -> Result<Value, CliError> {
             let was_halted = store.clear_halt().await?;
             Ok(json!({"halted": false, "was_halted": was_halted}))
         }
-        Command::Health => {
+        Command::Health { scenario } => {
             let config = Config::from_env()?;
             let store = SqliteStore::open(&cli.data_dir)?;
-            let (report, metrics) = crate::health::health_pass(&store, clock, &config).await;
+            let fleet = match scenario {
+                Some(path) => Some(
+                    crate::fleet::Fleet::new(&load_scenario(&path)?, Arc::clone(&clock))
+                        .map_err(|e| cli_error("ExecutionFailed", e.to_string()))?,
+                ),
+                None => None,
+            };
+            let (report, metrics) =
+                crate::health::health_pass(&store, clock, &config, fleet.as_ref()).await;
             Ok(crate::health::report_json(&report, &metrics))
         }
         Command::EnableComponent { name, actor } => {

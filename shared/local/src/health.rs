@@ -6,15 +6,26 @@
 //! `skipped`): selfbuild's own functions' metrics, a DLQ, registered components' error rates.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use selfbuild_core::Config;
+use selfbuild_core::change::DeploySpec;
+use selfbuild_core::cycle::TimeWindow;
+use selfbuild_core::deployment::{CanaryDeployment, FunctionState};
 use selfbuild_core::error::StoreError;
+use selfbuild_core::health::observe::{component_fact, last_change};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
-use selfbuild_core::health::{HealthEvent, HealthEventKind, HealthReport, Thresholds};
-use selfbuild_core::ports::{Clock, HealthStore, MetricRecord, MetricSink};
+use selfbuild_core::health::{ComponentFact, HealthReport, Thresholds};
+use selfbuild_core::ids::{ComponentId, ImprovementId};
+use selfbuild_core::ports::{
+    Clock, DeployError, Deployer, ImprovementStore, MetricRecord, MetricSink, Telemetry,
+};
+use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
+use selfbuild_core::telemetry::TelemetryQuery;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::fleet::Fleet;
 use crate::orchestrator::RecordingOrchestrator;
 use crate::store::SqliteStore;
 
@@ -39,17 +50,40 @@ impl MetricSink for Emitted {
     }
 }
 
+/// How far back a pass reads a component's metrics: the unbroken run of periods over the
+/// threshold is looked for in it (when its errors began).
+const COMPONENT_LOOKBACK: Duration = Duration::from_secs(60 * 60);
+
+/// The interval between passes (the 5-minute rule): a component's error rate is over it.
+const PASS_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
 /// Runs one pass over `store` at the clock's time; the report and the metrics it emitted.
+/// With a `fleet`, its functions are the registered components (observed through its
+/// telemetry) and the rollback heal restores baselines on it; without one, components are
+/// not observed and a rollback heal fails saying so.
 pub async fn health_pass(
     store: &SqliteStore,
     clock: Arc<dyn Clock>,
     config: &Config,
+    fleet: Option<&Fleet>,
 ) -> (HealthReport, Vec<String>) {
     let now = clock.now();
     let orchestrator = RecordingOrchestrator::new(store.clone(), clock);
     let metrics = Emitted {
         names: Mutex::default(),
         namespace: config.metrics_namespace.clone(),
+    };
+    let limits = Thresholds::from_config(config);
+    let observed = Observed {
+        components: match fleet {
+            Some(fleet) => Some(observe_components(fleet, store, now, &limits).await),
+            None => None,
+        },
+        ..Observed::default()
+    };
+    let deployer: &dyn Deployer = match fleet {
+        Some(fleet) => fleet,
+        None => &NoFleet,
     };
     let ports = PassPorts {
         executions: &orchestrator,
@@ -59,20 +93,127 @@ pub async fn health_pass(
         usage: store,
         notifier: store,
         metrics: &metrics,
+        deployer,
+        improvements: store,
+        audit: store,
         dead_letters: None,
     };
-    let report = run_pass(
-        &ports,
-        now,
-        &Thresholds::from_config(config),
-        Observed::default(),
-    )
-    .await;
+    let report = run_pass(&ports, now, &limits, observed).await;
     let names = metrics
         .names
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     (report, names)
+}
+
+/// Every fleet function as a component fact: its error rate over the last pass interval,
+/// when its errors began, selfbuild's latest live change to it. A function whose metrics
+/// cannot be read is left out (logged).
+async fn observe_components(
+    fleet: &Fleet,
+    store: &SqliteStore,
+    now: OffsetDateTime,
+    limits: &Thresholds,
+) -> Vec<ComponentFact> {
+    let records = recent_improvements(store).await;
+    let query = TelemetryQuery {
+        tenant: None,
+        components: fleet.functions(),
+        window: TimeWindow {
+            start: now - COMPONENT_LOOKBACK,
+            end: now,
+        },
+        period_seconds: 60,
+    };
+    let series = match fleet.metric_series(&query).await {
+        Ok(series) => series,
+        Err(e) => {
+            tracing::warn!(error = %e, "component metrics not read");
+            return Vec::new();
+        }
+    };
+    query
+        .components
+        .iter()
+        .map(|c| {
+            component_fact(
+                c.as_str(),
+                &series,
+                now,
+                PASS_INTERVAL,
+                limits.component_error_rate,
+                last_change(&records, c.as_str()),
+            )
+        })
+        .collect()
+}
+
+/// The newest improvement records (a few pages: the live change of a component is recent).
+async fn recent_improvements(store: &SqliteStore) -> Vec<ImprovementRecord> {
+    let mut records = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = store
+            .list_improvements(&ImprovementQuery {
+                scope: TenantScope::All,
+                status: None,
+                limit: ImprovementQuery::MAX_LIMIT,
+                cursor: cursor.take(),
+            })
+            .await;
+        match page {
+            Ok(page) => {
+                records.extend(page.items);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "improvement records not read");
+                break;
+            }
+        }
+    }
+    records
+}
+
+/// No fleet: nothing to roll back on.
+struct NoFleet;
+
+#[async_trait::async_trait]
+impl Deployer for NoFleet {
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        Err(no_fleet(function))
+    }
+    async fn deploy_canary(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+        _: &DeploySpec,
+        _: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        Err(no_fleet(function))
+    }
+    async fn promote(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(no_fleet(&d.baseline.function))
+    }
+    async fn rollback(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(no_fleet(&d.baseline.function))
+    }
+    async fn undo_deploy(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        Err(no_fleet(function))
+    }
+}
+
+fn no_fleet(function: &ComponentId) -> DeployError {
+    DeployError::Rejected(format!(
+        "no fleet to act on {function} here (selfbuild health --scenario gives one)"
+    ))
 }
 
 /// The CLI's answer: the report with the metrics emitted.
@@ -92,21 +233,7 @@ pub async fn enable_component(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<Value, StoreError> {
-    let was_disabled = store.enable_component(component).await?;
-    store
-        .append_health_event(&HealthEvent {
-            at: now,
-            component: Some(component.to_owned()),
-            kind: HealthEventKind::Enabled,
-            actor: actor.to_owned(),
-            heal: None,
-            succeeded: None,
-            detail: if was_disabled {
-                "re-enabled; failed heals back to 0".to_owned()
-            } else {
-                "was not disabled; failed heals back to 0".to_owned()
-            },
-        })
-        .await?;
-    Ok(json!({"component": component, "enabled": true, "was_disabled": was_disabled}))
+    let enabled =
+        selfbuild_core::health::pass::enable_component(store, component, actor, now).await?;
+    Ok(json!(enabled))
 }

@@ -233,7 +233,6 @@ fn endpoint_deps(
     };
     Ok(McpDeps {
         store: Arc::new(store.clone()),
-        health: Some(Arc::new(store.clone())),
         access_log,
         orchestrator: Arc::new(orchestrator),
         task_tokens: Arc::new(StoreTaskTokens(store.clone())),

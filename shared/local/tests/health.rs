@@ -1,18 +1,22 @@
 //! `selfbuild health` and `enable-component` on a data directory: a failed cycle is
 //! redriven, a stuck one stopped and restarted, heals are counted, the third failed heal
-//! disables the component, re-enabling starts it from 0. Fixed clocks only (`--now`).
+//! disables the component, re-enabling starts it from 0; over the timeouts scenario's fleet a
+//! failing component's change is rolled back, the component disabled after three failed
+//! heals, a cycle on it skipped until it is re-enabled. Fixed clocks only (`--now`).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use selfbuild_core::Config;
+use selfbuild_core::audit::AuditAction;
 use selfbuild_core::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, TimeWindow, Trigger,
 };
 use selfbuild_core::health::{HealthEventKind, SELF_HEALING_EXHAUSTED_METRIC, Thresholds};
 use selfbuild_core::ids::{ComponentId, CycleId};
-use selfbuild_core::ports::{CycleStore, HealthStore};
+use selfbuild_core::ports::{AuditLog, CycleStore, HealthStore, ImprovementStore};
+use selfbuild_core::records::{ImprovementRecord, ImprovementStatus};
 use selfbuild_local::store::SqliteStore;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -305,4 +309,226 @@ fn enabling_a_component_that_was_never_disabled_says_so() {
     let (code, answer) = selfbuild(dir.path(), NOW, &["enable-component", "orders"]);
     assert_eq!(code, 0);
     assert_eq!(answer["was_disabled"], false);
+}
+
+/// The bundled timeouts scenario: orders-api (acme) fails about 30 % of its invocations.
+fn timeouts_scenario() -> String {
+    format!(
+        "{}/../../events/scenarios/timeouts.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The scenario's time: its fleet has telemetry up to it.
+const SCENARIO_NOW: OffsetDateTime = datetime!(2026-11-22 05:00 UTC);
+
+/// A promoted improvement of orders-api, last updated (deployed) at `at`.
+fn promoted(at: OffsetDateTime) -> ImprovementRecord {
+    serde_json::from_value(serde_json::json!({
+        "improvement_id": "c0-1", "cycle_id": "c0", "tenant_id": "acme",
+        "component": "orders-api", "status": "promoted", "risk": "LOW",
+        "change": "timeout 3 s → 10 s",
+        "updated_at": at.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339"),
+        "item": {
+            "cycle_id": "c0", "tenant_id": "acme", "mode": "routine",
+            "opportunity": {
+                "id": "orders-api:timeouts", "rank": 1, "component": "orders-api",
+                "tenant_id": "acme", "kind": "timeouts", "evidence": [],
+                "expected_gain": 0.5, "affected_requests": 10.0, "impact_score": 5.0,
+                "priority": "high", "current": null, "top_errors": []
+            }
+        }
+    }))
+    .expect("an improvement record")
+}
+
+/// A failed cycle of `component` that ended at `ended`.
+async fn failed_cycle(store: &SqliteStore, id: &str, component: &str, ended: OffsetDateTime) {
+    let c = cycle(id, component, ended - Duration::from_secs(120));
+    store.create_cycle(&c).await.expect("cycle created");
+    store
+        .finish_cycle(&c.request.cycle_id, CycleStatus::Failed, ended)
+        .await
+        .expect("cycle finished");
+}
+
+/// An analyze payload for a cycle of orders-api over the ten minutes before `at`.
+fn analyze_payload(dir: &Path, id: &str, at: OffsetDateTime) -> std::path::PathBuf {
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339")
+    };
+    let payload = serde_json::json!({
+        "cycle_id": id, "mode": "routine", "tenant_id": "acme",
+        "components": ["orders-api"],
+        "analysis_window": {"start": rfc(at - Duration::from_secs(600)), "end": rfc(at)},
+        "max_improvements": 3, "max_concurrency": 1, "dry_run": false,
+        "trigger": {"kind": "schedule", "rule": null},
+        "dedup_key": "acme#orders-api", "requested_at": rfc(at)
+    });
+    let path = dir.join(format!("{id}.json"));
+    std::fs::write(&path, payload.to_string()).expect("payload written");
+    path
+}
+
+#[test]
+fn a_failing_component_is_rolled_back_healed_disabled_skipped_and_enabled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = SqliteStore::open(&data).unwrap();
+    let scenario = timeouts_scenario();
+    let health = |at| selfbuild(&data, at, &["health", "--scenario", &scenario]);
+
+    // GIVEN orders-api failing for the whole last hour, one minute after selfbuild's
+    // promoted change c0-1, and a cycle of it that failed a minute ago
+    let mut at = SCENARIO_NOW;
+    block(async {
+        store
+            .put_improvement(&promoted(at - Duration::from_secs(61 * 60)))
+            .await
+            .unwrap();
+        failed_cycle(
+            &store,
+            "c-fail-0",
+            "orders-api",
+            at - Duration::from_secs(60),
+        )
+        .await;
+    });
+
+    // WHEN the first pass runs
+    let (code, report) = health(at);
+    // THEN it sees the component (over the threshold, after the change), redrives the
+    // execution and rolls the change back, through the rollback machinery
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["checks"][5]["name"], "components");
+    let components = report["checks"][5]["detail"].as_str().unwrap();
+    assert!(
+        components.contains("orders-api: error rate") && components.contains("c0-1"),
+        "{components}"
+    );
+    let orders = plan(&report, "orders-api");
+    assert_eq!(orders["step"], "heal", "{report:#}");
+    let actions: Vec<&str> = orders["heals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["redrive", "roll_back"]);
+    let outcomes = report["outcomes"].as_array().unwrap();
+    assert!(
+        outcomes.iter().all(|o| o["succeeded"] == true),
+        "{report:#}"
+    );
+    assert!(
+        outcomes[1]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolled back c0-1")
+    );
+    block(async {
+        // The embedded redrive: the cycle record runs again (no execution to resume).
+        let redriven = store
+            .get_cycle(&CycleId::parse("c-fail-0").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(redriven.status, CycleStatus::Running);
+        let record = store
+            .get_improvement(&"c0-1".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, ImprovementStatus::RolledBack);
+        let trail = store
+            .cycle_events(&CycleId::parse("c0").unwrap())
+            .await
+            .unwrap();
+        let rolled = trail.last().unwrap();
+        assert_eq!(rolled.action, AuditAction::RolledBack);
+        assert_eq!(rolled.actor, "selfbuild:health");
+        let attempts = store.health_events(Some("orders-api"), 10).await.unwrap();
+        assert_eq!(attempts.len(), 2, "one event per heal attempt");
+    });
+
+    // WHEN its cycles keep failing, pass after pass
+    let mut steps = Vec::new();
+    for pass in 1..=3 {
+        block(failed_cycle(
+            &store,
+            &format!("c-fail-{pass}"),
+            "orders-api",
+            at + Duration::from_secs(60),
+        ));
+        at += Duration::from_secs(300);
+        let (_, report) = health(at);
+        let orders = plan(&report, "orders-api");
+        steps.push((
+            orders["step"].as_str().unwrap().to_owned(),
+            orders["failed_heals"].as_u64().unwrap(),
+        ));
+        if pass == 3 {
+            // THEN the third failed heal disables it: metric, notification, ledger
+            assert!(
+                report["metrics_emitted"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&SELF_HEALING_EXHAUSTED_METRIC.into()),
+                "{report:#}"
+            );
+            assert_eq!(report["disabled"][0]["component"], "orders-api");
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            ("heal".to_owned(), 1),
+            ("heal".to_owned(), 2),
+            ("disable".to_owned(), 3)
+        ]
+    );
+    block(async {
+        let ledger = store.component_health().await.unwrap();
+        let orders = ledger.iter().find(|l| l.component == "orders-api").unwrap();
+        assert_eq!(orders.disabled.as_ref().unwrap().since, at);
+        let notes = store.notifications().await.unwrap();
+        let (kind, detail) = notes.last().unwrap();
+        assert_eq!(kind, "Component Disabled");
+        assert_eq!(detail["component"], "orders-api");
+    });
+
+    // WHEN a cycle on orders-api analyses
+    let payload = analyze_payload(dir.path(), "c-next", at);
+    let payload = payload.to_str().unwrap();
+    let analyze = |at| {
+        selfbuild(
+            &data,
+            at,
+            &["invoke", "analyze", payload, "--scenario", &scenario],
+        )
+    };
+    let (code, analysis) = analyze(at);
+    // THEN it ends without a change, audited with the reason
+    assert_eq!(code, 0, "{analysis:#}");
+    assert_eq!(analysis["has_opportunities"], false);
+    assert_eq!(analysis["skipped"][0]["component"], "orders-api");
+    let events = block(store.cycle_events(&CycleId::parse("c-next").unwrap())).unwrap();
+    assert_eq!(events[0].action, AuditAction::ComponentSkipped);
+    assert!(
+        events[0]
+            .detail
+            .contains("selfbuild enable-component orders-api"),
+        "{}",
+        events[0].detail
+    );
+
+    // WHEN an operator re-enables it, the next cycle runs and finds the timeouts again
+    let (code, answer) = selfbuild(&data, at, &["enable-component", "orders-api"]);
+    assert_eq!((code, answer["was_disabled"].clone()), (0, true.into()));
+    let (code, analysis) = analyze(at);
+    assert_eq!(code, 0, "{analysis:#}");
+    assert!(analysis.get("skipped").is_none(), "{analysis:#}");
+    assert_eq!(analysis["has_opportunities"], true, "{analysis:#}");
+    assert_eq!(analysis["opportunities"][0]["component"], "orders-api");
 }

@@ -23,8 +23,8 @@ use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
-    AccessLogSink, Clock, CodeChecker, Deployer, HealthStore, IdSource, KeySource, Llm, MetricSink,
-    Notifier, Orchestrator, Store, TaskTokens, Telemetry,
+    AccessLogSink, Clock, CodeChecker, Deployer, IdSource, KeySource, Llm, MetricSink, Notifier,
+    Orchestrator, Store, TaskTokens, Telemetry,
 };
 
 pub mod access_log;
@@ -109,10 +109,8 @@ fn split_list(value: &str) -> Vec<String> {
 /// Everything the endpoint uses.
 #[derive(Clone)]
 pub struct McpDeps {
-    /// Every store port.
+    /// Every store port (the self health pass's ledgers and reports included).
     pub store: Arc<dyn Store>,
-    /// The self health pass's reports, where the store keeps them (none: not built for it).
-    pub health: Option<Arc<dyn HealthStore>>,
     /// Where access log entries go (handed over; a call never waits for its entry).
     pub access_log: Arc<dyn AccessLogSink>,
     /// Starts cycles.

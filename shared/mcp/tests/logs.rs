@@ -93,7 +93,6 @@ async fn operator_and_agent_text_never_breaks_a_log_line() {
     .expect("keys");
     let router = app(McpDeps {
         store: Arc::new(store.clone()),
-        health: None,
         access_log: Arc::new(LogRecordAccessLog::new(std::io::sink())),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),

@@ -19,12 +19,13 @@ use selfbuild_core::audit::AuditEvent;
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::{CycleRecord, CycleStatus};
 use selfbuild_core::error::StoreError;
+use selfbuild_core::health::{ComponentHealth, HealthEvent, HealthReport};
 use selfbuild_core::ids::{CycleId, DedupKey, ImprovementId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::ports::{
     AccessLog, AccessLogSink, ApprovalStore, AuditLog, ClaimOutcome, Clock, CycleStore, DedupClaim,
-    DedupStore, HaltState, HaltSwitch, ImprovementStore, MetricRecord, MetricSink, MinerStateStore,
-    Registry, SavedMinerState, StaticKeys, UsageLedger,
+    DedupStore, HaltState, HaltSwitch, HealthStore, ImprovementStore, MetricRecord, MetricSink,
+    MinerStateStore, Registry, SavedMinerState, StaticKeys, UsageLedger,
 };
 use selfbuild_core::records::{
     AgentRecord, ComponentRecord, DailyUsage, ImprovementQuery, ImprovementRecord,
@@ -143,6 +144,16 @@ gated!(AuditLog {
     read cycle_events(cycle_id: &CycleId) -> Vec<AuditEvent>;
 });
 
+gated!(HealthStore {
+    read component_health() -> Vec<ComponentHealth>;
+    write put_component_health(ledger: &ComponentHealth) -> ();
+    write enable_component(component: &str) -> bool;
+    write append_health_event(event: &HealthEvent) -> ();
+    read health_events(component: Option<&str>, limit: usize) -> Vec<HealthEvent>;
+    write save_health_report(report: &HealthReport) -> ();
+    read last_health_report() -> Option<HealthReport>;
+});
+
 gated!(MinerStateStore {
     read load_miner_state(scope: &str) -> Option<SavedMinerState>;
     write save_miner_state(scope: &str, body: &str, expected: u64) -> bool;
@@ -179,7 +190,6 @@ fn harness(rate_limit_per_minute: u32) -> Harness {
     .expect("keys");
     let (app, shutdown) = app_with_shutdown(McpDeps {
         store: store.clone(),
-        health: None,
         access_log: access_log.clone(),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             sqlite.clone(),
@@ -261,8 +271,9 @@ async fn read_only_tools_answer_with_every_store_write_held_back() {
             json!({"time_range_hours": 1}),
             0,
         ),
-        // The first status call reads everything; later ones the halt switch only.
-        ("get_system_status", json!({}), 4),
+        // The first status call reads everything (halt, running cycles, counts, usage, the
+        // last health report, the heal ledgers); later ones the halt switch only.
+        ("get_system_status", json!({}), 6),
         ("get_system_status", json!({}), 1),
     ];
     for (tool, arguments, reads) in cases {

@@ -139,7 +139,6 @@ fn harness_drafting(settings: McpSettings, config: Config, llm: Arc<DraftLlm>) -
     let access_log = Arc::new(BatchedAccessLog::spawn(Arc::new(store.clone())));
     let deps = McpDeps {
         store: Arc::new(store.clone()),
-        health: Some(Arc::new(store.clone())),
         access_log: access_log.clone(),
         orchestrator: Arc::new(RecordingOrchestrator::new(
             store.clone(),
@@ -327,6 +326,7 @@ async fn tools_list_has_every_tool_with_schemas_and_annotations() {
             "rollback_improvement",
             "emergency_stop",
             "resume",
+            "enable_component",
             "register_agent",
             "list_agents",
         ]
@@ -1535,4 +1535,117 @@ async fn get_system_status_says_null_before_any_health_pass() {
         .ok(ADMIN, "get_system_status", json!({"include_health": false}))
         .await;
     assert_eq!(status["last_health"], Value::Null, "{status}");
+}
+
+#[tokio::test]
+async fn enable_component_reenables_a_disabled_component_audited_and_scoped() {
+    use selfbuild_core::health::{ComponentHealth, Disabled, HealthEventKind};
+    use selfbuild_core::ports::{HealthStore, Registry};
+    use selfbuild_core::records::{ComponentRecord, ComponentStatus};
+    // GIVEN orders (acme's) and payments (globex's) disabled by the health pass
+    let h = harness();
+    for (name, tenant) in [("orders", "acme"), ("payments", "globex")] {
+        h.store
+            .put_component(&ComponentRecord {
+                name: name.into(),
+                component_type: "lambda_function".into(),
+                tenant_id: Some(TenantId::parse(tenant).expect("tenant")),
+                status: ComponentStatus::Registered,
+                detail: json!({}),
+                created_at: h.now,
+            })
+            .await
+            .expect("registered");
+        h.store
+            .put_component_health(&ComponentHealth {
+                component: name.into(),
+                failed_heals: 3,
+                heal_pending: false,
+                disabled: Some(Disabled {
+                    reason: "3 failed heals (limit 3)".into(),
+                    since: h.now,
+                }),
+            })
+            .await
+            .expect("ledger");
+    }
+    // THEN status lists them: all for a `*` key, its own for a tenant key
+    let status = h
+        .ok(ADMIN, "get_system_status", json!({"include_health": false}))
+        .await;
+    let names = |s: &Value| -> Vec<String> {
+        s["disabled_components"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|d| d["component"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&status), ["orders", "payments"], "{status}");
+    let reason = status["disabled_components"][0]["reason"]
+        .as_str()
+        .expect("reason");
+    assert!(reason.contains("enable_component"), "{reason}");
+    let acme = h
+        .ok(
+            ACME_ALL,
+            "get_system_status",
+            json!({"include_health": false}),
+        )
+        .await;
+    assert_eq!(names(&acme), ["orders"], "{acme}");
+
+    // WHEN a read key tries: it lacks the approve scope
+    let (code, _, body) = h
+        .post_as(
+            Some(ACME_READ),
+            &call("enable_component", json!({"component": "orders"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"approve\""))
+    );
+    // A tenant key cannot see another tenant's component
+    let e = h
+        .err(
+            ACME_ALL,
+            "enable_component",
+            json!({"component": "payments"}),
+        )
+        .await;
+    assert_eq!(e["error"], "not_found", "{e}");
+    // A blank name is refused by name
+    let e = h
+        .err(ACME_ALL, "enable_component", json!({"component": " "}))
+        .await;
+    assert_eq!(e["error"], "invalid_arguments", "{e}");
+
+    // WHEN acme's key re-enables orders
+    let enabled = h
+        .ok(ACME_ALL, "enable_component", json!({"component": "orders"}))
+        .await;
+    assert_eq!(
+        enabled,
+        json!({"component": "orders", "enabled": true, "was_disabled": true})
+    );
+    // THEN it is audited with the key as actor, and status shows it at once (no stale cache)
+    let events = h
+        .store
+        .health_events(Some("orders"), 5)
+        .await
+        .expect("events");
+    assert_eq!(events[0].kind, HealthEventKind::Enabled);
+    assert_eq!(events[0].actor, "key:acme-all");
+    let status = h
+        .ok(ADMIN, "get_system_status", json!({"include_health": false}))
+        .await;
+    assert_eq!(names(&status), ["payments"], "{status}");
+    // Again: idempotent, says it was not disabled
+    let again = h
+        .ok(ACME_ALL, "enable_component", json!({"component": "orders"}))
+        .await;
+    assert_eq!(again["was_disabled"], false);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfbuild_aws::dlq::SqsDeadLetters;
-use selfbuild_aws::health::{HealthSources, observe, pass};
+use selfbuild_aws::health::{HealthSources, NoRollbackHere, observe, pass};
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::Config;
@@ -174,6 +174,9 @@ async fn a_pass_on_moto_sees_a_failed_execution_and_redrives_it() {
         usage: &store,
         notifier: &store,
         metrics: &metrics,
+        deployer: &NoRollbackHere,
+        improvements: &store,
+        audit: &store,
         dead_letters: None,
     };
     let now = stopped + Duration::from_secs(30);
@@ -405,6 +408,9 @@ async fn a_pass_resends_the_dead_letters_it_finds() {
         usage: &store,
         notifier: &store,
         metrics: &metrics,
+        deployer: &NoRollbackHere,
+        improvements: &store,
+        audit: &store,
         dead_letters: Some(&dlq),
     };
     let sources = HealthSources {
@@ -556,6 +562,9 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
             usage: &store,
             notifier: &notifier,
             metrics: &metrics,
+            deployer: &NoRollbackHere,
+            improvements: &store,
+            audit: &store,
             dead_letters: None,
         },
         sources: HealthSources {

@@ -92,8 +92,6 @@ async fn read_only_tools_make_no_aws_write_on_their_path() {
     ));
     let router = app(McpDeps {
         store: Arc::new(store),
-        // The DynamoDB HealthStore is not built yet.
-        health: None,
         access_log: Arc::new(LogRecordAccessLog::new(lines.clone())),
         orchestrator: sfn.clone(),
         task_tokens: sfn,

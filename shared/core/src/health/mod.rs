@@ -1,9 +1,11 @@
 //! The self health pass (R20): observed facts → a [`HealthReport`] with a heal plan, and the
 //! per-component rule that disables a component after [`MAX_FAILED_HEALS`] failed heals.
 //! The rules are pure; [`pass`] runs one pass over the ports (observe, decide, heal, record);
-//! [`skip`] says what a cycle leaves out while components are disabled.
+//! [`skip`] says what a cycle leaves out while components are disabled; [`observe`] turns a
+//! component's metric series into what the pass sees of it.
 
 pub mod dlq;
+pub mod observe;
 pub mod pass;
 pub mod skip;
 

@@ -10,12 +10,15 @@ use super::{
     HealthReport, MAX_FAILED_HEALS, Observations, SELF_HEALING_EXHAUSTED_METRIC, Thresholds,
     after_attempt, assess, exhausted,
 };
+use crate::canary::{RequestedRollback, roll_back_requested};
+use crate::clock::FixedClock;
 use crate::cycle::CycleRequest;
-use crate::ids::CycleId;
+use crate::ids::{CycleId, ImprovementId};
 use crate::ports::{
-    CycleStore, DeadLetters, ExecutionMonitor, HealthStore, MetricRecord, MetricSink, Notifier,
-    Orchestrator, Unit, UsageLedger,
+    AuditLog, CycleStore, DeadLetters, Deployer, ExecutionMonitor, HealthStore, ImprovementStore,
+    MetricRecord, MetricSink, Notifier, Orchestrator, Unit, UsageLedger,
 };
+use crate::transition::Recorder;
 
 /// The actor health events and notifications name.
 pub const ACTOR: &str = "selfbuild:health";
@@ -37,8 +40,14 @@ pub struct PassPorts<'a> {
     pub usage: &'a dyn UsageLedger,
     /// Tells operators a component was disabled.
     pub notifier: &'a dyn Notifier,
-    /// Receives [`SELF_HEALING_EXHAUSTED_METRIC`].
+    /// Receives [`SELF_HEALING_EXHAUSTED_METRIC`] and the rollback heal's count.
     pub metrics: &'a dyn MetricSink,
+    /// Restores a blamed change's baseline (the rollback heal).
+    pub deployer: &'a dyn Deployer,
+    /// The blamed improvement's record.
+    pub improvements: &'a dyn ImprovementStore,
+    /// Where the rollback heal's `rolled_back` is audited.
+    pub audit: &'a dyn AuditLog,
     /// Re-sends intake's dead letters; none where there is no queue.
     pub dead_letters: Option<&'a dyn DeadLetters>,
 }
@@ -242,7 +251,10 @@ async fn heal(
             ..
         } => restart(ports, now, limits, execution_ref, cycle_id).await,
         HealAction::ResendDlq { .. } => resend_dlq(ports).await,
-        HealAction::RollBack { .. } => Err("no adapter carries out this heal yet".to_owned()),
+        HealAction::RollBack {
+            component,
+            improvement_id,
+        } => roll_back(ports, now, component, improvement_id).await,
     };
     match result {
         Ok(detail) => HealOutcome {
@@ -271,6 +283,54 @@ async fn resend_dlq(ports: &PassPorts<'_>) -> Result<String, String> {
         Ok(resent.describe())
     } else {
         Err(resent.describe())
+    }
+}
+
+/// Rolls back the selfbuild change a component's errors began after, through the same
+/// requested rollback as MCP `rollback_improvement` (audited `rolled_back` with the health
+/// pass as actor, notified, counted).
+async fn roll_back(
+    ports: &PassPorts<'_>,
+    now: OffsetDateTime,
+    component: &str,
+    improvement_id: &str,
+) -> Result<String, String> {
+    let id = ImprovementId::parse(improvement_id).map_err(|e| e.to_string())?;
+    let record = ports
+        .improvements
+        .get_improvement(&id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("improvement {id} has no record"))?;
+    let clock = FixedClock(now);
+    let recorder = Recorder {
+        audit: ports.audit,
+        improvements: ports.improvements,
+        notifier: ports.notifier,
+        clock: &clock,
+    };
+    let reason = format!("{component}'s errors began within one monitor window after it");
+    match roll_back_requested(
+        ports.deployer,
+        recorder,
+        ports.metrics,
+        &record,
+        ACTOR,
+        &reason,
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    {
+        RequestedRollback::Done { restored } => {
+            Ok(format!("rolled back {id}; baseline restored: {restored}"))
+        }
+        // Nothing of selfbuild's is left to undo: this heal cannot help.
+        RequestedRollback::AlreadyRolledBack => Err(format!("{id} was already rolled back")),
+        RequestedRollback::NotRollbackable(status) => Err(format!(
+            "{id} is {}; only a deployed, frozen, promoted or rollback_failed improvement can be \
+             rolled back",
+            status.as_str()
+        )),
     }
 }
 
@@ -313,6 +373,48 @@ async fn restart(
         "stopped {execution_ref}; started {} as {}",
         request.cycle_id, handle.execution_ref
     ))
+}
+
+/// A component re-enabled by an operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Enabled {
+    /// The component.
+    pub component: String,
+    /// Always true: it is enabled now.
+    pub enabled: bool,
+    /// Whether it was disabled before.
+    pub was_disabled: bool,
+}
+
+/// Re-enables `component` (its ledger cleared, so it starts again from 0 failed heals) and
+/// audits who did it as a health event `enabled`; the CLI and the MCP tool both call this.
+pub async fn enable_component(
+    health: &dyn HealthStore,
+    component: &str,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Enabled, crate::error::StoreError> {
+    let was_disabled = health.enable_component(component).await?;
+    health
+        .append_health_event(&HealthEvent {
+            at: now,
+            component: Some(component.to_owned()),
+            kind: HealthEventKind::Enabled,
+            actor: actor.to_owned(),
+            heal: None,
+            succeeded: None,
+            detail: if was_disabled {
+                "re-enabled; failed heals back to 0".to_owned()
+            } else {
+                "was not disabled; failed heals back to 0".to_owned()
+            },
+        })
+        .await?;
+    Ok(Enabled {
+        component: component.to_owned(),
+        enabled: true,
+        was_disabled,
+    })
 }
 
 /// `<cycle>-r<unix seconds>`, the cycle part cut so the id stays within 80 characters.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
+use selfbuild_core::health::skip::SkippedComponent;
 use selfbuild_core::ids::TenantId;
 use selfbuild_core::records::{ImprovementStatus, TenantScope};
 use serde::Deserialize;
@@ -19,7 +20,9 @@ pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "get_system_status",
     description: "The state of selfbuild: halt switch, running cycles, improvements by status, \
 component health over the last hour (error and throttle rates), LLM circuit breakers, LLM \
-spend today against the per-request budget, and the evolution level (promoted improvements). \
+spend today against the per-request budget, the last self health report, the components the \
+health pass disabled (with why and how to re-enable them: enable_component), and the evolution \
+level (promoted improvements). \
 The halt switch is read on every call; the rest may be up to 5 s old (as_of, age_seconds).",
     scope: Scope::Read,
     read_only: true,
@@ -156,6 +159,7 @@ async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value
         Value::Null
     };
     let last_health = last_health(ctx, &scope).await;
+    let disabled = disabled_components(ctx, &scope).await;
     let body = json!({
         "running_cycles": running.iter().map(|c| json!({
             "cycle_id": c.request.cycle_id,
@@ -173,6 +177,7 @@ async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value
             "per_request_limit_usd": deps.config.llm_budget_usd,
         },
         "last_health": last_health,
+        "disabled_components": disabled,
         "evolution_level": counts.get(&ImprovementStatus::Promoted).copied().unwrap_or(0),
         "features": {
             "autonomous_improvements": deps.config.autonomous_improvements,
@@ -187,12 +192,9 @@ async fn summary(ctx: &ToolContext<'_>, args: &Args) -> Result<Map<String, Value
 
 /// The last self health report: whole for a `*` key; for a tenant's key only when it ran and
 /// whether it found problems, with each check's status (the details name other tenants'
-/// cycles). Null where no pass ran or the store keeps no reports; a read failure is reported.
+/// cycles). Null where no pass ran; a read failure is reported.
 async fn last_health(ctx: &ToolContext<'_>, scope: &TenantScope) -> Value {
-    let Some(health) = ctx.deps.health.as_ref() else {
-        return Value::Null;
-    };
-    match health.last_health_report().await {
+    match ctx.deps.store.last_health_report().await {
         Ok(None) => Value::Null,
         Ok(Some(report)) => match scope {
             TenantScope::All => {
@@ -209,6 +211,40 @@ async fn last_health(ctx: &ToolContext<'_>, scope: &TenantScope) -> Value {
         },
         Err(e) => json!({"error": e.to_string()}),
     }
+}
+
+/// The components the health pass disabled, as the heal ledgers say now (a re-enable shows
+/// at once): all for a `*` key; for a tenant's key those registered to its tenant. Each with
+/// since when, why and how to re-enable; a read failure is reported, not raised.
+async fn disabled_components(ctx: &ToolContext<'_>, scope: &TenantScope) -> Value {
+    let ledgers = match ctx.deps.store.component_health().await {
+        Ok(ledgers) => ledgers,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    let visible: Option<Vec<String>> = match scope {
+        // Nothing disabled (the usual case): no registry read.
+        _ if ledgers.iter().all(|l| l.disabled.is_none()) => None,
+        TenantScope::All => None,
+        TenantScope::Only(_) => match ctx.deps.store.list_components(scope).await {
+            Ok(components) => Some(components.into_iter().map(|c| c.name).collect()),
+            Err(e) => return json!({"error": e.to_string()}),
+        },
+    };
+    Value::Array(
+        ledgers
+            .iter()
+            .filter(|l| visible.as_ref().is_none_or(|v| v.contains(&l.component)))
+            .filter_map(SkippedComponent::of)
+            .map(|s| {
+                json!({
+                    "component": s.component,
+                    "since": rfc3339(s.since),
+                    "why": s.why,
+                    "reason": s.reason,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Per component over the last hour; a telemetry failure is reported, not raised.

@@ -23,6 +23,7 @@ use crate::McpDeps;
 
 mod approve_improvement;
 mod emergency_stop;
+mod enable_component;
 mod generate_component;
 mod get_component;
 mod get_improvement;
@@ -82,6 +83,8 @@ pub enum ToolName {
     EmergencyStop,
     /// Clears the halt switch.
     Resume,
+    /// Re-enables a component the health pass disabled.
+    EnableComponent,
     /// Registers another agent.
     RegisterAgent,
     /// Lists registered agents.
@@ -90,7 +93,7 @@ pub enum ToolName {
 
 impl ToolName {
     /// Every tool, in listing order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::TriggerImprovementCycle,
         Self::GetSystemStatus,
         Self::QueryTelemetryInsights,
@@ -103,6 +106,7 @@ impl ToolName {
         Self::RollbackImprovement,
         Self::EmergencyStop,
         Self::Resume,
+        Self::EnableComponent,
         Self::RegisterAgent,
         Self::ListAgents,
     ];
@@ -122,6 +126,7 @@ impl ToolName {
             Self::RollbackImprovement => &rollback_improvement::SPEC,
             Self::EmergencyStop => &emergency_stop::SPEC,
             Self::Resume => &resume::SPEC,
+            Self::EnableComponent => &enable_component::SPEC,
             Self::RegisterAgent => &register_agent::SPEC,
             Self::ListAgents => &list_agents::SPEC,
         }
@@ -156,6 +161,7 @@ impl ToolName {
             Self::RollbackImprovement => schema::<rollback_improvement::Args>(),
             Self::EmergencyStop => schema::<emergency_stop::Args>(),
             Self::Resume => schema::<resume::Args>(),
+            Self::EnableComponent => schema::<enable_component::Args>(),
             Self::RegisterAgent => schema::<register_agent::Args>(),
             Self::ListAgents => schema::<list_agents::Args>(),
         }
@@ -181,6 +187,7 @@ impl ToolName {
             Self::RollbackImprovement => parse_args::<rollback_improvement::Args>(args).map(drop),
             Self::EmergencyStop => parse_args::<emergency_stop::Args>(args).map(drop),
             Self::Resume => parse_args::<resume::Args>(args).map(drop),
+            Self::EnableComponent => parse_args::<enable_component::Args>(args).map(drop),
             Self::RegisterAgent => parse_args::<register_agent::Args>(args).map(drop),
             Self::ListAgents => parse_args::<list_agents::Args>(args).map(drop),
         }
@@ -221,6 +228,7 @@ impl ToolName {
             Self::RollbackImprovement => rollback_improvement::call(ctx, parse_args(args)?).await,
             Self::EmergencyStop => emergency_stop::call(ctx, parse_args(args)?).await,
             Self::Resume => resume::call(ctx, parse_args(args)?).await,
+            Self::EnableComponent => enable_component::call(ctx, parse_args(args)?).await,
             Self::RegisterAgent => register_agent::call(ctx, parse_args(args)?).await,
             Self::ListAgents => list_agents::call(ctx, parse_args(args)?).await,
         }

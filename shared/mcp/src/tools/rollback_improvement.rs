@@ -3,8 +3,7 @@
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::canary::{RollbackCause, roll_back_recorded};
-use selfbuild_core::records::ImprovementStatus;
+use selfbuild_core::canary::{RequestedRollback, roll_back_requested};
 use selfbuild_core::transition::Recorder;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,21 +40,6 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .await?
         .filter(|r| ctx.sees(r.tenant_id.as_ref()))
         .ok_or_else(|| ToolError::NotFound(format!("improvement {id}")))?;
-    match record.status {
-        status if status.can_be_rolled_back() => {}
-        ImprovementStatus::RolledBack => {
-            return Ok(
-                json!({"improvement_id": id, "status": "rolled_back", "restored": false,
-                "detail": "already rolled back"}),
-            );
-        }
-        other => {
-            return Err(ToolError::Conflict(format!(
-                "improvement {id} is {}; only deployed, frozen, promoted or rollback_failed improvements can be rolled back",
-                other.as_str()
-            )));
-        }
-    }
     let actor = ctx.actor();
     let recorder = Recorder {
         audit: &*ctx.deps.store,
@@ -63,18 +47,29 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         notifier: &*ctx.deps.notifier,
         clock: &*ctx.deps.clock,
     };
-    let done = roll_back_recorded(
+    let restored = match roll_back_requested(
         &*ctx.deps.deployer,
         recorder,
         &*ctx.deps.metrics,
-        &record.item,
-        Some(record.status),
-        RollbackCause::Requested {
-            actor: &actor,
-            reason: &reason,
-        },
+        &record,
+        &actor,
+        &reason,
     )
-    .await?;
-    let restored = done.restored;
+    .await?
+    {
+        RequestedRollback::Done { restored } => restored,
+        RequestedRollback::AlreadyRolledBack => {
+            return Ok(
+                json!({"improvement_id": id, "status": "rolled_back", "restored": false,
+                "detail": "already rolled back"}),
+            );
+        }
+        RequestedRollback::NotRollbackable(other) => {
+            return Err(ToolError::Conflict(format!(
+                "improvement {id} is {}; only deployed, frozen, promoted or rollback_failed improvements can be rolled back",
+                other.as_str()
+            )));
+        }
+    };
     Ok(json!({"improvement_id": id, "status": "rolled_back", "restored": restored}))
 }
