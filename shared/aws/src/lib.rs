@@ -6,7 +6,11 @@
 //! - [`cloudwatch`]: [`CloudWatchAlarms`], the alarms in ALARM from CloudWatch `DescribeAlarms`.
 //! - [`telemetry`]: [`telemetry::CloudWatchTelemetry`], metric series from CloudWatch
 //!   `GetMetricData` and error rows from CloudWatch Logs Insights.
+//! - [`dlq`]: [`dlq::SqsDeadLetters`], intake's dead-letter queue (SQS): its depth, and each
+//!   message re-sent once to alarm-intake.
 //! - [`eventbridge`]: [`eventbridge::EventBridgeNotifier`], notifications for other agents on an event bus.
+//! - [`health`]: the self health pass on AWS: own functions' metrics, the DLQ depth, one
+//!   pass after each poll tick.
 //! - [`secrets`]: JSON secrets from Secrets Manager, cached per container.
 //! - [`steps`]: the cycle's Lambda functions on their AWS adapters ([`steps::run`]).
 //! - [`lambda`]: [`lambda::diagnostic`], Lambda error reports with a stable `errorType`.
@@ -22,8 +26,10 @@
 //! SDK honours by itself; there is no local switch in code.
 
 pub mod cloudwatch;
+pub mod dlq;
 pub mod dynamo;
 pub mod eventbridge;
+pub mod health;
 pub mod lambda;
 pub mod lambda_code;
 pub mod lambda_deployer;

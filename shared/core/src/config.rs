@@ -146,6 +146,14 @@ pub struct Config {
     /// `LLM_FALLBACK_SECRET_ID`: a Secrets Manager secret `{base_url, api_key, model}` of an
     /// OpenAI-compatible endpoint tried when Bedrock fails; none means no fallback.
     pub llm_fallback_secret_id: Option<String>,
+    /// `SELF_FUNCTION_NAMES`: selfbuild's own Lambda functions, whose `Errors` and
+    /// `Throttles` the health pass reads (empty: not observed).
+    pub self_function_names: Vec<String>,
+    /// `INTAKE_DLQ_URL`: the SQS queue of events intake could not take, which the health pass
+    /// watches and re-sends from (none: not observed).
+    pub intake_dlq_url: Option<String>,
+    /// `INTAKE_FUNCTION_NAME`: the function dead letters are re-sent to (none: not re-sent).
+    pub intake_function_name: Option<String>,
 }
 
 impl Config {
@@ -227,6 +235,9 @@ impl Config {
             log_group_prefix: env.string("LOG_GROUP_PREFIX", "/aws/lambda/")?,
             self_building: env.flag("ENABLE_SELF_BUILDING", true)?,
             cloudwatch_streaming: env.flag("ENABLE_CLOUDWATCH_STREAMING", false)?,
+            self_function_names: env.list("SELF_FUNCTION_NAMES").unwrap_or_default(),
+            intake_dlq_url: env.optional("INTAKE_DLQ_URL"),
+            intake_function_name: env.optional("INTAKE_FUNCTION_NAME"),
             llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
         })
     }

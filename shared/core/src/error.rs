@@ -152,6 +152,17 @@ pub enum TelemetryError {
     Invalid(String),
 }
 
+/// The dead-letter queue (or the re-send to intake) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The queue or intake could not be reached or was throttled; trying again may work.
+    #[error("dead-letter queue unavailable: {0}")]
+    Unavailable(String),
+    /// The queue or intake refused the request (missing queue, no permission).
+    #[error("dead-letter queue rejected the request: {0}")]
+    Rejected(String),
+}
+
 impl StableError for StoreError {
     fn error_type(&self) -> ErrorType {
         match self {

@@ -149,6 +149,11 @@ impl EventJson {
             None => Ok(self.value),
         }
     }
+
+    /// The event without taking it, when no key repeats.
+    pub fn peek(&self) -> Option<&Value> {
+        self.repeated.is_none().then_some(&self.value)
+    }
 }
 
 impl<'de> Deserialize<'de> for EventJson {

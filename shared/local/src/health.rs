@@ -97,6 +97,7 @@ pub async fn health_pass(
         deployer,
         improvements: store,
         audit: store,
+        dead_letters: None,
     };
     let report = run_pass(&ports, now, &limits, observed).await;
     let names = metrics

@@ -10,6 +10,7 @@ mod demo;
 mod deployer_contract;
 mod faults;
 mod halt;
+mod health_aws;
 mod intake;
 mod intake_strict;
 mod lambda_code;

@@ -58,10 +58,12 @@ const SERVICE_PREFIXES: &[(&str, &str)] = &[
     ("aws_sdk_lambda", "lambda"),
     ("aws_sdk_secretsmanager", "secretsmanager"),
     ("aws_sdk_sfn", "states"),
+    ("aws_sdk_sqs", "sqs"),
 ];
 
 /// Operations authorised by an IAM action of another name.
 const ACTION_OF_OPERATION: &[(&str, &str)] = &[
+    ("lambda:Invoke", "lambda:InvokeFunction"),
     ("bedrock:Converse", "bedrock:InvokeModel"),
     (
         "bedrock:ConverseStream",

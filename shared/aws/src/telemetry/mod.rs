@@ -206,6 +206,28 @@ impl CloudWatchTelemetry {
     pub fn settings(&self) -> &TelemetrySettings {
         &self.settings
     }
+
+    /// `metrics` of each named function by `FunctionName`, one point each pooling the whole
+    /// window (widened to whole minutes): one `GetMetricData` request for up to
+    /// [`MAX_QUERIES_PER_REQUEST`] queries. Used by the health pass for selfbuild's own
+    /// functions.
+    pub async fn function_totals(
+        &self,
+        functions: &[ComponentId],
+        metrics: &[MetricName],
+        window: &TimeWindow,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        let (whole, period) = whole_window(window)?;
+        let targets: Vec<Target> = functions
+            .iter()
+            .map(|component| Target {
+                component: component.clone(),
+                scope: Scope::Function,
+            })
+            .collect();
+        let period = u32::try_from(period).unwrap_or(u32::MAX);
+        self.read_series(&targets, metrics, &whole, period).await
+    }
 }
 
 #[async_trait]

@@ -15,8 +15,8 @@ use crate::clock::FixedClock;
 use crate::cycle::CycleRequest;
 use crate::ids::{CycleId, ImprovementId};
 use crate::ports::{
-    AuditLog, CycleStore, Deployer, ExecutionMonitor, HealthStore, ImprovementStore, MetricRecord,
-    MetricSink, Notifier, Orchestrator, Unit, UsageLedger,
+    AuditLog, CycleStore, DeadLetters, Deployer, ExecutionMonitor, HealthStore, ImprovementStore,
+    MetricRecord, MetricSink, Notifier, Orchestrator, Unit, UsageLedger,
 };
 use crate::transition::Recorder;
 
@@ -48,6 +48,8 @@ pub struct PassPorts<'a> {
     pub improvements: &'a dyn ImprovementStore,
     /// Where the rollback heal's `rolled_back` is audited.
     pub audit: &'a dyn AuditLog,
+    /// Re-sends intake's dead letters; none where there is no queue.
+    pub dead_letters: Option<&'a dyn DeadLetters>,
 }
 
 /// What the caller observed with adapters the pass does not know; none where not observable.
@@ -248,7 +250,7 @@ async fn heal(
             cycle_id,
             ..
         } => restart(ports, now, limits, execution_ref, cycle_id).await,
-        HealAction::ResendDlq { .. } => Err("no adapter carries out this heal yet".to_owned()),
+        HealAction::ResendDlq { .. } => resend_dlq(ports).await,
         HealAction::RollBack {
             component,
             improvement_id,
@@ -265,6 +267,22 @@ async fn heal(
             succeeded: false,
             detail,
         },
+    }
+}
+
+/// Re-sends the dead letters once; a failure when any was left (see [`super::dlq`]).
+async fn resend_dlq(ports: &PassPorts<'_>) -> Result<String, String> {
+    let dead_letters = ports
+        .dead_letters
+        .ok_or_else(|| "no dead-letter queue adapter here to re-send from".to_owned())?;
+    let resent = dead_letters
+        .resend(super::dlq::RESEND_LIMIT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if resent.all_done() {
+        Ok(resent.describe())
+    } else {
+        Err(resent.describe())
     }
 }
 

@@ -5,6 +5,7 @@
 mod access_log;
 mod clock;
 mod code;
+mod dead_letters;
 mod deployer;
 mod health;
 mod ids;
@@ -22,6 +23,7 @@ pub use code::{
     CheckError, CodeCheck, CodeChecker, CodeFinding, CodeSource, CodeSourceError, DeployedFiles,
     NoCodeChecker, NoCodeSource, PatchUnderReview,
 };
+pub use dead_letters::DeadLetters;
 pub use deployer::{DeployError, Deployer};
 pub use health::{ExecutionMonitor, HealthStore};
 pub use ids::IdSource;

@@ -1,0 +1,319 @@
+//! The self health pass on AWS (R20): what it observes besides the pass's own ports
+//! (selfbuild's functions' `Errors` and `Throttles` from CloudWatch, the dead-letter queue's
+//! depth), and one pass after each poll tick of alarm-intake.
+//!
+//! AWS calls of one pass: one DynamoDB read of the last report for the metric window, one
+//! `GetMetricData` (two queries per own function), one `GetQueueAttributes`, the pass's own
+//! (see `selfbuild_core::health::pass` and [`crate::sfn`]: five `ListExecutions` listings and
+//! a `DescribeExecution` per execution new to the container), and the heals.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use selfbuild_core::Config;
+use selfbuild_core::change::DeploySpec;
+use selfbuild_core::cycle::TimeWindow;
+use selfbuild_core::deployment::{CanaryDeployment, FunctionState};
+use selfbuild_core::event::{EventJson, IntakeEvent, parse_event};
+use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
+use selfbuild_core::health::{CheckStatus, FunctionFact, HealthReport, Thresholds};
+use selfbuild_core::ids::{ComponentId, ImprovementId};
+use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
+use selfbuild_core::ports::{AlarmSource, DeadLetters, DeployError, Deployer, MinerStateStore};
+use selfbuild_core::telemetry::{MetricName, MetricSeries};
+use selfbuild_core::text::Escaped;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::telemetry::CloudWatchTelemetry;
+
+/// The shortest window the own functions' metrics are read over (the poll period).
+pub const MIN_METRIC_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// The longest (after a long gap, or on the first pass).
+pub const MAX_METRIC_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// The longest one pass after a poll may take: alarm-intake's timeout is 30 s and the poll
+/// ran first.
+pub const PASS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the AWS pass reads besides [`PassPorts`].
+pub struct HealthSources<'a> {
+    /// CloudWatch metrics.
+    pub telemetry: &'a CloudWatchTelemetry,
+    /// selfbuild's own functions (`SELF_FUNCTION_NAMES`); none: not observed.
+    pub own_functions: &'a [ComponentId],
+    /// Intake's dead-letter queue, where there is one.
+    pub dead_letters: Option<&'a dyn DeadLetters>,
+}
+
+/// The window the own functions' metrics are read over: since the last pass, at least
+/// [`MIN_METRIC_WINDOW`] and at most [`MAX_METRIC_WINDOW`].
+pub fn metric_window(last_pass_at: Option<OffsetDateTime>, now: OffsetDateTime) -> TimeWindow {
+    let longest = now - MAX_METRIC_WINDOW;
+    let shortest = now - MIN_METRIC_WINDOW;
+    let start = last_pass_at.map_or(longest, |at| at.clamp(longest, shortest));
+    TimeWindow { start, end: now }
+}
+
+/// Each own function's `Errors` and `Throttles` summed over the series; a function without
+/// data has zeros.
+pub fn function_facts(functions: &[ComponentId], series: &[MetricSeries]) -> Vec<FunctionFact> {
+    let sum = |f: &ComponentId, metric: MetricName| -> f64 {
+        series
+            .iter()
+            .filter(|s| &s.component == f && s.metric == metric)
+            .flat_map(|s| s.points.iter())
+            .map(|p| p.value)
+            .filter(|v| v.is_finite())
+            .sum()
+    };
+    functions
+        .iter()
+        .map(|f| FunctionFact {
+            function: f.as_str().to_owned(),
+            errors: sum(f, MetricName::Errors),
+            throttles: sum(f, MetricName::Throttles),
+        })
+        .collect()
+}
+
+/// What the pass cannot observe through its ports. A source that fails is reported in the
+/// logs and left unobserved (`skipped`), never failing the pass.
+pub async fn observe(sources: &HealthSources<'_>, window: &TimeWindow) -> Observed {
+    let functions = if sources.own_functions.is_empty() {
+        None
+    } else {
+        match sources
+            .telemetry
+            .function_totals(
+                sources.own_functions,
+                &[MetricName::Errors, MetricName::Throttles],
+                window,
+            )
+            .await
+        {
+            Ok(series) => Some(function_facts(sources.own_functions, &series)),
+            Err(e) => {
+                warn!(error = %Escaped(&e.to_string()), "own functions' metrics not read");
+                None
+            }
+        }
+    };
+    let dlq_depth = match sources.dead_letters {
+        None => None,
+        Some(dlq) => match dlq.depth().await {
+            Ok(depth) => Some(depth),
+            Err(e) => {
+                warn!(error = %Escaped(&e.to_string()), "dead-letter queue depth not read");
+                None
+            }
+        },
+    };
+    Observed {
+        functions,
+        dlq_depth,
+        components: None,
+    }
+}
+
+/// One pass at `now`: observe, then [`run_pass`]; the report is logged (and stored by the
+/// pass).
+pub async fn pass(
+    ports: &PassPorts<'_>,
+    sources: &HealthSources<'_>,
+    now: OffsetDateTime,
+    limits: &Thresholds,
+) -> HealthReport {
+    let last = ports
+        .health
+        .last_health_report()
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.at)
+        .filter(|at| *at < now);
+    let observed = observe(sources, &metric_window(last, now)).await;
+    let report = run_pass(ports, now, limits, observed).await;
+    let problems: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| matches!(c.status, CheckStatus::Degraded | CheckStatus::Failed))
+        .map(|c| c.detail.as_str())
+        .collect();
+    info!(
+        healthy = report.healthy,
+        heals = report.outcomes.len(),
+        disabled = report.disabled.len(),
+        problems = %Escaped(&problems.join("; ")),
+        "health pass"
+    );
+    report
+}
+
+/// Whether intake's event is a poll tick (after which a pass runs).
+pub fn is_poll(event: &Value) -> bool {
+    matches!(parse_event(event), Ok(IntakeEvent::Poll { .. }))
+}
+
+/// One pass after a poll tick, within [`PASS_TIMEOUT`]; whatever happens, the poll's answer
+/// stands (a pass that fails or runs out of time is logged).
+pub async fn pass_after_poll(
+    ports: &PassPorts<'_>,
+    sources: &HealthSources<'_>,
+    now: OffsetDateTime,
+    limits: &Thresholds,
+) -> Option<HealthReport> {
+    match tokio::time::timeout(PASS_TIMEOUT, pass(ports, sources, now, limits)).await {
+        Ok(report) => Some(report),
+        Err(_) => {
+            warn!(
+                timeout_s = PASS_TIMEOUT.as_secs(),
+                "health pass ran out of time; the next poll runs another"
+            );
+            None
+        }
+    }
+}
+
+/// The pass's deployer on AWS while registered components are not observed there: no
+/// rollback heal is then planned, and one that reached it would fail saying why (alarm-intake
+/// keeps no deploy permissions for it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRollbackHere;
+
+fn not_here(function: &ComponentId) -> DeployError {
+    DeployError::Rejected(format!(
+        "the health pass on AWS does not observe components yet, so it does not roll back \
+         {function}; use MCP rollback_improvement"
+    ))
+}
+
+#[async_trait]
+impl Deployer for NoRollbackHere {
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        Err(not_here(function))
+    }
+    async fn deploy_canary(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+        _: &DeploySpec,
+        _: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        Err(not_here(function))
+    }
+    async fn promote(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(not_here(&d.baseline.function))
+    }
+    async fn rollback(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(not_here(&d.baseline.function))
+    }
+    async fn undo_deploy(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        Err(not_here(function))
+    }
+}
+
+/// The health pass a poll tick runs: its ports, what it reads besides them, its thresholds.
+pub struct PollHealth<'a> {
+    /// The pass's ports.
+    pub ports: PassPorts<'a>,
+    /// What it reads besides them.
+    pub sources: HealthSources<'a>,
+    /// Its thresholds.
+    pub limits: Thresholds,
+}
+
+/// alarm-intake's handler: the delivery through intake, then for a poll tick one health pass,
+/// whatever intake answered and whatever `ENABLE_SELF_BUILDING` says; intake's answer is
+/// returned unchanged.
+pub async fn handle_then_pass(
+    deps: IntakeDeps<'_>,
+    miners: &dyn MinerStateStore,
+    alarms: &dyn AlarmSource,
+    config: &Config,
+    event: EventJson,
+    health: &PollHealth<'_>,
+) -> Result<IntakeResponse, IntakeError> {
+    let poll = event.peek().is_some_and(is_poll);
+    let answer = handle_delivery(deps, miners, alarms, config, event).await;
+    if poll {
+        pass_after_poll(
+            &health.ports,
+            &health.sources,
+            deps.clock.now(),
+            &health.limits,
+        )
+        .await;
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfbuild_core::telemetry::DataPoint;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-12-05 12:00 UTC);
+
+    #[test]
+    fn the_metric_window_runs_from_the_last_pass_within_five_minutes_and_an_hour() {
+        assert_eq!(metric_window(None, NOW).start, NOW - MAX_METRIC_WINDOW);
+        let last = NOW - Duration::from_secs(600);
+        assert_eq!(metric_window(Some(last), NOW).start, last);
+        assert_eq!(
+            metric_window(Some(NOW - Duration::from_secs(60)), NOW).start,
+            NOW - MIN_METRIC_WINDOW
+        );
+        assert_eq!(
+            metric_window(Some(NOW - Duration::from_secs(86_400)), NOW).start,
+            NOW - MAX_METRIC_WINDOW
+        );
+        assert_eq!(metric_window(None, NOW).end, NOW);
+    }
+
+    #[test]
+    fn function_facts_sum_each_functions_errors_and_throttles() {
+        let f = ComponentId::parse("selfbuild-analyze").unwrap();
+        let g = ComponentId::parse("selfbuild-deploy").unwrap();
+        let series = |c: &ComponentId, metric, values: &[f64]| MetricSeries {
+            component: c.clone(),
+            metric,
+            version: None,
+            points: values
+                .iter()
+                .map(|v| DataPoint {
+                    timestamp: NOW,
+                    value: *v,
+                })
+                .collect(),
+        };
+        let facts = function_facts(
+            &[f.clone(), g.clone()],
+            &[
+                series(&f, MetricName::Errors, &[1.0, 2.0]),
+                series(&f, MetricName::Throttles, &[f64::NAN, 4.0]),
+                series(&g, MetricName::Invocations, &[9.0]),
+            ],
+        );
+        assert_eq!(facts[0].errors, 3.0);
+        assert_eq!(facts[0].throttles, 4.0);
+        assert_eq!((facts[1].errors, facts[1].throttles), (0.0, 0.0));
+    }
+
+    #[test]
+    fn only_a_poll_tick_is_a_poll() {
+        let poll: Value =
+            serde_json::from_str(include_str!("../../../events/scheduled-poll.json")).unwrap();
+        assert!(is_poll(&poll));
+        let daily: Value =
+            serde_json::from_str(include_str!("../../../events/scheduled-24h.json")).unwrap();
+        assert!(!is_poll(&daily));
+        assert!(!is_poll(&Value::Null));
+    }
+}
