@@ -52,7 +52,8 @@ impl<S: CycleStore, C: Clock> Orchestrator for RecordingOrchestrator<S, C> {
 }
 
 /// The embedded executions are the store's cycle records: a redrive puts a failed or stopped
-/// cycle back to running (its age counting from then), a stop ends it `aborted`.
+/// cycle back to running (its age counting from then), a stop ends it `aborted` (only the
+/// health pass stops one, so `aborted` ones are not listed).
 #[async_trait]
 impl<C: Clock> ExecutionMonitor for RecordingOrchestrator<SqliteStore, C> {
     async fn executions(
@@ -67,6 +68,7 @@ impl<C: Clock> ExecutionMonitor for RecordingOrchestrator<SqliteStore, C> {
             .map_err(orchestrator_error)?;
         Ok(rows
             .into_iter()
+            .filter(|row| row.state != "aborted")
             .map(|row| ExecutionFact {
                 execution_ref: row.cycle.execution_ref.clone(),
                 cycle_id: row.cycle.request.cycle_id.as_str().to_owned(),
@@ -80,7 +82,6 @@ impl<C: Clock> ExecutionMonitor for RecordingOrchestrator<SqliteStore, C> {
                 status: match row.state.as_str() {
                     "running" => ExecutionStatus::Running,
                     "succeeded" => ExecutionStatus::Succeeded,
-                    "aborted" => ExecutionStatus::Aborted,
                     _ => ExecutionStatus::Failed,
                 },
                 started_at: row.cycle.started_at,
@@ -138,5 +139,74 @@ fn orchestrator_error(e: StoreError) -> OrchestratorError {
         StoreError::Rejected(_) | StoreError::Fault(_) | StoreError::Corrupt { .. } => {
             OrchestratorError::Rejected(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use selfbuild_core::clock::FixedClock;
+    use selfbuild_core::cycle::{CycleMode, TimeWindow, Trigger};
+    use selfbuild_core::ids::ComponentId;
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-12-05 12:00 UTC);
+
+    fn running(id: &str) -> CycleRecord {
+        CycleRecord {
+            request: CycleRequest {
+                cycle_id: CycleId::parse(id).expect("cycle id"),
+                mode: CycleMode::Routine,
+                tenant_id: None,
+                components: vec![ComponentId::parse("orders").expect("component")],
+                analysis_window: TimeWindow {
+                    start: NOW - Duration::from_secs(3600),
+                    end: NOW,
+                },
+                max_improvements: 1,
+                max_concurrency: 1,
+                dry_run: false,
+                trigger: Trigger::Schedule { rule: None },
+                dedup_key: format!("*#{id}"),
+                requested_at: NOW,
+            },
+            status: CycleStatus::Running,
+            execution_ref: format!("local:{id}"),
+            started_at: NOW,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_execution_the_pass_stopped_is_not_listed_so_no_later_pass_redrives_it() {
+        // GIVEN a stuck cycle stopped a minute after the pass began, and a failed one
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("store");
+        let later = FixedClock(NOW + Duration::from_secs(60));
+        let orchestrator = RecordingOrchestrator::new(store.clone(), later);
+        for id in ["c-stuck", "c-failed"] {
+            store.create_cycle(&running(id)).await.expect("created");
+        }
+        orchestrator
+            .stop("local:c-stuck", "stuck")
+            .await
+            .expect("stopped");
+        let failed = CycleId::parse("c-failed").expect("cycle id");
+        store
+            .finish_cycle(&failed, CycleStatus::Failed, NOW + Duration::from_secs(60))
+            .await
+            .expect("failed");
+
+        // WHEN the next pass lists what ended since the first one began
+        let listed = orchestrator.executions(NOW, 10).await.expect("listed");
+
+        // THEN only the failed cycle is there to redrive
+        let seen: Vec<_> = listed
+            .iter()
+            .map(|e| (e.cycle_id.as_str(), e.status))
+            .collect();
+        assert_eq!(seen, [("c-failed", ExecutionStatus::Failed)], "{listed:?}");
     }
 }

@@ -11,7 +11,9 @@ use crate::health::{ComponentHealth, ExecutionFact, HealthEvent, HealthReport};
 /// runner's records offline).
 #[async_trait]
 pub trait ExecutionMonitor: Send + Sync {
-    /// Executions running now and those that ended at or after `since`, at most `limit`.
+    /// Executions running now and those that ended at or after `since`, at most `limit`;
+    /// one ended by [`ExecutionMonitor::stop`] is left out (its cycle was restarted under a
+    /// new name, so redriving it would run the cycle twice).
     async fn executions(
         &self,
         since: OffsetDateTime,
