@@ -75,11 +75,15 @@ pub enum AuditAction {
     DeployFailed,
     /// A rollback, or the undo of a failed deploy, failed; the event says what it left.
     RollbackFailed,
+    /// A dependent agent received the notice of a change (`after`: agent, tool, attempts).
+    AgentNotified,
+    /// Every attempt to notify a dependent agent failed (`after` says why); the cycle goes on.
+    AgentNotificationFailed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
@@ -100,6 +104,8 @@ impl AuditAction {
         Self::Inconclusive,
         Self::DeployFailed,
         Self::RollbackFailed,
+        Self::AgentNotified,
+        Self::AgentNotificationFailed,
     ];
 
     /// The snake_case name, as stored.
@@ -125,6 +131,8 @@ impl AuditAction {
             Self::Inconclusive => "inconclusive",
             Self::DeployFailed => "deploy_failed",
             Self::RollbackFailed => "rollback_failed",
+            Self::AgentNotified => "agent_notified",
+            Self::AgentNotificationFailed => "agent_notification_failed",
         }
     }
 
@@ -147,7 +155,11 @@ impl AuditAction {
             Self::Inconclusive => ImprovementStatus::Inconclusive,
             Self::DeployFailed => ImprovementStatus::DeployFailed,
             Self::RollbackFailed => ImprovementStatus::RollbackFailed,
-            Self::HaltedInFlight | Self::CanaryChecked | Self::SourceDrifted => return None,
+            Self::HaltedInFlight
+            | Self::CanaryChecked
+            | Self::SourceDrifted
+            | Self::AgentNotified
+            | Self::AgentNotificationFailed => return None,
         })
     }
 
@@ -170,7 +182,9 @@ impl AuditAction {
             | Self::DeployHalted
             | Self::DeploySkipped
             | Self::SourceDrifted
-            | Self::Promoted => "deploy",
+            | Self::Promoted
+            | Self::AgentNotified
+            | Self::AgentNotificationFailed => "deploy",
         }
     }
 }
