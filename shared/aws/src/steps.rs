@@ -7,9 +7,11 @@ use std::time::Duration;
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
-use selfbuild_core::ports::{AgentPeers, CodeChecker, CodeSource, NoCodeChecker, NoCodeSource, NoPeers};
-use selfbuild_peers::{PeerSettings, RmcpPeers};
+use selfbuild_core::ports::{
+    AgentPeers, CodeChecker, CodeSource, NoCodeChecker, NoCodeSource, NoPeers,
+};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
+use selfbuild_peers::{PeerSettings, RmcpPeers};
 use serde_json::Value;
 
 use crate::dynamo::DynamoStore;

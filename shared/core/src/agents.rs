@@ -51,7 +51,9 @@ impl LowTrafficWindow {
                 .parse()
                 .map_err(|_| format!("{text:?}: minute {m:?} is not a number"))?;
             if h > 23 || m > 59 {
-                return Err(format!("{text:?}: {part:?} is not a time of day (00:00–23:59)"));
+                return Err(format!(
+                    "{text:?}: {part:?} is not a time of day (00:00–23:59)"
+                ));
             }
             Ok(h * 60 + m)
         };
@@ -117,7 +119,10 @@ impl fmt::Display for LowTrafficWindow {
 
 /// When the next of `windows` opens after `at`: `None` when `at` is inside one (or there
 /// are none), else the start of the nearest (whole minutes, seconds dropped).
-pub fn next_window_open(windows: &[LowTrafficWindow], at: OffsetDateTime) -> Option<OffsetDateTime> {
+pub fn next_window_open(
+    windows: &[LowTrafficWindow],
+    at: OffsetDateTime,
+) -> Option<OffsetDateTime> {
     let wait = windows.iter().map(|w| w.minutes_until_open(at)).min()?;
     if wait == 0 {
         return None;
@@ -290,7 +295,10 @@ mod tests {
     fn a_window_wrapping_midnight_contains_both_sides_and_the_next_opening_is_found() {
         let w = [LowTrafficWindow::parse("22:00-02:00").unwrap()];
         assert_eq!(next_window_open(&w, datetime!(2026-01-01 23:10 UTC)), None);
-        assert_eq!(next_window_open(&w, datetime!(2026-01-01 01:59:30 UTC)), None);
+        assert_eq!(
+            next_window_open(&w, datetime!(2026-01-01 01:59:30 UTC)),
+            None
+        );
         assert_eq!(
             next_window_open(&w, datetime!(2026-01-01 02:00:10 UTC)),
             Some(datetime!(2026-01-01 22:00 UTC))

@@ -151,6 +151,9 @@ pub struct Config {
     /// `LLM_FALLBACK_SECRET_ID`: a Secrets Manager secret `{base_url, api_key, model}` of an
     /// OpenAI-compatible endpoint tried when Bedrock fails; none means no fallback.
     pub llm_fallback_secret_id: Option<String>,
+    /// `SELFBUILD_AGENT_KEYS_FILE` (offline only): a JSON file `{"<secret id>": {"api_key":
+    /// …}}` standing in for Secrets Manager when the CLI calls registered agents.
+    pub agent_keys_file: Option<String>,
 }
 
 impl Config {
@@ -235,6 +238,7 @@ impl Config {
             self_building: env.flag("ENABLE_SELF_BUILDING", true)?,
             cloudwatch_streaming: env.flag("ENABLE_CLOUDWATCH_STREAMING", false)?,
             llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
+            agent_keys_file: env.optional("SELFBUILD_AGENT_KEYS_FILE"),
         })
     }
 

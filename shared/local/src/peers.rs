@@ -50,10 +50,10 @@ impl FilePeerKeys {
         Ok(Self { keys })
     }
 
-    /// The keys `SELFBUILD_AGENT_KEYS_FILE` names, or none when it is unset.
-    pub fn from_env() -> Result<Self, String> {
-        match std::env::var_os(AGENT_KEYS_FILE_VAR) {
-            Some(path) => Self::read(Path::new(&path)),
+    /// The keys the configured file (`SELFBUILD_AGENT_KEYS_FILE`) holds, or none.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        match &config.agent_keys_file {
+            Some(path) => Self::read(Path::new(path)),
             None => Ok(Self::default()),
         }
     }
@@ -93,7 +93,10 @@ pub struct LocalPeers {
 impl LocalPeers {
     /// A client with `config`'s timeouts and keys from `SELFBUILD_AGENT_KEYS_FILE`.
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        Self::new(Arc::new(FilePeerKeys::from_env()?), PeerSettings::from_config(config))
+        Self::new(
+            Arc::new(FilePeerKeys::from_config(config)?),
+            PeerSettings::from_config(config),
+        )
     }
 
     /// A client with these keys and settings.

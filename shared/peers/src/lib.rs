@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ClientRequest, PingRequest};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::ServiceExt;
 use selfbuild_core::agents::{PeerTarget, WindowAnswer};
 use selfbuild_core::ports::{AgentPeers, Delivery, DeliveryOutcome, PeerError, PeerKeys};
 use serde_json::Value;
@@ -136,7 +136,10 @@ impl RmcpPeers {
             .map_err(|_| {
                 unreachable(
                     target,
-                    &format!("no answer within {} ms", self.settings.call_timeout.as_millis()),
+                    &format!(
+                        "no answer within {} ms",
+                        self.settings.call_timeout.as_millis()
+                    ),
                 )
             })?
     }

@@ -142,6 +142,8 @@ pub struct NoPeerKeys;
 #[async_trait]
 impl PeerKeys for NoPeerKeys {
     async fn bearer_key(&self, secret_id: &str) -> Result<String, String> {
-        Err(format!("secret {secret_id}: no secret store is configured here"))
+        Err(format!(
+            "secret {secret_id}: no secret store is configured here"
+        ))
     }
 }

@@ -1,6 +1,7 @@
 //! The cycle's functions through [`run_step`], on in-memory ports.
 
 use super::*;
+use crate::agents::{OwnerWindow, PeerTarget, WindowAnswer};
 use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
 use crate::clock::FixedClock;
 use crate::cycle::{CycleMode, CycleStatus};
@@ -8,9 +9,8 @@ use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::ids::{ComponentId, CycleId, ImprovementId, TenantId};
 use crate::improvement::{DeployStatus, Generated, LlmUsage};
 use crate::opportunity::{Opportunity, OpportunityKind, Priority};
-use crate::ports::{DeployError, HaltState, HaltSwitch, Telemetry};
-use crate::agents::{OwnerWindow, PeerTarget, WindowAnswer};
 use crate::ports::{AgentPeers, Delivery, DeliveryOutcome, PeerError, Registry};
+use crate::ports::{DeployError, HaltState, HaltSwitch, Telemetry};
 use crate::records::{AgentRecord, CircuitState, ProviderHealth, TenantScope};
 use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
 use serde_json::json;
@@ -1431,10 +1431,10 @@ impl AgentPeers for ScriptedPeers {
         deliveries
             .iter()
             .map(|d| {
-                self.calls.lock().unwrap().push(format!(
-                    "{}.{} {}",
-                    d.target.name, d.tool, notice["event"]
-                ));
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}.{} {}", d.target.name, d.tool, notice["event"]));
                 let down = self.down.contains(&d.target.name);
                 DeliveryOutcome {
                     agent: d.target.name.clone(),
@@ -1534,7 +1534,8 @@ async fn the_owner_saying_not_now_defers_and_saying_now_overrides_own_detection(
 async fn an_owner_that_cannot_answer_falls_back_to_its_windows_then_to_own_detection() {
     // GIVEN the owner is down, and declares a window that opens at 22:00 (now is 05:00)
     let mut owner = peer("orders", &["orders-api"], &[]);
-    owner.low_traffic_windows = vec![crate::agents::LowTrafficWindow::parse("22:00-02:00").unwrap()];
+    owner.low_traffic_windows =
+        vec![crate::agents::LowTrafficWindow::parse("22:00-02:00").unwrap()];
     let mut world = World {
         agents: FixedAgents(vec![owner.clone()]),
         ..World::new()
@@ -1554,7 +1555,10 @@ async fn an_owner_that_cannot_answer_falls_back_to_its_windows_then_to_own_detec
     let OwnerWindow::Own(Some(note)) = world.owner_window(&item()).await else {
         panic!("not left to own detection")
     };
-    assert!(note.starts_with("agent orders gave no deployment window"), "{note}");
+    assert!(
+        note.starts_with("agent orders gave no deployment window"),
+        "{note}"
+    );
     // A component no agent owns, or a dry run: nobody is asked
     world.agents = FixedAgents(vec![peer("search", &["search-api"], &[])]);
     assert_eq!(world.owner_window(&item()).await, OwnerWindow::Own(None));
@@ -1564,7 +1568,14 @@ async fn an_owner_that_cannot_answer_falls_back_to_its_windows_then_to_own_detec
     };
     world.agents = agents();
     assert_eq!(world.owner_window(&dry).await, OwnerWindow::Own(None));
-    assert_eq!(world.peers.calls.lock().unwrap().len(), 1);
+    assert_eq!(
+        *world.peers.calls.lock().unwrap(),
+        [
+            "orders.request_deployment_window",
+            "orders.request_deployment_window"
+        ],
+        "only the two asks of the owner"
+    );
 }
 
 #[tokio::test]
@@ -1614,7 +1625,10 @@ async fn promote_and_rollback_notify_the_dependents_and_audit_each_delivery() {
             (
                 e.action.as_str().to_owned(),
                 e.actor.clone(),
-                e.after.as_ref().unwrap()["agent"].as_str().unwrap().to_owned(),
+                e.after.as_ref().unwrap()["agent"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             )
         })
         .collect();
@@ -1632,6 +1646,10 @@ async fn promote_and_rollback_notify_the_dependents_and_audit_each_delivery() {
         .iter()
         .find(|e| e.action == AuditAction::AgentNotificationFailed)
         .unwrap();
-    assert!(failed.detail.contains("after 3 attempt(s)"), "{}", failed.detail);
+    assert!(
+        failed.detail.contains("after 3 attempt(s)"),
+        "{}",
+        failed.detail
+    );
     assert_eq!(world.status(), Some(ImprovementStatus::RolledBack));
 }

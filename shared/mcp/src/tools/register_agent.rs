@@ -108,9 +108,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     }
     let mut low_traffic_windows = Vec::new();
     for (n, w) in args.low_traffic_windows.iter().enumerate() {
-        let window = LowTrafficWindow::parse(w.trim()).map_err(|e| {
-            ToolError::InvalidArguments(format!("low_traffic_windows[{n}]: {e}"))
-        })?;
+        let window = LowTrafficWindow::parse(w.trim())
+            .map_err(|e| ToolError::InvalidArguments(format!("low_traffic_windows[{n}]: {e}")))?;
         low_traffic_windows.push(window);
     }
     let window_tool = args
