@@ -2,16 +2,20 @@
 //! directory on the embedded adapters, and re-enabling a component it disabled.
 //!
 //! Observed here: the embedded executions (cycle records), the store, the LLM breakers the
-//! generate step last recorded, the heal ledgers. Not observable offline (reported
-//! `skipped`): selfbuild's own functions' metrics, a DLQ, registered components' error rates.
+//! generate step last recorded, the heal ledgers, the registered agents (MCP `ping`). Not
+//! observable offline (reported `skipped`): selfbuild's own functions' metrics, a DLQ,
+//! registered components' error rates.
 
 use std::sync::{Arc, Mutex};
 
 use selfbuild_core::Config;
 use selfbuild_core::error::StoreError;
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
-use selfbuild_core::health::{HealthEvent, HealthEventKind, HealthReport, Thresholds};
-use selfbuild_core::ports::{Clock, HealthStore, MetricRecord, MetricSink};
+use selfbuild_core::health::{
+    ComponentFact, HealthEvent, HealthEventKind, HealthReport, Thresholds,
+};
+use selfbuild_core::ports::{Clock, HealthStore, MetricRecord, MetricSink, Registry};
+use selfbuild_core::records::TenantScope;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -60,18 +64,33 @@ pub async fn health_pass(
         notifier: store,
         metrics: &metrics,
     };
-    let report = run_pass(
-        &ports,
-        now,
-        &Thresholds::from_config(config),
-        Observed::default(),
-    )
-    .await;
+    let observed = Observed {
+        components: agent_facts(store, config).await,
+        ..Observed::default()
+    };
+    let report = run_pass(&ports, now, &Thresholds::from_config(config), observed).await;
     let names = metrics
         .names
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     (report, names)
+}
+
+/// The registered agents with an MCP URL, pinged; none when there are none (or the
+/// registry or the client is unavailable: logged, the check then reads as not observed).
+async fn agent_facts(store: &SqliteStore, config: &Config) -> Option<Vec<ComponentFact>> {
+    let agents = store
+        .list_agents(&TenantScope::All)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "agents unreadable: not pinged"))
+        .ok()?;
+    if agents.iter().all(|a| a.mcp_url.is_none()) {
+        return None;
+    }
+    let peers = crate::peers::LocalPeers::from_config(config)
+        .map_err(|e| tracing::warn!(error = %e, "agents not pinged"))
+        .ok()?;
+    Some(selfbuild_core::health::agents::agent_facts(&agents, &peers).await)
 }
 
 /// The CLI's answer: the report with the metrics emitted.

@@ -210,3 +210,31 @@ async fn an_agent_is_pinged_and_a_wrong_key_or_a_down_agent_is_an_error() {
         Err(PeerError::Unreachable { .. })
     ));
 }
+
+#[tokio::test]
+async fn the_health_pass_pings_each_agent_and_reports_the_one_that_does_not_answer() {
+    use selfbuild_core::health::{CheckName, CheckStatus};
+    let up = PeerAgent::start(None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store
+        .register_agent(&agent("orders", &up.mcp_url))
+        .await
+        .unwrap();
+    store
+        .register_agent(&agent("ledger", &down_url()))
+        .await
+        .unwrap();
+    let clock: Arc<dyn selfbuild_core::ports::Clock> = Arc::new(selfbuild_core::clock::FixedClock(
+        datetime!(2026-11-22 05:00 UTC),
+    ));
+    let config = Config::from_lookup(|_| None).unwrap();
+    let (report, _) = selfbuild_local::health::health_pass(&store, clock, &config).await;
+    let components = report
+        .checks
+        .iter()
+        .find(|c| c.name == CheckName::Components)
+        .unwrap();
+    assert_eq!(components.status, CheckStatus::Degraded, "{components:?}");
+    assert_eq!(components.detail, "agent:acme/ledger: not found");
+}

@@ -2,6 +2,7 @@
 //! per-component rule that disables a component after [`MAX_FAILED_HEALS`] failed heals.
 //! The rules are pure; [`pass`] runs one pass over the ports (observe, decide, heal, record).
 
+pub mod agents;
 pub mod pass;
 
 use std::time::Duration;
