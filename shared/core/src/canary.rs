@@ -102,7 +102,8 @@ fn deploy_spec(item: &ImprovementItem) -> Result<DeploySpec, CanaryError> {
     }
 }
 
-/// Deploys the validated settings as a canary, unless halted, a dry run, or traffic is high.
+/// Deploys the validated settings as a canary, unless halted, a dry run, the component's
+/// owner says not now (`window`), or (when the owner did not decide) traffic is high.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn deploy(
     deps: CanaryDeps<'_>,
