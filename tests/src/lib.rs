@@ -13,6 +13,7 @@
 //! - [`lambda_fixture`]: an IAM role and a ZIP archive for functions on moto's Lambda, and
 //!   [`lambda_fixture::MotoFunction`], a function behind the alias `live`.
 //! - [`cloudwatch_fixture`]: alarms, metric data and log events on moto.
+//! - [`peer_agent`]: a registered agent played by the MCP Python SDK, recording its calls.
 //! - [`http`]: minimal HTTP/1.1 over loopback TCP, shared by the above.
 //! - [`events`]: the sample events under `events/`.
 
@@ -25,6 +26,7 @@ pub mod lambda_fixture;
 pub mod lambda_router;
 pub mod moto;
 pub mod package_host;
+pub mod peer_agent;
 pub mod recorded;
 
 /// An improvement id from a test's literal; panics on one that is not `<cycle>-<rank>`.

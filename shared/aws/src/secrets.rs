@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use selfbuild_core::apikeys::{KeyListError, KeySet};
-use selfbuild_core::ports::{KeySource, KeySourceError};
+use selfbuild_core::ports::{KeySource, KeySourceError, PeerKeys};
 use serde_json::Value;
 
 use crate::sdk_error::{ErrorChain, is_transient};
@@ -108,6 +108,17 @@ pub fn field<'a>(id: &str, secret: &'a Value, name: &str) -> Result<&'a str, Sec
             id: id.to_owned(),
             message: format!("field {name:?} is missing or not a non-empty string"),
         })
+}
+
+/// An agent's bearer key: the `api_key` field of the JSON secret its registration names.
+#[async_trait]
+impl PeerKeys for SecretsManagerSecrets {
+    async fn bearer_key(&self, secret_id: &str) -> Result<String, String> {
+        let secret = self.json(secret_id).await.map_err(|e| e.to_string())?;
+        field(secret_id, &secret, "api_key")
+            .map(str::to_owned)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The MCP endpoint's API keys from a Secrets Manager secret (the [`KeySet`] JSON), parsed

@@ -7,8 +7,11 @@ use std::time::Duration;
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
-use selfbuild_core::ports::{CodeChecker, CodeSource, NoCodeChecker, NoCodeSource};
+use selfbuild_core::ports::{
+    AgentPeers, CodeChecker, CodeSource, NoCodeChecker, NoCodeSource, NoPeers,
+};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
+use selfbuild_peers::{PeerSettings, RmcpPeers};
 use serde_json::Value;
 
 use crate::dynamo::DynamoStore;
@@ -47,6 +50,14 @@ pub async fn run_checking(
     let clock = SystemClock;
     let metrics = crate::observability::metrics(&config);
     let cold_start = &ColdStart::from_env();
+    // Only deploy and rollback call agents; the others keep `NoPeers` (no client built).
+    let calls_agents = matches!(function, StepFunction::Deploy | StepFunction::Rollback);
+    let peers: Box<dyn AgentPeers> = if calls_agents {
+        let keys = Arc::new(SecretsManagerSecrets::new(&sdk, Duration::from_secs(300)));
+        Box::new(RmcpPeers::new(keys, PeerSettings::from_config(&config))?)
+    } else {
+        Box::new(NoPeers)
+    };
     let deps = StepDeps {
         telemetry: &telemetry,
         deployer: &deployer,
@@ -55,6 +66,8 @@ pub async fn run_checking(
         llm: &llm,
         store: &store,
         notifier: &notifier,
+        registry: &store,
+        peers: peers.as_ref(),
         metrics: &metrics,
         clock: &clock,
     };

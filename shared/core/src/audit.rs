@@ -77,11 +77,15 @@ pub enum AuditAction {
     RollbackFailed,
     /// The cycle left out a component the health pass disabled.
     ComponentSkipped,
+    /// A dependent agent received the notice of a change (`after`: agent, tool, attempts).
+    AgentNotified,
+    /// Every attempt to notify a dependent agent failed (`after` says why); the cycle goes on.
+    AgentNotificationFailed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 23] = [
         Self::Validated,
         Self::ApprovalRequested,
         Self::Approved,
@@ -103,6 +107,8 @@ impl AuditAction {
         Self::DeployFailed,
         Self::RollbackFailed,
         Self::ComponentSkipped,
+        Self::AgentNotified,
+        Self::AgentNotificationFailed,
     ];
 
     /// The snake_case name, as stored.
@@ -129,6 +135,8 @@ impl AuditAction {
             Self::DeployFailed => "deploy_failed",
             Self::RollbackFailed => "rollback_failed",
             Self::ComponentSkipped => "component_skipped",
+            Self::AgentNotified => "agent_notified",
+            Self::AgentNotificationFailed => "agent_notification_failed",
         }
     }
 
@@ -154,7 +162,9 @@ impl AuditAction {
             Self::HaltedInFlight
             | Self::CanaryChecked
             | Self::SourceDrifted
-            | Self::ComponentSkipped => return None,
+            | Self::ComponentSkipped
+            | Self::AgentNotified
+            | Self::AgentNotificationFailed => return None,
         })
     }
 
@@ -178,7 +188,9 @@ impl AuditAction {
             | Self::DeployHalted
             | Self::DeploySkipped
             | Self::SourceDrifted
-            | Self::Promoted => "deploy",
+            | Self::Promoted
+            | Self::AgentNotified
+            | Self::AgentNotificationFailed => "deploy",
         }
     }
 }

@@ -4,6 +4,7 @@
 use time::Duration;
 use tracing::{info, instrument, warn};
 
+use crate::agents::OwnerWindow;
 use crate::audit::{AuditAction, AuditEvent};
 use crate::change::{Change, CodeRelease, DeploySpec};
 use crate::config::{Config, HaltInFlight};
@@ -101,12 +102,14 @@ fn deploy_spec(item: &ImprovementItem) -> Result<DeploySpec, CanaryError> {
     }
 }
 
-/// Deploys the validated settings as a canary, unless halted, a dry run, or traffic is high.
+/// Deploys the validated settings as a canary, unless halted, a dry run, the component's
+/// owner says not now (`window`), or (when the owner did not decide) traffic is high.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn deploy(
     deps: CanaryDeps<'_>,
     config: &Config,
     item: &ImprovementItem,
+    window: &OwnerWindow,
 ) -> Result<DeployOutcome, CanaryError> {
     let interval = config.monitor_interval_seconds;
     let outcome = |status, reason: String| DeployOutcome {
@@ -131,31 +134,34 @@ pub async fn deploy(
     }
     let function = &item.opportunity.component;
     let now = deps.clock.now();
-    let recent = TelemetryQuery {
-        tenant: item.tenant_id.clone(),
-        components: vec![function.clone()],
-        window: TimeWindow {
-            start: now - Duration::minutes(15),
-            end: now,
-        },
-        period_seconds: 300,
+    let note = match window {
+        OwnerWindow::Later { wait_until, reason } => {
+            let mut deferred = outcome(DeployStatus::Deferred, reason.clone());
+            deferred.wait_until = Some(*wait_until);
+            return Ok(deferred);
+        }
+        OwnerWindow::Now(reason) => Some(reason.clone()),
+        OwnerWindow::Own(note) => {
+            let per_minute = invocations_per_minute(deps, item, now).await?;
+            if per_minute > config.low_traffic_invocations_per_minute {
+                let mut deferred = outcome(
+                    DeployStatus::Deferred,
+                    with_note(
+                        note.as_deref(),
+                        format!(
+                            "{per_minute:.0} invocations/min is above the low-traffic threshold \
+                             of {:.0}",
+                            config.low_traffic_invocations_per_minute
+                        ),
+                    ),
+                );
+                deferred.wait_until =
+                    Some(now + Duration::seconds(i64::from(config.deploy_defer_seconds)));
+                return Ok(deferred);
+            }
+            note.clone()
+        }
     };
-    let series = deps.telemetry.metric_series(&recent).await?;
-    let per_minute = series
-        .iter()
-        .find(|s| s.metric == MetricName::Invocations)
-        .map_or(0.0, |s| s.sum() / 15.0);
-    if per_minute > config.low_traffic_invocations_per_minute {
-        let mut deferred = outcome(
-            DeployStatus::Deferred,
-            format!(
-                "{per_minute:.0} invocations/min is above the low-traffic threshold of {:.0}",
-                config.low_traffic_invocations_per_minute
-            ),
-        );
-        deferred.wait_until = Some(now + Duration::seconds(i64::from(config.deploy_defer_seconds)));
-        return Ok(deferred);
-    }
     let deployment = deps
         .deployer
         .deploy_canary(
@@ -173,16 +179,50 @@ pub async fn deploy(
     );
     Ok(DeployOutcome {
         status: DeployStatus::Deployed,
-        reason: format!(
-            "version {} at {:.0} % beside {}",
-            deployment.canary_version,
-            deployment.weight * 100.0,
-            deployment.baseline.stable_version
+        reason: with_note(
+            note.as_deref(),
+            format!(
+                "version {} at {:.0} % beside {}",
+                deployment.canary_version,
+                deployment.weight * 100.0,
+                deployment.baseline.stable_version
+            ),
         ),
         deployment: Some(deployment),
         wait_until: None,
         monitor_interval_seconds: interval,
     })
+}
+
+/// `text`, after the owner's note when there is one.
+fn with_note(note: Option<&str>, text: String) -> String {
+    match note {
+        Some(note) => format!("{note}; {text}"),
+        None => text,
+    }
+}
+
+/// The component's invocations per minute over the last 15 minutes.
+async fn invocations_per_minute(
+    deps: CanaryDeps<'_>,
+    item: &ImprovementItem,
+    now: time::OffsetDateTime,
+) -> Result<f64, CanaryError> {
+    let function = &item.opportunity.component;
+    let recent = TelemetryQuery {
+        tenant: item.tenant_id.clone(),
+        components: vec![function.clone()],
+        window: TimeWindow {
+            start: now - Duration::minutes(15),
+            end: now,
+        },
+        period_seconds: 300,
+    };
+    let series = deps.telemetry.metric_series(&recent).await?;
+    Ok(series
+        .iter()
+        .find(|s| s.metric == MetricName::Invocations)
+        .map_or(0.0, |s| s.sum() / 15.0))
 }
 
 /// The fixed level the guardrail's own test must reach, on top of its ceilings: far below

@@ -126,6 +126,11 @@ pub struct Config {
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
     pub deploy_defer_seconds: u32,
+    /// `AGENT_CALL_TIMEOUT_SECONDS`: the longest one MCP call to a registered agent may take
+    /// (connect, initialize, the request).
+    pub agent_call_timeout_seconds: u32,
+    /// `AGENT_NOTIFY_ATTEMPTS`: calls made per notification to a dependent agent.
+    pub agent_notify_attempts: u32,
     /// `HALT_IN_FLIGHT`: what the halt switch does to a canary already deployed.
     pub halt_in_flight: HaltInFlight,
     /// `BEDROCK_MODEL_ID`: the Bedrock model generate asks.
@@ -154,6 +159,9 @@ pub struct Config {
     pub intake_dlq_url: Option<String>,
     /// `INTAKE_FUNCTION_NAME`: the function dead letters are re-sent to (none: not re-sent).
     pub intake_function_name: Option<String>,
+    /// `SELFBUILD_AGENT_KEYS_FILE` (offline only): a JSON file `{"<secret id>": {"api_key":
+    /// …}}` standing in for Secrets Manager when the CLI calls registered agents.
+    pub agent_keys_file: Option<String>,
 }
 
 impl Config {
@@ -224,6 +232,8 @@ impl Config {
                 1e9,
             )?,
             deploy_defer_seconds: env.number("DEPLOY_DEFER_SECONDS", 1800, 60, 86_400)?,
+            agent_call_timeout_seconds: env.number("AGENT_CALL_TIMEOUT_SECONDS", 5, 1, 30)?,
+            agent_notify_attempts: env.number("AGENT_NOTIFY_ATTEMPTS", 3, 1, 5)?,
             halt_in_flight: env.halt_in_flight("HALT_IN_FLIGHT")?,
             bedrock_model_id: env.string(
                 "BEDROCK_MODEL_ID",
@@ -239,6 +249,7 @@ impl Config {
             intake_dlq_url: env.optional("INTAKE_DLQ_URL"),
             intake_function_name: env.optional("INTAKE_FUNCTION_NAME"),
             llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
+            agent_keys_file: env.optional("SELFBUILD_AGENT_KEYS_FILE"),
         })
     }
 

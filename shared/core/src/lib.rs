@@ -2,6 +2,7 @@
 //!
 //! - [`ids`]: identifier newtypes (`TenantId`, `ComponentId`, `CycleId`, `DedupKey`).
 //! - [`idsource`]: where the unguessable part of new cycle ids comes from.
+//! - [`agents`]: registered agents as peers: windows, owners, dependents, notices.
 //! - [`alarm`]: alarms as intake sees them; tenant/component extraction, critical names.
 //! - [`event`]: parsing the EventBridge events intake accepts.
 //! - [`change`]: proposals and the changes they carry; risk levels.
@@ -38,6 +39,7 @@
 //! - [`error`]: port errors and the stable error type names.
 //! - [`text`]: untrusted text made safe to echo in errors and logs; operator text checks.
 
+pub mod agents;
 pub mod alarm;
 pub mod analyze;
 pub mod apikeys;

@@ -267,6 +267,27 @@ pub struct AgentRecord {
     pub url: String,
     /// What it can do.
     pub capabilities: Vec<String>,
+    /// Its MCP endpoint (Streamable HTTP), when selfbuild may call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_url: Option<String>,
+    /// The secret holding the bearer key selfbuild calls it with (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_id: Option<String>,
+    /// The functions it owns.
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// The agents (by name) it depends on; it hears of their changes.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// When its components are quiet (UTC), for deploys it gives no window for.
+    #[serde(default)]
+    pub low_traffic_windows: Vec<crate::agents::LowTrafficWindow>,
+    /// Its deployment-window tool (none: [`crate::agents::DEFAULT_WINDOW_TOOL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_tool: Option<String>,
+    /// Its notification tool (none: [`crate::agents::DEFAULT_NOTIFY_TOOL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_tool: Option<String>,
     /// Its tenant, or none for a fleet-wide agent.
     pub tenant_id: Option<TenantId>,
     /// The API key that registered it.
@@ -351,4 +372,27 @@ pub struct PendingApproval {
     /// When it was asked for.
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_stored_before_the_peer_fields_still_reads() {
+        let old = r#"{"name":"scout","url":"https://a.example","capabilities":["x"],
+            "tenant_id":null,"registered_by":"k","registered_at":"2026-01-01T00:00:00Z"}"#;
+        let agent: AgentRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(agent.mcp_url, None);
+        assert!(agent.components.is_empty() && agent.low_traffic_windows.is_empty());
+    }
+
+    #[test]
+    fn a_stored_window_that_no_longer_parses_names_itself() {
+        let bad = r#"{"name":"scout","url":"https://a.example","capabilities":["x"],
+            "low_traffic_windows":["25:00-01:00"],
+            "tenant_id":null,"registered_by":"k","registered_at":"2026-01-01T00:00:00Z"}"#;
+        let e = serde_json::from_str::<AgentRecord>(bad).unwrap_err();
+        assert!(e.to_string().contains("25:00-01:00"), "{e}");
+    }
 }

@@ -35,7 +35,7 @@ use selfbuild_core::approval::{ApprovalPorts, Expiry, decide};
 use selfbuild_core::cycle::{CycleRequest, CycleStatus};
 use selfbuild_core::error::StableError;
 use selfbuild_core::improvement::{ImprovementItem, MonitorReport};
-use selfbuild_core::ports::{Clock, Llm, MetricSink, Notifier, StepStore};
+use selfbuild_core::ports::{AgentPeers, Clock, Llm, MetricSink, Notifier, Registry, StepStore};
 use selfbuild_core::ports::{HaltState, HaltSwitch};
 use selfbuild_core::records::{ImprovementRecord, ImprovementStatus, PendingApproval};
 use selfbuild_core::steps::{StepDeps, StepFunction, run_step};
@@ -92,6 +92,10 @@ pub struct LocalSteps {
     pub store: Arc<dyn StepStore>,
     /// Notifications.
     pub notifier: Arc<dyn Notifier>,
+    /// The registered agents, read at each deploy, promote and rollback.
+    pub registry: Arc<dyn Registry>,
+    /// Registered agents called over MCP.
+    pub peers: Arc<dyn AgentPeers>,
     /// Where the step metrics go.
     pub metrics: Arc<dyn MetricSink>,
     /// Virtual time.
@@ -137,6 +141,8 @@ impl TaskHandler for LocalSteps {
             llm: self.llm.as_ref(),
             store: self.store.as_ref(),
             notifier: self.notifier.as_ref(),
+            registry: self.registry.as_ref(),
+            peers: self.peers.as_ref(),
             metrics: self.metrics.as_ref(),
             clock: self.clock.as_ref(),
         };
@@ -437,12 +443,15 @@ impl CycleRun {
         let checker = selfbuild_validate::PipelineChecker::new(
             crate::demo::scenario_code_settings(&scenario)?,
         );
+        let peers: Arc<dyn AgentPeers> = Arc::new(crate::peers::LocalPeers::from_config(&config)?);
         let steps = LocalSteps {
             fleet,
             checker,
             llm,
             store: shared.clone(),
             notifier: shared.clone(),
+            registry: shared.clone(),
+            peers,
             metrics: Arc::new(selfbuild_core::emf::TracingSink {
                 namespace: config.metrics_namespace.clone(),
             }),

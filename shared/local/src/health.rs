@@ -2,9 +2,10 @@
 //! directory on the embedded adapters, and re-enabling a component it disabled.
 //!
 //! Observed here: the embedded executions (cycle records), the store, the LLM breakers the
-//! generate step last recorded, the heal ledgers, and with a scenario's fleet its functions
-//! as the registered components. Not observable offline (reported `skipped`): selfbuild's own
-//! functions' metrics, a DLQ, and components when no fleet is given.
+//! generate step last recorded, the heal ledgers, the registered agents (MCP `ping`), and
+//! with a scenario's fleet its functions as the registered components. Not observable
+//! offline (reported `skipped`): selfbuild's own functions' metrics, a DLQ, and components
+//! when neither a fleet nor an agent with an MCP URL is there.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
 use selfbuild_core::health::{ComponentFact, HealthReport, Thresholds};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::ports::{
-    Clock, DeployError, Deployer, ImprovementStore, MetricRecord, MetricSink, Telemetry,
+    Clock, DeployError, Deployer, ImprovementStore, MetricRecord, MetricSink, Registry, Telemetry,
 };
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::TelemetryQuery;
@@ -75,11 +76,16 @@ pub async fn health_pass(
         namespace: config.metrics_namespace.clone(),
     };
     let limits = Thresholds::from_config(config);
+    let fleet_facts = match fleet {
+        Some(fleet) => Some(observe_components(fleet, store, now, &limits).await),
+        None => None,
+    };
+    let components = match (fleet_facts, agent_facts(store, config).await) {
+        (None, None) => None,
+        (fleet, agents) => Some(fleet.into_iter().chain(agents).flatten().collect()),
+    };
     let observed = Observed {
-        components: match fleet {
-            Some(fleet) => Some(observe_components(fleet, store, now, &limits).await),
-            None => None,
-        },
+        components,
         ..Observed::default()
     };
     let deployer: &dyn Deployer = match fleet {
@@ -215,6 +221,23 @@ fn no_fleet(function: &ComponentId) -> DeployError {
     DeployError::Rejected(format!(
         "no fleet to act on {function} here (selfbuild health --scenario gives one)"
     ))
+}
+
+/// The registered agents with an MCP URL, pinged; none when there are none (or the
+/// registry or the client is unavailable: logged, the check then reads as not observed).
+async fn agent_facts(store: &SqliteStore, config: &Config) -> Option<Vec<ComponentFact>> {
+    let agents = store
+        .list_agents(&TenantScope::All)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "agents unreadable: not pinged"))
+        .ok()?;
+    if agents.iter().all(|a| a.mcp_url.is_none()) {
+        return None;
+    }
+    let peers = crate::peers::LocalPeers::from_config(config)
+        .map_err(|e| tracing::warn!(error = %e, "agents not pinged"))
+        .ok()?;
+    Some(selfbuild_core::health::agents::agent_facts(&agents, &peers).await)
 }
 
 /// The CLI's answer: the report with the metrics emitted.

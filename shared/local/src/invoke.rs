@@ -114,6 +114,8 @@ pub async fn invoke(call: Invocation<'_>) -> Result<Value, CliError> {
     let settings =
         crate::demo::scenario_code_settings(&scenario).map_err(|e| cli_error("ConfigError", e))?;
     let checker = selfbuild_validate::PipelineChecker::new(settings);
+    let peers =
+        crate::peers::LocalPeers::from_config(&config).map_err(|e| cli_error("ConfigError", e))?;
     let deps = StepDeps {
         telemetry: &fleet,
         deployer: &fleet,
@@ -122,6 +124,8 @@ pub async fn invoke(call: Invocation<'_>) -> Result<Value, CliError> {
         llm: &crate::planner::RulePlanner,
         store: &store,
         notifier: &store,
+        registry: &store,
+        peers: &peers,
         metrics: &metrics,
         clock: call.clock.as_ref(),
     };

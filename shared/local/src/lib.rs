@@ -16,6 +16,7 @@
 //! - [`inspect`]: `selfbuild status`, `list` and `show` over the store.
 //! - [`report`]: `selfbuild report`: one improvement as a self-contained HTML page with charts.
 //! - [`invoke`]: `selfbuild invoke`: one function's handler on a payload, on embedded adapters.
+//! - [`peers`]: registered agents called over MCP offline (own runtime, keys from a file).
 //! - [`output`]: `--output json|table`, timestamps, `error[Type]` lines with hints, exit codes.
 //! - [`cli`]: the `selfbuild` command line (`invoke`, `halt`, `resume`, `status`, `serve`,
 //!   `logs mine`, …).
@@ -33,6 +34,7 @@ pub mod invoke;
 pub mod logs;
 pub mod orchestrator;
 pub mod output;
+pub mod peers;
 pub mod planner;
 pub mod proposal;
 pub mod report;

@@ -283,10 +283,15 @@ fn decision(page: &mut String, input: &ReportInput<'_>, looks: &[MonitorReport])
     let record = input.record;
     let item = &record.item;
     page.push_str("<h2>Decision</h2>\n");
-    let last_event = input
-        .events
-        .iter()
-        .rfind(|e| e.action != AuditAction::CanaryChecked);
+    let last_event = input.events.iter().rfind(|e| {
+        // Looks and deliveries to other agents are no decision.
+        !matches!(
+            e.action,
+            AuditAction::CanaryChecked
+                | AuditAction::AgentNotified
+                | AuditAction::AgentNotificationFailed
+        )
+    });
     let Some(last) = looks.last() else {
         let why = item
             .deploy

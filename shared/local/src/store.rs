@@ -1992,6 +1992,13 @@ mod tests {
             tenant_id: tenant.map(|t| TenantId::parse(t).unwrap()),
             registered_by: "k1".into(),
             registered_at: OffsetDateTime::UNIX_EPOCH,
+            mcp_url: None,
+            key_secret_id: None,
+            components: Vec::new(),
+            depends_on: Vec::new(),
+            low_traffic_windows: Vec::new(),
+            window_tool: None,
+            notify_tool: None,
         }
     }
 

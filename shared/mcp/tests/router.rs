@@ -798,6 +798,69 @@ async fn a_tenant_key_never_sees_another_tenant() {
     );
 }
 
+#[tokio::test]
+async fn an_agent_registers_as_a_peer_and_bad_peer_fields_are_named() {
+    let h = harness();
+    let peer = json!({
+        "name": "orders", "url": "https://orders.acme.example", "capabilities": ["orders"],
+        "mcp_url": "https://orders.acme.example/mcp", "key_secret_id": "selfbuild/agents/orders",
+        "components": ["orders-api", "orders-api"], "depends_on": ["catalog"],
+        "low_traffic_windows": ["22:00-02:00", " 12:00-13:00 "],
+        "window_tool": "when_can_i_deploy"
+    });
+    h.ok(ACME_ALL, "register_agent", peer).await;
+    let listed = h.ok(ACME_READ, "list_agents", json!({})).await;
+    let agent = &listed["agents"][0];
+    assert_eq!(agent["mcp_url"], "https://orders.acme.example/mcp");
+    assert_eq!(agent["key_secret_id"], "selfbuild/agents/orders");
+    assert_eq!(agent["components"], json!(["orders-api"]));
+    assert_eq!(agent["depends_on"], json!(["catalog"]));
+    assert_eq!(
+        agent["low_traffic_windows"],
+        json!(["22:00-02:00", "12:00-13:00"])
+    );
+    assert_eq!(agent["window_tool"], "when_can_i_deploy");
+    assert!(agent.get("notify_tool").is_none(), "{agent}");
+
+    let base = json!({"name": "x", "url": "https://x.example", "capabilities": ["a"]});
+    for (field, value, says) in [
+        ("mcp_url", json!("mailto:x"), "mcp_url: "),
+        (
+            "low_traffic_windows",
+            json!(["25:00-01:00"]),
+            "low_traffic_windows[0]: ",
+        ),
+        (
+            "low_traffic_windows",
+            json!(["01:00"]),
+            "low_traffic_windows[0]: ",
+        ),
+        ("depends_on", json!(["ok", "bad name"]), "depends_on[1]: "),
+        (
+            "depends_on",
+            json!(["x"]),
+            "depends_on: \"x\" is the agent itself",
+        ),
+        ("components", json!(["no/slash"]), "components[0]"),
+        ("window_tool", json!("a b"), "window_tool: "),
+        ("notify_tool", json!(""), "notify_tool"),
+        (
+            "key_secret_id",
+            json!("agents/x"),
+            "key_secret_id: given without mcp_url",
+        ),
+    ] {
+        let mut args = base.clone();
+        args[field] = value;
+        let e = h.err(ACME_ALL, "register_agent", args).await;
+        let message = e["message"].as_str().expect("m");
+        assert!(
+            message.starts_with(&format!("invalid arguments: {says}")),
+            "{field}: {message}"
+        );
+    }
+}
+
 /// Puts a deployed globex improvement, waiting for a second approval, in the store; its id.
 async fn globex_improvement(h: &Harness, cycle: &str) -> ImprovementId {
     let step: Value = serde_json::from_str(

@@ -108,6 +108,8 @@ async fn run_on_moto(
         llm: Box::new(RecordedLlm::new(recorded, RulePlanner)),
         store: shared.clone(),
         notifier: shared.clone(),
+        registry: shared.clone(),
+        peers: Arc::new(selfbuild_core::ports::NoPeers),
         metrics: Arc::new(selfbuild_core::emf::TracingSink {
             namespace: config.metrics_namespace.clone(),
         }),

@@ -20,6 +20,7 @@ mod mcp_lambda;
 mod notifier;
 mod orchestrator;
 mod orchestrator_contract;
+mod peers;
 mod secrets;
 mod step_events;
 mod store_contract;

@@ -673,6 +673,13 @@ fn agent(owner: Option<&str>, name: &str, url: &str) -> AgentRecord {
         tenant_id: owner.map(tenant),
         registered_by: "key-1".into(),
         registered_at: T0,
+        mcp_url: None,
+        key_secret_id: None,
+        components: Vec::new(),
+        depends_on: Vec::new(),
+        low_traffic_windows: Vec::new(),
+        window_tool: None,
+        notify_tool: None,
     }
 }
 
@@ -740,6 +747,22 @@ pub async fn agents_and_components_are_replaced_and_scoped(store: &impl Store) {
             .unwrap()
             .is_empty()
     );
+    // A peer's fields are kept as registered.
+    let peer = AgentRecord {
+        mcp_url: Some("https://acme.example/mcp".into()),
+        key_secret_id: Some("selfbuild/agents/builder".into()),
+        components: vec!["orders-api".into()],
+        depends_on: vec!["scout".into()],
+        low_traffic_windows: vec![
+            selfbuild_core::agents::LowTrafficWindow::parse("22:00-02:00").unwrap(),
+        ],
+        window_tool: Some("when_can_i_deploy".into()),
+        notify_tool: None,
+        ..agent(Some("acme"), "builder", "https://acme.example/builder")
+    };
+    store.register_agent(&peer).await.unwrap();
+    let stored = store.list_agents(&only("acme")).await.unwrap();
+    assert_eq!(stored.iter().find(|a| a.name == "builder"), Some(&peer));
 
     let cache = component(Some("acme"), "cache", ComponentStatus::AwaitingApproval);
     store.put_component(&cache).await.unwrap();

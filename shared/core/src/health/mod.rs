@@ -4,6 +4,7 @@
 //! [`skip`] says what a cycle leaves out while components are disabled; [`observe`] turns a
 //! component's metric series into what the pass sees of it.
 
+pub mod agents;
 pub mod dlq;
 pub mod observe;
 pub mod pass;

@@ -14,6 +14,7 @@ mod llm;
 mod metrics;
 mod notifier;
 mod orchestrator;
+mod peers;
 mod store;
 mod telemetry;
 
@@ -32,6 +33,7 @@ pub use llm::{ForcedTool, Llm, LlmAnswer, LlmError, LlmRequest, ToolAnswer, Tool
 pub use metrics::{MetricRecord, MetricSink, Unit};
 pub use notifier::Notifier;
 pub use orchestrator::{CycleHandle, Orchestrator, TaskTokens};
+pub use peers::{AgentPeers, Delivery, DeliveryOutcome, NoPeerKeys, NoPeers, PeerError, PeerKeys};
 pub use store::{
     AccessLog, ApprovalStore, AuditLog, ClaimOutcome, CycleStore, DedupClaim, DedupStore,
     HaltState, HaltSwitch, HeldClaim, ImprovementStore, MinerStateStore, Registry, SavedMinerState,

@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StepDeps, StepError, parse_payload, to_value};
+use super::{StepDeps, StepError, parse_payload, peers, to_value};
+use crate::agents::ChangeEvent;
 use crate::audit::AuditAction;
 use crate::canary::{deploy, promote};
 use crate::change::Change;
@@ -40,7 +41,8 @@ pub(super) async fn run(
 ) -> Result<Value, StepError> {
     match parse_payload::<DeployRequest>(payload)? {
         DeployRequest::Deploy { item } => {
-            let outcome = deploy(deps.canary(), config, &item).await?;
+            let window = peers::owner_window(&deps, config, &item).await;
+            let outcome = deploy(deps.canary(), config, &item, &window).await?;
             if outcome.status == DeployStatus::Deployed {
                 deps.metric("ImprovementsDeployed", Unit::Count, 1.0);
             }
@@ -93,6 +95,10 @@ pub(super) async fn run(
                 )
                 .await?;
             }
+            if outcome.status == DeployStatus::Deployed {
+                peers::notify_dependents(&deps, &item, ChangeEvent::Deployed, &outcome.reason)
+                    .await;
+            }
             to_value(&outcome)
         }
         DeployRequest::Promote { item } => {
@@ -118,6 +124,8 @@ pub(super) async fn run(
                     None,
                 )
                 .await?;
+                peers::notify_dependents(&deps, &item, ChangeEvent::Promoted, &outcome.reason)
+                    .await;
             }
             to_value(&outcome)
         }

@@ -6,6 +6,7 @@ mod analyze;
 mod deploy;
 mod generate;
 mod monitor;
+mod peers;
 mod rollback;
 mod summary;
 #[cfg(test)]
@@ -21,8 +22,8 @@ use crate::config::Config;
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::improvement::{ImprovementItem, MonitorReport, Verdict};
 use crate::ports::{
-    Clock, CodeChecker, CodeSource, CodeSourceError, Deployer, Llm, LlmError, MetricRecord,
-    MetricSink, Notifier, StepStore, Telemetry, Unit,
+    AgentPeers, Clock, CodeChecker, CodeSource, CodeSourceError, Deployer, Llm, LlmError,
+    MetricRecord, MetricSink, Notifier, Registry, StepStore, Telemetry, Unit,
 };
 use crate::records::ImprovementStatus;
 use crate::transition::{Recorder, Transition};
@@ -106,6 +107,10 @@ pub struct StepDeps<'a> {
     pub store: &'a dyn StepStore,
     /// Notifications for other agents.
     pub notifier: &'a dyn Notifier,
+    /// The registered agents, read at each deploy, promote and rollback.
+    pub registry: &'a dyn Registry,
+    /// Registered agents called over MCP (window, notifications).
+    pub peers: &'a dyn AgentPeers,
     /// Where the R19 metrics go (EMF on Lambda).
     pub metrics: &'a dyn MetricSink,
     /// The time.

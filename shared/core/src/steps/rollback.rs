@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{StepDeps, StepError, parse_payload};
+use super::{StepDeps, StepError, parse_payload, peers};
+use crate::agents::ChangeEvent;
 use crate::audit::AuditAction;
 use crate::canary::{RollbackCause, record_rollback_failure, roll_back_recorded, rollback};
 use crate::config::Config;
@@ -52,6 +53,10 @@ pub(super) async fn run(
                 RollbackCause::Verdict,
             )
             .await?;
+            if done.restored {
+                peers::notify_dependents(&deps, &item, ChangeEvent::RolledBack, &done.event.detail)
+                    .await;
+            }
             Ok(serde_json::json!({"restored": done.restored, "outcome": done.event.action}))
         }
         RollbackRequest::UndoDeploy { item, failure } => {

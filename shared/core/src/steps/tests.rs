@@ -1,6 +1,7 @@
 //! The cycle's functions through [`run_step`], on in-memory ports.
 
 use super::*;
+use crate::agents::{OwnerWindow, PeerTarget, WindowAnswer};
 use crate::change::{Change, LambdaConfigChange, LambdaSettings, Proposal, RiskLevel};
 use crate::clock::FixedClock;
 use crate::cycle::{CycleMode, CycleStatus};
@@ -8,8 +9,9 @@ use crate::deployment::{CanaryDeployment, FunctionState};
 use crate::ids::{ComponentId, CycleId, ImprovementId, TenantId};
 use crate::improvement::{DeployStatus, Generated, LlmUsage};
 use crate::opportunity::{Opportunity, OpportunityKind, Priority};
+use crate::ports::{AgentPeers, Delivery, DeliveryOutcome, PeerError, Registry};
 use crate::ports::{DeployError, HaltState, HaltSwitch, Telemetry};
-use crate::records::{CircuitState, ProviderHealth};
+use crate::records::{AgentRecord, CircuitState, ProviderHealth, TenantScope};
 use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -81,6 +83,8 @@ struct World {
     checker: Box<dyn CodeChecker>,
     clock: FixedClock,
     config: Config,
+    agents: FixedAgents,
+    peers: ScriptedPeers,
 }
 
 impl World {
@@ -105,6 +109,8 @@ impl World {
             checker: Box::new(crate::ports::NoCodeChecker),
             clock: FixedClock(NOW),
             config: Config::default(),
+            agents: FixedAgents::default(),
+            peers: ScriptedPeers::default(),
         }
     }
 
@@ -117,10 +123,30 @@ impl World {
             llm: self.llm.as_ref(),
             store: &self.records,
             notifier: &self.records,
+            registry: &self.agents,
+            peers: &self.peers,
             metrics: &self.records,
             clock: &self.clock,
         };
         run_step(function, deps, &self.config, &payload).await
+    }
+
+    /// What the owner of `item`'s component decides, as the deploy step asks it.
+    async fn owner_window(&self, item: &ImprovementItem) -> crate::agents::OwnerWindow {
+        let deps = StepDeps {
+            telemetry: self.telemetry.as_ref(),
+            deployer: self.deployer.as_ref(),
+            code: self.code.as_ref(),
+            checker: self.checker.as_ref(),
+            llm: self.llm.as_ref(),
+            store: &self.records,
+            notifier: &self.records,
+            registry: &self.agents,
+            peers: &self.peers,
+            metrics: &self.records,
+            clock: &self.clock,
+        };
+        super::peers::owner_window(&deps, &self.config, item).await
     }
 
     async fn halt(&self) {
@@ -1485,4 +1511,281 @@ async fn a_fleet_wide_cycle_names_the_disabled_components_it_had_in_scope() {
     let events = world.records.events.lock().unwrap().clone();
     assert_eq!(events.len(), 1);
     assert!(events[0].detail.starts_with("orders is disabled"));
+}
+
+/// A registry holding these agents.
+#[derive(Default)]
+struct FixedAgents(Vec<AgentRecord>);
+
+#[async_trait::async_trait]
+impl Registry for FixedAgents {
+    async fn register_agent(&self, _: &AgentRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_agents(&self, _: &TenantScope) -> Result<Vec<AgentRecord>, StoreError> {
+        Ok(self.0.clone())
+    }
+    async fn put_component(&self, _: &crate::records::ComponentRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_components(
+        &self,
+        _: &TenantScope,
+    ) -> Result<Vec<crate::records::ComponentRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Agents answering as scripted, recording every call.
+#[derive(Default)]
+struct ScriptedPeers {
+    /// The window answer; none: unreachable.
+    window: Option<WindowAnswer>,
+    /// Agents whose deliveries fail.
+    down: Vec<String>,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl AgentPeers for ScriptedPeers {
+    async fn deployment_window(
+        &self,
+        target: &PeerTarget,
+        tool: &str,
+        _: Value,
+    ) -> Result<WindowAnswer, PeerError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{}.{tool}", target.name));
+        self.window.clone().ok_or_else(|| PeerError::Unreachable {
+            agent: target.name.clone(),
+            message: "connection refused".into(),
+        })
+    }
+    async fn notify(&self, deliveries: &[Delivery], notice: Value) -> Vec<DeliveryOutcome> {
+        deliveries
+            .iter()
+            .map(|d| {
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}.{} {}", d.target.name, d.tool, notice["event"]));
+                let down = self.down.contains(&d.target.name);
+                DeliveryOutcome {
+                    agent: d.target.name.clone(),
+                    attempts: if down { 3 } else { 1 },
+                    error: down.then(|| PeerError::Unreachable {
+                        agent: d.target.name.clone(),
+                        message: "connection refused".into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+    async fn ping(&self, _: &PeerTarget) -> Result<(), PeerError> {
+        Ok(())
+    }
+}
+
+fn peer(name: &str, components: &[&str], depends_on: &[&str]) -> AgentRecord {
+    AgentRecord {
+        name: name.into(),
+        url: format!("https://{name}.example"),
+        capabilities: vec!["x".into()],
+        mcp_url: Some(format!("https://{name}.example/mcp")),
+        key_secret_id: None,
+        components: components.iter().map(|c| (*c).to_owned()).collect(),
+        depends_on: depends_on.iter().map(|c| (*c).to_owned()).collect(),
+        low_traffic_windows: Vec::new(),
+        window_tool: None,
+        notify_tool: None,
+        tenant_id: Some(TenantId::parse("acme").unwrap()),
+        registered_by: "k".into(),
+        registered_at: NOW,
+    }
+}
+
+/// orders (owns orders-api), billing and audit depending on it, search depending on nobody.
+fn agents() -> FixedAgents {
+    FixedAgents(vec![
+        peer("orders", &["orders-api"], &[]),
+        AgentRecord {
+            notify_tool: Some("on_change".into()),
+            ..peer("billing", &[], &["orders"])
+        },
+        peer("audit", &[], &["orders", "search"]),
+        peer("search", &[], &[]),
+    ])
+}
+
+#[tokio::test]
+async fn the_owner_saying_not_now_defers_and_saying_now_overrides_own_detection() {
+    let mut world = World {
+        agents: agents(),
+        peers: ScriptedPeers {
+            window: Some(WindowAnswer {
+                deploy_now: false,
+                retry_after_seconds: Some(900),
+                reason: Some("batch run".into()),
+            }),
+            ..ScriptedPeers::default()
+        },
+        ..World::new()
+    };
+    let later = world.owner_window(&item()).await;
+    assert_eq!(
+        later,
+        OwnerWindow::Later {
+            wait_until: NOW + time::Duration::seconds(900),
+            reason: "agent orders said not now: \"batch run\"; asking again in 900 s".into()
+        }
+    );
+    assert_eq!(
+        *world.peers.calls.lock().unwrap(),
+        ["orders.request_deployment_window"]
+    );
+    // A wait beyond a day is cut to one; none means DEPLOY_DEFER_SECONDS.
+    world.peers.window = Some(WindowAnswer {
+        deploy_now: false,
+        retry_after_seconds: Some(10_000_000),
+        reason: None,
+    });
+    let OwnerWindow::Later { wait_until, .. } = world.owner_window(&item()).await else {
+        panic!("not deferred")
+    };
+    assert_eq!(wait_until, NOW + time::Duration::days(1));
+    world.peers.window = Some(WindowAnswer {
+        deploy_now: true,
+        retry_after_seconds: None,
+        reason: None,
+    });
+    assert_eq!(
+        world.owner_window(&item()).await,
+        OwnerWindow::Now("agent orders said deploy now".into())
+    );
+}
+
+#[tokio::test]
+async fn an_owner_that_cannot_answer_falls_back_to_its_windows_then_to_own_detection() {
+    // GIVEN the owner is down, and declares a window that opens at 22:00 (now is 05:00)
+    let mut owner = peer("orders", &["orders-api"], &[]);
+    owner.low_traffic_windows =
+        vec![crate::agents::LowTrafficWindow::parse("22:00-02:00").unwrap()];
+    let mut world = World {
+        agents: FixedAgents(vec![owner.clone()]),
+        ..World::new()
+    };
+    let OwnerWindow::Later { wait_until, reason } = world.owner_window(&item()).await else {
+        panic!("not deferred to the window")
+    };
+    assert_eq!(wait_until, datetime!(2026-11-22 22:00:00 UTC));
+    assert!(
+        reason.starts_with("agent orders gave no deployment window (\"agent orders unreachable")
+            && reason.ends_with("outside agent orders's low-traffic windows (22:00-02:00 UTC)"),
+        "{reason}"
+    );
+    // WITHOUT windows: selfbuild's own detection decides, with the reason noted
+    owner.low_traffic_windows.clear();
+    world.agents = FixedAgents(vec![owner]);
+    let OwnerWindow::Own(Some(note)) = world.owner_window(&item()).await else {
+        panic!("not left to own detection")
+    };
+    assert!(
+        note.starts_with("agent orders gave no deployment window"),
+        "{note}"
+    );
+    // A component no agent owns, or a dry run: nobody is asked
+    world.agents = FixedAgents(vec![peer("search", &["search-api"], &[])]);
+    assert_eq!(world.owner_window(&item()).await, OwnerWindow::Own(None));
+    let dry = ImprovementItem {
+        dry_run: true,
+        ..item()
+    };
+    world.agents = agents();
+    assert_eq!(world.owner_window(&dry).await, OwnerWindow::Own(None));
+    assert_eq!(
+        *world.peers.calls.lock().unwrap(),
+        [
+            "orders.request_deployment_window",
+            "orders.request_deployment_window"
+        ],
+        "only the two asks of the owner"
+    );
+}
+
+#[tokio::test]
+async fn promote_and_rollback_notify_the_dependents_and_audit_each_delivery() {
+    // GIVEN billing and audit depend on orders, and audit is down
+    let (world, _) = split_world();
+    let world = World {
+        agents: agents(),
+        peers: ScriptedPeers {
+            down: vec!["audit".into()],
+            ..ScriptedPeers::default()
+        },
+        ..world
+    };
+    // WHEN the canary is promoted, then rolled back
+    let promoted = world
+        .run(
+            StepFunction::Deploy,
+            json!({"action": "promote", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    world
+        .run(
+            StepFunction::Rollback,
+            json!({"action": "rollback", "item": deployed()}),
+        )
+        .await
+        .unwrap();
+    // THEN each dependent was called with its tool, the failure did not stop the step,
+    // and every delivery is audited
+    assert_eq!(promoted["status"], "promoted");
+    assert_eq!(
+        *world.peers.calls.lock().unwrap(),
+        [
+            "billing.on_change \"promoted\"",
+            "audit.notify_dependency_changed \"promoted\"",
+            "billing.on_change \"rolled_back\"",
+            "audit.notify_dependency_changed \"rolled_back\"",
+        ]
+    );
+    let events = world.records.events.lock().unwrap().clone();
+    let deliveries: Vec<(String, String, String)> = events
+        .iter()
+        .filter(|e| e.action.as_str().starts_with("agent_"))
+        .map(|e| {
+            (
+                e.action.as_str().to_owned(),
+                e.actor.clone(),
+                e.after.as_ref().unwrap()["agent"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let d = |a: &str, by: &str, agent: &str| (a.to_owned(), by.to_owned(), agent.to_owned());
+    assert_eq!(
+        deliveries,
+        [
+            d("agent_notified", "selfbuild:deploy", "billing"),
+            d("agent_notification_failed", "selfbuild:deploy", "audit"),
+            d("agent_notified", "selfbuild:rollback", "billing"),
+            d("agent_notification_failed", "selfbuild:rollback", "audit"),
+        ]
+    );
+    let failed = events
+        .iter()
+        .find(|e| e.action == AuditAction::AgentNotificationFailed)
+        .unwrap();
+    assert!(
+        failed.detail.contains("after 3 attempt(s)"),
+        "{}",
+        failed.detail
+    );
+    assert_eq!(world.status(), Some(ImprovementStatus::RolledBack));
 }

@@ -9,7 +9,8 @@ use super::{ToolContext, ToolError, ToolSpec};
 
 pub(crate) const SPEC: ToolSpec = ToolSpec {
     name: "list_agents",
-    description: "List registered agents (name, URL, capabilities, tenant).",
+    description: "List registered agents (name, URL, capabilities, tenant, MCP URL, key secret id \
+but never the key, components, dependencies, low-traffic windows, tool names).",
     scope: Scope::Read,
     read_only: true,
     destructive: false,

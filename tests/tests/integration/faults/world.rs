@@ -464,6 +464,8 @@ impl World {
             llm: &self.llm,
             store: &self.store,
             notifier: &NoNotifier,
+            registry: &self.store,
+            peers: &selfbuild_core::ports::NoPeers,
             metrics: &NoMetrics,
             clock: &self.clock,
         };
