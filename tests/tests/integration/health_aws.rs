@@ -417,6 +417,7 @@ async fn a_pass_resends_the_dead_letters_it_finds() {
         telemetry: &telemetry,
         own_functions: &[],
         dead_letters: Some(&dlq),
+        components: None,
     };
     let now = time::macros::datetime!(2026-12-05 12:00 UTC);
     let report = pass(&ports, &sources, now, &limits()).await;
@@ -480,8 +481,9 @@ async fn own_functions_errors_and_throttles_come_from_get_metric_data() {
         telemetry: &telemetry,
         own_functions: &[analyze, deploy],
         dead_letters: None,
+        components: None,
     };
-    let observed = observe(&sources, &window).await;
+    let observed = observe(&sources, &window, &limits()).await;
     let functions = observed.functions.expect("observed");
     assert_eq!(functions.len(), 2);
     assert_eq!(functions[0].function, "selfbuild-analyze");
@@ -495,7 +497,10 @@ async fn own_functions_errors_and_throttles_come_from_get_metric_data() {
         start: window.start - time::Duration::hours(2),
         end: window.start - time::Duration::hours(1),
     };
-    let quiet = observe(&sources, &before).await.functions.unwrap();
+    let quiet = observe(&sources, &before, &limits())
+        .await
+        .functions
+        .unwrap();
     assert!(
         quiet.iter().all(|f| f.errors == 0.0 && f.throttles == 0.0),
         "{quiet:?}"
@@ -571,6 +576,7 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
             telemetry: &telemetry,
             own_functions: &[],
             dead_letters: None,
+            components: None,
         },
         limits: limits(),
     };
