@@ -105,7 +105,7 @@ pub fn changed_functions(
             ComponentId::parse(name).ok().map(|id| (id, change))
         })
         .collect();
-    changed.sort_by(|a, b| b.1.deployed_at.cmp(&a.1.deployed_at));
+    changed.sort_by_key(|(_, change)| std::cmp::Reverse(change.deployed_at));
     changed.truncate(MAX_COMPONENTS);
     changed
 }
