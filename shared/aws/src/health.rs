@@ -497,6 +497,99 @@ mod tests {
         assert_eq!((facts[1].errors, facts[1].throttles), (0.0, 0.0));
     }
 
+    fn record(
+        component: &str,
+        cycle: &str,
+        status: selfbuild_core::records::ImprovementStatus,
+        at: OffsetDateTime,
+    ) -> ImprovementRecord {
+        let event: Value =
+            serde_json::from_str(include_str!("../../../events/steps/rollback.json")).unwrap();
+        let mut item: selfbuild_core::improvement::ImprovementItem =
+            serde_json::from_value(event["item"].clone()).unwrap();
+        item.cycle_id = selfbuild_core::ids::CycleId::parse(cycle).unwrap();
+        item.opportunity.component = ComponentId::parse(component).unwrap();
+        ImprovementRecord::of_item(&item, status, at)
+    }
+
+    #[test]
+    fn changed_functions_are_the_live_changes_within_the_lookback_newest_first() {
+        use selfbuild_core::records::ImprovementStatus::{Promoted, RolledBack, Validated};
+        let hour = time::Duration::hours(1);
+        let old = NOW - CHANGE_LOOKBACK - hour;
+        let records = [
+            record(
+                "orders",
+                "acme-orders-20261205T090000Z-aa11bb22",
+                Promoted,
+                NOW - 3 * hour,
+            ),
+            record(
+                "orders",
+                "acme-orders-20261205T100000Z-aa11bb23",
+                Promoted,
+                NOW - hour,
+            ),
+            record(
+                "billing",
+                "acme-billing-20261205T100000Z-aa11bb24",
+                Promoted,
+                NOW - 2 * hour,
+            ),
+            // Not live, or too old: not observed.
+            record(
+                "undone",
+                "acme-undone-20261205T100000Z-aa11bb25",
+                RolledBack,
+                NOW,
+            ),
+            record(
+                "idea",
+                "acme-idea-20261205T100000Z-aa11bb26",
+                Validated,
+                NOW,
+            ),
+            record(
+                "ancient",
+                "acme-ancient-20261105T100000Z-aa11bb27",
+                Promoted,
+                old,
+            ),
+        ];
+        let changed = changed_functions(&records, NOW);
+        let names: Vec<(&str, OffsetDateTime)> = changed
+            .iter()
+            .map(|(f, c)| (f.as_str(), c.deployed_at))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("orders", NOW - hour), ("billing", NOW - 2 * hour)]
+        );
+        assert_eq!(
+            changed[0].1.improvement_id,
+            records[1].improvement_id.to_string()
+        );
+    }
+
+    #[test]
+    fn at_most_max_components_are_observed() {
+        use selfbuild_core::records::ImprovementStatus::Deployed;
+        let records: Vec<ImprovementRecord> = (0..MAX_COMPONENTS + 5)
+            .map(|i| {
+                record(
+                    &format!("fn-{i}"),
+                    &format!("acme-fn-20261205T100000Z-{i:08x}"),
+                    Deployed,
+                    NOW - time::Duration::minutes(i as i64),
+                )
+            })
+            .collect();
+        let changed = changed_functions(&records, NOW);
+        assert_eq!(changed.len(), MAX_COMPONENTS);
+        // The newest kept.
+        assert_eq!(changed[0].0.as_str(), "fn-0");
+    }
+
     #[test]
     fn only_a_poll_tick_is_a_poll() {
         let poll: Value =
