@@ -366,16 +366,15 @@ pub async fn pass_after_poll(
     }
 }
 
-/// The pass's deployer on AWS while registered components are not observed there: no
-/// rollback heal is then planned, and one that reached it would fail saying why (alarm-intake
-/// keeps no deploy permissions for it).
+/// A deployer that refuses every call, saying why: for a pass that has no business rolling
+/// anything back (alarm-intake uses `LambdaDeployer`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRollbackHere;
 
 fn not_here(function: &ComponentId) -> DeployError {
     DeployError::Rejected(format!(
-        "the health pass on AWS does not observe components yet, so it does not roll back \
-         {function}; use MCP rollback_improvement"
+        "this health pass has no deployer, so it does not roll back {function}; use MCP \
+         rollback_improvement"
     ))
 }
 
