@@ -1,15 +1,16 @@
 //! alarm-intake Lambda: wiring only. The logic is `selfbuild_core::intake` (EventBridge
 //! events and CloudWatch Logs subscription deliveries) and, after each poll tick, one self
 //! health pass (`selfbuild_aws::health`), which runs whatever ENABLE_SELF_BUILDING says and
-//! never changes the poll's answer.
+//! never changes the poll's answer; its rollback heal uses the rollback function's deployer.
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_aws::cloudwatch::CloudWatchAlarms;
 use selfbuild_aws::dlq::SqsDeadLetters;
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
-use selfbuild_aws::health::{HealthSources, NoRollbackHere, PollHealth, handle_then_pass};
+use selfbuild_aws::health::{ComponentSources, HealthSources, PollHealth, handle_then_pass};
 use selfbuild_aws::lambda::diagnostic;
+use selfbuild_aws::lambda_deployer::LambdaDeployer;
 use selfbuild_aws::observability::ColdStart;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::CloudWatchTelemetry;
@@ -49,6 +50,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .clone()
         .map(|url| SqsDeadLetters::new(&sdk, url, config.intake_function_name.clone()));
     let metrics = selfbuild_aws::observability::metrics(&config);
+    // The rollback heal restores a blamed change as the rollback function does.
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let deployer = LambdaDeployer::from_client(lambda.clone());
     let cold_start = &ColdStart::from_env();
     let clock = SystemClock;
     let deps = IntakeDeps {
@@ -69,7 +73,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             usage: &store,
             notifier: &notifier,
             metrics: &metrics,
-            deployer: &NoRollbackHere,
+            deployer: &deployer,
             improvements: &store,
             audit: &store,
             dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
@@ -78,6 +82,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             telemetry: &telemetry,
             own_functions: &own_functions,
             dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
+            components: Some(ComponentSources {
+                improvements: &store,
+                lambda: &lambda,
+            }),
         },
         limits,
     };

@@ -2,10 +2,17 @@
 //! (selfbuild's functions' `Errors` and `Throttles` from CloudWatch, the dead-letter queue's
 //! depth), and one pass after each poll tick of alarm-intake.
 //!
+//! It also observes the functions selfbuild changed (targets of improvements with a live
+//! change in the last [`CHANGE_LOOKBACK`]): whether each exists, its error rate, when its
+//! errors began; the pass rolls back a change the errors began right after.
+//!
 //! AWS calls of one pass: one DynamoDB read of the last report for the metric window, one
-//! `GetMetricData` (two queries per own function), one `GetQueueAttributes`, the pass's own
-//! (see `selfbuild_core::health::pass` and [`crate::sfn`]: five `ListExecutions` listings and
-//! a `DescribeExecution` per execution new to the container), and the heals.
+//! `GetMetricData` (two queries per own function), one `GetQueueAttributes`; for the changed
+//! functions at most [`CHANGE_PAGES`] DynamoDB `Query` pages of improvement records, one
+//! `GetMetricData` (two queries per function, at most [`MAX_COMPONENTS`] functions) and one
+//! `GetFunctionConfiguration` per function; the pass's own (see
+//! `selfbuild_core::health::pass` and [`crate::sfn`]: five `ListExecutions` listings and a
+//! `DescribeExecution` per execution new to the container), and the heals.
 
 use std::time::Duration;
 
@@ -15,18 +22,24 @@ use selfbuild_core::change::DeploySpec;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::deployment::{CanaryDeployment, FunctionState};
 use selfbuild_core::event::{EventJson, IntakeEvent, parse_event};
+use selfbuild_core::health::observe::{component_fact, last_change};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
-use selfbuild_core::health::{CheckStatus, FunctionFact, HealthReport, Thresholds};
+use selfbuild_core::health::{
+    CheckStatus, ComponentFact, FunctionFact, HealthReport, SelfChange, Thresholds,
+};
 use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
-use selfbuild_core::ports::{AlarmSource, DeadLetters, DeployError, Deployer, MinerStateStore};
+use selfbuild_core::ports::{
+    AlarmSource, DeadLetters, DeployError, Deployer, ImprovementStore, MinerStateStore,
+};
+use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::{MetricName, MetricSeries};
 use selfbuild_core::text::Escaped;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::telemetry::CloudWatchTelemetry;
+use crate::telemetry::{CloudWatchTelemetry, MAX_QUERIES_PER_REQUEST};
 
 /// The shortest window the own functions' metrics are read over (the poll period).
 pub const MIN_METRIC_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -37,6 +50,17 @@ pub const MAX_METRIC_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// ran first.
 pub const PASS_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How far back improvement records are read for the functions selfbuild changed.
+pub const CHANGE_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The most pages of improvement records (newest first) one pass reads.
+pub const CHANGE_PAGES: usize = 3;
+/// The most changed functions one pass observes: two queries each in one `GetMetricData`.
+pub const MAX_COMPONENTS: usize = MAX_QUERIES_PER_REQUEST / 2;
+/// How far back a changed function's metrics are read (when its errors began).
+pub const COMPONENT_LOOKBACK: Duration = Duration::from_secs(60 * 60);
+/// The period of a changed function's metric points.
+pub const COMPONENT_PERIOD_SECONDS: u32 = 60;
+
 /// What the AWS pass reads besides [`PassPorts`].
 pub struct HealthSources<'a> {
     /// CloudWatch metrics.
@@ -45,6 +69,164 @@ pub struct HealthSources<'a> {
     pub own_functions: &'a [ComponentId],
     /// Intake's dead-letter queue, where there is one.
     pub dead_letters: Option<&'a dyn DeadLetters>,
+    /// Where the functions selfbuild changed are found; none: components not observed.
+    pub components: Option<ComponentSources<'a>>,
+}
+
+/// Where the pass finds the functions selfbuild changed and whether each exists.
+#[derive(Clone, Copy)]
+pub struct ComponentSources<'a> {
+    /// The improvement records.
+    pub improvements: &'a dyn ImprovementStore,
+    /// Lambda, asked whether each function exists.
+    pub lambda: &'a aws_sdk_lambda::Client,
+}
+
+/// The functions with a live selfbuild change among `records` updated in the last
+/// [`CHANGE_LOOKBACK`], newest change first, at most [`MAX_COMPONENTS`]; a component that
+/// is no function name is left out.
+pub fn changed_functions(
+    records: &[ImprovementRecord],
+    now: OffsetDateTime,
+) -> Vec<(ComponentId, SelfChange)> {
+    let since = now - CHANGE_LOOKBACK;
+    let recent: Vec<ImprovementRecord> = records
+        .iter()
+        .filter(|r| r.updated_at >= since)
+        .cloned()
+        .collect();
+    let mut names: Vec<&str> = recent.iter().map(|r| r.component.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut changed: Vec<(ComponentId, SelfChange)> = names
+        .into_iter()
+        .filter_map(|name| {
+            let change = last_change(&recent, name)?;
+            ComponentId::parse(name).ok().map(|id| (id, change))
+        })
+        .collect();
+    changed.sort_by_key(|(_, change)| std::cmp::Reverse(change.deployed_at));
+    changed.truncate(MAX_COMPONENTS);
+    changed
+}
+
+/// The newest improvement records, at most [`CHANGE_PAGES`] pages, stopping at the first
+/// page updated wholly before [`CHANGE_LOOKBACK`].
+async fn recent_records(
+    store: &dyn ImprovementStore,
+    now: OffsetDateTime,
+) -> Result<Vec<ImprovementRecord>, String> {
+    let since = now - CHANGE_LOOKBACK;
+    let mut records = Vec::new();
+    let mut cursor = None;
+    for _ in 0..CHANGE_PAGES {
+        let page = store
+            .list_improvements(&ImprovementQuery {
+                scope: TenantScope::All,
+                status: None,
+                limit: ImprovementQuery::MAX_LIMIT,
+                cursor: cursor.take(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        // Ids are newest first: a page all older than the lookback ends the read.
+        let older = page.items.iter().all(|r| r.updated_at < since);
+        records.extend(page.items);
+        match page.next_cursor {
+            Some(next) if !older => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(records)
+}
+
+/// Whether `function` exists (`GetFunctionConfiguration`); none when Lambda did not say.
+async fn function_exists(lambda: &aws_sdk_lambda::Client, function: &ComponentId) -> Option<bool> {
+    match lambda
+        .get_function_configuration()
+        .function_name(function.as_str())
+        .send()
+        .await
+    {
+        Ok(_) => Some(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Some(false)
+        }
+        Err(e) => {
+            warn!(
+                function = %function,
+                error = %Escaped(&crate::sdk_error::ErrorChain(&e).to_string()),
+                "whether the function exists not read"
+            );
+            None
+        }
+    }
+}
+
+/// The functions selfbuild changed, as component facts: whether each exists, its error rate
+/// over the pass interval `window`, when its errors began. None when the records or the
+/// metrics cannot be read (logged).
+pub async fn observe_components(
+    telemetry: &CloudWatchTelemetry,
+    sources: ComponentSources<'_>,
+    window: &TimeWindow,
+    limits: &Thresholds,
+) -> Option<Vec<ComponentFact>> {
+    let now = window.end;
+    let records = match recent_records(sources.improvements, now).await {
+        Ok(records) => records,
+        Err(e) => {
+            warn!(error = %Escaped(&e), "improvement records not read");
+            return None;
+        }
+    };
+    let changed = changed_functions(&records, now);
+    if changed.is_empty() {
+        return Some(Vec::new());
+    }
+    let functions: Vec<ComponentId> = changed.iter().map(|(f, _)| f.clone()).collect();
+    let lookback = TimeWindow {
+        start: now - COMPONENT_LOOKBACK,
+        end: now,
+    };
+    let series = match telemetry
+        .function_series(
+            &functions,
+            &[MetricName::Errors, MetricName::Invocations],
+            &lookback,
+            COMPONENT_PERIOD_SECONDS,
+        )
+        .await
+    {
+        Ok(series) => series,
+        Err(e) => {
+            warn!(error = %Escaped(&e.to_string()), "changed functions' metrics not read");
+            return None;
+        }
+    };
+    let recent: Duration = (window.end - window.start)
+        .try_into()
+        .unwrap_or(MIN_METRIC_WINDOW);
+    let mut facts = Vec::with_capacity(changed.len());
+    for (function, change) in changed {
+        let mut fact = component_fact(
+            function.as_str(),
+            &series,
+            now,
+            recent,
+            limits.component_error_rate,
+            Some(change),
+        );
+        // Unknown (Lambda did not say) counts as there: its metrics still speak.
+        fact.exists = function_exists(sources.lambda, &function)
+            .await
+            .unwrap_or(true);
+        facts.push(fact);
+    }
+    Some(facts)
 }
 
 /// The window the own functions' metrics are read over: since the last pass, at least
@@ -80,7 +262,11 @@ pub fn function_facts(functions: &[ComponentId], series: &[MetricSeries]) -> Vec
 
 /// What the pass cannot observe through its ports. A source that fails is reported in the
 /// logs and left unobserved (`skipped`), never failing the pass.
-pub async fn observe(sources: &HealthSources<'_>, window: &TimeWindow) -> Observed {
+pub async fn observe(
+    sources: &HealthSources<'_>,
+    window: &TimeWindow,
+    limits: &Thresholds,
+) -> Observed {
     let functions = if sources.own_functions.is_empty() {
         None
     } else {
@@ -110,10 +296,14 @@ pub async fn observe(sources: &HealthSources<'_>, window: &TimeWindow) -> Observ
             }
         },
     };
+    let components = match sources.components {
+        None => None,
+        Some(c) => observe_components(sources.telemetry, c, window, limits).await,
+    };
     Observed {
         functions,
         dlq_depth,
-        components: None,
+        components,
     }
 }
 
@@ -133,7 +323,7 @@ pub async fn pass(
         .flatten()
         .map(|r| r.at)
         .filter(|at| *at < now);
-    let observed = observe(sources, &metric_window(last, now)).await;
+    let observed = observe(sources, &metric_window(last, now), limits).await;
     let report = run_pass(ports, now, limits, observed).await;
     let problems: Vec<&str> = report
         .checks
@@ -176,16 +366,15 @@ pub async fn pass_after_poll(
     }
 }
 
-/// The pass's deployer on AWS while registered components are not observed there: no
-/// rollback heal is then planned, and one that reached it would fail saying why (alarm-intake
-/// keeps no deploy permissions for it).
+/// A deployer that refuses every call, saying why: for a pass that has no business rolling
+/// anything back (alarm-intake uses `LambdaDeployer`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRollbackHere;
 
 fn not_here(function: &ComponentId) -> DeployError {
     DeployError::Rejected(format!(
-        "the health pass on AWS does not observe components yet, so it does not roll back \
-         {function}; use MCP rollback_improvement"
+        "this health pass has no deployer, so it does not roll back {function}; use MCP \
+         rollback_improvement"
     ))
 }
 
@@ -242,12 +431,13 @@ pub async fn handle_then_pass(
     let poll = event.peek().is_some_and(is_poll);
     let answer = handle_delivery(deps, miners, alarms, config, event).await;
     if poll {
-        pass_after_poll(
+        // Boxed: the rollback heal's deployer futures nest too deep for the handler's layout.
+        Box::pin(pass_after_poll(
             &health.ports,
             &health.sources,
             deps.clock.now(),
             &health.limits,
-        )
+        ))
         .await;
     }
     answer
@@ -304,6 +494,99 @@ mod tests {
         assert_eq!(facts[0].errors, 3.0);
         assert_eq!(facts[0].throttles, 4.0);
         assert_eq!((facts[1].errors, facts[1].throttles), (0.0, 0.0));
+    }
+
+    fn record(
+        component: &str,
+        cycle: &str,
+        status: selfbuild_core::records::ImprovementStatus,
+        at: OffsetDateTime,
+    ) -> ImprovementRecord {
+        let event: Value =
+            serde_json::from_str(include_str!("../../../events/steps/rollback.json")).unwrap();
+        let mut item: selfbuild_core::improvement::ImprovementItem =
+            serde_json::from_value(event["item"].clone()).unwrap();
+        item.cycle_id = selfbuild_core::ids::CycleId::parse(cycle).unwrap();
+        item.opportunity.component = ComponentId::parse(component).unwrap();
+        ImprovementRecord::of_item(&item, status, at)
+    }
+
+    #[test]
+    fn changed_functions_are_the_live_changes_within_the_lookback_newest_first() {
+        use selfbuild_core::records::ImprovementStatus::{Promoted, RolledBack, Validated};
+        let hour = time::Duration::hours(1);
+        let old = NOW - CHANGE_LOOKBACK - hour;
+        let records = [
+            record(
+                "orders",
+                "acme-orders-20261205T090000Z-aa11bb22",
+                Promoted,
+                NOW - 3 * hour,
+            ),
+            record(
+                "orders",
+                "acme-orders-20261205T100000Z-aa11bb23",
+                Promoted,
+                NOW - hour,
+            ),
+            record(
+                "billing",
+                "acme-billing-20261205T100000Z-aa11bb24",
+                Promoted,
+                NOW - 2 * hour,
+            ),
+            // Not live, or too old: not observed.
+            record(
+                "undone",
+                "acme-undone-20261205T100000Z-aa11bb25",
+                RolledBack,
+                NOW,
+            ),
+            record(
+                "idea",
+                "acme-idea-20261205T100000Z-aa11bb26",
+                Validated,
+                NOW,
+            ),
+            record(
+                "ancient",
+                "acme-ancient-20261105T100000Z-aa11bb27",
+                Promoted,
+                old,
+            ),
+        ];
+        let changed = changed_functions(&records, NOW);
+        let names: Vec<(&str, OffsetDateTime)> = changed
+            .iter()
+            .map(|(f, c)| (f.as_str(), c.deployed_at))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("orders", NOW - hour), ("billing", NOW - 2 * hour)]
+        );
+        assert_eq!(
+            changed[0].1.improvement_id,
+            records[1].improvement_id.to_string()
+        );
+    }
+
+    #[test]
+    fn at_most_max_components_are_observed() {
+        use selfbuild_core::records::ImprovementStatus::Deployed;
+        let records: Vec<ImprovementRecord> = (0..MAX_COMPONENTS + 5)
+            .map(|i| {
+                record(
+                    &format!("fn-{i}"),
+                    &format!("acme-fn-20261205T100000Z-{i:08x}"),
+                    Deployed,
+                    NOW - time::Duration::minutes(i as i64),
+                )
+            })
+            .collect();
+        let changed = changed_functions(&records, NOW);
+        assert_eq!(changed.len(), MAX_COMPONENTS);
+        // The newest kept.
+        assert_eq!(changed[0].0.as_str(), "fn-0");
     }
 
     #[test]

@@ -1,18 +1,25 @@
 //! The self health pass's AWS adapters on moto: Step Functions executions listed and
 //! stopped (moto runs the ASL), redrive against a recorded answer (moto 5.2.6 has no
 //! `RedriveExecution`), the SQS dead-letter queue's depth and re-send (the Lambda `Invoke` of
-//! intake against a recorded 202: moto would need Docker to run a function), and the own
-//! functions' `Errors` and `Throttles` from `PutMetricData` data.
+//! intake against a recorded 202: moto would need Docker to run a function), the own
+//! functions' `Errors` and `Throttles` from `PutMetricData` data, and the functions
+//! selfbuild changed: a deleted one not found, one whose errors rose after the change rolled
+//! back (alias on moto's control plane, record and audit in the store).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use selfbuild_aws::LambdaDeployer;
 use selfbuild_aws::dlq::SqsDeadLetters;
-use selfbuild_aws::health::{HealthSources, NoRollbackHere, observe, pass};
+use selfbuild_aws::health::{ComponentSources, HealthSources, NoRollbackHere, observe, pass};
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::Config;
+use selfbuild_core::audit::AuditAction;
+use selfbuild_core::change::{DeploySpec, LambdaSettings};
+use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::emf::TracingSink;
 use selfbuild_core::error::OrchestratorError;
@@ -22,9 +29,12 @@ use selfbuild_core::health::{
     CheckName, CheckStatus, ExecutionFact, ExecutionStatus, HealAction, Thresholds,
 };
 use selfbuild_core::ids::{ComponentId, CycleId};
-use selfbuild_core::ports::{DeadLetters, ExecutionMonitor};
+use selfbuild_core::improvement::ImprovementItem;
+use selfbuild_core::ports::{AuditLog, DeadLetters, Deployer, ExecutionMonitor, ImprovementStore};
+use selfbuild_core::records::{ImprovementRecord, ImprovementStatus};
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::cloudwatch_fixture::{put_metric, recent_window};
+use selfbuild_tests::lambda_fixture::MotoFunction;
 use selfbuild_tests::moto::MotoServer;
 use selfbuild_tests::recorded::RecordedServer;
 use serde_json::{Value, json};
@@ -417,6 +427,7 @@ async fn a_pass_resends_the_dead_letters_it_finds() {
         telemetry: &telemetry,
         own_functions: &[],
         dead_letters: Some(&dlq),
+        components: None,
     };
     let now = time::macros::datetime!(2026-12-05 12:00 UTC);
     let report = pass(&ports, &sources, now, &limits()).await;
@@ -480,8 +491,9 @@ async fn own_functions_errors_and_throttles_come_from_get_metric_data() {
         telemetry: &telemetry,
         own_functions: &[analyze, deploy],
         dead_letters: None,
+        components: None,
     };
-    let observed = observe(&sources, &window).await;
+    let observed = observe(&sources, &window, &limits()).await;
     let functions = observed.functions.expect("observed");
     assert_eq!(functions.len(), 2);
     assert_eq!(functions[0].function, "selfbuild-analyze");
@@ -495,7 +507,10 @@ async fn own_functions_errors_and_throttles_come_from_get_metric_data() {
         start: window.start - time::Duration::hours(2),
         end: window.start - time::Duration::hours(1),
     };
-    let quiet = observe(&sources, &before).await.functions.unwrap();
+    let quiet = observe(&sources, &before, &limits())
+        .await
+        .functions
+        .unwrap();
     assert!(
         quiet.iter().all(|f| f.errors == 0.0 && f.throttles == 0.0),
         "{quiet:?}"
@@ -571,6 +586,7 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
             telemetry: &telemetry,
             own_functions: &[],
             dead_letters: None,
+            components: None,
         },
         limits: limits(),
     };
@@ -640,4 +656,186 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
         .unwrap()
         .expect("a pass ran");
     assert_eq!(report.at, later.0);
+}
+
+/// The rollback step's item, made the improvement of `function` with `deployment` (none:
+/// a record whose deployment is not read).
+fn changed(
+    function: &ComponentId,
+    deployment: Option<selfbuild_core::deployment::CanaryDeployment>,
+    cycle: &str,
+) -> ImprovementItem {
+    let event: Value =
+        serde_json::from_str(include_str!("../../../events/steps/rollback.json")).unwrap();
+    let mut item: ImprovementItem = serde_json::from_value(event["item"].clone()).unwrap();
+    item.cycle_id = CycleId::parse(cycle).unwrap();
+    item.opportunity.component = function.clone();
+    if let Some(deploy) = item.deploy.as_mut() {
+        deploy.deployment = deployment;
+    }
+    item
+}
+
+#[tokio::test]
+async fn a_function_whose_errors_rose_after_selfbuilds_change_is_rolled_back_on_moto() {
+    let moto = MotoServer::shared();
+    // Metrics in a region of their own: other tests discover functions by their metrics.
+    let metrics_sdk = moto.sdk_config_in("sa-east-1").await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&metrics_sdk);
+    let settings = LambdaSettings {
+        memory_mb: 128,
+        timeout_seconds: 3,
+        reserved_concurrency: None,
+        environment: Default::default(),
+    };
+    let orders = MotoFunction::new("health-orders", &settings).await;
+    let gone = MotoFunction::new("health-gone", &settings).await;
+
+    // The change: promoted 20 minutes before the pass (minutes are whole for the metrics).
+    let deployed = recent_window().start - time::Duration::minutes(10);
+    let now = deployed + time::Duration::minutes(20);
+    let deployer = LambdaDeployer::from_client(orders.lambda.clone())
+        .with_clock(Arc::new(FixedClock(deployed)));
+    let item = changed(
+        &orders.function,
+        None,
+        "acme-health-orders-20261205T100000Z-aa11bb22",
+    );
+    let id =
+        ImprovementRecord::of_item(&item, ImprovementStatus::Promoted, deployed).improvement_id;
+    let next = LambdaSettings {
+        memory_mb: 512,
+        ..settings.clone()
+    };
+    let d = deployer
+        .deploy_canary(&id, &orders.function, &DeploySpec::Config(next), 0.1)
+        .await
+        .unwrap();
+    deployer.promote(&d).await.unwrap();
+    assert_eq!(orders.routing().await, (d.canary_version.clone(), vec![]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let item = changed(
+        &orders.function,
+        Some(d),
+        "acme-health-orders-20261205T100000Z-aa11bb22",
+    );
+    store
+        .put_improvement(&ImprovementRecord::of_item(
+            &item,
+            ImprovementStatus::Promoted,
+            deployed,
+        ))
+        .await
+        .unwrap();
+    let gone_item = changed(
+        &gone.function,
+        None,
+        "acme-health-gone-20261205T100000Z-cc33dd44",
+    );
+    store
+        .put_improvement(&ImprovementRecord::of_item(
+            &gone_item,
+            ImprovementStatus::Deployed,
+            deployed,
+        ))
+        .await
+        .unwrap();
+    gone.lambda
+        .delete_function()
+        .function_name(gone.function.as_str())
+        .send()
+        .await
+        .unwrap();
+
+    // Fine for ten minutes before the change; from two minutes after it, 30 % errors.
+    for minute in -10..20_i64 {
+        let at = deployed + time::Duration::minutes(minute);
+        let errors = if minute >= 2 { 30.0 } else { 0.0 };
+        for (metric, value) in [("Invocations", 100.0), ("Errors", errors)] {
+            put_metric(
+                &cloudwatch,
+                "AWS/Lambda",
+                metric,
+                &[("FunctionName", "health-orders")],
+                at,
+                value,
+            )
+            .await;
+        }
+    }
+
+    let sdk = moto.sdk_config().await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let machine = state_machine(
+        &sfn,
+        "components-pass-cycle",
+        r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#,
+    )
+    .await;
+    let monitor = StepFunctionsOrchestrator::new(&sdk, machine);
+    let metrics = sink();
+    let telemetry = CloudWatchTelemetry::new(
+        &metrics_sdk,
+        TelemetrySettings {
+            percentiles: false,
+            ..TelemetrySettings::default()
+        },
+    );
+    let ports = PassPorts {
+        executions: &monitor,
+        orchestrator: &monitor,
+        cycles: &store,
+        health: &store,
+        usage: &store,
+        notifier: &store,
+        metrics: &metrics,
+        deployer: &deployer,
+        improvements: &store,
+        audit: &store,
+        dead_letters: None,
+    };
+    let sources = HealthSources {
+        telemetry: &telemetry,
+        own_functions: &[],
+        dead_letters: None,
+        components: Some(ComponentSources {
+            improvements: &store,
+            lambda: &orders.lambda,
+        }),
+    };
+    let report = pass(&ports, &sources, now, &limits()).await;
+
+    let components = report
+        .checks
+        .iter()
+        .find(|c| c.name == CheckName::Components)
+        .unwrap();
+    assert_eq!(components.status, CheckStatus::Degraded, "{report:#?}");
+    assert!(
+        components.detail.contains("health-gone: not found"),
+        "{components:?}"
+    );
+    let rollback = HealAction::RollBack {
+        component: "health-orders".into(),
+        improvement_id: id.to_string(),
+    };
+    let outcome = report
+        .outcomes
+        .iter()
+        .find(|o| o.heal == rollback)
+        .unwrap_or_else(|| panic!("no rollback heal: {report:#?}"));
+    assert!(outcome.succeeded, "{outcome:?}");
+    // The alias is back on the stable version, the record rolled back, the rollback audited.
+    assert_eq!(orders.routing().await, ("1".to_owned(), vec![]));
+    let record = store.get_improvement(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, ImprovementStatus::RolledBack);
+    let events = store.cycle_events(&item.cycle_id).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == AuditAction::RolledBack && e.improvement_id.as_ref() == Some(&id)),
+        "{events:#?}"
+    );
 }

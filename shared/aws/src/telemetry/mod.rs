@@ -228,6 +228,27 @@ impl CloudWatchTelemetry {
         let period = u32::try_from(period).unwrap_or(u32::MAX);
         self.read_series(&targets, metrics, &whole, period).await
     }
+
+    /// `metrics` of each named function by `FunctionName`, one point per `period_seconds`:
+    /// one `GetMetricData` request for up to [`MAX_QUERIES_PER_REQUEST`] queries. Used by
+    /// the health pass for the functions selfbuild changed.
+    pub async fn function_series(
+        &self,
+        functions: &[ComponentId],
+        metrics: &[MetricName],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<MetricSeries>, TelemetryError> {
+        let targets: Vec<Target> = functions
+            .iter()
+            .map(|component| Target {
+                component: component.clone(),
+                scope: Scope::Function,
+            })
+            .collect();
+        self.read_series(&targets, metrics, window, period_seconds)
+            .await
+    }
 }
 
 #[async_trait]
