@@ -3,15 +3,21 @@
 //! health pass (`selfbuild_aws::health`), which runs whatever ENABLE_SELF_BUILDING says and
 //! never changes the poll's answer; its rollback heal uses the rollback function's deployer.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use lambda_runtime::{LambdaEvent, service_fn};
 use selfbuild_aws::cloudwatch::CloudWatchAlarms;
 use selfbuild_aws::dlq::SqsDeadLetters;
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
-use selfbuild_aws::health::{ComponentSources, HealthSources, PollHealth, handle_then_pass};
+use selfbuild_aws::health::{
+    AgentSources, ComponentSources, HealthSources, PollHealth, handle_then_pass,
+};
 use selfbuild_aws::lambda::diagnostic;
 use selfbuild_aws::lambda_deployer::LambdaDeployer;
 use selfbuild_aws::observability::ColdStart;
+use selfbuild_aws::secrets::SecretsManagerSecrets;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::CloudWatchTelemetry;
 use selfbuild_core::Config;
@@ -23,6 +29,7 @@ use selfbuild_core::ids::ComponentId;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::IntakeDeps;
 use selfbuild_core::ports::DeadLetters;
+use selfbuild_peers::{PeerSettings, RmcpPeers};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -53,6 +60,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // The rollback heal restores a blamed change as the rollback function does.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
     let deployer = LambdaDeployer::from_client(lambda.clone());
+    // The pass pings registered agents with their keys, as the deploy function calls them.
+    let keys = Arc::new(SecretsManagerSecrets::new(&sdk, Duration::from_secs(300)));
+    let peers = RmcpPeers::new(keys, PeerSettings::from_config(&config))?;
     let cold_start = &ColdStart::from_env();
     let clock = SystemClock;
     let deps = IntakeDeps {
@@ -85,6 +95,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             components: Some(ComponentSources {
                 improvements: &store,
                 lambda: &lambda,
+            }),
+            agents: Some(AgentSources {
+                registry: &store,
+                peers: &peers,
             }),
         },
         limits,

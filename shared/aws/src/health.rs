@@ -30,7 +30,8 @@ use selfbuild_core::health::{
 use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
 use selfbuild_core::ports::{
-    AlarmSource, DeadLetters, DeployError, Deployer, ImprovementStore, MinerStateStore,
+    AgentPeers, AlarmSource, DeadLetters, DeployError, Deployer, ImprovementStore, MinerStateStore,
+    Registry,
 };
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::{MetricName, MetricSeries};
@@ -71,6 +72,17 @@ pub struct HealthSources<'a> {
     pub dead_letters: Option<&'a dyn DeadLetters>,
     /// Where the functions selfbuild changed are found; none: components not observed.
     pub components: Option<ComponentSources<'a>>,
+    /// The registered agents and the client that pings them; none: agents not observed.
+    pub agents: Option<AgentSources<'a>>,
+}
+
+/// Where the pass finds the registered agents and how it calls them.
+#[derive(Clone, Copy)]
+pub struct AgentSources<'a> {
+    /// The agents' records.
+    pub registry: &'a dyn Registry,
+    /// The MCP client (`ping`, bounded by its call timeout).
+    pub peers: &'a dyn AgentPeers,
 }
 
 /// Where the pass finds the functions selfbuild changed and whether each exists.
@@ -164,6 +176,22 @@ async fn function_exists(lambda: &aws_sdk_lambda::Client, function: &ComponentId
             None
         }
     }
+}
+
+/// The registered agents with an MCP URL, pinged at once; none when there are none or the
+/// registry cannot be read (logged).
+async fn observe_agents(sources: AgentSources<'_>) -> Option<Vec<ComponentFact>> {
+    let agents = match sources.registry.list_agents(&TenantScope::All).await {
+        Ok(agents) => agents,
+        Err(e) => {
+            warn!(error = %Escaped(&e.to_string()), "registered agents not read: not pinged");
+            return None;
+        }
+    };
+    if agents.iter().all(|a| a.mcp_url.is_none()) {
+        return None;
+    }
+    Some(selfbuild_core::health::agents::agent_facts(&agents, sources.peers).await)
 }
 
 /// The functions selfbuild changed, as component facts: whether each exists, its error rate
@@ -296,9 +324,17 @@ pub async fn observe(
             }
         },
     };
-    let components = match sources.components {
+    let functions_changed = match sources.components {
         None => None,
         Some(c) => observe_components(sources.telemetry, c, window, limits).await,
+    };
+    let agents = match sources.agents {
+        None => None,
+        Some(a) => observe_agents(a).await,
+    };
+    let components = match (functions_changed, agents) {
+        (None, None) => None,
+        (functions, agents) => Some(functions.into_iter().chain(agents).flatten().collect()),
     };
     Observed {
         functions,

@@ -13,7 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use selfbuild_aws::LambdaDeployer;
 use selfbuild_aws::dlq::SqsDeadLetters;
-use selfbuild_aws::health::{ComponentSources, HealthSources, NoRollbackHere, observe, pass};
+use selfbuild_aws::health::{
+    AgentSources, ComponentSources, HealthSources, NoRollbackHere, observe, pass,
+};
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::Config;
@@ -30,8 +32,10 @@ use selfbuild_core::health::{
 };
 use selfbuild_core::ids::{ComponentId, CycleId};
 use selfbuild_core::improvement::ImprovementItem;
-use selfbuild_core::ports::{AuditLog, DeadLetters, Deployer, ExecutionMonitor, ImprovementStore};
-use selfbuild_core::records::{ImprovementRecord, ImprovementStatus};
+use selfbuild_core::ports::{
+    AuditLog, DeadLetters, Deployer, ExecutionMonitor, ImprovementStore, NoPeers, Registry,
+};
+use selfbuild_core::records::{AgentRecord, ImprovementRecord, ImprovementStatus};
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::cloudwatch_fixture::{put_metric, recent_window};
 use selfbuild_tests::lambda_fixture::MotoFunction;
@@ -428,6 +432,7 @@ async fn a_pass_resends_the_dead_letters_it_finds() {
         own_functions: &[],
         dead_letters: Some(&dlq),
         components: None,
+        agents: None,
     };
     let now = time::macros::datetime!(2026-12-05 12:00 UTC);
     let report = pass(&ports, &sources, now, &limits()).await;
@@ -492,6 +497,7 @@ async fn own_functions_errors_and_throttles_come_from_get_metric_data() {
         own_functions: &[analyze, deploy],
         dead_letters: None,
         components: None,
+        agents: None,
     };
     let observed = observe(&sources, &window, &limits()).await;
     let functions = observed.functions.expect("observed");
@@ -587,6 +593,7 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
             own_functions: &[],
             dead_letters: None,
             components: None,
+            agents: None,
         },
         limits: limits(),
     };
@@ -804,6 +811,7 @@ async fn a_function_whose_errors_rose_after_selfbuilds_change_is_rolled_back_on_
             improvements: &store,
             lambda: &orders.lambda,
         }),
+        agents: None,
     };
     let report = pass(&ports, &sources, now, &limits()).await;
 
@@ -838,4 +846,50 @@ async fn a_function_whose_errors_rose_after_selfbuilds_change_is_rolled_back_on_
             .any(|e| e.action == AuditAction::RolledBack && e.improvement_id.as_ref() == Some(&id)),
         "{events:#?}"
     );
+}
+
+#[tokio::test]
+async fn registered_agents_with_an_mcp_url_are_pinged_and_one_that_does_not_answer_is_missing() {
+    // GIVEN two agents, one with an MCP URL, and no client that reaches it (NoPeers)
+    let moto = MotoServer::shared();
+    let sdk = moto.sdk_config_in("eu-west-3").await;
+    let telemetry = CloudWatchTelemetry::new(&sdk, TelemetrySettings::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let sources = |store| HealthSources {
+        telemetry: &telemetry,
+        own_functions: &[],
+        dead_letters: None,
+        components: None,
+        agents: Some(AgentSources {
+            registry: store,
+            peers: &NoPeers,
+        }),
+    };
+    // WITHOUT agents: not observed
+    let window = recent_window();
+    assert_eq!(
+        observe(&sources(&store), &window, &limits())
+            .await
+            .components,
+        None
+    );
+    for (name, mcp_url) in [("scout", None), ("ledger", Some("http://127.0.0.1:9/mcp"))] {
+        let agent: AgentRecord = serde_json::from_value(json!({
+            "name": name, "url": "https://agents.example", "capabilities": ["x"],
+            "tenant_id": "acme", "mcp_url": mcp_url,
+            "registered_by": "k", "registered_at": "2026-12-01T00:00:00Z"
+        }))
+        .unwrap();
+        store.register_agent(&agent).await.unwrap();
+    }
+
+    // WHEN the pass observes
+    let observed = observe(&sources(&store), &window, &limits()).await;
+
+    // THEN only the agent with an MCP URL was pinged, and it did not answer
+    let components = observed.components.expect("agents observed");
+    assert_eq!(components.len(), 1, "{components:?}");
+    assert_eq!(components[0].component, "agent:acme/ledger");
+    assert!(!components[0].exists);
 }
