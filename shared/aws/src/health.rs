@@ -16,22 +16,18 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use selfbuild_core::Config;
-use selfbuild_core::change::DeploySpec;
 use selfbuild_core::cycle::TimeWindow;
-use selfbuild_core::deployment::{CanaryDeployment, FunctionState};
 use selfbuild_core::event::{EventJson, IntakeEvent, parse_event};
 use selfbuild_core::health::observe::{component_fact, last_change};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
 use selfbuild_core::health::{
     CheckStatus, ComponentFact, FunctionFact, HealthReport, SelfChange, Thresholds,
 };
-use selfbuild_core::ids::{ComponentId, ImprovementId};
+use selfbuild_core::ids::ComponentId;
 use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
 use selfbuild_core::ports::{
-    AgentPeers, AlarmSource, DeadLetters, DeployError, Deployer, ImprovementStore, MinerStateStore,
-    Registry,
+    AgentPeers, AlarmSource, DeadLetters, ImprovementStore, MinerStateStore, NoDeployer, Registry,
 };
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::{MetricName, MetricSeries};
@@ -402,46 +398,11 @@ pub async fn pass_after_poll(
     }
 }
 
-/// A deployer that refuses every call, saying why: for a pass that has no business rolling
-/// anything back (alarm-intake uses `LambdaDeployer`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoRollbackHere;
-
-fn not_here(function: &ComponentId) -> DeployError {
-    DeployError::Rejected(format!(
-        "this health pass has no deployer, so it does not roll back {function}; use MCP \
-         rollback_improvement"
-    ))
-}
-
-#[async_trait]
-impl Deployer for NoRollbackHere {
-    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
-        Err(not_here(function))
-    }
-    async fn deploy_canary(
-        &self,
-        _: &ImprovementId,
-        function: &ComponentId,
-        _: &DeploySpec,
-        _: f64,
-    ) -> Result<CanaryDeployment, DeployError> {
-        Err(not_here(function))
-    }
-    async fn promote(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
-        Err(not_here(&d.baseline.function))
-    }
-    async fn rollback(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
-        Err(not_here(&d.baseline.function))
-    }
-    async fn undo_deploy(
-        &self,
-        _: &ImprovementId,
-        function: &ComponentId,
-    ) -> Result<Option<FunctionState>, DeployError> {
-        Err(not_here(function))
-    }
-}
+/// A deployer that refuses every call: for a pass that has no business rolling anything
+/// back (alarm-intake uses `LambdaDeployer`).
+pub const NO_ROLLBACK_HERE: NoDeployer = NoDeployer {
+    why: "this health pass does not roll back; use MCP rollback_improvement",
+};
 
 /// The health pass a poll tick runs: its ports, what it reads besides them, its thresholds.
 pub struct PollHealth<'a> {

@@ -11,16 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use selfbuild_core::Config;
-use selfbuild_core::change::DeploySpec;
 use selfbuild_core::cycle::TimeWindow;
-use selfbuild_core::deployment::{CanaryDeployment, FunctionState};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::health::observe::{component_fact, last_change};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
 use selfbuild_core::health::{ComponentFact, HealthReport, Thresholds};
-use selfbuild_core::ids::{ComponentId, ImprovementId};
 use selfbuild_core::ports::{
-    Clock, DeployError, Deployer, ImprovementStore, MetricRecord, MetricSink, Registry, Telemetry,
+    Clock, Deployer, ImprovementStore, MetricRecord, MetricSink, NoDeployer, Registry, Telemetry,
 };
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::TelemetryQuery;
@@ -90,7 +87,7 @@ pub async fn health_pass(
     };
     let deployer: &dyn Deployer = match fleet {
         Some(fleet) => fleet,
-        None => &NoFleet,
+        None => &NO_FLEET,
     };
     let ports = PassPorts {
         executions: &orchestrator,
@@ -186,42 +183,9 @@ async fn recent_improvements(store: &SqliteStore) -> Vec<ImprovementRecord> {
 }
 
 /// No fleet: nothing to roll back on.
-struct NoFleet;
-
-#[async_trait::async_trait]
-impl Deployer for NoFleet {
-    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
-        Err(no_fleet(function))
-    }
-    async fn deploy_canary(
-        &self,
-        _: &ImprovementId,
-        function: &ComponentId,
-        _: &DeploySpec,
-        _: f64,
-    ) -> Result<CanaryDeployment, DeployError> {
-        Err(no_fleet(function))
-    }
-    async fn promote(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
-        Err(no_fleet(&d.baseline.function))
-    }
-    async fn rollback(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
-        Err(no_fleet(&d.baseline.function))
-    }
-    async fn undo_deploy(
-        &self,
-        _: &ImprovementId,
-        function: &ComponentId,
-    ) -> Result<Option<FunctionState>, DeployError> {
-        Err(no_fleet(function))
-    }
-}
-
-fn no_fleet(function: &ComponentId) -> DeployError {
-    DeployError::Rejected(format!(
-        "no fleet to act on {function} here (selfbuild health --scenario gives one)"
-    ))
-}
+const NO_FLEET: NoDeployer = NoDeployer {
+    why: "no fleet here (selfbuild health --scenario gives one)",
+};
 
 /// The registered agents with an MCP URL, pinged; none when there are none (or the
 /// registry or the client is unavailable: logged, the check then reads as not observed).

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use selfbuild_aws::LambdaDeployer;
 use selfbuild_aws::dlq::SqsDeadLetters;
 use selfbuild_aws::health::{
-    AgentSources, ComponentSources, HealthSources, NoRollbackHere, observe, pass,
+    AgentSources, ComponentSources, HealthSources, NO_ROLLBACK_HERE, observe, pass,
 };
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
@@ -188,7 +188,7 @@ async fn a_pass_on_moto_sees_a_failed_execution_and_redrives_it() {
         usage: &store,
         notifier: &store,
         metrics: &metrics,
-        deployer: &NoRollbackHere,
+        deployer: &NO_ROLLBACK_HERE,
         improvements: &store,
         audit: &store,
         dead_letters: None,
@@ -422,7 +422,7 @@ async fn a_pass_resends_the_dead_letters_it_finds() {
         usage: &store,
         notifier: &store,
         metrics: &metrics,
-        deployer: &NoRollbackHere,
+        deployer: &NO_ROLLBACK_HERE,
         improvements: &store,
         audit: &store,
         dead_letters: Some(&dlq),
@@ -583,7 +583,7 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
             usage: &store,
             notifier: &notifier,
             metrics: &metrics,
-            deployer: &NoRollbackHere,
+            deployer: &NO_ROLLBACK_HERE,
             improvements: &store,
             audit: &store,
             dead_letters: None,

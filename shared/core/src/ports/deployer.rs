@@ -70,3 +70,49 @@ pub trait Deployer: Send + Sync {
         function: &ComponentId,
     ) -> Result<Option<FunctionState>, DeployError>;
 }
+
+/// A deployer for a process that must not change functions: every call is refused with
+/// `why` (e.g. how to get one that can).
+#[derive(Debug, Clone, Copy)]
+pub struct NoDeployer {
+    /// What to say after "no deployer here to act on <function>".
+    pub why: &'static str,
+}
+
+impl NoDeployer {
+    fn refuse(&self, function: &ComponentId) -> DeployError {
+        DeployError::Rejected(format!(
+            "no deployer here to act on {function}: {}",
+            self.why
+        ))
+    }
+}
+
+#[async_trait]
+impl Deployer for NoDeployer {
+    async fn function_state(&self, function: &ComponentId) -> Result<FunctionState, DeployError> {
+        Err(self.refuse(function))
+    }
+    async fn deploy_canary(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+        _: &DeploySpec,
+        _: f64,
+    ) -> Result<CanaryDeployment, DeployError> {
+        Err(self.refuse(function))
+    }
+    async fn promote(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(self.refuse(&d.baseline.function))
+    }
+    async fn rollback(&self, d: &CanaryDeployment) -> Result<(), DeployError> {
+        Err(self.refuse(&d.baseline.function))
+    }
+    async fn undo_deploy(
+        &self,
+        _: &ImprovementId,
+        function: &ComponentId,
+    ) -> Result<Option<FunctionState>, DeployError> {
+        Err(self.refuse(function))
+    }
+}

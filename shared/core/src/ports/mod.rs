@@ -25,7 +25,7 @@ pub use code::{
     NoCodeChecker, NoCodeSource, PatchUnderReview,
 };
 pub use dead_letters::DeadLetters;
-pub use deployer::{DeployError, Deployer};
+pub use deployer::{DeployError, Deployer, NoDeployer};
 pub use health::{ExecutionMonitor, HealthStore};
 pub use ids::IdSource;
 pub use keys::{KeySource, KeySourceError, StaticKeys};
