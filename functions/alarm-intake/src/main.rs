@@ -68,6 +68,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,

@@ -16,8 +16,8 @@ use crate::event::{EARLIEST_TIME, EventError, EventJson, IntakeEvent, parse_even
 use crate::ids::{ComponentId, CycleId, DedupKey, TenantId};
 use crate::logstream::{self, LogSignalKind, LogsDelivery, MessageType, Mined, StreamState};
 use crate::ports::{
-    AlarmSource, ClaimOutcome, Clock, CycleStore, DedupClaim, DedupStore, HaltSwitch, IdSource,
-    MetricRecord, MetricSink, MinerStateStore, Orchestrator, Unit,
+    AlarmSource, ClaimOutcome, Clock, CycleStore, DedupClaim, DedupStore, HaltSwitch, HealthStore,
+    IdSource, MetricRecord, MetricSink, MinerStateStore, Orchestrator, Unit,
 };
 use crate::text::{Escaped, Excerpt};
 
@@ -42,6 +42,8 @@ pub enum Decision {
     Halted,
     /// `ENABLE_SELF_BUILDING` is off: acknowledged, nothing started.
     Disabled,
+    /// The health pass disabled every component the cycle would cover: nothing started.
+    ComponentDisabled,
 }
 
 impl Decision {
@@ -53,6 +55,7 @@ impl Decision {
             Self::Ignored => "ignored",
             Self::Halted => "halted",
             Self::Disabled => "disabled",
+            Self::ComponentDisabled => "component_disabled",
         }
     }
 }
@@ -159,6 +162,8 @@ pub struct IntakeDeps<'a> {
     pub ids: &'a dyn IdSource,
     /// Where intake latency goes.
     pub metrics: &'a dyn MetricSink,
+    /// The heal ledgers: a disabled component gets no cycle.
+    pub health: &'a dyn HealthStore,
 }
 
 impl From<EventError> for IntakeError {
@@ -734,6 +739,19 @@ impl Intake<'_> {
             cycle_input: serde_json::to_string(&request)
                 .map_err(|e| IntakeError::CorruptInput(format!("cycle input: {e}")))?,
         };
+        if let Some(skipped) = self.all_disabled(&request).await {
+            return Ok(IntakeOutcome {
+                decision: Decision::ComponentDisabled,
+                mode,
+                tenant_id: key.tenant.clone(),
+                component: key.component.clone(),
+                dedup_key: key.as_str().to_owned(),
+                cycle_id: None,
+                suppressed_count: 0,
+                reason: skipped,
+                alarm_name: None,
+            });
+        }
         let mut outcome = IntakeOutcome {
             decision: Decision::Started,
             mode,
@@ -780,6 +798,25 @@ impl Intake<'_> {
             }
         }
         Ok(outcome)
+    }
+
+    /// Why `request` would have nothing to work on: every component it covers (or, for a
+    /// fleet-wide cycle, fleet-wide cycles) disabled by the health pass. Unreadable ledgers
+    /// start the cycle anyway: the analyze step checks them again.
+    async fn all_disabled(&self, request: &CycleRequest) -> Option<String> {
+        let ledgers = match self.deps.health.component_health().await {
+            Ok(ledgers) => ledgers,
+            Err(e) => {
+                warn!(error = %Escaped(&e), "heal ledgers unreadable: the analyze step checks them");
+                return None;
+            }
+        };
+        let scope = crate::health::skip::cycle_scope(request, &ledgers);
+        if !scope.nothing_left {
+            return None;
+        }
+        let reasons: Vec<&str> = scope.skipped.iter().map(|s| s.reason.as_str()).collect();
+        Some(reasons.join("; "))
     }
 
     /// Starts the cycle and marks its claim. A refused start releases the claim so a retry can
@@ -1032,6 +1069,7 @@ mod tests {
     struct World {
         store: MemoryStore,
         recorder: Recorder,
+        health: crate::testing::MemoryRecords,
         clock: FixedClock,
         ids: SeededIds,
         config: Config,
@@ -1042,6 +1080,7 @@ mod tests {
             Self {
                 store: MemoryStore::default(),
                 recorder: Recorder::default(),
+                health: crate::testing::MemoryRecords::default(),
                 clock: FixedClock(now),
                 ids: SeededIds::new(0, "intake tests"),
                 config: Config::default(),
@@ -1052,6 +1091,7 @@ mod tests {
             let deps = IntakeDeps {
                 claims: &self.store,
                 halt: &self.store,
+                health: &self.health,
                 orchestrator: &self.recorder,
                 cycles: &self.store,
                 clock: &self.clock,
@@ -1065,6 +1105,7 @@ mod tests {
             let deps = IntakeDeps {
                 claims: &self.store,
                 halt: &self.store,
+                health: &self.health,
                 orchestrator: &self.recorder,
                 cycles: &self.store,
                 clock: &self.clock,
@@ -1204,6 +1245,65 @@ mod tests {
             .await;
         assert_eq!(out.decision, Decision::Halted);
         assert!(world.recorder.started.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_disabled_component_gets_no_cycle_and_no_claim() {
+        let world = World::at(NOW);
+        let alarm = event(include_str!("../../../events/alarm-metric.json"));
+        let component = world
+            .one(&alarm)
+            .await
+            .component
+            .expect("a component alarm");
+        let ledger = |name: &str| crate::health::ComponentHealth {
+            component: name.to_owned(),
+            failed_heals: 3,
+            heal_pending: false,
+            disabled: Some(crate::health::Disabled {
+                since: NOW,
+                reason: "3 heals failed".into(),
+            }),
+        };
+        world
+            .health
+            .put_component_health(&ledger(component.as_str()))
+            .await
+            .unwrap();
+        let later = World {
+            clock: FixedClock(NOW + Duration::seconds(301)),
+            ..world
+        };
+        let out = later.one(&alarm).await;
+        assert_eq!(out.decision, Decision::ComponentDisabled);
+        assert_eq!(out.cycle_id, None);
+        assert!(out.reason.contains("enable-component"), "{}", out.reason);
+        assert_eq!(later.recorder.started.lock().unwrap().len(), 1);
+        // A fleet-wide tick still runs: only the named component is disabled.
+        let tick = later
+            .one(&event(include_str!("../../../events/scheduled-24h.json")))
+            .await;
+        assert_eq!(tick.decision, Decision::Started);
+        // Disabling fleet-wide cycles stops the tick too.
+        later
+            .health
+            .put_component_health(&ledger(crate::health::FLEET))
+            .await
+            .unwrap();
+        let manual = later
+            .manual(ManualCycle {
+                tenant_id: None,
+                components: Vec::new(),
+                mode: CycleMode::Routine,
+                analysis_window_hours: 24,
+                max_improvements: 1,
+                dry_run: false,
+                requested_by: "key:ops".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(manual.decision, Decision::ComponentDisabled);
+        assert_eq!(later.recorder.started.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

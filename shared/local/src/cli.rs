@@ -1037,6 +1037,7 @@ async fn cycle(
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,

@@ -84,6 +84,7 @@ pub async fn invoke(call: Invocation<'_>) -> Result<Value, CliError> {
         let deps = IntakeDeps {
             claims: &store,
             halt: &store,
+            health: &store,
             orchestrator: &orchestrator,
             cycles: &store,
             clock: call.clock.as_ref(),

@@ -534,7 +534,7 @@ fn a_failing_component_is_rolled_back_healed_disabled_skipped_and_enabled_again(
 }
 
 #[test]
-fn an_embedded_cycle_on_a_disabled_component_ends_with_the_skip_in_its_summary() {
+fn an_alarm_on_a_disabled_component_starts_no_cycle_and_says_why() {
     // GIVEN orders-api disabled by the health pass
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
@@ -550,7 +550,7 @@ fn an_embedded_cycle_on_a_disabled_component_ends_with_the_skip_in_its_summary()
         }),
     )
     .unwrap();
-    // WHEN its alarm starts a cycle on the state machine (the embedded runner)
+    // WHEN its alarm reaches intake (the embedded runner)
     let event = format!(
         "{}/../../events/alarm-metric.json",
         env!("CARGO_MANIFEST_DIR")
@@ -568,22 +568,15 @@ fn an_embedded_cycle_on_a_disabled_component_ends_with_the_skip_in_its_summary()
             &scenario,
         ],
     );
-    // THEN it ends without a change and its summary says what it skipped and why
+    // THEN intake starts nothing and says which component is disabled and how to re-enable it
     assert_eq!(code, 0, "{summary:#}");
-    assert_eq!(
-        summary["improvements"],
-        serde_json::json!([]),
-        "{summary:#}"
-    );
-    assert_eq!(summary["failure"], Value::Null);
-    assert_eq!(
-        summary["skipped"][0]["component"], "orders-api",
-        "{summary:#}"
-    );
+    assert_eq!(summary["decision"], "component_disabled", "{summary:#}");
+    assert_eq!(summary["cycle_id"], Value::Null);
     assert!(
-        summary["skipped"][0]["reason"]
+        summary["reason"]
             .as_str()
             .unwrap()
-            .contains("selfbuild enable-component orders-api")
+            .contains("selfbuild enable-component orders-api"),
+        "{summary:#}"
     );
 }

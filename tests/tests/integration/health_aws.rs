@@ -602,6 +602,7 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
     let deps = |clock: &'static FixedClock| IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock,

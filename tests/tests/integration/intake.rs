@@ -54,6 +54,7 @@ async fn an_alarm_event_starts_one_execution_and_repeats_are_suppressed_on_aws_a
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,
@@ -170,6 +171,7 @@ async fn a_poll_starts_cycles_for_alarms_cloudwatch_reports_in_alarm() {
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,
@@ -426,7 +428,13 @@ const LOGS_T0: i64 = 1_795_000_000_000;
 /// same template again and another new one within the dedup window start none, a control
 /// message and a truncated payload start nothing.
 async fn streamed_errors_start_one_cycle(
-    store: &(impl CycleStore + HaltSwitch + MinerStateStore + selfbuild_core::ports::DedupStore),
+    store: &(
+         impl CycleStore
+         + HaltSwitch
+         + MinerStateStore
+         + selfbuild_core::ports::DedupStore
+         + selfbuild_core::ports::HealthStore
+     ),
     orchestrator: &dyn Orchestrator,
 ) -> Vec<String> {
     let clock = FixedClock(datetime!(2026-11-22 05:00:01 UTC));
@@ -439,6 +447,7 @@ async fn streamed_errors_start_one_cycle(
     let deps = IntakeDeps {
         claims: store,
         halt: store,
+        health: store,
         orchestrator,
         cycles: store,
         clock: &clock,
@@ -579,6 +588,7 @@ async fn a_delivery_is_ignored_while_streaming_is_off() {
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,

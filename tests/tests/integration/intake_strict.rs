@@ -154,6 +154,7 @@ async fn the_lambda_payload_refuses_a_repeated_key_as_an_invalid_event() {
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,

@@ -78,6 +78,7 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
     let intake = IntakeDeps {
         claims: &*deps.store,
         halt: &*deps.store,
+        health: &*deps.store,
         orchestrator: &*deps.orchestrator,
         cycles: &*deps.store,
         clock: &*deps.clock,

@@ -84,6 +84,7 @@ async fn dynamodb_faults_during_the_claim_and_the_records_start_the_alarms_cycle
             let deps = IntakeDeps {
                 claims: &store,
                 halt: &store,
+                health: &store,
                 orchestrator: &orchestrator,
                 cycles: &store,
                 clock: &clock,
@@ -203,6 +204,7 @@ async fn a_suppression_whose_answer_was_lost_is_counted_once() {
     let deps = IntakeDeps {
         claims: &store,
         halt: &store,
+        health: &store,
         orchestrator: &orchestrator,
         cycles: &store,
         clock: &clock,
