@@ -113,34 +113,22 @@ impl CargoLambdaWatch {
     }
 
     fn wait_until_listening(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "`cargo lambda watch -p {}` exited with {status}; its log:\n{}\n{}",
-                    self.package,
-                    self.log_tail(40),
-                    install_hint()
-                );
-            }
-            if TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "`cargo lambda watch -p {}` did not listen on {} within {timeout:?}; its log:\n{}",
-            self.package,
-            self.addr,
-            self.log_tail(40)
+        let addr = self.addr;
+        let what = format!("`cargo lambda watch -p {}` on {addr}", self.package);
+        let log_path = self.log.clone();
+        crate::child::wait_until_ready(
+            &mut self.child,
+            &what,
+            timeout,
+            || TcpStream::connect(addr).is_ok(),
+            || tail(&log_path, 40),
+            &install_hint(),
         );
     }
 
     /// The last `lines` lines of its log (cargo's output, the function's logs).
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&self.log, lines)
     }
 
     /// Runs `cargo lambda invoke <function> -A 127.0.0.1 -P <port> --data-file <file> -o json`.
@@ -183,4 +171,11 @@ impl Drop for CargoLambdaWatch {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The last `lines` lines of the file at `path` (none when it cannot be read).
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

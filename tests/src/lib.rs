@@ -15,9 +15,11 @@
 //! - [`cloudwatch_fixture`]: alarms, metric data and log events on moto.
 //! - [`peer_agent`]: a registered agent played by the MCP Python SDK, recording its calls.
 //! - [`http`]: minimal HTTP/1.1 over loopback TCP, shared by the above.
+//! - [`child`]: waiting for a started server to answer, or failing with its log.
 //! - [`events`]: the sample events under `events/`.
 
 pub mod cargo_lambda;
+pub mod child;
 pub mod cloudwatch_fixture;
 pub mod events;
 pub mod fault_proxy;

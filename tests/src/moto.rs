@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -89,21 +89,15 @@ impl MotoServer {
     }
 
     fn wait_until_ready(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "moto_server exited with {status} before answering; its log:\n{}\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default(),
-                    install_hint()
-                );
-            }
-            if http_ok(port, "/moto-api/") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("moto_server did not answer on port {port} within 60 s");
+        let log = self.log.clone();
+        crate::child::wait_until_ready(
+            &mut self.child,
+            &format!("moto_server on port {port}"),
+            Duration::from_secs(60),
+            || http_ok(port, "/moto-api/"),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            &install_hint(),
+        );
     }
 
     /// SDK configuration pointing every service at this server, with dummy credentials.

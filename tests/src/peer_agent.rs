@@ -6,7 +6,7 @@
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -90,21 +90,15 @@ impl PeerAgent {
     }
 
     fn wait_until_listening(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the peer agent exited with {status}; its log:\n{}\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default(),
-                    install_hint()
-                );
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the peer agent did not listen on port {port} within 60 s");
+        let log = self.log.clone();
+        crate::child::wait_until_ready(
+            &mut self.child,
+            &format!("the peer agent on port {port}"),
+            Duration::from_secs(60),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            install_hint(),
+        );
     }
 
     /// The calls received so far, in order: `{"tool", "arguments"}`.
