@@ -102,8 +102,16 @@ fn deploy_spec(item: &ImprovementItem) -> Result<DeploySpec, CanaryError> {
     }
 }
 
+/// The most times one deploy is deferred: each round is about nine Step Functions history
+/// events, and the inline Map keeps every item's in the execution's 25,000-event history
+/// (10 items × 200 rounds × 9 = 18,000).
+pub const MAX_DEFERRALS: u32 = 200;
+
 /// Deploys the validated settings as a canary, unless halted, a dry run, the component's
-/// owner says not now (`window`), or (when the owner did not decide) traffic is high.
+/// owner says not now (`window`), or (when the owner did not decide) traffic is high. A
+/// deploy deferred for `DEPLOY_MAX_DEFER_SECONDS` since its first deferral, or
+/// [`MAX_DEFERRALS`] times, is given up: nothing deployed, `skipped`, so neither an agent
+/// that always says "not now" nor constant traffic holds the cycle open.
 #[instrument(skip_all, fields(improvement = %item.improvement_id()))]
 pub async fn deploy(
     deps: CanaryDeps<'_>,
@@ -118,6 +126,8 @@ pub async fn deploy(
         wait_until: None,
         reason,
         monitor_interval_seconds: interval,
+        deferred_since: None,
+        deferrals: 0,
     };
     let spec = deploy_spec(item)?;
     if let Some(halt) = deps.halt.halt_state().await? {
@@ -134,30 +144,54 @@ pub async fn deploy(
     }
     let function = &item.opportunity.component;
     let now = deps.clock.now();
+    let defer = |reason: String, wait_until: time::OffsetDateTime| {
+        let earlier = item
+            .deploy
+            .as_ref()
+            .filter(|d| d.status == DeployStatus::Deferred);
+        let since = earlier.and_then(|d| d.deferred_since).unwrap_or(now);
+        let deferrals = earlier.map_or(0, |d| d.deferrals);
+        let give_up_at = since + Duration::seconds(i64::from(config.deploy_max_defer_seconds));
+        if deferrals >= MAX_DEFERRALS || (deferrals > 0 && now >= give_up_at) {
+            let mut skipped = outcome(
+                DeployStatus::Skipped,
+                format!(
+                    "deferred {deferrals} time(s) since {} (limit: {} s by \
+                     DEPLOY_MAX_DEFER_SECONDS, or {MAX_DEFERRALS} times): nothing deployed; a \
+                     later cycle analyses afresh; last: {reason}",
+                    crate::clock::rfc3339(since),
+                    config.deploy_max_defer_seconds
+                ),
+            );
+            skipped.deferred_since = Some(since);
+            skipped.deferrals = deferrals;
+            return skipped;
+        }
+        let mut deferred = outcome(DeployStatus::Deferred, reason);
+        // The last try is at the limit, so a deploy is never given up before it.
+        deferred.wait_until = Some(wait_until.min(give_up_at).max(now));
+        deferred.deferred_since = Some(since);
+        deferred.deferrals = deferrals + 1;
+        deferred
+    };
     let note = match window {
         OwnerWindow::Later { wait_until, reason } => {
-            let mut deferred = outcome(DeployStatus::Deferred, reason.clone());
-            deferred.wait_until = Some(*wait_until);
-            return Ok(deferred);
+            return Ok(defer(reason.clone(), *wait_until));
         }
         OwnerWindow::Now(reason) => Some(reason.clone()),
         OwnerWindow::Own(note) => {
             let per_minute = invocations_per_minute(deps, item, now).await?;
             if per_minute > config.low_traffic_invocations_per_minute {
-                let mut deferred = outcome(
-                    DeployStatus::Deferred,
-                    with_note(
-                        note.as_deref(),
-                        format!(
-                            "{per_minute:.0} invocations/min is above the low-traffic threshold \
-                             of {:.0}",
-                            config.low_traffic_invocations_per_minute
-                        ),
+                let reason = with_note(
+                    note.as_deref(),
+                    format!(
+                        "{per_minute:.0} invocations/min is above the low-traffic threshold \
+                         of {:.0}",
+                        config.low_traffic_invocations_per_minute
                     ),
                 );
-                deferred.wait_until =
-                    Some(now + Duration::seconds(i64::from(config.deploy_defer_seconds)));
-                return Ok(deferred);
+                let retry = now + Duration::seconds(i64::from(config.deploy_defer_seconds));
+                return Ok(defer(reason, retry));
             }
             note.clone()
         }
@@ -191,6 +225,8 @@ pub async fn deploy(
         deployment: Some(deployment),
         wait_until: None,
         monitor_interval_seconds: interval,
+        deferred_since: None,
+        deferrals: 0,
     })
 }
 
@@ -1133,6 +1169,8 @@ mod tests {
             wait_until: None,
             reason: String::new(),
             monitor_interval_seconds: 300,
+            deferred_since: None,
+            deferrals: 0,
         });
         item
     }

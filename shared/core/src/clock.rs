@@ -23,3 +23,9 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// `at` as RFC 3339 text (its debug form in the unreachable case that formatting fails).
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
+}

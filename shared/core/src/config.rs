@@ -126,6 +126,9 @@ pub struct Config {
     pub low_traffic_invocations_per_minute: f64,
     /// `DEPLOY_DEFER_SECONDS`: how long a deferred deploy waits before trying again.
     pub deploy_defer_seconds: u32,
+    /// `DEPLOY_MAX_DEFER_SECONDS`: the longest a deploy may wait, from its first deferral;
+    /// then nothing is deployed and the item ends `skipped`.
+    pub deploy_max_defer_seconds: u32,
     /// `AGENT_CALL_TIMEOUT_SECONDS`: the longest one MCP call to a registered agent may take
     /// (connect, initialize, the request).
     pub agent_call_timeout_seconds: u32,
@@ -232,6 +235,12 @@ impl Config {
                 1e9,
             )?,
             deploy_defer_seconds: env.number("DEPLOY_DEFER_SECONDS", 1800, 60, 86_400)?,
+            deploy_max_defer_seconds: env.number(
+                "DEPLOY_MAX_DEFER_SECONDS",
+                86_400,
+                60,
+                604_800,
+            )?,
             agent_call_timeout_seconds: env.number("AGENT_CALL_TIMEOUT_SECONDS", 5, 1, 30)?,
             agent_notify_attempts: env.number("AGENT_NOTIFY_ATTEMPTS", 3, 1, 5)?,
             halt_in_flight: env.halt_in_flight("HALT_IN_FLIGHT")?,

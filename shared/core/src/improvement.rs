@@ -88,8 +88,8 @@ pub struct Generated {
     pub repair_rounds: u8,
 }
 
-fn is_zero(n: &u8) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 /// One thing validation found.
@@ -166,7 +166,8 @@ pub enum DeployStatus {
     Deferred,
     /// The halt switch is on.
     Halted,
-    /// A dry run: nothing deployed.
+    /// Nothing deployed: a dry run, or deferred past `DEPLOY_MAX_DEFER_SECONDS` or
+    /// [`MAX_DEFERRALS`](crate::canary::MAX_DEFERRALS) times.
     Skipped,
 }
 
@@ -184,6 +185,16 @@ pub struct DeployOutcome {
     pub reason: String,
     /// Seconds between monitor checks (the state machine's Wait reads this).
     pub monitor_interval_seconds: u32,
+    /// When the deploy was first deferred, while it waits (or when it gave up waiting).
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deferred_since: Option<OffsetDateTime>,
+    /// How many times it was deferred so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
 }
 
 /// How the canary compares on one metric: pooled counts of both versions and the test.

@@ -7,6 +7,7 @@ use time::{Duration, OffsetDateTime};
 use tracing::{info, instrument, warn};
 
 use crate::alarm::{AlarmSignal, AlarmState};
+use crate::clock::rfc3339;
 use crate::config::Config;
 use crate::cycle::{
     CycleMode, CycleRecord, CycleRequest, CycleStatus, SeenBy, TimeWindow, Trigger,
@@ -898,11 +899,6 @@ impl Intake<'_> {
 
 fn minutes(m: u32) -> Duration {
     Duration::minutes(i64::from(m))
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ fn selfbuild(data: &Path, now: OffsetDateTime, args: &[&str]) -> (i32, Value) {
         .args(args)
         .env_remove("MONITOR_WINDOW_SECONDS")
         .env_remove("DEPLOY_DEFER_SECONDS")
+        .env_remove("DEPLOY_MAX_DEFER_SECONDS")
         .output()
         .expect("selfbuild runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

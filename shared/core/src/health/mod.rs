@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::clock::rfc3339;
 use crate::config::Config;
 use crate::records::{CircuitState, ProviderHealth};
 
@@ -246,12 +247,12 @@ pub struct Thresholds {
 
 impl Thresholds {
     /// From the configuration: the longest cycle is the monitor window, its one extension,
-    /// the approval timeout, the deploy deferral and [`STUCK_SLACK`]; a change is blamed for
+    /// the approval timeout, the longest a deploy may be deferred and [`STUCK_SLACK`]; a change is blamed for
     /// errors beginning within one monitor window of it; components use the canary's
     /// guardrail error rate.
     pub fn from_config(config: &Config) -> Self {
         let monitor = Duration::from_secs(u64::from(config.monitor_window_seconds));
-        let defer = Duration::from_secs(u64::from(config.deploy_defer_seconds));
+        let defer = Duration::from_secs(u64::from(config.deploy_max_defer_seconds));
         Self {
             max_cycle_age: monitor * 2 + APPROVAL_TIMEOUT + defer + STUCK_SLACK,
             function_errors: 0.0,
@@ -743,11 +744,6 @@ fn skipped(name: CheckName, detail: &str) -> Check {
     check(name, CheckStatus::Skipped, detail.to_owned())
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,15 +803,17 @@ mod tests {
         let c = Config::from_lookup(|k| match k {
             "MONITOR_WINDOW_SECONDS" => Some("600".into()),
             "DEPLOY_DEFER_SECONDS" => Some("120".into()),
+            "DEPLOY_MAX_DEFER_SECONDS" => Some("7200".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(c.monitor_window_seconds, 600);
-        assert_eq!(c.deploy_defer_seconds, 120);
+        assert_eq!(c.deploy_max_defer_seconds, 7200);
         let t = Thresholds::from_config(&c);
+        // A deploy waits at most DEPLOY_MAX_DEFER_SECONDS in all, whatever each wait is.
         assert_eq!(
             t.max_cycle_age,
-            Duration::from_secs(1200 + 86_400 + 120 + 1800)
+            Duration::from_secs(1200 + 86_400 + 7200 + 1800)
         );
         assert_eq!(t.change_blame_window, Duration::from_secs(600));
     }

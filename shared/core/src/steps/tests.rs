@@ -264,6 +264,8 @@ fn deployed() -> ImprovementItem {
         wait_until: None,
         reason: String::new(),
         monitor_interval_seconds: 300,
+        deferred_since: None,
+        deferrals: 0,
     });
     item
 }
@@ -1788,4 +1790,107 @@ async fn promote_and_rollback_notify_the_dependents_and_audit_each_delivery() {
         failed.detail
     );
     assert_eq!(world.status(), Some(ImprovementStatus::RolledBack));
+}
+
+/// Runs the deploy step the way the state machine loops it (Wait until `wait_until`, then
+/// DeployCanary again with the last outcome in the item) until it is not deferred; returns
+/// the last outcome and how many deploys were asked.
+async fn deploy_until_not_deferred(world: &mut World) -> (crate::improvement::DeployOutcome, u32) {
+    let validation = world
+        .run(
+            StepFunction::Validate,
+            json!({"action": "validate", "item": item()}),
+        )
+        .await
+        .unwrap();
+    let mut item = item();
+    item.validation = Some(serde_json::from_value(validation).unwrap());
+    for asked in 1..=1000 {
+        let answer = world
+            .run(
+                StepFunction::Deploy,
+                json!({"action": "deploy", "item": item}),
+            )
+            .await
+            .unwrap();
+        let outcome: crate::improvement::DeployOutcome = serde_json::from_value(answer).unwrap();
+        if outcome.status != DeployStatus::Deferred {
+            return (outcome, asked);
+        }
+        world.clock = FixedClock(
+            outcome
+                .wait_until
+                .expect("a deferred deploy says until when"),
+        );
+        item.deploy = Some(outcome);
+    }
+    panic!("still deferred after 1000 deploys");
+}
+
+#[tokio::test]
+async fn an_owner_that_always_says_not_now_is_given_up_on_at_the_deferral_limit() {
+    // GIVEN the owner answers "not now, ask again in 900 s" every time, and a deploy may
+    // wait an hour in all
+    let mut world = World {
+        agents: agents(),
+        peers: ScriptedPeers {
+            window: Some(WindowAnswer {
+                deploy_now: false,
+                retry_after_seconds: Some(900),
+                reason: Some("batch run".into()),
+            }),
+            ..ScriptedPeers::default()
+        },
+        config: Config::from_lookup(|k| (k == "DEPLOY_MAX_DEFER_SECONDS").then(|| "3600".into()))
+            .unwrap(),
+        ..World::new()
+    };
+    // WHEN the state machine keeps asking
+    let (outcome, asked) = deploy_until_not_deferred(&mut world).await;
+    // THEN it is deferred at 0, 15, 30 and 45 minutes, asked a last time at the hour, and
+    // then given up: nothing deployed, skipped with the reason
+    assert_eq!(asked, 5);
+    assert_eq!(world.clock.0, NOW + time::Duration::hours(1));
+    assert_eq!(outcome.status, DeployStatus::Skipped);
+    assert_eq!((outcome.deferrals, outcome.deferred_since), (4, Some(NOW)));
+    assert!(outcome.deployment.is_none());
+    assert!(
+        outcome.reason.starts_with("deferred 4 time(s) since 2026-")
+            && outcome.reason.contains("DEPLOY_MAX_DEFER_SECONDS")
+            && outcome
+                .reason
+                .ends_with("agent orders said not now: \"batch run\"; asking again in 900 s"),
+        "{}",
+        outcome.reason
+    );
+    assert_eq!(world.actions().last(), Some(&"deploy_skipped"));
+    assert_eq!(world.status(), Some(ImprovementStatus::Skipped));
+}
+
+#[tokio::test]
+async fn a_deploy_is_deferred_at_most_max_deferrals_times() {
+    // GIVEN an owner asking for a minute each time, and a week allowed in all
+    let mut world = World {
+        agents: agents(),
+        peers: ScriptedPeers {
+            window: Some(WindowAnswer {
+                deploy_now: false,
+                retry_after_seconds: Some(60),
+                reason: None,
+            }),
+            ..ScriptedPeers::default()
+        },
+        config: Config::from_lookup(|k| (k == "DEPLOY_MAX_DEFER_SECONDS").then(|| "604800".into()))
+            .unwrap(),
+        ..World::new()
+    };
+    let (outcome, asked) = deploy_until_not_deferred(&mut world).await;
+    // THEN the count, not the time, ends it: the history stays inside Step Functions' limit
+    assert_eq!(asked, crate::canary::MAX_DEFERRALS + 1);
+    assert_eq!(outcome.status, DeployStatus::Skipped);
+    assert_eq!(outcome.deferrals, crate::canary::MAX_DEFERRALS);
+    assert_eq!(
+        world.clock.0,
+        NOW + time::Duration::minutes(i64::from(crate::canary::MAX_DEFERRALS))
+    );
 }

@@ -1194,6 +1194,8 @@ async fn run_scenario(text: &str) -> (OpportunityKind, Verdict, Vec<String>) {
         wait_until: None,
         reason: String::new(),
         monitor_interval_seconds: config.monitor_interval_seconds,
+        deferred_since: None,
+        deferrals: 0,
     });
     clock.advance(Duration::seconds(i64::from(config.monitor_window_seconds)));
     let deps = CanaryDeps {
