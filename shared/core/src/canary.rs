@@ -1025,8 +1025,8 @@ pub async fn roll_back_ordered(
     }
 }
 
-/// The rollback heal carried out in this process (the embedded runner's pass, and the
-/// rollback function for an order handed to it).
+/// The rollback heal carried out in this process (the offline pass; the rollback function
+/// runs the same [`roll_back_ordered`] on an order handed to it).
 #[derive(Clone, Copy)]
 pub struct RollBackHere<'a>(pub RollbackPorts<'a>);
 
