@@ -103,6 +103,7 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store),
+        peers: Arc::new(selfbuild_core::ports::NoPeers),
         // The scenario's recorded drafts (none: generate_component says an LLM is needed);
         // no checker, so a draft's validation stays pending.
         llm: Arc::new(scenario_llm(&scenario).unwrap_or_else(|e| panic!("{e}"))),

@@ -1,7 +1,8 @@
 //! alarm-intake Lambda: wiring only. The logic is `selfbuild_core::intake` (EventBridge
 //! events and CloudWatch Logs subscription deliveries) and, after each poll tick, one self
 //! health pass (`selfbuild_aws::health`), which runs whatever ENABLE_SELF_BUILDING says and
-//! never changes the poll's answer; its rollback heal uses the rollback function's deployer.
+//! never changes the poll's answer; its rollback heal is handed to the rollback function
+//! (an asynchronous invocation: a code patch's rollback may not fit the pass's 20 s).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,12 @@ use selfbuild_aws::dlq::SqsDeadLetters;
 use selfbuild_aws::dynamo::DynamoStore;
 use selfbuild_aws::eventbridge::EventBridgeNotifier;
 use selfbuild_aws::health::{
-    AgentSources, ComponentSources, HealthSources, PollHealth, handle_then_pass,
+    AgentSources, ComponentSources, HealthSources, NO_ROLLBACK_FUNCTION, PollHealth,
+    handle_then_pass,
 };
 use selfbuild_aws::lambda::diagnostic;
-use selfbuild_aws::lambda_deployer::LambdaDeployer;
 use selfbuild_aws::observability::ColdStart;
+use selfbuild_aws::rollback_heal::InvokeRollbackFunction;
 use selfbuild_aws::secrets::SecretsManagerSecrets;
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::CloudWatchTelemetry;
@@ -28,7 +30,7 @@ use selfbuild_core::health::pass::PassPorts;
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::intake::IntakeDeps;
-use selfbuild_core::ports::DeadLetters;
+use selfbuild_core::ports::{DeadLetters, RollbackHeal};
 use selfbuild_peers::{PeerSettings, RmcpPeers};
 
 #[tokio::main]
@@ -57,9 +59,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .clone()
         .map(|url| SqsDeadLetters::new(&sdk, url, config.intake_function_name.clone()));
     let metrics = selfbuild_aws::observability::metrics(&config);
-    // The rollback heal restores a blamed change as the rollback function does.
+    // The rollback heal is handed to the rollback function, which has the time for it.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let deployer = LambdaDeployer::from_client(lambda.clone());
+    let rollback: Box<dyn RollbackHeal> = match &config.rollback_function_name {
+        Some(function) => Box::new(InvokeRollbackFunction::new(lambda.clone(), function)),
+        None => Box::new(NO_ROLLBACK_FUNCTION),
+    };
     // The pass pings registered agents with their keys, as the deploy function calls them.
     let keys = Arc::new(SecretsManagerSecrets::new(&sdk, Duration::from_secs(300)));
     let peers = RmcpPeers::new(keys, PeerSettings::from_config(&config))?;
@@ -84,9 +89,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             usage: &store,
             notifier: &notifier,
             metrics: &metrics,
-            deployer: &deployer,
-            improvements: &store,
-            audit: &store,
+            rollback: rollback.as_ref(),
             dead_letters: dead_letters.as_ref().map(|d| d as &dyn DeadLetters),
         },
         sources: HealthSources {

@@ -1,9 +1,11 @@
 //! mcp Lambda: wiring only. The endpoint is `selfbuild_mcp::app`, served behind the function
 //! URL by `lambda_http`. `generate_component` drafts with the cycle's LLM (Bedrock, then the
 //! OpenAI-compatible fallback) and checks the draft with `selfbuild-validate`, linked here so
-//! that no drafted component is recorded unvalidated.
+//! that no drafted component is recorded unvalidated. `rollback_improvement` tells the
+//! dependent agents over MCP (`selfbuild-peers`, keys from Secrets Manager).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Request, service_fn};
@@ -12,7 +14,7 @@ use selfbuild_aws::eventbridge::EventBridgeNotifier;
 use selfbuild_aws::lambda_code::PackageFetcher;
 use selfbuild_aws::lambda_deployer::LambdaDeployer;
 use selfbuild_aws::observability::ColdStart;
-use selfbuild_aws::secrets::SecretsManagerKeys;
+use selfbuild_aws::secrets::{SecretsManagerKeys, SecretsManagerSecrets};
 use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_core::Config;
 use selfbuild_core::clock::SystemClock;
@@ -20,6 +22,7 @@ use selfbuild_core::config::ConfigError;
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_mcp::access_log::LogRecordAccessLog;
 use selfbuild_mcp::{McpDeps, McpSettings, app};
+use selfbuild_peers::{PeerSettings, RmcpPeers};
 use selfbuild_validate::{PipelineChecker, Settings};
 
 #[tokio::main]
@@ -43,6 +46,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sfn = Arc::new(StepFunctionsOrchestrator::new(&sdk, state_machine_arn));
     // The fallback's secret is read now only when component generation is on.
     let llm = selfbuild_aws::steps::cycle_llm(&sdk, &config, config.component_generation).await?;
+    // rollback_improvement tells the dependent agents, with their keys from Secrets Manager.
+    let agent_keys = Arc::new(SecretsManagerSecrets::new(&sdk, Duration::from_secs(300)));
+    let peers = RmcpPeers::new(agent_keys, PeerSettings::from_config(&config))?;
     let deps = McpDeps {
         store: Arc::new(DynamoStore::new(&sdk, config.table_name.clone())),
         // Structured records in the function's log group, written before each answer.
@@ -57,6 +63,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             &sdk,
             config.event_bus_name.clone(),
         )),
+        peers: Arc::new(peers),
         llm: Arc::new(llm),
         checker: Arc::new(checker),
         metrics: metrics.clone(),

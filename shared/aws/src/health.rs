@@ -4,7 +4,8 @@
 //!
 //! It also observes the functions selfbuild changed (targets of improvements with a live
 //! change in the last [`CHANGE_LOOKBACK`]): whether each exists, its error rate, when its
-//! errors began; the pass rolls back a change the errors began right after.
+//! errors began; the pass rolls back a change the errors began right after, by handing the
+//! rollback to the rollback function ([`crate::rollback_heal`]).
 //!
 //! AWS calls of one pass: one DynamoDB read of the last report for the metric window, one
 //! `GetMetricData` (two queries per own function), one `GetQueueAttributes`; for the changed
@@ -27,7 +28,8 @@ use selfbuild_core::health::{
 use selfbuild_core::ids::ComponentId;
 use selfbuild_core::intake::{IntakeDeps, IntakeError, IntakeResponse, handle_delivery};
 use selfbuild_core::ports::{
-    AgentPeers, AlarmSource, DeadLetters, ImprovementStore, MinerStateStore, NoDeployer, Registry,
+    AgentPeers, AlarmSource, DeadLetters, ImprovementStore, MinerStateStore, NoRollbackHeal,
+    Registry,
 };
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::{MetricName, MetricSeries};
@@ -398,10 +400,16 @@ pub async fn pass_after_poll(
     }
 }
 
-/// A deployer that refuses every call: for a pass that has no business rolling anything
-/// back (alarm-intake uses `LambdaDeployer`).
-pub const NO_ROLLBACK_HERE: NoDeployer = NoDeployer {
+/// A rollback heal that refuses every order: for a pass that has no business rolling
+/// anything back (alarm-intake hands its heals to the rollback function:
+/// [`crate::rollback_heal::InvokeRollbackFunction`]).
+pub const NO_ROLLBACK_HERE: NoRollbackHeal = NoRollbackHeal {
     why: "this health pass does not roll back; use MCP rollback_improvement",
+};
+
+/// alarm-intake's rollback heal without `ROLLBACK_FUNCTION_NAME`.
+pub const NO_ROLLBACK_FUNCTION: NoRollbackHeal = NoRollbackHeal {
+    why: "no rollback function to hand it to (ROLLBACK_FUNCTION_NAME is not set)",
 };
 
 /// The health pass a poll tick runs: its ports, what it reads besides them, its thresholds.
@@ -428,7 +436,7 @@ pub async fn handle_then_pass(
     let poll = event.peek().is_some_and(is_poll);
     let answer = handle_delivery(deps, miners, alarms, config, event).await;
     if poll {
-        // Boxed: the rollback heal's deployer futures nest too deep for the handler's layout.
+        // Boxed: the pass's futures nest too deep for the handler's layout.
         Box::pin(pass_after_poll(
             &health.ports,
             &health.sources,

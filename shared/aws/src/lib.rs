@@ -11,6 +11,8 @@
 //! - [`eventbridge`]: [`eventbridge::EventBridgeNotifier`], notifications for other agents on an event bus.
 //! - [`health`]: the self health pass on AWS: own functions' metrics, the DLQ depth, one
 //!   pass after each poll tick.
+//! - [`rollback_heal`]: [`rollback_heal::InvokeRollbackFunction`], the health pass's
+//!   rollback heal handed to the rollback function (an asynchronous Lambda `Invoke`).
 //! - [`secrets`]: JSON secrets from Secrets Manager, cached per container.
 //! - [`steps`]: the cycle's Lambda functions on their AWS adapters ([`steps::run`]).
 //! - [`lambda`]: [`lambda::diagnostic`], Lambda error reports with a stable `errorType`.
@@ -35,6 +37,7 @@ pub mod lambda_code;
 pub mod lambda_deployer;
 pub mod llm;
 pub mod observability;
+pub mod rollback_heal;
 mod sdk_error;
 pub mod secrets;
 pub mod sfn;

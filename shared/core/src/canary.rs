@@ -1,21 +1,26 @@
 //! deploy, monitor, promote and rollback (R10–R12): ship the validated settings as a canary,
 //! compare it with the stable version, then promote it or restore the baseline exactly.
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use time::Duration;
 use tracing::{info, instrument, warn};
 
-use crate::agents::OwnerWindow;
+use crate::agents::{ChangeEvent, OwnerWindow};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::change::{Change, CodeRelease, DeploySpec};
 use crate::config::{Config, HaltInFlight};
 use crate::cycle::TimeWindow;
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
+use crate::ids::ImprovementId;
 use crate::improvement::{
     DeployOutcome, DeployStatus, ImprovementItem, LatencyReport, MetricVerdict, MonitorReport,
     PromoteOutcome, PromoteStatus, QuantileIntervals, SuccessLatency, Verdict,
 };
+use crate::peers::{Announced, Dependents};
 use crate::ports::{
-    Clock, DeployError, Deployer, HaltState, HaltSwitch, MetricRecord, MetricSink, Telemetry, Unit,
+    Clock, DeployError, Deployer, HaltState, HaltSwitch, MetricRecord, MetricSink, RollbackHeal,
+    RollbackHealError, Telemetry, Unit,
 };
 use crate::records::{ImprovementRecord, ImprovementStatus};
 use crate::stats::{
@@ -852,18 +857,37 @@ pub struct RolledBack {
     pub event: AuditEvent,
 }
 
+/// The ports a recorded rollback uses.
+#[derive(Clone, Copy)]
+pub struct RollbackPorts<'a> {
+    /// Lambda.
+    pub deployer: &'a dyn Deployer,
+    /// Where the rollback (and each delivery to a dependent agent) is recorded.
+    pub recorder: Recorder<'a>,
+    /// Where a requested rollback is counted.
+    pub metrics: &'a dyn MetricSink,
+    /// The agents told of the rollback.
+    pub dependents: Dependents<'a>,
+}
+
 /// Restores the baseline of `item`'s deployment and records it: audit `rolled_back` (or
 /// `inconclusive` when the window ended without evidence) with the function as it runs now,
-/// the improvement's status, the "Improvement Rolled Back" notification. A requested rollback
-/// is also counted in `ImprovementsRolledBack`; a cycle counts its own in its summary.
+/// the improvement's status, the "Improvement Rolled Back" notification, and, when a
+/// deployment was restored, every dependent agent told (deliveries audited as the
+/// rollback's actor). A requested rollback is also counted in `ImprovementsRolledBack`; a
+/// cycle counts its own in its summary.
 pub async fn roll_back_recorded(
-    deployer: &dyn Deployer,
-    recorder: Recorder<'_>,
-    metrics: &dyn MetricSink,
+    ports: RollbackPorts<'_>,
     item: &ImprovementItem,
     before: Option<ImprovementStatus>,
     cause: RollbackCause<'_>,
 ) -> Result<RolledBack, CanaryError> {
+    let RollbackPorts {
+        deployer,
+        recorder,
+        metrics,
+        dependents,
+    } = ports;
     let restored = match rollback(deployer, item).await {
         Ok(restored) => restored,
         Err(e) => {
@@ -921,6 +945,14 @@ pub async fn roll_back_recorded(
             timestamp: event.at,
         });
     }
+    if restored {
+        let change = Announced {
+            event: ChangeEvent::RolledBack,
+            actor: &event.actor,
+            detail: &event.detail,
+        };
+        dependents.notify(recorder, item, change).await;
+    }
     Ok(RolledBack { restored, event })
 }
 
@@ -940,11 +972,10 @@ pub enum RequestedRollback {
 
 /// Rolls back a recorded improvement on request (MCP `rollback_improvement`, the health
 /// pass's `RollBack` heal): a deployed, frozen, promoted or `rollback_failed` one is rolled
-/// back through [`roll_back_recorded`]; an already rolled back one is left as it is.
+/// back through [`roll_back_recorded`] (dependents told, as `actor`); an already rolled back
+/// one is left as it is.
 pub async fn roll_back_requested(
-    deployer: &dyn Deployer,
-    recorder: Recorder<'_>,
-    metrics: &dyn MetricSink,
+    ports: RollbackPorts<'_>,
     record: &ImprovementRecord,
     actor: &str,
     reason: &str,
@@ -955,9 +986,7 @@ pub async fn roll_back_requested(
         other => return Ok(RequestedRollback::NotRollbackable(other)),
     }
     let done = roll_back_recorded(
-        deployer,
-        recorder,
-        metrics,
+        ports,
         &record.item,
         Some(record.status),
         RollbackCause::Requested { actor, reason },
@@ -966,6 +995,82 @@ pub async fn roll_back_requested(
     Ok(RequestedRollback::Done {
         restored: done.restored,
     })
+}
+
+/// The longest actor and reason a [`RollbackOrder`] carries.
+pub const MAX_ORDER_TEXT: usize = 1000;
+
+/// A requested rollback to carry out elsewhere (the health pass's heal, handed to the
+/// rollback function): which improvement, who asked, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackOrder {
+    /// The improvement to roll back.
+    pub improvement_id: ImprovementId,
+    /// Who asked (`selfbuild:health`, a key's actor): the audit events name them.
+    pub actor: String,
+    /// Why, for the audit trail and the notifications.
+    pub reason: String,
+}
+
+impl RollbackOrder {
+    /// The order with its actor and reason checked (one line each, not empty, at most
+    /// [`MAX_ORDER_TEXT`] characters); the error names the field.
+    pub fn checked(self) -> Result<Self, crate::text::TextError> {
+        let actor = crate::text::single_line("actor", &self.actor, MAX_ORDER_TEXT)?;
+        let reason = crate::text::single_line("reason", &self.reason, MAX_ORDER_TEXT)?;
+        Ok(Self {
+            actor,
+            reason,
+            ..self
+        })
+    }
+}
+
+/// Carries out `order` here: reads the improvement's record and rolls it back through
+/// [`roll_back_requested`]. The text says what was done; nothing left to undo (no record,
+/// already rolled back, not rollbackable) is a [`RollbackHealError::NothingToUndo`].
+pub async fn roll_back_ordered(
+    ports: RollbackPorts<'_>,
+    order: &RollbackOrder,
+) -> Result<String, RollbackHealError> {
+    let id = &order.improvement_id;
+    let record = ports
+        .recorder
+        .improvements
+        .get_improvement(id)
+        .await?
+        .ok_or_else(|| {
+            RollbackHealError::NothingToUndo(format!("improvement {id} has no record"))
+        })?;
+    let outcome = roll_back_requested(ports, &record, &order.actor, &order.reason).await?;
+    match outcome {
+        RequestedRollback::Done { restored } => {
+            Ok(format!("rolled back {id}; baseline restored: {restored}"))
+        }
+        RequestedRollback::AlreadyRolledBack => Err(RollbackHealError::NothingToUndo(format!(
+            "{id} was already rolled back"
+        ))),
+        RequestedRollback::NotRollbackable(status) => {
+            Err(RollbackHealError::NothingToUndo(format!(
+                "{id} is {}; only a deployed, frozen, promoted or rollback_failed improvement \
+                 can be rolled back",
+                status.as_str()
+            )))
+        }
+    }
+}
+
+/// The rollback heal carried out in this process (the offline pass; the rollback function
+/// runs the same [`roll_back_ordered`] on an order handed to it).
+#[derive(Clone, Copy)]
+pub struct RollBackHere<'a>(pub RollbackPorts<'a>);
+
+#[async_trait]
+impl RollbackHeal for RollBackHere<'_> {
+    async fn roll_back(&self, order: &RollbackOrder) -> Result<String, RollbackHealError> {
+        roll_back_ordered(self.0, order).await
+    }
 }
 
 /// Audits a rollback (or the undo of a failed deploy) that failed, with the function as the

@@ -162,6 +162,9 @@ pub struct Config {
     pub intake_dlq_url: Option<String>,
     /// `INTAKE_FUNCTION_NAME`: the function dead letters are re-sent to (none: not re-sent).
     pub intake_function_name: Option<String>,
+    /// `ROLLBACK_FUNCTION_NAME`: the function the AWS health pass hands its rollback heal to
+    /// (none: the heal is refused, saying so).
+    pub rollback_function_name: Option<String>,
     /// `SELFBUILD_AGENT_KEYS_FILE` (offline only): a JSON file `{"<secret id>": {"api_key":
     /// …}}` standing in for Secrets Manager when the CLI calls registered agents.
     pub agent_keys_file: Option<String>,
@@ -257,6 +260,7 @@ impl Config {
             self_function_names: env.list("SELF_FUNCTION_NAMES").unwrap_or_default(),
             intake_dlq_url: env.optional("INTAKE_DLQ_URL"),
             intake_function_name: env.optional("INTAKE_FUNCTION_NAME"),
+            rollback_function_name: env.optional("ROLLBACK_FUNCTION_NAME"),
             llm_fallback_secret_id: env.optional("LLM_FALLBACK_SECRET_ID"),
             agent_keys_file: env.optional("SELFBUILD_AGENT_KEYS_FILE"),
         })

@@ -3,6 +3,7 @@
 //! - [`ids`]: identifier newtypes (`TenantId`, `ComponentId`, `CycleId`, `DedupKey`).
 //! - [`idsource`]: where the unguessable part of new cycle ids comes from.
 //! - [`agents`]: registered agents as peers: windows, owners, dependents, notices.
+//! - [`peers`]: dependent agents told of a deploy, promote or rollback, whoever made it.
 //! - [`alarm`]: alarms as intake sees them; tenant/component extraction, critical names.
 //! - [`event`]: parsing the EventBridge events intake accepts.
 //! - [`change`]: proposals and the changes they carry; risk levels.
@@ -66,6 +67,7 @@ pub mod logfacts;
 pub mod logmine;
 pub mod logstream;
 pub mod opportunity;
+pub mod peers;
 pub mod ports;
 pub mod records;
 pub mod stats;

@@ -11,16 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use selfbuild_core::Config;
+use selfbuild_core::canary::{RollBackHere, RollbackPorts};
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::error::StoreError;
 use selfbuild_core::health::observe::{component_fact, last_change};
 use selfbuild_core::health::pass::{Observed, PassPorts, run_pass};
 use selfbuild_core::health::{ComponentFact, HealthReport, Thresholds};
+use selfbuild_core::peers::Dependents;
 use selfbuild_core::ports::{
-    Clock, Deployer, ImprovementStore, MetricRecord, MetricSink, NoDeployer, Registry, Telemetry,
+    AgentPeers, Clock, ImprovementStore, MetricRecord, MetricSink, NoPeers, NoRollbackHeal,
+    Registry, RollbackHeal, Telemetry,
 };
 use selfbuild_core::records::{ImprovementQuery, ImprovementRecord, TenantScope};
 use selfbuild_core::telemetry::TelemetryQuery;
+use selfbuild_core::transition::Recorder;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -58,8 +62,9 @@ const PASS_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Runs one pass over `store` at the clock's time; the report and the metrics it emitted.
 /// With a `fleet`, its functions are the registered components (observed through its
-/// telemetry) and the rollback heal restores baselines on it; without one, components are
-/// not observed and a rollback heal fails saying so.
+/// telemetry) and the rollback heal restores baselines on it here, telling the dependent
+/// agents (keys from `SELFBUILD_AGENT_KEYS_FILE`); without one, components are not observed
+/// and a rollback heal fails saying so.
 pub async fn health_pass(
     store: &SqliteStore,
     clock: Arc<dyn Clock>,
@@ -67,7 +72,7 @@ pub async fn health_pass(
     fleet: Option<&Fleet>,
 ) -> (HealthReport, Vec<String>) {
     let now = clock.now();
-    let orchestrator = RecordingOrchestrator::new(store.clone(), clock);
+    let orchestrator = RecordingOrchestrator::new(store.clone(), Arc::clone(&clock));
     let metrics = Emitted {
         names: Mutex::default(),
         namespace: config.metrics_namespace.clone(),
@@ -85,8 +90,25 @@ pub async fn health_pass(
         components,
         ..Observed::default()
     };
-    let deployer: &dyn Deployer = match fleet {
-        Some(fleet) => fleet,
+    let peers = rollback_peers(config, fleet.is_some());
+    let here = fleet.map(|fleet| {
+        RollBackHere(RollbackPorts {
+            deployer: fleet,
+            recorder: Recorder {
+                audit: store,
+                improvements: store,
+                notifier: store,
+                clock: clock.as_ref(),
+            },
+            metrics: &metrics,
+            dependents: Dependents {
+                registry: store,
+                peers: peers.as_ref(),
+            },
+        })
+    });
+    let rollback: &dyn RollbackHeal = match &here {
+        Some(here) => here,
         None => &NO_FLEET,
     };
     let ports = PassPorts {
@@ -97,9 +119,7 @@ pub async fn health_pass(
         usage: store,
         notifier: store,
         metrics: &metrics,
-        deployer,
-        improvements: store,
-        audit: store,
+        rollback,
         dead_letters: None,
     };
     let report = run_pass(&ports, now, &limits, observed).await;
@@ -183,9 +203,24 @@ async fn recent_improvements(store: &SqliteStore) -> Vec<ImprovementRecord> {
 }
 
 /// No fleet: nothing to roll back on.
-const NO_FLEET: NoDeployer = NoDeployer {
+const NO_FLEET: NoRollbackHeal = NoRollbackHeal {
     why: "no fleet here (selfbuild health --scenario gives one)",
 };
+
+/// The client the rollback heal tells dependent agents with (only with a fleet to roll back
+/// on); `NoPeers` when the key file is unusable (logged: the deliveries are audited failed).
+fn rollback_peers(config: &Config, with_fleet: bool) -> Box<dyn AgentPeers> {
+    if !with_fleet {
+        return Box::new(NoPeers);
+    }
+    match crate::peers::LocalPeers::from_config(config) {
+        Ok(peers) => Box::new(peers),
+        Err(e) => {
+            tracing::warn!(error = %e, "agents will not be told of a rollback");
+            Box::new(NoPeers)
+        }
+    }
+}
 
 /// The registered agents with an MCP URL, pinged; none when there are none (or the
 /// registry or the client is unavailable: logged, the check then reads as not observed).

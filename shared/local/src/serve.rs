@@ -239,6 +239,11 @@ fn endpoint_deps(
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store),
+        // Dependent agents told of a rollback, with keys from SELFBUILD_AGENT_KEYS_FILE.
+        peers: Arc::new(
+            crate::peers::LocalPeers::from_config(&config)
+                .map_err(|e| cli_error("ConfigError", e))?,
+        ),
         llm,
         checker,
         metrics: Arc::new(selfbuild_core::emf::TracingSink {

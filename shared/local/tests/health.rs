@@ -581,3 +581,98 @@ fn an_alarm_on_a_disabled_component_starts_no_cycle_and_says_why() {
         "{summary:#}"
     );
 }
+
+#[test]
+fn the_rollback_heal_tells_the_agents_depending_on_the_components_owner() {
+    use selfbuild_core::ports::Registry;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = SqliteStore::open(&data).unwrap();
+    let scenario = timeouts_scenario();
+
+    // GIVEN orders-api failing since one minute after selfbuild's promoted change c0-1, the
+    // agent owning it, and billing depending on that agent (its MCP URL answers nothing)
+    block(async {
+        let deployed = SCENARIO_NOW - Duration::from_secs(61 * 60);
+        let mut record = promoted(deployed);
+        // The fleet is built fresh for each pass: the deployment names what it runs now, so
+        // the heal has a baseline to restore.
+        let fleet = selfbuild_local::fleet::Fleet::new(
+            &selfbuild_local::fleet::Scenario::load(timeouts_scenario()).unwrap(),
+            std::sync::Arc::new(selfbuild_core::clock::FixedClock(deployed)),
+        )
+        .unwrap();
+        let orders = ComponentId::parse("orders-api").unwrap();
+        let baseline = selfbuild_core::ports::Deployer::function_state(&fleet, &orders)
+            .await
+            .unwrap();
+        record.item.deploy = Some(selfbuild_core::improvement::DeployOutcome {
+            status: selfbuild_core::improvement::DeployStatus::Deployed,
+            deployment: Some(selfbuild_core::deployment::CanaryDeployment {
+                improvement_id: record.improvement_id.clone(),
+                settings: baseline.settings.clone(),
+                code: None,
+                canary_version: baseline.stable_version.clone(),
+                weight: 1.0,
+                deployed_at: deployed,
+                baseline,
+            }),
+            wait_until: None,
+            reason: "promoted".into(),
+            monitor_interval_seconds: 300,
+            deferred_since: None,
+            deferrals: 0,
+        });
+        store.put_improvement(&record).await.unwrap();
+        for agent in [
+            serde_json::json!({"name": "orders", "components": ["orders-api"]}),
+            serde_json::json!({"name": "billing", "depends_on": ["orders"],
+                "mcp_url": "http://127.0.0.1:9/mcp"}),
+        ] {
+            let mut agent = agent;
+            agent["url"] = "https://agents.acme.example".into();
+            agent["capabilities"] = serde_json::json!(["x"]);
+            agent["tenant_id"] = "acme".into();
+            agent["registered_by"] = "k".into();
+            agent["registered_at"] = "2026-11-01T00:00:00Z".into();
+            let agent = serde_json::from_value(agent).expect("an agent record");
+            store.register_agent(&agent).await.unwrap();
+        }
+    });
+
+    // WHEN a pass rolls the change back
+    let (_, report) = selfbuild(&data, SCENARIO_NOW, &["health", "--scenario", &scenario]);
+    let orders = plan(&report, "orders-api");
+    assert_eq!(orders["heals"][0]["action"], "roll_back", "{report:#}");
+
+    // THEN billing was called, and the delivery (failed: nothing answers) is audited as the
+    // health pass's, with the notice
+    block(async {
+        let trail = store
+            .cycle_events(&CycleId::parse("c0").unwrap())
+            .await
+            .unwrap();
+        let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["rolled_back", "agent_notification_failed"],
+            "{trail:#?}"
+        );
+        assert!(
+            trail[0].detail.ends_with("baseline restored: true"),
+            "{}",
+            trail[0].detail
+        );
+        let delivery = &trail[1];
+        assert_eq!(delivery.actor, "selfbuild:health");
+        let after = delivery.after.as_ref().unwrap();
+        assert_eq!(after["agent"], "billing");
+        assert_eq!(after["tool"], "notify_dependency_changed");
+        assert_eq!(after["notice"]["event"], "rolled_back");
+        assert_eq!(after["notice"]["changed_agent"], "orders");
+        assert!(
+            after["error"].as_str().unwrap().contains("billing"),
+            "{after}"
+        );
+    });
+}

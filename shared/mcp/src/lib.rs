@@ -23,8 +23,8 @@ use selfbuild_core::apikeys::ApiKey;
 use selfbuild_core::config::{ConfigError, Env};
 use selfbuild_core::error::StoreError;
 use selfbuild_core::ports::{
-    AccessLogSink, Clock, CodeChecker, Deployer, IdSource, KeySource, Llm, MetricSink, Notifier,
-    Orchestrator, Store, TaskTokens, Telemetry,
+    AccessLogSink, AgentPeers, Clock, CodeChecker, Deployer, IdSource, KeySource, Llm, MetricSink,
+    Notifier, Orchestrator, Store, TaskTokens, Telemetry,
 };
 
 pub mod access_log;
@@ -123,6 +123,8 @@ pub struct McpDeps {
     pub deployer: Arc<dyn Deployer>,
     /// Events for other agents.
     pub notifier: Arc<dyn Notifier>,
+    /// Registered agents called over MCP: the dependents told of a rollback.
+    pub peers: Arc<dyn AgentPeers>,
     /// Drafts new components (`generate_component`).
     pub llm: Arc<dyn Llm>,
     /// Checks a drafted component's code; [`NoCodeChecker`](selfbuild_core::ports::NoCodeChecker)

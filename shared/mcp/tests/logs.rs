@@ -102,6 +102,7 @@ async fn operator_and_agent_text_never_breaks_a_log_line() {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store),
+        peers: Arc::new(selfbuild_core::ports::NoPeers),
         llm: Arc::new(selfbuild_local::planner::RulePlanner),
         checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
         metrics: Arc::new(NoMetrics),

@@ -199,6 +199,7 @@ fn harness(rate_limit_per_minute: u32) -> Harness {
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(sqlite),
+        peers: Arc::new(selfbuild_core::ports::NoPeers),
         llm: Arc::new(selfbuild_local::planner::RulePlanner),
         checker: Arc::new(selfbuild_core::ports::NoCodeChecker),
         metrics: Arc::new(NoMetrics),

@@ -10,14 +10,16 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use selfbuild_core::Config;
+use selfbuild_core::agents::{PeerTarget, WindowAnswer};
 use selfbuild_core::apikeys::{KeySet, key_digest_hex};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::ids::{CycleId, ImprovementId, TenantId};
 use selfbuild_core::idsource::OsRandom;
 use selfbuild_core::improvement::ImprovementItem;
 use selfbuild_core::ports::{
-    AccessLog, AccessLogSink, ApprovalStore, Clock, ImprovementStore, Llm, LlmError, MetricRecord,
-    MetricSink, StaticKeys, ToolAnswer, ToolRequest, UsageLedger,
+    AccessLog, AccessLogSink, AgentPeers, ApprovalStore, Clock, Delivery, DeliveryOutcome,
+    ImprovementStore, Llm, LlmError, MetricRecord, MetricSink, PeerError, Registry, StaticKeys,
+    ToolAnswer, ToolRequest, UsageLedger,
 };
 use selfbuild_core::records::{ImprovementRecord, ImprovementStatus, PendingApproval};
 use selfbuild_local::fleet::{Fleet, Scenario};
@@ -39,6 +41,42 @@ struct NoMetrics;
 
 impl MetricSink for NoMetrics {
     fn record(&self, _metric: MetricRecord) {}
+}
+
+/// Agents that take every notice, kept as (agent, tool, notice).
+#[derive(Default)]
+struct RecordingPeers(std::sync::Mutex<Vec<(String, String, Value)>>);
+
+#[async_trait::async_trait]
+impl AgentPeers for RecordingPeers {
+    async fn deployment_window(
+        &self,
+        target: &PeerTarget,
+        _: &str,
+        _: Value,
+    ) -> Result<WindowAnswer, PeerError> {
+        Err(PeerError::Unreachable {
+            agent: target.name.clone(),
+            message: "not asked in these tests".into(),
+        })
+    }
+    async fn notify(&self, deliveries: &[Delivery], notice: Value) -> Vec<DeliveryOutcome> {
+        let mut sent = self.0.lock().expect("lock");
+        deliveries
+            .iter()
+            .map(|d| {
+                sent.push((d.target.name.clone(), d.tool.clone(), notice.clone()));
+                DeliveryOutcome {
+                    agent: d.target.name.clone(),
+                    attempts: 1,
+                    error: None,
+                }
+            })
+            .collect()
+    }
+    async fn ping(&self, _: &PeerTarget) -> Result<(), PeerError> {
+        Ok(())
+    }
 }
 
 /// Drafts components from a fixed answer (or fails with it) and counts its calls.
@@ -96,6 +134,8 @@ fn good_draft() -> Value {
 struct Harness {
     app: Router,
     llm: Arc<DraftLlm>,
+    /// The notices sent to registered agents.
+    peers: Arc<RecordingPeers>,
     store: SqliteStore,
     access_log: Arc<BatchedAccessLog>,
     /// The instant the endpoint's fixed clock reads.
@@ -137,6 +177,7 @@ fn harness_drafting(settings: McpSettings, config: Config, llm: Arc<DraftLlm>) -
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(scenario.now));
     let fleet = Arc::new(Fleet::new(&scenario, Arc::clone(&clock)).expect("fleet"));
     let access_log = Arc::new(BatchedAccessLog::spawn(Arc::new(store.clone())));
+    let peers = Arc::new(RecordingPeers::default());
     let deps = McpDeps {
         store: Arc::new(store.clone()),
         access_log: access_log.clone(),
@@ -148,6 +189,7 @@ fn harness_drafting(settings: McpSettings, config: Config, llm: Arc<DraftLlm>) -
         telemetry: fleet.clone(),
         deployer: fleet,
         notifier: Arc::new(store.clone()),
+        peers: peers.clone(),
         llm: llm.clone(),
         checker: Arc::new(PipelineChecker::new(Settings::defaults())),
         metrics: Arc::new(NoMetrics),
@@ -160,6 +202,7 @@ fn harness_drafting(settings: McpSettings, config: Config, llm: Arc<DraftLlm>) -
     Harness {
         app: app(deps),
         llm,
+        peers,
         store,
         access_log,
         now: scenario.now,
@@ -1501,6 +1544,104 @@ async fn a_promoted_improvement_can_be_rolled_back_by_hand() {
     assert_eq!(again["restored"], false, "idempotent");
     let notes = h.store.notifications().await.expect("notifications");
     assert!(notes.iter().any(|(t, _)| t == "Improvement Rolled Back"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_by_hand_tells_the_agents_depending_on_the_components_owner() {
+    // GIVEN a promoted improvement of acme's, and after its cycle, an agent owning its
+    // component and one depending on that agent
+    let h = harness();
+    spawn_cycle(&h, "events/scenarios/timeouts.json", true)
+        .await
+        .expect("task")
+        .expect("cycle");
+    let page = h
+        .ok(
+            ADMIN,
+            "list_improvements",
+            json!({"status": "promoted", "limit": 1}),
+        )
+        .await;
+    let id: ImprovementId = page["improvements"][0]["improvement_id"]
+        .as_str()
+        .expect("promoted")
+        .parse()
+        .expect("an improvement id");
+    let record = h
+        .store
+        .get_improvement(&id)
+        .await
+        .expect("read")
+        .expect("record");
+    let component = record.item.opportunity.component.to_string();
+    for agent in [
+        json!({"name": "orders-owner", "components": [component], "depends_on": []}),
+        json!({"name": "billing", "components": [], "depends_on": ["orders-owner"],
+            "mcp_url": "https://billing.acme.example/mcp"}),
+    ] {
+        let mut agent = agent;
+        for (k, v) in [
+            ("url", json!("https://agents.acme.example")),
+            ("capabilities", json!(["x"])),
+            ("tenant_id", json!("acme")),
+            ("registered_by", json!("acme-all")),
+            ("registered_at", json!("2026-12-01T00:00:00Z")),
+        ] {
+            agent[k] = v;
+        }
+        let agent = serde_json::from_value(agent).expect("an agent record");
+        h.store.register_agent(&agent).await.expect("registered");
+    }
+    assert!(
+        h.peers.0.lock().expect("lock").is_empty(),
+        "the cycle ran before"
+    );
+
+    // WHEN acme's key rolls it back
+    let rolled = h
+        .ok(
+            ACME_ALL,
+            "rollback_improvement",
+            json!({"id": id, "reason": "p99 doubled for checkout"}),
+        )
+        .await;
+    assert_eq!(rolled["restored"], true, "{rolled}");
+
+    // THEN billing was sent the notice, and the delivery is audited as the key's
+    let sent = h.peers.0.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (agent, tool, notice) = &sent[0];
+    assert_eq!(
+        (agent.as_str(), tool.as_str()),
+        ("billing", "notify_dependency_changed")
+    );
+    assert_eq!(notice["event"], "rolled_back");
+    assert_eq!(notice["changed_agent"], "orders-owner");
+    assert_eq!(notice["component"], component.as_str());
+    assert_eq!(notice["improvement_id"], id.as_str());
+    assert!(
+        notice["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("rolled back by key:acme-all: p99 doubled"),
+        "{notice}"
+    );
+    let detail = h.ok(ADMIN, "get_improvement", json!({"id": id})).await;
+    let trail = detail["audit_trail"].as_array().expect("trail");
+    let notified = trail
+        .iter()
+        .find(|e| e["action"] == "agent_notified")
+        .unwrap_or_else(|| panic!("no delivery audited: {trail:#?}"));
+    assert_eq!(notified["actor"], "key:acme-all");
+
+    // AND a second rollback restores nothing and tells nobody again
+    h.ok(
+        ACME_ALL,
+        "rollback_improvement",
+        json!({"id": id, "reason": "again"}),
+    )
+    .await;
+    assert_eq!(h.peers.0.lock().expect("lock").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use selfbuild_aws::sfn::StepFunctionsOrchestrator;
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
 use selfbuild_core::Config;
 use selfbuild_core::audit::AuditAction;
+use selfbuild_core::canary::{RollBackHere, RollbackPorts};
 use selfbuild_core::change::{DeploySpec, LambdaSettings};
 use selfbuild_core::clock::FixedClock;
 use selfbuild_core::cycle::CycleRequest;
@@ -32,10 +33,12 @@ use selfbuild_core::health::{
 };
 use selfbuild_core::ids::{ComponentId, CycleId};
 use selfbuild_core::improvement::ImprovementItem;
+use selfbuild_core::peers::Dependents;
 use selfbuild_core::ports::{
     AuditLog, DeadLetters, Deployer, ExecutionMonitor, ImprovementStore, NoPeers, Registry,
 };
 use selfbuild_core::records::{AgentRecord, ImprovementRecord, ImprovementStatus};
+use selfbuild_core::transition::Recorder;
 use selfbuild_local::store::SqliteStore;
 use selfbuild_tests::cloudwatch_fixture::{put_metric, recent_window};
 use selfbuild_tests::lambda_fixture::MotoFunction;
@@ -188,9 +191,7 @@ async fn a_pass_on_moto_sees_a_failed_execution_and_redrives_it() {
         usage: &store,
         notifier: &store,
         metrics: &metrics,
-        deployer: &NO_ROLLBACK_HERE,
-        improvements: &store,
-        audit: &store,
+        rollback: &NO_ROLLBACK_HERE,
         dead_letters: None,
     };
     let now = stopped + Duration::from_secs(30);
@@ -422,9 +423,7 @@ async fn a_pass_resends_the_dead_letters_it_finds() {
         usage: &store,
         notifier: &store,
         metrics: &metrics,
-        deployer: &NO_ROLLBACK_HERE,
-        improvements: &store,
-        audit: &store,
+        rollback: &NO_ROLLBACK_HERE,
         dead_letters: Some(&dlq),
     };
     let sources = HealthSources {
@@ -583,9 +582,7 @@ async fn every_poll_tick_runs_a_pass_with_self_building_off_and_when_the_poll_fa
             usage: &store,
             notifier: &notifier,
             metrics: &metrics,
-            deployer: &NO_ROLLBACK_HERE,
-            improvements: &store,
-            audit: &store,
+            rollback: &NO_ROLLBACK_HERE,
             dead_letters: None,
         },
         sources: HealthSources {
@@ -791,6 +788,22 @@ async fn a_function_whose_errors_rose_after_selfbuilds_change_is_rolled_back_on_
             ..TelemetrySettings::default()
         },
     );
+    // The rollback heal carried out in process (the rollback function's way), on moto.
+    let clock = FixedClock(now);
+    let here = RollBackHere(RollbackPorts {
+        deployer: &deployer,
+        recorder: Recorder {
+            audit: &store,
+            improvements: &store,
+            notifier: &store,
+            clock: &clock,
+        },
+        metrics: &metrics,
+        dependents: Dependents {
+            registry: &store,
+            peers: &NoPeers,
+        },
+    });
     let ports = PassPorts {
         executions: &monitor,
         orchestrator: &monitor,
@@ -799,9 +812,7 @@ async fn a_function_whose_errors_rose_after_selfbuilds_change_is_rolled_back_on_
         usage: &store,
         notifier: &store,
         metrics: &metrics,
-        deployer: &deployer,
-        improvements: &store,
-        audit: &store,
+        rollback: &here,
         dead_letters: None,
     };
     let sources = HealthSources {
@@ -893,4 +904,126 @@ async fn registered_agents_with_an_mcp_url_are_pinged_and_one_that_does_not_answ
     assert_eq!(components.len(), 1, "{components:?}");
     assert_eq!(components[0].component, "agent:acme/ledger");
     assert!(!components[0].exists);
+}
+
+#[tokio::test]
+async fn the_rollback_heal_is_handed_to_the_rollback_function_and_judged_at_the_next_pass() {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::Credentials;
+    use selfbuild_aws::rollback_heal::InvokeRollbackFunction;
+    use selfbuild_core::health::{ComponentFact, SelfChange};
+    use selfbuild_core::ports::HealthStore;
+    use selfbuild_core::steps::RollbackRequest;
+    use selfbuild_local::orchestrator::RecordingOrchestrator;
+
+    // GIVEN Lambda accepting asynchronous invocations (a recorded 202: moto would need Docker
+    // to run a function), and a component whose errors began right after selfbuild's change
+    let recorded = RecordedServer::start(&recording("lambda-invoke-event-accepted.json")).await;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&recorded.url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let heal = InvokeRollbackFunction::new(aws_sdk_lambda::Client::new(&sdk), "selfbuild-rollback");
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let now = time::macros::datetime!(2026-12-05 12:00 UTC);
+    let orchestrator = RecordingOrchestrator::new(store.clone(), FixedClock(now));
+    let metrics = sink();
+    let ports = PassPorts {
+        executions: &orchestrator,
+        orchestrator: &orchestrator,
+        cycles: &store,
+        health: &store,
+        usage: &store,
+        notifier: &store,
+        metrics: &metrics,
+        rollback: &heal,
+        dead_letters: None,
+    };
+    let id = "acme-orders-api-20261205T113000Z-cab242e8-1";
+    let deployed = now - time::Duration::minutes(20);
+    let failing = || Observed {
+        components: Some(vec![ComponentFact {
+            component: "orders-api".into(),
+            exists: true,
+            error_rate: Some(0.3),
+            errors_began_at: Some(deployed + time::Duration::minutes(2)),
+            last_change: Some(SelfChange {
+                improvement_id: id.into(),
+                deployed_at: deployed,
+            }),
+        }]),
+        ..Observed::default()
+    };
+
+    // WHEN a pass runs
+    let report = run_pass(&ports, now, &limits(), failing()).await;
+
+    // THEN the order was handed to the rollback function, and the heal counts as made
+    let rollback = HealAction::RollBack {
+        component: "orders-api".into(),
+        improvement_id: id.into(),
+    };
+    let outcome = report
+        .outcomes
+        .iter()
+        .find(|o| o.heal == rollback)
+        .unwrap_or_else(|| panic!("no rollback heal: {report:#?}"));
+    assert!(outcome.succeeded, "{outcome:?}");
+    assert!(
+        outcome.detail.contains("handed to selfbuild-rollback"),
+        "{outcome:?}"
+    );
+    let requests = recorded.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].path,
+        "/2015-03-31/functions/selfbuild-rollback/invocations"
+    );
+    assert!(
+        requests[0]
+            .head
+            .to_ascii_lowercase()
+            .contains("x-amz-invocation-type: event"),
+        "{}",
+        requests[0].head
+    );
+    let sent: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(sent["action"], "requested_rollback", "{sent}");
+    // What the rollback function reads it as.
+    let RollbackRequest::RequestedRollback(order) =
+        selfbuild_core::steps::parse_payload(&sent).unwrap()
+    else {
+        panic!("not a requested rollback: {sent}")
+    };
+    assert_eq!(order.improvement_id.as_str(), id);
+    assert_eq!(order.actor, "selfbuild:health");
+    assert!(
+        order.reason.contains("orders-api's errors began"),
+        "{order:?}"
+    );
+    let ledger = |store: &SqliteStore| {
+        let store = store.clone();
+        async move {
+            store
+                .component_health()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|l| l.component == "orders-api")
+                .unwrap()
+        }
+    };
+    let after = ledger(&store).await;
+    assert_eq!((after.failed_heals, after.heal_pending), (0, true));
+
+    // WHEN the next pass still sees the errors THEN the handed-over heal counts as failed,
+    // and the rollback is handed over again
+    let later = now + time::Duration::minutes(5);
+    run_pass(&ports, later, &limits(), failing()).await;
+    let after = ledger(&store).await;
+    assert_eq!((after.failed_heals, after.heal_pending), (1, true));
+    assert_eq!(recorded.requests().len(), 2);
 }

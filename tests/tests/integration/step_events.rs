@@ -1,5 +1,6 @@
 //! The step payloads under `events/steps/` (captured from the e2e run, used with
-//! `cargo lambda invoke --data-file`, see docs/local-lambda.md) are what each function takes.
+//! `cargo lambda invoke --data-file`, see docs/local-lambda.md) are what each function takes;
+//! `rollback-requested.json` is the order the AWS health pass hands the rollback function.
 
 use selfbuild_core::cycle::CycleRequest;
 use selfbuild_core::improvement::ImprovementItem;
@@ -49,13 +50,25 @@ fn every_step_payload_parses_as_its_functions_request() {
         RollbackRequest::Rollback { item } => {
             assert!(item.deploy.is_some_and(|d| d.deployment.is_some()));
         }
-        RollbackRequest::UndoDeploy { .. } => panic!("rollback.json is a rollback request"),
+        other => panic!("rollback.json is a rollback request: {other:?}"),
     }
     match parse_payload(&load("steps/rollback-undo-deploy.json")).unwrap() {
         RollbackRequest::UndoDeploy { item, failure } => {
             assert!(item.deploy.is_none());
             assert_eq!(failure.unwrap()["Error"], "Retryable");
         }
-        RollbackRequest::Rollback { .. } => panic!("rollback-undo-deploy.json undoes a deploy"),
+        other => panic!("rollback-undo-deploy.json undoes a deploy: {other:?}"),
+    }
+    // Not a state of the state machine: the order the AWS health pass hands the function.
+    match parse_payload(&load("steps/rollback-requested.json")).unwrap() {
+        RollbackRequest::RequestedRollback(order) => {
+            assert_eq!(order.actor, "selfbuild:health");
+            let rollback: RollbackRequest = parse_payload(&load("steps/rollback.json")).unwrap();
+            let RollbackRequest::Rollback { item } = rollback else {
+                unreachable!("checked above")
+            };
+            assert_eq!(order.improvement_id, item.improvement_id());
+        }
+        other => panic!("rollback-requested.json is a requested rollback: {other:?}"),
     }
 }

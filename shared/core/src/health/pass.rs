@@ -10,15 +10,13 @@ use super::{
     HealthReport, MAX_FAILED_HEALS, Observations, SELF_HEALING_EXHAUSTED_METRIC, Thresholds,
     after_attempt, assess, exhausted,
 };
-use crate::canary::{RequestedRollback, roll_back_requested};
-use crate::clock::FixedClock;
+use crate::canary::RollbackOrder;
 use crate::cycle::CycleRequest;
 use crate::ids::{CycleId, ImprovementId};
 use crate::ports::{
-    AuditLog, CycleStore, DeadLetters, Deployer, ExecutionMonitor, HealthStore, ImprovementStore,
-    MetricRecord, MetricSink, Notifier, Orchestrator, Unit, UsageLedger,
+    CycleStore, DeadLetters, ExecutionMonitor, HealthStore, MetricRecord, MetricSink, Notifier,
+    Orchestrator, RollbackHeal, Unit, UsageLedger,
 };
-use crate::transition::Recorder;
 
 /// The actor health events and notifications name.
 pub const ACTOR: &str = "selfbuild:health";
@@ -40,14 +38,11 @@ pub struct PassPorts<'a> {
     pub usage: &'a dyn UsageLedger,
     /// Tells operators a component was disabled.
     pub notifier: &'a dyn Notifier,
-    /// Receives [`SELF_HEALING_EXHAUSTED_METRIC`] and the rollback heal's count.
+    /// Receives [`SELF_HEALING_EXHAUSTED_METRIC`].
     pub metrics: &'a dyn MetricSink,
-    /// Restores a blamed change's baseline (the rollback heal).
-    pub deployer: &'a dyn Deployer,
-    /// The blamed improvement's record.
-    pub improvements: &'a dyn ImprovementStore,
-    /// Where the rollback heal's `rolled_back` is audited.
-    pub audit: &'a dyn AuditLog,
+    /// Rolls back a blamed change (the rollback heal): here, or handed to the rollback
+    /// function on AWS.
+    pub rollback: &'a dyn RollbackHeal,
     /// Re-sends intake's dead letters; none where there is no queue.
     pub dead_letters: Option<&'a dyn DeadLetters>,
 }
@@ -254,7 +249,7 @@ async fn heal(
         HealAction::RollBack {
             component,
             improvement_id,
-        } => roll_back(ports, now, component, improvement_id).await,
+        } => roll_back(ports, component, improvement_id).await,
     };
     match result {
         Ok(detail) => HealOutcome {
@@ -288,50 +283,23 @@ async fn resend_dlq(ports: &PassPorts<'_>) -> Result<String, String> {
 
 /// Rolls back the selfbuild change a component's errors began after, through the same
 /// requested rollback as MCP `rollback_improvement` (audited `rolled_back` with the health
-/// pass as actor, notified, counted).
+/// pass as actor, notified, counted, dependent agents told), here or handed over: a hand-over
+/// accepted is a heal made, judged at a later pass like any other.
 async fn roll_back(
     ports: &PassPorts<'_>,
-    now: OffsetDateTime,
     component: &str,
     improvement_id: &str,
 ) -> Result<String, String> {
-    let id = ImprovementId::parse(improvement_id).map_err(|e| e.to_string())?;
-    let record = ports
-        .improvements
-        .get_improvement(&id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("improvement {id} has no record"))?;
-    let clock = FixedClock(now);
-    let recorder = Recorder {
-        audit: ports.audit,
-        improvements: ports.improvements,
-        notifier: ports.notifier,
-        clock: &clock,
+    let order = RollbackOrder {
+        improvement_id: ImprovementId::parse(improvement_id).map_err(|e| e.to_string())?,
+        actor: ACTOR.to_owned(),
+        reason: format!("{component}'s errors began within one monitor window after it"),
     };
-    let reason = format!("{component}'s errors began within one monitor window after it");
-    match roll_back_requested(
-        ports.deployer,
-        recorder,
-        ports.metrics,
-        &record,
-        ACTOR,
-        &reason,
-    )
-    .await
-    .map_err(|e| e.to_string())?
-    {
-        RequestedRollback::Done { restored } => {
-            Ok(format!("rolled back {id}; baseline restored: {restored}"))
-        }
-        // Nothing of selfbuild's is left to undo: this heal cannot help.
-        RequestedRollback::AlreadyRolledBack => Err(format!("{id} was already rolled back")),
-        RequestedRollback::NotRollbackable(status) => Err(format!(
-            "{id} is {}; only a deployed, frozen, promoted or rollback_failed improvement can be \
-             rolled back",
-            status.as_str()
-        )),
-    }
+    ports
+        .rollback
+        .roll_back(&order)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Stops a stuck execution and starts its cycle again from the stored request, under a new

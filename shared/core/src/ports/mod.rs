@@ -7,6 +7,7 @@ mod clock;
 mod code;
 mod dead_letters;
 mod deployer;
+mod heal;
 mod health;
 mod ids;
 mod keys;
@@ -25,7 +26,8 @@ pub use code::{
     NoCodeChecker, NoCodeSource, PatchUnderReview,
 };
 pub use dead_letters::DeadLetters;
-pub use deployer::{DeployError, Deployer, NoDeployer};
+pub use deployer::{DeployError, Deployer};
+pub use heal::{NoRollbackHeal, RollbackHeal, RollbackHealError};
 pub use health::{ExecutionMonitor, HealthStore};
 pub use ids::IdSource;
 pub use keys::{KeySource, KeySourceError, StaticKeys};

@@ -96,7 +96,7 @@ pub(super) async fn run(
                 .await?;
             }
             if outcome.status == DeployStatus::Deployed {
-                peers::notify_dependents(&deps, &item, ChangeEvent::Deployed, &outcome.reason)
+                deps.notify_dependents(&item, ChangeEvent::Deployed, &outcome.reason)
                     .await;
             }
             to_value(&outcome)
@@ -124,7 +124,7 @@ pub(super) async fn run(
                     None,
                 )
                 .await?;
-                peers::notify_dependents(&deps, &item, ChangeEvent::Promoted, &outcome.reason)
+                deps.notify_dependents(&item, ChangeEvent::Promoted, &outcome.reason)
                     .await;
             }
             to_value(&outcome)

@@ -16,17 +16,22 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::agents::ChangeEvent;
 use crate::audit::AuditAction;
-use crate::canary::{CanaryDeps, CanaryError, function_state_for_audit};
+use crate::canary::{CanaryDeps, CanaryError, RollbackPorts, function_state_for_audit};
 use crate::config::Config;
 use crate::error::{ErrorType, StableError, StoreError, TelemetryError};
 use crate::improvement::{ImprovementItem, MonitorReport, Verdict};
+use crate::peers::{Announced, Dependents};
 use crate::ports::{
     AgentPeers, Clock, CodeChecker, CodeSource, CodeSourceError, Deployer, Llm, LlmError,
     MetricRecord, MetricSink, Notifier, Registry, StepStore, Telemetry, Unit,
 };
 use crate::records::ImprovementStatus;
 use crate::transition::{Recorder, Transition};
+
+/// The actor the deploy function's deliveries name.
+const DEPLOY_ACTOR: &str = "selfbuild:deploy";
 
 pub use deploy::DeployRequest;
 pub use monitor::MonitorRequest;
@@ -240,6 +245,37 @@ impl StepDeps<'_> {
             dimensions: Vec::new(),
             timestamp: self.clock.now(),
         });
+    }
+
+    /// The agents depending on a changed component, and how they are called.
+    fn dependents(&self) -> Dependents<'_> {
+        Dependents {
+            registry: self.registry,
+            peers: self.peers,
+        }
+    }
+
+    /// What a recorded rollback uses.
+    fn rollback_ports(&self) -> RollbackPorts<'_> {
+        RollbackPorts {
+            deployer: self.deployer,
+            recorder: self.recorder(),
+            metrics: self.metrics,
+            dependents: self.dependents(),
+        }
+    }
+
+    /// Tells the agents depending on `item`'s component that `event` happened, as
+    /// `selfbuild:deploy` (deploy and promote).
+    async fn notify_dependents(&self, item: &ImprovementItem, event: ChangeEvent, detail: &str) {
+        let change = Announced {
+            event,
+            actor: DEPLOY_ACTOR,
+            detail,
+        };
+        self.dependents()
+            .notify(self.recorder(), item, change)
+            .await;
     }
 
     fn canary(&self) -> CanaryDeps<'_> {

@@ -10,7 +10,7 @@ use crate::ids::{ComponentId, CycleId, ImprovementId, TenantId};
 use crate::improvement::{DeployStatus, Generated, LlmUsage};
 use crate::opportunity::{Opportunity, OpportunityKind, Priority};
 use crate::ports::{AgentPeers, Delivery, DeliveryOutcome, PeerError, Registry};
-use crate::ports::{DeployError, HaltState, HaltSwitch, Telemetry};
+use crate::ports::{DeployError, HaltState, HaltSwitch, ImprovementStore, Telemetry};
 use crate::records::{AgentRecord, CircuitState, ProviderHealth, TenantScope};
 use crate::testing::{FixedLlm, MemoryRecords, NoTelemetry, StaticDeployer};
 use serde_json::json;
@@ -1893,4 +1893,220 @@ async fn a_deploy_is_deferred_at_most_max_deferrals_times() {
         world.clock.0,
         NOW + time::Duration::minutes(i64::from(crate::canary::MAX_DEFERRALS))
     );
+}
+
+/// The world with billing and audit depending on orders (audit down), and `deployed()`
+/// recorded as `status`.
+async fn world_with_dependents(status: ImprovementStatus) -> (World, Calls) {
+    let (world, calls) = split_world();
+    let world = World {
+        agents: agents(),
+        peers: ScriptedPeers {
+            down: vec!["audit".into()],
+            ..ScriptedPeers::default()
+        },
+        ..world
+    };
+    let record = crate::records::ImprovementRecord::of_item(&deployed(), status, NOW);
+    world.records.put_improvement(&record).await.unwrap();
+    (world, calls)
+}
+
+/// Each delivery's audit event as (action, actor, agent).
+fn deliveries(world: &World) -> Vec<(String, String, String)> {
+    let events = world.records.events.lock().unwrap().clone();
+    events
+        .iter()
+        .filter(|e| e.action.as_str().starts_with("agent_"))
+        .map(|e| {
+            (
+                e.action.as_str().to_owned(),
+                e.actor.clone(),
+                e.after.as_ref().unwrap()["agent"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_requested_rollback_tells_the_dependents_as_whoever_asked() {
+    // GIVEN a promoted improvement whose component's owner has two dependents
+    let (world, calls) = world_with_dependents(ImprovementStatus::Promoted).await;
+    let record = world
+        .records
+        .get_improvement(&"c1-1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let deps = StepDeps {
+        telemetry: world.telemetry.as_ref(),
+        deployer: world.deployer.as_ref(),
+        code: world.code.as_ref(),
+        checker: world.checker.as_ref(),
+        llm: world.llm.as_ref(),
+        store: &world.records,
+        notifier: &world.records,
+        registry: &world.agents,
+        peers: &world.peers,
+        metrics: &world.records,
+        clock: &world.clock,
+    };
+    // WHEN a person rolls it back on request (as MCP rollback_improvement does)
+    let done = crate::canary::roll_back_requested(
+        deps.rollback_ports(),
+        &record,
+        "key:ops",
+        "pager at 3 am",
+    )
+    .await
+    .unwrap();
+    // THEN the baseline is back, and every dependent was told, audited as that person's
+    assert!(matches!(
+        done,
+        crate::canary::RequestedRollback::Done { restored: true }
+    ));
+    assert!(calls.lock().unwrap().contains(&"rollback"));
+    assert_eq!(
+        *world.peers.calls.lock().unwrap(),
+        [
+            "billing.on_change \"rolled_back\"",
+            "audit.notify_dependency_changed \"rolled_back\"",
+        ]
+    );
+    let d = |a: &str, agent: &str| (a.to_owned(), "key:ops".to_owned(), agent.to_owned());
+    assert_eq!(
+        deliveries(&world),
+        [
+            d("agent_notified", "billing"),
+            d("agent_notification_failed", "audit")
+        ]
+    );
+    assert_eq!(world.status(), Some(ImprovementStatus::RolledBack));
+
+    // AND asked again, nothing is rolled back and nobody is told twice
+    let again = world
+        .records
+        .get_improvement(&"c1-1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let twice = crate::canary::roll_back_requested(deps.rollback_ports(), &again, "key:ops", "x")
+        .await
+        .unwrap();
+    assert!(matches!(
+        twice,
+        crate::canary::RequestedRollback::AlreadyRolledBack
+    ));
+    assert_eq!(world.peers.calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_rollback_function_carries_out_a_heal_handed_to_it_and_tells_the_dependents() {
+    // GIVEN a deployed improvement and the health pass's order, as it invokes the function
+    let (world, calls) = world_with_dependents(ImprovementStatus::Deployed).await;
+    let order = crate::canary::RollbackOrder {
+        improvement_id: "c1-1".parse().unwrap(),
+        actor: crate::health::pass::ACTOR.into(),
+        reason: "orders-api's errors began within one monitor window after it".into(),
+    };
+    let payload = serde_json::to_value(RollbackRequest::RequestedRollback(order)).unwrap();
+    assert_eq!(payload["action"], "requested_rollback");
+    // WHEN the rollback function runs on it
+    let out = world.run(StepFunction::Rollback, payload).await.unwrap();
+    // THEN the baseline is restored, recorded and announced as the health pass's
+    assert_eq!(out["outcome"], "rolled_back", "{out}");
+    assert_eq!(out["actor"], "selfbuild:health");
+    assert!(calls.lock().unwrap().contains(&"rollback"));
+    assert_eq!(world.status(), Some(ImprovementStatus::RolledBack));
+    let events = world.records.events.lock().unwrap().clone();
+    let rolled = events
+        .iter()
+        .find(|e| e.action == AuditAction::RolledBack)
+        .unwrap();
+    assert_eq!(rolled.actor, "selfbuild:health");
+    assert!(rolled.detail.contains("errors began"), "{}", rolled.detail);
+    let d = |a: &str, agent: &str| {
+        (
+            a.to_owned(),
+            "selfbuild:health".to_owned(),
+            agent.to_owned(),
+        )
+    };
+    assert_eq!(
+        deliveries(&world),
+        [
+            d("agent_notified", "billing"),
+            d("agent_notification_failed", "audit")
+        ]
+    );
+    assert!(
+        world
+            .records
+            .notifications
+            .lock()
+            .unwrap()
+            .contains(&"Improvement Rolled Back".to_owned())
+    );
+
+    // AND a second delivery of the same order (Lambda may retry) finds nothing to undo:
+    // an answer, not an error to retry
+    let again = json!({"action": "requested_rollback", "improvement_id": "c1-1",
+        "actor": "selfbuild:health", "reason": "again"});
+    let out = world.run(StepFunction::Rollback, again).await.unwrap();
+    assert_eq!(out["outcome"], "nothing_to_undo", "{out}");
+    assert!(
+        out["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already rolled back"),
+        "{out}"
+    );
+    let unknown = json!({"action": "requested_rollback", "improvement_id": "c9-1",
+        "actor": "selfbuild:health", "reason": "r"});
+    let out = world.run(StepFunction::Rollback, unknown).await.unwrap();
+    assert_eq!(out["detail"], "improvement c9-1 has no record", "{out}");
+}
+
+#[tokio::test]
+async fn a_bad_heal_order_is_refused_naming_what_is_wrong() {
+    let (world, calls) = world_with_dependents(ImprovementStatus::Deployed).await;
+    let order = |changes: Value| {
+        let mut o = json!({"action": "requested_rollback", "improvement_id": "c1-1",
+            "actor": "selfbuild:health", "reason": "errors"});
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                o.as_object_mut().unwrap().remove(k);
+            } else {
+                o[k] = v.clone();
+            }
+        }
+        o
+    };
+    for (payload, says) in [
+        (order(json!({"improvement_id": null})), "improvement_id"),
+        (
+            order(json!({"improvement_id": "no rank"})),
+            "improvement_id",
+        ),
+        (order(json!({"actor": 7})), "actor"),
+        (order(json!({"actor": "  "})), "actor: must not be empty"),
+        (order(json!({"reason": "two\nlines"})), "reason"),
+        (order(json!({"item": deployed()})), "unknown field `item`"),
+        (
+            order(json!({"action": "roll_back"})),
+            "unknown variant `roll_back`",
+        ),
+    ] {
+        let e = world
+            .run(StepFunction::Rollback, payload.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), ErrorType::InvalidInput, "{payload}: {e}");
+        assert!(e.to_string().contains(says), "{payload}: {e}");
+    }
+    assert!(calls.lock().unwrap().is_empty(), "nothing was rolled back");
+    assert_eq!(world.status(), Some(ImprovementStatus::Deployed));
 }

@@ -1,9 +1,11 @@
 //! `rollback_improvement`: restores a deployed improvement's baseline (version, alias routing
-//! and configuration), audits and announces it.
+//! and configuration), audits and announces it, and tells the agents depending on the
+//! component's owner (each delivery audited as the key's).
 
 use schemars::JsonSchema;
 use selfbuild_core::apikeys::Scope;
-use selfbuild_core::canary::{RequestedRollback, roll_back_requested};
+use selfbuild_core::canary::{RequestedRollback, RollbackPorts, roll_back_requested};
+use selfbuild_core::peers::Dependents;
 use selfbuild_core::transition::Recorder;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -47,16 +49,16 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         notifier: &*ctx.deps.notifier,
         clock: &*ctx.deps.clock,
     };
-    let restored = match roll_back_requested(
-        &*ctx.deps.deployer,
+    let ports = RollbackPorts {
+        deployer: &*ctx.deps.deployer,
         recorder,
-        &*ctx.deps.metrics,
-        &record,
-        &actor,
-        &reason,
-    )
-    .await?
-    {
+        metrics: &*ctx.deps.metrics,
+        dependents: Dependents {
+            registry: &*ctx.deps.store,
+            peers: &*ctx.deps.peers,
+        },
+    };
+    let restored = match roll_back_requested(ports, &record, &actor, &reason).await? {
         RequestedRollback::Done { restored } => restored,
         RequestedRollback::AlreadyRolledBack => {
             return Ok(
