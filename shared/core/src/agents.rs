@@ -1,5 +1,8 @@
 //! Registered agents as peers (seed R10): their low-traffic windows, who owns a component,
-//! who depends on whom, the deployment window they grant and the notice they are sent.
+//! who depends on whom, the deployment window they grant and the notice they are sent;
+//! [`metrics`]: their own telemetry, as analysis reads it.
+
+pub mod metrics;
 
 use std::fmt;
 

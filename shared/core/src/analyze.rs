@@ -12,6 +12,14 @@
 //! failures counted once per request, stack traces grouped by exception type and top frame,
 //! `REPORT` lines summed up per function version. The detectors and their thresholds:
 //! `docs/cycle.md` (analyze).
+//!
+//! Registered agents that declare their own metrics are read too ([`agents`]): their series
+//! go through the same detectors, and a finding becomes an opportunity on one of the agent's
+//! components.
+
+pub use agents::{AgentOutcome, AgentSummary, agents_in_scope, attribute};
+
+mod agents;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +41,7 @@ use crate::logfacts::{
 use crate::logmine::{LogLine, LogTemplate, MinerConfig, mine_sample, stratified_weights};
 use crate::opportunity::{Evidence, Opportunity, OpportunityKind, Priority};
 use crate::ports::{Deployer, Telemetry};
+use crate::records::AgentRecord;
 use crate::stats::percentile;
 use crate::telemetry::{LogRow, MetricName, MetricSeries, TelemetryQuery};
 use crate::text::Escaped;
@@ -162,6 +171,13 @@ pub struct AnalysisReport {
     /// Disabled components the cycle left out (the health pass disabled them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedComponent>,
+    /// The agents in scope that declare their own metrics, and what those showed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentSummary>,
+    /// Why the agents' metrics could not be read, if they could not (the analysis goes on
+    /// without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents_unavailable: Option<String>,
 }
 
 impl AnalysisReport {
@@ -177,6 +193,8 @@ impl AnalysisReport {
             opportunities: Vec::new(),
             has_opportunities: false,
             skipped,
+            agents: Vec::new(),
+            agents_unavailable: None,
         }
     }
 }
@@ -224,12 +242,24 @@ pub async fn analyze(
 
 /// [`analyze`], with no opportunity for the `excluded` components (disabled ones): they
 /// take no place among the `max_improvements`.
-#[instrument(skip_all, fields(cycle = %request.cycle_id))]
 pub async fn analyze_excluding(
     telemetry: &dyn Telemetry,
     deployer: &dyn Deployer,
     request: &CycleRequest,
     excluded: &BTreeSet<ComponentId>,
+) -> Result<AnalysisReport, TelemetryError> {
+    analyze_with_agents(telemetry, deployer, request, excluded, &[]).await
+}
+
+/// [`analyze_excluding`], reading also the own metrics of the `agents` in the cycle's scope
+/// ([`agents_in_scope`]) into opportunities on their components.
+#[instrument(skip_all, fields(cycle = %request.cycle_id))]
+pub async fn analyze_with_agents(
+    telemetry: &dyn Telemetry,
+    deployer: &dyn Deployer,
+    request: &CycleRequest,
+    excluded: &BTreeSet<ComponentId>,
+    agents: &[AgentRecord],
 ) -> Result<AnalysisReport, TelemetryError> {
     let window = request.analysis_window;
     let period_seconds = match request.mode {
@@ -280,6 +310,7 @@ pub async fn analyze_excluding(
 
     let mut summaries = Vec::new();
     let mut opportunities = Vec::new();
+    let mut contexts: BTreeMap<&ComponentId, agents::ComponentContext> = BTreeMap::new();
     for (component, series) in &by_component {
         let component_rows: Vec<&ReadRow<'_>> = read
             .iter()
@@ -336,9 +367,34 @@ pub async fn analyze_excluding(
                 current: current.clone(),
                 top_errors: top_errors.clone(),
                 stack_traces: stack_traces.clone(),
+                agents: Vec::new(),
             });
         }
+        contexts.insert(
+            component,
+            agents::ComponentContext {
+                current,
+                top_errors,
+                stack_traces,
+            },
+        );
         summaries.push(summary);
+    }
+    let agent_analysis = agents::analyze_agents(
+        telemetry,
+        request,
+        agents,
+        &agents::Cycle {
+            by_component: &by_component,
+            contexts: &contexts,
+            excluded,
+            window,
+            period_seconds,
+        },
+    )
+    .await;
+    for found in agent_analysis.opportunities {
+        agents::merge(&mut opportunities, found);
     }
     opportunities.sort_by(|a, b| {
         b.impact_score
@@ -372,6 +428,8 @@ pub async fn analyze_excluding(
         has_opportunities: !opportunities.is_empty(),
         opportunities,
         skipped: Vec::new(),
+        agents: agent_analysis.summaries,
+        agents_unavailable: agent_analysis.unavailable,
     })
 }
 

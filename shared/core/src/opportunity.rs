@@ -110,4 +110,20 @@ pub struct Opportunity {
     /// with their frames (file, line, function) for the prompt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stack_traces: Vec<TraceGroup>,
+    /// The agents whose own metrics found this problem (seed R10.2), when any did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentFinding>,
+}
+
+/// An agent's own metric behind an opportunity on one of its components.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentFinding {
+    /// The agent.
+    pub agent: String,
+    /// The metric read: `<namespace> <metric> <statistic>`.
+    pub metric: String,
+    /// What it showed, in words (`agent orders's p99 latency …`).
+    pub description: String,
+    /// Why this component of the agent's was chosen.
+    pub attribution: String,
 }

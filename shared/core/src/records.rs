@@ -288,6 +288,10 @@ pub struct AgentRecord {
     /// Its notification tool (none: [`crate::agents::DEFAULT_NOTIFY_TOOL`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_tool: Option<String>,
+    /// Where its own metrics are (request count, errors, latency, resource use), read by
+    /// analysis like a component's (seed R10.2); none: it has no telemetry of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::agents::metrics::AgentMetrics>,
     /// Its tenant, or none for a fleet-wide agent.
     pub tenant_id: Option<TenantId>,
     /// The API key that registered it.

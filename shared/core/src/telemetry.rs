@@ -168,6 +168,36 @@ pub struct TelemetryQuery {
     pub period_seconds: u32,
 }
 
+/// One agent's own metrics to read (seed R10.2), defaults filled in: see
+/// [`crate::agents::metrics::AgentMetrics`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSource {
+    /// The agent's name.
+    pub agent: String,
+    /// Its tenant, or none for a fleet-wide agent.
+    pub tenant_id: Option<TenantId>,
+    /// The CloudWatch namespace.
+    pub namespace: String,
+    /// The dimensions that select it.
+    pub dimensions: Vec<crate::agents::metrics::MetricDimension>,
+    /// What each metric is read as, its CloudWatch name and statistic.
+    pub stats: Vec<(MetricName, String, String)>,
+}
+
+/// One metric of one agent: its values per period, read as the [`MetricName`] it stands for
+/// (requests as `Invocations`, latency as `DurationAvg`/`DurationP99`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSeries {
+    /// The agent's name.
+    pub agent: String,
+    /// Its tenant.
+    pub tenant_id: Option<TenantId>,
+    /// What the metric stands for.
+    pub metric: MetricName,
+    /// Values in time order, one per period with data.
+    pub points: Vec<DataPoint>,
+}
+
 /// One log row (Logs Insights `@timestamp`, `@message`, `@logStream`): an error line, or a
 /// `REPORT` line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

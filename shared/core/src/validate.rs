@@ -515,6 +515,7 @@ mod tests {
                 }),
                 top_errors: vec![],
                 stack_traces: vec![],
+                agents: vec![],
             },
             generated: Some(Generated {
                 improvement_id: "c1-1".parse().unwrap(),

@@ -182,6 +182,7 @@ fn item_for(
             current,
             top_errors: vec![],
             stack_traces: vec![],
+            agents: vec![],
         },
         generated: Some(Generated {
             improvement_id,

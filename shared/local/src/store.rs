@@ -1999,6 +1999,7 @@ mod tests {
             low_traffic_windows: Vec::new(),
             window_tool: None,
             notify_tool: None,
+            metrics: None,
         }
     }
 

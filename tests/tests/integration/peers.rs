@@ -32,6 +32,7 @@ fn agent(name: &str, mcp_url: &str) -> AgentRecord {
         low_traffic_windows: Vec::new(),
         window_tool: None,
         notify_tool: None,
+        metrics: None,
         tenant_id: Some(TenantId::parse("acme").unwrap()),
         registered_by: "test".into(),
         registered_at: datetime!(2026-11-22 00:00 UTC),

@@ -320,6 +320,7 @@ fn improvement(
             current: None,
             top_errors: vec!["Task timed out after <n> seconds".into()],
             stack_traces: vec![],
+            agents: vec![],
         },
         generated: None,
         validation: None,
@@ -680,6 +681,7 @@ fn agent(owner: Option<&str>, name: &str, url: &str) -> AgentRecord {
         low_traffic_windows: Vec::new(),
         window_tool: None,
         notify_tool: None,
+        metrics: None,
     }
 }
 

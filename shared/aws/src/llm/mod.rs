@@ -262,6 +262,7 @@ mod tests {
                 }),
                 top_errors: vec![],
                 stack_traces: vec![],
+                agents: vec![],
             },
             generated: None,
             validation: None,

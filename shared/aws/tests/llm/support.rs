@@ -266,6 +266,7 @@ pub fn item() -> ImprovementItem {
             }),
             top_errors: vec!["Task timed out after 3.00 seconds".into()],
             stack_traces: vec![],
+            agents: vec![],
         },
         generated: None,
         validation: None,

@@ -233,6 +233,10 @@ pub fn build_request_with(
         "affected_requests": o.affected_requests,
         "top_error_templates": o.top_errors,
     });
+    if !o.agents.is_empty() {
+        // The owner agent's own metric, in words: what its callers saw, not the function's.
+        opportunity["agents"] = json!(o.agents);
+    }
     if !o.stack_traces.is_empty() {
         // Frames innermost first: the file, line and function a code change would touch.
         opportunity["stack_traces"] = json!(o.stack_traces);

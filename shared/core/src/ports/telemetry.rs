@@ -7,7 +7,9 @@ use crate::alarm::AlarmSignal;
 use crate::cycle::TimeWindow;
 use crate::error::TelemetryError;
 use crate::ids::ComponentId;
-use crate::telemetry::{DurationQuery, LogRow, MetricSeries, TelemetryQuery, VersionTotals};
+use crate::telemetry::{
+    AgentSeries, AgentSource, DurationQuery, LogRow, MetricSeries, TelemetryQuery, VersionTotals,
+};
 
 /// The alarms part of the Telemetry port.
 #[async_trait]
@@ -59,6 +61,19 @@ pub trait Telemetry: Send + Sync {
         limit: usize,
     ) -> Result<Vec<LogRow>, TelemetryError> {
         let _ = (query, limit);
+        Ok(Vec::new())
+    }
+
+    /// Each metric of each agent's `stats` over `window`, one point per `period_seconds`
+    /// with data, every series asked for returned (empty without data). A source that
+    /// holds no agent metrics returns none, the default.
+    async fn agent_series(
+        &self,
+        agents: &[AgentSource],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<AgentSeries>, TelemetryError> {
+        let _ = (agents, window, period_seconds);
         Ok(Vec::new())
     }
 }

@@ -1,10 +1,11 @@
 //! `analyze` (R4–R6): the cycle's telemetry read into ranked opportunities, leaving out the
-//! components the health pass disabled (each audited as `component_skipped`).
+//! components the health pass disabled (each audited as `component_skipped`); the registered
+//! agents' own metrics are read too (seed R10.2), agents read from the registry each cycle.
 
 use serde_json::{Value, json};
 
 use super::{StepDeps, StepError, parse_payload, to_value};
-use crate::analyze::{AnalysisReport, analyze_excluding};
+use crate::analyze::{AnalysisReport, analyze_with_agents};
 use crate::audit::{AuditAction, AuditEvent};
 use crate::config::Config;
 use crate::cycle::CycleRequest;
@@ -29,8 +30,15 @@ pub(super) async fn run(
             components: scope.components.clone(),
             ..request.clone()
         };
-        let mut report =
-            analyze_excluding(deps.telemetry, deps.deployer, &narrowed, &scope.excluded).await?;
+        let agents = crate::peers::registered_agents(deps.registry).await;
+        let mut report = analyze_with_agents(
+            deps.telemetry,
+            deps.deployer,
+            &narrowed,
+            &scope.excluded,
+            &agents,
+        )
+        .await?;
         // A fleet-wide cycle names the disabled components its telemetry had: those it
         // would have looked at (a tenant's cycle never names another tenant's).
         report.skipped = scope

@@ -59,6 +59,7 @@ fn item() -> ImprovementItem {
             }),
             top_errors: vec![],
             stack_traces: vec![],
+            agents: vec![],
         },
         generated: Some(Generated {
             improvement_id: "c1-1".parse().unwrap(),
@@ -1602,6 +1603,7 @@ fn peer(name: &str, components: &[&str], depends_on: &[&str]) -> AgentRecord {
         low_traffic_windows: Vec::new(),
         window_tool: None,
         notify_tool: None,
+        metrics: None,
         tenant_id: Some(TenantId::parse("acme").unwrap()),
         registered_by: "k".into(),
         registered_at: NOW,

@@ -336,6 +336,7 @@ impl World {
                 current: Some(before.clone()),
                 top_errors: vec![],
                 stack_traces: vec![],
+                agents: vec![],
             },
             generated: Some(Generated {
                 improvement_id: ImprovementId::new(&CycleId::parse(cycle).unwrap(), 1),
