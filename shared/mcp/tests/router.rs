@@ -849,7 +849,8 @@ async fn an_agent_registers_as_a_peer_and_bad_peer_fields_are_named() {
         "mcp_url": "https://orders.acme.example/mcp", "key_secret_id": "selfbuild/agents/orders",
         "components": ["orders-api", "orders-api"], "depends_on": ["catalog"],
         "low_traffic_windows": ["22:00-02:00", " 12:00-13:00 "],
-        "window_tool": "when_can_i_deploy"
+        "window_tool": "when_can_i_deploy",
+        "metrics": {"namespace": "Acme/Agents", "latency_p99": {"metric": "RespTime", "stat": "p99.9"}}
     });
     h.ok(ACME_ALL, "register_agent", peer).await;
     let listed = h.ok(ACME_READ, "list_agents", json!({})).await;
@@ -864,6 +865,10 @@ async fn an_agent_registers_as_a_peer_and_bad_peer_fields_are_named() {
     );
     assert_eq!(agent["window_tool"], "when_can_i_deploy");
     assert!(agent.get("notify_tool").is_none(), "{agent}");
+    assert_eq!(
+        agent["metrics"],
+        json!({"namespace": "Acme/Agents", "latency_p99": {"metric": "RespTime", "stat": "p99.9"}})
+    );
 
     let base = json!({"name": "x", "url": "https://x.example", "capabilities": ["a"]});
     for (field, value, says) in [
@@ -891,6 +896,26 @@ async fn an_agent_registers_as_a_peer_and_bad_peer_fields_are_named() {
             "key_secret_id",
             json!("agents/x"),
             "key_secret_id: given without mcp_url",
+        ),
+        (
+            "metrics",
+            json!({"namespace": "AWS/Lambda"}),
+            "metrics.namespace: \"AWS/Lambda\": AWS/ namespaces are AWS's own",
+        ),
+        (
+            "metrics",
+            json!({"namespace": "A", "dimensions": [{"name": "TenantId", "value": "globex"}]}),
+            "metrics.dimensions[0].value: a TenantId dimension must be the agent's tenant (acme)",
+        ),
+        (
+            "metrics",
+            json!({"namespace": "A", "errors": {"metric": "E", "stat": "Most"}}),
+            "metrics.errors.stat: ",
+        ),
+        (
+            "metrics",
+            json!({"namespace": "A", "latency": {"metric": "L"}}),
+            "metrics.latency: unknown field `latency`",
         ),
     ] {
         let mut args = base.clone();

@@ -2,6 +2,7 @@
 //! is its request count, errors, latency and resource use, and the checks a declaration
 //! passes before it is recorded. Defaults are on [`AgentMetrics`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::TenantId;
@@ -16,7 +17,7 @@ pub const MAX_DIMENSIONS: usize = 30;
 pub const TENANT_DIMENSION: &str = "TenantId";
 
 /// One CloudWatch dimension: a name and the value that selects the agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricDimension {
     /// 1–255 ASCII characters, not starting with `:`.
@@ -26,7 +27,7 @@ pub struct MetricDimension {
 }
 
 /// A metric in the agent's namespace and the statistic read of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentStat {
     /// The CloudWatch metric name (1–255 ASCII characters).
@@ -39,7 +40,7 @@ pub struct AgentStat {
 /// Where an agent publishes its own metrics and which is which; every role has a default,
 /// so `{"namespace": "Acme/Agents"}` alone reads `Requests` (Sum), `Errors` (Sum),
 /// `Latency` (Average and p99) and `MemoryUtilization` (Maximum, percent) by `Agent=<name>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentMetrics {
     /// The CloudWatch namespace (1–255 characters; not `AWS/…`).

@@ -532,4 +532,27 @@ mod tests {
         assert!(schema["properties"].get("tenant").is_none());
         assert!(schema["properties"].get("tenant_id").is_some());
     }
+
+    #[test]
+    fn register_agent_declares_the_agent_metrics_it_takes() {
+        let schema = ToolName::RegisterAgent.definition().input_schema;
+        assert!(schema["properties"].get("metrics").is_some(), "{schema:?}");
+        let metrics = &schema["$defs"]["AgentMetrics"];
+        assert_eq!(metrics["additionalProperties"], false, "{schema:?}");
+        assert_eq!(metrics["required"], json!(["namespace"]));
+        for role in [
+            "requests",
+            "errors",
+            "latency_avg",
+            "latency_p99",
+            "memory_utilization",
+            "concurrency",
+            "dimensions",
+        ] {
+            assert!(
+                metrics["properties"].get(role).is_some(),
+                "{role}: {metrics}"
+            );
+        }
+    }
 }

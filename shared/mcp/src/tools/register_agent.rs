@@ -1,8 +1,9 @@
 //! `register_agent`: records another agent for its tenant: name, URL, capabilities, and
 //! what selfbuild needs to treat it as a peer (MCP URL, key secret, components, dependencies,
-//! low-traffic windows, tool names).
+//! low-traffic windows, tool names) and where its own metrics are (seed R10.2).
 
 use schemars::JsonSchema;
+use selfbuild_core::agents::metrics::AgentMetrics;
 use selfbuild_core::agents::{LowTrafficWindow, MAX_WINDOWS};
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::records::AgentRecord;
@@ -18,7 +19,9 @@ pub(crate) const SPEC: ToolSpec = ToolSpec {
 http(s) URL it is reached at, its capabilities; optionally the MCP URL selfbuild calls it on \
 and the secret id of the key it calls with, the functions it owns, the agents it depends on \
 (it is notified when their components change), its low-traffic windows (HH:MM-HH:MM UTC) and \
-the names of its deployment-window and notification tools.",
+the names of its deployment-window and notification tools; and where its own metrics are in \
+CloudWatch (namespace, the dimensions selecting it, default Agent=<name>, and which metric is \
+its requests, errors, latency and memory use), which analysis reads like a component's.",
     scope: Scope::Trigger,
     read_only: false,
     destructive: false,
@@ -59,6 +62,10 @@ pub(crate) struct Args {
     /// Its notification tool (default `notify_dependency_changed`).
     #[serde(default)]
     notify_tool: Option<String>,
+    /// Where its own metrics are in CloudWatch and which is which; analysis reads them like a
+    /// component's and puts what it finds on one of its `components`.
+    #[serde(default)]
+    metrics: Option<AgentMetrics>,
 }
 
 pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, ToolError> {
@@ -122,6 +129,12 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         .as_deref()
         .map(|t| tool_name("notify_tool", t))
         .transpose()?;
+    let tenant_id = ctx.acting_tenant(args.tenant_id.as_deref())?;
+    if let Some(metrics) = &args.metrics {
+        metrics
+            .check(tenant_id.as_ref())
+            .map_err(ToolError::InvalidArguments)?;
+    }
     let agent = AgentRecord {
         name,
         url,
@@ -133,7 +146,8 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         low_traffic_windows,
         window_tool,
         notify_tool,
-        tenant_id: ctx.acting_tenant(args.tenant_id.as_deref())?,
+        metrics: args.metrics,
+        tenant_id,
         registered_by: ctx.key.id.clone(),
         registered_at: ctx.now,
     };
