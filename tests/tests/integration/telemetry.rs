@@ -1,7 +1,8 @@
 //! The Telemetry port on CloudWatch `GetMetricData` and Logs Insights, against moto 5.2.6.
 //!
 //! moto checks: the requests are accepted (Query protocol for CloudWatch, awsJson1_1 for
-//! Logs), Sum/Average/Maximum per period, the dimension sets each scope asks for, function
+//! Logs), Sum/Average/Maximum per period, the dimension sets each scope (and each agent's
+//! own namespace and dimensions) asks for, function
 //! discovery with `ListMetrics`, log group lookup with `DescribeLogGroups`, and the Logs
 //! Insights `fields`, `sort @timestamp desc`, `limit` and time range.
 //!
@@ -10,17 +11,22 @@
 //! and batching (moto answers in one page), the Logs Insights `filter` commands (moto's
 //! query parser reads only `fields`, `sort` and `limit`, so the error and tenant filters are
 //! accepted but not applied), the real `@timestamp` format (moto answers epoch milliseconds),
-//! and queries that take time (moto completes them at once).
+//! and queries that take time (moto completes them at once), and the namespace of a query
+//! with dimensions (moto then matches metric name and dimensions only).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use selfbuild_aws::telemetry::{CloudWatchTelemetry, TelemetrySettings};
+use selfbuild_core::agents::metrics::agent_source as agent_source_of;
 use selfbuild_core::cycle::TimeWindow;
 use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
-use selfbuild_core::telemetry::{DurationQuery, MetricName, MetricSeries, TelemetryQuery};
+use selfbuild_core::records::AgentRecord;
+use selfbuild_core::telemetry::{
+    AgentSource, DurationQuery, MetricName, MetricSeries, TelemetryQuery,
+};
 use selfbuild_tests::cloudwatch_fixture::{log_group, put_metric as put, recent_window as window};
 use selfbuild_tests::moto::MotoServer;
 use time::OffsetDateTime;
@@ -193,6 +199,104 @@ async fn a_tenant_reads_the_metrics_published_with_its_tenant_id() {
         points(&named, &w, "orders-api", MetricName::Invocations, None),
         [(0, 1000.0)]
     );
+}
+
+fn agent_source(name: &str, metrics: serde_json::Value) -> AgentSource {
+    let agent = AgentRecord {
+        name: name.into(),
+        url: format!("https://{name}.example"),
+        capabilities: vec!["x".into()],
+        mcp_url: None,
+        key_secret_id: None,
+        components: vec![],
+        depends_on: vec![],
+        low_traffic_windows: vec![],
+        window_tool: None,
+        notify_tool: None,
+        metrics: Some(serde_json::from_value(metrics).unwrap()),
+        tenant_id: None,
+        registered_by: "test".into(),
+        registered_at: OffsetDateTime::UNIX_EPOCH,
+    };
+    agent_source_of(&agent).unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn agents_metrics_come_back_per_agent_from_their_own_namespace_and_dimensions() {
+    // GIVEN two agents publishing in a custom namespace: orders by the default Agent
+    // dimension, billing by its own two; and data that is neither's
+    let moto = MotoServer::start();
+    let sdk = moto.sdk_config().await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let w = window();
+    let ns = "Acme/Agents";
+    let orders = [("Agent", "orders")];
+    let billing = [("Service", "bill"), ("Env", "prod")];
+    put(&cw, ns, "Requests", &orders, at(&w, 10), 40.0).await;
+    put(&cw, ns, "Requests", &orders, at(&w, 70), 60.0).await;
+    put(&cw, ns, "Errors", &orders, at(&w, 75), 3.0).await;
+    put(&cw, ns, "Latency", &orders, at(&w, 10), 100.0).await;
+    put(&cw, ns, "Latency", &orders, at(&w, 20), 300.0).await;
+    put(&cw, ns, "MemoryUtilization", &orders, at(&w, 130), 91.0).await;
+    put(&cw, ns, "Handled", &billing, at(&w, 5), 7.0).await;
+    put(&cw, ns, "Failures", &billing, at(&w, 5), 1.0).await;
+    put(
+        &cw,
+        ns,
+        "Requests",
+        &[("Agent", "other")],
+        at(&w, 10),
+        999.0,
+    )
+    .await;
+    put(
+        &cw,
+        ns,
+        "Handled",
+        &[("Service", "bill"), ("Env", "dev")],
+        at(&w, 5),
+        999.0,
+    )
+    .await;
+    // (no data of the same metric and dimensions in another namespace: moto 5.2.6 drops the
+    // namespace filter when a query has dimensions; the namespace each query names is
+    // unit-tested in selfbuild-aws)
+    let telemetry = CloudWatchTelemetry::new(&sdk, settings());
+    let agents = [
+        agent_source("orders", serde_json::json!({"namespace": ns})),
+        agent_source(
+            "billing",
+            serde_json::json!({"namespace": ns,
+                "dimensions": [{"name": "Service", "value": "bill"}, {"name": "Env", "value": "prod"}],
+                "requests": {"metric": "Handled"}, "errors": {"metric": "Failures"}}),
+        ),
+    ];
+
+    // WHEN read (percentiles off: moto cannot compute p99)
+    let series = telemetry.agent_series(&agents, &w, 60).await.unwrap();
+
+    // THEN each agent's own values, per minute, and nothing of the others
+    let of = |agent: &str, metric| -> Vec<(i64, f64)> {
+        series
+            .iter()
+            .find(|s| s.agent == agent && s.metric == metric)
+            .unwrap_or_else(|| panic!("no {metric:?} series for {agent}"))
+            .points
+            .iter()
+            .map(|p| ((p.timestamp - w.start).whole_seconds(), p.value))
+            .collect()
+    };
+    assert_eq!(series.len(), 8, "4 metrics each, p99 not asked for");
+    assert_eq!(
+        of("orders", MetricName::Invocations),
+        [(0, 40.0), (60, 60.0)]
+    );
+    assert_eq!(of("orders", MetricName::Errors), [(60, 3.0)]);
+    assert_eq!(of("orders", MetricName::DurationAvg), [(0, 200.0)]);
+    assert_eq!(of("orders", MetricName::MemoryUtilization), [(120, 91.0)]);
+    assert_eq!(of("billing", MetricName::Invocations), [(0, 7.0)]);
+    assert_eq!(of("billing", MetricName::Errors), [(0, 1.0)]);
+    assert_eq!(of("billing", MetricName::DurationAvg), []);
 }
 
 #[tokio::test]

@@ -75,14 +75,7 @@ impl CloudWatchTelemetry {
         window: &TimeWindow,
         period_seconds: u32,
     ) -> Result<Vec<MetricSeries>, TelemetryError> {
-        let period = i32::try_from(period_seconds)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| {
-                TelemetryError::Invalid(format!(
-                    "GetMetricData: period of {period_seconds} s is not a positive number of seconds"
-                ))
-            })?;
+        let period = positive_period(period_seconds)?;
         let plan = plan(targets, metrics, &self.settings, period);
         if plan.is_empty() || window.start >= window.end {
             return collect_series(plan, &[]);
@@ -90,6 +83,24 @@ impl CloudWatchTelemetry {
         let queries: Vec<MetricDataQuery> = plan.iter().map(|p| p.query.clone()).collect();
         let results = self.metric_data(&queries, window).await?;
         collect_series(plan, &results)
+    }
+
+    /// Every agent's declared metrics, one `GetMetricData` request (and its pages) per
+    /// [`MAX_QUERIES_PER_REQUEST`] queries for all of them.
+    pub(super) async fn read_agent_series(
+        &self,
+        agents: &[AgentSource],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<AgentSeries>, TelemetryError> {
+        let period = positive_period(period_seconds)?;
+        let plan = agent_plan(agents, &self.settings, period);
+        if plan.is_empty() || window.start >= window.end {
+            return collect_agent_series(plan, &[]);
+        }
+        let queries: Vec<MetricDataQuery> = plan.iter().map(|p| p.query.clone()).collect();
+        let results = self.metric_data(&queries, window).await?;
+        collect_agent_series(plan, &results)
     }
 
     /// The results of `queries` over `window`, one `GetMetricData` request (and its pages)
@@ -131,6 +142,18 @@ impl CloudWatchTelemetry {
         );
         Ok(results)
     }
+}
+
+/// `period_seconds` as `GetMetricData` takes it, if it is a positive number of seconds.
+fn positive_period(period_seconds: u32) -> Result<i32, TelemetryError> {
+    i32::try_from(period_seconds)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            TelemetryError::Invalid(format!(
+                "GetMetricData: period of {period_seconds} s is not a positive number of seconds"
+            ))
+        })
 }
 
 /// Whose metrics a target reads.
@@ -261,12 +284,26 @@ pub(super) fn collect_series(
     plan: Vec<Planned>,
     results: &[MetricDataResult],
 ) -> Result<Vec<MetricSeries>, TelemetryError> {
-    let index: HashMap<&str, usize> = plan
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id.as_str(), i))
-        .collect();
-    let mut points: Vec<Vec<DataPoint>> = vec![Vec::new(); plan.len()];
+    let ids: Vec<&str> = plan.iter().map(|p| p.id.as_str()).collect();
+    let points = points_by_query(&ids, results)?;
+    Ok(plan
+        .into_iter()
+        .zip(points)
+        .map(|(planned, points)| MetricSeries {
+            points,
+            ..planned.series
+        })
+        .collect())
+}
+
+/// The points of each query of `ids`, in that order, from results in any order and split
+/// over pages; each in time order.
+fn points_by_query(
+    ids: &[&str],
+    results: &[MetricDataResult],
+) -> Result<Vec<Vec<DataPoint>>, TelemetryError> {
+    let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut points: Vec<Vec<DataPoint>> = vec![Vec::new(); ids.len()];
     for result in results {
         let id = result.id().unwrap_or_default();
         let Some(slot) = index.get(id).and_then(|i| points.get_mut(*i)) else {
@@ -281,15 +318,79 @@ pub(super) fn collect_series(
             });
         }
     }
+    for p in &mut points {
+        p.sort_by_key(|p| p.timestamp);
+    }
+    Ok(points)
+}
+
+/// One query of an agents' `GetMetricData` request and the series its result fills.
+#[derive(Debug, Clone)]
+pub(super) struct AgentPlanned {
+    pub(super) id: String,
+    pub(super) query: MetricDataQuery,
+    pub(super) series: AgentSeries,
+}
+
+/// One `MetricStat` query per agent and declared metric, in the agent's namespace by its
+/// dimensions, id `a<agent>_<metric>`; percentile statistics only with percentiles on.
+pub(super) fn agent_plan(
+    agents: &[AgentSource],
+    settings: &TelemetrySettings,
+    period: i32,
+) -> Vec<AgentPlanned> {
+    let mut plan = Vec::new();
+    for (i, agent) in agents.iter().enumerate() {
+        for (j, (metric, name, stat)) in agent.stats.iter().enumerate() {
+            if !settings.percentiles && stat.starts_with('p') {
+                continue;
+            }
+            let id = format!("a{i}_{j}");
+            let mut m = Metric::builder()
+                .namespace(&agent.namespace)
+                .metric_name(name);
+            for d in &agent.dimensions {
+                m = m.dimensions(Dimension::builder().name(&d.name).value(&d.value).build());
+            }
+            let query = MetricDataQuery::builder()
+                .id(&id)
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(m.build())
+                        .period(period)
+                        .stat(stat)
+                        .build(),
+                )
+                .return_data(true)
+                .build();
+            plan.push(AgentPlanned {
+                id,
+                query,
+                series: AgentSeries {
+                    agent: agent.agent.clone(),
+                    tenant_id: agent.tenant_id.clone(),
+                    metric: *metric,
+                    points: Vec::new(),
+                },
+            });
+        }
+    }
+    plan
+}
+
+/// The planned agent series filled from `GetMetricData` results.
+pub(super) fn collect_agent_series(
+    plan: Vec<AgentPlanned>,
+    results: &[MetricDataResult],
+) -> Result<Vec<AgentSeries>, TelemetryError> {
+    let ids: Vec<&str> = plan.iter().map(|p| p.id.as_str()).collect();
+    let points = points_by_query(&ids, results)?;
     Ok(plan
         .into_iter()
         .zip(points)
-        .map(|(planned, mut points)| {
-            points.sort_by_key(|p| p.timestamp);
-            MetricSeries {
-                points,
-                ..planned.series
-            }
+        .map(|(planned, points)| AgentSeries {
+            points,
+            ..planned.series
         })
         .collect())
 }

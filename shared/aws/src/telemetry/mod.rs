@@ -39,8 +39,14 @@
 //!   returned. The query is supplementary: when it fails or takes longer than 20 s the
 //!   totals come without successes and a warning says why.
 //!
+//! - Agents ([`Telemetry::agent_series`], seed R10.2): each registered agent's declared
+//!   metrics, in its own namespace by its own dimensions (default `Agent=<name>`), one
+//!   metric-math-free `MetricStat` query per agent and metric, all agents in one request (and
+//!   its pages) per 500 queries; percentile statistics only with percentiles on.
+//!
 //! Every series asked for is returned, empty when CloudWatch has no data, except `DurationP99`
-//! when [`TelemetrySettings::percentiles`] is off (it is then neither asked for nor returned).
+//! (and agents' `pNN` statistics) when [`TelemetrySettings::percentiles`] is off (it is then
+//! neither asked for nor returned).
 //!
 //! # Error rows and REPORT rows
 //!
@@ -82,8 +88,8 @@ use selfbuild_core::error::TelemetryError;
 use selfbuild_core::ids::{ComponentId, TenantId};
 use selfbuild_core::ports::Telemetry;
 use selfbuild_core::telemetry::{
-    DataPoint, DurationQuery, LogRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
-    TelemetryQuery, VersionTotals,
+    AgentSeries, AgentSource, DataPoint, DurationQuery, LogRow, MetricName, MetricSeries,
+    Quantiles, SuccessDurations, TelemetryQuery, VersionTotals,
 };
 use selfbuild_core::text::{Escaped, Excerpt};
 use time::macros::format_description;
@@ -340,6 +346,15 @@ impl Telemetry for CloudWatchTelemetry {
             "error",
         )
         .await
+    }
+
+    async fn agent_series(
+        &self,
+        agents: &[AgentSource],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<AgentSeries>, TelemetryError> {
+        self.read_agent_series(agents, window, period_seconds).await
     }
 
     async fn report_rows(

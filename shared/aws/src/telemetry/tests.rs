@@ -1072,3 +1072,139 @@ async fn report_rows_carry_their_log_stream_and_need_named_components() {
     );
     assert_eq!(start.num_calls(), 1);
 }
+
+fn agent_source(name: &str, json: serde_json::Value) -> AgentSource {
+    let agent = selfbuild_core::records::AgentRecord {
+        name: name.into(),
+        url: "https://a.example".into(),
+        capabilities: vec!["x".into()],
+        mcp_url: None,
+        key_secret_id: None,
+        components: vec![],
+        depends_on: vec![],
+        low_traffic_windows: vec![],
+        window_tool: None,
+        notify_tool: None,
+        metrics: Some(serde_json::from_value(json).unwrap()),
+        tenant_id: None,
+        registered_by: "k".into(),
+        registered_at: datetime!(2026-11-22 00:00 UTC),
+    };
+    selfbuild_core::agents::metrics::agent_source(&agent)
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn agents_are_read_in_their_namespace_by_their_dimensions() {
+    let agents = [
+        agent_source("orders", serde_json::json!({"namespace": "Acme/Agents"})),
+        agent_source(
+            "billing",
+            serde_json::json!({"namespace": "Billing", "dimensions": [{"name": "Service", "value": "bill"}, {"name": "Env", "value": "prod"}],
+                "errors": {"metric": "Failures", "stat": "SampleCount"}, "concurrency": {"metric": "InFlight"}}),
+        ),
+    ];
+    let plan = agent_plan(&agents, &TelemetrySettings::default(), 300);
+    let shapes: Vec<_> = plan
+        .iter()
+        .map(|p| (p.id.as_str(), shape(&p.query)))
+        .collect();
+    let orders = dims(&[("Agent", "orders")]);
+    let billing = dims(&[("Service", "bill"), ("Env", "prod")]);
+    let s = |ns: &str, m: &str, st: &str, d: &Vec<(String, String)>| {
+        (ns.to_owned(), m.to_owned(), st.to_owned(), d.clone())
+    };
+    assert_eq!(
+        shapes,
+        [
+            ("a0_0", s("Acme/Agents", "Requests", "Sum", &orders)),
+            ("a0_1", s("Acme/Agents", "Errors", "Sum", &orders)),
+            ("a0_2", s("Acme/Agents", "Latency", "Average", &orders)),
+            ("a0_3", s("Acme/Agents", "Latency", "p99", &orders)),
+            (
+                "a0_4",
+                s("Acme/Agents", "MemoryUtilization", "Maximum", &orders)
+            ),
+            ("a1_0", s("Billing", "Requests", "Sum", &billing)),
+            ("a1_1", s("Billing", "Failures", "SampleCount", &billing)),
+            ("a1_2", s("Billing", "Latency", "Average", &billing)),
+            ("a1_3", s("Billing", "Latency", "p99", &billing)),
+            (
+                "a1_4",
+                s("Billing", "MemoryUtilization", "Maximum", &billing)
+            ),
+            ("a1_5", s("Billing", "InFlight", "Maximum", &billing)),
+        ]
+    );
+    assert!(
+        plan.iter()
+            .all(|p| p.query.metric_stat().unwrap().period() == Some(300))
+    );
+    assert!(plan.iter().all(|p| p.query.expression().is_none()));
+    assert_eq!(plan[10].series.metric, MetricName::ConcurrentExecutions);
+    assert_eq!(plan[6].series.agent, "billing");
+    // without percentiles (moto) the p99 queries are left out
+    let without = agent_plan(&agents, &no_percentiles(), 300);
+    assert_eq!(without.len(), 9);
+    assert!(
+        without
+            .iter()
+            .all(|p| p.series.metric != MetricName::DurationP99)
+    );
+}
+
+#[tokio::test]
+async fn agent_series_come_from_one_request_with_its_pages_merged() {
+    let first = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| r.next_token().is_none() && r.metric_data_queries().len() == 8)
+        .then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(result("a1_1", &[(1_795_323_660, 4.0)]))
+                .metric_data_results(result("a0_0", &[(1_795_323_600, 3.0)]))
+                .next_token("page-2")
+                .build()
+        });
+    let second = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| r.next_token() == Some("page-2"))
+        .then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(result("a1_1", &[(1_795_323_600, 2.0)]))
+                .build()
+        });
+    let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&first, &second]);
+    let telemetry = CloudWatchTelemetry::from_clients(cloudwatch, logs_unused(), no_percentiles());
+    let agents = [
+        agent_source("orders", serde_json::json!({"namespace": "Acme/Agents"})),
+        agent_source("billing", serde_json::json!({"namespace": "Billing"})),
+    ];
+    let series = telemetry
+        .agent_series(&agents, &window(), 60)
+        .await
+        .unwrap();
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    assert_eq!(series.len(), 8);
+    let of = |agent: &str, metric| {
+        series
+            .iter()
+            .find(|s| s.agent == agent && s.metric == metric)
+            .unwrap()
+            .points
+            .iter()
+            .map(|p| p.value)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("orders", MetricName::Invocations), [3.0]);
+    assert_eq!(
+        of("billing", MetricName::Errors),
+        [2.0, 4.0],
+        "in time order"
+    );
+    assert!(of("billing", MetricName::Invocations).is_empty());
+    // a bad period is refused before any call
+    let e = telemetry
+        .agent_series(&agents, &window(), 0)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("period of 0 s"), "{e}");
+}
