@@ -3,6 +3,7 @@
 // Test helpers fail the test by unwrapping, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
+mod agent_telemetry;
 mod alarm_source_contract;
 mod alarms;
 mod asl_moto;

@@ -33,8 +33,8 @@ use selfbuild_core::ports::{
     Clock, CodeSource, CodeSourceError, DeployError, DeployedFiles, Deployer, Telemetry,
 };
 use selfbuild_core::telemetry::{
-    DataPoint, DurationQuery, LogRow, MetricName, MetricSeries, Quantiles, SuccessDurations,
-    TelemetryQuery, VersionTotals,
+    AgentSeries, AgentSource, DataPoint, DurationQuery, LogRow, MetricName, MetricSeries,
+    Quantiles, SuccessDurations, TelemetryQuery, VersionTotals,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -43,8 +43,8 @@ pub use runner::{
     network_isolated,
 };
 pub use scenario::{
-    Fault, FaultError, FaultOperation, FunctionCode, FunctionSpec, RequestClass, SampleEvent,
-    Scenario, ScenarioError, Workload, WorkloadChange,
+    Fault, FaultError, FaultOperation, FunctionCode, FunctionSpec, PublishedChange,
+    PublishedMetric, RequestClass, SampleEvent, Scenario, ScenarioError, Workload, WorkloadChange,
 };
 use sim::{CodeBehaviour, LogContext, MinuteKey, PeriodTotals, VersionMinute};
 
@@ -195,6 +195,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// How long after a minute ends its telemetry becomes visible.
     telemetry_delay: Duration,
+    /// Metrics published beside the functions' (agents' own).
+    published: Vec<PublishedMetric>,
     state: Mutex<State>,
 }
 
@@ -264,6 +266,7 @@ impl Fleet {
                 runner,
                 clock,
                 telemetry_delay: Duration::minutes(i64::from(scenario.telemetry_delay_minutes)),
+                published: scenario.published_metrics.clone(),
                 state: Mutex::new(State {
                     functions,
                     deployments: BTreeMap::new(),
@@ -687,6 +690,39 @@ fn minute_start(minute: i64) -> OffsetDateTime {
     OffsetDateTime::UNIX_EPOCH + Duration::minutes(minute)
 }
 
+/// A published metric's `stat` per period of `per` minutes aligned to `first`, over
+/// `minutes` (see [`PublishedMetric`] for the statistics).
+fn published_points(
+    published: &PublishedMetric,
+    stat: &str,
+    first: i64,
+    minutes: std::ops::Range<i64>,
+    per: i64,
+) -> Vec<DataPoint> {
+    let mut periods: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for m in minutes {
+        periods
+            .entry(first + (m - first).div_euclid(per) * per)
+            .or_default()
+            .push(published.value_in(m));
+    }
+    periods
+        .into_iter()
+        .map(|(start, values)| {
+            let value = match stat {
+                "Sum" | "SampleCount" => values.iter().sum(),
+                "Maximum" => values.iter().copied().fold(f64::MIN, f64::max),
+                "Minimum" => values.iter().copied().fold(f64::MAX, f64::min),
+                _ => values.iter().sum::<f64>() / values.len() as f64,
+            };
+            DataPoint {
+                timestamp: minute_start(start),
+                value,
+            }
+        })
+        .collect()
+}
+
 fn period_minutes(period_seconds: u32) -> Result<i64, TelemetryError> {
     if period_seconds == 0 || !period_seconds.is_multiple_of(60) {
         return Err(TelemetryError::Invalid(format!(
@@ -911,6 +947,39 @@ impl Telemetry for Fleet {
         Ok(self.log_rows(query, limit, |key, vm, context| {
             sim::error_rows(key, vm, context)
         }))
+    }
+
+    async fn agent_series(
+        &self,
+        agents: &[AgentSource],
+        window: &TimeWindow,
+        period_seconds: u32,
+    ) -> Result<Vec<AgentSeries>, TelemetryError> {
+        let per = period_minutes(period_seconds)?;
+        let (first, minutes) = window_minutes(window, self.observed_until());
+        let mut out = Vec::new();
+        for agent in agents {
+            for (metric, name, stat) in &agent.stats {
+                let published = self.inner.published.iter().find(|p| {
+                    p.namespace == agent.namespace
+                        && &p.metric == name
+                        && p.dimensions.len() == agent.dimensions.len()
+                        && agent
+                            .dimensions
+                            .iter()
+                            .all(|d| p.dimensions.get(&d.name) == Some(&d.value))
+                });
+                out.push(AgentSeries {
+                    agent: agent.agent.clone(),
+                    tenant_id: agent.tenant_id.clone(),
+                    metric: *metric,
+                    points: published
+                        .map(|p| published_points(p, stat, first, minutes.clone(), per))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn report_rows(

@@ -54,6 +54,53 @@ pub struct Scenario {
     /// An operator's emergency stop during the cycle (opaque here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt: Option<serde_json::Value>,
+    /// Metrics published in custom namespaces beside the functions' (registered agents'
+    /// own, seed R10.2), answered to [`selfbuild_core::ports::Telemetry::agent_series`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published_metrics: Vec<PublishedMetric>,
+}
+
+/// A metric published in a custom namespace with one value per minute: `value` until the
+/// first change, each change's from the minute containing its `at` on. Read per period as
+/// CloudWatch would: `Sum` and `SampleCount` add the minutes up, `Maximum` and `Minimum`
+/// take the largest and smallest, any other statistic (`Average`, `pNN`) their mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedMetric {
+    /// The namespace.
+    pub namespace: String,
+    /// The metric name.
+    pub metric: String,
+    /// The dimensions it is published with (a query matches the whole set).
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    /// The value each minute before the first change.
+    pub value: f64,
+    /// Later values, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<PublishedChange>,
+}
+
+/// A published metric's value from one minute on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedChange {
+    /// From the minute containing this instant.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The value.
+    pub value: f64,
+}
+
+impl PublishedMetric {
+    /// The value in `minute` (minutes since the epoch).
+    pub fn value_in(&self, minute: i64) -> f64 {
+        self.changes
+            .iter()
+            .rev()
+            .find(|c| c.at.unix_timestamp().div_euclid(60) <= minute)
+            .map_or(self.value, |c| c.value)
+    }
 }
 
 /// Calls of one Lambda operation that fail: the first `failures` calls after `after_calls`
@@ -413,6 +460,31 @@ impl Scenario {
                 "functions".into(),
                 "must list at least one function".into(),
             ));
+        }
+        for (i, m) in self.published_metrics.iter().enumerate() {
+            let at_field = |field: &str| format!("published_metrics[{i}].{field}");
+            if m.namespace.trim().is_empty() {
+                return Err(fail(at_field("namespace"), "must not be empty".into()));
+            }
+            if m.metric.trim().is_empty() {
+                return Err(fail(at_field("metric"), "must not be empty".into()));
+            }
+            for (j, v) in std::iter::once(m.value)
+                .chain(m.changes.iter().map(|c| c.value))
+                .enumerate()
+            {
+                if !v.is_finite() {
+                    let field = if j == 0 {
+                        at_field("value")
+                    } else {
+                        at_field(&format!("changes[{}].value", j - 1))
+                    };
+                    return Err(fail(field, format!("{v} is not a number")));
+                }
+            }
+            if m.changes.windows(2).any(|w| w[1].at < w[0].at) {
+                return Err(fail(at_field("changes"), "must be in time order".into()));
+            }
         }
         let mut seen = BTreeSet::new();
         for (i, f) in self.functions.iter().enumerate() {
