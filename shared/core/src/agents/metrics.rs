@@ -68,8 +68,11 @@ pub struct AgentMetrics {
     pub concurrency: Option<AgentStat>,
 }
 
-/// Each role: the metric it is read as, its field, its default metric name and statistic.
-const ROLES: [(MetricName, &str, Option<(&str, &str)>); 6] = [
+/// A role's default metric name and statistic; none: not read unless declared.
+type RoleDefault = Option<(&'static str, &'static str)>;
+
+/// Each role: the metric it is read as, its field, its default.
+const ROLES: [(MetricName, &str, RoleDefault); 6] = [
     (
         MetricName::Invocations,
         "requests",

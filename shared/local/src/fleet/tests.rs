@@ -15,7 +15,9 @@ use selfbuild_core::ports::{HaltState, HaltSwitch, Llm, LlmRequest};
 use crate::planner::RulePlanner;
 
 use super::*;
+use serde_json::json;
 use std::sync::Mutex;
+use time::macros::datetime;
 
 const TIMEOUTS: &str = include_str!("../../../../events/scenarios/timeouts.json");
 const MEMORY_CUT: &str = include_str!("../../../../events/scenarios/memory-cut-rolled-back.json");
@@ -1602,5 +1604,83 @@ async fn a_fleet_whose_interpreter_is_missing_is_refused_naming_the_install_comm
     assert!(
         text.contains("checkout-api") && text.contains("apt-get install python3"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn published_metrics_answer_agents_per_period_by_statistic_and_whole_dimension_set() {
+    // GIVEN the timeouts fleet with an agent's metrics published beside it: 10 requests a
+    // minute, latency 100 ms then 300 ms from 04:03
+    let mut doc: serde_json::Value = serde_json::from_str(TIMEOUTS).unwrap();
+    doc["telemetry_delay_minutes"] = json!(0);
+    doc["published_metrics"] = json!([
+        {"namespace": "Acme/Agents", "metric": "Requests", "dimensions": {"Agent": "orders"}, "value": 10},
+        {"namespace": "Acme/Agents", "metric": "Latency", "dimensions": {"Agent": "orders"}, "value": 100,
+         "changes": [{"at": "2026-11-22T04:03:30Z", "value": 300}]},
+        {"namespace": "Acme/Agents", "metric": "Requests", "dimensions": {"Agent": "orders", "Env": "dev"}, "value": 999}
+    ]);
+    let (_, fleet, _) = fleet(&doc.to_string());
+    let source = |stats: &[(MetricName, &str, &str)]| AgentSource {
+        agent: "orders".into(),
+        tenant_id: None,
+        namespace: "Acme/Agents".into(),
+        dimensions: vec![selfbuild_core::agents::metrics::MetricDimension {
+            name: "Agent".into(),
+            value: "orders".into(),
+        }],
+        stats: stats
+            .iter()
+            .map(|(m, n, s)| (*m, (*n).to_owned(), (*s).to_owned()))
+            .collect(),
+    };
+    let asked = [source(&[
+        (MetricName::Invocations, "Requests", "Sum"),
+        (MetricName::DurationAvg, "Latency", "Average"),
+        (MetricName::DurationP99, "Latency", "Maximum"),
+        (MetricName::Errors, "Errors", "Sum"),
+    ])];
+    // WHEN the 10 minutes before now (05:00) are read… from 04:00, in 5-minute periods
+    let start = datetime!(2026-11-22 04:00 UTC);
+    let series = fleet
+        .agent_series(&asked, &window(start, 10), 300)
+        .await
+        .unwrap();
+    // THEN sums add the minutes, averages are means, maxima the largest; unpublished is empty
+    let values = |metric| -> Vec<f64> {
+        series
+            .iter()
+            .find(|s| s.metric == metric)
+            .unwrap()
+            .points
+            .iter()
+            .map(|p| p.value)
+            .collect()
+    };
+    assert_eq!(values(MetricName::Invocations), [50.0, 50.0]);
+    assert_eq!(
+        values(MetricName::DurationAvg),
+        [(3.0 * 100.0 + 2.0 * 300.0) / 5.0, 300.0]
+    );
+    assert_eq!(values(MetricName::DurationP99), [300.0, 300.0]);
+    assert!(values(MetricName::Errors).is_empty());
+    assert_eq!(
+        series[0].points[1].timestamp,
+        datetime!(2026-11-22 04:05 UTC)
+    );
+    // and minutes not yet ended have no data
+    let late = fleet
+        .agent_series(&asked, &window(datetime!(2026-11-22 04:58 UTC), 10), 60)
+        .await
+        .unwrap();
+    assert_eq!(late[0].points.len(), 2);
+
+    // a published metric out of time order is refused, naming it
+    doc["published_metrics"][1]["changes"] = json!([
+        {"at": "2026-11-22T04:03:30Z", "value": 300}, {"at": "2026-11-22T04:00:00Z", "value": 1}
+    ]);
+    let e = Scenario::parse(&doc.to_string(), "t.json").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.json: published_metrics[1].changes: must be in time order"
     );
 }
