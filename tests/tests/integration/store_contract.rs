@@ -760,6 +760,14 @@ pub async fn agents_and_components_are_replaced_and_scoped(store: &impl Store) {
         ],
         window_tool: Some("when_can_i_deploy".into()),
         notify_tool: None,
+        metrics: Some(
+            serde_json::from_value(serde_json::json!({
+                "namespace": "Acme/Agents",
+                "dimensions": [{"name": "Service", "value": "builder"}],
+                "latency_p99": {"metric": "RespTime", "stat": "p99.9"}
+            }))
+            .unwrap(),
+        ),
         ..agent(Some("acme"), "builder", "https://acme.example/builder")
     };
     store.register_agent(&peer).await.unwrap();
