@@ -12,6 +12,8 @@
 //! - **Success latency** (`DurationQuery::success_percentiles`) is not in the suite: on AWS
 //!   it reads the JSON `platform.report` records with a Logs Insights `stats … by`, which
 //!   moto's query engine does not run; selfbuild-aws unit-tests the query and its parsing.
+//! - **Agents' own metrics**: the fleet answers from its scenario's `published_metrics`,
+//!   CloudWatch from the agent's namespace; the same values are put in both.
 //! - **REPORT lines**: moto's Logs Insights runs no `filter`, so `report_rows` there returns
 //!   every line of the group; the check reads the reports among them, as analyze does.
 
@@ -26,7 +28,7 @@ use selfbuild_core::ids::ComponentId;
 use selfbuild_core::logfacts::{Report, ReportLine, parse_report, version_of_stream};
 use selfbuild_core::ports::{Clock, Deployer, Telemetry};
 use selfbuild_core::telemetry::{
-    DurationQuery, LogRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
+    AgentSource, DurationQuery, LogRow, MetricName, MetricSeries, TelemetryQuery, VersionTotals,
 };
 use selfbuild_local::fleet::{Fleet, Scenario};
 use selfbuild_tests::cloudwatch_fixture::{log_group, put_metric};
@@ -196,6 +198,93 @@ pub async fn a_window_in_the_future_has_no_data<H: TelemetryHarness>(h: &H) {
         assert_no_data(t);
     }
     assert_eq!(versions_of(&totals), ["1", "2"]);
+}
+
+/// The namespace the agent `orders` publishes its own metrics in (`Agent=orders`): 10
+/// requests and 150 ms a minute wherever the harness has data.
+const AGENT_NAMESPACE: &str = "Acme/Agents";
+
+/// What analysis asks for an agent declaring only [`AGENT_NAMESPACE`].
+fn agent(name: &str) -> AgentSource {
+    let record = selfbuild_core::records::AgentRecord {
+        name: name.into(),
+        url: format!("https://{name}.example"),
+        capabilities: vec!["x".into()],
+        mcp_url: None,
+        key_secret_id: None,
+        components: vec![],
+        depends_on: vec![],
+        low_traffic_windows: vec![],
+        window_tool: None,
+        notify_tool: None,
+        metrics: Some(
+            serde_json::from_value(serde_json::json!({"namespace": AGENT_NAMESPACE})).unwrap(),
+        ),
+        tenant_id: None,
+        registered_by: "test".into(),
+        registered_at: T0,
+    };
+    selfbuild_core::agents::metrics::agent_source(&record)
+        .unwrap()
+        .unwrap()
+}
+
+pub async fn agent_series_come_back_one_per_agent_and_metric_asked<H: TelemetryHarness>(h: &H) {
+    let asked = [agent("orders"), agent("nobody")];
+    let series = h
+        .telemetry()
+        .agent_series(&asked, &h.window(), 60)
+        .await
+        .unwrap();
+    // every metric of every agent once (p99 only where percentiles are computed)
+    let expected: Vec<(&str, MetricName)> = asked
+        .iter()
+        .flat_map(|a| a.stats.iter().map(|(m, _, _)| (a.agent.as_str(), *m)))
+        .filter(|(_, m)| H::PERCENTILES || *m != MetricName::DurationP99)
+        .collect();
+    let got: Vec<(&str, MetricName)> = series
+        .iter()
+        .map(|s| (s.agent.as_str(), s.metric))
+        .collect();
+    assert_eq!(got, expected);
+    let values = |agent: &str, metric| -> Vec<f64> {
+        series
+            .iter()
+            .find(|s| s.agent == agent && s.metric == metric)
+            .unwrap()
+            .points
+            .iter()
+            .map(|p| p.value)
+            .collect()
+    };
+    let requests = values("orders", MetricName::Invocations);
+    assert!(
+        !requests.is_empty() && requests.iter().all(|v| *v == 10.0),
+        "{requests:?}"
+    );
+    let latency = values("orders", MetricName::DurationAvg);
+    assert!(
+        !latency.is_empty() && latency.iter().all(|v| *v == 150.0),
+        "{latency:?}"
+    );
+    assert!(values("orders", MetricName::Errors).is_empty());
+    assert!(
+        series
+            .iter()
+            .filter(|s| s.agent == "nobody")
+            .all(|s| s.points.is_empty())
+    );
+    // and a window in the future has none
+    let later = TimeWindow {
+        start: h.now() + Duration::hours(1),
+        end: h.now() + Duration::hours(2),
+    };
+    let future = h
+        .telemetry()
+        .agent_series(&asked, &later, 60)
+        .await
+        .unwrap();
+    assert!(future.iter().all(|s| s.points.is_empty()));
 }
 
 fn timestamps(rows: &[LogRow]) -> Vec<OffsetDateTime> {
@@ -397,6 +486,10 @@ impl FleetHarness {
                     "error_messages": ["ValidationError: order <id> has no items"]
                 }
             }],
+            "published_metrics": [
+                {"namespace": AGENT_NAMESPACE, "metric": "Requests", "dimensions": {"Agent": "orders"}, "value": 10},
+                {"namespace": AGENT_NAMESPACE, "metric": "Latency", "dimensions": {"Agent": "orders"}, "value": 150}
+            ],
             "expect": {},
         });
         let scenario = Scenario::parse(&scenario.to_string(), "telemetry contract").unwrap();
@@ -452,13 +545,17 @@ pub struct CloudWatchHarness {
     window: TimeWindow,
 }
 
-const REGIONS: [&str; 6] = [
+/// One region per check (a region's log groups and metrics are the harness's alone).
+const REGIONS: [&str; 8] = [
     "us-west-1",
     "us-west-2",
     "us-east-2",
     "eu-north-1",
     "ap-southeast-1",
     "ap-southeast-2",
+    // (regions no other module uses: function discovery lists the whole region)
+    "ap-northeast-2",
+    "ap-northeast-3",
 ];
 
 static NEXT_REGION: AtomicUsize = AtomicUsize::new(0);
@@ -497,6 +594,9 @@ impl CloudWatchHarness {
             }
             let custom = "Selfbuild/Services";
             put_metric(&cw, custom, "MemoryUtilization", &by_function, at, 20.0).await;
+            let agent = [("Agent", "orders")];
+            put_metric(&cw, AGENT_NAMESPACE, "Requests", &agent, at, 10.0).await;
+            put_metric(&cw, AGENT_NAMESPACE, "Latency", &agent, at, 150.0).await;
             for version in ["1", "2"] {
                 // In the order the adapter asks for them (moto matches dimension lists in order).
                 let dimensions = [
@@ -590,4 +690,5 @@ telemetry_contract!(
     error_rows_come_newest_first_and_at_most_limit,
     report_rows_read_as_reports_of_a_version,
     version_totals_come_one_per_version_in_the_order_asked,
+    agent_series_come_back_one_per_agent_and_metric_asked,
 );
