@@ -13,9 +13,9 @@
 //! `REPORT` lines summed up per function version. The detectors and their thresholds:
 //! `docs/cycle.md` (analyze).
 //!
-//! Registered agents that declare their own metrics are read too ([`agents`]): their series
-//! go through the same detectors, and a finding becomes an opportunity on one of the agent's
-//! components.
+//! Registered agents that declare their own metrics are read too (module `agents`; the
+//! rules: [`agents_in_scope`], [`attribute`]): their series go through the same detectors,
+//! and a finding becomes an opportunity on one of the agent's components.
 
 pub use agents::{AgentOutcome, AgentSummary, agents_in_scope, attribute};
 

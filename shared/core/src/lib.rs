@@ -2,7 +2,8 @@
 //!
 //! - [`ids`]: identifier newtypes (`TenantId`, `ComponentId`, `CycleId`, `DedupKey`).
 //! - [`idsource`]: where the unguessable part of new cycle ids comes from.
-//! - [`agents`]: registered agents as peers: windows, owners, dependents, notices.
+//! - [`agents`]: registered agents as peers: windows, owners, dependents, notices, and
+//!   the declaration of their own metrics.
 //! - [`peers`]: dependent agents told of a deploy, promote or rollback, whoever made it.
 //! - [`alarm`]: alarms as intake sees them; tenant/component extraction, critical names.
 //! - [`event`]: parsing the EventBridge events intake accepts.
@@ -12,7 +13,8 @@
 //! - [`cycle`]: the cycle request (state machine input) and cycle records.
 //! - [`ports`]: every trait adapters implement (store, orchestrator, telemetry, deployer, LLM,
 //!   notifier, key source, metric sink, clock, id source), one file per outside system.
-//! - [`analyze`]: telemetry → ranked opportunities (R5, R6).
+//! - [`analyze`]: telemetry → ranked opportunities (R5, R6), agents' own metrics included
+//!   (R10.2).
 //! - [`generate`]: prompts and proposals from the LLM (R7).
 //! - [`validate`]: bounds, scope, risk and approval policy (R8).
 //! - [`code_policy`]: the R8 policy for code patches: blocking rules, scope, decision.

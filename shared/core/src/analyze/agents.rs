@@ -197,7 +197,7 @@ fn total_time(series: &[&MetricSeries]) -> f64 {
 /// Adds `found` to `opportunities`, merged into the one of the same component and kind if
 /// there is one (kept, with the agent's evidence and finding added and the larger affected
 /// count).
-pub fn merge(opportunities: &mut Vec<Opportunity>, found: Opportunity) {
+pub(super) fn merge(opportunities: &mut Vec<Opportunity>, found: Opportunity) {
     let Some(existing) = opportunities
         .iter_mut()
         .find(|o| o.component == found.component && o.kind == found.kind)
