@@ -909,6 +909,11 @@ async fn an_agent_registers_as_a_peer_and_bad_peer_fields_are_named() {
         ),
         (
             "metrics",
+            json!({"namespace": "Selfbuild/Services", "dimensions": [{"name": "FunctionName", "value": "globex-orders"}]}),
+            "metrics.namespace: \"Selfbuild/Services\" holds every tenant's metrics",
+        ),
+        (
+            "metrics",
             json!({"namespace": "A", "errors": {"metric": "E", "stat": "Most"}}),
             "metrics.errors.stat: ",
         ),

@@ -2,6 +2,7 @@
 //! read plans, and the series and totals their results fill.
 
 use super::*;
+use selfbuild_core::agents::metrics::shared_namespace_problem;
 
 impl CloudWatchTelemetry {
     /// The functions with metrics in scope: `AWS/Lambda` `Invocations` by `FunctionName`, or
@@ -94,7 +95,25 @@ impl CloudWatchTelemetry {
         period_seconds: u32,
     ) -> Result<Vec<AgentSeries>, TelemetryError> {
         let period = positive_period(period_seconds)?;
-        let plan = agent_plan(agents, &self.settings, period);
+        // Registration refuses these; a record written otherwise is still never read.
+        let shared = [self.settings.custom_namespace.as_str()];
+        let agents: Vec<AgentSource> = agents
+            .iter()
+            .filter(|a| {
+                let problem = shared_namespace_problem(
+                    &a.namespace,
+                    &a.dimensions,
+                    a.tenant_id.as_ref(),
+                    &shared,
+                );
+                if let Some(problem) = &problem {
+                    tracing::warn!(agent = %a.agent, problem = %problem, "agent metrics not read");
+                }
+                problem.is_none()
+            })
+            .cloned()
+            .collect();
+        let plan = agent_plan(&agents, &self.settings, period);
         if plan.is_empty() || window.start >= window.end {
             return collect_agent_series(plan, &[]);
         }

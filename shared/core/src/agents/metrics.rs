@@ -186,6 +186,25 @@ impl AgentMetrics {
     }
 }
 
+/// Why a tenant's agent may not read `namespace` by `dimensions`: the namespace is one of
+/// `shared` (they hold every tenant's metrics, e.g. `CUSTOM_METRICS_NAMESPACE`) and no
+/// `TenantId` dimension narrows it to the agent's own tenant; none when it may.
+pub fn shared_namespace_problem(
+    namespace: &str,
+    dimensions: &[MetricDimension],
+    tenant: Option<&TenantId>,
+    shared: &[&str],
+) -> Option<String> {
+    let own = tenant?;
+    if !shared.contains(&namespace) || dimensions.iter().any(|d| d.name == TENANT_DIMENSION) {
+        return None;
+    }
+    Some(format!(
+        "metrics.namespace: {namespace:?} holds every tenant's metrics; a tenant's agent reads \
+         it only with a {TENANT_DIMENSION} dimension of its own tenant ({own})"
+    ))
+}
+
 /// What analysis reads for `agent`, if it declares metrics that pass the checks (a record
 /// written before a check existed, or by hand, is left out, not failed on).
 pub fn agent_source(agent: &AgentRecord) -> Option<Result<AgentSource, String>> {
@@ -398,5 +417,37 @@ mod tests {
             serde_json::json!({"namespace": "A", "dimensions": [{"name": "TenantId", "value": "globex"}]}),
         );
         assert_eq!(other.check(None), Ok(()));
+    }
+
+    #[test]
+    fn a_tenants_agent_reads_a_shared_namespace_only_by_its_own_tenant() {
+        let acme = TenantId::parse("acme").unwrap();
+        let dim = |name: &str, value: &str| MetricDimension {
+            name: name.into(),
+            value: value.into(),
+        };
+        let shared = ["Selfbuild/Services", "Selfbuild"];
+        let by_function = [dim("FunctionName", "globex-orders")];
+        let problem =
+            shared_namespace_problem("Selfbuild/Services", &by_function, Some(&acme), &shared)
+                .unwrap();
+        assert!(
+            problem.starts_with("metrics.namespace: \"Selfbuild/Services\" holds every tenant's"),
+            "{problem}"
+        );
+        let by_tenant = [dim("FunctionName", "orders"), dim("TenantId", "acme")];
+        assert_eq!(
+            shared_namespace_problem("Selfbuild/Services", &by_tenant, Some(&acme), &shared),
+            None
+        );
+        // its own namespace, or a fleet-wide agent: no rule
+        assert_eq!(
+            shared_namespace_problem("Acme/Agents", &by_function, Some(&acme), &shared),
+            None
+        );
+        assert_eq!(
+            shared_namespace_problem("Selfbuild/Services", &by_function, None, &shared),
+            None
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! low-traffic windows, tool names) and where its own metrics are (seed R10.2).
 
 use schemars::JsonSchema;
-use selfbuild_core::agents::metrics::AgentMetrics;
+use selfbuild_core::agents::metrics::{AgentMetrics, shared_namespace_problem};
 use selfbuild_core::agents::{LowTrafficWindow, MAX_WINDOWS};
 use selfbuild_core::apikeys::Scope;
 use selfbuild_core::records::AgentRecord;
@@ -134,6 +134,19 @@ pub(crate) async fn call(ctx: &ToolContext<'_>, args: Args) -> Result<Value, Too
         metrics
             .check(tenant_id.as_ref())
             .map_err(ToolError::InvalidArguments)?;
+        let config = &ctx.deps.config;
+        let shared = [
+            config.metrics_namespace.as_str(),
+            config.custom_metrics_namespace.as_str(),
+        ];
+        if let Some(problem) = shared_namespace_problem(
+            &metrics.namespace,
+            &metrics.dimensions_for(&name),
+            tenant_id.as_ref(),
+            &shared,
+        ) {
+            return Err(ToolError::InvalidArguments(problem));
+        }
     }
     let agent = AgentRecord {
         name,
