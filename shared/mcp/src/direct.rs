@@ -13,6 +13,8 @@
 //! else goes through rmcp, which answers or refuses it as before. The guard's checks (host,
 //! key, content type, body, JSON-RPC, scope) come first either way.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -41,8 +43,8 @@ pub struct DirectCall {
     params: CallToolRequestParams,
 }
 
-/// What the MCP routes serve: rmcp's transport, and the handler for direct calls.
-#[derive(Clone)]
+/// What the MCP routes serve: rmcp's transport, and the handler for direct calls (shared
+/// behind an `Arc`: axum clones the state for every request).
 pub struct Endpoint {
     /// rmcp's Streamable HTTP transport (stateless, JSON answers).
     pub rmcp: StreamableHttpService<SelfbuildMcp, NeverSessionManager>,
@@ -51,7 +53,7 @@ pub struct Endpoint {
 }
 
 /// The MCP routes: a [`DirectCall`] is answered here, every other request by rmcp.
-pub async fn endpoint(State(endpoint): State<Endpoint>, mut request: Request) -> Response {
+pub async fn endpoint(State(endpoint): State<Arc<Endpoint>>, mut request: Request) -> Response {
     match request.extensions_mut().remove::<DirectCall>() {
         Some(call) => answer(&endpoint.handler, call).await,
         None => endpoint.rmcp.handle(request).await.into_response(),

@@ -238,7 +238,7 @@ pub fn app_with_shutdown(deps: McpDeps) -> (Router, Shutdown) {
     let router = Router::new()
         .route("/", any(direct::endpoint))
         .route("/mcp", any(direct::endpoint))
-        .with_state(endpoint)
+        .with_state(Arc::new(endpoint))
         .layer(axum::middleware::from_fn_with_state(deps, guard::guard));
     (router, shutdown)
 }
