@@ -1,10 +1,10 @@
 //! Checks every request passes before the MCP protocol sees it: the `Host` header, the method,
 //! the Bearer key (401), the content type (415), the body size (413) and time (408), the
-//! JSON-RPC message ([`crate::jsonrpc`], 400) and, for `tools/call`, the tool's scope (403).
+//! JSON-RPC message ([`crate::jsonrpc`], 400) and, for `tools/call`, the tool's scope (403);
+//! then hands the request on for rmcp, or as a [`crate::direct::DirectCall`].
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -80,19 +80,24 @@ pub async fn guard(State(deps): State<Arc<McpDeps>>, request: Request, next: Nex
             );
         }
     };
-    let message = match jsonrpc::check(&bytes) {
-        Ok(message) => message,
+    let checked = match jsonrpc::check_message(&bytes) {
+        Ok(checked) => checked,
         Err(refusal) => return refusal.into_response(),
     };
-    if let Some((tool, message, refusal)) = check_scopes(&key, &message) {
+    if let Some((tool, message, refusal)) = check_scopes(&key, &checked.value) {
         let now = deps.clock.now();
         crate::server::log_tool_call(&deps, &key, tool, "denied", message, now);
         return refusal;
     }
-    parts.extensions.insert(Caller(key));
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let body = crate::direct::route(
+        &mut parts.extensions,
+        &parts.uri,
+        &parts.headers,
+        key,
+        checked,
+        bytes,
+    );
+    let response = next.run(Request::from_parts(parts, body)).await;
     jsonrpc::json_errors(response).await
 }
 

@@ -72,8 +72,22 @@ pub fn error_response(status: StatusCode, id: Value, code: i64, message: String)
     (status, axum::Json(body)).into_response()
 }
 
+/// A body that passed [`check_message`]: the message as JSON and as rmcp reads it.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The message as JSON.
+    pub value: Value,
+    /// The same message as rmcp's types read it.
+    pub message: ClientJsonRpcMessage,
+}
+
 /// The body as one JSON-RPC message rmcp will read, or why it is not one.
 pub fn check(body: &[u8]) -> Result<Value, Refusal> {
+    check_message(body).map(|checked| checked.value)
+}
+
+/// [`check`], keeping rmcp's read of the message (the check reads it with rmcp's types).
+pub fn check_message(body: &[u8]) -> Result<Checked, Refusal> {
     let text = std::str::from_utf8(body).map_err(|e| {
         Refusal::new(
             Value::Null,
@@ -193,27 +207,29 @@ pub fn check(body: &[u8]) -> Result<Value, Refusal> {
 
 /// The message if rmcp reads it, and reads a served method as that method (its untagged
 /// parse makes a request whose params do not fit a custom one).
-fn rmcp_reads(message: Value, id: Value) -> Result<Value, Refusal> {
-    match ClientJsonRpcMessage::deserialize(&message) {
+fn rmcp_reads(value: Value, id: Value) -> Result<Checked, Refusal> {
+    match ClientJsonRpcMessage::deserialize(&value) {
         Err(e) => Err(Refusal::new(
             id,
             INVALID_REQUEST,
             format!("not an MCP message: {}", cut(&e.to_string())),
         )),
-        Ok(JsonRpcMessage::Request(request)) => match &request.request {
-            ClientRequest::CustomRequest(custom) if SERVED.contains(&custom.method.as_str()) => {
-                Err(Refusal::new(
+        Ok(message) => {
+            if let JsonRpcMessage::Request(request) = &message
+                && let ClientRequest::CustomRequest(custom) = &request.request
+                && SERVED.contains(&custom.method.as_str())
+            {
+                return Err(Refusal::new(
                     id,
                     INVALID_PARAMS,
                     format!(
                         "params do not fit {}; see the MCP schema for its params",
                         custom.method
                     ),
-                ))
+                ));
             }
-            _ => Ok(message),
-        },
-        Ok(_) => Ok(message),
+            Ok(Checked { value, message })
+        }
     }
 }
 

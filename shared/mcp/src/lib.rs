@@ -4,6 +4,8 @@
 //!
 //! - [`guard`]: host, method, Bearer key, body size and tool scope checks before the protocol.
 //! - [`jsonrpc`]: the JSON-RPC message check before rmcp, and JSON-RPC errors for what fails.
+//! - [`direct`]: read-only tool calls answered from the guard's read of the message, as rmcp
+//!   would answer them.
 //! - [`server`]: the MCP server handler: tool listing, rate limit, access log, dispatch.
 //! - [`rate_limit`]: the per-key limit, decided in memory, counted in the store off the
 //!   request path.
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::routing::any;
 use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -28,6 +31,7 @@ use selfbuild_core::ports::{
 };
 
 pub mod access_log;
+pub mod direct;
 pub mod guard;
 pub mod jsonrpc;
 pub mod rate_limit;
@@ -224,14 +228,19 @@ pub fn app_with_shutdown(deps: McpDeps) -> (Router, Shutdown) {
         .with_sse_keep_alive(None)
         .with_max_request_body_bytes(deps.settings.max_body_bytes)
         .disable_allowed_hosts();
-    let service = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(NeverSessionManager::default()),
-        config,
-    );
+    let service_handler = handler.clone();
+    let endpoint = direct::Endpoint {
+        rmcp: StreamableHttpService::new(
+            move || Ok(service_handler.clone()),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        ),
+        handler,
+    };
     let router = Router::new()
-        .route_service("/", service.clone())
-        .route_service("/mcp", service)
+        .route("/", any(direct::endpoint))
+        .route("/mcp", any(direct::endpoint))
+        .with_state(Arc::new(endpoint))
         .layer(axum::middleware::from_fn_with_state(deps, guard::guard));
     (router, shutdown)
 }

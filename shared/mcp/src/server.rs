@@ -167,16 +167,28 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let key = self.caller(&context)?;
+        self.call_as(&key, request).await
+    }
+}
+
+impl SelfbuildMcp {
+    /// `tools/call` as `key`: the rate limit, the tool and the access log (rmcp's dispatch
+    /// and [`crate::direct`] both come here).
+    pub(crate) async fn call_as(
+        &self,
+        key: &ApiKey,
+        request: CallToolRequestParams,
+    ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         let now = self.deps.clock.now();
         let Some(tool) = ToolName::parse(&name) else {
             let message = format!("unknown tool {name:?}; tools/list names the tools");
-            log_tool_call(&self.deps, &key, name, "error", message.clone(), now);
+            log_tool_call(&self.deps, key, name, "error", message.clone(), now);
             // JSON-RPC invalid params, as MCP specifies for unknown tools.
             return Err(ErrorData::invalid_params(message, None));
         };
         let arguments = request.arguments.map_or(Value::Null, Value::Object);
-        let outcome = self.run_tool(&key, tool, arguments, now).await;
+        let outcome = self.run_tool(key, tool, arguments, now).await;
         let (result, outcome_name, detail) = match outcome {
             Ok(value) => (CallToolResult::structured(value), "ok", String::new()),
             Err(e) => {
@@ -189,7 +201,7 @@ changes that need a human wait in list_improvements(status=awaiting_approval).",
                 (CallToolResult::structured_error(body), kind, e.to_string())
             }
         };
-        log_tool_call(&self.deps, &key, name, outcome_name, detail, now);
+        log_tool_call(&self.deps, key, name, outcome_name, detail, now);
         Ok(CallToolResponse::Complete(result))
     }
 }

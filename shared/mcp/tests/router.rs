@@ -1883,3 +1883,118 @@ async fn enable_component_reenables_a_disabled_component_audited_and_scoped() {
         .await;
     assert_eq!(again["was_disabled"], false);
 }
+
+#[tokio::test]
+async fn read_only_calls_answered_directly_are_answered_as_rmcp_answers_them() {
+    // GIVEN an endpoint with an agent, a component and an improvement to show (no rate
+    // limit: both ways count the same calls, and a limit would end the comparison)
+    let config = Config::from_lookup(|_| None).expect("config");
+    let h = harness_with(
+        McpSettings {
+            rate_limit_per_minute: 0,
+            ..McpSettings::default()
+        },
+        config,
+    );
+    let peer = json!({"name": "orders", "url": "https://orders.acme.example",
+                      "capabilities": ["orders"], "components": ["orders-api"]});
+    h.ok(ACME_ALL, "register_agent", peer).await;
+    h.ok(ACME_ALL, "generate_component", refunds()).await;
+    let improvement = globex_improvement(&h, "globex-orders-api-20261122T050000Z-5f3a9c1e")
+        .await
+        .to_string();
+    let cases: Vec<(&str, Value)> = vec![
+        ("list_agents", json!({})),
+        ("list_agents", json!({"tenant_id": "acme"})),
+        ("list_agents", json!({"tenant_id": "bad tenant"})),
+        ("list_agents", json!({"unknown": 1})),
+        ("get_system_status", json!({})),
+        ("query_telemetry_insights", json!({"time_range_hours": 2})),
+        ("query_telemetry_insights", json!({"time_range_hours": 0})),
+        ("get_component", json!({"name": "acme-refunds"})),
+        ("get_component", json!({"name": "not a name"})),
+        ("list_improvements", json!({"limit": 1})),
+        ("list_improvements", json!({"status": "nonsense"})),
+        ("get_improvement", json!({"id": improvement})),
+        ("get_improvement", json!({"id": "x"})),
+    ];
+    let read_only: Vec<&str> = cases.iter().map(|(tool, _)| *tool).collect();
+    for tool in selfbuild_mcp::tools::ToolName::ALL {
+        assert_eq!(
+            read_only.contains(&tool.name()),
+            tool.spec().read_only,
+            "{} is read-only but not compared (or compared but not read-only)",
+            tool.name()
+        );
+    }
+    for (tool, arguments) in cases {
+        for key in [ADMIN, ACME_READ, GLOBEX] {
+            for (version, id) in [
+                (None, json!(7)),
+                (Some("2025-03-26"), json!("call-1")),
+                (Some("2025-06-18"), json!(-3)),
+                (Some("2025-11-25"), json!("")),
+            ] {
+                let mut body = call(tool, arguments.clone());
+                body["id"] = id;
+                // WHEN it is sent plainly (answered directly) and with an Accept whose
+                // parameters only rmcp reads (answered by rmcp)
+                let direct = h
+                    .raw(key, &body, version, "application/json, text/event-stream")
+                    .await;
+                let rmcp = h
+                    .raw(
+                        key,
+                        &body,
+                        version,
+                        "application/json;q=1, text/event-stream;q=0.9",
+                    )
+                    .await;
+                // THEN the answers are the same bytes
+                assert_eq!(
+                    direct,
+                    rmcp,
+                    "{tool} {arguments} as {key} ({version:?}): direct {} rmcp {}",
+                    String::from_utf8_lossy(&direct.2),
+                    String::from_utf8_lossy(&rmcp.2)
+                );
+                assert_eq!(direct.0, StatusCode::OK);
+            }
+        }
+    }
+}
+
+impl Harness {
+    /// Status, content type and body bytes of a POST with this `Accept` and version header.
+    async fn raw(
+        &self,
+        key: &str,
+        body: &Value,
+        version: Option<&str>,
+        accept: &str,
+    ) -> (StatusCode, Option<String>, Vec<u8>) {
+        let mut request = Request::post("/mcp")
+            .header("host", "127.0.0.1:8787")
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(version) = version {
+            request = request.header("mcp-protocol-version", version);
+        }
+        let request = request.body(Body::from(body.to_string())).expect("request");
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (status, content_type, bytes)
+    }
+}
