@@ -280,6 +280,18 @@ fn metric_query(
             ],
         ),
     };
+    stat_query(id, namespace, name, dimensions, period, stat)
+}
+
+/// A `MetricStat` query returning data: `stat` of `name` in `namespace` by `dimensions`.
+fn stat_query<K: Into<String>, V: Into<String>>(
+    id: &str,
+    namespace: &str,
+    name: &str,
+    dimensions: impl IntoIterator<Item = (K, V)>,
+    period: i32,
+    stat: &str,
+) -> MetricDataQuery {
     let mut m = Metric::builder().namespace(namespace).metric_name(name);
     for (key, value) in dimensions {
         m = m.dimensions(Dimension::builder().name(key).value(value).build());
@@ -365,23 +377,11 @@ pub(super) fn agent_plan(
                 continue;
             }
             let id = format!("a{i}_{j}");
-            let mut m = Metric::builder()
-                .namespace(&agent.namespace)
-                .metric_name(name);
-            for d in &agent.dimensions {
-                m = m.dimensions(Dimension::builder().name(&d.name).value(&d.value).build());
-            }
-            let query = MetricDataQuery::builder()
-                .id(&id)
-                .metric_stat(
-                    MetricStat::builder()
-                        .metric(m.build())
-                        .period(period)
-                        .stat(stat)
-                        .build(),
-                )
-                .return_data(true)
-                .build();
+            let dimensions = agent
+                .dimensions
+                .iter()
+                .map(|d| (d.name.as_str(), d.value.as_str()));
+            let query = stat_query(&id, &agent.namespace, name, dimensions, period, stat);
             plan.push(AgentPlanned {
                 id,
                 query,
